@@ -1,0 +1,352 @@
+//! TLS material for Gema.
+//!
+//! Two jobs: on a development or first-run install, create a private CA and a server
+//! certificate signed by it (ECDSA P-256, via `rcgen`) in the data directory, so the MQTT
+//! listener has something to serve with zero configuration; and for any certificate file,
+//! report when it expires, so `/health/deep` and operators see an expiry coming.
+//!
+//! This crate reads and writes files only where it is told to; it holds no global state and
+//! depends on no other workspace crate.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// How long the generated development CA is valid.
+pub const DEV_CA_VALIDITY: Duration = Duration::days(3650);
+/// How long a generated server certificate is valid.
+pub const DEV_SERVER_VALIDITY: Duration = Duration::days(365);
+/// A generated server certificate closer than this to its expiry is re-issued at start.
+pub const DEV_SERVER_RENEW_BEFORE: Duration = Duration::days(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("reading or writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("generating certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds a certificate that cannot be parsed: {reason}")]
+    Parse { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
+    move |source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a server's TLS material lives on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificate a device must trust (given to technicians).
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+/// The development PKI in one directory: `ca.pem`, `ca.key`, `server.pem`, `server.key`.
+#[derive(Debug, Clone)]
+pub struct DevPki {
+    dir: PathBuf,
+}
+
+/// What [`DevPki::ensure`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevPkiOutcome {
+    /// Everything was there and valid for long enough.
+    Existing,
+    /// A new CA and server certificate were created.
+    CreatedCa,
+    /// The CA was kept; the server certificate was missing, expiring, or lacked a host name,
+    /// and was re-issued.
+    ReissuedServer,
+}
+
+impl DevPki {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            ca_cert: self.dir.join("ca.pem"),
+            server_cert: self.dir.join("server.pem"),
+            server_key: self.dir.join("server.key"),
+        }
+    }
+
+    fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
+    /// Makes sure a CA and a server certificate for `hostnames` exist, creating or re-issuing
+    /// what is missing. `hostnames` are DNS names or IP addresses put in the server
+    /// certificate's subject alternative names.
+    pub fn ensure(&self, hostnames: &[String]) -> Result<DevPkiOutcome, CertError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let files = self.files();
+        let ca_key_path = self.ca_key();
+
+        if !files.ca_cert.exists() || !ca_key_path.exists() {
+            let (ca_cert_pem, ca_key_pem) = generate_ca()?;
+            write_file(&files.ca_cert, ca_cert_pem.as_bytes(), false)?;
+            write_file(&ca_key_path, ca_key_pem.as_bytes(), true)?;
+            self.issue_server(hostnames)?;
+            return Ok(DevPkiOutcome::CreatedCa);
+        }
+
+        let needs_server = match certificate_info(&files.server_cert) {
+            Ok(info) => {
+                info.not_after - OffsetDateTime::now_utc() < DEV_SERVER_RENEW_BEFORE
+                    || hostnames.iter().any(|h| !info.names.contains(h))
+                    || !files.server_key.exists()
+            }
+            Err(_) => true,
+        };
+        if needs_server {
+            self.issue_server(hostnames)?;
+            return Ok(DevPkiOutcome::ReissuedServer);
+        }
+        Ok(DevPkiOutcome::Existing)
+    }
+
+    fn issue_server(&self, hostnames: &[String]) -> Result<(), CertError> {
+        let files = self.files();
+        let ca_key_path = self.ca_key();
+        let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
+        let ca_cert_pem = fs::read_to_string(&files.ca_cert).map_err(io_err(&files.ca_cert))?;
+        let (cert_pem, key_pem) = issue_server_cert(&ca_cert_pem, &ca_key_pem, hostnames)?;
+        write_file(&files.server_key, key_pem.as_bytes(), true)?;
+        write_file(&files.server_cert, cert_pem.as_bytes(), false)?;
+        Ok(())
+    }
+}
+
+fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(path).map_err(io_err(path))?;
+    file.write_all(contents).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+fn distinguished_name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Gema");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// A new self-signed ECDSA P-256 CA: `(certificate PEM, private key PEM)`.
+pub fn generate_ca() -> Result<(String, String), CertError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name("Gema development CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + DEV_CA_VALIDITY;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A server certificate for `hostnames`, signed by the given CA: `(certificate PEM, key PEM)`.
+pub fn issue_server_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    hostnames: &[String],
+) -> Result<(String, String), CertError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)?;
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(hostnames.to_vec())?;
+    params.distinguished_name = distinguished_name("Gema MQTT server");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + DEV_SERVER_VALIDITY;
+    let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// What an operator wants to know about a certificate file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    pub subject: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// DNS names and IP addresses from the subject alternative names.
+    pub names: Vec<String>,
+}
+
+impl CertificateInfo {
+    /// Whole days until expiry (negative once expired).
+    pub fn days_left(&self, now: OffsetDateTime) -> i64 {
+        (self.not_after - now).whole_days()
+    }
+}
+
+/// Reads the first certificate of a PEM file.
+pub fn certificate_info(path: &Path) -> Result<CertificateInfo, CertError> {
+    let pem = fs::read(path).map_err(io_err(path))?;
+    parse_certificate_pem(&pem).map_err(|err| match err {
+        ParseError::NoCertificate => CertError::NoCertificate {
+            path: path.to_path_buf(),
+        },
+        ParseError::Invalid(reason) => CertError::Parse {
+            path: path.to_path_buf(),
+            reason,
+        },
+    })
+}
+
+enum ParseError {
+    NoCertificate,
+    Invalid(String),
+}
+
+fn parse_certificate_pem(pem: &[u8]) -> Result<CertificateInfo, ParseError> {
+    let der = rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .ok_or(ParseError::NoCertificate)?
+        .map_err(|e| ParseError::Invalid(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| ParseError::Invalid(e.to_string()))?;
+    let validity = cert.validity();
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => names.push(dns.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                    if let Some(ip) = ip_from_bytes(bytes) {
+                        names.push(ip.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertificateInfo {
+        subject: cert.subject().to_string(),
+        not_before: validity.not_before.to_datetime(),
+        not_after: validity.not_after.to_datetime(),
+        names,
+    })
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts() -> Vec<String> {
+        vec!["localhost".into(), "127.0.0.1".into(), "gema.example".into()]
+    }
+
+    #[test]
+    fn first_ensure_creates_a_ca_and_a_server_certificate_for_the_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::new(dir.path());
+        assert_eq!(pki.ensure(&hosts()).unwrap(), DevPkiOutcome::CreatedCa);
+
+        let files = pki.files();
+        let ca = certificate_info(&files.ca_cert).unwrap();
+        assert!(ca.subject.contains("Gema development CA"), "{}", ca.subject);
+        let server = certificate_info(&files.server_cert).unwrap();
+        for host in hosts() {
+            assert!(server.names.contains(&host), "{host} missing from {:?}", server.names);
+        }
+        let days = server.days_left(OffsetDateTime::now_utc());
+        assert!((364..=365).contains(&days), "server valid for {days} days");
+    }
+
+    #[test]
+    fn second_ensure_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::new(dir.path());
+        pki.ensure(&hosts()).unwrap();
+        let before = fs::read(pki.files().server_cert).unwrap();
+        assert_eq!(pki.ensure(&hosts()).unwrap(), DevPkiOutcome::Existing);
+        assert_eq!(before, fs::read(pki.files().server_cert).unwrap());
+    }
+
+    #[test]
+    fn a_new_host_name_reissues_the_server_certificate_under_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::new(dir.path());
+        pki.ensure(&hosts()).unwrap();
+        let ca_before = fs::read(pki.files().ca_cert).unwrap();
+        let mut more = hosts();
+        more.push("broker.example".into());
+        assert_eq!(pki.ensure(&more).unwrap(), DevPkiOutcome::ReissuedServer);
+        assert_eq!(ca_before, fs::read(pki.files().ca_cert).unwrap());
+        let server = certificate_info(&pki.files().server_cert).unwrap();
+        assert!(server.names.contains(&"broker.example".to_string()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_keys_are_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::new(dir.path());
+        pki.ensure(&hosts()).unwrap();
+        for key in [pki.files().server_key, dir.path().join("ca.key")] {
+            let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+    }
+
+    #[test]
+    fn garbage_is_reported_not_panicked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.pem");
+        fs::write(&path, "not a certificate").unwrap();
+        assert!(matches!(
+            certificate_info(&path),
+            Err(CertError::NoCertificate { .. })
+        ));
+        fs::write(
+            &path,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(matches!(certificate_info(&path), Err(CertError::Parse { .. })));
+    }
+}
