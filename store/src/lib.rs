@@ -1,1 +1,172 @@
-//! placeholder
+//! Gema's storage: the one place that holds SQL.
+//!
+//! [`Store`] is the storage interface the rest of Gema uses. Two implementations are compiled
+//! into every binary and chosen at run time by the database URL: SQLite (the embedded
+//! default, one machine) and PostgreSQL (several gateway nodes). Each backend has its own
+//! migrations folder (`migrations/sqlite`, `migrations/postgres`), embedded into the binary.
+//! The query code is written once ([`sql`]) and instantiated for both backends; what really
+//! differs (connection setup, write-transaction start, row locking) lives in each backend's
+//! module.
+//!
+//! Every method is one database transaction: checks and writes that belong together (bind
+//! a device only if the terminal's merchant is approved and the terminal is free) are done
+//! atomically here, so nothing half-written is ever left behind. No other crate may contain
+//! SQL.
+
+mod error;
+pub mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use error::{StoreError, StoreResult};
+pub use model::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The storage interface. See the crate docs for the transaction rule.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    /// One round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Applies pending migrations; returns how many were applied.
+    async fn migrate(&self) -> StoreResult<usize>;
+    async fn migration_status(&self) -> StoreResult<MigrationStatus>;
+
+    // Admin tokens.
+    async fn count_active_admin_tokens(&self) -> StoreResult<i64>;
+    async fn create_admin_token(&self, name: &str, token_hash: &str) -> StoreResult<AdminToken>;
+    /// Finds a non-revoked token by hash and records its use.
+    async fn use_admin_token(&self, token_hash: &str) -> StoreResult<Option<AdminToken>>;
+    /// Revokes every active token with this name; returns how many.
+    async fn revoke_admin_tokens_named(&self, name: &str) -> StoreResult<u64>;
+
+    // Merchants.
+    async fn create_merchant(&self, new: NewMerchant) -> StoreResult<Merchant>;
+    async fn get_merchant(&self, id: &str) -> StoreResult<Merchant>;
+    async fn list_merchants(
+        &self,
+        filter: &MerchantFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Merchant>>;
+    async fn update_merchant(&self, id: &str, patch: MerchantPatch) -> StoreResult<Merchant>;
+    /// Moves a merchant to `to` if its current status is one of `from`; otherwise a
+    /// `Conflict` with code `invalid_transition`.
+    async fn transition_merchant(
+        &self,
+        id: &str,
+        from: &[MerchantStatus],
+        to: MerchantStatus,
+        reason: Option<String>,
+    ) -> StoreResult<Merchant>;
+
+    // Outlets.
+    async fn create_outlet(&self, new: NewOutlet) -> StoreResult<Outlet>;
+    async fn get_outlet(&self, id: &str) -> StoreResult<Outlet>;
+    async fn list_outlets(
+        &self,
+        filter: &OutletFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Outlet>>;
+    async fn update_outlet(&self, id: &str, patch: OutletPatch) -> StoreResult<Outlet>;
+
+    // Terminals.
+    async fn create_terminal(&self, new: NewTerminal) -> StoreResult<Terminal>;
+    async fn get_terminal(&self, id: &str) -> StoreResult<Terminal>;
+    async fn list_terminals(
+        &self,
+        filter: &TerminalFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Terminal>>;
+    async fn update_terminal(&self, id: &str, patch: TerminalPatch) -> StoreResult<Terminal>;
+
+    // Devices.
+    async fn create_device(&self, new: NewDevice) -> StoreResult<Device>;
+    async fn get_device(&self, id: &str) -> StoreResult<Device>;
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>>;
+    async fn update_device(&self, id: &str, patch: DevicePatch) -> StoreResult<Device>;
+    /// Binds a device to a terminal of an approved merchant. Binding to the terminal it is
+    /// already bound to is a no-op; any other existing binding (of the device or of the
+    /// terminal) is a `Conflict`.
+    async fn bind_device(&self, device_id: &str, terminal_id: &str) -> StoreResult<Device>;
+    async fn unbind_device(&self, device_id: &str) -> StoreResult<Device>;
+    /// The device's binding history, oldest first.
+    async fn device_bindings(&self, device_id: &str) -> StoreResult<Vec<DeviceBinding>>;
+    /// Replaces the device's secret hash (rotate, or re-issue after revoke).
+    async fn set_device_secret_hash(&self, device_id: &str, hash: &str) -> StoreResult<Device>;
+    /// Revokes the device's credential: the hash is deleted.
+    async fn revoke_device_secret(&self, device_id: &str) -> StoreResult<Device>;
+    /// The stored hash of an active credential; `None` if revoked. `NotFound` for an
+    /// unknown device.
+    async fn device_secret_hash(&self, device_id: &str) -> StoreResult<Option<String>>;
+}
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a writer waits for another process's write lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens the store named by `url` (`sqlite://…` or `postgres://…`/`postgresql://…`).
+/// Does not migrate; call [`Store::migrate`].
+pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, options).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    // scheme://user:password@host/…  →  scheme://user:***@host/…
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _password)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://gema:s3cret@db:5432/gema"),
+            "postgres://gema:***@db:5432/gema"
+        );
+        assert_eq!(redact_url("postgres://db/gema"), "postgres://db/gema");
+        assert_eq!(redact_url("sqlite://./gema.db"), "sqlite://./gema.db");
+    }
+}

@@ -1,0 +1,77 @@
+use thiserror::Error;
+
+/// Errors at the storage boundary. Driver errors that mean something in the domain (row not
+/// found, unique or foreign-key violations) are mapped here to `NotFound` and `Conflict`, so
+/// callers never match on driver codes.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+
+    /// The request is well formed but contradicts the stored state (duplicate serial,
+    /// device already bound, wrong status for the transition, …). `code` is stable and
+    /// machine-readable; `field` names the input field at fault when there is one.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        field: Option<&'static str>,
+    },
+
+    #[error("unsupported database URL {0:?}: expected sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+
+    #[error("database: {0}")]
+    Database(#[source] sqlx::Error),
+
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    /// A stored value that this version cannot interpret (for example an unknown status).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn not_found(entity: &'static str, id: impl Into<String>) -> Self {
+        StoreError::NotFound {
+            entity,
+            id: id.into(),
+        }
+    }
+
+    pub(crate) fn conflict(
+        code: &'static str,
+        field: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        StoreError::Conflict {
+            code,
+            message: message.into(),
+            field,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            // A unique violation that got past the explicit checks (a race between two
+            // writers) is still a conflict, not a server error.
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::conflict(
+                "already_exists",
+                None,
+                "a record with the same unique value already exists",
+            ),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::conflict(
+                "reference_missing",
+                None,
+                "a referenced record does not exist",
+            ),
+            sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt(source.to_string()),
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;

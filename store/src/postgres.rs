@@ -1,0 +1,44 @@
+//! The PostgreSQL backend, for deployments with several gateway nodes.
+//!
+//! Transactions run at READ COMMITTED; rows a transaction is about to change are read with
+//! `FOR UPDATE`, and unique constraints back every "check, then insert" in case two nodes
+//! race.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::sql::impl_store;
+use crate::{Backend, ConnectOptions, StoreResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    read: PgPool,
+    write: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect(url)
+            .await?;
+        Ok(Self {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.write.begin().await?)
+    }
+}
+
+impl_store!(
+    PostgresStore,
+    Backend::Postgres,
+    MIGRATOR,
+    lock = "FOR UPDATE"
+);

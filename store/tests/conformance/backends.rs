@@ -1,0 +1,49 @@
+//! Fresh, migrated databases for the suite.
+
+use std::sync::Arc;
+
+use gema_store::{ConnectOptions, Store};
+
+/// A store and whatever keeps its database alive for the test's duration.
+pub struct TestDb {
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
+    let store = gema_store::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("open sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    TestDb {
+        store,
+        _dir: Some(dir),
+    }
+}
+
+#[cfg(feature = "postgres-tests")]
+pub async fn postgres() -> TestDb {
+    let admin_url = std::env::var("GEMA_TEST_POSTGRES_URL").expect(
+        "GEMA_TEST_POSTGRES_URL must name a PostgreSQL cluster for the postgres-tests \
+         feature; run the tests through scripts/with-postgres",
+    );
+    let name = format!("gema_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("GEMA_TEST_POSTGRES_URL ends in /<database>");
+    let store = gema_store::connect(&format!("{base}/{name}"), &ConnectOptions::default())
+        .await
+        .expect("connect to test database");
+    store.migrate().await.expect("migrate postgres");
+    TestDb { store, _dir: None }
+}

@@ -1,0 +1,44 @@
+//! One conformance suite for every `Store` backend.
+//!
+//! Each function in `suite` states a behaviour of the `Store` trait; `conformance!` turns
+//! every one into a test per backend, each against a fresh database (a new SQLite file, or a
+//! new PostgreSQL database in the throwaway cluster named by `GEMA_TEST_POSTGRES_URL`).
+
+mod backends;
+mod suite;
+
+macro_rules! conformance {
+    ($backend:ident, $open:path) => {
+        mod $backend {
+            conformance!(@tests $open;
+                migrations_apply_once,
+                merchants_round_trip_and_patch,
+                merchant_lists_page_by_cursor_and_filter,
+                merchant_transitions_follow_the_rules,
+                outlets_need_an_existing_merchant,
+                terminal_labels_are_unique_per_outlet,
+                device_serials_are_unique,
+                device_credentials_rotate_and_revoke,
+                binding_follows_the_rules_and_keeps_history,
+                failed_binds_leave_nothing_behind,
+                concurrent_binds_to_one_terminal_let_one_win,
+                admin_tokens_are_found_by_hash_until_revoked,
+                unknown_ids_are_not_found
+            );
+        }
+    };
+    (@tests $open:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = $open().await;
+                crate::suite::$name(db.store.clone()).await;
+            }
+        )*
+    };
+}
+
+conformance!(sqlite, crate::backends::sqlite);
+
+#[cfg(feature = "postgres-tests")]
+conformance!(postgres, crate::backends::postgres);
