@@ -1,0 +1,374 @@
+//! The registry: merchants → outlets → terminals → devices, and device credentials.
+//!
+//! Every operation validates its input (naming the field at fault), then hands one atomic
+//! change to the store. Secrets are generated here, returned once in an
+//! [`IssuedCredential`], and only their hash is stored.
+
+use std::sync::Arc;
+
+use gema_store::{
+    Device, DeviceBinding, DeviceFilter, DevicePatch, Merchant, MerchantFilter, MerchantPatch,
+    MerchantStatus, NewDevice, NewMerchant, NewOutlet, NewTerminal, Outlet, OutletFilter,
+    OutletPatch, Page, PageRequest, Store, Terminal, TerminalFilter, TerminalPatch,
+};
+
+use crate::credentials::{self, SecretString};
+use crate::{GatewayError, GatewayResult, validate};
+
+const NAME_MAX: usize = 100;
+const REASON_MAX: usize = 500;
+
+/// A device secret, shown to the caller exactly once.
+#[derive(Debug, Clone)]
+pub struct IssuedCredential {
+    /// The MQTT username (and client id): the device id.
+    pub username: String,
+    pub secret: SecretString,
+}
+
+/// A new device as the caller describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInput {
+    pub serial: String,
+    pub model: String,
+    pub firmware_version: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ---- merchants ------------------------------------------------------------------
+
+    pub async fn create_merchant(&self, input: NewMerchant) -> GatewayResult<Merchant> {
+        let merchant = NewMerchant {
+            name: validate::text("name", &input.name, NAME_MAX)?,
+            email: validate::email(input.email.as_deref())?,
+            phone: validate::phone(input.phone.as_deref())?,
+        };
+        let merchant = self.store.create_merchant(merchant).await?;
+        tracing::info!(merchant_id = %merchant.id, "merchant created");
+        Ok(merchant)
+    }
+
+    pub async fn merchant(&self, id: &str) -> GatewayResult<Merchant> {
+        Ok(self.store.get_merchant(id).await?)
+    }
+
+    pub async fn merchants(
+        &self,
+        filter: &MerchantFilter,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<Merchant>> {
+        Ok(self.store.list_merchants(filter, page).await?)
+    }
+
+    pub async fn update_merchant(&self, id: &str, patch: MerchantPatch) -> GatewayResult<Merchant> {
+        let patch = MerchantPatch {
+            name: patch
+                .name
+                .map(|n| validate::text("name", &n, NAME_MAX))
+                .transpose()?,
+            email: patch
+                .email
+                .map(|e| validate::email(e.as_deref()))
+                .transpose()?,
+            phone: patch
+                .phone
+                .map(|p| validate::phone(p.as_deref()))
+                .transpose()?,
+        };
+        Ok(self.store.update_merchant(id, patch).await?)
+    }
+
+    /// pending | suspended → approved.
+    pub async fn approve_merchant(&self, id: &str) -> GatewayResult<Merchant> {
+        self.transition(
+            id,
+            &[MerchantStatus::Pending, MerchantStatus::Suspended],
+            MerchantStatus::Approved,
+            None,
+        )
+        .await
+    }
+
+    /// pending → rejected, with a reason the merchant can be told.
+    pub async fn reject_merchant(&self, id: &str, reason: &str) -> GatewayResult<Merchant> {
+        let reason = validate::text("reason", reason, REASON_MAX)?;
+        self.transition(
+            id,
+            &[MerchantStatus::Pending],
+            MerchantStatus::Rejected,
+            Some(reason),
+        )
+        .await
+    }
+
+    /// approved → suspended, with a reason.
+    pub async fn suspend_merchant(&self, id: &str, reason: &str) -> GatewayResult<Merchant> {
+        let reason = validate::text("reason", reason, REASON_MAX)?;
+        self.transition(
+            id,
+            &[MerchantStatus::Approved],
+            MerchantStatus::Suspended,
+            Some(reason),
+        )
+        .await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[MerchantStatus],
+        to: MerchantStatus,
+        reason: Option<String>,
+    ) -> GatewayResult<Merchant> {
+        let merchant = self.store.transition_merchant(id, from, to, reason).await?;
+        tracing::info!(merchant_id = %id, status = to.as_str(), "merchant status changed");
+        Ok(merchant)
+    }
+
+    // ---- outlets --------------------------------------------------------------------
+
+    pub async fn create_outlet(&self, input: NewOutlet) -> GatewayResult<Outlet> {
+        let outlet = NewOutlet {
+            merchant_id: input.merchant_id,
+            name: validate::text("name", &input.name, NAME_MAX)?,
+            address: validate::optional_text("address", input.address.as_deref(), 300)?,
+            city: validate::optional_text("city", input.city.as_deref(), NAME_MAX)?,
+        };
+        Ok(self.store.create_outlet(outlet).await?)
+    }
+
+    pub async fn outlet(&self, id: &str) -> GatewayResult<Outlet> {
+        Ok(self.store.get_outlet(id).await?)
+    }
+
+    pub async fn outlets(
+        &self,
+        filter: &OutletFilter,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<Outlet>> {
+        Ok(self.store.list_outlets(filter, page).await?)
+    }
+
+    pub async fn update_outlet(&self, id: &str, patch: OutletPatch) -> GatewayResult<Outlet> {
+        let patch = OutletPatch {
+            name: patch
+                .name
+                .map(|n| validate::text("name", &n, NAME_MAX))
+                .transpose()?,
+            address: patch
+                .address
+                .map(|a| validate::optional_text("address", a.as_deref(), 300))
+                .transpose()?,
+            city: patch
+                .city
+                .map(|c| validate::optional_text("city", c.as_deref(), NAME_MAX))
+                .transpose()?,
+        };
+        Ok(self.store.update_outlet(id, patch).await?)
+    }
+
+    // ---- terminals ------------------------------------------------------------------
+
+    pub async fn create_terminal(&self, input: NewTerminal) -> GatewayResult<Terminal> {
+        let terminal = NewTerminal {
+            outlet_id: input.outlet_id,
+            label: validate::terminal_label(&input.label)?,
+            name: validate::optional_text("name", input.name.as_deref(), NAME_MAX)?,
+        };
+        Ok(self.store.create_terminal(terminal).await?)
+    }
+
+    pub async fn terminal(&self, id: &str) -> GatewayResult<Terminal> {
+        Ok(self.store.get_terminal(id).await?)
+    }
+
+    pub async fn terminals(
+        &self,
+        filter: &TerminalFilter,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<Terminal>> {
+        Ok(self.store.list_terminals(filter, page).await?)
+    }
+
+    pub async fn update_terminal(&self, id: &str, patch: TerminalPatch) -> GatewayResult<Terminal> {
+        let patch = TerminalPatch {
+            label: patch
+                .label
+                .map(|l| validate::terminal_label(&l))
+                .transpose()?,
+            name: patch
+                .name
+                .map(|n| validate::optional_text("name", n.as_deref(), NAME_MAX))
+                .transpose()?,
+        };
+        Ok(self.store.update_terminal(id, patch).await?)
+    }
+
+    // ---- devices --------------------------------------------------------------------
+
+    /// Registers a device and issues its first secret.
+    pub async fn create_device(
+        &self,
+        input: DeviceInput,
+    ) -> GatewayResult<(Device, IssuedCredential)> {
+        let serial = validate::code("serial", &input.serial, 64)?;
+        let model = validate::text("model", &input.model, 64)?;
+        let firmware_version =
+            validate::optional_text("firmware_version", input.firmware_version.as_deref(), 32)?;
+        let secret = credentials::generate_device_secret();
+        let device = self
+            .store
+            .create_device(NewDevice {
+                serial,
+                model,
+                firmware_version,
+                secret_hash: credentials::hash_device_secret(&secret),
+            })
+            .await?;
+        tracing::info!(device_id = %device.id, serial = %device.serial, "device registered");
+        let issued = IssuedCredential {
+            username: device.id.clone(),
+            secret,
+        };
+        Ok((device, issued))
+    }
+
+    pub async fn device(&self, id: &str) -> GatewayResult<Device> {
+        Ok(self.store.get_device(id).await?)
+    }
+
+    pub async fn devices(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<Device>> {
+        Ok(self.store.list_devices(filter, page).await?)
+    }
+
+    pub async fn update_device(&self, id: &str, patch: DevicePatch) -> GatewayResult<Device> {
+        let patch = DevicePatch {
+            model: patch
+                .model
+                .map(|m| validate::text("model", &m, 64))
+                .transpose()?,
+            firmware_version: patch
+                .firmware_version
+                .map(|f| validate::optional_text("firmware_version", f.as_deref(), 32))
+                .transpose()?,
+            status: patch.status,
+        };
+        Ok(self.store.update_device(id, patch).await?)
+    }
+
+    pub async fn bind_device(&self, device_id: &str, terminal_id: &str) -> GatewayResult<Device> {
+        if terminal_id.trim().is_empty() {
+            return Err(GatewayError::invalid("terminal_id", "must not be empty"));
+        }
+        let device = self.store.bind_device(device_id, terminal_id).await?;
+        tracing::info!(device_id, terminal_id, "device bound");
+        Ok(device)
+    }
+
+    pub async fn unbind_device(&self, device_id: &str) -> GatewayResult<Device> {
+        let device = self.store.unbind_device(device_id).await?;
+        tracing::info!(device_id, "device unbound");
+        Ok(device)
+    }
+
+    pub async fn device_bindings(&self, device_id: &str) -> GatewayResult<Vec<DeviceBinding>> {
+        Ok(self.store.device_bindings(device_id).await?)
+    }
+
+    /// Issues a new secret; the old one stops working at once.
+    pub async fn rotate_device_secret(
+        &self,
+        device_id: &str,
+    ) -> GatewayResult<(Device, IssuedCredential)> {
+        let secret = credentials::generate_device_secret();
+        let device = self
+            .store
+            .set_device_secret_hash(device_id, &credentials::hash_device_secret(&secret))
+            .await?;
+        tracing::info!(device_id, "device secret rotated");
+        Ok((
+            device,
+            IssuedCredential {
+                username: device_id.to_string(),
+                secret,
+            },
+        ))
+    }
+
+    pub async fn revoke_device_secret(&self, device_id: &str) -> GatewayResult<Device> {
+        let device = self.store.revoke_device_secret(device_id).await?;
+        tracing::info!(device_id, "device secret revoked");
+        Ok(device)
+    }
+
+    /// Whether `secret` is the device's current secret. Unknown devices, revoked
+    /// credentials and disabled devices all answer `false`.
+    pub async fn verify_device_secret(&self, device_id: &str, secret: &str) -> GatewayResult<bool> {
+        let device = match self.store.get_device(device_id).await {
+            Ok(device) => device,
+            Err(gema_store::StoreError::NotFound { .. }) => return Ok(false),
+            Err(other) => return Err(other.into()),
+        };
+        if device.status != gema_store::DeviceStatus::Active {
+            return Ok(false);
+        }
+        Ok(match self.store.device_secret_hash(device_id).await? {
+            Some(stored) => credentials::verify_device_secret(secret, &stored),
+            None => false,
+        })
+    }
+
+    // ---- admin tokens ---------------------------------------------------------------
+
+    /// On a fresh install (no active admin token), creates the bootstrap token and returns
+    /// it, to be shown once. Otherwise `None`.
+    pub async fn ensure_bootstrap_token(&self) -> GatewayResult<Option<SecretString>> {
+        if self.store.count_active_admin_tokens().await? > 0 {
+            return Ok(None);
+        }
+        self.issue_bootstrap_token().await.map(Some)
+    }
+
+    /// Revokes the bootstrap token (if any) and issues a new one, for an operator who lost it.
+    pub async fn rotate_bootstrap_token(&self) -> GatewayResult<SecretString> {
+        self.store.revoke_admin_tokens_named(BOOTSTRAP).await?;
+        self.issue_bootstrap_token().await
+    }
+
+    async fn issue_bootstrap_token(&self) -> GatewayResult<SecretString> {
+        let token = credentials::generate_admin_token();
+        self.store
+            .create_admin_token(BOOTSTRAP, &credentials::hash_admin_token(token.expose()))
+            .await?;
+        tracing::info!("bootstrap admin token issued");
+        Ok(token)
+    }
+
+    /// Whether `token` is an active admin token.
+    pub async fn authenticate_admin(&self, token: &str) -> GatewayResult<bool> {
+        Ok(self
+            .store
+            .use_admin_token(&credentials::hash_admin_token(token))
+            .await?
+            .is_some())
+    }
+}
+
+const BOOTSTRAP: &str = "bootstrap";
