@@ -1,1 +1,129 @@
-fn main() {}
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use gema::cli::{AdminCommand, Cli, Command, ConfigCommand, DaemonArgs};
+use gema::{App, Config, telemetry};
+use gema_gateway::Registry;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Config {
+            command: ConfigCommand::PrintDefault,
+        } => {
+            print!("{}", gema::config::DEFAULT_TOML);
+            Ok(())
+        }
+        Command::Admin {
+            daemon,
+            command: AdminCommand::RotateBootstrapToken,
+        } => rotate_bootstrap_token(daemon).await,
+        client => {
+            let output = gema::cli::run_client(client).await?;
+            println!("{output}");
+            Ok(())
+        }
+    }
+}
+
+fn load_config(args: &DaemonArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    telemetry::init_logging(&config.log)?;
+    let mut app = App::build(config).await?;
+    // Shown on stdout, not in the logs, and only on the start that created it.
+    if let Some(token) = app.take_bootstrap_token() {
+        println!(
+            "\nAdmin API token (shown once; only its hash is stored):\n\n    {}\n\n\
+             Use it as `Authorization: Bearer <token>`, or export GEMA_TOKEN for the CLI.\n\
+             Lost it? `gema admin rotate-bootstrap-token` issues a new one.\n",
+            token.expose()
+        );
+    }
+    println!("admin API  http://{}/api/v1", app.http_addr());
+    println!("health     http://{}/health/deep", app.http_addr());
+    println!("metrics    http://{}/metrics", app.metrics_addr());
+    println!("CA file    {}", app.tls_files().ca_cert.display());
+    app.run_until(shutdown_signal()).await
+}
+
+async fn migrate(args: DaemonArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let store = gema::app::open_store(&config).await?;
+    let applied = store.migrate().await.context("applying migrations")?;
+    let status = store.migration_status().await?;
+    println!(
+        "applied {applied} migration(s); the database is at version {}",
+        status.applied.iter().max().copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
+async fn rotate_bootstrap_token(args: DaemonArgs) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let store = gema::app::open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let token = Registry::new(store)
+        .rotate_bootstrap_token()
+        .await
+        .context("rotating the bootstrap token")?;
+    println!(
+        "New admin API token (shown once; the old bootstrap token no longer works):\n\n    {}\n",
+        token.expose()
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

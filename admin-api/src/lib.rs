@@ -1,1 +1,162 @@
-//! placeholder
+//! Gema's admin HTTP API. **API Boundary**: the JSON shapes in [`views`] and the error
+//! envelope in [`error`] are a contract with operators' tools and the CLI.
+//!
+//! Routes live under `/api/v1` and need an admin bearer token; `/health`, `/health/deep` and
+//! `/api/v1/openapi.json` are public. The OpenAPI document is generated from the handlers'
+//! annotations, so it cannot drift from the routes.
+//!
+//! This crate knows HTTP only: it calls `gema-gateway` for every rule and never touches SQL,
+//! MQTT, configuration files or the environment.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+mod middleware;
+pub mod routes;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use gema_gateway::Registry;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, ErrorBody};
+pub use health::{Check, CheckStatus, HealthProbe};
+pub use middleware::REQUEST_ID_HEADER;
+
+/// What the API tells a technician about reaching the broker, when it issues a secret.
+#[derive(Debug, Clone)]
+pub struct ProvisioningInfo {
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    pub ca_certificate_path: String,
+    pub ca_certificate_pem: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub health: Arc<dyn HealthProbe>,
+    pub provisioning: Arc<ProvisioningInfo>,
+}
+
+/// Largest request body we read (JSON registry requests are small).
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gema admin API",
+        description = "Registry of merchants, outlets, terminals and soundbox devices. \
+            Every error is the envelope `{code, message, details, request_id, timestamp}`.",
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
+        (name = "health", description = "Public; no token needed"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    use routes::{devices, merchants, outlets, terminals};
+    OpenApiRouter::new()
+        .routes(routes!(merchants::create, merchants::list))
+        .routes(routes!(merchants::get, merchants::update))
+        .routes(routes!(merchants::approve))
+        .routes(routes!(merchants::reject))
+        .routes(routes!(merchants::suspend))
+        .routes(routes!(outlets::create, outlets::list))
+        .routes(routes!(outlets::get, outlets::update))
+        .routes(routes!(terminals::create, terminals::list))
+        .routes(routes!(terminals::get, terminals::update))
+        .routes(routes!(devices::create, devices::list))
+        .routes(routes!(devices::get, devices::update))
+        .routes(routes!(devices::bind))
+        .routes(routes!(devices::unbind))
+        .routes(routes!(devices::bindings))
+        .routes(routes!(devices::rotate))
+        .routes(routes!(devices::revoke))
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router_parts().2
+}
+
+/// `(protected API routes, public health routes, the OpenAPI document of both)`.
+fn router_parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", api_routes())
+        .split_for_parts();
+    let (health, mut health_doc) = OpenApiRouter::new()
+        .routes(routes!(health::liveness))
+        .routes(routes!(health::deep))
+        .split_for_parts();
+    // Health routes are public: an empty requirement overrides the document-wide one.
+    for item in health_doc.paths.paths.values_mut() {
+        if let Some(op) = item.get.as_mut() {
+            op.security = Some(vec![
+                utoipa::openapi::security::SecurityRequirement::default(),
+            ]);
+        }
+    }
+    doc.merge(health_doc);
+    (api, health, doc)
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, health, doc) = router_parts();
+    let doc = Arc::new(doc);
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::require_admin,
+    ));
+    api.merge(health)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // Inside `observe`, so a panic's 500 still carries the request id.
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+        }))
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .with_state(state)
+}

@@ -146,12 +146,11 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Arc<dyn
 /// The URL with any password replaced, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     // scheme://user:password@host/…  →  scheme://user:***@host/…
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if let Some((user, _password)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _password)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
     }
     url.to_string()
 }

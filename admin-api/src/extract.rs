@@ -1,0 +1,182 @@
+//! Extractors whose rejections are our envelope and name the field at fault.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::error::ApiError;
+
+/// A JSON body. Wrong content type → 415; unreadable or oversized body → 400/413; syntax
+/// errors, wrong types, missing or unknown fields → 400 `invalid_body` with the field's path
+/// in `details.field`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json")
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "invalid_body"
+            };
+            ApiError::new(status, code, rejection.body_text())
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body, reporting the path of the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let inner = err.inner().to_string();
+        let path = err.path().to_string();
+        // serde reports a missing or unknown field at its parent's path; name the field.
+        let named = inner
+            .strip_prefix("missing field `")
+            .or_else(|| inner.strip_prefix("unknown field `"));
+        let field = match named {
+            Some(rest) => {
+                let name = rest.split('`').next().unwrap_or_default();
+                if path == "." {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                }
+            }
+            None => path,
+        };
+        let field = if field == "." { String::new() } else { field };
+        body_error(&field, &inner)
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| body_error("", &err.to_string()))?;
+    Ok(value)
+}
+
+fn body_error(field: &str, reason: &str) -> ApiError {
+    let message = if field.is_empty() {
+        format!("invalid JSON body: {reason}")
+    } else {
+        format!("invalid JSON body at {field}: {reason}")
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+        .with_details(json!({ "field": field, "reason": reason }))
+}
+
+/// Query parameters; rejections become a 400 `invalid_query` envelope.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    rejection.body_text(),
+                )
+            })
+    }
+}
+
+/// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null`
+/// (`Some(None)`, which clears the value).
+pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: u32,
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nested {
+        label: String,
+    }
+
+    fn field(bytes: &str) -> String {
+        let err = parse_json::<Body>(bytes.as_bytes()).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        err.details["field"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field(r#"{"count": 1}"#), "name");
+        assert_eq!(field(r#"{"name": "a", "count": "x"}"#), "count");
+        assert_eq!(field(r#"{"name": "a", "count": 1, "extra": 2}"#), "extra");
+        assert_eq!(
+            field(r#"{"name": "a", "count": 1, "nested": {}}"#),
+            "nested.label"
+        );
+        assert_eq!(field(r#"{"name": "a", "count": -1}"#), "count");
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_rejected() {
+        for bad in [
+            "",
+            "{",
+            "[]",
+            "null",
+            r#"{"name":"a","count":1} x"#,
+            "\u{0}",
+        ] {
+            assert!(parse_json::<Body>(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use gema_firmware_protocol::topic;
+use gema_gateway::IssuedCredential;
+use gema_gateway::registry::DeviceInput;
+use gema_store::{DeviceFilter, DevicePatch};
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::views::{
+    BindDevice, CreateDevice, Device, DeviceBinding, DeviceCredentials, DeviceQuery, IssuedDevice,
+    Page, PageParams, UpdateDevice,
+};
+
+fn issued(state: &AppState, device: gema_store::Device, issued: IssuedCredential) -> IssuedDevice {
+    let p = &state.provisioning;
+    IssuedDevice {
+        credentials: DeviceCredentials {
+            mqtt_host: p.mqtt_host.clone(),
+            mqtt_port: p.mqtt_port,
+            tls: true,
+            client_id: issued.username.clone(),
+            secret: issued.secret.expose().to_owned(),
+            ca_certificate_path: p.ca_certificate_path.clone(),
+            ca_certificate_pem: p.ca_certificate_pem.clone(),
+            topic_prefix: topic::device_prefix(&device.id),
+            subscribe_filter: format!("{}#", topic::downlink_prefix(&device.id)),
+            publish_prefix: topic::uplink_prefix(&device.id),
+            username: issued.username,
+        },
+        device: device.into(),
+    }
+}
+
+#[utoipa::path(post, path = "/devices", tag = "devices", request_body = CreateDevice,
+    responses(
+        (status = 201, description = "Registered; the response carries the secret, shown only here",
+            body = IssuedDevice),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "Serial already registered", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateDevice>,
+) -> ApiResult<(StatusCode, Json<IssuedDevice>)> {
+    let (device, credential) = state
+        .registry
+        .create_device(DeviceInput {
+            serial: body.serial,
+            model: body.model,
+            firmware_version: body.firmware_version,
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(issued(&state, device, credential)),
+    ))
+}
+
+#[utoipa::path(get, path = "/devices", tag = "devices", params(PageParams, DeviceQuery),
+    responses((status = 200, body = Page<Device>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(query): ApiQuery<DeviceQuery>,
+) -> ApiResult<Json<Page<Device>>> {
+    let filter = DeviceFilter {
+        terminal_id: query.terminal_id,
+        status: query.status.map(Into::into),
+    };
+    let devices = state.registry.devices(&filter, &page.to_request()?).await?;
+    Ok(Json(Page::from_store(devices, Device::from)))
+}
+
+#[utoipa::path(get, path = "/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Device), (status = 404, body = ErrorBody)))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Device>> {
+    Ok(Json(state.registry.device(&id).await?.into()))
+}
+
+#[utoipa::path(patch, path = "/devices/{id}", tag = "devices", params(("id" = String, Path)),
+    request_body = UpdateDevice,
+    responses((status = 200, body = Device), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateDevice>,
+) -> ApiResult<Json<Device>> {
+    let patch = DevicePatch {
+        model: body.model,
+        firmware_version: body.firmware_version,
+        status: body.status.map(Into::into),
+    };
+    Ok(Json(state.registry.update_device(&id, patch).await?.into()))
+}
+
+#[utoipa::path(post, path = "/devices/{id}/bind", tag = "devices", params(("id" = String, Path)),
+    request_body = BindDevice,
+    responses(
+        (status = 200, description = "Bound (binding again to the same terminal changes nothing)",
+            body = Device),
+        (status = 404, description = "Unknown device or terminal", body = ErrorBody),
+        (status = 409, description = "Device or terminal already bound, merchant not approved, device disabled",
+            body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn bind(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<BindDevice>,
+) -> ApiResult<Json<Device>> {
+    Ok(Json(
+        state
+            .registry
+            .bind_device(&id, &body.terminal_id)
+            .await?
+            .into(),
+    ))
+}
+
+#[utoipa::path(post, path = "/devices/{id}/unbind", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, body = Device), (status = 404, body = ErrorBody),
+        (status = 409, description = "Not bound", body = ErrorBody)))]
+pub async fn unbind(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Device>> {
+    Ok(Json(state.registry.unbind_device(&id).await?.into()))
+}
+
+#[utoipa::path(get, path = "/devices/{id}/bindings", tag = "devices", params(("id" = String, Path)),
+    responses((status = 200, description = "Binding history, oldest first", body = Vec<DeviceBinding>),
+        (status = 404, body = ErrorBody)))]
+pub async fn bindings(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<DeviceBinding>>> {
+    let history = state.registry.device_bindings(&id).await?;
+    Ok(Json(history.into_iter().map(Into::into).collect()))
+}
+
+#[utoipa::path(post, path = "/devices/{id}/credentials/rotate", tag = "devices",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "A new secret, shown only here; the old one no longer works",
+            body = IssuedDevice),
+        (status = 404, body = ErrorBody)))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IssuedDevice>> {
+    let (device, credential) = state.registry.rotate_device_secret(&id).await?;
+    Ok(Json(issued(&state, device, credential)))
+}
+
+#[utoipa::path(post, path = "/devices/{id}/credentials/revoke", tag = "devices",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Revoked; rotate issues a new secret", body = Device),
+        (status = 404, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Device>> {
+    Ok(Json(state.registry.revoke_device_secret(&id).await?.into()))
+}

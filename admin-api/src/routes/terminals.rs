@@ -1,0 +1,74 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use gema_store::{NewTerminal, TerminalFilter, TerminalPatch};
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::views::{CreateTerminal, Page, PageParams, Terminal, TerminalQuery, UpdateTerminal};
+
+#[utoipa::path(post, path = "/terminals", tag = "terminals", request_body = CreateTerminal,
+    responses((status = 201, body = Terminal), (status = 400, body = ErrorBody),
+        (status = 404, description = "Unknown outlet", body = ErrorBody),
+        (status = 409, description = "Label taken in this outlet", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateTerminal>,
+) -> ApiResult<(StatusCode, Json<Terminal>)> {
+    let terminal = state
+        .registry
+        .create_terminal(NewTerminal {
+            outlet_id: body.outlet_id,
+            label: body.label,
+            name: body.name,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(terminal.into())))
+}
+
+#[utoipa::path(get, path = "/terminals", tag = "terminals", params(PageParams, TerminalQuery),
+    responses((status = 200, body = Page<Terminal>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(query): ApiQuery<TerminalQuery>,
+) -> ApiResult<Json<Page<Terminal>>> {
+    let filter = TerminalFilter {
+        outlet_id: query.outlet_id,
+    };
+    let terminals = state
+        .registry
+        .terminals(&filter, &page.to_request()?)
+        .await?;
+    Ok(Json(Page::from_store(terminals, Terminal::from)))
+}
+
+#[utoipa::path(get, path = "/terminals/{id}", tag = "terminals", params(("id" = String, Path)),
+    responses((status = 200, body = Terminal), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Terminal>> {
+    Ok(Json(state.registry.terminal(&id).await?.into()))
+}
+
+#[utoipa::path(patch, path = "/terminals/{id}", tag = "terminals", params(("id" = String, Path)),
+    request_body = UpdateTerminal,
+    responses((status = 200, body = Terminal), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateTerminal>,
+) -> ApiResult<Json<Terminal>> {
+    let patch = TerminalPatch {
+        label: body.label,
+        name: body.name,
+    };
+    Ok(Json(
+        state.registry.update_terminal(&id, patch).await?.into(),
+    ))
+}

@@ -1,0 +1,437 @@
+//! The API's JSON shapes. These are the contract with API users, kept apart from storage
+//! records so that a schema change does not silently change the API.
+
+use gema_store as store;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::double_option;
+
+/// One page of a list; pass `next_cursor` as `cursor` to get the next page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    /// `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> Page<T> {
+    pub fn from_store<S>(page: store::Page<S>, view: impl Fn(S) -> T) -> Self {
+        Page {
+            items: page.items.into_iter().map(view).collect(),
+            next_cursor: page.next_after,
+        }
+    }
+}
+
+/// Paging parameters shared by every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1 to 200, default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn to_request(&self) -> Result<store::PageRequest, crate::error::ApiError> {
+        let limit = self.limit.unwrap_or(store::PageRequest::DEFAULT_LIMIT);
+        if !(1..=store::PageRequest::MAX_LIMIT).contains(&limit) {
+            return Err(crate::error::ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!(
+                    "limit must be between 1 and {}",
+                    store::PageRequest::MAX_LIMIT
+                ),
+            )
+            .with_details(serde_json::json!({ "field": "limit" })));
+        }
+        Ok(store::PageRequest {
+            after: self.cursor.clone(),
+            limit,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MerchantStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Suspended,
+}
+
+impl From<store::MerchantStatus> for MerchantStatus {
+    fn from(s: store::MerchantStatus) -> Self {
+        match s {
+            store::MerchantStatus::Pending => MerchantStatus::Pending,
+            store::MerchantStatus::Approved => MerchantStatus::Approved,
+            store::MerchantStatus::Rejected => MerchantStatus::Rejected,
+            store::MerchantStatus::Suspended => MerchantStatus::Suspended,
+        }
+    }
+}
+
+impl From<MerchantStatus> for store::MerchantStatus {
+    fn from(s: MerchantStatus) -> Self {
+        match s {
+            MerchantStatus::Pending => store::MerchantStatus::Pending,
+            MerchantStatus::Approved => store::MerchantStatus::Approved,
+            MerchantStatus::Rejected => store::MerchantStatus::Rejected,
+            MerchantStatus::Suspended => store::MerchantStatus::Suspended,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Active,
+    Disabled,
+}
+
+impl From<store::DeviceStatus> for DeviceStatus {
+    fn from(s: store::DeviceStatus) -> Self {
+        match s {
+            store::DeviceStatus::Active => DeviceStatus::Active,
+            store::DeviceStatus::Disabled => DeviceStatus::Disabled,
+        }
+    }
+}
+
+impl From<DeviceStatus> for store::DeviceStatus {
+    fn from(s: DeviceStatus) -> Self {
+        match s {
+            DeviceStatus::Active => store::DeviceStatus::Active,
+            DeviceStatus::Disabled => store::DeviceStatus::Disabled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialStatus {
+    Active,
+    Revoked,
+}
+
+// ---- merchants ------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub status: MerchantStatus,
+    pub status_reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<store::Merchant> for Merchant {
+    fn from(m: store::Merchant) -> Self {
+        Merchant {
+            id: m.id,
+            name: m.name,
+            email: m.email,
+            phone: m.phone,
+            status: m.status.into(),
+            status_reason: m.status_reason,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchant {
+    pub name: String,
+    pub email: Option<String>,
+    /// Digits with an optional leading `+`; spaces and dashes are dropped.
+    pub phone: Option<String>,
+}
+
+/// Absent fields stay as they are; `null` clears an optional field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMerchant {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReason {
+    /// Why, in words the merchant can be shown.
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MerchantQuery {
+    pub status: Option<MerchantStatus>,
+}
+
+// ---- outlets --------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Outlet {
+    pub id: String,
+    pub merchant_id: String,
+    pub name: String,
+    pub address: Option<String>,
+    pub city: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<store::Outlet> for Outlet {
+    fn from(o: store::Outlet) -> Self {
+        Outlet {
+            id: o.id,
+            merchant_id: o.merchant_id,
+            name: o.name,
+            address: o.address,
+            city: o.city,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOutlet {
+    pub merchant_id: String,
+    pub name: String,
+    pub address: Option<String>,
+    pub city: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOutlet {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub city: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OutletQuery {
+    pub merchant_id: Option<String>,
+}
+
+// ---- terminals ------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Terminal {
+    pub id: String,
+    pub outlet_id: String,
+    /// The terminal label a dynamic QRIS carries in tag 62.07 (unique within the outlet).
+    pub label: String,
+    pub name: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<store::Terminal> for Terminal {
+    fn from(t: store::Terminal) -> Self {
+        Terminal {
+            id: t.id,
+            outlet_id: t.outlet_id,
+            label: t.label,
+            name: t.name,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTerminal {
+    pub outlet_id: String,
+    /// 1–25 ASCII letters, digits, `-` or `_`.
+    pub label: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTerminal {
+    pub label: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TerminalQuery {
+    pub outlet_id: Option<String>,
+}
+
+// ---- devices --------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Credential {
+    pub status: CredentialStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Device {
+    /// Also the device's MQTT username and client id.
+    pub id: String,
+    pub serial: String,
+    pub model: String,
+    pub firmware_version: Option<String>,
+    pub status: DeviceStatus,
+    pub terminal_id: Option<String>,
+    /// The credential's state; the secret itself is only ever in the response that issues it.
+    pub credential: Credential,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<store::Device> for Device {
+    fn from(d: store::Device) -> Self {
+        Device {
+            id: d.id,
+            serial: d.serial,
+            model: d.model,
+            firmware_version: d.firmware_version,
+            status: d.status.into(),
+            terminal_id: d.terminal_id,
+            credential: Credential {
+                status: match d.credential.status {
+                    store::CredentialStatus::Active => CredentialStatus::Active,
+                    store::CredentialStatus::Revoked => CredentialStatus::Revoked,
+                },
+                issued_at: d.credential.issued_at,
+                revoked_at: d.credential.revoked_at,
+            },
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDevice {
+    /// The manufacturer's serial number, unique (ASCII letters, digits, `-`, `_`, `.`).
+    pub serial: String,
+    pub model: String,
+    pub firmware_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDevice {
+    pub model: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub firmware_version: Option<Option<String>>,
+    pub status: Option<DeviceStatus>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceQuery {
+    pub terminal_id: Option<String>,
+    pub status: Option<DeviceStatus>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindDevice {
+    pub terminal_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceBinding {
+    pub id: String,
+    pub device_id: String,
+    pub terminal_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub bound_at: OffsetDateTime,
+    /// `null` while the binding is current.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub unbound_at: Option<OffsetDateTime>,
+}
+
+impl From<store::DeviceBinding> for DeviceBinding {
+    fn from(b: store::DeviceBinding) -> Self {
+        DeviceBinding {
+            id: b.id,
+            device_id: b.device_id,
+            terminal_id: b.terminal_id,
+            bound_at: b.bound_at,
+            unbound_at: b.unbound_at,
+        }
+    }
+}
+
+/// Everything a technician types into a device. Returned once, when a secret is issued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceCredentials {
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    /// MQTT over TLS; the device must trust the CA below.
+    pub tls: bool,
+    /// MQTT username: the device id.
+    pub username: String,
+    /// MQTT client id: must equal the device id.
+    pub client_id: String,
+    /// The device secret (MQTT password). Shown only in this response.
+    pub secret: String,
+    /// Path of the CA certificate on the Gema server.
+    pub ca_certificate_path: String,
+    pub ca_certificate_pem: String,
+    /// Every topic of the device starts with this.
+    pub topic_prefix: String,
+    /// What the device subscribes to.
+    pub subscribe_filter: String,
+    /// Where the device publishes.
+    pub publish_prefix: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedDevice {
+    pub device: Device,
+    pub credentials: DeviceCredentials,
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    pub status: String,
+}

@@ -1,0 +1,237 @@
+//! Wiring: from a `Config` to bound listeners and running services.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use gema_admin_api::{AppState, ProvisioningInfo};
+use gema_certs::{DevPki, DevPkiOutcome, TlsFiles};
+use gema_gateway::Registry;
+use gema_gateway::credentials::SecretString;
+use gema_store::{ConnectOptions, Store};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::health::DaemonHealth;
+
+/// A built daemon: every listener is bound, the database is migrated, TLS material exists.
+/// Nothing serves until [`App::run_until`].
+#[derive(Debug)]
+pub struct App {
+    http: TcpListener,
+    metrics: TcpListener,
+    router: Router,
+    metrics_router: Router,
+    bootstrap_token: Option<SecretString>,
+    tls: TlsFiles,
+    store: Arc<dyn Store>,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+
+        let tls = tls_files(&config)?;
+        let store = open_store(&config).await?;
+        let applied = store.migrate().await.context("applying migrations")?;
+        if applied > 0 {
+            tracing::info!(applied, "database migrated");
+        }
+
+        let registry = Registry::new(store.clone());
+        let bootstrap_token = registry
+            .ensure_bootstrap_token()
+            .await
+            .context("creating the bootstrap admin token")?;
+
+        let ca_certificate_pem = std::fs::read_to_string(&tls.ca_cert)
+            .with_context(|| format!("reading {}", tls.ca_cert.display()))?;
+        let provisioning = ProvisioningInfo {
+            mqtt_host: config.mqtt.public_host.clone(),
+            mqtt_port: config.mqtt.public_port.unwrap_or(config.mqtt.listen.port()),
+            ca_certificate_path: absolute(&tls.ca_cert).display().to_string(),
+            ca_certificate_pem,
+        };
+        let health = DaemonHealth {
+            store: store.clone(),
+            certificates: vec![
+                ("server_certificate", tls.server_cert.clone()),
+                ("ca_certificate", tls.ca_cert.clone()),
+            ],
+        };
+        let router = gema_admin_api::router(AppState {
+            registry,
+            health: Arc::new(health),
+            provisioning: Arc::new(provisioning),
+        });
+
+        let prometheus = crate::telemetry::prometheus();
+        let metrics_router = Router::new().route(
+            "/metrics",
+            get(move || {
+                let prometheus = prometheus.clone();
+                async move { prometheus.render() }
+            }),
+        );
+
+        let http = bind(config.http.listen, "admin API").await?;
+        let metrics = bind(config.metrics.listen, "metrics").await?;
+        tracing::info!(
+            admin_api = %http.local_addr()?,
+            metrics = %metrics.local_addr()?,
+            database = %gema_store::redact_url(&config.database_url()),
+            "listeners bound"
+        );
+        tracing::warn!(
+            listen = %config.mqtt.listen,
+            "the MQTT broker is not part of this build yet; no MQTT listener is open"
+        );
+        Ok(App {
+            http,
+            metrics,
+            router,
+            metrics_router,
+            bootstrap_token,
+            tls,
+            store,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The admin token created on this start, if this was the first start. Taken once.
+    pub fn take_bootstrap_token(&mut self) -> Option<SecretString> {
+        self.bootstrap_token.take()
+    }
+
+    pub fn tls_files(&self) -> &TlsFiles {
+        &self.tls
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish, and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+
+        let upkeep = tokio::spawn({
+            let rx = stop_rx.clone();
+            let prometheus = crate::telemetry::prometheus();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                let stop = stopped(rx);
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => prometheus.run_upkeep(),
+                        _ = &mut stop => break,
+                    }
+                }
+            }
+        });
+        let http = tokio::spawn(
+            axum::serve(self.http, self.router)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        );
+        let metrics = tokio::spawn(
+            axum::serve(self.metrics, self.metrics_router)
+                .with_graceful_shutdown(stopped(stop_rx))
+                .into_future(),
+        );
+
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        http.await.context("admin API task")??;
+        metrics.await.context("metrics task")??;
+        upkeep.await.context("metrics upkeep task")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url();
+    let options = ConnectOptions {
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+        busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+    };
+    gema_store::connect(&url, &options)
+        .await
+        .with_context(|| format!("opening database {}", gema_store::redact_url(&url)))
+}
+
+/// The configured TLS files, or the development PKI in `<data_dir>/certs`, created or
+/// renewed as needed.
+fn tls_files(config: &Config) -> anyhow::Result<TlsFiles> {
+    if let (Some(cert), Some(key), Some(ca)) =
+        (&config.tls.cert, &config.tls.key, &config.tls.ca_cert)
+    {
+        return Ok(TlsFiles {
+            ca_cert: ca.clone(),
+            server_cert: cert.clone(),
+            server_key: key.clone(),
+        });
+    }
+    let pki = DevPki::new(config.data_dir.join("certs"));
+    let mut hostnames: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if !hostnames.contains(&config.mqtt.public_host) {
+        hostnames.push(config.mqtt.public_host.clone());
+    }
+    let outcome = pki
+        .ensure(&hostnames)
+        .context("preparing the development certificates")?;
+    let files = pki.files();
+    match outcome {
+        DevPkiOutcome::CreatedCa => tracing::info!(
+            ca = %files.ca_cert.display(),
+            "created a development CA and server certificate; give devices the CA file"
+        ),
+        DevPkiOutcome::ReissuedServer => tracing::info!(
+            cert = %files.server_cert.display(),
+            "re-issued the development server certificate"
+        ),
+        DevPkiOutcome::Existing => {}
+    }
+    Ok(files)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

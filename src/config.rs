@@ -1,0 +1,262 @@
+//! The daemon's configuration: one typed tree, read from an optional TOML file and then
+//! from `GEMA_<SECTION>__<KEY>` environment variables (`GEMA_HTTP__LISTEN=0.0.0.0:8080`,
+//! `GEMA_DATA_DIR=/var/lib/gema`). Every section has documented defaults, so no file is
+//! needed; `gema config print-default` prints them as a commented file.
+//!
+//! Secrets (the database URL may hold a password) never appear in `Debug` output.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The commented default configuration. A test checks that it parses to
+/// `Config::default()`, so the two cannot drift apart.
+pub const DEFAULT_TOML: &str = include_str!("default-config.toml");
+
+const SECTIONS: [&str; 7] = [
+    "data_dir", "database", "http", "metrics", "mqtt", "tls", "log",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub metrics: MetricsConfig,
+    pub mqtt: MqttConfig,
+    pub tls: TlsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./gema-data"),
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
+            mqtt: MqttConfig::default(),
+            tls: TlsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if given; it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("GEMA_").split("__").filter(|key| {
+            let section = key.as_str().split('.').next().unwrap_or_default();
+            SECTIONS.contains(&section)
+        });
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let tls = &self.tls;
+        let given = [&tls.cert, &tls.key, &tls.ca_cert]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
+        if given != 0 && given != 3 {
+            return Err(ConfigError::Invalid(
+                "tls.cert, tls.key and tls.ca_cert go together: set all three to use your own \
+                 certificates, or none for the generated development CA"
+                    .into(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "database.max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL: configured, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.0.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("gema.db").display()),
+        }
+    }
+}
+
+/// A database URL; `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", gema_store::redact_url(&self.0))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; unset means `<data_dir>/gema.db`.
+    pub url: Option<DatabaseUrl>,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+            acquire_timeout_secs: 5,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// The device broker. The listener itself comes with the broker; today these settings
+/// decide what the API tells technicians (host and port) when it issues a device secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub listen: SocketAddr,
+    /// The host name devices use to reach the broker. It is added to the development
+    /// server certificate.
+    pub public_host: String,
+    /// The port devices use, if a proxy or NAT changes it; unset means the listen port.
+    pub public_port: Option<u16>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            public_host: "localhost".into(),
+            public_port: None,
+        }
+    }
+}
+
+/// TLS material for the broker. Leave all unset to use the development CA that Gema creates
+/// in `<data_dir>/certs/`; set all three to use your own.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `gema=debug,sqlx=warn`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_default_is_the_default() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).expect("default config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn the_database_url_is_never_in_debug_output() {
+        let mut config = Config::default();
+        config.database.url = Some(DatabaseUrl("postgres://gema:hunter2@db/gema".into()));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("postgres://gema:***@db/gema"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Config>("[http]\nlisten_addr = \"x\"").is_err());
+    }
+
+    #[test]
+    fn tls_paths_go_together() {
+        let mut config = Config::default();
+        config.tls.cert = Some("server.pem".into());
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! The `gema` daemon: configuration, telemetry and wiring of the workspace crates, plus the
+//! command line. This is the only crate that reads configuration files and the environment,
+//! installs the log subscriber and the metrics recorder, and decides which implementation
+//! backs which trait.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+mod health;
+pub mod telemetry;
+
+pub use app::App;
+pub use config::Config;
