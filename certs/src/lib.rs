@@ -276,7 +276,11 @@ mod tests {
     use super::*;
 
     fn hosts() -> Vec<String> {
-        vec!["localhost".into(), "127.0.0.1".into(), "gema.example".into()]
+        vec![
+            "localhost".into(),
+            "127.0.0.1".into(),
+            "gema.example".into(),
+        ]
     }
 
     #[test]
@@ -290,7 +294,11 @@ mod tests {
         assert!(ca.subject.contains("Gema development CA"), "{}", ca.subject);
         let server = certificate_info(&files.server_cert).unwrap();
         for host in hosts() {
-            assert!(server.names.contains(&host), "{host} missing from {:?}", server.names);
+            assert!(
+                server.names.contains(&host),
+                "{host} missing from {:?}",
+                server.names
+            );
         }
         let days = server.days_left(OffsetDateTime::now_utc());
         assert!((364..=365).contains(&days), "server valid for {days} days");
@@ -347,6 +355,9 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        assert!(matches!(certificate_info(&path), Err(CertError::Parse { .. })));
+        assert!(matches!(
+            certificate_info(&path),
+            Err(CertError::Parse { .. })
+        ));
     }
 }
