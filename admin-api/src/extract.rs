@@ -59,11 +59,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let inner = err.inner().to_string();
         let path = err.path().to_string();
-        // serde reports a missing or unknown field at its parent's path; name the field.
-        let named = inner
-            .strip_prefix("missing field `")
-            .or_else(|| inner.strip_prefix("unknown field `"));
-        let field = match named {
+        // serde reports a missing field at its parent's path; name the field itself.
+        let field = match inner.strip_prefix("missing field `") {
             Some(rest) => {
                 let name = rest.split('`').next().unwrap_or_default();
                 if path == "." {

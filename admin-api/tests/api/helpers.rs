@@ -1,0 +1,202 @@
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use gema_admin_api::{AppState, Check, CheckStatus, HealthProbe, ProvisioningInfo};
+use gema_gateway::Registry;
+use gema_store::{ConnectOptions, Store};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+#[derive(Debug)]
+struct AlwaysOk;
+
+#[async_trait::async_trait]
+impl HealthProbe for AlwaysOk {
+    async fn checks(&self) -> Vec<Check> {
+        vec![Check {
+            name: "database".into(),
+            status: CheckStatus::Ok,
+            detail: Value::Null,
+        }]
+    }
+}
+
+pub struct TestApi {
+    pub router: Router,
+    pub token: String,
+    pub store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub request_id: Option<String>,
+}
+
+impl TestApi {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gema.db").display());
+        let store = gema_store::connect(&url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let registry = Registry::new(store.clone());
+        let token = registry
+            .ensure_bootstrap_token()
+            .await
+            .unwrap()
+            .unwrap()
+            .expose()
+            .to_string();
+        let router = gema_admin_api::router(AppState {
+            registry,
+            health: Arc::new(AlwaysOk),
+            provisioning: Arc::new(ProvisioningInfo {
+                mqtt_host: "gema.test".into(),
+                mqtt_port: 8883,
+                ca_certificate_path: "/etc/gema/ca.pem".into(),
+                ca_certificate_pem: "-----BEGIN CERTIFICATE-----\n…".into(),
+            }),
+        });
+        TestApi {
+            router,
+            token,
+            store,
+            _dir: dir,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("response is not JSON: {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply {
+            status,
+            body,
+            request_id,
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> axum::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let builder = self.request(method, path);
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(request).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call("GET", path, None).await
+    }
+
+    /// Creates and returns the id of an approved (or not) merchant with one outlet and one
+    /// terminal: `(merchant, outlet, terminal)`.
+    pub async fn terminal(&self, approved: bool) -> (String, String, String) {
+        let merchant = self
+            .post("/api/v1/merchants", json!({ "name": "Warung Sari" }))
+            .await;
+        assert_eq!(merchant.status, StatusCode::CREATED, "{}", merchant.body);
+        let merchant = merchant.body["id"].as_str().unwrap().to_string();
+        if approved {
+            let r = self
+                .call(
+                    "POST",
+                    &format!("/api/v1/merchants/{merchant}/approve"),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK);
+        }
+        let outlet = self
+            .post(
+                "/api/v1/outlets",
+                json!({ "merchant_id": merchant, "name": "Pasar Baru" }),
+            )
+            .await;
+        assert_eq!(outlet.status, StatusCode::CREATED, "{}", outlet.body);
+        let outlet = outlet.body["id"].as_str().unwrap().to_string();
+        let terminal = self
+            .post(
+                "/api/v1/terminals",
+                json!({ "outlet_id": outlet, "label": "A01" }),
+            )
+            .await;
+        assert_eq!(terminal.status, StatusCode::CREATED, "{}", terminal.body);
+        let terminal = terminal.body["id"].as_str().unwrap().to_string();
+        (merchant, outlet, terminal)
+    }
+
+    /// Registers a device: `(device id, secret)`.
+    pub async fn device(&self, serial: &str) -> (String, String) {
+        let r = self
+            .post(
+                "/api/v1/devices",
+                json!({ "serial": serial, "model": "SB-100" }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        (
+            r.body["device"]["id"].as_str().unwrap().to_string(),
+            r.body["credentials"]["secret"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+}
+
+/// Asserts the error envelope: status, code, and the five fields.
+pub fn assert_envelope(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    let body = reply.body.as_object().expect("envelope is an object");
+    for key in ["code", "message", "details", "request_id", "timestamp"] {
+        assert!(
+            body.contains_key(key),
+            "envelope lacks {key}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(reply.body["code"], code, "{}", reply.body);
+    assert!(!reply.body["message"].as_str().unwrap().is_empty());
+    assert_eq!(
+        reply.body["request_id"].as_str(),
+        reply.request_id.as_deref(),
+        "the envelope carries the response's request id"
+    );
+}
+
+/// The `details.field` of an error reply.
+pub fn field(reply: &Reply) -> &str {
+    reply.body["details"]["field"].as_str().unwrap_or_default()
+}

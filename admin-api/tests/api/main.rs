@@ -1,0 +1,5 @@
+//! Router tests: the real router over a real SQLite file, driven with `oneshot` (no sockets).
+
+mod bad_input;
+mod helpers;
+mod registry;
