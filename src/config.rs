@@ -68,9 +68,11 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
+        // Only our sections: GEMA_TOKEN and GEMA_API_URL belong to the CLI. Keys are
+        // lower-cased by figment only after this filter runs.
         let env = Env::prefixed("GEMA_").split("__").filter(|key| {
             let section = key.as_str().split('.').next().unwrap_or_default();
-            SECTIONS.contains(&section)
+            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
         });
         let config: Config = figment
             .merge(env)

@@ -1,0 +1,162 @@
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const GEMA: &str = env!("CARGO_BIN_EXE_gema");
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `gema serve`, started in `dir` with no config file. Only the listen ports are
+/// overridden (to port 0), so tests can run side by side.
+pub struct Daemon {
+    child: Child,
+    pub api_url: String,
+    pub token: Option<String>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path) -> Daemon {
+        let mut child = Command::new(GEMA)
+            .arg("serve")
+            .current_dir(dir)
+            .env("GEMA_HTTP__LISTEN", "127.0.0.1:0")
+            .env("GEMA_METRICS__LISTEN", "127.0.0.1:0")
+            // Debug logs everywhere: a secret must not show up even there.
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gema serve");
+
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        {
+            let stdout = stdout.clone();
+            let pipe = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    stdout.lock().unwrap().push_str(&format!("{line}\n"));
+                    if line.starts_with("metrics") {
+                        let _ = ready_tx.send(());
+                    }
+                }
+            });
+        }
+        {
+            let stderr = stderr.clone();
+            let mut pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        if ready_rx.recv_timeout(START_TIMEOUT).is_err() {
+            let _ = child.kill();
+            panic!(
+                "gema serve did not start:\nstdout:\n{}\nstderr:\n{}",
+                stdout.lock().unwrap(),
+                stderr.lock().unwrap()
+            );
+        }
+        let out = stdout.lock().unwrap().clone();
+        let api_url = out
+            .lines()
+            .find_map(|l| l.strip_prefix("admin API"))
+            .map(|rest| rest.trim().trim_end_matches("/api/v1").to_string())
+            .expect("the admin API address is printed");
+        let token = out
+            .split_whitespace()
+            .find(|w| w.starts_with("gema_"))
+            .map(str::to_owned);
+        Daemon {
+            child,
+            api_url,
+            token,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Give the reader thread a moment to drain the pipe.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, self.stderr());
+            }
+            assert!(Instant::now() < deadline, "gema did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a CLI command against this daemon with its bootstrap token.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.api_url, self.token.as_deref(), args)
+    }
+
+    /// Like [`Daemon::cli`], asserting success and returning stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "gema {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    /// `GET` with the bootstrap token: `(status, JSON body)`.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.api_url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cli(api_url: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(GEMA);
+    command.args(args).env("GEMA_API_URL", api_url).env_remove("GEMA_TOKEN");
+    if let Some(token) = token {
+        command.env("GEMA_TOKEN", token);
+    }
+    command.output().expect("run gema")
+}

@@ -1,0 +1,110 @@
+//! Zero-configuration start, the one-time token, health, graceful stop, restart.
+
+use crate::helpers::{Daemon, GEMA, cli};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_needs_no_configuration_and_prints_the_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let token = daemon.token.clone().expect("first start prints the admin token");
+    assert!(dir.path().join("gema-data/gema.db").exists());
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key"] {
+        assert!(dir.path().join("gema-data/certs").join(file).exists(), "{file}");
+    }
+    assert!(
+        !daemon.stderr().contains(&token),
+        "the token is printed on stdout, never logged"
+    );
+
+    let (status, health) = daemon.get("/health/deep").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    let names: Vec<&str> = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["database", "migrations", "server_certificate", "ca_certificate"]
+    );
+    assert_eq!(health["checks"][1]["detail"]["pending"], serde_json::json!([]));
+
+    let (status, _) = daemon.get("/api/v1/merchants").await;
+    assert_eq!(status, 200);
+
+    let (exit, stderr) = daemon.terminate();
+    assert!(exit.success(), "graceful stop exits 0: {exit:?}\n{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+
+    // The second start prints no token, and the first one still works.
+    let mut again = Daemon::start(dir.path());
+    assert_eq!(again.token, None, "{}", again.stdout());
+    again.token = Some(token);
+    let (status, _) = again.get("/api/v1/merchants").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_token_can_be_replaced_from_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let old = daemon.token.clone().unwrap();
+    let output = std::process::Command::new(GEMA)
+        .args(["admin", "rotate-bootstrap-token"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let new = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("gema_"))
+        .expect("new token printed")
+        .to_string();
+    assert_ne!(new, old);
+
+    let refused = cli(&daemon.api_url, Some(&old), &["merchant", "list"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unauthorized"));
+    let accepted = cli(&daemon.api_url, Some(&new), &["merchant", "list"]);
+    assert!(accepted.status.success());
+}
+
+#[test]
+fn migrate_and_print_default_work_without_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(GEMA)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let data_arg = data.to_str().unwrap();
+    assert!(run(&["migrate", "--data-dir", data_arg]).starts_with("applied 1 migration"));
+    assert!(run(&["migrate", "--data-dir", data_arg]).starts_with("applied 0 migration"));
+
+    let default = run(&["config", "print-default"]);
+    let parsed: toml::Value = toml::from_str(&default).expect("the printed default is TOML");
+    assert_eq!(parsed["http"]["listen"].as_str(), Some("127.0.0.1:8080"));
+}
+
+#[test]
+fn a_broken_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gema.toml");
+    std::fs::write(&file, "[http]\nlisten_adress = \"127.0.0.1:1\"\n").unwrap();
+    let output = std::process::Command::new(GEMA)
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("listen_adress"), "{stderr}");
+}
