@@ -10,6 +10,7 @@
 
 pub mod credentials;
 mod error;
+pub mod payments;
 pub mod registry;
 pub mod validate;
 

@@ -1,0 +1,4 @@
+//! Payments: provider events in, transactions, ledger and announcements out.
+
+pub mod money;
+pub mod providers;
