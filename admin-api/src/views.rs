@@ -250,6 +250,9 @@ pub struct Terminal {
     /// The terminal label a dynamic QRIS carries in tag 62.07 (unique within the outlet).
     pub label: String,
     pub name: Option<String>,
+    /// The reference this terminal's static QR carries; a paid event for it creates a
+    /// transaction for this terminal.
+    pub payment_ref: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -263,6 +266,7 @@ impl From<store::Terminal> for Terminal {
             outlet_id: t.outlet_id,
             label: t.label,
             name: t.name,
+            payment_ref: t.payment_ref,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -276,6 +280,8 @@ pub struct CreateTerminal {
     /// 1–25 ASCII letters, digits, `-` or `_`.
     pub label: String,
     pub name: Option<String>,
+    /// The reference the terminal's static QR carries (unique).
+    pub payment_ref: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -285,6 +291,9 @@ pub struct UpdateTerminal {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub payment_ref: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -187,6 +187,10 @@ impl Registry {
             outlet_id: input.outlet_id,
             label: validate::terminal_label(&input.label)?,
             name: validate::optional_text("name", input.name.as_deref(), NAME_MAX)?,
+            payment_ref: input
+                .payment_ref
+                .map(|r| validate::code("payment_ref", &r, 64))
+                .transpose()?,
         };
         Ok(self.store.create_terminal(terminal).await?)
     }
@@ -212,6 +216,10 @@ impl Registry {
             name: patch
                 .name
                 .map(|n| validate::optional_text("name", n.as_deref(), NAME_MAX))
+                .transpose()?,
+            payment_ref: patch
+                .payment_ref
+                .map(|r| r.map(|r| validate::code("payment_ref", &r, 64)).transpose())
                 .transpose()?,
         };
         Ok(self.store.update_terminal(id, patch).await?)

@@ -15,8 +15,10 @@
 
 mod error;
 pub mod model;
+pub mod payments;
 mod postgres;
 mod sql;
+mod sql_payments;
 mod sqlite;
 
 use std::sync::Arc;
@@ -26,12 +28,13 @@ use async_trait::async_trait;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
+pub use payments::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: PaymentStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
 
     /// One round trip to the database.
@@ -110,6 +113,72 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The stored hash of an active credential; `None` if revoked. `NotFound` for an
     /// unknown device.
     async fn device_secret_hash(&self, device_id: &str) -> StoreResult<Option<String>>;
+}
+
+/// Payments: the inbox, transactions, their timeline, the ledger and the announcement
+/// outbox.
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    /// Keeps a request that was refused before it became an event (bad signature,
+    /// malformed body, unknown order), with why. Returns the inbox id.
+    async fn record_inbox(
+        &self,
+        entry: InboxEntry,
+        outcome: &str,
+        detail: Option<&str>,
+    ) -> StoreResult<String>;
+
+    /// Records the request and applies its verified event, all in one transaction: the
+    /// dedupe key (provider, provider transaction id, status), the state change decided by
+    /// `rules`, ledger postings and the announcement. An unknown order changes nothing (the
+    /// caller records the inbox entry separately) so the provider's retry is processed.
+    async fn apply_payment_event(
+        &self,
+        entry: InboxEntry,
+        event: IncomingEvent,
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<PaymentOutcome>;
+
+    /// A pending transaction for a terminal of an approved merchant.
+    async fn create_transaction(&self, new: NewTransaction) -> StoreResult<Transaction>;
+    async fn get_transaction(&self, id: &str) -> StoreResult<Transaction>;
+    async fn list_transactions(
+        &self,
+        filter: &TransactionFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Transaction>>;
+    /// The timeline, oldest first.
+    async fn transaction_events(&self, id: &str) -> StoreResult<Vec<TransactionEvent>>;
+    async fn transaction_announcements(&self, id: &str) -> StoreResult<Vec<Announcement>>;
+    async fn list_ledger_entries(
+        &self,
+        filter: &LedgerFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LedgerEntry>>;
+    /// Expires up to `limit` pending transactions whose expiry is at or before `now_ms`;
+    /// returns their ids.
+    async fn expire_due_transactions(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>>;
+    /// A new announcement for a paid transaction (an operator's retry).
+    async fn queue_announcement(
+        &self,
+        transaction_id: &str,
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<Announcement>;
+    /// Pending announcements due at `now_ms` (of one device, or of all), oldest first.
+    async fn due_announcements(
+        &self,
+        device_id: Option<&str>,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AnnouncementDelivery>>;
+    /// When the earliest pending announcement is due, if any is.
+    async fn next_announcement_due_ms(&self) -> StoreResult<Option<i64>>;
+    /// Records an attempt's result on a pending announcement.
+    async fn record_delivery(
+        &self,
+        announcement_id: &str,
+        result: DeliveryResult,
+    ) -> StoreResult<()>;
 }
 
 /// Connection settings shared by both backends.

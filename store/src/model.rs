@@ -148,6 +148,9 @@ pub struct Terminal {
     pub outlet_id: String,
     pub label: String,
     pub name: Option<String>,
+    /// The reference this terminal's static QR carries (unique): a paid event for it
+    /// creates a transaction for this terminal.
+    pub payment_ref: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -157,12 +160,14 @@ pub struct NewTerminal {
     pub outlet_id: String,
     pub label: String,
     pub name: Option<String>,
+    pub payment_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TerminalPatch {
     pub label: Option<String>,
     pub name: Option<Option<String>>,
+    pub payment_ref: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

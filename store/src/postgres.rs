@@ -8,6 +8,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::sql::impl_store;
+use crate::sql_payments::{impl_payment_store, payment_helpers};
 use crate::{Backend, ConnectOptions, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -42,3 +43,5 @@ impl_store!(
     MIGRATOR,
     lock = "FOR UPDATE"
 );
+impl_payment_store!(PostgresStore, lock = "FOR UPDATE");
+payment_helpers!(Postgres);

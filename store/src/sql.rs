@@ -13,9 +13,23 @@ use crate::StoreError;
 use crate::model::{CredentialState, CredentialStatus, Device, DeviceStatus, Page};
 
 /// A new time-ordered id with a type prefix: `dev_01jd…`. Ids sort by creation time, which
-/// is what keyset pagination relies on.
+/// is what keyset pagination relies on: a plain ULID only orders by millisecond (its tail is
+/// random), so ids come from one monotonic generator per process, strictly increasing even
+/// within a millisecond. Across nodes sharing PostgreSQL, order holds to the millisecond.
 pub(crate) fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    // The generator fails only if 2^80 ids were made in one millisecond; a poisoned lock
+    // only if a thread panicked mid-generate. Either way a fresh ULID is still unique.
+    let monotonic = GENERATOR
+        .lock()
+        .ok()
+        .and_then(|mut generator| generator.generate().ok());
+    let ulid = match monotonic {
+        Some(ulid) => ulid,
+        None => ulid::Ulid::new(),
+    };
+    format!("{prefix}_{}", ulid.to_string().to_lowercase())
 }
 
 /// Now, truncated to microseconds (what PostgreSQL stores), so a value read back equals the
@@ -459,15 +473,20 @@ macro_rules! impl_store {
                         format!("terminal {other} of this outlet already has label {}", new.label),
                     ));
                 }
+                if let Some(payment_ref) = &new.payment_ref {
+                    payment_ref_free(&mut tx, payment_ref, None).await?;
+                }
                 let now = $crate::sql::now();
                 let terminal = sqlx::query_as::<_, $crate::Terminal>(
-                    "INSERT INTO terminals (id, outlet_id, label, name, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $5) RETURNING *",
+                    "INSERT INTO terminals \
+                     (id, outlet_id, label, name, payment_ref, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
                 )
                 .bind($crate::sql::new_id("ter"))
                 .bind(new.outlet_id)
                 .bind(new.label)
                 .bind(new.name)
+                .bind(new.payment_ref)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -539,12 +558,19 @@ macro_rules! impl_store {
                 if let Some(name) = patch.name {
                     terminal.name = name;
                 }
+                if let Some(payment_ref) = patch.payment_ref {
+                    if let Some(payment_ref) = &payment_ref {
+                        payment_ref_free(&mut tx, payment_ref, Some(id)).await?;
+                    }
+                    terminal.payment_ref = payment_ref;
+                }
                 let terminal = sqlx::query_as::<_, $crate::Terminal>(
-                    "UPDATE terminals SET label = $1, name = $2, updated_at = $3 \
-                     WHERE id = $4 RETURNING *",
+                    "UPDATE terminals SET label = $1, name = $2, payment_ref = $3, \
+                     updated_at = $4 WHERE id = $5 RETURNING *",
                 )
                 .bind(terminal.label)
                 .bind(terminal.name)
+                .bind(terminal.payment_ref)
                 .bind($crate::sql::now())
                 .bind(id)
                 .fetch_one(&mut *tx)

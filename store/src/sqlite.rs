@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use crate::sql::impl_store;
+use crate::sql_payments::{impl_payment_store, payment_helpers};
 use crate::{Backend, ConnectOptions, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -66,3 +67,5 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore, Backend::Sqlite, MIGRATOR, lock = "");
+impl_payment_store!(SqliteStore, lock = "");
+payment_helpers!(Sqlite);

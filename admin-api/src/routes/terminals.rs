@@ -23,6 +23,7 @@ pub async fn create(
             outlet_id: body.outlet_id,
             label: body.label,
             name: body.name,
+            payment_ref: body.payment_ref,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(terminal.into())))
@@ -67,6 +68,7 @@ pub async fn update(
     let patch = TerminalPatch {
         label: body.label,
         name: body.name,
+        payment_ref: body.payment_ref,
     };
     Ok(Json(
         state.registry.update_terminal(&id, patch).await?.into(),

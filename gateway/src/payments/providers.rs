@@ -96,7 +96,10 @@ impl fmt::Display for IngestError {
                 field: Some(field),
                 message,
             } => write!(f, "malformed body at {field}: {message}"),
-            IngestError::Malformed { field: None, message } => {
+            IngestError::Malformed {
+                field: None,
+                message,
+            } => {
                 write!(f, "malformed body: {message}")
             }
         }
@@ -198,7 +201,10 @@ pub fn midtrans(body: &[u8], server_key: &str) -> Result<PaymentEvent, IngestErr
     let gross_amount = required("gross_amount", n.gross_amount)?;
     let signature = required("signature_key", n.signature_key)?;
     let expected = midtrans_signature(&order_id, &status_code, &gross_amount, server_key);
-    if !constant_time_eq(signature.to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
+    if !constant_time_eq(
+        signature.to_ascii_lowercase().as_bytes(),
+        expected.as_bytes(),
+    ) {
         return Err(IngestError::Unauthorized(
             "signature_key does not match this notification".into(),
         ));
@@ -298,9 +304,7 @@ pub fn xendit(
             d.amount,
             d.status,
             d.reference_id,
-            d.payment_detail
-                .and_then(|p| p.source)
-                .or(d.channel_code),
+            d.payment_detail.and_then(|p| p.source).or(d.channel_code),
             d.created,
             "data.",
         ),
@@ -433,9 +437,9 @@ pub fn generic(
     };
     let paid_at = match cb.paid_at.as_deref() {
         None => None,
-        Some(text) => Some(
-            rfc3339(Some(text)).ok_or_else(|| malformed("paid_at", "not an RFC 3339 time"))?,
-        ),
+        Some(text) => {
+            Some(rfc3339(Some(text)).ok_or_else(|| malformed("paid_at", "not an RFC 3339 time"))?)
+        }
     };
     Ok(PaymentEvent {
         provider: Provider::Generic,
@@ -490,9 +494,12 @@ mod tests {
         assert_eq!(event.issuer.as_deref(), Some("gopay"));
         assert_eq!(
             event.paid_at.unwrap().unix_timestamp(),
-            OffsetDateTime::parse("2026-11-21T03:00:00Z", &time::format_description::well_known::Rfc3339)
-                .unwrap()
-                .unix_timestamp()
+            OffsetDateTime::parse(
+                "2026-11-21T03:00:00Z",
+                &time::format_description::well_known::Rfc3339
+            )
+            .unwrap()
+            .unix_timestamp()
         );
         assert!(!event.is_test);
     }
@@ -508,7 +515,11 @@ mod tests {
             ("expire", None, EventStatus::Expired),
             ("refund", None, EventStatus::Refunded),
             ("partial_refund", None, EventStatus::Refunded),
-            ("something_new", None, EventStatus::Other("something_new".into())),
+            (
+                "something_new",
+                None,
+                EventStatus::Other("something_new".into()),
+            ),
         ];
         for (raw, fraud, expected) in cases {
             let event = midtrans(&midtrans_body("ORD-1", raw, fraud, KEY), KEY).unwrap();
@@ -518,21 +529,29 @@ mod tests {
 
     #[test]
     fn midtrans_test_notifications_are_marked() {
-        let event =
-            midtrans(&midtrans_body("payment_notif_test_G123", "settlement", None, KEY), KEY)
-                .unwrap();
+        let event = midtrans(
+            &midtrans_body("payment_notif_test_G123", "settlement", None, KEY),
+            KEY,
+        )
+        .unwrap();
         assert!(event.is_test);
     }
 
     #[test]
     fn a_forged_midtrans_signature_is_unauthorized() {
         let body = midtrans_body("ORD-1", "settlement", None, "another-key");
-        assert!(matches!(midtrans(&body, KEY), Err(IngestError::Unauthorized(_))));
+        assert!(matches!(
+            midtrans(&body, KEY),
+            Err(IngestError::Unauthorized(_))
+        ));
         // Changing the amount after signing breaks the signature.
         let tampered = String::from_utf8(midtrans_body("ORD-1", "settlement", None, KEY))
             .unwrap()
             .replace("25000.00", "95000.00");
-        assert!(matches!(midtrans(tampered.as_bytes(), KEY), Err(IngestError::Unauthorized(_))));
+        assert!(matches!(
+            midtrans(tampered.as_bytes(), KEY),
+            Err(IngestError::Unauthorized(_))
+        ));
     }
 
     #[test]
@@ -541,7 +560,10 @@ mod tests {
         assert!(matches!(err, IngestError::Malformed { field: Some(f), .. } if f == "order_id"));
         let err = midtrans(br#"{"order_id": "x"}"#, KEY).unwrap_err();
         assert!(matches!(err, IngestError::Malformed { field: Some(f), .. } if f == "status_code"));
-        assert!(matches!(midtrans(b"not json", KEY), Err(IngestError::Malformed { .. })));
+        assert!(matches!(
+            midtrans(b"not json", KEY),
+            Err(IngestError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -552,7 +574,9 @@ mod tests {
             "signature_key": midtrans_signature("O", "200", "25000.50", KEY),
         });
         let err = midtrans(&serde_json::to_vec(&body).unwrap(), KEY).unwrap_err();
-        assert!(matches!(err, IngestError::Malformed { field: Some(f), .. } if f == "gross_amount"));
+        assert!(
+            matches!(err, IngestError::Malformed { field: Some(f), .. } if f == "gross_amount")
+        );
     }
 
     #[test]
@@ -583,15 +607,25 @@ mod tests {
     #[test]
     fn xendit_needs_the_right_token() {
         let body = br#"{"event":"qr.payment","id":"q","amount":1,"status":"COMPLETED","qr_code":{"external_id":"o"}}"#;
-        assert!(matches!(xendit(body, None, "tok"), Err(IngestError::Unauthorized(_))));
-        assert!(matches!(xendit(body, Some("tok2"), "tok"), Err(IngestError::Unauthorized(_))));
-        assert!(matches!(xendit(body, Some(""), ""), Err(IngestError::Unauthorized(_))));
+        assert!(matches!(
+            xendit(body, None, "tok"),
+            Err(IngestError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            xendit(body, Some("tok2"), "tok"),
+            Err(IngestError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            xendit(body, Some(""), ""),
+            Err(IngestError::Unauthorized(_))
+        ));
     }
 
     #[test]
     fn generic_callbacks_check_signature_and_window() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let body = br#"{"transaction_id":"b-1","order_ref":"ORD-1","amount":25000,"status":"paid"}"#;
+        let body =
+            br#"{"transaction_id":"b-1","order_ref":"ORD-1","amount":25000,"status":"paid"}"#;
         let ts = "1800000000";
         let sig = generic_signature("s3cret", ts, body);
         let event = generic(body, Some(ts), Some(&sig), "s3cret", 300, now).unwrap();
@@ -600,13 +634,29 @@ mod tests {
 
         // Wrong secret, tampered body, replay outside the window, missing headers.
         let bad = generic_signature("other", ts, body);
-        assert!(matches!(generic(body, Some(ts), Some(&bad), "s3cret", 300, now), Err(IngestError::Unauthorized(_))));
-        let tampered = br#"{"transaction_id":"b-1","order_ref":"ORD-1","amount":95000,"status":"paid"}"#;
-        assert!(matches!(generic(tampered, Some(ts), Some(&sig), "s3cret", 300, now), Err(IngestError::Unauthorized(_))));
+        assert!(matches!(
+            generic(body, Some(ts), Some(&bad), "s3cret", 300, now),
+            Err(IngestError::Unauthorized(_))
+        ));
+        let tampered =
+            br#"{"transaction_id":"b-1","order_ref":"ORD-1","amount":95000,"status":"paid"}"#;
+        assert!(matches!(
+            generic(tampered, Some(ts), Some(&sig), "s3cret", 300, now),
+            Err(IngestError::Unauthorized(_))
+        ));
         let later = now + time::Duration::seconds(301);
-        assert!(matches!(generic(body, Some(ts), Some(&sig), "s3cret", 300, later), Err(IngestError::Unauthorized(_))));
-        assert!(matches!(generic(body, None, Some(&sig), "s3cret", 300, now), Err(IngestError::Unauthorized(_))));
-        assert!(matches!(generic(body, Some(ts), None, "s3cret", 300, now), Err(IngestError::Unauthorized(_))));
+        assert!(matches!(
+            generic(body, Some(ts), Some(&sig), "s3cret", 300, later),
+            Err(IngestError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            generic(body, None, Some(&sig), "s3cret", 300, now),
+            Err(IngestError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            generic(body, Some(ts), None, "s3cret", 300, now),
+            Err(IngestError::Unauthorized(_))
+        ));
     }
 
     proptest! {

@@ -5,12 +5,13 @@
 //! new PostgreSQL database in the throwaway cluster named by `GEMA_TEST_POSTGRES_URL`).
 
 mod backends;
+mod payments;
 mod suite;
 
 macro_rules! conformance {
     ($backend:ident, $open:path) => {
         mod $backend {
-            conformance!(@tests $open;
+            conformance!(@tests $open, suite;
                 migrations_apply_once,
                 merchants_round_trip_and_patch,
                 merchant_lists_page_by_cursor_and_filter,
@@ -25,14 +26,28 @@ macro_rules! conformance {
                 admin_tokens_are_found_by_hash_until_revoked,
                 unknown_ids_are_not_found
             );
+            conformance!(@tests $open, payments;
+                a_paid_event_posts_the_ledger_and_queues_one_announcement,
+                a_repeated_event_changes_nothing,
+                concurrent_copies_of_one_event_apply_once,
+                stale_and_mismatched_events_are_recorded_not_applied,
+                paid_after_expiry_wins_and_is_flagged,
+                a_refund_reverses_the_ledger,
+                unknown_orders_leave_no_trace_but_the_inbox,
+                a_static_qr_payment_creates_its_transaction,
+                no_bound_device_is_recorded_not_lost,
+                test_notifications_touch_nothing,
+                deliveries_are_recorded,
+                transactions_need_an_approved_terminal_and_a_fresh_order_ref
+            );
         }
     };
-    (@tests $open:path; $($name:ident),* $(,)?) => {
+    (@tests $open:path, $module:ident; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let db = $open().await;
-                crate::suite::$name(db.store.clone()).await;
+                crate::$module::$name(db.store.clone()).await;
             }
         )*
     };

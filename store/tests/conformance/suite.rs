@@ -74,6 +74,7 @@ async fn terminals(store: &dyn Store, n: usize, approve: bool) -> (Merchant, Vec
                     outlet_id: outlet.id.clone(),
                     label: format!("A{i:02}"),
                     name: None,
+                    payment_ref: None,
                 })
                 .await
                 .unwrap(),
@@ -251,6 +252,7 @@ pub async fn terminal_labels_are_unique_per_outlet(store: Arc<dyn Store>) {
             outlet_id: ts[0].outlet_id.clone(),
             label: ts[0].label.clone(),
             name: None,
+            payment_ref: None,
         })
         .await
         .unwrap_err();
@@ -261,7 +263,7 @@ pub async fn terminal_labels_are_unique_per_outlet(store: Arc<dyn Store>) {
             &ts[1].id,
             TerminalPatch {
                 label: Some(ts[0].label.clone()),
-                name: None,
+                ..TerminalPatch::default()
             },
         )
         .await
@@ -278,6 +280,7 @@ pub async fn terminal_labels_are_unique_per_outlet(store: Arc<dyn Store>) {
             TerminalPatch {
                 label: Some("KASIR2".into()),
                 name: Some(Some("Second till".into())),
+                payment_ref: None,
             },
         )
         .await
@@ -539,6 +542,7 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn Store>) {
                 outlet_id: "out_x".into(),
                 label: "A01".into(),
                 name: None,
+                payment_ref: None,
             })
             .await
             .unwrap_err(),

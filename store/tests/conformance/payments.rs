@@ -1,0 +1,570 @@
+//! Payment behaviours every backend must show: dedupe, state rules, ledger, announcements.
+
+use std::sync::Arc;
+
+use gema_store::*;
+use time::OffsetDateTime;
+
+/// The standard rules: forward only; paid wins over expired/failed and is flagged.
+pub struct Rules;
+
+impl PaymentRules for Rules {
+    fn transition(&self, current: TransactionStatus, event: &str) -> Transition {
+        use TransactionStatus::*;
+        let to = |status, flag| Transition::To {
+            status,
+            flag_paid_after_expiry: flag,
+        };
+        match (current, event) {
+            (Pending, "paid") => to(Paid, false),
+            (Expired | Failed, "paid") => to(Paid, true),
+            (Pending, "expired") => to(Expired, false),
+            (Pending, "failed") => to(Failed, false),
+            (Paid, "refunded") => to(Refunded, false),
+            _ => Transition::Ignore,
+        }
+    }
+
+    fn split_fee(&self, gross: i64) -> (i64, i64) {
+        let fee = gross * 70 / 10_000;
+        (fee, gross - fee)
+    }
+
+    fn announcement_ttl_ms(&self) -> i64 {
+        300_000
+    }
+}
+
+fn now_ms() -> i64 {
+    let now = OffsetDateTime::now_utc();
+    now.unix_timestamp() * 1000 + i64::from(now.millisecond())
+}
+
+fn inbox() -> InboxEntry {
+    InboxEntry {
+        provider: "midtrans".into(),
+        received_at: OffsetDateTime::now_utc(),
+        headers: "{}".into(),
+        body: b"{\"raw\":true}".to_vec(),
+    }
+}
+
+fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent {
+    IncomingEvent {
+        provider: "midtrans".into(),
+        provider_transaction_id: format!("mt-{order_ref}"),
+        order_ref: order_ref.into(),
+        amount,
+        status: status.into(),
+        raw_status: status.into(),
+        issuer: Some("gopay".into()),
+        paid_at: None,
+        is_test: false,
+    }
+}
+
+/// An approved merchant's terminal with an active bound device: `(terminal, device)`.
+async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Device) {
+    let m = store
+        .create_merchant(NewMerchant {
+            name: "Warung".into(),
+            email: None,
+            phone: None,
+        })
+        .await
+        .unwrap();
+    store
+        .transition_merchant(
+            &m.id,
+            &[MerchantStatus::Pending],
+            MerchantStatus::Approved,
+            None,
+        )
+        .await
+        .unwrap();
+    let o = store
+        .create_outlet(NewOutlet {
+            merchant_id: m.id,
+            name: "O".into(),
+            address: None,
+            city: None,
+        })
+        .await
+        .unwrap();
+    let t = store
+        .create_terminal(NewTerminal {
+            outlet_id: o.id,
+            label: "A01".into(),
+            name: None,
+            payment_ref: Some(format!("STATIC-{serial}")),
+        })
+        .await
+        .unwrap();
+    let d = store
+        .create_device(NewDevice {
+            serial: serial.into(),
+            model: "SB".into(),
+            firmware_version: None,
+            secret_hash: "h".into(),
+        })
+        .await
+        .unwrap();
+    let d = store.bind_device(&d.id, &t.id).await.unwrap();
+    (t, d)
+}
+
+async fn order(
+    store: &dyn Store,
+    terminal: &Terminal,
+    order_ref: &str,
+    amount: i64,
+) -> Transaction {
+    store
+        .create_transaction(NewTransaction {
+            terminal_id: terminal.id.clone(),
+            order_ref: order_ref.into(),
+            amount,
+            expires_at_ms: now_ms() + 600_000,
+        })
+        .await
+        .unwrap()
+}
+
+async fn ledger(store: &dyn Store, transaction_id: &str) -> Vec<LedgerEntry> {
+    store
+        .list_ledger_entries(
+            &LedgerFilter {
+                transaction_id: Some(transaction_id.into()),
+                merchant_id: None,
+            },
+            &PageRequest::first(50),
+        )
+        .await
+        .unwrap()
+        .items
+}
+
+pub async fn a_paid_event_posts_the_ledger_and_queues_one_announcement(store: Arc<dyn Store>) {
+    let (terminal, device) = terminal_with_device(&*store, "SN-P1").await;
+    let trx = order(&*store, &terminal, "ORD-1", 25_000).await;
+    let outcome = store
+        .apply_payment_event(inbox(), event("ORD-1", "paid", 25_000), &Rules)
+        .await
+        .unwrap();
+    let PaymentOutcome::Applied {
+        transaction_id,
+        status,
+        announcement_id: Some(announcement_id),
+    } = outcome
+    else {
+        panic!("expected an applied payment with an announcement, got {outcome:?}");
+    };
+    assert_eq!(transaction_id, trx.id);
+    assert_eq!(status, TransactionStatus::Paid);
+
+    let paid = store.get_transaction(&trx.id).await.unwrap();
+    assert_eq!(paid.status, TransactionStatus::Paid);
+    assert_eq!(paid.issuer.as_deref(), Some("gopay"));
+    assert!(paid.paid_at.is_some());
+    assert!(!paid.paid_after_expiry);
+
+    let entries = ledger(&*store, &trx.id).await;
+    let amount = |t: LedgerEntryType| entries.iter().find(|e| e.entry_type == t).unwrap().amount;
+    assert_eq!(entries.len(), 3);
+    assert_eq!(amount(LedgerEntryType::GrossIncome), 25_000);
+    assert_eq!(amount(LedgerEntryType::PlatformFee), 175);
+    assert_eq!(amount(LedgerEntryType::MerchantPayable), 24_825);
+
+    let announcements = store.transaction_announcements(&trx.id).await.unwrap();
+    assert_eq!(announcements.len(), 1);
+    assert_eq!(announcements[0].id, announcement_id);
+    assert_eq!(announcements[0].status, AnnouncementStatus::Pending);
+    assert_eq!(
+        announcements[0].device_id.as_deref(),
+        Some(device.id.as_str())
+    );
+
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].amount, 25_000);
+
+    let timeline: Vec<String> = store
+        .transaction_events(&trx.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}:{}", e.status, e.effect))
+        .collect();
+    assert_eq!(timeline, ["created:created", "paid:applied"]);
+}
+
+pub async fn a_repeated_event_changes_nothing(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P2").await;
+    let trx = order(&*store, &terminal, "ORD-2", 10_000).await;
+    store
+        .apply_payment_event(inbox(), event("ORD-2", "paid", 10_000), &Rules)
+        .await
+        .unwrap();
+    let again = store
+        .apply_payment_event(inbox(), event("ORD-2", "paid", 10_000), &Rules)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        PaymentOutcome::Duplicate {
+            transaction_id: Some(trx.id.clone())
+        }
+    );
+    assert_eq!(ledger(&*store, &trx.id).await.len(), 3);
+    assert_eq!(
+        store
+            .transaction_announcements(&trx.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn concurrent_copies_of_one_event_apply_once(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P3").await;
+    let trx = order(&*store, &terminal, "ORD-3", 50_000).await;
+    let copies = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .apply_payment_event(inbox(), event("ORD-3", "paid", 50_000), &Rules)
+                .await
+        })
+    });
+    let outcomes = futures_util::future::join_all(copies).await;
+    let applied = outcomes
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .filter(|o| matches!(o, PaymentOutcome::Applied { .. }))
+        .count();
+    assert_eq!(applied, 1);
+    assert_eq!(ledger(&*store, &trx.id).await.len(), 3);
+    assert_eq!(
+        store
+            .transaction_announcements(&trx.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn stale_and_mismatched_events_are_recorded_not_applied(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P4").await;
+    let trx = order(&*store, &terminal, "ORD-4", 10_000).await;
+    let mismatch = store
+        .apply_payment_event(inbox(), event("ORD-4", "paid", 99_000), &Rules)
+        .await
+        .unwrap();
+    assert_eq!(
+        mismatch,
+        PaymentOutcome::AmountMismatch {
+            transaction_id: trx.id.clone()
+        }
+    );
+    assert_eq!(
+        store.get_transaction(&trx.id).await.unwrap().status,
+        TransactionStatus::Pending
+    );
+
+    let mut paid = event("ORD-4", "paid", 10_000);
+    paid.provider_transaction_id = "mt-ORD-4-second".into();
+    store
+        .apply_payment_event(inbox(), paid, &Rules)
+        .await
+        .unwrap();
+    let stale = store
+        .apply_payment_event(inbox(), event("ORD-4", "pending", 10_000), &Rules)
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        PaymentOutcome::Stale {
+            transaction_id: trx.id.clone()
+        }
+    );
+    assert_eq!(
+        store.get_transaction(&trx.id).await.unwrap().status,
+        TransactionStatus::Paid
+    );
+    let effects: Vec<String> = store
+        .transaction_events(&trx.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.effect)
+        .collect();
+    assert_eq!(effects, ["created", "amount_mismatch", "applied", "stale"]);
+}
+
+pub async fn paid_after_expiry_wins_and_is_flagged(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P5").await;
+    let trx = store
+        .create_transaction(NewTransaction {
+            terminal_id: terminal.id.clone(),
+            order_ref: "ORD-5".into(),
+            amount: 10_000,
+            expires_at_ms: now_ms() - 1,
+        })
+        .await
+        .unwrap();
+    let expired = store.expire_due_transactions(now_ms(), 100).await.unwrap();
+    assert_eq!(expired, vec![trx.id.clone()]);
+    assert_eq!(
+        store.expire_due_transactions(now_ms(), 100).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    let outcome = store
+        .apply_payment_event(inbox(), event("ORD-5", "paid", 10_000), &Rules)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        PaymentOutcome::Applied {
+            status: TransactionStatus::Paid,
+            ..
+        }
+    ));
+    let t = store.get_transaction(&trx.id).await.unwrap();
+    assert_eq!(t.status, TransactionStatus::Paid);
+    assert!(t.paid_after_expiry);
+    assert_eq!(ledger(&*store, &trx.id).await.len(), 3);
+}
+
+pub async fn a_refund_reverses_the_ledger(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P6").await;
+    let trx = order(&*store, &terminal, "ORD-6", 20_000).await;
+    store
+        .apply_payment_event(inbox(), event("ORD-6", "paid", 20_000), &Rules)
+        .await
+        .unwrap();
+    store
+        .apply_payment_event(inbox(), event("ORD-6", "refunded", 20_000), &Rules)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_transaction(&trx.id).await.unwrap().status,
+        TransactionStatus::Refunded
+    );
+    let entries = ledger(&*store, &trx.id).await;
+    assert_eq!(entries.len(), 6);
+    assert_eq!(entries.iter().map(|e| e.amount).sum::<i64>(), 0);
+    assert_eq!(
+        entries.iter().filter(|e| e.reverses_id.is_some()).count(),
+        3
+    );
+}
+
+pub async fn unknown_orders_leave_no_trace_but_the_inbox(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P7").await;
+    let outcome = store
+        .apply_payment_event(inbox(), event("ORD-LATER", "paid", 10_000), &Rules)
+        .await
+        .unwrap();
+    assert_eq!(outcome, PaymentOutcome::UnknownOrder);
+    // Once the order exists, the provider's retry of the same event applies.
+    order(&*store, &terminal, "ORD-LATER", 10_000).await;
+    let retry = store
+        .apply_payment_event(inbox(), event("ORD-LATER", "paid", 10_000), &Rules)
+        .await
+        .unwrap();
+    assert!(matches!(retry, PaymentOutcome::Applied { .. }), "{retry:?}");
+}
+
+pub async fn a_static_qr_payment_creates_its_transaction(store: Arc<dyn Store>) {
+    let (terminal, device) = terminal_with_device(&*store, "SN-P8").await;
+    let outcome = store
+        .apply_payment_event(inbox(), event("STATIC-SN-P8", "paid", 15_000), &Rules)
+        .await
+        .unwrap();
+    let PaymentOutcome::Applied { transaction_id, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    let t = store.get_transaction(&transaction_id).await.unwrap();
+    assert_eq!(t.terminal_id, terminal.id);
+    assert_eq!(t.source, TransactionSource::StaticQr);
+    assert_eq!(t.status, TransactionStatus::Paid);
+    assert_eq!(t.amount, 15_000);
+    let a = store.transaction_announcements(&t.id).await.unwrap();
+    assert_eq!(a[0].device_id.as_deref(), Some(device.id.as_str()));
+    // A non-paid event for a static reference is an unknown order.
+    let other = store
+        .apply_payment_event(inbox(), event("STATIC-SN-P8", "pending", 15_000), &Rules)
+        .await
+        .unwrap();
+    assert_eq!(other, PaymentOutcome::UnknownOrder);
+}
+
+pub async fn no_bound_device_is_recorded_not_lost(store: Arc<dyn Store>) {
+    let (terminal, device) = terminal_with_device(&*store, "SN-P9").await;
+    store.unbind_device(&device.id).await.unwrap();
+    let trx = order(&*store, &terminal, "ORD-9", 5_000).await;
+    store
+        .apply_payment_event(inbox(), event("ORD-9", "paid", 5_000), &Rules)
+        .await
+        .unwrap();
+    let a = store.transaction_announcements(&trx.id).await.unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].status, AnnouncementStatus::NoDevice);
+    assert_eq!(a[0].device_id, None);
+}
+
+pub async fn test_notifications_touch_nothing(store: Arc<dyn Store>) {
+    let mut e = event("payment_notif_test_1", "paid", 1_000);
+    e.is_test = true;
+    assert_eq!(
+        store.apply_payment_event(inbox(), e, &Rules).await.unwrap(),
+        PaymentOutcome::Test
+    );
+    let all = store
+        .list_transactions(&TransactionFilter::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert!(all.items.is_empty());
+}
+
+pub async fn deliveries_are_recorded(store: Arc<dyn Store>) {
+    let (terminal, device) = terminal_with_device(&*store, "SN-P10").await;
+    let trx = order(&*store, &terminal, "ORD-10", 5_000).await;
+    store
+        .apply_payment_event(inbox(), event("ORD-10", "paid", 5_000), &Rules)
+        .await
+        .unwrap();
+    let due = store
+        .due_announcements(None, now_ms() + 1, 10)
+        .await
+        .unwrap();
+    let id = due
+        .iter()
+        .find(|d| d.transaction_id == trx.id)
+        .unwrap()
+        .id
+        .clone();
+
+    let later = now_ms() + 60_000;
+    store
+        .record_delivery(
+            &id,
+            DeliveryResult::Retry {
+                error: "device offline".into(),
+                next_attempt_at_ms: later,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_announcements(Some(&device.id), now_ms() + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_announcement_due_ms().await.unwrap(), Some(later));
+    assert_eq!(
+        store
+            .due_announcements(Some(&device.id), later, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    store
+        .record_delivery(&id, DeliveryResult::Delivered)
+        .await
+        .unwrap();
+    // A late result for a finished announcement changes nothing.
+    store
+        .record_delivery(&id, DeliveryResult::Expired)
+        .await
+        .unwrap();
+    let a = store.transaction_announcements(&trx.id).await.unwrap();
+    assert_eq!(a[0].status, AnnouncementStatus::Delivered);
+    assert_eq!(a[0].attempts, 2);
+    assert_eq!(a[0].last_error.as_deref(), Some("device offline"));
+    assert!(a[0].delivered_at.is_some());
+    assert!(matches!(
+        store
+            .record_delivery("ann_missing", DeliveryResult::Delivered)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // An operator's retry queues a new announcement.
+    let again = store.queue_announcement(&trx.id, &Rules).await.unwrap();
+    assert_eq!(again.status, AnnouncementStatus::Pending);
+    assert_eq!(
+        store
+            .transaction_announcements(&trx.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+pub async fn transactions_need_an_approved_terminal_and_a_fresh_order_ref(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P11").await;
+    order(&*store, &terminal, "ORD-11", 5_000).await;
+    let dup = store
+        .create_transaction(NewTransaction {
+            terminal_id: terminal.id.clone(),
+            order_ref: "ORD-11".into(),
+            amount: 5_000,
+            expires_at_ms: now_ms(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            dup,
+            StoreError::Conflict {
+                code: "order_ref_taken",
+                ..
+            }
+        ),
+        "{dup:?}"
+    );
+    let missing = store
+        .create_transaction(NewTransaction {
+            terminal_id: "ter_missing".into(),
+            order_ref: "ORD-X".into(),
+            amount: 5_000,
+            expires_at_ms: now_ms(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        missing,
+        StoreError::NotFound {
+            entity: "terminal",
+            ..
+        }
+    ));
+    let err = store
+        .create_terminal(NewTerminal {
+            outlet_id: terminal.outlet_id.clone(),
+            label: "B02".into(),
+            name: None,
+            payment_ref: terminal.payment_ref.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Conflict {
+            code: "payment_ref_taken",
+            ..
+        }
+    ));
+}
