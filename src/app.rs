@@ -13,6 +13,7 @@ use gema_admin_api::{AppState, ProvisioningInfo};
 use gema_certs::{DevPki, DevPkiOutcome, TlsFiles};
 use gema_gateway::Registry;
 use gema_gateway::credentials::SecretString;
+use gema_gateway::payments::Payments;
 use gema_store::{ConnectOptions, Store};
 use tokio::net::TcpListener;
 
@@ -30,6 +31,8 @@ pub struct App {
     bootstrap_token: Option<SecretString>,
     tls: TlsFiles,
     store: Arc<dyn Store>,
+    payments: Payments,
+    expiry_sweep_interval: Duration,
 }
 
 impl App {
@@ -65,8 +68,11 @@ impl App {
                 ("ca_certificate", tls.ca_cert.clone()),
             ],
         };
+        let wake_relay = Arc::new(tokio::sync::Notify::new());
+        let payments = Payments::new(store.clone(), config.payments.settings(), wake_relay);
         let router = gema_admin_api::router(AppState {
             registry,
+            payments: payments.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });
@@ -100,6 +106,8 @@ impl App {
             bootstrap_token,
             tls,
             store,
+            payments,
+            expiry_sweep_interval: Duration::from_secs(config.payments.expiry_sweep_interval_secs),
         })
     }
 
@@ -154,6 +162,26 @@ impl App {
                 }
             }
         });
+        let sweep = tokio::spawn({
+            let stop = stopped(stop_rx.clone());
+            let payments = self.payments.clone();
+            let every = self.expiry_sweep_interval;
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(err) = payments.expire_due().await {
+                                tracing::error!(error = %err, "expiry sweep failed");
+                            }
+                        }
+                        _ = &mut stop => break,
+                    }
+                }
+            }
+        });
         let http = tokio::spawn(
             axum::serve(self.http, self.router)
                 .with_graceful_shutdown(stopped(stop_rx.clone()))
@@ -171,6 +199,7 @@ impl App {
         http.await.context("admin API task")??;
         metrics.await.context("metrics task")??;
         upkeep.await.context("metrics upkeep task")?;
+        sweep.await.context("expiry sweep task")?;
         tracing::info!("stopped");
         Ok(())
     }

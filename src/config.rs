@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use gema_gateway::credentials::SecretString;
 use serde::Deserialize;
 
 /// The commented default configuration. A test checks that it parses to
@@ -31,6 +32,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub tls: TlsConfig,
     pub log: LogConfig,
+    pub payments: PaymentsConfig,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            payments: PaymentsConfig::default(),
         }
     }
 }
@@ -93,6 +96,16 @@ impl Config {
                 "tls.cert, tls.key and tls.ca_cert go together: set all three to use your own \
                  certificates, or none for the generated development CA"
                     .into(),
+            ));
+        }
+        if self.payments.platform_fee_bps > 10_000 {
+            return Err(ConfigError::Invalid(
+                "payments.platform_fee_bps must be at most 10000 (100%)".into(),
+            ));
+        }
+        if self.payments.expiry_sweep_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "payments.expiry_sweep_interval_secs must be at least 1".into(),
             ));
         }
         if self.database.max_connections == 0 {
@@ -231,6 +244,82 @@ impl Default for LogConfig {
     }
 }
 
+/// Payment providers and policy. A provider with no secret set is off (its callback route
+/// answers 404).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Platform fee in basis points (70 = 0.7%), floored per transaction.
+    pub platform_fee_bps: u32,
+    /// How long a pending transaction waits for payment unless its creator says otherwise.
+    pub pending_ttl_secs: u64,
+    /// How long after a payment its announcement may still be spoken.
+    pub announcement_ttl_secs: u64,
+    /// How often pending transactions past their expiry are expired.
+    pub expiry_sweep_interval_secs: u64,
+    pub midtrans: MidtransConfig,
+    pub xendit: XenditConfig,
+    pub generic: GenericCallbackConfig,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            platform_fee_bps: 70,
+            pending_ttl_secs: 900,
+            announcement_ttl_secs: 300,
+            expiry_sweep_interval_secs: 30,
+            midtrans: MidtransConfig::default(),
+            xendit: XenditConfig::default(),
+            generic: GenericCallbackConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MidtransConfig {
+    pub server_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct XenditConfig {
+    pub callback_token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenericCallbackConfig {
+    pub secret: Option<SecretString>,
+    /// How far the signed timestamp may be from our clock.
+    pub tolerance_secs: u64,
+}
+
+impl Default for GenericCallbackConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            tolerance_secs: 300,
+        }
+    }
+}
+
+impl PaymentsConfig {
+    pub fn settings(&self) -> gema_gateway::payments::PaymentSettings {
+        use std::time::Duration;
+        gema_gateway::payments::PaymentSettings {
+            platform_fee_bps: self.platform_fee_bps,
+            default_pending_ttl: Duration::from_secs(self.pending_ttl_secs),
+            announcement_ttl: Duration::from_secs(self.announcement_ttl_secs),
+            midtrans_server_key: self.midtrans.server_key.clone(),
+            xendit_callback_token: self.xendit.callback_token.clone(),
+            generic_secret: self.generic.secret.clone(),
+            generic_tolerance: Duration::from_secs(self.generic.tolerance_secs),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +337,15 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("postgres://gema:***@db/gema"));
+    }
+
+    #[test]
+    fn provider_secrets_are_never_in_debug_output() {
+        let mut config = Config::default();
+        config.payments.midtrans.server_key = Some(SecretString::new("SB-Mid-server-xyz".into()));
+        config.payments.generic.secret = Some(SecretString::new("hmac-secret".into()));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("SB-Mid-server-xyz") && !debug.contains("hmac-secret"));
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl From<GatewayError> for ApiError {
                 field,
             } => ApiError::new(StatusCode::CONFLICT, code, message)
                 .with_details(field.map_or(Value::Null, |f| json!({ "field": f }))),
+            GatewayError::Unauthorized(message) => ApiError::unauthorized(message),
+            GatewayError::BadRequest { field, message } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+                    .with_details(json!({ "field": field }))
+            }
             GatewayError::Internal(cause) => ApiError::internal(cause),
         }
     }

@@ -22,6 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 use gema_gateway::Registry;
+use gema_gateway::payments::Payments;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -44,6 +45,7 @@ pub struct ProvisioningInfo {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub payments: Payments,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }
@@ -62,6 +64,8 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
     security(("bearer" = [])),
     tags(
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
+        (name = "transactions"), (name = "ledger"),
+        (name = "payment callbacks", description = "Public; each provider authenticates with its own signature or token"),
         (name = "health", description = "Public; no token needed"),
     )
 )]
@@ -80,7 +84,7 @@ impl Modify for BearerAuth {
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
-    use routes::{devices, merchants, outlets, terminals};
+    use routes::{devices, merchants, outlets, terminals, transactions};
     OpenApiRouter::new()
         .routes(routes!(merchants::create, merchants::list))
         .routes(routes!(merchants::get, merchants::update))
@@ -98,6 +102,22 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::bindings))
         .routes(routes!(devices::rotate))
         .routes(routes!(devices::revoke))
+        .routes(routes!(transactions::create, transactions::list))
+        .routes(routes!(transactions::expire_due))
+        .routes(routes!(transactions::get))
+        .routes(routes!(transactions::events))
+        .routes(routes!(transactions::announcements))
+        .routes(routes!(transactions::retry_notification))
+        .routes(routes!(transactions::ledger))
+}
+
+/// Provider callbacks: public, each authenticated by its provider's own scheme.
+fn callback_routes() -> OpenApiRouter<AppState> {
+    use routes::payments;
+    OpenApiRouter::new()
+        .routes(routes!(payments::midtrans))
+        .routes(routes!(payments::xendit))
+        .routes(routes!(payments::generic))
 }
 
 /// The OpenAPI document of every route.
@@ -105,11 +125,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     router_parts().2
 }
 
-/// `(protected API routes, public health routes, the OpenAPI document of both)`.
+/// `(protected API routes, public routes, the OpenAPI document of both)`.
 fn router_parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", api_routes())
         .split_for_parts();
+    let (callbacks, callbacks_doc) = OpenApiRouter::new()
+        .nest("/api/v1", callback_routes())
+        .split_for_parts();
+    doc.merge(callbacks_doc);
     let (health, mut health_doc) = OpenApiRouter::new()
         .routes(routes!(health::liveness))
         .routes(routes!(health::deep))
@@ -123,7 +147,7 @@ fn router_parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         }
     }
     doc.merge(health_doc);
-    (api, health, doc)
+    (api, health.merge(callbacks), doc)
 }
 
 /// The whole HTTP application.

@@ -31,7 +31,8 @@ const SCHEME: &str = "pbkdf2-sha256";
 
 /// A secret value that is never printed by `Debug` or `Display`. Read it with
 /// [`SecretString::expose`] at the one place it must leave the process.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SecretString(String);
 
 impl SecretString {

@@ -22,6 +22,17 @@ pub enum GatewayError {
         field: Option<&'static str>,
     },
 
+    /// A caller that could not prove who it is (bad signature, wrong token).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+
+    /// A request body we cannot read; `field` names the spot when known.
+    #[error("bad request: {message}")]
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+
     /// Anything else (database down, corrupt data). Details are logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),

@@ -154,7 +154,10 @@ impl Drop for Daemon {
 
 pub fn cli(api_url: &str, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(GEMA);
-    command.args(args).env("GEMA_API_URL", api_url).env_remove("GEMA_TOKEN");
+    command
+        .args(args)
+        .env("GEMA_API_URL", api_url)
+        .env_remove("GEMA_TOKEN");
     if let Some(token) = token {
         command.env("GEMA_TOKEN", token);
     }

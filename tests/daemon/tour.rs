@@ -19,9 +19,19 @@ async fn the_tour_provisions_a_device_and_its_secret_stays_secret() {
     assert!(merchant.starts_with("mer_"), "{merchant}");
     daemon.cli_ok(&["merchant", "approve", &merchant]);
     let outlet = daemon.cli_ok(&[
-        "outlet", "add", "--merchant", &merchant, "--name", "Pasar Baru", "--city", "Jakarta", "-q",
+        "outlet",
+        "add",
+        "--merchant",
+        &merchant,
+        "--name",
+        "Pasar Baru",
+        "--city",
+        "Jakarta",
+        "-q",
     ]);
-    let terminal = daemon.cli_ok(&["terminal", "add", "--outlet", &outlet, "--label", "A01", "-q"]);
+    let terminal = daemon.cli_ok(&[
+        "terminal", "add", "--outlet", &outlet, "--label", "A01", "-q",
+    ]);
 
     let added = daemon.cli_ok(&["device", "add", "--serial", "SB-0001", "--model", "SB-100"]);
     let device = value_after(&added, "Username").to_string();
@@ -30,7 +40,10 @@ async fn the_tour_provisions_a_device_and_its_secret_stays_secret() {
     assert_eq!(secret.len(), 32, "{added}");
     assert_eq!(value_after(&added, "Broker host"), "localhost");
     assert_eq!(value_after(&added, "Broker port"), "8883 (MQTT over TLS)");
-    assert_eq!(value_after(&added, "Topic prefix"), format!("devices/{device}/"));
+    assert_eq!(
+        value_after(&added, "Topic prefix"),
+        format!("devices/{device}/")
+    );
     let ca = value_after(&added, "CA certificate");
     assert!(std::path::Path::new(ca).is_file(), "{ca} is a real file");
 
@@ -58,13 +71,22 @@ async fn the_tour_provisions_a_device_and_its_secret_stays_secret() {
     let data = dir.path().join("gema-data");
     let (_, stderr) = daemon.terminate();
     for s in [&secret, &new_secret] {
-        assert!(!stderr.contains(s.as_str()), "a secret is in the daemon's logs");
-        assert!(!stdout.contains(s.as_str()), "a secret is on the daemon's stdout");
+        assert!(
+            !stderr.contains(s.as_str()),
+            "a secret is in the daemon's logs"
+        );
+        assert!(
+            !stdout.contains(s.as_str()),
+            "a secret is on the daemon's stdout"
+        );
         for file in ["gema.db", "gema.db-wal"] {
             let path = data.join(file);
             if let Ok(bytes) = std::fs::read(&path) {
                 let haystack = String::from_utf8_lossy(&bytes);
-                assert!(!haystack.contains(s.as_str()), "a secret is in clear in {file}");
+                assert!(
+                    !haystack.contains(s.as_str()),
+                    "a secret is in clear in {file}"
+                );
             }
         }
     }

@@ -4,4 +4,6 @@
 pub mod devices;
 pub mod merchants;
 pub mod outlets;
+pub mod payments;
 pub mod terminals;
+pub mod transactions;

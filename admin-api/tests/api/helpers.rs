@@ -10,6 +10,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub const MIDTRANS_KEY: &str = "SB-Mid-server-test";
+
 #[derive(Debug)]
 struct AlwaysOk;
 
@@ -53,8 +55,20 @@ impl TestApi {
             .unwrap()
             .expose()
             .to_string();
+        let settings = gema_gateway::payments::PaymentSettings {
+            midtrans_server_key: Some(gema_gateway::credentials::SecretString::new(
+                MIDTRANS_KEY.into(),
+            )),
+            ..Default::default()
+        };
+        let payments = gema_gateway::payments::Payments::new(
+            store.clone(),
+            settings,
+            Arc::new(tokio::sync::Notify::new()),
+        );
         let router = gema_admin_api::router(AppState {
             registry,
+            payments,
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),

@@ -2,4 +2,5 @@
 
 mod bad_input;
 mod helpers;
+mod payments;
 mod registry;

@@ -2,3 +2,6 @@
 
 pub mod money;
 pub mod providers;
+mod service;
+
+pub use service::{PaymentSettings, Payments, RawRequest, StandardRules, TransactionInput};

@@ -190,7 +190,7 @@ fn midtrans_time(text: &str) -> Option<OffsetDateTime> {
     let wib = UtcOffset::from_hms(7, 0, 0).ok()?;
     PrimitiveDateTime::parse(text, format)
         .ok()
-        .map(|t| t.assume_offset(wib))
+        .map(|t| t.assume_offset(wib).to_offset(UtcOffset::UTC))
 }
 
 /// Verifies and normalises a Midtrans HTTP notification.
@@ -281,6 +281,7 @@ struct XenditQrCode {
 
 fn rfc3339(text: Option<&str>) -> Option<OffsetDateTime> {
     text.and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(|t| t.to_offset(UtcOffset::UTC))
 }
 
 /// Verifies (static `x-callback-token`, constant time) and normalises a Xendit QR payment

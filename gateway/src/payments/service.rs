@@ -1,0 +1,381 @@
+//! The payment flow: a provider request in, a recorded event, a moved transaction, ledger
+//! postings and a queued announcement out, and the relay woken at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gema_store::{
+    InboxEntry, IncomingEvent, LedgerEntry, LedgerFilter, NewTransaction, Page, PageRequest,
+    PaymentOutcome, PaymentRules, Store, Transaction, TransactionEvent, TransactionFilter,
+    TransactionStatus, Transition,
+};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use super::money::{MAX_AMOUNT, split_fee};
+use super::providers::{self, IngestError, PaymentEvent, Provider};
+use crate::credentials::SecretString;
+use crate::{GatewayError, GatewayResult, validate};
+
+/// Provider credentials and payment policy. A provider without credentials is off: its
+/// endpoint answers 404.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// Platform fee in basis points of the gross amount (70 = 0.7%, QRIS's MDR).
+    pub platform_fee_bps: u32,
+    /// How long a pending transaction waits for payment when the caller does not say.
+    pub default_pending_ttl: Duration,
+    /// How long after a payment its announcement may still be spoken.
+    pub announcement_ttl: Duration,
+    pub midtrans_server_key: Option<SecretString>,
+    pub xendit_callback_token: Option<SecretString>,
+    pub generic_secret: Option<SecretString>,
+    /// Allowed clock difference for the generic callback's timestamp.
+    pub generic_tolerance: Duration,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            platform_fee_bps: 70,
+            default_pending_ttl: Duration::from_secs(15 * 60),
+            announcement_ttl: Duration::from_secs(5 * 60),
+            midtrans_server_key: None,
+            xendit_callback_token: None,
+            generic_secret: None,
+            generic_tolerance: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The state rules: only forward (pending → paid → refunded; pending → expired | failed);
+/// a paid event beats an expiry or failure and is flagged; anything else is stale.
+#[derive(Debug, Clone, Copy)]
+pub struct StandardRules {
+    pub fee_bps: u32,
+    pub announcement_ttl_ms: i64,
+}
+
+impl PaymentRules for StandardRules {
+    fn transition(&self, current: TransactionStatus, event_status: &str) -> Transition {
+        use TransactionStatus::*;
+        let to = |status, flag_paid_after_expiry| Transition::To {
+            status,
+            flag_paid_after_expiry,
+        };
+        match (current, event_status) {
+            (Pending, "paid") => to(Paid, false),
+            (Expired | Failed, "paid") => to(Paid, true),
+            (Pending, "expired") => to(Expired, false),
+            (Pending, "failed") => to(Failed, false),
+            (Paid, "refunded") => to(Refunded, false),
+            _ => Transition::Ignore,
+        }
+    }
+
+    fn split_fee(&self, gross: i64) -> (i64, i64) {
+        split_fee(gross, self.fee_bps)
+    }
+
+    fn announcement_ttl_ms(&self) -> i64 {
+        self.announcement_ttl_ms
+    }
+}
+
+/// A provider request as it arrived.
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    /// Header names lower-case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The headers as JSON for the inbox, without the ones that carry a shared secret.
+    fn headers_for_inbox(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = if matches!(name.as_str(), "x-callback-token" | "authorization") {
+                    "<redacted>".to_string()
+                } else {
+                    value.clone()
+                };
+                (name.clone(), serde_json::Value::String(value))
+            })
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+}
+
+/// A new order for a terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionInput {
+    pub terminal_id: String,
+    pub order_ref: String,
+    pub amount: i64,
+    /// Seconds until the pending transaction expires; `None` for the configured default.
+    pub expires_in_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Payments {
+    store: Arc<dyn Store>,
+    settings: Arc<PaymentSettings>,
+    rules: StandardRules,
+    wake_relay: Arc<Notify>,
+}
+
+pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp() * 1000 + i64::from(t.millisecond())
+}
+
+impl Payments {
+    pub fn new(store: Arc<dyn Store>, settings: PaymentSettings, wake_relay: Arc<Notify>) -> Self {
+        let rules = StandardRules {
+            fee_bps: settings.platform_fee_bps,
+            announcement_ttl_ms: i64::try_from(settings.announcement_ttl.as_millis())
+                .unwrap_or(i64::MAX),
+        };
+        Self {
+            store,
+            settings: Arc::new(settings),
+            rules,
+            wake_relay,
+        }
+    }
+
+    pub fn rules(&self) -> &StandardRules {
+        &self.rules
+    }
+
+    /// Handles one provider request: keep it, verify it, apply it. Returns the outcome; a
+    /// refused request is kept in the inbox and returned as an error.
+    #[tracing::instrument(skip_all, fields(provider = provider.as_str()))]
+    pub async fn ingest(
+        &self,
+        provider: Provider,
+        request: RawRequest,
+    ) -> GatewayResult<PaymentOutcome> {
+        let received_at = OffsetDateTime::now_utc();
+        let verified = self.verify(provider, &request, received_at)?;
+        let entry = InboxEntry {
+            provider: provider.as_str().into(),
+            received_at,
+            headers: request.headers_for_inbox(),
+            body: request.body,
+        };
+        let event = match verified {
+            Ok(event) => event,
+            Err(err) => {
+                let (outcome, detail) = match &err {
+                    IngestError::Unauthorized(m) => ("unauthorized", m.clone()),
+                    IngestError::Malformed { .. } => ("malformed", err.to_string()),
+                };
+                self.store
+                    .record_inbox(entry, outcome, Some(&detail))
+                    .await?;
+                metrics::counter!("gema_payment_callbacks_total",
+                    "provider" => provider.as_str(), "outcome" => outcome)
+                .increment(1);
+                tracing::warn!(outcome, detail, "payment callback refused");
+                return Err(match err {
+                    IngestError::Unauthorized(m) => GatewayError::Unauthorized(m),
+                    IngestError::Malformed { field, message } => {
+                        GatewayError::BadRequest { field, message }
+                    }
+                });
+            }
+        };
+        let order_ref = event.order_ref.clone();
+        let incoming = incoming(event);
+        let outcome = self
+            .store
+            .apply_payment_event(entry.clone(), incoming, &self.rules)
+            .await?;
+        metrics::counter!("gema_payment_callbacks_total",
+            "provider" => provider.as_str(), "outcome" => outcome.as_str())
+        .increment(1);
+        match &outcome {
+            PaymentOutcome::Applied {
+                transaction_id,
+                status,
+                announcement_id,
+            } => {
+                tracing::info!(%transaction_id, status = status.as_str(), "payment event applied");
+                if announcement_id.is_some() {
+                    self.wake_relay.notify_one();
+                }
+            }
+            PaymentOutcome::UnknownOrder => {
+                self.store
+                    .record_inbox(entry, "unknown_order", Some(&order_ref))
+                    .await?;
+                tracing::warn!(order_ref, "payment event for an unknown order");
+                return Err(GatewayError::NotFound {
+                    entity: "order",
+                    id: order_ref,
+                });
+            }
+            PaymentOutcome::AmountMismatch { transaction_id } => {
+                tracing::warn!(%transaction_id, "paid event amount differs from the transaction's");
+            }
+            other => tracing::info!(outcome = other.as_str(), "payment event recorded"),
+        }
+        Ok(outcome)
+    }
+
+    /// `Err(GatewayError)` if the provider is off; `Ok(Err(IngestError))` if the request
+    /// fails verification or parsing.
+    fn verify(
+        &self,
+        provider: Provider,
+        request: &RawRequest,
+        now: OffsetDateTime,
+    ) -> GatewayResult<Result<PaymentEvent, IngestError>> {
+        let off = || GatewayError::NotFound {
+            entity: "payment provider",
+            id: provider.as_str().into(),
+        };
+        Ok(match provider {
+            Provider::Midtrans => {
+                let key = self.settings.midtrans_server_key.as_ref().ok_or_else(off)?;
+                providers::midtrans(&request.body, key.expose())
+            }
+            Provider::Xendit => {
+                let token = self
+                    .settings
+                    .xendit_callback_token
+                    .as_ref()
+                    .ok_or_else(off)?;
+                providers::xendit(
+                    &request.body,
+                    request.header("x-callback-token"),
+                    token.expose(),
+                )
+            }
+            Provider::Generic => {
+                let secret = self.settings.generic_secret.as_ref().ok_or_else(off)?;
+                providers::generic(
+                    &request.body,
+                    request.header(providers::GENERIC_TIMESTAMP_HEADER),
+                    request.header(providers::GENERIC_SIGNATURE_HEADER),
+                    secret.expose(),
+                    i64::try_from(self.settings.generic_tolerance.as_secs()).unwrap_or(i64::MAX),
+                    now,
+                )
+            }
+        })
+    }
+
+    pub async fn create_transaction(&self, input: TransactionInput) -> GatewayResult<Transaction> {
+        let order_ref = validate::code("order_ref", &input.order_ref, 64)?;
+        if !(1..=MAX_AMOUNT).contains(&input.amount) {
+            return Err(GatewayError::invalid(
+                "amount",
+                format!("must be whole rupiah between 1 and {MAX_AMOUNT}"),
+            ));
+        }
+        let ttl = match input.expires_in_secs {
+            Some(0) => return Err(GatewayError::invalid("expires_in_secs", "must be positive")),
+            Some(secs) if secs > 7 * 24 * 3600 => {
+                return Err(GatewayError::invalid(
+                    "expires_in_secs",
+                    "must be at most 7 days",
+                ));
+            }
+            Some(secs) => Duration::from_secs(secs),
+            None => self.settings.default_pending_ttl,
+        };
+        let expires_at_ms = unix_ms(OffsetDateTime::now_utc())
+            + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let transaction = self
+            .store
+            .create_transaction(NewTransaction {
+                terminal_id: input.terminal_id,
+                order_ref,
+                amount: input.amount,
+                expires_at_ms,
+            })
+            .await?;
+        tracing::info!(transaction_id = %transaction.id, amount = transaction.amount, "transaction created");
+        Ok(transaction)
+    }
+
+    pub async fn transaction(&self, id: &str) -> GatewayResult<Transaction> {
+        Ok(self.store.get_transaction(id).await?)
+    }
+
+    pub async fn transactions(
+        &self,
+        filter: &TransactionFilter,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<Transaction>> {
+        Ok(self.store.list_transactions(filter, page).await?)
+    }
+
+    pub async fn timeline(&self, id: &str) -> GatewayResult<Vec<TransactionEvent>> {
+        Ok(self.store.transaction_events(id).await?)
+    }
+
+    pub async fn announcements(&self, id: &str) -> GatewayResult<Vec<gema_store::Announcement>> {
+        Ok(self.store.transaction_announcements(id).await?)
+    }
+
+    pub async fn ledger(
+        &self,
+        filter: &LedgerFilter,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<LedgerEntry>> {
+        Ok(self.store.list_ledger_entries(filter, page).await?)
+    }
+
+    /// Expires every pending transaction past its expiry, in batches; returns their ids.
+    pub async fn expire_due(&self) -> GatewayResult<Vec<String>> {
+        let mut expired = Vec::new();
+        loop {
+            let now = unix_ms(OffsetDateTime::now_utc());
+            let batch = self.store.expire_due_transactions(now, 500).await?;
+            let done = batch.len() < 500;
+            expired.extend(batch);
+            if done {
+                break;
+            }
+        }
+        if !expired.is_empty() {
+            metrics::counter!("gema_transactions_expired_total").increment(expired.len() as u64);
+            tracing::info!(count = expired.len(), "expired pending transactions");
+        }
+        Ok(expired)
+    }
+
+    /// Queues a new announcement for a paid transaction, on an operator's request.
+    pub async fn retry_notification(&self, id: &str) -> GatewayResult<gema_store::Announcement> {
+        let announcement = self.store.queue_announcement(id, &self.rules).await?;
+        self.wake_relay.notify_one();
+        tracing::info!(transaction_id = id, announcement_id = %announcement.id, "announcement re-queued");
+        Ok(announcement)
+    }
+}
+
+fn incoming(event: PaymentEvent) -> IncomingEvent {
+    IncomingEvent {
+        provider: event.provider.as_str().into(),
+        provider_transaction_id: event.provider_transaction_id,
+        order_ref: event.order_ref,
+        amount: event.amount,
+        status: event.status.as_str().into(),
+        raw_status: event.raw_status,
+        issuer: event.issuer,
+        paid_at: event.paid_at,
+        is_test: event.is_test,
+    }
+}
