@@ -12,6 +12,7 @@ pub mod credentials;
 mod error;
 pub mod payments;
 pub mod registry;
+pub mod transport;
 pub mod validate;
 
 pub use error::{GatewayError, GatewayResult};

@@ -162,6 +162,8 @@ pub struct Announcement {
     pub device_id: Option<String>,
     #[sqlx(try_from = "String")]
     pub status: AnnouncementStatus,
+    /// Per-device counter, increasing by one per announcement to that device.
+    pub sequence: i64,
     pub attempts: i64,
     pub next_attempt_at_ms: i64,
     pub expires_at_ms: i64,
@@ -178,6 +180,7 @@ pub struct AnnouncementDelivery {
     pub id: String,
     pub transaction_id: String,
     pub device_id: String,
+    pub sequence: i64,
     pub attempts: i64,
     pub expires_at_ms: i64,
     pub amount: i64,
@@ -199,6 +202,11 @@ pub enum DeliveryResult {
         error: String,
     },
     Expired,
+    /// Not attempted (the device is offline): wait until `next_attempt_at_ms` or until
+    /// the device reconnects. Does not count as an attempt.
+    Deferred {
+        next_attempt_at_ms: i64,
+    },
 }
 
 /// A provider request as received.

@@ -425,12 +425,12 @@ macro_rules! impl_payment_store {
                 limit: u32,
             ) -> $crate::StoreResult<Vec<$crate::AnnouncementDelivery>> {
                 Ok(sqlx::query_as::<_, $crate::AnnouncementDelivery>(
-                    "SELECT a.id, a.transaction_id, a.device_id, a.attempts, a.expires_at_ms, \
+                    "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
                      t.amount, t.issuer, t.provider, t.paid_at \
                      FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
                      WHERE a.status = 'pending' AND a.device_id IS NOT NULL \
                      AND a.next_attempt_at_ms <= $1 AND ($2 IS NULL OR a.device_id = $2) \
-                     ORDER BY a.id LIMIT $3",
+                     ORDER BY a.device_id, a.sequence LIMIT $3",
                 )
                 .bind(now_ms)
                 .bind(device_id)
@@ -456,18 +456,21 @@ macro_rules! impl_payment_store {
             ) -> $crate::StoreResult<()> {
                 use $crate::DeliveryResult;
                 let now = $crate::sql::now();
-                let (status, error, next_ms, delivered_at): (&str, Option<String>, Option<i64>, Option<time::OffsetDateTime>) =
+                let (status, error, next_ms, delivered_at, attempted): (&str, Option<String>, Option<i64>, Option<time::OffsetDateTime>, i64) =
                     match result {
-                        DeliveryResult::Delivered => ("delivered", None, None, Some(now)),
+                        DeliveryResult::Delivered => ("delivered", None, None, Some(now), 1),
                         DeliveryResult::Retry {
                             error,
                             next_attempt_at_ms,
-                        } => ("pending", Some(error), Some(next_attempt_at_ms), None),
-                        DeliveryResult::Failed { error } => ("failed", Some(error), None, None),
-                        DeliveryResult::Expired => ("expired", None, None, None),
+                        } => ("pending", Some(error), Some(next_attempt_at_ms), None, 1),
+                        DeliveryResult::Failed { error } => ("failed", Some(error), None, None, 1),
+                        DeliveryResult::Expired => ("expired", None, None, None, 0),
+                        DeliveryResult::Deferred { next_attempt_at_ms } => {
+                            ("pending", None, Some(next_attempt_at_ms), None, 0)
+                        }
                     };
                 let done = sqlx::query(
-                    "UPDATE announcements SET status = $1, attempts = attempts + 1, \
+                    "UPDATE announcements SET status = $1, attempts = attempts + $7, \
                      last_error = COALESCE($2, last_error), \
                      next_attempt_at_ms = COALESCE($3, next_attempt_at_ms), \
                      delivered_at = COALESCE($4, delivered_at), last_attempt_at = $5, \
@@ -479,6 +482,7 @@ macro_rules! impl_payment_store {
                 .bind(delivered_at)
                 .bind(now)
                 .bind(announcement_id)
+                .bind(attempted)
                 .execute(&self.write)
                 .await?;
                 if done.rows_affected() == 0 {
@@ -637,6 +641,18 @@ macro_rules! payment_helpers {
             .fetch_optional(&mut **tx)
             .await?;
             let device_id = device.map(|(id,)| id);
+            let sequence: i64 = match &device_id {
+                Some(device_id) => {
+                    let (last,): (Option<i64>,) = sqlx::query_as(
+                        "SELECT MAX(sequence) FROM announcements WHERE device_id = $1",
+                    )
+                    .bind(device_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    last.unwrap_or(0) + 1
+                }
+                None => 0,
+            };
             let status = if device_id.is_some() {
                 $crate::AnnouncementStatus::Pending
             } else {
@@ -645,8 +661,8 @@ macro_rules! payment_helpers {
             let now_ms = now.unix_timestamp() * 1000 + i64::from(now.millisecond());
             Ok(sqlx::query_as::<_, $crate::Announcement>(
                 "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, status, \
-                 next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+                 sequence, next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8, $8) RETURNING *",
             )
             .bind($crate::sql::new_id("ann"))
             .bind(&transaction.id)
@@ -656,6 +672,7 @@ macro_rules! payment_helpers {
             .bind(now_ms)
             .bind(now_ms + rules.announcement_ttl_ms())
             .bind(now)
+            .bind(sequence)
             .fetch_one(&mut **tx)
             .await?)
         }

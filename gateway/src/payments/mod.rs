@@ -2,6 +2,8 @@
 
 pub mod money;
 pub mod providers;
+mod relay;
 mod service;
 
+pub use relay::{AnnouncementRelay, RelaySettings};
 pub use service::{PaymentSettings, Payments, RawRequest, StandardRules, TransactionInput};

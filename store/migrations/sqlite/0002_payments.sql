@@ -81,6 +81,8 @@ CREATE TABLE announcements (
     device_id          TEXT REFERENCES devices (id),
     -- pending | delivered | failed | expired | no_device
     status             TEXT NOT NULL,
+    -- Per-device announcement counter: replays arrive in this order.
+    sequence           INTEGER NOT NULL DEFAULT 0,
     attempts           INTEGER NOT NULL DEFAULT 0,
     next_attempt_at_ms INTEGER NOT NULL,
     expires_at_ms      INTEGER NOT NULL,
