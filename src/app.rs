@@ -10,10 +10,12 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use gema_admin_api::{AppState, ProvisioningInfo};
+use gema_broker::Broker;
 use gema_certs::{DevPki, DevPkiOutcome, TlsFiles};
 use gema_gateway::Registry;
 use gema_gateway::credentials::SecretString;
-use gema_gateway::payments::Payments;
+use gema_gateway::payments::{AnnouncementRelay, Payments, RelaySettings};
+use gema_gateway::transport::{DeviceTransport, Presence, UplinkMessage};
 use gema_store::{ConnectOptions, Store};
 use tokio::net::TcpListener;
 
@@ -33,6 +35,9 @@ pub struct App {
     store: Arc<dyn Store>,
     payments: Payments,
     expiry_sweep_interval: Duration,
+    broker: Broker,
+    relay: Arc<AnnouncementRelay>,
+    wake_relay: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -48,6 +53,30 @@ impl App {
         }
 
         let registry = Registry::new(store.clone());
+        let authenticator = crate::devices::RegistryAuthenticator {
+            registry: registry.clone(),
+            services: config
+                .mqtt
+                .services
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        s.password.as_ref().map(|p| p.expose().to_owned()),
+                    )
+                })
+                .collect(),
+        };
+        let broker = Broker::start(
+            crate::devices::broker_config(&config.mqtt, &tls),
+            Arc::new(authenticator),
+        )
+        .await
+        .context("starting the MQTT broker")?;
+        let transport: Arc<dyn DeviceTransport> = Arc::new(crate::devices::BrokerTransport {
+            handle: broker.handle(),
+        });
+        let registry = registry.with_transport(transport.clone());
         let bootstrap_token = registry
             .ensure_bootstrap_token()
             .await
@@ -57,7 +86,7 @@ impl App {
             .with_context(|| format!("reading {}", tls.ca_cert.display()))?;
         let provisioning = ProvisioningInfo {
             mqtt_host: config.mqtt.public_host.clone(),
-            mqtt_port: config.mqtt.public_port.unwrap_or(config.mqtt.listen.port()),
+            mqtt_port: config.mqtt.public_port.unwrap_or(broker.tls_addr().port()),
             ca_certificate_path: absolute(&tls.ca_cert).display().to_string(),
             ca_certificate_pem,
         };
@@ -69,7 +98,17 @@ impl App {
             ],
         };
         let wake_relay = Arc::new(tokio::sync::Notify::new());
-        let payments = Payments::new(store.clone(), config.payments.settings(), wake_relay);
+        let payments = Payments::new(
+            store.clone(),
+            config.payments.settings(),
+            wake_relay.clone(),
+        );
+        let relay = AnnouncementRelay::new(
+            store.clone(),
+            transport,
+            RelaySettings::default(),
+            wake_relay.clone(),
+        );
         let router = gema_admin_api::router(AppState {
             registry,
             payments: payments.clone(),
@@ -94,9 +133,10 @@ impl App {
             database = %gema_store::redact_url(&config.database_url()),
             "listeners bound"
         );
-        tracing::warn!(
-            listen = %config.mqtt.listen,
-            "the MQTT broker is not part of this build yet; no MQTT listener is open"
+        tracing::info!(
+            mqtt_tls = %broker.tls_addr(),
+            mqtt_plain = ?broker.plain_addr(),
+            "MQTT broker listening"
         );
         Ok(App {
             http,
@@ -108,7 +148,20 @@ impl App {
             store,
             payments,
             expiry_sweep_interval: Duration::from_secs(config.payments.expiry_sweep_interval_secs),
+            broker,
+            relay,
+            wake_relay,
         })
+    }
+
+    /// The MQTT over TLS listener's address.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.broker.tls_addr()
+    }
+
+    /// The plain MQTT listener's address, when configured.
+    pub fn mqtt_plain_addr(&self) -> Option<SocketAddr> {
+        self.broker.plain_addr()
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -139,10 +192,52 @@ impl App {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
     /// finish, and returns.
     pub async fn run_until(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+        // Broker → gateway: uplinks and presence, then the relay that consumes them.
+        let (uplink_tx, uplink_rx) = tokio::sync::mpsc::channel::<UplinkMessage>(4096);
+        let (presence_tx, presence_rx) = tokio::sync::mpsc::channel::<Presence>(4096);
+        let uplinks = self
+            .broker
+            .take_uplinks()
+            .context("the broker's uplink stream was already taken")?;
+        let forward_uplinks = crate::devices::forward_uplinks(uplinks, uplink_tx);
+        let forward_presence =
+            crate::devices::forward_presence(self.broker.handle().presence(), presence_tx);
+        let relay = tokio::spawn(self.relay.clone().run(uplink_rx, presence_rx, {
+            let rx = stop_rx.clone();
+            async move {
+                let mut rx = rx;
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        }));
+        // Anything committed before this start (a crash, a restart) is delivered now.
+        self.wake_relay.notify_one();
+
+        #[cfg(unix)]
+        let reload = tokio::spawn({
+            let handle = self.broker.handle();
+            let mut rx = stop_rx.clone();
+            async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = hup.recv() => match handle.reload_certificates() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                            Err(err) => tracing::error!(error = %err, "SIGHUP: certificate reload failed; keeping the old ones"),
+                        },
+                        _ = rx.wait_for(|stop| *stop) => break,
+                    }
+                }
+            }
+        });
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
@@ -200,6 +295,12 @@ impl App {
         metrics.await.context("metrics task")??;
         upkeep.await.context("metrics upkeep task")?;
         sweep.await.context("expiry sweep task")?;
+        relay.await.context("announcement relay task")?;
+        #[cfg(unix)]
+        reload.await.context("certificate reload task")?;
+        self.broker.shutdown().await;
+        forward_uplinks.abort();
+        forward_presence.abort();
         tracing::info!("stopped");
         Ok(())
     }

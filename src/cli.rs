@@ -231,6 +231,9 @@ pub enum DeviceCommand {
     },
     Unbind {
         id: String,
+        /// Also end the device's live MQTT session now.
+        #[arg(long)]
+        kick: bool,
     },
     /// Binding history.
     Bindings {
@@ -541,9 +544,14 @@ fn device_call(command: DeviceCommand) -> ClientCall {
             Some(json!({ "terminal_id": terminal })),
             one,
         ),
-        DeviceCommand::Unbind { id } => {
-            ClientCall::post(format!("/devices/{id}/unbind"), None, one)
-        }
+        DeviceCommand::Unbind { id, kick } => ClientCall::post(
+            format!(
+                "/devices/{id}/unbind{}",
+                if kick { "?kick=true" } else { "" }
+            ),
+            None,
+            one,
+        ),
         DeviceCommand::Bindings { id } => {
             ClientCall::get(format!("/devices/{id}/bindings"), Shape::Bindings)
         }

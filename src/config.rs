@@ -18,9 +18,11 @@ use serde::Deserialize;
 /// `Config::default()`, so the two cannot drift apart.
 pub const DEFAULT_TOML: &str = include_str!("default-config.toml");
 
-const SECTIONS: [&str; 7] = [
-    "data_dir", "database", "http", "metrics", "mqtt", "tls", "log",
-];
+/// `GEMA_*` variables that belong to the command line, not to the daemon's configuration
+/// (as do `GEMA_TEST_*`, for test harnesses). Every other `GEMA_*` variable must name a
+/// configuration key, so a typo such as `GEMA_HTTP_LISTEN` (one underscore) is an error
+/// rather than silently ignored.
+const CLI_VARIABLES: [&str; 3] = ["token", "api_url", "config"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -71,11 +73,11 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        // Only our sections: GEMA_TOKEN and GEMA_API_URL belong to the CLI. Keys are
-        // lower-cased by figment only after this filter runs.
+        // Keys are lower-cased by figment only after this filter runs.
         let env = Env::prefixed("GEMA_").split("__").filter(|key| {
-            let section = key.as_str().split('.').next().unwrap_or_default();
-            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+            let key = key.as_str();
+            let for_tests = key.len() >= 5 && key[..5].eq_ignore_ascii_case("test_");
+            !for_tests && !CLI_VARIABLES.iter().any(|v| v.eq_ignore_ascii_case(key))
         });
         let config: Config = figment
             .merge(env)
@@ -97,6 +99,20 @@ impl Config {
                  certificates, or none for the generated development CA"
                     .into(),
             ));
+        }
+        for service in &self.mqtt.services {
+            for rule in &service.rules {
+                gema_broker::Rule::parse(rule).map_err(|e| {
+                    ConfigError::Invalid(format!("mqtt.services {}: {e}", service.name))
+                })?;
+            }
+        }
+        if let Some(name) = &self.mqtt.plain_anonymous_service
+            && !self.mqtt.services.iter().any(|s| &s.name == name)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "mqtt.plain_anonymous_service {name:?} is not one of mqtt.services"
+            )));
         }
         if self.payments.platform_fee_bps > 10_000 {
             return Err(ConfigError::Invalid(
@@ -185,17 +201,33 @@ impl Default for MetricsConfig {
     }
 }
 
-/// The device broker. The listener itself comes with the broker; today these settings
-/// decide what the API tells technicians (host and port) when it issues a device secret.
+/// The device broker.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
+    /// MQTT over TLS.
     pub listen: SocketAddr,
     /// The host name devices use to reach the broker. It is added to the development
-    /// server certificate.
+    /// server certificate and printed when a device secret is issued.
     pub public_host: String,
     /// The port devices use, if a proxy or NAT changes it; unset means the listen port.
     pub public_port: Option<u16>,
+    /// A TLS handshake not done by then is dropped, so a silent client holds nothing.
+    pub handshake_timeout_secs: u64,
+    /// TLS handshakes in progress at once; more wait their turn.
+    pub max_concurrent_handshakes: usize,
+    /// The listen backlog; reconnect storms need a large one.
+    pub backlog: u32,
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted, in bytes.
+    pub max_packet_size: usize,
+    /// An optional plain-TCP listener for development and conformance tools. Loopback
+    /// unless you say otherwise; off when unset.
+    pub plain_listen: Option<SocketAddr>,
+    /// On the plain listener, clients without credentials act as this service.
+    pub plain_anonymous_service: Option<String>,
+    /// Service principals (monitors, bridges) with explicit ACL rules.
+    pub services: Vec<MqttService>,
 }
 
 impl Default for MqttConfig {
@@ -204,8 +236,26 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
             public_host: "localhost".into(),
             public_port: None,
+            handshake_timeout_secs: 10,
+            max_concurrent_handshakes: 1024,
+            backlog: 4096,
+            max_connections: 100_000,
+            max_packet_size: 64 * 1024,
+            plain_listen: None,
+            plain_anonymous_service: None,
+            services: Vec::new(),
         }
     }
+}
+
+/// A non-device MQTT client: its user name is `name`, its password `password`, and it may do
+/// only what `rules` allow: Mosquitto-style lines such as `"read devices/+/up/#"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttService {
+    pub name: String,
+    pub password: Option<SecretString>,
+    pub rules: Vec<String>,
 }
 
 /// TLS material for the broker. Leave all unset to use the development CA that Gema creates

@@ -6,7 +6,9 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+mod devices;
 mod health;
+pub mod sim;
 pub mod telemetry;
 
 pub use app::App;

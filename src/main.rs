@@ -60,6 +60,15 @@ fn load_config(args: &DaemonArgs) -> anyhow::Result<Config> {
 async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     telemetry::init_logging(&config.log)?;
+    // One descriptor per device connection: use everything the hard limit allows.
+    match gema_broker::raise_fd_limit() {
+        Ok(limit) => tracing::info!(
+            open_files = limit,
+            "open-file limit raised; about {} device connections fit",
+            limit.saturating_sub(64)
+        ),
+        Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
+    }
     let mut app = App::build(config).await?;
     // Shown on stdout, not in the logs, and only on the start that created it.
     if let Some(token) = app.take_bootstrap_token() {
@@ -73,6 +82,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     println!("admin API  http://{}/api/v1", app.http_addr());
     println!("health     http://{}/health/deep", app.http_addr());
     println!("metrics    http://{}/metrics", app.metrics_addr());
+    println!("MQTT/TLS   {}", app.mqtt_addr());
+    if let Some(plain) = app.mqtt_plain_addr() {
+        println!("MQTT plain {plain}");
+    }
     println!("CA file    {}", app.tls_files().ca_cert.display());
     app.run_until(shutdown_signal()).await
 }

@@ -379,6 +379,13 @@ pub struct DeviceQuery {
     pub status: Option<DeviceStatus>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UnbindQuery {
+    /// Also end the device's live MQTT session now.
+    pub kick: Option<bool>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindDevice {

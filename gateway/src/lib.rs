@@ -16,4 +16,4 @@ pub mod transport;
 pub mod validate;
 
 pub use error::{GatewayError, GatewayResult};
-pub use registry::{IssuedCredential, Registry};
+pub use registry::{IssuedCredential, Registry, SecretCheck};

@@ -13,6 +13,7 @@ use gema_store::{
 };
 
 use crate::credentials::{self, SecretString};
+use crate::transport::DeviceTransport;
 use crate::{GatewayError, GatewayResult, validate};
 
 const NAME_MAX: usize = 100;
@@ -34,14 +35,48 @@ pub struct DeviceInput {
     pub firmware_version: Option<String>,
 }
 
+/// The result of checking a device's MQTT password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretCheck {
+    Valid,
+    /// Wrong secret.
+    Wrong,
+    /// No such device.
+    UnknownDevice,
+    /// The credential was revoked.
+    Revoked,
+    /// The device is disabled.
+    Disabled,
+}
+
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Where live sessions are ended when a credential stops being valid.
+    transport: Option<Arc<dyn DeviceTransport>>,
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            transport: None,
+        }
+    }
+
+    /// The same registry, ending live device sessions through `transport` when a credential
+    /// is rotated or revoked, a device is disabled, or unbound with a kick.
+    pub fn with_transport(mut self, transport: Arc<dyn DeviceTransport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    fn kick(&self, device_id: &str, why: &str) {
+        if let Some(transport) = &self.transport
+            && transport.disconnect(device_id)
+        {
+            tracing::info!(device_id, why, "live device session ended");
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -278,7 +313,11 @@ impl Registry {
                 .transpose()?,
             status: patch.status,
         };
-        Ok(self.store.update_device(id, patch).await?)
+        let device = self.store.update_device(id, patch).await?;
+        if device.status == gema_store::DeviceStatus::Disabled {
+            self.kick(id, "device disabled");
+        }
+        Ok(device)
     }
 
     pub async fn bind_device(&self, device_id: &str, terminal_id: &str) -> GatewayResult<Device> {
@@ -290,9 +329,14 @@ impl Registry {
         Ok(device)
     }
 
-    pub async fn unbind_device(&self, device_id: &str) -> GatewayResult<Device> {
+    /// Unbinds; with `kick`, also ends the device's live session (it reconnects and finds
+    /// itself unbound).
+    pub async fn unbind_device(&self, device_id: &str, kick: bool) -> GatewayResult<Device> {
         let device = self.store.unbind_device(device_id).await?;
-        tracing::info!(device_id, "device unbound");
+        tracing::info!(device_id, kick, "device unbound");
+        if kick {
+            self.kick(device_id, "unbound with kick");
+        }
         Ok(device)
     }
 
@@ -311,6 +355,7 @@ impl Registry {
             .set_device_secret_hash(device_id, &credentials::hash_device_secret(&secret))
             .await?;
         tracing::info!(device_id, "device secret rotated");
+        self.kick(device_id, "secret rotated");
         Ok((
             device,
             IssuedCredential {
@@ -323,23 +368,65 @@ impl Registry {
     pub async fn revoke_device_secret(&self, device_id: &str) -> GatewayResult<Device> {
         let device = self.store.revoke_device_secret(device_id).await?;
         tracing::info!(device_id, "device secret revoked");
+        self.kick(device_id, "secret revoked");
         Ok(device)
     }
 
     /// Whether `secret` is the device's current secret. Unknown devices, revoked
     /// credentials and disabled devices all answer `false`.
     pub async fn verify_device_secret(&self, device_id: &str, secret: &str) -> GatewayResult<bool> {
+        Ok(self.check_device_secret(device_id, secret).await? == SecretCheck::Valid)
+    }
+
+    /// Checks an MQTT password. The slow hash runs on the blocking pool, never on the
+    /// async threads; an unknown device costs the same hash, so timing does not tell which
+    /// device ids exist.
+    pub async fn check_device_secret(
+        &self,
+        device_id: &str,
+        secret: &str,
+    ) -> GatewayResult<SecretCheck> {
         let device = match self.store.get_device(device_id).await {
-            Ok(device) => device,
-            Err(gema_store::StoreError::NotFound { .. }) => return Ok(false),
+            Ok(device) => Some(device),
+            Err(gema_store::StoreError::NotFound { .. }) => None,
             Err(other) => return Err(other.into()),
         };
-        if device.status != gema_store::DeviceStatus::Active {
-            return Ok(false);
-        }
-        Ok(match self.store.device_secret_hash(device_id).await? {
-            Some(stored) => credentials::verify_device_secret(secret, &stored),
-            None => false,
+        let stored = match &device {
+            Some(_) => self.store.device_secret_hash(device_id).await?,
+            None => None,
+        };
+        let presented = secret.to_owned();
+        let hash = stored.clone().unwrap_or_else(|| DUMMY_HASH.with(Clone::clone));
+        let matches = tokio::task::spawn_blocking(move || {
+            credentials::verify_device_secret(&presented, &hash)
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(format!("secret check task: {e}")))?;
+        Ok(match (device, stored) {
+            (None, _) => SecretCheck::UnknownDevice,
+            (Some(_), None) => SecretCheck::Revoked,
+            (Some(d), Some(_)) if d.status != gema_store::DeviceStatus::Active => {
+                SecretCheck::Disabled
+            }
+            (Some(_), Some(_)) if matches => SecretCheck::Valid,
+            (Some(_), Some(_)) => SecretCheck::Wrong,
+        })
+    }
+
+    /// Whether a device may connect with a client certificate naming it: it exists, is
+    /// active, and its credential is not revoked.
+    pub async fn device_may_connect(&self, device_id: &str) -> GatewayResult<SecretCheck> {
+        let device = match self.store.get_device(device_id).await {
+            Ok(device) => device,
+            Err(gema_store::StoreError::NotFound { .. }) => return Ok(SecretCheck::UnknownDevice),
+            Err(other) => return Err(other.into()),
+        };
+        Ok(if device.status != gema_store::DeviceStatus::Active {
+            SecretCheck::Disabled
+        } else if device.credential.status == gema_store::CredentialStatus::Revoked {
+            SecretCheck::Revoked
+        } else {
+            SecretCheck::Valid
         })
     }
 
@@ -380,3 +467,8 @@ impl Registry {
 }
 
 const BOOTSTRAP: &str = "bootstrap";
+
+thread_local! {
+    /// A hash no secret matches, verified against when the device is unknown.
+    static DUMMY_HASH: String = credentials::hash_device_secret(&credentials::generate_device_secret());
+}

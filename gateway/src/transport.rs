@@ -30,6 +30,10 @@ pub trait DeviceTransport: Send + Sync + std::fmt::Debug {
 
     /// Whether the device has a live connection now.
     fn is_connected(&self, device_id: &str) -> bool;
+
+    /// Ends the device's live connection (its credential was rotated or revoked, it was
+    /// disabled or unbound with a kick). Returns whether one was live.
+    fn disconnect(&self, device_id: &str) -> bool;
 }
 
 /// A message a device published, with the authenticated device id (never taken from the

@@ -78,6 +78,10 @@ impl DeviceTransport for FakeTransport {
     fn is_connected(&self, device_id: &str) -> bool {
         self.device.lock().unwrap().connected.contains(device_id)
     }
+
+    fn disconnect(&self, device_id: &str) -> bool {
+        self.device.lock().unwrap().connected.remove(device_id)
+    }
 }
 
 struct Harness {

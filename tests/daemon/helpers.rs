@@ -13,6 +13,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Daemon {
     child: Child,
     pub api_url: String,
+    /// The MQTT over TLS listener.
+    pub mqtt_addr: std::net::SocketAddr,
     pub token: Option<String>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
@@ -20,11 +22,22 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &Path) -> Daemon {
-        let mut child = Command::new(GEMA)
-            .arg("serve")
-            .current_dir(dir)
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts with extra environment (`GEMA_*` overrides).
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(GEMA);
+        command
             .env("GEMA_HTTP__LISTEN", "127.0.0.1:0")
             .env("GEMA_METRICS__LISTEN", "127.0.0.1:0")
+            .env("GEMA_MQTT__LISTEN", "127.0.0.1:0");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .arg("serve")
+            .current_dir(dir)
             // Debug logs everywhere: a secret must not show up even there.
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
@@ -41,7 +54,7 @@ impl Daemon {
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     stdout.lock().unwrap().push_str(&format!("{line}\n"));
-                    if line.starts_with("metrics") {
+                    if line.starts_with("CA file") {
                         let _ = ready_tx.send(());
                     }
                 }
@@ -77,6 +90,11 @@ impl Daemon {
             .find_map(|l| l.strip_prefix("admin API"))
             .map(|rest| rest.trim().trim_end_matches("/api/v1").to_string())
             .expect("the admin API address is printed");
+        let mqtt_addr = out
+            .lines()
+            .find_map(|l| l.strip_prefix("MQTT/TLS"))
+            .and_then(|rest| rest.trim().parse().ok())
+            .expect("the MQTT address is printed");
         let token = out
             .split_whitespace()
             .find(|w| w.starts_with("gema_"))
@@ -84,6 +102,7 @@ impl Daemon {
         Daemon {
             child,
             api_url,
+            mqtt_addr,
             token,
             stdout,
             stderr,
@@ -96,6 +115,12 @@ impl Daemon {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGKILL: no shutdown, no flush, like a power cut or the OOM killer.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -131,6 +156,19 @@ impl Daemon {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    /// `POST` JSON with the bootstrap token: `(status, JSON body)`.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.api_url))
+            .json(&body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
     }
 
     /// `GET` with the bootstrap token: `(status, JSON body)`.

@@ -135,3 +135,17 @@ fn a_broken_config_file_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("listen_adress"), "{stderr}");
 }
+
+#[test]
+fn a_mistyped_environment_override_is_an_error_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(GEMA)
+        .arg("serve")
+        .env("GEMA_HTTP_LISTEN", "127.0.0.1:1") // one underscore: not a section separator
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("http_listen"), "{stderr}");
+}

@@ -3,4 +3,5 @@
 
 mod helpers;
 mod lifecycle;
+mod payments;
 mod tour;

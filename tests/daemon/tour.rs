@@ -39,7 +39,10 @@ async fn the_tour_provisions_a_device_and_its_secret_stays_secret() {
     assert!(device.starts_with("dev_"), "{added}");
     assert_eq!(secret.len(), 32, "{added}");
     assert_eq!(value_after(&added, "Broker host"), "localhost");
-    assert_eq!(value_after(&added, "Broker port"), "8883 (MQTT over TLS)");
+    assert_eq!(
+        value_after(&added, "Broker port"),
+        format!("{} (MQTT over TLS)", daemon.mqtt_addr.port())
+    );
     assert_eq!(
         value_after(&added, "Topic prefix"),
         format!("devices/{device}/")

@@ -11,7 +11,7 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::views::{
     BindDevice, CreateDevice, Device, DeviceBinding, DeviceCredentials, DeviceQuery, IssuedDevice,
-    Page, PageParams, UpdateDevice,
+    Page, PageParams, UnbindQuery, UpdateDevice,
 };
 
 fn issued(state: &AppState, device: gema_store::Device, issued: IssuedCredential) -> IssuedDevice {
@@ -120,14 +120,22 @@ pub async fn bind(
     ))
 }
 
-#[utoipa::path(post, path = "/devices/{id}/unbind", tag = "devices", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/devices/{id}/unbind", tag = "devices",
+    params(("id" = String, Path), UnbindQuery),
     responses((status = 200, body = Device), (status = 404, body = ErrorBody),
         (status = 409, description = "Not bound", body = ErrorBody)))]
 pub async fn unbind(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<UnbindQuery>,
 ) -> ApiResult<Json<Device>> {
-    Ok(Json(state.registry.unbind_device(&id).await?.into()))
+    Ok(Json(
+        state
+            .registry
+            .unbind_device(&id, query.kick.unwrap_or(false))
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(get, path = "/devices/{id}/bindings", tag = "devices", params(("id" = String, Path)),

@@ -1,0 +1,222 @@
+//! The glue between the embedded broker and the gateway: the broker's `Authenticator` over
+//! the device registry, the gateway's `DeviceTransport` over the broker's handle, and the
+//! tasks that carry uplinks and presence from one to the other.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gema_broker::{
+    AuthRefusal, BrokerConfig, BrokerHandle, DeliveryOutcome, Identity, PlainListenerConfig,
+    PresenceChange, QoS, Rule, ServicePrincipal,
+};
+use gema_certs::TlsFiles;
+use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+use gema_gateway::{Registry, SecretCheck};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::MqttConfig;
+
+/// The broker's configuration from `[mqtt]` and the TLS files.
+pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
+    let mut config = BrokerConfig::new(&tls.server_cert, &tls.server_key);
+    config.tls.bind = mqtt.listen;
+    config.tls.handshake_timeout = Duration::from_secs(mqtt.handshake_timeout_secs);
+    config.tls.max_concurrent_handshakes = mqtt.max_concurrent_handshakes;
+    config.limits.backlog = mqtt.backlog;
+    config.limits.max_connections = mqtt.max_connections;
+    config.limits.max_packet_size = mqtt.max_packet_size;
+    config.plain = mqtt.plain_listen.map(|bind| PlainListenerConfig {
+        bind,
+        anonymous_service: mqtt.plain_anonymous_service.clone(),
+    });
+    config.services = mqtt
+        .services
+        .iter()
+        .map(|service| ServicePrincipal {
+            name: service.name.clone(),
+            // Validated when the configuration was loaded.
+            rules: service
+                .rules
+                .iter()
+                .filter_map(|r| Rule::parse(r).ok())
+                .collect(),
+        })
+        .collect();
+    config
+}
+
+/// Devices authenticate against the registry; services against their configured password.
+pub struct RegistryAuthenticator {
+    pub registry: Registry,
+    pub services: Vec<(String, Option<String>)>,
+}
+
+impl std::fmt::Debug for RegistryAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuthenticator")
+            .finish_non_exhaustive()
+    }
+}
+
+fn refusal(check: SecretCheck) -> Result<(), AuthRefusal> {
+    match check {
+        SecretCheck::Valid => Ok(()),
+        SecretCheck::Wrong | SecretCheck::UnknownDevice => Err(AuthRefusal::BadCredentials),
+        SecretCheck::Revoked | SecretCheck::Disabled => Err(AuthRefusal::NotAuthorized),
+    }
+}
+
+#[async_trait::async_trait]
+impl gema_broker::Authenticator for RegistryAuthenticator {
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        _peer: SocketAddr,
+    ) -> Result<Identity, AuthRefusal> {
+        if let Some((name, expected)) = self.services.iter().find(|(name, _)| name == username) {
+            let ok = expected.as_deref().is_some_and(|expected| {
+                gema_gateway::payments::providers::constant_time_eq(
+                    expected.as_bytes(),
+                    password.as_bytes(),
+                )
+            });
+            return if ok {
+                Ok(Identity::Service(name.clone()))
+            } else {
+                Err(AuthRefusal::BadCredentials)
+            };
+        }
+        let check = self
+            .registry
+            .check_device_secret(username, password)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "device authentication could not reach the registry");
+                AuthRefusal::Unavailable
+            })?;
+        refusal(check).map(|()| Identity::Device(username.to_string()))
+    }
+
+    async fn authorize_certificate(
+        &self,
+        device_id: &str,
+        _peer: SocketAddr,
+    ) -> Result<(), AuthRefusal> {
+        let check = self
+            .registry
+            .device_may_connect(device_id)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "certificate check could not reach the registry");
+                AuthRefusal::Unavailable
+            })?;
+        refusal(check)
+    }
+}
+
+/// The gateway's view of the embedded broker.
+#[derive(Debug, Clone)]
+pub struct BrokerTransport {
+    pub handle: BrokerHandle,
+}
+
+#[async_trait::async_trait]
+impl DeviceTransport for BrokerTransport {
+    async fn publish(
+        &self,
+        device_id: &str,
+        topic: &str,
+        payload: Vec<u8>,
+        wait: Duration,
+    ) -> PublishOutcome {
+        let receipt = match self.handle.publish(gema_broker::Downlink {
+            device_id: device_id.to_string(),
+            topic: topic.to_string(),
+            payload: payload.into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        }) {
+            Ok(receipt) => receipt,
+            Err(err) => return PublishOutcome::Failed(err.to_string()),
+        };
+        match tokio::time::timeout(wait, receipt.outcome()).await {
+            Ok(DeliveryOutcome::Acknowledged | DeliveryOutcome::Sent) => {
+                PublishOutcome::Acknowledged
+            }
+            Ok(DeliveryOutcome::Offline { .. }) => PublishOutcome::Offline,
+            Ok(DeliveryOutcome::NotSubscribed) => PublishOutcome::NotSubscribed,
+            Ok(DeliveryOutcome::Dropped(reason)) => {
+                PublishOutcome::Failed(format!("dropped by the broker: {}", reason.as_label()))
+            }
+            Err(_) => PublishOutcome::Failed(format!("no PUBACK within {wait:?}")),
+        }
+    }
+
+    fn is_connected(&self, device_id: &str) -> bool {
+        self.handle.is_connected(device_id)
+    }
+
+    fn disconnect(&self, device_id: &str) -> bool {
+        self.handle.disconnect(device_id)
+    }
+}
+
+/// Carries device uplinks from the broker to the gateway, as they come.
+pub fn forward_uplinks(
+    mut from: mpsc::Receiver<gema_broker::Uplink>,
+    to: mpsc::Sender<UplinkMessage>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(uplink) = from.recv().await {
+            let message = UplinkMessage {
+                device_id: uplink.device_id,
+                topic: uplink.topic,
+                payload: uplink.payload.to_vec(),
+            };
+            if to.send(message).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Carries presence changes from the broker to the gateway, and logs them.
+pub fn forward_presence(
+    mut from: broadcast::Receiver<gema_broker::PresenceEvent>,
+    to: mpsc::Sender<Presence>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let event = match from.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "presence events dropped; pending announcements are still retried"
+                    );
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let presence = match event.change {
+                PresenceChange::Connected { peer, .. } => {
+                    tracing::info!(device_id = %event.device_id, %peer, "device connected");
+                    Presence::Connected {
+                        device_id: event.device_id,
+                    }
+                }
+                PresenceChange::Disconnected { reason } => {
+                    tracing::info!(device_id = %event.device_id, reason = reason.as_label(), "device disconnected");
+                    Presence::Disconnected {
+                        device_id: event.device_id,
+                        reason: reason.as_label().to_string(),
+                    }
+                }
+            };
+            if to.send(presence).await.is_err() {
+                break;
+            }
+        }
+    })
+}

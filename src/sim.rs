@@ -1,0 +1,288 @@
+//! A fleet of simulated soundboxes: `gema sim`, the end-to-end tests and the benchmark all
+//! use it. Each device connects over MQTT/TLS with its own credential (rumqttc), subscribes
+//! to its downlinks, and behaves like firmware should: it deduplicates announcements on the
+//! transaction id, does not speak expired ones, says the amount in Indonesian, and acks.
+//! It can also drop acks or disconnect at random, to exercise retries and replays.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use gema_firmware_protocol::message::{
+    Ack, AckStatus, Downlink, DownlinkBody, Envelope, Uplink, UplinkBody,
+};
+use gema_firmware_protocol::topic::{MessageKind, downlink_filter, parse_topic};
+use gema_firmware_protocol::{Encoding, decode_on_topic, encode, topic};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+
+/// How to reach the broker and how to misbehave.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub host: String,
+    pub port: u16,
+    /// PEM of the CA that signed the broker's certificate.
+    pub ca_pem: Vec<u8>,
+    /// Percent (0–100) of announcements whose ack is not sent; shared, so a test can change
+    /// it while the fleet runs.
+    pub drop_ack_percent: Arc<AtomicU8>,
+    /// Percent (0–100) chance, per announcement, of dropping the connection afterwards.
+    pub disconnect_percent: u8,
+    pub keep_alive: Duration,
+}
+
+/// One device's credential.
+#[derive(Debug, Clone)]
+pub struct SimDevice {
+    pub device_id: String,
+    pub secret: String,
+}
+
+/// What the fleet reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimEvent {
+    Connected {
+        device_id: String,
+    },
+    /// Spoken: the first time this transaction was announced to this device.
+    Spoke {
+        device_id: String,
+        transaction_id: String,
+        amount: i64,
+        at: Instant,
+    },
+    /// A repeat of something already spoken (acked as duplicate, not spoken).
+    Duplicate {
+        device_id: String,
+        transaction_id: String,
+    },
+    /// Arrived after its expiry (acked as expired, not spoken).
+    Late {
+        device_id: String,
+        transaction_id: String,
+    },
+    Disconnected {
+        device_id: String,
+        error: String,
+    },
+}
+
+/// A tiny xorshift for the misbehaviour knobs; no need for a crypto RNG here.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, percent: u8) -> bool {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % 100) < u64::from(percent)
+    }
+}
+
+/// Runs one device until the task is dropped: connects (and reconnects), answers
+/// announcements, reports what happens on `events`.
+pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Sender<SimEvent>) {
+    let mut mqtt = MqttOptions::new(&device.device_id, &options.host, options.port);
+    mqtt.set_credentials(&device.device_id, &device.secret);
+    mqtt.set_keep_alive(options.keep_alive);
+    mqtt.set_clean_session(true);
+    mqtt.set_transport(Transport::Tls(TlsConfiguration::Simple {
+        ca: options.ca_pem.clone(),
+        alpn: None,
+        client_auth: None,
+    }));
+    let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
+    let mut spoken: HashSet<String> = HashSet::new();
+    let seed = device
+        .device_id
+        .bytes()
+        .fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+            h.rotate_left(5) ^ u64::from(b)
+        });
+    let mut dice = Dice(seed | 1);
+    let id = device.device_id.clone();
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let _ = client
+                    .subscribe(downlink_filter(&id), QoS::AtLeastOnce)
+                    .await;
+                let _ = events
+                    .send(SimEvent::Connected {
+                        device_id: id.clone(),
+                    })
+                    .await;
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let Some(reply) =
+                    answer(&id, &publish.topic, &publish.payload, &mut spoken, &events).await
+                else {
+                    continue;
+                };
+                if dice.roll(options.drop_ack_percent.load(Ordering::Relaxed)) {
+                    tracing::info!(device_id = %id, "sim: dropping this ack on purpose");
+                } else {
+                    let _ = client
+                        .publish(
+                            topic::topic(&id, MessageKind::Ack, Encoding::Json),
+                            QoS::AtLeastOnce,
+                            false,
+                            reply,
+                        )
+                        .await;
+                }
+                if dice.roll(options.disconnect_percent) {
+                    tracing::info!(device_id = %id, "sim: disconnecting on purpose");
+                    let _ = client.disconnect().await;
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                let _ = events
+                    .send(SimEvent::Disconnected {
+                        device_id: id.clone(),
+                        error: err.to_string(),
+                    })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// What the device does with one downlink; the ack payload to send, if any.
+async fn answer(
+    device_id: &str,
+    topic_name: &str,
+    payload: &[u8],
+    spoken: &mut HashSet<String>,
+    events: &mpsc::Sender<SimEvent>,
+) -> Option<Vec<u8>> {
+    let topic = parse_topic(topic_name).ok()?;
+    let downlink: Downlink = match decode_on_topic(&topic, payload) {
+        Ok(downlink) => downlink,
+        Err(err) => {
+            tracing::warn!(device_id, error = %err, "sim: undecodable downlink");
+            return None;
+        }
+    };
+    let DownlinkBody::Announce(announce) = &downlink.body else {
+        return None;
+    };
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
+    let status = if spoken.contains(&announce.transaction_id) {
+        let _ = events
+            .send(SimEvent::Duplicate {
+                device_id: device_id.into(),
+                transaction_id: announce.transaction_id.clone(),
+            })
+            .await;
+        AckStatus::Duplicate
+    } else if downlink.is_expired(now_ms) {
+        let _ = events
+            .send(SimEvent::Late {
+                device_id: device_id.into(),
+                transaction_id: announce.transaction_id.clone(),
+            })
+            .await;
+        AckStatus::Expired
+    } else {
+        spoken.insert(announce.transaction_id.clone());
+        tracing::info!(
+            device_id,
+            transaction_id = %announce.transaction_id,
+            "sim says: pembayaran diterima, {} rupiah",
+            terbilang(announce.amount)
+        );
+        let _ = events
+            .send(SimEvent::Spoke {
+                device_id: device_id.into(),
+                transaction_id: announce.transaction_id.clone(),
+                amount: announce.amount,
+                at: Instant::now(),
+            })
+            .await;
+        AckStatus::Spoken
+    };
+    let ack = Uplink {
+        envelope: Envelope::new(format!("ack-{}", downlink.envelope.msg_id), now_ms),
+        body: UplinkBody::Ack(Ack {
+            acked_msg_id: downlink.envelope.msg_id.clone(),
+            transaction_id: Some(announce.transaction_id.clone()),
+            status,
+        }),
+    };
+    Some(encode(&ack, Encoding::Json))
+}
+
+/// An amount in Indonesian words, as a soundbox says it: 25000 → "dua puluh lima ribu".
+pub fn terbilang(amount: i64) -> String {
+    const ONES: [&str; 12] = [
+        "", "satu", "dua", "tiga", "empat", "lima", "enam", "tujuh", "delapan", "sembilan",
+        "sepuluh", "sebelas",
+    ];
+    fn words(n: i64) -> String {
+        match n {
+            0 => String::new(),
+            1..=11 => ONES[n as usize].to_string(),
+            12..=19 => format!("{} belas", ONES[(n - 10) as usize]),
+            20..=99 => join(format!("{} puluh", ONES[(n / 10) as usize]), words(n % 10)),
+            100..=199 => join("seratus".into(), words(n - 100)),
+            200..=999 => join(
+                format!("{} ratus", ONES[(n / 100) as usize]),
+                words(n % 100),
+            ),
+            1_000..=1_999 => join("seribu".into(), words(n - 1_000)),
+            2_000..=999_999 => join(format!("{} ribu", words(n / 1_000)), words(n % 1_000)),
+            1_000_000..=999_999_999 => join(
+                format!("{} juta", words(n / 1_000_000)),
+                words(n % 1_000_000),
+            ),
+            1_000_000_000..=999_999_999_999 => join(
+                format!("{} miliar", words(n / 1_000_000_000)),
+                words(n % 1_000_000_000),
+            ),
+            _ => join(
+                format!("{} triliun", words(n / 1_000_000_000_000)),
+                words(n % 1_000_000_000_000),
+            ),
+        }
+    }
+    fn join(head: String, tail: String) -> String {
+        if tail.is_empty() {
+            head
+        } else {
+            format!("{head} {tail}")
+        }
+    }
+    if amount <= 0 {
+        return "nol".into();
+    }
+    words(amount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terbilang;
+
+    #[test]
+    fn amounts_read_as_a_soundbox_says_them() {
+        assert_eq!(terbilang(25_000), "dua puluh lima ribu");
+        assert_eq!(terbilang(1_500), "seribu lima ratus");
+        assert_eq!(terbilang(11_000), "sebelas ribu");
+        assert_eq!(terbilang(112), "seratus dua belas");
+        assert_eq!(terbilang(1_250_000), "satu juta dua ratus lima puluh ribu");
+        assert_eq!(terbilang(100_000), "seratus ribu");
+        assert_eq!(
+            terbilang(999_999),
+            "sembilan ratus sembilan puluh sembilan ribu sembilan ratus sembilan puluh sembilan"
+        );
+    }
+}
