@@ -1,9 +1,623 @@
 //! Gema's embedded MQTT broker, purpose-made for soundboxes.
 //!
-//! This crate will hold the MQTT 3.1.1 over TLS listener (tokio + rustls + an MQTT codec),
-//! per-device authentication through a trait the binary implements over `store`, the ACL
-//! check from `gema-acl` before any message is routed, sessions, and the in-process interface
-//! the gateway uses to publish downlinks and receive uplinks and presence events.
-//! It knows MQTT and TLS but no database. It is filled by the broker issue; until then it
-//! exports nothing, and the daemon opens no MQTT listener (the `[mqtt]` config section is
-//! reserved for it).
+//! MQTT 3.1.1 over TLS (tokio + rustls, `rumqttc::mqttbytes` as the packet codec behind the
+//! fence in [`codec`]); per-device authentication through the [`Authenticator`] trait the
+//! binary implements over the registry; the `gema-acl` decision before any message is routed;
+//! sessions with bounded queues; and the in-process interface the gateway uses: publish a
+//! downlink with a delivery receipt ([`BrokerHandle::publish`]), a channel of [`Uplink`]s
+//! carrying the authenticated device id, [`PresenceEvent`]s, and
+//! [`BrokerHandle::disconnect`] for revocation.
+//!
+//! Architecture Invariant: this crate knows MQTT and TLS but no database and no SQL; it
+//! depends on no `store`, `gateway` or `admin-api`. It emits `tracing` and `metrics` only.
+//! API Boundary: the TLS listener faces the internet.
+
+pub mod auth;
+pub mod codec;
+pub mod config;
+mod connection;
+mod limits;
+mod router;
+mod session;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use auth::{AuthRefusal, Authenticator, Identity};
+pub use config::{
+    BrokerConfig, FailedLoginLimits, Limits, PlainListenerConfig, ServicePrincipal, SessionLimits,
+    TlsListenerConfig,
+};
+pub use gema_acl::{Access, Rule};
+pub use limits::raise_fd_limit;
+pub use rumqttc::mqttbytes::QoS;
+
+use router::{Retained, RetainedStore, Router, SessionKey};
+use session::{Outgoing, Session, lock};
+
+/// Errors starting or reconfiguring the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS material in {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    #[error("invalid broker configuration: {0}")]
+    Invalid(String),
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client sent DISCONNECT (its will is discarded).
+    ClientDisconnect,
+    /// The socket closed or failed without DISCONNECT.
+    ConnectionLost,
+    /// Nothing received for 1.5 × the keepalive.
+    KeepaliveTimeout,
+    /// The client stopped reading what the broker sends.
+    WriteTimeout,
+    /// Malformed, oversized or out-of-order packet (including a second CONNECT).
+    ProtocolViolation,
+    /// The client published outside what its ACL allows.
+    AclViolation,
+    /// Another connection with the same client id took the session over.
+    Takeover,
+    /// [`BrokerHandle::disconnect`] (revocation, rotation, unbinding).
+    Kicked,
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+impl DisconnectReason {
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            DisconnectReason::ClientDisconnect => "client_disconnect",
+            DisconnectReason::ConnectionLost => "connection_lost",
+            DisconnectReason::KeepaliveTimeout => "keepalive_timeout",
+            DisconnectReason::WriteTimeout => "write_timeout",
+            DisconnectReason::ProtocolViolation => "protocol_violation",
+            DisconnectReason::AclViolation => "acl_violation",
+            DisconnectReason::Takeover => "takeover",
+            DisconnectReason::Kicked => "kicked",
+            DisconnectReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// Whether the Last Will is published for this ending (MQTT 3.1.1 §3.1.2.5: any close
+    /// not preceded by DISCONNECT; a broker shutdown is not the device's failure).
+    pub(crate) fn fires_will(&self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::ClientDisconnect | DisconnectReason::Shutdown
+        )
+    }
+}
+
+/// Why a queued message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session's queue was full; the oldest message went.
+    QueueFull,
+    /// It waited longer than the queue age limit.
+    Expired,
+    /// The session was discarded (clean session ended, expired, or replaced) first.
+    SessionEnded,
+    /// QoS 0 for an offline session, or anything for a non-persistent offline one.
+    Offline,
+}
+
+impl DropReason {
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Expired => "expired",
+            DropReason::SessionEnded => "session_ended",
+            DropReason::Offline => "offline",
+        }
+    }
+}
+
+/// What became of a downlink for the device it was addressed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// QoS 0: written to the device's connection (there is no acknowledgement).
+    Sent,
+    /// QoS 1: PUBACK received; QoS 2: PUBCOMP received.
+    Acknowledged,
+    /// The device has no live connection. `queued`: its persistent session holds the message
+    /// and will deliver it on reconnect (no further receipt is given).
+    Offline {
+        queued: bool,
+    },
+    /// The device is connected but not subscribed to the topic.
+    NotSubscribed,
+    Dropped(DropReason),
+}
+
+/// A message for one device, from the gateway.
+#[derive(Debug, Clone)]
+pub struct Downlink {
+    pub device_id: String,
+    /// Must lie inside `devices/<device_id>/down/`.
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+/// Why [`BrokerHandle::publish`] refused a downlink.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("invalid device id: {0}")]
+    InvalidDeviceId(String),
+    #[error("topic {topic:?} is not inside {prefix:?}")]
+    OutsideNamespace { topic: String, prefix: String },
+    #[error("invalid topic: {0}")]
+    InvalidTopic(gema_acl::topic::TopicError),
+    #[error("payload of {size} bytes exceeds the maximum packet size")]
+    TooLarge { size: usize },
+}
+
+/// Resolves once the addressed device acknowledged the downlink, or it is known that it
+/// will not (now).
+#[derive(Debug)]
+pub struct DeliveryReceipt {
+    rx: oneshot::Receiver<DeliveryOutcome>,
+}
+
+impl DeliveryReceipt {
+    /// Waits for the outcome. A persistent session's inflight message survives reconnects,
+    /// so this may wait as long as the device stays away; callers put their own timeout.
+    pub async fn outcome(self) -> DeliveryOutcome {
+        self.rx
+            .await
+            .unwrap_or(DeliveryOutcome::Dropped(DropReason::SessionEnded))
+    }
+}
+
+/// A message a device published, after the ACL allowed it.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// The authenticated device, never taken from the topic or the payload.
+    pub device_id: String,
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// This is the device's Last Will, published because its connection died.
+    pub last_will: bool,
+    pub received_at: SystemTime,
+}
+
+/// A device came or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceEvent {
+    pub device_id: String,
+    pub at: SystemTime,
+    pub change: PresenceChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceChange {
+    Connected {
+        peer: SocketAddr,
+        session_present: bool,
+    },
+    Disconnected {
+        reason: DisconnectReason,
+    },
+}
+
+/// State shared by listeners, connections and handles.
+pub(crate) struct Shared {
+    pub(crate) config: BrokerConfig,
+    pub(crate) services: HashMap<String, Arc<[Rule]>>,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) router: RwLock<Router>,
+    pub(crate) retained: Mutex<RetainedStore>,
+    pub(crate) sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
+    pub(crate) uplinks: mpsc::Sender<Uplink>,
+    pub(crate) presence: broadcast::Sender<PresenceEvent>,
+    pub(crate) login_limiter: Mutex<auth::LoginLimiter>,
+    pub(crate) handshakes: Arc<Semaphore>,
+    pub(crate) connections: Arc<Semaphore>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) cert: Arc<tls::ReloadableCert>,
+    pub(crate) next_connection_id: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn device_key(device_id: &str) -> SessionKey {
+    Arc::from(format!("d:{device_id}"))
+}
+
+pub(crate) fn service_key(client_id: &str) -> SessionKey {
+    Arc::from(format!("s:{client_id}"))
+}
+
+impl Shared {
+    /// Routes an already-authorized message to every matching subscriber, storing it first
+    /// when retained. `receipt_for` names the session whose acknowledgement the receipt
+    /// tracks.
+    pub(crate) fn route(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        mut receipt_for: Option<(SessionKey, oneshot::Sender<DeliveryOutcome>)>,
+    ) {
+        if retain {
+            let mut store = lock(&self.retained);
+            if store.len() >= self.config.limits.max_retained
+                && !payload.is_empty()
+                && !store.contains(topic)
+            {
+                metrics::counter!("gema_broker_retained_refused_total").increment(1);
+            } else {
+                store.set(
+                    topic,
+                    Retained {
+                        payload: payload.clone(),
+                        qos,
+                    },
+                );
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!("gema_broker_retained_messages").set(store.len() as f64);
+            }
+        }
+        let targets = self
+            .router
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .route(topic);
+        let topic: Arc<str> = Arc::from(topic);
+        let now = Instant::now();
+        for (key, granted) in targets {
+            let Some(session) = lock(&self.sessions).get(&key).cloned() else {
+                continue;
+            };
+            let receipt = match &receipt_for {
+                Some((k, _)) if *k == key => receipt_for.take().map(|(_, tx)| tx),
+                _ => None,
+            };
+            session.enqueue(
+                Outgoing {
+                    topic: topic.clone(),
+                    payload: payload.clone(),
+                    qos: min_qos(qos, granted),
+                    retain: false,
+                    enqueued: now,
+                    receipt,
+                },
+                &self.config.sessions,
+            );
+        }
+        if let Some((key, tx)) = receipt_for {
+            let live = lock(&self.sessions)
+                .get(&key)
+                .is_some_and(|s| lock(&s.state).live.is_some());
+            let _ = tx.send(if live {
+                DeliveryOutcome::NotSubscribed
+            } else {
+                DeliveryOutcome::Offline { queued: false }
+            });
+        }
+    }
+
+    pub(crate) fn emit_presence(&self, device_id: &str, change: PresenceChange) {
+        let _ = self.presence.send(PresenceEvent {
+            device_id: device_id.to_owned(),
+            at: SystemTime::now(),
+            change,
+        });
+    }
+}
+
+pub(crate) fn min_qos(a: QoS, b: QoS) -> QoS {
+    if (a as u8) <= (b as u8) { a } else { b }
+}
+
+/// The in-process interface to a running broker. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BrokerHandle {
+    shared: Arc<Shared>,
+}
+
+impl BrokerHandle {
+    /// Publishes a downlink to one device (and to any service subscriber whose filter
+    /// matches). Never blocks: the message is queued on each matching session. The topic
+    /// must lie inside the device's `down/` namespace.
+    pub fn publish(&self, downlink: Downlink) -> Result<DeliveryReceipt, PublishError> {
+        use gema_firmware_protocol::topic::{downlink_prefix, validate_device_id};
+        validate_device_id(&downlink.device_id)
+            .map_err(|e| PublishError::InvalidDeviceId(e.to_string()))?;
+        gema_acl::topic::validate_topic_name(&downlink.topic)
+            .map_err(PublishError::InvalidTopic)?;
+        let prefix = downlink_prefix(&downlink.device_id);
+        if !downlink.topic.starts_with(&prefix) || downlink.topic.len() == prefix.len() {
+            return Err(PublishError::OutsideNamespace {
+                topic: downlink.topic,
+                prefix,
+            });
+        }
+        let size = downlink.topic.len() + downlink.payload.len() + 4;
+        if size > self.shared.config.limits.max_packet_size {
+            return Err(PublishError::TooLarge { size });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.route(
+            &downlink.topic,
+            downlink.payload,
+            downlink.qos,
+            downlink.retain,
+            Some((device_key(&downlink.device_id), tx)),
+        );
+        Ok(DeliveryReceipt { rx })
+    }
+
+    /// A new receiver of presence events (from now on). A receiver that falls more than
+    /// 4096 events behind loses the oldest (`RecvError::Lagged`); the broker never waits.
+    pub fn presence(&self) -> broadcast::Receiver<PresenceEvent> {
+        self.shared.presence.subscribe()
+    }
+
+    /// Ends the device's live connection now (revocation, rotation, unbinding with kick).
+    /// Its will fires; a persistent session is kept until it expires. Returns whether a
+    /// connection was live.
+    pub fn disconnect(&self, device_id: &str) -> bool {
+        let session = lock(&self.shared.sessions)
+            .get(&device_key(device_id))
+            .cloned();
+        let Some(session) = session else {
+            return false;
+        };
+        let live = lock(&session.state).live.clone();
+        match live {
+            Some(kick) => {
+                kick.kick(DisconnectReason::Kicked);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the device has a live connection.
+    pub fn is_connected(&self, device_id: &str) -> bool {
+        lock(&self.shared.sessions)
+            .get(&device_key(device_id))
+            .is_some_and(|s| lock(&s.state).live.is_some())
+    }
+
+    /// Re-reads the server certificate and key (for SIGHUP). On error the old ones stay.
+    pub fn reload_certificates(&self) -> Result<(), BrokerError> {
+        self.shared.cert.reload()
+    }
+}
+
+/// A started broker: its listeners are bound and accepting.
+#[derive(Debug)]
+pub struct Broker {
+    handle: BrokerHandle,
+    uplinks: Option<mpsc::Receiver<Uplink>>,
+    tls_addr: SocketAddr,
+    plain_addr: Option<SocketAddr>,
+}
+
+impl Broker {
+    /// Loads TLS material, binds every listener and starts accepting. Must be called within
+    /// a tokio runtime. Port 0 in the configuration binds an ephemeral port; see
+    /// [`Broker::tls_addr`].
+    pub async fn start(
+        config: BrokerConfig,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Result<Broker, BrokerError> {
+        let services: HashMap<String, Arc<[Rule]>> = config
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), Arc::from(s.rules.clone())))
+            .collect();
+        if let Some(plain) = &config.plain
+            && let Some(anon) = &plain.anonymous_service
+            && !services.contains_key(anon)
+        {
+            return Err(BrokerError::Invalid(format!(
+                "anonymous_service {anon:?} is not a configured service principal"
+            )));
+        }
+        let cert = Arc::new(tls::ReloadableCert::load(
+            &config.tls.server_cert,
+            &config.tls.server_key,
+        )?);
+        let tls_config = tls::server_config(cert.clone(), config.tls.client_ca.as_deref())?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+
+        let tls_listener = bind(config.tls.bind, config.limits.backlog)?;
+        let tls_addr = local_addr(&tls_listener)?;
+        let plain_listener = match &config.plain {
+            Some(p) => Some(bind(p.bind, config.limits.backlog)?),
+            None => None,
+        };
+        let plain_addr = plain_listener.as_ref().map(local_addr).transpose()?;
+
+        let (uplink_tx, uplink_rx) = mpsc::channel(config.limits.uplink_capacity.max(1));
+        let (presence_tx, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            services,
+            authenticator,
+            router: RwLock::new(Router::default()),
+            retained: Mutex::new(RetainedStore::default()),
+            sessions: Mutex::new(HashMap::new()),
+            uplinks: uplink_tx,
+            presence: presence_tx,
+            login_limiter: Mutex::new(auth::LoginLimiter::new(config.failed_logins.clone())),
+            handshakes: Arc::new(Semaphore::new(config.tls.max_concurrent_handshakes.max(1))),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections.max(1))),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            cert,
+            next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            config,
+        });
+
+        shared.tracker.spawn(connection::accept_loop(
+            shared.clone(),
+            tls_listener,
+            Some(acceptor),
+        ));
+        if let Some(l) = plain_listener {
+            shared
+                .tracker
+                .spawn(connection::accept_loop(shared.clone(), l, None));
+        }
+        shared.tracker.spawn(maintenance(shared.clone()));
+        tracing::info!(%tls_addr, ?plain_addr, "MQTT broker listening");
+        Ok(Broker {
+            handle: BrokerHandle { shared },
+            uplinks: Some(uplink_rx),
+            tls_addr,
+            plain_addr,
+        })
+    }
+
+    pub fn handle(&self) -> BrokerHandle {
+        self.handle.clone()
+    }
+
+    /// The uplink stream; `None` after the first call. The consumer must keep draining it:
+    /// when it is full, publishing devices wait.
+    pub fn take_uplinks(&mut self) -> Option<mpsc::Receiver<Uplink>> {
+        self.uplinks.take()
+    }
+
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr
+    }
+
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_addr
+    }
+
+    /// Stops accepting, closes every connection (wills are not fired: the devices did not
+    /// fail) and waits for every task to finish.
+    pub async fn shutdown(self) {
+        let shared = &self.handle.shared;
+        shared.shutdown.cancel();
+        shared.tracker.close();
+        shared.tracker.wait().await;
+        tracing::info!("MQTT broker stopped");
+    }
+}
+
+fn local_addr(l: &TcpListener) -> Result<SocketAddr, BrokerError> {
+    l.local_addr().map_err(|source| BrokerError::Io {
+        what: "reading listener address".into(),
+        source,
+    })
+}
+
+/// Binds with an explicit (large) backlog, which `TcpListener::bind` does not allow.
+fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BrokerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let io = |source| BrokerError::Io {
+        what: format!("binding {addr}"),
+        source,
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(io)?;
+    socket.set_reuse_address(true).map_err(io)?;
+    socket.set_nonblocking(true).map_err(io)?;
+    socket.bind(&addr.into()).map_err(io)?;
+    socket
+        .listen(i32::try_from(backlog).unwrap_or(i32::MAX))
+        .map_err(io)?;
+    TcpListener::from_std(socket.into()).map_err(io)
+}
+
+/// Expires abandoned persistent sessions and watches the certificate files.
+async fn maintenance(shared: Arc<Shared>) {
+    let expiry = shared.config.sessions.expiry;
+    let reload_every = shared.config.tls.reload_check_interval;
+    let tick = std::time::Duration::from_secs(1)
+        .max(expiry / 4)
+        .min(std::time::Duration::from_secs(60));
+    let tick = if reload_every.is_zero() {
+        tick
+    } else {
+        tick.min(reload_every)
+    };
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_reload_check = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        expire_sessions(&shared);
+        if !reload_every.is_zero() && last_reload_check.elapsed() >= reload_every {
+            last_reload_check = Instant::now();
+            if let Err(e) = shared.cert.reload_if_changed() {
+                tracing::error!(error = %e, "certificate changed on disk but cannot be loaded; keeping the old one");
+            }
+        }
+    }
+}
+
+fn expire_sessions(shared: &Shared) {
+    let expiry = shared.config.sessions.expiry;
+    let mut sessions = lock(&shared.sessions);
+    let mut expired = Vec::new();
+    for (key, session) in sessions.iter() {
+        let mut st = lock(&session.state);
+        if st.live.is_none() && st.disconnected_at.is_some_and(|t| t.elapsed() >= expiry) {
+            st.purge(key, &shared.router);
+            expired.push(key.clone());
+        }
+    }
+    for key in expired {
+        sessions.remove(&key);
+        metrics::counter!("gema_broker_sessions_expired_total").increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gema_firmware_protocol::topic;
+
+    #[test]
+    fn the_acl_and_the_firmware_protocol_agree_on_the_topic_scheme() {
+        assert_eq!(gema_acl::DEVICE_ROOT, topic::ROOT);
+        assert_eq!(
+            topic::downlink_prefix("d1"),
+            format!("{}/d1/{}/", gema_acl::DEVICE_ROOT, gema_acl::DOWN_LEVEL)
+        );
+        assert_eq!(
+            topic::uplink_prefix("d1"),
+            format!("{}/d1/{}/", gema_acl::DEVICE_ROOT, gema_acl::UP_LEVEL)
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! Property tests: whatever filter or topic a device sends, an allowed one can only ever touch
+//! the device's own namespace, and rule coverage never grants a topic the rule does not match.
+
+use gema_acl::topic::{covers, matches, validate_filter, validate_topic_name};
+use gema_acl::{Principal, check_publish, check_subscribe};
+use proptest::prelude::*;
+
+fn level() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("devices".to_owned()),
+        Just("a".to_owned()),
+        Just("b".to_owned()),
+        Just("down".to_owned()),
+        Just("up".to_owned()),
+        Just("$SYS".to_owned()),
+        Just("$share".to_owned()),
+        Just(String::new()),
+        "[a-z$]{1,3}",
+    ]
+}
+
+fn filter_like() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![level(), Just("+".to_owned()), Just("#".to_owned())],
+        1..6,
+    )
+    .prop_map(|levels| {
+        // `#` is only valid as the last level: cut after the first one.
+        let end = levels
+            .iter()
+            .position(|l| l == "#")
+            .map_or(levels.len(), |i| i + 1);
+        levels[..end].join("/")
+    })
+}
+
+/// Anything a hostile client might send, valid or not.
+fn raw_filter() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop_oneof![level(), "[a-z+#/$]{1,3}"], 1..6).prop_map(|l| l.join("/"))
+}
+
+fn topic_like() -> impl Strategy<Value = String> {
+    prop::collection::vec(level(), 1..6).prop_map(|l| l.join("/"))
+}
+
+fn in_namespace(topic: &str, id: &str, dir: &str) -> bool {
+    let base = format!("devices/{id}/{dir}");
+    topic == base || topic.starts_with(&format!("{base}/"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    #[test]
+    fn an_allowed_device_subscription_only_reaches_its_down_namespace(
+        filter in prop_oneof![filter_like(), raw_filter()],
+        topics in prop::collection::vec(topic_like(), 16),
+    ) {
+        if check_subscribe(Principal::Device { id: "a" }, &filter).is_ok() {
+            prop_assert!(filter.starts_with("devices/a/down/"));
+            for t in &topics {
+                if matches(&filter, t) {
+                    prop_assert!(in_namespace(t, "a", "down"), "{} matched {}", filter, t);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_allowed_device_publish_is_inside_its_up_namespace(topic in prop_oneof![topic_like(), raw_filter()]) {
+        if check_publish(Principal::Device { id: "a" }, &topic).is_ok() {
+            prop_assert!(topic.starts_with("devices/a/up/"));
+            prop_assert!(validate_topic_name(&topic).is_ok());
+        }
+    }
+
+    #[test]
+    fn coverage_implies_matching(
+        pattern in filter_like(),
+        filter in filter_like(),
+        topics in prop::collection::vec(topic_like(), 16),
+    ) {
+        prop_assume!(validate_filter(&pattern).is_ok() && validate_filter(&filter).is_ok());
+        if covers(&pattern, &filter) {
+            for t in &topics {
+                if matches(&filter, t) {
+                    prop_assert!(matches(&pattern, t), "{} covers {} but not {}", pattern, filter, t);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_covers_itself(filter in filter_like()) {
+        prop_assume!(validate_filter(&filter).is_ok());
+        prop_assert!(covers(&filter, &filter));
+    }
+
+    #[test]
+    fn arbitrary_strings_never_panic(s in ".{0,64}", id in ".{0,8}") {
+        let p = Principal::Device { id: &id };
+        let _ = check_subscribe(p, &s);
+        let _ = check_publish(p, &s);
+        let _ = covers("a/+/#", &s);
+        let _ = matches(&s, "a/b");
+    }
+}

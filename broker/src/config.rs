@@ -1,0 +1,176 @@
+//! The broker's configuration: plain values the binary fills from its own config tree.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gema_acl::Rule;
+
+/// Everything the broker needs to start. [`Default`] holds the documented defaults.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub tls: TlsListenerConfig,
+    /// Optional plain-TCP listener for development and conformance tests (off by default).
+    pub plain: Option<PlainListenerConfig>,
+    /// Service principals (not devices) and their ACL rules.
+    pub services: Vec<ServicePrincipal>,
+    pub limits: Limits,
+    pub sessions: SessionLimits,
+    pub failed_logins: FailedLoginLimits,
+}
+
+impl BrokerConfig {
+    /// The defaults, serving the given certificate and key.
+    pub fn new(server_cert: impl Into<PathBuf>, server_key: impl Into<PathBuf>) -> Self {
+        Self {
+            tls: TlsListenerConfig::new(server_cert, server_key),
+            plain: None,
+            services: Vec::new(),
+            limits: Limits::default(),
+            sessions: SessionLimits::default(),
+            failed_logins: FailedLoginLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsListenerConfig {
+    /// Default `0.0.0.0:8883`.
+    pub bind: SocketAddr,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// CA that issues device certificates. When set, a client may authenticate with a
+    /// certificate instead of a password (mTLS on the same port; certificates are optional).
+    pub client_ca: Option<PathBuf>,
+    /// How long a client has to finish the TLS handshake. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once; more wait (within their timeout). Default 1024.
+    pub max_concurrent_handshakes: usize,
+    /// How often certificate files are checked for changes (0 = never; reload can also be
+    /// triggered with `BrokerHandle::reload_certificates`). Default 30 s.
+    pub reload_check_interval: Duration,
+}
+
+impl TlsListenerConfig {
+    pub fn new(server_cert: impl Into<PathBuf>, server_key: impl Into<PathBuf>) -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            server_cert: server_cert.into(),
+            server_key: server_key.into(),
+            client_ca: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_concurrent_handshakes: 1024,
+            reload_check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PlainListenerConfig {
+    /// Default `127.0.0.1:1883`: loopback unless explicitly configured otherwise.
+    pub bind: SocketAddr,
+    /// Clients that send no user name are mapped to this service principal (must be one of
+    /// [`BrokerConfig::services`]). `None` (the default) refuses them.
+    pub anonymous_service: Option<String>,
+}
+
+impl Default for PlainListenerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            anonymous_service: None,
+        }
+    }
+}
+
+/// A non-device principal with explicit Mosquitto-style rules (`%u`, `%c`).
+#[derive(Debug, Clone)]
+pub struct ServicePrincipal {
+    pub name: String,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest packet accepted (remaining length), checked before it is buffered.
+    /// Default 64 KiB.
+    pub max_packet_size: usize,
+    /// Time between TCP/TLS establishment and CONNECT. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Listen backlog of each listener. Default 4096.
+    pub backlog: u32,
+    /// Open connections (past the handshake cap) at once; more are closed at accept.
+    /// Default 100,000.
+    pub max_connections: usize,
+    /// A write to a client that does not read for this long closes it. Default 30 s.
+    pub write_timeout: Duration,
+    /// Retained messages kept in all; past it, new retained topics are not stored (counted).
+    /// Default 100,000.
+    pub max_retained: usize,
+    /// Capacity of the uplink channel towards the gateway; when full, devices publishing
+    /// wait (TCP back-pressure). Default 1024.
+    pub uplink_capacity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 64 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            backlog: 4096,
+            max_connections: 100_000,
+            write_timeout: Duration::from_secs(30),
+            max_retained: 100_000,
+            uplink_capacity: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Messages queued per session (offline, or waiting for the inflight window); the oldest
+    /// is dropped, and counted, when full. Default 1000.
+    pub max_queued: usize,
+    /// A queued message older than this is dropped, and counted, instead of sent.
+    /// Default 24 h.
+    pub max_queued_age: Duration,
+    /// QoS 1/2 messages sent and not yet acknowledged, per session. Default 32.
+    pub max_inflight: usize,
+    /// A persistent session with no connection for this long is discarded. Default 7 days.
+    pub expiry: Duration,
+    /// Subscriptions per session; more get SUBACK 0x80. Default 64.
+    pub max_subscriptions: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_queued: 1000,
+            max_queued_age: Duration::from_secs(24 * 3600),
+            max_inflight: 32,
+            expiry: Duration::from_secs(7 * 24 * 3600),
+            max_subscriptions: 64,
+        }
+    }
+}
+
+/// Failed logins allowed per window before CONNECT is refused without asking the registry.
+#[derive(Debug, Clone)]
+pub struct FailedLoginLimits {
+    /// Default 10.
+    pub per_device: u32,
+    /// Default 50.
+    pub per_address: u32,
+    /// Default 60 s.
+    pub window: Duration,
+}
+
+impl Default for FailedLoginLimits {
+    fn default() -> Self {
+        Self {
+            per_device: 10,
+            per_address: 50,
+            window: Duration::from_secs(60),
+        }
+    }
+}

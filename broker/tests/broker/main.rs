@@ -1,0 +1,9 @@
+//! End-to-end tests of the broker over real loopback sockets and real TLS.
+
+mod acl_matrix;
+mod helpers;
+mod hostile;
+mod interface;
+mod mtls;
+mod sessions;
+mod stock_clients;
