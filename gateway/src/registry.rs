@@ -396,7 +396,9 @@ impl Registry {
             None => None,
         };
         let presented = secret.to_owned();
-        let hash = stored.clone().unwrap_or_else(|| DUMMY_HASH.with(Clone::clone));
+        let hash = stored
+            .clone()
+            .unwrap_or_else(|| DUMMY_HASH.with(Clone::clone));
         let matches = tokio::task::spawn_blocking(move || {
             credentials::verify_device_secret(&presented, &hash)
         })
