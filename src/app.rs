@@ -55,17 +55,6 @@ impl App {
         let registry = Registry::new(store.clone());
         let authenticator = crate::devices::RegistryAuthenticator {
             registry: registry.clone(),
-            services: config
-                .mqtt
-                .services
-                .iter()
-                .map(|s| {
-                    (
-                        s.name.clone(),
-                        s.password.as_ref().map(|p| p.expose().to_owned()),
-                    )
-                })
-                .collect(),
         };
         let broker = Broker::start(
             crate::devices::broker_config(&config.mqtt, &tls),

@@ -38,6 +38,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// Play a fleet of simulated soundboxes against a running daemon.
+    Sim(SimArgs),
     /// Merchants (through the admin API).
     Merchant {
         #[command(flatten)]
@@ -76,6 +83,50 @@ pub struct DaemonArgs {
     /// Data directory (overrides `data_dir`).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The daemon, N devices over MQTT/TLS and signed callbacks at a rate: callback → device
+    /// latency and sustained throughput.
+    Payments {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Callbacks per second; 0 = as fast as --concurrency allows.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// How many devices to register and run.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Serial numbers are this prefix plus a number (default: SIM-<unix time>-).
+    #[arg(long)]
+    pub serial_prefix: Option<String>,
+    /// Also create an approved merchant, an outlet, and a terminal per device, and bind.
+    #[arg(long)]
+    pub setup: bool,
+    /// Percent of announcements whose ack the devices drop.
+    #[arg(long, default_value_t = 0)]
+    pub drop_acks: u8,
+    /// Percent chance per announcement that a device disconnects afterwards.
+    #[arg(long, default_value_t = 0)]
+    pub disconnect: u8,
+    /// Broker host to dial (default: what the API says devices use).
+    #[arg(long)]
+    pub mqtt_host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

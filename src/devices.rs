@@ -34,6 +34,8 @@ pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
         .iter()
         .map(|service| ServicePrincipal {
             name: service.name.clone(),
+            // The broker checks a service's password itself, in constant time.
+            password: service.password.as_ref().map(|p| p.expose().to_owned()),
             // Validated when the configuration was loaded.
             rules: service
                 .rules
@@ -45,10 +47,10 @@ pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
     config
 }
 
-/// Devices authenticate against the registry; services against their configured password.
+/// Devices authenticate against the registry. (Service principals with a password are
+/// checked by the broker itself and never reach this.)
 pub struct RegistryAuthenticator {
     pub registry: Registry,
-    pub services: Vec<(String, Option<String>)>,
 }
 
 impl std::fmt::Debug for RegistryAuthenticator {
@@ -74,19 +76,6 @@ impl gema_broker::Authenticator for RegistryAuthenticator {
         password: &str,
         _peer: SocketAddr,
     ) -> Result<Identity, AuthRefusal> {
-        if let Some((name, expected)) = self.services.iter().find(|(name, _)| name == username) {
-            let ok = expected.as_deref().is_some_and(|expected| {
-                gema_gateway::payments::providers::constant_time_eq(
-                    expected.as_bytes(),
-                    password.as_bytes(),
-                )
-            });
-            return if ok {
-                Ok(Identity::Service(name.clone()))
-            } else {
-                Err(AuthRefusal::BadCredentials)
-            };
-        }
         let check = self
             .registry
             .check_device_secret(username, password)

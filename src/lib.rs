@@ -4,6 +4,7 @@
 //! backs which trait.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 mod devices;

@@ -41,6 +41,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon,
             command: AdminCommand::RotateBootstrapToken,
         } => rotate_bootstrap_token(daemon).await,
+        Command::Bench {
+            command:
+                gema::cli::BenchCommand::Payments {
+                    devices,
+                    rate,
+                    seconds,
+                    concurrency,
+                    database_url,
+                },
+        } => {
+            gema::bench::payments(gema::bench::PaymentsBench {
+                devices,
+                rate,
+                duration: std::time::Duration::from_secs(seconds),
+                concurrency: concurrency.max(1),
+                database_url,
+            })
+            .await
+        }
+        Command::Sim(args) => gema::sim::run_fleet(args).await,
         client => {
             let output = gema::cli::run_client(client).await?;
             println!("{output}");

@@ -268,6 +268,146 @@ pub fn terbilang(amount: i64) -> String {
     words(amount)
 }
 
+/// `gema sim`: registers `--count` devices through the admin API (optionally with a
+/// merchant, outlet and a terminal each), then runs them until Ctrl-C, printing what they
+/// say.
+pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use reqwest::Method;
+    use serde_json::json;
+
+    let api = crate::cli::ApiClient::new(&args.api.api_url, args.api.token.clone());
+    let prefix = args.serial_prefix.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        format!("SIM-{now}-")
+    });
+    let outlet = if args.setup {
+        let merchant = api
+            .call(
+                Method::POST,
+                "/merchants",
+                &[],
+                Some(json!({ "name": format!("{prefix}merchant") })),
+            )
+            .await?;
+        let merchant = merchant["id"].as_str().unwrap_or_default().to_string();
+        api.call(
+            Method::POST,
+            &format!("/merchants/{merchant}/approve"),
+            &[],
+            None,
+        )
+        .await?;
+        let outlet = api
+            .call(
+                Method::POST,
+                "/outlets",
+                &[],
+                Some(json!({ "merchant_id": merchant, "name": "Simulated outlet" })),
+            )
+            .await?;
+        Some(outlet["id"].as_str().unwrap_or_default().to_string())
+    } else {
+        None
+    };
+    let mut devices = Vec::new();
+    let mut options = None;
+    for i in 1..=args.count {
+        let issued = api
+            .call(
+                Method::POST,
+                "/devices",
+                &[],
+                Some(json!({ "serial": format!("{prefix}{i:04}"), "model": "SIM-SOUNDBOX" })),
+            )
+            .await?;
+        let device_id = issued["device"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let c = &issued["credentials"];
+        if options.is_none() {
+            options = Some(SimOptions {
+                host: args
+                    .mqtt_host
+                    .clone()
+                    .unwrap_or_else(|| c["mqtt_host"].as_str().unwrap_or("localhost").to_string()),
+                port: c["mqtt_port"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .context("no mqtt_port in the API response")?,
+                ca_pem: c["ca_certificate_pem"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec(),
+                drop_ack_percent: Arc::new(AtomicU8::new(args.drop_acks.min(100))),
+                disconnect_percent: args.disconnect.min(100),
+                keep_alive: Duration::from_secs(60),
+            });
+        }
+        let mut line = format!("device {device_id} (serial {prefix}{i:04})");
+        if let Some(outlet) = &outlet {
+            let terminal = api
+                .call(
+                    Method::POST,
+                    "/terminals",
+                    &[],
+                    Some(json!({ "outlet_id": outlet, "label": format!("S{i:04}") })),
+                )
+                .await?;
+            let terminal = terminal["id"].as_str().unwrap_or_default().to_string();
+            api.call(
+                Method::POST,
+                &format!("/devices/{device_id}/bind"),
+                &[],
+                Some(json!({ "terminal_id": terminal })),
+            )
+            .await?;
+            line.push_str(&format!(" on terminal {terminal}"));
+        }
+        println!("{line}");
+        devices.push(SimDevice {
+            device_id,
+            secret: c["secret"].as_str().unwrap_or_default().to_string(),
+        });
+    }
+    let Some(options) = options else {
+        anyhow::bail!("--count must be at least 1");
+    };
+    let (tx, mut events) = mpsc::channel(1024);
+    for device in devices {
+        tokio::spawn(run_device(device, options.clone(), tx.clone()));
+    }
+    println!("running {} simulated soundboxes; Ctrl-C stops", args.count);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            event = events.recv() => match event {
+                Some(SimEvent::Connected { device_id }) => println!("{device_id} connected"),
+                Some(SimEvent::Spoke { device_id, transaction_id, amount, .. }) => println!(
+                    "{device_id}: \"pembayaran diterima, {} rupiah\" ({transaction_id})",
+                    terbilang(amount)
+                ),
+                Some(SimEvent::Duplicate { device_id, transaction_id }) => {
+                    println!("{device_id}: already announced {transaction_id}, not repeating")
+                }
+                Some(SimEvent::Late { device_id, transaction_id }) => {
+                    println!("{device_id}: {transaction_id} arrived after its expiry, not spoken")
+                }
+                Some(SimEvent::Disconnected { device_id, error }) => {
+                    println!("{device_id} disconnected: {error}")
+                }
+                None => break,
+            },
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::terbilang;

@@ -139,6 +139,15 @@ pub trait PaymentStore: Send + Sync {
         rules: &dyn PaymentRules,
     ) -> StoreResult<PaymentOutcome>;
 
+    /// Applies several events in one database transaction (one commit, one fsync): the
+    /// group commit behind high callback rates. Each event gets its own outcome; an
+    /// unknown order or a failing event is undone without affecting the others.
+    async fn apply_payment_events(
+        &self,
+        items: Vec<(InboxEntry, IncomingEvent)>,
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<Vec<StoreResult<PaymentOutcome>>>;
+
     /// A pending transaction for a terminal of an approved merchant.
     async fn create_transaction(&self, new: NewTransaction) -> StoreResult<Transaction>;
     async fn get_transaction(&self, id: &str) -> StoreResult<Transaction>;

@@ -474,7 +474,7 @@ macro_rules! impl_store {
                     ));
                 }
                 if let Some(payment_ref) = &new.payment_ref {
-                    payment_ref_free(&mut tx, payment_ref, None).await?;
+                    payment_ref_free(&mut *tx, payment_ref, None).await?;
                 }
                 let now = $crate::sql::now();
                 let terminal = sqlx::query_as::<_, $crate::Terminal>(
@@ -560,7 +560,7 @@ macro_rules! impl_store {
                 }
                 if let Some(payment_ref) = patch.payment_ref {
                     if let Some(payment_ref) = &payment_ref {
-                        payment_ref_free(&mut tx, payment_ref, Some(id)).await?;
+                        payment_ref_free(&mut *tx, payment_ref, Some(id)).await?;
                     }
                     terminal.payment_ref = payment_ref;
                 }

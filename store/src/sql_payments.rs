@@ -29,204 +29,48 @@ macro_rules! impl_payment_store {
                 Ok(id)
             }
 
+            async fn apply_payment_events(
+                &self,
+                items: Vec<($crate::InboxEntry, $crate::IncomingEvent)>,
+                rules: &dyn $crate::PaymentRules,
+            ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::PaymentOutcome>>> {
+                let now = $crate::sql::now();
+                let mut tx = self.begin_write().await?;
+                let mut outcomes = Vec::with_capacity(items.len());
+                for (entry, event) in items {
+                    // Each event under its own savepoint: an unknown order or a failure
+                    // undoes only that event; the others still commit together.
+                    sqlx::query("SAVEPOINT payment_event").execute(&mut *tx).await?;
+                    let outcome = apply_one(&mut *tx, entry, event, rules, now).await;
+                    let undo = !matches!(
+                        outcome,
+                        Ok(ref o) if *o != $crate::PaymentOutcome::UnknownOrder
+                    );
+                    let end = if undo {
+                        "ROLLBACK TO SAVEPOINT payment_event"
+                    } else {
+                        "RELEASE SAVEPOINT payment_event"
+                    };
+                    sqlx::query(end).execute(&mut *tx).await?;
+                    if undo {
+                        sqlx::query("RELEASE SAVEPOINT payment_event").execute(&mut *tx).await?;
+                    }
+                    outcomes.push(outcome);
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+
             async fn apply_payment_event(
                 &self,
                 entry: $crate::InboxEntry,
                 event: $crate::IncomingEvent,
                 rules: &dyn $crate::PaymentRules,
             ) -> $crate::StoreResult<$crate::PaymentOutcome> {
-                use $crate::{PaymentOutcome, TransactionStatus, Transition};
-                let now = $crate::sql::now();
-                let mut tx = self.begin_write().await?;
-
-                let inbox_id = $crate::sql::new_id("inb");
-                sqlx::query(
-                    "INSERT INTO payment_inbox \
-                     (id, provider, received_at, headers, body, outcome) \
-                     VALUES ($1, $2, $3, $4, $5, 'received')",
-                )
-                .bind(&inbox_id)
-                .bind(&entry.provider)
-                .bind(entry.received_at)
-                .bind(&entry.headers)
-                .bind(&entry.body)
-                .execute(&mut *tx)
-                .await?;
-
-                if event.is_test {
-                    finish_inbox(&mut tx, &inbox_id, "test", None).await?;
-                    tx.commit().await?;
-                    return Ok(PaymentOutcome::Test);
-                }
-
-                // The dedupe key first: a repeated event stops here.
-                let event_id = $crate::sql::new_id("evt");
-                let inserted: Option<(String,)> = sqlx::query_as(
-                    "INSERT INTO transaction_events (id, provider, provider_transaction_id, \
-                     status, raw_status, amount, effect, inbox_id, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'received', $7, $8) \
-                     ON CONFLICT (provider, provider_transaction_id, status) DO NOTHING \
-                     RETURNING id",
-                )
-                .bind(&event_id)
-                .bind(&event.provider)
-                .bind(&event.provider_transaction_id)
-                .bind(&event.status)
-                .bind(&event.raw_status)
-                .bind(event.amount)
-                .bind(&inbox_id)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if inserted.is_none() {
-                    let earlier: Option<(Option<String>,)> = sqlx::query_as(
-                        "SELECT transaction_id FROM transaction_events WHERE provider = $1 \
-                         AND provider_transaction_id = $2 AND status = $3",
-                    )
-                    .bind(&event.provider)
-                    .bind(&event.provider_transaction_id)
-                    .bind(&event.status)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let transaction_id = earlier.and_then(|(t,)| t);
-                    finish_inbox(&mut tx, &inbox_id, "duplicate", transaction_id.as_deref())
-                        .await?;
-                    tx.commit().await?;
-                    return Ok(PaymentOutcome::Duplicate { transaction_id });
-                }
-
-                let found = sqlx::query_as::<_, $crate::Transaction>(concat!(
-                    "SELECT * FROM transactions WHERE order_ref = $1 ",
-                    $lock
-                ))
-                .bind(&event.order_ref)
-                .fetch_optional(&mut *tx)
-                .await?;
-
-                let (transaction, created) = match found {
-                    Some(t) => (t, false),
-                    None => {
-                        // A paid event for a terminal's static QR reference creates the
-                        // transaction; anything else for an unknown order is left for the
-                        // provider to retry (the event row is rolled back with it).
-                        let terminal: Option<(String, String)> = if event.status == "paid" {
-                            sqlx::query_as(
-                                "SELECT t.id, o.merchant_id FROM terminals t \
-                                 JOIN outlets o ON o.id = t.outlet_id WHERE t.payment_ref = $1",
-                            )
-                            .bind(&event.order_ref)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        } else {
-                            None
-                        };
-                        let Some((terminal_id, merchant_id)) = terminal else {
-                            tx.rollback().await?;
-                            return Ok(PaymentOutcome::UnknownOrder);
-                        };
-                        let t = sqlx::query_as::<_, $crate::Transaction>(
-                            "INSERT INTO transactions (id, order_ref, terminal_id, merchant_id, \
-                             amount, status, source, expires_at_ms, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, 'pending', 'static_qr', $6, $7, $7) \
-                             RETURNING *",
-                        )
-                        .bind($crate::sql::new_id("trx"))
-                        .bind(format!("{}:{}", event.provider, event.provider_transaction_id))
-                        .bind(terminal_id)
-                        .bind(merchant_id)
-                        .bind(event.amount)
-                        .bind(now.unix_timestamp() * 1000)
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        (t, true)
-                    }
-                };
-
-                let transition = if event.status == "paid" && event.amount != transaction.amount {
-                    None
-                } else {
-                    Some(rules.transition(transaction.status, &event.status))
-                };
-                let (effect, outcome) = match transition {
-                    None => (
-                        "amount_mismatch",
-                        PaymentOutcome::AmountMismatch {
-                            transaction_id: transaction.id.clone(),
-                        },
-                    ),
-                    Some(Transition::Ignore) => (
-                        "stale",
-                        PaymentOutcome::Stale {
-                            transaction_id: transaction.id.clone(),
-                        },
-                    ),
-                    Some(Transition::To {
-                        status,
-                        flag_paid_after_expiry,
-                    }) => {
-                        let paid_at = (status == TransactionStatus::Paid)
-                            .then(|| event.paid_at.unwrap_or(now));
-                        sqlx::query(
-                            "UPDATE transactions SET status = $1, provider = $2, \
-                             provider_transaction_id = $3, issuer = COALESCE($4, issuer), \
-                             paid_at = COALESCE($5, paid_at), \
-                             paid_after_expiry = (paid_after_expiry OR $6), updated_at = $7 \
-                             WHERE id = $8",
-                        )
-                        .bind(status.as_str())
-                        .bind(&event.provider)
-                        .bind(&event.provider_transaction_id)
-                        .bind(&event.issuer)
-                        .bind(paid_at)
-                        .bind(flag_paid_after_expiry)
-                        .bind(now)
-                        .bind(&transaction.id)
-                        .execute(&mut *tx)
-                        .await?;
-                        let mut announcement_id = None;
-                        match status {
-                            TransactionStatus::Paid => {
-                                post_ledger(&mut tx, &transaction, rules, now, false).await?;
-                                announcement_id = Some(
-                                    queue_announcement(&mut tx, &transaction, rules, now)
-                                        .await?
-                                        .id,
-                                );
-                            }
-                            TransactionStatus::Refunded => {
-                                post_ledger(&mut tx, &transaction, rules, now, true).await?;
-                            }
-                            _ => {}
-                        }
-                        let effect = if flag_paid_after_expiry {
-                            "paid_after_expiry"
-                        } else {
-                            "applied"
-                        };
-                        (
-                            effect,
-                            PaymentOutcome::Applied {
-                                transaction_id: transaction.id.clone(),
-                                status,
-                                announcement_id,
-                            },
-                        )
-                    }
-                };
-                if created {
-                    insert_internal_event(&mut tx, &transaction.id, "created", event.amount, now)
-                        .await?;
-                }
-                sqlx::query("UPDATE transaction_events SET transaction_id = $1, effect = $2 WHERE id = $3")
-                    .bind(&transaction.id)
-                    .bind(effect)
-                    .bind(&event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                finish_inbox(&mut tx, &inbox_id, outcome.as_str(), Some(&transaction.id)).await?;
-                tx.commit().await?;
-                Ok(outcome)
+                self.apply_payment_events(vec![(entry, event)], rules)
+                    .await?
+                    .pop()
+                    .unwrap_or(Err($crate::StoreError::Corrupt("no outcome for an event".into())))
             }
 
             async fn create_transaction(
@@ -278,7 +122,7 @@ macro_rules! impl_payment_store {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                insert_internal_event(&mut tx, &transaction.id, "created", new.amount, now).await?;
+                insert_internal_event(&mut *tx, &transaction.id, "created", new.amount, now).await?;
                 tx.commit().await?;
                 Ok(transaction)
             }
@@ -382,7 +226,7 @@ macro_rules! impl_payment_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                    insert_internal_event(&mut tx, id, "expired", *amount, now).await?;
+                    insert_internal_event(&mut *tx, id, "expired", *amount, now).await?;
                 }
                 tx.commit().await?;
                 Ok(due.into_iter().map(|(id, _)| id).collect())
@@ -413,7 +257,7 @@ macro_rules! impl_payment_store {
                         ),
                     ));
                 }
-                let announcement = queue_announcement(&mut tx, &transaction, rules, now).await?;
+                let announcement = queue_announcement(&mut *tx, &transaction, rules, now).await?;
                 tx.commit().await?;
                 Ok(announcement)
             }
@@ -504,11 +348,208 @@ pub(crate) use impl_payment_store;
 
 /// Helpers shared by the payment queries of both backends, generic over the connection.
 macro_rules! payment_helpers {
-    ($db:ty) => {
+    ($db:ty, lock = $lock:literal) => {
+        /// Everything one event implies, on the caller's transaction: the raw request, the
+        /// dedupe key, the state change, ledger postings and the announcement. An unknown
+        /// order returns `UnknownOrder` and the caller undoes its savepoint.
+        async fn apply_one(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            entry: $crate::InboxEntry,
+            event: $crate::IncomingEvent,
+            rules: &dyn $crate::PaymentRules,
+            now: time::OffsetDateTime,
+        ) -> $crate::StoreResult<$crate::PaymentOutcome> {
+            use $crate::{PaymentOutcome, TransactionStatus, Transition};
+            let inbox_id = $crate::sql::new_id("inb");
+            sqlx::query(
+                "INSERT INTO payment_inbox \
+             (id, provider, received_at, headers, body, outcome) \
+             VALUES ($1, $2, $3, $4, $5, 'received')",
+            )
+            .bind(&inbox_id)
+            .bind(&entry.provider)
+            .bind(entry.received_at)
+            .bind(&entry.headers)
+            .bind(&entry.body)
+            .execute(&mut *conn)
+            .await?;
+
+            if event.is_test {
+                finish_inbox(conn, &inbox_id, "test", None).await?;
+                return Ok(PaymentOutcome::Test);
+            }
+
+            // The dedupe key first: a repeated event stops here.
+            let event_id = $crate::sql::new_id("evt");
+            let inserted: Option<(String,)> = sqlx::query_as(
+                "INSERT INTO transaction_events (id, provider, provider_transaction_id, \
+             status, raw_status, amount, effect, inbox_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'received', $7, $8) \
+             ON CONFLICT (provider, provider_transaction_id, status) DO NOTHING \
+             RETURNING id",
+            )
+            .bind(&event_id)
+            .bind(&event.provider)
+            .bind(&event.provider_transaction_id)
+            .bind(&event.status)
+            .bind(&event.raw_status)
+            .bind(event.amount)
+            .bind(&inbox_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if inserted.is_none() {
+                let earlier: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT transaction_id FROM transaction_events WHERE provider = $1 \
+                 AND provider_transaction_id = $2 AND status = $3",
+                )
+                .bind(&event.provider)
+                .bind(&event.provider_transaction_id)
+                .bind(&event.status)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let transaction_id = earlier.and_then(|(t,)| t);
+                finish_inbox(conn, &inbox_id, "duplicate", transaction_id.as_deref()).await?;
+                return Ok(PaymentOutcome::Duplicate { transaction_id });
+            }
+
+            let found = sqlx::query_as::<_, $crate::Transaction>(concat!(
+                "SELECT * FROM transactions WHERE order_ref = $1 ",
+                $lock
+            ))
+            .bind(&event.order_ref)
+            .fetch_optional(&mut *conn)
+            .await?;
+
+            let (transaction, created) = match found {
+                Some(t) => (t, false),
+                None => {
+                    // A paid event for a terminal's static QR reference creates the
+                    // transaction; anything else for an unknown order is left for the
+                    // provider to retry (the event row is rolled back with it).
+                    let terminal: Option<(String, String)> = if event.status == "paid" {
+                        sqlx::query_as(
+                            "SELECT t.id, o.merchant_id FROM terminals t \
+                         JOIN outlets o ON o.id = t.outlet_id WHERE t.payment_ref = $1",
+                        )
+                        .bind(&event.order_ref)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                    } else {
+                        None
+                    };
+                    let Some((terminal_id, merchant_id)) = terminal else {
+                        return Ok(PaymentOutcome::UnknownOrder);
+                    };
+                    let t = sqlx::query_as::<_, $crate::Transaction>(
+                        "INSERT INTO transactions (id, order_ref, terminal_id, merchant_id, \
+                     amount, status, source, expires_at_ms, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', 'static_qr', $6, $7, $7) \
+                     RETURNING *",
+                    )
+                    .bind($crate::sql::new_id("trx"))
+                    .bind(format!(
+                        "{}:{}",
+                        event.provider, event.provider_transaction_id
+                    ))
+                    .bind(terminal_id)
+                    .bind(merchant_id)
+                    .bind(event.amount)
+                    .bind(now.unix_timestamp() * 1000)
+                    .bind(now)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    (t, true)
+                }
+            };
+
+            let transition = if event.status == "paid" && event.amount != transaction.amount {
+                None
+            } else {
+                Some(rules.transition(transaction.status, &event.status))
+            };
+            let (effect, outcome) = match transition {
+                None => (
+                    "amount_mismatch",
+                    PaymentOutcome::AmountMismatch {
+                        transaction_id: transaction.id.clone(),
+                    },
+                ),
+                Some(Transition::Ignore) => (
+                    "stale",
+                    PaymentOutcome::Stale {
+                        transaction_id: transaction.id.clone(),
+                    },
+                ),
+                Some(Transition::To {
+                    status,
+                    flag_paid_after_expiry,
+                }) => {
+                    let paid_at =
+                        (status == TransactionStatus::Paid).then(|| event.paid_at.unwrap_or(now));
+                    sqlx::query(
+                        "UPDATE transactions SET status = $1, provider = $2, \
+                     provider_transaction_id = $3, issuer = COALESCE($4, issuer), \
+                     paid_at = COALESCE($5, paid_at), \
+                     paid_after_expiry = (paid_after_expiry OR $6), updated_at = $7 \
+                     WHERE id = $8",
+                    )
+                    .bind(status.as_str())
+                    .bind(&event.provider)
+                    .bind(&event.provider_transaction_id)
+                    .bind(&event.issuer)
+                    .bind(paid_at)
+                    .bind(flag_paid_after_expiry)
+                    .bind(now)
+                    .bind(&transaction.id)
+                    .execute(&mut *conn)
+                    .await?;
+                    let mut announcement_id = None;
+                    match status {
+                        TransactionStatus::Paid => {
+                            post_ledger(conn, &transaction, rules, now, false).await?;
+                            announcement_id =
+                                Some(queue_announcement(conn, &transaction, rules, now).await?.id);
+                        }
+                        TransactionStatus::Refunded => {
+                            post_ledger(conn, &transaction, rules, now, true).await?;
+                        }
+                        _ => {}
+                    }
+                    let effect = if flag_paid_after_expiry {
+                        "paid_after_expiry"
+                    } else {
+                        "applied"
+                    };
+                    (
+                        effect,
+                        PaymentOutcome::Applied {
+                            transaction_id: transaction.id.clone(),
+                            status,
+                            announcement_id,
+                        },
+                    )
+                }
+            };
+            if created {
+                insert_internal_event(conn, &transaction.id, "created", event.amount, now).await?;
+            }
+            sqlx::query(
+                "UPDATE transaction_events SET transaction_id = $1, effect = $2 WHERE id = $3",
+            )
+            .bind(&transaction.id)
+            .bind(effect)
+            .bind(&event_id)
+            .execute(&mut *conn)
+            .await?;
+            finish_inbox(conn, &inbox_id, outcome.as_str(), Some(&transaction.id)).await?;
+            Ok(outcome)
+        }
+
         /// `Conflict` if another terminal (not `except`) already uses this static QR
         /// reference.
         async fn payment_ref_free(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             payment_ref: &str,
             except: Option<&str>,
         ) -> $crate::StoreResult<()> {
@@ -517,7 +558,7 @@ macro_rules! payment_helpers {
             )
             .bind(payment_ref)
             .bind(except)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *conn)
             .await?;
             match taken {
                 Some((other,)) => Err($crate::StoreError::conflict(
@@ -530,7 +571,7 @@ macro_rules! payment_helpers {
         }
 
         async fn finish_inbox(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             inbox_id: &str,
             outcome: &str,
             transaction_id: Option<&str>,
@@ -539,7 +580,7 @@ macro_rules! payment_helpers {
                 .bind(outcome)
                 .bind(transaction_id)
                 .bind(inbox_id)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?;
             Ok(())
         }
@@ -547,7 +588,7 @@ macro_rules! payment_helpers {
         /// A timeline entry of Gema's own (created, expired): provider `gema`, keyed by the
         /// transaction id.
         async fn insert_internal_event(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             transaction_id: &str,
             status: &str,
             amount: i64,
@@ -564,7 +605,7 @@ macro_rules! payment_helpers {
             .bind(status)
             .bind(amount)
             .bind(now)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
             Ok(())
         }
@@ -572,7 +613,7 @@ macro_rules! payment_helpers {
         /// Gross income, platform fee and merchant payable for a paid transaction, or their
         /// reversal for a refund. Each posting's external id makes it idempotent.
         async fn post_ledger(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             transaction: &$crate::Transaction,
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
@@ -589,7 +630,7 @@ macro_rules! payment_helpers {
                     let original: Option<(String,)> =
                         sqlx::query_as("SELECT id FROM ledger_entries WHERE external_id = $1")
                             .bind(format!("{}:{}", transaction.id, entry_type.as_str()))
-                            .fetch_optional(&mut **tx)
+                            .fetch_optional(&mut *conn)
                             .await?;
                     let Some((original,)) = original else {
                         continue; // nothing was posted, nothing to reverse
@@ -620,7 +661,7 @@ macro_rules! payment_helpers {
                 .bind(external_id)
                 .bind(reverses)
                 .bind(now)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?;
             }
             Ok(())
@@ -629,7 +670,7 @@ macro_rules! payment_helpers {
         /// An announcement for a paid transaction, to the device bound to its terminal now;
         /// with no active bound device it is recorded as `no_device`, not dropped.
         async fn queue_announcement(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             transaction: &$crate::Transaction,
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
@@ -638,7 +679,7 @@ macro_rules! payment_helpers {
                 "SELECT id FROM devices WHERE terminal_id = $1 AND status = 'active'",
             )
             .bind(&transaction.terminal_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *conn)
             .await?;
             let device_id = device.map(|(id,)| id);
             let sequence: i64 = match &device_id {
@@ -647,7 +688,7 @@ macro_rules! payment_helpers {
                         "SELECT MAX(sequence) FROM announcements WHERE device_id = $1",
                     )
                     .bind(device_id)
-                    .fetch_one(&mut **tx)
+                    .fetch_one(&mut *conn)
                     .await?;
                     last.unwrap_or(0) + 1
                 }
@@ -673,7 +714,7 @@ macro_rules! payment_helpers {
             .bind(now_ms + rules.announcement_ttl_ms())
             .bind(now)
             .bind(sequence)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?)
         }
     };

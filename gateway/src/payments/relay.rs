@@ -96,15 +96,35 @@ impl AnnouncementRelay {
     }
 
     /// Runs until `shutdown` resolves: dispatches due announcements, handles device acks
-    /// from `uplinks` and replays on `presence` connects.
+    /// from `uplinks` and replays on `presence` connects. Acks and connects have tasks of
+    /// their own, so an ack never waits behind an outbox query.
     pub async fn run(
         self: Arc<Self>,
         mut uplinks: mpsc::Receiver<UplinkMessage>,
         mut presence: mpsc::Receiver<Presence>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        let acks = tokio::spawn({
+            let relay = self.clone();
+            async move {
+                while let Some(message) = uplinks.recv().await {
+                    relay.handle_uplink(message).await;
+                }
+            }
+        });
+        let connects = tokio::spawn({
+            let relay = self.clone();
+            async move {
+                while let Some(change) = presence.recv().await {
+                    if let Presence::Connected { device_id } = change {
+                        relay.clone().start_worker(device_id, true);
+                    }
+                }
+            }
+        });
         tokio::pin!(shutdown);
         loop {
+            self.clone().dispatch(None).await;
             let pause = match self.store.next_announcement_due_ms().await {
                 Ok(Some(due)) => Duration::from_millis(
                     u64::try_from(due - now_ms()).unwrap_or(0).clamp(50, 60_000),
@@ -115,19 +135,14 @@ impl AnnouncementRelay {
                     Duration::from_secs(1)
                 }
             };
-            self.clone().dispatch(None).await;
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
-                Some(message) = uplinks.recv() => self.handle_uplink(message).await,
-                Some(change) = presence.recv() => {
-                    if let Presence::Connected { device_id } = change {
-                        self.clone().start_worker(device_id, true);
-                    }
-                }
             }
         }
+        acks.abort();
+        connects.abort();
     }
 
     /// Starts a worker for every device with due announcements (or for one device).

@@ -10,7 +10,7 @@ use gema_store::{
     TransactionStatus, Transition,
 };
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::money::{MAX_AMOUNT, split_fee};
 use super::providers::{self, IngestError, PaymentEvent, Provider};
@@ -132,6 +132,68 @@ pub struct Payments {
     settings: Arc<PaymentSettings>,
     rules: StandardRules,
     wake_relay: Arc<Notify>,
+    commits: mpsc::Sender<PendingEvent>,
+}
+
+/// A verified event waiting for the next group commit, and where to send its outcome.
+#[derive(Debug)]
+struct PendingEvent {
+    entry: InboxEntry,
+    event: IncomingEvent,
+    reply: oneshot::Sender<GatewayResult<PaymentOutcome>>,
+}
+
+/// Most events applied in one database transaction.
+const MAX_BATCH: usize = 256;
+
+/// Group commit: applies every event that arrived while the previous commit was running in
+/// one transaction (one fsync), then answers each caller. Under light load a batch is one
+/// event and nothing waits; under heavy load batches grow and the fsync is shared. A
+/// provider is answered only after its event's commit.
+async fn commit_loop(
+    store: Arc<dyn Store>,
+    rules: StandardRules,
+    wake_relay: Arc<Notify>,
+    mut queue: mpsc::Receiver<PendingEvent>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("gema_payment_commit_batch_size").record(batch.len() as f64);
+        let (items, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|p| ((p.entry, p.event), p.reply))
+            .unzip();
+        match store.apply_payment_events(items, &rules).await {
+            Ok(outcomes) => {
+                let mut announce = false;
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    announce |= matches!(
+                        outcome,
+                        Ok(PaymentOutcome::Applied {
+                            announcement_id: Some(_),
+                            ..
+                        })
+                    );
+                    let _ = reply.send(outcome.map_err(GatewayError::from));
+                }
+                if announce {
+                    wake_relay.notify_one();
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "group commit failed; the providers will retry");
+                for reply in replies {
+                    let _ = reply.send(Err(GatewayError::Internal(err.to_string())));
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
@@ -145,11 +207,15 @@ impl Payments {
             announcement_ttl_ms: i64::try_from(settings.announcement_ttl.as_millis())
                 .unwrap_or(i64::MAX),
         };
+        // Deep enough for a burst; when full, callers wait (backpressure, never loss).
+        let (commits, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(commit_loop(store.clone(), rules, wake_relay.clone(), queue));
         Self {
             store,
             settings: Arc::new(settings),
             rules,
             wake_relay,
+            commits,
         }
     }
 
@@ -197,10 +263,18 @@ impl Payments {
         };
         let order_ref = event.order_ref.clone();
         let incoming = incoming(event);
-        let outcome = self
-            .store
-            .apply_payment_event(entry.clone(), incoming, &self.rules)
-            .await?;
+        let (reply, outcome) = oneshot::channel();
+        self.commits
+            .send(PendingEvent {
+                entry: entry.clone(),
+                event: incoming,
+                reply,
+            })
+            .await
+            .map_err(|_| GatewayError::Internal("the commit loop has stopped".into()))?;
+        let outcome = outcome
+            .await
+            .map_err(|_| GatewayError::Internal("the commit loop dropped an event".into()))??;
         metrics::counter!("gema_payment_callbacks_total",
             "provider" => provider.as_str(), "outcome" => outcome.as_str())
         .increment(1);
@@ -208,12 +282,9 @@ impl Payments {
             PaymentOutcome::Applied {
                 transaction_id,
                 status,
-                announcement_id,
+                ..
             } => {
                 tracing::info!(%transaction_id, status = status.as_str(), "payment event applied");
-                if announcement_id.is_some() {
-                    self.wake_relay.notify_one();
-                }
             }
             PaymentOutcome::UnknownOrder => {
                 self.store

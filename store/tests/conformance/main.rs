@@ -38,7 +38,8 @@ macro_rules! conformance {
                 no_bound_device_is_recorded_not_lost,
                 test_notifications_touch_nothing,
                 deliveries_are_recorded,
-                transactions_need_an_approved_terminal_and_a_fresh_order_ref
+                transactions_need_an_approved_terminal_and_a_fresh_order_ref,
+                a_batch_commits_together_and_undoes_only_its_bad_events
             );
         }
     };

@@ -568,3 +568,44 @@ pub async fn transactions_need_an_approved_terminal_and_a_fresh_order_ref(store:
         }
     ));
 }
+
+pub async fn a_batch_commits_together_and_undoes_only_its_bad_events(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P12").await;
+    let first = order(&*store, &terminal, "ORD-B1", 1_000).await;
+    let second = order(&*store, &terminal, "ORD-B2", 2_000).await;
+    let outcomes = store
+        .apply_payment_events(
+            vec![
+                (inbox(), event("ORD-B1", "paid", 1_000)),
+                (inbox(), event("ORD-UNKNOWN", "paid", 9_000)),
+                (inbox(), event("ORD-B1", "paid", 1_000)),
+                (inbox(), event("ORD-B2", "paid", 2_000)),
+            ],
+            &Rules,
+        )
+        .await
+        .unwrap();
+    let outcomes: Vec<PaymentOutcome> = outcomes.into_iter().map(Result::unwrap).collect();
+    assert!(
+        matches!(&outcomes[0], PaymentOutcome::Applied { transaction_id, .. } if *transaction_id == first.id)
+    );
+    assert_eq!(outcomes[1], PaymentOutcome::UnknownOrder);
+    assert_eq!(
+        outcomes[2],
+        PaymentOutcome::Duplicate {
+            transaction_id: Some(first.id.clone())
+        }
+    );
+    assert!(
+        matches!(&outcomes[3], PaymentOutcome::Applied { transaction_id, .. } if *transaction_id == second.id)
+    );
+    assert_eq!(ledger(&*store, &first.id).await.len(), 3);
+    assert_eq!(ledger(&*store, &second.id).await.len(), 3);
+    // The unknown order's event was undone: once the order exists, the retry applies.
+    order(&*store, &terminal, "ORD-UNKNOWN", 9_000).await;
+    let retry = store
+        .apply_payment_event(inbox(), event("ORD-UNKNOWN", "paid", 9_000), &Rules)
+        .await
+        .unwrap();
+    assert!(matches!(retry, PaymentOutcome::Applied { .. }), "{retry:?}");
+}

@@ -1,0 +1,387 @@
+//! `gema bench payments`: the real daemon in this process, N simulated soundboxes over
+//! MQTT/TLS, and signed Midtrans callbacks over HTTP at a target rate. It measures what a
+//! merchant feels: from the moment the provider's callback is sent to the moment the device
+//! has the announcement. It prints figures; it asserts nothing.
+//!
+//! Everything shares this machine's cores: the load generator, the HTTP client, the
+//! simulated devices and the daemon. The figures are therefore a floor for the daemon alone.
+
+// Rates and percent figures for display only; no money is computed here.
+#![allow(clippy::float_arithmetic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::cli::ApiClient;
+use crate::sim::{SimDevice, SimEvent, SimOptions, run_device};
+use crate::{App, Config};
+
+const SERVER_KEY: &str = "bench-midtrans-server-key";
+
+#[derive(Debug, Clone)]
+pub struct PaymentsBench {
+    pub devices: usize,
+    /// Callbacks per second; 0 sends as fast as `concurrency` allows.
+    pub rate: u32,
+    pub duration: Duration,
+    /// Callbacks in flight at most.
+    pub concurrency: usize,
+    /// `None`: a fresh SQLite file. Otherwise a database to use (it gets migrated and
+    /// filled with bench data: give it a scratch database).
+    pub database_url: Option<String>,
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = (sorted.len() * p / 100).min(sorted.len() - 1);
+    sorted[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}.{:03} ms", d.as_millis(), d.as_micros() % 1000)
+}
+
+pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
+    if bench.devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    let dir = tempfile::tempdir().context("temporary data directory")?;
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.metrics.listen = "127.0.0.1:0".parse()?;
+    config.mqtt.listen = "127.0.0.1:0".parse()?;
+    config.mqtt.max_concurrent_handshakes = 4096;
+    config.database.max_connections = 16;
+    if let Some(url) = &bench.database_url {
+        config.database.url = Some(crate::config::DatabaseUrl(url.clone()));
+    }
+    config.payments.midtrans.server_key = Some(gema_gateway::credentials::SecretString::new(
+        SERVER_KEY.into(),
+    ));
+    let backend = if bench.database_url.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+
+    let mut app = App::build(config).await?;
+    let token = match app.take_bootstrap_token() {
+        Some(token) => token.expose().to_owned(),
+        None => bail!("the bench needs an empty database (no admin token yet)"),
+    };
+    let api_url = format!("http://{}", app.http_addr());
+    let mqtt_port = app.mqtt_addr().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(app.run_until(async move {
+        let _ = stop_rx.await;
+    }));
+    let api = Arc::new(ApiClient::new(&api_url, Some(token)));
+
+    // ---- provision: one approved merchant, a terminal and a bound device per device ----
+    let started = Instant::now();
+    let merchant = api
+        .call(
+            reqwest::Method::POST,
+            "/merchants",
+            &[],
+            Some(json!({ "name": "Bench" })),
+        )
+        .await?;
+    let merchant = merchant["id"].as_str().unwrap_or_default().to_string();
+    api.call(
+        reqwest::Method::POST,
+        &format!("/merchants/{merchant}/approve"),
+        &[],
+        None,
+    )
+    .await?;
+    let outlet = api
+        .call(
+            reqwest::Method::POST,
+            "/outlets",
+            &[],
+            Some(json!({ "merchant_id": merchant, "name": "Bench outlet" })),
+        )
+        .await?;
+    let outlet = outlet["id"].as_str().unwrap_or_default().to_string();
+    let mut provisioned = Vec::with_capacity(bench.devices);
+    let mut ca_pem = Vec::new();
+    for chunk in (0..bench.devices).collect::<Vec<_>>().chunks(64) {
+        let jobs = chunk.iter().map(|i| {
+            let api = api.clone();
+            let outlet = outlet.clone();
+            let i = *i;
+            tokio::spawn(async move {
+                let terminal = api
+                    .call(
+                        reqwest::Method::POST,
+                        "/terminals",
+                        &[],
+                        Some(json!({ "outlet_id": outlet, "label": format!("T{i}") })),
+                    )
+                    .await?;
+                let terminal = terminal["id"].as_str().unwrap_or_default().to_string();
+                let device = api
+                    .call(
+                        reqwest::Method::POST,
+                        "/devices",
+                        &[],
+                        Some(json!({ "serial": format!("BENCH-{i}"), "model": "SIM" })),
+                    )
+                    .await?;
+                let id = device["device"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                api.call(
+                    reqwest::Method::POST,
+                    &format!("/devices/{id}/bind"),
+                    &[],
+                    Some(json!({ "terminal_id": terminal })),
+                )
+                .await?;
+                Ok::<_, crate::cli::ClientError>((terminal, device))
+            })
+        });
+        for job in futures_util::future::join_all(jobs).await {
+            let (terminal, device) = job??;
+            if ca_pem.is_empty() {
+                ca_pem = device["credentials"]["ca_certificate_pem"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec();
+            }
+            provisioned.push((
+                terminal,
+                SimDevice {
+                    device_id: device["device"]["id"].as_str().unwrap_or_default().into(),
+                    secret: device["credentials"]["secret"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .into(),
+                },
+            ));
+        }
+    }
+    println!(
+        "provisioned {} devices and terminals through the API in {:.1?}",
+        bench.devices,
+        started.elapsed()
+    );
+
+    // ---- connect the fleet over TLS ----
+    let (events_tx, mut events) = mpsc::channel::<SimEvent>(65_536);
+    let options = SimOptions {
+        host: "localhost".into(),
+        port: mqtt_port,
+        ca_pem,
+        drop_ack_percent: Arc::new(AtomicU8::new(0)),
+        disconnect_percent: 0,
+        keep_alive: Duration::from_secs(60),
+    };
+    let started = Instant::now();
+    let fleet: Vec<_> = provisioned
+        .iter()
+        .map(|(_, device)| {
+            tokio::spawn(run_device(
+                device.clone(),
+                options.clone(),
+                events_tx.clone(),
+            ))
+        })
+        .collect();
+    let mut connected = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while connected < bench.devices {
+        match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+            Ok(Some(SimEvent::Connected { .. })) => connected += 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => bail!("only {connected} of {} devices connected", bench.devices),
+        }
+    }
+    let connect_time = started.elapsed();
+    println!(
+        "connected {} devices over MQTT/TLS in {:.2?} ({:.0} connects/s)",
+        bench.devices,
+        connect_time,
+        bench.devices as f64 / connect_time.as_secs_f64()
+    );
+
+    // ---- prepare the orders (not timed) ----
+    let total = if bench.rate == 0 {
+        (bench.concurrency as u64 * 50).max(2_000)
+    } else {
+        u64::from(bench.rate) * bench.duration.as_secs().max(1)
+    };
+    let mut orders = Vec::with_capacity(total as usize);
+    for chunk in (0..total).collect::<Vec<_>>().chunks(128) {
+        let jobs = chunk.iter().map(|n| {
+            let api = api.clone();
+            let terminal = provisioned[*n as usize % provisioned.len()].0.clone();
+            let order_ref = format!("BENCH-ORD-{n}");
+            tokio::spawn(async move {
+                let t = api
+                    .call(
+                        reqwest::Method::POST,
+                        "/transactions",
+                        &[],
+                        Some(json!({ "terminal_id": terminal, "order_ref": order_ref, "amount": 25_000 })),
+                    )
+                    .await?;
+                Ok::<_, crate::cli::ClientError>((order_ref, t["id"].as_str().unwrap_or_default().to_string()))
+            })
+        });
+        for job in futures_util::future::join_all(jobs).await {
+            orders.push(job??);
+        }
+    }
+    println!("prepared {} pending transactions", orders.len());
+
+    // ---- fire the callbacks ----
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(bench.concurrency)
+        .build()?;
+    let url = format!("{api_url}/api/v1/payments/midtrans/notification");
+    let limiter = Arc::new(tokio::sync::Semaphore::new(bench.concurrency));
+    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(orders.len());
+    let (done_tx, mut done_rx) = mpsc::channel::<(Duration, bool)>(65_536);
+    let interval = if bench.rate == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(1_000_000_000 / u64::from(bench.rate))
+    };
+    let fire_started = Instant::now();
+    for (n, (order_ref, transaction_id)) in orders.iter().enumerate() {
+        if !interval.is_zero() {
+            let due = fire_started + interval * n as u32;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = limiter.clone().acquire_owned().await?;
+        let body = notification(order_ref);
+        let http = http.clone();
+        let url = url.clone();
+        let done = done_tx.clone();
+        sent_at.insert(transaction_id.clone(), Instant::now());
+        tokio::spawn(async move {
+            let begun = Instant::now();
+            let ok = match http.post(&url).json(&body).send().await {
+                Ok(response) => response.status().is_success(),
+                Err(_) => false,
+            };
+            let _ = done.send((begun.elapsed(), ok)).await;
+            drop(permit);
+        });
+    }
+    let send_time = fire_started.elapsed();
+    drop(done_tx);
+
+    // ---- collect ----
+    let mut http_latencies = Vec::with_capacity(orders.len());
+    let mut failures = 0;
+    while let Some((latency, ok)) = done_rx.recv().await {
+        http_latencies.push(latency);
+        if !ok {
+            failures += 1;
+        }
+    }
+    let callbacks_done = fire_started.elapsed();
+    let mut receipt = Vec::with_capacity(orders.len());
+    let mut last_receipt = fire_started;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receipt.len() < orders.len() - failures {
+        match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+            Ok(Some(SimEvent::Spoke {
+                transaction_id, at, ..
+            })) => {
+                if let Some(sent) = sent_at.get(&transaction_id) {
+                    receipt.push(at.saturating_duration_since(*sent));
+                    last_receipt = last_receipt.max(at);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    http_latencies.sort();
+    receipt.sort();
+    let delivered_in = last_receipt.saturating_duration_since(fire_started);
+
+    println!();
+    println!(
+        "gema bench payments: {backend}, {} devices, {} callbacks",
+        bench.devices,
+        orders.len()
+    );
+    if bench.rate == 0 {
+        println!(
+            "offered load      as fast as {} in flight allow",
+            bench.concurrency
+        );
+    } else {
+        println!(
+            "offered load      {} callbacks/s for {:?}",
+            bench.rate, bench.duration
+        );
+    }
+    println!(
+        "sent in           {:.2?} ({:.0} callbacks/s offered, HTTP answered {:.0}/s)",
+        send_time,
+        orders.len() as f64 / send_time.as_secs_f64().max(1e-9),
+        orders.len() as f64 / callbacks_done.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "HTTP 200 latency  p50 {}  p95 {}  p99 {}  (failures: {failures})",
+        ms(percentile(&http_latencies, 50)),
+        ms(percentile(&http_latencies, 95)),
+        ms(percentile(&http_latencies, 99)),
+    );
+    println!(
+        "callback→device   p50 {}  p95 {}  p99 {}  ({} of {} received)",
+        ms(percentile(&receipt, 50)),
+        ms(percentile(&receipt, 95)),
+        ms(percentile(&receipt, 99)),
+        receipt.len(),
+        orders.len()
+    );
+    println!(
+        "sustained         {:.0} announcements/s delivered",
+        receipt.len() as f64 / delivered_in.as_secs_f64().max(1e-9)
+    );
+
+    for device in fleet {
+        device.abort();
+    }
+    let _ = stop_tx.send(());
+    daemon.await.context("daemon task")??;
+    Ok(())
+}
+
+fn notification(order_ref: &str) -> Value {
+    let amount = "25000.00";
+    json!({
+        "transaction_status": "settlement",
+        "transaction_id": format!("mt-{order_ref}"),
+        "status_code": "200",
+        "signature_key": gema_gateway::payments::providers::midtrans_signature(order_ref, "200", amount, SERVER_KEY),
+        "payment_type": "qris",
+        "order_id": order_ref,
+        "issuer": "gopay",
+        "gross_amount": amount,
+        "fraud_status": "accept",
+        "currency": "IDR",
+        "transaction_time": "2026-11-21 10:00:00",
+        "settlement_time": "2026-11-21 10:00:01",
+    })
+}
