@@ -93,7 +93,7 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 
 /// Whether every topic matched by `filter` is also matched by `pattern` (both valid filters).
 /// This is what a subscription must satisfy against an ACL pattern: checking the filter
-/// string with [`matches`] would let `+` in a subscription pass as if it were a literal.
+/// string with [`matches()`] would let `+` in a subscription pass as if it were a literal.
 pub fn covers(pattern: &str, filter: &str) -> bool {
     let filter_first = filter.split('/').next().unwrap_or_default();
     let pattern_first = pattern.split('/').next().unwrap_or_default();

@@ -84,10 +84,27 @@ impl Default for PlainListenerConfig {
 }
 
 /// A non-device principal with explicit Mosquitto-style rules (`%u`, `%c`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServicePrincipal {
+    /// Its MQTT user name. Must not be a device id: a name listed here with a password is
+    /// never passed to the authenticator.
     pub name: String,
+    /// When set, the broker itself checks this password for user `name` (in constant time)
+    /// without asking the [`Authenticator`](crate::Authenticator). When `None`, the
+    /// authenticator may still return `Identity::Service(name)`, or the plain listener may
+    /// map anonymous clients to it.
+    pub password: Option<String>,
     pub rules: Vec<Rule>,
+}
+
+impl std::fmt::Debug for ServicePrincipal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServicePrincipal")
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("rules", &self.rules)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +119,10 @@ pub struct Limits {
     /// Open connections (past the handshake cap) at once; more are closed at accept.
     /// Default 100,000.
     pub max_connections: usize,
+    /// TCP keepalive idle time on every accepted socket (probes every quarter of it), so a
+    /// peer that vanished is found even when its MQTT keepalive is 0. `None` disables.
+    /// Default 120 s.
+    pub tcp_keepalive: Option<Duration>,
     /// A write to a client that does not read for this long closes it. Default 30 s.
     pub write_timeout: Duration,
     /// Retained messages kept in all; past it, new retained topics are not stored (counted).
@@ -119,6 +140,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             backlog: 4096,
             max_connections: 100_000,
+            tcp_keepalive: Some(Duration::from_secs(120)),
             write_timeout: Duration::from_secs(30),
             max_retained: 100_000,
             uplink_capacity: 1024,

@@ -59,6 +59,13 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        if let Some(idle) = shared.config.limits.tcp_keepalive {
+            // Finds peers that vanished behind a NAT, also for clients with MQTT keepalive 0.
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(idle / 4);
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+        }
         let shared2 = shared.clone();
         let tls = tls.clone();
         // Every stage is boxed and the stream lives behind a pointer, so the task keeps only
@@ -97,6 +104,13 @@ async fn handshake(
 )> {
     let timeout = shared.config.tls.handshake_timeout;
     let attempt = async {
+        // A client that opened TCP and sent nothing holds no handshake slot: the slot is
+        // taken only once its ClientHello starts to arrive.
+        // (`readable()` is optimistic on a fresh socket; a peek really waits for a byte.)
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await.ok()? == 0 {
+            return None;
+        }
         let _permit = shared.handshakes.acquire().await.ok()?;
         Some(acceptor.accept(tcp).await)
     };
@@ -367,11 +381,22 @@ async fn authenticate(
                 auth_failure("rate_limited");
                 return Err(ConnectReturnCode::NotAuthorized);
             }
-            match shared
-                .authenticator
-                .authenticate(&login.username, &login.password, peer)
-                .await
-            {
+            let checked = match shared.service_passwords.get(&login.username) {
+                Some(expected) => {
+                    if constant_time_eq(expected.as_bytes(), login.password.as_bytes()) {
+                        Ok(Identity::Service(login.username.clone()))
+                    } else {
+                        Err(AuthRefusal::BadCredentials)
+                    }
+                }
+                None => {
+                    shared
+                        .authenticator
+                        .authenticate(&login.username, &login.password, peer)
+                        .await
+                }
+            };
+            match checked {
                 Ok(identity) => {
                     lock(&shared.login_limiter).record_success(&login.username);
                     identity
@@ -429,6 +454,14 @@ async fn authenticate(
             })
         }
     }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn refusal(r: AuthRefusal, how: &'static str) -> ConnectReturnCode {
@@ -819,7 +852,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
             return Err(DisconnectReason::AclViolation);
         }
         metrics::counter!("gema_broker_messages_in_total", "qos" => qos_label(p.qos)).increment(1);
-        if p.qos == QoS::ExactlyOnce && !lock(&self.session.state).incoming_qos2.insert(p.pkid) {
+        if p.qos == QoS::ExactlyOnce && lock(&self.session.state).incoming_qos2.contains(&p.pkid) {
             // A retransmission of a QoS 2 message already delivered.
             self.conn.write(&Packet::PubRec(PubRec::new(p.pkid)));
             return Ok(());
@@ -845,6 +878,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
             }
         }
         shared.route(&p.topic, p.payload, p.qos, p.retain, None);
+        if p.qos == QoS::ExactlyOnce {
+            // Recorded only once delivered: if the connection ends before this point, the
+            // client's retransmission is delivered instead of being taken for a duplicate.
+            lock(&self.session.state).incoming_qos2.insert(p.pkid);
+        }
         match p.qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.conn.write(&Packet::PubAck(PubAck::new(p.pkid))),

@@ -229,6 +229,8 @@ pub enum PresenceChange {
 pub(crate) struct Shared {
     pub(crate) config: BrokerConfig,
     pub(crate) services: HashMap<String, Arc<[Rule]>>,
+    /// Service principals whose password the broker checks itself.
+    pub(crate) service_passwords: HashMap<String, String>,
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) router: RwLock<Router>,
     pub(crate) retained: Mutex<RetainedStore>,
@@ -440,6 +442,11 @@ impl Broker {
             .iter()
             .map(|s| (s.name.clone(), Arc::from(s.rules.clone())))
             .collect();
+        let service_passwords: HashMap<String, String> = config
+            .services
+            .iter()
+            .filter_map(|s| s.password.clone().map(|p| (s.name.clone(), p)))
+            .collect();
         if let Some(plain) = &config.plain
             && let Some(anon) = &plain.anonymous_service
             && !services.contains_key(anon)
@@ -467,6 +474,7 @@ impl Broker {
         let (presence_tx, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             services,
+            service_passwords,
             authenticator,
             router: RwLock::new(Router::default()),
             retained: Mutex::new(RetainedStore::default()),
@@ -529,6 +537,14 @@ impl Broker {
         shared.tracker.close();
         shared.tracker.wait().await;
         tracing::info!("MQTT broker stopped");
+    }
+}
+
+impl Drop for Broker {
+    /// Dropping the broker without [`Broker::shutdown`] still stops it: listeners and
+    /// connections end on their own (without being waited for).
+    fn drop(&mut self) {
+        self.handle.shared.shutdown.cancel();
     }
 }
 

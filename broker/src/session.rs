@@ -191,3 +191,76 @@ impl SessionState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing(qos: QoS, receipt: Option<oneshot::Sender<DeliveryOutcome>>) -> Outgoing {
+        Outgoing {
+            topic: Arc::from("devices/a/down/x"),
+            payload: Bytes::from_static(b"x"),
+            qos,
+            retain: false,
+            enqueued: Instant::now(),
+            receipt,
+        }
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_flight_and_wrap_past_65535() {
+        let mut st = SessionState {
+            next_pkid: u16::MAX,
+            ..Default::default()
+        };
+        st.inflight.push_back(Inflight {
+            pkid: 1,
+            msg: outgoing(QoS::AtLeastOnce, None),
+            stage: Awaiting::Ack,
+        });
+        assert_eq!(st.allocate_pkid(), u16::MAX);
+        assert_eq!(st.allocate_pkid(), 2, "0 is never used and 1 is in flight");
+    }
+
+    #[test]
+    fn an_offline_session_queues_qos1_for_a_persistent_session_only() {
+        let limits = SessionLimits::default();
+        let s = Session::new(Arc::from("d:a"));
+        let (tx, mut rx) = oneshot::channel();
+        s.enqueue(outgoing(QoS::AtLeastOnce, Some(tx)), &limits);
+        assert_eq!(
+            rx.try_recv(),
+            Ok(DeliveryOutcome::Offline { queued: false })
+        );
+
+        lock(&s.state).persistent = true;
+        let (tx, mut rx) = oneshot::channel();
+        s.enqueue(outgoing(QoS::AtLeastOnce, Some(tx)), &limits);
+        assert_eq!(rx.try_recv(), Ok(DeliveryOutcome::Offline { queued: true }));
+        let (tx, mut rx) = oneshot::channel();
+        s.enqueue(outgoing(QoS::AtMostOnce, Some(tx)), &limits);
+        assert_eq!(
+            rx.try_recv(),
+            Ok(DeliveryOutcome::Offline { queued: false })
+        );
+        assert_eq!(lock(&s.state).queue.len(), 1);
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_message() {
+        let limits = SessionLimits {
+            max_queued: 1,
+            ..Default::default()
+        };
+        let s = Session::new(Arc::from("d:a"));
+        lock(&s.state).live = Some(Arc::new(Kick::default()));
+        let (old_tx, mut old_rx) = oneshot::channel();
+        s.enqueue(outgoing(QoS::AtLeastOnce, Some(old_tx)), &limits);
+        s.enqueue(outgoing(QoS::AtLeastOnce, None), &limits);
+        assert_eq!(
+            old_rx.try_recv(),
+            Ok(DeliveryOutcome::Dropped(DropReason::QueueFull))
+        );
+        assert_eq!(lock(&s.state).queue.len(), 1);
+    }
+}

@@ -2,7 +2,7 @@
 //! panics, and never holds more than one maximum-size frame.
 
 use bytes::BytesMut;
-use gema_broker::codec::{DecodeError, Inbound, decode, encode};
+use gema_broker::codec::{DecodeError, Inbound, decode, decode_first, encode};
 use proptest::prelude::*;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, LastWill, Packet, Publish, Subscribe, Unsubscribe};
@@ -17,7 +17,13 @@ fn feed(bytes: &[u8], chunk: usize) -> Result<Vec<Inbound>, DecodeError> {
         buf.extend_from_slice(piece);
         loop {
             let before = buf.len();
-            match decode(&mut buf, MAX)? {
+            // The first frame of a connection goes through the CONNECT-only entry point.
+            let decoded = if out.is_empty() {
+                decode_first(&mut buf, MAX)?
+            } else {
+                decode(&mut buf, MAX)?
+            };
+            match decoded {
                 Some(frame) => {
                     assert!(buf.len() < before, "a decoded frame consumes bytes");
                     out.push(frame);

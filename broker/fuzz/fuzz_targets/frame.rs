@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use gema_broker::codec::decode;
+use gema_broker::codec::{decode, decode_first};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 1024;
@@ -15,11 +15,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let split = usize::from(split).min(data.len());
     let mut buf = BytesMut::new();
+    let mut first = true;
     for piece in [&data[..split], &data[split..]] {
         buf.extend_from_slice(piece);
         loop {
-            match decode(&mut buf, MAX) {
-                Ok(Some(_)) => {}
+            let decoded = if first {
+                decode_first(&mut buf, MAX)
+            } else {
+                decode(&mut buf, MAX)
+            };
+            match decoded {
+                Ok(Some(_)) => first = false,
                 Ok(None) => {
                     assert!(buf.len() <= MAX + 5);
                     break;

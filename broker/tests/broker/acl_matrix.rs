@@ -254,3 +254,46 @@ async fn a_service_principal_gets_only_its_rules() {
         .await;
     m.expect_closed().await;
 }
+
+#[tokio::test]
+async fn a_configured_service_password_is_checked_by_the_broker() {
+    let t = TestBroker::start().await;
+    let mut c = t.raw().await;
+    let ack = c
+        .connect_as("ops-1", "wrong", |c| {
+            c.set_login("ops", "wrong");
+        })
+        .await;
+    assert_eq!(ack.code, ConnectReturnCode::BadUserNamePassword);
+
+    let mut c = t.raw().await;
+    let ack = c
+        .connect_as("ops-1", "ops-secret", |c| {
+            c.set_login("ops", "ops-secret");
+        })
+        .await;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    // `%c` is its client id: it may use ops/ops-1/… and nothing else.
+    let codes = c
+        .subscribe(
+            1,
+            &[
+                ("ops/ops-1/#", QoS::AtMostOnce),
+                ("ops/ops-2/#", QoS::AtMostOnce),
+                ("devices/a/down/#", QoS::AtMostOnce),
+            ],
+        )
+        .await;
+    assert_eq!(
+        codes,
+        vec![
+            SubscribeReasonCode::Success(QoS::AtMostOnce),
+            SubscribeReasonCode::Failure,
+            SubscribeReasonCode::Failure
+        ]
+    );
+    c.publish("ops/ops-1/ping", QoS::AtMostOnce, 0, b"self")
+        .await;
+    let p = c.expect_publish().await;
+    assert_eq!(p.topic, "ops/ops-1/ping");
+}

@@ -94,10 +94,20 @@ pub fn base_config(dir: &std::path::Path) -> BrokerConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         anonymous_service: None,
     });
-    config.services = vec![ServicePrincipal {
-        name: "monitor".into(),
-        rules: vec![Rule::parse("read devices/+/up/#").unwrap()],
-    }];
+    config.services = vec![
+        // Authenticated by the registry stand-in.
+        ServicePrincipal {
+            name: "monitor".into(),
+            password: None,
+            rules: vec![Rule::parse("read devices/+/up/#").unwrap()],
+        },
+        // Authenticated by the broker from configuration.
+        ServicePrincipal {
+            name: "ops".into(),
+            password: Some("ops-secret".into()),
+            rules: vec![Rule::parse("readwrite ops/%c/#").unwrap()],
+        },
+    ];
     config
 }
 

@@ -73,6 +73,12 @@ async fn downlinks_outside_the_devices_namespace_are_refused() {
             .publish(downlink("a", "devices/a/down/+", "x", QoS::AtLeastOnce)),
         Err(PublishError::InvalidTopic(_))
     ));
+    let huge = "x".repeat(gema_broker::Limits::default().max_packet_size + 1);
+    assert!(matches!(
+        t.handle
+            .publish(downlink("a", "devices/a/down/x", &huge, QoS::AtLeastOnce)),
+        Err(PublishError::TooLarge { .. })
+    ));
 }
 
 #[tokio::test]
