@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 pub const MIDTRANS_KEY: &str = "SB-Mid-server-test";
+pub const XENDIT_TOKEN: &str = "xnd-callback-token-test";
+pub const GENERIC_SECRET: &str = "generic-hmac-secret-test";
 
 #[derive(Debug)]
 struct AlwaysOk;
@@ -41,6 +43,11 @@ pub struct Reply {
 
 impl TestApi {
     pub async fn new() -> Self {
+        Self::with_providers(false).await
+    }
+
+    /// With `all_providers`, Xendit and the generic callback are configured too.
+    pub async fn with_providers(all_providers: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gema.db").display());
         let store = gema_store::connect(&url, &ConnectOptions::default())
@@ -55,10 +62,19 @@ impl TestApi {
             .unwrap()
             .expose()
             .to_string();
+        let secret = |s: &str| Some(gema_gateway::credentials::SecretString::new(s.into()));
         let settings = gema_gateway::payments::PaymentSettings {
-            midtrans_server_key: Some(gema_gateway::credentials::SecretString::new(
-                MIDTRANS_KEY.into(),
-            )),
+            midtrans_server_key: secret(MIDTRANS_KEY),
+            xendit_callback_token: if all_providers {
+                secret(XENDIT_TOKEN)
+            } else {
+                None
+            },
+            generic_secret: if all_providers {
+                secret(GENERIC_SECRET)
+            } else {
+                None
+            },
             ..Default::default()
         };
         let payments = gema_gateway::payments::Payments::new(

@@ -5,7 +5,7 @@ use axum::http::{StatusCode, header};
 use gema_gateway::payments::providers::midtrans_signature;
 use serde_json::{Value, json};
 
-use crate::helpers::{MIDTRANS_KEY, Reply, TestApi, assert_envelope};
+use crate::helpers::{GENERIC_SECRET, MIDTRANS_KEY, Reply, TestApi, XENDIT_TOKEN, assert_envelope};
 
 fn notification(order: &str, status: &str, amount: &str, key: &str) -> Value {
     json!({
@@ -327,4 +327,128 @@ async fn transactions_validate_their_input() {
     let expired = api.post("/api/v1/transactions/expire-due", json!({})).await;
     assert_eq!(expired.status, StatusCode::OK);
     assert_eq!(expired.body["count"], 0);
+}
+
+async fn post_raw(api: &TestApi, path: &str, headers: &[(&str, String)], body: &str) -> Reply {
+    let mut request =
+        axum::http::Request::post(path).header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    api.send(request.body(Body::from(body.to_string())).unwrap())
+        .await
+}
+
+#[tokio::test]
+async fn xendit_callbacks_pay_once_and_need_the_token() {
+    let api = TestApi::with_providers(true).await;
+    let id = order(&api, "ORD-X1", 10_000).await;
+    let body = json!({
+        "event": "qr.payment", "api_version": "2022-07-31",
+        "data": {"id": "qrpy_x1", "amount": 10000, "currency": "IDR", "status": "SUCCEEDED",
+                 "qr_id": "qr_1", "reference_id": "ORD-X1", "channel_code": "ID_DANA",
+                 "payment_detail": {"source": "DANA", "receipt_id": "r1"}}
+    })
+    .to_string();
+    let path = "/api/v1/payments/xendit/callback";
+    let token = [("x-callback-token", XENDIT_TOKEN.to_string())];
+
+    let forged = post_raw(&api, path, &[("x-callback-token", "wrong".into())], &body).await;
+    assert_envelope(&forged, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        api.get(&format!("/api/v1/transactions/{id}")).await.body["status"],
+        "pending"
+    );
+
+    let paid = post_raw(&api, path, &token, &body).await;
+    assert_eq!(
+        (paid.status, paid.body["outcome"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+    let again = post_raw(&api, path, &token, &body).await;
+    assert_eq!(again.body["outcome"], "duplicate");
+    let t = api.get(&format!("/api/v1/transactions/{id}")).await;
+    assert_eq!(
+        (t.body["status"].as_str(), t.body["issuer"].as_str()),
+        (Some("paid"), Some("DANA"))
+    );
+    let ledger = api
+        .get(&format!("/api/v1/ledger-entries?transaction_id={id}"))
+        .await;
+    assert_eq!(ledger.body["items"].as_array().unwrap().len(), 3);
+
+    // The legacy flat shape works too.
+    let legacy_id = order(&api, "ORD-X2", 15_000).await;
+    let legacy = json!({
+        "event": "qr.payment", "id": "qrpy_x2", "amount": 15000, "status": "COMPLETED",
+        "qr_code": {"id": "qr_2", "external_id": "ORD-X2", "type": "DYNAMIC"}
+    })
+    .to_string();
+    assert_eq!(
+        post_raw(&api, path, &token, &legacy).await.body["outcome"],
+        "applied"
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/transactions/{legacy_id}"))
+            .await
+            .body["status"],
+        "paid"
+    );
+}
+
+#[tokio::test]
+async fn generic_callbacks_check_signature_and_replay_window() {
+    use gema_gateway::payments::providers::generic_signature;
+    let api = TestApi::with_providers(true).await;
+    let id = order(&api, "ORD-G1", 20_000).await;
+    let path = "/api/v1/payments/callback";
+    let body = json!({ "transaction_id": "bk-1", "order_ref": "ORD-G1", "amount": 20000, "status": "paid" })
+        .to_string();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let signed = |ts: &str, secret: &str| {
+        vec![
+            ("x-gema-timestamp", ts.to_string()),
+            (
+                "x-gema-signature",
+                generic_signature(secret, ts, body.as_bytes()),
+            ),
+        ]
+    };
+
+    let forged = post_raw(&api, path, &signed(&now, "not-the-secret"), &body).await;
+    assert_envelope(&forged, StatusCode::UNAUTHORIZED, "unauthorized");
+    let old = (time::OffsetDateTime::now_utc().unix_timestamp() - 3_600).to_string();
+    let replayed = post_raw(&api, path, &signed(&old, GENERIC_SECRET), &body).await;
+    assert_envelope(&replayed, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        api.get(&format!("/api/v1/transactions/{id}")).await.body["status"],
+        "pending"
+    );
+
+    let paid = post_raw(&api, path, &signed(&now, GENERIC_SECRET), &body).await;
+    assert_eq!(
+        (paid.status, paid.body["outcome"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+    let again = post_raw(&api, path, &signed(&now, GENERIC_SECRET), &body).await;
+    assert_eq!(again.body["outcome"], "duplicate");
+    assert_eq!(
+        api.get(&format!("/api/v1/transactions/{id}")).await.body["status"],
+        "paid"
+    );
+
+    let malformed =
+        r#"{"transaction_id":"bk-2","order_ref":"ORD-G1","amount":"lots","status":"paid"}"#;
+    let sig = vec![
+        ("x-gema-timestamp", now.clone()),
+        (
+            "x-gema-signature",
+            generic_signature(GENERIC_SECRET, &now, malformed.as_bytes()),
+        ),
+    ];
+    assert_envelope(
+        &post_raw(&api, path, &sig, malformed).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
 }
