@@ -382,7 +382,12 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
     for device in devices {
         tokio::spawn(run_device(device, options.clone(), tx.clone()));
     }
-    println!("running {} simulated soundboxes; Ctrl-C stops", args.count);
+    let plural = if args.count == 1 {
+        "soundbox"
+    } else {
+        "soundboxes"
+    };
+    println!("running {} simulated {plural}; Ctrl-C stops", args.count);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
