@@ -573,7 +573,8 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             kick: &kick,
             keepalive: Duration::from_millis(u64::from(connect.keep_alive) * 1500),
         };
-        lp.run().await
+        // Every log line of the packet loop carries the client and connection ids.
+        tracing::Instrument::instrument(lp.run(), span.clone()).await
     };
     if reason == DisconnectReason::ClientDisconnect {
         will = None;
