@@ -332,3 +332,43 @@ async fn a_crash_between_commit_and_ack_still_announces_exactly_once() {
     );
     fleet.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_a_live_device_ends_its_session_and_keeps_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)]);
+    let c = counter(&daemon, "SB-E2E-REVOKE").await;
+    let (tx, mut events) = mpsc::channel(256);
+    let fleet = tokio::spawn(run_device(
+        c.device.clone(),
+        options(
+            daemon.mqtt_addr.port(),
+            c.ca_pem.clone(),
+            Arc::new(AtomicU8::new(0)),
+        ),
+        tx,
+    ));
+    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+
+    let device = &c.device.device_id;
+    let (status, revoked) = daemon
+        .post(
+            &format!("/api/v1/devices/{device}/credentials/revoke"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    let kicked = next_event(&mut events, |e| matches!(e, SimEvent::Disconnected { .. })).await;
+    assert!(matches!(kicked, SimEvent::Disconnected { .. }));
+
+    // The device keeps retrying with its old secret (every 0.5 s) and is refused each time.
+    let mut refusals = 0;
+    while refusals < 3 {
+        match next_event(&mut events, |_| true).await {
+            SimEvent::Connected { .. } => panic!("a revoked device got back in"),
+            SimEvent::Disconnected { .. } => refusals += 1,
+            _ => {}
+        }
+    }
+    fleet.abort();
+}
