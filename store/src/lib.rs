@@ -188,6 +188,8 @@ pub trait PaymentStore: Send + Sync {
         announcement_id: &str,
         result: DeliveryResult,
     ) -> StoreResult<()>;
+    /// Records several results in one transaction (one fsync). Unknown ids are skipped.
+    async fn record_deliveries(&self, results: Vec<(String, DeliveryResult)>) -> StoreResult<()>;
 }
 
 /// Connection settings shared by both backends.

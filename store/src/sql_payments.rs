@@ -298,47 +298,24 @@ macro_rules! impl_payment_store {
                 announcement_id: &str,
                 result: $crate::DeliveryResult,
             ) -> $crate::StoreResult<()> {
-                use $crate::DeliveryResult;
-                let now = $crate::sql::now();
-                let (status, error, next_ms, delivered_at, attempted): (&str, Option<String>, Option<i64>, Option<time::OffsetDateTime>, i64) =
-                    match result {
-                        DeliveryResult::Delivered => ("delivered", None, None, Some(now), 1),
-                        DeliveryResult::Retry {
-                            error,
-                            next_attempt_at_ms,
-                        } => ("pending", Some(error), Some(next_attempt_at_ms), None, 1),
-                        DeliveryResult::Failed { error } => ("failed", Some(error), None, None, 1),
-                        DeliveryResult::Expired => ("expired", None, None, None, 0),
-                        DeliveryResult::Deferred { next_attempt_at_ms } => {
-                            ("pending", None, Some(next_attempt_at_ms), None, 0)
-                        }
-                    };
-                let done = sqlx::query(
-                    "UPDATE announcements SET status = $1, attempts = attempts + $7, \
-                     last_error = COALESCE($2, last_error), \
-                     next_attempt_at_ms = COALESCE($3, next_attempt_at_ms), \
-                     delivered_at = COALESCE($4, delivered_at), last_attempt_at = $5, \
-                     updated_at = $5 WHERE id = $6 AND status = 'pending'",
-                )
-                .bind(status)
-                .bind(error)
-                .bind(next_ms)
-                .bind(delivered_at)
-                .bind(now)
-                .bind(announcement_id)
-                .bind(attempted)
-                .execute(&self.write)
-                .await?;
-                if done.rows_affected() == 0 {
-                    let exists: Option<(String,)> =
-                        sqlx::query_as("SELECT id FROM announcements WHERE id = $1")
-                            .bind(announcement_id)
-                            .fetch_optional(&self.read)
-                            .await?;
-                    if exists.is_none() {
-                        return Err($crate::StoreError::not_found("announcement", announcement_id));
-                    }
+                let mut tx = self.begin_write().await?;
+                let found = record_one_delivery(&mut *tx, announcement_id, result).await?;
+                tx.commit().await?;
+                if !found {
+                    return Err($crate::StoreError::not_found("announcement", announcement_id));
                 }
+                Ok(())
+            }
+
+            async fn record_deliveries(
+                &self,
+                results: Vec<(String, $crate::DeliveryResult)>,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                for (id, result) in results {
+                    record_one_delivery(&mut *tx, &id, result).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
         }
@@ -544,6 +521,60 @@ macro_rules! payment_helpers {
             .await?;
             finish_inbox(conn, &inbox_id, outcome.as_str(), Some(&transaction.id)).await?;
             Ok(outcome)
+        }
+
+        /// Records an attempt's result on a pending announcement; `false` if there is no
+        /// such announcement. A result for an announcement no longer pending changes nothing.
+        async fn record_one_delivery(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            announcement_id: &str,
+            result: $crate::DeliveryResult,
+        ) -> $crate::StoreResult<bool> {
+            use $crate::DeliveryResult;
+            let now = $crate::sql::now();
+            let (status, error, next_ms, delivered_at, attempted): (
+                &str,
+                Option<String>,
+                Option<i64>,
+                Option<time::OffsetDateTime>,
+                i64,
+            ) = match result {
+                DeliveryResult::Delivered => ("delivered", None, None, Some(now), 1),
+                DeliveryResult::Retry {
+                    error,
+                    next_attempt_at_ms,
+                } => ("pending", Some(error), Some(next_attempt_at_ms), None, 1),
+                DeliveryResult::Failed { error } => ("failed", Some(error), None, None, 1),
+                DeliveryResult::Expired => ("expired", None, None, None, 0),
+                DeliveryResult::Deferred { next_attempt_at_ms } => {
+                    ("pending", None, Some(next_attempt_at_ms), None, 0)
+                }
+            };
+            let done = sqlx::query(
+                "UPDATE announcements SET status = $1, attempts = attempts + $7, \
+                 last_error = COALESCE($2, last_error), \
+                 next_attempt_at_ms = COALESCE($3, next_attempt_at_ms), \
+                 delivered_at = COALESCE($4, delivered_at), last_attempt_at = $5, \
+                 updated_at = $5 WHERE id = $6 AND status = 'pending'",
+            )
+            .bind(status)
+            .bind(error)
+            .bind(next_ms)
+            .bind(delivered_at)
+            .bind(now)
+            .bind(announcement_id)
+            .bind(attempted)
+            .execute(&mut *conn)
+            .await?;
+            if done.rows_affected() > 0 {
+                return Ok(true);
+            }
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM announcements WHERE id = $1")
+                    .bind(announcement_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            Ok(exists.is_some())
         }
 
         /// `Conflict` if another terminal (not `except`) already uses this static QR

@@ -56,8 +56,40 @@ impl Default for RelaySettings {
     }
 }
 
+/// A delivery result waiting for the next group commit.
+#[derive(Debug)]
+struct PendingRecord {
+    id: String,
+    result: DeliveryResult,
+    done: oneshot::Sender<()>,
+}
+
+/// Writes delivery results in batches: every result that arrived while the previous write
+/// ran goes into one transaction, so recording does not cost an fsync per announcement.
+async fn record_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingRecord>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (results, done): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|r| ((r.id, r.result), r.done)).unzip();
+        if let Err(err) = store.record_deliveries(results).await {
+            // The announcements stay pending; the relay re-sends and the device dedupes.
+            tracing::error!(error = %err, "relay: recording deliveries failed");
+        }
+        for done in done {
+            let _ = done.send(());
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct AnnouncementRelay {
+    records: mpsc::Sender<PendingRecord>,
     store: Arc<dyn Store>,
     transport: Arc<dyn DeviceTransport>,
     settings: RelaySettings,
@@ -85,7 +117,10 @@ impl AnnouncementRelay {
         settings: RelaySettings,
         wake: Arc<Notify>,
     ) -> Arc<Self> {
+        let (records, queue) = mpsc::channel(4096);
+        tokio::spawn(record_loop(store.clone(), queue));
         Arc::new(Self {
+            records,
             store,
             transport,
             settings,
@@ -312,15 +347,16 @@ impl AnnouncementRelay {
 
     async fn record(&self, id: &str, result: DeliveryResult, label: &'static str) {
         metrics::counter!("gema_announcement_attempts_total", "result" => label).increment(1);
-        if let Err(err) = self.store.record_delivery(id, result).await {
-            tracing::error!(error = %err, announcement_id = id, "relay: recording a delivery failed");
-        } else {
-            tracing::debug!(
-                announcement_id = id,
-                result = label,
-                "announcement attempt recorded"
-            );
+        let (done, recorded) = oneshot::channel();
+        let pending = PendingRecord {
+            id: id.to_string(),
+            result,
+            done,
+        };
+        if self.records.send(pending).await.is_ok() {
+            let _ = recorded.await;
         }
+        tracing::debug!(announcement_id = id, result = label, "announcement attempt recorded");
     }
 
     /// Handles a device's uplink: acks resolve the waiting attempt (or, after a restart or a
@@ -364,9 +400,7 @@ impl AnnouncementRelay {
                     },
                 };
                 // Only a still-pending announcement changes; a stray ack is harmless.
-                if let Err(err) = self.store.record_delivery(&ack.acked_msg_id, result).await {
-                    tracing::warn!(error = %err, device_id = %message.device_id, "late ack for an unknown announcement");
-                }
+                self.record(&ack.acked_msg_id, result, "late_ack").await;
             }
             None => {}
         }
