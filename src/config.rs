@@ -228,6 +228,10 @@ pub struct MqttConfig {
     pub plain_anonymous_service: Option<String>,
     /// Service principals (monitors, bridges) with explicit ACL rules.
     pub services: Vec<MqttService>,
+    /// A CA certificate (PEM) whose client certificates authenticate devices on the TLS
+    /// port (mTLS): the device id is read from the certificate and checked against the
+    /// registry. Unset: devices use their id and secret only.
+    pub device_ca: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -244,6 +248,7 @@ impl Default for MqttConfig {
             plain_listen: None,
             plain_anonymous_service: None,
             services: Vec::new(),
+            device_ca: None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
     config.tls.bind = mqtt.listen;
     config.tls.handshake_timeout = Duration::from_secs(mqtt.handshake_timeout_secs);
     config.tls.max_concurrent_handshakes = mqtt.max_concurrent_handshakes;
+    config.tls.client_ca = mqtt.device_ca.clone();
     config.limits.backlog = mqtt.backlog;
     config.limits.max_connections = mqtt.max_connections;
     config.limits.max_packet_size = mqtt.max_packet_size;
