@@ -75,8 +75,10 @@ async fn record_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingRec
                 Err(_) => break,
             }
         }
-        let (results, done): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|r| ((r.id, r.result), r.done)).unzip();
+        let (results, done): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|r| ((r.id, r.result), r.done))
+            .unzip();
         if let Err(err) = store.record_deliveries(results).await {
             // The announcements stay pending; the relay re-sends and the device dedupes.
             tracing::error!(error = %err, "relay: recording deliveries failed");
@@ -356,7 +358,11 @@ impl AnnouncementRelay {
         if self.records.send(pending).await.is_ok() {
             let _ = recorded.await;
         }
-        tracing::debug!(announcement_id = id, result = label, "announcement attempt recorded");
+        tracing::debug!(
+            announcement_id = id,
+            result = label,
+            "announcement attempt recorded"
+        );
     }
 
     /// Handles a device's uplink: acks resolve the waiting attempt (or, after a restart or a
