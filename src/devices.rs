@@ -183,7 +183,7 @@ pub fn forward_presence(
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(
                         missed,
-                        "presence events dropped; pending announcements are still retried"
+                        "presence events dropped; offline devices' announcements are rechecked every 30 s"
                     );
                     continue;
                 }

@@ -41,6 +41,9 @@ pub struct RelaySettings {
     pub backoff_max: Duration,
     /// Language of announcements until devices carry their own setting.
     pub language: Language,
+    /// How often an offline device's pending announcements are looked at again, in case
+    /// its reconnect event was lost.
+    pub offline_recheck: Duration,
 }
 
 impl Default for RelaySettings {
@@ -52,6 +55,7 @@ impl Default for RelaySettings {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
             language: Language::Id,
+            offline_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -254,7 +258,7 @@ impl AnnouncementRelay {
             self.record(
                 &a.id,
                 DeliveryResult::Deferred {
-                    next_attempt_at_ms: a.expires_at_ms,
+                    next_attempt_at_ms: self.recheck_at(a.expires_at_ms),
                 },
                 "deferred",
             )
@@ -303,7 +307,7 @@ impl AnnouncementRelay {
                 }
             }
             PublishOutcome::Offline => DeliveryResult::Deferred {
-                next_attempt_at_ms: a.expires_at_ms,
+                next_attempt_at_ms: self.recheck_at(a.expires_at_ms),
             },
             PublishOutcome::NotSubscribed => {
                 self.retry(&a, "the device is not subscribed to its downlink topics")
@@ -324,6 +328,16 @@ impl AnnouncementRelay {
         };
         self.record(&a.id, result, label).await;
         keep_going
+    }
+
+    /// When to look at an offline device's announcement again: on reconnect (the presence
+    /// event replays it), and also every `offline_recheck`, because presence events can be
+    /// lost when their channel lags behind a reconnect storm. A recheck costs a lookup, not
+    /// an attempt.
+    fn recheck_at(&self, expires_at_ms: i64) -> i64 {
+        let recheck =
+            i64::try_from(self.settings.offline_recheck.as_millis()).unwrap_or(i64::MAX / 2);
+        expires_at_ms.min(now_ms() + recheck)
     }
 
     /// Retry with exponential backoff, or give up after the attempt budget.
