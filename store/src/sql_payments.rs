@@ -652,12 +652,13 @@ macro_rules! payment_helpers {
         ) -> $crate::StoreResult<()> {
             use $crate::LedgerEntryType::*;
             let (fee, payable) = rules.split_fee(transaction.amount);
+            let mut rows = Vec::with_capacity(3);
             for (entry_type, amount) in [
                 (GrossIncome, transaction.amount),
                 (PlatformFee, fee),
                 (MerchantPayable, payable),
             ] {
-                let (external_id, amount, reverses) = if reversal {
+                if reversal {
                     let original: Option<(String,)> =
                         sqlx::query_as("SELECT id FROM ledger_entries WHERE external_id = $1")
                             .bind(format!("{}:{}", transaction.id, entry_type.as_str()))
@@ -666,35 +667,60 @@ macro_rules! payment_helpers {
                     let Some((original,)) = original else {
                         continue; // nothing was posted, nothing to reverse
                     };
-                    (
+                    rows.push((
+                        entry_type,
                         format!("{}:refund:{}", transaction.id, entry_type.as_str()),
                         -amount,
                         Some(original),
-                    )
+                    ));
                 } else {
-                    (
+                    rows.push((
+                        entry_type,
                         format!("{}:{}", transaction.id, entry_type.as_str()),
                         amount,
                         None,
-                    )
-                };
-                sqlx::query(
-                    "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
-                     amount, external_id, reverses_id, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (external_id) DO NOTHING",
-                )
-                .bind($crate::sql::new_id("led"))
-                .bind(&transaction.id)
-                .bind(&transaction.merchant_id)
-                .bind(entry_type.as_str())
-                .bind(amount)
-                .bind(external_id)
-                .bind(reverses)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                    ));
+                }
             }
+            if rows.is_empty() {
+                return Ok(());
+            }
+            // One statement for all postings (each row 8 parameters).
+            let mut sql = String::from(
+                "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
+                 amount, external_id, reverses_id, created_at) VALUES ",
+            );
+            for i in 0..rows.len() {
+                let p = i * 8;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8
+                ));
+            }
+            sql.push_str(" ON CONFLICT (external_id) DO NOTHING");
+            let mut query = sqlx::query(&sql);
+            for (entry_type, external_id, amount, reverses) in rows {
+                query = query
+                    .bind($crate::sql::new_id("led"))
+                    .bind(&transaction.id)
+                    .bind(&transaction.merchant_id)
+                    .bind(entry_type.as_str())
+                    .bind(amount)
+                    .bind(external_id)
+                    .bind(reverses)
+                    .bind(now);
+            }
+            query.execute(&mut *conn).await?;
             Ok(())
         }
 
@@ -706,24 +732,18 @@ macro_rules! payment_helpers {
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<$crate::Announcement> {
-            let device: Option<(String,)> = sqlx::query_as(
-                "SELECT id FROM devices WHERE terminal_id = $1 AND status = 'active'",
+            // The bound device and its next announcement sequence number, in one query.
+            let device: Option<(String, i64)> = sqlx::query_as(
+                "SELECT d.id, COALESCE((SELECT MAX(a.sequence) FROM announcements a \
+                 WHERE a.device_id = d.id), 0) + 1 \
+                 FROM devices d WHERE d.terminal_id = $1 AND d.status = 'active'",
             )
             .bind(&transaction.terminal_id)
             .fetch_optional(&mut *conn)
             .await?;
-            let device_id = device.map(|(id,)| id);
-            let sequence: i64 = match &device_id {
-                Some(device_id) => {
-                    let (last,): (Option<i64>,) = sqlx::query_as(
-                        "SELECT MAX(sequence) FROM announcements WHERE device_id = $1",
-                    )
-                    .bind(device_id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                    last.unwrap_or(0) + 1
-                }
-                None => 0,
+            let (device_id, sequence) = match device {
+                Some((id, sequence)) => (Some(id), sequence),
+                None => (None, 0),
             };
             let status = if device_id.is_some() {
                 $crate::AnnouncementStatus::Pending
