@@ -235,6 +235,18 @@ pub enum TerminalCommand {
         label: String,
         #[arg(long)]
         name: Option<String>,
+        /// The terminal's static QRIS payload (the text inside its printed QR).
+        #[arg(long)]
+        static_qris: Option<String>,
+    },
+    /// A pending transaction and the dynamic QRIS that pays it.
+    DynamicQr {
+        id: String,
+        /// Whole rupiah.
+        #[arg(long)]
+        amount: i64,
+        #[arg(long)]
+        expires_in_secs: Option<u64>,
     },
     List {
         #[arg(long)]
@@ -436,6 +448,7 @@ enum Shape {
     List(&'static str),
     Issued,
     Bindings,
+    DynamicQr,
 }
 
 struct ClientCall {
@@ -546,10 +559,22 @@ fn terminal_call(command: TerminalCommand) -> ClientCall {
             outlet,
             label,
             name,
+            static_qris,
         } => ClientCall::post(
             "/terminals".into(),
-            Some(json!({ "outlet_id": outlet, "label": label, "name": name })),
+            Some(json!({
+                "outlet_id": outlet, "label": label, "name": name, "static_qris": static_qris,
+            })),
             Shape::One("terminal"),
+        ),
+        TerminalCommand::DynamicQr {
+            id,
+            amount,
+            expires_in_secs,
+        } => ClientCall::post(
+            format!("/terminals/{id}/dynamic-qr"),
+            Some(json!({ "amount": amount, "expires_in_secs": expires_in_secs })),
+            Shape::DynamicQr,
         ),
         TerminalCommand::List {
             outlet,
@@ -631,6 +656,7 @@ fn render(value: &Value, shape: Shape, output: Output) -> String {
         Output::Quiet => match shape {
             Shape::One(_) | Shape::Bindings => text(value, "id"),
             Shape::Issued => text(&value["device"], "id"),
+            Shape::DynamicQr => text(&value["transaction"], "id"),
             Shape::List(_) => value["items"]
                 .as_array()
                 .map(|items| {
@@ -647,6 +673,14 @@ fn render(value: &Value, shape: Shape, output: Output) -> String {
             Shape::List(kind) => render_list(kind, value),
             Shape::Issued => render_issued(value),
             Shape::Bindings => render_bindings(value),
+            Shape::DynamicQr => format!(
+                "transaction {} (order {}, {} rupiah, pending until {})\n{}",
+                text(&value["transaction"], "id"),
+                text(&value["transaction"], "order_ref"),
+                text(&value["transaction"], "amount"),
+                text(&value["transaction"], "expires_at"),
+                text(value, "payload")
+            ),
         },
     }
 }

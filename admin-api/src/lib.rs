@@ -95,6 +95,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(outlets::get, outlets::update))
         .routes(routes!(terminals::create, terminals::list))
         .routes(routes!(terminals::get, terminals::update))
+        .routes(routes!(terminals::dynamic_qr))
         .routes(routes!(devices::create, devices::list))
         .routes(routes!(devices::get, devices::update))
         .routes(routes!(devices::bind))

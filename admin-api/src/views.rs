@@ -253,6 +253,8 @@ pub struct Terminal {
     /// The reference this terminal's static QR carries; a paid event for it creates a
     /// transaction for this terminal.
     pub payment_ref: Option<String>,
+    /// The terminal's static QRIS, base of its dynamic QR codes.
+    pub static_qris: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -267,6 +269,7 @@ impl From<store::Terminal> for Terminal {
             label: t.label,
             name: t.name,
             payment_ref: t.payment_ref,
+            static_qris: t.static_qris,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -282,6 +285,8 @@ pub struct CreateTerminal {
     pub name: Option<String>,
     /// The reference the terminal's static QR carries (unique).
     pub payment_ref: Option<String>,
+    /// The terminal's static QRIS payload (validated: CRC, structure, static).
+    pub static_qris: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -294,6 +299,9 @@ pub struct UpdateTerminal {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub payment_ref: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub static_qris: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -671,4 +679,22 @@ pub struct LedgerQuery {
 pub struct ExpiredTransactions {
     pub count: usize,
     pub transaction_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDynamicQr {
+    /// Whole rupiah.
+    pub amount: i64,
+    /// Seconds until the QR (and its pending transaction) expires; default from configuration.
+    pub expires_in_secs: Option<u64>,
+}
+
+/// A dynamic QR and the pending transaction it pays.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DynamicQr {
+    /// The QRIS text to render: the terminal's static code with tag 01 = 12, the amount in
+    /// 54, the transaction's order reference in 62.05 and the terminal label in 62.07.
+    pub payload: String,
+    pub transaction: Transaction,
 }

@@ -226,6 +226,10 @@ impl Registry {
                 .payment_ref
                 .map(|r| validate::code("payment_ref", &r, 64))
                 .transpose()?,
+            static_qris: input
+                .static_qris
+                .map(|q| validate::static_qris(&q))
+                .transpose()?,
         };
         Ok(self.store.create_terminal(terminal).await?)
     }
@@ -255,6 +259,10 @@ impl Registry {
             payment_ref: patch
                 .payment_ref
                 .map(|r| r.map(|r| validate::code("payment_ref", &r, 64)).transpose())
+                .transpose()?,
+            static_qris: patch
+                .static_qris
+                .map(|q| q.map(|q| validate::static_qris(&q)).transpose())
                 .transpose()?,
         };
         Ok(self.store.update_terminal(id, patch).await?)

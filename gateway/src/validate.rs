@@ -77,6 +77,20 @@ pub fn terminal_label(value: &str) -> GatewayResult<String> {
     Ok(value.to_string())
 }
 
+/// A terminal's static QRIS: it must decode (CRC, structure, values) and be static
+/// (tag 01 = `11`), since dynamic codes are made from it per order. Stored as re-encoded.
+pub fn static_qris(value: &str) -> GatewayResult<String> {
+    let qris = gema_qris::decode(value.trim())
+        .map_err(|e| GatewayError::invalid("static_qris", e.to_string()))?;
+    if qris.point_of_initiation() == Some(gema_qris::PointOfInitiation::Dynamic) {
+        return Err(GatewayError::invalid(
+            "static_qris",
+            "is a dynamic QRIS (tag 01 = 12); give the terminal's static code",
+        ));
+    }
+    Ok(qris.encode())
+}
+
 /// A plausible e-mail address: one `@`, something on each side, a dot in the domain.
 pub fn email(value: Option<&str>) -> GatewayResult<Option<String>> {
     let Some(value) = optional_text("email", value, 254)? else {

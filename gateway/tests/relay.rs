@@ -143,6 +143,7 @@ async fn harness_with(
             label: "A01".into(),
             name: None,
             payment_ref: None,
+            static_qris: None,
         })
         .await
         .unwrap();

@@ -151,16 +151,19 @@ pub struct Terminal {
     /// The reference this terminal's static QR carries (unique): a paid event for it
     /// creates a transaction for this terminal.
     pub payment_ref: Option<String>,
+    /// The terminal's static QRIS payload, base of its dynamic QR codes.
+    pub static_qris: Option<String>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewTerminal {
     pub outlet_id: String,
     pub label: String,
     pub name: Option<String>,
     pub payment_ref: Option<String>,
+    pub static_qris: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,6 +171,7 @@ pub struct TerminalPatch {
     pub label: Option<String>,
     pub name: Option<Option<String>>,
     pub payment_ref: Option<Option<String>>,
+    pub static_qris: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

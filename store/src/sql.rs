@@ -479,8 +479,8 @@ macro_rules! impl_store {
                 let now = $crate::sql::now();
                 let terminal = sqlx::query_as::<_, $crate::Terminal>(
                     "INSERT INTO terminals \
-                     (id, outlet_id, label, name, payment_ref, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
+                     (id, outlet_id, label, name, payment_ref, static_qris, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $7, $6, $6) RETURNING *",
                 )
                 .bind($crate::sql::new_id("ter"))
                 .bind(new.outlet_id)
@@ -488,6 +488,7 @@ macro_rules! impl_store {
                 .bind(new.name)
                 .bind(new.payment_ref)
                 .bind(now)
+                .bind(new.static_qris)
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -564,15 +565,19 @@ macro_rules! impl_store {
                     }
                     terminal.payment_ref = payment_ref;
                 }
+                if let Some(static_qris) = patch.static_qris {
+                    terminal.static_qris = static_qris;
+                }
                 let terminal = sqlx::query_as::<_, $crate::Terminal>(
                     "UPDATE terminals SET label = $1, name = $2, payment_ref = $3, \
-                     updated_at = $4 WHERE id = $5 RETURNING *",
+                     updated_at = $4, static_qris = $6 WHERE id = $5 RETURNING *",
                 )
                 .bind(terminal.label)
                 .bind(terminal.name)
                 .bind(terminal.payment_ref)
                 .bind($crate::sql::now())
                 .bind(id)
+                .bind(terminal.static_qris)
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;

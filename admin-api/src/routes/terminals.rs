@@ -6,7 +6,10 @@ use gema_store::{NewTerminal, TerminalFilter, TerminalPatch};
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::views::{CreateTerminal, Page, PageParams, Terminal, TerminalQuery, UpdateTerminal};
+use crate::views::{
+    CreateDynamicQr, CreateTerminal, DynamicQr, Page, PageParams, Terminal, TerminalQuery,
+    UpdateTerminal,
+};
 
 #[utoipa::path(post, path = "/terminals", tag = "terminals", request_body = CreateTerminal,
     responses((status = 201, body = Terminal), (status = 400, body = ErrorBody),
@@ -24,6 +27,7 @@ pub async fn create(
             label: body.label,
             name: body.name,
             payment_ref: body.payment_ref,
+            static_qris: body.static_qris,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(terminal.into())))
@@ -69,8 +73,34 @@ pub async fn update(
         label: body.label,
         name: body.name,
         payment_ref: body.payment_ref,
+        static_qris: body.static_qris,
     };
     Ok(Json(
         state.registry.update_terminal(&id, patch).await?.into(),
+    ))
+}
+
+#[utoipa::path(post, path = "/terminals/{id}/dynamic-qr", tag = "terminals",
+    params(("id" = String, Path)), request_body = CreateDynamicQr,
+    responses(
+        (status = 201, description = "A pending transaction and the QR that pays it", body = DynamicQr),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "No static QRIS on the terminal, or its merchant is not approved", body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn dynamic_qr(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateDynamicQr>,
+) -> ApiResult<(StatusCode, Json<DynamicQr>)> {
+    let (transaction, payload) = state
+        .payments
+        .dynamic_qr(&id, body.amount, body.expires_in_secs)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(DynamicQr {
+            payload,
+            transaction: transaction.into(),
+        }),
     ))
 }

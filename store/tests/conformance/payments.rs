@@ -97,6 +97,7 @@ async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Dev
             label: "A01".into(),
             name: None,
             payment_ref: Some(format!("STATIC-{serial}")),
+            static_qris: None,
         })
         .await
         .unwrap();
@@ -557,6 +558,7 @@ pub async fn transactions_need_an_approved_terminal_and_a_fresh_order_ref(store:
             label: "B02".into(),
             name: None,
             payment_ref: terminal.payment_ref.clone(),
+            static_qris: None,
         })
         .await
         .unwrap_err();

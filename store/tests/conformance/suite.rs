@@ -75,6 +75,7 @@ async fn terminals(store: &dyn Store, n: usize, approve: bool) -> (Merchant, Vec
                     label: format!("A{i:02}"),
                     name: None,
                     payment_ref: None,
+                    static_qris: None,
                 })
                 .await
                 .unwrap(),
@@ -253,6 +254,7 @@ pub async fn terminal_labels_are_unique_per_outlet(store: Arc<dyn Store>) {
             label: ts[0].label.clone(),
             name: None,
             payment_ref: None,
+            static_qris: None,
         })
         .await
         .unwrap_err();
@@ -281,6 +283,7 @@ pub async fn terminal_labels_are_unique_per_outlet(store: Arc<dyn Store>) {
                 label: Some("KASIR2".into()),
                 name: Some(Some("Second till".into())),
                 payment_ref: None,
+                static_qris: None,
             },
         )
         .await
@@ -543,6 +546,7 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn Store>) {
                 label: "A01".into(),
                 name: None,
                 payment_ref: None,
+                static_qris: None,
             })
             .await
             .unwrap_err(),
