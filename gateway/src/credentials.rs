@@ -144,8 +144,18 @@ pub fn generate_admin_token() -> SecretString {
 
 /// The stored form of an admin token: hex SHA-256.
 pub fn hash_admin_token(token: &str) -> String {
-    let digest = digest::digest(&digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// Lower-case hex, as provider signatures and stored token hashes are written.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::money::{AmountError, parse_rupiah, rupiah_from_json};
+use crate::credentials::hex;
 
 /// Who told us about a payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,16 +148,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 // ---- Midtrans -------------------------------------------------------------------------
