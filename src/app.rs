@@ -32,7 +32,6 @@ pub struct App {
     metrics_router: Router,
     bootstrap_token: Option<SecretString>,
     tls: TlsFiles,
-    store: Arc<dyn Store>,
     payments: Payments,
     expiry_sweep_interval: Duration,
     broker: Broker,
@@ -134,7 +133,6 @@ impl App {
             metrics_router,
             bootstrap_token,
             tls,
-            store,
             payments,
             expiry_sweep_interval: Duration::from_secs(config.payments.expiry_sweep_interval_secs),
             broker,
@@ -172,10 +170,6 @@ impl App {
 
     pub fn tls_files(&self) -> &TlsFiles {
         &self.tls
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests

@@ -121,11 +121,6 @@ fn callback_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::generic))
 }
 
-/// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    router_parts().2
-}
-
 /// `(protected API routes, public routes, the OpenAPI document of both)`.
 fn router_parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())

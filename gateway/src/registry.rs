@@ -79,10 +79,6 @@ impl Registry {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     // ---- merchants ------------------------------------------------------------------
 
     pub async fn create_merchant(&self, input: NewMerchant) -> GatewayResult<Merchant> {

@@ -120,7 +120,7 @@ pub trait Store: PaymentStore + Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait PaymentStore: Send + Sync {
     /// Keeps a request that was refused before it became an event (bad signature,
-    /// malformed body, unknown order), with why. Returns the inbox id.
+    /// malformed body), with why. Returns the inbox id.
     async fn record_inbox(
         &self,
         entry: InboxEntry,
@@ -130,8 +130,8 @@ pub trait PaymentStore: Send + Sync {
 
     /// Records the request and applies its verified event, all in one transaction: the
     /// dedupe key (provider, provider transaction id, status), the state change decided by
-    /// `rules`, ledger postings and the announcement. An unknown order changes nothing (the
-    /// caller records the inbox entry separately) so the provider's retry is processed.
+    /// `rules`, ledger postings and the announcement. An unknown order changes nothing but the
+    /// inbox (kept with outcome `unknown_order`), so the provider's retry is processed.
     async fn apply_payment_event(
         &self,
         entry: InboxEntry,

@@ -11,22 +11,8 @@ macro_rules! impl_payment_store {
                 outcome: &str,
                 detail: Option<&str>,
             ) -> $crate::StoreResult<String> {
-                let id = $crate::sql::new_id("inb");
-                sqlx::query(
-                    "INSERT INTO payment_inbox \
-                     (id, provider, received_at, headers, body, outcome, detail) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&id)
-                .bind(entry.provider)
-                .bind(entry.received_at)
-                .bind(entry.headers)
-                .bind(entry.body)
-                .bind(outcome)
-                .bind(detail)
-                .execute(&self.write)
-                .await?;
-                Ok(id)
+                let mut conn = self.write.acquire().await?;
+                insert_inbox(&mut *conn, &entry, outcome, detail).await
             }
 
             async fn apply_payment_events(
@@ -38,10 +24,13 @@ macro_rules! impl_payment_store {
                 let mut tx = self.begin_write().await?;
                 let mut outcomes = Vec::with_capacity(items.len());
                 for (entry, event) in items {
+                    // The raw request is kept whatever becomes of the event.
+                    let inbox_id = insert_inbox(&mut *tx, &entry, "received", None).await?;
+                    let order_ref = event.order_ref.clone();
                     // Each event under its own savepoint: an unknown order or a failure
                     // undoes only that event; the others still commit together.
                     sqlx::query("SAVEPOINT payment_event").execute(&mut *tx).await?;
-                    let outcome = apply_one(&mut *tx, entry, event, rules, now).await;
+                    let outcome = apply_one(&mut *tx, &inbox_id, event, rules, now).await;
                     let undo = !matches!(
                         outcome,
                         Ok(ref o) if *o != $crate::PaymentOutcome::UnknownOrder
@@ -54,6 +43,16 @@ macro_rules! impl_payment_store {
                     sqlx::query(end).execute(&mut *tx).await?;
                     if undo {
                         sqlx::query("RELEASE SAVEPOINT payment_event").execute(&mut *tx).await?;
+                        let (status, detail) = match &outcome {
+                            Ok(_) => ("unknown_order", order_ref),
+                            Err(err) => ("failed", err.to_string()),
+                        };
+                        sqlx::query("UPDATE payment_inbox SET outcome = $1, detail = $2 WHERE id = $3")
+                            .bind(status)
+                            .bind(detail)
+                            .bind(&inbox_id)
+                            .execute(&mut *tx)
+                            .await?;
                     }
                     outcomes.push(outcome);
                 }
@@ -326,33 +325,44 @@ pub(crate) use impl_payment_store;
 /// Helpers shared by the payment queries of both backends, generic over the connection.
 macro_rules! payment_helpers {
     ($db:ty, lock = $lock:literal) => {
+        /// Keeps a provider request exactly as received; returns its id.
+        async fn insert_inbox(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            entry: &$crate::InboxEntry,
+            outcome: &str,
+            detail: Option<&str>,
+        ) -> $crate::StoreResult<String> {
+            let id = $crate::sql::new_id("inb");
+            sqlx::query(
+                "INSERT INTO payment_inbox \
+                 (id, provider, received_at, headers, body, outcome, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&id)
+            .bind(&entry.provider)
+            .bind(entry.received_at)
+            .bind(&entry.headers)
+            .bind(&entry.body)
+            .bind(outcome)
+            .bind(detail)
+            .execute(&mut *conn)
+            .await?;
+            Ok(id)
+        }
+
         /// Everything one event implies, on the caller's transaction: the raw request, the
         /// dedupe key, the state change, ledger postings and the announcement. An unknown
         /// order returns `UnknownOrder` and the caller undoes its savepoint.
         async fn apply_one(
             conn: &mut <$db as sqlx::Database>::Connection,
-            entry: $crate::InboxEntry,
+            inbox_id: &str,
             event: $crate::IncomingEvent,
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<$crate::PaymentOutcome> {
             use $crate::{PaymentOutcome, TransactionStatus, Transition};
-            let inbox_id = $crate::sql::new_id("inb");
-            sqlx::query(
-                "INSERT INTO payment_inbox \
-             (id, provider, received_at, headers, body, outcome) \
-             VALUES ($1, $2, $3, $4, $5, 'received')",
-            )
-            .bind(&inbox_id)
-            .bind(&entry.provider)
-            .bind(entry.received_at)
-            .bind(&entry.headers)
-            .bind(&entry.body)
-            .execute(&mut *conn)
-            .await?;
-
             if event.is_test {
-                finish_inbox(conn, &inbox_id, "test", None).await?;
+                finish_inbox(conn, inbox_id, "test", None).await?;
                 return Ok(PaymentOutcome::Test);
             }
 
@@ -371,7 +381,7 @@ macro_rules! payment_helpers {
             .bind(&event.status)
             .bind(&event.raw_status)
             .bind(event.amount)
-            .bind(&inbox_id)
+            .bind(inbox_id)
             .bind(now)
             .fetch_optional(&mut *conn)
             .await?;
@@ -386,7 +396,7 @@ macro_rules! payment_helpers {
                 .fetch_optional(&mut *conn)
                 .await?;
                 let transaction_id = earlier.and_then(|(t,)| t);
-                finish_inbox(conn, &inbox_id, "duplicate", transaction_id.as_deref()).await?;
+                finish_inbox(conn, inbox_id, "duplicate", transaction_id.as_deref()).await?;
                 return Ok(PaymentOutcome::Duplicate { transaction_id });
             }
 
@@ -519,7 +529,7 @@ macro_rules! payment_helpers {
             .bind(&event_id)
             .execute(&mut *conn)
             .await?;
-            finish_inbox(conn, &inbox_id, outcome.as_str(), Some(&transaction.id)).await?;
+            finish_inbox(conn, inbox_id, outcome.as_str(), Some(&transaction.id)).await?;
             Ok(outcome)
         }
 

@@ -266,7 +266,7 @@ impl Payments {
         let (reply, outcome) = oneshot::channel();
         self.commits
             .send(PendingEvent {
-                entry: entry.clone(),
+                entry,
                 event: incoming,
                 reply,
             })
@@ -287,9 +287,6 @@ impl Payments {
                 tracing::info!(%transaction_id, status = status.as_str(), "payment event applied");
             }
             PaymentOutcome::UnknownOrder => {
-                self.store
-                    .record_inbox(entry, "unknown_order", Some(&order_ref))
-                    .await?;
                 tracing::warn!(order_ref, "payment event for an unknown order");
                 return Err(GatewayError::NotFound {
                     entity: "order",
