@@ -20,44 +20,29 @@ macro_rules! impl_payment_store {
                 items: Vec<($crate::InboxEntry, $crate::IncomingEvent)>,
                 rules: &dyn $crate::PaymentRules,
             ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::PaymentOutcome>>> {
-                let now = $crate::sql::now();
-                let mut tx = self.begin_write().await?;
-                let mut outcomes = Vec::with_capacity(items.len());
-                for (entry, event) in items {
-                    // The raw request is kept whatever becomes of the event.
-                    let inbox_id = insert_inbox(&mut *tx, &entry, "received", None).await?;
-                    let order_ref = event.order_ref.clone();
-                    // Each event under its own savepoint: an unknown order or a failure
-                    // undoes only that event; the others still commit together.
-                    sqlx::query("SAVEPOINT payment_event").execute(&mut *tx).await?;
-                    let outcome = apply_one(&mut *tx, &inbox_id, event, rules, now).await;
-                    let undo = !matches!(
-                        outcome,
-                        Ok(ref o) if *o != $crate::PaymentOutcome::UnknownOrder
-                    );
-                    let end = if undo {
-                        "ROLLBACK TO SAVEPOINT payment_event"
-                    } else {
-                        "RELEASE SAVEPOINT payment_event"
-                    };
-                    sqlx::query(end).execute(&mut *tx).await?;
-                    if undo {
-                        sqlx::query("RELEASE SAVEPOINT payment_event").execute(&mut *tx).await?;
-                        let (status, detail) = match &outcome {
-                            Ok(_) => ("unknown_order", order_ref),
-                            Err(err) => ("failed", err.to_string()),
-                        };
-                        sqlx::query("UPDATE payment_inbox SET outcome = $1, detail = $2 WHERE id = $3")
-                            .bind(status)
-                            .bind(detail)
-                            .bind(&inbox_id)
-                            .execute(&mut *tx)
-                            .await?;
+                match self.apply_in_one_transaction(&items, rules).await {
+                    Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
+                    Err(err) if items.len() == 1 => {
+                        return Ok(vec![Err(self.record_failed(&items[0].0, err).await)]);
                     }
-                    outcomes.push(outcome);
+                    Err(err) => tracing::warn!(
+                        error = %err,
+                        events = items.len(),
+                        "a batch of payment events failed; applying them one by one"
+                    ),
                 }
-                tx.commit().await?;
-                Ok(outcomes)
+                // One transaction per event, so the event that fails fails alone.
+                let mut results = Vec::with_capacity(items.len());
+                for item in items {
+                    let one = std::slice::from_ref(&item);
+                    results.push(match self.apply_in_one_transaction(one, rules).await {
+                        Ok(mut outcome) => outcome.pop().ok_or_else(|| {
+                            $crate::StoreError::Corrupt("no outcome for an event".into())
+                        }),
+                        Err(err) => Err(self.record_failed(&item.0, err).await),
+                    });
+                }
+                Ok(results)
             }
 
             async fn apply_payment_event(
@@ -318,6 +303,56 @@ macro_rules! impl_payment_store {
                 Ok(())
             }
         }
+
+        impl $store {
+            /// Applies events in one database transaction (one commit): every row a batch
+            /// writes except the transactions' own updates is staged and inserted with one
+            /// multi-row statement per table, so a batch costs a few statements per event
+            /// rather than a dozen. Any failing statement fails the whole batch.
+            async fn apply_in_one_transaction(
+                &self,
+                items: &[($crate::InboxEntry, $crate::IncomingEvent)],
+                rules: &dyn $crate::PaymentRules,
+            ) -> $crate::StoreResult<Vec<$crate::PaymentOutcome>> {
+                let now = $crate::sql::now();
+                let mut tx = self.begin_write().await?;
+                let mut staged = $crate::sql_payments::Staged::default();
+                let mut outcomes = Vec::with_capacity(items.len());
+                for (item, (_, event)) in items.iter().enumerate() {
+                    let inbox_id = $crate::sql::new_id("inb");
+                    let outcome = stage_event(&mut *tx, &mut staged, &inbox_id, event, rules, now).await?;
+                    let detail = (outcome == $crate::PaymentOutcome::UnknownOrder)
+                        .then(|| event.order_ref.clone());
+                    staged.inbox.push($crate::sql_payments::InboxRow {
+                        transaction_id: $crate::sql_payments::transaction_of(&outcome),
+                        id: inbox_id,
+                        item,
+                        outcome: outcome.as_str(),
+                        detail,
+                    });
+                    outcomes.push(outcome);
+                }
+                flush_staged(&mut *tx, &mut staged, items, rules, now).await?;
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+
+            /// Keeps the raw request of an event whose application failed, and returns the
+            /// failure (or, if even that cannot be written, the original failure).
+            async fn record_failed(
+                &self,
+                entry: &$crate::InboxEntry,
+                err: $crate::StoreError,
+            ) -> $crate::StoreError {
+                let detail = err.to_string();
+                if let Ok(mut conn) = self.write.acquire().await {
+                    if let Err(inbox_err) = insert_inbox(&mut *conn, entry, "failed", Some(&detail)).await {
+                        tracing::error!(error = %inbox_err, "could not record a failed payment event");
+                    }
+                }
+                err
+            }
+        }
     };
 }
 pub(crate) use impl_payment_store;
@@ -350,74 +385,80 @@ macro_rules! payment_helpers {
             Ok(id)
         }
 
-        /// Everything one event implies, on the caller's transaction: the raw request, the
-        /// dedupe key, the state change, ledger postings and the announcement. An unknown
-        /// order returns `UnknownOrder` and the caller undoes its savepoint.
-        async fn apply_one(
+        /// Works out what one event does, on the batch's transaction: reads (and locks) its
+        /// transaction, updates it, and stages the event, ledger and announcement rows. An
+        /// unknown order writes nothing, so the provider's retry applies once it exists.
+        async fn stage_event(
             conn: &mut <$db as sqlx::Database>::Connection,
+            staged: &mut $crate::sql_payments::Staged,
             inbox_id: &str,
-            event: $crate::IncomingEvent,
+            event: &$crate::IncomingEvent,
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<$crate::PaymentOutcome> {
+            use sqlx::{FromRow, Row};
             use $crate::{PaymentOutcome, TransactionStatus, Transition};
             if event.is_test {
-                finish_inbox(conn, inbox_id, "test", None).await?;
                 return Ok(PaymentOutcome::Test);
             }
-
-            // The dedupe key first: a repeated event stops here.
-            let event_id = $crate::sql::new_id("evt");
-            let inserted: Option<(String,)> = sqlx::query_as(
-                "INSERT INTO transaction_events (id, provider, provider_transaction_id, \
-             status, raw_status, amount, effect, inbox_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'received', $7, $8) \
-             ON CONFLICT (provider, provider_transaction_id, status) DO NOTHING \
-             RETURNING id",
-            )
-            .bind(&event_id)
-            .bind(&event.provider)
-            .bind(&event.provider_transaction_id)
-            .bind(&event.status)
-            .bind(&event.raw_status)
-            .bind(event.amount)
-            .bind(inbox_id)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if inserted.is_none() {
-                let earlier: Option<(Option<String>,)> = sqlx::query_as(
-                    "SELECT transaction_id FROM transaction_events WHERE provider = $1 \
-                 AND provider_transaction_id = $2 AND status = $3",
-                )
-                .bind(&event.provider)
-                .bind(&event.provider_transaction_id)
-                .bind(&event.status)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let transaction_id = earlier.and_then(|(t,)| t);
-                finish_inbox(conn, inbox_id, "duplicate", transaction_id.as_deref()).await?;
-                return Ok(PaymentOutcome::Duplicate { transaction_id });
+            let key = (
+                event.provider.clone(),
+                event.provider_transaction_id.clone(),
+                event.status.clone(),
+            );
+            if let Some(transaction_id) = staged.seen.get(&key) {
+                return Ok(PaymentOutcome::Duplicate {
+                    transaction_id: Some(transaction_id.clone()),
+                });
             }
+            let event_id = $crate::sql::new_id("evt");
 
-            let found = sqlx::query_as::<_, $crate::Transaction>(concat!(
-                "SELECT * FROM transactions WHERE order_ref = $1 ",
+            // The transaction, locked, and whether this (provider, id, status) was recorded
+            // before, in one query. The unique key on transaction_events stays the last word:
+            // should anything slip past this check, the insert fails rather than apply twice.
+            let row = sqlx::query(concat!(
+                "SELECT t.*, (SELECT COALESCE(e.transaction_id, '') FROM transaction_events e \
+                 WHERE e.provider = $2 AND e.provider_transaction_id = $3 AND e.status = $4) \
+                 AS earlier FROM transactions t WHERE t.order_ref = $1 ",
                 $lock
             ))
             .bind(&event.order_ref)
+            .bind(&event.provider)
+            .bind(&event.provider_transaction_id)
+            .bind(&event.status)
             .fetch_optional(&mut *conn)
             .await?;
+            let (found, earlier) = match row {
+                // With row locks (PostgreSQL), the subquery read the snapshot taken before
+                // the lock was granted: a copy of this event committed by the lock's previous
+                // holder is visible only to a new statement, so ask again. SQLite has one
+                // writer and never waits here.
+                Some(row) if !$lock.is_empty() => (
+                    Some($crate::Transaction::from_row(&row)?),
+                    earlier_event(conn, event).await?,
+                ),
+                Some(row) => (
+                    Some($crate::Transaction::from_row(&row)?),
+                    row.try_get::<Option<String>, _>("earlier")?,
+                ),
+                None => (None, earlier_event(conn, event).await?),
+            };
+            if let Some(earlier) = earlier {
+                return Ok(PaymentOutcome::Duplicate {
+                    transaction_id: (!earlier.is_empty()).then_some(earlier),
+                });
+            }
 
             let (transaction, created) = match found {
                 Some(t) => (t, false),
                 None => {
                     // A paid event for a terminal's static QR reference creates the
                     // transaction; anything else for an unknown order is left for the
-                    // provider to retry (the event row is rolled back with it).
+                    // provider to retry.
                     let terminal: Option<(String, String)> = if event.status == "paid" {
                         sqlx::query_as(
                             "SELECT t.id, o.merchant_id FROM terminals t \
-                         JOIN outlets o ON o.id = t.outlet_id WHERE t.payment_ref = $1",
+                             JOIN outlets o ON o.id = t.outlet_id WHERE t.payment_ref = $1",
                         )
                         .bind(&event.order_ref)
                         .fetch_optional(&mut *conn)
@@ -430,15 +471,12 @@ macro_rules! payment_helpers {
                     };
                     let t = sqlx::query_as::<_, $crate::Transaction>(
                         "INSERT INTO transactions (id, order_ref, terminal_id, merchant_id, \
-                     amount, status, source, expires_at_ms, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', 'static_qr', $6, $7, $7) \
-                     RETURNING *",
+                         amount, status, source, expires_at_ms, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, 'pending', 'static_qr', $6, $7, $7) \
+                         RETURNING *",
                     )
                     .bind($crate::sql::new_id("trx"))
-                    .bind(format!(
-                        "{}:{}",
-                        event.provider, event.provider_transaction_id
-                    ))
+                    .bind(format!("{}:{}", event.provider, event.provider_transaction_id))
                     .bind(terminal_id)
                     .bind(merchant_id)
                     .bind(event.amount)
@@ -476,10 +514,10 @@ macro_rules! payment_helpers {
                         (status == TransactionStatus::Paid).then(|| event.paid_at.unwrap_or(now));
                     sqlx::query(
                         "UPDATE transactions SET status = $1, provider = $2, \
-                     provider_transaction_id = $3, issuer = COALESCE($4, issuer), \
-                     paid_at = COALESCE($5, paid_at), \
-                     paid_after_expiry = (paid_after_expiry OR $6), updated_at = $7 \
-                     WHERE id = $8",
+                         provider_transaction_id = $3, issuer = COALESCE($4, issuer), \
+                         paid_at = COALESCE($5, paid_at), \
+                         paid_after_expiry = (paid_after_expiry OR $6), updated_at = $7 \
+                         WHERE id = $8",
                     )
                     .bind(status.as_str())
                     .bind(&event.provider)
@@ -494,12 +532,22 @@ macro_rules! payment_helpers {
                     let mut announcement_id = None;
                     match status {
                         TransactionStatus::Paid => {
-                            post_ledger(conn, &transaction, rules, now, false).await?;
+                            staged.stage_ledger(&transaction, rules, false, Vec::new());
                             announcement_id =
-                                Some(queue_announcement(conn, &transaction, rules, now).await?.id);
+                                Some(stage_announcement(conn, staged, &transaction).await?);
                         }
                         TransactionStatus::Refunded => {
-                            post_ledger(conn, &transaction, rules, now, true).await?;
+                            // The reversal names the original postings, which may be staged
+                            // in this very batch: write those first.
+                            flush_ledger(conn, staged, now).await?;
+                            let originals: Vec<(String, String)> = sqlx::query_as(
+                                "SELECT external_id, id FROM ledger_entries \
+                                 WHERE transaction_id = $1 AND reverses_id IS NULL",
+                            )
+                            .bind(&transaction.id)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                            staged.stage_ledger(&transaction, rules, true, originals);
                         }
                         _ => {}
                     }
@@ -518,19 +566,196 @@ macro_rules! payment_helpers {
                     )
                 }
             };
+            staged.events.push($crate::sql_payments::EventRow {
+                id: event_id,
+                transaction_id: transaction.id.clone(),
+                event: event.clone(),
+                effect,
+                inbox_id: inbox_id.to_owned(),
+            });
             if created {
                 insert_internal_event(conn, &transaction.id, "created", event.amount, now).await?;
             }
-            sqlx::query(
-                "UPDATE transaction_events SET transaction_id = $1, effect = $2 WHERE id = $3",
-            )
-            .bind(&transaction.id)
-            .bind(effect)
-            .bind(&event_id)
-            .execute(&mut *conn)
-            .await?;
-            finish_inbox(conn, inbox_id, outcome.as_str(), Some(&transaction.id)).await?;
+            staged.seen.insert(key, transaction.id);
             Ok(outcome)
+        }
+
+        /// The transaction of an earlier copy of this event (`Some("")` if it had none).
+        async fn earlier_event(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            event: &$crate::IncomingEvent,
+        ) -> $crate::StoreResult<Option<String>> {
+            let earlier: Option<(Option<String>,)> = sqlx::query_as(
+                "SELECT transaction_id FROM transaction_events WHERE provider = $1 \
+                 AND provider_transaction_id = $2 AND status = $3",
+            )
+            .bind(&event.provider)
+            .bind(&event.provider_transaction_id)
+            .bind(&event.status)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(earlier.map(|(t,)| t.unwrap_or_default()))
+        }
+
+        /// An announcement for a paid transaction, staged; the device is the one bound to its
+        /// terminal now, the sequence one past the device's last (counting this batch's).
+        async fn stage_announcement(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            staged: &mut $crate::sql_payments::Staged,
+            transaction: &$crate::Transaction,
+        ) -> $crate::StoreResult<String> {
+            let device: Option<(String, i64)> = sqlx::query_as(
+                "SELECT d.id, COALESCE((SELECT MAX(a.sequence) FROM announcements a \
+                 WHERE a.device_id = d.id), 0) + 1 \
+                 FROM devices d WHERE d.terminal_id = $1 AND d.status = 'active'",
+            )
+            .bind(&transaction.terminal_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (device_id, sequence) = match device {
+                Some((id, next)) => {
+                    let next = staged
+                        .sequences
+                        .get(&id)
+                        .map_or(next, |last| next.max(last + 1));
+                    staged.sequences.insert(id.clone(), next);
+                    (Some(id), next)
+                }
+                None => (None, 0),
+            };
+            let id = $crate::sql::new_id("ann");
+            staged.announcements.push($crate::sql_payments::AnnouncementRow {
+                id: id.clone(),
+                transaction_id: transaction.id.clone(),
+                terminal_id: transaction.terminal_id.clone(),
+                device_id,
+                sequence,
+            });
+            Ok(id)
+        }
+
+        async fn flush_ledger(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            staged: &mut $crate::sql_payments::Staged,
+            now: time::OffsetDateTime,
+        ) -> $crate::StoreResult<()> {
+            let rows = std::mem::take(&mut staged.ledger);
+            for chunk in rows.chunks($crate::sql_payments::ROWS_PER_INSERT) {
+                let sql = $crate::sql_payments::insert_sql(
+                    "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
+                     amount, external_id, reverses_id, created_at) VALUES ",
+                    chunk.len(),
+                    8,
+                    " ON CONFLICT (external_id) DO NOTHING",
+                );
+                let mut query = sqlx::query(&sql);
+                for row in chunk {
+                    query = query
+                        .bind(&row.id)
+                        .bind(&row.transaction_id)
+                        .bind(&row.merchant_id)
+                        .bind(row.entry_type)
+                        .bind(row.amount)
+                        .bind(&row.external_id)
+                        .bind(&row.reverses_id)
+                        .bind(now);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Writes everything a batch staged: inbox rows first (events name them), then the
+        /// events, the ledger postings and the announcements.
+        async fn flush_staged(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            staged: &mut $crate::sql_payments::Staged,
+            items: &[($crate::InboxEntry, $crate::IncomingEvent)],
+            rules: &dyn $crate::PaymentRules,
+            now: time::OffsetDateTime,
+        ) -> $crate::StoreResult<()> {
+            use $crate::sql_payments::{ROWS_PER_INSERT, insert_sql};
+            for chunk in staged.inbox.chunks(ROWS_PER_INSERT) {
+                let sql = insert_sql(
+                    "INSERT INTO payment_inbox (id, provider, received_at, headers, body, \
+                     outcome, detail, transaction_id) VALUES ",
+                    chunk.len(),
+                    8,
+                    "",
+                );
+                let mut query = sqlx::query(&sql);
+                for row in chunk {
+                    let entry = &items[row.item].0;
+                    query = query
+                        .bind(&row.id)
+                        .bind(&entry.provider)
+                        .bind(entry.received_at)
+                        .bind(&entry.headers)
+                        .bind(&entry.body)
+                        .bind(row.outcome)
+                        .bind(&row.detail)
+                        .bind(&row.transaction_id);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            for chunk in staged.events.chunks(ROWS_PER_INSERT) {
+                let sql = insert_sql(
+                    "INSERT INTO transaction_events (id, transaction_id, provider, \
+                     provider_transaction_id, status, raw_status, amount, effect, inbox_id, \
+                     created_at) VALUES ",
+                    chunk.len(),
+                    10,
+                    "",
+                );
+                let mut query = sqlx::query(&sql);
+                for row in chunk {
+                    query = query
+                        .bind(&row.id)
+                        .bind(&row.transaction_id)
+                        .bind(&row.event.provider)
+                        .bind(&row.event.provider_transaction_id)
+                        .bind(&row.event.status)
+                        .bind(&row.event.raw_status)
+                        .bind(row.event.amount)
+                        .bind(row.effect)
+                        .bind(&row.inbox_id)
+                        .bind(now);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            flush_ledger(conn, staged, now).await?;
+            let now_ms = now.unix_timestamp() * 1000 + i64::from(now.millisecond());
+            for chunk in staged.announcements.chunks(ROWS_PER_INSERT) {
+                let sql = insert_sql(
+                    "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
+                     status, sequence, next_attempt_at_ms, expires_at_ms, created_at, \
+                     updated_at) VALUES ",
+                    chunk.len(),
+                    10,
+                    "",
+                );
+                let mut query = sqlx::query(&sql);
+                for row in chunk {
+                    let status = if row.device_id.is_some() {
+                        $crate::AnnouncementStatus::Pending
+                    } else {
+                        $crate::AnnouncementStatus::NoDevice
+                    };
+                    query = query
+                        .bind(&row.id)
+                        .bind(&row.transaction_id)
+                        .bind(&row.terminal_id)
+                        .bind(&row.device_id)
+                        .bind(status.as_str())
+                        .bind(row.sequence)
+                        .bind(now_ms)
+                        .bind(now_ms + rules.announcement_ttl_ms())
+                        .bind(now)
+                        .bind(now);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            Ok(())
         }
 
         /// Records an attempt's result on a pending announcement; `false` if there is no
@@ -611,21 +836,6 @@ macro_rules! payment_helpers {
             }
         }
 
-        async fn finish_inbox(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            inbox_id: &str,
-            outcome: &str,
-            transaction_id: Option<&str>,
-        ) -> $crate::StoreResult<()> {
-            sqlx::query("UPDATE payment_inbox SET outcome = $1, transaction_id = $2 WHERE id = $3")
-                .bind(outcome)
-                .bind(transaction_id)
-                .bind(inbox_id)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
-
         /// A timeline entry of Gema's own (created, expired): provider `gema`, keyed by the
         /// transaction id.
         async fn insert_internal_event(
@@ -648,89 +858,6 @@ macro_rules! payment_helpers {
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            Ok(())
-        }
-
-        /// Gross income, platform fee and merchant payable for a paid transaction, or their
-        /// reversal for a refund. Each posting's external id makes it idempotent.
-        async fn post_ledger(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            transaction: &$crate::Transaction,
-            rules: &dyn $crate::PaymentRules,
-            now: time::OffsetDateTime,
-            reversal: bool,
-        ) -> $crate::StoreResult<()> {
-            use $crate::LedgerEntryType::*;
-            let (fee, payable) = rules.split_fee(transaction.amount);
-            let mut rows = Vec::with_capacity(3);
-            for (entry_type, amount) in [
-                (GrossIncome, transaction.amount),
-                (PlatformFee, fee),
-                (MerchantPayable, payable),
-            ] {
-                if reversal {
-                    let original: Option<(String,)> =
-                        sqlx::query_as("SELECT id FROM ledger_entries WHERE external_id = $1")
-                            .bind(format!("{}:{}", transaction.id, entry_type.as_str()))
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    let Some((original,)) = original else {
-                        continue; // nothing was posted, nothing to reverse
-                    };
-                    rows.push((
-                        entry_type,
-                        format!("{}:refund:{}", transaction.id, entry_type.as_str()),
-                        -amount,
-                        Some(original),
-                    ));
-                } else {
-                    rows.push((
-                        entry_type,
-                        format!("{}:{}", transaction.id, entry_type.as_str()),
-                        amount,
-                        None,
-                    ));
-                }
-            }
-            if rows.is_empty() {
-                return Ok(());
-            }
-            // One statement for all postings (each row 8 parameters).
-            let mut sql = String::from(
-                "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
-                 amount, external_id, reverses_id, created_at) VALUES ",
-            );
-            for i in 0..rows.len() {
-                let p = i * 8;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8
-                ));
-            }
-            sql.push_str(" ON CONFLICT (external_id) DO NOTHING");
-            let mut query = sqlx::query(&sql);
-            for (entry_type, external_id, amount, reverses) in rows {
-                query = query
-                    .bind($crate::sql::new_id("led"))
-                    .bind(&transaction.id)
-                    .bind(&transaction.merchant_id)
-                    .bind(entry_type.as_str())
-                    .bind(amount)
-                    .bind(external_id)
-                    .bind(reverses)
-                    .bind(now);
-            }
-            query.execute(&mut *conn).await?;
             Ok(())
         }
 
@@ -781,3 +908,148 @@ macro_rules! payment_helpers {
     };
 }
 pub(crate) use payment_helpers;
+
+// ---- staging for the batch apply (plain Rust, shared by both backends) ----
+
+/// Rows per multi-row INSERT: the widest row has 10 columns, and SQLite allows 32,766
+/// parameters per statement (PostgreSQL 65,535).
+pub(crate) const ROWS_PER_INSERT: usize = 1_000;
+
+/// `head` + `(…), (…)` with numbered parameters + `tail`.
+pub(crate) fn insert_sql(head: &str, rows: usize, columns: usize, tail: &str) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(head.len() + rows * columns * 5 + tail.len());
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", row * columns + column + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+pub(crate) fn transaction_of(outcome: &crate::PaymentOutcome) -> Option<String> {
+    use crate::PaymentOutcome::*;
+    match outcome {
+        Applied { transaction_id, .. }
+        | Stale { transaction_id }
+        | AmountMismatch { transaction_id } => Some(transaction_id.clone()),
+        Duplicate { transaction_id } => transaction_id.clone(),
+        Test | UnknownOrder => None,
+    }
+}
+
+pub(crate) struct InboxRow {
+    pub id: String,
+    /// Index of the request in the batch.
+    pub item: usize,
+    pub outcome: &'static str,
+    pub detail: Option<String>,
+    pub transaction_id: Option<String>,
+}
+
+pub(crate) struct EventRow {
+    pub id: String,
+    pub transaction_id: String,
+    pub event: crate::IncomingEvent,
+    pub effect: &'static str,
+    pub inbox_id: String,
+}
+
+pub(crate) struct LedgerRow {
+    pub id: String,
+    pub transaction_id: String,
+    pub merchant_id: String,
+    pub entry_type: &'static str,
+    pub amount: i64,
+    pub external_id: String,
+    pub reverses_id: Option<String>,
+}
+
+pub(crate) struct AnnouncementRow {
+    pub id: String,
+    pub transaction_id: String,
+    pub terminal_id: String,
+    pub device_id: Option<String>,
+    pub sequence: i64,
+}
+
+/// What a batch will insert, plus what it must remember between its events: the dedupe keys
+/// it has applied (a repeat within the batch is a duplicate) and each device's last
+/// announcement sequence.
+#[derive(Default)]
+pub(crate) struct Staged {
+    pub inbox: Vec<InboxRow>,
+    pub events: Vec<EventRow>,
+    pub ledger: Vec<LedgerRow>,
+    pub announcements: Vec<AnnouncementRow>,
+    pub seen: std::collections::HashMap<(String, String, String), String>,
+    pub sequences: std::collections::HashMap<String, i64>,
+}
+
+impl Staged {
+    /// Gross income, platform fee and merchant payable for a paid transaction, or, for a
+    /// refund, the reversal of each of those that was posted (`originals`: external id → id).
+    /// Each posting's external id makes it idempotent.
+    pub fn stage_ledger(
+        &mut self,
+        transaction: &crate::Transaction,
+        rules: &dyn crate::PaymentRules,
+        reversal: bool,
+        originals: Vec<(String, String)>,
+    ) {
+        use crate::LedgerEntryType::*;
+        let (fee, payable) = rules.split_fee(transaction.amount);
+        for (entry_type, amount) in [
+            (GrossIncome, transaction.amount),
+            (PlatformFee, fee),
+            (MerchantPayable, payable),
+        ] {
+            let original_external = format!("{}:{}", transaction.id, entry_type.as_str());
+            let (external_id, amount, reverses_id) = if reversal {
+                let Some((_, original)) = originals.iter().find(|(e, _)| *e == original_external)
+                else {
+                    continue; // nothing was posted, nothing to reverse
+                };
+                (
+                    format!("{}:refund:{}", transaction.id, entry_type.as_str()),
+                    -amount,
+                    Some(original.clone()),
+                )
+            } else {
+                (original_external, amount, None)
+            };
+            self.ledger.push(LedgerRow {
+                id: crate::sql::new_id("led"),
+                transaction_id: transaction.id.clone(),
+                merchant_id: transaction.merchant_id.clone(),
+                entry_type: entry_type.as_str(),
+                amount,
+                external_id,
+                reverses_id,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn insert_sql_numbers_parameters_row_by_row() {
+        assert_eq!(
+            super::insert_sql(
+                "INSERT INTO t (a, b) VALUES ",
+                2,
+                2,
+                " ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+    }
+}

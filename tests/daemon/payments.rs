@@ -223,7 +223,9 @@ async fn an_offline_device_hears_it_on_reconnect_unless_it_expired() {
         dir.path(),
         &[
             ("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY),
-            ("GEMA_PAYMENTS__ANNOUNCEMENT_TTL_SECS", "2"),
+            // Long enough for the device to connect on a loaded CI machine (debug build:
+            // TLS handshake and password hash); the first announcement outlives it anyway.
+            ("GEMA_PAYMENTS__ANNOUNCEMENT_TTL_SECS", "6"),
         ],
     );
     let c = counter(&daemon, "SB-E2E-2").await;
@@ -235,7 +237,7 @@ async fn an_offline_device_hears_it_on_reconnect_unless_it_expired() {
         &notification("ORD-E2E-STALE", "settlement", "5000.00"),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
     // Paid while away, and the device comes back in time.
     let fresh = order(&daemon, &c.terminal, "ORD-E2E-FRESH", 7_000).await;
     notify(

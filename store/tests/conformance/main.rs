@@ -39,7 +39,9 @@ macro_rules! conformance {
                 test_notifications_touch_nothing,
                 deliveries_are_recorded,
                 transactions_need_an_approved_terminal_and_a_fresh_order_ref,
-                a_batch_commits_together_and_undoes_only_its_bad_events
+                a_batch_commits_together_and_undoes_only_its_bad_events,
+                one_batch_sees_its_own_earlier_events,
+                a_failing_event_fails_alone
             );
         }
     };

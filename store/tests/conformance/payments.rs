@@ -611,3 +611,81 @@ pub async fn a_batch_commits_together_and_undoes_only_its_bad_events(store: Arc<
         .unwrap();
     assert!(matches!(retry, PaymentOutcome::Applied { .. }), "{retry:?}");
 }
+
+pub async fn one_batch_sees_its_own_earlier_events(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P13").await;
+    let first = order(&*store, &terminal, "ORD-S1", 10_000).await;
+    let second = order(&*store, &terminal, "ORD-S2", 20_000).await;
+    let outcomes: Vec<PaymentOutcome> = store
+        .apply_payment_events(
+            vec![
+                (inbox(), event("ORD-S1", "paid", 10_000)),
+                (inbox(), event("ORD-S2", "paid", 20_000)),
+                (inbox(), event("ORD-S1", "refunded", 10_000)),
+            ],
+            &Rules,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        matches!(
+            &outcomes[2],
+            PaymentOutcome::Applied {
+                status: TransactionStatus::Refunded,
+                ..
+            }
+        ),
+        "{outcomes:?}"
+    );
+    // The refund in the same batch reversed the postings its paid event made.
+    let postings = ledger(&*store, &first.id).await;
+    assert_eq!(postings.len(), 6, "{postings:?}");
+    assert_eq!(postings.iter().map(|p| p.amount).sum::<i64>(), 0);
+    for reversal in postings.iter().filter(|p| p.amount < 0) {
+        let original = reversal
+            .reverses_id
+            .as_deref()
+            .expect("a reversal names its original");
+        assert!(
+            postings
+                .iter()
+                .any(|p| p.id == original && p.amount == -reversal.amount)
+        );
+    }
+    // Two announcements for one device in one batch: consecutive sequence numbers.
+    let a = &store.transaction_announcements(&first.id).await.unwrap()[0];
+    let b = &store.transaction_announcements(&second.id).await.unwrap()[0];
+    assert_eq!(b.sequence, a.sequence + 1);
+}
+
+pub async fn a_failing_event_fails_alone(store: Arc<dyn Store>) {
+    let (terminal, _) = terminal_with_device(&*store, "SN-P14").await;
+    let good = order(&*store, &terminal, "ORD-F1", 3_000).await;
+    // The static QR payment below would create its transaction under the order reference
+    // `midtrans:mt-STATIC-SN-P14`; taking that reference first makes its insert fail.
+    order(&*store, &terminal, "midtrans:mt-STATIC-SN-P14", 4_000).await;
+    let outcomes = store
+        .apply_payment_events(
+            vec![
+                (inbox(), event("ORD-F1", "paid", 3_000)),
+                (inbox(), event("STATIC-SN-P14", "paid", 4_000)),
+                (inbox(), event("ORD-UNKNOWN-F", "paid", 5_000)),
+            ],
+            &Rules,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcomes[0], Ok(PaymentOutcome::Applied { transaction_id, .. }) if *transaction_id == good.id),
+        "{outcomes:?}"
+    );
+    assert!(outcomes[1].is_err(), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[2], Ok(PaymentOutcome::UnknownOrder)),
+        "{outcomes:?}"
+    );
+    assert_eq!(ledger(&*store, &good.id).await.len(), 3);
+}
