@@ -44,4 +44,4 @@ impl_store!(
     lock = "FOR UPDATE"
 );
 impl_payment_store!(PostgresStore, lock = "FOR UPDATE");
-payment_helpers!(Postgres, lock = "FOR UPDATE");
+payment_helpers!(Postgres, lock = "FOR UPDATE", placeholders = Numbered);

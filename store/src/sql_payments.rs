@@ -359,7 +359,7 @@ pub(crate) use impl_payment_store;
 
 /// Helpers shared by the payment queries of both backends, generic over the connection.
 macro_rules! payment_helpers {
-    ($db:ty, lock = $lock:literal) => {
+    ($db:ty, lock = $lock:literal, placeholders = $placeholders:ident) => {
         /// Keeps a provider request exactly as received; returns its id.
         async fn insert_inbox(
             conn: &mut <$db as sqlx::Database>::Connection,
@@ -640,10 +640,11 @@ macro_rules! payment_helpers {
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<()> {
             let rows = std::mem::take(&mut staged.ledger);
-            for chunk in rows.chunks($crate::sql_payments::ROWS_PER_INSERT) {
+            for chunk in $crate::sql_payments::insert_chunks(&rows) {
                 let sql = $crate::sql_payments::insert_sql(
                     "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
                      amount, external_id, reverses_id, created_at) VALUES ",
+                    $crate::sql_payments::Placeholders::$placeholders,
                     chunk.len(),
                     8,
                     " ON CONFLICT (external_id) DO NOTHING",
@@ -674,11 +675,12 @@ macro_rules! payment_helpers {
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{ROWS_PER_INSERT, insert_sql};
-            for chunk in staged.inbox.chunks(ROWS_PER_INSERT) {
+            use $crate::sql_payments::{insert_chunks, insert_sql};
+            for chunk in insert_chunks(&staged.inbox) {
                 let sql = insert_sql(
                     "INSERT INTO payment_inbox (id, provider, received_at, headers, body, \
                      outcome, detail, transaction_id) VALUES ",
+                    $crate::sql_payments::Placeholders::$placeholders,
                     chunk.len(),
                     8,
                     "",
@@ -698,11 +700,12 @@ macro_rules! payment_helpers {
                 }
                 query.execute(&mut *conn).await?;
             }
-            for chunk in staged.events.chunks(ROWS_PER_INSERT) {
+            for chunk in insert_chunks(&staged.events) {
                 let sql = insert_sql(
                     "INSERT INTO transaction_events (id, transaction_id, provider, \
                      provider_transaction_id, status, raw_status, amount, effect, inbox_id, \
                      created_at) VALUES ",
+                    $crate::sql_payments::Placeholders::$placeholders,
                     chunk.len(),
                     10,
                     "",
@@ -725,11 +728,12 @@ macro_rules! payment_helpers {
             }
             flush_ledger(conn, staged, now).await?;
             let now_ms = now.unix_timestamp() * 1000 + i64::from(now.millisecond());
-            for chunk in staged.announcements.chunks(ROWS_PER_INSERT) {
+            for chunk in insert_chunks(&staged.announcements) {
                 let sql = insert_sql(
                     "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
                      status, sequence, next_attempt_at_ms, expires_at_ms, created_at, \
                      updated_at) VALUES ",
+                    $crate::sql_payments::Placeholders::$placeholders,
                     chunk.len(),
                     10,
                     "",
@@ -911,12 +915,41 @@ pub(crate) use payment_helpers;
 
 // ---- staging for the batch apply (plain Rust, shared by both backends) ----
 
-/// Rows per multi-row INSERT: the widest row has 10 columns, and SQLite allows 32,766
-/// parameters per statement (PostgreSQL 65,535).
-pub(crate) const ROWS_PER_INSERT: usize = 1_000;
+/// Splits rows into multi-row INSERTs of 64, 16, 4 or 1 rows. A batch of any size then uses
+/// at most four statement shapes per table, so the prepared-statement cache keeps them
+/// instead of parsing a new statement for every batch size. (The widest: 64 rows × 10
+/// columns, far below SQLite's 32,766 parameters.)
+pub(crate) fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let size = [64, 16, 4, 1]
+            .into_iter()
+            .find(|size| *size <= rest.len())?;
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
-/// `head` + `(…), (…)` with numbered parameters + `tail`.
-pub(crate) fn insert_sql(head: &str, rows: usize, columns: usize, tail: &str) -> String {
+/// How a backend's multi-row INSERTs name their parameters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Placeholders {
+    /// `$1, $2, …` (PostgreSQL).
+    Numbered,
+    /// `?, ?, …` (SQLite). Binding `$N` parameters in SQLite looks each name up in a list
+    /// (`sqlite3_bind_parameter_name`), quadratic in the parameter count: a 256-row insert
+    /// spent most of the commit there. Anonymous parameters bind by position.
+    Anonymous,
+}
+
+/// `head` + `(…), (…)` with one parameter per column of each row + `tail`.
+pub(crate) fn insert_sql(
+    head: &str,
+    placeholders: Placeholders,
+    rows: usize,
+    columns: usize,
+    tail: &str,
+) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(head.len() + rows * columns * 5 + tail.len());
     sql.push_str(head);
@@ -926,7 +959,12 @@ pub(crate) fn insert_sql(head: &str, rows: usize, columns: usize, tail: &str) ->
             if column > 0 {
                 sql.push_str(", ");
             }
-            let _ = write!(sql, "${}", row * columns + column + 1);
+            match placeholders {
+                Placeholders::Numbered => {
+                    let _ = write!(sql, "${}", row * columns + column + 1);
+                }
+                Placeholders::Anonymous => sql.push('?'),
+            }
         }
         sql.push(')');
     }
@@ -1041,15 +1079,39 @@ impl Staged {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn insert_chunks_cover_every_row_in_order_with_four_shapes() {
+        for n in [0usize, 1, 3, 4, 5, 63, 64, 65, 100, 256, 1_000] {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = super::insert_chunks(&rows).collect();
+            assert_eq!(chunks.concat(), rows, "n = {n}");
+            assert!(
+                chunks.iter().all(|c| [64, 16, 4, 1].contains(&c.len())),
+                "n = {n}"
+            );
+        }
+    }
+
+    #[test]
     fn insert_sql_numbers_parameters_row_by_row() {
         assert_eq!(
             super::insert_sql(
                 "INSERT INTO t (a, b) VALUES ",
+                super::Placeholders::Numbered,
                 2,
                 2,
                 " ON CONFLICT DO NOTHING"
             ),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            super::insert_sql(
+                "INSERT INTO t (a) VALUES ",
+                super::Placeholders::Anonymous,
+                2,
+                1,
+                ""
+            ),
+            "INSERT INTO t (a) VALUES (?), (?)"
         );
     }
 }

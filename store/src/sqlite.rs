@@ -68,4 +68,4 @@ impl SqliteStore {
 
 impl_store!(SqliteStore, Backend::Sqlite, MIGRATOR, lock = "");
 impl_payment_store!(SqliteStore, lock = "");
-payment_helpers!(Sqlite, lock = "");
+payment_helpers!(Sqlite, lock = "", placeholders = Anonymous);
