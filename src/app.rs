@@ -36,7 +36,7 @@ pub struct App {
     expiry_sweep_interval: Duration,
     broker: Broker,
     relay: Arc<AnnouncementRelay>,
-    wake_relay: Arc<tokio::sync::Notify>,
+    wake_relay: Arc<gema_gateway::payments::RelayWake>,
 }
 
 impl App {
@@ -85,7 +85,7 @@ impl App {
                 ("ca_certificate", tls.ca_cert.clone()),
             ],
         };
-        let wake_relay = Arc::new(tokio::sync::Notify::new());
+        let wake_relay = gema_gateway::payments::RelayWake::new();
         let payments = Payments::new(
             store.clone(),
             config.payments.settings(),
@@ -198,7 +198,7 @@ impl App {
             }
         }));
         // Anything committed before this start (a crash, a restart) is delivered now.
-        self.wake_relay.notify_one();
+        self.wake_relay.read_outbox();
 
         #[cfg(unix)]
         let reload = tokio::spawn({

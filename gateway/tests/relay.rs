@@ -9,10 +9,12 @@ use gema_firmware_protocol::message::{
 };
 use gema_firmware_protocol::topic::MessageKind;
 use gema_firmware_protocol::{Encoding, decode, encode, topic};
-use gema_gateway::payments::{AnnouncementRelay, PaymentSettings, Payments, RelaySettings};
+use gema_gateway::payments::{
+    AnnouncementRelay, PaymentSettings, Payments, RelaySettings, RelayWake,
+};
 use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
 use gema_store::*;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// A device on the other end of the transport.
 #[derive(Debug, Default)]
@@ -89,7 +91,7 @@ struct Harness {
     device: Arc<Mutex<FakeDevice>>,
     presence: mpsc::Sender<Presence>,
     rules: gema_gateway::payments::StandardRules,
-    wake: Arc<Notify>,
+    wake: Arc<RelayWake>,
     terminal: Terminal,
     device_id: String,
     _dir: tempfile::TempDir,
@@ -171,7 +173,7 @@ async fn harness_with(
         device: device.clone(),
         uplinks: uplink_tx,
     });
-    let wake = Arc::new(Notify::new());
+    let wake = RelayWake::new();
     let payments = Payments::new(store.clone(), payment_settings, wake.clone());
     let relay = AnnouncementRelay::new(store.clone(), transport, settings, wake.clone());
     tokio::spawn(relay.run(uplink_rx, presence_rx, std::future::pending()));
@@ -225,8 +227,11 @@ impl Harness {
             )
             .await
             .unwrap();
-        assert!(matches!(outcome, PaymentOutcome::Applied { .. }));
-        self.wake.notify_one();
+        // As the commit loop does: the committed announcement is handed to the relay.
+        let PaymentOutcome::Applied { delivery, .. } = outcome else {
+            panic!("expected an applied payment, got {outcome:?}");
+        };
+        self.wake.hand_over(delivery.map(|d| *d));
         t.id
     }
 

@@ -265,6 +265,9 @@ pub enum PaymentOutcome {
         transaction_id: String,
         status: TransactionStatus,
         announcement_id: Option<String>,
+        /// The announcement as the relay should send it, when a device is bound: the
+        /// committed row, handed over so delivery needs no read.
+        delivery: Option<Box<AnnouncementDelivery>>,
     },
     /// The same (provider, id, status) was already recorded; nothing changed.
     Duplicate { transaction_id: Option<String> },

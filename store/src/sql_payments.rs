@@ -296,9 +296,17 @@ macro_rules! impl_payment_store {
                 results: Vec<(String, $crate::DeliveryResult)>,
             ) -> $crate::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
+                // Deliveries, the common case, share one statement; the rest go one by one.
+                let mut delivered = Vec::new();
                 for (id, result) in results {
-                    record_one_delivery(&mut *tx, &id, result).await?;
+                    match result {
+                        $crate::DeliveryResult::Delivered => delivered.push(id),
+                        other => {
+                            record_one_delivery(&mut *tx, &id, other).await?;
+                        }
+                    }
                 }
+                mark_delivered(&mut *tx, &delivered).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -332,7 +340,7 @@ macro_rules! impl_payment_store {
                     });
                     outcomes.push(outcome);
                 }
-                flush_staged(&mut *tx, &mut staged, items, rules, now).await?;
+                flush_staged(&mut *tx, &mut staged, items, now).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }
@@ -530,11 +538,21 @@ macro_rules! payment_helpers {
                     .execute(&mut *conn)
                     .await?;
                     let mut announcement_id = None;
+                    let mut delivery = None;
                     match status {
                         TransactionStatus::Paid => {
                             staged.stage_ledger(&transaction, rules, false, Vec::new());
-                            announcement_id =
-                                Some(stage_announcement(conn, staged, &transaction).await?);
+                            // What the relay will send, as the row will read after commit.
+                            let paid = $crate::Transaction {
+                                provider: Some(event.provider.clone()),
+                                issuer: event.issuer.clone().or(transaction.issuer.clone()),
+                                paid_at: paid_at.or(transaction.paid_at),
+                                ..transaction.clone()
+                            };
+                            let (id, to_device) =
+                                stage_announcement(conn, staged, &paid, rules, now).await?;
+                            announcement_id = Some(id);
+                            delivery = to_device.map(Box::new);
                         }
                         TransactionStatus::Refunded => {
                             // The reversal names the original postings, which may be staged
@@ -562,6 +580,7 @@ macro_rules! payment_helpers {
                             transaction_id: transaction.id.clone(),
                             status,
                             announcement_id,
+                            delivery,
                         },
                     )
                 }
@@ -599,11 +618,14 @@ macro_rules! payment_helpers {
 
         /// An announcement for a paid transaction, staged; the device is the one bound to its
         /// terminal now, the sequence one past the device's last (counting this batch's).
+        /// Returns its id and, when a device is bound, what to deliver.
         async fn stage_announcement(
             conn: &mut <$db as sqlx::Database>::Connection,
             staged: &mut $crate::sql_payments::Staged,
             transaction: &$crate::Transaction,
-        ) -> $crate::StoreResult<String> {
+            rules: &dyn $crate::PaymentRules,
+            now: time::OffsetDateTime,
+        ) -> $crate::StoreResult<(String, Option<$crate::AnnouncementDelivery>)> {
             let device: Option<(String, i64)> = sqlx::query_as(
                 "SELECT d.id, COALESCE((SELECT MAX(a.sequence) FROM announcements a \
                  WHERE a.device_id = d.id), 0) + 1 \
@@ -612,26 +634,36 @@ macro_rules! payment_helpers {
             .bind(&transaction.terminal_id)
             .fetch_optional(&mut *conn)
             .await?;
-            let (device_id, sequence) = match device {
-                Some((id, next)) => {
-                    let next = staged
-                        .sequences
-                        .get(&id)
-                        .map_or(next, |last| next.max(last + 1));
-                    staged.sequences.insert(id.clone(), next);
-                    (Some(id), next)
-                }
-                None => (None, 0),
-            };
             let id = $crate::sql::new_id("ann");
+            let expires_at_ms = $crate::sql_payments::unix_ms(now) + rules.announcement_ttl_ms();
+            let delivery = device.map(|(device_id, next)| {
+                let sequence = staged
+                    .sequences
+                    .get(&device_id)
+                    .map_or(next, |last| next.max(last + 1));
+                staged.sequences.insert(device_id.clone(), sequence);
+                $crate::AnnouncementDelivery {
+                    id: id.clone(),
+                    transaction_id: transaction.id.clone(),
+                    device_id,
+                    sequence,
+                    attempts: 0,
+                    expires_at_ms,
+                    amount: transaction.amount,
+                    issuer: transaction.issuer.clone(),
+                    provider: transaction.provider.clone(),
+                    paid_at: transaction.paid_at,
+                }
+            });
             staged.announcements.push($crate::sql_payments::AnnouncementRow {
                 id: id.clone(),
                 transaction_id: transaction.id.clone(),
                 terminal_id: transaction.terminal_id.clone(),
-                device_id,
-                sequence,
+                device_id: delivery.as_ref().map(|d| d.device_id.clone()),
+                sequence: delivery.as_ref().map_or(0, |d| d.sequence),
+                expires_at_ms,
             });
-            Ok(id)
+            Ok((id, delivery))
         }
 
         async fn flush_ledger(
@@ -672,7 +704,6 @@ macro_rules! payment_helpers {
             conn: &mut <$db as sqlx::Database>::Connection,
             staged: &mut $crate::sql_payments::Staged,
             items: &[($crate::InboxEntry, $crate::IncomingEvent)],
-            rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<()> {
             use $crate::sql_payments::{insert_chunks, insert_sql};
@@ -727,7 +758,7 @@ macro_rules! payment_helpers {
                 query.execute(&mut *conn).await?;
             }
             flush_ledger(conn, staged, now).await?;
-            let now_ms = now.unix_timestamp() * 1000 + i64::from(now.millisecond());
+            let now_ms = $crate::sql_payments::unix_ms(now);
             for chunk in insert_chunks(&staged.announcements) {
                 let sql = insert_sql(
                     "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
@@ -753,7 +784,7 @@ macro_rules! payment_helpers {
                         .bind(status.as_str())
                         .bind(row.sequence)
                         .bind(now_ms)
-                        .bind(now_ms + rules.announcement_ttl_ms())
+                        .bind(row.expires_at_ms)
                         .bind(now)
                         .bind(now);
                 }
@@ -814,6 +845,55 @@ macro_rules! payment_helpers {
                     .fetch_optional(&mut *conn)
                     .await?;
             Ok(exists.is_some())
+        }
+
+        /// Marks pending announcements delivered, the same as `record_one_delivery` with
+        /// `Delivered` for each id, in a few statements.
+        async fn mark_delivered(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            ids: &[String],
+        ) -> $crate::StoreResult<()> {
+            let now = $crate::sql::now();
+            for chunk in $crate::sql_payments::insert_chunks(ids) {
+                let mut sql = String::from(
+                    "UPDATE announcements SET status = 'delivered', attempts = attempts + 1, \
+                     delivered_at = ",
+                );
+                $crate::sql_payments::push_params(
+                    &mut sql,
+                    $crate::sql_payments::Placeholders::$placeholders,
+                    1,
+                    1,
+                );
+                sql.push_str(", last_attempt_at = ");
+                $crate::sql_payments::push_params(
+                    &mut sql,
+                    $crate::sql_payments::Placeholders::$placeholders,
+                    2,
+                    1,
+                );
+                sql.push_str(", updated_at = ");
+                $crate::sql_payments::push_params(
+                    &mut sql,
+                    $crate::sql_payments::Placeholders::$placeholders,
+                    3,
+                    1,
+                );
+                sql.push_str(" WHERE status = 'pending' AND id IN (");
+                $crate::sql_payments::push_params(
+                    &mut sql,
+                    $crate::sql_payments::Placeholders::$placeholders,
+                    4,
+                    chunk.len(),
+                );
+                sql.push(')');
+                let mut query = sqlx::query(&sql).bind(now).bind(now).bind(now);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            Ok(())
         }
 
         /// `Conflict` if another terminal (not `except`) already uses this static QR
@@ -891,7 +971,7 @@ macro_rules! payment_helpers {
             } else {
                 $crate::AnnouncementStatus::NoDevice
             };
-            let now_ms = now.unix_timestamp() * 1000 + i64::from(now.millisecond());
+            let now_ms = $crate::sql_payments::unix_ms(now);
             Ok(sqlx::query_as::<_, $crate::Announcement>(
                 "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, status, \
                  sequence, next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
@@ -950,26 +1030,36 @@ pub(crate) fn insert_sql(
     columns: usize,
     tail: &str,
 ) -> String {
-    use std::fmt::Write;
     let mut sql = String::with_capacity(head.len() + rows * columns * 5 + tail.len());
     sql.push_str(head);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            match placeholders {
-                Placeholders::Numbered => {
-                    let _ = write!(sql, "${}", row * columns + column + 1);
-                }
-                Placeholders::Anonymous => sql.push('?'),
-            }
-        }
+        push_params(&mut sql, placeholders, row * columns + 1, columns);
         sql.push(')');
     }
     sql.push_str(tail);
     sql
+}
+
+/// Appends `count` comma-separated parameters, numbered from `first` where numbered.
+pub(crate) fn push_params(
+    sql: &mut String,
+    placeholders: Placeholders,
+    first: usize,
+    count: usize,
+) {
+    use std::fmt::Write;
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        match placeholders {
+            Placeholders::Numbered => {
+                let _ = write!(sql, "${}", first + i);
+            }
+            Placeholders::Anonymous => sql.push('?'),
+        }
+    }
 }
 
 pub(crate) fn transaction_of(outcome: &crate::PaymentOutcome) -> Option<String> {
@@ -1016,6 +1106,11 @@ pub(crate) struct AnnouncementRow {
     pub terminal_id: String,
     pub device_id: Option<String>,
     pub sequence: i64,
+    pub expires_at_ms: i64,
+}
+
+pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    t.unix_timestamp() * 1000 + i64::from(t.millisecond())
 }
 
 /// What a batch will insert, plus what it must remember between its events: the dedupe keys

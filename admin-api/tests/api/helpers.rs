@@ -80,7 +80,7 @@ impl TestApi {
         let payments = gema_gateway::payments::Payments::new(
             store.clone(),
             settings,
-            Arc::new(tokio::sync::Notify::new()),
+            gema_gateway::payments::RelayWake::new(),
         );
         let router = gema_admin_api::router(AppState {
             registry,

@@ -5,5 +5,5 @@ pub mod providers;
 mod relay;
 mod service;
 
-pub use relay::{AnnouncementRelay, RelaySettings};
+pub use relay::{AnnouncementRelay, RelaySettings, RelayWake};
 pub use service::{PaymentSettings, Payments, RawRequest, StandardRules, TransactionInput};

@@ -1,9 +1,11 @@
 //! The announcement relay: delivers queued announcements to devices, at least once, in
 //! order per device, never after their expiry.
 //!
-//! It wakes when a payment commits (a `Notify` from [`super::Payments`]), when the earliest
-//! retry is due, and when a device connects (its pending announcements are replayed at once,
-//! oldest first). Each attempt publishes the `announce` downlink at QoS 1, waits for the MQTT
+//! Work reaches it three ways. When a payment commits, the commit loop hands the committed
+//! announcements over in memory ([`RelayWake::hand_over`]), so a delivery costs no outbox
+//! read; the outbox (the `announcements` table) stays the record, and is read when the
+//! earliest retry is due, when an operator re-queues an announcement, at start-up, and when a
+//! device connects (its pending announcements are replayed at once, oldest first). Each attempt publishes the `announce` downlink at QoS 1, waits for the MQTT
 //! PUBACK, then for the protocol-level `ack` uplink whose `acked_msg_id` is the announcement
 //! id: `spoken` or `duplicate` → delivered, `expired` → expired, `rejected` → failed. No ack
 //! in time → retried with exponential backoff while the device stays connected; an offline
@@ -13,7 +15,8 @@
 //! device deduplicates on the transaction id (and answers `duplicate`), so the amount is
 //! spoken once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +63,46 @@ impl Default for RelaySettings {
     }
 }
 
+/// How other parts of the gateway give the relay work: committed announcements handed over
+/// in memory, or a request to read the outbox. Either wakes the relay at once.
+#[derive(Debug, Default)]
+pub struct RelayWake {
+    notify: Notify,
+    handed: Mutex<Vec<AnnouncementDelivery>>,
+    read_outbox: std::sync::atomic::AtomicBool,
+}
+
+impl RelayWake {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Announcements just committed for bound devices, exactly as the outbox holds them.
+    pub fn hand_over(&self, deliveries: impl IntoIterator<Item = AnnouncementDelivery>) {
+        lock(&self.handed).extend(deliveries);
+        self.notify.notify_one();
+    }
+
+    /// Something changed in the outbox that only a read will find (a re-queued
+    /// announcement, a restart).
+    pub fn read_outbox(&self) {
+        self.read_outbox
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+}
+
+/// A device's running delivery worker and what is waiting for it.
+#[derive(Debug, Default)]
+struct Worker {
+    /// Handed-over announcements, in sequence order.
+    queue: VecDeque<AnnouncementDelivery>,
+    /// Read the device's outbox once the queue is empty (and deliver everything pending,
+    /// not only what is due, if `replay`).
+    read_outbox: bool,
+    replay: bool,
+}
+
 /// A delivery result waiting for the next group commit.
 #[derive(Debug)]
 struct PendingRecord {
@@ -99,9 +142,10 @@ pub struct AnnouncementRelay {
     store: Arc<dyn Store>,
     transport: Arc<dyn DeviceTransport>,
     settings: RelaySettings,
-    wake: Arc<Notify>,
-    /// Devices with a delivery worker running.
-    busy: Mutex<HashSet<String>>,
+    wake: Arc<RelayWake>,
+    /// Devices with a delivery worker running (one at a time, so a device hears its
+    /// announcements in order).
+    workers: Mutex<HashMap<String, Worker>>,
     /// Announcement id → the attempt waiting for its ack.
     waiting: Mutex<HashMap<String, oneshot::Sender<AckStatus>>>,
 }
@@ -121,7 +165,7 @@ impl AnnouncementRelay {
         store: Arc<dyn Store>,
         transport: Arc<dyn DeviceTransport>,
         settings: RelaySettings,
-        wake: Arc<Notify>,
+        wake: Arc<RelayWake>,
     ) -> Arc<Self> {
         let (records, queue) = mpsc::channel(4096);
         tokio::spawn(record_loop(store.clone(), queue));
@@ -131,7 +175,7 @@ impl AnnouncementRelay {
             transport,
             settings,
             wake,
-            busy: Mutex::new(HashSet::new()),
+            workers: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
         })
     }
@@ -164,8 +208,11 @@ impl AnnouncementRelay {
             }
         });
         tokio::pin!(shutdown);
+        let mut read_outbox = true;
         loop {
-            self.clone().dispatch(None).await;
+            if read_outbox {
+                self.clone().dispatch(None).await;
+            }
             let pause = match self.store.next_announcement_due_ms().await {
                 Ok(Some(due)) => Duration::from_millis(
                     u64::try_from(due - now_ms()).unwrap_or(0).clamp(50, 60_000),
@@ -178,8 +225,15 @@ impl AnnouncementRelay {
             };
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notify.notified() => {
+                    let handed = std::mem::take(&mut *lock(&self.wake.handed));
+                    self.offer(handed);
+                    read_outbox = self
+                        .wake
+                        .read_outbox
+                        .swap(false, std::sync::atomic::Ordering::SeqCst);
+                }
+                _ = tokio::time::sleep(pause) => read_outbox = true,
             }
         }
         acks.abort();
@@ -201,46 +255,118 @@ impl AnnouncementRelay {
         }
     }
 
-    /// One worker per device at a time: delivers its announcements in sequence order.
-    /// `replay` delivers everything pending now, even if its retry time has not come
-    /// (the device just connected).
-    fn start_worker(self: Arc<Self>, device_id: String, replay: bool) {
-        if !lock(&self.busy).insert(device_id.clone()) {
-            return;
+    /// Queues handed-over announcements on their devices' workers, starting those not
+    /// running.
+    fn offer(self: &Arc<Self>, deliveries: Vec<AnnouncementDelivery>) {
+        let mut workers = lock(&self.workers);
+        for delivery in deliveries {
+            match workers.entry(delivery.device_id.clone()) {
+                Entry::Occupied(mut worker) => worker.get_mut().queue.push_back(delivery),
+                Entry::Vacant(slot) => {
+                    let device_id = slot.key().clone();
+                    slot.insert(Worker {
+                        queue: VecDeque::from([delivery]),
+                        ..Worker::default()
+                    });
+                    tokio::spawn(self.clone().run_worker(device_id));
+                }
+            }
         }
-        tokio::spawn(async move {
-            self.deliver_device(&device_id, replay).await;
-            lock(&self.busy).remove(&device_id);
-            // Something may have been queued for this device while we were busy.
-            self.wake.notify_one();
-        });
     }
 
-    async fn deliver_device(&self, device_id: &str, replay: bool) {
+    /// Has the device's worker read its outbox (starting the worker if none runs).
+    /// `replay` delivers everything pending now, even if its retry time has not come (the
+    /// device just connected).
+    fn start_worker(self: Arc<Self>, device_id: String, replay: bool) {
+        let mut workers = lock(&self.workers);
+        match workers.entry(device_id) {
+            Entry::Occupied(mut worker) => {
+                let worker = worker.get_mut();
+                worker.read_outbox = true;
+                worker.replay |= replay;
+            }
+            Entry::Vacant(slot) => {
+                let device_id = slot.key().clone();
+                slot.insert(Worker {
+                    read_outbox: true,
+                    replay,
+                    ..Worker::default()
+                });
+                tokio::spawn(self.clone().run_worker(device_id));
+            }
+        }
+    }
+
+    /// A device's worker: delivers handed-over announcements and what its outbox holds, in
+    /// sequence order, until there is nothing left; it unregisters under the same lock
+    /// that queues work, so nothing queued is ever left without a worker.
+    async fn run_worker(self: Arc<Self>, device_id: String) {
+        enum Next {
+            Deliver(AnnouncementDelivery),
+            Read { replay: bool },
+        }
         let mut seen = HashSet::new();
         loop {
-            let until = if replay { i64::MAX } else { now_ms() };
-            let due = match self
-                .store
-                .due_announcements(Some(device_id), until, 50)
-                .await
-            {
-                Ok(due) => due,
-                Err(err) => {
-                    tracing::error!(error = %err, device_id, "relay: reading announcements failed");
+            let next = {
+                let mut workers = lock(&self.workers);
+                let Some(worker) = workers.get_mut(&device_id) else {
+                    return;
+                };
+                if let Some(a) = worker.queue.pop_front() {
+                    Next::Deliver(a)
+                } else if worker.read_outbox {
+                    worker.read_outbox = false;
+                    Next::Read {
+                        replay: std::mem::take(&mut worker.replay),
+                    }
+                } else {
+                    workers.remove(&device_id);
                     return;
                 }
             };
-            let fresh: Vec<_> = due
-                .into_iter()
-                .filter(|a| seen.insert(a.id.clone()))
-                .collect();
-            if fresh.is_empty() {
-                return;
-            }
-            for announcement in fresh {
-                if !self.deliver_one(announcement).await {
-                    return; // offline or retry scheduled: later announcements wait behind it
+            match next {
+                Next::Deliver(a) => {
+                    if !seen.insert(a.id.clone()) {
+                        continue;
+                    }
+                    if !self.deliver_one(a).await {
+                        // Offline, or a retry is scheduled: later announcements wait behind
+                        // it in the outbox, unless a connect asked for a read meanwhile.
+                        let mut workers = lock(&self.workers);
+                        if let Some(worker) = workers.get_mut(&device_id) {
+                            worker.queue.clear();
+                            if !worker.read_outbox {
+                                workers.remove(&device_id);
+                                return;
+                            }
+                        }
+                    }
+                }
+                Next::Read { replay } => {
+                    let until = if replay { i64::MAX } else { now_ms() };
+                    let due = match self
+                        .store
+                        .due_announcements(Some(&device_id), until, 50)
+                        .await
+                    {
+                        Ok(due) => due,
+                        Err(err) => {
+                            tracing::error!(error = %err, device_id, "relay: reading announcements failed");
+                            Vec::new()
+                        }
+                    };
+                    let fresh: Vec<_> = due.into_iter().filter(|a| !seen.contains(&a.id)).collect();
+                    if fresh.is_empty() {
+                        continue;
+                    }
+                    let mut workers = lock(&self.workers);
+                    if let Some(worker) = workers.get_mut(&device_id) {
+                        worker.queue.extend(fresh);
+                        worker.queue.make_contiguous().sort_by_key(|a| a.sequence);
+                        // Read again after these: the outbox may hold more than one page.
+                        worker.read_outbox = true;
+                        worker.replay |= replay;
+                    }
                 }
             }
         }

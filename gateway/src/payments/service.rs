@@ -10,10 +10,11 @@ use gema_store::{
     TransactionStatus, Transition,
 };
 use time::OffsetDateTime;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::money::{MAX_AMOUNT, split_fee};
 use super::providers::{self, IngestError, PaymentEvent, Provider};
+use super::relay::RelayWake;
 use crate::credentials::SecretString;
 use crate::{GatewayError, GatewayResult, validate};
 
@@ -131,7 +132,7 @@ pub struct Payments {
     store: Arc<dyn Store>,
     settings: Arc<PaymentSettings>,
     rules: StandardRules,
-    wake_relay: Arc<Notify>,
+    wake_relay: Arc<RelayWake>,
     commits: mpsc::Sender<PendingEvent>,
 }
 
@@ -153,7 +154,7 @@ const MAX_BATCH: usize = 256;
 async fn commit_loop(
     store: Arc<dyn Store>,
     rules: StandardRules,
-    wake_relay: Arc<Notify>,
+    wake_relay: Arc<RelayWake>,
     mut queue: mpsc::Receiver<PendingEvent>,
 ) {
     while let Some(first) = queue.recv().await {
@@ -170,20 +171,20 @@ async fn commit_loop(
             .map(|p| ((p.entry, p.event), p.reply))
             .unzip();
         match store.apply_payment_events(items, &rules).await {
-            Ok(outcomes) => {
-                let mut announce = false;
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    announce |= matches!(
-                        outcome,
-                        Ok(PaymentOutcome::Applied {
-                            announcement_id: Some(_),
-                            ..
-                        })
-                    );
-                    let _ = reply.send(outcome.map_err(GatewayError::from));
+            Ok(mut outcomes) => {
+                let deliveries: Vec<_> = outcomes
+                    .iter_mut()
+                    .filter_map(|outcome| match outcome {
+                        Ok(PaymentOutcome::Applied { delivery, .. }) => delivery.take(),
+                        _ => None,
+                    })
+                    .map(|delivery| *delivery)
+                    .collect();
+                if !deliveries.is_empty() {
+                    wake_relay.hand_over(deliveries);
                 }
-                if announce {
-                    wake_relay.notify_one();
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    let _ = reply.send(outcome.map_err(GatewayError::from));
                 }
             }
             Err(err) => {
@@ -201,7 +202,11 @@ pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
 }
 
 impl Payments {
-    pub fn new(store: Arc<dyn Store>, settings: PaymentSettings, wake_relay: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: PaymentSettings,
+        wake_relay: Arc<RelayWake>,
+    ) -> Self {
         let rules = StandardRules {
             fee_bps: settings.platform_fee_bps,
             announcement_ttl_ms: i64::try_from(settings.announcement_ttl.as_millis())
@@ -477,7 +482,7 @@ impl Payments {
     /// Queues a new announcement for a paid transaction, on an operator's request.
     pub async fn retry_notification(&self, id: &str) -> GatewayResult<gema_store::Announcement> {
         let announcement = self.store.queue_announcement(id, &self.rules).await?;
-        self.wake_relay.notify_one();
+        self.wake_relay.read_outbox();
         tracing::info!(transaction_id = id, announcement_id = %announcement.id, "announcement re-queued");
         Ok(announcement)
     }

@@ -41,7 +41,8 @@ macro_rules! conformance {
                 transactions_need_an_approved_terminal_and_a_fresh_order_ref,
                 a_batch_commits_together_and_undoes_only_its_bad_events,
                 one_batch_sees_its_own_earlier_events,
-                a_failing_event_fails_alone
+                a_failing_event_fails_alone,
+                a_batch_of_delivery_results_is_recorded_like_single_ones
             );
         }
     };

@@ -156,6 +156,7 @@ pub async fn a_paid_event_posts_the_ledger_and_queues_one_announcement(store: Ar
         transaction_id,
         status,
         announcement_id: Some(announcement_id),
+        delivery: Some(delivery),
     } = outcome
     else {
         panic!("expected an applied payment with an announcement, got {outcome:?}");
@@ -179,6 +180,12 @@ pub async fn a_paid_event_posts_the_ledger_and_queues_one_announcement(store: Ar
     let announcements = store.transaction_announcements(&trx.id).await.unwrap();
     assert_eq!(announcements.len(), 1);
     assert_eq!(announcements[0].id, announcement_id);
+    // What the relay is handed is what it would read back from the outbox.
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due, vec![*delivery]);
     assert_eq!(announcements[0].status, AnnouncementStatus::Pending);
     assert_eq!(
         announcements[0].device_id.as_deref(),
@@ -613,7 +620,7 @@ pub async fn a_batch_commits_together_and_undoes_only_its_bad_events(store: Arc<
 }
 
 pub async fn one_batch_sees_its_own_earlier_events(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P13").await;
+    let (terminal, device) = terminal_with_device(&*store, "SN-P13").await;
     let first = order(&*store, &terminal, "ORD-S1", 10_000).await;
     let second = order(&*store, &terminal, "ORD-S2", 20_000).await;
     let outcomes: Vec<PaymentOutcome> = store
@@ -659,6 +666,21 @@ pub async fn one_batch_sees_its_own_earlier_events(store: Arc<dyn Store>) {
     let a = &store.transaction_announcements(&first.id).await.unwrap()[0];
     let b = &store.transaction_announcements(&second.id).await.unwrap()[0];
     assert_eq!(b.sequence, a.sequence + 1);
+    // And what the relay is handed matches the outbox, batch or not.
+    let handed: Vec<AnnouncementDelivery> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            PaymentOutcome::Applied {
+                delivery: Some(d), ..
+            } => Some((**d).clone()),
+            _ => None,
+        })
+        .collect();
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(handed, due);
 }
 
 pub async fn a_failing_event_fails_alone(store: Arc<dyn Store>) {
@@ -688,4 +710,58 @@ pub async fn a_failing_event_fails_alone(store: Arc<dyn Store>) {
         "{outcomes:?}"
     );
     assert_eq!(ledger(&*store, &good.id).await.len(), 3);
+}
+
+pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc<dyn Store>) {
+    let (terminal, device) = terminal_with_device(&*store, "SN-P15").await;
+    let mut ids = Vec::new();
+    for (n, order_ref) in ["ORD-D1", "ORD-D2", "ORD-D3"].into_iter().enumerate() {
+        let trx = order(&*store, &terminal, order_ref, 1_000 * (n as i64 + 1)).await;
+        store
+            .apply_payment_event(inbox(), event(order_ref, "paid", trx.amount), &Rules)
+            .await
+            .unwrap();
+        ids.push(trx.id);
+    }
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1_000, 10)
+        .await
+        .unwrap();
+    let [a, b, c] = [&due[0].id, &due[1].id, &due[2].id];
+    // c already finished: a second result for it changes nothing.
+    store
+        .record_delivery(c, DeliveryResult::Expired)
+        .await
+        .unwrap();
+    store
+        .record_deliveries(vec![
+            (a.clone(), DeliveryResult::Delivered),
+            (
+                b.clone(),
+                DeliveryResult::Retry {
+                    error: "no ack".into(),
+                    next_attempt_at_ms: now_ms() + 60_000,
+                },
+            ),
+            (c.clone(), DeliveryResult::Delivered),
+        ])
+        .await
+        .unwrap();
+    let status = |trx: usize| {
+        let store = store.clone();
+        let id = ids[trx].clone();
+        async move {
+            store
+                .transaction_announcements(&id)
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    };
+    let (a, b, c) = (status(0).await, status(1).await, status(2).await);
+    assert_eq!((a.status, a.attempts), (AnnouncementStatus::Delivered, 1));
+    assert!(a.delivered_at.is_some());
+    assert_eq!((b.status, b.attempts), (AnnouncementStatus::Pending, 1));
+    assert_eq!((c.status, c.attempts), (AnnouncementStatus::Expired, 0));
+    assert!(c.delivered_at.is_none());
 }
