@@ -325,6 +325,7 @@ macro_rules! impl_payment_store {
                 let now = $crate::sql::now();
                 let mut tx = self.begin_write().await?;
                 let mut staged = $crate::sql_payments::Staged::default();
+                prefetch(&mut *tx, &mut staged, items).await?;
                 let mut outcomes = Vec::with_capacity(items.len());
                 for (item, (_, event)) in items.iter().enumerate() {
                     let inbox_id = $crate::sql::new_id("inb");
@@ -404,7 +405,6 @@ macro_rules! payment_helpers {
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<$crate::PaymentOutcome> {
-            use sqlx::{FromRow, Row};
             use $crate::{PaymentOutcome, TransactionStatus, Transition};
             if event.is_test {
                 return Ok(PaymentOutcome::Test);
@@ -414,48 +414,16 @@ macro_rules! payment_helpers {
                 event.provider_transaction_id.clone(),
                 event.status.clone(),
             );
-            if let Some(transaction_id) = staged.seen.get(&key) {
+            // Recorded before (read after the batch's row locks), or earlier in this batch.
+            // The unique key on transaction_events stays the last word: should anything slip
+            // past this check, the insert fails rather than apply twice.
+            if let Some(earlier) = staged.known.get(&key) {
                 return Ok(PaymentOutcome::Duplicate {
-                    transaction_id: Some(transaction_id.clone()),
+                    transaction_id: (!earlier.is_empty()).then(|| earlier.clone()),
                 });
             }
             let event_id = $crate::sql::new_id("evt");
-
-            // The transaction, locked, and whether this (provider, id, status) was recorded
-            // before, in one query. The unique key on transaction_events stays the last word:
-            // should anything slip past this check, the insert fails rather than apply twice.
-            let row = sqlx::query(concat!(
-                "SELECT t.*, (SELECT COALESCE(e.transaction_id, '') FROM transaction_events e \
-                 WHERE e.provider = $2 AND e.provider_transaction_id = $3 AND e.status = $4) \
-                 AS earlier FROM transactions t WHERE t.order_ref = $1 ",
-                $lock
-            ))
-            .bind(&event.order_ref)
-            .bind(&event.provider)
-            .bind(&event.provider_transaction_id)
-            .bind(&event.status)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let (found, earlier) = match row {
-                // With row locks (PostgreSQL), the subquery read the snapshot taken before
-                // the lock was granted: a copy of this event committed by the lock's previous
-                // holder is visible only to a new statement, so ask again. SQLite has one
-                // writer and never waits here.
-                Some(row) if !$lock.is_empty() => (
-                    Some($crate::Transaction::from_row(&row)?),
-                    earlier_event(conn, event).await?,
-                ),
-                Some(row) => (
-                    Some($crate::Transaction::from_row(&row)?),
-                    row.try_get::<Option<String>, _>("earlier")?,
-                ),
-                None => (None, earlier_event(conn, event).await?),
-            };
-            if let Some(earlier) = earlier {
-                return Ok(PaymentOutcome::Duplicate {
-                    transaction_id: (!earlier.is_empty()).then_some(earlier),
-                });
-            }
+            let found = staged.transactions.get(&event.order_ref).cloned();
 
             let (transaction, created) = match found {
                 Some(t) => (t, false),
@@ -537,20 +505,29 @@ macro_rules! payment_helpers {
                     .bind(&transaction.id)
                     .execute(&mut *conn)
                     .await?;
+                    // A later event of this batch for the same order sees the new state.
+                    let updated = $crate::Transaction {
+                        status,
+                        provider: Some(event.provider.clone()),
+                        provider_transaction_id: Some(event.provider_transaction_id.clone()),
+                        issuer: event.issuer.clone().or(transaction.issuer.clone()),
+                        paid_at: paid_at.or(transaction.paid_at),
+                        paid_after_expiry: transaction.paid_after_expiry || flag_paid_after_expiry,
+                        updated_at: now,
+                        ..transaction.clone()
+                    };
+                    if !created {
+                        staged
+                            .transactions
+                            .insert(event.order_ref.clone(), updated.clone());
+                    }
                     let mut announcement_id = None;
                     let mut delivery = None;
                     match status {
                         TransactionStatus::Paid => {
                             staged.stage_ledger(&transaction, rules, false, Vec::new());
-                            // What the relay will send, as the row will read after commit.
-                            let paid = $crate::Transaction {
-                                provider: Some(event.provider.clone()),
-                                issuer: event.issuer.clone().or(transaction.issuer.clone()),
-                                paid_at: paid_at.or(transaction.paid_at),
-                                ..transaction.clone()
-                            };
                             let (id, to_device) =
-                                stage_announcement(conn, staged, &paid, rules, now).await?;
+                                stage_announcement(conn, staged, &updated, rules, now).await?;
                             announcement_id = Some(id);
                             delivery = to_device.map(Box::new);
                         }
@@ -595,25 +572,95 @@ macro_rules! payment_helpers {
             if created {
                 insert_internal_event(conn, &transaction.id, "created", event.amount, now).await?;
             }
-            staged.seen.insert(key, transaction.id);
+            staged.known.insert(key, transaction.id);
             Ok(outcome)
         }
 
-        /// The transaction of an earlier copy of this event (`Some("")` if it had none).
-        async fn earlier_event(
+        /// Reads what a batch's events need, a few statements for the whole batch: their
+        /// transactions (locked, in order_ref order so concurrent nodes lock alike), then which
+        /// of the events were recorded before (after the locks, so a copy committed by the
+        /// lock's previous holder is seen), then the devices bound to those terminals.
+        async fn prefetch(
             conn: &mut <$db as sqlx::Database>::Connection,
-            event: &$crate::IncomingEvent,
-        ) -> $crate::StoreResult<Option<String>> {
-            let earlier: Option<(Option<String>,)> = sqlx::query_as(
-                "SELECT transaction_id FROM transaction_events WHERE provider = $1 \
-                 AND provider_transaction_id = $2 AND status = $3",
-            )
-            .bind(&event.provider)
-            .bind(&event.provider_transaction_id)
-            .bind(&event.status)
-            .fetch_optional(&mut *conn)
-            .await?;
-            Ok(earlier.map(|(t,)| t.unwrap_or_default()))
+            staged: &mut $crate::sql_payments::Staged,
+            items: &[($crate::InboxEntry, $crate::IncomingEvent)],
+        ) -> $crate::StoreResult<()> {
+            use $crate::sql_payments::{Placeholders, insert_chunks, insert_sql, push_params};
+            let events: Vec<&$crate::IncomingEvent> =
+                items.iter().map(|(_, e)| e).filter(|e| !e.is_test).collect();
+            let orders: std::collections::BTreeSet<&str> =
+                events.iter().map(|e| e.order_ref.as_str()).collect();
+            let orders: Vec<&str> = orders.into_iter().collect();
+            for chunk in insert_chunks(&orders) {
+                let mut sql = String::from("SELECT * FROM transactions WHERE order_ref IN (");
+                push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
+                sql.push_str(concat!(") ORDER BY order_ref ", $lock));
+                let mut query = sqlx::query_as::<_, $crate::Transaction>(&sql);
+                for order in chunk {
+                    query = query.bind(*order);
+                }
+                for t in query.fetch_all(&mut *conn).await? {
+                    staged.transactions.insert(t.order_ref.clone(), t);
+                }
+            }
+            for chunk in insert_chunks(&events) {
+                // A join with the keys (not a row-value IN, which SQLite answers by a scan).
+                let sql = insert_sql(
+                    "SELECT e.provider, e.provider_transaction_id, e.status, \
+                     COALESCE(e.transaction_id, '') FROM (VALUES ",
+                    Placeholders::$placeholders,
+                    chunk.len(),
+                    3,
+                    ") v JOIN transaction_events e ON e.provider = v.column1 \
+                     AND e.provider_transaction_id = v.column2 AND e.status = v.column3",
+                );
+                let mut query = sqlx::query_as::<_, (String, String, String, String)>(&sql);
+                for e in chunk {
+                    query = query
+                        .bind(&e.provider)
+                        .bind(&e.provider_transaction_id)
+                        .bind(&e.status);
+                }
+                for (provider, id, status, transaction) in query.fetch_all(&mut *conn).await? {
+                    staged.known.insert((provider, id, status), transaction);
+                }
+            }
+            let terminals: std::collections::BTreeSet<&str> = staged
+                .transactions
+                .values()
+                .map(|t| t.terminal_id.as_str())
+                .collect();
+            let terminals: Vec<String> = terminals.into_iter().map(str::to_owned).collect();
+            let terminals: Vec<&str> = terminals.iter().map(String::as_str).collect();
+            prefetch_devices(conn, staged, &terminals).await
+        }
+
+        /// The active device bound to each terminal and its next announcement sequence
+        /// (`None` for a terminal without one).
+        async fn prefetch_devices(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            staged: &mut $crate::sql_payments::Staged,
+            terminals: &[&str],
+        ) -> $crate::StoreResult<()> {
+            use $crate::sql_payments::{Placeholders, insert_chunks, push_params};
+            for chunk in insert_chunks(terminals) {
+                let mut sql = String::from(
+                    "SELECT d.terminal_id, d.id, COALESCE((SELECT MAX(a.sequence) \
+                     FROM announcements a WHERE a.device_id = d.id), 0) + 1 \
+                     FROM devices d WHERE d.status = 'active' AND d.terminal_id IN (",
+                );
+                push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
+                sql.push(')');
+                let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
+                for terminal in chunk {
+                    query = query.bind(*terminal);
+                    staged.devices.insert((*terminal).to_owned(), None);
+                }
+                for (terminal, device, next) in query.fetch_all(&mut *conn).await? {
+                    staged.devices.insert(terminal, Some((device, next)));
+                }
+            }
+            Ok(())
         }
 
         /// An announcement for a paid transaction, staged; the device is the one bound to its
@@ -626,22 +673,21 @@ macro_rules! payment_helpers {
             rules: &dyn $crate::PaymentRules,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<(String, Option<$crate::AnnouncementDelivery>)> {
-            let device: Option<(String, i64)> = sqlx::query_as(
-                "SELECT d.id, COALESCE((SELECT MAX(a.sequence) FROM announcements a \
-                 WHERE a.device_id = d.id), 0) + 1 \
-                 FROM devices d WHERE d.terminal_id = $1 AND d.status = 'active'",
-            )
-            .bind(&transaction.terminal_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+            if !staged.devices.contains_key(&transaction.terminal_id) {
+                prefetch_devices(conn, staged, &[transaction.terminal_id.as_str()]).await?;
+            }
+            let device = staged
+                .devices
+                .get_mut(&transaction.terminal_id)
+                .and_then(Option::as_mut)
+                .map(|(device_id, next)| {
+                    let sequence = *next;
+                    *next += 1;
+                    (device_id.clone(), sequence)
+                });
             let id = $crate::sql::new_id("ann");
             let expires_at_ms = $crate::sql_payments::unix_ms(now) + rules.announcement_ttl_ms();
-            let delivery = device.map(|(device_id, next)| {
-                let sequence = staged
-                    .sequences
-                    .get(&device_id)
-                    .map_or(next, |last| next.max(last + 1));
-                staged.sequences.insert(device_id.clone(), sequence);
+            let delivery = device.map(|(device_id, sequence)| {
                 $crate::AnnouncementDelivery {
                     id: id.clone(),
                     transaction_id: transaction.id.clone(),
@@ -1113,17 +1159,19 @@ pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
     t.unix_timestamp() * 1000 + i64::from(t.millisecond())
 }
 
-/// What a batch will insert, plus what it must remember between its events: the dedupe keys
-/// it has applied (a repeat within the batch is a duplicate) and each device's last
-/// announcement sequence.
+/// What a batch read before its events, what it will insert, and what it must remember
+/// between its events: the transactions by order reference (as the batch left them), the
+/// dedupe keys recorded before or applied in the batch (→ their transaction id, `""` if none),
+/// and per terminal its bound device and that device's next announcement sequence.
 #[derive(Default)]
 pub(crate) struct Staged {
     pub inbox: Vec<InboxRow>,
     pub events: Vec<EventRow>,
     pub ledger: Vec<LedgerRow>,
     pub announcements: Vec<AnnouncementRow>,
-    pub seen: std::collections::HashMap<(String, String, String), String>,
-    pub sequences: std::collections::HashMap<String, i64>,
+    pub transactions: std::collections::HashMap<String, crate::Transaction>,
+    pub known: std::collections::HashMap<(String, String, String), String>,
+    pub devices: std::collections::HashMap<String, Option<(String, i64)>>,
 }
 
 impl Staged {
