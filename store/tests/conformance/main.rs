@@ -5,6 +5,7 @@
 //! new PostgreSQL database in the throwaway cluster named by `GEMA_TEST_POSTGRES_URL`).
 
 mod backends;
+mod device_ops;
 mod payments;
 mod suite;
 
@@ -40,6 +41,12 @@ macro_rules! conformance {
                 deliveries_are_recorded,
                 transactions_need_an_approved_terminal_and_a_fresh_order_ref,
                 a_batch_commits_together_and_undoes_only_its_bad_events
+            );
+            conformance!(@tests $open, device_ops;
+                heartbeats_keep_a_bounded_history,
+                presence_keeps_the_newest_change,
+                desired_config_versions_guard_concurrent_writers,
+                a_report_before_any_desired_config_is_kept
             );
         }
     };

@@ -1,0 +1,46 @@
+-- Device operations: heartbeats (latest plus a bounded history), presence as the broker
+-- reports it, and desired / reported configuration. Instants are Unix milliseconds (*_ms)
+-- taken from the gateway's clock, so health can be computed against a controllable clock.
+
+CREATE TABLE device_heartbeats (
+    id                  TEXT PRIMARY KEY NOT NULL,
+    device_id           TEXT NOT NULL REFERENCES devices (id),
+    received_at_ms      INTEGER NOT NULL,
+    battery_pct         INTEGER,
+    charging            INTEGER NOT NULL,
+    signal_dbm          INTEGER,
+    network             TEXT NOT NULL,
+    firmware_version    TEXT NOT NULL,
+    audio_pack_version  TEXT NOT NULL,
+    uptime_s            INTEGER NOT NULL,
+    last_transaction_id TEXT,
+    config_version      INTEGER NOT NULL
+);
+CREATE INDEX device_heartbeats_device ON device_heartbeats (device_id, id);
+
+-- The last presence change per device.
+CREATE TABLE device_presence (
+    device_id     TEXT PRIMARY KEY NOT NULL REFERENCES devices (id),
+    connected     INTEGER NOT NULL,
+    reason        TEXT,
+    changed_at_ms INTEGER NOT NULL
+);
+
+-- Desired config (JSON written by the gateway) with its version (0 and NULL: none set yet), the push state (this row
+-- is the config outbox: a push is due while push_status = 'pending'), and what the device
+-- reported last.
+CREATE TABLE device_configs (
+    device_id          TEXT PRIMARY KEY NOT NULL REFERENCES devices (id),
+    desired_version    INTEGER NOT NULL DEFAULT 0,
+    desired            TEXT,
+    desired_at_ms      INTEGER,
+    push_status        TEXT NOT NULL CHECK (push_status IN ('none', 'pending', 'sent', 'applied', 'rejected', 'failed')),
+    push_attempts      INTEGER NOT NULL DEFAULT 0,
+    push_error         TEXT,
+    pushed_at_ms       INTEGER,
+    reported_version   INTEGER,
+    reported           TEXT,
+    reported_cause     TEXT,
+    reported_at_ms     INTEGER
+);
+CREATE INDEX device_configs_push ON device_configs (push_status);

@@ -1,0 +1,255 @@
+//! Device operations every backend must show: heartbeat history bounds, presence ordering,
+//! versioned desired config and its push state.
+
+use std::sync::Arc;
+
+use gema_store::*;
+
+async fn device(store: &dyn Store, serial: &str) -> Device {
+    store
+        .create_device(NewDevice {
+            serial: serial.into(),
+            model: "SB-100".into(),
+            firmware_version: None,
+            secret_hash: "hash".into(),
+        })
+        .await
+        .expect("create device")
+}
+
+fn heartbeat(device_id: &str, at_ms: i64, battery: i64) -> NewHeartbeat {
+    NewHeartbeat {
+        device_id: device_id.into(),
+        received_at_ms: at_ms,
+        battery_pct: Some(battery),
+        charging: battery % 2 == 0,
+        signal_dbm: Some(-70),
+        network: "4g".into(),
+        firmware_version: "1.2.0".into(),
+        audio_pack_version: "id-3".into(),
+        uptime_s: 4_000_000_000,
+        last_transaction_id: Some("trx_1".into()),
+        config_version: 3,
+    }
+}
+
+pub async fn heartbeats_keep_a_bounded_history(store: Arc<dyn Store>) {
+    let a = device(&*store, "HB-A").await;
+    let b = device(&*store, "HB-B").await;
+    for i in 0..7 {
+        store
+            .record_heartbeat(heartbeat(&a.id, 1_000 + i, 50 + i), 5)
+            .await
+            .unwrap();
+    }
+    store
+        .record_heartbeat(heartbeat(&b.id, 9_000, 10), 5)
+        .await
+        .unwrap();
+    let history = store.heartbeats(&a.id, 100).await.unwrap();
+    assert_eq!(history.len(), 5, "only the newest 5 are kept");
+    let times: Vec<i64> = history.iter().map(|h| h.received_at_ms).collect();
+    assert_eq!(
+        times,
+        vec![1_006, 1_005, 1_004, 1_003, 1_002],
+        "newest first"
+    );
+    assert_eq!(history[0].battery_pct, Some(56));
+    assert!(history[0].charging);
+    assert_eq!(history[0].uptime_s, 4_000_000_000, "large values survive");
+    assert_eq!(history[0].network, "4g");
+
+    let latest = store
+        .latest_heartbeats(&[a.id.clone(), b.id.clone(), "dev_unknown".into()])
+        .await
+        .unwrap();
+    assert_eq!(latest.len(), 2);
+    let of = |id: &str| latest.iter().find(|h| h.device_id == id).unwrap().clone();
+    assert_eq!(of(&a.id).received_at_ms, 1_006);
+    assert_eq!(of(&b.id).battery_pct, Some(10));
+    assert!(store.latest_heartbeats(&[]).await.unwrap().is_empty());
+
+    let err = store
+        .record_heartbeat(heartbeat("dev_missing", 1, 1), 5)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn presence_keeps_the_newest_change(store: Arc<dyn Store>) {
+    let a = device(&*store, "PR-A").await;
+    let change = |connected: bool, reason: Option<&str>, at: i64| PresenceRecord {
+        device_id: a.id.clone(),
+        connected,
+        reason: reason.map(String::from),
+        changed_at_ms: at,
+    };
+    store
+        .record_presence(change(true, None, 100))
+        .await
+        .unwrap();
+    store
+        .record_presence(change(false, Some("keep_alive_timeout"), 200))
+        .await
+        .unwrap();
+    // A late event about an earlier instant changes nothing.
+    store
+        .record_presence(change(true, None, 150))
+        .await
+        .unwrap();
+    let stored = store.presences(std::slice::from_ref(&a.id)).await.unwrap();
+    assert_eq!(stored, vec![change(false, Some("keep_alive_timeout"), 200)]);
+    store
+        .record_presence(change(true, None, 300))
+        .await
+        .unwrap();
+    let stored = store.presences(std::slice::from_ref(&a.id)).await.unwrap();
+    assert!(stored[0].connected);
+    assert_eq!(stored[0].reason, None);
+}
+
+pub async fn desired_config_versions_guard_concurrent_writers(store: Arc<dyn Store>) {
+    let a = device(&*store, "CF-A").await;
+    assert_eq!(store.device_config(&a.id).await.unwrap(), None);
+    let err = store.device_config("dev_missing").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+
+    let first = store
+        .set_desired_config(&a.id, 0, r#"{"volume":5}"#, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(first.desired_version, 1);
+    assert_eq!(first.desired.as_deref(), Some(r#"{"volume":5}"#));
+    assert_eq!(first.push_status, ConfigPushStatus::Pending);
+
+    // A writer that read version 0 is too late now.
+    let err = store
+        .set_desired_config(&a.id, 0, r#"{"volume":9}"#, 1_001)
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Conflict { code, field, .. } => {
+            assert_eq!((code, field), ("stale_version", Some("version")));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let second = store
+        .set_desired_config(&a.id, 1, r#"{"volume":7}"#, 1_002)
+        .await
+        .unwrap();
+    assert_eq!(second.desired_version, 2);
+
+    let pending = store.pending_config_pushes(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].device_id, a.id);
+
+    // A PUBACK for an old version changes nothing; for the current one it is `sent`.
+    store
+        .record_config_push(&a.id, 1, ConfigPushStatus::Sent, None, 1_003)
+        .await
+        .unwrap();
+    let now = store.device_config(&a.id).await.unwrap().unwrap();
+    assert_eq!(now.push_status, ConfigPushStatus::Pending);
+    store
+        .record_config_push(&a.id, 2, ConfigPushStatus::Sent, None, 1_004)
+        .await
+        .unwrap();
+    let now = store.device_config(&a.id).await.unwrap().unwrap();
+    assert_eq!(now.push_status, ConfigPushStatus::Sent);
+    assert_eq!(now.push_attempts, 1);
+    assert_eq!(now.pushed_at_ms, Some(1_004));
+    assert!(store.pending_config_pushes(10).await.unwrap().is_empty());
+
+    // The device applies version 2.
+    let applied = store
+        .record_reported_config(
+            &a.id,
+            ReportedConfigUpdate {
+                applied_version: 2,
+                cause: "applied".into(),
+                config: r#"{"volume":7}"#.into(),
+                at_ms: 1_005,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.push_status, ConfigPushStatus::Applied);
+    assert_eq!(applied.reported_version, Some(2));
+    // A late PUBACK outcome does not undo the settled push.
+    store
+        .record_config_push(&a.id, 2, ConfigPushStatus::Sent, None, 1_006)
+        .await
+        .unwrap();
+    let now = store.device_config(&a.id).await.unwrap().unwrap();
+    assert_eq!(now.push_status, ConfigPushStatus::Applied);
+
+    // A local change is stored as reported without touching the push.
+    let local = store
+        .record_reported_config(
+            &a.id,
+            ReportedConfigUpdate {
+                applied_version: 2,
+                cause: "local_change".into(),
+                config: r#"{"volume":8}"#.into(),
+                at_ms: 1_007,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(local.push_status, ConfigPushStatus::Applied);
+    assert_eq!(local.reported.as_deref(), Some(r#"{"volume":8}"#));
+    assert_eq!(local.reported_cause.as_deref(), Some("local_change"));
+
+    // An operator's retry makes it due again.
+    let again = store.requeue_config_push(&a.id).await.unwrap();
+    assert_eq!(again.push_status, ConfigPushStatus::Pending);
+    assert_eq!(
+        store
+            .device_configs(std::slice::from_ref(&a.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn a_report_before_any_desired_config_is_kept(store: Arc<dyn Store>) {
+    let a = device(&*store, "CF-B").await;
+    let record = store
+        .record_reported_config(
+            &a.id,
+            ReportedConfigUpdate {
+                applied_version: 0,
+                cause: "boot".into(),
+                config: r#"{"volume":4}"#.into(),
+                at_ms: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.desired_version, 0);
+    assert_eq!(record.desired, None);
+    assert_eq!(record.push_status, ConfigPushStatus::None);
+    let err = store.requeue_config_push(&a.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    // The first desired config is version 1 on top of the report.
+    let first = store
+        .set_desired_config(&a.id, 0, r#"{"volume":6}"#, 20)
+        .await
+        .unwrap();
+    assert_eq!(first.desired_version, 1);
+    assert_eq!(first.reported.as_deref(), Some(r#"{"volume":4}"#));
+    let err = store
+        .record_reported_config(
+            "dev_missing",
+            ReportedConfigUpdate {
+                applied_version: 0,
+                cause: "boot".into(),
+                config: "{}".into(),
+                at_ms: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
