@@ -8,7 +8,9 @@
 //! This crate holds rules, not I/O: storage goes through `gema_store::Store`, HTTP lives in
 //! `admin-api`, configuration and wiring in the binary.
 
+pub mod clock;
 pub mod credentials;
+pub mod device_ops;
 mod error;
 pub mod payments;
 pub mod registry;

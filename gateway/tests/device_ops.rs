@@ -1,0 +1,535 @@
+//! Device operations against a real SQLite store, a recording transport and a hand-moved
+//! clock: health thresholds without sleeping, config versions and delivery, malformed
+//! uplinks, the message trace.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gema_firmware_protocol::message::*;
+use gema_firmware_protocol::topic::MessageKind;
+use gema_firmware_protocol::{Encoding, decode, encode, topic};
+use gema_gateway::GatewayError;
+use gema_gateway::clock::ManualClock;
+use gema_gateway::device_ops::{
+    ConfigPatch, ConfigSync, DeviceOps, DeviceOpsSettings, HealthSettings, HealthStatus,
+};
+use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+use gema_store::*;
+
+#[derive(Debug, Default)]
+struct Wire {
+    connected: HashSet<String>,
+    published: Vec<(String, Downlink)>,
+    disconnects: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RecordingTransport(Arc<Mutex<Wire>>);
+
+#[async_trait::async_trait]
+impl DeviceTransport for RecordingTransport {
+    async fn publish(
+        &self,
+        device_id: &str,
+        topic: &str,
+        payload: Vec<u8>,
+        _wait: Duration,
+    ) -> PublishOutcome {
+        let mut wire = self.0.lock().unwrap();
+        if !wire.connected.contains(device_id) {
+            return PublishOutcome::Offline;
+        }
+        let downlink: Downlink = decode(&payload, Encoding::Json).expect("valid downlink");
+        assert_eq!(topic, downlink.topic(device_id, Encoding::Json));
+        wire.published.push((device_id.to_string(), downlink));
+        PublishOutcome::Acknowledged
+    }
+
+    fn is_connected(&self, device_id: &str) -> bool {
+        self.0.lock().unwrap().connected.contains(device_id)
+    }
+
+    fn disconnect(&self, device_id: &str) -> bool {
+        let mut wire = self.0.lock().unwrap();
+        wire.disconnects += 1;
+        wire.connected.remove(device_id)
+    }
+}
+
+struct Harness {
+    ops: DeviceOps,
+    wire: RecordingTransport,
+    clock: ManualClock,
+    store: Arc<dyn Store>,
+    device_id: String,
+    _dir: tempfile::TempDir,
+}
+
+const START: i64 = 1_763_700_000_000;
+
+async fn harness(settings: DeviceOpsSettings) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
+    let store = gema_store::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let device = store
+        .create_device(NewDevice {
+            serial: "SB-OPS-1".into(),
+            model: "SB-100".into(),
+            firmware_version: None,
+            secret_hash: "h".into(),
+        })
+        .await
+        .unwrap();
+    let wire = RecordingTransport::default();
+    let clock = ManualClock::new(START);
+    let ops = DeviceOps::new(
+        store.clone(),
+        Arc::new(wire.clone()),
+        Arc::new(clock.clone()),
+        settings,
+    );
+    Harness {
+        ops,
+        wire,
+        clock,
+        store,
+        device_id: device.id,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    async fn connect(&self) {
+        self.wire
+            .0
+            .lock()
+            .unwrap()
+            .connected
+            .insert(self.device_id.clone());
+        self.ops
+            .handle_presence(&Presence::Connected {
+                device_id: self.device_id.clone(),
+            })
+            .await;
+    }
+
+    async fn drop_connection(&self, reason: &str) {
+        self.wire
+            .0
+            .lock()
+            .unwrap()
+            .connected
+            .remove(&self.device_id);
+        self.ops
+            .handle_presence(&Presence::Disconnected {
+                device_id: self.device_id.clone(),
+                reason: reason.into(),
+            })
+            .await;
+    }
+
+    async fn send(&self, body: impl Into<UplinkBody>) {
+        let uplink = Uplink::new(Envelope::new("m1", START), body);
+        let kind = match &uplink.body {
+            UplinkBody::Heartbeat(_) => MessageKind::Heartbeat,
+            UplinkBody::ReportedConfig(_) => MessageKind::ReportedConfig,
+            UplinkBody::ButtonEvent(_) => MessageKind::ButtonEvent,
+            UplinkBody::CommandResult(_) => MessageKind::CommandResult,
+            UplinkBody::DynamicQrRequest(_) => MessageKind::DynamicQrRequest,
+            UplinkBody::Ack(_) => MessageKind::Ack,
+        };
+        self.send_raw(kind, encode(&uplink, Encoding::Json)).await;
+    }
+
+    async fn send_raw(&self, kind: MessageKind, payload: Vec<u8>) {
+        self.ops
+            .handle_uplink(UplinkMessage {
+                device_id: self.device_id.clone(),
+                topic: topic::topic(&self.device_id, kind, Encoding::Json),
+                payload,
+            })
+            .await;
+    }
+
+    async fn health(&self) -> gema_gateway::device_ops::HealthSummary {
+        self.ops
+            .health_of(std::slice::from_ref(&self.device_id))
+            .await
+            .unwrap()
+            .remove(&self.device_id)
+            .unwrap()
+    }
+
+    fn published_configs(&self) -> Vec<ConfigPush> {
+        self.wire
+            .0
+            .lock()
+            .unwrap()
+            .published
+            .iter()
+            .filter_map(|(_, d)| match &d.body {
+                DownlinkBody::ConfigPush(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn heartbeat(battery: u8) -> Heartbeat {
+    Heartbeat {
+        battery_pct: Some(battery),
+        charging: false,
+        signal_dbm: Some(-67),
+        network: Network::Cellular4g,
+        firmware_version: "1.4.2".into(),
+        audio_pack_version: "id-2025.1".into(),
+        uptime_s: 3_600,
+        last_transaction_id: None,
+        config_version: 0,
+    }
+}
+
+fn codes(summary: &gema_gateway::device_ops::HealthSummary) -> Vec<&'static str> {
+    summary.reasons.iter().map(|r| r.code()).collect()
+}
+
+#[tokio::test]
+async fn a_silent_device_goes_degraded_then_offline_at_the_thresholds() {
+    let h = harness(DeviceOpsSettings {
+        health: HealthSettings {
+            degraded_after: Duration::from_secs(90),
+            offline_after: Duration::from_secs(300),
+            ..HealthSettings::default()
+        },
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    assert_eq!(h.health().await.status, HealthStatus::Offline);
+    assert_eq!(codes(&h.health().await), vec!["never_seen"]);
+
+    h.connect().await;
+    h.send(heartbeat(80)).await;
+    let fresh = h.health().await;
+    assert_eq!(fresh.status, HealthStatus::Online, "{fresh:?}");
+    assert_eq!(fresh.score, 100);
+    assert_eq!(fresh.heartbeat_age_ms, Some(0));
+    assert_eq!(fresh.last_heartbeat_at_ms, Some(START));
+
+    h.clock.advance(Duration::from_secs(89));
+    assert_eq!(h.health().await.status, HealthStatus::Online);
+    h.clock.advance(Duration::from_secs(1));
+    let degraded = h.health().await;
+    assert_eq!(degraded.status, HealthStatus::Degraded);
+    assert_eq!(codes(&degraded), vec!["stale_heartbeat"]);
+    assert_eq!(degraded.heartbeat_age_ms, Some(90_000));
+
+    // The list can be filtered by health.
+    let page = PageRequest::first(50);
+    let filter = DeviceFilter::default();
+    let only = |status| {
+        let ops = h.ops.clone();
+        let (filter, page) = (filter.clone(), page.clone());
+        async move {
+            ops.devices_with_health(&filter, &page, Some(status))
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    assert_eq!(only(HealthStatus::Degraded).await, 1);
+    assert_eq!(only(HealthStatus::Online).await, 0);
+
+    h.clock.advance(Duration::from_secs(210));
+    let offline = h.health().await;
+    assert_eq!(
+        offline.status,
+        HealthStatus::Offline,
+        "still connected, but silent"
+    );
+    assert_eq!(offline.score, 0);
+    assert_eq!(only(HealthStatus::Offline).await, 1);
+
+    // A heartbeat brings it back; a disconnect takes it away with the broker's reason.
+    h.send(heartbeat(80)).await;
+    assert_eq!(h.health().await.status, HealthStatus::Online);
+    h.drop_connection("keep_alive_timeout").await;
+    let gone = h.health().await;
+    assert_eq!(gone.status, HealthStatus::Offline);
+    assert_eq!(
+        gone.reasons[0].message(),
+        "disconnected (keep_alive_timeout)"
+    );
+    let history = h.ops.heartbeats(&h.device_id, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].received_at_ms, START + 300_000);
+}
+
+#[tokio::test]
+async fn low_battery_degrades_and_history_is_bounded() {
+    let h = harness(DeviceOpsSettings {
+        heartbeat_history: 3,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    for battery in [50, 40, 30, 20, 10] {
+        h.send(heartbeat(battery)).await;
+        h.clock.advance(Duration::from_secs(1));
+    }
+    let summary = h.health().await;
+    assert_eq!(summary.status, HealthStatus::Degraded);
+    assert_eq!(codes(&summary), vec!["low_battery"]);
+    let history = h.ops.heartbeats(&h.device_id, 100).await.unwrap();
+    let batteries: Vec<_> = history.iter().map(|hb| hb.battery_pct).collect();
+    assert_eq!(batteries, vec![Some(10), Some(20), Some(30)]);
+}
+
+#[tokio::test]
+async fn malformed_uplinks_are_refused_without_disconnecting_until_a_flood() {
+    let h = harness(DeviceOpsSettings {
+        malformed_flood_limit: 6,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    for kind in [
+        MessageKind::Heartbeat,
+        MessageKind::ReportedConfig,
+        MessageKind::CommandResult,
+        MessageKind::DynamicQrRequest,
+        MessageKind::ButtonEvent,
+    ] {
+        h.send_raw(kind, b"{\"type\":\"heartbeat\",\"version\":1".to_vec())
+            .await;
+    }
+    // Wrong kind for the topic, and a value out of range.
+    let bad = Uplink::new(Envelope::new("m", START), heartbeat(101));
+    h.send_raw(MessageKind::Heartbeat, encode(&bad, Encoding::Json))
+        .await;
+    assert!(
+        h.store
+            .heartbeats(&h.device_id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.ops.transport().is_connected(&h.device_id));
+    assert_eq!(h.wire.0.lock().unwrap().disconnects, 0);
+    // Still served.
+    h.send(heartbeat(77)).await;
+    assert_eq!(h.store.heartbeats(&h.device_id, 10).await.unwrap().len(), 1);
+
+    // The same minute: the flood limit (6) is past, so the device is cut off.
+    h.send_raw(MessageKind::Heartbeat, b"garbage".to_vec())
+        .await;
+    assert_eq!(h.wire.0.lock().unwrap().disconnects, 1);
+    assert!(!h.ops.transport().is_connected(&h.device_id));
+}
+
+#[tokio::test]
+async fn desired_config_is_versioned_pushed_acked_and_drift_is_seen() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let initial = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(initial.desired_version, 0);
+    assert_eq!(initial.sync, ConfigSync::Unknown);
+
+    // Offline: stored and due, nothing published.
+    let v1 = h
+        .ops
+        .set_config(
+            &h.device_id,
+            0,
+            ConfigPatch {
+                volume: Some(4),
+                ..ConfigPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v1.desired_version, 1);
+    assert_eq!(v1.desired.volume, 4);
+    assert_eq!(v1.push_status, ConfigPushStatus::Pending);
+
+    // A stale version is a conflict; an out-of-range value is refused by field.
+    let stale = h
+        .ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            GatewayError::Conflict {
+                code: "stale_version",
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    let invalid = h
+        .ops
+        .set_config(
+            &h.device_id,
+            1,
+            ConfigPatch {
+                heartbeat_interval_s: Some(5),
+                ..ConfigPatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            invalid,
+            GatewayError::Invalid {
+                field: "heartbeat_interval_s",
+                ..
+            }
+        ),
+        "{invalid:?}"
+    );
+    assert!(h.published_configs().is_empty());
+
+    // Connecting replays the desired config.
+    h.connect().await;
+    let pushed = h.published_configs();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].config_version, 1);
+    assert_eq!(pushed[0].config.volume, 4);
+    assert_eq!(
+        h.ops.config(&h.device_id).await.unwrap().push_status,
+        ConfigPushStatus::Sent
+    );
+    assert_eq!(
+        h.ops.config(&h.device_id).await.unwrap().sync,
+        ConfigSync::Unknown
+    );
+
+    // The device applies it.
+    h.send(ReportedConfig {
+        applied_version: 1,
+        cause: ReportCause::Applied,
+        config: pushed[0].config.clone(),
+    })
+    .await;
+    let synced = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(synced.push_status, ConfigPushStatus::Applied);
+    assert_eq!(synced.sync, ConfigSync::InSync);
+    assert_eq!(synced.reported_version, Some(1));
+
+    // A volume button press on the device: drift, shown in health too.
+    let mut local = pushed[0].config.clone();
+    local.volume = 9;
+    h.send(ReportedConfig {
+        applied_version: 1,
+        cause: ReportCause::LocalChange,
+        config: local,
+    })
+    .await;
+    h.send(heartbeat(90)).await;
+    let drifted = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(drifted.sync, ConfigSync::Drift);
+    assert_eq!(drifted.reported.as_ref().map(|c| c.volume), Some(9));
+    let health = h.health().await;
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(codes(&health), vec!["config_drift"]);
+
+    // The operator's retry re-sends the desired config.
+    let retried = h.ops.retry_config_push(&h.device_id).await.unwrap();
+    assert_eq!(retried.push_status, ConfigPushStatus::Sent);
+    assert_eq!(h.published_configs().len(), 2);
+
+    // A new version while connected is published by the pusher loop.
+    let (up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    h.ops
+        .set_config(
+            &h.device_id,
+            1,
+            ConfigPatch {
+                volume: Some(6),
+                ..ConfigPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.published_configs().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "v2 never pushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.published_configs()[2].config_version, 2);
+    drop(up_tx);
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_trace_keeps_both_directions() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    h.connect().await;
+    let (up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, mut relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    let ack = Uplink::new(
+        Envelope::new("a1", START),
+        Ack {
+            acked_msg_id: "ann_1".into(),
+            transaction_id: None,
+            status: AckStatus::Spoken,
+        },
+    );
+    up_tx
+        .send(UplinkMessage {
+            device_id: h.device_id.clone(),
+            topic: topic::topic(&h.device_id, MessageKind::Ack, Encoding::Json),
+            payload: encode(&ack, Encoding::Json),
+        })
+        .await
+        .unwrap();
+    // Acks go on to the relay.
+    let routed = tokio::time::timeout(Duration::from_secs(30), relay_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(routed.topic.ends_with("/up/ack"));
+    h.ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.ops.messages(&h.device_id).len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "trace incomplete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let messages = h.ops.messages(&h.device_id);
+    let down = messages.iter().find(|m| m.direction == "down").unwrap();
+    assert!(down.topic.ends_with("/down/config"));
+    assert_eq!(down.outcome.as_deref(), Some("acknowledged"));
+    assert!(
+        down.summary.starts_with("config version=1"),
+        "{}",
+        down.summary
+    );
+    let up = messages.iter().find(|m| m.direction == "up").unwrap();
+    assert_eq!(up.summary, "ack ann_1 spoken");
+    assert!(up.size > 0);
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+}
