@@ -3,6 +3,11 @@
 //! to its downlinks, and behaves like firmware should: it deduplicates announcements on the
 //! transaction id, does not speak expired ones, says the amount in Indonesian, and acks.
 //! It can also drop acks or disconnect at random, to exercise retries and replays.
+//!
+//! Device operations: it applies config pushes (newer versions only) and reports them,
+//! reports a config at boot, and, driven through [`SimControl`] by a test or the benchmark,
+//! sends heartbeats, presses its volume button (a local change, reported as drift), or
+//! publishes any raw payload (malformed-input tests).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,7 +15,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use gema_firmware_protocol::message::{
-    Ack, AckStatus, Downlink, DownlinkBody, Envelope, Uplink, UplinkBody,
+    Ack, AckStatus, Button, ButtonEvent, DeviceConfig, Downlink, DownlinkBody, Envelope, Heartbeat,
+    Language, Network, Press, ReportCause, ReportedConfig, Uplink, UplinkBody,
 };
 use gema_firmware_protocol::topic::{MessageKind, downlink_filter, parse_topic};
 use gema_firmware_protocol::{Encoding, decode_on_topic, encode, topic};
@@ -30,6 +36,9 @@ pub struct SimOptions {
     /// Percent (0–100) chance, per announcement, of dropping the connection afterwards.
     pub disconnect_percent: u8,
     pub keep_alive: Duration,
+    /// Send heartbeats on their own, every `heartbeat_interval_s` of the applied config
+    /// (tests leave this off and send them through [`SimControl::Heartbeat`]).
+    pub periodic_heartbeats: bool,
 }
 
 /// One device's credential.
@@ -66,6 +75,102 @@ pub enum SimEvent {
         device_id: String,
         error: String,
     },
+    /// A config push was applied (and reported).
+    ConfigApplied {
+        device_id: String,
+        version: u64,
+        volume: u8,
+    },
+}
+
+/// Something a test tells a simulated device to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimControl {
+    /// Publish a heartbeat now.
+    Heartbeat,
+    /// Press the volume-up button: volume + 1, reported as a local change.
+    PressVolumeUp,
+    /// Publish `payload` as is on `devices/<id>/up/<kind>` (e.g. malformed input).
+    Raw { kind: MessageKind, payload: Vec<u8> },
+}
+
+/// What the simulated firmware keeps between messages.
+struct SimState {
+    spoken: HashSet<String>,
+    applied_version: u64,
+    config: DeviceConfig,
+    msg_seq: u64,
+    booted: Instant,
+}
+
+impl SimState {
+    fn new() -> Self {
+        SimState {
+            spoken: HashSet::new(),
+            applied_version: 0,
+            config: DeviceConfig {
+                volume: 7,
+                language: Language::Id,
+                heartbeat_interval_s: 60,
+                qr_timeout_s: 300,
+                quiet_hours: None,
+            },
+            msg_seq: 0,
+            booted: Instant::now(),
+        }
+    }
+
+    fn envelope(&mut self, device_id: &str) -> Envelope {
+        self.msg_seq += 1;
+        Envelope::new(format!("{device_id}-{}", self.msg_seq), unix_ms())
+    }
+
+    fn uplink(&mut self, device_id: &str, body: impl Into<UplinkBody>) -> (MessageKind, Vec<u8>) {
+        let uplink = Uplink::new(self.envelope(device_id), body);
+        let kind = match &uplink.body {
+            UplinkBody::Ack(_) => MessageKind::Ack,
+            UplinkBody::CommandResult(_) => MessageKind::CommandResult,
+            UplinkBody::Heartbeat(_) => MessageKind::Heartbeat,
+            UplinkBody::ReportedConfig(_) => MessageKind::ReportedConfig,
+            UplinkBody::DynamicQrRequest(_) => MessageKind::DynamicQrRequest,
+            UplinkBody::ButtonEvent(_) => MessageKind::ButtonEvent,
+        };
+        (kind, encode(&uplink, Encoding::Json))
+    }
+
+    fn report(&mut self, device_id: &str, cause: ReportCause) -> (MessageKind, Vec<u8>) {
+        let report = ReportedConfig {
+            applied_version: self.applied_version,
+            cause,
+            config: self.config.clone(),
+        };
+        self.uplink(device_id, report)
+    }
+
+    fn heartbeat(&mut self, device_id: &str) -> (MessageKind, Vec<u8>) {
+        let heartbeat = Heartbeat {
+            battery_pct: Some(87),
+            charging: false,
+            signal_dbm: Some(-67),
+            network: Network::Cellular4g,
+            firmware_version: "sim-1.0.0".into(),
+            audio_pack_version: "id-1".into(),
+            uptime_s: self.booted.elapsed().as_secs(),
+            last_transaction_id: None,
+            config_version: self.applied_version,
+        };
+        self.uplink(device_id, heartbeat)
+    }
+}
+
+fn unix_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 /// A tiny xorshift for the misbehaviour knobs; no need for a crypto RNG here.
@@ -81,8 +186,20 @@ impl Dice {
 }
 
 /// Runs one device until the task is dropped: connects (and reconnects), answers
-/// announcements, reports what happens on `events`.
+/// announcements and config pushes, reports what happens on `events`.
 pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Sender<SimEvent>) {
+    let (_controls, control_rx) = mpsc::channel(1);
+    run_device_with(device, options, events, control_rx).await;
+}
+
+/// [`run_device`], also doing what `controls` say (heartbeats, button presses, raw
+/// uplinks).
+pub async fn run_device_with(
+    device: SimDevice,
+    options: SimOptions,
+    events: mpsc::Sender<SimEvent>,
+    mut controls: mpsc::Receiver<SimControl>,
+) {
     let mut mqtt = MqttOptions::new(&device.device_id, &options.host, options.port);
     mqtt.set_credentials(&device.device_id, &device.secret);
     mqtt.set_keep_alive(options.keep_alive);
@@ -93,7 +210,9 @@ pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Se
         client_auth: None,
     }));
     let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
-    let mut spoken: HashSet<String> = HashSet::new();
+    let mut state = SimState::new();
+    let mut controls_open = true;
+    let mut next_heartbeat = tokio::time::Instant::now() + Duration::from_secs(1);
     let seed = device
         .device_id
         .bytes()
@@ -102,21 +221,69 @@ pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Se
         });
     let mut dice = Dice(seed | 1);
     let id = device.device_id.clone();
+    let publish = |client: &AsyncClient, (kind, payload): (MessageKind, Vec<u8>)| {
+        let client = client.clone();
+        let topic = topic::topic(&id, kind, Encoding::Json);
+        async move {
+            let _ = client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await;
+        }
+    };
     loop {
-        match eventloop.poll().await {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            _ = tokio::time::sleep_until(next_heartbeat), if options.periodic_heartbeats => {
+                next_heartbeat = tokio::time::Instant::now()
+                    + Duration::from_secs(u64::from(state.config.heartbeat_interval_s));
+                publish(&client, state.heartbeat(&id)).await;
+                continue;
+            }
+            control = controls.recv(), if controls_open => {
+                let Some(control) = control else {
+                    controls_open = false;
+                    continue;
+                };
+                match control {
+                    SimControl::Heartbeat => publish(&client, state.heartbeat(&id)).await,
+                    SimControl::PressVolumeUp => {
+                        state.config.volume = (state.config.volume + 1).min(10);
+                        let press = ButtonEvent { button: Button::VolumeUp, press: Press::Short };
+                        publish(&client, state.uplink(&id, press)).await;
+                        publish(&client, state.report(&id, ReportCause::LocalChange)).await;
+                    }
+                    SimControl::Raw { kind, payload } => publish(&client, (kind, payload)).await,
+                }
+                continue;
+            }
+        };
+        match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 let _ = client
                     .subscribe(downlink_filter(&id), QoS::AtLeastOnce)
                     .await;
+                publish(&client, state.report(&id, ReportCause::Boot)).await;
                 let _ = events
                     .send(SimEvent::Connected {
                         device_id: id.clone(),
                     })
                     .await;
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let Some(reply) =
-                    answer(&id, &publish.topic, &publish.payload, &mut spoken, &events).await
+            Ok(Event::Incoming(Packet::Publish(incoming))) => {
+                if let Some(reply) =
+                    operate(&id, &incoming.topic, &incoming.payload, &mut state, &events).await
+                {
+                    publish(&client, reply).await;
+                    continue;
+                }
+                let Some(reply) = answer(
+                    &id,
+                    &incoming.topic,
+                    &incoming.payload,
+                    &mut state.spoken,
+                    &events,
+                )
+                .await
                 else {
                     continue;
                 };
@@ -148,6 +315,41 @@ pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Se
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Device operations downlinks (config, …): the uplink that answers it, if it was one.
+async fn operate(
+    device_id: &str,
+    topic_name: &str,
+    payload: &[u8],
+    state: &mut SimState,
+    events: &mpsc::Sender<SimEvent>,
+) -> Option<(MessageKind, Vec<u8>)> {
+    let topic = parse_topic(topic_name).ok()?;
+    let downlink: Downlink = decode_on_topic(&topic, payload).ok()?;
+    match downlink.body {
+        DownlinkBody::ConfigPush(push) => {
+            // Apply only a newer version; always report what runs now.
+            if push.config_version > state.applied_version {
+                state.applied_version = push.config_version;
+                state.config = push.config;
+                tracing::info!(
+                    device_id,
+                    version = push.config_version,
+                    "sim: config applied"
+                );
+                let _ = events
+                    .send(SimEvent::ConfigApplied {
+                        device_id: device_id.into(),
+                        version: push.config_version,
+                        volume: state.config.volume,
+                    })
+                    .await;
+            }
+            Some(state.report(device_id, ReportCause::Applied))
+        }
+        _ => None,
     }
 }
 
@@ -347,6 +549,7 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
                 drop_ack_percent: Arc::new(AtomicU8::new(args.drop_acks.min(100))),
                 disconnect_percent: args.disconnect.min(100),
                 keep_alive: Duration::from_secs(60),
+                periodic_heartbeats: true,
             });
         }
         let mut line = format!("device {device_id} (serial {prefix}{i:04})");
@@ -405,6 +608,9 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
                 }
                 Some(SimEvent::Disconnected { device_id, error }) => {
                     println!("{device_id} disconnected: {error}")
+                }
+                Some(SimEvent::ConfigApplied { device_id, version, volume }) => {
+                    println!("{device_id}: config version {version} applied (volume {volume})")
                 }
                 None => break,
             },

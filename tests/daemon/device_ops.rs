@@ -1,0 +1,270 @@
+//! Device operations end to end: the real binary, a simulated soundbox over MQTT/TLS
+//! (rumqttc), the admin API over HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
+use std::time::Duration;
+
+use gema::sim::{SimControl, SimDevice, SimEvent, SimOptions, run_device_with};
+use gema_firmware_protocol::topic::MessageKind;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::helpers::Daemon;
+
+struct Sim {
+    device_id: String,
+    controls: mpsc::Sender<SimControl>,
+    events: mpsc::Receiver<SimEvent>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+/// Registers a device and runs it in the simulator until it is connected.
+async fn connected_device(daemon: &Daemon, serial: &str) -> Sim {
+    let (status, d) = daemon
+        .post(
+            "/api/v1/devices",
+            json!({ "serial": serial, "model": "SB-100" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let device_id = d["device"]["id"].as_str().unwrap().to_string();
+    let device = SimDevice {
+        device_id: device_id.clone(),
+        secret: d["credentials"]["secret"].as_str().unwrap().to_string(),
+    };
+    let options = SimOptions {
+        host: "localhost".into(),
+        port: daemon.mqtt_addr.port(),
+        ca_pem: d["credentials"]["ca_certificate_pem"]
+            .as_str()
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+        drop_ack_percent: Arc::new(AtomicU8::new(0)),
+        disconnect_percent: 0,
+        keep_alive: Duration::from_secs(30),
+        periodic_heartbeats: false,
+    };
+    let (tx, mut events) = mpsc::channel(64);
+    let (controls, control_rx) = mpsc::channel(16);
+    let task = tokio::spawn(run_device_with(device, options, tx, control_rx));
+    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    Sim {
+        device_id,
+        controls,
+        events,
+        _task: task,
+    }
+}
+
+async fn next_event(
+    events: &mut mpsc::Receiver<SimEvent>,
+    pick: impl Fn(&SimEvent) -> bool,
+) -> SimEvent {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let event = events.recv().await.expect("the device is running");
+            if pick(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the expected device event did not happen")
+}
+
+/// GETs `path` until `ok` holds (at most 30 s); returns that body.
+async fn eventually(daemon: &Daemon, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        let (status, body) = daemon.get(path).await;
+        if status == 200 && ok(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never got there; last answer: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_is_applied_and_acked_and_a_button_press_shows_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut sim = connected_device(&daemon, "SB-OPS-E2E-1").await;
+    let id = sim.device_id.clone();
+
+    // Health: online once a heartbeat is in.
+    sim.controls.send(SimControl::Heartbeat).await.unwrap();
+    let device = eventually(&daemon, &format!("/api/v1/devices/{id}"), |d| {
+        d["health_summary"]["status"] == "online"
+    })
+    .await;
+    assert_eq!(device["health_summary"]["connected"], true);
+    let (_, online) = daemon.get("/api/v1/devices?health=online").await;
+    assert_eq!(online["items"][0]["id"], id.as_str());
+
+    // The device reported its boot config; nothing desired yet.
+    let config = eventually(&daemon, &format!("/api/v1/devices/{id}/config"), |c| {
+        c["reported_cause"] == "boot"
+    })
+    .await;
+    assert_eq!(config["version"], 0);
+    assert_eq!(config["reported"]["volume"], 7);
+
+    // Operator sets volume 3: the device applies version 1 and reports it.
+    let (status, patched) = daemon
+        .patch(
+            &format!("/api/v1/devices/{id}/config"),
+            json!({ "version": 0, "volume": 3 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["version"], 1);
+    let applied = next_event(&mut sim.events, |e| {
+        matches!(e, SimEvent::ConfigApplied { .. })
+    })
+    .await;
+    assert_eq!(
+        applied,
+        SimEvent::ConfigApplied {
+            device_id: id.clone(),
+            version: 1,
+            volume: 3
+        }
+    );
+    let synced = eventually(&daemon, &format!("/api/v1/devices/{id}/config"), |c| {
+        c["sync"] == "in_sync"
+    })
+    .await;
+    assert_eq!(synced["push_status"], "applied");
+    assert_eq!(synced["reported_version"], 1);
+    assert_eq!(synced["reported"]["volume"], 3);
+    assert_eq!(synced["drift"], false);
+
+    // A stale PATCH is refused.
+    let (status, stale) = daemon
+        .patch(
+            &format!("/api/v1/devices/{id}/config"),
+            json!({ "version": 0, "volume": 9 }),
+        )
+        .await;
+    assert_eq!(
+        (status, stale["code"].as_str()),
+        (409, Some("stale_version"))
+    );
+
+    // The merchant presses volume-up on the device: drift, in config and in health.
+    sim.controls.send(SimControl::PressVolumeUp).await.unwrap();
+    let drifted = eventually(&daemon, &format!("/api/v1/devices/{id}/config"), |c| {
+        c["drift"] == true
+    })
+    .await;
+    assert_eq!(drifted["reported"]["volume"], 4);
+    assert_eq!(drifted["reported_cause"], "local_change");
+    assert_eq!(drifted["desired"]["volume"], 3);
+    let status = eventually(&daemon, &format!("/api/v1/devices/{id}/status"), |s| {
+        s["health"]["status"] == "degraded"
+    })
+    .await;
+    assert_eq!(status["health"]["reasons"][0]["code"], "config_drift");
+    assert_eq!(status["config"]["sync"], "drift");
+
+    // The operator puts it back with a new version; the device follows.
+    let (status, _) = daemon
+        .patch(
+            &format!("/api/v1/devices/{id}/config"),
+            json!({ "version": 1, "volume": 3 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    next_event(&mut sim.events, |e| {
+        matches!(e, SimEvent::ConfigApplied { version: 2, .. })
+    })
+    .await;
+    eventually(&daemon, &format!("/api/v1/devices/{id}/config"), |c| {
+        c["sync"] == "in_sync" && c["reported_version"] == 2
+    })
+    .await;
+
+    // The message trace shows both directions.
+    let (_, messages) = daemon.get(&format!("/api/v1/devices/{id}/messages")).await;
+    let list = messages.as_array().unwrap();
+    let has = |direction: &str, topic_end: &str| {
+        list.iter().any(|m| {
+            m["direction"] == direction && m["topic"].as_str().unwrap().ends_with(topic_end)
+        })
+    };
+    assert!(has("up", "/up/heartbeat"), "{messages}");
+    assert!(has("up", "/up/reported_config"), "{messages}");
+    assert!(has("up", "/up/button"), "{messages}");
+    assert!(has("down", "/down/config"), "{messages}");
+    let down = list.iter().find(|m| m["direction"] == "down").unwrap();
+    assert_eq!(down["outcome"], "acknowledged");
+    assert!(down["size"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_uplinks_are_counted_and_the_device_stays_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let mut sim = connected_device(&daemon, "SB-OPS-E2E-2").await;
+    let id = sim.device_id.clone();
+    for (kind, payload) in [
+        (MessageKind::Heartbeat, b"{not json".to_vec()),
+        (MessageKind::ReportedConfig, br#"{"type":"reported_config","version":1}"#.to_vec()),
+        (MessageKind::ButtonEvent, vec![0xff, 0x00, 0x13]),
+        (MessageKind::CommandResult, b"[]".to_vec()),
+        (MessageKind::DynamicQrRequest, br#"{"type":"qr_request","version":1,"msg_id":"m","sent_at":1,"request_id":"r1","amount":-5}"#.to_vec()),
+    ] {
+        sim.controls
+            .send(SimControl::Raw { kind, payload })
+            .await
+            .unwrap();
+    }
+    sim.controls.send(SimControl::Heartbeat).await.unwrap();
+    // The good heartbeat after the bad messages is stored: the device was not cut off.
+    eventually(&daemon, &format!("/api/v1/devices/{id}/heartbeats"), |h| {
+        h.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    let metrics = daemon.metrics().await;
+    for kind in [
+        "heartbeat",
+        "reported_config",
+        "button",
+        "command_result",
+        "qr_request",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("gema_uplinks_rejected_total")
+                    && l.contains(&format!("kind=\"{kind}\""))
+                    && l.contains("reason=\"payload\"")
+            })
+            .unwrap_or_else(|| panic!("no rejected counter for {kind}:\n{metrics}"));
+        assert!(line.ends_with(" 1"), "{line}");
+    }
+    let (_, device) = daemon.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(device["health_summary"]["connected"], true);
+    while let Ok(event) = sim.events.try_recv() {
+        assert!(
+            !matches!(event, SimEvent::Disconnected { .. }),
+            "the device was disconnected: {event:?}"
+        );
+    }
+    // The trace shows why each was refused.
+    let (_, messages) = daemon.get(&format!("/api/v1/devices/{id}/messages")).await;
+    let malformed = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["summary"].as_str().unwrap().starts_with("malformed"))
+        .count();
+    assert_eq!(malformed, 5, "{messages}");
+    assert!(
+        daemon.stderr().contains("uplink rejected") || daemon.stdout().contains("uplink rejected")
+    );
+}
