@@ -132,6 +132,115 @@ pub struct ReportedConfigUpdate {
     pub at_ms: i64,
 }
 
+/// Where a command is. `queued → sent → acknowledged → succeeded | failed`, or
+/// `expired` (never delivered before its expiry, or the device says it came too late), or
+/// `timed_out` (delivered, no final result by its deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandStatus {
+    Queued,
+    Sent,
+    Acknowledged,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Expired,
+}
+
+impl CommandStatus {
+    pub const ALL: [CommandStatus; 7] = [
+        CommandStatus::Queued,
+        CommandStatus::Sent,
+        CommandStatus::Acknowledged,
+        CommandStatus::Succeeded,
+        CommandStatus::Failed,
+        CommandStatus::TimedOut,
+        CommandStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Queued => "queued",
+            CommandStatus::Sent => "sent",
+            CommandStatus::Acknowledged => "acknowledged",
+            CommandStatus::Succeeded => "succeeded",
+            CommandStatus::Failed => "failed",
+            CommandStatus::TimedOut => "timed_out",
+            CommandStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// No further change happens to a command in this status.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CommandStatus::Succeeded
+                | CommandStatus::Failed
+                | CommandStatus::TimedOut
+                | CommandStatus::Expired
+        )
+    }
+}
+
+impl TryFrom<String> for CommandStatus {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value).ok_or_else(|| format!("unknown command status {value:?}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CommandRecord {
+    pub id: String,
+    pub device_id: String,
+    /// `set_volume`, `reboot`, …
+    pub name: String,
+    /// The action, JSON encoded by the gateway.
+    pub action: String,
+    pub interactive: bool,
+    #[sqlx(try_from = "String")]
+    pub status: CommandStatus,
+    pub expires_at_ms: i64,
+    pub result_deadline_ms: i64,
+    pub attempts: i64,
+    /// The device's result map, JSON.
+    pub result: Option<String>,
+    pub message: Option<String>,
+    pub created_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+    pub acknowledged_at_ms: Option<i64>,
+    pub completed_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCommand {
+    pub device_id: String,
+    pub name: String,
+    pub action: String,
+    pub interactive: bool,
+    /// `Queued`, or `Failed` for an interactive command to an offline device.
+    pub status: CommandStatus,
+    pub message: Option<String>,
+    pub expires_at_ms: i64,
+    pub result_deadline_ms: i64,
+    pub now_ms: i64,
+}
+
+/// A change of a command's status, applied only if it is in one of `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandUpdate {
+    pub from: Vec<CommandStatus>,
+    pub to: CommandStatus,
+    pub result: Option<String>,
+    pub message: Option<String>,
+    pub at_ms: i64,
+    /// Count this as a delivery attempt.
+    pub attempt: bool,
+}
+
 /// Heartbeats, presence and configuration of devices.
 #[async_trait]
 pub trait DeviceOpsStore: Send + Sync {
@@ -183,4 +292,32 @@ pub trait DeviceOpsStore: Send + Sync {
     ) -> StoreResult<ConfigRecord>;
     /// Devices whose desired config push is due (`pending`), up to `limit`.
     async fn pending_config_pushes(&self, limit: u32) -> StoreResult<Vec<ConfigRecord>>;
+
+    /// Stores a new command (its id is made here).
+    async fn create_command(&self, new: NewCommand) -> StoreResult<CommandRecord>;
+    /// `NotFound` unless the command exists and belongs to `device_id`.
+    async fn get_command(&self, device_id: &str, command_id: &str) -> StoreResult<CommandRecord>;
+    /// The device's commands, oldest first, by keyset page.
+    async fn list_commands(
+        &self,
+        device_id: &str,
+        page: &crate::PageRequest,
+    ) -> StoreResult<crate::Page<CommandRecord>>;
+    /// Queued, unexpired commands (of one device, or all), oldest first.
+    async fn due_commands(
+        &self,
+        device_id: Option<&str>,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<CommandRecord>>;
+    /// Applies `update` if the command is in one of `update.from`; returns the command as
+    /// it is afterwards, and whether it changed. `NotFound` for an unknown id.
+    async fn update_command(
+        &self,
+        command_id: &str,
+        update: CommandUpdate,
+    ) -> StoreResult<(CommandRecord, bool)>;
+    /// Queued commands past their expiry → `expired`; sent or acknowledged ones past their
+    /// result deadline → `timed_out`. Returns what changed.
+    async fn expire_commands(&self, now_ms: i64) -> StoreResult<Vec<CommandRecord>>;
 }

@@ -321,6 +321,156 @@ macro_rules! impl_device_ops_store {
                 .fetch_all(&self.read)
                 .await?)
             }
+
+            async fn create_command(
+                &self,
+                new: $crate::NewCommand,
+            ) -> $crate::StoreResult<$crate::CommandRecord> {
+                let mut tx = self.begin_write().await?;
+                let done = new.status.is_final().then_some(new.now_ms);
+                let record = sqlx::query_as::<_, $crate::CommandRecord>(
+                    "INSERT INTO device_commands (id, device_id, name, action, interactive, status, \
+                     expires_at_ms, result_deadline_ms, attempts, message, created_at_ms, completed_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) RETURNING *",
+                )
+                .bind($crate::sql::new_id("cmd"))
+                .bind(&new.device_id)
+                .bind(&new.name)
+                .bind(&new.action)
+                .bind(new.interactive)
+                .bind(new.status.as_str())
+                .bind(new.expires_at_ms)
+                .bind(new.result_deadline_ms)
+                .bind(&new.message)
+                .bind(new.now_ms)
+                .bind(done)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|err| $crate::sql_device_ops::device_missing(err, &new.device_id))?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn get_command(
+                &self,
+                device_id: &str,
+                command_id: &str,
+            ) -> $crate::StoreResult<$crate::CommandRecord> {
+                sqlx::query_as::<_, $crate::CommandRecord>(
+                    "SELECT * FROM device_commands WHERE id = $1 AND device_id = $2",
+                )
+                .bind(command_id)
+                .bind(device_id)
+                .fetch_optional(&self.read)
+                .await?
+                .ok_or_else(|| $crate::StoreError::not_found("command", command_id))
+            }
+
+            async fn list_commands(
+                &self,
+                device_id: &str,
+                page: &$crate::PageRequest,
+            ) -> $crate::StoreResult<$crate::Page<$crate::CommandRecord>> {
+                let rows = sqlx::query_as::<_, $crate::CommandRecord>(
+                    "SELECT * FROM device_commands WHERE device_id = $1 \
+                     AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                )
+                .bind(device_id)
+                .bind(page.after.as_deref())
+                .bind($crate::sql::fetch_limit(page.limit))
+                .fetch_all(&self.read)
+                .await?;
+                Ok($crate::sql::paginate(rows, page.limit, |c| &c.id))
+            }
+
+            async fn due_commands(
+                &self,
+                device_id: Option<&str>,
+                now_ms: i64,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<$crate::CommandRecord>> {
+                Ok(sqlx::query_as::<_, $crate::CommandRecord>(
+                    "SELECT * FROM device_commands WHERE status = 'queued' AND expires_at_ms > $1 \
+                     AND ($2 IS NULL OR device_id = $2) ORDER BY id LIMIT $3",
+                )
+                .bind(now_ms)
+                .bind(device_id)
+                .bind(i64::from(limit.max(1)))
+                .fetch_all(&self.read)
+                .await?)
+            }
+
+            async fn update_command(
+                &self,
+                command_id: &str,
+                update: $crate::CommandUpdate,
+            ) -> $crate::StoreResult<($crate::CommandRecord, bool)> {
+                use $crate::CommandStatus as S;
+                let stamp = match update.to {
+                    S::Queued => "created_at_ms = created_at_ms",
+                    S::Sent => "sent_at_ms = COALESCE(sent_at_ms, $4)",
+                    S::Acknowledged => "acknowledged_at_ms = COALESCE(acknowledged_at_ms, $4)",
+                    S::Succeeded | S::Failed | S::TimedOut | S::Expired => "completed_at_ms = $4",
+                };
+                let sql = format!(
+                    "UPDATE device_commands SET status = $1, result = COALESCE($2, result), \
+                     message = COALESCE($3, message), attempts = attempts + $5, {stamp} \
+                     WHERE id = $6 AND status IN ({})",
+                    $crate::sql_device_ops::placeholders(7, update.from.len().max(1))
+                );
+                let mut tx = self.begin_write().await?;
+                let mut query = sqlx::query(&sql)
+                    .bind(update.to.as_str())
+                    .bind(&update.result)
+                    .bind(&update.message)
+                    .bind(update.at_ms)
+                    .bind(i64::from(update.attempt))
+                    .bind(command_id);
+                if update.from.is_empty() {
+                    query = query.bind("");
+                }
+                for from in &update.from {
+                    query = query.bind(from.as_str());
+                }
+                let changed = query.execute(&mut *tx).await?.rows_affected() > 0;
+                let record = sqlx::query_as::<_, $crate::CommandRecord>(
+                    "SELECT * FROM device_commands WHERE id = $1",
+                )
+                .bind(command_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| $crate::StoreError::not_found("command", command_id))?;
+                tx.commit().await?;
+                Ok((record, changed))
+            }
+
+            async fn expire_commands(
+                &self,
+                now_ms: i64,
+            ) -> $crate::StoreResult<Vec<$crate::CommandRecord>> {
+                let mut tx = self.begin_write().await?;
+                let mut changed = sqlx::query_as::<_, $crate::CommandRecord>(
+                    "UPDATE device_commands SET status = 'expired', completed_at_ms = $1, \
+                     message = COALESCE(message, 'not delivered before its expiry') \
+                     WHERE status = 'queued' AND expires_at_ms <= $1 RETURNING *",
+                )
+                .bind(now_ms)
+                .fetch_all(&mut *tx)
+                .await?;
+                changed.extend(
+                    sqlx::query_as::<_, $crate::CommandRecord>(
+                        "UPDATE device_commands SET status = 'timed_out', completed_at_ms = $1, \
+                         message = COALESCE(message, 'no result from the device in time') \
+                         WHERE status IN ('sent', 'acknowledged') AND result_deadline_ms <= $1 \
+                         RETURNING *",
+                    )
+                    .bind(now_ms)
+                    .fetch_all(&mut *tx)
+                    .await?,
+                );
+                tx.commit().await?;
+                Ok(changed)
+            }
         }
     };
 }

@@ -44,3 +44,27 @@ CREATE TABLE device_configs (
     reported_at_ms     INTEGER
 );
 CREATE INDEX device_configs_push ON device_configs (push_status);
+
+-- Commands to devices: the row is also the outbox (queued = due while unexpired).
+-- queued → sent → acknowledged → succeeded | failed; queued → expired at expires_at_ms;
+-- sent | acknowledged → timed_out at result_deadline_ms.
+CREATE TABLE device_commands (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    device_id          TEXT NOT NULL REFERENCES devices (id),
+    name               TEXT NOT NULL,
+    -- The action as the gateway encodes it (JSON).
+    action             TEXT NOT NULL,
+    interactive        INTEGER NOT NULL,
+    status             TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'acknowledged', 'succeeded', 'failed', 'timed_out', 'expired')),
+    expires_at_ms      INTEGER NOT NULL,
+    result_deadline_ms INTEGER NOT NULL,
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    result             TEXT,
+    message            TEXT,
+    created_at_ms      INTEGER NOT NULL,
+    sent_at_ms         INTEGER,
+    acknowledged_at_ms INTEGER,
+    completed_at_ms    INTEGER
+);
+CREATE INDEX device_commands_device ON device_commands (device_id, id);
+CREATE INDEX device_commands_status ON device_commands (status, expires_at_ms);

@@ -253,3 +253,166 @@ pub async fn a_report_before_any_desired_config_is_kept(store: Arc<dyn Store>) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
+
+fn command(device_id: &str, status: CommandStatus, expires: i64) -> NewCommand {
+    NewCommand {
+        device_id: device_id.into(),
+        name: "reboot".into(),
+        action: r#"{"name":"reboot"}"#.into(),
+        interactive: false,
+        status,
+        message: None,
+        expires_at_ms: expires,
+        result_deadline_ms: expires + 1_000,
+        now_ms: 100,
+    }
+}
+
+fn update(from: &[CommandStatus], to: CommandStatus, at_ms: i64) -> CommandUpdate {
+    CommandUpdate {
+        from: from.to_vec(),
+        to,
+        result: None,
+        message: None,
+        at_ms,
+        attempt: false,
+    }
+}
+
+pub async fn commands_move_through_their_states_once(store: Arc<dyn Store>) {
+    use CommandStatus::*;
+    let a = device(&*store, "CMD-A").await;
+    let b = device(&*store, "CMD-B").await;
+    let first = store
+        .create_command(command(&a.id, Queued, 10_000))
+        .await
+        .unwrap();
+    assert_eq!(first.status, Queued);
+    assert!(first.id.starts_with("cmd_"));
+    let second = store
+        .create_command(command(&a.id, Queued, 20_000))
+        .await
+        .unwrap();
+    let failed = store
+        .create_command(NewCommand {
+            interactive: true,
+            message: Some("device offline".into()),
+            ..command(&b.id, Failed, 20_000)
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.status, Failed);
+    assert_eq!(failed.completed_at_ms, Some(100));
+
+    let due = store.due_commands(Some(&a.id), 5_000, 10).await.unwrap();
+    let ids: Vec<_> = due.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(
+        ids,
+        vec![first.id.clone(), second.id.clone()],
+        "oldest first"
+    );
+    assert!(store.due_commands(None, 5_000, 10).await.unwrap().len() == 2);
+    assert_eq!(store.due_commands(None, 10_000, 10).await.unwrap().len(), 1);
+
+    // queued → sent (an attempt) → acknowledged → succeeded with a result.
+    let (sent, changed) = store
+        .update_command(
+            &first.id,
+            CommandUpdate {
+                attempt: true,
+                ..update(&[Queued], Sent, 1_000)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(
+        (sent.status, sent.attempts, sent.sent_at_ms),
+        (Sent, 1, Some(1_000))
+    );
+    let (acked, _) = store
+        .update_command(&first.id, update(&[Queued, Sent], Acknowledged, 1_100))
+        .await
+        .unwrap();
+    assert_eq!(acked.acknowledged_at_ms, Some(1_100));
+    let (done, changed) = store
+        .update_command(
+            &first.id,
+            CommandUpdate {
+                result: Some(r#"{"volume":"7"}"#.into()),
+                ..update(&[Queued, Sent, Acknowledged], Succeeded, 1_200)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(done.status, Succeeded);
+    assert_eq!(done.result.as_deref(), Some(r#"{"volume":"7"}"#));
+    assert_eq!(done.completed_at_ms, Some(1_200));
+    // A late result for a finished command changes nothing.
+    let (same, changed) = store
+        .update_command(
+            &first.id,
+            update(&[Queued, Sent, Acknowledged], Failed, 1_300),
+        )
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(same.status, Succeeded);
+
+    // Expiry: the queued one expires; a sent one times out at its result deadline.
+    let third = store
+        .create_command(command(&a.id, Queued, 30_000))
+        .await
+        .unwrap();
+    store
+        .update_command(&third.id, update(&[Queued], Sent, 2_000))
+        .await
+        .unwrap();
+    let changed = store.expire_commands(20_000).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        (changed[0].id.clone(), changed[0].status),
+        (second.id.clone(), Expired)
+    );
+    let changed = store.expire_commands(31_000).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].status, TimedOut);
+    assert!(changed[0].message.is_some());
+    assert!(store.expire_commands(99_000).await.unwrap().is_empty());
+
+    let page = store
+        .list_commands(&a.id, &PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = store
+        .list_commands(
+            &a.id,
+            &PageRequest {
+                after: page.next_after.clone(),
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.next_after, None);
+
+    let err = store.get_command(&b.id, &first.id).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { .. }),
+        "another device's command"
+    );
+    assert_eq!(store.get_command(&a.id, &first.id).await.unwrap(), done);
+    let err = store
+        .update_command("cmd_missing", update(&[Queued], Sent, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }));
+    let err = store
+        .create_command(command("dev_missing", Queued, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }));
+}

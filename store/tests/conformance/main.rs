@@ -46,7 +46,8 @@ macro_rules! conformance {
                 heartbeats_keep_a_bounded_history,
                 presence_keeps_the_newest_change,
                 desired_config_versions_guard_concurrent_writers,
-                a_report_before_any_desired_config_is_kept
+                a_report_before_any_desired_config_is_kept,
+                commands_move_through_their_states_once
             );
         }
     };
