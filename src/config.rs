@@ -401,6 +401,12 @@ pub struct DevicesConfig {
     pub config_retry_interval_secs: u64,
     /// Malformed uplinks per device per minute before it is disconnected (0: never).
     pub malformed_flood_limit: u32,
+    /// A command's lifetime when its sender does not give `expires_in_secs`.
+    pub command_default_ttl_secs: u64,
+    /// The longest `expires_in_secs` a command may ask for.
+    pub command_max_ttl_secs: u64,
+    /// How long after its expiry a delivered command may still finish before `timed_out`.
+    pub command_result_timeout_secs: u64,
 }
 
 impl Default for DevicesConfig {
@@ -415,6 +421,9 @@ impl Default for DevicesConfig {
             trace_max_devices: 10_000,
             config_retry_interval_secs: 30,
             malformed_flood_limit: 30,
+            command_default_ttl_secs: 300,
+            command_max_ttl_secs: 86_400,
+            command_result_timeout_secs: 300,
         }
     }
 }
@@ -433,6 +442,15 @@ impl DevicesConfig {
         if self.low_battery_pct > 100 || !(-150..=0).contains(&self.weak_signal_dbm) {
             return Err(ConfigError::Invalid(
                 "devices.low_battery_pct must be 0..=100 and devices.weak_signal_dbm -150..=0"
+                    .into(),
+            ));
+        }
+        if self.command_default_ttl_secs == 0
+            || self.command_default_ttl_secs > self.command_max_ttl_secs
+        {
+            return Err(ConfigError::Invalid(
+                "devices.command_default_ttl_secs must be at least 1 and at most \
+                 devices.command_max_ttl_secs"
                     .into(),
             ));
         }
@@ -464,6 +482,9 @@ impl DevicesConfig {
             trace_max_devices: self.trace_max_devices,
             config_retry_interval: Duration::from_secs(self.config_retry_interval_secs),
             malformed_flood_limit: self.malformed_flood_limit,
+            command_default_ttl: Duration::from_secs(self.command_default_ttl_secs),
+            command_max_ttl: Duration::from_secs(self.command_max_ttl_secs),
+            command_result_timeout: Duration::from_secs(self.command_result_timeout_secs),
             ..gema_gateway::device_ops::DeviceOpsSettings::default()
         }
     }

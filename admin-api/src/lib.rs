@@ -125,6 +125,11 @@ fn device_ops_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(device_ops::config, device_ops::update_config))
         .routes(routes!(device_ops::retry_config_push))
         .routes(routes!(device_ops::messages))
+        .routes(routes!(
+            device_ops::create_command,
+            device_ops::list_commands
+        ))
+        .routes(routes!(device_ops::get_command))
 }
 
 /// Provider callbacks: public, each authenticated by its provider's own scheme.

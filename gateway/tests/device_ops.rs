@@ -12,7 +12,8 @@ use gema_firmware_protocol::{Encoding, decode, encode, topic};
 use gema_gateway::GatewayError;
 use gema_gateway::clock::ManualClock;
 use gema_gateway::device_ops::{
-    ConfigPatch, ConfigSync, DeviceOps, DeviceOpsSettings, HealthSettings, HealthStatus,
+    CommandInput, ConfigPatch, ConfigSync, DeviceOps, DeviceOpsSettings, HealthSettings,
+    HealthStatus,
 };
 use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
 use gema_store::*;
@@ -532,4 +533,227 @@ async fn the_trace_keeps_both_directions() {
     assert!(up.size > 0);
     let _ = stop_tx.send(());
     runner.await.unwrap();
+}
+
+fn published_commands(h: &Harness) -> Vec<Command> {
+    h.wire
+        .0
+        .lock()
+        .unwrap()
+        .published
+        .iter()
+        .filter_map(|(_, d)| match &d.body {
+            DownlinkBody::Command(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn input(action: CommandAction, secs: u64, interactive: bool) -> CommandInput {
+    CommandInput {
+        action,
+        expires_in: Some(Duration::from_secs(secs)),
+        interactive,
+    }
+}
+
+async fn result(h: &Harness, command_id: &str, state: CommandState, out: &[(&str, &str)]) {
+    h.send(CommandResult {
+        command_id: command_id.into(),
+        state,
+        result: out
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        message: None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn commands_reach_every_final_state() {
+    let h = harness(DeviceOpsSettings {
+        command_result_timeout: Duration::from_secs(60),
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    let id = h.device_id.clone();
+
+    // Refused input, by field.
+    for (action, field) in [
+        (
+            CommandAction::SetVolume { volume: 11 },
+            "action.args.volume",
+        ),
+        (CommandAction::ReplayLast { count: 0 }, "action.args.count"),
+        (
+            CommandAction::FwUpdate(ImageUpdate {
+                url: "ftp://x".into(),
+                sha256: "ab".repeat(32),
+                version: "2.0".into(),
+                size: 10,
+            }),
+            "action.args.url",
+        ),
+        (
+            CommandAction::AudioUpdate(ImageUpdate {
+                url: "https://cdn.example/a.bin".into(),
+                sha256: "XYZ".into(),
+                version: "2.0".into(),
+                size: 10,
+            }),
+            "action.args.sha256",
+        ),
+    ] {
+        let err = h
+            .ops
+            .send_command(&id, input(action, 60, false))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Invalid { field: f, .. } if *f == field),
+            "{err:?}"
+        );
+    }
+    let err = h
+        .ops
+        .send_command(&id, input(CommandAction::Reboot, 0, false))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        GatewayError::Invalid {
+            field: "expires_in_secs",
+            ..
+        }
+    ));
+
+    // Interactive and offline: failed at once, nothing published.
+    let c = h
+        .ops
+        .send_command(&id, input(CommandAction::GetStatus, 60, true))
+        .await
+        .unwrap();
+    assert_eq!(c.status, CommandStatus::Failed);
+    assert!(c.message.unwrap().contains("offline"));
+
+    // Not interactive and offline: queued; it expires if the device never comes.
+    let lost = h
+        .ops
+        .send_command(&id, input(CommandAction::Reboot, 30, false))
+        .await
+        .unwrap();
+    assert_eq!(lost.status, CommandStatus::Queued);
+    // This one is delivered when the device connects before its expiry.
+    let waiting = h
+        .ops
+        .send_command(&id, input(CommandAction::AnnounceDailySummary, 120, false))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::from_secs(31));
+    h.ops.sweep_commands().await;
+    assert_eq!(
+        h.ops.command(&id, &lost.id).await.unwrap().status,
+        CommandStatus::Expired
+    );
+    assert!(published_commands(&h).is_empty());
+    h.connect().await;
+    let sent = h.ops.command(&id, &waiting.id).await.unwrap();
+    assert_eq!(sent.status, CommandStatus::Sent);
+    assert_eq!(published_commands(&h).len(), 1, "only the unexpired one");
+    assert_eq!(published_commands(&h)[0].command_id, waiting.id);
+
+    // queued → sent → acknowledged → succeeded, with the device's result.
+    let vol = h
+        .ops
+        .send_command(&id, input(CommandAction::SetVolume { volume: 6 }, 60, true))
+        .await
+        .unwrap();
+    assert_eq!(vol.status, CommandStatus::Sent);
+    assert_eq!(vol.attempts, 1);
+    result(&h, &vol.id, CommandState::Acknowledged, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &vol.id).await.unwrap().status,
+        CommandStatus::Acknowledged
+    );
+    result(&h, &vol.id, CommandState::Succeeded, &[("volume", "6")]).await;
+    let done = h.ops.command(&id, &vol.id).await.unwrap();
+    assert_eq!(done.status, CommandStatus::Succeeded);
+    assert_eq!(done.result.as_deref(), Some(r#"{"volume":"6"}"#));
+    // A late "failed" does not undo success.
+    result(&h, &vol.id, CommandState::Failed, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &vol.id).await.unwrap().status,
+        CommandStatus::Succeeded
+    );
+
+    // Failed by the device.
+    let fw = h
+        .ops
+        .send_command(
+            &id,
+            input(
+                CommandAction::FwUpdate(ImageUpdate {
+                    url: "https://cdn.example/fw-2.0.bin".into(),
+                    sha256: "0f".repeat(32),
+                    version: "2.0".into(),
+                    size: 1_048_576,
+                }),
+                60,
+                false,
+            ),
+        )
+        .await
+        .unwrap();
+    result(&h, &fw.id, CommandState::Failed, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &fw.id).await.unwrap().status,
+        CommandStatus::Failed
+    );
+
+    // The device says it came too late.
+    let late = h
+        .ops
+        .send_command(
+            &id,
+            input(CommandAction::ReplayLast { count: 2 }, 60, false),
+        )
+        .await
+        .unwrap();
+    result(&h, &late.id, CommandState::Expired, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &late.id).await.unwrap().status,
+        CommandStatus::Expired
+    );
+
+    // Acknowledged but never finished: timed out after expiry + result timeout.
+    let slow = h
+        .ops
+        .send_command(&id, input(CommandAction::Reboot, 60, false))
+        .await
+        .unwrap();
+    result(&h, &slow.id, CommandState::Acknowledged, &[]).await;
+    h.clock.advance(Duration::from_secs(119));
+    h.ops.sweep_commands().await;
+    assert_eq!(
+        h.ops.command(&id, &slow.id).await.unwrap().status,
+        CommandStatus::Acknowledged
+    );
+    h.clock.advance(Duration::from_secs(1));
+    h.ops.sweep_commands().await;
+    let timed_out = h.ops.command(&id, &slow.id).await.unwrap();
+    assert_eq!(timed_out.status, CommandStatus::TimedOut);
+    assert!(timed_out.completed_at_ms.is_some());
+
+    let all = h.ops.commands(&id, &PageRequest::first(50)).await.unwrap();
+    assert_eq!(all.items.len(), 7);
+    let statuses: HashSet<CommandStatus> = all.items.iter().map(|c| c.status).collect();
+    for status in [
+        CommandStatus::Succeeded,
+        CommandStatus::Failed,
+        CommandStatus::TimedOut,
+        CommandStatus::Expired,
+    ] {
+        assert!(statuses.contains(&status), "{status:?} never reached");
+    }
 }

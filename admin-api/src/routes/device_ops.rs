@@ -438,3 +438,236 @@ pub async fn messages(
             .collect(),
     ))
 }
+
+// ---- Commands ----
+
+/// Where to fetch a firmware image or audio pack, and how the device checks it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageArgs {
+    /// `https://…` (or `http://` on a private network; integrity comes from `sha256`).
+    pub url: String,
+    /// Lower-case hex SHA-256 of the whole image (64 characters).
+    pub sha256: String,
+    /// The version the image reports once installed.
+    pub version: String,
+    /// Image size in bytes.
+    pub size: u64,
+}
+
+/// The command and its arguments: `{"name": "set_volume", "args": {"volume": 7}}`,
+/// `{"name": "reboot"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "name", content = "args", rename_all = "snake_case")]
+pub enum CommandActionView {
+    /// 0 ..= 10.
+    SetVolume {
+        volume: u8,
+    },
+    Reboot,
+    /// Speak the last `count` (1 ..= 10) announcements again.
+    ReplayLast {
+        count: u8,
+    },
+    AnnounceDailySummary,
+    /// The device answers with a heartbeat now.
+    GetStatus,
+    FwUpdate(ImageArgs),
+    AudioUpdate(ImageArgs),
+}
+
+fn image_to_wire(i: ImageArgs) -> gema_firmware_protocol::ImageUpdate {
+    gema_firmware_protocol::ImageUpdate {
+        url: i.url,
+        sha256: i.sha256,
+        version: i.version,
+        size: i.size,
+    }
+}
+
+fn image_from_wire(i: gema_firmware_protocol::ImageUpdate) -> ImageArgs {
+    ImageArgs {
+        url: i.url,
+        sha256: i.sha256,
+        version: i.version,
+        size: i.size,
+    }
+}
+
+impl From<CommandActionView> for gema_firmware_protocol::CommandAction {
+    fn from(a: CommandActionView) -> Self {
+        use gema_firmware_protocol::CommandAction as W;
+        match a {
+            CommandActionView::SetVolume { volume } => W::SetVolume { volume },
+            CommandActionView::Reboot => W::Reboot,
+            CommandActionView::ReplayLast { count } => W::ReplayLast { count },
+            CommandActionView::AnnounceDailySummary => W::AnnounceDailySummary,
+            CommandActionView::GetStatus => W::GetStatus,
+            CommandActionView::FwUpdate(i) => W::FwUpdate(image_to_wire(i)),
+            CommandActionView::AudioUpdate(i) => W::AudioUpdate(image_to_wire(i)),
+        }
+    }
+}
+
+impl From<gema_firmware_protocol::CommandAction> for CommandActionView {
+    fn from(a: gema_firmware_protocol::CommandAction) -> Self {
+        use gema_firmware_protocol::CommandAction as W;
+        match a {
+            W::SetVolume { volume } => CommandActionView::SetVolume { volume },
+            W::Reboot => CommandActionView::Reboot,
+            W::ReplayLast { count } => CommandActionView::ReplayLast { count },
+            W::AnnounceDailySummary => CommandActionView::AnnounceDailySummary,
+            W::GetStatus => CommandActionView::GetStatus,
+            W::FwUpdate(i) => CommandActionView::FwUpdate(image_from_wire(i)),
+            W::AudioUpdate(i) => CommandActionView::AudioUpdate(image_from_wire(i)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCommand {
+    pub action: CommandActionView,
+    /// Do not run after this many seconds from now (default and maximum from
+    /// `[devices]`). A command for an offline device waits until then.
+    pub expires_in_secs: Option<u64>,
+    /// Fail at once when the device is offline, instead of waiting.
+    #[serde(default)]
+    pub interactive: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandStatusView {
+    Queued,
+    Sent,
+    Acknowledged,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Expired,
+}
+
+impl From<store::CommandStatus> for CommandStatusView {
+    fn from(s: store::CommandStatus) -> Self {
+        use store::CommandStatus as S;
+        match s {
+            S::Queued => CommandStatusView::Queued,
+            S::Sent => CommandStatusView::Sent,
+            S::Acknowledged => CommandStatusView::Acknowledged,
+            S::Succeeded => CommandStatusView::Succeeded,
+            S::Failed => CommandStatusView::Failed,
+            S::TimedOut => CommandStatusView::TimedOut,
+            S::Expired => CommandStatusView::Expired,
+        }
+    }
+}
+
+/// A command and where it stands: `queued → sent → acknowledged → succeeded | failed`, or
+/// `expired` (not delivered in time, or the device got it too late), or `timed_out`
+/// (delivered, no final result in time).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandView {
+    pub id: String,
+    pub device_id: String,
+    pub action: Option<CommandActionView>,
+    pub interactive: bool,
+    pub status: CommandStatusView,
+    /// Delivery attempts (MQTT publishes).
+    pub attempts: i64,
+    /// What the device answered (`{"volume": "7"}`); empty when it said nothing.
+    pub result: std::collections::BTreeMap<String, String>,
+    pub message: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub acknowledged_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+impl From<store::CommandRecord> for CommandView {
+    fn from(c: store::CommandRecord) -> Self {
+        CommandView {
+            action: serde_json::from_str::<gema_firmware_protocol::CommandAction>(&c.action)
+                .ok()
+                .map(Into::into),
+            result: c
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or_default(),
+            id: c.id,
+            device_id: c.device_id,
+            interactive: c.interactive,
+            status: c.status.into(),
+            attempts: c.attempts,
+            message: c.message,
+            created_at: instant(c.created_at_ms),
+            expires_at: instant(c.expires_at_ms),
+            sent_at: c.sent_at_ms.map(instant),
+            acknowledged_at: c.acknowledged_at_ms.map(instant),
+            completed_at: c.completed_at_ms.map(instant),
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/devices/{id}/commands", tag = "device operations",
+    operation_id = "device_command_create", params(("id" = String, Path)),
+    request_body = CreateCommand,
+    responses(
+        (status = 201, description = "Queued (sent at once when the device is connected); an \
+            interactive command to an offline device is `failed` at once", body = CommandView),
+        (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_command(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateCommand>,
+) -> ApiResult<(axum::http::StatusCode, Json<CommandView>)> {
+    let command = state
+        .device_ops
+        .send_command(
+            &id,
+            ops::CommandInput {
+                action: body.action.into(),
+                expires_in: body.expires_in_secs.map(std::time::Duration::from_secs),
+                interactive: body.interactive,
+            },
+        )
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(command.into())))
+}
+
+#[utoipa::path(get, path = "/devices/{id}/commands", tag = "device operations",
+    operation_id = "device_command_list", params(("id" = String, Path), crate::views::PageParams),
+    responses((status = 200, description = "Oldest first", body = crate::views::Page<CommandView>),
+        (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)))]
+pub async fn list_commands(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(page): ApiQuery<crate::views::PageParams>,
+) -> ApiResult<Json<crate::views::Page<CommandView>>> {
+    let commands = state.device_ops.commands(&id, &page.to_request()?).await?;
+    Ok(Json(crate::views::Page::from_store(
+        commands,
+        CommandView::from,
+    )))
+}
+
+#[utoipa::path(get, path = "/devices/{id}/commands/{command_id}", tag = "device operations",
+    operation_id = "device_command_get",
+    params(("id" = String, Path), ("command_id" = String, Path)),
+    responses((status = 200, body = CommandView), (status = 404, body = ErrorBody)))]
+pub async fn get_command(
+    State(state): State<AppState>,
+    Path((id, command_id)): Path<(String, String)>,
+) -> ApiResult<Json<CommandView>> {
+    Ok(Json(
+        state.device_ops.command(&id, &command_id).await?.into(),
+    ))
+}

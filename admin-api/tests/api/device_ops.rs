@@ -207,3 +207,86 @@ async fn config_is_patched_by_version_and_pushed() {
     let missing = api.get("/api/v1/devices/dev_nope/messages").await;
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn commands_are_created_listed_and_read() {
+    let api = TestApi::new().await;
+    let (a, _) = api.device("SB-K-1").await;
+    let path = format!("/api/v1/devices/{a}/commands");
+
+    let offline = api
+        .post(
+            &path,
+            json!({ "action": { "name": "get_status" }, "interactive": true }),
+        )
+        .await;
+    assert_eq!(offline.status, StatusCode::CREATED, "{}", offline.body);
+    assert_eq!(offline.body["status"], "failed");
+    assert_eq!(offline.body["action"]["name"], "get_status");
+
+    let queued = api
+        .post(
+            &path,
+            json!({ "action": { "name": "set_volume", "args": { "volume": 5 } },
+                "expires_in_secs": 600 }),
+        )
+        .await;
+    assert_eq!(queued.status, StatusCode::CREATED);
+    assert_eq!(queued.body["status"], "queued");
+    assert_eq!(queued.body["action"]["args"]["volume"], 5);
+
+    connect(&api, &a).await; // delivered on connect
+    let id = queued.body["id"].as_str().unwrap();
+    let got = api.get(&format!("{path}/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["status"], "sent");
+    assert_eq!(got.body["attempts"], 1);
+    assert!(got.body["sent_at"].is_string());
+
+    let fw = api
+        .post(
+            &path,
+            json!({ "action": { "name": "fw_update", "args": {
+                "url": "https://cdn.example/fw.bin", "sha256": "ab".repeat(32),
+                "version": "2.1.0", "size": 1048576 } } }),
+        )
+        .await;
+    assert_eq!(fw.status, StatusCode::CREATED, "{}", fw.body);
+    assert_eq!(fw.body["status"], "sent");
+    assert_eq!(fw.body["action"]["args"]["version"], "2.1.0");
+
+    let bad = api
+        .post(
+            &path,
+            json!({ "action": { "name": "set_volume", "args": { "volume": 12 } } }),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(field(&bad), "action.args.volume");
+    let unknown = api
+        .post(&path, json!({ "action": { "name": "self_destruct" } }))
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    let too_long = api
+        .post(
+            &path,
+            json!({ "action": { "name": "reboot" }, "expires_in_secs": 999999 }),
+        )
+        .await;
+    assert_eq!(field(&too_long), "expires_in_secs");
+
+    let list = api.get(&format!("{path}?limit=2")).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 2);
+    assert!(list.body["next_cursor"].is_string());
+
+    let (b, _) = api.device("SB-K-2").await;
+    let other = api.get(&format!("/api/v1/devices/{b}/commands/{id}")).await;
+    assert_envelope(&other, StatusCode::NOT_FOUND, "not_found");
+    let missing = api
+        .post(
+            "/api/v1/devices/dev_nope/commands",
+            json!({ "action": { "name": "reboot" } }),
+        )
+        .await;
+    assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
+}

@@ -26,14 +26,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gema_firmware_protocol::message::{
-    ConfigPush, DeviceConfig, Downlink, DownlinkBody, Envelope, Language, QuietHours, Uplink,
-    UplinkBody,
+    Command, CommandAction, CommandState, ConfigPush, DeviceConfig, Downlink, DownlinkBody,
+    Envelope, Language, QuietHours, Uplink, UplinkBody,
 };
 use gema_firmware_protocol::topic::MessageKind;
 use gema_firmware_protocol::{Encoding, decode_on_topic, encode, parse_topic};
 use gema_store::{
-    ConfigPushStatus, ConfigRecord, Device, DeviceFilter, HeartbeatRecord, NewHeartbeat, Page,
-    PageRequest, PresenceRecord, ReportedConfigUpdate, Store,
+    CommandRecord, CommandStatus, CommandUpdate, ConfigPushStatus, ConfigRecord, Device,
+    DeviceFilter, HeartbeatRecord, NewCommand, NewHeartbeat, Page, PageRequest, PresenceRecord,
+    ReportedConfigUpdate, Store,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -64,6 +65,15 @@ pub struct DeviceOpsSettings {
     pub malformed_flood_limit: u32,
     /// The desired config a device starts from before an operator sets one.
     pub default_config: DeviceConfig,
+    /// A command's lifetime when its sender does not say.
+    pub command_default_ttl: Duration,
+    /// The longest lifetime a command may ask for.
+    pub command_max_ttl: Duration,
+    /// How long after its expiry a delivered command may still report its final result
+    /// before it is `timed_out` (a firmware update takes a while).
+    pub command_result_timeout: Duration,
+    /// How often commands are expired and undelivered ones retried.
+    pub command_sweep_interval: Duration,
 }
 
 impl Default for DeviceOpsSettings {
@@ -84,8 +94,39 @@ impl Default for DeviceOpsSettings {
                 qr_timeout_s: 300,
                 quiet_hours: None,
             },
+            command_default_ttl: Duration::from_secs(300),
+            command_max_ttl: Duration::from_secs(24 * 3600),
+            command_result_timeout: Duration::from_secs(300),
+            command_sweep_interval: Duration::from_secs(1),
         }
     }
+}
+
+/// A command an operator sends.
+#[derive(Debug, Clone)]
+pub struct CommandInput {
+    pub action: CommandAction,
+    /// Lifetime from now; the default when absent.
+    pub expires_in: Option<Duration>,
+    /// Fail at once (rather than wait until expiry) when the device is offline.
+    pub interactive: bool,
+}
+
+/// The wire name of an action (`set_volume`, …).
+pub fn action_name(action: &CommandAction) -> &'static str {
+    match action {
+        CommandAction::SetVolume { .. } => "set_volume",
+        CommandAction::Reboot => "reboot",
+        CommandAction::ReplayLast { .. } => "replay_last",
+        CommandAction::AnnounceDailySummary => "announce_daily_summary",
+        CommandAction::GetStatus => "get_status",
+        CommandAction::FwUpdate(_) => "fw_update",
+        CommandAction::AudioUpdate(_) => "audio_update",
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 /// How the device's reported config compares with the desired one.
@@ -270,12 +311,21 @@ impl DeviceOps {
             }
         });
         tokio::pin!(shutdown);
+        let mut command_tick = tokio::time::interval(self.inner.settings.command_sweep_interval);
+        command_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut config_due = true;
         loop {
-            self.push_due_configs().await;
+            if config_due {
+                self.push_due_configs().await;
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.inner.wake_pusher.notified() => {}
-                _ = tokio::time::sleep(self.inner.settings.config_retry_interval) => {}
+                _ = self.inner.wake_pusher.notified() => config_due = true,
+                _ = tokio::time::sleep(self.inner.settings.config_retry_interval) => config_due = true,
+                _ = command_tick.tick() => {
+                    config_due = false;
+                    self.sweep_commands().await;
+                }
             }
         }
         router.abort();
@@ -343,6 +393,7 @@ impl DeviceOps {
                     tracing::warn!(device_id, error = %err, "reading config on connect failed");
                 }
             }
+            self.deliver_due_commands(Some(device_id)).await;
         }
     }
 
@@ -444,7 +495,8 @@ impl DeviceOps {
                 tracing::info!(device_id, button = ?b.button, press = ?b.press, "device button pressed");
                 Ok(())
             }
-            UplinkBody::CommandResult(_) | UplinkBody::DynamicQrRequest(_) => {
+            UplinkBody::CommandResult(r) => self.command_result(device_id, r, now).await,
+            UplinkBody::DynamicQrRequest(_) => {
                 tracing::debug!(device_id, kind, "uplink kind not handled by this gateway");
                 Ok(())
             }
@@ -754,6 +806,229 @@ impl DeviceOps {
         {
             tracing::error!(device_id, error = %err, "recording a config push failed");
         }
+    }
+}
+
+impl DeviceOps {
+    // Commands.
+
+    /// Queues a command and, if the device is connected, sends it now. An interactive
+    /// command to an offline device is stored as `failed` at once.
+    pub async fn send_command(
+        &self,
+        device_id: &str,
+        input: CommandInput,
+    ) -> GatewayResult<CommandRecord> {
+        self.inner.store.get_device(device_id).await?;
+        input
+            .action
+            .validate()
+            .map_err(|err| GatewayError::invalid(err.field, err.to_string()))?;
+        let settings = &self.inner.settings;
+        let ttl = input.expires_in.unwrap_or(settings.command_default_ttl);
+        if ttl < Duration::from_secs(1) || ttl > settings.command_max_ttl {
+            return Err(GatewayError::invalid(
+                "expires_in_secs",
+                format!(
+                    "must be between 1 and {} seconds",
+                    settings.command_max_ttl.as_secs()
+                ),
+            ));
+        }
+        let now = self.inner.clock.now_ms();
+        let expires_at_ms = now + duration_ms(ttl);
+        let offline = !self.inner.transport.is_connected(device_id);
+        let (status, message) = if input.interactive && offline {
+            (
+                CommandStatus::Failed,
+                Some("the device is offline (interactive command)".to_string()),
+            )
+        } else {
+            (CommandStatus::Queued, None)
+        };
+        let record = self
+            .inner
+            .store
+            .create_command(NewCommand {
+                device_id: device_id.to_string(),
+                name: action_name(&input.action).to_string(),
+                action: serde_json::to_string(&input.action)
+                    .map_err(|err| GatewayError::Internal(err.to_string()))?,
+                interactive: input.interactive,
+                status,
+                message,
+                expires_at_ms,
+                result_deadline_ms: expires_at_ms + duration_ms(settings.command_result_timeout),
+                now_ms: now,
+            })
+            .await?;
+        metrics::counter!("gema_commands_total", "name" => action_name(&input.action)).increment(1);
+        if record.status == CommandStatus::Queued && !offline {
+            self.deliver_command(&record).await;
+            return Ok(self.inner.store.get_command(device_id, &record.id).await?);
+        }
+        Ok(record)
+    }
+
+    pub async fn command(&self, device_id: &str, command_id: &str) -> GatewayResult<CommandRecord> {
+        self.inner.store.get_device(device_id).await?;
+        Ok(self.inner.store.get_command(device_id, command_id).await?)
+    }
+
+    pub async fn commands(
+        &self,
+        device_id: &str,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<CommandRecord>> {
+        self.inner.store.get_device(device_id).await?;
+        Ok(self.inner.store.list_commands(device_id, page).await?)
+    }
+
+    /// Expires what is due and sends queued commands to connected devices. The daemon runs
+    /// this every `command_sweep_interval`; tests call it after moving their clock.
+    pub async fn sweep_commands(&self) {
+        match self
+            .inner
+            .store
+            .expire_commands(self.inner.clock.now_ms())
+            .await
+        {
+            Ok(changed) => {
+                for c in changed {
+                    metrics::counter!("gema_command_results_total", "status" => c.status.as_str())
+                        .increment(1);
+                    tracing::info!(command_id = %c.id, device_id = %c.device_id, status = c.status.as_str(), "command closed");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "expiring commands failed"),
+        }
+        self.deliver_due_commands(None).await;
+    }
+
+    async fn deliver_due_commands(&self, device_id: Option<&str>) {
+        let due = match self
+            .inner
+            .store
+            .due_commands(device_id, self.inner.clock.now_ms(), 200)
+            .await
+        {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::error!(error = %err, "reading due commands failed");
+                return;
+            }
+        };
+        for command in due {
+            if self.inner.transport.is_connected(&command.device_id) {
+                self.deliver_command(&command).await;
+            }
+        }
+    }
+
+    /// Publishes a queued command; `sent` once MQTT acknowledges it. Offline: it waits (an
+    /// interactive one fails). At least once: a retry re-sends the same `command_id`, on
+    /// which the device deduplicates.
+    async fn deliver_command(&self, record: &CommandRecord) {
+        let Ok(action) = serde_json::from_str::<CommandAction>(&record.action) else {
+            tracing::error!(command_id = %record.id, "stored command action is unreadable");
+            return;
+        };
+        let now = self.inner.clock.now_ms();
+        let downlink = Downlink {
+            envelope: Envelope::new(record.id.clone(), now),
+            body: DownlinkBody::Command(Command {
+                command_id: record.id.clone(),
+                expires_at: record.expires_at_ms,
+                action,
+            }),
+        };
+        if downlink.is_expired(now) {
+            return; // the sweep closes it
+        }
+        let encoding = Encoding::Json;
+        let topic = downlink.topic(&record.device_id, encoding);
+        let outcome = self
+            .inner
+            .transport
+            .publish(
+                &record.device_id,
+                &topic,
+                encode(&downlink, encoding),
+                self.inner.settings.publish_timeout,
+            )
+            .await;
+        let (to, message) = match outcome {
+            PublishOutcome::Acknowledged => (CommandStatus::Sent, None),
+            PublishOutcome::Offline if record.interactive => (
+                CommandStatus::Failed,
+                Some("the device went offline (interactive command)".to_string()),
+            ),
+            PublishOutcome::Offline => return,
+            PublishOutcome::NotSubscribed => (
+                CommandStatus::Queued,
+                Some("the device is not subscribed to its downlink topics".to_string()),
+            ),
+            PublishOutcome::Failed(reason) => (CommandStatus::Queued, Some(reason)),
+        };
+        let update = CommandUpdate {
+            from: vec![CommandStatus::Queued],
+            to,
+            result: None,
+            message,
+            at_ms: now,
+            attempt: true,
+        };
+        if let Err(err) = self.inner.store.update_command(&record.id, update).await {
+            tracing::error!(command_id = %record.id, error = %err, "recording a command delivery failed");
+        }
+    }
+
+    /// A device's `command_result`: moves its own command forward (never backward, never
+    /// another device's).
+    async fn command_result(
+        &self,
+        device_id: &str,
+        result: gema_firmware_protocol::CommandResult,
+        now: i64,
+    ) -> Result<(), gema_store::StoreError> {
+        use CommandStatus as S;
+        if let Err(err) = self
+            .inner
+            .store
+            .get_command(device_id, &result.command_id)
+            .await
+        {
+            tracing::warn!(device_id, command_id = %result.command_id, error = %err, "result for an unknown command");
+            return Ok(());
+        }
+        let (from, to) = match result.state {
+            CommandState::Acknowledged => (vec![S::Queued, S::Sent], S::Acknowledged),
+            CommandState::Succeeded => (vec![S::Queued, S::Sent, S::Acknowledged], S::Succeeded),
+            CommandState::Failed => (vec![S::Queued, S::Sent, S::Acknowledged], S::Failed),
+            CommandState::Expired => (vec![S::Queued, S::Sent, S::Acknowledged], S::Expired),
+        };
+        let payload = (!result.result.is_empty())
+            .then(|| serde_json::to_string(&result.result).unwrap_or_default());
+        let (record, changed) = self
+            .inner
+            .store
+            .update_command(
+                &result.command_id,
+                CommandUpdate {
+                    from,
+                    to,
+                    result: payload,
+                    message: result.message,
+                    at_ms: now,
+                    attempt: false,
+                },
+            )
+            .await?;
+        if changed && to.is_final() {
+            metrics::counter!("gema_command_results_total", "status" => to.as_str()).increment(1);
+        }
+        tracing::info!(device_id, command_id = %record.id, status = record.status.as_str(), changed, "command result");
+        Ok(())
     }
 }
 
