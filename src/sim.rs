@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use gema_firmware_protocol::message::{
-    Ack, AckStatus, Button, ButtonEvent, DeviceConfig, Downlink, DownlinkBody, Envelope, Heartbeat,
-    Language, Network, Press, ReportCause, ReportedConfig, Uplink, UplinkBody,
+    Ack, AckStatus, Button, ButtonEvent, CommandAction, CommandResult, CommandState, DeviceConfig,
+    Downlink, DownlinkBody, Envelope, Heartbeat, Language, Network, Press, ReportCause,
+    ReportedConfig, Uplink, UplinkBody,
 };
 use gema_firmware_protocol::topic::{MessageKind, downlink_filter, parse_topic};
 use gema_firmware_protocol::{Encoding, decode_on_topic, encode, topic};
@@ -75,6 +76,12 @@ pub enum SimEvent {
         device_id: String,
         error: String,
     },
+    /// A command arrived (first time) and was answered with `state`.
+    Command {
+        device_id: String,
+        command_id: String,
+        state: CommandState,
+    },
     /// A config push was applied (and reported).
     ConfigApplied {
         device_id: String,
@@ -90,6 +97,8 @@ pub enum SimControl {
     Heartbeat,
     /// Press the volume-up button: volume + 1, reported as a local change.
     PressVolumeUp,
+    /// Only acknowledge commands from now on, never finish them (or finish them again).
+    StallCommands(bool),
     /// Publish `payload` as is on `devices/<id>/up/<kind>` (e.g. malformed input).
     Raw { kind: MessageKind, payload: Vec<u8> },
 }
@@ -97,6 +106,8 @@ pub enum SimControl {
 /// What the simulated firmware keeps between messages.
 struct SimState {
     spoken: HashSet<String>,
+    commands_seen: HashSet<String>,
+    stall_commands: bool,
     applied_version: u64,
     config: DeviceConfig,
     msg_seq: u64,
@@ -107,6 +118,8 @@ impl SimState {
     fn new() -> Self {
         SimState {
             spoken: HashSet::new(),
+            commands_seen: HashSet::new(),
+            stall_commands: false,
             applied_version: 0,
             config: DeviceConfig {
                 volume: 7,
@@ -252,6 +265,7 @@ pub async fn run_device_with(
                         publish(&client, state.uplink(&id, press)).await;
                         publish(&client, state.report(&id, ReportCause::LocalChange)).await;
                     }
+                    SimControl::StallCommands(stall) => state.stall_commands = stall,
                     SimControl::Raw { kind, payload } => publish(&client, (kind, payload)).await,
                 }
                 continue;
@@ -270,10 +284,12 @@ pub async fn run_device_with(
                     .await;
             }
             Ok(Event::Incoming(Packet::Publish(incoming))) => {
-                if let Some(reply) =
+                if let Some(replies) =
                     operate(&id, &incoming.topic, &incoming.payload, &mut state, &events).await
                 {
-                    publish(&client, reply).await;
+                    for reply in replies {
+                        publish(&client, reply).await;
+                    }
                     continue;
                 }
                 let Some(reply) = answer(
@@ -318,14 +334,15 @@ pub async fn run_device_with(
     }
 }
 
-/// Device operations downlinks (config, …): the uplink that answers it, if it was one.
+/// Device operations downlinks (config, commands): the uplinks that answer one, or `None`
+/// if it was not one of those.
 async fn operate(
     device_id: &str,
     topic_name: &str,
     payload: &[u8],
     state: &mut SimState,
     events: &mpsc::Sender<SimEvent>,
-) -> Option<(MessageKind, Vec<u8>)> {
+) -> Option<Vec<(MessageKind, Vec<u8>)>> {
     let topic = parse_topic(topic_name).ok()?;
     let downlink: Downlink = decode_on_topic(&topic, payload).ok()?;
     match downlink.body {
@@ -347,7 +364,107 @@ async fn operate(
                     })
                     .await;
             }
-            Some(state.report(device_id, ReportCause::Applied))
+            Some(vec![state.report(device_id, ReportCause::Applied)])
+        }
+        DownlinkBody::Command(command) => {
+            let mut replies = Vec::new();
+            if !state.commands_seen.insert(command.command_id.clone()) && !state.stall_commands {
+                return Some(replies); // a re-send of one already carried out
+            }
+            let mut answer = |state: &mut SimState,
+                              st: CommandState,
+                              result: &[(&str, String)],
+                              message: Option<&str>| {
+                let body = CommandResult {
+                    command_id: command.command_id.clone(),
+                    state: st,
+                    result: result
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), v.clone()))
+                        .collect(),
+                    message: message.map(String::from),
+                };
+                replies.push(state.uplink(device_id, body));
+            };
+            let final_state = if unix_ms() >= command.expires_at {
+                answer(
+                    state,
+                    CommandState::Expired,
+                    &[],
+                    Some("arrived after its expiry"),
+                );
+                CommandState::Expired
+            } else {
+                answer(state, CommandState::Acknowledged, &[], None);
+                if state.stall_commands {
+                    CommandState::Acknowledged
+                } else {
+                    match &command.action {
+                        CommandAction::SetVolume { volume } => {
+                            state.config.volume = *volume;
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[("volume", volume.to_string())],
+                                None,
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::ReplayLast { count } => {
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[("replayed", count.to_string())],
+                                None,
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::AnnounceDailySummary => {
+                            let payments = state.spoken.len().to_string();
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[("payments", payments)],
+                                None,
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::GetStatus => {
+                            let heartbeat = state.heartbeat(device_id);
+                            answer(state, CommandState::Succeeded, &[], None);
+                            replies.push(heartbeat);
+                            CommandState::Succeeded
+                        }
+                        CommandAction::Reboot => {
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[],
+                                Some("simulated reboot"),
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::FwUpdate(_) | CommandAction::AudioUpdate(_) => {
+                            answer(
+                                state,
+                                CommandState::Failed,
+                                &[],
+                                Some("the simulator cannot download or install images"),
+                            );
+                            CommandState::Failed
+                        }
+                    }
+                }
+            };
+            tracing::info!(device_id, command_id = %command.command_id, state = ?final_state, "sim: command");
+            let _ = events
+                .send(SimEvent::Command {
+                    device_id: device_id.into(),
+                    command_id: command.command_id.clone(),
+                    state: final_state,
+                })
+                .await;
+            Some(replies)
         }
         _ => None,
     }
@@ -608,6 +725,9 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
                 }
                 Some(SimEvent::Disconnected { device_id, error }) => {
                     println!("{device_id} disconnected: {error}")
+                }
+                Some(SimEvent::Command { device_id, command_id, state }) => {
+                    println!("{device_id}: command {command_id} {state:?}")
                 }
                 Some(SimEvent::ConfigApplied { device_id, version, volume }) => {
                     println!("{device_id}: config version {version} applied (volume {volume})")

@@ -16,7 +16,7 @@ struct Sim {
     device_id: String,
     controls: mpsc::Sender<SimControl>,
     events: mpsc::Receiver<SimEvent>,
-    _task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// Registers a device and runs it in the simulator until it is connected.
@@ -54,7 +54,7 @@ async fn connected_device(daemon: &Daemon, serial: &str) -> Sim {
         device_id,
         controls,
         events,
-        _task: task,
+        task,
     }
 }
 
@@ -266,5 +266,114 @@ async fn malformed_uplinks_are_counted_and_the_device_stays_connected() {
     assert_eq!(malformed, 5, "{messages}");
     assert!(
         daemon.stderr().contains("uplink rejected") || daemon.stdout().contains("uplink rejected")
+    );
+}
+
+async fn command(daemon: &Daemon, device: &str, body: Value) -> Value {
+    let (status, c) = daemon
+        .post(&format!("/api/v1/devices/{device}/commands"), body)
+        .await;
+    assert_eq!(status, 201, "{c}");
+    c
+}
+
+async fn command_reaches(daemon: &Daemon, device: &str, id: &Value, status: &str) -> Value {
+    let id = id.as_str().unwrap();
+    eventually(
+        daemon,
+        &format!("/api/v1/devices/{device}/commands/{id}"),
+        |c| c["status"] == status,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_go_through_every_final_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[("GEMA_DEVICES__COMMAND_RESULT_TIMEOUT_SECS", "1")],
+    );
+    let mut sim = connected_device(&daemon, "SB-OPS-E2E-3").await;
+    let id = sim.device_id.clone();
+
+    // queued → sent → acknowledged → succeeded, with the device's result.
+    let c = command(
+        &daemon,
+        &id,
+        json!({ "action": { "name": "set_volume", "args": { "volume": 9 } }, "interactive": true }),
+    )
+    .await;
+    let done = command_reaches(&daemon, &id, &c["id"], "succeeded").await;
+    assert_eq!(done["result"]["volume"], "9");
+    assert_eq!(done["attempts"], 1);
+    for stamp in ["sent_at", "acknowledged_at", "completed_at"] {
+        assert!(done[stamp].is_string(), "{stamp} missing: {done}");
+    }
+
+    // Failed by the device (the simulator cannot install images).
+    let fw = command(
+        &daemon,
+        &id,
+        json!({ "action": { "name": "fw_update", "args": {
+            "url": "https://updates.example/sb100-2.0.bin", "sha256": "9f".repeat(32),
+            "version": "2.0.0", "size": 524288 } } }),
+    )
+    .await;
+    let failed = command_reaches(&daemon, &id, &fw["id"], "failed").await;
+    assert!(failed["message"].as_str().unwrap().contains("cannot"));
+
+    // Acknowledged, never finished: timed out (expiry 1 s + result timeout 1 s).
+    sim.controls
+        .send(SimControl::StallCommands(true))
+        .await
+        .unwrap();
+    let slow = command(
+        &daemon,
+        &id,
+        json!({ "action": { "name": "reboot" }, "expires_in_secs": 1 }),
+    )
+    .await;
+    next_event(&mut sim.events, |e| {
+        matches!(e, SimEvent::Command { command_id, .. } if command_id == slow["id"].as_str().unwrap())
+    })
+    .await;
+    let timed_out = command_reaches(&daemon, &id, &slow["id"], "timed_out").await;
+    assert!(timed_out["acknowledged_at"].is_string(), "{timed_out}");
+
+    // The device goes away.
+    sim.task.abort();
+    eventually(&daemon, &format!("/api/v1/devices/{id}"), |d| {
+        d["health_summary"]["connected"] == false
+    })
+    .await;
+    // Interactive: failed at once. Otherwise: waits, then expires.
+    let now = command(
+        &daemon,
+        &id,
+        json!({ "action": { "name": "get_status" }, "interactive": true }),
+    )
+    .await;
+    assert_eq!(now["status"], "failed");
+    let later = command(
+        &daemon,
+        &id,
+        json!({ "action": { "name": "announce_daily_summary" }, "expires_in_secs": 1 }),
+    )
+    .await;
+    assert_eq!(later["status"], "queued");
+    let expired = command_reaches(&daemon, &id, &later["id"], "expired").await;
+    assert!(expired["sent_at"].is_null());
+
+    let (_, list) = daemon.get(&format!("/api/v1/devices/{id}/commands")).await;
+    let statuses: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec!["succeeded", "failed", "timed_out", "failed", "expired"]
     );
 }
