@@ -241,6 +241,23 @@ pub struct CommandUpdate {
     pub attempt: bool,
 }
 
+/// A dynamic QR a device asked for.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QrRequestRecord {
+    pub device_id: String,
+    pub request_id: String,
+    pub transaction_id: String,
+    pub amount: i64,
+    pub payload: String,
+    pub expires_at_ms: i64,
+    /// `shown` or `closed`.
+    pub status: String,
+    /// `paid`, `expired`, … once closed.
+    pub close_reason: Option<String>,
+    pub created_at_ms: i64,
+    pub closed_at_ms: Option<i64>,
+}
+
 /// Heartbeats, presence and configuration of devices.
 #[async_trait]
 pub trait DeviceOpsStore: Send + Sync {
@@ -320,4 +337,28 @@ pub trait DeviceOpsStore: Send + Sync {
     /// Queued commands past their expiry → `expired`; sent or acknowledged ones past their
     /// result deadline → `timed_out`. Returns what changed.
     async fn expire_commands(&self, now_ms: i64) -> StoreResult<Vec<CommandRecord>>;
+
+    /// The QR made for a device's request, if any.
+    async fn qr_request(
+        &self,
+        device_id: &str,
+        request_id: &str,
+    ) -> StoreResult<Option<QrRequestRecord>>;
+    /// Records the QR made for a request (status `shown`). If the request already has one
+    /// (a race between two copies), that one is returned and `false`.
+    async fn record_qr_request(
+        &self,
+        record: QrRequestRecord,
+    ) -> StoreResult<(QrRequestRecord, bool)>;
+    /// Shown QRs whose transaction is no longer pending, with the transaction's status.
+    async fn qr_requests_to_close(&self, limit: u32)
+    -> StoreResult<Vec<(QrRequestRecord, String)>>;
+    /// Marks a shown QR closed.
+    async fn close_qr_request(
+        &self,
+        device_id: &str,
+        request_id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
 }

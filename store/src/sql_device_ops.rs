@@ -471,6 +471,98 @@ macro_rules! impl_device_ops_store {
                 tx.commit().await?;
                 Ok(changed)
             }
+
+            async fn qr_request(
+                &self,
+                device_id: &str,
+                request_id: &str,
+            ) -> $crate::StoreResult<Option<$crate::QrRequestRecord>> {
+                Ok(sqlx::query_as::<_, $crate::QrRequestRecord>(
+                    "SELECT * FROM device_qr_requests WHERE device_id = $1 AND request_id = $2",
+                )
+                .bind(device_id)
+                .bind(request_id)
+                .fetch_optional(&self.read)
+                .await?)
+            }
+
+            async fn record_qr_request(
+                &self,
+                r: $crate::QrRequestRecord,
+            ) -> $crate::StoreResult<($crate::QrRequestRecord, bool)> {
+                let mut tx = self.begin_write().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO device_qr_requests (device_id, request_id, transaction_id, amount, \
+                     payload, expires_at_ms, status, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'shown', $7) \
+                     ON CONFLICT (device_id, request_id) DO NOTHING",
+                )
+                .bind(&r.device_id)
+                .bind(&r.request_id)
+                .bind(&r.transaction_id)
+                .bind(r.amount)
+                .bind(&r.payload)
+                .bind(r.expires_at_ms)
+                .bind(r.created_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| $crate::sql_device_ops::device_missing(err, &r.device_id))?
+                .rows_affected()
+                    > 0;
+                let stored = sqlx::query_as::<_, $crate::QrRequestRecord>(
+                    "SELECT * FROM device_qr_requests WHERE device_id = $1 AND request_id = $2",
+                )
+                .bind(&r.device_id)
+                .bind(&r.request_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok((stored, inserted))
+            }
+
+            async fn qr_requests_to_close(
+                &self,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<($crate::QrRequestRecord, String)>> {
+                #[derive(sqlx::FromRow)]
+                struct Row {
+                    #[sqlx(flatten)]
+                    qr: $crate::QrRequestRecord,
+                    transaction_status: String,
+                }
+                let rows = sqlx::query_as::<_, Row>(
+                    "SELECT q.*, t.status AS transaction_status FROM device_qr_requests q \
+                     JOIN transactions t ON t.id = q.transaction_id \
+                     WHERE q.status = 'shown' AND t.status <> 'pending' \
+                     ORDER BY q.created_at_ms LIMIT $1",
+                )
+                .bind(i64::from(limit.max(1)))
+                .fetch_all(&self.read)
+                .await?;
+                Ok(rows.into_iter().map(|r| (r.qr, r.transaction_status)).collect())
+            }
+
+            async fn close_qr_request(
+                &self,
+                device_id: &str,
+                request_id: &str,
+                reason: &str,
+                now_ms: i64,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE device_qr_requests SET status = 'closed', close_reason = $1, \
+                     closed_at_ms = $2 WHERE device_id = $3 AND request_id = $4 AND status = 'shown'",
+                )
+                .bind(reason)
+                .bind(now_ms)
+                .bind(device_id)
+                .bind(request_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
         }
     };
 }

@@ -68,3 +68,21 @@ CREATE TABLE device_commands (
 );
 CREATE INDEX device_commands_device ON device_commands (device_id, id);
 CREATE INDEX device_commands_status ON device_commands (status, expires_at_ms);
+
+-- Dynamic QR codes a device asked for (up/qr_request): one per (device, request id), so a
+-- retried request gets the same QR. 'shown' until its transaction leaves 'pending'; then
+-- the device is told to clear it (down/qr_clear) and the row is 'closed'.
+CREATE TABLE device_qr_requests (
+    device_id      TEXT NOT NULL REFERENCES devices (id),
+    request_id     TEXT NOT NULL,
+    transaction_id TEXT NOT NULL REFERENCES transactions (id),
+    amount         BIGINT NOT NULL,
+    payload        TEXT NOT NULL,
+    expires_at_ms  BIGINT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('shown', 'closed')),
+    close_reason   TEXT,
+    created_at_ms  BIGINT NOT NULL,
+    closed_at_ms   BIGINT,
+    PRIMARY KEY (device_id, request_id)
+);
+CREATE INDEX device_qr_requests_open ON device_qr_requests (status);

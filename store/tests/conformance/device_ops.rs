@@ -416,3 +416,77 @@ pub async fn commands_move_through_their_states_once(store: Arc<dyn Store>) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }));
 }
+
+pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
+    store: Arc<dyn Store>,
+) {
+    let (terminal, device) = crate::payments::terminal_with_device(&*store, "QR-A").await;
+    let t = crate::payments::order(&*store, &terminal, "QR-ORDER-1", 25_000).await;
+    let record = QrRequestRecord {
+        device_id: device.id.clone(),
+        request_id: "req-1".into(),
+        transaction_id: t.id.clone(),
+        amount: 25_000,
+        payload: "000201...".into(),
+        expires_at_ms: t.expires_at_ms,
+        status: "shown".into(),
+        close_reason: None,
+        created_at_ms: 5,
+        closed_at_ms: None,
+    };
+    assert_eq!(store.qr_request(&device.id, "req-1").await.unwrap(), None);
+    let (stored, created) = store.record_qr_request(record.clone()).await.unwrap();
+    assert!(created);
+    assert_eq!(stored, record);
+    // A second copy of the same request keeps the first QR.
+    let (again, created) = store
+        .record_qr_request(QrRequestRecord {
+            transaction_id: t.id.clone(),
+            payload: "other".into(),
+            ..record.clone()
+        })
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.payload, "000201...");
+    assert_eq!(
+        store.qr_request(&device.id, "req-1").await.unwrap(),
+        Some(record.clone())
+    );
+
+    assert!(
+        store.qr_requests_to_close(10).await.unwrap().is_empty(),
+        "still pending"
+    );
+    let expired = store
+        .expire_due_transactions(t.expires_at_ms + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(expired, vec![t.id.clone()]);
+    let due = store.qr_requests_to_close(10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].0.request_id, "req-1");
+    assert_eq!(due[0].1, "expired");
+    store
+        .close_qr_request(&device.id, "req-1", "expired", 99)
+        .await
+        .unwrap();
+    assert!(store.qr_requests_to_close(10).await.unwrap().is_empty());
+    let closed = store
+        .qr_request(&device.id, "req-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed.status, "closed");
+    assert_eq!(closed.close_reason.as_deref(), Some("expired"));
+    assert_eq!(closed.closed_at_ms, Some(99));
+
+    let err = store
+        .record_qr_request(QrRequestRecord {
+            device_id: "dev_missing".into(),
+            ..record
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}

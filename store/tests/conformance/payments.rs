@@ -64,7 +64,7 @@ fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent {
 }
 
 /// An approved merchant's terminal with an active bound device: `(terminal, device)`.
-async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Device) {
+pub(crate) async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Device) {
     let m = store
         .create_merchant(NewMerchant {
             name: "Warung".into(),
@@ -114,7 +114,7 @@ async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Dev
     (t, d)
 }
 
-async fn order(
+pub(crate) async fn order(
     store: &dyn Store,
     terminal: &Terminal,
     order_ref: &str,
