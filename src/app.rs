@@ -108,6 +108,7 @@ impl App {
             config.payments.settings(),
             wake_relay.clone(),
         );
+        device_ops.attach_payments(payments.clone());
         let relay = AnnouncementRelay::new(
             store.clone(),
             transport,

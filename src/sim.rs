@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use gema_firmware_protocol::message::{
     Ack, AckStatus, Button, ButtonEvent, CommandAction, CommandResult, CommandState, DeviceConfig,
-    Downlink, DownlinkBody, Envelope, Heartbeat, Language, Network, Press, ReportCause,
-    ReportedConfig, Uplink, UplinkBody,
+    Downlink, DownlinkBody, DynamicQrRequest, Envelope, Heartbeat, Language, Network, Press,
+    QrClearReason, ReportCause, ReportedConfig, Uplink, UplinkBody,
 };
 use gema_firmware_protocol::topic::{MessageKind, downlink_filter, parse_topic};
 use gema_firmware_protocol::{Encoding, decode_on_topic, encode, topic};
@@ -82,6 +82,21 @@ pub enum SimEvent {
         command_id: String,
         state: CommandState,
     },
+    /// A dynamic QR to show (`qr_show`).
+    QrShown {
+        device_id: String,
+        request_id: Option<String>,
+        transaction_id: String,
+        payload: String,
+        amount: i64,
+    },
+    /// Told to stop showing a QR, or a request was refused (`qr_clear`).
+    QrCleared {
+        device_id: String,
+        transaction_id: Option<String>,
+        request_id: Option<String>,
+        reason: QrClearReason,
+    },
     /// A config push was applied (and reported).
     ConfigApplied {
         device_id: String,
@@ -97,6 +112,8 @@ pub enum SimControl {
     Heartbeat,
     /// Press the volume-up button: volume + 1, reported as a local change.
     PressVolumeUp,
+    /// The merchant keyed in `amount`: ask Gema for a dynamic QR.
+    RequestQr { request_id: String, amount: i64 },
     /// Only acknowledge commands from now on, never finish them (or finish them again).
     StallCommands(bool),
     /// Publish `payload` as is on `devices/<id>/up/<kind>` (e.g. malformed input).
@@ -266,6 +283,10 @@ pub async fn run_device_with(
                         publish(&client, state.report(&id, ReportCause::LocalChange)).await;
                     }
                     SimControl::StallCommands(stall) => state.stall_commands = stall,
+                    SimControl::RequestQr { request_id, amount } => {
+                        let request = DynamicQrRequest { request_id, amount };
+                        publish(&client, state.uplink(&id, request)).await;
+                    }
                     SimControl::Raw { kind, payload } => publish(&client, (kind, payload)).await,
                 }
                 continue;
@@ -466,7 +487,41 @@ async fn operate(
                 .await;
             Some(replies)
         }
-        _ => None,
+        DownlinkBody::DynamicQrShow(show) => {
+            tracing::info!(device_id, transaction_id = %show.transaction_id, amount = show.amount, "sim: showing a QR");
+            let _ = events
+                .send(SimEvent::QrShown {
+                    device_id: device_id.into(),
+                    request_id: show.request_id.clone(),
+                    transaction_id: show.transaction_id.clone(),
+                    payload: show.payload.clone(),
+                    amount: show.amount,
+                })
+                .await;
+            let ack = Ack {
+                acked_msg_id: downlink.envelope.msg_id.clone(),
+                transaction_id: Some(show.transaction_id),
+                status: AckStatus::Processed,
+            };
+            Some(vec![state.uplink(device_id, ack)])
+        }
+        DownlinkBody::DynamicQrClear(clear) => {
+            let _ = events
+                .send(SimEvent::QrCleared {
+                    device_id: device_id.into(),
+                    transaction_id: clear.transaction_id.clone(),
+                    request_id: clear.request_id.clone(),
+                    reason: clear.reason,
+                })
+                .await;
+            let ack = Ack {
+                acked_msg_id: downlink.envelope.msg_id.clone(),
+                transaction_id: clear.transaction_id,
+                status: AckStatus::Processed,
+            };
+            Some(vec![state.uplink(device_id, ack)])
+        }
+        DownlinkBody::Announce(_) => None,
     }
 }
 
@@ -728,6 +783,12 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
                 }
                 Some(SimEvent::Command { device_id, command_id, state }) => {
                     println!("{device_id}: command {command_id} {state:?}")
+                }
+                Some(SimEvent::QrShown { device_id, transaction_id, amount, .. }) => {
+                    println!("{device_id}: showing a QR for {amount} rupiah ({transaction_id})")
+                }
+                Some(SimEvent::QrCleared { device_id, reason, .. }) => {
+                    println!("{device_id}: QR cleared ({reason:?})")
                 }
                 Some(SimEvent::ConfigApplied { device_id, version, volume }) => {
                     println!("{device_id}: config version {version} applied (volume {volume})")

@@ -377,3 +377,187 @@ async fn commands_go_through_every_final_state() {
         vec!["succeeded", "failed", "timed_out", "failed", "expired"]
     );
 }
+
+const MIDTRANS_KEY: &str = "SB-Mid-server-ops-e2e";
+/// A static QRIS (the shared domain test vector), the base of the dynamic codes.
+const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_qr_asked_for_by_the_device_is_paid_then_cleared_and_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", MIDTRANS_KEY)],
+    );
+    // An approved merchant's terminal with a static QRIS, and a bound device.
+    let (_, m) = daemon
+        .post("/api/v1/merchants", json!({ "name": "Warung Sari" }))
+        .await;
+    let m = m["id"].as_str().unwrap().to_string();
+    daemon
+        .post(&format!("/api/v1/merchants/{m}/approve"), json!({}))
+        .await;
+    let (_, o) = daemon
+        .post(
+            "/api/v1/outlets",
+            json!({ "merchant_id": m, "name": "Pasar Baru" }),
+        )
+        .await;
+    let (_, t) = daemon
+        .post(
+            "/api/v1/terminals",
+            json!({ "outlet_id": o["id"], "label": "K1" }),
+        )
+        .await;
+    let terminal = t["id"].as_str().unwrap().to_string();
+    let (status, body) = daemon
+        .patch(
+            &format!("/api/v1/terminals/{terminal}"),
+            json!({ "static_qris": STATIC_QRIS }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut sim = connected_device(&daemon, "SB-OPS-E2E-4").await;
+    let id = sim.device_id.clone();
+
+    // Unbound: the request is refused.
+    sim.controls
+        .send(SimControl::RequestQr {
+            request_id: "req-unbound".into(),
+            amount: 10_000,
+        })
+        .await
+        .unwrap();
+    let refused = next_event(&mut sim.events, |e| matches!(e, SimEvent::QrCleared { .. })).await;
+    assert!(
+        matches!(&refused, SimEvent::QrCleared { reason: gema_firmware_protocol::QrClearReason::Refused, request_id: Some(r), transaction_id: None, .. } if r == "req-unbound"),
+        "{refused:?}"
+    );
+
+    let (status, _) = daemon
+        .post(
+            &format!("/api/v1/devices/{id}/bind"),
+            json!({ "terminal_id": terminal }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // The merchant keys in 25,000 on the device.
+    sim.controls
+        .send(SimControl::RequestQr {
+            request_id: "req-1".into(),
+            amount: 25_000,
+        })
+        .await
+        .unwrap();
+    let shown = next_event(&mut sim.events, |e| matches!(e, SimEvent::QrShown { .. })).await;
+    let SimEvent::QrShown {
+        request_id,
+        transaction_id,
+        payload,
+        amount,
+        ..
+    } = shown
+    else {
+        unreachable!()
+    };
+    assert_eq!(request_id.as_deref(), Some("req-1"));
+    assert_eq!(amount, 25_000);
+    // The payload is a valid dynamic QRIS for that amount with a correct CRC.
+    let qris = gema_qris::decode(&payload).expect("a valid QRIS");
+    assert_eq!(qris.amount(), Some(25_000));
+    assert_eq!(
+        qris.point_of_initiation(),
+        Some(gema_qris::PointOfInitiation::Dynamic)
+    );
+    let (body, crc) = payload.split_at(payload.len() - 4);
+    assert_eq!(crc, gema_qris::crc16_hex(body.as_bytes()));
+    // …and a pending transaction exists for it.
+    let (_, trx) = daemon
+        .get(&format!("/api/v1/transactions/{transaction_id}"))
+        .await;
+    assert_eq!(trx["status"], "pending");
+    assert_eq!(trx["amount"], 25_000);
+    assert_eq!(trx["terminal_id"], terminal.as_str());
+    let order_ref = trx["order_ref"].as_str().unwrap().to_string();
+
+    // A retried request gets the same QR, not a second transaction.
+    sim.controls
+        .send(SimControl::RequestQr {
+            request_id: "req-1".into(),
+            amount: 25_000,
+        })
+        .await
+        .unwrap();
+    let again = next_event(&mut sim.events, |e| matches!(e, SimEvent::QrShown { .. })).await;
+    assert!(
+        matches!(&again, SimEvent::QrShown { transaction_id: t, .. } if *t == transaction_id),
+        "{again:?}"
+    );
+
+    // The customer pays: the device is told to close the QR, and announces.
+    let notification = json!({
+        "transaction_time": "2026-11-21 10:00:00", "transaction_status": "settlement",
+        "transaction_id": format!("mt-{order_ref}"), "status_code": "200",
+        "signature_key": gema_gateway::payments::providers::midtrans_signature(
+            &order_ref, "200", "25000.00", MIDTRANS_KEY),
+        "payment_type": "qris", "order_id": order_ref, "issuer": "gopay",
+        "gross_amount": "25000.00", "fraud_status": "accept", "currency": "IDR",
+    });
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/payments/midtrans/notification",
+            daemon.api_url
+        ))
+        .json(&notification)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut spoke = false;
+    let mut cleared = false;
+    while !(spoke && cleared) {
+        let event = next_event(&mut sim.events, |e| {
+            matches!(e, SimEvent::Spoke { .. } | SimEvent::QrCleared { .. })
+        })
+        .await;
+        match event {
+            SimEvent::Spoke {
+                transaction_id: t,
+                amount,
+                ..
+            } => {
+                assert_eq!((t.as_str(), amount), (transaction_id.as_str(), 25_000));
+                spoke = true;
+            }
+            SimEvent::QrCleared {
+                transaction_id: t,
+                reason,
+                ..
+            } => {
+                assert_eq!(t.as_deref(), Some(transaction_id.as_str()));
+                assert_eq!(reason, gema_firmware_protocol::QrClearReason::Paid);
+                cleared = true;
+            }
+            _ => unreachable!(),
+        }
+    }
+    let (_, messages) = daemon.get(&format!("/api/v1/devices/{id}/messages")).await;
+    let topics: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["topic"].as_str().unwrap())
+        .collect();
+    for end in [
+        "/up/qr_request",
+        "/down/qr_show",
+        "/down/qr_clear",
+        "/down/announce",
+    ] {
+        assert!(
+            topics.iter().any(|t| t.ends_with(end)),
+            "{end} not traced: {topics:?}"
+        );
+    }
+}
