@@ -757,3 +757,143 @@ async fn commands_reach_every_final_state() {
         assert!(statuses.contains(&status), "{status:?} never reached");
     }
 }
+
+const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
+
+fn published_qr(h: &Harness) -> Vec<DownlinkBody> {
+    h.wire
+        .0
+        .lock()
+        .unwrap()
+        .published
+        .iter()
+        .filter(|(_, d)| {
+            matches!(
+                d.body,
+                DownlinkBody::DynamicQrShow(_) | DownlinkBody::DynamicQrClear(_)
+            )
+        })
+        .map(|(_, d)| d.body.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let request = |id: &str, amount: i64| DynamicQrRequest {
+        request_id: id.into(),
+        amount,
+    };
+    // No payments attached: refused.
+    h.connect().await;
+    h.send(request("r0", 15_000)).await;
+    assert!(matches!(
+        published_qr(&h).last(),
+        Some(DownlinkBody::DynamicQrClear(DynamicQrClear {
+            reason: QrClearReason::Refused,
+            ..
+        }))
+    ));
+
+    let payments = gema_gateway::payments::Payments::new(
+        h.store.clone(),
+        gema_gateway::payments::PaymentSettings::default(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    h.ops.attach_payments(payments);
+    // Not bound to a terminal: refused.
+    h.send(request("r1", 15_000)).await;
+    assert_eq!(published_qr(&h).len(), 2);
+
+    let m = h
+        .store
+        .create_merchant(NewMerchant {
+            name: "Warung".into(),
+            email: None,
+            phone: None,
+        })
+        .await
+        .unwrap();
+    h.store
+        .transition_merchant(
+            &m.id,
+            &[MerchantStatus::Pending],
+            MerchantStatus::Approved,
+            None,
+        )
+        .await
+        .unwrap();
+    let o = h
+        .store
+        .create_outlet(NewOutlet {
+            merchant_id: m.id,
+            name: "O".into(),
+            address: None,
+            city: None,
+        })
+        .await
+        .unwrap();
+    let t = h
+        .store
+        .create_terminal(NewTerminal {
+            outlet_id: o.id,
+            label: "K2".into(),
+            name: None,
+            payment_ref: None,
+            static_qris: Some(STATIC_QRIS.into()),
+        })
+        .await
+        .unwrap();
+    h.store.bind_device(&h.device_id, &t.id).await.unwrap();
+
+    // A malformed request (amount 0) is refused by the decoder: nothing is made.
+    h.send(request("r2", 0)).await;
+    assert_eq!(published_qr(&h).len(), 2);
+
+    h.send(request("r3", 15_000)).await;
+    let shows = published_qr(&h);
+    let Some(DownlinkBody::DynamicQrShow(show)) = shows.last() else {
+        panic!("no qr_show: {shows:?}");
+    };
+    assert_eq!(show.request_id.as_deref(), Some("r3"));
+    assert_eq!(show.amount, 15_000);
+    assert_eq!(
+        gema_qris::decode(&show.payload).unwrap().amount(),
+        Some(15_000)
+    );
+    let trx = h.store.get_transaction(&show.transaction_id).await.unwrap();
+    assert_eq!(trx.status, TransactionStatus::Pending);
+    assert_eq!(trx.terminal_id, t.id);
+    // The device's QR timeout (300 s by default) is the transaction's lifetime.
+    assert!((trx.expires_at_ms - trx.created_at.unix_timestamp() * 1000 - 300_000).abs() < 2_000);
+
+    // Nothing to clear while pending; once expired, one qr_clear (expired).
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 3);
+    h.store
+        .expire_due_transactions(trx.expires_at_ms, 10)
+        .await
+        .unwrap();
+    h.ops.sweep_commands().await;
+    h.ops.sweep_commands().await;
+    let all = published_qr(&h);
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        all[3],
+        DownlinkBody::DynamicQrClear(DynamicQrClear {
+            transaction_id: Some(show.transaction_id.clone()),
+            request_id: Some("r3".into()),
+            reason: QrClearReason::Expired,
+        })
+    );
+    // A late retry of the same request is told it expired, no new transaction.
+    h.send(request("r3", 15_000)).await;
+    let all = published_qr(&h);
+    assert!(matches!(
+        &all[4],
+        DownlinkBody::DynamicQrClear(DynamicQrClear {
+            reason: QrClearReason::Expired,
+            ..
+        })
+    ));
+}
