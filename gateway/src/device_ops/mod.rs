@@ -1,5 +1,5 @@
 //! Device operations: heartbeats and health, presence, desired/reported config and its
-//! delivery, and the message trace.
+//! delivery, commands, dynamic QR codes asked for by devices, and the message trace.
 //!
 //! [`DeviceOps`] sits between the broker's streams and the announcement relay:
 //! [`DeviceOps::run`] takes every uplink and presence change, traces it, hands `ack`
@@ -12,6 +12,18 @@
 //! and every `config_retry_interval`), then waits for the device's `reported_config`
 //! naming the version. A device that was offline gets the current desired config when it
 //! connects (replay on connect; nothing is retained in the broker).
+//!
+//! Commands: the `device_commands` row is the outbox too. A new command is published at
+//! once to a connected device, to an offline one when it connects (or failed at once if it
+//! is `interactive`); a sweep every `command_sweep_interval` retries queued ones, expires
+//! those never delivered (`expired`) and closes delivered ones with no final result by
+//! their deadline (`timed_out`). The device's `command_result`s move it forward only.
+//! Delivery is at least once; the device deduplicates on `command_id`.
+//!
+//! Dynamic QR: a device's `qr_request` becomes a pending transaction through
+//! [`crate::payments::Payments::dynamic_qr`] (the device's `qr_timeout_s` as its lifetime),
+//! answered by `qr_show`; the same request id gets the same QR. The sweep sends `qr_clear`
+//! (`paid`, `expired`, `cancelled`) once the transaction leaves `pending`.
 //!
 //! Every uplink that fails to decode or validate is counted
 //! (`gema_uplinks_rejected_total{reason, kind}`) and logged, and otherwise ignored; only a
