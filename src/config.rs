@@ -391,6 +391,8 @@ pub struct DevicesConfig {
     pub low_battery_pct: u8,
     /// Signal at or below this dBm degrades health.
     pub weak_signal_dbm: i16,
+    /// Failed announcements degrade health while their expiry is within this window.
+    pub health_failed_delivery_window_secs: u64,
     /// Heartbeats kept per device in the database (the newest).
     pub heartbeat_history: u32,
     /// MQTT messages kept per device in the in-memory message trace.
@@ -416,6 +418,7 @@ impl Default for DevicesConfig {
             health_offline_after_secs: 600,
             low_battery_pct: 20,
             weak_signal_dbm: -100,
+            health_failed_delivery_window_secs: 86_400,
             heartbeat_history: 100,
             trace_per_device: 50,
             trace_max_devices: 10_000,
@@ -476,6 +479,9 @@ impl DevicesConfig {
                 offline_after: Duration::from_secs(self.health_offline_after_secs),
                 low_battery_pct: self.low_battery_pct,
                 weak_signal_dbm: self.weak_signal_dbm,
+                failed_delivery_window: Duration::from_secs(
+                    self.health_failed_delivery_window_secs,
+                ),
             },
             heartbeat_history: self.heartbeat_history,
             trace_per_device: self.trace_per_device,

@@ -361,4 +361,12 @@ pub trait DeviceOpsStore: Send + Sync {
         reason: &str,
         now_ms: i64,
     ) -> StoreResult<()>;
+
+    /// For each of `device_ids` with any: how many of its announcements failed (status
+    /// `failed`) among those expiring after `since_ms`.
+    async fn failed_announcement_counts(
+        &self,
+        device_ids: &[String],
+        since_ms: i64,
+    ) -> StoreResult<Vec<(String, i64)>>;
 }

@@ -563,6 +563,26 @@ macro_rules! impl_device_ops_store {
                 tx.commit().await?;
                 Ok(())
             }
+
+            async fn failed_announcement_counts(
+                &self,
+                device_ids: &[String],
+                since_ms: i64,
+            ) -> $crate::StoreResult<Vec<(String, i64)>> {
+                if device_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT device_id, COUNT(*) FROM announcements WHERE status = 'failed' \
+                     AND expires_at_ms > $1 AND device_id IN ({}) GROUP BY device_id",
+                    $crate::sql_device_ops::placeholders(2, device_ids.len())
+                );
+                let mut query = sqlx::query_as::<_, (String, i64)>(&sql).bind(since_ms);
+                for id in device_ids {
+                    query = query.bind(id);
+                }
+                Ok(query.fetch_all(&self.read).await?)
+            }
         }
     };
 }

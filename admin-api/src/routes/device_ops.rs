@@ -53,7 +53,7 @@ impl From<HealthStatus> for ops::HealthStatus {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthReasonView {
     /// `never_seen`, `disconnected`, `no_heartbeat`, `stale_heartbeat`, `low_battery`,
-    /// `weak_signal`, `config_drift`, `config_push_failed`.
+    /// `weak_signal`, `config_drift`, `config_push_failed`, `failed_deliveries`.
     pub code: &'static str,
     pub message: String,
 }

@@ -18,6 +18,9 @@ pub struct HealthSettings {
     pub low_battery_pct: u8,
     /// Signal at or below this dBm is a reason.
     pub weak_signal_dbm: i16,
+    /// Announcements that failed (no ack after every attempt, or refused) count as a
+    /// reason while their expiry is within this window.
+    pub failed_delivery_window: Duration,
 }
 
 impl Default for HealthSettings {
@@ -27,6 +30,7 @@ impl Default for HealthSettings {
             offline_after: Duration::from_secs(600),
             low_battery_pct: 20,
             weak_signal_dbm: -100,
+            failed_delivery_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -82,6 +86,10 @@ pub enum HealthReason {
     ConfigDrift,
     /// The desired config could not be delivered, or the device refused it.
     ConfigPushFailed,
+    /// Announcements to the device failed within the window.
+    FailedDeliveries {
+        count: i64,
+    },
 }
 
 impl HealthReason {
@@ -95,6 +103,7 @@ impl HealthReason {
             HealthReason::WeakSignal { .. } => "weak_signal",
             HealthReason::ConfigDrift => "config_drift",
             HealthReason::ConfigPushFailed => "config_push_failed",
+            HealthReason::FailedDeliveries { .. } => "failed_deliveries",
         }
     }
 
@@ -113,6 +122,9 @@ impl HealthReason {
             HealthReason::ConfigPushFailed => {
                 "the desired config was not delivered or was refused".into()
             }
+            HealthReason::FailedDeliveries { count } => {
+                format!("{count} announcement(s) failed to reach the device recently")
+            }
         }
     }
 
@@ -125,6 +137,7 @@ impl HealthReason {
             HealthReason::WeakSignal { .. } => 15,
             HealthReason::ConfigDrift => 15,
             HealthReason::ConfigPushFailed => 20,
+            HealthReason::FailedDeliveries { .. } => 20,
         }
     }
 }
@@ -149,6 +162,8 @@ pub struct HealthInput<'a> {
     pub heartbeat: Option<&'a HeartbeatRecord>,
     pub config_drift: bool,
     pub config_push: Option<ConfigPushStatus>,
+    /// Failed announcements within the window.
+    pub failed_deliveries: i64,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -216,6 +231,11 @@ pub fn summarize(input: HealthInput<'_>, settings: &HealthSettings, now_ms: i64)
     ) {
         reasons.push(HealthReason::ConfigPushFailed);
     }
+    if input.failed_deliveries > 0 {
+        reasons.push(HealthReason::FailedDeliveries {
+            count: input.failed_deliveries,
+        });
+    }
     let status = if offline {
         HealthStatus::Offline
     } else if reasons.is_empty() {
@@ -268,6 +288,7 @@ mod tests {
             heartbeat: hb,
             config_drift: false,
             config_push: None,
+            failed_deliveries: 0,
         }
     }
 
@@ -341,6 +362,7 @@ mod tests {
             HealthInput {
                 config_drift: true,
                 config_push: Some(ConfigPushStatus::Failed),
+                failed_deliveries: 2,
                 ..input(true, Some(&hb))
             },
             &settings,
@@ -353,10 +375,11 @@ mod tests {
                 "low_battery",
                 "weak_signal",
                 "config_drift",
-                "config_push_failed"
+                "config_push_failed",
+                "failed_deliveries"
             ]
         );
-        assert_eq!(s.score, 100 - 20 - 15 - 15 - 20);
+        assert_eq!(s.score, 100 - 20 - 15 - 15 - 20 - 20);
         // Charging: a low battery is not a problem.
         let charging = heartbeat(0, Some(15), true, -60);
         let s = summarize(input(true, Some(&charging)), &settings, 1_000);

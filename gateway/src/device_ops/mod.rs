@@ -537,6 +537,10 @@ impl DeviceOps {
         let presences = store.presences(device_ids).await?;
         let configs = store.device_configs(device_ids).await?;
         let now = self.inner.clock.now_ms();
+        let window = duration_ms(self.inner.settings.health.failed_delivery_window);
+        let failures = store
+            .failed_announcement_counts(device_ids, now - window)
+            .await?;
         let mut out = HashMap::new();
         for id in device_ids {
             let heartbeat = heartbeats.iter().find(|h| &h.device_id == id);
@@ -550,6 +554,10 @@ impl DeviceOps {
                     heartbeat,
                     config_drift: state.as_ref().is_some_and(|s| s.sync == ConfigSync::Drift),
                     config_push: config.map(|c| c.push_status),
+                    failed_deliveries: failures
+                        .iter()
+                        .find(|(d, _)| d == id)
+                        .map_or(0, |(_, n)| *n),
                 },
                 &self.inner.settings.health,
                 now,

@@ -490,3 +490,52 @@ pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
+
+pub async fn failed_announcements_are_counted_per_device(store: Arc<dyn Store>) {
+    use crate::payments::{Rules, event, inbox, now_ms, order, terminal_with_device};
+    let (terminal, device) = terminal_with_device(&*store, "FAIL-A").await;
+    let (_, quiet) = terminal_with_device(&*store, "FAIL-B").await;
+    for n in 0..3 {
+        let order_ref = format!("FAIL-ORD-{n}");
+        order(&*store, &terminal, &order_ref, 1_000).await;
+        store
+            .apply_payment_event(inbox(), event(&order_ref, "paid", 1_000), &Rules)
+            .await
+            .unwrap();
+    }
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3);
+    for a in &due[..2] {
+        store
+            .record_delivery(
+                &a.id,
+                DeliveryResult::Failed {
+                    error: "no ack".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let ids = [device.id.clone(), quiet.id.clone()];
+    let counts = store.failed_announcement_counts(&ids, 0).await.unwrap();
+    assert_eq!(counts, vec![(device.id.clone(), 2)]);
+    // Only those expiring after the window's start count.
+    let late = due[0].expires_at_ms.max(due[1].expires_at_ms);
+    assert!(
+        store
+            .failed_announcement_counts(&ids, late)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .failed_announcement_counts(&[], 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -48,7 +48,8 @@ macro_rules! conformance {
                 desired_config_versions_guard_concurrent_writers,
                 a_report_before_any_desired_config_is_kept,
                 commands_move_through_their_states_once,
-                qr_requests_are_kept_once_and_closed_when_their_transaction_moves
+                qr_requests_are_kept_once_and_closed_when_their_transaction_moves,
+                failed_announcements_are_counted_per_device
             );
         }
     };

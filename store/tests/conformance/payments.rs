@@ -35,12 +35,12 @@ impl PaymentRules for Rules {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     let now = OffsetDateTime::now_utc();
     now.unix_timestamp() * 1000 + i64::from(now.millisecond())
 }
 
-fn inbox() -> InboxEntry {
+pub(crate) fn inbox() -> InboxEntry {
     InboxEntry {
         provider: "midtrans".into(),
         received_at: OffsetDateTime::now_utc(),
@@ -49,7 +49,7 @@ fn inbox() -> InboxEntry {
     }
 }
 
-fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent {
+pub(crate) fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent {
     IncomingEvent {
         provider: "midtrans".into(),
         provider_transaction_id: format!("mt-{order_ref}"),
