@@ -448,6 +448,18 @@ macro_rules! impl_device_ops_store {
                 &self,
                 now_ms: i64,
             ) -> $crate::StoreResult<Vec<$crate::CommandRecord>> {
+                // A read first: the sweep runs every second and should not take the write
+                // lock when nothing is due.
+                let due: Option<(String,)> = sqlx::query_as(
+                    "SELECT id FROM device_commands WHERE (status = 'queued' AND expires_at_ms <= $1) \
+                     OR (status IN ('sent', 'acknowledged') AND result_deadline_ms <= $1) LIMIT 1",
+                )
+                .bind(now_ms)
+                .fetch_optional(&self.read)
+                .await?;
+                if due.is_none() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.begin_write().await?;
                 let mut changed = sqlx::query_as::<_, $crate::CommandRecord>(
                     "UPDATE device_commands SET status = 'expired', completed_at_ms = $1, \

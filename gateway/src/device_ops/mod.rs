@@ -324,29 +324,26 @@ impl DeviceOps {
             let ops = self.clone();
             async move {
                 while let Some(change) = presence.recv().await {
-                    ops.handle_presence(&change).await;
-                    if presence_to_relay.send(change).await.is_err() {
+                    // The relay first: a reconnect's announcement replay must not wait
+                    // behind config and command lookups.
+                    if presence_to_relay.send(change.clone()).await.is_err() {
                         break;
                     }
+                    ops.handle_presence(&change).await;
                 }
             }
         });
         tokio::pin!(shutdown);
         let mut command_tick = tokio::time::interval(self.inner.settings.command_sweep_interval);
         command_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut config_due = true;
+        let mut config_tick = tokio::time::interval(self.inner.settings.config_retry_interval);
+        config_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if config_due {
-                self.push_due_configs().await;
-            }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.inner.wake_pusher.notified() => config_due = true,
-                _ = tokio::time::sleep(self.inner.settings.config_retry_interval) => config_due = true,
-                _ = command_tick.tick() => {
-                    config_due = false;
-                    self.sweep_commands().await;
-                }
+                _ = self.inner.wake_pusher.notified() => self.push_due_configs().await,
+                _ = config_tick.tick() => self.push_due_configs().await,
+                _ = command_tick.tick() => self.sweep_commands().await,
             }
         }
         router.abort();
