@@ -21,6 +21,8 @@ use gema_store::*;
 #[derive(Debug, Default)]
 struct Wire {
     connected: HashSet<String>,
+    /// Publishes fail (no PUBACK) while set.
+    failing: bool,
     published: Vec<(String, Downlink)>,
     disconnects: usize,
 }
@@ -40,6 +42,9 @@ impl DeviceTransport for RecordingTransport {
         let mut wire = self.0.lock().unwrap();
         if !wire.connected.contains(device_id) {
             return PublishOutcome::Offline;
+        }
+        if wire.failing {
+            return PublishOutcome::Failed("no PUBACK".into());
         }
         let downlink: Downlink = decode(&payload, Encoding::Json).expect("valid downlink");
         assert_eq!(topic, downlink.topic(device_id, Encoding::Json));
@@ -896,4 +901,77 @@ async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires(
             ..
         })
     ));
+}
+
+#[tokio::test]
+async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
+    let h = harness(DeviceOpsSettings {
+        config_retry_interval: Duration::from_millis(20),
+        config_max_attempts: 1_000,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    h.wire.0.lock().unwrap().failing = true;
+    let state = h
+        .ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap();
+    assert_eq!(state.push_status, ConfigPushStatus::Pending);
+    let (_up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    let wait_for = |want: fn(&gema_gateway::device_ops::ConfigState) -> bool| {
+        let ops = h.ops.clone();
+        let id = h.device_id.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let state = ops.config(&id).await.unwrap();
+                if want(&state) {
+                    return state;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never got there: {state:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let failing = wait_for(|s| s.push_attempts >= 2).await;
+    assert_eq!(failing.push_status, ConfigPushStatus::Pending);
+    assert_eq!(failing.push_error.as_deref(), Some("no PUBACK"));
+    h.wire.0.lock().unwrap().failing = false;
+    let sent = wait_for(|s| s.push_status == ConfigPushStatus::Sent).await;
+    assert_eq!(sent.desired_version, 1);
+    assert_eq!(h.published_configs().len(), 1);
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+
+    // With a budget of one attempt, a failure is final until an operator retries.
+    let h = harness(DeviceOpsSettings {
+        config_max_attempts: 1,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    h.wire.0.lock().unwrap().failing = true;
+    h.ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap();
+    h.ops.retry_config_push(&h.device_id).await.unwrap();
+    let failed = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(failed.push_status, ConfigPushStatus::Failed);
+    assert_eq!(codes(&h.health().await), vec!["config_push_failed"]);
+    h.wire.0.lock().unwrap().failing = false;
+    let retried = h.ops.retry_config_push(&h.device_id).await.unwrap();
+    assert_eq!(retried.push_status, ConfigPushStatus::Sent);
 }
