@@ -203,6 +203,74 @@ async fn config_is_applied_and_acked_and_a_button_press_shows_drift() {
     let down = list.iter().find(|m| m["direction"] == "down").unwrap();
     assert_eq!(down["outcome"], "acknowledged");
     assert!(down["size"].as_u64().unwrap() > 0);
+
+    // The same through the CLI.
+    let status = daemon.cli_ok(&["device", "status", &id]);
+    assert!(
+        status.starts_with(&format!("device {id} is online")),
+        "{status}"
+    );
+    let listed = daemon.cli_ok(&["device", "list", "--health", "online", "-q"]);
+    assert_eq!(listed, id);
+    let set = daemon.cli_ok(&[
+        "device",
+        "set-config",
+        &id,
+        "--version",
+        "2",
+        "--volume",
+        "5",
+    ]);
+    assert!(set.starts_with("config version 3"), "{set}");
+    next_event(&mut sim.events, |e| {
+        matches!(
+            e,
+            SimEvent::ConfigApplied {
+                version: 3,
+                volume: 5,
+                ..
+            }
+        )
+    })
+    .await;
+    let stale = daemon.cli(&[
+        "device",
+        "set-config",
+        &id,
+        "--version",
+        "2",
+        "--volume",
+        "6",
+    ]);
+    assert!(!stale.status.success());
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("stale_version"));
+    let command = daemon.cli_ok(&[
+        "device",
+        "command",
+        &id,
+        "set_volume",
+        "--args",
+        r#"{"volume":2}"#,
+        "-q",
+    ]);
+    assert!(command.starts_with("cmd_"), "{command}");
+    let shown = eventually(
+        &daemon,
+        &format!("/api/v1/devices/{id}/commands/{command}"),
+        |c| c["status"] == "succeeded",
+    )
+    .await;
+    assert_eq!(shown["result"]["volume"], "2");
+    let commands = daemon.cli_ok(&["device", "commands", &id]);
+    assert!(
+        commands.contains(&command) && commands.contains("succeeded"),
+        "{commands}"
+    );
+    let trace = daemon.cli_ok(&["device", "messages", &id]);
+    assert!(
+        trace.contains("/down/command") && trace.contains("/up/command_result"),
+        "{trace}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
