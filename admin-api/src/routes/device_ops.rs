@@ -99,7 +99,9 @@ impl From<&HealthSummary> for HealthSummaryView {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HealthQuery {
-    /// Only devices with this health status.
+    /// Only devices with this health status. The page is filled by scanning further (at
+    /// most 20 registry pages per request), so a page may hold fewer than `limit` devices
+    /// while `next_cursor` is set.
     pub health: Option<HealthStatus>,
 }
 

@@ -384,7 +384,8 @@ impl AnnouncementRelay {
     /// logged; one bad message never costs the device its connection.
     pub async fn handle_uplink(&self, message: UplinkMessage) {
         let Ok(topic) = parse_topic(&message.topic) else {
-            metrics::counter!("gema_uplinks_rejected_total", "reason" => "topic").increment(1);
+            metrics::counter!("gema_uplinks_rejected_total", "reason" => "topic", "kind" => "unknown")
+                .increment(1);
             tracing::warn!(device_id = %message.device_id, topic = %message.topic, "uplink on an unknown topic");
             return;
         };
@@ -394,7 +395,7 @@ impl AnnouncementRelay {
         let uplink: Uplink = match decode_on_topic(&topic, &message.payload) {
             Ok(uplink) => uplink,
             Err(err) => {
-                metrics::counter!("gema_uplinks_rejected_total", "reason" => "payload")
+                metrics::counter!("gema_uplinks_rejected_total", "reason" => "payload", "kind" => "ack")
                     .increment(1);
                 tracing::warn!(device_id = %message.device_id, error = %err, "malformed ack uplink");
                 return;
