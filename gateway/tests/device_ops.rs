@@ -975,3 +975,74 @@ async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
     let retried = h.ops.retry_config_push(&h.device_id).await.unwrap();
     assert_eq!(retried.push_status, ConfigPushStatus::Sent);
 }
+
+#[tokio::test]
+async fn the_health_filter_pages_by_cursor_across_registry_pages() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let mut ids = vec![h.device_id.clone()];
+    for n in 2..=6 {
+        let d = h
+            .store
+            .create_device(NewDevice {
+                serial: format!("SB-PAGE-{n}"),
+                model: "SB-100".into(),
+                firmware_version: None,
+                secret_hash: "h".into(),
+            })
+            .await
+            .unwrap();
+        ids.push(d.id);
+    }
+    // Devices 2 and 5 (of 6) are online.
+    for id in [&ids[1], &ids[4]] {
+        h.wire.0.lock().unwrap().connected.insert(id.clone());
+        h.ops
+            .handle_uplink(UplinkMessage {
+                device_id: id.clone(),
+                topic: topic::topic(id, MessageKind::Heartbeat, Encoding::Json),
+                payload: encode(
+                    &Uplink::new(Envelope::new("hb", START), heartbeat(90)),
+                    Encoding::Json,
+                ),
+            })
+            .await;
+    }
+    let filter = DeviceFilter::default();
+    let mut after = None;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let page = h
+            .ops
+            .devices_with_health(
+                &filter,
+                &PageRequest {
+                    after: after.clone(),
+                    limit: 1,
+                },
+                Some(HealthStatus::Online),
+            )
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|(d, s)| {
+            assert_eq!(s.status, HealthStatus::Online);
+            d.id.clone()
+        }));
+        after = page.next_after;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, vec![ids[1].clone(), ids[4].clone()]);
+    assert!(after.is_none(), "the last page has no cursor");
+    let offline = h
+        .ops
+        .devices_with_health(
+            &filter,
+            &PageRequest::first(50),
+            Some(HealthStatus::Offline),
+        )
+        .await
+        .unwrap();
+    assert_eq!(offline.items.len(), 4);
+    assert_eq!(offline.next_after, None);
+}
