@@ -269,8 +269,9 @@ macro_rules! impl_payment_store {
             ) -> $crate::StoreResult<Vec<$crate::AnnouncementDelivery>> {
                 Ok(sqlx::query_as::<_, $crate::AnnouncementDelivery>(
                     "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
-                     t.amount, t.issuer, t.provider, t.paid_at \
+                     t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
                      FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
+                     LEFT JOIN device_configs c ON c.device_id = a.device_id \
                      WHERE a.status = 'pending' AND a.device_id IS NOT NULL \
                      AND a.next_attempt_at_ms <= $1 AND ($2 IS NULL OR a.device_id = $2) \
                      ORDER BY a.device_id, a.sequence LIMIT $3",

@@ -39,7 +39,7 @@ pub struct RelaySettings {
     pub max_attempts: i64,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// Language of announcements until devices carry their own setting.
+    /// Language of announcements to devices with no desired config (see `device_ops`).
     pub language: Language,
     /// How often an offline device's pending announcements are looked at again, in case
     /// its reconnect event was lost.
@@ -273,7 +273,10 @@ impl AnnouncementRelay {
                 currency: Currency::Idr,
                 provider: a.provider.clone().unwrap_or_else(|| "direct".into()),
                 issuer: a.issuer.clone(),
-                language: self.settings.language,
+                language: announcement_language(
+                    a.desired_config.as_deref(),
+                    self.settings.language,
+                ),
                 paid_at: a.paid_at.map(unix_ms).unwrap_or(now),
                 expires_at: a.expires_at_ms,
                 sequence: u64::try_from(a.sequence).unwrap_or(0),
@@ -425,5 +428,33 @@ impl AnnouncementRelay {
             }
             None => {}
         }
+    }
+}
+
+/// The language of the device's desired config (JSON), or `default` when it has none (or
+/// it cannot be read).
+fn announcement_language(desired_config: Option<&str>, default: Language) -> Language {
+    #[derive(serde::Deserialize)]
+    struct LanguageOnly {
+        language: Language,
+    }
+    desired_config
+        .and_then(|json| serde_json::from_str::<LanguageOnly>(json).ok())
+        .map_or(default, |c| c.language)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_follow_the_devices_desired_language() {
+        let en = r#"{"volume":5,"language":"en","heartbeat_interval_s":60,"qr_timeout_s":300,"quiet_hours":null}"#;
+        assert_eq!(announcement_language(Some(en), Language::Id), Language::En);
+        assert_eq!(announcement_language(None, Language::Id), Language::Id);
+        assert_eq!(
+            announcement_language(Some("{oops"), Language::Id),
+            Language::Id
+        );
     }
 }

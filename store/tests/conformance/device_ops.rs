@@ -508,6 +508,20 @@ pub async fn failed_announcements_are_counted_per_device(store: Arc<dyn Store>) 
         .await
         .unwrap();
     assert_eq!(due.len(), 3);
+    assert_eq!(due[0].desired_config, None, "no desired config yet");
+    store
+        .set_desired_config(&device.id, 0, r#"{"language":"en"}"#, 1)
+        .await
+        .unwrap();
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3, "the config join adds no rows");
+    assert_eq!(
+        due[0].desired_config.as_deref(),
+        Some(r#"{"language":"en"}"#)
+    );
     for a in &due[..2] {
         store
             .record_delivery(
