@@ -290,3 +290,63 @@ async fn commands_are_created_listed_and_read() {
         .await;
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn device_operations_are_documented_with_distinct_operation_ids() {
+    let api = TestApi::new().await;
+    let doc = api.get("/api/v1/openapi.json").await;
+    let paths = doc.body["paths"].as_object().unwrap();
+    for (path, method, operation_id) in [
+        ("/api/v1/devices/{id}/status", "get", "device_status"),
+        (
+            "/api/v1/devices/{id}/heartbeats",
+            "get",
+            "device_heartbeats",
+        ),
+        ("/api/v1/devices/{id}/config", "get", "device_config_get"),
+        (
+            "/api/v1/devices/{id}/config",
+            "patch",
+            "device_config_update",
+        ),
+        (
+            "/api/v1/devices/{id}/config/push",
+            "post",
+            "device_config_push_retry",
+        ),
+        ("/api/v1/devices/{id}/messages", "get", "device_messages"),
+        (
+            "/api/v1/devices/{id}/commands",
+            "post",
+            "device_command_create",
+        ),
+        (
+            "/api/v1/devices/{id}/commands",
+            "get",
+            "device_command_list",
+        ),
+        (
+            "/api/v1/devices/{id}/commands/{command_id}",
+            "get",
+            "device_command_get",
+        ),
+    ] {
+        let op = &paths[path][method];
+        assert_eq!(op["operationId"], operation_id, "{method} {path}");
+        assert_eq!(op["tags"][0], "device operations");
+    }
+    // Each of these ids names exactly one operation in the whole document.
+    let ids: Vec<&str> = paths
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    for mine in ids.iter().filter(|id| id.starts_with("device_")) {
+        assert_eq!(ids.iter().filter(|id| *id == mine).count(), 1, "{mine}");
+    }
+    // The list documents its health filter.
+    let params = paths["/api/v1/devices"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(params.iter().any(|p| p["name"] == "health"));
+}
