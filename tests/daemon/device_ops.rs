@@ -411,10 +411,18 @@ async fn commands_go_through_every_final_state() {
 
     // The device goes away.
     sim.task.abort();
-    eventually(&daemon, &format!("/api/v1/devices/{id}"), |d| {
+    let gone = eventually(&daemon, &format!("/api/v1/devices/{id}"), |d| {
         d["health_summary"]["connected"] == false
     })
     .await;
+    assert_eq!(gone["health_summary"]["status"], "offline");
+    assert_eq!(gone["health_summary"]["reasons"][0]["code"], "disconnected");
+    // The broker's reason is kept with the presence change.
+    let status = eventually(&daemon, &format!("/api/v1/devices/{id}/status"), |s| {
+        s["presence"]["connected"] == false
+    })
+    .await;
+    assert!(status["presence"]["reason"].is_string(), "{status}");
     // Interactive: failed at once. Otherwise: waits, then expires.
     let now = command(
         &daemon,
