@@ -637,3 +637,38 @@ async fn a_qr_asked_for_by_the_device_is_paid_then_cleared_and_announced() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_that_floods_malformed_uplinks_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(dir.path(), &[("GEMA_DEVICES__MALFORMED_FLOOD_LIMIT", "3")]);
+    let mut sim = connected_device(&daemon, "SB-OPS-E2E-5").await;
+    for _ in 0..4 {
+        sim.controls
+            .send(SimControl::Raw {
+                kind: MessageKind::Heartbeat,
+                payload: b"\x00garbage".to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+    next_event(&mut sim.events, |e| {
+        matches!(e, SimEvent::Disconnected { .. })
+    })
+    .await;
+    let metrics = daemon.metrics().await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("gema_devices_disconnected_for_flooding_total") && l.ends_with(" 1")
+        ),
+        "{metrics}"
+    );
+    // It may come back (and is served again).
+    next_event(&mut sim.events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    sim.controls.send(SimControl::Heartbeat).await.unwrap();
+    let id = sim.device_id.clone();
+    eventually(&daemon, &format!("/api/v1/devices/{id}/heartbeats"), |h| {
+        h.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+}
