@@ -217,7 +217,7 @@ struct Inner {
     settings: DeviceOpsSettings,
     trace: Arc<MessageTrace>,
     wake_pusher: Notify,
-    /// Device → (minute, malformed uplinks in it).
+    /// Device → (start of its window, malformed uplinks in it).
     malformed: Mutex<HashMap<String, (i64, u32)>>,
     /// Makes the dynamic QRs devices ask for; attached once by the binary.
     payments: std::sync::OnceLock<crate::payments::Payments>,
@@ -430,14 +430,14 @@ impl DeviceOps {
         if limit == 0 {
             return;
         }
-        let minute = self.inner.clock.now_ms().div_euclid(60_000);
+        // A window of one minute from the first malformed uplink (not a clock-aligned
+        // minute, so a burst is never split in two).
+        let now = self.inner.clock.now_ms();
         let flooding = {
             let mut counts = lock(&self.inner.malformed);
-            let entry = counts
-                .entry(message.device_id.clone())
-                .or_insert((minute, 0));
-            if entry.0 != minute {
-                *entry = (minute, 0);
+            let entry = counts.entry(message.device_id.clone()).or_insert((now, 0));
+            if now - entry.0 >= 60_000 {
+                *entry = (now, 0);
             }
             entry.1 += 1;
             entry.1 > limit
