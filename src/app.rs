@@ -13,7 +13,9 @@ use gema_admin_api::{AppState, ProvisioningInfo};
 use gema_broker::Broker;
 use gema_certs::{DevPki, DevPkiOutcome, TlsFiles};
 use gema_gateway::Registry;
+use gema_gateway::clock::{Clock, SystemClock};
 use gema_gateway::credentials::SecretString;
+use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::{AnnouncementRelay, Payments, RelaySettings};
 use gema_gateway::transport::{DeviceTransport, Presence, UplinkMessage};
 use gema_store::{ConnectOptions, Store};
@@ -37,10 +39,16 @@ pub struct App {
     broker: Broker,
     relay: Arc<AnnouncementRelay>,
     wake_relay: Arc<gema_gateway::payments::RelayWake>,
+    device_ops: DeviceOps,
 }
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::build`] with the clock device operations use for health (tests move it).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
 
@@ -61,9 +69,18 @@ impl App {
         )
         .await
         .context("starting the MQTT broker")?;
-        let transport: Arc<dyn DeviceTransport> = Arc::new(crate::devices::BrokerTransport {
-            handle: broker.handle(),
-        });
+        let broker_transport: Arc<dyn DeviceTransport> =
+            Arc::new(crate::devices::BrokerTransport {
+                handle: broker.handle(),
+            });
+        // Every downlink goes through device operations' transport, which traces it.
+        let device_ops = DeviceOps::new(
+            store.clone(),
+            broker_transport,
+            clock,
+            config.devices.settings(),
+        );
+        let transport = device_ops.transport();
         let registry = registry.with_transport(transport.clone());
         let bootstrap_token = registry
             .ensure_bootstrap_token()
@@ -91,6 +108,7 @@ impl App {
             config.payments.settings(),
             wake_relay.clone(),
         );
+        device_ops.attach_payments(payments.clone());
         let relay = AnnouncementRelay::new(
             store.clone(),
             transport,
@@ -100,6 +118,7 @@ impl App {
         let router = gema_admin_api::router(AppState {
             registry,
             payments: payments.clone(),
+            device_ops: device_ops.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });
@@ -138,6 +157,7 @@ impl App {
             broker,
             relay,
             wake_relay,
+            device_ops,
         })
     }
 
@@ -180,9 +200,12 @@ impl App {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-        // Broker → gateway: uplinks and presence, then the relay that consumes them.
+        // Broker → device operations (which traces everything, handles heartbeats, config
+        // reports, …) → the relay (acks and presence).
         let (uplink_tx, uplink_rx) = tokio::sync::mpsc::channel::<UplinkMessage>(4096);
         let (presence_tx, presence_rx) = tokio::sync::mpsc::channel::<Presence>(4096);
+        let (relay_uplink_tx, relay_uplink_rx) = tokio::sync::mpsc::channel::<UplinkMessage>(4096);
+        let (relay_presence_tx, relay_presence_rx) = tokio::sync::mpsc::channel::<Presence>(4096);
         let uplinks = self
             .broker
             .take_uplinks()
@@ -190,7 +213,19 @@ impl App {
         let forward_uplinks = crate::devices::forward_uplinks(uplinks, uplink_tx);
         let forward_presence =
             crate::devices::forward_presence(self.broker.handle().presence(), presence_tx);
-        let relay = tokio::spawn(self.relay.clone().run(uplink_rx, presence_rx, {
+        let device_ops = tokio::spawn(self.device_ops.clone().run(
+            uplink_rx,
+            relay_uplink_tx,
+            presence_rx,
+            relay_presence_tx,
+            {
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }
+            },
+        ));
+        let relay = tokio::spawn(self.relay.clone().run(relay_uplink_rx, relay_presence_rx, {
             let rx = stop_rx.clone();
             async move {
                 let mut rx = rx;
@@ -279,6 +314,7 @@ impl App {
         upkeep.await.context("metrics upkeep task")?;
         sweep.await.context("expiry sweep task")?;
         relay.await.context("announcement relay task")?;
+        device_ops.await.context("device operations task")?;
         #[cfg(unix)]
         reload.await.context("certificate reload task")?;
         self.broker.shutdown().await;

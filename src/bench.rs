@@ -190,6 +190,7 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         drop_ack_percent: Arc::new(AtomicU8::new(0)),
         disconnect_percent: 0,
         keep_alive: Duration::from_secs(60),
+        periodic_heartbeats: false,
     };
     let started = Instant::now();
     let fleet: Vec<_> = provisioned

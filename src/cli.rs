@@ -278,12 +278,65 @@ pub enum DeviceCommand {
         /// active or disabled.
         #[arg(long)]
         status: Option<String>,
+        /// online, degraded or offline.
+        #[arg(long)]
+        health: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long)]
         cursor: Option<String>,
     },
     Show {
+        id: String,
+    },
+    /// Health, presence, last heartbeat and config sync of a device.
+    Status {
+        id: String,
+    },
+    /// Desired and reported config.
+    Config {
+        id: String,
+    },
+    /// Change the desired config; pass the version `config` showed (a stale one is refused).
+    SetConfig {
+        id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        volume: Option<u8>,
+        /// id or en.
+        #[arg(long)]
+        language: Option<String>,
+        #[arg(long)]
+        heartbeat_interval: Option<u32>,
+        #[arg(long)]
+        qr_timeout: Option<u32>,
+    },
+    /// Send a command: set_volume, reboot, replay_last, announce_daily_summary, get_status,
+    /// fw_update, audio_update.
+    Command {
+        id: String,
+        name: String,
+        /// The command's arguments as JSON, e.g. '{"volume":7}'.
+        #[arg(long)]
+        args: Option<String>,
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// Fail at once if the device is offline.
+        #[arg(long)]
+        interactive: bool,
+    },
+    /// The device's commands (or one of them).
+    Commands {
+        id: String,
+        command_id: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// The device's last MQTT messages, newest first (kept in memory by the daemon).
+    Messages {
         id: String,
     },
     /// Bind a device to a terminal of an approved merchant.
@@ -449,6 +502,9 @@ enum Shape {
     Issued,
     Bindings,
     DynamicQr,
+    Status,
+    Config,
+    Messages,
 }
 
 struct ClientCall {
@@ -474,6 +530,14 @@ impl ClientCall {
         Self {
             query,
             ..Self::get(path.to_string(), Shape::List(shape))
+        }
+    }
+
+    fn patch(path: String, body: Value, shape: Shape) -> Self {
+        Self {
+            method: Method::PATCH,
+            body: Some(body),
+            ..Self::get(path, shape)
         }
     }
 
@@ -606,13 +670,82 @@ fn device_call(command: DeviceCommand) -> ClientCall {
         DeviceCommand::List {
             terminal,
             status,
+            health,
             limit,
             cursor,
         } => {
             let mut query = page_query(limit, cursor);
             query.push(("terminal_id", terminal));
             query.push(("status", status));
+            query.push(("health", health));
             ClientCall::list("/devices", "device", query)
+        }
+        DeviceCommand::Status { id } => {
+            ClientCall::get(format!("/devices/{id}/status"), Shape::Status)
+        }
+        DeviceCommand::Config { id } => {
+            ClientCall::get(format!("/devices/{id}/config"), Shape::Config)
+        }
+        DeviceCommand::SetConfig {
+            id,
+            version,
+            volume,
+            language,
+            heartbeat_interval,
+            qr_timeout,
+        } => {
+            let mut body = json!({ "version": version });
+            for (key, value) in [
+                ("volume", volume.map(Value::from)),
+                ("language", language.map(Value::from)),
+                ("heartbeat_interval_s", heartbeat_interval.map(Value::from)),
+                ("qr_timeout_s", qr_timeout.map(Value::from)),
+            ] {
+                if let Some(value) = value {
+                    body[key] = value;
+                }
+            }
+            ClientCall::patch(format!("/devices/{id}/config"), body, Shape::Config)
+        }
+        DeviceCommand::Command {
+            id,
+            name,
+            args,
+            expires_in,
+            interactive,
+        } => {
+            // Unparseable --args is sent as a string: the API names the field at fault.
+            let args = args.map(|a| serde_json::from_str::<Value>(&a).unwrap_or(Value::String(a)));
+            let mut action = json!({ "name": name });
+            if let Some(args) = args {
+                action["args"] = args;
+            }
+            ClientCall::post(
+                format!("/devices/{id}/commands"),
+                Some(json!({ "action": action, "expires_in_secs": expires_in,
+                    "interactive": interactive })),
+                Shape::One("command"),
+            )
+        }
+        DeviceCommand::Commands {
+            id,
+            command_id: Some(command_id),
+            ..
+        } => ClientCall::get(
+            format!("/devices/{id}/commands/{command_id}"),
+            Shape::One("command"),
+        ),
+        DeviceCommand::Commands {
+            id,
+            command_id: None,
+            limit,
+            cursor,
+        } => ClientCall {
+            path: format!("/devices/{id}/commands"),
+            ..ClientCall::list("", "command", page_query(limit, cursor))
+        },
+        DeviceCommand::Messages { id } => {
+            ClientCall::get(format!("/devices/{id}/messages"), Shape::Messages)
         }
         DeviceCommand::Show { id } => ClientCall::get(format!("/devices/{id}"), one),
         DeviceCommand::Bind { id, terminal } => ClientCall::post(
@@ -655,6 +788,18 @@ fn render(value: &Value, shape: Shape, output: Output) -> String {
         Output::Json => serde_json::to_string_pretty(value).unwrap_or_default(),
         Output::Quiet => match shape {
             Shape::One(_) | Shape::Bindings => text(value, "id"),
+            Shape::Status => text(&value["health"], "status"),
+            Shape::Config => text(value, "version"),
+            Shape::Messages => value
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|m| text(m, "topic"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default(),
             Shape::Issued => text(&value["device"], "id"),
             Shape::DynamicQr => text(&value["transaction"], "id"),
             Shape::List(_) => value["items"]
@@ -673,6 +818,46 @@ fn render(value: &Value, shape: Shape, output: Output) -> String {
             Shape::List(kind) => render_list(kind, value),
             Shape::Issued => render_issued(value),
             Shape::Bindings => render_bindings(value),
+            Shape::Status => {
+                let mut rows = Vec::new();
+                render_fields(value, "", &mut rows);
+                format!(
+                    "device {} is {}\n{}",
+                    text(value, "device_id"),
+                    text(&value["health"], "status"),
+                    aligned(&rows)
+                )
+            }
+            Shape::Config => {
+                let mut rows = Vec::new();
+                render_fields(value, "", &mut rows);
+                format!(
+                    "config version {} ({})\n{}",
+                    text(value, "version"),
+                    text(value, "sync"),
+                    aligned(&rows)
+                )
+            }
+            Shape::Messages => {
+                let items = value.as_array().cloned().unwrap_or_default();
+                if items.is_empty() {
+                    return "no messages traced".into();
+                }
+                items
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}  {:<4}  {}  {} B  {}",
+                            text(m, "at"),
+                            text(m, "direction"),
+                            text(m, "topic"),
+                            text(m, "size"),
+                            text(m, "summary")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
             Shape::DynamicQr => format!(
                 "transaction {} (order {}, {} rupiah, pending until {})\n{}",
                 text(&value["transaction"], "id"),
@@ -720,6 +905,7 @@ fn render_list(kind: &str, value: &Value) -> String {
         "merchant" => &["id", "status", "name"],
         "outlet" => &["id", "merchant_id", "name"],
         "terminal" => &["id", "outlet_id", "label"],
+        "command" => &["id", "status", "expires_at"],
         _ => &["id", "serial", "status", "terminal_id"],
     };
     let items = value["items"].as_array().cloned().unwrap_or_default();

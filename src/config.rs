@@ -35,6 +35,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub log: LogConfig,
     pub payments: PaymentsConfig,
+    pub devices: DevicesConfig,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             payments: PaymentsConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -124,6 +126,7 @@ impl Config {
                 "payments.expiry_sweep_interval_secs must be at least 1".into(),
             ));
         }
+        self.devices.validate()?;
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "database.max_connections must be at least 1".into(),
@@ -375,6 +378,124 @@ impl PaymentsConfig {
     }
 }
 
+/// Device operations: health thresholds, heartbeat history, the message trace, config
+/// delivery, malformed-uplink flood limit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// A device whose newest heartbeat is this old is degraded.
+    pub health_degraded_after_secs: u64,
+    /// A device whose newest heartbeat is this old is offline (even if still connected).
+    pub health_offline_after_secs: u64,
+    /// Battery at or below this percent, not charging, degrades health.
+    pub low_battery_pct: u8,
+    /// Signal at or below this dBm degrades health.
+    pub weak_signal_dbm: i16,
+    /// Failed announcements degrade health while their expiry is within this window.
+    pub health_failed_delivery_window_secs: u64,
+    /// Heartbeats kept per device in the database (the newest).
+    pub heartbeat_history: u32,
+    /// MQTT messages kept per device in the in-memory message trace.
+    pub trace_per_device: usize,
+    /// Devices with a message trace at once (the least recently active is dropped first).
+    pub trace_max_devices: usize,
+    /// How often undelivered desired configs of connected devices are pushed again.
+    pub config_retry_interval_secs: u64,
+    /// Malformed uplinks per device per minute before it is disconnected (0: never).
+    pub malformed_flood_limit: u32,
+    /// A command's lifetime when its sender does not give `expires_in_secs`.
+    pub command_default_ttl_secs: u64,
+    /// The longest `expires_in_secs` a command may ask for.
+    pub command_max_ttl_secs: u64,
+    /// How long after its expiry a delivered command may still finish before `timed_out`.
+    pub command_result_timeout_secs: u64,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            health_degraded_after_secs: 180,
+            health_offline_after_secs: 600,
+            low_battery_pct: 20,
+            weak_signal_dbm: -100,
+            health_failed_delivery_window_secs: 86_400,
+            heartbeat_history: 100,
+            trace_per_device: 50,
+            trace_max_devices: 10_000,
+            config_retry_interval_secs: 30,
+            malformed_flood_limit: 30,
+            command_default_ttl_secs: 300,
+            command_max_ttl_secs: 86_400,
+            command_result_timeout_secs: 300,
+        }
+    }
+}
+
+impl DevicesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.health_degraded_after_secs == 0
+            || self.health_offline_after_secs <= self.health_degraded_after_secs
+        {
+            return Err(ConfigError::Invalid(
+                "devices.health_offline_after_secs must be greater than \
+                 devices.health_degraded_after_secs, which must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.low_battery_pct > 100 || !(-150..=0).contains(&self.weak_signal_dbm) {
+            return Err(ConfigError::Invalid(
+                "devices.low_battery_pct must be 0..=100 and devices.weak_signal_dbm -150..=0"
+                    .into(),
+            ));
+        }
+        if self.command_default_ttl_secs == 0
+            || self.command_default_ttl_secs > self.command_max_ttl_secs
+        {
+            return Err(ConfigError::Invalid(
+                "devices.command_default_ttl_secs must be at least 1 and at most \
+                 devices.command_max_ttl_secs"
+                    .into(),
+            ));
+        }
+        if self.heartbeat_history == 0
+            || self.trace_per_device == 0
+            || self.trace_max_devices == 0
+            || self.config_retry_interval_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "devices.heartbeat_history, trace_per_device, trace_max_devices and \
+                 config_retry_interval_secs must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> gema_gateway::device_ops::DeviceOpsSettings {
+        use std::time::Duration;
+        gema_gateway::device_ops::DeviceOpsSettings {
+            health: gema_gateway::device_ops::HealthSettings {
+                degraded_after: Duration::from_secs(self.health_degraded_after_secs),
+                offline_after: Duration::from_secs(self.health_offline_after_secs),
+                low_battery_pct: self.low_battery_pct,
+                weak_signal_dbm: self.weak_signal_dbm,
+                failed_delivery_window: Duration::from_secs(
+                    self.health_failed_delivery_window_secs,
+                ),
+            },
+            heartbeat_history: self.heartbeat_history,
+            trace_per_device: self.trace_per_device,
+            trace_max_devices: self.trace_max_devices,
+            config_retry_interval: Duration::from_secs(self.config_retry_interval_secs),
+            malformed_flood_limit: self.malformed_flood_limit,
+            command_default_ttl: Duration::from_secs(self.command_default_ttl_secs),
+            command_max_ttl: Duration::from_secs(self.command_max_ttl_secs),
+            command_result_timeout: Duration::from_secs(self.command_result_timeout_secs),
+            ..gema_gateway::device_ops::DeviceOpsSettings::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +527,13 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<Config>("[http]\nlisten_addr = \"x\"").is_err());
+    }
+
+    #[test]
+    fn health_thresholds_must_be_ordered() {
+        let mut config = Config::default();
+        config.devices.health_offline_after_secs = config.devices.health_degraded_after_secs;
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! to its downlinks, and behaves like firmware should: it deduplicates announcements on the
 //! transaction id, does not speak expired ones, says the amount in Indonesian, and acks.
 //! It can also drop acks or disconnect at random, to exercise retries and replays.
+//!
+//! Device operations: it applies config pushes (newer versions only) and reports them,
+//! reports a config at boot, and, driven through [`SimControl`] by a test or the benchmark,
+//! sends heartbeats, presses its volume button (a local change, reported as drift), or
+//! publishes any raw payload (malformed-input tests).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,7 +15,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use gema_firmware_protocol::message::{
-    Ack, AckStatus, Downlink, DownlinkBody, Envelope, Uplink, UplinkBody,
+    Ack, AckStatus, Button, ButtonEvent, CommandAction, CommandResult, CommandState, DeviceConfig,
+    Downlink, DownlinkBody, DynamicQrRequest, Envelope, Heartbeat, Language, Network, Press,
+    QrClearReason, ReportCause, ReportedConfig, Uplink, UplinkBody,
 };
 use gema_firmware_protocol::topic::{MessageKind, downlink_filter, parse_topic};
 use gema_firmware_protocol::{Encoding, decode_on_topic, encode, topic};
@@ -30,6 +37,9 @@ pub struct SimOptions {
     /// Percent (0–100) chance, per announcement, of dropping the connection afterwards.
     pub disconnect_percent: u8,
     pub keep_alive: Duration,
+    /// Send heartbeats on their own, every `heartbeat_interval_s` of the applied config
+    /// (tests leave this off and send them through [`SimControl::Heartbeat`]).
+    pub periodic_heartbeats: bool,
 }
 
 /// One device's credential.
@@ -66,6 +76,131 @@ pub enum SimEvent {
         device_id: String,
         error: String,
     },
+    /// A command arrived (first time) and was answered with `state`.
+    Command {
+        device_id: String,
+        command_id: String,
+        state: CommandState,
+    },
+    /// A dynamic QR to show (`qr_show`).
+    QrShown {
+        device_id: String,
+        request_id: Option<String>,
+        transaction_id: String,
+        payload: String,
+        amount: i64,
+    },
+    /// Told to stop showing a QR, or a request was refused (`qr_clear`).
+    QrCleared {
+        device_id: String,
+        transaction_id: Option<String>,
+        request_id: Option<String>,
+        reason: QrClearReason,
+    },
+    /// A config push was applied (and reported).
+    ConfigApplied {
+        device_id: String,
+        version: u64,
+        volume: u8,
+    },
+}
+
+/// Something a test tells a simulated device to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimControl {
+    /// Publish a heartbeat now.
+    Heartbeat,
+    /// Press the volume-up button: volume + 1, reported as a local change.
+    PressVolumeUp,
+    /// The merchant keyed in `amount`: ask Gema for a dynamic QR.
+    RequestQr { request_id: String, amount: i64 },
+    /// Only acknowledge commands from now on, never finish them (or finish them again).
+    StallCommands(bool),
+    /// Publish `payload` as is on `devices/<id>/up/<kind>` (e.g. malformed input).
+    Raw { kind: MessageKind, payload: Vec<u8> },
+}
+
+/// What the simulated firmware keeps between messages.
+struct SimState {
+    spoken: HashSet<String>,
+    commands_seen: HashSet<String>,
+    stall_commands: bool,
+    applied_version: u64,
+    config: DeviceConfig,
+    msg_seq: u64,
+    booted: Instant,
+}
+
+impl SimState {
+    fn new() -> Self {
+        SimState {
+            spoken: HashSet::new(),
+            commands_seen: HashSet::new(),
+            stall_commands: false,
+            applied_version: 0,
+            config: DeviceConfig {
+                volume: 7,
+                language: Language::Id,
+                heartbeat_interval_s: 60,
+                qr_timeout_s: 300,
+                quiet_hours: None,
+            },
+            msg_seq: 0,
+            booted: Instant::now(),
+        }
+    }
+
+    fn envelope(&mut self, device_id: &str) -> Envelope {
+        self.msg_seq += 1;
+        Envelope::new(format!("{device_id}-{}", self.msg_seq), unix_ms())
+    }
+
+    fn uplink(&mut self, device_id: &str, body: impl Into<UplinkBody>) -> (MessageKind, Vec<u8>) {
+        let uplink = Uplink::new(self.envelope(device_id), body);
+        let kind = match &uplink.body {
+            UplinkBody::Ack(_) => MessageKind::Ack,
+            UplinkBody::CommandResult(_) => MessageKind::CommandResult,
+            UplinkBody::Heartbeat(_) => MessageKind::Heartbeat,
+            UplinkBody::ReportedConfig(_) => MessageKind::ReportedConfig,
+            UplinkBody::DynamicQrRequest(_) => MessageKind::DynamicQrRequest,
+            UplinkBody::ButtonEvent(_) => MessageKind::ButtonEvent,
+        };
+        (kind, encode(&uplink, Encoding::Json))
+    }
+
+    fn report(&mut self, device_id: &str, cause: ReportCause) -> (MessageKind, Vec<u8>) {
+        let report = ReportedConfig {
+            applied_version: self.applied_version,
+            cause,
+            config: self.config.clone(),
+        };
+        self.uplink(device_id, report)
+    }
+
+    fn heartbeat(&mut self, device_id: &str) -> (MessageKind, Vec<u8>) {
+        let heartbeat = Heartbeat {
+            battery_pct: Some(87),
+            charging: false,
+            signal_dbm: Some(-67),
+            network: Network::Cellular4g,
+            firmware_version: "sim-1.0.0".into(),
+            audio_pack_version: "id-1".into(),
+            uptime_s: self.booted.elapsed().as_secs(),
+            last_transaction_id: None,
+            config_version: self.applied_version,
+        };
+        self.uplink(device_id, heartbeat)
+    }
+}
+
+fn unix_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 /// A tiny xorshift for the misbehaviour knobs; no need for a crypto RNG here.
@@ -81,8 +216,20 @@ impl Dice {
 }
 
 /// Runs one device until the task is dropped: connects (and reconnects), answers
-/// announcements, reports what happens on `events`.
+/// announcements and config pushes, reports what happens on `events`.
 pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Sender<SimEvent>) {
+    let (_controls, control_rx) = mpsc::channel(1);
+    run_device_with(device, options, events, control_rx).await;
+}
+
+/// [`run_device`], also doing what `controls` say (heartbeats, button presses, raw
+/// uplinks).
+pub async fn run_device_with(
+    device: SimDevice,
+    options: SimOptions,
+    events: mpsc::Sender<SimEvent>,
+    mut controls: mpsc::Receiver<SimControl>,
+) {
     let mut mqtt = MqttOptions::new(&device.device_id, &options.host, options.port);
     mqtt.set_credentials(&device.device_id, &device.secret);
     mqtt.set_keep_alive(options.keep_alive);
@@ -93,7 +240,9 @@ pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Se
         client_auth: None,
     }));
     let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
-    let mut spoken: HashSet<String> = HashSet::new();
+    let mut state = SimState::new();
+    let mut controls_open = true;
+    let mut next_heartbeat = tokio::time::Instant::now() + Duration::from_secs(1);
     let seed = device
         .device_id
         .bytes()
@@ -102,21 +251,76 @@ pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Se
         });
     let mut dice = Dice(seed | 1);
     let id = device.device_id.clone();
+    let publish = |client: &AsyncClient, (kind, payload): (MessageKind, Vec<u8>)| {
+        let client = client.clone();
+        let topic = topic::topic(&id, kind, Encoding::Json);
+        async move {
+            let _ = client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await;
+        }
+    };
     loop {
-        match eventloop.poll().await {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            _ = tokio::time::sleep_until(next_heartbeat), if options.periodic_heartbeats => {
+                next_heartbeat = tokio::time::Instant::now()
+                    + Duration::from_secs(u64::from(state.config.heartbeat_interval_s));
+                publish(&client, state.heartbeat(&id)).await;
+                continue;
+            }
+            control = controls.recv(), if controls_open => {
+                let Some(control) = control else {
+                    controls_open = false;
+                    continue;
+                };
+                match control {
+                    SimControl::Heartbeat => publish(&client, state.heartbeat(&id)).await,
+                    SimControl::PressVolumeUp => {
+                        state.config.volume = (state.config.volume + 1).min(10);
+                        let press = ButtonEvent { button: Button::VolumeUp, press: Press::Short };
+                        publish(&client, state.uplink(&id, press)).await;
+                        publish(&client, state.report(&id, ReportCause::LocalChange)).await;
+                    }
+                    SimControl::StallCommands(stall) => state.stall_commands = stall,
+                    SimControl::RequestQr { request_id, amount } => {
+                        let request = DynamicQrRequest { request_id, amount };
+                        publish(&client, state.uplink(&id, request)).await;
+                    }
+                    SimControl::Raw { kind, payload } => publish(&client, (kind, payload)).await,
+                }
+                continue;
+            }
+        };
+        match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 let _ = client
                     .subscribe(downlink_filter(&id), QoS::AtLeastOnce)
                     .await;
+                publish(&client, state.report(&id, ReportCause::Boot)).await;
                 let _ = events
                     .send(SimEvent::Connected {
                         device_id: id.clone(),
                     })
                     .await;
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let Some(reply) =
-                    answer(&id, &publish.topic, &publish.payload, &mut spoken, &events).await
+            Ok(Event::Incoming(Packet::Publish(incoming))) => {
+                if let Some(replies) =
+                    operate(&id, &incoming.topic, &incoming.payload, &mut state, &events).await
+                {
+                    for reply in replies {
+                        publish(&client, reply).await;
+                    }
+                    continue;
+                }
+                let Some(reply) = answer(
+                    &id,
+                    &incoming.topic,
+                    &incoming.payload,
+                    &mut state.spoken,
+                    &events,
+                )
+                .await
                 else {
                     continue;
                 };
@@ -148,6 +352,176 @@ pub async fn run_device(device: SimDevice, options: SimOptions, events: mpsc::Se
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Device operations downlinks (config, commands): the uplinks that answer one, or `None`
+/// if it was not one of those.
+async fn operate(
+    device_id: &str,
+    topic_name: &str,
+    payload: &[u8],
+    state: &mut SimState,
+    events: &mpsc::Sender<SimEvent>,
+) -> Option<Vec<(MessageKind, Vec<u8>)>> {
+    let topic = parse_topic(topic_name).ok()?;
+    let downlink: Downlink = decode_on_topic(&topic, payload).ok()?;
+    match downlink.body {
+        DownlinkBody::ConfigPush(push) => {
+            // Apply only a newer version; always report what runs now.
+            if push.config_version > state.applied_version {
+                state.applied_version = push.config_version;
+                state.config = push.config;
+                tracing::info!(
+                    device_id,
+                    version = push.config_version,
+                    "sim: config applied"
+                );
+                let _ = events
+                    .send(SimEvent::ConfigApplied {
+                        device_id: device_id.into(),
+                        version: push.config_version,
+                        volume: state.config.volume,
+                    })
+                    .await;
+            }
+            Some(vec![state.report(device_id, ReportCause::Applied)])
+        }
+        DownlinkBody::Command(command) => {
+            let mut replies = Vec::new();
+            if !state.commands_seen.insert(command.command_id.clone()) && !state.stall_commands {
+                return Some(replies); // a re-send of one already carried out
+            }
+            let mut answer = |state: &mut SimState,
+                              st: CommandState,
+                              result: &[(&str, String)],
+                              message: Option<&str>| {
+                let body = CommandResult {
+                    command_id: command.command_id.clone(),
+                    state: st,
+                    result: result
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), v.clone()))
+                        .collect(),
+                    message: message.map(String::from),
+                };
+                replies.push(state.uplink(device_id, body));
+            };
+            let final_state = if unix_ms() >= command.expires_at {
+                answer(
+                    state,
+                    CommandState::Expired,
+                    &[],
+                    Some("arrived after its expiry"),
+                );
+                CommandState::Expired
+            } else {
+                answer(state, CommandState::Acknowledged, &[], None);
+                if state.stall_commands {
+                    CommandState::Acknowledged
+                } else {
+                    match &command.action {
+                        CommandAction::SetVolume { volume } => {
+                            state.config.volume = *volume;
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[("volume", volume.to_string())],
+                                None,
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::ReplayLast { count } => {
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[("replayed", count.to_string())],
+                                None,
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::AnnounceDailySummary => {
+                            let payments = state.spoken.len().to_string();
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[("payments", payments)],
+                                None,
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::GetStatus => {
+                            let heartbeat = state.heartbeat(device_id);
+                            answer(state, CommandState::Succeeded, &[], None);
+                            replies.push(heartbeat);
+                            CommandState::Succeeded
+                        }
+                        CommandAction::Reboot => {
+                            answer(
+                                state,
+                                CommandState::Succeeded,
+                                &[],
+                                Some("simulated reboot"),
+                            );
+                            CommandState::Succeeded
+                        }
+                        CommandAction::FwUpdate(_) | CommandAction::AudioUpdate(_) => {
+                            answer(
+                                state,
+                                CommandState::Failed,
+                                &[],
+                                Some("the simulator cannot download or install images"),
+                            );
+                            CommandState::Failed
+                        }
+                    }
+                }
+            };
+            tracing::info!(device_id, command_id = %command.command_id, state = ?final_state, "sim: command");
+            let _ = events
+                .send(SimEvent::Command {
+                    device_id: device_id.into(),
+                    command_id: command.command_id.clone(),
+                    state: final_state,
+                })
+                .await;
+            Some(replies)
+        }
+        DownlinkBody::DynamicQrShow(show) => {
+            tracing::info!(device_id, transaction_id = %show.transaction_id, amount = show.amount, "sim: showing a QR");
+            let _ = events
+                .send(SimEvent::QrShown {
+                    device_id: device_id.into(),
+                    request_id: show.request_id.clone(),
+                    transaction_id: show.transaction_id.clone(),
+                    payload: show.payload.clone(),
+                    amount: show.amount,
+                })
+                .await;
+            let ack = Ack {
+                acked_msg_id: downlink.envelope.msg_id.clone(),
+                transaction_id: Some(show.transaction_id),
+                status: AckStatus::Processed,
+            };
+            Some(vec![state.uplink(device_id, ack)])
+        }
+        DownlinkBody::DynamicQrClear(clear) => {
+            let _ = events
+                .send(SimEvent::QrCleared {
+                    device_id: device_id.into(),
+                    transaction_id: clear.transaction_id.clone(),
+                    request_id: clear.request_id.clone(),
+                    reason: clear.reason,
+                })
+                .await;
+            let ack = Ack {
+                acked_msg_id: downlink.envelope.msg_id.clone(),
+                transaction_id: clear.transaction_id,
+                status: AckStatus::Processed,
+            };
+            Some(vec![state.uplink(device_id, ack)])
+        }
+        DownlinkBody::Announce(_) => None,
     }
 }
 
@@ -347,6 +721,7 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
                 drop_ack_percent: Arc::new(AtomicU8::new(args.drop_acks.min(100))),
                 disconnect_percent: args.disconnect.min(100),
                 keep_alive: Duration::from_secs(60),
+                periodic_heartbeats: true,
             });
         }
         let mut line = format!("device {device_id} (serial {prefix}{i:04})");
@@ -405,6 +780,18 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
                 }
                 Some(SimEvent::Disconnected { device_id, error }) => {
                     println!("{device_id} disconnected: {error}")
+                }
+                Some(SimEvent::Command { device_id, command_id, state }) => {
+                    println!("{device_id}: command {command_id} {state:?}")
+                }
+                Some(SimEvent::QrShown { device_id, transaction_id, amount, .. }) => {
+                    println!("{device_id}: showing a QR for {amount} rupiah ({transaction_id})")
+                }
+                Some(SimEvent::QrCleared { device_id, reason, .. }) => {
+                    println!("{device_id}: QR cleared ({reason:?})")
+                }
+                Some(SimEvent::ConfigApplied { device_id, version, volume }) => {
+                    println!("{device_id}: config version {version} applied (volume {volume})")
                 }
                 None => break,
             },

@@ -22,6 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 use gema_gateway::Registry;
+use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::Payments;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -46,6 +47,7 @@ pub struct ProvisioningInfo {
 pub struct AppState {
     pub registry: Registry,
     pub payments: Payments,
+    pub device_ops: DeviceOps,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }
@@ -64,6 +66,7 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
     security(("bearer" = [])),
     tags(
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
+        (name = "device operations", description = "Health, heartbeats, config push, message trace"),
         (name = "transactions"), (name = "ledger"),
         (name = "payment callbacks", description = "Public; each provider authenticates with its own signature or token"),
         (name = "health", description = "Public; no token needed"),
@@ -103,6 +106,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::bindings))
         .routes(routes!(devices::rotate))
         .routes(routes!(devices::revoke))
+        .merge(device_ops_routes())
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(transactions::expire_due))
         .routes(routes!(transactions::get))
@@ -110,6 +114,22 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::announcements))
         .routes(routes!(transactions::retry_notification))
         .routes(routes!(transactions::ledger))
+}
+
+/// Device operations (`routes/device_ops.rs`): status, heartbeats, config, message trace.
+fn device_ops_routes() -> OpenApiRouter<AppState> {
+    use routes::device_ops;
+    OpenApiRouter::new()
+        .routes(routes!(device_ops::status))
+        .routes(routes!(device_ops::heartbeats))
+        .routes(routes!(device_ops::config, device_ops::update_config))
+        .routes(routes!(device_ops::retry_config_push))
+        .routes(routes!(device_ops::messages))
+        .routes(routes!(
+            device_ops::create_command,
+            device_ops::list_commands
+        ))
+        .routes(routes!(device_ops::get_command))
 }
 
 /// Provider callbacks: public, each authenticated by its provider's own scheme.

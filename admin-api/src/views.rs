@@ -336,6 +336,9 @@ pub struct Device {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Present on the device list and detail (`GET /devices`, `GET /devices/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_summary: Option<crate::routes::device_ops::HealthSummaryView>,
 }
 
 impl From<store::Device> for Device {
@@ -357,6 +360,7 @@ impl From<store::Device> for Device {
             },
             created_at: d.created_at,
             updated_at: d.updated_at,
+            health_summary: None,
         }
     }
 }

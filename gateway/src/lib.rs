@@ -1,14 +1,18 @@
 //! Gema's domain flows.
 //!
-//! Today: the registry (merchants → outlets → terminals → devices), with input validation and
-//! device credentials ([`credentials`]), and admin-token checks. Payments, announcements and
-//! device operations come with later issues, and will reach devices only through a transport
-//! trait, never through the broker crate directly.
+//! The registry (merchants → outlets → terminals → devices), with input validation and
+//! device credentials ([`credentials`]), and admin-token checks; [`payments`] (ingest, the
+//! commit loop, the announcement relay); [`device_ops`] (heartbeats and health, config push,
+//! commands, device dynamic QR, the message trace). Devices are reached only through the
+//! [`transport::DeviceTransport`] trait, never through the broker crate directly; "now" for
+//! time-dependent rules comes from [`clock::Clock`].
 //!
 //! This crate holds rules, not I/O: storage goes through `gema_store::Store`, HTTP lives in
 //! `admin-api`, configuration and wiring in the binary.
 
+pub mod clock;
 pub mod credentials;
+pub mod device_ops;
 mod error;
 pub mod payments;
 pub mod registry;

@@ -187,6 +187,9 @@ pub struct AnnouncementDelivery {
     pub issuer: Option<String>,
     pub provider: Option<String>,
     pub paid_at: Option<OffsetDateTime>,
+    /// The device's desired config (JSON written by the gateway), when one is set: the
+    /// relay announces in its language.
+    pub desired_config: Option<String>,
 }
 
 /// What a delivery attempt came to.

@@ -254,8 +254,9 @@ macro_rules! impl_payment_store {
             ) -> $crate::StoreResult<Vec<$crate::AnnouncementDelivery>> {
                 Ok(sqlx::query_as::<_, $crate::AnnouncementDelivery>(
                     "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
-                     t.amount, t.issuer, t.provider, t.paid_at \
+                     t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
                      FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
+                     LEFT JOIN device_configs c ON c.device_id = a.device_id \
                      WHERE a.status = 'pending' AND a.device_id IS NOT NULL \
                      AND a.next_attempt_at_ms <= $1 AND ($2 IS NULL OR a.device_id = $2) \
                      ORDER BY a.device_id, a.sequence LIMIT $3",
@@ -646,18 +647,27 @@ macro_rules! payment_helpers {
             for chunk in insert_chunks(terminals) {
                 let mut sql = String::from(
                     "SELECT d.terminal_id, d.id, COALESCE((SELECT MAX(a.sequence) \
-                     FROM announcements a WHERE a.device_id = d.id), 0) + 1 \
-                     FROM devices d WHERE d.status = 'active' AND d.terminal_id IN (",
+                     FROM announcements a WHERE a.device_id = d.id), 0) + 1, c.desired \
+                     FROM devices d LEFT JOIN device_configs c ON c.device_id = d.id \
+                     WHERE d.status = 'active' AND d.terminal_id IN (",
                 );
                 push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
                 sql.push(')');
-                let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
+                let mut query =
+                    sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
                 for terminal in chunk {
                     query = query.bind(*terminal);
                     staged.devices.insert((*terminal).to_owned(), None);
                 }
-                for (terminal, device, next) in query.fetch_all(&mut *conn).await? {
-                    staged.devices.insert(terminal, Some((device, next)));
+                for (terminal, device, next, desired_config) in query.fetch_all(&mut *conn).await? {
+                    staged.devices.insert(
+                        terminal,
+                        Some($crate::sql_payments::BoundDevice {
+                            id: device,
+                            next_sequence: next,
+                            desired_config,
+                        }),
+                    );
                 }
             }
             Ok(())
@@ -680,14 +690,14 @@ macro_rules! payment_helpers {
                 .devices
                 .get_mut(&transaction.terminal_id)
                 .and_then(Option::as_mut)
-                .map(|(device_id, next)| {
-                    let sequence = *next;
-                    *next += 1;
-                    (device_id.clone(), sequence)
+                .map(|device| {
+                    let sequence = device.next_sequence;
+                    device.next_sequence += 1;
+                    (device.id.clone(), sequence, device.desired_config.clone())
                 });
             let id = $crate::sql::new_id("ann");
             let expires_at_ms = $crate::sql_payments::unix_ms(now) + rules.announcement_ttl_ms();
-            let delivery = device.map(|(device_id, sequence)| {
+            let delivery = device.map(|(device_id, sequence, desired_config)| {
                 $crate::AnnouncementDelivery {
                     id: id.clone(),
                     transaction_id: transaction.id.clone(),
@@ -699,6 +709,7 @@ macro_rules! payment_helpers {
                     issuer: transaction.issuer.clone(),
                     provider: transaction.provider.clone(),
                     paid_at: transaction.paid_at,
+                    desired_config,
                 }
             });
             staged.announcements.push($crate::sql_payments::AnnouncementRow {
@@ -1159,6 +1170,15 @@ pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
     t.unix_timestamp() * 1000 + i64::from(t.millisecond())
 }
 
+/// The active device bound to a terminal, as a batch sees it.
+pub(crate) struct BoundDevice {
+    pub id: String,
+    /// The sequence number its next announcement gets.
+    pub next_sequence: i64,
+    /// Its desired config (JSON), for the announcement's language.
+    pub desired_config: Option<String>,
+}
+
 /// What a batch read before its events, what it will insert, and what it must remember
 /// between its events: the transactions by order reference (as the batch left them), the
 /// dedupe keys recorded before or applied in the batch (→ their transaction id, `""` if none),
@@ -1171,7 +1191,7 @@ pub(crate) struct Staged {
     pub announcements: Vec<AnnouncementRow>,
     pub transactions: std::collections::HashMap<String, crate::Transaction>,
     pub known: std::collections::HashMap<(String, String, String), String>,
-    pub devices: std::collections::HashMap<String, Option<(String, i64)>>,
+    pub devices: std::collections::HashMap<String, Option<BoundDevice>>,
 }
 
 impl Staged {

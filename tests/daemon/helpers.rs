@@ -171,6 +171,35 @@ impl Daemon {
         (status, response.json().await.expect("JSON body"))
     }
 
+    /// `PATCH` JSON with the bootstrap token: `(status, JSON body)`.
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .patch(format!("{}{path}", self.api_url))
+            .json(&body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    /// The Prometheus text from the daemon's metrics listener.
+    pub async fn metrics(&self) -> String {
+        let out = self.stdout();
+        let url = out
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics"))
+            .map(|rest| rest.trim().to_string())
+            .expect("the metrics address is printed");
+        reqwest::get(url)
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// `GET` with the bootstrap token: `(status, JSON body)`.
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let mut request = reqwest::Client::new().get(format!("{}{path}", self.api_url));

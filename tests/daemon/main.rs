@@ -1,6 +1,7 @@
 //! End-to-end tests of the shipped binary: `gema serve` started as a child process in an
 //! empty directory (zero configuration), driven over real HTTP and through the real CLI.
 
+mod device_ops;
 mod helpers;
 mod lifecycle;
 mod payments;

@@ -79,6 +79,7 @@ fn options(port: u16, ca_pem: Vec<u8>, drop_acks: Arc<AtomicU8>) -> SimOptions {
         drop_ack_percent: drop_acks,
         disconnect_percent: 0,
         keep_alive: Duration::from_secs(30),
+        periodic_heartbeats: false,
     }
 }
 

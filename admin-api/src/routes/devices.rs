@@ -9,6 +9,7 @@ use gema_store::{DeviceFilter, DevicePatch};
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::device_ops::HealthQuery;
 use crate::views::{
     BindDevice, CreateDevice, Device, DeviceBinding, DeviceCredentials, DeviceQuery, IssuedDevice,
     Page, PageParams, UnbindQuery, UpdateDevice,
@@ -59,25 +60,43 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/devices", tag = "devices", params(PageParams, DeviceQuery),
-    responses((status = 200, body = Page<Device>), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/devices", tag = "devices",
+    params(PageParams, DeviceQuery, HealthQuery),
+    responses((status = 200, description = "Each device with its `health_summary`",
+        body = Page<Device>), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(query): ApiQuery<DeviceQuery>,
+    ApiQuery(health): ApiQuery<HealthQuery>,
 ) -> ApiResult<Json<Page<Device>>> {
     let filter = DeviceFilter {
         terminal_id: query.terminal_id,
         status: query.status.map(Into::into),
     };
-    let devices = state.registry.devices(&filter, &page.to_request()?).await?;
-    Ok(Json(Page::from_store(devices, Device::from)))
+    let devices = state
+        .device_ops
+        .devices_with_health(&filter, &page.to_request()?, health.health.map(Into::into))
+        .await?;
+    Ok(Json(Page::from_store(devices, |(device, health)| Device {
+        health_summary: Some((&health).into()),
+        ..device.into()
+    })))
 }
 
 #[utoipa::path(get, path = "/devices/{id}", tag = "devices", params(("id" = String, Path)),
-    responses((status = 200, body = Device), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The device with its `health_summary`", body = Device),
+        (status = 404, body = ErrorBody)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Device>> {
-    Ok(Json(state.registry.device(&id).await?.into()))
+    let device = state.registry.device(&id).await?;
+    let mut health = state
+        .device_ops
+        .health_of(std::slice::from_ref(&device.id))
+        .await?;
+    Ok(Json(Device {
+        health_summary: health.remove(&device.id).as_ref().map(Into::into),
+        ..device.into()
+    }))
 }
 
 #[utoipa::path(patch, path = "/devices/{id}", tag = "devices", params(("id" = String, Path)),

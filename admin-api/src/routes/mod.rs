@@ -1,6 +1,7 @@
 //! Registry routes under `/api/v1`. Each handler turns HTTP into one registry call and the
 //! result back into a view; rules live in `gema-gateway`.
 
+pub mod device_ops;
 pub mod devices;
 pub mod merchants;
 pub mod outlets;

@@ -28,10 +28,48 @@ impl HealthProbe for AlwaysOk {
     }
 }
 
+/// Devices "connected" by the test; publishes to them succeed, to others are offline.
+#[derive(Debug, Default)]
+pub struct FakeTransport {
+    pub connected: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub published: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl gema_gateway::transport::DeviceTransport for FakeTransport {
+    async fn publish(
+        &self,
+        device_id: &str,
+        topic: &str,
+        _payload: Vec<u8>,
+        _wait: std::time::Duration,
+    ) -> gema_gateway::transport::PublishOutcome {
+        if !self.is_connected(device_id) {
+            return gema_gateway::transport::PublishOutcome::Offline;
+        }
+        self.published
+            .lock()
+            .unwrap()
+            .push((device_id.to_string(), topic.to_string()));
+        gema_gateway::transport::PublishOutcome::Acknowledged
+    }
+
+    fn is_connected(&self, device_id: &str) -> bool {
+        self.connected.lock().unwrap().contains(device_id)
+    }
+
+    fn disconnect(&self, device_id: &str) -> bool {
+        self.connected.lock().unwrap().remove(device_id)
+    }
+}
+
 pub struct TestApi {
     pub router: Router,
     pub token: String,
     pub store: Arc<dyn Store>,
+    pub device_ops: gema_gateway::device_ops::DeviceOps,
+    pub transport: Arc<FakeTransport>,
+    pub clock: gema_gateway::clock::ManualClock,
     _dir: tempfile::TempDir,
 }
 
@@ -82,9 +120,18 @@ impl TestApi {
             settings,
             gema_gateway::payments::RelayWake::new(),
         );
+        let transport = Arc::new(FakeTransport::default());
+        let clock = gema_gateway::clock::ManualClock::new(1_763_700_000_000);
+        let device_ops = gema_gateway::device_ops::DeviceOps::new(
+            store.clone(),
+            transport.clone(),
+            Arc::new(clock.clone()),
+            gema_gateway::device_ops::DeviceOpsSettings::default(),
+        );
         let router = gema_admin_api::router(AppState {
             registry,
             payments,
+            device_ops: device_ops.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),
@@ -97,6 +144,9 @@ impl TestApi {
             router,
             token,
             store,
+            device_ops,
+            transport,
+            clock,
             _dir: dir,
         }
     }

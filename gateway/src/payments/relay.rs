@@ -42,7 +42,7 @@ pub struct RelaySettings {
     pub max_attempts: i64,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// Language of announcements until devices carry their own setting.
+    /// Language of announcements to devices with no desired config (see `device_ops`).
     pub language: Language,
     /// How often an offline device's pending announcements are looked at again, in case
     /// its reconnect event was lost.
@@ -101,6 +101,9 @@ struct Worker {
     /// not only what is due, if `replay`).
     read_outbox: bool,
     replay: bool,
+    /// The last read filled its page: read the next one (in the same mode) when the queue
+    /// is empty.
+    next_page: Option<bool>,
 }
 
 /// A delivery result waiting for the next group commit.
@@ -305,7 +308,11 @@ impl AnnouncementRelay {
             Deliver(AnnouncementDelivery),
             Read { replay: bool },
         }
-        let mut seen = HashSet::new();
+        const PAGE: u32 = 50;
+        // Settled by this worker (delivered, expired or failed): a copy still queued or
+        // read back before its result committed is skipped. An announcement that was
+        // deferred or set to retry is not settled, so a later replay sends it again.
+        let mut settled = HashSet::new();
         loop {
             let next = {
                 let mut workers = lock(&self.workers);
@@ -319,6 +326,8 @@ impl AnnouncementRelay {
                     Next::Read {
                         replay: std::mem::take(&mut worker.replay),
                     }
+                } else if let Some(replay) = worker.next_page.take() {
+                    Next::Read { replay }
                 } else {
                     workers.remove(&device_id);
                     return;
@@ -326,19 +335,23 @@ impl AnnouncementRelay {
             };
             match next {
                 Next::Deliver(a) => {
-                    if !seen.insert(a.id.clone()) {
+                    if settled.contains(&a.id) {
                         continue;
                     }
-                    if !self.deliver_one(a).await {
-                        // Offline, or a retry is scheduled: later announcements wait behind
-                        // it in the outbox, unless a connect asked for a read meanwhile.
-                        let mut workers = lock(&self.workers);
-                        if let Some(worker) = workers.get_mut(&device_id) {
-                            worker.queue.clear();
-                            if !worker.read_outbox {
-                                workers.remove(&device_id);
-                                return;
-                            }
+                    let id = a.id.clone();
+                    if self.deliver_one(a).await {
+                        settled.insert(id);
+                        continue;
+                    }
+                    // Offline, or a retry is scheduled: later announcements wait behind it
+                    // in the outbox, unless a connect asked for a read meanwhile.
+                    let mut workers = lock(&self.workers);
+                    if let Some(worker) = workers.get_mut(&device_id) {
+                        worker.queue.clear();
+                        worker.next_page = None;
+                        if !worker.read_outbox {
+                            workers.remove(&device_id);
+                            return;
                         }
                     }
                 }
@@ -346,7 +359,7 @@ impl AnnouncementRelay {
                     let until = if replay { i64::MAX } else { now_ms() };
                     let due = match self
                         .store
-                        .due_announcements(Some(&device_id), until, 50)
+                        .due_announcements(Some(&device_id), until, PAGE)
                         .await
                     {
                         Ok(due) => due,
@@ -355,17 +368,19 @@ impl AnnouncementRelay {
                             Vec::new()
                         }
                     };
-                    let fresh: Vec<_> = due.into_iter().filter(|a| !seen.contains(&a.id)).collect();
-                    if fresh.is_empty() {
-                        continue;
-                    }
+                    let full_page = due.len() >= PAGE as usize;
+                    let fresh: Vec<_> = due
+                        .into_iter()
+                        .filter(|a| !settled.contains(&a.id))
+                        .collect();
                     let mut workers = lock(&self.workers);
                     if let Some(worker) = workers.get_mut(&device_id) {
                         worker.queue.extend(fresh);
                         worker.queue.make_contiguous().sort_by_key(|a| a.sequence);
-                        // Read again after these: the outbox may hold more than one page.
-                        worker.read_outbox = true;
-                        worker.replay |= replay;
+                        // The outbox may hold more than one page.
+                        if full_page {
+                            worker.next_page = Some(replay);
+                        }
                     }
                 }
             }
@@ -399,7 +414,10 @@ impl AnnouncementRelay {
                 currency: Currency::Idr,
                 provider: a.provider.clone().unwrap_or_else(|| "direct".into()),
                 issuer: a.issuer.clone(),
-                language: self.settings.language,
+                language: announcement_language(
+                    a.desired_config.as_deref(),
+                    self.settings.language,
+                ),
                 paid_at: a.paid_at.map(unix_ms).unwrap_or(now),
                 expires_at: a.expires_at_ms,
                 sequence: u64::try_from(a.sequence).unwrap_or(0),
@@ -510,7 +528,8 @@ impl AnnouncementRelay {
     /// logged; one bad message never costs the device its connection.
     pub async fn handle_uplink(&self, message: UplinkMessage) {
         let Ok(topic) = parse_topic(&message.topic) else {
-            metrics::counter!("gema_uplinks_rejected_total", "reason" => "topic").increment(1);
+            metrics::counter!("gema_uplinks_rejected_total", "reason" => "topic", "kind" => "unknown")
+                .increment(1);
             tracing::warn!(device_id = %message.device_id, topic = %message.topic, "uplink on an unknown topic");
             return;
         };
@@ -520,7 +539,7 @@ impl AnnouncementRelay {
         let uplink: Uplink = match decode_on_topic(&topic, &message.payload) {
             Ok(uplink) => uplink,
             Err(err) => {
-                metrics::counter!("gema_uplinks_rejected_total", "reason" => "payload")
+                metrics::counter!("gema_uplinks_rejected_total", "reason" => "payload", "kind" => "ack")
                     .increment(1);
                 tracing::warn!(device_id = %message.device_id, error = %err, "malformed ack uplink");
                 return;
@@ -550,5 +569,33 @@ impl AnnouncementRelay {
             }
             None => {}
         }
+    }
+}
+
+/// The language of the device's desired config (JSON), or `default` when it has none (or
+/// it cannot be read).
+fn announcement_language(desired_config: Option<&str>, default: Language) -> Language {
+    #[derive(serde::Deserialize)]
+    struct LanguageOnly {
+        language: Language,
+    }
+    desired_config
+        .and_then(|json| serde_json::from_str::<LanguageOnly>(json).ok())
+        .map_or(default, |c| c.language)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_follow_the_devices_desired_language() {
+        let en = r#"{"volume":5,"language":"en","heartbeat_interval_s":60,"qr_timeout_s":300,"quiet_hours":null}"#;
+        assert_eq!(announcement_language(Some(en), Language::Id), Language::En);
+        assert_eq!(announcement_language(None, Language::Id), Language::Id);
+        assert_eq!(
+            announcement_language(Some("{oops"), Language::Id),
+            Language::Id
+        );
     }
 }

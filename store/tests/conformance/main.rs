@@ -5,6 +5,7 @@
 //! new PostgreSQL database in the throwaway cluster named by `GEMA_TEST_POSTGRES_URL`).
 
 mod backends;
+mod device_ops;
 mod payments;
 mod suite;
 
@@ -43,6 +44,15 @@ macro_rules! conformance {
                 one_batch_sees_its_own_earlier_events,
                 a_failing_event_fails_alone,
                 a_batch_of_delivery_results_is_recorded_like_single_ones
+            );
+            conformance!(@tests $open, device_ops;
+                heartbeats_keep_a_bounded_history,
+                presence_keeps_the_newest_change,
+                desired_config_versions_guard_concurrent_writers,
+                a_report_before_any_desired_config_is_kept,
+                commands_move_through_their_states_once,
+                qr_requests_are_kept_once_and_closed_when_their_transaction_moves,
+                failed_announcements_are_counted_per_device
             );
         }
     };

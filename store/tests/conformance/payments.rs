@@ -35,12 +35,12 @@ impl PaymentRules for Rules {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     let now = OffsetDateTime::now_utc();
     now.unix_timestamp() * 1000 + i64::from(now.millisecond())
 }
 
-fn inbox() -> InboxEntry {
+pub(crate) fn inbox() -> InboxEntry {
     InboxEntry {
         provider: "midtrans".into(),
         received_at: OffsetDateTime::now_utc(),
@@ -49,7 +49,7 @@ fn inbox() -> InboxEntry {
     }
 }
 
-fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent {
+pub(crate) fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent {
     IncomingEvent {
         provider: "midtrans".into(),
         provider_transaction_id: format!("mt-{order_ref}"),
@@ -64,7 +64,7 @@ fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent {
 }
 
 /// An approved merchant's terminal with an active bound device: `(terminal, device)`.
-async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Device) {
+pub(crate) async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Device) {
     let m = store
         .create_merchant(NewMerchant {
             name: "Warung".into(),
@@ -114,7 +114,7 @@ async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Dev
     (t, d)
 }
 
-async fn order(
+pub(crate) async fn order(
     store: &dyn Store,
     terminal: &Terminal,
     order_ref: &str,

@@ -1,0 +1,1048 @@
+//! Device operations against a real SQLite store, a recording transport and a hand-moved
+//! clock: health thresholds without sleeping, config versions and delivery, malformed
+//! uplinks, the message trace.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gema_firmware_protocol::message::*;
+use gema_firmware_protocol::topic::MessageKind;
+use gema_firmware_protocol::{Encoding, decode, encode, topic};
+use gema_gateway::GatewayError;
+use gema_gateway::clock::ManualClock;
+use gema_gateway::device_ops::{
+    CommandInput, ConfigPatch, ConfigSync, DeviceOps, DeviceOpsSettings, HealthSettings,
+    HealthStatus,
+};
+use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+use gema_store::*;
+
+#[derive(Debug, Default)]
+struct Wire {
+    connected: HashSet<String>,
+    /// Publishes fail (no PUBACK) while set.
+    failing: bool,
+    published: Vec<(String, Downlink)>,
+    disconnects: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RecordingTransport(Arc<Mutex<Wire>>);
+
+#[async_trait::async_trait]
+impl DeviceTransport for RecordingTransport {
+    async fn publish(
+        &self,
+        device_id: &str,
+        topic: &str,
+        payload: Vec<u8>,
+        _wait: Duration,
+    ) -> PublishOutcome {
+        let mut wire = self.0.lock().unwrap();
+        if !wire.connected.contains(device_id) {
+            return PublishOutcome::Offline;
+        }
+        if wire.failing {
+            return PublishOutcome::Failed("no PUBACK".into());
+        }
+        let downlink: Downlink = decode(&payload, Encoding::Json).expect("valid downlink");
+        assert_eq!(topic, downlink.topic(device_id, Encoding::Json));
+        wire.published.push((device_id.to_string(), downlink));
+        PublishOutcome::Acknowledged
+    }
+
+    fn is_connected(&self, device_id: &str) -> bool {
+        self.0.lock().unwrap().connected.contains(device_id)
+    }
+
+    fn disconnect(&self, device_id: &str) -> bool {
+        let mut wire = self.0.lock().unwrap();
+        wire.disconnects += 1;
+        wire.connected.remove(device_id)
+    }
+}
+
+struct Harness {
+    ops: DeviceOps,
+    wire: RecordingTransport,
+    clock: ManualClock,
+    store: Arc<dyn Store>,
+    device_id: String,
+    _dir: tempfile::TempDir,
+}
+
+const START: i64 = 1_763_700_000_000;
+
+async fn harness(settings: DeviceOpsSettings) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
+    let store = gema_store::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let device = store
+        .create_device(NewDevice {
+            serial: "SB-OPS-1".into(),
+            model: "SB-100".into(),
+            firmware_version: None,
+            secret_hash: "h".into(),
+        })
+        .await
+        .unwrap();
+    let wire = RecordingTransport::default();
+    let clock = ManualClock::new(START);
+    let ops = DeviceOps::new(
+        store.clone(),
+        Arc::new(wire.clone()),
+        Arc::new(clock.clone()),
+        settings,
+    );
+    Harness {
+        ops,
+        wire,
+        clock,
+        store,
+        device_id: device.id,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    async fn connect(&self) {
+        self.wire
+            .0
+            .lock()
+            .unwrap()
+            .connected
+            .insert(self.device_id.clone());
+        self.ops
+            .handle_presence(&Presence::Connected {
+                device_id: self.device_id.clone(),
+            })
+            .await;
+    }
+
+    async fn drop_connection(&self, reason: &str) {
+        self.wire
+            .0
+            .lock()
+            .unwrap()
+            .connected
+            .remove(&self.device_id);
+        self.ops
+            .handle_presence(&Presence::Disconnected {
+                device_id: self.device_id.clone(),
+                reason: reason.into(),
+            })
+            .await;
+    }
+
+    async fn send(&self, body: impl Into<UplinkBody>) {
+        let uplink = Uplink::new(Envelope::new("m1", START), body);
+        let kind = match &uplink.body {
+            UplinkBody::Heartbeat(_) => MessageKind::Heartbeat,
+            UplinkBody::ReportedConfig(_) => MessageKind::ReportedConfig,
+            UplinkBody::ButtonEvent(_) => MessageKind::ButtonEvent,
+            UplinkBody::CommandResult(_) => MessageKind::CommandResult,
+            UplinkBody::DynamicQrRequest(_) => MessageKind::DynamicQrRequest,
+            UplinkBody::Ack(_) => MessageKind::Ack,
+        };
+        self.send_raw(kind, encode(&uplink, Encoding::Json)).await;
+    }
+
+    async fn send_raw(&self, kind: MessageKind, payload: Vec<u8>) {
+        self.ops
+            .handle_uplink(UplinkMessage {
+                device_id: self.device_id.clone(),
+                topic: topic::topic(&self.device_id, kind, Encoding::Json),
+                payload,
+            })
+            .await;
+    }
+
+    async fn health(&self) -> gema_gateway::device_ops::HealthSummary {
+        self.ops
+            .health_of(std::slice::from_ref(&self.device_id))
+            .await
+            .unwrap()
+            .remove(&self.device_id)
+            .unwrap()
+    }
+
+    fn published_configs(&self) -> Vec<ConfigPush> {
+        self.wire
+            .0
+            .lock()
+            .unwrap()
+            .published
+            .iter()
+            .filter_map(|(_, d)| match &d.body {
+                DownlinkBody::ConfigPush(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn heartbeat(battery: u8) -> Heartbeat {
+    Heartbeat {
+        battery_pct: Some(battery),
+        charging: false,
+        signal_dbm: Some(-67),
+        network: Network::Cellular4g,
+        firmware_version: "1.4.2".into(),
+        audio_pack_version: "id-2025.1".into(),
+        uptime_s: 3_600,
+        last_transaction_id: None,
+        config_version: 0,
+    }
+}
+
+fn codes(summary: &gema_gateway::device_ops::HealthSummary) -> Vec<&'static str> {
+    summary.reasons.iter().map(|r| r.code()).collect()
+}
+
+#[tokio::test]
+async fn a_silent_device_goes_degraded_then_offline_at_the_thresholds() {
+    let h = harness(DeviceOpsSettings {
+        health: HealthSettings {
+            degraded_after: Duration::from_secs(90),
+            offline_after: Duration::from_secs(300),
+            ..HealthSettings::default()
+        },
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    assert_eq!(h.health().await.status, HealthStatus::Offline);
+    assert_eq!(codes(&h.health().await), vec!["never_seen"]);
+
+    h.connect().await;
+    h.send(heartbeat(80)).await;
+    let fresh = h.health().await;
+    assert_eq!(fresh.status, HealthStatus::Online, "{fresh:?}");
+    assert_eq!(fresh.score, 100);
+    assert_eq!(fresh.heartbeat_age_ms, Some(0));
+    assert_eq!(fresh.last_heartbeat_at_ms, Some(START));
+
+    h.clock.advance(Duration::from_secs(89));
+    assert_eq!(h.health().await.status, HealthStatus::Online);
+    h.clock.advance(Duration::from_secs(1));
+    let degraded = h.health().await;
+    assert_eq!(degraded.status, HealthStatus::Degraded);
+    assert_eq!(codes(&degraded), vec!["stale_heartbeat"]);
+    assert_eq!(degraded.heartbeat_age_ms, Some(90_000));
+
+    // The list can be filtered by health.
+    let page = PageRequest::first(50);
+    let filter = DeviceFilter::default();
+    let only = |status| {
+        let ops = h.ops.clone();
+        let (filter, page) = (filter.clone(), page.clone());
+        async move {
+            ops.devices_with_health(&filter, &page, Some(status))
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    assert_eq!(only(HealthStatus::Degraded).await, 1);
+    assert_eq!(only(HealthStatus::Online).await, 0);
+
+    h.clock.advance(Duration::from_secs(210));
+    let offline = h.health().await;
+    assert_eq!(
+        offline.status,
+        HealthStatus::Offline,
+        "still connected, but silent"
+    );
+    assert_eq!(offline.score, 0);
+    assert_eq!(only(HealthStatus::Offline).await, 1);
+
+    // A heartbeat brings it back; a disconnect takes it away with the broker's reason.
+    h.send(heartbeat(80)).await;
+    assert_eq!(h.health().await.status, HealthStatus::Online);
+    h.drop_connection("keep_alive_timeout").await;
+    let gone = h.health().await;
+    assert_eq!(gone.status, HealthStatus::Offline);
+    assert_eq!(
+        gone.reasons[0].message(),
+        "disconnected (keep_alive_timeout)"
+    );
+    let history = h.ops.heartbeats(&h.device_id, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].received_at_ms, START + 300_000);
+}
+
+#[tokio::test]
+async fn low_battery_degrades_and_history_is_bounded() {
+    let h = harness(DeviceOpsSettings {
+        heartbeat_history: 3,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    for battery in [50, 40, 30, 20, 10] {
+        h.send(heartbeat(battery)).await;
+        h.clock.advance(Duration::from_secs(1));
+    }
+    let summary = h.health().await;
+    assert_eq!(summary.status, HealthStatus::Degraded);
+    assert_eq!(codes(&summary), vec!["low_battery"]);
+    let history = h.ops.heartbeats(&h.device_id, 100).await.unwrap();
+    let batteries: Vec<_> = history.iter().map(|hb| hb.battery_pct).collect();
+    assert_eq!(batteries, vec![Some(10), Some(20), Some(30)]);
+}
+
+#[tokio::test]
+async fn malformed_uplinks_are_refused_without_disconnecting_until_a_flood() {
+    let h = harness(DeviceOpsSettings {
+        malformed_flood_limit: 6,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    for kind in [
+        MessageKind::Heartbeat,
+        MessageKind::ReportedConfig,
+        MessageKind::CommandResult,
+        MessageKind::DynamicQrRequest,
+        MessageKind::ButtonEvent,
+    ] {
+        h.send_raw(kind, b"{\"type\":\"heartbeat\",\"version\":1".to_vec())
+            .await;
+    }
+    // Wrong kind for the topic, and a value out of range.
+    let bad = Uplink::new(Envelope::new("m", START), heartbeat(101));
+    h.send_raw(MessageKind::Heartbeat, encode(&bad, Encoding::Json))
+        .await;
+    assert!(
+        h.store
+            .heartbeats(&h.device_id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.ops.transport().is_connected(&h.device_id));
+    assert_eq!(h.wire.0.lock().unwrap().disconnects, 0);
+    // Still served.
+    h.send(heartbeat(77)).await;
+    assert_eq!(h.store.heartbeats(&h.device_id, 10).await.unwrap().len(), 1);
+
+    // The same minute: the flood limit (6) is past, so the device is cut off.
+    h.send_raw(MessageKind::Heartbeat, b"garbage".to_vec())
+        .await;
+    assert_eq!(h.wire.0.lock().unwrap().disconnects, 1);
+    assert!(!h.ops.transport().is_connected(&h.device_id));
+}
+
+#[tokio::test]
+async fn desired_config_is_versioned_pushed_acked_and_drift_is_seen() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let initial = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(initial.desired_version, 0);
+    assert_eq!(initial.sync, ConfigSync::Unknown);
+
+    // Offline: stored and due, nothing published.
+    let v1 = h
+        .ops
+        .set_config(
+            &h.device_id,
+            0,
+            ConfigPatch {
+                volume: Some(4),
+                ..ConfigPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(v1.desired_version, 1);
+    assert_eq!(v1.desired.volume, 4);
+    assert_eq!(v1.push_status, ConfigPushStatus::Pending);
+
+    // A stale version is a conflict; an out-of-range value is refused by field.
+    let stale = h
+        .ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            GatewayError::Conflict {
+                code: "stale_version",
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    let invalid = h
+        .ops
+        .set_config(
+            &h.device_id,
+            1,
+            ConfigPatch {
+                heartbeat_interval_s: Some(5),
+                ..ConfigPatch::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            invalid,
+            GatewayError::Invalid {
+                field: "heartbeat_interval_s",
+                ..
+            }
+        ),
+        "{invalid:?}"
+    );
+    assert!(h.published_configs().is_empty());
+
+    // Connecting replays the desired config.
+    h.connect().await;
+    let pushed = h.published_configs();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].config_version, 1);
+    assert_eq!(pushed[0].config.volume, 4);
+    assert_eq!(
+        h.ops.config(&h.device_id).await.unwrap().push_status,
+        ConfigPushStatus::Sent
+    );
+    assert_eq!(
+        h.ops.config(&h.device_id).await.unwrap().sync,
+        ConfigSync::Unknown
+    );
+
+    // The device applies it.
+    h.send(ReportedConfig {
+        applied_version: 1,
+        cause: ReportCause::Applied,
+        config: pushed[0].config.clone(),
+    })
+    .await;
+    let synced = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(synced.push_status, ConfigPushStatus::Applied);
+    assert_eq!(synced.sync, ConfigSync::InSync);
+    assert_eq!(synced.reported_version, Some(1));
+
+    // A volume button press on the device: drift, shown in health too.
+    let mut local = pushed[0].config.clone();
+    local.volume = 9;
+    h.send(ReportedConfig {
+        applied_version: 1,
+        cause: ReportCause::LocalChange,
+        config: local,
+    })
+    .await;
+    h.send(heartbeat(90)).await;
+    let drifted = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(drifted.sync, ConfigSync::Drift);
+    assert_eq!(drifted.reported.as_ref().map(|c| c.volume), Some(9));
+    let health = h.health().await;
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(codes(&health), vec!["config_drift"]);
+
+    // The operator's retry re-sends the desired config.
+    let retried = h.ops.retry_config_push(&h.device_id).await.unwrap();
+    assert_eq!(retried.push_status, ConfigPushStatus::Sent);
+    assert_eq!(h.published_configs().len(), 2);
+
+    // A new version while connected is published by the pusher loop.
+    let (up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    h.ops
+        .set_config(
+            &h.device_id,
+            1,
+            ConfigPatch {
+                volume: Some(6),
+                ..ConfigPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.published_configs().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "v2 never pushed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.published_configs()[2].config_version, 2);
+    drop(up_tx);
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_trace_keeps_both_directions() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    h.connect().await;
+    let (up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, mut relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    let ack = Uplink::new(
+        Envelope::new("a1", START),
+        Ack {
+            acked_msg_id: "ann_1".into(),
+            transaction_id: None,
+            status: AckStatus::Spoken,
+        },
+    );
+    up_tx
+        .send(UplinkMessage {
+            device_id: h.device_id.clone(),
+            topic: topic::topic(&h.device_id, MessageKind::Ack, Encoding::Json),
+            payload: encode(&ack, Encoding::Json),
+        })
+        .await
+        .unwrap();
+    // Acks go on to the relay.
+    let routed = tokio::time::timeout(Duration::from_secs(30), relay_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(routed.topic.ends_with("/up/ack"));
+    h.ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.ops.messages(&h.device_id).len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "trace incomplete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let messages = h.ops.messages(&h.device_id);
+    let down = messages.iter().find(|m| m.direction == "down").unwrap();
+    assert!(down.topic.ends_with("/down/config"));
+    assert_eq!(down.outcome.as_deref(), Some("acknowledged"));
+    assert!(
+        down.summary.starts_with("config version=1"),
+        "{}",
+        down.summary
+    );
+    let up = messages.iter().find(|m| m.direction == "up").unwrap();
+    assert_eq!(up.summary, "ack ann_1 spoken");
+    assert!(up.size > 0);
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+}
+
+fn published_commands(h: &Harness) -> Vec<Command> {
+    h.wire
+        .0
+        .lock()
+        .unwrap()
+        .published
+        .iter()
+        .filter_map(|(_, d)| match &d.body {
+            DownlinkBody::Command(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn input(action: CommandAction, secs: u64, interactive: bool) -> CommandInput {
+    CommandInput {
+        action,
+        expires_in: Some(Duration::from_secs(secs)),
+        interactive,
+    }
+}
+
+async fn result(h: &Harness, command_id: &str, state: CommandState, out: &[(&str, &str)]) {
+    h.send(CommandResult {
+        command_id: command_id.into(),
+        state,
+        result: out
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        message: None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn commands_reach_every_final_state() {
+    let h = harness(DeviceOpsSettings {
+        command_result_timeout: Duration::from_secs(60),
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    let id = h.device_id.clone();
+
+    // Refused input, by field.
+    for (action, field) in [
+        (
+            CommandAction::SetVolume { volume: 11 },
+            "action.args.volume",
+        ),
+        (CommandAction::ReplayLast { count: 0 }, "action.args.count"),
+        (
+            CommandAction::FwUpdate(ImageUpdate {
+                url: "ftp://x".into(),
+                sha256: "ab".repeat(32),
+                version: "2.0".into(),
+                size: 10,
+            }),
+            "action.args.url",
+        ),
+        (
+            CommandAction::AudioUpdate(ImageUpdate {
+                url: "https://cdn.example/a.bin".into(),
+                sha256: "XYZ".into(),
+                version: "2.0".into(),
+                size: 10,
+            }),
+            "action.args.sha256",
+        ),
+    ] {
+        let err = h
+            .ops
+            .send_command(&id, input(action, 60, false))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Invalid { field: f, .. } if *f == field),
+            "{err:?}"
+        );
+    }
+    let err = h
+        .ops
+        .send_command(&id, input(CommandAction::Reboot, 0, false))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        GatewayError::Invalid {
+            field: "expires_in_secs",
+            ..
+        }
+    ));
+
+    // Interactive and offline: failed at once, nothing published.
+    let c = h
+        .ops
+        .send_command(&id, input(CommandAction::GetStatus, 60, true))
+        .await
+        .unwrap();
+    assert_eq!(c.status, CommandStatus::Failed);
+    assert!(c.message.unwrap().contains("offline"));
+
+    // Not interactive and offline: queued; it expires if the device never comes.
+    let lost = h
+        .ops
+        .send_command(&id, input(CommandAction::Reboot, 30, false))
+        .await
+        .unwrap();
+    assert_eq!(lost.status, CommandStatus::Queued);
+    // This one is delivered when the device connects before its expiry.
+    let waiting = h
+        .ops
+        .send_command(&id, input(CommandAction::AnnounceDailySummary, 120, false))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::from_secs(31));
+    h.ops.sweep_commands().await;
+    assert_eq!(
+        h.ops.command(&id, &lost.id).await.unwrap().status,
+        CommandStatus::Expired
+    );
+    assert!(published_commands(&h).is_empty());
+    h.connect().await;
+    let sent = h.ops.command(&id, &waiting.id).await.unwrap();
+    assert_eq!(sent.status, CommandStatus::Sent);
+    assert_eq!(published_commands(&h).len(), 1, "only the unexpired one");
+    assert_eq!(published_commands(&h)[0].command_id, waiting.id);
+
+    // queued → sent → acknowledged → succeeded, with the device's result.
+    let vol = h
+        .ops
+        .send_command(&id, input(CommandAction::SetVolume { volume: 6 }, 60, true))
+        .await
+        .unwrap();
+    assert_eq!(vol.status, CommandStatus::Sent);
+    assert_eq!(vol.attempts, 1);
+    result(&h, &vol.id, CommandState::Acknowledged, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &vol.id).await.unwrap().status,
+        CommandStatus::Acknowledged
+    );
+    result(&h, &vol.id, CommandState::Succeeded, &[("volume", "6")]).await;
+    let done = h.ops.command(&id, &vol.id).await.unwrap();
+    assert_eq!(done.status, CommandStatus::Succeeded);
+    assert_eq!(done.result.as_deref(), Some(r#"{"volume":"6"}"#));
+    // A late "failed" does not undo success.
+    result(&h, &vol.id, CommandState::Failed, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &vol.id).await.unwrap().status,
+        CommandStatus::Succeeded
+    );
+
+    // Failed by the device.
+    let fw = h
+        .ops
+        .send_command(
+            &id,
+            input(
+                CommandAction::FwUpdate(ImageUpdate {
+                    url: "https://cdn.example/fw-2.0.bin".into(),
+                    sha256: "0f".repeat(32),
+                    version: "2.0".into(),
+                    size: 1_048_576,
+                }),
+                60,
+                false,
+            ),
+        )
+        .await
+        .unwrap();
+    result(&h, &fw.id, CommandState::Failed, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &fw.id).await.unwrap().status,
+        CommandStatus::Failed
+    );
+
+    // The device says it came too late.
+    let late = h
+        .ops
+        .send_command(
+            &id,
+            input(CommandAction::ReplayLast { count: 2 }, 60, false),
+        )
+        .await
+        .unwrap();
+    result(&h, &late.id, CommandState::Expired, &[]).await;
+    assert_eq!(
+        h.ops.command(&id, &late.id).await.unwrap().status,
+        CommandStatus::Expired
+    );
+
+    // Acknowledged but never finished: timed out after expiry + result timeout.
+    let slow = h
+        .ops
+        .send_command(&id, input(CommandAction::Reboot, 60, false))
+        .await
+        .unwrap();
+    result(&h, &slow.id, CommandState::Acknowledged, &[]).await;
+    h.clock.advance(Duration::from_secs(119));
+    h.ops.sweep_commands().await;
+    assert_eq!(
+        h.ops.command(&id, &slow.id).await.unwrap().status,
+        CommandStatus::Acknowledged
+    );
+    h.clock.advance(Duration::from_secs(1));
+    h.ops.sweep_commands().await;
+    let timed_out = h.ops.command(&id, &slow.id).await.unwrap();
+    assert_eq!(timed_out.status, CommandStatus::TimedOut);
+    assert!(timed_out.completed_at_ms.is_some());
+
+    let all = h.ops.commands(&id, &PageRequest::first(50)).await.unwrap();
+    assert_eq!(all.items.len(), 7);
+    let statuses: HashSet<CommandStatus> = all.items.iter().map(|c| c.status).collect();
+    for status in [
+        CommandStatus::Succeeded,
+        CommandStatus::Failed,
+        CommandStatus::TimedOut,
+        CommandStatus::Expired,
+    ] {
+        assert!(statuses.contains(&status), "{status:?} never reached");
+    }
+}
+
+const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
+
+fn published_qr(h: &Harness) -> Vec<DownlinkBody> {
+    h.wire
+        .0
+        .lock()
+        .unwrap()
+        .published
+        .iter()
+        .filter(|(_, d)| {
+            matches!(
+                d.body,
+                DownlinkBody::DynamicQrShow(_) | DownlinkBody::DynamicQrClear(_)
+            )
+        })
+        .map(|(_, d)| d.body.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let request = |id: &str, amount: i64| DynamicQrRequest {
+        request_id: id.into(),
+        amount,
+    };
+    // No payments attached: refused.
+    h.connect().await;
+    h.send(request("r0", 15_000)).await;
+    assert!(matches!(
+        published_qr(&h).last(),
+        Some(DownlinkBody::DynamicQrClear(DynamicQrClear {
+            reason: QrClearReason::Refused,
+            ..
+        }))
+    ));
+
+    let payments = gema_gateway::payments::Payments::new(
+        h.store.clone(),
+        gema_gateway::payments::PaymentSettings::default(),
+        gema_gateway::payments::RelayWake::new(),
+    );
+    h.ops.attach_payments(payments);
+    // Not bound to a terminal: refused.
+    h.send(request("r1", 15_000)).await;
+    assert_eq!(published_qr(&h).len(), 2);
+
+    let m = h
+        .store
+        .create_merchant(NewMerchant {
+            name: "Warung".into(),
+            email: None,
+            phone: None,
+        })
+        .await
+        .unwrap();
+    h.store
+        .transition_merchant(
+            &m.id,
+            &[MerchantStatus::Pending],
+            MerchantStatus::Approved,
+            None,
+        )
+        .await
+        .unwrap();
+    let o = h
+        .store
+        .create_outlet(NewOutlet {
+            merchant_id: m.id,
+            name: "O".into(),
+            address: None,
+            city: None,
+        })
+        .await
+        .unwrap();
+    let t = h
+        .store
+        .create_terminal(NewTerminal {
+            outlet_id: o.id,
+            label: "K2".into(),
+            name: None,
+            payment_ref: None,
+            static_qris: Some(STATIC_QRIS.into()),
+        })
+        .await
+        .unwrap();
+    h.store.bind_device(&h.device_id, &t.id).await.unwrap();
+
+    // A malformed request (amount 0) is refused by the decoder: nothing is made.
+    h.send(request("r2", 0)).await;
+    assert_eq!(published_qr(&h).len(), 2);
+
+    h.send(request("r3", 15_000)).await;
+    let shows = published_qr(&h);
+    let Some(DownlinkBody::DynamicQrShow(show)) = shows.last() else {
+        panic!("no qr_show: {shows:?}");
+    };
+    assert_eq!(show.request_id.as_deref(), Some("r3"));
+    assert_eq!(show.amount, 15_000);
+    assert_eq!(
+        gema_qris::decode(&show.payload).unwrap().amount(),
+        Some(15_000)
+    );
+    let trx = h.store.get_transaction(&show.transaction_id).await.unwrap();
+    assert_eq!(trx.status, TransactionStatus::Pending);
+    assert_eq!(trx.terminal_id, t.id);
+    // The device's QR timeout (300 s by default) is the transaction's lifetime.
+    assert!((trx.expires_at_ms - trx.created_at.unix_timestamp() * 1000 - 300_000).abs() < 2_000);
+
+    // Nothing to clear while pending; once expired, one qr_clear (expired).
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 3);
+    h.store
+        .expire_due_transactions(trx.expires_at_ms, 10)
+        .await
+        .unwrap();
+    h.ops.sweep_commands().await;
+    h.ops.sweep_commands().await;
+    let all = published_qr(&h);
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        all[3],
+        DownlinkBody::DynamicQrClear(DynamicQrClear {
+            transaction_id: Some(show.transaction_id.clone()),
+            request_id: Some("r3".into()),
+            reason: QrClearReason::Expired,
+        })
+    );
+    // A late retry of the same request is told it expired, no new transaction.
+    h.send(request("r3", 15_000)).await;
+    let all = published_qr(&h);
+    assert!(matches!(
+        &all[4],
+        DownlinkBody::DynamicQrClear(DynamicQrClear {
+            reason: QrClearReason::Expired,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
+    let h = harness(DeviceOpsSettings {
+        config_retry_interval: Duration::from_millis(20),
+        config_max_attempts: 1_000,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    h.wire.0.lock().unwrap().failing = true;
+    let state = h
+        .ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap();
+    assert_eq!(state.push_status, ConfigPushStatus::Pending);
+    let (_up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    let wait_for = |want: fn(&gema_gateway::device_ops::ConfigState) -> bool| {
+        let ops = h.ops.clone();
+        let id = h.device_id.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let state = ops.config(&id).await.unwrap();
+                if want(&state) {
+                    return state;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never got there: {state:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let failing = wait_for(|s| s.push_attempts >= 2).await;
+    assert_eq!(failing.push_status, ConfigPushStatus::Pending);
+    assert_eq!(failing.push_error.as_deref(), Some("no PUBACK"));
+    h.wire.0.lock().unwrap().failing = false;
+    let sent = wait_for(|s| s.push_status == ConfigPushStatus::Sent).await;
+    assert_eq!(sent.desired_version, 1);
+    assert_eq!(h.published_configs().len(), 1);
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+
+    // With a budget of one attempt, a failure is final until an operator retries.
+    let h = harness(DeviceOpsSettings {
+        config_max_attempts: 1,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    h.wire.0.lock().unwrap().failing = true;
+    h.ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap();
+    h.ops.retry_config_push(&h.device_id).await.unwrap();
+    let failed = h.ops.config(&h.device_id).await.unwrap();
+    assert_eq!(failed.push_status, ConfigPushStatus::Failed);
+    assert_eq!(codes(&h.health().await), vec!["config_push_failed"]);
+    h.wire.0.lock().unwrap().failing = false;
+    let retried = h.ops.retry_config_push(&h.device_id).await.unwrap();
+    assert_eq!(retried.push_status, ConfigPushStatus::Sent);
+}
+
+#[tokio::test]
+async fn the_health_filter_pages_by_cursor_across_registry_pages() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let mut ids = vec![h.device_id.clone()];
+    for n in 2..=6 {
+        let d = h
+            .store
+            .create_device(NewDevice {
+                serial: format!("SB-PAGE-{n}"),
+                model: "SB-100".into(),
+                firmware_version: None,
+                secret_hash: "h".into(),
+            })
+            .await
+            .unwrap();
+        ids.push(d.id);
+    }
+    // Devices 2 and 5 (of 6) are online.
+    for id in [&ids[1], &ids[4]] {
+        h.wire.0.lock().unwrap().connected.insert(id.clone());
+        h.ops
+            .handle_uplink(UplinkMessage {
+                device_id: id.clone(),
+                topic: topic::topic(id, MessageKind::Heartbeat, Encoding::Json),
+                payload: encode(
+                    &Uplink::new(Envelope::new("hb", START), heartbeat(90)),
+                    Encoding::Json,
+                ),
+            })
+            .await;
+    }
+    let filter = DeviceFilter::default();
+    let mut after = None;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let page = h
+            .ops
+            .devices_with_health(
+                &filter,
+                &PageRequest {
+                    after: after.clone(),
+                    limit: 1,
+                },
+                Some(HealthStatus::Online),
+            )
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|(d, s)| {
+            assert_eq!(s.status, HealthStatus::Online);
+            d.id.clone()
+        }));
+        after = page.next_after;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, vec![ids[1].clone(), ids[4].clone()]);
+    assert!(after.is_none(), "the last page has no cursor");
+    let offline = h
+        .ops
+        .devices_with_health(
+            &filter,
+            &PageRequest::first(50),
+            Some(HealthStatus::Offline),
+        )
+        .await
+        .unwrap();
+    assert_eq!(offline.items.len(), 4);
+    assert_eq!(offline.next_after, None);
+}

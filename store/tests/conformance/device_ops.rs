@@ -1,0 +1,555 @@
+//! Device operations every backend must show: heartbeat history bounds, presence ordering,
+//! versioned desired config and its push state.
+
+use std::sync::Arc;
+
+use gema_store::*;
+
+async fn device(store: &dyn Store, serial: &str) -> Device {
+    store
+        .create_device(NewDevice {
+            serial: serial.into(),
+            model: "SB-100".into(),
+            firmware_version: None,
+            secret_hash: "hash".into(),
+        })
+        .await
+        .expect("create device")
+}
+
+fn heartbeat(device_id: &str, at_ms: i64, battery: i64) -> NewHeartbeat {
+    NewHeartbeat {
+        device_id: device_id.into(),
+        received_at_ms: at_ms,
+        battery_pct: Some(battery),
+        charging: battery % 2 == 0,
+        signal_dbm: Some(-70),
+        network: "4g".into(),
+        firmware_version: "1.2.0".into(),
+        audio_pack_version: "id-3".into(),
+        uptime_s: 4_000_000_000,
+        last_transaction_id: Some("trx_1".into()),
+        config_version: 3,
+    }
+}
+
+pub async fn heartbeats_keep_a_bounded_history(store: Arc<dyn Store>) {
+    let a = device(&*store, "HB-A").await;
+    let b = device(&*store, "HB-B").await;
+    for i in 0..7 {
+        store
+            .record_heartbeat(heartbeat(&a.id, 1_000 + i, 50 + i), 5)
+            .await
+            .unwrap();
+    }
+    store
+        .record_heartbeat(heartbeat(&b.id, 9_000, 10), 5)
+        .await
+        .unwrap();
+    let history = store.heartbeats(&a.id, 100).await.unwrap();
+    assert_eq!(history.len(), 5, "only the newest 5 are kept");
+    let times: Vec<i64> = history.iter().map(|h| h.received_at_ms).collect();
+    assert_eq!(
+        times,
+        vec![1_006, 1_005, 1_004, 1_003, 1_002],
+        "newest first"
+    );
+    assert_eq!(history[0].battery_pct, Some(56));
+    assert!(history[0].charging);
+    assert_eq!(history[0].uptime_s, 4_000_000_000, "large values survive");
+    assert_eq!(history[0].network, "4g");
+
+    let latest = store
+        .latest_heartbeats(&[a.id.clone(), b.id.clone(), "dev_unknown".into()])
+        .await
+        .unwrap();
+    assert_eq!(latest.len(), 2);
+    let of = |id: &str| latest.iter().find(|h| h.device_id == id).unwrap().clone();
+    assert_eq!(of(&a.id).received_at_ms, 1_006);
+    assert_eq!(of(&b.id).battery_pct, Some(10));
+    assert!(store.latest_heartbeats(&[]).await.unwrap().is_empty());
+
+    let err = store
+        .record_heartbeat(heartbeat("dev_missing", 1, 1), 5)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn presence_keeps_the_newest_change(store: Arc<dyn Store>) {
+    let a = device(&*store, "PR-A").await;
+    let change = |connected: bool, reason: Option<&str>, at: i64| PresenceRecord {
+        device_id: a.id.clone(),
+        connected,
+        reason: reason.map(String::from),
+        changed_at_ms: at,
+    };
+    store
+        .record_presence(change(true, None, 100))
+        .await
+        .unwrap();
+    store
+        .record_presence(change(false, Some("keep_alive_timeout"), 200))
+        .await
+        .unwrap();
+    // A late event about an earlier instant changes nothing.
+    store
+        .record_presence(change(true, None, 150))
+        .await
+        .unwrap();
+    let stored = store.presences(std::slice::from_ref(&a.id)).await.unwrap();
+    assert_eq!(stored, vec![change(false, Some("keep_alive_timeout"), 200)]);
+    store
+        .record_presence(change(true, None, 300))
+        .await
+        .unwrap();
+    let stored = store.presences(std::slice::from_ref(&a.id)).await.unwrap();
+    assert!(stored[0].connected);
+    assert_eq!(stored[0].reason, None);
+}
+
+pub async fn desired_config_versions_guard_concurrent_writers(store: Arc<dyn Store>) {
+    let a = device(&*store, "CF-A").await;
+    assert_eq!(store.device_config(&a.id).await.unwrap(), None);
+    let err = store.device_config("dev_missing").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+
+    let first = store
+        .set_desired_config(&a.id, 0, r#"{"volume":5}"#, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(first.desired_version, 1);
+    assert_eq!(first.desired.as_deref(), Some(r#"{"volume":5}"#));
+    assert_eq!(first.push_status, ConfigPushStatus::Pending);
+
+    // A writer that read version 0 is too late now.
+    let err = store
+        .set_desired_config(&a.id, 0, r#"{"volume":9}"#, 1_001)
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Conflict { code, field, .. } => {
+            assert_eq!((code, field), ("stale_version", Some("version")));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let second = store
+        .set_desired_config(&a.id, 1, r#"{"volume":7}"#, 1_002)
+        .await
+        .unwrap();
+    assert_eq!(second.desired_version, 2);
+
+    let pending = store.pending_config_pushes(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].device_id, a.id);
+
+    // A PUBACK for an old version changes nothing; for the current one it is `sent`.
+    store
+        .record_config_push(&a.id, 1, ConfigPushStatus::Sent, None, 1_003)
+        .await
+        .unwrap();
+    let now = store.device_config(&a.id).await.unwrap().unwrap();
+    assert_eq!(now.push_status, ConfigPushStatus::Pending);
+    store
+        .record_config_push(&a.id, 2, ConfigPushStatus::Sent, None, 1_004)
+        .await
+        .unwrap();
+    let now = store.device_config(&a.id).await.unwrap().unwrap();
+    assert_eq!(now.push_status, ConfigPushStatus::Sent);
+    assert_eq!(now.push_attempts, 1);
+    assert_eq!(now.pushed_at_ms, Some(1_004));
+    assert!(store.pending_config_pushes(10).await.unwrap().is_empty());
+
+    // The device applies version 2.
+    let applied = store
+        .record_reported_config(
+            &a.id,
+            ReportedConfigUpdate {
+                applied_version: 2,
+                cause: "applied".into(),
+                config: r#"{"volume":7}"#.into(),
+                at_ms: 1_005,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.push_status, ConfigPushStatus::Applied);
+    assert_eq!(applied.reported_version, Some(2));
+    // A late PUBACK outcome does not undo the settled push.
+    store
+        .record_config_push(&a.id, 2, ConfigPushStatus::Sent, None, 1_006)
+        .await
+        .unwrap();
+    let now = store.device_config(&a.id).await.unwrap().unwrap();
+    assert_eq!(now.push_status, ConfigPushStatus::Applied);
+
+    // A local change is stored as reported without touching the push.
+    let local = store
+        .record_reported_config(
+            &a.id,
+            ReportedConfigUpdate {
+                applied_version: 2,
+                cause: "local_change".into(),
+                config: r#"{"volume":8}"#.into(),
+                at_ms: 1_007,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(local.push_status, ConfigPushStatus::Applied);
+    assert_eq!(local.reported.as_deref(), Some(r#"{"volume":8}"#));
+    assert_eq!(local.reported_cause.as_deref(), Some("local_change"));
+
+    // An operator's retry makes it due again.
+    let again = store.requeue_config_push(&a.id).await.unwrap();
+    assert_eq!(again.push_status, ConfigPushStatus::Pending);
+    assert_eq!(
+        store
+            .device_configs(std::slice::from_ref(&a.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn a_report_before_any_desired_config_is_kept(store: Arc<dyn Store>) {
+    let a = device(&*store, "CF-B").await;
+    let record = store
+        .record_reported_config(
+            &a.id,
+            ReportedConfigUpdate {
+                applied_version: 0,
+                cause: "boot".into(),
+                config: r#"{"volume":4}"#.into(),
+                at_ms: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.desired_version, 0);
+    assert_eq!(record.desired, None);
+    assert_eq!(record.push_status, ConfigPushStatus::None);
+    let err = store.requeue_config_push(&a.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    // The first desired config is version 1 on top of the report.
+    let first = store
+        .set_desired_config(&a.id, 0, r#"{"volume":6}"#, 20)
+        .await
+        .unwrap();
+    assert_eq!(first.desired_version, 1);
+    assert_eq!(first.reported.as_deref(), Some(r#"{"volume":4}"#));
+    let err = store
+        .record_reported_config(
+            "dev_missing",
+            ReportedConfigUpdate {
+                applied_version: 0,
+                cause: "boot".into(),
+                config: "{}".into(),
+                at_ms: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+fn command(device_id: &str, status: CommandStatus, expires: i64) -> NewCommand {
+    NewCommand {
+        device_id: device_id.into(),
+        name: "reboot".into(),
+        action: r#"{"name":"reboot"}"#.into(),
+        interactive: false,
+        status,
+        message: None,
+        expires_at_ms: expires,
+        result_deadline_ms: expires + 1_000,
+        now_ms: 100,
+    }
+}
+
+fn update(from: &[CommandStatus], to: CommandStatus, at_ms: i64) -> CommandUpdate {
+    CommandUpdate {
+        from: from.to_vec(),
+        to,
+        result: None,
+        message: None,
+        at_ms,
+        attempt: false,
+    }
+}
+
+pub async fn commands_move_through_their_states_once(store: Arc<dyn Store>) {
+    use CommandStatus::*;
+    let a = device(&*store, "CMD-A").await;
+    let b = device(&*store, "CMD-B").await;
+    let first = store
+        .create_command(command(&a.id, Queued, 10_000))
+        .await
+        .unwrap();
+    assert_eq!(first.status, Queued);
+    assert!(first.id.starts_with("cmd_"));
+    let second = store
+        .create_command(command(&a.id, Queued, 20_000))
+        .await
+        .unwrap();
+    let failed = store
+        .create_command(NewCommand {
+            interactive: true,
+            message: Some("device offline".into()),
+            ..command(&b.id, Failed, 20_000)
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.status, Failed);
+    assert_eq!(failed.completed_at_ms, Some(100));
+
+    let due = store.due_commands(Some(&a.id), 5_000, 10).await.unwrap();
+    let ids: Vec<_> = due.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(
+        ids,
+        vec![first.id.clone(), second.id.clone()],
+        "oldest first"
+    );
+    assert!(store.due_commands(None, 5_000, 10).await.unwrap().len() == 2);
+    assert_eq!(store.due_commands(None, 10_000, 10).await.unwrap().len(), 1);
+
+    // queued → sent (an attempt) → acknowledged → succeeded with a result.
+    let (sent, changed) = store
+        .update_command(
+            &first.id,
+            CommandUpdate {
+                attempt: true,
+                ..update(&[Queued], Sent, 1_000)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(
+        (sent.status, sent.attempts, sent.sent_at_ms),
+        (Sent, 1, Some(1_000))
+    );
+    let (acked, _) = store
+        .update_command(&first.id, update(&[Queued, Sent], Acknowledged, 1_100))
+        .await
+        .unwrap();
+    assert_eq!(acked.acknowledged_at_ms, Some(1_100));
+    let (done, changed) = store
+        .update_command(
+            &first.id,
+            CommandUpdate {
+                result: Some(r#"{"volume":"7"}"#.into()),
+                ..update(&[Queued, Sent, Acknowledged], Succeeded, 1_200)
+            },
+        )
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(done.status, Succeeded);
+    assert_eq!(done.result.as_deref(), Some(r#"{"volume":"7"}"#));
+    assert_eq!(done.completed_at_ms, Some(1_200));
+    // A late result for a finished command changes nothing.
+    let (same, changed) = store
+        .update_command(
+            &first.id,
+            update(&[Queued, Sent, Acknowledged], Failed, 1_300),
+        )
+        .await
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(same.status, Succeeded);
+
+    // Expiry: the queued one expires; a sent one times out at its result deadline.
+    let third = store
+        .create_command(command(&a.id, Queued, 30_000))
+        .await
+        .unwrap();
+    store
+        .update_command(&third.id, update(&[Queued], Sent, 2_000))
+        .await
+        .unwrap();
+    let changed = store.expire_commands(20_000).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(
+        (changed[0].id.clone(), changed[0].status),
+        (second.id.clone(), Expired)
+    );
+    let changed = store.expire_commands(31_000).await.unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].status, TimedOut);
+    assert!(changed[0].message.is_some());
+    assert!(store.expire_commands(99_000).await.unwrap().is_empty());
+
+    let page = store
+        .list_commands(&a.id, &PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = store
+        .list_commands(
+            &a.id,
+            &PageRequest {
+                after: page.next_after.clone(),
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.next_after, None);
+
+    let err = store.get_command(&b.id, &first.id).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { .. }),
+        "another device's command"
+    );
+    assert_eq!(store.get_command(&a.id, &first.id).await.unwrap(), done);
+    let err = store
+        .update_command("cmd_missing", update(&[Queued], Sent, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }));
+    let err = store
+        .create_command(command("dev_missing", Queued, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }));
+}
+
+pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
+    store: Arc<dyn Store>,
+) {
+    let (terminal, device) = crate::payments::terminal_with_device(&*store, "QR-A").await;
+    let t = crate::payments::order(&*store, &terminal, "QR-ORDER-1", 25_000).await;
+    let record = QrRequestRecord {
+        device_id: device.id.clone(),
+        request_id: "req-1".into(),
+        transaction_id: t.id.clone(),
+        amount: 25_000,
+        payload: "000201...".into(),
+        expires_at_ms: t.expires_at_ms,
+        status: "shown".into(),
+        close_reason: None,
+        created_at_ms: 5,
+        closed_at_ms: None,
+    };
+    assert_eq!(store.qr_request(&device.id, "req-1").await.unwrap(), None);
+    let (stored, created) = store.record_qr_request(record.clone()).await.unwrap();
+    assert!(created);
+    assert_eq!(stored, record);
+    // A second copy of the same request keeps the first QR.
+    let (again, created) = store
+        .record_qr_request(QrRequestRecord {
+            transaction_id: t.id.clone(),
+            payload: "other".into(),
+            ..record.clone()
+        })
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.payload, "000201...");
+    assert_eq!(
+        store.qr_request(&device.id, "req-1").await.unwrap(),
+        Some(record.clone())
+    );
+
+    assert!(
+        store.qr_requests_to_close(10).await.unwrap().is_empty(),
+        "still pending"
+    );
+    let expired = store
+        .expire_due_transactions(t.expires_at_ms + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(expired, vec![t.id.clone()]);
+    let due = store.qr_requests_to_close(10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].0.request_id, "req-1");
+    assert_eq!(due[0].1, "expired");
+    store
+        .close_qr_request(&device.id, "req-1", "expired", 99)
+        .await
+        .unwrap();
+    assert!(store.qr_requests_to_close(10).await.unwrap().is_empty());
+    let closed = store
+        .qr_request(&device.id, "req-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed.status, "closed");
+    assert_eq!(closed.close_reason.as_deref(), Some("expired"));
+    assert_eq!(closed.closed_at_ms, Some(99));
+
+    let err = store
+        .record_qr_request(QrRequestRecord {
+            device_id: "dev_missing".into(),
+            ..record
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn failed_announcements_are_counted_per_device(store: Arc<dyn Store>) {
+    use crate::payments::{Rules, event, inbox, now_ms, order, terminal_with_device};
+    let (terminal, device) = terminal_with_device(&*store, "FAIL-A").await;
+    let (_, quiet) = terminal_with_device(&*store, "FAIL-B").await;
+    for n in 0..3 {
+        let order_ref = format!("FAIL-ORD-{n}");
+        order(&*store, &terminal, &order_ref, 1_000).await;
+        store
+            .apply_payment_event(inbox(), event(&order_ref, "paid", 1_000), &Rules)
+            .await
+            .unwrap();
+    }
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3);
+    assert_eq!(due[0].desired_config, None, "no desired config yet");
+    store
+        .set_desired_config(&device.id, 0, r#"{"language":"en"}"#, 1)
+        .await
+        .unwrap();
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3, "the config join adds no rows");
+    assert_eq!(
+        due[0].desired_config.as_deref(),
+        Some(r#"{"language":"en"}"#)
+    );
+    for a in &due[..2] {
+        store
+            .record_delivery(
+                &a.id,
+                DeliveryResult::Failed {
+                    error: "no ack".into(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let ids = [device.id.clone(), quiet.id.clone()];
+    let counts = store.failed_announcement_counts(&ids, 0).await.unwrap();
+    assert_eq!(counts, vec![(device.id.clone(), 2)]);
+    // Only those expiring after the window's start count.
+    let late = due[0].expires_at_ms.max(due[1].expires_at_ms);
+    assert!(
+        store
+            .failed_announcement_counts(&ids, late)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .failed_announcement_counts(&[], 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
