@@ -13,11 +13,13 @@
 //! atomically here, so nothing half-written is ever left behind. No other crate may contain
 //! SQL.
 
+pub mod auth;
 mod error;
 pub mod model;
 pub mod payments;
 mod postgres;
 mod sql;
+mod sql_auth;
 mod sql_payments;
 mod sqlite;
 
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use auth::*;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use payments::*;
@@ -34,7 +37,7 @@ pub use sqlite::SqliteStore;
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
-pub trait Store: PaymentStore + Send + Sync + std::fmt::Debug {
+pub trait Store: PaymentStore + AuthStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
 
     /// One round trip to the database.

@@ -4,6 +4,7 @@
 //! every one into a test per backend, each against a fresh database (a new SQLite file, or a
 //! new PostgreSQL database in the throwaway cluster named by `GEMA_TEST_POSTGRES_URL`).
 
+mod auth;
 mod backends;
 mod payments;
 mod suite;
@@ -25,6 +26,13 @@ macro_rules! conformance {
                 concurrent_binds_to_one_terminal_let_one_win,
                 admin_tokens_are_found_by_hash_until_revoked,
                 unknown_ids_are_not_found
+            );
+            conformance!(@tests $open, auth;
+                users_round_trip_and_emails_are_unique,
+                refresh_rotates_and_reuse_revokes_the_family,
+                sessions_revoke_per_user_and_on_password_change,
+                login_failures_count_in_a_window,
+                audit_entries_filter_and_page
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,

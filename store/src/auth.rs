@@ -1,0 +1,210 @@
+//! People: users, login sessions, login failures and the audit log ([`AuthStore`]).
+//!
+//! Every instant here is Unix milliseconds chosen by the caller, so the gateway's clock (a
+//! test clock in tests) decides expiry and lockout windows, and comparisons happen in SQL.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::{Page, PageRequest, StoreResult};
+
+/// Admin users operate the whole gateway; merchant users belong to one merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserKind {
+    Admin,
+    Merchant,
+}
+
+impl UserKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Admin => "admin",
+            UserKind::Merchant => "merchant",
+        }
+    }
+}
+
+impl TryFrom<String> for UserKind {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "admin" => Ok(UserKind::Admin),
+            "merchant" => Ok(UserKind::Merchant),
+            other => Err(format!("unknown user kind {other:?}")),
+        }
+    }
+}
+
+/// A user as the rest of Gema sees it: never with its password hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub kind: UserKind,
+    /// The role name; its meaning belongs to the gateway's permission matrix.
+    pub role: String,
+    pub merchant_id: Option<String>,
+    pub disabled_ms: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub kind: UserKind,
+    pub role: String,
+    pub merchant_id: Option<String>,
+    pub password_hash: String,
+    pub now_ms: i64,
+}
+
+/// One issued access/refresh token pair (hashes only).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuthSession {
+    pub id: String,
+    pub family_id: String,
+    pub user_id: String,
+    pub access_expires_ms: i64,
+    pub refresh_expires_ms: i64,
+    pub created_ms: i64,
+    pub rotated_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+    pub user_agent: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAuthSession {
+    pub user_id: String,
+    pub access_hash: String,
+    pub refresh_hash: String,
+    pub access_expires_ms: i64,
+    pub refresh_expires_ms: i64,
+    pub user_agent: Option<String>,
+    pub source: Option<String>,
+    pub now_ms: i64,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The old pair is retired and this new one (same family) replaces it.
+    Rotated { session: AuthSession, user: User },
+    /// The token was already rotated: someone replayed it. The whole family is now revoked.
+    Reused { family_id: String, user_id: String },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// One audit-log row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at_ms: i64,
+    /// `user:<id>`, `token:<name>`, `bootstrap` or, for failed logins, `email:<address>`.
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    /// `ok`, `denied`, `failed`, or the HTTP status of a write.
+    pub outcome: String,
+    pub before_json: Option<String>,
+    pub after_json: Option<String>,
+    pub request_id: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewAuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub before_json: Option<String>,
+    pub after_json: Option<String>,
+    pub request_id: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// Inclusive lower bound.
+    pub from_ms: Option<i64>,
+    /// Exclusive upper bound.
+    pub to_ms: Option<i64>,
+}
+
+/// Failed logins in a window, counted two ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCounts {
+    pub by_account: i64,
+    pub by_source: i64,
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    /// `Conflict` (`email_taken`) if the e-mail is in use; `Conflict` (`reference_missing`)
+    /// for an unknown merchant.
+    async fn create_user(&self, new: NewUser) -> StoreResult<User>;
+    async fn get_user(&self, id: &str) -> StoreResult<User>;
+    /// The user and its password hash, for login.
+    async fn user_for_login(&self, email: &str) -> StoreResult<Option<(User, String)>>;
+    async fn list_users(&self, page: &PageRequest) -> StoreResult<Page<User>>;
+    /// How many enabled admin users exist.
+    async fn count_admin_users(&self) -> StoreResult<i64>;
+    /// Replaces the password hash and revokes every session of the user, in one transaction.
+    async fn set_user_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<User>;
+
+    /// A new session in a new family.
+    async fn create_session(&self, new: NewAuthSession) -> StoreResult<AuthSession>;
+    /// The live session (not revoked, not rotated, access token unexpired) and its enabled
+    /// user.
+    async fn session_by_access(
+        &self,
+        access_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(AuthSession, User)>>;
+    /// Rotates a refresh token, in one transaction (see [`RefreshOutcome`]). `next.user_id`
+    /// is ignored: the new pair belongs to the old pair's user.
+    async fn refresh_session(
+        &self,
+        refresh_hash: &str,
+        next: NewAuthSession,
+    ) -> StoreResult<RefreshOutcome>;
+    /// Revokes one session of a user (a session of someone else is `NotFound`).
+    async fn revoke_session(&self, user_id: &str, session_id: &str, now_ms: i64)
+    -> StoreResult<()>;
+    /// Sessions whose refresh token still works, oldest first.
+    async fn list_sessions(&self, user_id: &str, now_ms: i64) -> StoreResult<Vec<AuthSession>>;
+
+    async fn record_login_failure(&self, email: &str, source: &str, at_ms: i64) -> StoreResult<()>;
+    /// Failures at or after `since_ms` for this account and for this source address.
+    async fn login_failures(
+        &self,
+        email: &str,
+        source: &str,
+        since_ms: i64,
+    ) -> StoreResult<FailureCounts>;
+    /// Forgets the account's failures (after a successful login).
+    async fn clear_login_failures(&self, email: &str) -> StoreResult<()>;
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
+    /// Oldest first, keyset-paginated by id.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEntry>>;
+}

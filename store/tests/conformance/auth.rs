@@ -1,0 +1,428 @@
+//! People behaviours every backend must show: users, session rotation with reuse detection,
+//! login-failure windows and the audit log.
+
+use std::sync::Arc;
+
+use gema_store::*;
+
+async fn merchant(store: &Arc<dyn Store>) -> Merchant {
+    store
+        .create_merchant(NewMerchant {
+            name: "Warung Bu Sri".into(),
+            email: None,
+            phone: None,
+        })
+        .await
+        .unwrap()
+}
+
+fn new_user(email: &str, kind: UserKind, role: &str, merchant_id: Option<String>) -> NewUser {
+    NewUser {
+        email: email.into(),
+        name: "Sri".into(),
+        kind,
+        role: role.into(),
+        merchant_id,
+        password_hash: "pbkdf2-sha256$1$c2FsdA$aGFzaA".into(),
+        now_ms: 1_000,
+    }
+}
+
+fn session(user_id: &str, n: u32, now_ms: i64) -> NewAuthSession {
+    NewAuthSession {
+        user_id: user_id.into(),
+        access_hash: format!("access-{n}"),
+        refresh_hash: format!("refresh-{n}"),
+        access_expires_ms: now_ms + 900_000,
+        refresh_expires_ms: now_ms + 86_400_000,
+        user_agent: Some("test".into()),
+        source: Some("127.0.0.1".into()),
+        now_ms,
+    }
+}
+
+pub async fn users_round_trip_and_emails_are_unique(store: Arc<dyn Store>) {
+    assert_eq!(store.count_admin_users().await.unwrap(), 0);
+    let admin = store
+        .create_user(new_user("ops@gema.test", UserKind::Admin, "ops", None))
+        .await
+        .unwrap();
+    assert_eq!(store.count_admin_users().await.unwrap(), 1);
+    assert_eq!(store.get_user(&admin.id).await.unwrap(), admin);
+    let (found, hash) = store
+        .user_for_login("ops@gema.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, admin);
+    assert_eq!(hash, "pbkdf2-sha256$1$c2FsdA$aGFzaA");
+    assert!(
+        store
+            .user_for_login("nobody@gema.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let err = store
+        .create_user(new_user("ops@gema.test", UserKind::Admin, "viewer", None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                code: "email_taken",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let err = store
+        .create_user(new_user(
+            "owner@gema.test",
+            UserKind::Merchant,
+            "owner",
+            Some("mer_unknown".into()),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound {
+                entity: "merchant",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let m = merchant(&store).await;
+    let owner = store
+        .create_user(new_user(
+            "owner@gema.test",
+            UserKind::Merchant,
+            "owner",
+            Some(m.id.clone()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(owner.merchant_id.as_deref(), Some(m.id.as_str()));
+    // Merchant users are not admin users.
+    assert_eq!(store.count_admin_users().await.unwrap(), 1);
+
+    let page = store.list_users(&PageRequest::first(1)).await.unwrap();
+    assert_eq!(page.items, vec![admin.clone()]);
+    let rest = store
+        .list_users(&PageRequest {
+            after: page.next_after,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.items, vec![owner]);
+    assert!(rest.next_after.is_none());
+}
+
+pub async fn refresh_rotates_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
+    let user = store
+        .create_user(new_user("a@gema.test", UserKind::Admin, "admin", None))
+        .await
+        .unwrap();
+    let first = store
+        .create_session(session(&user.id, 1, 10_000))
+        .await
+        .unwrap();
+    let (live, who) = store
+        .session_by_access("access-1", 10_001)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(live, first);
+    assert_eq!(who, user);
+    // An expired access token is not a session.
+    assert!(
+        store
+            .session_by_access("access-1", 10_000 + 900_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let RefreshOutcome::Rotated {
+        session: second, ..
+    } = store
+        .refresh_session("refresh-1", session("ignored", 2, 20_000))
+        .await
+        .unwrap()
+    else {
+        panic!("first refresh must rotate");
+    };
+    assert_eq!(second.family_id, first.family_id);
+    assert_eq!(second.user_id, user.id);
+    // The old pair is dead, the new one works.
+    assert!(
+        store
+            .session_by_access("access-1", 20_001)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session_by_access("access-2", 20_001)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.list_sessions(&user.id, 20_001).await.unwrap(),
+        vec![second.clone()]
+    );
+
+    // The old refresh token again: reuse. The whole family dies, including the new pair.
+    let outcome = store
+        .refresh_session("refresh-1", session("ignored", 3, 30_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        RefreshOutcome::Reused {
+            family_id: first.family_id.clone(),
+            user_id: user.id.clone()
+        }
+    );
+    assert!(
+        store
+            .session_by_access("access-2", 30_001)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .refresh_session("refresh-2", session("ignored", 4, 30_002))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+    assert!(
+        store
+            .list_sessions(&user.id, 30_003)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .refresh_session("refresh-unknown", session("x", 5, 30_004))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+}
+
+pub async fn sessions_revoke_per_user_and_on_password_change(store: Arc<dyn Store>) {
+    let a = store
+        .create_user(new_user("a@gema.test", UserKind::Admin, "admin", None))
+        .await
+        .unwrap();
+    let b = store
+        .create_user(new_user("b@gema.test", UserKind::Admin, "viewer", None))
+        .await
+        .unwrap();
+    let a1 = store
+        .create_session(session(&a.id, 1, 1_000))
+        .await
+        .unwrap();
+    let _a2 = store
+        .create_session(session(&a.id, 2, 1_000))
+        .await
+        .unwrap();
+    let b1 = store
+        .create_session(session(&b.id, 3, 1_000))
+        .await
+        .unwrap();
+    assert_ne!(a1.family_id, b1.family_id);
+
+    // B cannot revoke A's session: it is not found for B.
+    let err = store
+        .revoke_session(&b.id, &a1.id, 2_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    store.revoke_session(&a.id, &a1.id, 2_000).await.unwrap();
+    assert!(
+        store
+            .session_by_access("access-1", 2_001)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session_by_access("access-2", 2_001)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .refresh_session("refresh-1", session("x", 9, 2_002))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+
+    store
+        .set_user_password(&a.id, "pbkdf2-sha256$1$bmV3$bmV3", 3_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .session_by_access("access-2", 3_001)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session_by_access("access-3", 3_001)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (_, hash) = store.user_for_login("a@gema.test").await.unwrap().unwrap();
+    assert_eq!(hash, "pbkdf2-sha256$1$bmV3$bmV3");
+}
+
+pub async fn login_failures_count_in_a_window(store: Arc<dyn Store>) {
+    for at in [100, 200, 300] {
+        store
+            .record_login_failure("a@gema.test", "10.0.0.1", at)
+            .await
+            .unwrap();
+    }
+    store
+        .record_login_failure("b@gema.test", "10.0.0.1", 400)
+        .await
+        .unwrap();
+    let counts = store
+        .login_failures("a@gema.test", "10.0.0.1", 200)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        FailureCounts {
+            by_account: 2,
+            by_source: 3
+        }
+    );
+    store.clear_login_failures("a@gema.test").await.unwrap();
+    let counts = store
+        .login_failures("a@gema.test", "10.0.0.2", 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        FailureCounts {
+            by_account: 0,
+            by_source: 0
+        }
+    );
+}
+
+pub async fn audit_entries_filter_and_page(store: Arc<dyn Store>) {
+    for (i, (actor, action)) in [
+        ("user:a", "login"),
+        ("user:a", "merchant.create"),
+        ("user:b", "login"),
+        ("user:a", "login"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .append_audit(NewAuditEntry {
+                at_ms: 1_000 * (i as i64 + 1),
+                actor: actor.into(),
+                action: action.into(),
+                target: Some(format!("t{i}")),
+                outcome: "ok".into(),
+                request_id: Some(format!("req-{i}")),
+                source: Some("127.0.0.1".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let all = store
+        .list_audit(&AuditFilter::default(), &PageRequest::first(50))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 4);
+    assert_eq!(all.items[1].action, "merchant.create");
+
+    let logins_of_a = store
+        .list_audit(
+            &AuditFilter {
+                actor: Some("user:a".into()),
+                action: Some("login".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logins_of_a.items.len(), 1);
+    assert_eq!(logins_of_a.items[0].target.as_deref(), Some("t0"));
+    let next = store
+        .list_audit(
+            &AuditFilter {
+                actor: Some("user:a".into()),
+                action: Some("login".into()),
+                ..Default::default()
+            },
+            &PageRequest {
+                after: logins_of_a.next_after,
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.items.len(), 1);
+    assert_eq!(next.items[0].target.as_deref(), Some("t3"));
+    assert!(next.next_after.is_none());
+
+    let window = store
+        .list_audit(
+            &AuditFilter {
+                from_ms: Some(2_000),
+                to_ms: Some(4_000),
+                ..Default::default()
+            },
+            &PageRequest::first(50),
+        )
+        .await
+        .unwrap();
+    let targets: Vec<_> = window
+        .items
+        .iter()
+        .map(|e| e.target.clone().unwrap())
+        .collect();
+    assert_eq!(targets, ["t1", "t2"]);
+    let by_target = store
+        .list_audit(
+            &AuditFilter {
+                target: Some("t2".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(50),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_target.items.len(), 1);
+    assert_eq!(by_target.items[0].actor, "user:b");
+}
