@@ -8,6 +8,7 @@
 //! This crate holds rules, not I/O: storage goes through `gema_store::Store`, HTTP lives in
 //! `admin-api`, configuration and wiring in the binary.
 
+pub mod auth;
 pub mod credentials;
 mod error;
 pub mod payments;
