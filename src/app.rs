@@ -97,8 +97,10 @@ impl App {
             RelaySettings::default(),
             wake_relay.clone(),
         );
+        let auth = gema_gateway::auth::Auth::new(store.clone(), config.auth.settings());
         let router = gema_admin_api::router(AppState {
             registry,
+            auth,
             payments: payments.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
@@ -261,9 +263,13 @@ impl App {
             }
         });
         let http = tokio::spawn(
-            axum::serve(self.http, self.router)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
+            axum::serve(
+                self.http,
+                self.router
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
         );
         let metrics = tokio::spawn(
             axum::serve(self.metrics, self.metrics_router)

@@ -35,6 +35,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub log: LogConfig,
     pub payments: PaymentsConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             log: LogConfig::default(),
             payments: PaymentsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -295,6 +297,51 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Auto,
+        }
+    }
+}
+
+/// People: login tokens, lockout and password hashing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long an access token from a login lives.
+    pub access_token_ttl_secs: u64,
+    /// How long a refresh token lives (each refresh issues a new one).
+    pub refresh_token_ttl_secs: u64,
+    /// Failed logins of one account within the window that lock it.
+    pub lockout_max_failures: u32,
+    /// Failed logins from one source address within the window that lock it out.
+    pub lockout_max_failures_per_source: u32,
+    pub lockout_window_secs: u64,
+    /// PBKDF2-HMAC-SHA256 rounds for new password hashes.
+    pub password_iterations: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = gema_gateway::auth::AuthSettings::default();
+        Self {
+            access_token_ttl_secs: d.access_token_ttl.as_secs(),
+            refresh_token_ttl_secs: d.refresh_token_ttl.as_secs(),
+            lockout_max_failures: d.lockout_max_failures,
+            lockout_max_failures_per_source: d.lockout_max_failures_per_source,
+            lockout_window_secs: d.lockout_window.as_secs(),
+            password_iterations: d.password_iterations,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn settings(&self) -> gema_gateway::auth::AuthSettings {
+        use std::time::Duration;
+        gema_gateway::auth::AuthSettings {
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_secs.max(1)),
+            refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs.max(1)),
+            lockout_max_failures: self.lockout_max_failures.max(1),
+            lockout_max_failures_per_source: self.lockout_max_failures_per_source.max(1),
+            lockout_window: Duration::from_secs(self.lockout_window_secs),
+            password_iterations: self.password_iterations.max(1),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! This crate knows HTTP only: it calls `gema-gateway` for every rule and never touches SQL,
 //! MQTT, configuration files or the environment.
 
+pub mod authz;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -22,6 +23,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 use gema_gateway::Registry;
+use gema_gateway::auth::Auth;
 use gema_gateway::payments::Payments;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -45,6 +47,7 @@ pub struct ProvisioningInfo {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub auth: Auth,
     pub payments: Payments,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
@@ -65,6 +68,8 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
     tags(
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
         (name = "transactions"), (name = "ledger"),
+        (name = "auth", description = "Login is public; the rest needs the caller's token"),
+        (name = "users"), (name = "audit"),
         (name = "payment callbacks", description = "Public; each provider authenticates with its own signature or token"),
         (name = "health", description = "Public; no token needed"),
     )
@@ -110,6 +115,28 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::announcements))
         .routes(routes!(transactions::retry_notification))
         .routes(routes!(transactions::ledger))
+        .merge(people_routes())
+}
+
+/// Users, sessions and the audit log; login and refresh are in [`public_auth_routes`].
+fn people_routes() -> OpenApiRouter<AppState> {
+    use routes::{audit, auth, users};
+    OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::sessions))
+        .routes(routes!(auth::revoke_session))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::get))
+        .routes(routes!(audit::list))
+}
+
+/// Login and refresh: no bearer token (the caller has none yet).
+fn public_auth_routes() -> OpenApiRouter<AppState> {
+    use routes::auth;
+    OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
 }
 
 /// Provider callbacks: public, each authenticated by its provider's own scheme.
@@ -127,7 +154,7 @@ fn router_parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .nest("/api/v1", api_routes())
         .split_for_parts();
     let (callbacks, callbacks_doc) = OpenApiRouter::new()
-        .nest("/api/v1", callback_routes())
+        .nest("/api/v1", callback_routes().merge(public_auth_routes()))
         .split_for_parts();
     doc.merge(callbacks_doc);
     let (health, mut health_doc) = OpenApiRouter::new()
@@ -152,7 +179,7 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(doc);
     let api = api.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
-        middleware::require_admin,
+        authz::guard,
     ));
     api.merge(health)
         .route(

@@ -157,7 +157,7 @@ pub trait AuthStore: Send + Sync {
     /// The user and its password hash, for login.
     async fn user_for_login(&self, email: &str) -> StoreResult<Option<(User, String)>>;
     async fn list_users(&self, page: &PageRequest) -> StoreResult<Page<User>>;
-    /// How many enabled admin users exist.
+    /// How many enabled operators with the `admin` role exist.
     async fn count_admin_users(&self) -> StoreResult<i64>;
     /// Replaces the password hash and revokes every session of the user, in one transaction.
     async fn set_user_password(

@@ -151,7 +151,8 @@ macro_rules! impl_auth_store {
 
             async fn count_admin_users(&self) -> $crate::StoreResult<i64> {
                 let (count,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM users WHERE kind = 'admin' AND disabled_ms IS NULL",
+                    "SELECT COUNT(*) FROM users WHERE kind = 'admin' AND role = 'admin' \
+                     AND disabled_ms IS NULL",
                 )
                 .fetch_one(&self.read)
                 .await?;

@@ -7,6 +7,7 @@ use gema_gateway::registry::DeviceInput;
 use gema_store::{DeviceFilter, DevicePatch};
 
 use crate::AppState;
+use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::views::{
@@ -65,10 +66,12 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(query): ApiQuery<DeviceQuery>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Page<Device>>> {
     let filter = DeviceFilter {
         terminal_id: query.terminal_id,
         status: query.status.map(Into::into),
+        merchant_id: scope.apply(None),
     };
     let devices = state.registry.devices(&filter, &page.to_request()?).await?;
     Ok(Json(Page::from_store(devices, Device::from)))

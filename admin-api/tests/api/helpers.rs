@@ -12,6 +12,8 @@ use tower::ServiceExt;
 
 pub const MIDTRANS_KEY: &str = "SB-Mid-server-test";
 pub const XENDIT_TOKEN: &str = "xnd-callback-token-test";
+/// Every test user's password.
+pub const PASSWORD: &str = "kopi-tubruk-2024!";
 pub const GENERIC_SECRET: &str = "generic-hmac-secret-test";
 
 #[derive(Debug)]
@@ -32,11 +34,14 @@ pub struct TestApi {
     pub router: Router,
     pub token: String,
     pub store: Arc<dyn Store>,
+    /// The auth clock: lockout windows and token expiry move only when a test says so.
+    pub clock: Arc<gema_gateway::auth::ManualClock>,
     _dir: tempfile::TempDir,
 }
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub body: Value,
     pub request_id: Option<String>,
 }
@@ -82,8 +87,19 @@ impl TestApi {
             settings,
             Arc::new(tokio::sync::Notify::new()),
         );
+        let clock = Arc::new(gema_gateway::auth::ManualClock::new(1_700_000_000_000));
+        let auth = gema_gateway::auth::Auth::new(
+            store.clone(),
+            gema_gateway::auth::AuthSettings {
+                // Password hashing at the production work factor would only slow tests.
+                password_iterations: 1_000,
+                ..Default::default()
+            },
+        )
+        .with_clock(clock.clone());
         let router = gema_admin_api::router(AppState {
             registry,
+            auth: auth.clone(),
             payments,
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
@@ -97,6 +113,7 @@ impl TestApi {
             router,
             token,
             store,
+            clock,
             _dir: dir,
         }
     }
@@ -104,6 +121,7 @@ impl TestApi {
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let request_id = response
             .headers()
             .get("x-request-id")
@@ -118,6 +136,7 @@ impl TestApi {
         };
         Reply {
             status,
+            headers,
             body,
             request_id,
         }
@@ -140,6 +159,67 @@ impl TestApi {
         }
         .unwrap();
         self.send(request).await
+    }
+
+    /// The directory holding the test's database files.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// A request with another bearer token (or none), from `source` if given.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        source: Option<std::net::SocketAddr>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let mut request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
+        if let Some(source) = source {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(source));
+        }
+        self.send(request).await
+    }
+
+    /// Creates a user with the current token; returns its id.
+    pub async fn user(&self, email: &str, role: &str, merchant_id: Option<&str>) -> String {
+        let r = self
+            .post(
+                "/api/v1/users",
+                json!({ "email": email, "name": "Test", "role": role,
+                        "merchant_id": merchant_id, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Logs in with [`PASSWORD`]; returns the token pair's JSON.
+    pub async fn login(&self, email: &str) -> Value {
+        let r = self
+            .call_as(
+                None,
+                "POST",
+                "/api/v1/auth/login",
+                Some(json!({ "email": email, "password": PASSWORD })),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {

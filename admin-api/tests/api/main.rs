@@ -4,4 +4,5 @@ mod bad_input;
 mod dynamic_qr;
 mod helpers;
 mod payments;
+mod people;
 mod registry;

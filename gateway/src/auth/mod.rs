@@ -7,8 +7,9 @@
 //! the same *family*. A retired refresh token presented again means it was copied, so the
 //! whole family is revoked (the thief's pair and the owner's).
 //!
-//! The bootstrap admin token works until the first admin user exists; then it is refused
-//! and each refusal is logged.
+//! The bootstrap admin token works until the first operator with the `admin` role exists
+//! (creating a viewer first cannot lock the installation out); then it is refused and each
+//! refusal is logged.
 //!
 //! Time comes from a [`Clock`], so tests move lockout windows and expiries without sleeping.
 
@@ -224,7 +225,9 @@ impl Auth {
         password::check_password_rules(&input.password)?;
         let password_hash =
             password::hash_password(input.password, self.settings.password_iterations).await?;
-        let first_admin = kind == UserKind::Admin && self.store.count_admin_users().await? == 0;
+        let first_admin = kind == UserKind::Admin
+            && input.role == AdminRole::Admin.as_str()
+            && self.store.count_admin_users().await? == 0;
         let user = self
             .store
             .create_user(NewUser {

@@ -44,7 +44,7 @@ fn session(user_id: &str, n: u32, now_ms: i64) -> NewAuthSession {
 pub async fn users_round_trip_and_emails_are_unique(store: Arc<dyn Store>) {
     assert_eq!(store.count_admin_users().await.unwrap(), 0);
     let admin = store
-        .create_user(new_user("ops@gema.test", UserKind::Admin, "ops", None))
+        .create_user(new_user("ops@gema.test", UserKind::Admin, "admin", None))
         .await
         .unwrap();
     assert_eq!(store.count_admin_users().await.unwrap(), 1);
@@ -110,7 +110,16 @@ pub async fn users_round_trip_and_emails_are_unique(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(owner.merchant_id.as_deref(), Some(m.id.as_str()));
-    // Merchant users are not admin users.
+    // Merchant users and operators of other roles are not admin users.
+    store
+        .create_user(new_user(
+            "viewer@gema.test",
+            UserKind::Admin,
+            "viewer",
+            None,
+        ))
+        .await
+        .unwrap();
     assert_eq!(store.count_admin_users().await.unwrap(), 1);
 
     let page = store.list_users(&PageRequest::first(1)).await.unwrap();
@@ -122,7 +131,9 @@ pub async fn users_round_trip_and_emails_are_unique(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(rest.items, vec![owner]);
+    assert_eq!(rest.items.len(), 2);
+    assert_eq!(rest.items[0], owner);
+    assert_eq!(rest.items[1].role, "viewer");
     assert!(rest.next_after.is_none());
 }
 
@@ -425,4 +436,92 @@ pub async fn audit_entries_filter_and_page(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(by_target.items.len(), 1);
     assert_eq!(by_target.items[0].actor, "user:b");
+}
+
+/// A merchant with an outlet, a terminal and a device bound to it.
+async fn merchant_with_device(store: &Arc<dyn Store>, tag: &str) -> (Merchant, Terminal, Device) {
+    let m = merchant(store).await;
+    let m = store
+        .transition_merchant(
+            &m.id,
+            &[MerchantStatus::Pending],
+            MerchantStatus::Approved,
+            None,
+        )
+        .await
+        .unwrap();
+    let outlet = store
+        .create_outlet(NewOutlet {
+            merchant_id: m.id.clone(),
+            name: format!("Outlet {tag}"),
+            address: None,
+            city: None,
+        })
+        .await
+        .unwrap();
+    let terminal = store
+        .create_terminal(NewTerminal {
+            outlet_id: outlet.id.clone(),
+            label: "K1".into(),
+            name: None,
+            payment_ref: None,
+            static_qris: None,
+        })
+        .await
+        .unwrap();
+    let device = store
+        .create_device(NewDevice {
+            serial: format!("SN-{tag}"),
+            model: "SB-100".into(),
+            firmware_version: None,
+            secret_hash: "h".into(),
+        })
+        .await
+        .unwrap();
+    let device = store.bind_device(&device.id, &terminal.id).await.unwrap();
+    (m, terminal, device)
+}
+
+pub async fn terminal_and_device_lists_filter_by_merchant(store: Arc<dyn Store>) {
+    let (a, ta, da) = merchant_with_device(&store, "a").await;
+    let (b, tb, db) = merchant_with_device(&store, "b").await;
+    // An unbound device belongs to no merchant.
+    store
+        .create_device(NewDevice {
+            serial: "SN-loose".into(),
+            model: "SB-100".into(),
+            firmware_version: None,
+            secret_hash: "h".into(),
+        })
+        .await
+        .unwrap();
+    for (m, t, d) in [(&a, &ta, &da), (&b, &tb, &db)] {
+        let terminals = store
+            .list_terminals(
+                &TerminalFilter {
+                    merchant_id: Some(m.id.clone()),
+                    ..Default::default()
+                },
+                &PageRequest::first(50),
+            )
+            .await
+            .unwrap();
+        assert_eq!(terminals.items, vec![t.clone()]);
+        let devices = store
+            .list_devices(
+                &DeviceFilter {
+                    merchant_id: Some(m.id.clone()),
+                    ..Default::default()
+                },
+                &PageRequest::first(50),
+            )
+            .await
+            .unwrap();
+        assert_eq!(devices.items, vec![d.clone()]);
+    }
+    let all = store
+        .list_devices(&DeviceFilter::default(), &PageRequest::first(50))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 3);
 }

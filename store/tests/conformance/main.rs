@@ -32,7 +32,8 @@ macro_rules! conformance {
                 refresh_rotates_and_reuse_revokes_the_family,
                 sessions_revoke_per_user_and_on_password_change,
                 login_failures_count_in_a_window,
-                audit_entries_filter_and_page
+                audit_entries_filter_and_page,
+                terminal_and_device_lists_filter_by_merchant
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,

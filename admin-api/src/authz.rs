@@ -1,0 +1,412 @@
+//! Who may call which route: the route table, the guard that enforces it on every `/api/v1`
+//! route, merchant scoping, and the audit row of every write.
+//!
+//! [`RULES`] maps each route (method and path template, exactly as in the OpenAPI document)
+//! to a [`Rule`]. The role × action matrix itself is `gema_gateway::auth::permits`; this
+//! file only names the action a route performs and which path id identifies the row, so a
+//! new route needs one line here. A route without a line is refused (500, logged) and fails
+//! the route-walking permission test.
+//!
+//! Merchant users only ever see their own merchant's rows: a path id of another merchant's
+//! row answers 404 exactly as a missing row does, and list handlers force the caller's
+//! merchant into their filter ([`MerchantScope`]).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gema_gateway::GatewayError;
+use gema_gateway::auth::{Action, Principal, RequestMeta};
+use gema_store::NewAuditEntry;
+
+use crate::AppState;
+use crate::error::{ApiError, current_request_id};
+
+/// Which path id names the row a route touches (for merchant scoping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// No row in the path (lists filter in the handler; actions merchants never get).
+    None,
+    Merchant,
+    Outlet,
+    Terminal,
+    Device,
+    Transaction,
+}
+
+/// How a route is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// No token: login and refresh (they are rate-limited by lockout instead).
+    Public,
+    /// No bearer token: the payment provider authenticates with its own signature or token.
+    Provider,
+    /// A bearer token whose role the matrix allows `Action`; merchant users only on their
+    /// own rows.
+    Guarded(Action, Scope),
+}
+
+use Action as A;
+use Rule::Guarded as G;
+use Scope as S;
+
+/// Every route under `/api/v1` and its rule. One line per route.
+pub const RULES: &[(&str, &str, Rule)] = &[
+    ("POST", "/api/v1/auth/login", Rule::Public),
+    ("POST", "/api/v1/auth/refresh", Rule::Public),
+    ("POST", "/api/v1/auth/logout", G(A::OwnSession, S::None)),
+    ("GET", "/api/v1/auth/me", G(A::OwnSession, S::None)),
+    ("GET", "/api/v1/auth/sessions", G(A::OwnSession, S::None)),
+    (
+        "DELETE",
+        "/api/v1/auth/sessions/{id}",
+        G(A::OwnSession, S::None),
+    ),
+    ("GET", "/api/v1/users", G(A::UserList, S::None)),
+    ("POST", "/api/v1/users", G(A::UserWrite, S::None)),
+    ("GET", "/api/v1/users/{id}", G(A::UserRead, S::None)),
+    ("GET", "/api/v1/audit-logs", G(A::AuditRead, S::None)),
+    ("GET", "/api/v1/merchants", G(A::MerchantList, S::None)),
+    ("POST", "/api/v1/merchants", G(A::MerchantWrite, S::None)),
+    (
+        "GET",
+        "/api/v1/merchants/{id}",
+        G(A::MerchantRead, S::Merchant),
+    ),
+    (
+        "PATCH",
+        "/api/v1/merchants/{id}",
+        G(A::MerchantWrite, S::Merchant),
+    ),
+    (
+        "POST",
+        "/api/v1/merchants/{id}/approve",
+        G(A::MerchantReview, S::Merchant),
+    ),
+    (
+        "POST",
+        "/api/v1/merchants/{id}/reject",
+        G(A::MerchantReview, S::Merchant),
+    ),
+    (
+        "POST",
+        "/api/v1/merchants/{id}/suspend",
+        G(A::MerchantReview, S::Merchant),
+    ),
+    ("GET", "/api/v1/outlets", G(A::OutletList, S::None)),
+    ("POST", "/api/v1/outlets", G(A::OutletWrite, S::None)),
+    ("GET", "/api/v1/outlets/{id}", G(A::OutletRead, S::Outlet)),
+    (
+        "PATCH",
+        "/api/v1/outlets/{id}",
+        G(A::OutletWrite, S::Outlet),
+    ),
+    ("GET", "/api/v1/terminals", G(A::TerminalList, S::None)),
+    ("POST", "/api/v1/terminals", G(A::TerminalWrite, S::None)),
+    (
+        "GET",
+        "/api/v1/terminals/{id}",
+        G(A::TerminalRead, S::Terminal),
+    ),
+    (
+        "PATCH",
+        "/api/v1/terminals/{id}",
+        G(A::TerminalWrite, S::Terminal),
+    ),
+    (
+        "POST",
+        "/api/v1/terminals/{id}/dynamic-qr",
+        G(A::TransactionCreate, S::Terminal),
+    ),
+    ("GET", "/api/v1/devices", G(A::DeviceList, S::None)),
+    ("POST", "/api/v1/devices", G(A::DeviceWrite, S::None)),
+    ("GET", "/api/v1/devices/{id}", G(A::DeviceRead, S::Device)),
+    (
+        "PATCH",
+        "/api/v1/devices/{id}",
+        G(A::DeviceWrite, S::Device),
+    ),
+    (
+        "POST",
+        "/api/v1/devices/{id}/bind",
+        G(A::DeviceBind, S::Device),
+    ),
+    (
+        "POST",
+        "/api/v1/devices/{id}/unbind",
+        G(A::DeviceBind, S::Device),
+    ),
+    (
+        "GET",
+        "/api/v1/devices/{id}/bindings",
+        G(A::DeviceRead, S::Device),
+    ),
+    (
+        "POST",
+        "/api/v1/devices/{id}/credentials/rotate",
+        G(A::DeviceCredentials, S::Device),
+    ),
+    (
+        "POST",
+        "/api/v1/devices/{id}/credentials/revoke",
+        G(A::DeviceCredentials, S::Device),
+    ),
+    (
+        "GET",
+        "/api/v1/transactions",
+        G(A::TransactionList, S::None),
+    ),
+    (
+        "POST",
+        "/api/v1/transactions",
+        G(A::TransactionCreate, S::None),
+    ),
+    (
+        "POST",
+        "/api/v1/transactions/expire-due",
+        G(A::TransactionOperate, S::None),
+    ),
+    (
+        "GET",
+        "/api/v1/transactions/{id}",
+        G(A::TransactionRead, S::Transaction),
+    ),
+    (
+        "GET",
+        "/api/v1/transactions/{id}/events",
+        G(A::TransactionRead, S::Transaction),
+    ),
+    (
+        "GET",
+        "/api/v1/transactions/{id}/announcements",
+        G(A::TransactionRead, S::Transaction),
+    ),
+    (
+        "POST",
+        "/api/v1/transactions/{id}/retry-notification",
+        G(A::TransactionOperate, S::Transaction),
+    ),
+    ("GET", "/api/v1/ledger-entries", G(A::LedgerRead, S::None)),
+    (
+        "POST",
+        "/api/v1/payments/midtrans/notification",
+        Rule::Provider,
+    ),
+    ("POST", "/api/v1/payments/xendit/callback", Rule::Provider),
+    ("POST", "/api/v1/payments/callback", Rule::Provider),
+];
+
+/// The rule of a route (method and path template), if it has one.
+pub fn rule_for(method: &str, path: &str) -> Option<Rule> {
+    RULES
+        .iter()
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == path)
+        .map(|(_, _, rule)| *rule)
+}
+
+/// The caller's source address: the TCP peer (a reverse proxy's `X-Forwarded-For` is not
+/// trusted: a client could write anything there).
+pub fn source_of(parts: &axum::http::Extensions) -> String {
+    parts.get::<ConnectInfo<SocketAddr>>().map_or_else(
+        || "unknown".to_owned(),
+        |ConnectInfo(addr)| addr.ip().to_string(),
+    )
+}
+
+/// Origin of the request, for lockout and audit rows.
+#[derive(Debug, Clone)]
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Meta(RequestMeta {
+            source: source_of(&parts.extensions),
+            request_id: current_request_id(),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(200).collect()),
+        }))
+    }
+}
+
+/// The merchant a list must be limited to: the caller's own for a merchant user, else
+/// whatever the query asked for.
+#[derive(Debug, Clone, Default)]
+pub struct MerchantScope(pub Option<String>);
+
+impl MerchantScope {
+    pub fn apply(&self, requested: Option<String>) -> Option<String> {
+        self.0.clone().or(requested)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MerchantScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Principal>() {
+            Some(principal) => Ok(MerchantScope(principal.merchant_id.clone())),
+            // The guard runs before every handler that asks; no principal is a wiring bug.
+            None => Err(ApiError::internal(
+                "merchant scope asked for outside the guard",
+            )),
+        }
+    }
+}
+
+/// The caller, as the guard decided.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ApiError::internal("caller asked for outside the guard"))
+    }
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The guard on every protected route: authenticate, look up the route's rule, check the
+/// matrix, scope merchant users to their rows, run the handler, audit a write.
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let Some(route) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
+        return ApiError::internal("guard ran on an unmatched route").into_response();
+    };
+    let Some(rule) = rule_for(method.as_str(), &route) else {
+        tracing::error!(%method, %route, "route has no permission rule; refusing it");
+        return ApiError::internal(format!("no permission rule for {method} {route}"))
+            .into_response();
+    };
+    let (action, scope) = match rule {
+        Rule::Guarded(action, scope) => (action, scope),
+        Rule::Public | Rule::Provider => return next.run(req).await,
+    };
+
+    let Some(token) = bearer(&req) else {
+        return ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
+            .into_response();
+    };
+    let principal = match state.auth.authenticate(token).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return ApiError::unauthorized("invalid or revoked token").into_response(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let meta = RequestMeta {
+        source: source_of(req.extensions()),
+        request_id: current_request_id(),
+        user_agent: None,
+    };
+    let target = req.uri().path().to_owned();
+    let is_write = method != Method::GET && method != Method::HEAD;
+
+    let response = if !principal.may(action) {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("your role may not {}", action.name()),
+        )
+        .with_details(serde_json::json!({ "action": action.name() }))
+        .into_response()
+    } else {
+        match check_scope(&state, &principal, scope, &target).await {
+            Err(err) => ApiError::from(err).into_response(),
+            Ok(()) => {
+                req.extensions_mut().insert(principal.clone());
+                next.run(req).await
+            }
+        }
+    };
+
+    if is_write {
+        let entry = NewAuditEntry {
+            actor: principal.actor.clone(),
+            action: action.name().into(),
+            target: Some(target),
+            outcome: response.status().as_u16().to_string(),
+            ..state.auth.entry(&meta)
+        };
+        if let Err(err) = state.auth.audit(entry).await {
+            // The write happened; failing its response now would invite a retry.
+            tracing::error!(error = %err, "writing the audit row failed");
+        }
+    }
+    response
+}
+
+/// For a merchant user, the row named by the path's id must be its merchant's.
+async fn check_scope(
+    state: &AppState,
+    principal: &Principal,
+    scope: Scope,
+    path: &str,
+) -> Result<(), GatewayError> {
+    let Some(mine) = &principal.merchant_id else {
+        return Ok(());
+    };
+    // Every scoped route is `/api/v1/<collection>/<id>[/…]`.
+    let id = path.split('/').nth(4).unwrap_or_default();
+    let (entity, owner) = match scope {
+        Scope::None => return Ok(()),
+        Scope::Merchant => ("merchant", Some(id.to_owned())),
+        Scope::Outlet => ("outlet", owner_of_outlet(state, id).await?),
+        Scope::Terminal => ("terminal", owner_of_terminal(state, id).await?),
+        Scope::Device => {
+            let device = state.registry.device(id).await?;
+            let owner = match device.terminal_id {
+                Some(terminal) => owner_of_terminal(state, &terminal).await?,
+                None => None,
+            };
+            ("device", owner)
+        }
+        Scope::Transaction => (
+            "transaction",
+            Some(state.payments.transaction(id).await?.merchant_id),
+        ),
+    };
+    if owner.as_deref() == Some(mine.as_str()) {
+        Ok(())
+    } else {
+        Err(GatewayError::NotFound {
+            entity,
+            id: id.to_owned(),
+        })
+    }
+}
+
+async fn owner_of_outlet(state: &AppState, id: &str) -> Result<Option<String>, GatewayError> {
+    Ok(Some(state.registry.outlet(id).await?.merchant_id))
+}
+
+async fn owner_of_terminal(state: &AppState, id: &str) -> Result<Option<String>, GatewayError> {
+    let terminal = state.registry.terminal(id).await?;
+    owner_of_outlet(state, &terminal.outlet_id).await
+}
