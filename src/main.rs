@@ -41,6 +41,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon,
             command: AdminCommand::RotateBootstrapToken,
         } => rotate_bootstrap_token(daemon).await,
+        Command::Admin { daemon, command } => {
+            gema::people::admin_command(&load_config(&daemon)?, command).await
+        }
         Command::Bench {
             command:
                 gema::cli::BenchCommand::Payments {

@@ -4,4 +4,5 @@
 mod helpers;
 mod lifecycle;
 mod payments;
+mod people;
 mod tour;
