@@ -242,8 +242,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 pub struct MerchantScope(pub Option<String>);
 
 impl MerchantScope {
-    pub fn apply(&self, requested: Option<String>) -> Option<String> {
-        self.0.clone().or(requested)
+    /// The merchant filter to use: a merchant user's own merchant; asking for another one is
+    /// `404` (as for any of its rows).
+    pub fn apply(&self, requested: Option<String>) -> Result<Option<String>, ApiError> {
+        match (&self.0, requested) {
+            (Some(mine), Some(asked)) if *mine != asked => Err(GatewayError::NotFound {
+                entity: "merchant",
+                id: asked,
+            }
+            .into()),
+            (Some(mine), _) => Ok(Some(mine.clone())),
+            (None, asked) => Ok(asked),
+        }
     }
 }
 

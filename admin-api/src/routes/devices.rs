@@ -71,7 +71,7 @@ pub async fn list(
     let filter = DeviceFilter {
         terminal_id: query.terminal_id,
         status: query.status.map(Into::into),
-        merchant_id: scope.apply(None),
+        merchant_id: scope.apply(None)?,
     };
     let devices = state.registry.devices(&filter, &page.to_request()?).await?;
     Ok(Json(Page::from_store(devices, Device::from)))

@@ -38,7 +38,7 @@ pub async fn list(
     scope: MerchantScope,
 ) -> ApiResult<Json<Page<Outlet>>> {
     let filter = OutletFilter {
-        merchant_id: scope.apply(query.merchant_id),
+        merchant_id: scope.apply(query.merchant_id)?,
     };
     let outlets = state.registry.outlets(&filter, &page.to_request()?).await?;
     Ok(Json(Page::from_store(outlets, Outlet::from)))

@@ -44,7 +44,7 @@ pub async fn list(
 ) -> ApiResult<Json<Page<Terminal>>> {
     let filter = TerminalFilter {
         outlet_id: query.outlet_id,
-        merchant_id: scope.apply(None),
+        merchant_id: scope.apply(None)?,
     };
     let terminals = state
         .registry

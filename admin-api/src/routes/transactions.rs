@@ -46,7 +46,7 @@ pub async fn list(
     let filter = TransactionFilter {
         status: query.status.map(Into::into),
         terminal_id: query.terminal_id,
-        merchant_id: scope.apply(query.merchant_id),
+        merchant_id: scope.apply(query.merchant_id)?,
     };
     let page = state
         .payments
@@ -120,7 +120,7 @@ pub async fn ledger(
     scope: MerchantScope,
 ) -> ApiResult<Json<Page<LedgerEntry>>> {
     let filter = LedgerFilter {
-        merchant_id: scope.apply(query.merchant_id),
+        merchant_id: scope.apply(query.merchant_id)?,
         transaction_id: query.transaction_id,
     };
     let page = state.payments.ledger(&filter, &page.to_request()?).await?;

@@ -5,4 +5,5 @@ mod dynamic_qr;
 mod helpers;
 mod payments;
 mod people;
+mod permissions;
 mod registry;
