@@ -93,7 +93,10 @@ pub struct NewAuthSession {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The old pair is retired and this new one (same family) replaces it.
-    Rotated { session: AuthSession, user: User },
+    Rotated {
+        session: Box<AuthSession>,
+        user: Box<User>,
+    },
     /// The token was already rotated: someone replayed it. The whole family is now revoked.
     Reused { family_id: String, user_id: String },
     /// Unknown, expired or revoked.

@@ -286,7 +286,10 @@ macro_rules! impl_auth_store {
                 };
                 let session = insert_session(&mut *tx, &old.family_id, &next).await?;
                 tx.commit().await?;
-                Ok($crate::RefreshOutcome::Rotated { session, user })
+                Ok($crate::RefreshOutcome::Rotated {
+                    session: Box::new(session),
+                    user: Box::new(user),
+                })
             }
 
             async fn revoke_session(

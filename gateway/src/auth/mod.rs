@@ -370,7 +370,7 @@ impl Auth {
         let (session, user) = match refresh_hash {
             None => (self.store.create_session(new).await?, user),
             Some(hash) => match self.store.refresh_session(hash, new).await? {
-                RefreshOutcome::Rotated { session, user } => (session, user),
+                RefreshOutcome::Rotated { session, user } => (*session, *user),
                 RefreshOutcome::Reused { family_id, user_id } => {
                     tracing::warn!(%user_id, %family_id,
                         "a used refresh token was presented again: the session family is revoked");

@@ -190,7 +190,7 @@ pub async fn refresh_rotates_and_reuse_revokes_the_family(store: Arc<dyn Store>)
     );
     assert_eq!(
         store.list_sessions(&user.id, 20_001).await.unwrap(),
-        vec![second.clone()]
+        vec![*second.clone()]
     );
 
     // The old refresh token again: reuse. The whole family dies, including the new pair.
