@@ -151,6 +151,19 @@ pub struct FailureCounts {
     pub by_source: i64,
 }
 
+/// What a write with an `Idempotency-Key` should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First use of the key: run the request, then [`AuthStore::finish_idempotency`].
+    Started,
+    /// Done before: answer with this.
+    Replay { status: u16, body: Option<String> },
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
 #[async_trait]
 pub trait AuthStore: Send + Sync {
     /// `Conflict` (`email_taken`) if the e-mail is in use; `Conflict` (`reference_missing`)
@@ -202,6 +215,27 @@ pub trait AuthStore: Send + Sync {
     ) -> StoreResult<FailureCounts>;
     /// Forgets the account's failures (after a successful login).
     async fn clear_login_failures(&self, email: &str) -> StoreResult<()>;
+
+    /// Claims `(actor, key)` for a request with this hash, in one transaction. Keys created
+    /// before `expired_before_ms` are forgotten first.
+    async fn begin_idempotency(
+        &self,
+        actor: &str,
+        key: &str,
+        request_hash: &str,
+        now_ms: i64,
+        expired_before_ms: i64,
+    ) -> StoreResult<IdempotencyBegin>;
+    /// Stores the response of a claimed key (`body` `None`: not replayable).
+    async fn finish_idempotency(
+        &self,
+        actor: &str,
+        key: &str,
+        status: u16,
+        body: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Releases a claimed key whose request failed, so a retry runs again.
+    async fn abandon_idempotency(&self, actor: &str, key: &str) -> StoreResult<()>;
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
     /// Oldest first, keyset-paginated by id.

@@ -59,3 +59,16 @@ CREATE TABLE audit_logs (
     source      TEXT
 );
 CREATE INDEX audit_logs_at ON audit_logs (at_ms, id);
+
+-- Idempotency-Key: the first response to a write, replayed for retries with the same key.
+-- Keys are per caller. `status` is NULL while the first request is still running.
+CREATE TABLE idempotency_keys (
+    actor        TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status       BIGINT,
+    body         TEXT,
+    created_ms   BIGINT NOT NULL,
+    PRIMARY KEY (actor, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);

@@ -525,3 +525,71 @@ pub async fn terminal_and_device_lists_filter_by_merchant(store: Arc<dyn Store>)
         .unwrap();
     assert_eq!(all.items.len(), 3);
 }
+
+pub async fn idempotency_keys_claim_replay_and_expire(store: Arc<dyn Store>) {
+    use IdempotencyBegin::*;
+    let begin = |key: &'static str, hash: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .begin_idempotency("user:a", key, hash, now, now - 86_400_000)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(begin("k1", "h1", 1_000).await, Started);
+    assert_eq!(begin("k1", "h1", 1_001).await, InProgress);
+    assert_eq!(begin("k1", "h2", 1_002).await, Mismatch);
+    // Another caller's key of the same name is its own.
+    assert_eq!(
+        store
+            .begin_idempotency("user:b", "k1", "h9", 1_003, 0)
+            .await
+            .unwrap(),
+        Started
+    );
+    store
+        .finish_idempotency("user:a", "k1", 201, Some("{\"id\":1}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        begin("k1", "h1", 1_004).await,
+        Replay {
+            status: 201,
+            body: Some("{\"id\":1}".into())
+        }
+    );
+    assert_eq!(begin("k1", "h2", 1_005).await, Mismatch);
+
+    // A failed first attempt releases the key; a finished one cannot be released.
+    assert_eq!(begin("k2", "h1", 2_000).await, Started);
+    store.abandon_idempotency("user:a", "k2").await.unwrap();
+    assert_eq!(begin("k2", "h1", 2_001).await, Started);
+    store.abandon_idempotency("user:a", "k1").await.unwrap();
+    assert!(matches!(begin("k1", "h1", 2_002).await, Replay { .. }));
+
+    // After 24 hours the key is forgotten.
+    assert_eq!(begin("k1", "h2", 1_000 + 86_400_001).await, Started);
+}
+
+pub async fn concurrent_claims_of_one_key_start_once(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .begin_idempotency("user:a", "same", "h", 5_000, 0)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut started = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            IdempotencyBegin::Started => started += 1,
+            IdempotencyBegin::InProgress => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+}

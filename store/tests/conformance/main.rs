@@ -33,7 +33,9 @@ macro_rules! conformance {
                 sessions_revoke_per_user_and_on_password_change,
                 login_failures_count_in_a_window,
                 audit_entries_filter_and_page,
-                terminal_and_device_lists_filter_by_merchant
+                terminal_and_device_lists_filter_by_merchant,
+                idempotency_keys_claim_replay_and_expire,
+                concurrent_claims_of_one_key_start_once
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,
