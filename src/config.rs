@@ -316,6 +316,10 @@ pub struct AuthConfig {
     pub lockout_window_secs: u64,
     /// PBKDF2-HMAC-SHA256 rounds for new password hashes.
     pub password_iterations: u32,
+    /// How long an `Idempotency-Key` and its first response are kept.
+    pub idempotency_ttl_secs: u64,
+    /// How long a retry waits for the first request with its key before answering 409.
+    pub idempotency_wait_ms: u64,
 }
 
 impl Default for AuthConfig {
@@ -328,6 +332,8 @@ impl Default for AuthConfig {
             lockout_max_failures_per_source: d.lockout_max_failures_per_source,
             lockout_window_secs: d.lockout_window.as_secs(),
             password_iterations: d.password_iterations,
+            idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
+            idempotency_wait_ms: d.idempotency_wait.as_millis() as u64,
         }
     }
 }
@@ -342,6 +348,8 @@ impl AuthConfig {
             lockout_max_failures_per_source: self.lockout_max_failures_per_source.max(1),
             lockout_window: Duration::from_secs(self.lockout_window_secs),
             password_iterations: self.password_iterations.max(1),
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
+            idempotency_wait: Duration::from_millis(self.idempotency_wait_ms),
         }
     }
 }

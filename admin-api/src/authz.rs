@@ -19,8 +19,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gema_gateway::GatewayError;
-use gema_gateway::auth::{Action, Principal, RequestMeta};
-use gema_store::NewAuditEntry;
+use gema_gateway::auth::{Action, Principal, RequestMeta, idempotency};
+use gema_store::{IdempotencyBegin, NewAuditEntry};
 
 use crate::AppState;
 use crate::error::{ApiError, current_request_id};
@@ -351,7 +351,14 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             Err(err) => ApiError::from(err).into_response(),
             Ok(()) => {
                 req.extensions_mut().insert(principal.clone());
-                next.run(req).await
+                let idempotency_key = req.headers().get(IDEMPOTENCY_KEY).cloned();
+                match idempotency_key {
+                    Some(key) if method == Method::POST || method == Method::PATCH => {
+                        let secret = shows_secret(&method, &route, action);
+                        idempotent(&state, &principal, &key, secret, req, next).await
+                    }
+                    _ => next.run(req).await,
+                }
             }
         }
     };
@@ -370,6 +377,119 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         }
     }
     response
+}
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a response that replays a stored one.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Whether the route's response carries a secret shown only once (a device secret): such a
+/// response is never stored, so a retry cannot replay it.
+fn shows_secret(method: &Method, route: &str, action: Action) -> bool {
+    action == Action::DeviceCredentials || (*method == Method::POST && route == "/api/v1/devices")
+}
+
+/// Runs a write under its `Idempotency-Key`: the first response (unless 5xx) is kept and
+/// replayed; the same key with another request is 422; a retry while the first still runs
+/// waits for it, then 409.
+async fn idempotent(
+    state: &AppState,
+    principal: &Principal,
+    key: &axum::http::HeaderValue,
+    secret: bool,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = key.to_str().ok().filter(|k| idempotency::valid_key(k)) else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+        .with_details(serde_json::json!({ "field": "Idempotency-Key" }))
+        .into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body exceeds {} bytes", crate::BODY_LIMIT_BYTES),
+            )
+            .into_response();
+        }
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let hash = idempotency::request_hash(parts.method.as_str(), &path, &bytes);
+    let actor = &principal.actor;
+    match state.auth.begin_idempotency(actor, key, &hash).await {
+        Err(err) => ApiError::from(err).into_response(),
+        Ok(IdempotencyBegin::Mismatch) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::InProgress) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_progress",
+            "a request with this Idempotency-Key is still running; retry later",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::Replay { status, body }) => {
+            let Some(body) = body else {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotent_response_not_kept",
+                    "this Idempotency-Key's request is done, and its response carried a secret \
+                     shown only once; rotate the credential for a new one",
+                )
+                .with_details(serde_json::json!({ "status": status }))
+                .into_response();
+            };
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response =
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            response.headers_mut().insert(
+                IDEMPOTENT_REPLAYED,
+                axum::http::HeaderValue::from_static("true"),
+            );
+            response
+        }
+        Ok(IdempotencyBegin::Started) => {
+            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            let response = next.run(req).await;
+            let (parts, body) = response.into_parts();
+            let status = parts.status;
+            let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    let _ = state.auth.abandon_idempotency(actor, key).await;
+                    return ApiError::internal(format!("reading the response: {err}"))
+                        .into_response();
+                }
+            };
+            let kept = if status.is_server_error() {
+                state.auth.abandon_idempotency(actor, key).await
+            } else {
+                let text = String::from_utf8_lossy(&bytes);
+                let body = (!secret).then_some(text.as_ref());
+                state
+                    .auth
+                    .finish_idempotency(actor, key, status.as_u16(), body)
+                    .await
+            };
+            if let Err(err) = kept {
+                tracing::error!(error = %err, "storing the idempotent response failed");
+            }
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+    }
 }
 
 /// For a merchant user, the row named by the path's id must be its merchant's.

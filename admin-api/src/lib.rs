@@ -61,7 +61,11 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
     info(
         title = "Gema admin API",
         description = "Registry of merchants, outlets, terminals and soundbox devices. \
-            Every error is the envelope `{code, message, details, request_id, timestamp}`.",
+            Every error is the envelope `{code, message, details, request_id, timestamp}`. \
+            A POST or PATCH may carry an `Idempotency-Key` header (1-255 visible ASCII \
+            characters, per caller): its first response is kept 24 h and replayed for retries \
+            with the same key (header `Idempotent-Replayed: true`); the same key with another \
+            request is 422, and a retry while the first still runs waits for it, then 409.",
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -148,7 +148,7 @@ pub fn hash_admin_token(token: &str) -> String {
 }
 
 /// Lower-case hex, as provider signatures and stored token hashes are written.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -53,6 +53,15 @@ impl TestApi {
 
     /// With `all_providers`, Xendit and the generic callback are configured too.
     pub async fn with_providers(all_providers: bool) -> Self {
+        Self::build(all_providers, gema_gateway::auth::AuthSettings::default()).await
+    }
+
+    /// With these auth settings (the password work factor is lowered regardless).
+    pub async fn with_auth(settings: gema_gateway::auth::AuthSettings) -> Self {
+        Self::build(false, settings).await
+    }
+
+    async fn build(all_providers: bool, auth_settings: gema_gateway::auth::AuthSettings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gema.db").display());
         let store = gema_store::connect(&url, &ConnectOptions::default())
@@ -93,7 +102,7 @@ impl TestApi {
             gema_gateway::auth::AuthSettings {
                 // Password hashing at the production work factor would only slow tests.
                 password_iterations: 1_000,
-                ..Default::default()
+                ..auth_settings
             },
         )
         .with_clock(clock.clone());

@@ -3,6 +3,7 @@
 mod bad_input;
 mod dynamic_qr;
 mod helpers;
+mod idempotency;
 mod payments;
 mod people;
 mod permissions;

@@ -13,6 +13,7 @@
 //!
 //! Time comes from a [`Clock`], so tests move lockout windows and expiries without sleeping.
 
+pub mod idempotency;
 pub mod password;
 pub mod roles;
 
@@ -79,6 +80,10 @@ pub struct AuthSettings {
     pub lockout_max_failures_per_source: u32,
     pub lockout_window: Duration,
     pub password_iterations: u32,
+    /// How long an `Idempotency-Key` and its response are kept.
+    pub idempotency_ttl: Duration,
+    /// How long a retry waits for the first request with its key to finish before `409`.
+    pub idempotency_wait: Duration,
 }
 
 impl Default for AuthSettings {
@@ -90,6 +95,8 @@ impl Default for AuthSettings {
             lockout_max_failures_per_source: 5,
             lockout_window: Duration::from_secs(15 * 60),
             password_iterations: password::PASSWORD_PBKDF2_ITERATIONS,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_wait: Duration::from_secs(10),
         }
     }
 }
