@@ -69,6 +69,13 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/users", G(A::UserWrite, S::None)),
     ("GET", "/api/v1/users/{id}", G(A::UserRead, S::None)),
     ("GET", "/api/v1/audit-logs", G(A::AuditRead, S::None)),
+    ("GET", "/api/v1/api-tokens", G(A::ApiTokenList, S::None)),
+    ("POST", "/api/v1/api-tokens", G(A::ApiTokenWrite, S::None)),
+    (
+        "POST",
+        "/api/v1/api-tokens/{id}/revoke",
+        G(A::ApiTokenWrite, S::None),
+    ),
     ("GET", "/api/v1/merchants", G(A::MerchantList, S::None)),
     ("POST", "/api/v1/merchants", G(A::MerchantWrite, S::None)),
     (

@@ -73,7 +73,7 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
         (name = "transactions"), (name = "ledger"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
-        (name = "users"), (name = "audit"),
+        (name = "users"), (name = "audit"), (name = "api tokens"),
         (name = "payment callbacks", description = "Public; each provider authenticates with its own signature or token"),
         (name = "health", description = "Public; no token needed"),
     )
@@ -124,7 +124,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// Users, sessions and the audit log; login and refresh are in [`public_auth_routes`].
 fn people_routes() -> OpenApiRouter<AppState> {
-    use routes::{audit, auth, users};
+    use routes::{audit, auth, tokens, users};
     OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
@@ -133,6 +133,8 @@ fn people_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::create, users::list))
         .routes(routes!(users::get))
         .routes(routes!(audit::list))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
 }
 
 /// Login and refresh: no bearer token (the caller has none yet).

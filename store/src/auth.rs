@@ -151,6 +151,18 @@ pub struct FailureCounts {
     pub by_source: i64,
 }
 
+/// An API token for a machine: named, with a role. Only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub merchant_id: Option<String>,
+    pub created_at: time::OffsetDateTime,
+    pub last_used_at: Option<time::OffsetDateTime>,
+    pub revoked_at: Option<time::OffsetDateTime>,
+}
+
 /// What a write with an `Idempotency-Key` should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyBegin {
@@ -215,6 +227,21 @@ pub trait AuthStore: Send + Sync {
     ) -> StoreResult<FailureCounts>;
     /// Forgets the account's failures (after a successful login).
     async fn clear_login_failures(&self, email: &str) -> StoreResult<()>;
+
+    /// A new API token; `Conflict` (`name_taken`) if an active token has the name.
+    async fn create_api_token(
+        &self,
+        name: &str,
+        role: &str,
+        merchant_id: Option<&str>,
+        token_hash: &str,
+    ) -> StoreResult<ApiToken>;
+    /// Active and revoked tokens, oldest first.
+    async fn list_api_tokens(&self, page: &PageRequest) -> StoreResult<Page<ApiToken>>;
+    /// Finds an active token by hash and records its use (at most once a minute).
+    async fn use_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    /// Revokes a token; revoking a revoked one changes nothing. `NotFound` if unknown.
+    async fn revoke_api_token(&self, id: &str) -> StoreResult<ApiToken>;
 
     /// Claims `(actor, key)` for a request with this hash, in one transaction. Keys created
     /// before `expired_before_ms` are forgotten first.

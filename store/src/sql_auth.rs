@@ -7,6 +7,13 @@ use crate::auth::{User, UserKind};
 pub(crate) const USER_COLUMNS: &str =
     "id, email, name, kind, role, merchant_id, disabled_ms, created_ms, updated_ms";
 
+macro_rules! api_token_columns {
+    () => {
+        "id, name, role, merchant_id, created_at, last_used_at, revoked_at"
+    };
+}
+pub(crate) use api_token_columns;
+
 macro_rules! session_columns {
     () => {
         "id, family_id, user_id, access_expires_ms, refresh_expires_ms, created_ms, rotated_ms, \
@@ -386,6 +393,124 @@ macro_rules! impl_auth_store {
                     .execute(&self.write)
                     .await?;
                 Ok(())
+            }
+
+            async fn create_api_token(
+                &self,
+                name: &str,
+                role: &str,
+                merchant_id: Option<&str>,
+                token_hash: &str,
+            ) -> $crate::StoreResult<$crate::ApiToken> {
+                let mut tx = self.begin_write().await?;
+                let taken: Option<(String,)> = sqlx::query_as(
+                    "SELECT id FROM admin_tokens WHERE name = $1 AND revoked_at IS NULL",
+                )
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if taken.is_some() {
+                    return Err($crate::StoreError::conflict(
+                        "name_taken",
+                        Some("name"),
+                        "an active token has this name",
+                    ));
+                }
+                if let Some(merchant_id) = merchant_id {
+                    let found: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM merchants WHERE id = $1")
+                            .bind(merchant_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if found.is_none() {
+                        return Err($crate::StoreError::not_found("merchant", merchant_id));
+                    }
+                }
+                let token = sqlx::query_as::<_, $crate::ApiToken>(concat!(
+                    "INSERT INTO admin_tokens (id, name, role, merchant_id, token_hash, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+                    $crate::sql_auth::api_token_columns!()
+                ))
+                .bind($crate::sql::new_id("tok"))
+                .bind(name)
+                .bind(role)
+                .bind(merchant_id)
+                .bind(token_hash)
+                .bind($crate::sql::now())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(token)
+            }
+
+            async fn list_api_tokens(
+                &self,
+                page: &$crate::PageRequest,
+            ) -> $crate::StoreResult<$crate::Page<$crate::ApiToken>> {
+                let rows = sqlx::query_as::<_, $crate::ApiToken>(concat!(
+                    "SELECT ",
+                    $crate::sql_auth::api_token_columns!(),
+                    " FROM admin_tokens WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+                ))
+                .bind(page.after.as_deref())
+                .bind($crate::sql::fetch_limit(page.limit))
+                .fetch_all(&self.read)
+                .await?;
+                Ok($crate::sql::paginate(rows, page.limit, |t| &t.id))
+            }
+
+            async fn use_api_token(
+                &self,
+                token_hash: &str,
+            ) -> $crate::StoreResult<Option<$crate::ApiToken>> {
+                let token = sqlx::query_as::<_, $crate::ApiToken>(concat!(
+                    "SELECT ",
+                    $crate::sql_auth::api_token_columns!(),
+                    " FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
+                ))
+                .bind(token_hash)
+                .fetch_optional(&self.read)
+                .await?;
+                let Some(mut token) = token else {
+                    return Ok(None);
+                };
+                // At most one write a minute: a write per request would make every
+                // authenticated read an fsync.
+                let now = $crate::sql::now();
+                if token
+                    .last_used_at
+                    .is_none_or(|t| now - t > time::Duration::minutes(1))
+                {
+                    sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(&token.id)
+                        .execute(&self.write)
+                        .await?;
+                    token.last_used_at = Some(now);
+                }
+                Ok(Some(token))
+            }
+
+            async fn revoke_api_token(&self, id: &str) -> $crate::StoreResult<$crate::ApiToken> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                )
+                .bind($crate::sql::now())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let token = sqlx::query_as::<_, $crate::ApiToken>(concat!(
+                    "SELECT ",
+                    $crate::sql_auth::api_token_columns!(),
+                    " FROM admin_tokens WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| $crate::StoreError::not_found("api_token", id))?;
+                tx.commit().await?;
+                Ok(token)
             }
 
             async fn begin_idempotency(

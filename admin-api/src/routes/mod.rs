@@ -8,5 +8,6 @@ pub mod merchants;
 pub mod outlets;
 pub mod payments;
 pub mod terminals;
+pub mod tokens;
 pub mod transactions;
 pub mod users;

@@ -537,3 +537,104 @@ async fn passwords_and_tokens_never_reach_responses_the_database_or_logs() {
     }
     assert!(contains(&logs, "bootstrap admin token is disabled"));
 }
+
+#[tokio::test]
+async fn api_tokens_are_shown_once_scoped_to_their_role_and_revocable() {
+    let api = TestApi::new().await;
+    let (merchant, _, _) = api.terminal(true).await;
+    let created = api
+        .post(
+            "/api/v1/api-tokens",
+            json!({ "name": "ci-deploy", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let secret = created.body["token"].as_str().unwrap().to_string();
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["role"], "viewer");
+    assert_eq!(created.body["last_used_at"], Value::Null);
+
+    let as_ci = |method: &'static str, path: &'static str| {
+        let api = &api;
+        let secret = secret.clone();
+        async move {
+            api.call_as(
+                Some(&secret),
+                method,
+                path,
+                Some(json!({ "name": "X" })),
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        as_ci("GET", "/api/v1/merchants").await.status,
+        StatusCode::OK
+    );
+    let denied = as_ci("POST", "/api/v1/merchants").await;
+    assert_envelope(&denied, StatusCode::FORBIDDEN, "forbidden");
+
+    let list = api.get("/api/v1/api-tokens").await;
+    let text = list.body.to_string();
+    assert!(!text.contains(&secret), "the token is shown only once");
+    let ci = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert!(ci["last_used_at"].is_string(), "{ci}");
+    assert!(ci.get("token").is_none() && ci.get("token_hash").is_none());
+
+    // A merchant token sees its merchant only.
+    let pos = api
+        .post(
+            "/api/v1/api-tokens",
+            json!({ "name": "pos", "role": "owner", "merchant_id": merchant }),
+        )
+        .await;
+    let pos = pos.body["token"].as_str().unwrap().to_string();
+    let r = api
+        .call_as(
+            Some(&pos),
+            "GET",
+            &format!("/api/v1/merchants/{merchant}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = api
+        .call_as(Some(&pos), "GET", "/api/v1/merchants", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    for (body, field) in [
+        (json!({ "name": "bootstrap", "role": "admin" }), "name"),
+        (json!({ "name": "x", "role": "owner" }), "role"),
+        (json!({ "name": "has space", "role": "viewer" }), "name"),
+    ] {
+        let r = api.post("/api/v1/api-tokens", body).await;
+        assert_envelope(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(r.body["details"]["field"], field);
+    }
+    let dup = api
+        .post(
+            "/api/v1/api-tokens",
+            json!({ "name": "ci-deploy", "role": "ops" }),
+        )
+        .await;
+    assert_envelope(&dup, StatusCode::CONFLICT, "name_taken");
+
+    let revoked = api
+        .post(&format!("/api/v1/api-tokens/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    assert!(revoked.body["revoked_at"].is_string());
+    assert_eq!(
+        as_ci("GET", "/api/v1/merchants").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -102,6 +102,7 @@ fn intended(method: &str, path: &str) -> Option<&'static [&'static str]> {
     match (method, path) {
         (_, p) if p.contains("/credentials/") => Some(&["admin:admin", "admin:ops"]),
         (_, p) if p.starts_with("/api/v1/users") => Some(&["admin:admin"]),
+        (_, p) if p.starts_with("/api/v1/api-tokens") => Some(&["admin:admin"]),
         (_, "/api/v1/audit-logs") => Some(&["admin:admin", "admin:support"]),
         (_, "/api/v1/ledger-entries") => Some(&[
             "admin:admin",

@@ -25,7 +25,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gema_store::{
-    AuditEntry, AuditFilter, AuthSession, NewAuditEntry, NewAuthSession, NewUser, Page,
+    ApiToken, AuditEntry, AuditFilter, AuthSession, NewAuditEntry, NewAuthSession, NewUser, Page,
     PageRequest, RefreshOutcome, Store, User, UserKind,
 };
 
@@ -452,7 +452,7 @@ impl Auth {
                 session_id: Some(session.id),
             }));
         }
-        let Some(token) = self.store.use_admin_token(&hash).await? else {
+        let Some(token) = self.store.use_api_token(&hash).await? else {
             return Ok(None);
         };
         if token.name == BOOTSTRAP && self.store.count_admin_users().await? > 0 {
@@ -462,10 +462,15 @@ impl Auth {
             );
             return Ok(None);
         }
+        let role = match &token.merchant_id {
+            None => AdminRole::parse(&token.role).map(Role::Admin),
+            Some(_) => MerchantRole::parse(&token.role).map(Role::Merchant),
+        }
+        .ok_or_else(|| GatewayError::Internal(format!("token {} has unknown role", token.id)))?;
         Ok(Some(Principal {
             actor: format!("token:{}", token.name),
-            role: Role::Admin(AdminRole::Admin),
-            merchant_id: None,
+            role,
+            merchant_id: token.merchant_id,
             user_id: None,
             session_id: None,
         }))
@@ -509,6 +514,51 @@ impl Auth {
             .store
             .revoke_session(user_id, session_id, self.now_ms())
             .await?)
+    }
+
+    // ---- API tokens ------------------------------------------------------------------
+
+    /// A named token with a role (a merchant role when `merchant_id` is set), shown once.
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        role: &str,
+        merchant_id: Option<&str>,
+    ) -> GatewayResult<(ApiToken, SecretString)> {
+        let name = validate::code("name", name, 64)?;
+        if name == BOOTSTRAP {
+            return Err(GatewayError::invalid("name", "`bootstrap` is reserved"));
+        }
+        let known = match merchant_id {
+            None => AdminRole::parse(role).is_some(),
+            Some(_) => MerchantRole::parse(role).is_some(),
+        };
+        if !known {
+            return Err(GatewayError::invalid(
+                "role",
+                "an operator token's role is one of admin, finance, ops, support, viewer; \
+                 a merchant token's one of owner, finance, ops, viewer",
+            ));
+        }
+        let secret = credentials::generate_admin_token();
+        let token = self
+            .store
+            .create_api_token(
+                &name,
+                role,
+                merchant_id,
+                &credentials::hash_admin_token(secret.expose()),
+            )
+            .await?;
+        Ok((token, secret))
+    }
+
+    pub async fn api_tokens(&self, page: &PageRequest) -> GatewayResult<Page<ApiToken>> {
+        Ok(self.store.list_api_tokens(page).await?)
+    }
+
+    pub async fn revoke_api_token(&self, id: &str) -> GatewayResult<ApiToken> {
+        Ok(self.store.revoke_api_token(id).await?)
     }
 
     // ---- audit -------------------------------------------------------------------

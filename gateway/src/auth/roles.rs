@@ -131,6 +131,9 @@ pub enum Action {
     UserRead,
     UserWrite,
     AuditRead,
+    ApiTokenList,
+    /// Create and revoke API tokens.
+    ApiTokenWrite,
     /// A caller's own profile and sessions; every authenticated caller.
     OwnSession,
 }
@@ -163,6 +166,8 @@ impl Action {
             Action::UserRead => "user.read",
             Action::UserWrite => "user.write",
             Action::AuditRead => "audit.read",
+            Action::ApiTokenList => "api_token.list",
+            Action::ApiTokenWrite => "api_token.write",
             Action::OwnSession => "session.own",
         }
     }
@@ -172,7 +177,7 @@ impl Action {
 /// registry and payments; registry writes belong to ops; device credentials to ops;
 /// money (transactions, ledger) to finance; support may retry announcements and read the
 /// audit log. Merchant users are read-only over their own merchant's rows; the ledger is for
-/// owner and finance. User management is admin only.
+/// owner and finance. Users and API tokens are admin only.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action::*;
     use AdminRole as A;
@@ -187,7 +192,7 @@ pub fn permits(role: Role, action: Action) -> bool {
             TransactionCreate | LedgerRead => role == A::Finance,
             TransactionOperate => matches!(role, A::Finance | A::Support),
             AuditRead => role == A::Support,
-            UserList | UserRead | UserWrite => false,
+            UserList | UserRead | UserWrite | ApiTokenList | ApiTokenWrite => false,
         },
         Role::Merchant(role) => match action {
             MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead | DeviceList

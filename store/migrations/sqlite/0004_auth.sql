@@ -72,3 +72,8 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (actor, key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);
+
+-- API tokens for machines get a role (and, for a merchant's backend, a merchant). Existing
+-- tokens (the bootstrap token) are admins.
+ALTER TABLE admin_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE admin_tokens ADD COLUMN merchant_id TEXT REFERENCES merchants (id);

@@ -593,3 +593,58 @@ pub async fn concurrent_claims_of_one_key_start_once(store: Arc<dyn Store>) {
     }
     assert_eq!(started, 1);
 }
+
+pub async fn api_tokens_have_roles_and_revoke(store: Arc<dyn Store>) {
+    let ci = store
+        .create_api_token("ci", "ops", None, "hash-ci")
+        .await
+        .unwrap();
+    assert_eq!((ci.role.as_str(), ci.merchant_id.as_deref()), ("ops", None));
+    let err = store
+        .create_api_token("ci", "viewer", None, "hash-ci-2")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                code: "name_taken",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .create_api_token("pos", "viewer", Some("mer_missing"), "hash-pos")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let m = merchant(&store).await;
+    let pos = store
+        .create_api_token("pos", "viewer", Some(&m.id), "hash-pos")
+        .await
+        .unwrap();
+    assert_eq!(pos.merchant_id.as_deref(), Some(m.id.as_str()));
+
+    let used = store.use_api_token("hash-ci").await.unwrap().unwrap();
+    assert_eq!(used.id, ci.id);
+    assert!(used.last_used_at.is_some());
+    assert!(store.use_api_token("hash-unknown").await.unwrap().is_none());
+
+    let revoked = store.revoke_api_token(&ci.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(store.use_api_token("hash-ci").await.unwrap().is_none());
+    // The name is free again once its token is revoked.
+    store
+        .create_api_token("ci", "viewer", None, "hash-ci-3")
+        .await
+        .unwrap();
+    let err = store.revoke_api_token("tok_missing").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    let all = store
+        .list_api_tokens(&PageRequest::first(50))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 3);
+    assert_eq!(all.items[0].id, ci.id);
+}

@@ -35,7 +35,8 @@ macro_rules! conformance {
                 audit_entries_filter_and_page,
                 terminal_and_device_lists_filter_by_merchant,
                 idempotency_keys_claim_replay_and_expire,
-                concurrent_claims_of_one_key_start_once
+                concurrent_claims_of_one_key_start_once,
+                api_tokens_have_roles_and_revoke
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,
