@@ -320,6 +320,12 @@ pub struct AuthConfig {
     pub idempotency_ttl_secs: u64,
     /// How long a retry waits for the first request with its key before answering 409.
     pub idempotency_wait_ms: u64,
+    /// Login and refresh requests per minute per source address (0 = no limit).
+    pub login_per_minute: u32,
+    /// Writes per minute per caller and per source address (0 = no limit).
+    pub writes_per_minute: u32,
+    /// Payment callbacks per minute per source address (0 = no limit).
+    pub callbacks_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -334,6 +340,9 @@ impl Default for AuthConfig {
             password_iterations: d.password_iterations,
             idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
             idempotency_wait_ms: d.idempotency_wait.as_millis() as u64,
+            login_per_minute: d.rate_limits.login_per_minute,
+            writes_per_minute: d.rate_limits.writes_per_minute,
+            callbacks_per_minute: d.rate_limits.callbacks_per_minute,
         }
     }
 }
@@ -350,6 +359,11 @@ impl AuthConfig {
             password_iterations: self.password_iterations.max(1),
             idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
             idempotency_wait: Duration::from_millis(self.idempotency_wait_ms),
+            rate_limits: gema_gateway::auth::ratelimit::RateLimits {
+                login_per_minute: self.login_per_minute,
+                writes_per_minute: self.writes_per_minute,
+                callbacks_per_minute: self.callbacks_per_minute,
+            },
         }
     }
 }

@@ -19,6 +19,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gema_gateway::GatewayError;
+use gema_gateway::auth::ratelimit::LimitClass;
 use gema_gateway::auth::{Action, Principal, RequestMeta, idempotency};
 use gema_store::{IdempotencyBegin, NewAuditEntry};
 
@@ -328,6 +329,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         Rule::Public | Rule::Provider => return next.run(req).await,
     };
 
+    let source = source_of(req.extensions());
+    let is_write = method != Method::GET && method != Method::HEAD;
+    if is_write
+        && let Err(err) = state
+            .auth
+            .check_rate(LimitClass::Write, &format!("source:{source}"))
+    {
+        return ApiError::from(err).into_response();
+    }
     let Some(token) = bearer(&req) else {
         return ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
             .into_response();
@@ -337,13 +347,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         Ok(None) => return ApiError::unauthorized("invalid or revoked token").into_response(),
         Err(err) => return ApiError::from(err).into_response(),
     };
+    if is_write && let Err(err) = state.auth.check_rate(LimitClass::Write, &principal.actor) {
+        return ApiError::from(err).into_response();
+    }
     let meta = RequestMeta {
-        source: source_of(req.extensions()),
+        source,
         request_id: current_request_id(),
         user_agent: None,
     };
     let target = req.uri().path().to_owned();
-    let is_write = method != Method::GET && method != Method::HEAD;
 
     let response = if !principal.may(action) {
         ApiError::new(
@@ -497,6 +509,27 @@ async fn idempotent(
             Response::from_parts(parts, axum::body::Body::from(bytes))
         }
     }
+}
+
+/// Rate limits of the routes without a bearer token: login and refresh, and payment
+/// callbacks, per source address. Health and the OpenAPI document are not limited.
+pub async fn limit_public(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let class = match route.and_then(|r| rule_for(req.method().as_str(), &r)) {
+        Some(Rule::Public) => Some(LimitClass::Login),
+        Some(Rule::Provider) => Some(LimitClass::Callback),
+        _ => None,
+    };
+    if let Some(class) = class {
+        let key = format!("source:{}", source_of(req.extensions()));
+        if let Err(err) = state.auth.check_rate(class, &key) {
+            return ApiError::from(err).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// For a merchant user, the row named by the path's id must be its merchant's.

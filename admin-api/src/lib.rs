@@ -187,6 +187,10 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         authz::guard,
     ));
+    let health = health.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        authz::limit_public,
+    ));
     api.merge(health)
         .route(
             "/api/v1/openapi.json",

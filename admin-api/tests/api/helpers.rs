@@ -53,7 +53,16 @@ impl TestApi {
 
     /// With `all_providers`, Xendit and the generic callback are configured too.
     pub async fn with_providers(all_providers: bool) -> Self {
-        Self::build(all_providers, gema_gateway::auth::AuthSettings::default()).await
+        // No rate limits: every oneshot request comes from the same unknown source.
+        let unlimited = gema_gateway::auth::AuthSettings {
+            rate_limits: gema_gateway::auth::ratelimit::RateLimits {
+                login_per_minute: 0,
+                writes_per_minute: 0,
+                callbacks_per_minute: 0,
+            },
+            ..Default::default()
+        };
+        Self::build(all_providers, unlimited).await
     }
 
     /// With these auth settings (the password work factor is lowered regardless).

@@ -7,4 +7,5 @@ mod idempotency;
 mod payments;
 mod people;
 mod permissions;
+mod ratelimit;
 mod registry;

@@ -15,6 +15,7 @@
 
 pub mod idempotency;
 pub mod password;
+pub mod ratelimit;
 pub mod roles;
 
 use std::fmt;
@@ -84,6 +85,7 @@ pub struct AuthSettings {
     pub idempotency_ttl: Duration,
     /// How long a retry waits for the first request with its key to finish before `409`.
     pub idempotency_wait: Duration,
+    pub rate_limits: ratelimit::RateLimits,
 }
 
 impl Default for AuthSettings {
@@ -97,6 +99,7 @@ impl Default for AuthSettings {
             password_iterations: password::PASSWORD_PBKDF2_ITERATIONS,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_wait: Duration::from_secs(10),
+            rate_limits: ratelimit::RateLimits::default(),
         }
     }
 }
@@ -157,6 +160,7 @@ pub struct Auth {
     /// A hash no password matches, at the configured work factor, verified against for
     /// unknown e-mails.
     dummy: Arc<std::sync::OnceLock<String>>,
+    limiter: Arc<ratelimit::RateLimiter>,
 }
 
 const ACCESS_PREFIX: &str = "gat_";
@@ -178,6 +182,7 @@ impl Auth {
             settings: Arc::new(settings),
             clock: Arc::new(SystemClock),
             dummy: Arc::default(),
+            limiter: Arc::default(),
         }
     }
 
@@ -514,6 +519,12 @@ impl Auth {
             .store
             .revoke_session(user_id, session_id, self.now_ms())
             .await?)
+    }
+
+    /// Counts a request against its rate limit (see [`ratelimit`]).
+    pub fn check_rate(&self, class: ratelimit::LimitClass, key: &str) -> GatewayResult<()> {
+        self.limiter
+            .check(&self.settings.rate_limits, class, key, self.now_ms())
     }
 
     // ---- API tokens ------------------------------------------------------------------
