@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod password;
 pub mod ratelimit;
 pub mod roles;
+pub mod totp;
 
 use std::fmt;
 use std::sync::Arc;
