@@ -163,6 +163,16 @@ pub struct ApiToken {
     pub revoked_at: Option<time::OffsetDateTime>,
 }
 
+/// A user's second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpState {
+    /// Base32.
+    pub secret: String,
+    /// `None` while set up but not confirmed.
+    pub enabled_ms: Option<i64>,
+    pub last_step: Option<i64>,
+}
+
 /// What a write with an `Idempotency-Key` should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyBegin {
@@ -242,6 +252,31 @@ pub trait AuthStore: Send + Sync {
     async fn use_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
     /// Revokes a token; revoking a revoked one changes nothing. `NotFound` if unknown.
     async fn revoke_api_token(&self, id: &str) -> StoreResult<ApiToken>;
+
+    /// The user's TOTP state, if a secret was set up.
+    async fn totp_state(&self, user_id: &str) -> StoreResult<Option<TotpState>>;
+    /// Stores a new, not yet enabled secret (replacing any earlier setup); `Conflict`
+    /// (`totp_enabled`) if TOTP is already on.
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> StoreResult<()>;
+    /// Turns TOTP on, records the confirming code's step, and replaces the recovery codes.
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Records a used step; `false` if that step (or a later one) was already used.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    /// Spends a recovery code; `false` if unknown or already used.
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        code_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Turns TOTP off and deletes the secret and recovery codes.
+    async fn disable_totp(&self, user_id: &str) -> StoreResult<()>;
 
     /// Claims `(actor, key)` for a request with this hash, in one transaction. Keys created
     /// before `expired_before_ms` are forgotten first.

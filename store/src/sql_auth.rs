@@ -513,6 +513,143 @@ macro_rules! impl_auth_store {
                 Ok(token)
             }
 
+            async fn totp_state(
+                &self,
+                user_id: &str,
+            ) -> $crate::StoreResult<Option<$crate::TotpState>> {
+                let row: Option<(Option<String>, Option<i64>, Option<i64>)> = sqlx::query_as(
+                    "SELECT totp_secret, totp_enabled_ms, totp_last_step FROM users WHERE id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.read)
+                .await?;
+                Ok(match row {
+                    Some((Some(secret), enabled_ms, last_step)) => Some($crate::TotpState {
+                        secret,
+                        enabled_ms,
+                        last_step,
+                    }),
+                    _ => None,
+                })
+            }
+
+            async fn set_totp_secret(&self, user_id: &str, secret: &str) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let row: Option<(Option<i64>,)> = sqlx::query_as(concat!(
+                    "SELECT totp_enabled_ms FROM users WHERE id = $1 ",
+                    $lock
+                ))
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    None => return Err($crate::StoreError::not_found("user", user_id)),
+                    Some((Some(_),)) => {
+                        return Err($crate::StoreError::conflict(
+                            "totp_enabled",
+                            None,
+                            "TOTP is already on; turn it off first",
+                        ));
+                    }
+                    Some((None,)) => {}
+                }
+                sqlx::query(
+                    "UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2",
+                )
+                .bind(secret)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn enable_totp(
+                &self,
+                user_id: &str,
+                step: i64,
+                recovery_hashes: &[String],
+                now_ms: i64,
+            ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE users SET totp_enabled_ms = $1, totp_last_step = $2 \
+                     WHERE id = $3 AND totp_secret IS NOT NULL AND totp_enabled_ms IS NULL",
+                )
+                .bind(now_ms)
+                .bind(step)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err($crate::StoreError::conflict(
+                        "totp_not_pending",
+                        None,
+                        "no TOTP setup is waiting for confirmation",
+                    ));
+                }
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                for hash in recovery_hashes {
+                    sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                        .bind(user_id)
+                        .bind(hash)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn use_totp_step(&self, user_id: &str, step: i64) -> $crate::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
+                     AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                )
+                .bind(step)
+                .bind(user_id)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn use_recovery_code(
+                &self,
+                user_id: &str,
+                code_hash: &str,
+                now_ms: i64,
+            ) -> $crate::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE recovery_codes SET used_ms = $1 \
+                     WHERE user_id = $2 AND code_hash = $3 AND used_ms IS NULL",
+                )
+                .bind(now_ms)
+                .bind(user_id)
+                .bind(code_hash)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn disable_totp(&self, user_id: &str) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE users SET totp_secret = NULL, totp_enabled_ms = NULL, \
+                     totp_last_step = NULL WHERE id = $1",
+                )
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn begin_idempotency(
                 &self,
                 actor: &str,

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use gema_gateway::auth::IssuedTokens;
+use gema_gateway::auth::{IssuedTokens, SecondFactor};
 use gema_gateway::credentials::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -31,6 +31,53 @@ pub struct Login {
     pub email: String,
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    /// The six-digit code, for an account with TOTP on.
+    pub totp_code: Option<String>,
+    /// Instead of `totp_code`: a one-time recovery code.
+    #[schema(value_type = Option<String>)]
+    pub recovery_code: Option<SecretString>,
+}
+
+impl Login {
+    fn second_factor(&self) -> Option<SecondFactor> {
+        second_factor(self.totp_code.clone(), self.recovery_code.clone())
+    }
+}
+
+fn second_factor(code: Option<String>, recovery: Option<SecretString>) -> Option<SecondFactor> {
+    match (code, recovery) {
+        (Some(code), _) => Some(SecondFactor::Code(code)),
+        (None, Some(recovery)) => Some(SecondFactor::Recovery(recovery)),
+        (None, None) => None,
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecondFactorBody {
+    pub totp_code: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub recovery_code: Option<SecretString>,
+}
+
+/// Load `secret` (or `uri` as a QR code) into an authenticator app, then confirm with a
+/// code. Shown only in this response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpSetupView {
+    pub secret: String,
+    pub uri: String,
+}
+
+/// One-time recovery codes, each good for one login without the app. Shown only here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -107,7 +154,11 @@ pub async fn login(
     Meta(meta): Meta,
     ApiJson(body): ApiJson<Login>,
 ) -> ApiResult<Json<TokenPair>> {
-    let issued = state.auth.login(&body.email, body.password, &meta).await?;
+    let second = body.second_factor();
+    let issued = state
+        .auth
+        .login(&body.email, body.password, second, &meta)
+        .await?;
     Ok(Json(issued.into()))
 }
 
@@ -181,5 +232,55 @@ pub async fn revoke_session(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     state.auth.revoke_session(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/auth/totp/setup", tag = "auth",
+    responses((status = 200, description = "A new secret, not active until confirmed",
+        body = TotpSetupView),
+        (status = 409, description = "TOTP is already on", body = ErrorBody),
+        (status = 422, description = "Not a user session", body = ErrorBody)))]
+pub async fn totp_setup(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<TotpSetupView>> {
+    let setup = state.auth.totp_setup(&caller).await?;
+    Ok(Json(TotpSetupView {
+        secret: setup.secret.expose().to_owned(),
+        uri: setup.uri.expose().to_owned(),
+    }))
+}
+
+#[utoipa::path(post, path = "/auth/totp/enable", tag = "auth", request_body = TotpCode,
+    responses((status = 200, description = "TOTP is on from now", body = RecoveryCodes),
+        (status = 409, description = "No setup waiting", body = ErrorBody),
+        (status = 422, description = "Wrong code", body = ErrorBody)))]
+pub async fn totp_enable(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<TotpCode>,
+) -> ApiResult<Json<RecoveryCodes>> {
+    let codes = state.auth.totp_enable(&caller, &body.code).await?;
+    Ok(Json(RecoveryCodes {
+        recovery_codes: codes.iter().map(|c| c.expose().to_owned()).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/auth/totp/disable", tag = "auth", request_body = SecondFactorBody,
+    responses((status = 204, description = "TOTP is off"),
+        (status = 401, description = "Wrong code", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn totp_disable(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<SecondFactorBody>,
+) -> ApiResult<StatusCode> {
+    let Some(second) = second_factor(body.totp_code, body.recovery_code) else {
+        return Err(crate::error::ApiError::invalid_field(
+            "totp_code",
+            "send totp_code or recovery_code",
+        ));
+    };
+    state.auth.totp_disable(&caller, second).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -638,3 +638,109 @@ async fn api_tokens_are_shown_once_scoped_to_their_role_and_revocable() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn totp_guards_login_refuses_replays_and_recovery_codes_work_once() {
+    use gema_gateway::auth::totp;
+    let api = TestApi::new().await;
+    api.user("sec@gema.test", "ops", None).await;
+    let pair = api.login("sec@gema.test").await;
+    let access = token(&pair, "access_token").to_string();
+    let post = |path: &'static str, body: Value| {
+        let api = &api;
+        let access = access.clone();
+        async move {
+            api.call_as(Some(&access), "POST", path, Some(body), None)
+                .await
+        }
+    };
+    let setup = post("/api/v1/auth/totp/setup", json!({})).await;
+    assert_eq!(setup.status, StatusCode::OK, "{}", setup.body);
+    let secret_b32 = setup.body["secret"].as_str().unwrap().to_string();
+    assert!(
+        setup.body["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/Gema:")
+    );
+    let secret = totp::base32_decode(&secret_b32).unwrap();
+    let code_now = |api: &TestApi| {
+        let secs = gema_gateway::auth::Clock::now_ms(api.clock.as_ref()) / 1000;
+        format!("{:06}", totp::totp(&secret, secs, 6))
+    };
+
+    let wrong = post("/api/v1/auth/totp/enable", json!({ "code": "000000" })).await;
+    let first_code = code_now(&api);
+    if first_code != "000000" {
+        assert_envelope(
+            &wrong,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+    }
+    let enabled = post("/api/v1/auth/totp/enable", json!({ "code": first_code })).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    let recovery: Vec<String> = enabled.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(recovery.len(), 10);
+
+    let login = |body: Value| {
+        let api = &api;
+        async move { api.call_as(None, "POST", LOGIN, Some(body), None).await }
+    };
+    let base = json!({ "email": "sec@gema.test", "password": PASSWORD });
+    let with = |extra: Value| {
+        let mut body = base.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let r = login(base.clone()).await;
+    assert_envelope(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(r.body["message"].as_str().unwrap().contains("TOTP"));
+    // The code that enabled TOTP cannot log in: its step is spent.
+    let r = login(with(json!({ "totp_code": first_code }))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    api.clock.advance(Duration::from_secs(30));
+    let next = code_now(&api);
+    let r = login(with(json!({ "totp_code": next }))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = login(with(json!({ "totp_code": next }))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a code logs in once");
+
+    let r = login(with(json!({ "recovery_code": recovery[3] }))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = login(with(json!({ "recovery_code": recovery[3] }))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a recovery code works once"
+    );
+
+    // Neither the secret nor the recovery codes show up anywhere afterwards.
+    let mut seen = String::new();
+    for path in [
+        "/api/v1/users",
+        "/api/v1/audit-logs?limit=200",
+        "/api/v1/auth/me",
+    ] {
+        seen.push_str(&api.get(path).await.body.to_string());
+    }
+    assert!(!seen.contains(&secret_b32));
+    assert!(recovery.iter().all(|c| !seen.contains(c.as_str())));
+
+    api.clock.advance(Duration::from_secs(30));
+    let off = post(
+        "/api/v1/auth/totp/disable",
+        json!({ "totp_code": code_now(&api) }),
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::NO_CONTENT, "{}", off.body);
+    let r = login(base).await;
+    assert_eq!(r.status, StatusCode::OK);
+}

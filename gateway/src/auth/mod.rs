@@ -142,6 +142,24 @@ pub struct UserInput {
     pub password: SecretString,
 }
 
+/// The second factor presented at login.
+#[derive(Debug, Clone)]
+pub enum SecondFactor {
+    /// A six-digit TOTP code.
+    Code(String),
+    /// A one-time recovery code.
+    Recovery(SecretString),
+}
+
+/// A TOTP secret to load into an authenticator app, shown once.
+#[derive(Debug)]
+pub struct TotpSetup {
+    /// Base32.
+    pub secret: SecretString,
+    /// `otpauth://totp/…`, for a QR code.
+    pub uri: SecretString,
+}
+
 /// A token pair, shown once.
 #[derive(Debug)]
 pub struct IssuedTokens {
@@ -297,6 +315,7 @@ impl Auth {
         &self,
         email: &str,
         password: SecretString,
+        second: Option<SecondFactor>,
         meta: &RequestMeta,
     ) -> GatewayResult<IssuedTokens> {
         let email = email.trim().to_lowercase();
@@ -354,6 +373,29 @@ impl Auth {
                 return Err(GatewayError::Unauthorized(WRONG_LOGIN.into()));
             }
         };
+        if let Some(state) = self.store.totp_state(&user.id).await?
+            && state.enabled_ms.is_some()
+        {
+            let Some(second) = second else {
+                self.audit_login(&email, None, "totp_required", None, meta)
+                    .await?;
+                return Err(GatewayError::Unauthorized(
+                    "this account needs its TOTP code (totp_code) or a recovery code \
+                     (recovery_code)"
+                        .into(),
+                ));
+            };
+            if !self.check_second_factor(&user.id, &state, &second).await? {
+                self.store
+                    .record_login_failure(&email, &meta.source, now)
+                    .await?;
+                self.audit_login(&email, None, "failed", Some("wrong_second_factor"), meta)
+                    .await?;
+                return Err(GatewayError::Unauthorized(
+                    "wrong or already used TOTP or recovery code".into(),
+                ));
+            }
+        }
         self.store.clear_login_failures(&email).await?;
         let issued = self.issue(user, meta, None).await?;
         self.audit_login(&email, Some(&issued.user.id), "ok", None, meta)
@@ -526,6 +568,111 @@ impl Auth {
     pub fn check_rate(&self, class: ratelimit::LimitClass, key: &str) -> GatewayResult<()> {
         self.limiter
             .check(&self.settings.rate_limits, class, key, self.now_ms())
+    }
+
+    // ---- TOTP ------------------------------------------------------------------------
+
+    fn own_user<'a>(&self, principal: &'a Principal) -> GatewayResult<&'a str> {
+        principal.user_id.as_deref().ok_or_else(|| {
+            GatewayError::invalid("authorization", "only a user has a second factor")
+        })
+    }
+
+    /// Starts TOTP setup: a new secret, shown once, to confirm with [`Auth::totp_enable`].
+    pub async fn totp_setup(&self, principal: &Principal) -> GatewayResult<TotpSetup> {
+        let user_id = self.own_user(principal)?;
+        let user = self.store.get_user(user_id).await?;
+        let secret = totp::base32_encode(&credentials::random_bytes::<{ totp::SECRET_BYTES }>());
+        self.store.set_totp_secret(user_id, &secret).await?;
+        Ok(TotpSetup {
+            uri: SecretString::new(totp::otpauth_uri("Gema", &user.email, &secret)),
+            secret: SecretString::new(secret),
+        })
+    }
+
+    /// Confirms setup with a current code; returns ten one-time recovery codes, shown once.
+    pub async fn totp_enable(
+        &self,
+        principal: &Principal,
+        code: &str,
+    ) -> GatewayResult<Vec<SecretString>> {
+        let user_id = self.own_user(principal)?;
+        let state = self.store.totp_state(user_id).await?;
+        let Some(state) = state.filter(|s| s.enabled_ms.is_none()) else {
+            return Err(GatewayError::Conflict {
+                code: "totp_not_pending",
+                message: "start with POST /api/v1/auth/totp/setup".into(),
+                field: None,
+            });
+        };
+        let secret = totp::base32_decode(&state.secret)
+            .ok_or_else(|| GatewayError::Internal("stored TOTP secret is not base32".into()))?;
+        let Some(step) = totp::verify(&secret, code, self.now_ms().div_euclid(1000)) else {
+            return Err(GatewayError::invalid(
+                "code",
+                "is not the current TOTP code",
+            ));
+        };
+        let codes: Vec<SecretString> = (0..10)
+            .map(|_| {
+                let raw = totp::base32_encode(&credentials::random_bytes::<5>()).to_lowercase();
+                SecretString::new(format!("{}-{}", &raw[..4], &raw[4..]))
+            })
+            .collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| credentials::hash_admin_token(c.expose()))
+            .collect();
+        self.store
+            .enable_totp(user_id, step, &hashes, self.now_ms())
+            .await?;
+        Ok(codes)
+    }
+
+    /// Turns TOTP off; needs a current code or a recovery code.
+    pub async fn totp_disable(
+        &self,
+        principal: &Principal,
+        second: SecondFactor,
+    ) -> GatewayResult<()> {
+        let user_id = self.own_user(principal)?;
+        let Some(state) = self.store.totp_state(user_id).await? else {
+            return Ok(());
+        };
+        if state.enabled_ms.is_some() && !self.check_second_factor(user_id, &state, &second).await?
+        {
+            return Err(GatewayError::Unauthorized(
+                "wrong or already used TOTP or recovery code".into(),
+            ));
+        }
+        Ok(self.store.disable_totp(user_id).await?)
+    }
+
+    async fn check_second_factor(
+        &self,
+        user_id: &str,
+        state: &gema_store::TotpState,
+        second: &SecondFactor,
+    ) -> GatewayResult<bool> {
+        match second {
+            SecondFactor::Code(code) => {
+                let secret = totp::base32_decode(&state.secret).ok_or_else(|| {
+                    GatewayError::Internal("stored TOTP secret is not base32".into())
+                })?;
+                match totp::verify(&secret, code, self.now_ms().div_euclid(1000)) {
+                    Some(step) => Ok(self.store.use_totp_step(user_id, step).await?),
+                    None => Ok(false),
+                }
+            }
+            SecondFactor::Recovery(code) => {
+                let normalized = code.expose().trim().to_lowercase();
+                let hash = credentials::hash_admin_token(&normalized);
+                Ok(self
+                    .store
+                    .use_recovery_code(user_id, &hash, self.now_ms())
+                    .await?)
+            }
+        }
     }
 
     // ---- API tokens ------------------------------------------------------------------

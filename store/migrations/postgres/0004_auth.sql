@@ -77,3 +77,18 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);
 -- tokens (the bootstrap token) are admins.
 ALTER TABLE admin_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
 ALTER TABLE admin_tokens ADD COLUMN merchant_id TEXT REFERENCES merchants (id);
+
+-- Optional TOTP second factor. The secret must be readable to check codes, so it is stored
+-- as is (base32); `totp_enabled_ms` is NULL while set up but not yet confirmed with a code.
+-- `totp_last_step` refuses a code whose 30-second step was already used.
+ALTER TABLE users ADD COLUMN totp_secret TEXT;
+ALTER TABLE users ADD COLUMN totp_enabled_ms BIGINT;
+ALTER TABLE users ADD COLUMN totp_last_step BIGINT;
+
+-- One-time recovery codes, as SHA-256 hashes.
+CREATE TABLE recovery_codes (
+    user_id   TEXT NOT NULL REFERENCES users (id),
+    code_hash TEXT NOT NULL,
+    used_ms   BIGINT,
+    PRIMARY KEY (user_id, code_hash)
+);

@@ -648,3 +648,90 @@ pub async fn api_tokens_have_roles_and_revoke(store: Arc<dyn Store>) {
     assert_eq!(all.items.len(), 3);
     assert_eq!(all.items[0].id, ci.id);
 }
+
+pub async fn totp_sets_up_enables_refuses_replays_and_spends_recovery_codes(store: Arc<dyn Store>) {
+    let user = store
+        .create_user(new_user("t@gema.test", UserKind::Admin, "ops", None))
+        .await
+        .unwrap();
+    assert_eq!(store.totp_state(&user.id).await.unwrap(), None);
+    store.set_totp_secret(&user.id, "FIRST").await.unwrap();
+    store.set_totp_secret(&user.id, "SECRET").await.unwrap();
+    assert_eq!(
+        store.totp_state(&user.id).await.unwrap(),
+        Some(TotpState {
+            secret: "SECRET".into(),
+            enabled_ms: None,
+            last_step: None
+        })
+    );
+    store
+        .enable_totp(&user.id, 100, &["r1".into(), "r2".into()], 5_000)
+        .await
+        .unwrap();
+    let state = store.totp_state(&user.id).await.unwrap().unwrap();
+    assert_eq!(
+        (state.enabled_ms, state.last_step),
+        (Some(5_000), Some(100))
+    );
+    let err = store.set_totp_secret(&user.id, "OTHER").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                code: "totp_enabled",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .enable_totp(&user.id, 101, &[], 6_000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                code: "totp_not_pending",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    assert!(
+        !store.use_totp_step(&user.id, 100).await.unwrap(),
+        "a step is used once"
+    );
+    assert!(!store.use_totp_step(&user.id, 99).await.unwrap());
+    assert!(store.use_totp_step(&user.id, 101).await.unwrap());
+
+    assert!(
+        store
+            .use_recovery_code(&user.id, "r1", 7_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(&user.id, "r1", 7_001)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(&user.id, "nope", 7_002)
+            .await
+            .unwrap()
+    );
+
+    store.disable_totp(&user.id).await.unwrap();
+    assert_eq!(store.totp_state(&user.id).await.unwrap(), None);
+    assert!(
+        !store
+            .use_recovery_code(&user.id, "r2", 8_000)
+            .await
+            .unwrap()
+    );
+}

@@ -36,7 +36,8 @@ macro_rules! conformance {
                 terminal_and_device_lists_filter_by_merchant,
                 idempotency_keys_claim_replay_and_expire,
                 concurrent_claims_of_one_key_start_once,
-                api_tokens_have_roles_and_revoke
+                api_tokens_have_roles_and_revoke,
+                totp_sets_up_enables_refuses_replays_and_spends_recovery_codes
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,
