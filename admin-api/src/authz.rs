@@ -260,6 +260,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         user_agent: None,
     };
     let target = req.uri().path().to_owned();
+    let secret = shows_secret(&method, &route, action);
+    let mut before = None;
 
     let response = if !principal.may(action) {
         ApiError::new(
@@ -273,11 +275,13 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         match check_scope(&state, &principal, scope, &target).await {
             Err(err) => ApiError::from(err).into_response(),
             Ok(()) => {
+                if is_write {
+                    before = snapshot(&state, scope, &target).await;
+                }
                 req.extensions_mut().insert(principal.clone());
                 let idempotency_key = req.headers().get(IDEMPOTENCY_KEY).cloned();
                 match idempotency_key {
                     Some(key) if method == Method::POST || method == Method::PATCH => {
-                        let secret = shows_secret(&method, &route, action);
                         idempotent(&state, &principal, &key, secret, req, next).await
                     }
                     _ => next.run(req).await,
@@ -286,30 +290,83 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         }
     };
 
-    if is_write {
-        let entry = NewAuditEntry {
-            actor: principal.actor.clone(),
-            action: action.name().into(),
-            target: Some(target),
-            outcome: response.status().as_u16().to_string(),
-            ..state.auth.entry(&meta)
-        };
-        if let Err(err) = state.auth.audit(entry).await {
-            // The write happened; failing its response now would invite a retry.
-            tracing::error!(error = %err, "writing the audit row failed");
+    if !is_write {
+        return response;
+    }
+    // The row after the write is the response itself, unless it carries a secret.
+    let status = response.status();
+    let (response, after) = if status.is_success() && !secret {
+        let (parts, body) = response.into_parts();
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => {
+                let after = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .map(|v| v.to_string());
+                (
+                    Response::from_parts(parts, axum::body::Body::from(bytes)),
+                    after,
+                )
+            }
+            Err(err) => (
+                ApiError::internal(format!("reading the response: {err}")).into_response(),
+                None,
+            ),
         }
+    } else {
+        (response, None)
+    };
+    let entry = NewAuditEntry {
+        actor: principal.actor.clone(),
+        action: action.name().into(),
+        target: Some(target),
+        outcome: status.as_u16().to_string(),
+        before_json: before.map(|v| v.to_string()),
+        after_json: after,
+        ..state.auth.entry(&meta)
+    };
+    if let Err(err) = state.auth.audit(entry).await {
+        // The write happened; failing its response now would invite a retry.
+        tracing::error!(error = %err, "writing the audit row failed");
     }
     response
+}
+
+/// The row a write is about to change, as the API shows it, for the audit row's `before`.
+async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_json::Value> {
+    use crate::views;
+    let id = path.split('/').nth(4)?;
+    let value = match scope {
+        Scope::None => return None,
+        Scope::Merchant => serde_json::to_value(views::Merchant::from(
+            state.registry.merchant(id).await.ok()?,
+        )),
+        Scope::Outlet => {
+            serde_json::to_value(views::Outlet::from(state.registry.outlet(id).await.ok()?))
+        }
+        Scope::Terminal => serde_json::to_value(views::Terminal::from(
+            state.registry.terminal(id).await.ok()?,
+        )),
+        Scope::Device => {
+            serde_json::to_value(views::Device::from(state.registry.device(id).await.ok()?))
+        }
+        Scope::Transaction => serde_json::to_value(views::Transaction::from(
+            state.payments.transaction(id).await.ok()?,
+        )),
+    };
+    value.ok()
 }
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on a response that replays a stored one.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
-/// Whether the route's response carries a secret shown only once (a device secret): such a
-/// response is never stored, so a retry cannot replay it.
+/// Whether the route's response carries a secret shown only once (a device secret, an API
+/// token, a TOTP secret or recovery codes): such a response is never stored, neither for
+/// idempotent replay nor as the audit row's `after`.
 fn shows_secret(method: &Method, route: &str, action: Action) -> bool {
-    action == Action::DeviceCredentials || (*method == Method::POST && route == "/api/v1/devices")
+    action == Action::DeviceCredentials
+        || (*method == Method::POST && matches!(route, "/api/v1/devices" | "/api/v1/api-tokens"))
+        || route.starts_with("/api/v1/auth/totp/")
 }
 
 /// Runs a write under its `Idempotency-Key`: the first response (unless 5xx) is kept and

@@ -352,6 +352,23 @@ async fn writes_are_audited_with_actor_request_id_and_source() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
+    let merchant = r.body["id"].as_str().unwrap().to_string();
+    let renamed = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/merchants/{merchant}"),
+            Some(json!({ "name": "Toko Makmur Jaya" })),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    let patch = api
+        .get(&format!(
+            "/api/v1/audit-logs?target=/api/v1/merchants/{merchant}"
+        ))
+        .await;
+    let row = &patch.body["items"][0];
+    assert_eq!(row["before"]["name"], "Toko Makmur", "{}", patch.body);
+    assert_eq!(row["after"]["name"], "Toko Makmur Jaya");
     api.user("viewer@gema.test", "viewer", None).await;
     let viewer = api.login("viewer@gema.test").await;
     let denied = api
@@ -379,17 +396,20 @@ async fn writes_are_audited_with_actor_request_id_and_source() {
         )
         .await;
     let items = audit.body["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{}", audit.body);
+    assert_eq!(items.len(), 3, "{}", audit.body);
     assert_eq!(items[0]["actor"], "token:bootstrap");
     assert_eq!(items[0]["target"], "/api/v1/merchants");
     assert_eq!(items[0]["outcome"], "201");
     assert_eq!(items[0]["source"], "10.1.2.3");
     assert_eq!(items[0]["request_id"].as_str(), r.request_id.as_deref());
     assert_eq!(
-        items[1]["actor"],
+        items[2]["actor"],
         format!("user:{}", viewer["user"]["id"].as_str().unwrap())
     );
-    assert_eq!(items[1]["outcome"], "403");
+    assert_eq!(items[2]["outcome"], "403");
+    assert_eq!(items[2]["after"], Value::Null);
+    assert_eq!(items[0]["after"]["name"], "Toko Makmur");
+    assert_eq!(items[0]["before"], Value::Null);
 
     // Time filters: nothing before the clock's start, everything from it.
     let t0 = "2023-11-14T22:13:20Z"; // the test clock's start
@@ -405,7 +425,7 @@ async fn writes_are_audited_with_actor_request_id_and_source() {
         .await;
     assert_eq!(
         all.body["items"].as_array().unwrap().len(),
-        2,
+        3,
         "{}",
         all.body
     );
@@ -578,6 +598,12 @@ async fn api_tokens_are_shown_once_scoped_to_their_role_and_revocable() {
     let list = api.get("/api/v1/api-tokens").await;
     let text = list.body.to_string();
     assert!(!text.contains(&secret), "the token is shown only once");
+    let audit = api.get("/api/v1/audit-logs?action=api_token.write").await;
+    assert_eq!(audit.body["items"][0]["outcome"], "201", "{}", audit.body);
+    assert!(
+        !audit.body.to_string().contains(&secret),
+        "nor in the audit log"
+    );
     let ci = list.body["items"]
         .as_array()
         .unwrap()
