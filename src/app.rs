@@ -65,10 +65,17 @@ impl App {
             handle: broker.handle(),
         });
         let registry = registry.with_transport(transport.clone());
-        let bootstrap_token = registry
-            .ensure_bootstrap_token()
-            .await
-            .context("creating the bootstrap admin token")?;
+        let auth = gema_gateway::auth::Auth::new(store.clone(), config.auth.settings());
+        // Once an admin user exists the bootstrap token is refused, so none is issued.
+        let bootstrap_token = if auth.admin_users_exist().await? {
+            tracing::info!("admin users exist: the bootstrap admin token is disabled");
+            None
+        } else {
+            registry
+                .ensure_bootstrap_token()
+                .await
+                .context("creating the bootstrap admin token")?
+        };
 
         let ca_certificate_pem = std::fs::read_to_string(&tls.ca_cert)
             .with_context(|| format!("reading {}", tls.ca_cert.display()))?;
@@ -97,7 +104,6 @@ impl App {
             RelaySettings::default(),
             wake_relay.clone(),
         );
-        let auth = gema_gateway::auth::Auth::new(store.clone(), config.auth.settings());
         let router = gema_admin_api::router(AppState {
             registry,
             auth,

@@ -131,6 +131,12 @@ async fn rotate_bootstrap_token(args: DaemonArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     let store = gema::app::open_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
+    if store.count_admin_users().await? > 0 {
+        anyhow::bail!(
+            "an admin user exists, so the bootstrap token is disabled; \
+             use `gema admin reset-password --email …` to recover an admin's access"
+        );
+    }
     let token = Registry::new(store)
         .rotate_bootstrap_token()
         .await

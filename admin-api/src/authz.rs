@@ -69,6 +69,8 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/users", G(A::UserList, S::None)),
     ("POST", "/api/v1/users", G(A::UserWrite, S::None)),
     ("GET", "/api/v1/users/{id}", G(A::UserRead, S::None)),
+    ("POST", "/api/v1/users/{id}/disable", G(A::UserWrite, S::None)),
+    ("POST", "/api/v1/users/{id}/enable", G(A::UserWrite, S::None)),
     ("GET", "/api/v1/audit-logs", G(A::AuditRead, S::None)),
     ("GET", "/api/v1/api-tokens", G(A::ApiTokenList, S::None)),
     ("POST", "/api/v1/api-tokens", G(A::ApiTokenWrite, S::None)),

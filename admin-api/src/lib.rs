@@ -135,6 +135,8 @@ fn people_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::totp_disable))
         .routes(routes!(users::create, users::list))
         .routes(routes!(users::get))
+        .routes(routes!(users::disable))
+        .routes(routes!(users::enable))
         .routes(routes!(audit::list))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))

@@ -197,6 +197,9 @@ pub trait AuthStore: Send + Sync {
     async fn list_users(&self, page: &PageRequest) -> StoreResult<Page<User>>;
     /// How many enabled operators with the `admin` role exist.
     async fn count_admin_users(&self) -> StoreResult<i64>;
+    /// Disables (ending every session) or re-enables a user, in one transaction.
+    /// `Conflict` (`last_admin`) when disabling the last enabled operator with role `admin`.
+    async fn set_user_disabled(&self, id: &str, disabled: bool, now_ms: i64) -> StoreResult<User>;
     /// Replaces the password hash and revokes every session of the user, in one transaction.
     async fn set_user_password(
         &self,

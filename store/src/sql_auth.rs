@@ -166,6 +166,69 @@ macro_rules! impl_auth_store {
                 Ok(count)
             }
 
+            async fn set_user_disabled(
+                &self,
+                id: &str,
+                disabled: bool,
+                now_ms: i64,
+            ) -> $crate::StoreResult<$crate::User> {
+                let mut tx = self.begin_write().await?;
+                let user: $crate::User = sqlx::query_as::<_, $crate::sql_auth::UserRow>(&format!(
+                    "SELECT {} FROM users WHERE id = $1 {}",
+                    $crate::sql_auth::USER_COLUMNS,
+                    $lock
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| $crate::StoreError::not_found("user", id))?
+                .try_into()?;
+                if disabled
+                    && user.disabled_ms.is_none()
+                    && user.kind == $crate::UserKind::Admin
+                    && user.role == "admin"
+                {
+                    // Lock every enabled admin row, so two nodes cannot each disable "another"
+                    // admin and leave none.
+                    let admins: Vec<(String,)> = sqlx::query_as(concat!(
+                        "SELECT id FROM users WHERE kind = 'admin' AND role = 'admin' \
+                         AND disabled_ms IS NULL ",
+                        $lock
+                    ))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    if admins.len() <= 1 {
+                        return Err($crate::StoreError::conflict(
+                            "last_admin",
+                            None,
+                            "the last enabled admin cannot be disabled",
+                        ));
+                    }
+                }
+                let row = sqlx::query_as::<_, $crate::sql_auth::UserRow>(&format!(
+                    "UPDATE users SET disabled_ms = $1, updated_ms = $2 WHERE id = $3 \
+                     RETURNING {}",
+                    $crate::sql_auth::USER_COLUMNS
+                ))
+                .bind(if disabled { Some(user.disabled_ms.unwrap_or(now_ms)) } else { None })
+                .bind(now_ms)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if disabled {
+                    sqlx::query(
+                        "UPDATE auth_sessions SET revoked_ms = $1 \
+                         WHERE user_id = $2 AND revoked_ms IS NULL",
+                    )
+                    .bind(now_ms)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                row.try_into()
+            }
+
             async fn set_user_password(
                 &self,
                 id: &str,

@@ -72,6 +72,16 @@ async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
     let (status, body) = daemon.get("/api/v1/merchants").await;
     assert_eq!(status, 401, "{body}");
     assert!(daemon.stderr().contains("bootstrap admin token refused"));
+    let rotate = Command::new(GEMA)
+        .args(["admin", "rotate-bootstrap-token"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !rotate.status.success(),
+        "no new bootstrap token once an admin exists"
+    );
+    assert!(String::from_utf8_lossy(&rotate.stderr).contains("reset-password"));
 
     let (status, pair) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
     assert_eq!(status, 200, "{pair}");

@@ -98,3 +98,23 @@ pub async fn list(
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<User>> {
     Ok(Json(state.auth.user(&id).await?.into()))
 }
+
+#[utoipa::path(post, path = "/users/{id}/disable", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, description = "Disabled; its sessions are ended", body = User),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The last enabled admin", body = ErrorBody)))]
+pub async fn disable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(state.auth.set_user_disabled(&id, true).await?.into()))
+}
+
+#[utoipa::path(post, path = "/users/{id}/enable", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
+pub async fn enable(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(state.auth.set_user_disabled(&id, false).await?.into()))
+}

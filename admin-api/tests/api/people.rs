@@ -770,3 +770,45 @@ async fn totp_guards_login_refuses_replays_and_recovery_codes_work_once() {
     let r = login(base).await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_disabled_user_is_out_until_enabled_and_the_last_admin_stays() {
+    let api = TestApi::new().await;
+    let kasir = api.user("kasir@gema.test", "viewer", None).await;
+    let pair = api.login("kasir@gema.test").await;
+    let r = api
+        .post(&format!("/api/v1/users/{kasir}/disable"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["disabled"], true);
+    let me = api
+        .call_as(
+            Some(token(&pair, "access_token")),
+            "GET",
+            "/api/v1/auth/me",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED);
+    let r = right_login(&api, "kasir@gema.test", addr("10.9.9.9:1")).await;
+    assert_envelope(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = api
+        .post(&format!("/api/v1/users/{kasir}/enable"), json!({}))
+        .await;
+    assert_eq!(r.body["disabled"], false);
+    api.login("kasir@gema.test").await;
+
+    let root = api.user("root@gema.test", "admin", None).await;
+    let admin = api.login("root@gema.test").await;
+    let r = api
+        .call_as(
+            Some(token(&admin, "access_token")),
+            "POST",
+            &format!("/api/v1/users/{root}/disable"),
+            Some(json!({})),
+            None,
+        )
+        .await;
+    assert_envelope(&r, StatusCode::CONFLICT, "last_admin");
+}

@@ -280,6 +280,21 @@ impl Auth {
         Ok(user)
     }
 
+    /// Whether an enabled operator with the `admin` role exists (then the bootstrap token is
+    /// refused).
+    pub async fn admin_users_exist(&self) -> GatewayResult<bool> {
+        Ok(self.store.count_admin_users().await? > 0)
+    }
+
+    /// Disables or re-enables a user. Disabling ends its sessions; the last enabled admin
+    /// cannot be disabled (that would re-open the bootstrap token).
+    pub async fn set_user_disabled(&self, id: &str, disabled: bool) -> GatewayResult<User> {
+        Ok(self
+            .store
+            .set_user_disabled(id, disabled, self.now_ms())
+            .await?)
+    }
+
     pub async fn user(&self, id: &str) -> GatewayResult<User> {
         Ok(self.store.get_user(id).await?)
     }

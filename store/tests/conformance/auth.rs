@@ -735,3 +735,82 @@ pub async fn totp_sets_up_enables_refuses_replays_and_spends_recovery_codes(stor
             .unwrap()
     );
 }
+
+pub async fn users_disable_end_sessions_but_never_the_last_admin(store: Arc<dyn Store>) {
+    let root = store
+        .create_user(new_user("root@gema.test", UserKind::Admin, "admin", None))
+        .await
+        .unwrap();
+    let ops = store
+        .create_user(new_user("ops@gema.test", UserKind::Admin, "ops", None))
+        .await
+        .unwrap();
+    let err = store
+        .set_user_disabled(&root.id, true, 1_000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                code: "last_admin",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    store
+        .create_session(session(&ops.id, 1, 1_000))
+        .await
+        .unwrap();
+    let disabled = store.set_user_disabled(&ops.id, true, 2_000).await.unwrap();
+    assert_eq!(disabled.disabled_ms, Some(2_000));
+    assert!(
+        store
+            .session_by_access("access-1", 2_001)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let enabled = store
+        .set_user_disabled(&ops.id, false, 3_000)
+        .await
+        .unwrap();
+    assert_eq!(enabled.disabled_ms, None);
+    assert!(
+        store
+            .session_by_access("access-1", 3_001)
+            .await
+            .unwrap()
+            .is_none(),
+        "enabling again does not bring old sessions back"
+    );
+    let second = store
+        .create_user(new_user("root2@gema.test", UserKind::Admin, "admin", None))
+        .await
+        .unwrap();
+    store
+        .set_user_disabled(&root.id, true, 4_000)
+        .await
+        .unwrap();
+    assert_eq!(store.count_admin_users().await.unwrap(), 1);
+    let err = store
+        .set_user_disabled(&second.id, true, 5_000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                code: "last_admin",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = store
+        .set_user_disabled("usr_missing", true, 5_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}

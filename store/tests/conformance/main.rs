@@ -37,7 +37,8 @@ macro_rules! conformance {
                 idempotency_keys_claim_replay_and_expire,
                 concurrent_claims_of_one_key_start_once,
                 api_tokens_have_roles_and_revoke,
-                totp_sets_up_enables_refuses_replays_and_spends_recovery_codes
+                totp_sets_up_enables_refuses_replays_and_spends_recovery_codes,
+                users_disable_end_sessions_but_never_the_last_admin
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,
