@@ -539,7 +539,10 @@ async fn owner_of_outlet(state: &AppState, id: &str) -> Result<Option<String>, G
     Ok(Some(state.registry.outlet(id).await?.merchant_id))
 }
 
-async fn owner_of_terminal(state: &AppState, id: &str) -> Result<Option<String>, GatewayError> {
+pub(crate) async fn owner_of_terminal(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<String>, GatewayError> {
     let terminal = state.registry.terminal(id).await?;
     owner_of_outlet(state, &terminal.outlet_id).await
 }

@@ -147,8 +147,23 @@ pub async fn unbind(
 pub async fn bindings(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Vec<DeviceBinding>>> {
-    let history = state.registry.device_bindings(&id).await?;
+    let mut history = state.registry.device_bindings(&id).await?;
+    // A merchant user sees the device's time at its own terminals, not its earlier owners'.
+    if let Some(mine) = &scope.0 {
+        let mut own = Vec::with_capacity(history.len());
+        for binding in history {
+            if crate::authz::owner_of_terminal(&state, &binding.terminal_id)
+                .await?
+                .as_deref()
+                == Some(mine.as_str())
+            {
+                own.push(binding);
+            }
+        }
+        history = own;
+    }
     Ok(Json(history.into_iter().map(Into::into).collect()))
 }
 

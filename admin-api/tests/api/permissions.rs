@@ -324,3 +324,44 @@ async fn a_merchant_user_cannot_widen_a_list_with_query_filters() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_moved_device_shows_its_new_merchant_only_its_own_history() {
+    let api = TestApi::new().await;
+    let (_, _, terminal_a) = api.terminal(true).await;
+    let (merchant_b, _, terminal_b) = api.terminal(true).await;
+    let (device, _) = api.device("SN-MOVED").await;
+    let bind = |terminal: String| {
+        let api = &api;
+        let device = device.clone();
+        async move {
+            let r = api
+                .post(
+                    &format!("/api/v1/devices/{device}/bind"),
+                    json!({ "terminal_id": terminal }),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        }
+    };
+    bind(terminal_a.clone()).await;
+    let r = api
+        .call("POST", &format!("/api/v1/devices/{device}/unbind"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    bind(terminal_b.clone()).await;
+    api.user("owner@b.test", "owner", Some(&merchant_b)).await;
+    let token = api.login("owner@b.test").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/v1/devices/{device}/bindings");
+    let all = api.get(&path).await;
+    assert_eq!(all.body.as_array().unwrap().len(), 2);
+    let mine = api.call_as(Some(&token), "GET", &path, None, None).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    let mine = mine.body.as_array().unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["terminal_id"], terminal_b.as_str());
+    assert!(!serde_json::to_string(mine).unwrap().contains(&terminal_a));
+}
