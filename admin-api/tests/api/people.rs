@@ -514,6 +514,36 @@ async fn passwords_and_tokens_never_reach_responses_the_database_or_logs() {
     let wrong = wrong_login(&api, "admin@gema.test", addr("10.0.0.1:1")).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let access = token(&refreshed, "access_token").to_string();
+    // A second factor and a machine token too.
+    let totp_post = |path: &'static str, body: Value| {
+        let api = &api;
+        let access = access.clone();
+        async move {
+            api.call_as(Some(&access), "POST", path, Some(body), None)
+                .await
+        }
+    };
+    let setup = totp_post("/api/v1/auth/totp/setup", json!({})).await.body;
+    let totp_secret = setup["secret"].as_str().unwrap().to_string();
+    let raw = gema_gateway::auth::totp::base32_decode(&totp_secret).unwrap();
+    let code = format!(
+        "{:06}",
+        gema_gateway::auth::totp::totp(&raw, 1_700_000_000, 6)
+    );
+    let enabled = totp_post("/api/v1/auth/totp/enable", json!({ "code": code })).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    let recovery: Vec<String> = enabled.body["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let machine = totp_post(
+        "/api/v1/api-tokens",
+        json!({ "name": "backend", "role": "viewer" }),
+    )
+    .await;
+    let machine = machine.body["token"].as_str().unwrap().to_string();
     let mut seen = Vec::new();
     for path in [
         "/api/v1/users",
@@ -555,6 +585,24 @@ async fn passwords_and_tokens_never_reach_responses_the_database_or_logs() {
         );
         assert!(!contains(&logs, secret), "the logs show a secret");
     }
+    for secret in recovery.iter().chain([&machine]) {
+        assert!(!contains(&seen, secret), "a response shows a secret");
+        assert!(
+            !contains(&database, secret),
+            "the database stores a secret in clear"
+        );
+        assert!(!contains(&logs, secret), "the logs show a secret");
+    }
+    // The TOTP secret must be readable to check codes, so it is in the database; it is
+    // shown only by the setup response and never logged.
+    assert!(
+        !contains(&seen, &totp_secret),
+        "a response shows the TOTP secret"
+    );
+    assert!(
+        !contains(&logs, &totp_secret),
+        "the logs show the TOTP secret"
+    );
     assert!(contains(&logs, "bootstrap admin token is disabled"));
 }
 
