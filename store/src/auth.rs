@@ -230,7 +230,15 @@ pub trait AuthStore: Send + Sync {
     /// Sessions whose refresh token still works, oldest first.
     async fn list_sessions(&self, user_id: &str, now_ms: i64) -> StoreResult<Vec<AuthSession>>;
 
-    async fn record_login_failure(&self, email: &str, source: &str, at_ms: i64) -> StoreResult<()>;
+    /// Records a failed login; failures before `forget_before_ms` (outside any window) are
+    /// deleted in the same transaction, so the table stays small.
+    async fn record_login_failure(
+        &self,
+        email: &str,
+        source: &str,
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> StoreResult<()>;
     /// Failures at or after `since_ms` for this account and for this source address.
     async fn login_failures(
         &self,

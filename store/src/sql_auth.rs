@@ -415,7 +415,13 @@ macro_rules! impl_auth_store {
                 email: &str,
                 source: &str,
                 at_ms: i64,
+                forget_before_ms: i64,
             ) -> $crate::StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("DELETE FROM login_failures WHERE at_ms < $1")
+                    .bind(forget_before_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO login_failures (id, email, source, at_ms) VALUES ($1, $2, $3, $4)",
                 )
@@ -423,8 +429,9 @@ macro_rules! impl_auth_store {
                 .bind(email)
                 .bind(source)
                 .bind(at_ms)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(())
             }
 

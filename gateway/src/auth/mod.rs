@@ -376,7 +376,7 @@ impl Auth {
             Some(user) if ok && user.disabled_ms.is_none() => user,
             user => {
                 self.store
-                    .record_login_failure(&email, &meta.source, now)
+                    .record_login_failure(&email, &meta.source, now, now - window_ms)
                     .await?;
                 let reason = if user.is_some_and(|u| u.disabled_ms.is_some()) {
                     "disabled"
@@ -402,7 +402,7 @@ impl Auth {
             };
             if !self.check_second_factor(&user.id, &state, &second).await? {
                 self.store
-                    .record_login_failure(&email, &meta.source, now)
+                    .record_login_failure(&email, &meta.source, now, now - window_ms)
                     .await?;
                 self.audit_login(&email, None, "failed", Some("wrong_second_factor"), meta)
                     .await?;

@@ -312,23 +312,39 @@ pub async fn sessions_revoke_per_user_and_on_password_change(store: Arc<dyn Stor
 pub async fn login_failures_count_in_a_window(store: Arc<dyn Store>) {
     for at in [100, 200, 300] {
         store
-            .record_login_failure("a@gema.test", "10.0.0.1", at)
+            .record_login_failure("a@gema.test", "10.0.0.1", at, 0)
             .await
             .unwrap();
     }
     store
-        .record_login_failure("b@gema.test", "10.0.0.1", 400)
+        .record_login_failure("b@gema.test", "10.0.0.1", 400, 0)
         .await
         .unwrap();
+    // Recording a failure forgets those before the horizon: only 300 and 400 stay.
+    store
+        .record_login_failure("c@gema.test", "10.0.0.9", 400, 250)
+        .await
+        .unwrap();
+    let old = store
+        .login_failures("a@gema.test", "10.0.0.1", 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        old,
+        FailureCounts {
+            by_account: 1,
+            by_source: 2
+        }
+    );
     let counts = store
-        .login_failures("a@gema.test", "10.0.0.1", 200)
+        .login_failures("a@gema.test", "10.0.0.1", 300)
         .await
         .unwrap();
     assert_eq!(
         counts,
         FailureCounts {
-            by_account: 2,
-            by_source: 3
+            by_account: 1,
+            by_source: 2
         }
     );
     store.clear_login_failures("a@gema.test").await.unwrap();
