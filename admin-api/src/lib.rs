@@ -1,8 +1,10 @@
 //! Gema's admin HTTP API. **API Boundary**: the JSON shapes in [`views`] and the error
 //! envelope in [`error`] are a contract with operators' tools and the CLI.
 //!
-//! Routes live under `/api/v1` and need an admin bearer token; `/health`, `/health/deep` and
-//! `/api/v1/openapi.json` are public. The OpenAPI document is generated from the handlers'
+//! Routes live under `/api/v1` and need a bearer token (a user's access token or an API
+//! token) whose role the permission matrix allows ([`authz`]); `/health`, `/health/deep`,
+//! `/api/v1/openapi.json`, login and refresh are public, and provider callbacks authenticate
+//! with their provider's scheme. The OpenAPI document is generated from the handlers'
 //! annotations, so it cannot drift from the routes.
 //!
 //! This crate knows HTTP only: it calls `gema-gateway` for every rule and never touches SQL,
