@@ -767,6 +767,7 @@ impl Auth {
         reason: Option<&str>,
         meta: &RequestMeta,
     ) -> GatewayResult<()> {
+        metrics::counter!("gema_logins_total", "outcome" => outcome.to_owned()).increment(1);
         self.audit(NewAuditEntry {
             actor: user_id.map_or_else(|| format!("email:{email}"), |id| format!("user:{id}")),
             action: "auth.login".into(),
