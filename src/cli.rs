@@ -160,6 +160,9 @@ pub enum AdminCommand {
     ResetPassword {
         #[arg(long)]
         email: String,
+        /// Also turn off the user's TOTP second factor (lost phone and recovery codes).
+        #[arg(long)]
+        disable_totp: bool,
     },
 }
 

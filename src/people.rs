@@ -41,11 +41,21 @@ pub async fn admin_command(config: &Config, command: AdminCommand) -> anyhow::Re
                 );
             }
         }
-        AdminCommand::ResetPassword { email } => {
+        AdminCommand::ResetPassword {
+            email,
+            disable_totp,
+        } => {
             let user = auth
                 .reset_password(&email, read_password()?)
                 .await
                 .context("resetting the password")?;
+            if disable_totp {
+                store
+                    .disable_totp(&user.id)
+                    .await
+                    .context("turning TOTP off")?;
+                println!("TOTP of {} is off; its recovery codes are void", user.email);
+            }
             println!(
                 "password of {} ({}) replaced; its sessions are ended",
                 user.email, user.id

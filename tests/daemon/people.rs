@@ -95,11 +95,34 @@ async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
         "the real peer address"
     );
 
-    admin(
+    // Turn on TOTP; then the password alone no longer logs in.
+    let (status, setup) = daemon.post("/api/v1/auth/totp/setup", json!({})).await;
+    assert_eq!(status, 200, "{setup}");
+    let secret =
+        gema_gateway::auth::totp::base32_decode(setup["secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let code = format!("{:06}", gema_gateway::auth::totp::totp(&secret, now, 6));
+    let (status, codes) = daemon
+        .post("/api/v1/auth/totp/enable", json!({ "code": code }))
+        .await;
+    assert_eq!(status, 200, "{codes}");
+    let (status, _) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
+    assert_eq!(status, 401, "TOTP is on");
+
+    let out = admin(
         dir.path(),
-        &["reset-password", "--email", "root@gema.test"],
+        &[
+            "reset-password",
+            "--email",
+            "root@gema.test",
+            "--disable-totp",
+        ],
         "rendang-padang-enak",
     );
+    assert!(out.contains("TOTP of root@gema.test is off"), "{out}");
     let (status, _) = daemon.get("/api/v1/merchants").await;
     assert_eq!(status, 401, "a password reset ends the user's sessions");
     let (status, _) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
