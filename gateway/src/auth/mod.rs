@@ -412,23 +412,24 @@ impl Auth {
             }
         }
         self.store.clear_login_failures(&email).await?;
-        let issued = self.issue(user, meta, None).await?;
+        let issued = self.issue(user, meta).await?;
         self.audit_login(&email, Some(&issued.user.id), "ok", None, meta)
             .await?;
         Ok(issued)
     }
 
-    async fn issue(
+    /// A fresh pair of tokens and the session row that will hold their hashes. `user_id` is
+    /// ignored by the store on refresh (the old pair's user keeps the session).
+    fn new_pair(
         &self,
-        user: User,
+        user_id: &str,
         meta: &RequestMeta,
-        refresh_hash: Option<&str>,
-    ) -> GatewayResult<IssuedTokens> {
+    ) -> (SecretString, SecretString, NewAuthSession) {
         let now = self.now_ms();
         let access_token = new_token(ACCESS_PREFIX);
         let refresh_token = new_token(REFRESH_PREFIX);
         let new = NewAuthSession {
-            user_id: user.id.clone(),
+            user_id: user_id.to_owned(),
             access_hash: credentials::hash_admin_token(access_token.expose()),
             refresh_hash: credentials::hash_admin_token(refresh_token.expose()),
             access_expires_ms: now + self.settings.access_token_ttl.as_millis() as i64,
@@ -437,40 +438,31 @@ impl Auth {
             source: Some(meta.source.clone()),
             now_ms: now,
         };
-        let (session, user) = match refresh_hash {
-            None => (self.store.create_session(new).await?, user),
-            Some(hash) => match self.store.refresh_session(hash, new).await? {
-                RefreshOutcome::Rotated { session, user } => (*session, *user),
-                RefreshOutcome::Reused { family_id, user_id } => {
-                    tracing::warn!(%user_id, %family_id,
-                        "a used refresh token was presented again: the session family is revoked");
-                    self.audit(NewAuditEntry {
-                        actor: format!("user:{user_id}"),
-                        action: "auth.refresh".into(),
-                        target: Some(format!("session_family:{family_id}")),
-                        outcome: "reused".into(),
-                        ..self.entry(meta)
-                    })
-                    .await?;
-                    return Err(GatewayError::Unauthorized(
-                        "refresh token already used; the session is revoked, log in again".into(),
-                    ));
-                }
-                RefreshOutcome::Invalid => {
-                    return Err(GatewayError::Unauthorized(
-                        "refresh token unknown, expired or revoked".into(),
-                    ));
-                }
-            },
-        };
-        Ok(IssuedTokens {
+        (access_token, refresh_token, new)
+    }
+
+    fn issued(
+        &self,
+        access_token: SecretString,
+        refresh_token: SecretString,
+        session: AuthSession,
+        user: User,
+    ) -> IssuedTokens {
+        IssuedTokens {
             access_token,
             refresh_token,
             access_expires_in: self.settings.access_token_ttl,
             refresh_expires_in: self.settings.refresh_token_ttl,
             session,
             user,
-        })
+        }
+    }
+
+    /// A new session (a new family) for a user who just proved who they are.
+    async fn issue(&self, user: User, meta: &RequestMeta) -> GatewayResult<IssuedTokens> {
+        let (access, refresh, new) = self.new_pair(&user.id, meta);
+        let session = self.store.create_session(new).await?;
+        Ok(self.issued(access, refresh, session, user))
     }
 
     /// Trades a refresh token for a new pair (rotation); see the module docs for reuse.
@@ -483,19 +475,30 @@ impl Auth {
             return Err(GatewayError::Unauthorized("not a refresh token".into()));
         }
         let hash = credentials::hash_admin_token(refresh_token.expose());
-        // The user is decided by the store from the old pair; this placeholder is ignored.
-        let placeholder = User {
-            id: String::new(),
-            email: String::new(),
-            name: String::new(),
-            kind: UserKind::Admin,
-            role: String::new(),
-            merchant_id: None,
-            disabled_ms: None,
-            created_ms: 0,
-            updated_ms: 0,
-        };
-        self.issue(placeholder, meta, Some(&hash)).await
+        let (access, refresh, new) = self.new_pair("", meta);
+        match self.store.refresh_session(&hash, new).await? {
+            RefreshOutcome::Rotated { session, user } => {
+                Ok(self.issued(access, refresh, *session, *user))
+            }
+            RefreshOutcome::Reused { family_id, user_id } => {
+                tracing::warn!(%user_id, %family_id,
+                    "a used refresh token was presented again: the session family is revoked");
+                self.audit(NewAuditEntry {
+                    actor: format!("user:{user_id}"),
+                    action: "auth.refresh".into(),
+                    target: Some(format!("session_family:{family_id}")),
+                    outcome: "reused".into(),
+                    ..self.entry(meta)
+                })
+                .await?;
+                Err(GatewayError::Unauthorized(
+                    "refresh token already used; the session is revoked, log in again".into(),
+                ))
+            }
+            RefreshOutcome::Invalid => Err(GatewayError::Unauthorized(
+                "refresh token unknown, expired or revoked".into(),
+            )),
+        }
     }
 
     /// Who a bearer token belongs to, or `None` if it is not a live token.
