@@ -47,7 +47,8 @@ impl App {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// [`App::build`] with the clock device operations use for health (tests move it).
+    /// [`App::build`] with the clock device operations (health) and logins (lockout, token
+    /// expiry) use; tests move it.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -77,15 +78,23 @@ impl App {
         let device_ops = DeviceOps::new(
             store.clone(),
             broker_transport,
-            clock,
+            clock.clone(),
             config.devices.settings(),
         );
         let transport = device_ops.transport();
         let registry = registry.with_transport(transport.clone());
-        let bootstrap_token = registry
-            .ensure_bootstrap_token()
-            .await
-            .context("creating the bootstrap admin token")?;
+        let auth =
+            gema_gateway::auth::Auth::new(store.clone(), config.auth.settings()).with_clock(clock);
+        // Once an admin user exists the bootstrap token is refused, so none is issued.
+        let bootstrap_token = if auth.admin_users_exist().await? {
+            tracing::info!("admin users exist: the bootstrap admin token is disabled");
+            None
+        } else {
+            registry
+                .ensure_bootstrap_token()
+                .await
+                .context("creating the bootstrap admin token")?
+        };
 
         let ca_certificate_pem = std::fs::read_to_string(&tls.ca_cert)
             .with_context(|| format!("reading {}", tls.ca_cert.display()))?;
@@ -117,6 +126,7 @@ impl App {
         );
         let router = gema_admin_api::router(AppState {
             registry,
+            auth,
             payments: payments.clone(),
             device_ops: device_ops.clone(),
             health: Arc::new(health),
@@ -296,9 +306,13 @@ impl App {
             }
         });
         let http = tokio::spawn(
-            axum::serve(self.http, self.router)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
+            axum::serve(
+                self.http,
+                self.router
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
         );
         let metrics = tokio::spawn(
             axum::serve(self.metrics, self.metrics_router)

@@ -139,6 +139,31 @@ pub enum ConfigCommand {
 pub enum AdminCommand {
     /// Revoke the bootstrap admin token and print a new one (once).
     RotateBootstrapToken,
+    /// Create a user: the first admin, or anyone, without the API. Reads the password from
+    /// the first line of standard input (never from the command line). The first user with
+    /// the `admin` role disables the bootstrap token.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Operators: admin, finance, ops, support, viewer. With --merchant-id: owner,
+        /// finance, ops, viewer.
+        #[arg(long)]
+        role: String,
+        /// Makes a merchant user of this merchant.
+        #[arg(long)]
+        merchant_id: Option<String>,
+    },
+    /// Set a user's password (recovery); every session of the user ends and its failed-login
+    /// count is cleared. Reads the password from the first line of standard input.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        /// Also turn off the user's TOTP second factor (lost phone and recovery codes).
+        #[arg(long)]
+        disable_totp: bool,
+    },
 }
 
 #[derive(Debug, Args)]

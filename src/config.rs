@@ -36,6 +36,7 @@ pub struct Config {
     pub log: LogConfig,
     pub payments: PaymentsConfig,
     pub devices: DevicesConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             log: LogConfig::default(),
             payments: PaymentsConfig::default(),
             devices: DevicesConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -298,6 +300,73 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Auto,
+        }
+    }
+}
+
+/// People: login tokens, lockout and password hashing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long an access token from a login lives.
+    pub access_token_ttl_secs: u64,
+    /// How long a refresh token lives (each refresh issues a new one).
+    pub refresh_token_ttl_secs: u64,
+    /// Failed logins of one account within the window that lock it.
+    pub lockout_max_failures: u32,
+    /// Failed logins from one source address within the window that lock it out.
+    pub lockout_max_failures_per_source: u32,
+    pub lockout_window_secs: u64,
+    /// PBKDF2-HMAC-SHA256 rounds for new password hashes.
+    pub password_iterations: u32,
+    /// How long an `Idempotency-Key` and its first response are kept.
+    pub idempotency_ttl_secs: u64,
+    /// How long a retry waits for the first request with its key before answering 409.
+    pub idempotency_wait_ms: u64,
+    /// Login and refresh requests per minute per source address (0 = no limit).
+    pub login_per_minute: u32,
+    /// Writes per minute per caller and per source address (0 = no limit).
+    pub writes_per_minute: u32,
+    /// Payment callbacks per minute per source address (0 = no limit).
+    pub callbacks_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = gema_gateway::auth::AuthSettings::default();
+        Self {
+            access_token_ttl_secs: d.access_token_ttl.as_secs(),
+            refresh_token_ttl_secs: d.refresh_token_ttl.as_secs(),
+            lockout_max_failures: d.lockout_max_failures,
+            lockout_max_failures_per_source: d.lockout_max_failures_per_source,
+            lockout_window_secs: d.lockout_window.as_secs(),
+            password_iterations: d.password_iterations,
+            idempotency_ttl_secs: d.idempotency_ttl.as_secs(),
+            idempotency_wait_ms: d.idempotency_wait.as_millis() as u64,
+            login_per_minute: d.rate_limits.login_per_minute,
+            writes_per_minute: d.rate_limits.writes_per_minute,
+            callbacks_per_minute: d.rate_limits.callbacks_per_minute,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn settings(&self) -> gema_gateway::auth::AuthSettings {
+        use std::time::Duration;
+        gema_gateway::auth::AuthSettings {
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_secs.max(1)),
+            refresh_token_ttl: Duration::from_secs(self.refresh_token_ttl_secs.max(1)),
+            lockout_max_failures: self.lockout_max_failures.max(1),
+            lockout_max_failures_per_source: self.lockout_max_failures_per_source.max(1),
+            lockout_window: Duration::from_secs(self.lockout_window_secs),
+            password_iterations: self.password_iterations.max(1),
+            idempotency_ttl: Duration::from_secs(self.idempotency_ttl_secs),
+            idempotency_wait: Duration::from_millis(self.idempotency_wait_ms),
+            rate_limits: gema_gateway::auth::ratelimit::RateLimits {
+                login_per_minute: self.login_per_minute,
+                writes_per_minute: self.writes_per_minute,
+                callbacks_per_minute: self.callbacks_per_minute,
+            },
         }
     }
 }

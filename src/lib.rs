@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 mod devices;
 mod health;
+pub mod people;
 pub mod sim;
 pub mod telemetry;
 

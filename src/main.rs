@@ -47,6 +47,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon,
             command: AdminCommand::RotateBootstrapToken,
         } => rotate_bootstrap_token(daemon).await,
+        Command::Admin { daemon, command } => {
+            gema::people::admin_command(&load_config(&daemon)?, command).await
+        }
         Command::Bench {
             command:
                 gema::cli::BenchCommand::Payments {
@@ -134,6 +137,12 @@ async fn rotate_bootstrap_token(args: DaemonArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     let store = gema::app::open_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
+    if store.count_admin_users().await? > 0 {
+        anyhow::bail!(
+            "an admin user exists, so the bootstrap token is disabled; \
+             use `gema admin reset-password --email …` to recover an admin's access"
+        );
+    }
     let token = Registry::new(store)
         .rotate_bootstrap_token()
         .await

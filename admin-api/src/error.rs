@@ -106,6 +106,12 @@ impl From<GatewayError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
                     .with_details(json!({ "field": field }))
             }
+            GatewayError::TooManyRequests {
+                code,
+                message,
+                retry_after_secs,
+            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+                .with_details(json!({ "retry_after_secs": retry_after_secs })),
             GatewayError::Internal(cause) => ApiError::internal(cause),
         }
     }
@@ -116,6 +122,7 @@ impl IntoResponse for ApiError {
         let timestamp = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
+        let retry_after = self.details.get("retry_after_secs").and_then(Value::as_u64);
         let body = ErrorBody {
             code: self.code,
             message: self.message,
@@ -124,6 +131,13 @@ impl IntoResponse for ApiError {
             timestamp,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS
+            && let Some(secs) = retry_after
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

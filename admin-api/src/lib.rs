@@ -1,13 +1,16 @@
 //! Gema's admin HTTP API. **API Boundary**: the JSON shapes in [`views`] and the error
 //! envelope in [`error`] are a contract with operators' tools and the CLI.
 //!
-//! Routes live under `/api/v1` and need an admin bearer token; `/health`, `/health/deep` and
-//! `/api/v1/openapi.json` are public. The OpenAPI document is generated from the handlers'
+//! Routes live under `/api/v1` and need a bearer token (a user's access token or an API
+//! token) whose role the permission matrix allows ([`authz`]); `/health`, `/health/deep`,
+//! `/api/v1/openapi.json`, login and refresh are public, and provider callbacks authenticate
+//! with their provider's scheme. The OpenAPI document is generated from the handlers'
 //! annotations, so it cannot drift from the routes.
 //!
 //! This crate knows HTTP only: it calls `gema-gateway` for every rule and never touches SQL,
 //! MQTT, configuration files or the environment.
 
+pub mod authz;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -22,6 +25,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 use gema_gateway::Registry;
+use gema_gateway::auth::Auth;
 use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::Payments;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -46,6 +50,7 @@ pub struct ProvisioningInfo {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub auth: Auth,
     pub payments: Payments,
     pub device_ops: DeviceOps,
     pub health: Arc<dyn HealthProbe>,
@@ -60,7 +65,11 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
     info(
         title = "Gema admin API",
         description = "Registry of merchants, outlets, terminals and soundbox devices. \
-            Every error is the envelope `{code, message, details, request_id, timestamp}`.",
+            Every error is the envelope `{code, message, details, request_id, timestamp}`. \
+            A POST or PATCH may carry an `Idempotency-Key` header (1-255 visible ASCII \
+            characters, per caller): its first response is kept 24 h and replayed for retries \
+            with the same key (header `Idempotent-Replayed: true`); the same key with another \
+            request is 422, and a retry while the first still runs waits for it, then 409.",
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -68,6 +77,8 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
         (name = "device operations", description = "Health, heartbeats, config push, message trace"),
         (name = "transactions"), (name = "ledger"),
+        (name = "auth", description = "Login is public; the rest needs the caller's token"),
+        (name = "users"), (name = "audit"), (name = "api tokens"),
         (name = "payment callbacks", description = "Public; each provider authenticates with its own signature or token"),
         (name = "health", description = "Public; no token needed"),
     )
@@ -114,6 +125,35 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::announcements))
         .routes(routes!(transactions::retry_notification))
         .routes(routes!(transactions::ledger))
+        .merge(people_routes())
+}
+
+/// Users, sessions and the audit log; login and refresh are in [`public_auth_routes`].
+fn people_routes() -> OpenApiRouter<AppState> {
+    use routes::{audit, auth, tokens, users};
+    OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::sessions))
+        .routes(routes!(auth::revoke_session))
+        .routes(routes!(auth::totp_setup))
+        .routes(routes!(auth::totp_enable))
+        .routes(routes!(auth::totp_disable))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::get))
+        .routes(routes!(users::disable))
+        .routes(routes!(users::enable))
+        .routes(routes!(audit::list))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+}
+
+/// Login and refresh: no bearer token (the caller has none yet).
+fn public_auth_routes() -> OpenApiRouter<AppState> {
+    use routes::auth;
+    OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
 }
 
 /// Device operations (`routes/device_ops.rs`): status, heartbeats, config, message trace.
@@ -147,7 +187,7 @@ fn router_parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .nest("/api/v1", api_routes())
         .split_for_parts();
     let (callbacks, callbacks_doc) = OpenApiRouter::new()
-        .nest("/api/v1", callback_routes())
+        .nest("/api/v1", callback_routes().merge(public_auth_routes()))
         .split_for_parts();
     doc.merge(callbacks_doc);
     let (health, mut health_doc) = OpenApiRouter::new()
@@ -172,7 +212,11 @@ pub fn router(state: AppState) -> Router {
     let doc = Arc::new(doc);
     let api = api.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
-        middleware::require_admin,
+        authz::guard,
+    ));
+    let health = health.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        authz::limit_public,
     ));
     api.merge(health)
         .route(

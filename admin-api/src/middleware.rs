@@ -1,15 +1,15 @@
-//! Request-scoped plumbing: request ids, logging and HTTP metrics, and admin authentication.
+//! Request-scoped plumbing: request ids, logging and HTTP metrics. Authentication and
+//! permissions are in [`crate::authz`].
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tracing::Instrument;
 
-use crate::AppState;
-use crate::error::{ApiError, REQUEST_ID};
+use crate::error::REQUEST_ID;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,26 +56,4 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
-}
-
-/// Requires `Authorization: Bearer <admin token>`.
-pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
-            .into_response();
-    };
-    match state.registry.authenticate_admin(token).await {
-        Ok(true) => next.run(req).await,
-        Ok(false) => ApiError::unauthorized("invalid or revoked token").into_response(),
-        Err(err) => ApiError::from(err).into_response(),
-    }
 }

@@ -51,7 +51,7 @@ impl fmt::Debug for SecretString {
     }
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -87,7 +87,7 @@ pub fn hash_device_secret(secret: &SecretString) -> String {
     )
 }
 
-fn hash_with(secret: &str, iterations: u32, salt: &[u8]) -> String {
+pub(crate) fn hash_with(secret: &str, iterations: u32, salt: &[u8]) -> String {
     let mut hash = [0u8; HASH_LEN];
     let rounds = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
     pbkdf2::derive(
@@ -148,7 +148,7 @@ pub fn hash_admin_token(token: &str) -> String {
 }
 
 /// Lower-case hex, as provider signatures and stored token hashes are written.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

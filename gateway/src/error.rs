@@ -26,6 +26,14 @@ pub enum GatewayError {
     #[error("unauthorized: {0}")]
     Unauthorized(String),
 
+    /// Too many attempts (login lockout, rate limit); retry after this many seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
+
     /// A request body we cannot read; `field` names the spot when known.
     #[error("bad request: {message}")]
     BadRequest {

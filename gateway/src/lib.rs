@@ -10,6 +10,7 @@
 //! This crate holds rules, not I/O: storage goes through `gema_store::Store`, HTTP lives in
 //! `admin-api`, configuration and wiring in the binary.
 
+pub mod auth;
 pub mod clock;
 pub mod credentials;
 pub mod device_ops;

@@ -13,12 +13,14 @@
 //! atomically here, so nothing half-written is ever left behind. No other crate may contain
 //! SQL.
 
+pub mod auth;
 pub mod device_ops;
 mod error;
 pub mod model;
 pub mod payments;
 mod postgres;
 mod sql;
+mod sql_auth;
 mod sql_device_ops;
 mod sql_payments;
 mod sqlite;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use auth::*;
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
@@ -37,7 +40,7 @@ pub use sqlite::SqliteStore;
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
-pub trait Store: PaymentStore + DeviceOpsStore + Send + Sync + std::fmt::Debug {
+pub trait Store: PaymentStore + DeviceOpsStore + AuthStore + Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
 
     /// One round trip to the database.

@@ -271,12 +271,16 @@ pub struct OutletFilter {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TerminalFilter {
     pub outlet_id: Option<String>,
+    /// Only terminals of this merchant's outlets.
+    pub merchant_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFilter {
     pub terminal_id: Option<String>,
     pub status: Option<DeviceStatus>,
+    /// Only devices bound to a terminal of this merchant.
+    pub merchant_id: Option<String>,
 }
 
 /// Which backend a store runs on.

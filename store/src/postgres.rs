@@ -8,6 +8,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::sql::impl_store;
+use crate::sql_auth::{auth_helpers, impl_auth_store};
 use crate::sql_device_ops::impl_device_ops_store;
 use crate::sql_payments::{impl_payment_store, payment_helpers};
 use crate::{Backend, ConnectOptions, StoreResult};
@@ -47,3 +48,5 @@ impl_store!(
 impl_payment_store!(PostgresStore, lock = "FOR UPDATE");
 payment_helpers!(Postgres, lock = "FOR UPDATE", placeholders = Numbered);
 impl_device_ops_store!(PostgresStore, lock = "FOR UPDATE");
+impl_auth_store!(PostgresStore, lock = "FOR UPDATE");
+auth_helpers!(Postgres);

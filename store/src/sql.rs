@@ -511,11 +511,14 @@ macro_rules! impl_store {
                 let rows = sqlx::query_as::<_, $crate::Terminal>(
                     "SELECT * FROM terminals \
                      WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR outlet_id = $2) \
+                     AND ($4 IS NULL OR outlet_id IN \
+                         (SELECT o.id FROM outlets o WHERE o.merchant_id = $4)) \
                      ORDER BY id LIMIT $3",
                 )
                 .bind(page.after.as_deref())
                 .bind(filter.outlet_id.as_deref())
                 .bind($crate::sql::fetch_limit(page.limit))
+                .bind(filter.merchant_id.as_deref())
                 .fetch_all(&self.read)
                 .await?;
                 Ok($crate::sql::paginate(rows, page.limit, |t| &t.id))
@@ -646,12 +649,16 @@ macro_rules! impl_store {
                     $crate::sql::device_columns!(),
                     " FROM devices \
                      WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR terminal_id = $2) \
-                     AND ($3 IS NULL OR status = $3) ORDER BY id LIMIT $4"
+                     AND ($3 IS NULL OR status = $3) \
+                     AND ($5 IS NULL OR terminal_id IN (SELECT t.id FROM terminals t \
+                         JOIN outlets o ON o.id = t.outlet_id WHERE o.merchant_id = $5)) \
+                     ORDER BY id LIMIT $4"
                 ))
                 .bind(page.after.as_deref())
                 .bind(filter.terminal_id.as_deref())
                 .bind(filter.status.map(|s| s.as_str()))
                 .bind($crate::sql::fetch_limit(page.limit))
+                .bind(filter.merchant_id.as_deref())
                 .fetch_all(&self.read)
                 .await?;
                 let devices = rows

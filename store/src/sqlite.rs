@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use crate::sql::impl_store;
+use crate::sql_auth::{auth_helpers, impl_auth_store};
 use crate::sql_device_ops::impl_device_ops_store;
 use crate::sql_payments::{impl_payment_store, payment_helpers};
 use crate::{Backend, ConnectOptions, StoreResult};
@@ -71,3 +72,5 @@ impl_store!(SqliteStore, Backend::Sqlite, MIGRATOR, lock = "");
 impl_payment_store!(SqliteStore, lock = "");
 payment_helpers!(Sqlite, lock = "", placeholders = Anonymous);
 impl_device_ops_store!(SqliteStore, lock = "");
+impl_auth_store!(SqliteStore, lock = "");
+auth_helpers!(Sqlite);

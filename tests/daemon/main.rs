@@ -5,4 +5,5 @@ mod device_ops;
 mod helpers;
 mod lifecycle;
 mod payments;
+mod people;
 mod tour;

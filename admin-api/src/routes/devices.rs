@@ -7,6 +7,7 @@ use gema_gateway::registry::DeviceInput;
 use gema_store::{DeviceFilter, DevicePatch};
 
 use crate::AppState;
+use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::device_ops::HealthQuery;
@@ -69,10 +70,12 @@ pub async fn list(
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(query): ApiQuery<DeviceQuery>,
     ApiQuery(health): ApiQuery<HealthQuery>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Page<Device>>> {
     let filter = DeviceFilter {
         terminal_id: query.terminal_id,
         status: query.status.map(Into::into),
+        merchant_id: scope.apply(None)?,
     };
     let devices = state
         .device_ops
@@ -163,8 +166,23 @@ pub async fn unbind(
 pub async fn bindings(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Vec<DeviceBinding>>> {
-    let history = state.registry.device_bindings(&id).await?;
+    let mut history = state.registry.device_bindings(&id).await?;
+    // A merchant user sees the device's time at its own terminals, not its earlier owners'.
+    if let Some(mine) = &scope.0 {
+        let mut own = Vec::with_capacity(history.len());
+        for binding in history {
+            if crate::authz::owner_of_terminal(&state, &binding.terminal_id)
+                .await?
+                .as_deref()
+                == Some(mine.as_str())
+            {
+                own.push(binding);
+            }
+        }
+        history = own;
+    }
     Ok(Json(history.into_iter().map(Into::into).collect()))
 }
 

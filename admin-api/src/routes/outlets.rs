@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use gema_store::{NewOutlet, OutletFilter, OutletPatch};
 
 use crate::AppState;
+use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::views::{CreateOutlet, Outlet, OutletQuery, Page, PageParams, UpdateOutlet};
@@ -34,9 +35,10 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(query): ApiQuery<OutletQuery>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Page<Outlet>>> {
     let filter = OutletFilter {
-        merchant_id: query.merchant_id,
+        merchant_id: scope.apply(query.merchant_id)?,
     };
     let outlets = state.registry.outlets(&filter, &page.to_request()?).await?;
     Ok(Json(Page::from_store(outlets, Outlet::from)))

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use gema_store::{NewTerminal, TerminalFilter, TerminalPatch};
 
 use crate::AppState;
+use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::views::{
@@ -39,9 +40,11 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(query): ApiQuery<TerminalQuery>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Page<Terminal>>> {
     let filter = TerminalFilter {
         outlet_id: query.outlet_id,
+        merchant_id: scope.apply(None)?,
     };
     let terminals = state
         .registry

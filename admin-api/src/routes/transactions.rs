@@ -5,6 +5,7 @@ use gema_gateway::payments::TransactionInput;
 use gema_store::{LedgerFilter, TransactionFilter};
 
 use crate::AppState;
+use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::views::{
@@ -40,11 +41,12 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(query): ApiQuery<TransactionQuery>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Page<Transaction>>> {
     let filter = TransactionFilter {
         status: query.status.map(Into::into),
         terminal_id: query.terminal_id,
-        merchant_id: query.merchant_id,
+        merchant_id: scope.apply(query.merchant_id)?,
     };
     let page = state
         .payments
@@ -115,9 +117,10 @@ pub async fn ledger(
     State(state): State<AppState>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(query): ApiQuery<LedgerQuery>,
+    scope: MerchantScope,
 ) -> ApiResult<Json<Page<LedgerEntry>>> {
     let filter = LedgerFilter {
-        merchant_id: query.merchant_id,
+        merchant_id: scope.apply(query.merchant_id)?,
         transaction_id: query.transaction_id,
     };
     let page = state.payments.ledger(&filter, &page.to_request()?).await?;

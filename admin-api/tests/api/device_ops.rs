@@ -84,7 +84,7 @@ async fn the_device_list_shows_health_and_filters_by_it() {
     assert_eq!(ids, vec![a.clone()]);
 
     // Four minutes of silence (default: degraded after 180 s).
-    api.clock.advance(Duration::from_secs(240));
+    api.device_clock.advance(Duration::from_secs(240));
     let degraded = api.get("/api/v1/devices?health=degraded").await;
     assert_eq!(degraded.body["items"].as_array().unwrap().len(), 1);
     let h = &degraded.body["items"][0]["health_summary"];

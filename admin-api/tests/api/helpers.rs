@@ -12,6 +12,8 @@ use tower::ServiceExt;
 
 pub const MIDTRANS_KEY: &str = "SB-Mid-server-test";
 pub const XENDIT_TOKEN: &str = "xnd-callback-token-test";
+/// Every test user's password.
+pub const PASSWORD: &str = "kopi-tubruk-2024!";
 pub const GENERIC_SECRET: &str = "generic-hmac-secret-test";
 
 #[derive(Debug)]
@@ -69,12 +71,16 @@ pub struct TestApi {
     pub store: Arc<dyn Store>,
     pub device_ops: gema_gateway::device_ops::DeviceOps,
     pub transport: Arc<FakeTransport>,
-    pub clock: gema_gateway::clock::ManualClock,
+    /// The device-operations clock (heartbeat ages, command expiries).
+    pub device_clock: gema_gateway::clock::ManualClock,
+    /// The auth clock: lockout windows and token expiry move only when a test says so.
+    pub clock: Arc<gema_gateway::clock::ManualClock>,
     _dir: tempfile::TempDir,
 }
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub body: Value,
     pub request_id: Option<String>,
 }
@@ -86,6 +92,24 @@ impl TestApi {
 
     /// With `all_providers`, Xendit and the generic callback are configured too.
     pub async fn with_providers(all_providers: bool) -> Self {
+        // No rate limits: every oneshot request comes from the same unknown source.
+        let unlimited = gema_gateway::auth::AuthSettings {
+            rate_limits: gema_gateway::auth::ratelimit::RateLimits {
+                login_per_minute: 0,
+                writes_per_minute: 0,
+                callbacks_per_minute: 0,
+            },
+            ..Default::default()
+        };
+        Self::build(all_providers, unlimited).await
+    }
+
+    /// With these auth settings (the password work factor is lowered regardless).
+    pub async fn with_auth(settings: gema_gateway::auth::AuthSettings) -> Self {
+        Self::build(false, settings).await
+    }
+
+    async fn build(all_providers: bool, auth_settings: gema_gateway::auth::AuthSettings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gema.db").display());
         let store = gema_store::connect(&url, &ConnectOptions::default())
@@ -121,15 +145,26 @@ impl TestApi {
             gema_gateway::payments::RelayWake::new(),
         );
         let transport = Arc::new(FakeTransport::default());
-        let clock = gema_gateway::clock::ManualClock::new(1_763_700_000_000);
+        let device_clock = gema_gateway::clock::ManualClock::new(1_763_700_000_000);
         let device_ops = gema_gateway::device_ops::DeviceOps::new(
             store.clone(),
             transport.clone(),
-            Arc::new(clock.clone()),
+            Arc::new(device_clock.clone()),
             gema_gateway::device_ops::DeviceOpsSettings::default(),
         );
+        let clock = Arc::new(gema_gateway::clock::ManualClock::new(1_700_000_000_000));
+        let auth = gema_gateway::auth::Auth::new(
+            store.clone(),
+            gema_gateway::auth::AuthSettings {
+                // Password hashing at the production work factor would only slow tests.
+                password_iterations: 1_000,
+                ..auth_settings
+            },
+        )
+        .with_clock(clock.clone());
         let router = gema_admin_api::router(AppState {
             registry,
+            auth: auth.clone(),
             payments,
             device_ops: device_ops.clone(),
             health: Arc::new(AlwaysOk),
@@ -146,6 +181,7 @@ impl TestApi {
             store,
             device_ops,
             transport,
+            device_clock,
             clock,
             _dir: dir,
         }
@@ -154,6 +190,7 @@ impl TestApi {
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let request_id = response
             .headers()
             .get("x-request-id")
@@ -168,6 +205,7 @@ impl TestApi {
         };
         Reply {
             status,
+            headers,
             body,
             request_id,
         }
@@ -190,6 +228,67 @@ impl TestApi {
         }
         .unwrap();
         self.send(request).await
+    }
+
+    /// The directory holding the test's database files.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// A request with another bearer token (or none), from `source` if given.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        source: Option<std::net::SocketAddr>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let mut request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
+        if let Some(source) = source {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(source));
+        }
+        self.send(request).await
+    }
+
+    /// Creates a user with the current token; returns its id.
+    pub async fn user(&self, email: &str, role: &str, merchant_id: Option<&str>) -> String {
+        let r = self
+            .post(
+                "/api/v1/users",
+                json!({ "email": email, "name": "Test", "role": role,
+                        "merchant_id": merchant_id, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Logs in with [`PASSWORD`]; returns the token pair's JSON.
+    pub async fn login(&self, email: &str) -> Value {
+        let r = self
+            .call_as(
+                None,
+                "POST",
+                "/api/v1/auth/login",
+                Some(json!({ "email": email, "password": PASSWORD })),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{GENERIC_SECRET, MIDTRANS_KEY, Reply, TestApi, XENDIT_TOKEN, assert_envelope};
 
-fn notification(order: &str, status: &str, amount: &str, key: &str) -> Value {
+pub(crate) fn notification(order: &str, status: &str, amount: &str, key: &str) -> Value {
     json!({
         "transaction_time": "2026-11-21 10:00:00",
         "transaction_status": status,
@@ -27,7 +27,7 @@ fn notification(order: &str, status: &str, amount: &str, key: &str) -> Value {
     })
 }
 
-async fn notify(api: &TestApi, body: &Value) -> Reply {
+pub(crate) async fn notify(api: &TestApi, body: &Value) -> Reply {
     let request = axum::http::Request::post("/api/v1/payments/midtrans/notification")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_string()))

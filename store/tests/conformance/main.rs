@@ -4,6 +4,7 @@
 //! every one into a test per backend, each against a fresh database (a new SQLite file, or a
 //! new PostgreSQL database in the throwaway cluster named by `GEMA_TEST_POSTGRES_URL`).
 
+mod auth;
 mod backends;
 mod device_ops;
 mod payments;
@@ -26,6 +27,19 @@ macro_rules! conformance {
                 concurrent_binds_to_one_terminal_let_one_win,
                 admin_tokens_are_found_by_hash_until_revoked,
                 unknown_ids_are_not_found
+            );
+            conformance!(@tests $open, auth;
+                users_round_trip_and_emails_are_unique,
+                refresh_rotates_and_reuse_revokes_the_family,
+                sessions_revoke_per_user_and_on_password_change,
+                login_failures_count_in_a_window,
+                audit_entries_filter_and_page,
+                terminal_and_device_lists_filter_by_merchant,
+                idempotency_keys_claim_replay_and_expire,
+                concurrent_claims_of_one_key_start_once,
+                api_tokens_have_roles_and_revoke,
+                totp_sets_up_enables_refuses_replays_and_spends_recovery_codes,
+                users_disable_end_sessions_but_never_the_last_admin
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,

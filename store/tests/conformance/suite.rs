@@ -293,6 +293,7 @@ pub async fn terminal_labels_are_unique_per_outlet(store: Arc<dyn Store>) {
         .list_terminals(
             &TerminalFilter {
                 outlet_id: Some(ts[0].outlet_id.clone()),
+                ..Default::default()
             },
             &PageRequest::first(50),
         )
@@ -334,6 +335,7 @@ pub async fn device_serials_are_unique(store: Arc<dyn Store>) {
             &DeviceFilter {
                 status: Some(DeviceStatus::Active),
                 terminal_id: None,
+                ..Default::default()
             },
             &PageRequest::first(50),
         )
@@ -403,6 +405,7 @@ pub async fn binding_follows_the_rules_and_keeps_history(store: Arc<dyn Store>) 
             &DeviceFilter {
                 terminal_id: Some(ts[1].id.clone()),
                 status: None,
+                ..Default::default()
             },
             &PageRequest::first(50),
         )
@@ -493,6 +496,7 @@ pub async fn concurrent_binds_to_one_terminal_let_one_win(store: Arc<dyn Store>)
             &DeviceFilter {
                 terminal_id: Some(ts[0].id.clone()),
                 status: None,
+                ..Default::default()
             },
             &PageRequest::first(50),
         )

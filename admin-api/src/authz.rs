@@ -1,0 +1,557 @@
+//! Who may call which route: the route table, the guard that enforces it on every `/api/v1`
+//! route, merchant scoping, and the audit row of every write.
+//!
+//! [`RULES`] maps each route (method and path template, exactly as in the OpenAPI document)
+//! to a [`Rule`]. The role × action matrix itself is `gema_gateway::auth::permits`; this
+//! file only names the action a route performs and which path id identifies the row, so a
+//! new route needs one line here. A route without a line is refused (500, logged) and fails
+//! the route-walking permission test.
+//!
+//! Merchant users only ever see their own merchant's rows: a path id of another merchant's
+//! row answers 404 exactly as a missing row does, and list handlers force the caller's
+//! merchant into their filter ([`MerchantScope`]).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gema_gateway::GatewayError;
+use gema_gateway::auth::ratelimit::LimitClass;
+use gema_gateway::auth::{Action, Principal, RequestMeta, idempotency};
+use gema_store::{IdempotencyBegin, NewAuditEntry};
+
+use crate::AppState;
+use crate::error::{ApiError, current_request_id};
+
+/// Which path id names the row a route touches (for merchant scoping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// No row in the path (lists filter in the handler; actions merchants never get).
+    None,
+    Merchant,
+    Outlet,
+    Terminal,
+    Device,
+    Transaction,
+}
+
+/// How a route is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// No token: login and refresh (they are rate-limited by lockout instead).
+    Public,
+    /// No bearer token: the payment provider authenticates with its own signature or token.
+    Provider,
+    /// A bearer token whose role the matrix allows `Action`; merchant users only on their
+    /// own rows.
+    Guarded(Action, Scope),
+}
+
+use Action as A;
+use Rule::Guarded as G;
+use Scope as S;
+
+/// Every route under `/api/v1` and its rule. One line per route.
+#[rustfmt::skip]
+pub const RULES: &[(&str, &str, Rule)] = &[
+    ("POST", "/api/v1/auth/login", Rule::Public),
+    ("POST", "/api/v1/auth/refresh", Rule::Public),
+    ("POST", "/api/v1/auth/logout", G(A::OwnSession, S::None)),
+    ("GET", "/api/v1/auth/me", G(A::OwnSession, S::None)),
+    ("GET", "/api/v1/auth/sessions", G(A::OwnSession, S::None)),
+    ("DELETE", "/api/v1/auth/sessions/{id}", G(A::OwnSession, S::None)),
+    ("POST", "/api/v1/auth/totp/setup", G(A::OwnSession, S::None)),
+    ("POST", "/api/v1/auth/totp/enable", G(A::OwnSession, S::None)),
+    ("POST", "/api/v1/auth/totp/disable", G(A::OwnSession, S::None)),
+    ("GET", "/api/v1/users", G(A::UserList, S::None)),
+    ("POST", "/api/v1/users", G(A::UserWrite, S::None)),
+    ("GET", "/api/v1/users/{id}", G(A::UserRead, S::None)),
+    ("POST", "/api/v1/users/{id}/disable", G(A::UserWrite, S::None)),
+    ("POST", "/api/v1/users/{id}/enable", G(A::UserWrite, S::None)),
+    ("GET", "/api/v1/audit-logs", G(A::AuditRead, S::None)),
+    ("GET", "/api/v1/api-tokens", G(A::ApiTokenList, S::None)),
+    ("POST", "/api/v1/api-tokens", G(A::ApiTokenWrite, S::None)),
+    ("POST", "/api/v1/api-tokens/{id}/revoke", G(A::ApiTokenWrite, S::None)),
+    ("GET", "/api/v1/merchants", G(A::MerchantList, S::None)),
+    ("POST", "/api/v1/merchants", G(A::MerchantWrite, S::None)),
+    ("GET", "/api/v1/merchants/{id}", G(A::MerchantRead, S::Merchant)),
+    ("PATCH", "/api/v1/merchants/{id}", G(A::MerchantWrite, S::Merchant)),
+    ("POST", "/api/v1/merchants/{id}/approve", G(A::MerchantReview, S::Merchant)),
+    ("POST", "/api/v1/merchants/{id}/reject", G(A::MerchantReview, S::Merchant)),
+    ("POST", "/api/v1/merchants/{id}/suspend", G(A::MerchantReview, S::Merchant)),
+    ("GET", "/api/v1/outlets", G(A::OutletList, S::None)),
+    ("POST", "/api/v1/outlets", G(A::OutletWrite, S::None)),
+    ("GET", "/api/v1/outlets/{id}", G(A::OutletRead, S::Outlet)),
+    ("PATCH", "/api/v1/outlets/{id}", G(A::OutletWrite, S::Outlet)),
+    ("GET", "/api/v1/terminals", G(A::TerminalList, S::None)),
+    ("POST", "/api/v1/terminals", G(A::TerminalWrite, S::None)),
+    ("GET", "/api/v1/terminals/{id}", G(A::TerminalRead, S::Terminal)),
+    ("PATCH", "/api/v1/terminals/{id}", G(A::TerminalWrite, S::Terminal)),
+    ("POST", "/api/v1/terminals/{id}/dynamic-qr", G(A::TransactionCreate, S::Terminal)),
+    ("GET", "/api/v1/devices", G(A::DeviceList, S::None)),
+    ("POST", "/api/v1/devices", G(A::DeviceWrite, S::None)),
+    ("GET", "/api/v1/devices/{id}", G(A::DeviceRead, S::Device)),
+    ("PATCH", "/api/v1/devices/{id}", G(A::DeviceWrite, S::Device)),
+    ("POST", "/api/v1/devices/{id}/bind", G(A::DeviceBind, S::Device)),
+    ("POST", "/api/v1/devices/{id}/unbind", G(A::DeviceBind, S::Device)),
+    ("GET", "/api/v1/devices/{id}/bindings", G(A::DeviceRead, S::Device)),
+    ("POST", "/api/v1/devices/{id}/credentials/rotate", G(A::DeviceCredentials, S::Device)),
+    ("POST", "/api/v1/devices/{id}/credentials/revoke", G(A::DeviceCredentials, S::Device)),
+    ("GET", "/api/v1/devices/{id}/status", G(A::DeviceRead, S::Device)),
+    ("GET", "/api/v1/devices/{id}/heartbeats", G(A::DeviceRead, S::Device)),
+    ("GET", "/api/v1/devices/{id}/config", G(A::DeviceRead, S::Device)),
+    ("PATCH", "/api/v1/devices/{id}/config", G(A::DeviceConfigure, S::Device)),
+    ("POST", "/api/v1/devices/{id}/config/push", G(A::DeviceConfigure, S::Device)),
+    ("GET", "/api/v1/devices/{id}/messages", G(A::DeviceDiagnostics, S::Device)),
+    ("GET", "/api/v1/devices/{id}/commands", G(A::DeviceRead, S::Device)),
+    ("POST", "/api/v1/devices/{id}/commands", G(A::DeviceCommand, S::Device)),
+    ("GET", "/api/v1/devices/{id}/commands/{command_id}", G(A::DeviceRead, S::Device)),
+    ("GET", "/api/v1/transactions", G(A::TransactionList, S::None)),
+    ("POST", "/api/v1/transactions", G(A::TransactionCreate, S::None)),
+    ("POST", "/api/v1/transactions/expire-due", G(A::TransactionOperate, S::None)),
+    ("GET", "/api/v1/transactions/{id}", G(A::TransactionRead, S::Transaction)),
+    ("GET", "/api/v1/transactions/{id}/events", G(A::TransactionRead, S::Transaction)),
+    ("GET", "/api/v1/transactions/{id}/announcements", G(A::TransactionRead, S::Transaction)),
+    ("POST", "/api/v1/transactions/{id}/retry-notification", G(A::TransactionOperate, S::Transaction)),
+    ("GET", "/api/v1/ledger-entries", G(A::LedgerRead, S::None)),
+    ("POST", "/api/v1/payments/midtrans/notification", Rule::Provider),
+    ("POST", "/api/v1/payments/xendit/callback", Rule::Provider),
+    ("POST", "/api/v1/payments/callback", Rule::Provider),
+];
+
+/// The rule of a route (method and path template), if it has one.
+pub fn rule_for(method: &str, path: &str) -> Option<Rule> {
+    RULES
+        .iter()
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == path)
+        .map(|(_, _, rule)| *rule)
+}
+
+/// The caller's source address: the TCP peer (a reverse proxy's `X-Forwarded-For` is not
+/// trusted: a client could write anything there).
+pub fn source_of(parts: &axum::http::Extensions) -> String {
+    parts.get::<ConnectInfo<SocketAddr>>().map_or_else(
+        || "unknown".to_owned(),
+        |ConnectInfo(addr)| addr.ip().to_string(),
+    )
+}
+
+/// Origin of the request, for lockout and audit rows.
+#[derive(Debug, Clone)]
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Meta(RequestMeta {
+            source: source_of(&parts.extensions),
+            request_id: current_request_id(),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(200).collect()),
+        }))
+    }
+}
+
+/// The merchant a list must be limited to: the caller's own for a merchant user, else
+/// whatever the query asked for.
+#[derive(Debug, Clone, Default)]
+pub struct MerchantScope(pub Option<String>);
+
+impl MerchantScope {
+    /// The merchant filter to use: a merchant user's own merchant; asking for another one is
+    /// `404` (as for any of its rows).
+    pub fn apply(&self, requested: Option<String>) -> Result<Option<String>, ApiError> {
+        match (&self.0, requested) {
+            (Some(mine), Some(asked)) if *mine != asked => Err(GatewayError::NotFound {
+                entity: "merchant",
+                id: asked,
+            }
+            .into()),
+            (Some(mine), _) => Ok(Some(mine.clone())),
+            (None, asked) => Ok(asked),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MerchantScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Principal>() {
+            Some(principal) => Ok(MerchantScope(principal.merchant_id.clone())),
+            // The guard runs before every handler that asks; no principal is a wiring bug.
+            None => Err(ApiError::internal(
+                "merchant scope asked for outside the guard",
+            )),
+        }
+    }
+}
+
+/// The caller, as the guard decided.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(|| ApiError::internal("caller asked for outside the guard"))
+    }
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The guard on every protected route: authenticate, look up the route's rule, check the
+/// matrix, scope merchant users to their rows, run the handler, audit a write.
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let Some(route) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
+        return ApiError::internal("guard ran on an unmatched route").into_response();
+    };
+    let Some(rule) = rule_for(method.as_str(), &route) else {
+        tracing::error!(%method, %route, "route has no permission rule; refusing it");
+        return ApiError::internal(format!("no permission rule for {method} {route}"))
+            .into_response();
+    };
+    let (action, scope) = match rule {
+        Rule::Guarded(action, scope) => (action, scope),
+        Rule::Public | Rule::Provider => return next.run(req).await,
+    };
+
+    let source = source_of(req.extensions());
+    let is_write = method != Method::GET && method != Method::HEAD;
+    if is_write
+        && let Err(err) = state
+            .auth
+            .check_rate(LimitClass::Write, &format!("source:{source}"))
+    {
+        return ApiError::from(err).into_response();
+    }
+    let Some(token) = bearer(&req) else {
+        return ApiError::unauthorized("missing bearer token: send Authorization: Bearer <token>")
+            .into_response();
+    };
+    let principal = match state.auth.authenticate(token).await {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return ApiError::unauthorized("invalid or revoked token").into_response(),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    if is_write && let Err(err) = state.auth.check_rate(LimitClass::Write, &principal.actor) {
+        return ApiError::from(err).into_response();
+    }
+    let meta = RequestMeta {
+        source,
+        request_id: current_request_id(),
+        user_agent: None,
+    };
+    let target = req.uri().path().to_owned();
+    let secret = shows_secret(&method, &route, action);
+    let mut before = None;
+
+    let response = if !principal.may(action) {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("your role may not {}", action.name()),
+        )
+        .with_details(serde_json::json!({ "action": action.name() }))
+        .into_response()
+    } else {
+        match check_scope(&state, &principal, scope, &target).await {
+            Err(err) => ApiError::from(err).into_response(),
+            Ok(()) => {
+                if is_write {
+                    before = snapshot(&state, scope, &target).await;
+                }
+                req.extensions_mut().insert(principal.clone());
+                let idempotency_key = req.headers().get(IDEMPOTENCY_KEY).cloned();
+                match idempotency_key {
+                    Some(key) if method == Method::POST || method == Method::PATCH => {
+                        idempotent(&state, &principal, &key, secret, req, next).await
+                    }
+                    _ => next.run(req).await,
+                }
+            }
+        }
+    };
+
+    if !is_write {
+        return response;
+    }
+    // The row after the write is the response itself, unless it carries a secret.
+    let status = response.status();
+    let (response, after) = if status.is_success() && !secret {
+        let (parts, body) = response.into_parts();
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => {
+                let after = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .map(|v| v.to_string());
+                (
+                    Response::from_parts(parts, axum::body::Body::from(bytes)),
+                    after,
+                )
+            }
+            Err(err) => (
+                ApiError::internal(format!("reading the response: {err}")).into_response(),
+                None,
+            ),
+        }
+    } else {
+        (response, None)
+    };
+    let entry = NewAuditEntry {
+        actor: principal.actor.clone(),
+        action: action.name().into(),
+        target: Some(target),
+        outcome: status.as_u16().to_string(),
+        before_json: before.map(|v| v.to_string()),
+        after_json: after,
+        ..state.auth.entry(&meta)
+    };
+    if let Err(err) = state.auth.audit(entry).await {
+        // The write happened; failing its response now would invite a retry.
+        tracing::error!(error = %err, "writing the audit row failed");
+    }
+    response
+}
+
+/// The row a write is about to change, as the API shows it, for the audit row's `before`.
+async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_json::Value> {
+    use crate::views;
+    let id = path.split('/').nth(4)?;
+    let value = match scope {
+        Scope::None => return None,
+        Scope::Merchant => serde_json::to_value(views::Merchant::from(
+            state.registry.merchant(id).await.ok()?,
+        )),
+        Scope::Outlet => {
+            serde_json::to_value(views::Outlet::from(state.registry.outlet(id).await.ok()?))
+        }
+        Scope::Terminal => serde_json::to_value(views::Terminal::from(
+            state.registry.terminal(id).await.ok()?,
+        )),
+        Scope::Device => {
+            serde_json::to_value(views::Device::from(state.registry.device(id).await.ok()?))
+        }
+        Scope::Transaction => serde_json::to_value(views::Transaction::from(
+            state.payments.transaction(id).await.ok()?,
+        )),
+    };
+    value.ok()
+}
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on a response that replays a stored one.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Whether the route's response carries a secret shown only once (a device secret, an API
+/// token, a TOTP secret or recovery codes): such a response is never stored, neither for
+/// idempotent replay nor as the audit row's `after`.
+fn shows_secret(method: &Method, route: &str, action: Action) -> bool {
+    action == Action::DeviceCredentials
+        || (*method == Method::POST && matches!(route, "/api/v1/devices" | "/api/v1/api-tokens"))
+        || route.starts_with("/api/v1/auth/totp/")
+}
+
+/// Runs a write under its `Idempotency-Key`: the first response (unless 5xx) is kept and
+/// replayed; the same key with another request is 422; a retry while the first still runs
+/// waits for it, then 409.
+async fn idempotent(
+    state: &AppState,
+    principal: &Principal,
+    key: &axum::http::HeaderValue,
+    secret: bool,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = key.to_str().ok().filter(|k| idempotency::valid_key(k)) else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+        .with_details(serde_json::json!({ "field": "Idempotency-Key" }))
+        .into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body exceeds {} bytes", crate::BODY_LIMIT_BYTES),
+            )
+            .into_response();
+        }
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let hash = idempotency::request_hash(parts.method.as_str(), &path, &bytes);
+    let actor = &principal.actor;
+    match state.auth.begin_idempotency(actor, key, &hash).await {
+        Err(err) => ApiError::from(err).into_response(),
+        Ok(IdempotencyBegin::Mismatch) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::InProgress) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_progress",
+            "a request with this Idempotency-Key is still running; retry later",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::Replay { status, body }) => {
+            let Some(body) = body else {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotent_response_not_kept",
+                    "this Idempotency-Key's request is done, and its response carried a secret \
+                     shown only once; rotate the credential for a new one",
+                )
+                .with_details(serde_json::json!({ "status": status }))
+                .into_response();
+            };
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response =
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            response.headers_mut().insert(
+                IDEMPOTENT_REPLAYED,
+                axum::http::HeaderValue::from_static("true"),
+            );
+            response
+        }
+        Ok(IdempotencyBegin::Started) => {
+            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            let response = next.run(req).await;
+            let (parts, body) = response.into_parts();
+            let status = parts.status;
+            let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    let _ = state.auth.abandon_idempotency(actor, key).await;
+                    return ApiError::internal(format!("reading the response: {err}"))
+                        .into_response();
+                }
+            };
+            let kept = if status.is_server_error() {
+                state.auth.abandon_idempotency(actor, key).await
+            } else {
+                let text = String::from_utf8_lossy(&bytes);
+                let body = (!secret).then_some(text.as_ref());
+                state
+                    .auth
+                    .finish_idempotency(actor, key, status.as_u16(), body)
+                    .await
+            };
+            if let Err(err) = kept {
+                tracing::error!(error = %err, "storing the idempotent response failed");
+            }
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+    }
+}
+
+/// Rate limits of the routes without a bearer token: login and refresh, and payment
+/// callbacks, per source address. Health and the OpenAPI document are not limited.
+pub async fn limit_public(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let class = match route.and_then(|r| rule_for(req.method().as_str(), &r)) {
+        Some(Rule::Public) => Some(LimitClass::Login),
+        Some(Rule::Provider) => Some(LimitClass::Callback),
+        _ => None,
+    };
+    if let Some(class) = class {
+        let key = format!("source:{}", source_of(req.extensions()));
+        if let Err(err) = state.auth.check_rate(class, &key) {
+            return ApiError::from(err).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// For a merchant user, the row named by the path's id must be its merchant's.
+async fn check_scope(
+    state: &AppState,
+    principal: &Principal,
+    scope: Scope,
+    path: &str,
+) -> Result<(), GatewayError> {
+    let Some(mine) = &principal.merchant_id else {
+        return Ok(());
+    };
+    // Every scoped route is `/api/v1/<collection>/<id>[/…]`.
+    let id = path.split('/').nth(4).unwrap_or_default();
+    let (entity, owner) = match scope {
+        Scope::None => return Ok(()),
+        Scope::Merchant => ("merchant", Some(id.to_owned())),
+        Scope::Outlet => ("outlet", owner_of_outlet(state, id).await?),
+        Scope::Terminal => ("terminal", owner_of_terminal(state, id).await?),
+        Scope::Device => {
+            let device = state.registry.device(id).await?;
+            let owner = match device.terminal_id {
+                Some(terminal) => owner_of_terminal(state, &terminal).await?,
+                None => None,
+            };
+            ("device", owner)
+        }
+        Scope::Transaction => (
+            "transaction",
+            Some(state.payments.transaction(id).await?.merchant_id),
+        ),
+    };
+    if owner.as_deref() == Some(mine.as_str()) {
+        Ok(())
+    } else {
+        Err(GatewayError::NotFound {
+            entity,
+            id: id.to_owned(),
+        })
+    }
+}
+
+async fn owner_of_outlet(state: &AppState, id: &str) -> Result<Option<String>, GatewayError> {
+    Ok(Some(state.registry.outlet(id).await?.merchant_id))
+}
+
+pub(crate) async fn owner_of_terminal(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<String>, GatewayError> {
+    let terminal = state.registry.terminal(id).await?;
+    owner_of_outlet(state, &terminal.outlet_id).await
+}

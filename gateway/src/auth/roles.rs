@@ -1,0 +1,263 @@
+//! Roles, actions and THE permission matrix (role × action): the one place that says who may
+//! do what. The admin API maps each route to an [`Action`]; this module decides.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Roles of operators (admin users and API tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    Admin,
+    Finance,
+    Ops,
+    Support,
+    Viewer,
+}
+
+/// Roles of a merchant's own staff; they only ever see that merchant's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MerchantRole {
+    Owner,
+    Finance,
+    Ops,
+    Viewer,
+}
+
+impl AdminRole {
+    pub const ALL: [AdminRole; 5] = [
+        AdminRole::Admin,
+        AdminRole::Finance,
+        AdminRole::Ops,
+        AdminRole::Support,
+        AdminRole::Viewer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Admin => "admin",
+            AdminRole::Finance => "finance",
+            AdminRole::Ops => "ops",
+            AdminRole::Support => "support",
+            AdminRole::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+}
+
+impl MerchantRole {
+    pub const ALL: [MerchantRole; 4] = [
+        MerchantRole::Owner,
+        MerchantRole::Finance,
+        MerchantRole::Ops,
+        MerchantRole::Viewer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MerchantRole::Owner => "owner",
+            MerchantRole::Finance => "finance",
+            MerchantRole::Ops => "ops",
+            MerchantRole::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+}
+
+/// A caller's role: an operator role, or a merchant role bound to one merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin(AdminRole),
+    Merchant(MerchantRole),
+}
+
+impl Role {
+    /// Every role, operators first.
+    pub fn all() -> Vec<Role> {
+        AdminRole::ALL
+            .into_iter()
+            .map(Role::Admin)
+            .chain(MerchantRole::ALL.into_iter().map(Role::Merchant))
+            .collect()
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Admin(r) => write!(f, "admin:{}", r.as_str()),
+            Role::Merchant(r) => write!(f, "merchant:{}", r.as_str()),
+        }
+    }
+}
+
+/// What a request does. Listing, reading and writing are separate actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    MerchantList,
+    MerchantRead,
+    MerchantWrite,
+    /// Approve, reject, suspend.
+    MerchantReview,
+    OutletList,
+    OutletRead,
+    OutletWrite,
+    TerminalList,
+    TerminalRead,
+    TerminalWrite,
+    DeviceList,
+    DeviceRead,
+    DeviceWrite,
+    /// Bind and unbind.
+    DeviceBind,
+    /// Rotate and revoke device secrets.
+    DeviceCredentials,
+    /// Change a device's desired config, push it again.
+    DeviceConfigure,
+    /// Send a device a command (reboot, firmware update, …).
+    DeviceCommand,
+    /// A device's MQTT message trace (support diagnostics).
+    DeviceDiagnostics,
+    TransactionList,
+    TransactionRead,
+    /// Create a transaction or a dynamic QR (money is about to move).
+    TransactionCreate,
+    /// Expiry sweep, announcement retry.
+    TransactionOperate,
+    LedgerRead,
+    UserList,
+    UserRead,
+    UserWrite,
+    AuditRead,
+    ApiTokenList,
+    /// Create and revoke API tokens.
+    ApiTokenWrite,
+    /// A caller's own profile and sessions; every authenticated caller.
+    OwnSession,
+}
+
+impl Action {
+    /// A stable name, used in audit rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::MerchantList => "merchant.list",
+            Action::MerchantRead => "merchant.read",
+            Action::MerchantWrite => "merchant.write",
+            Action::MerchantReview => "merchant.review",
+            Action::OutletList => "outlet.list",
+            Action::OutletRead => "outlet.read",
+            Action::OutletWrite => "outlet.write",
+            Action::TerminalList => "terminal.list",
+            Action::TerminalRead => "terminal.read",
+            Action::TerminalWrite => "terminal.write",
+            Action::DeviceList => "device.list",
+            Action::DeviceRead => "device.read",
+            Action::DeviceWrite => "device.write",
+            Action::DeviceBind => "device.bind",
+            Action::DeviceCredentials => "device.credentials",
+            Action::DeviceConfigure => "device.configure",
+            Action::DeviceCommand => "device.command",
+            Action::DeviceDiagnostics => "device.diagnostics",
+            Action::TransactionList => "transaction.list",
+            Action::TransactionRead => "transaction.read",
+            Action::TransactionCreate => "transaction.create",
+            Action::TransactionOperate => "transaction.operate",
+            Action::LedgerRead => "ledger.read",
+            Action::UserList => "user.list",
+            Action::UserRead => "user.read",
+            Action::UserWrite => "user.write",
+            Action::AuditRead => "audit.read",
+            Action::ApiTokenList => "api_token.list",
+            Action::ApiTokenWrite => "api_token.write",
+            Action::OwnSession => "session.own",
+        }
+    }
+}
+
+/// THE matrix. Operators: `admin` may do everything; everyone may list and read the
+/// registry and payments; registry writes belong to ops; device credentials to ops;
+/// money (transactions, ledger) to finance; support may retry announcements, send device
+/// commands, and read the audit log; every operator may read a device's message trace. Merchant users are read-only over their own merchant's rows; the ledger is for
+/// owner and finance. Users and API tokens are admin only.
+pub fn permits(role: Role, action: Action) -> bool {
+    use Action::*;
+    use AdminRole as A;
+    use MerchantRole as M;
+    match role {
+        Role::Admin(A::Admin) => true,
+        Role::Admin(role) => match action {
+            MerchantList | MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead
+            | DeviceList | DeviceRead | DeviceDiagnostics | TransactionList | TransactionRead
+            | OwnSession => true,
+            MerchantWrite | MerchantReview | OutletWrite | TerminalWrite | DeviceWrite
+            | DeviceBind | DeviceCredentials | DeviceConfigure => role == A::Ops,
+            DeviceCommand => matches!(role, A::Ops | A::Support),
+            TransactionCreate | LedgerRead => role == A::Finance,
+            TransactionOperate => matches!(role, A::Finance | A::Support),
+            AuditRead => role == A::Support,
+            UserList | UserRead | UserWrite | ApiTokenList | ApiTokenWrite => false,
+        },
+        Role::Merchant(role) => match action {
+            MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead | DeviceList
+            | DeviceRead | TransactionList | TransactionRead | OwnSession => true,
+            LedgerRead => matches!(role, M::Owner | M::Finance),
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in AdminRole::ALL {
+            assert_eq!(AdminRole::parse(role.as_str()), Some(role));
+        }
+        for role in MerchantRole::ALL {
+            assert_eq!(MerchantRole::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(AdminRole::parse("owner"), None);
+        assert_eq!(MerchantRole::parse("admin"), None);
+    }
+
+    #[test]
+    fn sensitive_actions_belong_to_few_roles() {
+        let who = |action| {
+            Role::all()
+                .into_iter()
+                .filter(|r| permits(*r, action))
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(who(Action::DeviceCredentials), ["admin:admin", "admin:ops"]);
+        assert_eq!(
+            who(Action::LedgerRead),
+            [
+                "admin:admin",
+                "admin:finance",
+                "merchant:owner",
+                "merchant:finance"
+            ]
+        );
+        assert_eq!(
+            who(Action::TransactionCreate),
+            ["admin:admin", "admin:finance"]
+        );
+        assert_eq!(who(Action::UserWrite), ["admin:admin"]);
+        assert_eq!(
+            who(Action::MerchantList).len(),
+            5,
+            "merchant users never list merchants"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! Users through the shipped binary: `gema admin create-user` disables the bootstrap token,
+//! login works over real HTTP (with the real peer address in the audit log), and
+//! `gema admin reset-password` replaces a password.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::helpers::{Daemon, GEMA};
+
+/// Runs `gema admin <args>` in `dir` with `password` on stdin; returns stdout.
+fn admin(dir: &std::path::Path, args: &[&str], password: &str) -> String {
+    let mut child = Command::new(GEMA)
+        .arg("admin")
+        .args(args)
+        .current_dir(dir)
+        // The production work factor is 600,000 rounds; a debug build need not pay it.
+        .env("GEMA_AUTH__PASSWORD_ITERATIONS", "10000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "gema admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains(password), "the password is not echoed");
+    stdout
+}
+
+async fn login(daemon: &Daemon, email: &str, password: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", daemon.api_url))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start_with(dir.path(), &[("GEMA_AUTH__PASSWORD_ITERATIONS", "10000")]);
+    let (status, _) = daemon.get("/api/v1/merchants").await;
+    assert_eq!(status, 200);
+
+    let out = admin(
+        dir.path(),
+        &[
+            "create-user",
+            "--email",
+            "root@gema.test",
+            "--name",
+            "Root",
+            "--role",
+            "admin",
+        ],
+        "sambal-terasi-pedas",
+    );
+    assert!(
+        out.contains("bootstrap admin token is now disabled"),
+        "{out}"
+    );
+    let (status, body) = daemon.get("/api/v1/merchants").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(daemon.stderr().contains("bootstrap admin token refused"));
+    let rotate = Command::new(GEMA)
+        .args(["admin", "rotate-bootstrap-token"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !rotate.status.success(),
+        "no new bootstrap token once an admin exists"
+    );
+    assert!(String::from_utf8_lossy(&rotate.stderr).contains("reset-password"));
+
+    let (status, pair) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
+    assert_eq!(status, 200, "{pair}");
+    daemon.token = Some(pair["access_token"].as_str().unwrap().to_string());
+    let (status, _) = daemon.get("/api/v1/merchants").await;
+    assert_eq!(status, 200);
+    let (_, audit) = daemon.get("/api/v1/audit-logs?action=auth.login").await;
+    assert_eq!(audit["items"][0]["outcome"], "ok", "{audit}");
+    assert_eq!(
+        audit["items"][0]["source"], "127.0.0.1",
+        "the real peer address"
+    );
+
+    // Turn on TOTP; then the password alone no longer logs in.
+    let (status, setup) = daemon.post("/api/v1/auth/totp/setup", json!({})).await;
+    assert_eq!(status, 200, "{setup}");
+    let secret =
+        gema_gateway::auth::totp::base32_decode(setup["secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let code = format!("{:06}", gema_gateway::auth::totp::totp(&secret, now, 6));
+    let (status, codes) = daemon
+        .post("/api/v1/auth/totp/enable", json!({ "code": code }))
+        .await;
+    assert_eq!(status, 200, "{codes}");
+    let (status, _) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
+    assert_eq!(status, 401, "TOTP is on");
+
+    let out = admin(
+        dir.path(),
+        &[
+            "reset-password",
+            "--email",
+            "root@gema.test",
+            "--disable-totp",
+        ],
+        "rendang-padang-enak",
+    );
+    assert!(out.contains("TOTP of root@gema.test is off"), "{out}");
+    let (status, _) = daemon.get("/api/v1/merchants").await;
+    assert_eq!(status, 401, "a password reset ends the user's sessions");
+    let (status, _) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
+    assert_eq!(status, 401);
+    let (status, _) = login(&daemon, "root@gema.test", "rendang-padang-enak").await;
+    assert_eq!(status, 200);
+    let stderr = daemon.stderr();
+    for secret in [
+        "sambal-terasi-pedas",
+        "rendang-padang-enak",
+        pair["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(
+            !stderr.contains(secret),
+            "a secret reached the daemon's logs"
+        );
+    }
+}
