@@ -190,20 +190,8 @@ macro_rules! impl_store {
                 let Some(mut token) = token else {
                     return Ok(None);
                 };
-                // Record use at most once a minute: a write per request would make every
-                // authenticated read an fsync.
-                let now = $crate::sql::now();
-                if token
-                    .last_used_at
-                    .is_none_or(|t| now - t > time::Duration::minutes(1))
-                {
-                    sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
-                        .bind(now)
-                        .bind(&token.id)
-                        .execute(&self.write)
-                        .await?;
-                    token.last_used_at = Some(now);
-                }
+                token.last_used_at =
+                    touch_token(&self.write, &token.id, token.last_used_at).await?;
                 Ok(Some(token))
             }
 

@@ -544,20 +544,8 @@ macro_rules! impl_auth_store {
                 let Some(mut token) = token else {
                     return Ok(None);
                 };
-                // At most one write a minute: a write per request would make every
-                // authenticated read an fsync.
-                let now = $crate::sql::now();
-                if token
-                    .last_used_at
-                    .is_none_or(|t| now - t > time::Duration::minutes(1))
-                {
-                    sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
-                        .bind(now)
-                        .bind(&token.id)
-                        .execute(&self.write)
-                        .await?;
-                    token.last_used_at = Some(now);
-                }
+                token.last_used_at =
+                    touch_token(&self.write, &token.id, token.last_used_at).await?;
                 Ok(Some(token))
             }
 
@@ -861,6 +849,25 @@ pub(crate) use impl_auth_store;
 /// The session insert shared by login and refresh; generic over the backend's transaction.
 macro_rules! auth_helpers {
     ($db:ty) => {
+        /// Records an admin or API token's use at most once a minute (a write per request
+        /// would make every authenticated read an fsync); returns its last-used time.
+        async fn touch_token(
+            write: &sqlx::Pool<$db>,
+            id: &str,
+            last_used_at: Option<time::OffsetDateTime>,
+        ) -> $crate::StoreResult<Option<time::OffsetDateTime>> {
+            let now = $crate::sql::now();
+            if last_used_at.is_some_and(|t| now - t <= time::Duration::minutes(1)) {
+                return Ok(last_used_at);
+            }
+            sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(write)
+                .await?;
+            Ok(Some(now))
+        }
+
         async fn insert_session(
             conn: &mut <$db as sqlx::Database>::Connection,
             family_id: &str,

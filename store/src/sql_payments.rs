@@ -912,37 +912,14 @@ macro_rules! payment_helpers {
         ) -> $crate::StoreResult<()> {
             let now = $crate::sql::now();
             for chunk in $crate::sql_payments::insert_chunks(ids) {
+                use $crate::sql_payments::{Placeholders, push_params};
                 let mut sql = String::from(
                     "UPDATE announcements SET status = 'delivered', attempts = attempts + 1, \
-                     delivered_at = ",
+                     (delivered_at, last_attempt_at, updated_at) = (",
                 );
-                $crate::sql_payments::push_params(
-                    &mut sql,
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    1,
-                    1,
-                );
-                sql.push_str(", last_attempt_at = ");
-                $crate::sql_payments::push_params(
-                    &mut sql,
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    2,
-                    1,
-                );
-                sql.push_str(", updated_at = ");
-                $crate::sql_payments::push_params(
-                    &mut sql,
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    3,
-                    1,
-                );
-                sql.push_str(" WHERE status = 'pending' AND id IN (");
-                $crate::sql_payments::push_params(
-                    &mut sql,
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    4,
-                    chunk.len(),
-                );
+                push_params(&mut sql, Placeholders::$placeholders, 1, 3);
+                sql.push_str(") WHERE status = 'pending' AND id IN (");
+                push_params(&mut sql, Placeholders::$placeholders, 4, chunk.len());
                 sql.push(')');
                 let mut query = sqlx::query(&sql).bind(now).bind(now).bind(now);
                 for id in chunk {
