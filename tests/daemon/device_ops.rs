@@ -466,26 +466,7 @@ async fn a_qr_asked_for_by_the_device_is_paid_then_cleared_and_announced() {
         &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", MIDTRANS_KEY)],
     );
     // An approved merchant's terminal with a static QRIS, and a bound device.
-    let (_, m) = daemon
-        .post("/api/v1/merchants", json!({ "name": "Warung Sari" }))
-        .await;
-    let m = m["id"].as_str().unwrap().to_string();
-    daemon
-        .post(&format!("/api/v1/merchants/{m}/approve"), json!({}))
-        .await;
-    let (_, o) = daemon
-        .post(
-            "/api/v1/outlets",
-            json!({ "merchant_id": m, "name": "Pasar Baru" }),
-        )
-        .await;
-    let (_, t) = daemon
-        .post(
-            "/api/v1/terminals",
-            json!({ "outlet_id": o["id"], "label": "K1" }),
-        )
-        .await;
-    let terminal = t["id"].as_str().unwrap().to_string();
+    let terminal = daemon.approved_terminal("K1").await;
     let (status, body) = daemon
         .patch(
             &format!("/api/v1/terminals/{terminal}"),

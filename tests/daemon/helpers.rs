@@ -158,6 +158,36 @@ impl Daemon {
         String::from_utf8(output.stdout).unwrap().trim().to_string()
     }
 
+    /// A terminal labelled `label` at a new outlet of a new, approved merchant; its id.
+    pub async fn approved_terminal(&self, label: &str) -> String {
+        let (_, m) = self
+            .post(
+                "/api/v1/merchants",
+                serde_json::json!({ "name": "Warung Sari" }),
+            )
+            .await;
+        let m = m["id"].as_str().unwrap().to_string();
+        self.post(
+            &format!("/api/v1/merchants/{m}/approve"),
+            serde_json::json!({}),
+        )
+        .await;
+        let (_, o) = self
+            .post(
+                "/api/v1/outlets",
+                serde_json::json!({ "merchant_id": m, "name": "Pasar Baru" }),
+            )
+            .await;
+        let (status, t) = self
+            .post(
+                "/api/v1/terminals",
+                serde_json::json!({ "outlet_id": o["id"], "label": label }),
+            )
+            .await;
+        assert_eq!(status, 201, "{t}");
+        t["id"].as_str().unwrap().to_string()
+    }
+
     /// `POST` JSON with the bootstrap token: `(status, JSON body)`.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let mut request = reqwest::Client::new()

@@ -22,26 +22,7 @@ struct Counter {
 
 /// An approved merchant's terminal with a freshly registered, bound device.
 async fn counter(daemon: &Daemon, serial: &str) -> Counter {
-    let (_, m) = daemon
-        .post("/api/v1/merchants", json!({ "name": "Warung Sari" }))
-        .await;
-    let m = m["id"].as_str().unwrap().to_string();
-    daemon
-        .post(&format!("/api/v1/merchants/{m}/approve"), json!({}))
-        .await;
-    let (_, o) = daemon
-        .post(
-            "/api/v1/outlets",
-            json!({ "merchant_id": m, "name": "Pasar Baru" }),
-        )
-        .await;
-    let (_, t) = daemon
-        .post(
-            "/api/v1/terminals",
-            json!({ "outlet_id": o["id"], "label": "A01" }),
-        )
-        .await;
-    let terminal = t["id"].as_str().unwrap().to_string();
+    let terminal = daemon.approved_terminal("A01").await;
     let (status, d) = daemon
         .post(
             "/api/v1/devices",
