@@ -45,8 +45,11 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout);
 
+        // No ping before each acquire (sqlx's default): these are files, not sockets, and the
+        // ping is one more round trip to the connection's thread on every transaction.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(base.clone().create_if_missing(true))
             .await?;
@@ -56,6 +59,7 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(options.max_connections.max(1))
+                .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(base.read_only(true))
                 .await?

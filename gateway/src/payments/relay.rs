@@ -116,8 +116,14 @@ struct PendingRecord {
 
 /// Writes delivery results in batches: every result that arrived while the previous write
 /// ran goes into one transaction, so recording does not cost an fsync per announcement.
+/// How long delivery results gather before they are written together.
+const RECORD_GATHER: Duration = Duration::from_millis(5);
+
 async fn record_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingRecord>) {
     while let Some(first) = queue.recv().await {
+        // Let results gather: the payments commit loop shares the one write connection,
+        // and every delivery transaction it waits behind is callback latency.
+        tokio::time::sleep(RECORD_GATHER).await;
         let mut batch = vec![first];
         while batch.len() < 512 {
             match queue.try_recv() {
