@@ -116,14 +116,22 @@ struct PendingRecord {
 
 /// Writes delivery results in batches: every result that arrived while the previous write
 /// ran goes into one transaction, so recording does not cost an fsync per announcement.
-/// How long delivery results gather before they are written together.
+/// How long delivery results gather before they are written together (SQLite).
 const RECORD_GATHER: Duration = Duration::from_millis(5);
 
 async fn record_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingRecord>) {
+    // SQLite has one write connection, shared with the payments commit loop: every delivery
+    // transaction it waits behind is callback latency, so results gather first. PostgreSQL
+    // writers do not queue behind each other.
+    let gather = if store.backend() == gema_store::Backend::Sqlite {
+        RECORD_GATHER
+    } else {
+        Duration::ZERO
+    };
     while let Some(first) = queue.recv().await {
-        // Let results gather: the payments commit loop shares the one write connection,
-        // and every delivery transaction it waits behind is callback latency.
-        tokio::time::sleep(RECORD_GATHER).await;
+        if !gather.is_zero() {
+            tokio::time::sleep(gather).await;
+        }
         let mut batch = vec![first];
         while batch.len() < 512 {
             match queue.try_recv() {
