@@ -118,6 +118,7 @@ async fn next_event(
 
 /// The transaction's announcements once none is pending (waiting at most 20 s).
 async fn settled_announcements(daemon: &Daemon, transaction: &str) -> Vec<Value> {
+    let mut last = Vec::new();
     for _ in 0..400 {
         let (_, list) = daemon
             .get(&format!("/api/v1/transactions/{transaction}/announcements"))
@@ -126,9 +127,20 @@ async fn settled_announcements(daemon: &Daemon, transaction: &str) -> Vec<Value>
         if !list.is_empty() && list.iter().all(|a| a["status"] != "pending") {
             return list;
         }
+        last = list;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("announcements of {transaction} never settled");
+    // What the relay and the broker said, for whoever reads a failed run.
+    let log: Vec<String> = daemon
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("relay") || l.contains("announce") || l.contains("connect"))
+        .map(str::to_owned)
+        .collect();
+    panic!(
+        "announcements of {transaction} never settled: {last:?}\n{}",
+        log.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -358,7 +358,10 @@ impl AnnouncementRelay {
                         continue;
                     }
                     // Offline, or a retry is scheduled: later announcements wait behind it
-                    // in the outbox, unless a connect asked for a read meanwhile.
+                    // in the outbox, unless a connect asked for a read meanwhile. The main
+                    // loop plans its next wake from the outbox's earliest due time, which
+                    // this result just moved: have it look again.
+                    self.wake.read_outbox();
                     let mut workers = lock(&self.workers);
                     if let Some(worker) = workers.get_mut(&device_id) {
                         worker.queue.clear();
