@@ -345,3 +345,24 @@ async fn a_silent_device_is_retried_then_marked_failed() {
     assert!(a.last_error.unwrap().contains("gave up after 3 attempts"));
     assert_eq!(h.received().len(), 3, "one send per attempt");
 }
+
+#[tokio::test]
+async fn a_retry_after_a_reconnect_comes_on_its_backoff_not_the_offline_recheck() {
+    // Offline at payment time: the announcement is deferred to the 30 s offline recheck.
+    let h = harness(fast(), false, false).await;
+    let id = h.pay("ORD-BACK", 4_000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Back, but the first attempt goes unacknowledged: a retry is due after 20 ms.
+    h.connect().await;
+    for _ in 0..200 {
+        if !h.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.device.lock().unwrap().ack = true;
+    // Delivered by the retry (until_status gives up after about 5 s, long before 30 s).
+    let a = h.until_status(&id, AnnouncementStatus::Delivered).await;
+    assert_eq!(a.attempts, 2);
+    assert_eq!(h.received().len(), 2);
+}
