@@ -216,14 +216,7 @@ macro_rules! impl_auth_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 if disabled {
-                    sqlx::query(
-                        "UPDATE auth_sessions SET revoked_ms = $1 \
-                         WHERE user_id = $2 AND revoked_ms IS NULL",
-                    )
-                    .bind(now_ms)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                    revoke_user_sessions(&mut *tx, id, now_ms).await?;
                 }
                 tx.commit().await?;
                 row.try_into()
@@ -247,14 +240,7 @@ macro_rules! impl_auth_store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| $crate::StoreError::not_found("user", id))?;
-                sqlx::query(
-                    "UPDATE auth_sessions SET revoked_ms = $1 \
-                     WHERE user_id = $2 AND revoked_ms IS NULL",
-                )
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                revoke_user_sessions(&mut *tx, id, now_ms).await?;
                 tx.commit().await?;
                 row.try_into()
             }
@@ -317,14 +303,7 @@ macro_rules! impl_auth_store {
                     return Ok($crate::RefreshOutcome::Invalid);
                 }
                 if old.rotated_ms.is_some() {
-                    sqlx::query(
-                        "UPDATE auth_sessions SET revoked_ms = $1 \
-                         WHERE family_id = $2 AND revoked_ms IS NULL",
-                    )
-                    .bind(next.now_ms)
-                    .bind(&old.family_id)
-                    .execute(&mut *tx)
-                    .await?;
+                    revoke_session_family(&mut *tx, &old.family_id, next.now_ms).await?;
                     tx.commit().await?;
                     return Ok($crate::RefreshOutcome::Reused {
                         family_id: old.family_id,
@@ -381,14 +360,7 @@ macro_rules! impl_auth_store {
                 let Some((family,)) = family else {
                     return Err($crate::StoreError::not_found("session", session_id));
                 };
-                sqlx::query(
-                    "UPDATE auth_sessions SET revoked_ms = $1 \
-                     WHERE family_id = $2 AND revoked_ms IS NULL",
-                )
-                .bind(now_ms)
-                .bind(&family)
-                .execute(&mut *tx)
-                .await?;
+                revoke_session_family(&mut *tx, &family, now_ms).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -849,6 +821,41 @@ pub(crate) use impl_auth_store;
 /// The session insert shared by login and refresh; generic over the backend's transaction.
 macro_rules! auth_helpers {
     ($db:ty) => {
+        /// Ends every live session of a user (disabled, or a new password).
+        async fn revoke_user_sessions(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            now_ms: i64,
+        ) -> $crate::StoreResult<()> {
+            revoke_sessions_where(conn, "user_id", user_id, now_ms).await
+        }
+
+        /// Ends every live session of a refresh-token family (logout, or a reused token).
+        async fn revoke_session_family(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            family_id: &str,
+            now_ms: i64,
+        ) -> $crate::StoreResult<()> {
+            revoke_sessions_where(conn, "family_id", family_id, now_ms).await
+        }
+
+        async fn revoke_sessions_where(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            column: &'static str,
+            key: &str,
+            now_ms: i64,
+        ) -> $crate::StoreResult<()> {
+            sqlx::query(&format!(
+                "UPDATE auth_sessions SET revoked_ms = $1 \
+                 WHERE {column} = $2 AND revoked_ms IS NULL"
+            ))
+            .bind(now_ms)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
         /// Records an admin or API token's use at most once a minute (a write per request
         /// would make every authenticated read an fsync); returns its last-used time.
         async fn touch_token(
