@@ -60,6 +60,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     database_url,
                 },
         } => {
+            // Quiet unless asked: a log line per request would be part of what is measured.
+            if std::env::var_os("RUST_LOG").is_some() {
+                telemetry::init_logging(&gema::config::LogConfig::default())?;
+            }
             gema::bench::payments(gema::bench::PaymentsBench {
                 devices,
                 rate,
