@@ -186,8 +186,9 @@ pub trait PaymentStore: Send + Sync {
         now_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<AnnouncementDelivery>>;
-    /// When the earliest pending announcement is due, if any is.
-    async fn next_announcement_due_ms(&self) -> StoreResult<Option<i64>>;
+    /// When the earliest pending announcement due after `after_ms` is due, if any is. (Those
+    /// due by `after_ms` are the caller's to read with [`Self::due_announcements`].)
+    async fn next_announcement_due_ms(&self, after_ms: i64) -> StoreResult<Option<i64>>;
     /// Records an attempt's result on a pending announcement.
     async fn record_delivery(
         &self,

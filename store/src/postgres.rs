@@ -37,6 +37,30 @@ impl PostgresStore {
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self.write.begin().await?)
     }
+
+    /// A batch of payment events is an ordinary transaction here (see `SqliteStore`'s for
+    /// why SQLite's is not).
+    async fn begin_batch(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.begin_write().await
+    }
+
+    async fn prefetch_batch(
+        tx: &mut Transaction<'static, Postgres>,
+        staged: &mut crate::sql_payments::Staged,
+        items: &[(crate::InboxEntry, crate::IncomingEvent)],
+    ) -> StoreResult<()> {
+        prefetch(tx, staged, items).await
+    }
+
+    async fn commit_batch(tx: Transaction<'static, Postgres>) -> StoreResult<()> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn abort_batch(tx: Transaction<'static, Postgres>) {
+        if let Err(err) = tx.rollback().await {
+            tracing::warn!(error = %err, "rolling back a failed batch failed");
+        }
+    }
 }
 
 impl_store!(
@@ -46,7 +70,12 @@ impl_store!(
     lock = "FOR UPDATE"
 );
 impl_payment_store!(PostgresStore, lock = "FOR UPDATE");
-payment_helpers!(Postgres, lock = "FOR UPDATE", placeholders = Numbered);
+payment_helpers!(
+    Postgres,
+    lock = "FOR UPDATE",
+    placeholders = Numbered,
+    combine_statements = false
+);
 impl_device_ops_store!(PostgresStore, lock = "FOR UPDATE");
 impl_auth_store!(PostgresStore, lock = "FOR UPDATE");
 auth_helpers!(Postgres);

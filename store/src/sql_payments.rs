@@ -268,11 +268,16 @@ macro_rules! impl_payment_store {
                 .await?)
             }
 
-            async fn next_announcement_due_ms(&self) -> $crate::StoreResult<Option<i64>> {
+            async fn next_announcement_due_ms(
+                &self,
+                after_ms: i64,
+            ) -> $crate::StoreResult<Option<i64>> {
                 let (next,): (Option<i64>,) = sqlx::query_as(
                     "SELECT MIN(next_attempt_at_ms) FROM announcements \
-                     WHERE status = 'pending' AND device_id IS NOT NULL",
+                     WHERE status = 'pending' AND next_attempt_at_ms > $1 \
+                     AND device_id IS NOT NULL",
                 )
+                .bind(after_ms)
                 .fetch_one(&self.read)
                 .await?;
                 Ok(next)
@@ -324,27 +329,41 @@ macro_rules! impl_payment_store {
                 rules: &dyn $crate::PaymentRules,
             ) -> $crate::StoreResult<Vec<$crate::PaymentOutcome>> {
                 let now = $crate::sql::now();
-                let mut tx = self.begin_write().await?;
-                let mut staged = $crate::sql_payments::Staged::default();
-                prefetch(&mut *tx, &mut staged, items).await?;
-                let mut outcomes = Vec::with_capacity(items.len());
-                for (item, (_, event)) in items.iter().enumerate() {
-                    let inbox_id = $crate::sql::new_id("inb");
-                    let outcome = stage_event(&mut *tx, &mut staged, &inbox_id, event, rules, now).await?;
-                    let detail = (outcome == $crate::PaymentOutcome::UnknownOrder)
-                        .then(|| event.order_ref.clone());
-                    staged.inbox.push($crate::sql_payments::InboxRow {
-                        transaction_id: $crate::sql_payments::transaction_of(&outcome),
-                        id: inbox_id,
-                        item,
-                        outcome: outcome.as_str(),
-                        detail,
-                    });
-                    outcomes.push(outcome);
+                let mut tx = self.begin_batch().await?;
+                let applied = async {
+                    let mut staged = $crate::sql_payments::Staged::default();
+                    Self::prefetch_batch(&mut tx, &mut staged, items).await?;
+                    let mut outcomes = Vec::with_capacity(items.len());
+                    for (item, (_, event)) in items.iter().enumerate() {
+                        let inbox_id = $crate::sql::new_id("inb");
+                        let outcome =
+                            stage_event(&mut *tx, &mut staged, &inbox_id, event, rules, now)
+                                .await?;
+                        let detail = (outcome == $crate::PaymentOutcome::UnknownOrder)
+                            .then(|| event.order_ref.clone());
+                        staged.inbox.push($crate::sql_payments::InboxRow {
+                            transaction_id: $crate::sql_payments::transaction_of(&outcome),
+                            id: inbox_id,
+                            item,
+                            outcome: outcome.as_str(),
+                            detail,
+                        });
+                        outcomes.push(outcome);
+                    }
+                    flush_staged(&mut *tx, &mut staged, items, now).await?;
+                    Ok::<_, $crate::StoreError>(outcomes)
                 }
-                flush_staged(&mut *tx, &mut staged, items, now).await?;
-                tx.commit().await?;
-                Ok(outcomes)
+                .await;
+                match applied {
+                    Ok(outcomes) => {
+                        Self::commit_batch(tx).await?;
+                        Ok(outcomes)
+                    }
+                    Err(err) => {
+                        Self::abort_batch(tx).await;
+                        Err(err)
+                    }
+                }
             }
 
             /// Keeps the raw request of an event whose application failed, and returns the
@@ -369,7 +388,12 @@ pub(crate) use impl_payment_store;
 
 /// Helpers shared by the payment queries of both backends, generic over the connection.
 macro_rules! payment_helpers {
-    ($db:ty, lock = $lock:literal, placeholders = $placeholders:ident) => {
+    (
+        $db:ty,
+        lock = $lock:literal,
+        placeholders = $placeholders:ident,
+        combine_statements = $combine:literal
+    ) => {
         /// Keeps a provider request exactly as received; returns its id.
         async fn insert_inbox(
             conn: &mut <$db as sqlx::Database>::Connection,
@@ -453,7 +477,10 @@ macro_rules! payment_helpers {
                          RETURNING *",
                     )
                     .bind($crate::sql::new_id("trx"))
-                    .bind(format!("{}:{}", event.provider, event.provider_transaction_id))
+                    .bind(format!(
+                        "{}:{}",
+                        event.provider, event.provider_transaction_id
+                    ))
                     .bind(terminal_id)
                     .bind(merchant_id)
                     .bind(event.amount)
@@ -489,24 +516,8 @@ macro_rules! payment_helpers {
                 }) => {
                     let paid_at =
                         (status == TransactionStatus::Paid).then(|| event.paid_at.unwrap_or(now));
-                    sqlx::query(
-                        "UPDATE transactions SET status = $1, provider = $2, \
-                         provider_transaction_id = $3, issuer = COALESCE($4, issuer), \
-                         paid_at = COALESCE($5, paid_at), \
-                         paid_after_expiry = (paid_after_expiry OR $6), updated_at = $7 \
-                         WHERE id = $8",
-                    )
-                    .bind(status.as_str())
-                    .bind(&event.provider)
-                    .bind(&event.provider_transaction_id)
-                    .bind(&event.issuer)
-                    .bind(paid_at)
-                    .bind(flag_paid_after_expiry)
-                    .bind(now)
-                    .bind(&transaction.id)
-                    .execute(&mut *conn)
-                    .await?;
-                    // A later event of this batch for the same order sees the new state.
+                    // Written with the batch's other rows (the last state of each
+                    // transaction); a later event of this batch for the same order sees it.
                     let updated = $crate::Transaction {
                         status,
                         provider: Some(event.provider.clone()),
@@ -517,6 +528,9 @@ macro_rules! payment_helpers {
                         updated_at: now,
                         ..transaction.clone()
                     };
+                    staged
+                        .updates
+                        .insert(transaction.id.clone(), updated.clone());
                     if !created {
                         staged
                             .transactions
@@ -581,14 +595,18 @@ macro_rules! payment_helpers {
         /// transactions (locked, in order_ref order so concurrent nodes lock alike), then which
         /// of the events were recorded before (after the locks, so a copy committed by the
         /// lock's previous holder is seen), then the devices bound to those terminals.
+        #[allow(dead_code)] // SQLite reads a batch its own way (`SqliteStore::prefetch_batch`)
         async fn prefetch(
             conn: &mut <$db as sqlx::Database>::Connection,
             staged: &mut $crate::sql_payments::Staged,
             items: &[($crate::InboxEntry, $crate::IncomingEvent)],
         ) -> $crate::StoreResult<()> {
             use $crate::sql_payments::{Placeholders, insert_chunks, insert_sql, push_params};
-            let events: Vec<&$crate::IncomingEvent> =
-                items.iter().map(|(_, e)| e).filter(|e| !e.is_test).collect();
+            let events: Vec<&$crate::IncomingEvent> = items
+                .iter()
+                .map(|(_, e)| e)
+                .filter(|e| !e.is_test)
+                .collect();
             let orders: std::collections::BTreeSet<&str> =
                 events.iter().map(|e| e.order_ref.as_str()).collect();
             let orders: Vec<&str> = orders.into_iter().collect();
@@ -653,8 +671,7 @@ macro_rules! payment_helpers {
                 );
                 push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
                 sql.push(')');
-                let mut query =
-                    sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
+                let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
                 for terminal in chunk {
                     query = query.bind(*terminal);
                     staged.devices.insert((*terminal).to_owned(), None);
@@ -697,157 +714,187 @@ macro_rules! payment_helpers {
                 });
             let id = $crate::sql::new_id("ann");
             let expires_at_ms = $crate::sql_payments::unix_ms(now) + rules.announcement_ttl_ms();
-            let delivery = device.map(|(device_id, sequence, desired_config)| {
-                $crate::AnnouncementDelivery {
+            let delivery =
+                device.map(
+                    |(device_id, sequence, desired_config)| $crate::AnnouncementDelivery {
+                        id: id.clone(),
+                        transaction_id: transaction.id.clone(),
+                        device_id,
+                        sequence,
+                        attempts: 0,
+                        expires_at_ms,
+                        amount: transaction.amount,
+                        issuer: transaction.issuer.clone(),
+                        provider: transaction.provider.clone(),
+                        paid_at: transaction.paid_at,
+                        desired_config,
+                    },
+                );
+            staged
+                .announcements
+                .push($crate::sql_payments::AnnouncementRow {
                     id: id.clone(),
                     transaction_id: transaction.id.clone(),
-                    device_id,
-                    sequence,
-                    attempts: 0,
+                    terminal_id: transaction.terminal_id.clone(),
+                    device_id: delivery.as_ref().map(|d| d.device_id.clone()),
+                    sequence: delivery.as_ref().map_or(0, |d| d.sequence),
                     expires_at_ms,
-                    amount: transaction.amount,
-                    issuer: transaction.issuer.clone(),
-                    provider: transaction.provider.clone(),
-                    paid_at: transaction.paid_at,
-                    desired_config,
-                }
-            });
-            staged.announcements.push($crate::sql_payments::AnnouncementRow {
-                id: id.clone(),
-                transaction_id: transaction.id.clone(),
-                terminal_id: transaction.terminal_id.clone(),
-                device_id: delivery.as_ref().map(|d| d.device_id.clone()),
-                sequence: delivery.as_ref().map_or(0, |d| d.sequence),
-                expires_at_ms,
-            });
+                });
             Ok((id, delivery))
         }
 
+        /// Writes the ledger postings staged so far (a refund reads them back).
         async fn flush_ledger(
             conn: &mut <$db as sqlx::Database>::Connection,
             staged: &mut $crate::sql_payments::Staged,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<()> {
+            use $crate::sql_payments::{Piece, insert_chunks};
             let rows = std::mem::take(&mut staged.ledger);
-            for chunk in $crate::sql_payments::insert_chunks(&rows) {
-                let sql = $crate::sql_payments::insert_sql(
-                    "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
-                     amount, external_id, reverses_id, created_at) VALUES ",
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    chunk.len(),
-                    8,
-                    " ON CONFLICT (external_id) DO NOTHING",
-                );
-                let mut query = sqlx::query(&sql);
-                for row in chunk {
-                    query = query
-                        .bind(&row.id)
-                        .bind(&row.transaction_id)
-                        .bind(&row.merchant_id)
-                        .bind(row.entry_type)
-                        .bind(row.amount)
-                        .bind(&row.external_id)
-                        .bind(&row.reverses_id)
-                        .bind(now);
-                }
-                query.execute(&mut *conn).await?;
+            for chunk in insert_chunks(&rows) {
+                let piece = Piece::Ledger(chunk);
+                let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders);
+                bind_piece(sqlx::query(&sql), &piece, &[], now)
+                    .execute(&mut *conn)
+                    .await?;
             }
             Ok(())
         }
 
-        /// Writes everything a batch staged: inbox rows first (events name them), then the
-        /// events, the ledger postings and the announcements.
+        /// Writes everything a batch staged: each transaction's new state, then the inbox
+        /// rows (events name them), the events, the ledger postings and the announcements,
+        /// in multi-row statements. Where the backend runs several statements as one query
+        /// (SQLite), they all go in one: the whole write is one round trip to the
+        /// connection's thread, whatever the batch holds.
         async fn flush_staged(
             conn: &mut <$db as sqlx::Database>::Connection,
             staged: &mut $crate::sql_payments::Staged,
             items: &[($crate::InboxEntry, $crate::IncomingEvent)],
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{insert_chunks, insert_sql};
-            for chunk in insert_chunks(&staged.inbox) {
-                let sql = insert_sql(
-                    "INSERT INTO payment_inbox (id, provider, received_at, headers, body, \
-                     outcome, detail, transaction_id) VALUES ",
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    chunk.len(),
-                    8,
-                    "",
-                );
-                let mut query = sqlx::query(&sql);
-                for row in chunk {
-                    let entry = &items[row.item].0;
-                    query = query
-                        .bind(&row.id)
-                        .bind(&entry.provider)
-                        .bind(entry.received_at)
-                        .bind(&entry.headers)
-                        .bind(&entry.body)
-                        .bind(row.outcome)
-                        .bind(&row.detail)
-                        .bind(&row.transaction_id);
+            use $crate::sql_payments::{Piece, insert_chunks};
+            let ledger = std::mem::take(&mut staged.ledger);
+            let updates: Vec<&$crate::Transaction> = staged.updates.values().collect();
+            let mut pieces = Vec::new();
+            pieces.extend(insert_chunks(&updates).map(Piece::Transactions));
+            pieces.extend(insert_chunks(&staged.inbox).map(Piece::Inbox));
+            pieces.extend(insert_chunks(&staged.events).map(Piece::Events));
+            pieces.extend(insert_chunks(&ledger).map(Piece::Ledger));
+            pieces.extend(insert_chunks(&staged.announcements).map(Piece::Announcements));
+            let placeholders = $crate::sql_payments::Placeholders::$placeholders;
+            if $combine {
+                // The batch's COMMIT goes with it (see `SqliteStore::begin_batch`).
+                let sql = pieces
+                    .iter()
+                    .map(|piece| piece.sql(placeholders))
+                    .chain([String::from("COMMIT")])
+                    .collect::<Vec<_>>()
+                    .join(";\n");
+                // Small batches repeat a few shapes, worth keeping prepared; large ones
+                // vary, and would only churn the connection's statement cache.
+                let mut query = sqlx::query(&sql).persistent(true);
+                for piece in &pieces {
+                    query = bind_piece(query, piece, items, now);
                 }
                 query.execute(&mut *conn).await?;
-            }
-            for chunk in insert_chunks(&staged.events) {
-                let sql = insert_sql(
-                    "INSERT INTO transaction_events (id, transaction_id, provider, \
-                     provider_transaction_id, status, raw_status, amount, effect, inbox_id, \
-                     created_at) VALUES ",
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    chunk.len(),
-                    10,
-                    "",
-                );
-                let mut query = sqlx::query(&sql);
-                for row in chunk {
-                    query = query
-                        .bind(&row.id)
-                        .bind(&row.transaction_id)
-                        .bind(&row.event.provider)
-                        .bind(&row.event.provider_transaction_id)
-                        .bind(&row.event.status)
-                        .bind(&row.event.raw_status)
-                        .bind(row.event.amount)
-                        .bind(row.effect)
-                        .bind(&row.inbox_id)
-                        .bind(now);
+            } else {
+                for piece in &pieces {
+                    let sql = piece.sql(placeholders);
+                    bind_piece(sqlx::query(&sql), piece, items, now)
+                        .execute(&mut *conn)
+                        .await?;
                 }
-                query.execute(&mut *conn).await?;
-            }
-            flush_ledger(conn, staged, now).await?;
-            let now_ms = $crate::sql_payments::unix_ms(now);
-            for chunk in insert_chunks(&staged.announcements) {
-                let sql = insert_sql(
-                    "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
-                     status, sequence, next_attempt_at_ms, expires_at_ms, created_at, \
-                     updated_at) VALUES ",
-                    $crate::sql_payments::Placeholders::$placeholders,
-                    chunk.len(),
-                    10,
-                    "",
-                );
-                let mut query = sqlx::query(&sql);
-                for row in chunk {
-                    let status = if row.device_id.is_some() {
-                        $crate::AnnouncementStatus::Pending
-                    } else {
-                        $crate::AnnouncementStatus::NoDevice
-                    };
-                    query = query
-                        .bind(&row.id)
-                        .bind(&row.transaction_id)
-                        .bind(&row.terminal_id)
-                        .bind(&row.device_id)
-                        .bind(status.as_str())
-                        .bind(row.sequence)
-                        .bind(now_ms)
-                        .bind(row.expires_at_ms)
-                        .bind(now)
-                        .bind(now);
-                }
-                query.execute(&mut *conn).await?;
             }
             Ok(())
+        }
+
+        /// Binds one piece's rows, in the order of [`Piece::sql`]'s parameters.
+        fn bind_piece<'q>(
+            mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            piece: &$crate::sql_payments::Piece<'q>,
+            items: &'q [($crate::InboxEntry, $crate::IncomingEvent)],
+            now: time::OffsetDateTime,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            use $crate::sql_payments::Piece;
+            match piece {
+                Piece::Transactions(rows) => {
+                    for t in *rows {
+                        query = query
+                            .bind(&t.id)
+                            .bind(t.status.as_str())
+                            .bind(&t.provider)
+                            .bind(&t.provider_transaction_id)
+                            .bind(&t.issuer)
+                            .bind(t.paid_at)
+                            .bind(t.paid_after_expiry)
+                            .bind(t.updated_at);
+                    }
+                }
+                Piece::Inbox(rows) => {
+                    for row in *rows {
+                        let entry = &items[row.item].0;
+                        query = query
+                            .bind(&row.id)
+                            .bind(&entry.provider)
+                            .bind(entry.received_at)
+                            .bind(&entry.headers)
+                            .bind(&entry.body)
+                            .bind(row.outcome)
+                            .bind(&row.detail)
+                            .bind(&row.transaction_id);
+                    }
+                }
+                Piece::Events(rows) => {
+                    for row in *rows {
+                        query = query
+                            .bind(&row.id)
+                            .bind(&row.transaction_id)
+                            .bind(&row.event.provider)
+                            .bind(&row.event.provider_transaction_id)
+                            .bind(&row.event.status)
+                            .bind(&row.event.raw_status)
+                            .bind(row.event.amount)
+                            .bind(row.effect)
+                            .bind(&row.inbox_id)
+                            .bind(now);
+                    }
+                }
+                Piece::Ledger(rows) => {
+                    for row in *rows {
+                        query = query
+                            .bind(&row.id)
+                            .bind(&row.transaction_id)
+                            .bind(&row.merchant_id)
+                            .bind(row.entry_type)
+                            .bind(row.amount)
+                            .bind(&row.external_id)
+                            .bind(&row.reverses_id)
+                            .bind(now);
+                    }
+                }
+                Piece::Announcements(rows) => {
+                    let now_ms = $crate::sql_payments::unix_ms(now);
+                    for row in *rows {
+                        let status = if row.device_id.is_some() {
+                            $crate::AnnouncementStatus::Pending
+                        } else {
+                            $crate::AnnouncementStatus::NoDevice
+                        };
+                        query = query
+                            .bind(&row.id)
+                            .bind(&row.transaction_id)
+                            .bind(&row.terminal_id)
+                            .bind(&row.device_id)
+                            .bind(status.as_str())
+                            .bind(row.sequence)
+                            .bind(now_ms)
+                            .bind(row.expires_at_ms)
+                            .bind(now)
+                            .bind(now);
+                    }
+                }
+            }
+            query
         }
 
         /// Records an attempt's result on a pending announcement; `false` if there is no
@@ -1045,6 +1092,90 @@ pub(crate) fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// A part of a batch's write: one multi-row statement over some of the staged rows.
+pub(crate) enum Piece<'a> {
+    /// Transactions the batch changed, set to their final state.
+    Transactions(&'a [&'a crate::Transaction]),
+    Inbox(&'a [InboxRow]),
+    Events(&'a [EventRow]),
+    Ledger(&'a [LedgerRow]),
+    Announcements(&'a [AnnouncementRow]),
+}
+
+impl Piece<'_> {
+    /// The statement; its parameters are bound row by row, column by column.
+    pub fn sql(&self, placeholders: Placeholders) -> String {
+        match self {
+            Piece::Transactions(rows) => {
+                // One UPDATE for all of them, joined with their new values. PostgreSQL
+                // types a VALUES list from its parameters, so they carry casts.
+                let mut sql = String::from(
+                    "UPDATE transactions SET status = v.column2, provider = v.column3, \
+                     provider_transaction_id = v.column4, issuer = v.column5, \
+                     paid_at = v.column6, paid_after_expiry = v.column7, \
+                     updated_at = v.column8 FROM (VALUES ",
+                );
+                const TYPES: [&str; 8] = [
+                    "text",
+                    "text",
+                    "text",
+                    "text",
+                    "text",
+                    "timestamptz",
+                    "boolean",
+                    "timestamptz",
+                ];
+                for row in 0..rows.len() {
+                    sql.push_str(if row == 0 { "(" } else { ", (" });
+                    for (column, ty) in TYPES.iter().enumerate() {
+                        if column > 0 {
+                            sql.push_str(", ");
+                        }
+                        push_param(&mut sql, placeholders, row * TYPES.len() + column + 1, ty);
+                    }
+                    sql.push(')');
+                }
+                sql.push_str(") AS v WHERE transactions.id = v.column1");
+                sql
+            }
+            Piece::Inbox(rows) => insert_sql(
+                "INSERT INTO payment_inbox (id, provider, received_at, headers, body, \
+                 outcome, detail, transaction_id) VALUES ",
+                placeholders,
+                rows.len(),
+                8,
+                "",
+            ),
+            Piece::Events(rows) => insert_sql(
+                "INSERT INTO transaction_events (id, transaction_id, provider, \
+                 provider_transaction_id, status, raw_status, amount, effect, inbox_id, \
+                 created_at) VALUES ",
+                placeholders,
+                rows.len(),
+                10,
+                "",
+            ),
+            Piece::Ledger(rows) => insert_sql(
+                "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
+                 amount, external_id, reverses_id, created_at) VALUES ",
+                placeholders,
+                rows.len(),
+                8,
+                " ON CONFLICT (external_id) DO NOTHING",
+            ),
+            Piece::Announcements(rows) => insert_sql(
+                "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
+                 status, sequence, next_attempt_at_ms, expires_at_ms, created_at, \
+                 updated_at) VALUES ",
+                placeholders,
+                rows.len(),
+                10,
+                "",
+            ),
+        }
+    }
+}
+
 /// How a backend's multi-row INSERTs name their parameters.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Placeholders {
@@ -1082,17 +1213,26 @@ pub(crate) fn push_params(
     first: usize,
     count: usize,
 ) {
-    use std::fmt::Write;
     for i in 0..count {
         if i > 0 {
             sql.push_str(", ");
         }
-        match placeholders {
-            Placeholders::Numbered => {
-                let _ = write!(sql, "${}", first + i);
-            }
-            Placeholders::Anonymous => sql.push('?'),
+        push_param(sql, placeholders, first + i, "");
+    }
+}
+
+/// Appends parameter `n`, with a cast to `ty` where the parameters are numbered (PostgreSQL)
+/// and `ty` is not empty.
+fn push_param(sql: &mut String, placeholders: Placeholders, n: usize, ty: &str) {
+    use std::fmt::Write;
+    match placeholders {
+        Placeholders::Numbered if ty.is_empty() => {
+            let _ = write!(sql, "${n}");
         }
+        Placeholders::Numbered => {
+            let _ = write!(sql, "${n}::{ty}");
+        }
+        Placeholders::Anonymous => sql.push('?'),
     }
 }
 
@@ -1166,6 +1306,8 @@ pub(crate) struct Staged {
     pub events: Vec<EventRow>,
     pub ledger: Vec<LedgerRow>,
     pub announcements: Vec<AnnouncementRow>,
+    /// Each transaction the batch changed, as the batch left it (by id).
+    pub updates: std::collections::BTreeMap<String, crate::Transaction>,
     pub transactions: std::collections::HashMap<String, crate::Transaction>,
     pub known: std::collections::HashMap<(String, String, String), String>,
     pub devices: std::collections::HashMap<String, Option<BoundDevice>>,

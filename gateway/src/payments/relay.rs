@@ -226,20 +226,29 @@ impl AnnouncementRelay {
         });
         tokio::pin!(shutdown);
         let mut read_outbox = true;
+        let mut wake_at = tokio::time::Instant::now();
         loop {
+            // The plan (when to read the outbox next) changes only with the outbox's earliest
+            // due time, which a hand-over does not move: handed-over announcements are due
+            // now and their workers have them. Whatever a worker cannot deliver (a retry, an
+            // offline device) asks for a read, and the plan is made again after it.
             if read_outbox {
-                self.clone().dispatch(None).await;
+                let now = now_ms();
+                let dispatched = self.clone().dispatch(now).await;
+                let pause = match self.store.next_announcement_due_ms(now).await {
+                    _ if dispatched.is_err() => Duration::from_secs(1),
+                    _ if dispatched == Ok(true) => Duration::from_millis(50),
+                    Ok(Some(due)) => Duration::from_millis(
+                        u64::try_from(due - now_ms()).unwrap_or(0).clamp(50, 60_000),
+                    ),
+                    Ok(None) => Duration::from_secs(60),
+                    Err(err) => {
+                        tracing::error!(error = %err, "relay: reading the outbox failed");
+                        Duration::from_secs(1)
+                    }
+                };
+                wake_at = tokio::time::Instant::now() + pause;
             }
-            let pause = match self.store.next_announcement_due_ms().await {
-                Ok(Some(due)) => Duration::from_millis(
-                    u64::try_from(due - now_ms()).unwrap_or(0).clamp(50, 60_000),
-                ),
-                Ok(None) => Duration::from_secs(60),
-                Err(err) => {
-                    tracing::error!(error = %err, "relay: reading the outbox failed");
-                    Duration::from_secs(1)
-                }
-            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.wake.notify.notified() => {
@@ -250,26 +259,30 @@ impl AnnouncementRelay {
                         .read_outbox
                         .swap(false, std::sync::atomic::Ordering::SeqCst);
                 }
-                _ = tokio::time::sleep(pause) => read_outbox = true,
+                _ = tokio::time::sleep_until(wake_at) => read_outbox = true,
             }
         }
         acks.abort();
         connects.abort();
     }
 
-    /// Starts a worker for every device with due announcements (or for one device).
-    async fn dispatch(self: Arc<Self>, device: Option<&str>) {
-        let due = match self.store.due_announcements(device, now_ms(), 500).await {
+    /// Starts a worker for every device with announcements due by `now`; `true` if there
+    /// may be more than one read found.
+    async fn dispatch(self: Arc<Self>, now: i64) -> Result<bool, ()> {
+        const PAGE: u32 = 500;
+        let due = match self.store.due_announcements(None, now, PAGE).await {
             Ok(due) => due,
             Err(err) => {
                 tracing::error!(error = %err, "relay: reading due announcements failed");
-                return;
+                return Err(());
             }
         };
+        let more = due.len() >= PAGE as usize;
         let devices: HashSet<String> = due.into_iter().map(|a| a.device_id).collect();
         for device_id in devices {
             self.clone().start_worker(device_id, false);
         }
+        Ok(more)
     }
 
     /// Queues handed-over announcements on their devices' workers, starting those not

@@ -477,7 +477,11 @@ pub async fn deliveries_are_recorded(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.next_announcement_due_ms().await.unwrap(), Some(later));
+    assert_eq!(
+        store.next_announcement_due_ms(0).await.unwrap(),
+        Some(later)
+    );
+    assert_eq!(store.next_announcement_due_ms(later).await.unwrap(), None);
     assert_eq!(
         store
             .due_announcements(Some(&device.id), later, 10)
@@ -710,6 +714,17 @@ pub async fn a_failing_event_fails_alone(store: Arc<dyn Store>) {
         "{outcomes:?}"
     );
     assert_eq!(ledger(&*store, &good.id).await.len(), 3);
+    // The failed batch left no transaction open: the next batch applies and commits.
+    let next = order(&*store, &terminal, "ORD-F2", 6_000).await;
+    let outcome = store
+        .apply_payment_event(inbox(), event("ORD-F2", "paid", 6_000), &Rules)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, PaymentOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(ledger(&*store, &next.id).await.len(), 3);
 }
 
 pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc<dyn Store>) {
