@@ -78,17 +78,36 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         "sqlite"
     };
 
-    let mut app = App::build(config).await?;
-    let token = match app.take_bootstrap_token() {
-        Some(token) => token.expose().to_owned(),
-        None => bail!("the bench needs an empty database (no admin token yet)"),
-    };
-    let api_url = format!("http://{}", app.http_addr());
-    let mqtt_port = app.mqtt_addr().port();
+    // The daemon gets a runtime of its own, as it has in production: the load generator's
+    // HTTP client and the simulated fleet then do not queue in the daemon's run queues (they
+    // still share the machine's cores).
+    let daemon_runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("gema-daemon")
+        .enable_all()
+        .build()
+        .context("the daemon's runtime")?;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(app.run_until(async move {
-        let _ = stop_rx.await;
-    }));
+    let daemon = daemon_runtime.spawn(async move {
+        let mut app = App::build(config).await?;
+        let token = app.take_bootstrap_token().map(|t| t.expose().to_owned());
+        let _ = started_tx.send((token, app.http_addr(), app.mqtt_addr().port()));
+        app.run_until(async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let Ok((token, http_addr, mqtt_port)) = started_rx.await else {
+        return Err(daemon
+            .await
+            .context("daemon task")?
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("the daemon stopped before it started")));
+    };
+    let Some(token) = token else {
+        bail!("the bench needs an empty database (no admin token yet)");
+    };
+    let api_url = format!("http://{http_addr}");
     let api = Arc::new(ApiClient::new(&api_url, Some(token)));
 
     // ---- provision: one approved merchant, a terminal and a bound device per device ----
@@ -369,6 +388,7 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(());
     daemon.await.context("daemon task")??;
+    daemon_runtime.shutdown_background();
     Ok(())
 }
 
