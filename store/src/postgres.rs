@@ -74,7 +74,7 @@ payment_helpers!(
     Postgres,
     lock = "FOR UPDATE",
     placeholders = Numbered,
-    combine_statements = false
+    writes = Cte
 );
 impl_device_ops_store!(PostgresStore, lock = "FOR UPDATE");
 impl_auth_store!(PostgresStore, lock = "FOR UPDATE");

@@ -392,7 +392,7 @@ macro_rules! payment_helpers {
         $db:ty,
         lock = $lock:literal,
         placeholders = $placeholders:ident,
-        combine_statements = $combine:literal
+        writes = $writes:ident
     ) => {
         /// Keeps a provider request exactly as received; returns its id.
         async fn insert_inbox(
@@ -753,7 +753,7 @@ macro_rules! payment_helpers {
             let rows = std::mem::take(&mut staged.ledger);
             for chunk in insert_chunks(&rows) {
                 let piece = Piece::Ledger(chunk);
-                let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders);
+                let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders, 1);
                 bind_piece(sqlx::query(&sql), &piece, &[], now)
                     .execute(&mut *conn)
                     .await?;
@@ -763,9 +763,8 @@ macro_rules! payment_helpers {
 
         /// Writes everything a batch staged: each transaction's new state, then the inbox
         /// rows (events name them), the events, the ledger postings and the announcements,
-        /// in multi-row statements. Where the backend runs several statements as one query
-        /// (SQLite), they all go in one: the whole write is one round trip to the
-        /// connection's thread, whatever the batch holds.
+        /// in multi-row statements sent as one query ([`BatchWrite`]): one round trip to the
+        /// connection's thread or the server, whatever the batch holds.
         async fn flush_staged(
             conn: &mut <$db as sqlx::Database>::Connection,
             staged: &mut $crate::sql_payments::Staged,
@@ -781,30 +780,16 @@ macro_rules! payment_helpers {
             pieces.extend(insert_chunks(&staged.events).map(Piece::Events));
             pieces.extend(insert_chunks(&ledger).map(Piece::Ledger));
             pieces.extend(insert_chunks(&staged.announcements).map(Piece::Announcements));
-            let placeholders = $crate::sql_payments::Placeholders::$placeholders;
-            if $combine {
-                // The batch's COMMIT goes with it (see `SqliteStore::begin_batch`).
-                let sql = pieces
-                    .iter()
-                    .map(|piece| piece.sql(placeholders))
-                    .chain([String::from("COMMIT")])
-                    .collect::<Vec<_>>()
-                    .join(";\n");
-                // Small batches repeat a few shapes, worth keeping prepared; large ones
-                // vary, and would only churn the connection's statement cache.
-                let mut query = sqlx::query(&sql).persistent(true);
-                for piece in &pieces {
-                    query = bind_piece(query, piece, items, now);
-                }
-                query.execute(&mut *conn).await?;
-            } else {
-                for piece in &pieces {
-                    let sql = piece.sql(placeholders);
-                    bind_piece(sqlx::query(&sql), piece, items, now)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+            let sql = $crate::sql_payments::batch_write_sql(
+                &pieces,
+                $crate::sql_payments::Placeholders::$placeholders,
+                $crate::sql_payments::BatchWrite::$writes,
+            );
+            let mut query = sqlx::query(&sql);
+            for piece in &pieces {
+                query = bind_piece(query, piece, items, now);
             }
+            query.execute(&mut *conn).await?;
             Ok(())
         }
 
@@ -1103,8 +1088,20 @@ pub(crate) enum Piece<'a> {
 }
 
 impl Piece<'_> {
-    /// The statement; its parameters are bound row by row, column by column.
-    pub fn sql(&self, placeholders: Placeholders) -> String {
+    /// How many parameters [`Self::sql`] has.
+    pub fn params(&self) -> usize {
+        match self {
+            Piece::Transactions(rows) => rows.len() * 8,
+            Piece::Inbox(rows) => rows.len() * 8,
+            Piece::Events(rows) => rows.len() * 10,
+            Piece::Ledger(rows) => rows.len() * 8,
+            Piece::Announcements(rows) => rows.len() * 10,
+        }
+    }
+
+    /// The statement, its parameters numbered from `first`; they are bound row by row,
+    /// column by column.
+    pub fn sql(&self, placeholders: Placeholders, first: usize) -> String {
         match self {
             Piece::Transactions(rows) => {
                 // One UPDATE for all of them, joined with their new values. PostgreSQL
@@ -1131,14 +1128,16 @@ impl Piece<'_> {
                         if column > 0 {
                             sql.push_str(", ");
                         }
-                        push_param(&mut sql, placeholders, row * TYPES.len() + column + 1, ty);
+                        let n = first + row * TYPES.len() + column;
+                        push_param(&mut sql, placeholders, n, ty);
                     }
                     sql.push(')');
                 }
                 sql.push_str(") AS v WHERE transactions.id = v.column1");
                 sql
             }
-            Piece::Inbox(rows) => insert_sql(
+            Piece::Inbox(rows) => insert_sql_from(
+                first,
                 "INSERT INTO payment_inbox (id, provider, received_at, headers, body, \
                  outcome, detail, transaction_id) VALUES ",
                 placeholders,
@@ -1146,7 +1145,8 @@ impl Piece<'_> {
                 8,
                 "",
             ),
-            Piece::Events(rows) => insert_sql(
+            Piece::Events(rows) => insert_sql_from(
+                first,
                 "INSERT INTO transaction_events (id, transaction_id, provider, \
                  provider_transaction_id, status, raw_status, amount, effect, inbox_id, \
                  created_at) VALUES ",
@@ -1155,7 +1155,8 @@ impl Piece<'_> {
                 10,
                 "",
             ),
-            Piece::Ledger(rows) => insert_sql(
+            Piece::Ledger(rows) => insert_sql_from(
+                first,
                 "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
                  amount, external_id, reverses_id, created_at) VALUES ",
                 placeholders,
@@ -1163,7 +1164,8 @@ impl Piece<'_> {
                 8,
                 " ON CONFLICT (external_id) DO NOTHING",
             ),
-            Piece::Announcements(rows) => insert_sql(
+            Piece::Announcements(rows) => insert_sql_from(
+                first,
                 "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
                  status, sequence, next_attempt_at_ms, expires_at_ms, created_at, \
                  updated_at) VALUES ",
@@ -1172,6 +1174,46 @@ impl Piece<'_> {
                 10,
                 "",
             ),
+        }
+    }
+}
+
+/// How a batch's writes travel as one query.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BatchWrite {
+    /// Statements separated by `;`, then the batch's `COMMIT` (SQLite: sqlx runs every
+    /// statement of a query there; see `SqliteStore::begin_batch`).
+    Script,
+    /// One statement: each write a data-modifying `WITH` clause (PostgreSQL runs them all,
+    /// on one snapshot, and checks foreign keys at the statement's end).
+    Cte,
+}
+
+/// The SQL of a batch's writes, parameters numbered on across the pieces.
+pub(crate) fn batch_write_sql(
+    pieces: &[Piece<'_>],
+    placeholders: Placeholders,
+    shape: BatchWrite,
+) -> String {
+    let mut first = 1;
+    let mut parts = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        parts.push(piece.sql(placeholders, first));
+        first += piece.params();
+    }
+    match shape {
+        BatchWrite::Script => {
+            parts.push("COMMIT".into());
+            parts.join(";\n")
+        }
+        BatchWrite::Cte if parts.is_empty() => "SELECT 1".into(),
+        BatchWrite::Cte => {
+            let clauses: Vec<String> = parts
+                .iter()
+                .enumerate()
+                .map(|(n, sql)| format!("w{n} AS ({sql})"))
+                .collect();
+            format!("WITH {} SELECT 1", clauses.join(", "))
         }
     }
 }
@@ -1195,11 +1237,23 @@ pub(crate) fn insert_sql(
     columns: usize,
     tail: &str,
 ) -> String {
+    insert_sql_from(1, head, placeholders, rows, columns, tail)
+}
+
+/// [`insert_sql`] with its parameters numbered from `first`.
+pub(crate) fn insert_sql_from(
+    first: usize,
+    head: &str,
+    placeholders: Placeholders,
+    rows: usize,
+    columns: usize,
+    tail: &str,
+) -> String {
     let mut sql = String::with_capacity(head.len() + rows * columns * 5 + tail.len());
     sql.push_str(head);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
-        push_params(&mut sql, placeholders, row * columns + 1, columns);
+        push_params(&mut sql, placeholders, first + row * columns, columns);
         sql.push(')');
     }
     sql.push_str(tail);
@@ -1371,6 +1425,37 @@ mod tests {
                 "n = {n}"
             );
         }
+    }
+
+    #[test]
+    fn a_batch_write_numbers_parameters_on_across_its_pieces() {
+        use super::{BatchWrite, InboxRow, Piece, Placeholders, batch_write_sql};
+        let row = |id: &str| InboxRow {
+            id: id.into(),
+            item: 0,
+            outcome: "applied",
+            detail: None,
+            transaction_id: None,
+        };
+        let (first, second) = ([row("a"), row("b")], [row("c")]);
+        let pieces = [Piece::Inbox(&first), Piece::Inbox(&second)];
+        let cte = batch_write_sql(&pieces, Placeholders::Numbered, BatchWrite::Cte);
+        assert!(
+            cte.starts_with("WITH w0 AS (INSERT INTO payment_inbox"),
+            "{cte}"
+        );
+        assert!(
+            cte.contains("($9, $10, $11, $12, $13, $14, $15, $16)), w1 AS (INSERT"),
+            "{cte}"
+        );
+        assert!(
+            cte.ends_with("($17, $18, $19, $20, $21, $22, $23, $24)) SELECT 1"),
+            "{cte}"
+        );
+        let script = batch_write_sql(&pieces, Placeholders::Anonymous, BatchWrite::Script);
+        assert_eq!(script.matches('?').count(), 24, "{script}");
+        assert_eq!(script.matches(";\nINSERT INTO payment_inbox").count(), 1);
+        assert!(script.ends_with(";\nCOMMIT"), "{script}");
     }
 
     #[test]

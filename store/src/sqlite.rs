@@ -258,12 +258,7 @@ impl Drop for BatchConnection {
 
 impl_store!(SqliteStore, Backend::Sqlite, MIGRATOR, lock = "");
 impl_payment_store!(SqliteStore, lock = "");
-payment_helpers!(
-    Sqlite,
-    lock = "",
-    placeholders = Anonymous,
-    combine_statements = true
-);
+payment_helpers!(Sqlite, lock = "", placeholders = Anonymous, writes = Script);
 impl_device_ops_store!(SqliteStore, lock = "");
 impl_auth_store!(SqliteStore, lock = "");
 auth_helpers!(Sqlite);
