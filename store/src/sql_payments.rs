@@ -601,15 +601,10 @@ macro_rules! payment_helpers {
             staged: &mut $crate::sql_payments::Staged,
             items: &[($crate::InboxEntry, $crate::IncomingEvent)],
         ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{Placeholders, insert_chunks, insert_sql, push_params};
-            let events: Vec<&$crate::IncomingEvent> = items
-                .iter()
-                .map(|(_, e)| e)
-                .filter(|e| !e.is_test)
-                .collect();
-            let orders: std::collections::BTreeSet<&str> =
-                events.iter().map(|e| e.order_ref.as_str()).collect();
-            let orders: Vec<&str> = orders.into_iter().collect();
+            use $crate::sql_payments::{
+                Placeholders, RECORDED_KEYS, insert_chunks, insert_sql, push_params,
+            };
+            let (events, orders) = $crate::sql_payments::batch_keys(items);
             for chunk in insert_chunks(&orders) {
                 let mut sql = String::from("SELECT * FROM transactions WHERE order_ref IN (");
                 push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
@@ -623,15 +618,12 @@ macro_rules! payment_helpers {
                 }
             }
             for chunk in insert_chunks(&events) {
-                // A join with the keys (not a row-value IN, which SQLite answers by a scan).
                 let sql = insert_sql(
-                    "SELECT e.provider, e.provider_transaction_id, e.status, \
-                     COALESCE(e.transaction_id, '') FROM (VALUES ",
+                    RECORDED_KEYS.0,
                     Placeholders::$placeholders,
                     chunk.len(),
                     3,
-                    ") v JOIN transaction_events e ON e.provider = v.column1 \
-                     AND e.provider_transaction_id = v.column2 AND e.status = v.column3",
+                    RECORDED_KEYS.1,
                 );
                 let mut query = sqlx::query_as::<_, (String, String, String, String)>(&sql);
                 for e in chunk {
@@ -663,12 +655,7 @@ macro_rules! payment_helpers {
         ) -> $crate::StoreResult<()> {
             use $crate::sql_payments::{Placeholders, insert_chunks, push_params};
             for chunk in insert_chunks(terminals) {
-                let mut sql = String::from(
-                    "SELECT d.terminal_id, d.id, COALESCE((SELECT MAX(a.sequence) \
-                     FROM announcements a WHERE a.device_id = d.id), 0) + 1, c.desired \
-                     FROM devices d LEFT JOIN device_configs c ON c.device_id = d.id \
-                     WHERE d.status = 'active' AND d.terminal_id IN (",
-                );
+                let mut sql = format!("{} (", $crate::sql_payments::BOUND_DEVICES);
                 push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
                 sql.push(')');
                 let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
@@ -1076,6 +1063,38 @@ pub(crate) fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
         Some(chunk)
     })
 }
+
+/// The events of a batch that touch the database (not test notifications), and their order
+/// references, sorted and without repeats.
+pub(crate) fn batch_keys(
+    items: &[(crate::InboxEntry, crate::IncomingEvent)],
+) -> (Vec<&crate::IncomingEvent>, Vec<&str>) {
+    let events: Vec<&crate::IncomingEvent> = items
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| !e.is_test)
+        .collect();
+    let orders: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.order_ref.as_str()).collect();
+    (events, orders.into_iter().collect())
+}
+
+/// Which of the keys `(provider, provider id, status)` in a VALUES list were recorded before:
+/// the SQL before and after the list. A join with the keys, not a row-value IN, which SQLite
+/// answers by a scan.
+pub(crate) const RECORDED_KEYS: (&str, &str) = (
+    "SELECT e.provider, e.provider_transaction_id, e.status, \
+     COALESCE(e.transaction_id, '') FROM (VALUES ",
+    ") v JOIN transaction_events e ON e.provider = v.column1 \
+     AND e.provider_transaction_id = v.column2 AND e.status = v.column3",
+);
+
+/// The active devices bound to terminals, with each one's next announcement sequence and
+/// desired config; followed by a parenthesised list or subquery of terminal ids.
+pub(crate) const BOUND_DEVICES: &str = "SELECT d.terminal_id, d.id, \
+     COALESCE((SELECT MAX(a.sequence) FROM announcements a WHERE a.device_id = d.id), 0) + 1, \
+     c.desired FROM devices d LEFT JOIN device_configs c ON c.device_id = d.id \
+     WHERE d.status = 'active' AND d.terminal_id IN";
 
 /// A part of a batch's write: one multi-row statement over some of the staged rows.
 pub(crate) enum Piece<'a> {

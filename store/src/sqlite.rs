@@ -99,7 +99,9 @@ impl SqliteStore {
         use futures_util::TryStreamExt;
         use sqlx::{Either, FromRow, Row};
 
-        use crate::sql_payments::{Placeholders, insert_sql, push_params};
+        use crate::sql_payments::{
+            BOUND_DEVICES, Placeholders, RECORDED_KEYS, batch_keys, insert_sql, push_params,
+        };
         #[derive(Clone, Copy)]
         enum Read {
             Begin,
@@ -107,13 +109,7 @@ impl SqliteStore {
             Recorded,
             Devices,
         }
-        let events: Vec<&crate::IncomingEvent> = items
-            .iter()
-            .map(|(_, e)| e)
-            .filter(|e| !e.is_test)
-            .collect();
-        let orders: std::collections::BTreeSet<&str> =
-            events.iter().map(|e| e.order_ref.as_str()).collect();
+        let (events, orders) = batch_keys(items);
         let mut sql = String::from("BEGIN IMMEDIATE");
         let mut reads = vec![Read::Begin];
         if !orders.is_empty() {
@@ -122,23 +118,16 @@ impl SqliteStore {
             sql.push_str(";\nSELECT * FROM transactions WHERE order_ref IN (");
             sql.push_str(&in_orders);
             sql.push_str(") ORDER BY order_ref;\n");
-            // A join with the keys (not a row-value IN, which SQLite answers by a scan).
             sql.push_str(&insert_sql(
-                "SELECT e.provider, e.provider_transaction_id, e.status, \
-                 COALESCE(e.transaction_id, '') FROM (VALUES ",
+                RECORDED_KEYS.0,
                 Placeholders::Anonymous,
                 events.len(),
                 3,
-                ") v JOIN transaction_events e ON e.provider = v.column1 \
-                 AND e.provider_transaction_id = v.column2 AND e.status = v.column3;\n",
+                RECORDED_KEYS.1,
             ));
-            sql.push_str(
-                "SELECT d.terminal_id, d.id, COALESCE((SELECT MAX(a.sequence) \
-                 FROM announcements a WHERE a.device_id = d.id), 0) + 1, c.desired \
-                 FROM devices d LEFT JOIN device_configs c ON c.device_id = d.id \
-                 WHERE d.status = 'active' AND d.terminal_id IN \
-                 (SELECT terminal_id FROM transactions WHERE order_ref IN (",
-            );
+            sql.push_str(";\n");
+            sql.push_str(BOUND_DEVICES);
+            sql.push_str(" (SELECT terminal_id FROM transactions WHERE order_ref IN (");
             sql.push_str(&in_orders);
             sql.push_str("))");
             reads.extend([Read::Transactions, Read::Recorded, Read::Devices]);
