@@ -153,6 +153,16 @@ pub trait PaymentStore: Send + Sync {
         items: Vec<(InboxEntry, IncomingEvent)>,
         rules: &dyn PaymentRules,
     ) -> StoreResult<Vec<StoreResult<PaymentOutcome>>>;
+    /// [`Self::apply_payment_events`], with delivery results recorded in the same transaction
+    /// (one commit for both, as [`Self::record_deliveries`] would record them). If the batch
+    /// fails, the results are recorded on their own and the events applied as
+    /// `apply_payment_events` would.
+    async fn apply_payment_events_and_deliveries(
+        &self,
+        items: Vec<(InboxEntry, IncomingEvent)>,
+        rules: &dyn PaymentRules,
+        deliveries: Vec<(String, DeliveryResult)>,
+    ) -> StoreResult<Vec<StoreResult<PaymentOutcome>>>;
 
     /// A pending transaction for a terminal of an approved merchant.
     async fn create_transaction(&self, new: NewTransaction) -> StoreResult<Transaction>;

@@ -20,27 +20,44 @@ macro_rules! impl_payment_store {
                 items: Vec<($crate::InboxEntry, $crate::IncomingEvent)>,
                 rules: &dyn $crate::PaymentRules,
             ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::PaymentOutcome>>> {
-                match self.apply_in_one_transaction(&items, rules).await {
+                self.apply_payment_events_and_deliveries(items, rules, Vec::new())
+                    .await
+            }
+
+            async fn apply_payment_events_and_deliveries(
+                &self,
+                items: Vec<($crate::InboxEntry, $crate::IncomingEvent)>,
+                rules: &dyn $crate::PaymentRules,
+                deliveries: Vec<(String, $crate::DeliveryResult)>,
+            ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::PaymentOutcome>>> {
+                let mut failure = match self.apply_in_one_transaction(&items, rules, &deliveries).await {
                     Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
-                    Err(err) if items.len() == 1 => {
-                        return Ok(vec![Err(self.record_failed(&items[0].0, err).await)]);
+                    Err(err) => err,
+                };
+                if !deliveries.is_empty() {
+                    // Record the results on their own (if they fail too, the announcements
+                    // stay pending: the relay re-sends and the device dedupes), then try the
+                    // events as a batch again.
+                    if let Err(err) = self.record_deliveries(deliveries).await {
+                        tracing::error!(error = %err, "recording delivery results failed");
                     }
-                    Err(err) => tracing::warn!(
-                        error = %err,
-                        events = items.len(),
-                        "a batch of payment events failed; applying them one by one"
-                    ),
+                    failure = match self.apply_in_one_transaction(&items, rules, &[]).await {
+                        Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
+                        Err(err) => err,
+                    };
                 }
+                if items.len() == 1 {
+                    return Ok(vec![Err(self.record_failed(&items[0].0, failure).await)]);
+                }
+                tracing::warn!(
+                    error = %failure,
+                    events = items.len(),
+                    "a batch of payment events failed; applying them one by one"
+                );
                 // One transaction per event, so the event that fails fails alone.
                 let mut results = Vec::with_capacity(items.len());
-                for item in items {
-                    let one = std::slice::from_ref(&item);
-                    results.push(match self.apply_in_one_transaction(one, rules).await {
-                        Ok(mut outcome) => outcome.pop().ok_or_else(|| {
-                            $crate::StoreError::Corrupt("no outcome for an event".into())
-                        }),
-                        Err(err) => Err(self.record_failed(&item.0, err).await),
-                    });
+                for item in &items {
+                    results.push(self.apply_alone(item, rules).await);
                 }
                 Ok(results)
             }
@@ -302,16 +319,7 @@ macro_rules! impl_payment_store {
                 results: Vec<(String, $crate::DeliveryResult)>,
             ) -> $crate::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
-                // Deliveries, the common case, share one statement; the rest go one by one.
-                let mut delivered = Vec::new();
-                for (id, result) in results {
-                    match result {
-                        $crate::DeliveryResult::Delivered => delivered.push(id),
-                        other => {
-                            record_one_delivery(&mut *tx, &id, other).await?;
-                        }
-                    }
-                }
+                let delivered = record_other_deliveries(&mut *tx, &results).await?;
                 mark_delivered(&mut *tx, &delivered).await?;
                 tx.commit().await?;
                 Ok(())
@@ -327,6 +335,7 @@ macro_rules! impl_payment_store {
                 &self,
                 items: &[($crate::InboxEntry, $crate::IncomingEvent)],
                 rules: &dyn $crate::PaymentRules,
+                deliveries: &[(String, $crate::DeliveryResult)],
             ) -> $crate::StoreResult<Vec<$crate::PaymentOutcome>> {
                 let now = $crate::sql::now();
                 let mut tx = self.begin_batch().await?;
@@ -350,6 +359,7 @@ macro_rules! impl_payment_store {
                         });
                         outcomes.push(outcome);
                     }
+                    staged.delivered = record_other_deliveries(&mut *tx, deliveries).await?;
                     flush_staged(&mut *tx, &mut staged, items, now).await?;
                     Ok::<_, $crate::StoreError>(outcomes)
                 }
@@ -363,6 +373,21 @@ macro_rules! impl_payment_store {
                         Self::abort_batch(tx).await;
                         Err(err)
                     }
+                }
+            }
+
+            /// One event in a transaction of its own; if it fails, its raw request is kept.
+            async fn apply_alone(
+                &self,
+                item: &($crate::InboxEntry, $crate::IncomingEvent),
+                rules: &dyn $crate::PaymentRules,
+            ) -> $crate::StoreResult<$crate::PaymentOutcome> {
+                let one = std::slice::from_ref(item);
+                match self.apply_in_one_transaction(one, rules, &[]).await {
+                    Ok(mut outcome) => outcome.pop().ok_or_else(|| {
+                        $crate::StoreError::Corrupt("no outcome for an event".into())
+                    }),
+                    Err(err) => Err(self.record_failed(&item.0, err).await),
                 }
             }
 
@@ -767,6 +792,7 @@ macro_rules! payment_helpers {
             pieces.extend(insert_chunks(&staged.events).map(Piece::Events));
             pieces.extend(insert_chunks(&ledger).map(Piece::Ledger));
             pieces.extend(insert_chunks(&staged.announcements).map(Piece::Announcements));
+            pieces.extend(insert_chunks(&staged.delivered).map(Piece::Delivered));
             let sql = $crate::sql_payments::batch_write_sql(
                 &pieces,
                 $crate::sql_payments::Placeholders::$placeholders,
@@ -842,6 +868,12 @@ macro_rules! payment_helpers {
                             .bind(&row.external_id)
                             .bind(&row.reverses_id)
                             .bind(now);
+                    }
+                }
+                Piece::Delivered(ids) => {
+                    query = query.bind(now).bind(now).bind(now);
+                    for id in *ids {
+                        query = query.bind(id);
                     }
                 }
                 Piece::Announcements(rows) => {
@@ -923,28 +955,38 @@ macro_rules! payment_helpers {
             Ok(exists.is_some())
         }
 
+        /// Records the results that are not plain deliveries, one by one, and returns the ids
+        /// of those that are (they share one statement: [`Piece::Delivered`]).
+        async fn record_other_deliveries(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            results: &[(String, $crate::DeliveryResult)],
+        ) -> $crate::StoreResult<Vec<String>> {
+            let mut delivered = Vec::new();
+            for (id, result) in results {
+                match result {
+                    $crate::DeliveryResult::Delivered => delivered.push(id.clone()),
+                    other => {
+                        record_one_delivery(&mut *conn, id, other.clone()).await?;
+                    }
+                }
+            }
+            Ok(delivered)
+        }
+
         /// Marks pending announcements delivered, the same as `record_one_delivery` with
         /// `Delivered` for each id, in a few statements.
         async fn mark_delivered(
             conn: &mut <$db as sqlx::Database>::Connection,
             ids: &[String],
         ) -> $crate::StoreResult<()> {
+            use $crate::sql_payments::{Piece, insert_chunks};
             let now = $crate::sql::now();
-            for chunk in $crate::sql_payments::insert_chunks(ids) {
-                use $crate::sql_payments::{Placeholders, push_params};
-                let mut sql = String::from(
-                    "UPDATE announcements SET status = 'delivered', attempts = attempts + 1, \
-                     (delivered_at, last_attempt_at, updated_at) = (",
-                );
-                push_params(&mut sql, Placeholders::$placeholders, 1, 3);
-                sql.push_str(") WHERE status = 'pending' AND id IN (");
-                push_params(&mut sql, Placeholders::$placeholders, 4, chunk.len());
-                sql.push(')');
-                let mut query = sqlx::query(&sql).bind(now).bind(now).bind(now);
-                for id in chunk {
-                    query = query.bind(id);
-                }
-                query.execute(&mut *conn).await?;
+            for chunk in insert_chunks(ids) {
+                let piece = Piece::Delivered(chunk);
+                let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders, 1);
+                bind_piece(sqlx::query(&sql), &piece, &[], now)
+                    .execute(&mut *conn)
+                    .await?;
             }
             Ok(())
         }
@@ -1104,6 +1146,8 @@ pub(crate) enum Piece<'a> {
     Events(&'a [EventRow]),
     Ledger(&'a [LedgerRow]),
     Announcements(&'a [AnnouncementRow]),
+    /// Pending announcements the device acknowledged: marked delivered.
+    Delivered(&'a [String]),
 }
 
 impl Piece<'_> {
@@ -1115,6 +1159,7 @@ impl Piece<'_> {
             Piece::Events(rows) => rows.len() * 10,
             Piece::Ledger(rows) => rows.len() * 8,
             Piece::Announcements(rows) => rows.len() * 10,
+            Piece::Delivered(ids) => 3 + ids.len(),
         }
     }
 
@@ -1193,6 +1238,17 @@ impl Piece<'_> {
                 10,
                 "",
             ),
+            Piece::Delivered(ids) => {
+                let mut sql = String::from(
+                    "UPDATE announcements SET status = 'delivered', attempts = attempts + 1, \
+                     (delivered_at, last_attempt_at, updated_at) = (",
+                );
+                push_params(&mut sql, placeholders, first, 3);
+                sql.push_str(") WHERE status = 'pending' AND id IN (");
+                push_params(&mut sql, placeholders, first + 3, ids.len());
+                sql.push(')');
+                sql
+            }
         }
     }
 }
@@ -1379,6 +1435,8 @@ pub(crate) struct Staged {
     pub events: Vec<EventRow>,
     pub ledger: Vec<LedgerRow>,
     pub announcements: Vec<AnnouncementRow>,
+    /// Announcements to mark delivered with the batch (results the relay handed in).
+    pub delivered: Vec<String>,
     /// Each transaction the batch changed, as the batch left it (by id).
     pub updates: std::collections::BTreeMap<String, crate::Transaction>,
     pub transactions: std::collections::HashMap<String, crate::Transaction>,

@@ -63,18 +63,35 @@ impl Default for RelaySettings {
     }
 }
 
-/// How other parts of the gateway give the relay work: committed announcements handed over
-/// in memory, or a request to read the outbox. Either wakes the relay at once.
-#[derive(Debug, Default)]
+/// How the relay and the payments commit loop reach each other: committed announcements
+/// handed over in memory, or a request to read the outbox (either wakes the relay at once);
+/// and the other way, the relay's delivery results, which the commit loop writes (see
+/// `service::commit_loop`).
+#[derive(Debug)]
 pub struct RelayWake {
     notify: Notify,
     handed: Mutex<Vec<AnnouncementDelivery>>,
     read_outbox: std::sync::atomic::AtomicBool,
+    results: mpsc::Sender<PendingRecord>,
+    results_queue: Mutex<Option<mpsc::Receiver<PendingRecord>>>,
 }
 
 impl RelayWake {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        let (results, queue) = mpsc::channel(4096);
+        Arc::new(Self {
+            notify: Notify::new(),
+            handed: Mutex::new(Vec::new()),
+            read_outbox: std::sync::atomic::AtomicBool::new(false),
+            results,
+            results_queue: Mutex::new(Some(queue)),
+        })
+    }
+
+    /// The queue of delivery results, for the one writer that records them (the first to
+    /// ask gets it).
+    pub(crate) fn take_results(&self) -> Option<mpsc::Receiver<PendingRecord>> {
+        lock(&self.results_queue).take()
     }
 
     /// Announcements just committed for bound devices, exactly as the outbox holds them.
@@ -108,54 +125,15 @@ struct Worker {
 
 /// A delivery result waiting for the next group commit.
 #[derive(Debug)]
-struct PendingRecord {
-    id: String,
-    result: DeliveryResult,
-    done: oneshot::Sender<()>,
-}
-
-/// Writes delivery results in batches: every result that arrived while the previous write
-/// ran goes into one transaction, so recording does not cost an fsync per announcement.
-/// How long delivery results gather before they are written together (SQLite).
-const RECORD_GATHER: Duration = Duration::from_millis(5);
-
-async fn record_loop(store: Arc<dyn Store>, mut queue: mpsc::Receiver<PendingRecord>) {
-    // SQLite has one write connection, shared with the payments commit loop: every delivery
-    // transaction it waits behind is callback latency, so results gather first. PostgreSQL
-    // writers do not queue behind each other.
-    let gather = if store.backend() == gema_store::Backend::Sqlite {
-        RECORD_GATHER
-    } else {
-        Duration::ZERO
-    };
-    while let Some(first) = queue.recv().await {
-        if !gather.is_zero() {
-            tokio::time::sleep(gather).await;
-        }
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (results, done): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|r| ((r.id, r.result), r.done))
-            .unzip();
-        if let Err(err) = store.record_deliveries(results).await {
-            // The announcements stay pending; the relay re-sends and the device dedupes.
-            tracing::error!(error = %err, "relay: recording deliveries failed");
-        }
-        for done in done {
-            let _ = done.send(());
-        }
-    }
+pub(crate) struct PendingRecord {
+    pub id: String,
+    pub result: DeliveryResult,
+    /// Told once the result is written (or its write failed).
+    pub done: oneshot::Sender<()>,
 }
 
 #[derive(Debug)]
 pub struct AnnouncementRelay {
-    records: mpsc::Sender<PendingRecord>,
     store: Arc<dyn Store>,
     transport: Arc<dyn DeviceTransport>,
     settings: RelaySettings,
@@ -184,10 +162,7 @@ impl AnnouncementRelay {
         settings: RelaySettings,
         wake: Arc<RelayWake>,
     ) -> Arc<Self> {
-        let (records, queue) = mpsc::channel(4096);
-        tokio::spawn(record_loop(store.clone(), queue));
         Arc::new(Self {
-            records,
             store,
             transport,
             settings,
@@ -543,7 +518,7 @@ impl AnnouncementRelay {
             result,
             done,
         };
-        if self.records.send(pending).await.is_ok() {
+        if self.wake.results.send(pending).await.is_ok() {
             let _ = recorded.await;
         }
         tracing::debug!(

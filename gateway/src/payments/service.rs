@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::money::{MAX_AMOUNT, split_fee};
 use super::providers::{self, IngestError, PaymentEvent, Provider};
-use super::relay::RelayWake;
+use super::relay::{PendingRecord, RelayWake};
 use crate::credentials::SecretString;
 use crate::{GatewayError, GatewayResult, validate};
 
@@ -147,30 +147,87 @@ struct PendingEvent {
 /// Most events applied in one database transaction.
 const MAX_BATCH: usize = 256;
 
-/// Group commit: applies every event that arrived while the previous commit was running in
-/// one transaction (one fsync), then answers each caller. Under light load a batch is one
-/// event and nothing waits; under heavy load batches grow and the fsync is shared. A
-/// provider is answered only after its event's commit.
+/// Most delivery results written in one database transaction.
+const MAX_RESULTS: usize = 512;
+
+/// How long delivery results alone wait for a payment batch to carry them (SQLite).
+const RESULTS_WAIT: Duration = Duration::from_millis(5);
+
+/// Group commit, and the payments' one writer: applies every event that arrived while the
+/// previous commit was running in one transaction (one fsync), then answers each caller.
+/// Under light load a batch is one event and nothing waits; under heavy load batches grow
+/// and the fsync is shared. A provider is answered only after its event's commit.
+///
+/// The relay's delivery results are written here too, in the same transaction as the
+/// events when there are any. On SQLite, results with no events wait up to `RESULTS_WAIT`
+/// for some: there is one write connection, and a transaction of results alone is an fsync
+/// a callback may wait behind. (PostgreSQL writes them at once.)
+///
+/// It runs until both sides are gone: the `Payments` handles (the event queue closes) and
+/// the relay's wake (its results queue closes).
 async fn commit_loop(
     store: Arc<dyn Store>,
     rules: StandardRules,
-    wake_relay: Arc<RelayWake>,
+    wake_relay: std::sync::Weak<RelayWake>,
     mut queue: mpsc::Receiver<PendingEvent>,
+    mut results: mpsc::Receiver<PendingRecord>,
 ) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
+    let wait = if store.backend() == gema_store::Backend::Sqlite {
+        RESULTS_WAIT
+    } else {
+        Duration::ZERO
+    };
+    let (mut events_open, mut results_open) = (true, true);
+    while events_open || results_open {
+        let mut batch = Vec::new();
+        let mut records = Vec::new();
+        tokio::select! {
+            biased;
+            event = queue.recv(), if events_open => match event {
+                Some(event) => batch.push(event),
+                None => events_open = false,
+            },
+            record = results.recv(), if results_open => match record {
+                Some(record) => records.push(record),
+                None => results_open = false,
+            },
+        }
+        if batch.is_empty() && !records.is_empty() && events_open && !wait.is_zero() {
+            match tokio::time::timeout(wait, queue.recv()).await {
+                Ok(Some(event)) => batch.push(event),
+                Ok(None) => events_open = false,
+                Err(_) => {}
+            }
+        }
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
+        while records.len() < MAX_RESULTS {
+            match results.try_recv() {
+                Ok(next) => records.push(next),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            write_results(&*store, records).await;
+            continue;
+        }
         metrics::histogram!("gema_payment_commit_batch_size").record(batch.len() as f64);
         let (items, replies): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .map(|p| ((p.entry, p.event), p.reply))
             .unzip();
-        match store.apply_payment_events(items, &rules).await {
+        let (results_now, done): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .map(|r| ((r.id, r.result), r.done))
+            .unzip();
+        match store
+            .apply_payment_events_and_deliveries(items, &rules, results_now)
+            .await
+        {
             Ok(mut outcomes) => {
                 let deliveries: Vec<_> = outcomes
                     .iter_mut()
@@ -180,20 +237,44 @@ async fn commit_loop(
                     })
                     .map(|delivery| *delivery)
                     .collect();
-                if !deliveries.is_empty() {
-                    wake_relay.hand_over(deliveries);
+                if !deliveries.is_empty()
+                    && let Some(wake) = wake_relay.upgrade()
+                {
+                    wake.hand_over(deliveries);
                 }
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     let _ = reply.send(outcome.map_err(GatewayError::from));
                 }
             }
             Err(err) => {
+                // The results stay pending: the relay re-sends and the device dedupes.
                 tracing::error!(error = %err, "group commit failed; the providers will retry");
                 for reply in replies {
                     let _ = reply.send(Err(GatewayError::Internal(err.to_string())));
                 }
             }
         }
+        for done in done {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes delivery results that no payment batch carried.
+async fn write_results(store: &dyn Store, records: Vec<PendingRecord>) {
+    if records.is_empty() {
+        return;
+    }
+    let (results, done): (Vec<_>, Vec<_>) = records
+        .into_iter()
+        .map(|r| ((r.id, r.result), r.done))
+        .unzip();
+    if let Err(err) = store.record_deliveries(results).await {
+        // The announcements stay pending; the relay re-sends and the device dedupes.
+        tracing::error!(error = %err, "recording delivery results failed");
+    }
+    for done in done {
+        let _ = done.send(());
     }
 }
 
@@ -244,7 +325,17 @@ impl Payments {
         };
         // Deep enough for a burst; when full, callers wait (backpressure, never loss).
         let (commits, queue) = mpsc::channel(4 * MAX_BATCH);
-        let commits_loop = commit_loop(store.clone(), rules, wake_relay.clone(), queue);
+        let results = wake_relay.take_results().unwrap_or_else(|| {
+            tracing::error!("a second Payments on one relay wake: the first writes its results");
+            mpsc::channel(1).1
+        });
+        let commits_loop = commit_loop(
+            store.clone(),
+            rules,
+            Arc::downgrade(&wake_relay),
+            queue,
+            results,
+        );
         if store.backend() == gema_store::Backend::Sqlite {
             spawn_commit_loop(commits_loop);
         } else {

@@ -57,7 +57,8 @@ macro_rules! conformance {
                 a_batch_commits_together_and_undoes_only_its_bad_events,
                 one_batch_sees_its_own_earlier_events,
                 a_failing_event_fails_alone,
-                a_batch_of_delivery_results_is_recorded_like_single_ones
+                a_batch_of_delivery_results_is_recorded_like_single_ones,
+                events_and_delivery_results_commit_together
             );
             conformance!(@tests $open, device_ops;
                 heartbeats_keep_a_bounded_history,

@@ -780,3 +780,90 @@ pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc
     assert_eq!((c.status, c.attempts), (AnnouncementStatus::Expired, 0));
     assert!(c.delivered_at.is_none());
 }
+
+pub async fn events_and_delivery_results_commit_together(store: Arc<dyn Store>) {
+    let (terminal, device) = terminal_with_device(&*store, "SN-P16").await;
+    let mut ids = Vec::new();
+    for (n, order_ref) in ["ORD-W1", "ORD-W2"].into_iter().enumerate() {
+        let trx = order(&*store, &terminal, order_ref, 1_000 * (n as i64 + 1)).await;
+        store
+            .apply_payment_event(inbox(), event(order_ref, "paid", trx.amount), &Rules)
+            .await
+            .unwrap();
+        ids.push(trx.id);
+    }
+    let due = store
+        .due_announcements(Some(&device.id), now_ms() + 1_000, 10)
+        .await
+        .unwrap();
+    let [a, b] = [&due[0].id, &due[1].id];
+    let third = order(&*store, &terminal, "ORD-W3", 3_000).await;
+    let retry_at = now_ms() + 60_000;
+    let outcomes = store
+        .apply_payment_events_and_deliveries(
+            vec![(inbox(), event("ORD-W3", "paid", 3_000))],
+            &Rules,
+            vec![
+                (a.clone(), DeliveryResult::Delivered),
+                (
+                    b.clone(),
+                    DeliveryResult::Retry {
+                        error: "no ack".into(),
+                        next_attempt_at_ms: retry_at,
+                    },
+                ),
+                ("ann_unknown".into(), DeliveryResult::Delivered),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcomes[..], [Ok(PaymentOutcome::Applied { transaction_id, .. })] if *transaction_id == third.id),
+        "{outcomes:?}"
+    );
+    let announcement = |id: String| {
+        let store = store.clone();
+        async move {
+            store
+                .transaction_announcements(&id)
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    };
+    let (a, b) = (
+        announcement(ids[0].clone()).await,
+        announcement(ids[1].clone()).await,
+    );
+    assert_eq!((a.status, a.attempts), (AnnouncementStatus::Delivered, 1));
+    assert!(a.delivered_at.is_some());
+    assert_eq!((b.status, b.attempts), (AnnouncementStatus::Pending, 1));
+    assert_eq!(b.next_attempt_at_ms, retry_at);
+    assert_eq!(b.last_error.as_deref(), Some("no ack"));
+    let c = announcement(third.id.clone()).await;
+    assert_eq!((c.status, c.attempts), (AnnouncementStatus::Pending, 0));
+    assert_eq!(ledger(&*store, &third.id).await.len(), 3);
+
+    // A batch that fails still records its results, and its good events.
+    let fourth = order(&*store, &terminal, "ORD-W4", 4_000).await;
+    order(&*store, &terminal, "midtrans:mt-STATIC-SN-P16", 5_000).await;
+    let outcomes = store
+        .apply_payment_events_and_deliveries(
+            vec![
+                (inbox(), event("ORD-W4", "paid", 4_000)),
+                (inbox(), event("STATIC-SN-P16", "paid", 5_000)),
+            ],
+            &Rules,
+            vec![(c.id.clone(), DeliveryResult::Delivered)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[0], Ok(PaymentOutcome::Applied { .. })),
+        "{outcomes:?}"
+    );
+    assert!(outcomes[1].is_err(), "{outcomes:?}");
+    assert_eq!(ledger(&*store, &fourth.id).await.len(), 3);
+    let c = announcement(third.id.clone()).await;
+    assert_eq!(c.status, AnnouncementStatus::Delivered);
+}
