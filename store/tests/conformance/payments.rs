@@ -727,11 +727,17 @@ pub async fn a_failing_event_fails_alone(store: Arc<dyn Store>) {
     assert_eq!(ledger(&*store, &next.id).await.len(), 3);
 }
 
-pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P15").await;
+/// Pays each order (one event each) on a terminal whose device has nothing else pending;
+/// returns the transaction ids and, in the same order, their announcement ids.
+async fn paid_announcements(
+    store: &dyn Store,
+    terminal: &Terminal,
+    device: &Device,
+    orders: &[&str],
+) -> (Vec<String>, Vec<String>) {
     let mut ids = Vec::new();
-    for (n, order_ref) in ["ORD-D1", "ORD-D2", "ORD-D3"].into_iter().enumerate() {
-        let trx = order(&*store, &terminal, order_ref, 1_000 * (n as i64 + 1)).await;
+    for (n, order_ref) in orders.iter().enumerate() {
+        let trx = order(store, terminal, order_ref, 1_000 * (n as i64 + 1)).await;
         store
             .apply_payment_event(inbox(), event(order_ref, "paid", trx.amount), &Rules)
             .await
@@ -742,7 +748,23 @@ pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc
         .due_announcements(Some(&device.id), now_ms() + 1_000, 10)
         .await
         .unwrap();
-    let [a, b, c] = [&due[0].id, &due[1].id, &due[2].id];
+    (ids, due.into_iter().map(|a| a.id).collect())
+}
+
+/// The announcement of a transaction with one.
+async fn announcement_of(store: &dyn Store, transaction_id: &str) -> Announcement {
+    store
+        .transaction_announcements(transaction_id)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc<dyn Store>) {
+    let (terminal, device) = terminal_with_device(&*store, "SN-P15").await;
+    let (ids, due) =
+        paid_announcements(&*store, &terminal, &device, &["ORD-D1", "ORD-D2", "ORD-D3"]).await;
+    let [a, b, c] = [&due[0], &due[1], &due[2]];
     // c already finished: a second result for it changes nothing.
     store
         .record_delivery(c, DeliveryResult::Expired)
@@ -762,18 +784,11 @@ pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc
         ])
         .await
         .unwrap();
-    let status = |trx: usize| {
-        let store = store.clone();
-        let id = ids[trx].clone();
-        async move {
-            store
-                .transaction_announcements(&id)
-                .await
-                .unwrap()
-                .remove(0)
-        }
-    };
-    let (a, b, c) = (status(0).await, status(1).await, status(2).await);
+    let (a, b, c) = (
+        announcement_of(&*store, &ids[0]).await,
+        announcement_of(&*store, &ids[1]).await,
+        announcement_of(&*store, &ids[2]).await,
+    );
     assert_eq!((a.status, a.attempts), (AnnouncementStatus::Delivered, 1));
     assert!(a.delivered_at.is_some());
     assert_eq!((b.status, b.attempts), (AnnouncementStatus::Pending, 1));
@@ -783,20 +798,8 @@ pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc
 
 pub async fn events_and_delivery_results_commit_together(store: Arc<dyn Store>) {
     let (terminal, device) = terminal_with_device(&*store, "SN-P16").await;
-    let mut ids = Vec::new();
-    for (n, order_ref) in ["ORD-W1", "ORD-W2"].into_iter().enumerate() {
-        let trx = order(&*store, &terminal, order_ref, 1_000 * (n as i64 + 1)).await;
-        store
-            .apply_payment_event(inbox(), event(order_ref, "paid", trx.amount), &Rules)
-            .await
-            .unwrap();
-        ids.push(trx.id);
-    }
-    let due = store
-        .due_announcements(Some(&device.id), now_ms() + 1_000, 10)
-        .await
-        .unwrap();
-    let [a, b] = [&due[0].id, &due[1].id];
+    let (ids, due) = paid_announcements(&*store, &terminal, &device, &["ORD-W1", "ORD-W2"]).await;
+    let [a, b] = [&due[0], &due[1]];
     let third = order(&*store, &terminal, "ORD-W3", 3_000).await;
     let retry_at = now_ms() + 60_000;
     let outcomes = store
@@ -821,26 +824,16 @@ pub async fn events_and_delivery_results_commit_together(store: Arc<dyn Store>) 
         matches!(&outcomes[..], [Ok(PaymentOutcome::Applied { transaction_id, .. })] if *transaction_id == third.id),
         "{outcomes:?}"
     );
-    let announcement = |id: String| {
-        let store = store.clone();
-        async move {
-            store
-                .transaction_announcements(&id)
-                .await
-                .unwrap()
-                .remove(0)
-        }
-    };
     let (a, b) = (
-        announcement(ids[0].clone()).await,
-        announcement(ids[1].clone()).await,
+        announcement_of(&*store, &ids[0]).await,
+        announcement_of(&*store, &ids[1]).await,
     );
     assert_eq!((a.status, a.attempts), (AnnouncementStatus::Delivered, 1));
     assert!(a.delivered_at.is_some());
     assert_eq!((b.status, b.attempts), (AnnouncementStatus::Pending, 1));
     assert_eq!(b.next_attempt_at_ms, retry_at);
     assert_eq!(b.last_error.as_deref(), Some("no ack"));
-    let c = announcement(third.id.clone()).await;
+    let c = announcement_of(&*store, &third.id).await;
     assert_eq!((c.status, c.attempts), (AnnouncementStatus::Pending, 0));
     assert_eq!(ledger(&*store, &third.id).await.len(), 3);
 
@@ -864,6 +857,6 @@ pub async fn events_and_delivery_results_commit_together(store: Arc<dyn Store>) 
     );
     assert!(outcomes[1].is_err(), "{outcomes:?}");
     assert_eq!(ledger(&*store, &fourth.id).await.len(), 3);
-    let c = announcement(third.id.clone()).await;
+    let c = announcement_of(&*store, &third.id).await;
     assert_eq!(c.status, AnnouncementStatus::Delivered);
 }
