@@ -327,10 +327,10 @@ macro_rules! impl_payment_store {
         }
 
         impl $store {
-            /// Applies events in one database transaction (one commit): every row a batch
-            /// writes except the transactions' own updates is staged and inserted with one
-            /// multi-row statement per table, so a batch costs a few statements per event
-            /// rather than a dozen. Any failing statement fails the whole batch.
+            /// Applies events, and records delivery results, in one database transaction (one
+            /// commit): what the batch writes is staged and written by `flush_staged`, so a
+            /// batch costs a few statements whatever its size. Any failing statement fails the
+            /// whole batch, which is rolled back.
             async fn apply_in_one_transaction(
                 &self,
                 items: &[($crate::InboxEntry, $crate::IncomingEvent)],
@@ -764,12 +764,21 @@ macro_rules! payment_helpers {
             use $crate::sql_payments::{Piece, insert_chunks};
             let rows = std::mem::take(&mut staged.ledger);
             for chunk in insert_chunks(&rows) {
-                let piece = Piece::Ledger(chunk);
-                let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders, 1);
-                bind_piece(sqlx::query(&sql), &piece, &[], now)
-                    .execute(&mut *conn)
-                    .await?;
+                execute_piece(conn, &Piece::Ledger(chunk), now).await?;
             }
+            Ok(())
+        }
+
+        /// One piece as a statement of its own (outside a batch's one-query write).
+        async fn execute_piece(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            piece: &$crate::sql_payments::Piece<'_>,
+            now: time::OffsetDateTime,
+        ) -> $crate::StoreResult<()> {
+            let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders, 1);
+            bind_piece(sqlx::query(&sql), piece, &[], now)
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         }
 
@@ -982,11 +991,7 @@ macro_rules! payment_helpers {
             use $crate::sql_payments::{Piece, insert_chunks};
             let now = $crate::sql::now();
             for chunk in insert_chunks(ids) {
-                let piece = Piece::Delivered(chunk);
-                let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders, 1);
-                bind_piece(sqlx::query(&sql), &piece, &[], now)
-                    .execute(&mut *conn)
-                    .await?;
+                execute_piece(conn, &Piece::Delivered(chunk), now).await?;
             }
             Ok(())
         }
