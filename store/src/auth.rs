@@ -8,33 +8,13 @@ use serde::Serialize;
 
 use crate::{Page, PageRequest, StoreResult};
 
-/// Admin users operate the whole gateway; merchant users belong to one merchant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UserKind {
-    Admin,
-    Merchant,
-}
-
-impl UserKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserKind::Admin => "admin",
-            UserKind::Merchant => "merchant",
-        }
+string_enum!(
+    /// Admin users operate the whole gateway; merchant users belong to one merchant.
+    UserKind {
+        Admin = "admin",
+        Merchant = "merchant",
     }
-}
-
-impl TryFrom<String> for UserKind {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        match value.as_str() {
-            "admin" => Ok(UserKind::Admin),
-            "merchant" => Ok(UserKind::Merchant),
-            other => Err(format!("unknown user kind {other:?}")),
-        }
-    }
-}
+);
 
 /// A user as the rest of Gema sees it: never with its password hash.
 #[derive(Debug, Clone, PartialEq, Eq)]

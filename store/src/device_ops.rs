@@ -53,54 +53,23 @@ pub struct PresenceRecord {
     pub changed_at_ms: i64,
 }
 
-/// Where the push of the desired config stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigPushStatus {
-    /// No desired config set yet (the row only holds a report).
-    None,
-    /// Due: not yet delivered to the device (new version, retry, or device offline).
-    Pending,
-    /// Published and acknowledged by MQTT; waiting for the device's report.
-    Sent,
-    /// The device reported this version applied.
-    Applied,
-    /// The device refused this version.
-    Rejected,
-    /// Could not be delivered (kept for the operator's retry).
-    Failed,
-}
-
-impl ConfigPushStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConfigPushStatus::None => "none",
-            ConfigPushStatus::Pending => "pending",
-            ConfigPushStatus::Sent => "sent",
-            ConfigPushStatus::Applied => "applied",
-            ConfigPushStatus::Rejected => "rejected",
-            ConfigPushStatus::Failed => "failed",
-        }
+string_enum!(
+    /// Where the push of the desired config stands.
+    ConfigPushStatus {
+        /// No desired config set yet (the row only holds a report).
+        None = "none",
+        /// Due: not yet delivered to the device (new version, retry, or device offline).
+        Pending = "pending",
+        /// Published and acknowledged by MQTT; waiting for the device's report.
+        Sent = "sent",
+        /// The device reported this version applied.
+        Applied = "applied",
+        /// The device refused this version.
+        Rejected = "rejected",
+        /// Could not be delivered (kept for the operator's retry).
+        Failed = "failed",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "none" => ConfigPushStatus::None,
-            "pending" => ConfigPushStatus::Pending,
-            "sent" => ConfigPushStatus::Sent,
-            "applied" => ConfigPushStatus::Applied,
-            "rejected" => ConfigPushStatus::Rejected,
-            "failed" => ConfigPushStatus::Failed,
-            _ => return None,
-        })
-    }
-}
-
-impl TryFrom<String> for ConfigPushStatus {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value).ok_or_else(|| format!("unknown config push status {value:?}"))
-    }
-}
+);
 
 /// A device's desired config, its push state and its reported config. `desired` and
 /// `reported` are JSON written and read by the gateway.
@@ -132,47 +101,22 @@ pub struct ReportedConfigUpdate {
     pub at_ms: i64,
 }
 
-/// Where a command is. `queued → sent → acknowledged → succeeded | failed`, or
-/// `expired` (never delivered before its expiry, or the device says it came too late), or
-/// `timed_out` (delivered, no final result by its deadline).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CommandStatus {
-    Queued,
-    Sent,
-    Acknowledged,
-    Succeeded,
-    Failed,
-    TimedOut,
-    Expired,
-}
+string_enum!(
+    /// Where a command is. `queued → sent → acknowledged → succeeded | failed`, or
+    /// `expired` (never delivered before its expiry, or the device says it came too late), or
+    /// `timed_out` (delivered, no final result by its deadline).
+    CommandStatus {
+        Queued = "queued",
+        Sent = "sent",
+        Acknowledged = "acknowledged",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        TimedOut = "timed_out",
+        Expired = "expired",
+    }
+);
 
 impl CommandStatus {
-    pub const ALL: [CommandStatus; 7] = [
-        CommandStatus::Queued,
-        CommandStatus::Sent,
-        CommandStatus::Acknowledged,
-        CommandStatus::Succeeded,
-        CommandStatus::Failed,
-        CommandStatus::TimedOut,
-        CommandStatus::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandStatus::Queued => "queued",
-            CommandStatus::Sent => "sent",
-            CommandStatus::Acknowledged => "acknowledged",
-            CommandStatus::Succeeded => "succeeded",
-            CommandStatus::Failed => "failed",
-            CommandStatus::TimedOut => "timed_out",
-            CommandStatus::Expired => "expired",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     /// No further change happens to a command in this status.
     pub fn is_final(self) -> bool {
         matches!(
@@ -182,13 +126,6 @@ impl CommandStatus {
                 | CommandStatus::TimedOut
                 | CommandStatus::Expired
         )
-    }
-}
-
-impl TryFrom<String> for CommandStatus {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value).ok_or_else(|| format!("unknown command status {value:?}"))
     }
 }
 

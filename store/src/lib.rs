@@ -13,6 +13,36 @@
 //! atomically here, so nothing half-written is ever left behind. No other crate may contain
 //! SQL.
 
+/// A fieldless enum stored as text: its variants, `as_str`, `parse`, `ALL`, and the
+/// `TryFrom<String>` sqlx decodes it with.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value).ok_or_else(|| format!("unknown {} {value:?}", stringify!($name)))
+            }
+        }
+    };
+}
+
 pub mod auth;
 pub mod device_ops;
 mod error;
