@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gema_firmware_protocol::message::{CommandAction, Downlink, DownlinkBody, Uplink, UplinkBody};
+use gema_firmware_protocol::message::{Downlink, DownlinkBody, Uplink, UplinkBody};
 use gema_firmware_protocol::{Direction, decode_on_topic, parse_topic};
 
 use crate::clock::Clock;
@@ -148,16 +148,7 @@ fn downlink_summary(down: &Downlink) -> String {
             c.config_version, c.config.volume
         ),
         DownlinkBody::Command(c) => {
-            let name = match &c.action {
-                CommandAction::SetVolume { .. } => "set_volume",
-                CommandAction::Reboot => "reboot",
-                CommandAction::ReplayLast { .. } => "replay_last",
-                CommandAction::AnnounceDailySummary => "announce_daily_summary",
-                CommandAction::GetStatus => "get_status",
-                CommandAction::FwUpdate(_) => "fw_update",
-                CommandAction::AudioUpdate(_) => "audio_update",
-            };
-            format!("command {} {name}", c.command_id)
+            format!("command {} {}", c.command_id, super::action_name(&c.action))
         }
     }
 }
