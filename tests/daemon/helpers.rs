@@ -190,21 +190,22 @@ impl Daemon {
 
     /// `POST` JSON with the bootstrap token: `(status, JSON body)`.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let mut request = reqwest::Client::new()
-            .post(format!("{}{path}", self.api_url))
-            .json(&body);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("HTTP request");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("JSON body"))
+        self.send_json(reqwest::Method::POST, path, body).await
     }
 
     /// `PATCH` JSON with the bootstrap token: `(status, JSON body)`.
     pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send_json(reqwest::Method::PATCH, path, body).await
+    }
+
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let mut request = reqwest::Client::new()
-            .patch(format!("{}{path}", self.api_url))
+            .request(method, format!("{}{path}", self.api_url))
             .json(&body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
