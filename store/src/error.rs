@@ -24,6 +24,10 @@ pub enum StoreError {
     #[error("database: {0}")]
     Database(#[source] sqlx::Error),
 
+    /// From the payment path's own SQLite connection (`sqlite_payments`).
+    #[error("database: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 
@@ -70,6 +74,32 @@ impl From<sqlx::Error> for StoreError {
             ),
             sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt(source.to_string()),
             _ => StoreError::Database(err),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        match &err {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    StoreError::conflict(
+                        "already_exists",
+                        None,
+                        "a record with the same unique value already exists",
+                    )
+                }
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::conflict(
+                    "reference_missing",
+                    None,
+                    "a referenced record does not exist",
+                ),
+                _ => StoreError::Sqlite(err),
+            },
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(err.to_string()),
+            _ => StoreError::Sqlite(err),
         }
     }
 }

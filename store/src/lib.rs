@@ -54,6 +54,7 @@ mod sql_auth;
 mod sql_device_ops;
 mod sql_payments;
 mod sqlite;
+mod sqlite_payments;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,6 +179,11 @@ pub trait PaymentStore: Send + Sync {
     /// Applies several events in one database transaction (one commit, one fsync): the
     /// group commit behind high callback rates. Each event gets its own outcome; an
     /// unknown order or a failing event is undone without affecting the others.
+    ///
+    /// On SQLite this, the other `apply_payment_event*` methods and
+    /// [`Self::record_deliveries`] do their work synchronously on the calling thread and
+    /// block it for one transaction, fsync included (no hand-offs to a driver thread: that is
+    /// the point). Call them from a thread that may block, as the gateway's commit loop does.
     async fn apply_payment_events(
         &self,
         items: Vec<(InboxEntry, IncomingEvent)>,

@@ -306,7 +306,8 @@ macro_rules! impl_payment_store {
                 result: $crate::DeliveryResult,
             ) -> $crate::StoreResult<()> {
                 let mut tx = self.begin_write().await?;
-                let found = record_one_delivery(&mut *tx, announcement_id, result).await?;
+                let update = $crate::sql_payments::DeliveryUpdate::of(&result, $crate::sql::now());
+                let found = record_one_delivery(&mut *tx, announcement_id, &update).await?;
                 tx.commit().await?;
                 if !found {
                     return Err($crate::StoreError::not_found("announcement", announcement_id));
@@ -318,64 +319,11 @@ macro_rules! impl_payment_store {
                 &self,
                 results: Vec<(String, $crate::DeliveryResult)>,
             ) -> $crate::StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                let delivered = record_other_deliveries(&mut *tx, &results).await?;
-                mark_delivered(&mut *tx, &delivered).await?;
-                tx.commit().await?;
-                Ok(())
+                self.write_deliveries(&results).await
             }
         }
 
         impl $store {
-            /// Applies events, and records delivery results, in one database transaction (one
-            /// commit): what the batch writes is staged and written by `flush_staged`, so a
-            /// batch costs a few statements whatever its size. Any failing statement fails the
-            /// whole batch, which is rolled back.
-            async fn apply_in_one_transaction(
-                &self,
-                items: &[($crate::InboxEntry, $crate::IncomingEvent)],
-                rules: &dyn $crate::PaymentRules,
-                deliveries: &[(String, $crate::DeliveryResult)],
-            ) -> $crate::StoreResult<Vec<$crate::PaymentOutcome>> {
-                let now = $crate::sql::now();
-                let mut tx = self.begin_batch().await?;
-                let applied = async {
-                    let mut staged = $crate::sql_payments::Staged::default();
-                    Self::prefetch_batch(&mut tx, &mut staged, items).await?;
-                    let mut outcomes = Vec::with_capacity(items.len());
-                    for (item, (_, event)) in items.iter().enumerate() {
-                        let inbox_id = $crate::sql::new_id("inb");
-                        let outcome =
-                            stage_event(&mut *tx, &mut staged, &inbox_id, event, rules, now)
-                                .await?;
-                        let detail = (outcome == $crate::PaymentOutcome::UnknownOrder)
-                            .then(|| event.order_ref.clone());
-                        staged.inbox.push($crate::sql_payments::InboxRow {
-                            transaction_id: $crate::sql_payments::transaction_of(&outcome),
-                            id: inbox_id,
-                            item,
-                            outcome: outcome.as_str(),
-                            detail,
-                        });
-                        outcomes.push(outcome);
-                    }
-                    staged.delivered = record_other_deliveries(&mut *tx, deliveries).await?;
-                    flush_staged(&mut *tx, &mut staged, items, now).await?;
-                    Ok::<_, $crate::StoreError>(outcomes)
-                }
-                .await;
-                match applied {
-                    Ok(outcomes) => {
-                        Self::commit_batch(tx).await?;
-                        Ok(outcomes)
-                    }
-                    Err(err) => {
-                        Self::abort_batch(tx).await;
-                        Err(err)
-                    }
-                }
-            }
-
             /// One event in a transaction of its own; if it fails, its raw request is kept.
             async fn apply_alone(
                 &self,
@@ -413,12 +361,7 @@ pub(crate) use impl_payment_store;
 
 /// Helpers shared by the payment queries of both backends, generic over the connection.
 macro_rules! payment_helpers {
-    (
-        $db:ty,
-        lock = $lock:literal,
-        placeholders = $placeholders:ident,
-        writes = $writes:ident
-    ) => {
+    ($db:ty) => {
         /// Keeps a provider request exactly as received; returns its id.
         async fn insert_inbox(
             conn: &mut <$db as sqlx::Database>::Connection,
@@ -444,556 +387,43 @@ macro_rules! payment_helpers {
             Ok(id)
         }
 
-        /// Works out what one event does, on the batch's transaction: reads (and locks) its
-        /// transaction, updates it, and stages the event, ledger and announcement rows. An
-        /// unknown order writes nothing, so the provider's retry applies once it exists.
-        async fn stage_event(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            staged: &mut $crate::sql_payments::Staged,
-            inbox_id: &str,
-            event: &$crate::IncomingEvent,
-            rules: &dyn $crate::PaymentRules,
-            now: time::OffsetDateTime,
-        ) -> $crate::StoreResult<$crate::PaymentOutcome> {
-            use $crate::{PaymentOutcome, TransactionStatus, Transition};
-            if event.is_test {
-                return Ok(PaymentOutcome::Test);
-            }
-            let key = (
-                event.provider.clone(),
-                event.provider_transaction_id.clone(),
-                event.status.clone(),
-            );
-            // Recorded before (read after the batch's row locks), or earlier in this batch.
-            // The unique key on transaction_events stays the last word: should anything slip
-            // past this check, the insert fails rather than apply twice.
-            if let Some(earlier) = staged.known.get(&key) {
-                return Ok(PaymentOutcome::Duplicate {
-                    transaction_id: (!earlier.is_empty()).then(|| earlier.clone()),
-                });
-            }
-            let event_id = $crate::sql::new_id("evt");
-            let found = staged.transactions.get(&event.order_ref).cloned();
-
-            let (transaction, created) = match found {
-                Some(t) => (t, false),
-                None => {
-                    // A paid event for a terminal's static QR reference creates the
-                    // transaction; anything else for an unknown order is left for the
-                    // provider to retry.
-                    let terminal: Option<(String, String)> = if event.status == "paid" {
-                        sqlx::query_as(
-                            "SELECT t.id, o.merchant_id FROM terminals t \
-                             JOIN outlets o ON o.id = t.outlet_id WHERE t.payment_ref = $1",
-                        )
-                        .bind(&event.order_ref)
-                        .fetch_optional(&mut *conn)
-                        .await?
-                    } else {
-                        None
-                    };
-                    let Some((terminal_id, merchant_id)) = terminal else {
-                        return Ok(PaymentOutcome::UnknownOrder);
-                    };
-                    let t = sqlx::query_as::<_, $crate::Transaction>(
-                        "INSERT INTO transactions (id, order_ref, terminal_id, merchant_id, \
-                         amount, status, source, expires_at_ms, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, 'pending', 'static_qr', $6, $7, $7) \
-                         RETURNING *",
-                    )
-                    .bind($crate::sql::new_id("trx"))
-                    .bind(format!(
-                        "{}:{}",
-                        event.provider, event.provider_transaction_id
-                    ))
-                    .bind(terminal_id)
-                    .bind(merchant_id)
-                    .bind(event.amount)
-                    .bind(now.unix_timestamp() * 1000)
-                    .bind(now)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                    (t, true)
-                }
-            };
-
-            let transition = if event.status == "paid" && event.amount != transaction.amount {
-                None
-            } else {
-                Some(rules.transition(transaction.status, &event.status))
-            };
-            let (effect, outcome) = match transition {
-                None => (
-                    "amount_mismatch",
-                    PaymentOutcome::AmountMismatch {
-                        transaction_id: transaction.id.clone(),
-                    },
-                ),
-                Some(Transition::Ignore) => (
-                    "stale",
-                    PaymentOutcome::Stale {
-                        transaction_id: transaction.id.clone(),
-                    },
-                ),
-                Some(Transition::To {
-                    status,
-                    flag_paid_after_expiry,
-                }) => {
-                    let paid_at =
-                        (status == TransactionStatus::Paid).then(|| event.paid_at.unwrap_or(now));
-                    // Written with the batch's other rows (the last state of each
-                    // transaction); a later event of this batch for the same order sees it.
-                    let updated = $crate::Transaction {
-                        status,
-                        provider: Some(event.provider.clone()),
-                        provider_transaction_id: Some(event.provider_transaction_id.clone()),
-                        issuer: event.issuer.clone().or(transaction.issuer.clone()),
-                        paid_at: paid_at.or(transaction.paid_at),
-                        paid_after_expiry: transaction.paid_after_expiry || flag_paid_after_expiry,
-                        updated_at: now,
-                        ..transaction.clone()
-                    };
-                    staged
-                        .updates
-                        .insert(transaction.id.clone(), updated.clone());
-                    if !created {
-                        staged
-                            .transactions
-                            .insert(event.order_ref.clone(), updated.clone());
-                    }
-                    let mut announcement_id = None;
-                    let mut delivery = None;
-                    match status {
-                        TransactionStatus::Paid => {
-                            staged.stage_ledger(&transaction, rules, false, Vec::new());
-                            let (id, to_device) =
-                                stage_announcement(conn, staged, &updated, rules, now).await?;
-                            announcement_id = Some(id);
-                            delivery = to_device.map(Box::new);
-                        }
-                        TransactionStatus::Refunded => {
-                            // The reversal names the original postings, which may be staged
-                            // in this very batch: write those first.
-                            flush_ledger(conn, staged, now).await?;
-                            let originals: Vec<(String, String)> = sqlx::query_as(
-                                "SELECT external_id, id FROM ledger_entries \
-                                 WHERE transaction_id = $1 AND reverses_id IS NULL",
-                            )
-                            .bind(&transaction.id)
-                            .fetch_all(&mut *conn)
-                            .await?;
-                            staged.stage_ledger(&transaction, rules, true, originals);
-                        }
-                        _ => {}
-                    }
-                    let effect = if flag_paid_after_expiry {
-                        "paid_after_expiry"
-                    } else {
-                        "applied"
-                    };
-                    (
-                        effect,
-                        PaymentOutcome::Applied {
-                            transaction_id: transaction.id.clone(),
-                            status,
-                            announcement_id,
-                            delivery,
-                        },
-                    )
-                }
-            };
-            staged.events.push($crate::sql_payments::EventRow {
-                id: event_id,
-                transaction_id: transaction.id.clone(),
-                event: event.clone(),
-                effect,
-                inbox_id: inbox_id.to_owned(),
-            });
-            if created {
-                insert_internal_event(conn, &transaction.id, "created", event.amount, now).await?;
-            }
-            staged.known.insert(key, transaction.id);
-            Ok(outcome)
-        }
-
-        /// Reads what a batch's events need, a few statements for the whole batch: their
-        /// transactions (locked, in order_ref order so concurrent nodes lock alike), then which
-        /// of the events were recorded before (after the locks, so a copy committed by the
-        /// lock's previous holder is seen), then the devices bound to those terminals.
-        #[allow(dead_code)] // SQLite reads a batch its own way (`SqliteStore::prefetch_batch`)
-        async fn prefetch(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            staged: &mut $crate::sql_payments::Staged,
-            items: &[($crate::InboxEntry, $crate::IncomingEvent)],
-        ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{
-                Placeholders, RECORDED_KEYS, insert_chunks, insert_sql, push_params,
-            };
-            let (events, orders) = $crate::sql_payments::batch_keys(items);
-            for chunk in insert_chunks(&orders) {
-                let mut sql = String::from("SELECT * FROM transactions WHERE order_ref IN (");
-                push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
-                sql.push_str(concat!(") ORDER BY order_ref ", $lock));
-                let mut query = sqlx::query_as::<_, $crate::Transaction>(&sql);
-                for order in chunk {
-                    query = query.bind(*order);
-                }
-                for t in query.fetch_all(&mut *conn).await? {
-                    staged.transactions.insert(t.order_ref.clone(), t);
-                }
-            }
-            for chunk in insert_chunks(&events) {
-                let sql = insert_sql(
-                    RECORDED_KEYS.0,
-                    Placeholders::$placeholders,
-                    chunk.len(),
-                    3,
-                    RECORDED_KEYS.1,
-                );
-                let mut query = sqlx::query_as::<_, (String, String, String, String)>(&sql);
-                for e in chunk {
-                    query = query
-                        .bind(&e.provider)
-                        .bind(&e.provider_transaction_id)
-                        .bind(&e.status);
-                }
-                for (provider, id, status, transaction) in query.fetch_all(&mut *conn).await? {
-                    staged.known.insert((provider, id, status), transaction);
-                }
-            }
-            let terminals: std::collections::BTreeSet<&str> = staged
-                .transactions
-                .values()
-                .map(|t| t.terminal_id.as_str())
-                .collect();
-            let terminals: Vec<String> = terminals.into_iter().map(str::to_owned).collect();
-            let terminals: Vec<&str> = terminals.iter().map(String::as_str).collect();
-            prefetch_devices(conn, staged, &terminals).await
-        }
-
-        /// The active device bound to each terminal and its next announcement sequence
-        /// (`None` for a terminal without one).
-        async fn prefetch_devices(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            staged: &mut $crate::sql_payments::Staged,
-            terminals: &[&str],
-        ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{Placeholders, insert_chunks, push_params};
-            for chunk in insert_chunks(terminals) {
-                let mut sql = format!("{} (", $crate::sql_payments::BOUND_DEVICES);
-                push_params(&mut sql, Placeholders::$placeholders, 1, chunk.len());
-                sql.push(')');
-                let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
-                for terminal in chunk {
-                    query = query.bind(*terminal);
-                    staged.devices.insert((*terminal).to_owned(), None);
-                }
-                for (terminal, device, next, desired_config) in query.fetch_all(&mut *conn).await? {
-                    staged.devices.insert(
-                        terminal,
-                        Some($crate::sql_payments::BoundDevice {
-                            id: device,
-                            next_sequence: next,
-                            desired_config,
-                        }),
-                    );
-                }
-            }
-            Ok(())
-        }
-
-        /// An announcement for a paid transaction, staged; the device is the one bound to its
-        /// terminal now, the sequence one past the device's last (counting this batch's).
-        /// Returns its id and, when a device is bound, what to deliver.
-        async fn stage_announcement(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            staged: &mut $crate::sql_payments::Staged,
-            transaction: &$crate::Transaction,
-            rules: &dyn $crate::PaymentRules,
-            now: time::OffsetDateTime,
-        ) -> $crate::StoreResult<(String, Option<$crate::AnnouncementDelivery>)> {
-            if !staged.devices.contains_key(&transaction.terminal_id) {
-                prefetch_devices(conn, staged, &[transaction.terminal_id.as_str()]).await?;
-            }
-            let device = staged
-                .devices
-                .get_mut(&transaction.terminal_id)
-                .and_then(Option::as_mut)
-                .map(|device| {
-                    let sequence = device.next_sequence;
-                    device.next_sequence += 1;
-                    (device.id.clone(), sequence, device.desired_config.clone())
-                });
-            let id = $crate::sql::new_id("ann");
-            let expires_at_ms = $crate::sql_payments::unix_ms(now) + rules.announcement_ttl_ms();
-            let delivery =
-                device.map(
-                    |(device_id, sequence, desired_config)| $crate::AnnouncementDelivery {
-                        id: id.clone(),
-                        transaction_id: transaction.id.clone(),
-                        device_id,
-                        sequence,
-                        attempts: 0,
-                        expires_at_ms,
-                        amount: transaction.amount,
-                        issuer: transaction.issuer.clone(),
-                        provider: transaction.provider.clone(),
-                        paid_at: transaction.paid_at,
-                        desired_config,
-                    },
-                );
-            staged
-                .announcements
-                .push($crate::sql_payments::AnnouncementRow {
-                    id: id.clone(),
-                    transaction_id: transaction.id.clone(),
-                    terminal_id: transaction.terminal_id.clone(),
-                    device_id: delivery.as_ref().map(|d| d.device_id.clone()),
-                    sequence: delivery.as_ref().map_or(0, |d| d.sequence),
-                    expires_at_ms,
-                });
-            Ok((id, delivery))
-        }
-
-        /// Writes the ledger postings staged so far (a refund reads them back).
-        async fn flush_ledger(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            staged: &mut $crate::sql_payments::Staged,
-            now: time::OffsetDateTime,
-        ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{Piece, insert_chunks};
-            let rows = std::mem::take(&mut staged.ledger);
-            for chunk in insert_chunks(&rows) {
-                execute_piece(conn, &Piece::Ledger(chunk), now).await?;
-            }
-            Ok(())
-        }
-
-        /// One piece as a statement of its own (outside a batch's one-query write).
-        async fn execute_piece(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            piece: &$crate::sql_payments::Piece<'_>,
-            now: time::OffsetDateTime,
-        ) -> $crate::StoreResult<()> {
-            let sql = piece.sql($crate::sql_payments::Placeholders::$placeholders, 1);
-            bind_piece(sqlx::query(&sql), piece, &[], now)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
-
-        /// Writes everything a batch staged: each transaction's new state, then the inbox
-        /// rows (events name them), the events, the ledger postings and the announcements,
-        /// in multi-row statements sent as one query ([`BatchWrite`]): one round trip to the
-        /// connection's thread or the server, whatever the batch holds.
-        async fn flush_staged(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            staged: &mut $crate::sql_payments::Staged,
-            items: &[($crate::InboxEntry, $crate::IncomingEvent)],
-            now: time::OffsetDateTime,
-        ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{Piece, insert_chunks};
-            let ledger = std::mem::take(&mut staged.ledger);
-            let updates: Vec<&$crate::Transaction> = staged.updates.values().collect();
-            let mut pieces = Vec::new();
-            pieces.extend(insert_chunks(&updates).map(Piece::Transactions));
-            pieces.extend(insert_chunks(&staged.inbox).map(Piece::Inbox));
-            pieces.extend(insert_chunks(&staged.events).map(Piece::Events));
-            pieces.extend(insert_chunks(&ledger).map(Piece::Ledger));
-            pieces.extend(insert_chunks(&staged.announcements).map(Piece::Announcements));
-            pieces.extend(insert_chunks(&staged.delivered).map(Piece::Delivered));
-            let sql = $crate::sql_payments::batch_write_sql(
-                &pieces,
-                $crate::sql_payments::Placeholders::$placeholders,
-                $crate::sql_payments::BatchWrite::$writes,
-            );
-            let mut query = sqlx::query(&sql);
-            for piece in &pieces {
-                query = bind_piece(query, piece, items, now);
-            }
-            query.execute(&mut *conn).await?;
-            Ok(())
-        }
-
-        /// Binds one piece's rows, in the order of [`Piece::sql`]'s parameters.
-        fn bind_piece<'q>(
-            mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
-            piece: &$crate::sql_payments::Piece<'q>,
-            items: &'q [($crate::InboxEntry, $crate::IncomingEvent)],
-            now: time::OffsetDateTime,
-        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
-            use $crate::sql_payments::Piece;
-            match piece {
-                Piece::Transactions(rows) => {
-                    for t in *rows {
-                        query = query
-                            .bind(&t.id)
-                            .bind(t.status.as_str())
-                            .bind(&t.provider)
-                            .bind(&t.provider_transaction_id)
-                            .bind(&t.issuer)
-                            .bind(t.paid_at)
-                            .bind(t.paid_after_expiry)
-                            .bind(t.updated_at);
-                    }
-                }
-                Piece::Inbox(rows) => {
-                    for row in *rows {
-                        let entry = &items[row.item].0;
-                        query = query
-                            .bind(&row.id)
-                            .bind(&entry.provider)
-                            .bind(entry.received_at)
-                            .bind(&entry.headers)
-                            .bind(&entry.body)
-                            .bind(row.outcome)
-                            .bind(&row.detail)
-                            .bind(&row.transaction_id);
-                    }
-                }
-                Piece::Events(rows) => {
-                    for row in *rows {
-                        query = query
-                            .bind(&row.id)
-                            .bind(&row.transaction_id)
-                            .bind(&row.event.provider)
-                            .bind(&row.event.provider_transaction_id)
-                            .bind(&row.event.status)
-                            .bind(&row.event.raw_status)
-                            .bind(row.event.amount)
-                            .bind(row.effect)
-                            .bind(&row.inbox_id)
-                            .bind(now);
-                    }
-                }
-                Piece::Ledger(rows) => {
-                    for row in *rows {
-                        query = query
-                            .bind(&row.id)
-                            .bind(&row.transaction_id)
-                            .bind(&row.merchant_id)
-                            .bind(row.entry_type)
-                            .bind(row.amount)
-                            .bind(&row.external_id)
-                            .bind(&row.reverses_id)
-                            .bind(now);
-                    }
-                }
-                Piece::Delivered(ids) => {
-                    query = query.bind(now).bind(now).bind(now);
-                    for id in *ids {
-                        query = query.bind(id);
-                    }
-                }
-                Piece::Announcements(rows) => {
-                    let now_ms = $crate::sql_payments::unix_ms(now);
-                    for row in *rows {
-                        let status = if row.device_id.is_some() {
-                            $crate::AnnouncementStatus::Pending
-                        } else {
-                            $crate::AnnouncementStatus::NoDevice
-                        };
-                        query = query
-                            .bind(&row.id)
-                            .bind(&row.transaction_id)
-                            .bind(&row.terminal_id)
-                            .bind(&row.device_id)
-                            .bind(status.as_str())
-                            .bind(row.sequence)
-                            .bind(now_ms)
-                            .bind(row.expires_at_ms)
-                            .bind(now)
-                            .bind(now);
-                    }
-                }
-            }
-            query
-        }
-
         /// Records an attempt's result on a pending announcement; `false` if there is no
         /// such announcement. A result for an announcement no longer pending changes nothing.
         async fn record_one_delivery(
             conn: &mut <$db as sqlx::Database>::Connection,
             announcement_id: &str,
-            result: $crate::DeliveryResult,
+            update: &$crate::sql_payments::DeliveryUpdate,
         ) -> $crate::StoreResult<bool> {
-            use $crate::DeliveryResult;
-            let now = $crate::sql::now();
-            let (status, error, next_ms, delivered_at, attempted): (
-                &str,
-                Option<String>,
-                Option<i64>,
-                Option<time::OffsetDateTime>,
-                i64,
-            ) = match result {
-                DeliveryResult::Delivered => ("delivered", None, None, Some(now), 1),
-                DeliveryResult::Retry {
-                    error,
-                    next_attempt_at_ms,
-                } => ("pending", Some(error), Some(next_attempt_at_ms), None, 1),
-                DeliveryResult::Failed { error } => ("failed", Some(error), None, None, 1),
-                DeliveryResult::Expired => ("expired", None, None, None, 0),
-                DeliveryResult::Deferred { next_attempt_at_ms } => {
-                    ("pending", None, Some(next_attempt_at_ms), None, 0)
-                }
-            };
-            let done = sqlx::query(
-                "UPDATE announcements SET status = $1, attempts = attempts + $7, \
-                 last_error = COALESCE($2, last_error), \
-                 next_attempt_at_ms = COALESCE($3, next_attempt_at_ms), \
-                 delivered_at = COALESCE($4, delivered_at), last_attempt_at = $5, \
-                 updated_at = $5 WHERE id = $6 AND status = 'pending'",
-            )
-            .bind(status)
-            .bind(error)
-            .bind(next_ms)
-            .bind(delivered_at)
-            .bind(now)
-            .bind(announcement_id)
-            .bind(attempted)
-            .execute(&mut *conn)
-            .await?;
+            use $crate::sql_payments::{ANNOUNCEMENT_EXISTS, RECORD_DELIVERY};
+            let done = bind_params(sqlx::query(RECORD_DELIVERY), update.params(announcement_id))
+                .execute(&mut *conn)
+                .await?;
             if done.rows_affected() > 0 {
                 return Ok(true);
             }
-            let exists: Option<(String,)> =
-                sqlx::query_as("SELECT id FROM announcements WHERE id = $1")
-                    .bind(announcement_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let exists: Option<(String,)> = sqlx::query_as(ANNOUNCEMENT_EXISTS)
+                .bind(announcement_id)
+                .fetch_optional(&mut *conn)
+                .await?;
             Ok(exists.is_some())
         }
 
-        /// Records the results that are not plain deliveries, one by one, and returns the ids
-        /// of those that are (they share one statement: [`Piece::Delivered`]).
-        async fn record_other_deliveries(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            results: &[(String, $crate::DeliveryResult)],
-        ) -> $crate::StoreResult<Vec<String>> {
-            let mut delivered = Vec::new();
-            for (id, result) in results {
-                match result {
-                    $crate::DeliveryResult::Delivered => delivered.push(id.clone()),
-                    other => {
-                        record_one_delivery(&mut *conn, id, other.clone()).await?;
-                    }
-                }
+        /// Binds parameters in order.
+        fn bind_params<'q>(
+            mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            params: impl IntoIterator<Item = $crate::sql_payments::Param<'q>>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            use $crate::sql_payments::Param;
+            for param in params {
+                query = match param {
+                    Param::Text(v) => query.bind(v),
+                    Param::Int(v) => query.bind(v),
+                    Param::Bool(v) => query.bind(v),
+                    Param::Blob(v) => query.bind(v),
+                    Param::Time(v) => query.bind(v),
+                };
             }
-            Ok(delivered)
-        }
-
-        /// Marks pending announcements delivered, the same as `record_one_delivery` with
-        /// `Delivered` for each id, in a few statements.
-        async fn mark_delivered(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            ids: &[String],
-        ) -> $crate::StoreResult<()> {
-            use $crate::sql_payments::{Piece, insert_chunks};
-            let now = $crate::sql::now();
-            for chunk in insert_chunks(ids) {
-                execute_piece(conn, &Piece::Delivered(chunk), now).await?;
-            }
-            Ok(())
+            query
         }
 
         /// `Conflict` if another terminal (not `except`) already uses this static QR
@@ -1020,8 +450,7 @@ macro_rules! payment_helpers {
             }
         }
 
-        /// A timeline entry of Gema's own (created, expired): provider `gema`, keyed by the
-        /// transaction id.
+        /// A timeline entry of Gema's own ([`crate::sql_payments::INTERNAL_EVENT`]).
         async fn insert_internal_event(
             conn: &mut <$db as sqlx::Database>::Connection,
             transaction_id: &str,
@@ -1029,19 +458,14 @@ macro_rules! payment_helpers {
             amount: i64,
             now: time::OffsetDateTime,
         ) -> $crate::StoreResult<()> {
-            sqlx::query(
-                "INSERT INTO transaction_events (id, transaction_id, provider, \
-                 provider_transaction_id, status, raw_status, amount, effect, created_at) \
-                 VALUES ($1, $2, 'gema', $2, $3, $3, $4, $3, $5) \
-                 ON CONFLICT (provider, provider_transaction_id, status) DO NOTHING",
-            )
-            .bind($crate::sql::new_id("evt"))
-            .bind(transaction_id)
-            .bind(status)
-            .bind(amount)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query($crate::sql_payments::INTERNAL_EVENT)
+                .bind($crate::sql::new_id("evt"))
+                .bind(transaction_id)
+                .bind(status)
+                .bind(amount)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         }
 
@@ -1258,44 +682,23 @@ impl Piece<'_> {
     }
 }
 
-/// How a batch's writes travel as one query.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum BatchWrite {
-    /// Statements separated by `;`, then the batch's `COMMIT` (SQLite: sqlx runs every
-    /// statement of a query there; see `SqliteStore::begin_batch`).
-    Script,
-    /// One statement: each write a data-modifying `WITH` clause (PostgreSQL runs them all,
-    /// on one snapshot, and checks foreign keys at the statement's end).
-    Cte,
-}
-
-/// The SQL of a batch's writes, parameters numbered on across the pieces.
-pub(crate) fn batch_write_sql(
-    pieces: &[Piece<'_>],
-    placeholders: Placeholders,
-    shape: BatchWrite,
-) -> String {
+/// A batch's writes as one PostgreSQL statement: each piece a data-modifying `WITH` clause
+/// (they all run, on one snapshot, and foreign keys are checked at the statement's end),
+/// parameters numbered on across the pieces.
+pub(crate) fn batch_write_sql(pieces: &[Piece<'_>]) -> String {
+    if pieces.is_empty() {
+        return "SELECT 1".into();
+    }
     let mut first = 1;
-    let mut parts = Vec::with_capacity(pieces.len());
-    for piece in pieces {
-        parts.push(piece.sql(placeholders, first));
+    let mut clauses = Vec::with_capacity(pieces.len());
+    for (n, piece) in pieces.iter().enumerate() {
+        clauses.push(format!(
+            "w{n} AS ({})",
+            piece.sql(Placeholders::Numbered, first)
+        ));
         first += piece.params();
     }
-    match shape {
-        BatchWrite::Script => {
-            parts.push("COMMIT".into());
-            parts.join(";\n")
-        }
-        BatchWrite::Cte if parts.is_empty() => "SELECT 1".into(),
-        BatchWrite::Cte => {
-            let clauses: Vec<String> = parts
-                .iter()
-                .enumerate()
-                .map(|(n, sql)| format!("w{n} AS ({sql})"))
-                .collect();
-            format!("WITH {} SELECT 1", clauses.join(", "))
-        }
-    }
+    format!("WITH {} SELECT 1", clauses.join(", "))
 }
 
 /// How a backend's multi-row INSERTs name their parameters.
@@ -1494,6 +897,590 @@ impl Staged {
     }
 }
 
+// ---- a batch's staging: plain Rust over a few backend statements ----
+
+/// The statements a batch's staging needs beyond what it prefetched, run on the batch's
+/// transaction: the rare paths (a payment to a static QR, a refund, a delivery result other
+/// than "delivered"). Each backend implements it on its connection; SQLite's futures are
+/// ready at once (`sqlite_payments` drives the staging synchronously).
+pub(crate) trait BatchIo {
+    /// The terminal with this static QR reference, and its merchant.
+    async fn static_qr_terminal(
+        &mut self,
+        payment_ref: &str,
+    ) -> crate::StoreResult<Option<(String, String)>>;
+
+    /// Inserts a transaction as given (a payment to a static QR creates one).
+    async fn insert_transaction(
+        &mut self,
+        transaction: &crate::Transaction,
+    ) -> crate::StoreResult<()>;
+
+    /// A timeline entry of Gema's own ([`INTERNAL_EVENT`]).
+    async fn insert_internal_event(
+        &mut self,
+        transaction_id: &str,
+        status: &str,
+        amount: i64,
+        now: time::OffsetDateTime,
+    ) -> crate::StoreResult<()>;
+
+    /// Writes the ledger postings staged so far, then reads the transaction's original
+    /// postings (external id → id): a refund reverses them, and they may be this batch's.
+    async fn ledger_originals(
+        &mut self,
+        staged: &mut Staged,
+        transaction_id: &str,
+        now: time::OffsetDateTime,
+    ) -> crate::StoreResult<Vec<(String, String)>>;
+
+    /// The active device bound to each terminal and its next announcement sequence, into
+    /// `staged.devices` (`None` for a terminal without one).
+    async fn prefetch_devices(
+        &mut self,
+        staged: &mut Staged,
+        terminals: &[&str],
+    ) -> crate::StoreResult<()>;
+
+    /// Records an attempt's result on a pending announcement ([`RECORD_DELIVERY`]); `false`
+    /// if there is no such announcement.
+    async fn record_one_delivery(
+        &mut self,
+        announcement_id: &str,
+        update: &DeliveryUpdate,
+    ) -> crate::StoreResult<bool>;
+}
+
+/// Stages a batch of events, after its prefetch: what each does (the outcomes, in order)
+/// and the rows to write, which `staged` collects for the backend's flush.
+pub(crate) async fn stage_events(
+    io: &mut impl BatchIo,
+    staged: &mut Staged,
+    items: &[(crate::InboxEntry, crate::IncomingEvent)],
+    rules: &dyn crate::PaymentRules,
+    now: time::OffsetDateTime,
+) -> crate::StoreResult<Vec<crate::PaymentOutcome>> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (item, (_, event)) in items.iter().enumerate() {
+        let inbox_id = crate::sql::new_id("inb");
+        let outcome = stage_event(io, staged, &inbox_id, event, rules, now).await?;
+        let detail =
+            (outcome == crate::PaymentOutcome::UnknownOrder).then(|| event.order_ref.clone());
+        staged.inbox.push(InboxRow {
+            transaction_id: transaction_of(&outcome),
+            id: inbox_id,
+            item,
+            outcome: outcome.as_str(),
+            detail,
+        });
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Stages delivery results: plain deliveries join `staged.delivered` (one statement for all,
+/// [`Piece::Delivered`]); the others are recorded one by one now.
+pub(crate) async fn stage_deliveries(
+    io: &mut impl BatchIo,
+    staged: &mut Staged,
+    results: &[(String, crate::DeliveryResult)],
+    now: time::OffsetDateTime,
+) -> crate::StoreResult<()> {
+    for (id, result) in results {
+        match result {
+            crate::DeliveryResult::Delivered => staged.delivered.push(id.clone()),
+            other => {
+                io.record_one_delivery(id, &DeliveryUpdate::of(other, now))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Works out what one event does: finds its transaction (prefetched, or created for a
+/// static QR), moves it, and stages the event, ledger and announcement rows. An unknown
+/// order writes nothing, so the provider's retry applies once it exists.
+async fn stage_event(
+    io: &mut impl BatchIo,
+    staged: &mut Staged,
+    inbox_id: &str,
+    event: &crate::IncomingEvent,
+    rules: &dyn crate::PaymentRules,
+    now: time::OffsetDateTime,
+) -> crate::StoreResult<crate::PaymentOutcome> {
+    use crate::{PaymentOutcome, TransactionSource, TransactionStatus, Transition};
+    if event.is_test {
+        return Ok(PaymentOutcome::Test);
+    }
+    let key = (
+        event.provider.clone(),
+        event.provider_transaction_id.clone(),
+        event.status.clone(),
+    );
+    // Recorded before (read after the batch's row locks), or earlier in this batch. The
+    // unique key on transaction_events stays the last word: should anything slip past this
+    // check, the insert fails rather than apply twice.
+    if let Some(earlier) = staged.known.get(&key) {
+        return Ok(PaymentOutcome::Duplicate {
+            transaction_id: (!earlier.is_empty()).then(|| earlier.clone()),
+        });
+    }
+    let event_id = crate::sql::new_id("evt");
+    let found = staged.transactions.get(&event.order_ref).cloned();
+
+    let (transaction, created) = match found {
+        Some(t) => (t, false),
+        None => {
+            // A paid event for a terminal's static QR reference creates the transaction;
+            // anything else for an unknown order is left for the provider to retry.
+            let terminal = if event.status == "paid" {
+                io.static_qr_terminal(&event.order_ref).await?
+            } else {
+                None
+            };
+            let Some((terminal_id, merchant_id)) = terminal else {
+                return Ok(PaymentOutcome::UnknownOrder);
+            };
+            let t = crate::Transaction {
+                id: crate::sql::new_id("trx"),
+                order_ref: format!("{}:{}", event.provider, event.provider_transaction_id),
+                terminal_id,
+                merchant_id,
+                amount: event.amount,
+                status: TransactionStatus::Pending,
+                source: TransactionSource::StaticQr,
+                provider: None,
+                provider_transaction_id: None,
+                issuer: None,
+                paid_at: None,
+                expires_at_ms: now.unix_timestamp() * 1000,
+                paid_after_expiry: false,
+                created_at: now,
+                updated_at: now,
+            };
+            io.insert_transaction(&t).await?;
+            (t, true)
+        }
+    };
+
+    let transition = if event.status == "paid" && event.amount != transaction.amount {
+        None
+    } else {
+        Some(rules.transition(transaction.status, &event.status))
+    };
+    let (effect, outcome) = match transition {
+        None => (
+            "amount_mismatch",
+            PaymentOutcome::AmountMismatch {
+                transaction_id: transaction.id.clone(),
+            },
+        ),
+        Some(Transition::Ignore) => (
+            "stale",
+            PaymentOutcome::Stale {
+                transaction_id: transaction.id.clone(),
+            },
+        ),
+        Some(Transition::To {
+            status,
+            flag_paid_after_expiry,
+        }) => {
+            let paid_at = (status == TransactionStatus::Paid).then(|| event.paid_at.unwrap_or(now));
+            // Written with the batch's other rows (the last state of each transaction); a
+            // later event of this batch for the same order sees it.
+            let updated = crate::Transaction {
+                status,
+                provider: Some(event.provider.clone()),
+                provider_transaction_id: Some(event.provider_transaction_id.clone()),
+                issuer: event.issuer.clone().or(transaction.issuer.clone()),
+                paid_at: paid_at.or(transaction.paid_at),
+                paid_after_expiry: transaction.paid_after_expiry || flag_paid_after_expiry,
+                updated_at: now,
+                ..transaction.clone()
+            };
+            staged
+                .updates
+                .insert(transaction.id.clone(), updated.clone());
+            if !created {
+                staged
+                    .transactions
+                    .insert(event.order_ref.clone(), updated.clone());
+            }
+            let mut announcement_id = None;
+            let mut delivery = None;
+            match status {
+                TransactionStatus::Paid => {
+                    staged.stage_ledger(&transaction, rules, false, Vec::new());
+                    let (id, to_device) =
+                        stage_announcement(io, staged, &updated, rules, now).await?;
+                    announcement_id = Some(id);
+                    delivery = to_device.map(Box::new);
+                }
+                TransactionStatus::Refunded => {
+                    let originals = io.ledger_originals(staged, &transaction.id, now).await?;
+                    staged.stage_ledger(&transaction, rules, true, originals);
+                }
+                _ => {}
+            }
+            let effect = if flag_paid_after_expiry {
+                "paid_after_expiry"
+            } else {
+                "applied"
+            };
+            (
+                effect,
+                PaymentOutcome::Applied {
+                    transaction_id: transaction.id.clone(),
+                    status,
+                    announcement_id,
+                    delivery,
+                },
+            )
+        }
+    };
+    staged.events.push(EventRow {
+        id: event_id,
+        transaction_id: transaction.id.clone(),
+        event: event.clone(),
+        effect,
+        inbox_id: inbox_id.to_owned(),
+    });
+    if created {
+        io.insert_internal_event(&transaction.id, "created", event.amount, now)
+            .await?;
+    }
+    staged.known.insert(key, transaction.id);
+    Ok(outcome)
+}
+
+/// An announcement for a paid transaction, staged; the device is the one bound to its
+/// terminal now, the sequence one past the device's last (counting this batch's). Returns
+/// its id and, when a device is bound, what to deliver.
+async fn stage_announcement(
+    io: &mut impl BatchIo,
+    staged: &mut Staged,
+    transaction: &crate::Transaction,
+    rules: &dyn crate::PaymentRules,
+    now: time::OffsetDateTime,
+) -> crate::StoreResult<(String, Option<crate::AnnouncementDelivery>)> {
+    if !staged.devices.contains_key(&transaction.terminal_id) {
+        io.prefetch_devices(staged, &[transaction.terminal_id.as_str()])
+            .await?;
+    }
+    let device = staged
+        .devices
+        .get_mut(&transaction.terminal_id)
+        .and_then(Option::as_mut)
+        .map(|device| {
+            let sequence = device.next_sequence;
+            device.next_sequence += 1;
+            (device.id.clone(), sequence, device.desired_config.clone())
+        });
+    let id = crate::sql::new_id("ann");
+    let expires_at_ms = unix_ms(now) + rules.announcement_ttl_ms();
+    let delivery =
+        device.map(
+            |(device_id, sequence, desired_config)| crate::AnnouncementDelivery {
+                id: id.clone(),
+                transaction_id: transaction.id.clone(),
+                device_id,
+                sequence,
+                attempts: 0,
+                expires_at_ms,
+                amount: transaction.amount,
+                issuer: transaction.issuer.clone(),
+                provider: transaction.provider.clone(),
+                paid_at: transaction.paid_at,
+                desired_config,
+            },
+        );
+    staged.announcements.push(AnnouncementRow {
+        id: id.clone(),
+        transaction_id: transaction.id.clone(),
+        terminal_id: transaction.terminal_id.clone(),
+        device_id: delivery.as_ref().map(|d| d.device_id.clone()),
+        sequence: delivery.as_ref().map_or(0, |d| d.sequence),
+        expires_at_ms,
+    });
+    Ok((id, delivery))
+}
+
+/// The terminals of the batch's transactions, sorted, without repeats.
+pub(crate) fn staged_terminals(staged: &Staged) -> Vec<String> {
+    let terminals: std::collections::BTreeSet<&str> = staged
+        .transactions
+        .values()
+        .map(|t| t.terminal_id.as_str())
+        .collect();
+    terminals.into_iter().map(str::to_owned).collect()
+}
+
+/// Everything a batch staged, as statements: each transaction's new state, then the inbox
+/// rows (events name them), the events, the ledger postings, the announcements and the
+/// deliveries, each table in multi-row pieces ([`insert_chunks`]).
+pub(crate) fn batch_pieces<'a>(
+    staged: &'a Staged,
+    updates: &'a [&'a crate::Transaction],
+) -> Vec<Piece<'a>> {
+    let mut pieces = Vec::new();
+    pieces.extend(insert_chunks(updates).map(Piece::Transactions));
+    pieces.extend(insert_chunks(&staged.inbox).map(Piece::Inbox));
+    pieces.extend(insert_chunks(&staged.events).map(Piece::Events));
+    pieces.extend(insert_chunks(&staged.ledger).map(Piece::Ledger));
+    pieces.extend(insert_chunks(&staged.announcements).map(Piece::Announcements));
+    pieces.extend(insert_chunks(&staged.delivered).map(Piece::Delivered));
+    pieces
+}
+
+/// One statement parameter, whatever the driver: the pieces' values, listed once
+/// ([`piece_params`]) and bound by each backend its own way.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Bool(bool),
+    Blob(&'a [u8]),
+    Time(Option<time::OffsetDateTime>),
+}
+
+/// A piece's parameters in the order of [`Piece::sql`]: row by row, column by column.
+pub(crate) fn piece_params<'a>(
+    piece: &Piece<'a>,
+    items: &'a [(crate::InboxEntry, crate::IncomingEvent)],
+    now: time::OffsetDateTime,
+) -> Vec<Param<'a>> {
+    use Param::{Blob, Bool, Int, Text, Time};
+    let text = |s: &'a String| Text(Some(s.as_str()));
+    let opt = |s: &'a Option<String>| Text(s.as_deref());
+    let mut params = Vec::with_capacity(piece.params());
+    match piece {
+        Piece::Transactions(rows) => {
+            for t in *rows {
+                params.extend([
+                    text(&t.id),
+                    Text(Some(t.status.as_str())),
+                    opt(&t.provider),
+                    opt(&t.provider_transaction_id),
+                    opt(&t.issuer),
+                    Time(t.paid_at),
+                    Bool(t.paid_after_expiry),
+                    Time(Some(t.updated_at)),
+                ]);
+            }
+        }
+        Piece::Inbox(rows) => {
+            for row in *rows {
+                let entry = &items[row.item].0;
+                params.extend([
+                    text(&row.id),
+                    text(&entry.provider),
+                    Time(Some(entry.received_at)),
+                    text(&entry.headers),
+                    Blob(&entry.body),
+                    Text(Some(row.outcome)),
+                    opt(&row.detail),
+                    opt(&row.transaction_id),
+                ]);
+            }
+        }
+        Piece::Events(rows) => {
+            for row in *rows {
+                params.extend([
+                    text(&row.id),
+                    text(&row.transaction_id),
+                    text(&row.event.provider),
+                    text(&row.event.provider_transaction_id),
+                    text(&row.event.status),
+                    text(&row.event.raw_status),
+                    Int(Some(row.event.amount)),
+                    Text(Some(row.effect)),
+                    text(&row.inbox_id),
+                    Time(Some(now)),
+                ]);
+            }
+        }
+        Piece::Ledger(rows) => {
+            for row in *rows {
+                params.extend([
+                    text(&row.id),
+                    text(&row.transaction_id),
+                    text(&row.merchant_id),
+                    Text(Some(row.entry_type)),
+                    Int(Some(row.amount)),
+                    text(&row.external_id),
+                    opt(&row.reverses_id),
+                    Time(Some(now)),
+                ]);
+            }
+        }
+        Piece::Announcements(rows) => {
+            let now_ms = unix_ms(now);
+            for row in *rows {
+                let status = if row.device_id.is_some() {
+                    crate::AnnouncementStatus::Pending
+                } else {
+                    crate::AnnouncementStatus::NoDevice
+                };
+                params.extend([
+                    text(&row.id),
+                    text(&row.transaction_id),
+                    text(&row.terminal_id),
+                    opt(&row.device_id),
+                    Text(Some(status.as_str())),
+                    Int(Some(row.sequence)),
+                    Int(Some(now_ms)),
+                    Int(Some(row.expires_at_ms)),
+                    Time(Some(now)),
+                    Time(Some(now)),
+                ]);
+            }
+        }
+        Piece::Delivered(ids) => {
+            params.extend([Time(Some(now)), Time(Some(now)), Time(Some(now))]);
+            params.extend(ids.iter().map(text));
+        }
+    }
+    params
+}
+
+/// What recording a delivery result sets on its announcement ([`RECORD_DELIVERY`]).
+pub(crate) struct DeliveryUpdate {
+    pub status: &'static str,
+    /// Added to the attempts: 0 for a result that was not an attempt.
+    pub attempted: i64,
+    pub error: Option<String>,
+    pub next_attempt_at_ms: Option<i64>,
+    pub delivered_at: Option<time::OffsetDateTime>,
+    pub now: time::OffsetDateTime,
+}
+
+impl DeliveryUpdate {
+    pub fn of(result: &crate::DeliveryResult, now: time::OffsetDateTime) -> Self {
+        use crate::DeliveryResult::*;
+        let (status, attempted, error, next_attempt_at_ms, delivered_at) = match result {
+            Delivered => ("delivered", 1, None, None, Some(now)),
+            Retry {
+                error,
+                next_attempt_at_ms,
+            } => (
+                "pending",
+                1,
+                Some(error.clone()),
+                Some(*next_attempt_at_ms),
+                None,
+            ),
+            Failed { error } => ("failed", 1, Some(error.clone()), None, None),
+            Expired => ("expired", 0, None, None, None),
+            Deferred { next_attempt_at_ms } => {
+                ("pending", 0, None, Some(*next_attempt_at_ms), None)
+            }
+        };
+        Self {
+            status,
+            attempted,
+            error,
+            next_attempt_at_ms,
+            delivered_at,
+            now,
+        }
+    }
+
+    /// The parameters of [`RECORD_DELIVERY`], in order.
+    pub fn params<'a>(&'a self, announcement_id: &'a str) -> [Param<'a>; 7] {
+        [
+            Param::Text(Some(self.status)),
+            Param::Int(Some(self.attempted)),
+            Param::Text(self.error.as_deref()),
+            Param::Int(self.next_attempt_at_ms),
+            Param::Time(self.delivered_at),
+            Param::Time(Some(self.now)),
+            Param::Text(Some(announcement_id)),
+        ]
+    }
+}
+
+// Statements both backends run with their parameters in order (`$1`, `$2`, … by first
+// use), so a driver that binds by position binds them right; a unit test checks the order.
+
+/// A result on a pending announcement; one no longer pending changes nothing.
+pub(crate) const RECORD_DELIVERY: &str = "UPDATE announcements SET status = $1, \
+     attempts = attempts + $2, last_error = COALESCE($3, last_error), \
+     next_attempt_at_ms = COALESCE($4, next_attempt_at_ms), \
+     delivered_at = COALESCE($5, delivered_at), last_attempt_at = $6, updated_at = $6 \
+     WHERE id = $7 AND status = 'pending'";
+
+pub(crate) const ANNOUNCEMENT_EXISTS: &str = "SELECT id FROM announcements WHERE id = $1";
+
+/// A timeline entry of Gema's own (created, expired): provider `gema`, keyed by the
+/// transaction id. Parameters: id, transaction id, status, amount, time.
+pub(crate) const INTERNAL_EVENT: &str = "INSERT INTO transaction_events (id, transaction_id, \
+     provider, provider_transaction_id, status, raw_status, amount, effect, created_at) \
+     VALUES ($1, $2, 'gema', $2, $3, $3, $4, $3, $5) \
+     ON CONFLICT (provider, provider_transaction_id, status) DO NOTHING";
+
+/// The terminal with a static QR reference, and its merchant.
+pub(crate) const STATIC_QR_TERMINAL: &str = "SELECT t.id, o.merchant_id FROM terminals t \
+     JOIN outlets o ON o.id = t.outlet_id WHERE t.payment_ref = $1";
+
+/// A transaction's postings that are not reversals: external id, id.
+pub(crate) const LEDGER_ORIGINALS: &str = "SELECT external_id, id FROM ledger_entries \
+     WHERE transaction_id = $1 AND reverses_id IS NULL";
+
+/// Inserts a whole transaction; parameters as [`transaction_params`].
+pub(crate) const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, order_ref, \
+     terminal_id, merchant_id, amount, status, source, provider, provider_transaction_id, \
+     issuer, paid_at, expires_at_ms, paid_after_expiry, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+pub(crate) fn transaction_params(t: &crate::Transaction) -> [Param<'_>; 15] {
+    use Param::{Bool, Int, Text, Time};
+    [
+        Text(Some(&t.id)),
+        Text(Some(&t.order_ref)),
+        Text(Some(&t.terminal_id)),
+        Text(Some(&t.merchant_id)),
+        Int(Some(t.amount)),
+        Text(Some(t.status.as_str())),
+        Text(Some(t.source.as_str())),
+        Text(t.provider.as_deref()),
+        Text(t.provider_transaction_id.as_deref()),
+        Text(t.issuer.as_deref()),
+        Time(t.paid_at),
+        Int(Some(t.expires_at_ms)),
+        Bool(t.paid_after_expiry),
+        Time(Some(t.created_at)),
+        Time(Some(t.updated_at)),
+    ]
+}
+
+/// The transactions with these order references (`count` parameters), then `tail` (a lock
+/// clause, or nothing).
+pub(crate) fn transactions_by_order_sql(
+    placeholders: Placeholders,
+    count: usize,
+    tail: &str,
+) -> String {
+    let mut sql = String::from("SELECT * FROM transactions WHERE order_ref IN (");
+    push_params(&mut sql, placeholders, 1, count);
+    sql.push_str(") ORDER BY order_ref ");
+    sql.push_str(tail);
+    sql
+}
+
+/// [`BOUND_DEVICES`] for `count` terminals.
+pub(crate) fn bound_devices_sql(placeholders: Placeholders, count: usize) -> String {
+    let mut sql = format!("{BOUND_DEVICES} (");
+    push_params(&mut sql, placeholders, 1, count);
+    sql.push(')');
+    sql
+}
+
+/// [`RECORDED_KEYS`] for `count` keys of three parameters each.
+pub(crate) fn recorded_keys_sql(placeholders: Placeholders, count: usize) -> String {
+    insert_sql(RECORDED_KEYS.0, placeholders, count, 3, RECORDED_KEYS.1)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -1511,7 +1498,7 @@ mod tests {
 
     #[test]
     fn a_batch_write_numbers_parameters_on_across_its_pieces() {
-        use super::{BatchWrite, InboxRow, Piece, Placeholders, batch_write_sql};
+        use super::{InboxRow, Piece, batch_write_sql};
         let row = |id: &str| InboxRow {
             id: id.into(),
             item: 0,
@@ -1521,7 +1508,7 @@ mod tests {
         };
         let (first, second) = ([row("a"), row("b")], [row("c")]);
         let pieces = [Piece::Inbox(&first), Piece::Inbox(&second)];
-        let cte = batch_write_sql(&pieces, Placeholders::Numbered, BatchWrite::Cte);
+        let cte = batch_write_sql(&pieces);
         assert!(
             cte.starts_with("WITH w0 AS (INSERT INTO payment_inbox"),
             "{cte}"
@@ -1534,10 +1521,32 @@ mod tests {
             cte.ends_with("($17, $18, $19, $20, $21, $22, $23, $24)) SELECT 1"),
             "{cte}"
         );
-        let script = batch_write_sql(&pieces, Placeholders::Anonymous, BatchWrite::Script);
-        assert_eq!(script.matches('?').count(), 24, "{script}");
-        assert_eq!(script.matches(";\nINSERT INTO payment_inbox").count(), 1);
-        assert!(script.ends_with(";\nCOMMIT"), "{script}");
+    }
+
+    /// SQLite binds `$N` parameters by position of first use; these statements must use
+    /// them in order for the position to be N.
+    #[test]
+    fn shared_statements_use_their_parameters_in_order() {
+        for sql in [
+            super::RECORD_DELIVERY,
+            super::ANNOUNCEMENT_EXISTS,
+            super::INTERNAL_EVENT,
+            super::STATIC_QR_TERMINAL,
+            super::LEDGER_ORIGINALS,
+            super::INSERT_TRANSACTION,
+        ] {
+            let mut seen = Vec::new();
+            for part in sql.split('$').skip(1) {
+                let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+                let n: usize = digits.parse().expect("a number after $");
+                if !seen.contains(&n) {
+                    seen.push(n);
+                }
+            }
+            let expected: Vec<usize> = (1..=seen.len()).collect();
+            assert_eq!(seen, expected, "{sql}");
+        }
+        assert_eq!(super::INSERT_TRANSACTION.matches('$').count(), 15);
     }
 
     #[test]

@@ -160,8 +160,8 @@ const RESULTS_WAIT: Duration = Duration::from_millis(5);
 ///
 /// The relay's delivery results are written here too, in the same transaction as the
 /// events when there are any. On SQLite, results with no events wait up to `RESULTS_WAIT`
-/// for some: there is one write connection, and a transaction of results alone is an fsync
-/// a callback may wait behind. (PostgreSQL writes them at once.)
+/// for some: SQLite has one writer at a time, and a transaction of results alone is an
+/// fsync a callback may wait behind. (PostgreSQL writes them at once.)
 ///
 /// It runs until both sides are gone: the `Payments` handles (the event queue closes) and
 /// the relay's wake (its results queue closes).
@@ -279,15 +279,15 @@ async fn write_results(store: &dyn Store, records: Vec<PendingRecord>) {
 }
 
 /// Runs the commit loop on a thread of its own, with a single-threaded runtime (SQLite).
-/// Each statement of a batch is an await; on the shared runtime every one of them waited in
-/// a run queue behind HTTP, TLS and device work, and a batch's duration is every caller's
-/// latency (measured at 2,000 callbacks/s: 3.5 ms per batch shared, 1.2 ms on its own
-/// thread). SQLite's connection already lives on a thread of sqlx's, so nothing crosses a
-/// reactor. PostgreSQL keeps the shared runtime: its sockets belong to the main reactor and
-/// the hop made it slower (p50 9.4 ms instead of 6.7 ms at 1,000/s).
-/// If no runtime can be built the loop runs on the shared one; if no thread can be started
-/// the error is logged and ingest answers every event with "the commit loop has stopped"
-/// (providers retry).
+/// The SQLite store writes a batch synchronously on the calling thread (no hand-offs to a
+/// driver thread: see `gema_store`'s `sqlite_payments`), so the batch blocks this thread and
+/// no other work; and a batch's duration is every caller's latency, so it must not wait in a
+/// run queue behind HTTP, TLS and device work either. PostgreSQL keeps the shared runtime:
+/// its sockets belong to the main reactor and the hop made it slower (p50 9.4 ms instead of
+/// 6.7 ms at 1,000/s).
+/// If no runtime can be built the loop runs on the shared one (its batches then block one
+/// of its workers while they run); if no thread can be started the error is logged and
+/// ingest answers every event with "the commit loop has stopped" (providers retry).
 fn spawn_commit_loop(commit_loop: impl std::future::Future<Output = ()> + Send + 'static) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
