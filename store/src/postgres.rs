@@ -4,6 +4,7 @@
 //! `FOR UPDATE`, and unique constraints back every "check, then insert" in case two nodes
 //! race.
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
@@ -45,6 +46,10 @@ impl PostgresStore {
 
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self.write.begin().await?)
+    }
+
+    async fn write_conn(&self) -> StoreResult<PoolConnection<Postgres>> {
+        Ok(self.write.acquire().await?)
     }
 }
 

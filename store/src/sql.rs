@@ -1,9 +1,10 @@
 //! The query code, written once and instantiated for both backends by [`impl_store!`].
 //!
 //! Both SQLite and PostgreSQL accept `$1`-style parameters, `RETURNING`, and the same DDL
-//! apart from column types, so one text serves both. A backend supplies: `self.read` and
-//! `self.write` pools, `self.begin_write()` (SQLite starts write transactions with
-//! `BEGIN IMMEDIATE` so a read-then-write transaction never fails on a stale snapshot),
+//! apart from column types, so one text serves both. A backend supplies: a `self.read`
+//! pool, `self.write_conn()` and `self.begin_write()` for writes (SQLite starts write
+//! transactions with `BEGIN IMMEDIATE` so a read-then-write transaction never fails on a
+//! stale snapshot, and both wait for the write turn, see `sqlite.rs`),
 //! the row-lock suffix (`FOR UPDATE` on PostgreSQL, nothing on SQLite where the write
 //! transaction already holds the database lock) and its migrator.
 
@@ -171,7 +172,7 @@ macro_rules! impl_store {
                 .bind(name)
                 .bind(token_hash)
                 .bind($crate::sql::now())
-                .fetch_one(&self.write)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await?;
                 Ok(token)
             }
@@ -191,7 +192,7 @@ macro_rules! impl_store {
                     return Ok(None);
                 };
                 token.last_used_at =
-                    touch_token(&self.write, &token.id, token.last_used_at).await?;
+                    touch_token(&mut *self.write_conn().await?, &token.id, token.last_used_at).await?;
                 Ok(Some(token))
             }
 
@@ -202,7 +203,7 @@ macro_rules! impl_store {
                 )
                 .bind($crate::sql::now())
                 .bind(name)
-                .execute(&self.write)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(done.rows_affected())
             }
@@ -225,7 +226,7 @@ macro_rules! impl_store {
                 .bind(new.phone)
                 .bind($crate::MerchantStatus::Pending.as_str())
                 .bind(now)
-                .fetch_one(&self.write)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await?;
                 Ok(merchant)
             }
@@ -874,7 +875,7 @@ macro_rules! impl_store {
                 .bind(hash)
                 .bind($crate::sql::now())
                 .bind(device_id)
-                .fetch_optional(&self.write)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await?
                 .ok_or_else(|| $crate::StoreError::not_found("device", device_id))?
                 .try_into()
@@ -895,7 +896,7 @@ macro_rules! impl_store {
                 ))
                 .bind(now)
                 .bind(device_id)
-                .fetch_optional(&self.write)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await?
                 .ok_or_else(|| $crate::StoreError::not_found("device", device_id))?
                 .try_into()

@@ -432,7 +432,7 @@ macro_rules! impl_auth_store {
             async fn clear_login_failures(&self, email: &str) -> $crate::StoreResult<()> {
                 sqlx::query("DELETE FROM login_failures WHERE email = $1")
                     .bind(email)
-                    .execute(&self.write)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -517,7 +517,7 @@ macro_rules! impl_auth_store {
                     return Ok(None);
                 };
                 token.last_used_at =
-                    touch_token(&self.write, &token.id, token.last_used_at).await?;
+                    touch_token(&mut *self.write_conn().await?, &token.id, token.last_used_at).await?;
                 Ok(Some(token))
             }
 
@@ -640,7 +640,7 @@ macro_rules! impl_auth_store {
                 )
                 .bind(step)
                 .bind(user_id)
-                .execute(&self.write)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -658,7 +658,7 @@ macro_rules! impl_auth_store {
                 .bind(now_ms)
                 .bind(user_id)
                 .bind(code_hash)
-                .execute(&self.write)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -752,7 +752,7 @@ macro_rules! impl_auth_store {
                 .bind(body)
                 .bind(actor)
                 .bind(key)
-                .execute(&self.write)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(())
             }
@@ -763,7 +763,7 @@ macro_rules! impl_auth_store {
                 )
                 .bind(actor)
                 .bind(key)
-                .execute(&self.write)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(())
             }
@@ -787,7 +787,7 @@ macro_rules! impl_auth_store {
                 .bind(entry.after_json.as_deref())
                 .bind(entry.request_id.as_deref())
                 .bind(entry.source.as_deref())
-                .fetch_one(&self.write)
+                .fetch_one(&mut *self.write_conn().await?)
                 .await?)
             }
 
@@ -859,7 +859,7 @@ macro_rules! auth_helpers {
         /// Records an admin or API token's use at most once a minute (a write per request
         /// would make every authenticated read an fsync); returns its last-used time.
         async fn touch_token(
-            write: &sqlx::Pool<$db>,
+            write: &mut <$db as sqlx::Database>::Connection,
             id: &str,
             last_used_at: Option<time::OffsetDateTime>,
         ) -> $crate::StoreResult<Option<time::OffsetDateTime>> {

@@ -11,7 +11,7 @@ macro_rules! impl_payment_store {
                 outcome: &str,
                 detail: Option<&str>,
             ) -> $crate::StoreResult<String> {
-                let mut conn = self.write.acquire().await?;
+                let mut conn = self.write_conn().await?;
                 insert_inbox(&mut *conn, &entry, outcome, detail).await
             }
 
@@ -347,7 +347,7 @@ macro_rules! impl_payment_store {
                 err: $crate::StoreError,
             ) -> $crate::StoreError {
                 let detail = err.to_string();
-                if let Ok(mut conn) = self.write.acquire().await {
+                if let Ok(mut conn) = self.write_conn().await {
                     if let Err(inbox_err) = insert_inbox(&mut *conn, entry, "failed", Some(&detail)).await {
                         tracing::error!(error = %inbox_err, "could not record a failed payment event");
                     }

@@ -18,6 +18,7 @@
 //! this connection retries every 100 µs rather than SQLite's default 1 ms and up.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ const STATEMENT_CACHE: usize = 64;
 /// The payment path's write connection.
 pub(crate) struct PaymentWriter {
     conn: Connection,
+    /// Shared with the sqlx writes (`SqliteStore`'s `WriteTurn`).
+    turn: Arc<tokio::sync::Mutex<()>>,
+    busy_timeout: Duration,
 }
 
 impl std::fmt::Debug for PaymentWriter {
@@ -62,7 +66,11 @@ impl std::fmt::Debug for PaymentWriter {
 
 impl PaymentWriter {
     /// Opens the database file the sqlx pools use (it exists: they created it).
-    pub fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Self> {
+    pub fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        turn: Arc<tokio::sync::Mutex<()>>,
+    ) -> StoreResult<Self> {
         let conn = Connection::open(path)?;
         // Same settings as the sqlx connections (see `sqlite.rs`); WAL is the file's.
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -75,7 +83,11 @@ impl PaymentWriter {
         );
         conn.busy_handler(Some(wait_for_lock))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            turn,
+            busy_timeout,
+        })
     }
 
     /// Applies events, and records delivery results, in one transaction (one commit). Any
@@ -87,6 +99,7 @@ impl PaymentWriter {
         deliveries: &[(String, DeliveryResult)],
     ) -> StoreResult<Vec<PaymentOutcome>> {
         let now = crate::sql::now();
+        let _turn = self.wait_for_turn()?;
         // Dropped without a commit, the transaction rolls back.
         let tx = self
             .conn
@@ -104,6 +117,7 @@ impl PaymentWriter {
     /// Delivery results that no payment batch carried, in a transaction of their own.
     pub fn record_deliveries(&mut self, results: &[(String, DeliveryResult)]) -> StoreResult<()> {
         let now = crate::sql::now();
+        let _turn = self.wait_for_turn()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -117,6 +131,46 @@ impl PaymentWriter {
         flush(&tx, &staged, &[], now)?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl PaymentWriter {
+    /// The write turn, from this blocking thread: it queues like any writer (the lock is
+    /// first come, first served), and the thread sleeps until its turn comes.
+    fn wait_for_turn(&self) -> StoreResult<tokio::sync::OwnedMutexGuard<()>> {
+        let turn = self.turn.clone().lock_owned();
+        block_on(turn, self.busy_timeout).ok_or_else(|| {
+            // What SQLite itself answers when its lock stays taken.
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some(format!("no turn to write in {:?}", self.busy_timeout)),
+            ))
+        })
+    }
+}
+
+/// Runs a future to completion on this thread, parking it while the future waits; `None`
+/// if it is not done within `limit`.
+fn block_on<F: Future>(future: F, limit: Duration) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return Some(output);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
     }
 }
 
