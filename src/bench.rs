@@ -242,6 +242,63 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         bench.devices as f64 / connect_time.as_secs_f64()
     );
 
+    // ---- let the daemon finish the connects ----
+    // Each connect is a presence row and the device's boot report of its config, written by
+    // the device flows; with a fleet connecting at once that work runs on for seconds after
+    // the last CONNACK, and it takes turns with the payments for SQLite's write lock. The
+    // load starts once it is done: the figures are for a connected fleet, not a connect
+    // storm.
+    let started = Instant::now();
+    let mut unsettled: Vec<String> = provisioned
+        .iter()
+        .map(|(_, device)| device.device_id.clone())
+        .collect();
+    while !unsettled.is_empty() && started.elapsed() < Duration::from_secs(120) {
+        let mut still = Vec::new();
+        for chunk in unsettled.chunks(64) {
+            let checks = chunk.iter().map(|id| {
+                let api = api.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let status = api
+                        .call(
+                            reqwest::Method::GET,
+                            &format!("/devices/{id}/status"),
+                            &[],
+                            None,
+                        )
+                        .await;
+                    let settled = status.is_ok_and(|s| {
+                        s["presence"]["connected"] == true && !s["config"]["reported_at"].is_null()
+                    });
+                    (id, settled)
+                })
+            });
+            for check in futures_util::future::join_all(checks).await {
+                let (id, settled) = check?;
+                if !settled {
+                    still.push(id);
+                }
+            }
+        }
+        unsettled = still;
+        if !unsettled.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    if unsettled.is_empty() {
+        println!(
+            "the daemon recorded every device's presence and boot config {:.1?} later",
+            started.elapsed()
+        );
+    } else {
+        println!(
+            "{} devices still without presence or boot config after {:.0?}; going on",
+            unsettled.len(),
+            started.elapsed()
+        );
+    }
+
     // ---- prepare the orders (not timed) ----
     let total = if bench.rate == 0 {
         (bench.concurrency as u64 * 50).max(2_000)
