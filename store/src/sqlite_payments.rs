@@ -13,9 +13,10 @@
 //! What the batch does is the shared staging (`sql_payments::stage_events`); its futures
 //! are ready at once on this connection, so they are polled once and never wait.
 //!
-//! This connection and the sqlx write connection both write the one file; SQLite's write
-//! lock serialises them (every write transaction starts `IMMEDIATE`). Waiting for the lock,
-//! this connection retries every 100 µs rather than SQLite's default 1 ms and up.
+//! This connection and the sqlx write connection both write the one file. They take turns
+//! through the store's write turn (`sqlite::WriteTurn`), first come, first served; SQLite's
+//! lock alone would starve the sqlx side. Against other processes (`gema admin …`) SQLite's
+//! lock is what remains: waiting for it, this connection retries every 100 µs.
 
 use std::path::Path;
 use std::sync::Arc;
