@@ -99,39 +99,39 @@ impl PaymentWriter {
         rules: &dyn PaymentRules,
         deliveries: &[(String, DeliveryResult)],
     ) -> StoreResult<Vec<PaymentOutcome>> {
-        let now = crate::sql::now();
-        let _turn = self.wait_for_turn()?;
-        // Dropped without a commit, the transaction rolls back.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut staged = Staged::default();
-        prefetch(&tx, &mut staged, items)?;
-        let mut io = SqliteBatch(&tx);
-        let outcomes = ready(stage_events(&mut io, &mut staged, items, rules, now))?;
-        ready(stage_deliveries(&mut io, &mut staged, deliveries, now))?;
-        flush(&tx, &staged, items, now)?;
-        tx.commit()?;
-        Ok(outcomes)
+        self.in_transaction(|tx, staged, now| {
+            prefetch(tx, staged, items)?;
+            let mut io = SqliteBatch(tx);
+            let outcomes = ready(stage_events(&mut io, staged, items, rules, now))?;
+            ready(stage_deliveries(&mut io, staged, deliveries, now))?;
+            flush(tx, staged, items, now)?;
+            Ok(outcomes)
+        })
     }
 
     /// Delivery results that no payment batch carried, in a transaction of their own.
     pub fn record_deliveries(&mut self, results: &[(String, DeliveryResult)]) -> StoreResult<()> {
+        self.in_transaction(|tx, staged, now| {
+            ready(stage_deliveries(&mut SqliteBatch(tx), staged, results, now))?;
+            flush(tx, staged, &[], now)
+        })
+    }
+
+    /// Runs `batch` in a write transaction, on the write turn, and commits it. Dropped
+    /// without a commit (`batch` failed), the transaction rolls back.
+    fn in_transaction<T>(
+        &mut self,
+        batch: impl FnOnce(&Connection, &mut Staged, OffsetDateTime) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let now = crate::sql::now();
         let _turn = self.wait_for_turn()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut staged = Staged::default();
-        ready(stage_deliveries(
-            &mut SqliteBatch(&tx),
-            &mut staged,
-            results,
-            now,
-        ))?;
-        flush(&tx, &staged, &[], now)?;
+        let done = batch(&tx, &mut staged, now)?;
         tx.commit()?;
-        Ok(())
+        Ok(done)
     }
 }
 
