@@ -183,7 +183,9 @@ pub trait PaymentStore: Send + Sync {
     /// On SQLite this, the other `apply_payment_event*` methods and
     /// [`Self::record_deliveries`] do their work synchronously on the calling thread and
     /// block it for one transaction, fsync included (no hand-offs to a driver thread: that is
-    /// the point). Call them from a thread that may block, as the gateway's commit loop does.
+    /// the point), including while another writer has the write turn. Call them from a
+    /// thread of their own, as the gateway's commit loop does: on a runtime's only worker
+    /// they would also stop the task whose write they wait for (until the busy timeout).
     async fn apply_payment_events(
         &self,
         items: Vec<(InboxEntry, IncomingEvent)>,
