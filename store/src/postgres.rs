@@ -135,22 +135,20 @@ async fn prefetch(
             staged.known.insert((provider, id, status), transaction);
         }
     }
-    let terminals = staged_terminals(staged);
-    let terminals: Vec<&str> = terminals.iter().map(String::as_str).collect();
-    prefetch_devices(conn, staged, &terminals).await
+    prefetch_devices(conn, staged, &staged_terminals(staged)).await
 }
 
 async fn prefetch_devices(
     conn: &mut PgConnection,
     staged: &mut Staged,
-    terminals: &[&str],
+    terminals: &[impl AsRef<str> + Sync],
 ) -> StoreResult<()> {
     for chunk in insert_chunks(terminals) {
         let sql = bound_devices_sql(Placeholders::Numbered, chunk.len());
         let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
         for terminal in chunk {
-            query = query.bind(*terminal);
-            staged.devices.insert((*terminal).to_owned(), None);
+            query = query.bind(terminal.as_ref());
+            staged.devices.insert(terminal.as_ref().to_owned(), None);
         }
         for (terminal, id, next_sequence, desired_config) in query.fetch_all(&mut *conn).await? {
             staged.devices.insert(

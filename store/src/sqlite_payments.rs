@@ -123,8 +123,8 @@ impl PaymentWriter {
         &mut self,
         batch: impl FnOnce(&Connection, &mut Staged, OffsetDateTime) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let now = crate::sql::now();
         let _turn = self.wait_for_turn()?;
+        let now = crate::sql::now();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -133,9 +133,7 @@ impl PaymentWriter {
         tx.commit()?;
         Ok(done)
     }
-}
 
-impl PaymentWriter {
     /// The write turn, from this blocking thread: it queues like any writer (the lock is
     /// first come, first served), and the thread sleeps until its turn comes.
     fn wait_for_turn(&self) -> StoreResult<tokio::sync::OwnedMutexGuard<()>> {
@@ -224,19 +222,21 @@ fn prefetch(
                 .insert((row.get(0)?, row.get(1)?, row.get(2)?), row.get(3)?);
         }
     }
-    let terminals = staged_terminals(staged);
-    let terminals: Vec<&str> = terminals.iter().map(String::as_str).collect();
-    prefetch_devices(conn, staged, &terminals)
+    prefetch_devices(conn, staged, &staged_terminals(staged))
 }
 
-fn prefetch_devices(conn: &Connection, staged: &mut Staged, terminals: &[&str]) -> StoreResult<()> {
+fn prefetch_devices(
+    conn: &Connection,
+    staged: &mut Staged,
+    terminals: &[impl AsRef<str>],
+) -> StoreResult<()> {
     for chunk in insert_chunks(terminals) {
         for terminal in chunk {
-            staged.devices.insert((*terminal).to_owned(), None);
+            staged.devices.insert(terminal.as_ref().to_owned(), None);
         }
         let sql = bound_devices_sql(Placeholders::Anonymous, chunk.len());
         let mut statement = conn.prepare_cached(&sql)?;
-        let mut rows = statement.query(params_from_iter(chunk.iter()))?;
+        let mut rows = statement.query(params_from_iter(chunk.iter().map(AsRef::as_ref)))?;
         while let Some(row) = rows.next()? {
             staged.devices.insert(
                 row.get(0)?,
