@@ -17,6 +17,8 @@ pub mod device_ops;
 mod error;
 pub mod payments;
 pub mod registry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod transport;
 pub mod validate;
 
