@@ -11,6 +11,102 @@
 //! Architecture Invariant: this crate knows MQTT and TLS but no database and no SQL; it
 //! depends on no `store`, `gateway` or `admin-api`. It emits `tracing` and `metrics` only.
 //! API Boundary: the TLS listener faces the internet.
+//!
+//! # Modules
+//!
+//! - [`config`]: the broker's configuration as plain values ([`BrokerConfig`] with the
+//!   documented defaults); the binary fills it from its own config tree, the broker reads no
+//!   file and no environment.
+//! - [`auth`]: the [`Authenticator`] trait the binary implements over the registry, and the
+//!   failed-login limiter.
+//! - [`codec`]: the frame boundary (below).
+//! - `connection`: the accept loop and the per-connection task (handshake, CONNECT,
+//!   authentication, takeover, packet loop, will).
+//! - `session`: session state, the bounded queue, the inflight window, `Kick` (revocation and
+//!   takeover).
+//! - `router`: the subscription trie and the retained-message trie.
+//! - `tls`: the rustls server config (TLS 1.2 and 1.3, session cache and tickets, optional
+//!   device client certificates) and the reloadable certificate resolver.
+//! - `limits`: [`raise_fd_limit`] for the binary.
+//!
+//! # The path of a message
+//!
+//! ```text
+//! soundbox ──TLS──▶ accept loop ──spawn──▶ connection task ─────────────────────────────────┐
+//!                   (never waits on a      │ 1. TLS handshake: own timeout, handshake cap     │
+//!                    client)               │ 2. CONNECT within connect timeout                │
+//!                                          │ 3. Authenticator (binary, over store) ─▶ identity │
+//!                                          │    + failed-login limiter, client id == device id│
+//!                                          │ 4. Last Will checked with gema-acl (publish rule) │
+//!                                          │ 5. session takeover, CONNACK                      │
+//!                                          │ 6. packet loop: every SUBSCRIBE / PUBLISH asks    │
+//!                                          │    gema-acl first, then router / uplink channel   │
+//!                                          └──────────────────────────────────────────────────┘
+//! gateway ──BrokerHandle::publish──▶ router (topic trie) ──▶ session queue ──▶ connection ──▶ device
+//! device  ──PUBLISH (ACL ok)──▶ Uplink { device_id (authenticated), topic, payload } ──▶ gateway
+//! ```
+//!
+//! # Codec: `rumqttc::mqttbytes` (v4), fenced
+//!
+//! We use the MQTT 3.1.1 packet types and parsers inside `rumqttc` 0.24 (`rumqttc::mqttbytes::v4`),
+//! not `rmqtt-codec` 0.3:
+//! - `rumqttc` is already in the tree for the simulator, tests and benchmarks; using its codec
+//!   adds no crate and no second maintainer, and the tests' raw clients encode with exactly the
+//!   types the broker decodes.
+//! - It exposes `mqttbytes::check(bytes, max)`, which parses only the fixed header: the maximum
+//!   packet size is enforced from the remaining-length bytes, before a frame is buffered or parsed,
+//!   so what one connection buffers is bounded by `max_packet_size + 5`.
+//! - `rmqtt-codec` is more server-oriented (3.1 / 5 support), but we do not want MQTT 3.1, MQTT 5 is
+//!   not in scope yet, and its version detection is a small amount of code we own instead.
+//!
+//! `rumqttc`'s codec is client-oriented, so `codec.rs` fences it. Before `rumqttc` sees a frame we
+//! refuse, from the first byte: packet types a server never receives (CONNACK, SUBACK, UNSUBACK,
+//! PINGRESP, 0, 15), reserved fixed-header flags, PUBLISH with QoS 3 or DUP on QoS 0, and any first
+//! packet that is not CONNECT. CONNECT is dispatched on its protocol name and level ourselves
+//! (`rumqttc` would parse an MQTT 5 CONNECT with the 3.1.1 layout): level 4 goes on, MQTT 3.1
+//! (`MQIsdp`/3) and MQTT 5 get CONNACK 0x01 (this is the door for a v5 path later), reserved or
+//! inconsistent connect flags (will QoS/retain without will, password without user name) close the
+//! connection, and reserved SUBSCRIBE option bits are refused. Known limit: `rumqttc` reads the
+//! password as UTF-8; a non-UTF-8 password is a malformed CONNECT and the connection is closed
+//! without CONNACK (device secrets are text). Every decode path returns an error on bad input;
+//! `broker/tests/codec_fuzz.rs` (proptest: arbitrary bytes in arbitrary chunks, mutated valid
+//! packets) and the cargo-fuzz target `broker/fuzz` (`frame`) check no panic and bounded buffering.
+//!
+//! # Refused operations
+//!
+//! - **SUBSCRIBE:** each refused filter gets SUBACK 0x80, the others are granted, the connection
+//!   stays up (MQTT 3.1.1 has a per-filter failure code, so the device learns exactly what failed).
+//! - **PUBLISH:** a refused PUBLISH is dropped, counted (`gema_broker_acl_denials_total{operation=
+//!   "publish"}`), and the connection is **closed** (the will fires: it is an abnormal close).
+//!   MQTT 3.1.1 has no negative PUBACK. Answering PUBACK as if it were accepted (Mosquitto's
+//!   default) tells the device its message arrived when it did not, and hides a firmware bug or a
+//!   compromised device in a log line. Gema's own firmware never publishes outside its namespace, so
+//!   closing has no false positives in normal operation and makes the fault visible in metrics
+//!   (`connections_closed_total{reason="acl_violation"}`) and in the device's reconnect loop.
+//! - **Last Will:** checked at CONNECT with the publish rule; refused with CONNACK 0x05.
+//!
+//! # Sessions and delivery
+//! - mTLS (optional, same port): with `tls.client_ca` set, a client may present a certificate
+//!   issued by the device CA; its subject CN must be a valid device id and is the identity;
+//!   `Authenticator::authorize_certificate` is asked at CONNECT (revoked or unknown → 0x05); a
+//!   user name, if sent, must equal it. Clients without a certificate use passwords as before.
+//! - Service principals come from configuration with their rules and, optionally, a password the
+//!   broker checks itself (constant-time); otherwise the `Authenticator` may return
+//!   `Identity::Service(name)`. The same failed-login limiter applies.
+//! - Client id must equal the authenticated device id (CONNACK 0x02 otherwise); service principals'
+//!   sessions live in a separate key space, so no principal can take over a device's session.
+//! - Takeover: the new connection kicks the old one and waits (up to 5 s) for it to detach; the old
+//!   connection publishes *its own* will (takeover is an abnormal close for it), the new one's will
+//!   is untouched.
+//! - Persistent sessions keep subscriptions, QoS 1/2 messages (QoS 0 is not queued for an offline
+//!   session), the inflight window (resent with DUP / PUBREL on reconnect) and inbound QoS 2 ids.
+//!   Queues are bounded by count (oldest dropped) and age; every drop is counted by reason. An
+//!   abandoned session expires after `sessions.expiry` (default 7 days).
+//! - Inbound QoS 2 is delivered once, on PUBLISH; retransmissions are answered with PUBREC only.
+//! - `BrokerHandle::publish` returns a `DeliveryReceipt`: `Acknowledged` (PUBACK/PUBCOMP), `Sent`
+//!   (QoS 0 written), `Offline { queued }`, `NotSubscribed`, or `Dropped(reason)`.
+//! - Limits per session: inflight window (32), queue (1000, 24 h), subscriptions (64); globally:
+//!   retained messages (100,000), connections (100,000), concurrent handshakes (1024).
 
 pub mod auth;
 pub mod codec;
