@@ -26,19 +26,8 @@ use serde_nostd::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::limits::MAX_MESSAGE_LEN;
 use crate::message::*;
-use crate::topic::{Direction, MessageKind, Topic};
+use crate::topic::{Direction, Encoding, MessageKind, Topic};
 use crate::validate::ValidationError;
-
-/// How a payload is encoded; carried by the topic (`…/<kind>` or `…/<kind>/bin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Encoding {
-    /// UTF-8 JSON object with a `"type"` tag. The default.
-    #[default]
-    Json,
-    /// postcard (varints, length-prefixed strings, no field names). Opt-in for constrained
-    /// firmware; topic suffix `/bin`.
-    Postcard,
-}
 
 /// Why a payload was refused.
 #[derive(Debug)]

@@ -113,7 +113,7 @@ pub mod message;
 pub mod topic;
 pub mod validate;
 
-pub use codec::{DecodeError, Encoding, Message, decode, decode_on_topic, encode};
+pub use codec::{DecodeError, Message, decode, decode_on_topic, encode};
 pub use message::*;
-pub use topic::{Direction, MessageKind, Topic, TopicError, parse_topic};
+pub use topic::{Direction, Encoding, MessageKind, Topic, TopicError, parse_topic};
 pub use validate::{Problem, ValidationError};

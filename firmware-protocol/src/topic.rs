@@ -6,7 +6,16 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::codec::Encoding;
+/// How a payload is encoded; carried by the topic (`…/<kind>` or `…/<kind>/bin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Encoding {
+    /// UTF-8 JSON object with a `"type"` tag. The default.
+    #[default]
+    Json,
+    /// postcard (varints, length-prefixed strings, no field names). Opt-in for constrained
+    /// firmware; topic suffix `/bin`.
+    Postcard,
+}
 
 /// First topic level of every device topic.
 pub const ROOT: &str = "devices";
