@@ -20,11 +20,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthRefusal, Identity};
 use crate::codec::{self, Inbound};
+use crate::events::{DeliveryOutcome, DisconnectReason, DropReason, PresenceChange, Uplink};
 use crate::session::{Awaiting, Inflight, Kick, Outgoing, Session, count_drop, lock, qos_label};
-use crate::{
-    DeliveryOutcome, DisconnectReason, DropReason, PresenceChange, Shared, Uplink, device_key,
-    min_qos, service_key,
-};
+use crate::shared::{Shared, device_key, min_qos, service_key};
 
 /// How long a takeover waits for the old connection to detach.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);

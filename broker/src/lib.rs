@@ -112,18 +112,19 @@ pub mod auth;
 pub mod codec;
 pub mod config;
 mod connection;
+mod error;
+mod events;
 mod limits;
 mod router;
 mod session;
+mod shared;
 mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -134,310 +135,18 @@ pub use config::{
     BrokerConfig, FailedLoginLimits, Limits, PlainListenerConfig, ServicePrincipal, SessionLimits,
     TlsListenerConfig,
 };
+pub use error::{BrokerError, PublishError};
+pub use events::{
+    DeliveryOutcome, DeliveryReceipt, DisconnectReason, Downlink, DropReason, PresenceChange,
+    PresenceEvent, Uplink,
+};
 pub use gema_acl::{Access, Rule};
 pub use limits::raise_fd_limit;
 pub use rumqttc::mqttbytes::QoS;
 
-use router::{Retained, RetainedStore, Router, SessionKey};
-use session::{Outgoing, Session, lock};
-
-/// Errors starting or reconfiguring the broker.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("TLS material in {path}: {reason}")]
-    Tls { path: PathBuf, reason: String },
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
-    #[error("invalid broker configuration: {0}")]
-    Invalid(String),
-}
-
-/// Why a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The client sent DISCONNECT (its will is discarded).
-    ClientDisconnect,
-    /// The socket closed or failed without DISCONNECT.
-    ConnectionLost,
-    /// Nothing received for 1.5 × the keepalive.
-    KeepaliveTimeout,
-    /// The client stopped reading what the broker sends.
-    WriteTimeout,
-    /// Malformed, oversized or out-of-order packet (including a second CONNECT).
-    ProtocolViolation,
-    /// The client published outside what its ACL allows.
-    AclViolation,
-    /// Another connection with the same client id took the session over.
-    Takeover,
-    /// [`BrokerHandle::disconnect`] (revocation, rotation, unbinding).
-    Kicked,
-    /// The broker is shutting down.
-    Shutdown,
-}
-
-impl DisconnectReason {
-    pub fn as_label(&self) -> &'static str {
-        match self {
-            DisconnectReason::ClientDisconnect => "client_disconnect",
-            DisconnectReason::ConnectionLost => "connection_lost",
-            DisconnectReason::KeepaliveTimeout => "keepalive_timeout",
-            DisconnectReason::WriteTimeout => "write_timeout",
-            DisconnectReason::ProtocolViolation => "protocol_violation",
-            DisconnectReason::AclViolation => "acl_violation",
-            DisconnectReason::Takeover => "takeover",
-            DisconnectReason::Kicked => "kicked",
-            DisconnectReason::Shutdown => "shutdown",
-        }
-    }
-
-    /// Whether the Last Will is published for this ending (MQTT 3.1.1 §3.1.2.5: any close
-    /// not preceded by DISCONNECT; a broker shutdown is not the device's failure).
-    pub(crate) fn fires_will(&self) -> bool {
-        !matches!(
-            self,
-            DisconnectReason::ClientDisconnect | DisconnectReason::Shutdown
-        )
-    }
-}
-
-/// Why a queued message was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// The session's queue was full; the oldest message went.
-    QueueFull,
-    /// It waited longer than the queue age limit.
-    Expired,
-    /// The session was discarded (clean session ended, expired, or replaced) first.
-    SessionEnded,
-    /// QoS 0 for an offline session, or anything for a non-persistent offline one.
-    Offline,
-}
-
-impl DropReason {
-    pub fn as_label(&self) -> &'static str {
-        match self {
-            DropReason::QueueFull => "queue_full",
-            DropReason::Expired => "expired",
-            DropReason::SessionEnded => "session_ended",
-            DropReason::Offline => "offline",
-        }
-    }
-}
-
-/// What became of a downlink for the device it was addressed to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    /// QoS 0: written to the device's connection (there is no acknowledgement).
-    Sent,
-    /// QoS 1: PUBACK received; QoS 2: PUBCOMP received.
-    Acknowledged,
-    /// The device has no live connection. `queued`: its persistent session holds the message
-    /// and will deliver it on reconnect (no further receipt is given).
-    Offline {
-        queued: bool,
-    },
-    /// The device is connected but not subscribed to the topic.
-    NotSubscribed,
-    Dropped(DropReason),
-}
-
-/// A message for one device, from the gateway.
-#[derive(Debug, Clone)]
-pub struct Downlink {
-    pub device_id: String,
-    /// Must lie inside `devices/<device_id>/down/`.
-    pub topic: String,
-    pub payload: Bytes,
-    pub qos: QoS,
-    pub retain: bool,
-}
-
-/// Why [`BrokerHandle::publish`] refused a downlink.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PublishError {
-    #[error("invalid device id: {0}")]
-    InvalidDeviceId(String),
-    #[error("topic {topic:?} is not inside {prefix:?}")]
-    OutsideNamespace { topic: String, prefix: String },
-    #[error("invalid topic: {0}")]
-    InvalidTopic(gema_acl::topic::TopicError),
-    #[error("payload of {size} bytes exceeds the maximum packet size")]
-    TooLarge { size: usize },
-}
-
-/// Resolves once the addressed device acknowledged the downlink, or it is known that it
-/// will not (now).
-#[derive(Debug)]
-pub struct DeliveryReceipt {
-    rx: oneshot::Receiver<DeliveryOutcome>,
-}
-
-impl DeliveryReceipt {
-    /// Waits for the outcome. A persistent session's inflight message survives reconnects,
-    /// so this may wait as long as the device stays away; callers put their own timeout.
-    pub async fn outcome(self) -> DeliveryOutcome {
-        self.rx
-            .await
-            .unwrap_or(DeliveryOutcome::Dropped(DropReason::SessionEnded))
-    }
-}
-
-/// A message a device published, after the ACL allowed it.
-#[derive(Debug, Clone)]
-pub struct Uplink {
-    /// The authenticated device, never taken from the topic or the payload.
-    pub device_id: String,
-    pub topic: String,
-    pub payload: Bytes,
-    pub qos: QoS,
-    pub retain: bool,
-    /// This is the device's Last Will, published because its connection died.
-    pub last_will: bool,
-    pub received_at: SystemTime,
-}
-
-/// A device came or went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceEvent {
-    pub device_id: String,
-    pub at: SystemTime,
-    pub change: PresenceChange,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PresenceChange {
-    Connected {
-        peer: SocketAddr,
-        session_present: bool,
-    },
-    Disconnected {
-        reason: DisconnectReason,
-    },
-}
-
-/// State shared by listeners, connections and handles.
-pub(crate) struct Shared {
-    pub(crate) config: BrokerConfig,
-    pub(crate) services: HashMap<String, Arc<[Rule]>>,
-    /// Service principals whose password the broker checks itself.
-    pub(crate) service_passwords: HashMap<String, String>,
-    pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) router: RwLock<Router>,
-    pub(crate) retained: Mutex<RetainedStore>,
-    pub(crate) sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
-    pub(crate) uplinks: mpsc::Sender<Uplink>,
-    pub(crate) presence: broadcast::Sender<PresenceEvent>,
-    pub(crate) login_limiter: Mutex<auth::LoginLimiter>,
-    pub(crate) handshakes: Arc<Semaphore>,
-    pub(crate) connections: Arc<Semaphore>,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) cert: Arc<tls::ReloadableCert>,
-    pub(crate) next_connection_id: std::sync::atomic::AtomicU64,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").finish_non_exhaustive()
-    }
-}
-
-pub(crate) fn device_key(device_id: &str) -> SessionKey {
-    Arc::from(format!("d:{device_id}"))
-}
-
-pub(crate) fn service_key(client_id: &str) -> SessionKey {
-    Arc::from(format!("s:{client_id}"))
-}
-
-impl Shared {
-    /// Routes an already-authorized message to every matching subscriber, storing it first
-    /// when retained. `receipt_for` names the session whose acknowledgement the receipt
-    /// tracks.
-    pub(crate) fn route(
-        &self,
-        topic: &str,
-        payload: Bytes,
-        qos: QoS,
-        retain: bool,
-        mut receipt_for: Option<(SessionKey, oneshot::Sender<DeliveryOutcome>)>,
-    ) {
-        if retain {
-            let mut store = lock(&self.retained);
-            if store.len() >= self.config.limits.max_retained
-                && !payload.is_empty()
-                && !store.contains(topic)
-            {
-                metrics::counter!("gema_broker_retained_refused_total").increment(1);
-            } else {
-                store.set(
-                    topic,
-                    Retained {
-                        payload: payload.clone(),
-                        qos,
-                    },
-                );
-                #[allow(clippy::cast_precision_loss)]
-                metrics::gauge!("gema_broker_retained_messages").set(store.len() as f64);
-            }
-        }
-        let targets = self
-            .router
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .route(topic);
-        let topic: Arc<str> = Arc::from(topic);
-        let now = Instant::now();
-        for (key, granted) in targets {
-            let Some(session) = lock(&self.sessions).get(&key).cloned() else {
-                continue;
-            };
-            let receipt = match &receipt_for {
-                Some((k, _)) if *k == key => receipt_for.take().map(|(_, tx)| tx),
-                _ => None,
-            };
-            session.enqueue(
-                Outgoing {
-                    topic: topic.clone(),
-                    payload: payload.clone(),
-                    qos: min_qos(qos, granted),
-                    retain: false,
-                    enqueued: now,
-                    receipt,
-                },
-                &self.config.sessions,
-            );
-        }
-        if let Some((key, tx)) = receipt_for {
-            let live = lock(&self.sessions)
-                .get(&key)
-                .is_some_and(|s| lock(&s.state).live.is_some());
-            let _ = tx.send(if live {
-                DeliveryOutcome::NotSubscribed
-            } else {
-                DeliveryOutcome::Offline { queued: false }
-            });
-        }
-    }
-
-    pub(crate) fn emit_presence(&self, device_id: &str, change: PresenceChange) {
-        let _ = self.presence.send(PresenceEvent {
-            device_id: device_id.to_owned(),
-            at: SystemTime::now(),
-            change,
-        });
-    }
-}
-
-pub(crate) fn min_qos(a: QoS, b: QoS) -> QoS {
-    if (a as u8) <= (b as u8) { a } else { b }
-}
+use router::{RetainedStore, Router};
+use session::lock;
+use shared::{Shared, device_key};
 
 /// The in-process interface to a running broker. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SessionLimits;
+use crate::events::{DeliveryOutcome, DisconnectReason, DropReason};
 use crate::router::{Router, SessionKey};
-use crate::{DeliveryOutcome, DisconnectReason, DropReason};
 
 /// Lets one party end a live connection and say why.
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use rustls::server::{
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 
-use crate::BrokerError;
+use crate::error::BrokerError;
 
 /// Server certificate and key, reloadable.
 #[derive(Debug)]
