@@ -23,8 +23,8 @@ use gema_gateway::auth::ratelimit::LimitClass;
 use gema_gateway::auth::{Action, Principal, RequestMeta, idempotency};
 use gema_store::{IdempotencyBegin, NewAuditEntry};
 
-use crate::AppState;
 use crate::error::{ApiError, current_request_id};
+use crate::state::AppState;
 
 /// Which path id names the row a route touches (for merchant scoping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod health;
 mod middleware;
 pub mod routes;
+pub mod state;
 pub mod views;
 
 use std::sync::Arc;
@@ -24,10 +25,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
-use gema_gateway::Registry;
-use gema_gateway::auth::Auth;
-use gema_gateway::device_ops::DeviceOps;
-use gema_gateway::payments::Payments;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -37,25 +34,7 @@ use utoipa_axum::routes;
 pub use error::{ApiError, ErrorBody};
 pub use health::{Check, CheckStatus, HealthProbe};
 pub use middleware::REQUEST_ID_HEADER;
-
-/// What the API tells a technician about reaching the broker, when it issues a secret.
-#[derive(Debug, Clone)]
-pub struct ProvisioningInfo {
-    pub mqtt_host: String,
-    pub mqtt_port: u16,
-    pub ca_certificate_path: String,
-    pub ca_certificate_pem: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub registry: Registry,
-    pub auth: Auth,
-    pub payments: Payments,
-    pub device_ops: DeviceOps,
-    pub health: Arc<dyn HealthProbe>,
-    pub provisioning: Arc<ProvisioningInfo>,
-}
+pub use state::{AppState, ProvisioningInfo};
 
 /// Largest request body we read (JSON registry requests are small).
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

@@ -6,10 +6,10 @@ use gema_store::AuditFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::routes::auth::rfc3339_ms;
+use crate::state::AppState;
 use crate::views::{Page, PageParams};
 
 #[derive(Debug, Serialize, ToSchema)]

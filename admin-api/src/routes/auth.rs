@@ -8,11 +8,11 @@ use gema_gateway::credentials::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::authz::{Caller, Meta};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::users::User;
+use crate::state::AppState;
 
 /// Unix milliseconds as RFC 3339.
 pub(crate) fn rfc3339_ms(ms: i64) -> String {

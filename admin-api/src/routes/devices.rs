@@ -6,11 +6,11 @@ use gema_gateway::IssuedCredential;
 use gema_gateway::registry::DeviceInput;
 use gema_store::{DeviceFilter, DevicePatch};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::device_ops::HealthQuery;
+use crate::state::AppState;
 use crate::views::{
     BindDevice, CreateDevice, Device, DeviceBinding, DeviceCredentials, DeviceQuery, IssuedDevice,
     Page, PageParams, UnbindQuery, UpdateDevice,

@@ -3,9 +3,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_store::{MerchantFilter, MerchantPatch, NewMerchant};
 
-use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
 use crate::views::{
     CreateMerchant, Merchant, MerchantQuery, Page, PageParams, StatusReason, UpdateMerchant,
 };

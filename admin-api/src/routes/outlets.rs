@@ -3,10 +3,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_store::{NewOutlet, OutletFilter, OutletPatch};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
 use crate::views::{CreateOutlet, Outlet, OutletQuery, Page, PageParams, UpdateOutlet};
 
 #[utoipa::path(post, path = "/outlets", tag = "outlets", request_body = CreateOutlet,

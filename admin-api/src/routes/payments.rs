@@ -11,8 +11,8 @@ use gema_gateway::payments::providers::Provider;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
+use crate::state::AppState;
 
 /// The answer to a provider: 200 means "recorded, do not retry".
 #[derive(Debug, Serialize, ToSchema)]

@@ -3,10 +3,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_store::{NewTerminal, TerminalFilter, TerminalPatch};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
 use crate::views::{
     CreateDynamicQr, CreateTerminal, DynamicQr, Page, PageParams, Terminal, TerminalQuery,
     UpdateTerminal,

@@ -4,10 +4,10 @@ use axum::http::StatusCode;
 use gema_gateway::payments::TransactionInput;
 use gema_store::{LedgerFilter, TransactionFilter};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
 use crate::views::{
     Announcement, CreateTransaction, ExpiredTransactions, LedgerEntry, LedgerQuery, Page,
     PageParams, Transaction, TransactionEvent, TransactionQuery,

@@ -9,10 +9,10 @@ use gema_store as store;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::auth::rfc3339_ms;
+use crate::state::AppState;
 use crate::views::{Page, PageParams};
 
 /// A user. The password (and its hash) never appears in any response.
