@@ -13,7 +13,6 @@
 pub mod authz;
 pub mod error;
 pub mod extract;
-pub mod health;
 mod middleware;
 pub mod routes;
 pub mod state;
@@ -32,9 +31,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
-pub use health::{Check, CheckStatus, HealthProbe};
 pub use middleware::REQUEST_ID_HEADER;
-pub use state::{AppState, ProvisioningInfo};
+pub use state::{AppState, HealthProbe, ProvisioningInfo};
+pub use views::health::{Check, CheckStatus};
 
 /// Largest request body we read (JSON registry requests are small).
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -170,8 +169,8 @@ fn router_parts() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
         .split_for_parts();
     doc.merge(callbacks_doc);
     let (health, mut health_doc) = OpenApiRouter::new()
-        .routes(routes!(health::liveness))
-        .routes(routes!(health::deep))
+        .routes(routes!(routes::health::liveness))
+        .routes(routes!(routes::health::deep))
         .split_for_parts();
     // Health routes are public: an empty requirement overrides the document-wide one.
     for item in health_doc.paths.paths.values_mut() {

@@ -9,7 +9,7 @@ use gema_gateway::auth::Auth;
 use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::Payments;
 
-use crate::health::HealthProbe;
+use crate::views::health::Check;
 
 /// What the API tells a technician about reaching the broker, when it issues a secret.
 #[derive(Debug, Clone)]
@@ -28,4 +28,11 @@ pub struct AppState {
     pub device_ops: DeviceOps,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
+}
+
+/// The daemon's dependency checks behind `GET /health/deep` (database, migrations,
+/// certificates). The binary implements it; this crate only reports the result.
+#[async_trait::async_trait]
+pub trait HealthProbe: Send + Sync + std::fmt::Debug {
+    async fn checks(&self) -> Vec<Check>;
 }

@@ -9,12 +9,13 @@ use gema_store::{DeviceFilter, DevicePatch};
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::device_ops::HealthQuery;
 use crate::state::AppState;
-use crate::views::{
+use crate::views::device_ops::HealthQuery;
+use crate::views::registry::{
     BindDevice, CreateDevice, Device, DeviceBinding, DeviceCredentials, DeviceQuery, IssuedDevice,
-    Page, PageParams, UnbindQuery, UpdateDevice,
+    UnbindQuery, UpdateDevice,
 };
+use crate::views::{Page, PageParams};
 
 fn issued(state: &AppState, device: gema_store::Device, issued: IssuedCredential) -> IssuedDevice {
     let p = &state.provisioning;

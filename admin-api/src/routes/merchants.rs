@@ -6,9 +6,10 @@ use gema_store::{MerchantFilter, MerchantPatch, NewMerchant};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::views::{
-    CreateMerchant, Merchant, MerchantQuery, Page, PageParams, StatusReason, UpdateMerchant,
+use crate::views::registry::{
+    CreateMerchant, Merchant, MerchantQuery, StatusReason, UpdateMerchant,
 };
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/merchants", tag = "merchants", request_body = CreateMerchant,
     responses(

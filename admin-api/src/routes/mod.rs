@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod device_ops;
 pub mod devices;
+pub mod health;
 pub mod merchants;
 pub mod outlets;
 pub mod payments;

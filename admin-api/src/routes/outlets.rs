@@ -7,7 +7,8 @@ use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::views::{CreateOutlet, Outlet, OutletQuery, Page, PageParams, UpdateOutlet};
+use crate::views::registry::{CreateOutlet, Outlet, OutletQuery, UpdateOutlet};
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/outlets", tag = "outlets", request_body = CreateOutlet,
     responses((status = 201, body = Outlet), (status = 400, body = ErrorBody),

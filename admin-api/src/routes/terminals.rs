@@ -7,10 +7,9 @@ use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::views::{
-    CreateDynamicQr, CreateTerminal, DynamicQr, Page, PageParams, Terminal, TerminalQuery,
-    UpdateTerminal,
-};
+use crate::views::payments::{CreateDynamicQr, DynamicQr};
+use crate::views::registry::{CreateTerminal, Terminal, TerminalQuery, UpdateTerminal};
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/terminals", tag = "terminals", request_body = CreateTerminal,
     responses((status = 201, body = Terminal), (status = 400, body = ErrorBody),

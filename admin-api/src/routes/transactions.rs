@@ -8,10 +8,11 @@ use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::views::{
-    Announcement, CreateTransaction, ExpiredTransactions, LedgerEntry, LedgerQuery, Page,
-    PageParams, Transaction, TransactionEvent, TransactionQuery,
+use crate::views::payments::{
+    Announcement, CreateTransaction, ExpiredTransactions, LedgerEntry, LedgerQuery, Transaction,
+    TransactionEvent, TransactionQuery,
 };
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/transactions", tag = "transactions", request_body = CreateTransaction,
     responses(
