@@ -24,6 +24,7 @@ use gema_gateway::auth::{Action, Principal, RequestMeta, idempotency};
 use gema_store::{IdempotencyBegin, NewAuditEntry};
 
 use crate::error::{ApiError, current_request_id};
+use crate::extract::BODY_LIMIT_BYTES;
 use crate::state::AppState;
 
 /// Which path id names the row a route touches (for merchant scoping).
@@ -398,13 +399,13 @@ async fn idempotent(
         .into_response();
     };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("the body exceeds {} bytes", crate::BODY_LIMIT_BYTES),
+                format!("the body exceeds {BODY_LIMIT_BYTES} bytes"),
             )
             .into_response();
         }

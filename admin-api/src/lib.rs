@@ -31,12 +31,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
+pub use extract::BODY_LIMIT_BYTES;
 pub use middleware::REQUEST_ID_HEADER;
 pub use state::{AppState, HealthProbe, ProvisioningInfo};
 pub use views::health::{Check, CheckStatus};
-
-/// Largest request body we read (JSON registry requests are small).
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
