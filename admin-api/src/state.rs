@@ -1,6 +1,7 @@
 //! What every handler gets: the gateway services the API calls, the health checks the
 //! binary supplies, and what a technician is told about reaching the broker. The binary
-//! builds it; this crate only reads it.
+//! (and the test harness) builds it; this crate only reads it. Re-exported at the crate
+//! root, so callers write `gema_admin_api::AppState`.
 
 use std::sync::Arc;
 

@@ -1,3 +1,7 @@
+//! The device registry: register a device (issuing its MQTT secret), list and read devices
+//! with their health summary, bind to and unbind from a terminal, binding history, rotate
+//! and revoke the secret.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

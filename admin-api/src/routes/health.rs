@@ -1,7 +1,8 @@
 //! `GET /health` (liveness: the process answers) and `GET /health/deep` (the daemon's
 //! dependencies: database round trip, pending migrations, certificate expiry). The checks
-//! themselves are supplied by the binary through [`HealthProbe`](crate::state::HealthProbe) in the state, since this
-//! crate knows only HTTP. Both routes are public.
+//! themselves are supplied by the binary through the state's
+//! [`HealthProbe`](crate::state::HealthProbe), since this crate knows only HTTP. Both routes
+//! are public.
 
 use axum::Json;
 use axum::extract::State;

@@ -1,3 +1,5 @@
+//! Merchants and their review: create (pending), update, approve, reject, suspend.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -1,3 +1,5 @@
+//! Outlets: a merchant's places of business.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

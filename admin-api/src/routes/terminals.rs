@@ -1,3 +1,6 @@
+//! Terminals (one till of an outlet, with its static QRIS) and the dynamic QR a terminal
+//! issues for an amount.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

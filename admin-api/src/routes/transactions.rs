@@ -1,3 +1,6 @@
+//! Transactions created through the API, their event timeline and announcements, the
+//! notification retry, the expiry sweep, and the ledger.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -1,6 +1,8 @@
 //! The API's JSON shapes: every request body, response body and query string the OpenAPI
 //! document describes, one file per area. These are the contract with API users, kept apart
-//! from storage records so that a schema change does not silently change the API.
+//! from storage records so that a schema change does not silently change the API. The one
+//! exception is the error envelope, [`ErrorBody`](crate::error::ErrorBody), which lives with
+//! the error type it renders.
 //!
 //! Route handlers (`crate::routes`) turn HTTP into one gateway call and its result into one
 //! of these; the conversions from storage and gateway types live here, next to the shapes.
