@@ -23,8 +23,9 @@ use gema_gateway::auth::ratelimit::LimitClass;
 use gema_gateway::auth::{Action, Principal, RequestMeta, idempotency};
 use gema_store::{IdempotencyBegin, NewAuditEntry};
 
-use crate::AppState;
 use crate::error::{ApiError, current_request_id};
+use crate::extract::BODY_LIMIT_BYTES;
+use crate::state::AppState;
 
 /// Which path id names the row a route touches (for merchant scoping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,23 +345,20 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
 
 /// The row a write is about to change, as the API shows it, for the audit row's `before`.
 async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_json::Value> {
-    use crate::views;
+    use crate::views::payments::Transaction;
+    use crate::views::registry::{Device, Merchant, Outlet, Terminal};
     let id = path.split('/').nth(4)?;
     let value = match scope {
         Scope::None => return None,
-        Scope::Merchant => serde_json::to_value(views::Merchant::from(
-            state.registry.merchant(id).await.ok()?,
-        )),
-        Scope::Outlet => {
-            serde_json::to_value(views::Outlet::from(state.registry.outlet(id).await.ok()?))
+        Scope::Merchant => {
+            serde_json::to_value(Merchant::from(state.registry.merchant(id).await.ok()?))
         }
-        Scope::Terminal => serde_json::to_value(views::Terminal::from(
-            state.registry.terminal(id).await.ok()?,
-        )),
-        Scope::Device => {
-            serde_json::to_value(views::Device::from(state.registry.device(id).await.ok()?))
+        Scope::Outlet => serde_json::to_value(Outlet::from(state.registry.outlet(id).await.ok()?)),
+        Scope::Terminal => {
+            serde_json::to_value(Terminal::from(state.registry.terminal(id).await.ok()?))
         }
-        Scope::Transaction => serde_json::to_value(views::Transaction::from(
+        Scope::Device => serde_json::to_value(Device::from(state.registry.device(id).await.ok()?)),
+        Scope::Transaction => serde_json::to_value(Transaction::from(
             state.payments.transaction(id).await.ok()?,
         )),
     };
@@ -401,13 +399,13 @@ async fn idempotent(
         .into_response();
     };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, crate::BODY_LIMIT_BYTES).await {
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("the body exceeds {} bytes", crate::BODY_LIMIT_BYTES),
+                format!("the body exceeds {BODY_LIMIT_BYTES} bytes"),
             )
             .into_response();
         }

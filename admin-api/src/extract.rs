@@ -9,6 +9,10 @@ use serde_json::json;
 
 use crate::error::ApiError;
 
+/// Largest request body we read (JSON registry requests are small). The router's body limit
+/// and the idempotency guard, which buffers a write's body to hash it, both use it.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
 /// A JSON body. Wrong content type → 415; unreadable or oversized body → 400/413; syntax
 /// errors, wrong types, missing or unknown fields → 400 `invalid_body` with the field's path
 /// in `details.field`.

@@ -3,144 +3,15 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use gema_gateway::auth::{IssuedTokens, SecondFactor};
-use gema_gateway::credentials::SecretString;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::authz::{Caller, Meta};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
-use crate::routes::users::User;
-
-/// Unix milliseconds as RFC 3339.
-pub(crate) fn rfc3339_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    pub email: String,
-    #[schema(value_type = String, format = Password)]
-    pub password: SecretString,
-    /// The six-digit code, for an account with TOTP on.
-    pub totp_code: Option<String>,
-    /// Instead of `totp_code`: a one-time recovery code.
-    #[schema(value_type = Option<String>)]
-    pub recovery_code: Option<SecretString>,
-}
-
-impl Login {
-    fn second_factor(&self) -> Option<SecondFactor> {
-        second_factor(self.totp_code.clone(), self.recovery_code.clone())
-    }
-}
-
-fn second_factor(code: Option<String>, recovery: Option<SecretString>) -> Option<SecondFactor> {
-    match (code, recovery) {
-        (Some(code), _) => Some(SecondFactor::Code(code)),
-        (None, Some(recovery)) => Some(SecondFactor::Recovery(recovery)),
-        (None, None) => None,
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TotpCode {
-    pub code: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecondFactorBody {
-    pub totp_code: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub recovery_code: Option<SecretString>,
-}
-
-/// Load `secret` (or `uri` as a QR code) into an authenticator app, then confirm with a
-/// code. Shown only in this response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TotpSetupView {
-    pub secret: String,
-    pub uri: String,
-}
-
-/// One-time recovery codes, each good for one login without the app. Shown only here.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecoveryCodes {
-    pub recovery_codes: Vec<String>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Refresh {
-    #[schema(value_type = String)]
-    pub refresh_token: SecretString,
-}
-
-/// A token pair, shown only in this response. Send the access token as
-/// `Authorization: Bearer <access_token>`; trade the refresh token (once) for a new pair.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
-    /// Always `Bearer`.
-    pub token_type: &'static str,
-    /// Seconds the access token lives.
-    pub expires_in: u64,
-    /// Seconds the refresh token lives.
-    pub refresh_expires_in: u64,
-    pub session_id: String,
-    pub user: User,
-}
-
-impl From<IssuedTokens> for TokenPair {
-    fn from(t: IssuedTokens) -> Self {
-        TokenPair {
-            access_token: t.access_token.expose().to_owned(),
-            refresh_token: t.refresh_token.expose().to_owned(),
-            token_type: "Bearer",
-            expires_in: t.access_expires_in.as_secs(),
-            refresh_expires_in: t.refresh_expires_in.as_secs(),
-            session_id: t.session.id,
-            user: t.user.into(),
-        }
-    }
-}
-
-/// Who the caller is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Me {
-    /// `user:<id>` or `token:<name>`.
-    pub actor: String,
-    /// `admin:<role>` or `merchant:<role>`.
-    pub role: String,
-    pub merchant_id: Option<String>,
-    pub user_id: Option<String>,
-    pub session_id: Option<String>,
-}
-
-/// One login session (a token pair that can still be refreshed).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Session {
-    pub id: String,
-    pub created_at: String,
-    pub access_expires_at: String,
-    pub refresh_expires_at: String,
-    pub user_agent: Option<String>,
-    pub source: Option<String>,
-    /// Whether this is the session of the token making the request.
-    pub current: bool,
-}
+use crate::state::AppState;
+use crate::views::people::{
+    Login, Me, RecoveryCodes, Refresh, SecondFactorBody, Session, TokenPair, TotpCode,
+    TotpSetupView,
+};
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Login,
     security(()),
@@ -210,15 +81,7 @@ pub async fn sessions(
     Ok(Json(
         sessions
             .into_iter()
-            .map(|s| Session {
-                current: caller.session_id.as_deref() == Some(s.id.as_str()),
-                id: s.id,
-                created_at: rfc3339_ms(s.created_ms),
-                access_expires_at: rfc3339_ms(s.access_expires_ms),
-                refresh_expires_at: rfc3339_ms(s.refresh_expires_ms),
-                user_agent: s.user_agent,
-                source: s.source,
-            })
+            .map(|s| Session::new(s, caller.session_id.as_deref()))
             .collect(),
     ))
 }
@@ -275,7 +138,7 @@ pub async fn totp_disable(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<SecondFactorBody>,
 ) -> ApiResult<StatusCode> {
-    let Some(second) = second_factor(body.totp_code, body.recovery_code) else {
+    let Some(second) = body.second_factor() else {
         return Err(crate::error::ApiError::invalid_field(
             "totp_code",
             "send totp_code or recovery_code",

@@ -1,3 +1,7 @@
+//! The device registry: register a device (issuing its MQTT secret), list and read devices
+//! with their health summary, bind to and unbind from a terminal, binding history, rotate
+//! and revoke the secret.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -6,15 +10,16 @@ use gema_gateway::IssuedCredential;
 use gema_gateway::registry::DeviceInput;
 use gema_store::{DeviceFilter, DevicePatch};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::device_ops::HealthQuery;
-use crate::views::{
+use crate::state::AppState;
+use crate::views::device_ops::HealthQuery;
+use crate::views::registry::{
     BindDevice, CreateDevice, Device, DeviceBinding, DeviceCredentials, DeviceQuery, IssuedDevice,
-    Page, PageParams, UnbindQuery, UpdateDevice,
+    UnbindQuery, UpdateDevice,
 };
+use crate::views::{Page, PageParams};
 
 fn issued(state: &AppState, device: gema_store::Device, issued: IssuedCredential) -> IssuedDevice {
     let p = &state.provisioning;

@@ -1,14 +1,17 @@
+//! Merchants and their review: create (pending), update, approve, reject, suspend.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_store::{MerchantFilter, MerchantPatch, NewMerchant};
 
-use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::views::{
-    CreateMerchant, Merchant, MerchantQuery, Page, PageParams, StatusReason, UpdateMerchant,
+use crate::state::AppState;
+use crate::views::registry::{
+    CreateMerchant, Merchant, MerchantQuery, StatusReason, UpdateMerchant,
 };
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/merchants", tag = "merchants", request_body = CreateMerchant,
     responses(

@@ -1,10 +1,14 @@
-//! Registry routes under `/api/v1`. Each handler turns HTTP into one registry call and the
-//! result back into a view; rules live in `gema-gateway`.
+//! The handlers, one module per area. Each handler turns HTTP into one gateway call and the
+//! result into a view from [`crate::views`]; rules live in `gema-gateway`, permissions in
+//! [`crate::authz`]. A route module holds handlers (and private helpers) only: no JSON
+//! shape, and no import of another route module or of the crate root. [`crate::router`]
+//! registers each handler; its `#[utoipa::path]` annotation is its OpenAPI entry.
 
 pub mod audit;
 pub mod auth;
 pub mod device_ops;
 pub mod devices;
+pub mod health;
 pub mod merchants;
 pub mod outlets;
 pub mod payments;

@@ -1,13 +1,16 @@
+//! Outlets: a merchant's places of business.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_store::{NewOutlet, OutletFilter, OutletPatch};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::views::{CreateOutlet, Outlet, OutletQuery, Page, PageParams, UpdateOutlet};
+use crate::state::AppState;
+use crate::views::registry::{CreateOutlet, Outlet, OutletQuery, UpdateOutlet};
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/outlets", tag = "outlets", request_body = CreateOutlet,
     responses((status = 201, body = Outlet), (status = 400, body = ErrorBody),

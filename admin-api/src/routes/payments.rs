@@ -8,20 +8,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use gema_gateway::payments::RawRequest;
 use gema_gateway::payments::providers::Provider;
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-
-/// The answer to a provider: 200 means "recorded, do not retry".
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CallbackAck {
-    pub status: String,
-    /// `applied`, `duplicate`, `stale`, `amount_mismatch` or `test`.
-    pub outcome: String,
-    pub transaction_id: Option<String>,
-}
+use crate::state::AppState;
+use crate::views::payments::CallbackAck;
 
 async fn ingest(
     state: &AppState,

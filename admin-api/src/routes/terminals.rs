@@ -1,16 +1,18 @@
+//! Terminals (one till of an outlet, with its static QRIS) and the dynamic QR a terminal
+//! issues for an amount.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_store::{NewTerminal, TerminalFilter, TerminalPatch};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::views::{
-    CreateDynamicQr, CreateTerminal, DynamicQr, Page, PageParams, Terminal, TerminalQuery,
-    UpdateTerminal,
-};
+use crate::state::AppState;
+use crate::views::payments::{CreateDynamicQr, DynamicQr};
+use crate::views::registry::{CreateTerminal, Terminal, TerminalQuery, UpdateTerminal};
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/terminals", tag = "terminals", request_body = CreateTerminal,
     responses((status = 201, body = Terminal), (status = 400, body = ErrorBody),

@@ -4,61 +4,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+use crate::views::people::{ApiToken, CreateApiToken, IssuedApiToken};
 use crate::views::{Page, PageParams};
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiToken {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    /// Set for a merchant's token: it sees only that merchant's rows.
-    pub merchant_id: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// Recorded at most once a minute.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_used_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-impl From<gema_store::ApiToken> for ApiToken {
-    fn from(t: gema_store::ApiToken) -> Self {
-        ApiToken {
-            id: t.id,
-            name: t.name,
-            role: t.role,
-            merchant_id: t.merchant_id,
-            created_at: t.created_at,
-            last_used_at: t.last_used_at,
-            revoked_at: t.revoked_at,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateApiToken {
-    /// Unique among active tokens; letters, digits, `-`, `_`, `.`.
-    pub name: String,
-    pub role: String,
-    pub merchant_id: Option<String>,
-}
-
-/// The new token: `token` is shown only in this response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IssuedApiToken {
-    pub token: String,
-    #[serde(flatten)]
-    pub api_token: ApiToken,
-}
 
 #[utoipa::path(post, path = "/api-tokens", tag = "api tokens", request_body = CreateApiToken,
     responses((status = 201, body = IssuedApiToken),

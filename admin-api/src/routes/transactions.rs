@@ -1,17 +1,21 @@
+//! Transactions created through the API, their event timeline and announcements, the
+//! notification retry, the expiry sweep, and the ledger.
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_gateway::payments::TransactionInput;
 use gema_store::{LedgerFilter, TransactionFilter};
 
-use crate::AppState;
 use crate::authz::MerchantScope;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::views::{
-    Announcement, CreateTransaction, ExpiredTransactions, LedgerEntry, LedgerQuery, Page,
-    PageParams, Transaction, TransactionEvent, TransactionQuery,
+use crate::state::AppState;
+use crate::views::payments::{
+    Announcement, CreateTransaction, ExpiredTransactions, LedgerEntry, LedgerQuery, Transaction,
+    TransactionEvent, TransactionQuery,
 };
+use crate::views::{Page, PageParams};
 
 #[utoipa::path(post, path = "/transactions", tag = "transactions", request_body = CreateTransaction,
     responses(

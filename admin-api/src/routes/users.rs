@@ -4,62 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gema_gateway::auth::UserInput;
-use gema_gateway::credentials::SecretString;
-use gema_store as store;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::auth::rfc3339_ms;
+use crate::state::AppState;
+use crate::views::people::{CreateUser, User};
 use crate::views::{Page, PageParams};
-
-/// A user. The password (and its hash) never appears in any response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct User {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    /// `admin` (an operator) or `merchant` (a merchant's staff).
-    pub kind: String,
-    /// Operators: admin, finance, ops, support, viewer. Merchant staff: owner, finance, ops,
-    /// viewer.
-    pub role: String,
-    pub merchant_id: Option<String>,
-    pub disabled: bool,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl From<store::User> for User {
-    fn from(u: store::User) -> Self {
-        User {
-            id: u.id,
-            email: u.email,
-            name: u.name,
-            kind: u.kind.as_str().to_owned(),
-            role: u.role,
-            merchant_id: u.merchant_id,
-            disabled: u.disabled_ms.is_some(),
-            created_at: rfc3339_ms(u.created_ms),
-            updated_at: rfc3339_ms(u.updated_ms),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateUser {
-    pub email: String,
-    pub name: String,
-    pub role: String,
-    /// Makes a merchant user of this merchant; omit for an operator.
-    pub merchant_id: Option<String>,
-    /// At least 12 characters.
-    #[schema(value_type = String, format = Password)]
-    pub password: SecretString,
-}
 
 #[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
     responses((status = 201, body = User),

@@ -1,45 +1,15 @@
 //! `GET /health` (liveness: the process answers) and `GET /health/deep` (the daemon's
 //! dependencies: database round trip, pending migrations, certificate expiry). The checks
-//! themselves are supplied by the binary through [`HealthProbe`], since this crate knows
-//! only HTTP.
+//! themselves are supplied by the binary through the state's
+//! [`HealthProbe`](crate::state::HealthProbe), since this crate knows only HTTP. Both routes
+//! are public.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use crate::AppState;
-use crate::views::Liveness;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    Ok,
-    /// Works, but needs attention soon (a certificate close to expiry).
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Check {
-    pub name: String,
-    pub status: CheckStatus,
-    #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeepHealth {
-    /// The worst status of all checks.
-    pub status: CheckStatus,
-    pub checks: Vec<Check>,
-}
-
-#[async_trait::async_trait]
-pub trait HealthProbe: Send + Sync + std::fmt::Debug {
-    async fn checks(&self) -> Vec<Check>;
-}
+use crate::state::AppState;
+use crate::views::health::{CheckStatus, DeepHealth, Liveness};
 
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "The process is up", body = Liveness)))]

@@ -1,0 +1,39 @@
+//! What every handler gets: the gateway services the API calls, the health checks the
+//! binary supplies, and what a technician is told about reaching the broker. The binary
+//! (and the test harness) builds it; this crate only reads it. Re-exported at the crate
+//! root, so callers write `gema_admin_api::AppState`.
+
+use std::sync::Arc;
+
+use gema_gateway::Registry;
+use gema_gateway::auth::Auth;
+use gema_gateway::device_ops::DeviceOps;
+use gema_gateway::payments::Payments;
+
+use crate::views::health::Check;
+
+/// What the API tells a technician about reaching the broker, when it issues a secret.
+#[derive(Debug, Clone)]
+pub struct ProvisioningInfo {
+    pub mqtt_host: String,
+    pub mqtt_port: u16,
+    pub ca_certificate_path: String,
+    pub ca_certificate_pem: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub auth: Auth,
+    pub payments: Payments,
+    pub device_ops: DeviceOps,
+    pub health: Arc<dyn HealthProbe>,
+    pub provisioning: Arc<ProvisioningInfo>,
+}
+
+/// The daemon's dependency checks behind `GET /health/deep` (database, migrations,
+/// certificates). The binary implements it; this crate only reports the result.
+#[async_trait::async_trait]
+pub trait HealthProbe: Send + Sync + std::fmt::Debug {
+    async fn checks(&self) -> Vec<Check>;
+}
