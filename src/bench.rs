@@ -5,6 +5,13 @@
 //!
 //! Everything shares this machine's cores: the load generator, the HTTP client, the
 //! simulated devices and the daemon. The figures are therefore a floor for the daemon alone.
+//!
+//! A run is a sequence of steps, one function each: `BenchDaemon::start` (the daemon on a
+//! runtime of its own), `provision` and `connect` the fleet, `wait_until_settled` (the
+//! daemon has recorded every connect), `prepare_orders`; then the measured part,
+//! `fire_callbacks` (the load generator) and `collect` (HTTP answers, then the devices'
+//! announcements), and `print_report`. The set-up steps print how long they took; the
+//! report's figures come from the measured part only.
 
 // Rates and percent figures for display only; no money is computed here.
 #![allow(clippy::float_arithmetic)]
