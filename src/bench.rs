@@ -5,6 +5,13 @@
 //!
 //! Everything shares this machine's cores: the load generator, the HTTP client, the
 //! simulated devices and the daemon. The figures are therefore a floor for the daemon alone.
+//!
+//! A run is a sequence of steps, one function each: `BenchDaemon::start` (the daemon on a
+//! runtime of its own), `provision` and `connect` the fleet, `wait_until_settled` (the
+//! daemon has recorded every connect), `prepare_orders`; then the measured part,
+//! `fire_callbacks` (the load generator) and `collect` (HTTP answers, then the devices'
+//! announcements), and `print_report`. The set-up steps print how long they took; the
+//! report's figures come from the measured part only.
 
 // Rates and percent figures for display only; no money is computed here.
 #![allow(clippy::float_arithmetic)]
@@ -18,7 +25,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::cli::ApiClient;
+use crate::cli::{ApiClient, ClientError};
 use crate::sim::{SimDevice, SimEvent, SimOptions, run_device};
 use crate::{App, Config};
 
@@ -54,8 +61,35 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         bail!("--devices must be at least 1");
     }
     let dir = tempfile::tempdir().context("temporary data directory")?;
+    let backend = if bench.database_url.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    let daemon = BenchDaemon::start(bench_config(&bench, dir.path())?).await?;
+    let api = daemon.api.clone();
+    let fleet = provision(&api, bench.devices).await?;
+    // The fleet's sender stays here until the end, as the devices' own clones do: the
+    // collection below waits out its deadline rather than stopping at a closed channel.
+    let (events_tx, mut events) = mpsc::channel::<SimEvent>(65_536);
+    let devices = connect(&fleet, daemon.mqtt_port, &events_tx, &mut events).await?;
+    wait_until_settled(&api, &fleet).await?;
+    let orders = prepare_orders(&api, &fleet, orders_to_send(&bench)).await?;
+    let fired = fire_callbacks(&bench, &daemon.api_url, &orders).await?;
+    let figures = collect(fired, &mut events, orders.len()).await;
+    print_report(&bench, backend, orders.len(), &figures);
+
+    for device in devices {
+        device.abort();
+    }
+    daemon.stop().await
+}
+
+/// The daemon's configuration for a bench run: everything on loopback port 0 in `data_dir`,
+/// limits raised so that provisioning through the API does not measure them.
+fn bench_config(bench: &PaymentsBench, data_dir: &std::path::Path) -> anyhow::Result<Config> {
     let mut config = Config {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
         ..Config::default()
     };
     config.http.listen = "127.0.0.1:0".parse()?;
@@ -72,45 +106,88 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     config.payments.midtrans.server_key = Some(gema_gateway::credentials::SecretString::new(
         SERVER_KEY.into(),
     ));
-    let backend = if bench.database_url.is_some() {
-        "postgresql"
-    } else {
-        "sqlite"
-    };
+    Ok(config)
+}
 
-    // The daemon gets a runtime of its own, as it has in production: the load generator's
-    // HTTP client and the simulated fleet then do not queue in the daemon's run queues (they
-    // still share the machine's cores).
-    let daemon_runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("gema-daemon")
-        .enable_all()
-        .build()
-        .context("the daemon's runtime")?;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = daemon_runtime.spawn(async move {
-        let mut app = App::build(config).await?;
-        let token = app.take_bootstrap_token().map(|t| t.expose().to_owned());
-        let _ = started_tx.send((token, app.http_addr(), app.mqtt_addr().port()));
-        app.run_until(async move {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
-    let Ok((token, http_addr, mqtt_port)) = started_rx.await else {
-        return Err(daemon
+/// The daemon under test, running on a runtime of its own, and an admin-API client holding
+/// its bootstrap token.
+struct BenchDaemon {
+    runtime: tokio::runtime::Runtime,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    api: Arc<ApiClient>,
+    api_url: String,
+    mqtt_port: u16,
+}
+
+impl BenchDaemon {
+    /// Builds the app on its own runtime and waits until it listens. The daemon gets a
+    /// runtime of its own, as it has in production: the load generator's HTTP client and the
+    /// simulated fleet then do not queue in the daemon's run queues (they still share the
+    /// machine's cores).
+    async fn start(config: Config) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("gema-daemon")
+            .enable_all()
+            .build()
+            .context("the daemon's runtime")?;
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(async move {
+            let mut app = App::build(config).await?;
+            let token = app.take_bootstrap_token().map(|t| t.expose().to_owned());
+            let _ = started_tx.send((token, app.http_addr(), app.mqtt_addr().port()));
+            app.run_until(async move {
+                let _ = stop_rx.await;
+            })
             .await
-            .context("daemon task")?
-            .err()
-            .unwrap_or_else(|| anyhow::anyhow!("the daemon stopped before it started")));
-    };
-    let Some(token) = token else {
-        bail!("the bench needs an empty database (no admin token yet)");
-    };
-    let api_url = format!("http://{http_addr}");
-    let api = Arc::new(ApiClient::new(&api_url, Some(token)));
+        });
+        let Ok((token, http_addr, mqtt_port)) = started_rx.await else {
+            return Err(task
+                .await
+                .context("daemon task")?
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the daemon stopped before it started")));
+        };
+        let Some(token) = token else {
+            bail!("the bench needs an empty database (no admin token yet)");
+        };
+        let api_url = format!("http://{http_addr}");
+        let api = Arc::new(ApiClient::new(&api_url, Some(token)));
+        Ok(Self {
+            runtime,
+            task,
+            stop,
+            api,
+            api_url,
+            mqtt_port,
+        })
+    }
 
-    // ---- provision: one approved merchant, a terminal and a bound device per device ----
+    /// Asks the daemon to drain and stop, and waits for it.
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("daemon task")??;
+        self.runtime.shutdown_background();
+        Ok(())
+    }
+}
+
+/// One simulated soundbox and the terminal it is bound to.
+struct Counter {
+    terminal: String,
+    device: SimDevice,
+}
+
+/// What provisioning made: the counters, and the CA the devices trust.
+struct Fleet {
+    counters: Vec<Counter>,
+    ca_pem: Vec<u8>,
+}
+
+/// One approved merchant and outlet, then a terminal and a bound device per device, through
+/// the admin API (64 at a time). Prints how long it took.
+async fn provision(api: &Arc<ApiClient>, devices: usize) -> anyhow::Result<Fleet> {
     let started = Instant::now();
     let merchant = api
         .call(
@@ -137,9 +214,9 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         )
         .await?;
     let outlet = outlet["id"].as_str().unwrap_or_default().to_string();
-    let mut provisioned = Vec::with_capacity(bench.devices);
+    let mut counters = Vec::with_capacity(devices);
     let mut ca_pem = Vec::new();
-    for chunk in (0..bench.devices).collect::<Vec<_>>().chunks(64) {
+    for chunk in (0..devices).collect::<Vec<_>>().chunks(64) {
         let jobs = chunk.iter().map(|i| {
             let api = api.clone();
             let outlet = outlet.clone();
@@ -173,7 +250,7 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
                     Some(json!({ "terminal_id": terminal })),
                 )
                 .await?;
-                Ok::<_, crate::cli::ClientError>((terminal, device))
+                Ok::<_, ClientError>((terminal, device))
             })
         });
         for job in futures_util::future::join_all(jobs).await {
@@ -185,41 +262,51 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
                     .as_bytes()
                     .to_vec();
             }
-            provisioned.push((
+            counters.push(Counter {
                 terminal,
-                SimDevice {
+                device: SimDevice {
                     device_id: device["device"]["id"].as_str().unwrap_or_default().into(),
                     secret: device["credentials"]["secret"]
                         .as_str()
                         .unwrap_or_default()
                         .into(),
                 },
-            ));
+            });
         }
     }
     println!(
         "provisioned {} devices and terminals through the API in {:.1?}",
-        bench.devices,
+        devices,
         started.elapsed()
     );
+    Ok(Fleet { counters, ca_pem })
+}
 
-    // ---- connect the fleet over TLS ----
-    let (events_tx, mut events) = mpsc::channel::<SimEvent>(65_536);
+/// Starts every device of the fleet over MQTT/TLS and waits (at most 120 s) until each has
+/// connected. Prints the connect rate; returns the devices' tasks.
+async fn connect(
+    fleet: &Fleet,
+    mqtt_port: u16,
+    events_tx: &mpsc::Sender<SimEvent>,
+    events: &mut mpsc::Receiver<SimEvent>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let options = SimOptions {
         host: "localhost".into(),
         port: mqtt_port,
-        ca_pem,
+        ca_pem: fleet.ca_pem.clone(),
         drop_ack_percent: Arc::new(AtomicU8::new(0)),
         disconnect_percent: 0,
         keep_alive: Duration::from_secs(60),
         periodic_heartbeats: false,
     };
+    let devices = fleet.counters.len();
     let started = Instant::now();
-    let fleet: Vec<_> = provisioned
+    let tasks: Vec<_> = fleet
+        .counters
         .iter()
-        .map(|(_, device)| {
+        .map(|counter| {
             tokio::spawn(run_device(
-                device.clone(),
+                counter.device.clone(),
                 options.clone(),
                 events_tx.clone(),
             ))
@@ -227,31 +314,38 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         .collect();
     let mut connected = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while connected < bench.devices {
+    while connected < devices {
         match tokio::time::timeout_at(deadline.into(), events.recv()).await {
             Ok(Some(SimEvent::Connected { .. })) => connected += 1,
             Ok(Some(_)) => {}
-            Ok(None) | Err(_) => bail!("only {connected} of {} devices connected", bench.devices),
+            Ok(None) | Err(_) => bail!("only {connected} of {devices} devices connected"),
         }
     }
     let connect_time = started.elapsed();
     println!(
         "connected {} devices over MQTT/TLS in {:.2?} ({:.0} connects/s)",
-        bench.devices,
+        devices,
         connect_time,
-        bench.devices as f64 / connect_time.as_secs_f64()
+        devices as f64 / connect_time.as_secs_f64()
     );
+    Ok(tasks)
+}
 
-    // ---- let the daemon finish the connects ----
-    // Each connect is a presence row and the device's boot report of its config, written by
-    // the device flows; with a fleet connecting at once that work runs on for seconds after
-    // the last CONNACK, and it takes turns with the payments for SQLite's write lock. The
-    // load starts once it is done: the figures are for a connected fleet, not a connect
-    // storm.
+/// Waits (at most 120 s) until the daemon has recorded every device's presence and boot
+/// config, asking the API for each device's status every 200 ms; prints how long that took,
+/// or how many were still missing (and goes on).
+///
+/// Each connect is a presence row and the device's boot report of its config, written by
+/// the device flows; with a fleet connecting at once that work runs on for seconds after
+/// the last CONNACK, and it takes turns with the payments for SQLite's write lock. The
+/// load starts once it is done: the figures are for a connected fleet, not a connect
+/// storm.
+async fn wait_until_settled(api: &Arc<ApiClient>, fleet: &Fleet) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut unsettled: Vec<String> = provisioned
+    let mut unsettled: Vec<String> = fleet
+        .counters
         .iter()
-        .map(|(_, device)| device.device_id.clone())
+        .map(|counter| counter.device.device_id.clone())
         .collect();
     while !unsettled.is_empty() && started.elapsed() < Duration::from_secs(120) {
         let mut still = Vec::new();
@@ -298,18 +392,32 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
             started.elapsed()
         );
     }
+    Ok(())
+}
 
-    // ---- prepare the orders (not timed) ----
-    let total = if bench.rate == 0 {
+/// How many callbacks the run sends: `rate` × seconds, or with `--rate 0` enough to keep
+/// `concurrency` busy for a while (at least 2,000).
+fn orders_to_send(bench: &PaymentsBench) -> u64 {
+    if bench.rate == 0 {
         (bench.concurrency as u64 * 50).max(2_000)
     } else {
         u64::from(bench.rate) * bench.duration.as_secs().max(1)
-    };
+    }
+}
+
+/// A pending transaction per callback, round robin over the terminals, created through the
+/// API before the clock starts (128 at a time). Returns `(order_ref, transaction_id)` pairs.
+async fn prepare_orders(
+    api: &Arc<ApiClient>,
+    fleet: &Fleet,
+    total: u64,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let counters = &fleet.counters;
     let mut orders = Vec::with_capacity(total as usize);
     for chunk in (0..total).collect::<Vec<_>>().chunks(128) {
         let jobs = chunk.iter().map(|n| {
             let api = api.clone();
-            let terminal = provisioned[*n as usize % provisioned.len()].0.clone();
+            let terminal = counters[*n as usize % counters.len()].terminal.clone();
             let order_ref = format!("BENCH-ORD-{n}");
             tokio::spawn(async move {
                 let t = api
@@ -320,7 +428,7 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
                         Some(json!({ "terminal_id": terminal, "order_ref": order_ref, "amount": 25_000 })),
                     )
                     .await?;
-                Ok::<_, crate::cli::ClientError>((order_ref, t["id"].as_str().unwrap_or_default().to_string()))
+                Ok::<_, ClientError>((order_ref, t["id"].as_str().unwrap_or_default().to_string()))
             })
         });
         for job in futures_util::future::join_all(jobs).await {
@@ -328,15 +436,34 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         }
     }
     println!("prepared {} pending transactions", orders.len());
+    Ok(orders)
+}
 
-    // ---- fire the callbacks ----
+/// What the load generator leaves for the collection: when each transaction's callback was
+/// sent, the callbacks' answers as they come, and the clock.
+struct Fired {
+    sent_at: HashMap<String, Instant>,
+    /// `(HTTP latency, answered 2xx)` per callback; closed once every callback answered.
+    done: mpsc::Receiver<(Duration, bool)>,
+    started: Instant,
+    send_time: Duration,
+}
+
+/// The load generator: one signed settlement callback per order, on schedule at `rate` per
+/// second (or back to back with `--rate 0`), at most `concurrency` in flight. Returns once
+/// the last one is sent, not answered.
+async fn fire_callbacks(
+    bench: &PaymentsBench,
+    api_url: &str,
+    orders: &[(String, String)],
+) -> anyhow::Result<Fired> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(bench.concurrency)
         .build()?;
     let url = format!("{api_url}/api/v1/payments/midtrans/notification");
     let limiter = Arc::new(tokio::sync::Semaphore::new(bench.concurrency));
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(orders.len());
-    let (done_tx, mut done_rx) = mpsc::channel::<(Duration, bool)>(65_536);
+    let (done_tx, done_rx) = mpsc::channel::<(Duration, bool)>(65_536);
     let interval = if bench.rate == 0 {
         Duration::ZERO
     } else {
@@ -366,21 +493,50 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     }
     let send_time = fire_started.elapsed();
     drop(done_tx);
+    Ok(Fired {
+        sent_at,
+        done: done_rx,
+        started: fire_started,
+        send_time,
+    })
+}
 
-    // ---- collect ----
-    let mut http_latencies = Vec::with_capacity(orders.len());
+/// The measured figures of a run.
+struct Figures {
+    send_time: Duration,
+    /// From the first callback sent to the last one answered.
+    callbacks_done: Duration,
+    /// Sorted.
+    http_latencies: Vec<Duration>,
+    failures: usize,
+    /// Callback sent → announcement spoken by the device, sorted.
+    receipt: Vec<Duration>,
+    /// From the first callback sent to the last announcement spoken.
+    delivered_in: Duration,
+}
+
+/// Collects every callback's answer, then the devices' announcements of the callbacks that
+/// succeeded (waiting at most 60 s after the last answer).
+async fn collect(fired: Fired, events: &mut mpsc::Receiver<SimEvent>, callbacks: usize) -> Figures {
+    let Fired {
+        sent_at,
+        mut done,
+        started: fire_started,
+        send_time,
+    } = fired;
+    let mut http_latencies = Vec::with_capacity(callbacks);
     let mut failures = 0;
-    while let Some((latency, ok)) = done_rx.recv().await {
+    while let Some((latency, ok)) = done.recv().await {
         http_latencies.push(latency);
         if !ok {
             failures += 1;
         }
     }
     let callbacks_done = fire_started.elapsed();
-    let mut receipt = Vec::with_capacity(orders.len());
+    let mut receipt = Vec::with_capacity(callbacks);
     let mut last_receipt = fire_started;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while receipt.len() < orders.len() - failures {
+    while receipt.len() < callbacks - failures {
         match tokio::time::timeout_at(deadline.into(), events.recv()).await {
             Ok(Some(SimEvent::Spoke {
                 transaction_id, at, ..
@@ -396,13 +552,30 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     }
     http_latencies.sort();
     receipt.sort();
-    let delivered_in = last_receipt.saturating_duration_since(fire_started);
+    Figures {
+        send_time,
+        callbacks_done,
+        http_latencies,
+        failures,
+        receipt,
+        delivered_in: last_receipt.saturating_duration_since(fire_started),
+    }
+}
 
+/// Prints the report of a run.
+fn print_report(bench: &PaymentsBench, backend: &str, callbacks: usize, figures: &Figures) {
+    let Figures {
+        send_time,
+        callbacks_done,
+        http_latencies,
+        failures,
+        receipt,
+        delivered_in,
+    } = figures;
     println!();
     println!(
         "gema bench payments: {backend}, {} devices, {} callbacks",
-        bench.devices,
-        orders.len()
+        bench.devices, callbacks
     );
     if bench.rate == 0 {
         println!(
@@ -418,35 +591,27 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     println!(
         "sent in           {:.2?} ({:.0} callbacks/s offered, HTTP answered {:.0}/s)",
         send_time,
-        orders.len() as f64 / send_time.as_secs_f64().max(1e-9),
-        orders.len() as f64 / callbacks_done.as_secs_f64().max(1e-9)
+        callbacks as f64 / send_time.as_secs_f64().max(1e-9),
+        callbacks as f64 / callbacks_done.as_secs_f64().max(1e-9)
     );
     println!(
         "HTTP 200 latency  p50 {}  p95 {}  p99 {}  (failures: {failures})",
-        ms(percentile(&http_latencies, 50)),
-        ms(percentile(&http_latencies, 95)),
-        ms(percentile(&http_latencies, 99)),
+        ms(percentile(http_latencies, 50)),
+        ms(percentile(http_latencies, 95)),
+        ms(percentile(http_latencies, 99)),
     );
     println!(
         "callback→device   p50 {}  p95 {}  p99 {}  ({} of {} received)",
-        ms(percentile(&receipt, 50)),
-        ms(percentile(&receipt, 95)),
-        ms(percentile(&receipt, 99)),
+        ms(percentile(receipt, 50)),
+        ms(percentile(receipt, 95)),
+        ms(percentile(receipt, 99)),
         receipt.len(),
-        orders.len()
+        callbacks
     );
     println!(
         "sustained         {:.0} announcements/s delivered",
         receipt.len() as f64 / delivered_in.as_secs_f64().max(1e-9)
     );
-
-    for device in fleet {
-        device.abort();
-    }
-    let _ = stop_tx.send(());
-    daemon.await.context("daemon task")??;
-    daemon_runtime.shutdown_background();
-    Ok(())
 }
 
 fn notification(order_ref: &str) -> Value {

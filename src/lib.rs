@@ -1,5 +1,6 @@
 //! The `gema` daemon: configuration, telemetry and wiring of the workspace crates, plus the
-//! command line. This is the only crate that reads configuration files and the environment,
+//! command line (`cli`), the simulated soundbox fleet (`sim`) and the payments benchmark
+//! (`bench`). This is the only crate that reads configuration files and the environment,
 //! installs the log subscriber and the metrics recorder, and decides which implementation
 //! backs which trait.
 

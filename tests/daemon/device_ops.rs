@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
-use gema::sim::{SimControl, SimDevice, SimEvent, SimOptions, run_device_with};
+use gema::sim::{SimControl, SimEvent, run_device_with};
 use gema_firmware_protocol::topic::MessageKind;
+use gema_gateway::testing::{DEFAULT_DEADLINE, eventually_within};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::Daemon;
+use crate::helpers::{Daemon, RegisteredDevice, sim_options};
 
 struct Sim {
     device_id: String,
@@ -21,31 +22,9 @@ struct Sim {
 
 /// Registers a device and runs it in the simulator until it is connected.
 async fn connected_device(daemon: &Daemon, serial: &str) -> Sim {
-    let (status, d) = daemon
-        .post(
-            "/api/v1/devices",
-            json!({ "serial": serial, "model": "SB-100" }),
-        )
-        .await;
-    assert_eq!(status, 201, "{d}");
-    let device_id = d["device"]["id"].as_str().unwrap().to_string();
-    let device = SimDevice {
-        device_id: device_id.clone(),
-        secret: d["credentials"]["secret"].as_str().unwrap().to_string(),
-    };
-    let options = SimOptions {
-        host: "localhost".into(),
-        port: daemon.mqtt_addr.port(),
-        ca_pem: d["credentials"]["ca_certificate_pem"]
-            .as_str()
-            .unwrap()
-            .as_bytes()
-            .to_vec(),
-        drop_ack_percent: Arc::new(AtomicU8::new(0)),
-        disconnect_percent: 0,
-        keep_alive: Duration::from_secs(30),
-        periodic_heartbeats: false,
-    };
+    let RegisteredDevice { device, ca_pem } = daemon.register_device(serial).await;
+    let device_id = device.device_id.clone();
+    let options = sim_options(daemon.mqtt_addr.port(), ca_pem, Arc::new(AtomicU8::new(0)));
     let (tx, mut events) = mpsc::channel(64);
     let (controls, control_rx) = mpsc::channel(16);
     let task = tokio::spawn(run_device_with(device, options, tx, control_rx));
@@ -76,16 +55,20 @@ async fn next_event(
 
 /// GETs `path` until `ok` holds (at most 30 s); returns that body.
 async fn eventually(daemon: &Daemon, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        let (status, body) = daemon.get(path).await;
-        if status == 200 && ok(&body) {
-            return body;
-        }
-        last = body;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} never got there; last answer: {last}");
+    let ok = &ok;
+    eventually_within(
+        &format!("{path} never got there"),
+        DEFAULT_DEADLINE,
+        || async move {
+            let (status, body) = daemon.get(path).await;
+            if status == 200 && ok(&body) {
+                Ok(Some(body))
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,21 @@
+//! The harness of the end-to-end tests: [`Daemon`] starts `gema serve` as a child process
+//! and drives it over HTTP and through the CLI; [`Daemon::approved_terminal_with_device`]
+//! and [`Daemon::register_device`] are the setup most tests share, and [`sim_options`] how
+//! their simulated soundbox dials in. Waiting is done with `gema_gateway::testing`'s
+//! `eventually` poller, never with a hand-written sleep loop.
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::AtomicU8;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gema::sim::{SimDevice, SimOptions};
+use gema_gateway::testing::{eventually, eventually_within};
+use serde_json::json;
 
 pub const GEMA: &str = env!("CARGO_BIN_EXE_gema");
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -18,6 +30,9 @@ pub struct Daemon {
     pub token: Option<String>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads that copy the child's stdout and stderr; they end when the child's pipes
+    /// close, that is, when it has exited.
+    readers: [JoinHandle<()>; 2],
 }
 
 impl Daemon {
@@ -48,7 +63,7 @@ impl Daemon {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        {
+        let stdout_reader = {
             let stdout = stdout.clone();
             let pipe = child.stdout.take().unwrap();
             std::thread::spawn(move || {
@@ -58,9 +73,9 @@ impl Daemon {
                         let _ = ready_tx.send(());
                     }
                 }
-            });
-        }
-        {
+            })
+        };
+        let stderr_reader = {
             let stderr = stderr.clone();
             let mut pipe = child.stderr.take().unwrap();
             std::thread::spawn(move || {
@@ -74,8 +89,8 @@ impl Daemon {
                         .unwrap()
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-            });
-        }
+            })
+        };
         if ready_rx.recv_timeout(START_TIMEOUT).is_err() {
             let _ = child.kill();
             panic!(
@@ -106,6 +121,7 @@ impl Daemon {
             token,
             stdout,
             stderr,
+            readers: [stdout_reader, stderr_reader],
         }
     }
 
@@ -123,23 +139,26 @@ impl Daemon {
         self.child.wait().expect("reap");
     }
 
-    /// Sends SIGTERM and waits for the process to exit.
-    pub fn terminate(mut self) -> (ExitStatus, String) {
+    /// Sends SIGTERM and waits (at most 30 s) for the process to exit; returns its status and
+    /// everything it wrote to stderr.
+    pub async fn terminate(mut self) -> (ExitStatus, String) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Give the reader thread a moment to drain the pipe.
-                std::thread::sleep(Duration::from_millis(100));
-                return (status, self.stderr());
-            }
-            assert!(Instant::now() < deadline, "gema did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = eventually_within("gema stops after SIGTERM", Duration::from_secs(30), || {
+            let exited = self.child.try_wait().unwrap();
+            async move { Ok::<_, ()>(exited) }
+        })
+        .await;
+        // Its pipes are closed now: once the readers have copied the rest, all is in.
+        eventually("the daemon's output read to its end", || {
+            let drained = self.readers.iter().all(JoinHandle::is_finished);
+            async move { drained.then_some(()) }
+        })
+        .await;
+        (status, self.stderr())
     }
 
     /// Runs a CLI command against this daemon with its bootstrap token.
@@ -186,6 +205,48 @@ impl Daemon {
             .await;
         assert_eq!(status, 201, "{t}");
         t["id"].as_str().unwrap().to_string()
+    }
+
+    /// Registers a device (model SB-100) through the API: its credential and the CA it is to
+    /// trust.
+    pub async fn register_device(&self, serial: &str) -> RegisteredDevice {
+        let (status, d) = self
+            .post(
+                "/api/v1/devices",
+                json!({ "serial": serial, "model": "SB-100" }),
+            )
+            .await;
+        assert_eq!(status, 201, "{d}");
+        RegisteredDevice {
+            device: SimDevice {
+                device_id: d["device"]["id"].as_str().unwrap().to_string(),
+                secret: d["credentials"]["secret"].as_str().unwrap().to_string(),
+            },
+            ca_pem: d["credentials"]["ca_certificate_pem"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        }
+    }
+
+    /// An approved merchant's terminal (label A01) with a freshly registered device bound
+    /// to it.
+    pub async fn approved_terminal_with_device(&self, serial: &str) -> BoundDevice {
+        let terminal = self.approved_terminal("A01").await;
+        let RegisteredDevice { device, ca_pem } = self.register_device(serial).await;
+        let (status, _) = self
+            .post(
+                &format!("/api/v1/devices/{}/bind", device.device_id),
+                json!({ "terminal_id": terminal }),
+            )
+            .await;
+        assert_eq!(status, 200);
+        BoundDevice {
+            terminal,
+            device,
+            ca_pem,
+        }
     }
 
     /// `POST` JSON with the bootstrap token: `(status, JSON body)`.
@@ -240,6 +301,36 @@ impl Daemon {
         let response = request.send().await.expect("HTTP request");
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON body"))
+    }
+}
+
+/// A device registered through the API, not yet bound.
+pub struct RegisteredDevice {
+    pub device: SimDevice,
+    /// PEM of the CA that signed the broker's certificate.
+    pub ca_pem: Vec<u8>,
+}
+
+/// A device bound to a terminal of an approved merchant.
+pub struct BoundDevice {
+    pub terminal: String,
+    pub device: SimDevice,
+    /// PEM of the CA that signed the broker's certificate.
+    pub ca_pem: Vec<u8>,
+}
+
+/// How the tests' simulated soundbox dials in: to `localhost:port` over TLS trusting
+/// `ca_pem`, dropping `drop_acks` percent of its acks, never hanging up by itself, and
+/// sending heartbeats only when a test tells it to.
+pub fn sim_options(port: u16, ca_pem: Vec<u8>, drop_acks: Arc<AtomicU8>) -> SimOptions {
+    SimOptions {
+        host: "localhost".into(),
+        port,
+        ca_pem,
+        drop_ack_percent: drop_acks,
+        disconnect_percent: 0,
+        keep_alive: Duration::from_secs(30),
+        periodic_heartbeats: false,
     }
 }
 

@@ -48,7 +48,7 @@ async fn first_start_needs_no_configuration_and_prints_the_token_once() {
     let (status, _) = daemon.get("/api/v1/merchants").await;
     assert_eq!(status, 200);
 
-    let (exit, stderr) = daemon.terminate();
+    let (exit, stderr) = daemon.terminate().await;
     assert!(exit.success(), "graceful stop exits 0: {exit:?}\n{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of the shipped binary: `gema serve` started as a child process in an
 //! empty directory (zero configuration), driven over real HTTP and through the real CLI.
+//! `helpers.rs` holds the harness (the daemon, shared set-up, the simulator's options).
 
 mod device_ops;
 mod helpers;

@@ -5,64 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use gema::sim::{SimDevice, SimEvent, SimOptions, run_device};
+use gema::sim::{SimEvent, run_device};
 use gema_gateway::payments::providers::midtrans_signature;
+use gema_gateway::testing::eventually_within;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::Daemon;
+use crate::helpers::{Daemon, sim_options};
 
 const KEY: &str = "SB-Mid-server-e2e";
-
-struct Counter {
-    terminal: String,
-    device: SimDevice,
-    ca_pem: Vec<u8>,
-}
-
-/// An approved merchant's terminal with a freshly registered, bound device.
-async fn counter(daemon: &Daemon, serial: &str) -> Counter {
-    let terminal = daemon.approved_terminal("A01").await;
-    let (status, d) = daemon
-        .post(
-            "/api/v1/devices",
-            json!({ "serial": serial, "model": "SB-100" }),
-        )
-        .await;
-    assert_eq!(status, 201, "{d}");
-    let device_id = d["device"]["id"].as_str().unwrap().to_string();
-    let (status, _) = daemon
-        .post(
-            &format!("/api/v1/devices/{device_id}/bind"),
-            json!({ "terminal_id": terminal }),
-        )
-        .await;
-    assert_eq!(status, 200);
-    Counter {
-        terminal,
-        device: SimDevice {
-            device_id,
-            secret: d["credentials"]["secret"].as_str().unwrap().to_string(),
-        },
-        ca_pem: d["credentials"]["ca_certificate_pem"]
-            .as_str()
-            .unwrap()
-            .as_bytes()
-            .to_vec(),
-    }
-}
-
-fn options(port: u16, ca_pem: Vec<u8>, drop_acks: Arc<AtomicU8>) -> SimOptions {
-    SimOptions {
-        host: "localhost".into(),
-        port,
-        ca_pem,
-        drop_ack_percent: drop_acks,
-        disconnect_percent: 0,
-        keep_alive: Duration::from_secs(30),
-        periodic_heartbeats: false,
-    }
-}
 
 fn notification(order: &str, status: &str, amount: &str) -> Value {
     json!({
@@ -118,41 +69,54 @@ async fn next_event(
 
 /// The transaction's announcements once none is pending (waiting at most 20 s).
 async fn settled_announcements(daemon: &Daemon, transaction: &str) -> Vec<Value> {
-    let mut last = Vec::new();
-    for _ in 0..400 {
-        let (_, list) = daemon
-            .get(&format!("/api/v1/transactions/{transaction}/announcements"))
-            .await;
-        let list = list.as_array().unwrap().clone();
-        if !list.is_empty() && list.iter().all(|a| a["status"] != "pending") {
-            return list;
-        }
-        last = list;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let path = format!("/api/v1/transactions/{transaction}/announcements");
+    let path = path.as_str();
+    eventually_within(
+        &format!("announcements of {transaction} settled"),
+        Duration::from_secs(20),
+        || async move {
+            let (_, list) = daemon.get(path).await;
+            let list = list.as_array().unwrap().clone();
+            if !list.is_empty() && list.iter().all(|a| a["status"] != "pending") {
+                Ok(Some(list))
+            } else {
+                Err(Unsettled { last: list, daemon })
+            }
+        },
+    )
+    .await
+}
+
+/// What a wait for settled announcements saw last, shown if it fails: the list, and what
+/// the relay and the broker said, for whoever reads a failed run.
+struct Unsettled<'a> {
+    last: Vec<Value>,
+    daemon: &'a Daemon,
+}
+
+impl std::fmt::Debug for Unsettled<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let log: Vec<String> = self
+            .daemon
+            .stderr()
+            .lines()
+            .filter(|l| l.contains("relay") || l.contains("announce") || l.contains("connect"))
+            .map(str::to_owned)
+            .collect();
+        write!(f, "{:?}\n{}", self.last, log.join("\n"))
     }
-    // What the relay and the broker said, for whoever reads a failed run.
-    let log: Vec<String> = daemon
-        .stderr()
-        .lines()
-        .filter(|l| l.contains("relay") || l.contains("announce") || l.contains("connect"))
-        .map(str::to_owned)
-        .collect();
-    panic!(
-        "announcements of {transaction} never settled: {last:?}\n{}",
-        log.join("\n")
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signed_notification_is_spoken_once_by_the_device_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(dir.path(), &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)]);
-    let c = counter(&daemon, "SB-E2E-1").await;
+    let c = daemon.approved_terminal_with_device("SB-E2E-1").await;
     let (tx, mut events) = mpsc::channel(64);
     let device = c.device.device_id.clone();
     let fleet = tokio::spawn(run_device(
         c.device.clone(),
-        options(
+        sim_options(
             daemon.mqtt_addr.port(),
             c.ca_pem.clone(),
             Arc::new(AtomicU8::new(0)),
@@ -222,7 +186,7 @@ async fn an_offline_device_hears_it_on_reconnect_unless_it_expired() {
             ("GEMA_PAYMENTS__ANNOUNCEMENT_TTL_SECS", "6"),
         ],
     );
-    let c = counter(&daemon, "SB-E2E-2").await;
+    let c = daemon.approved_terminal_with_device("SB-E2E-2").await;
 
     // Paid while the device is away, and the device stays away past the announcement's life.
     let stale = order(&daemon, &c.terminal, "ORD-E2E-STALE", 5_000).await;
@@ -243,7 +207,7 @@ async fn an_offline_device_hears_it_on_reconnect_unless_it_expired() {
     let (tx, mut events) = mpsc::channel(64);
     let fleet = tokio::spawn(run_device(
         c.device.clone(),
-        options(
+        sim_options(
             daemon.mqtt_addr.port(),
             c.ca_pem.clone(),
             Arc::new(AtomicU8::new(0)),
@@ -284,12 +248,12 @@ async fn a_crash_between_commit_and_ack_still_announces_exactly_once() {
     ];
     let daemon = Daemon::start_with(dir.path(), &env);
     let token = daemon.token.clone();
-    let c = counter(&daemon, "SB-E2E-3").await;
+    let c = daemon.approved_terminal_with_device("SB-E2E-3").await;
     let drop_acks = Arc::new(AtomicU8::new(100));
     let (tx, mut events) = mpsc::channel(256);
     let fleet = tokio::spawn(run_device(
         c.device.clone(),
-        options(port, c.ca_pem.clone(), drop_acks.clone()),
+        sim_options(port, c.ca_pem.clone(), drop_acks.clone()),
         tx,
     ));
     next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
@@ -333,11 +297,11 @@ async fn a_crash_between_commit_and_ack_still_announces_exactly_once() {
 async fn revoking_a_live_device_ends_its_session_and_keeps_it_out() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(dir.path(), &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)]);
-    let c = counter(&daemon, "SB-E2E-REVOKE").await;
+    let c = daemon.approved_terminal_with_device("SB-E2E-REVOKE").await;
     let (tx, mut events) = mpsc::channel(256);
     let fleet = tokio::spawn(run_device(
         c.device.clone(),
-        options(
+        sim_options(
             daemon.mqtt_addr.port(),
             c.ca_pem.clone(),
             Arc::new(AtomicU8::new(0)),

@@ -72,7 +72,7 @@ async fn the_tour_provisions_a_device_and_its_secret_stays_secret() {
 
     let stdout = daemon.stdout();
     let data = dir.path().join("gema-data");
-    let (_, stderr) = daemon.terminate();
+    let (_, stderr) = daemon.terminate().await;
     for s in [&secret, &new_secret] {
         assert!(
             !stderr.contains(s.as_str()),

@@ -1,0 +1,387 @@
+//! The clap tree: every subcommand, flag and help text of `gema`. Only declarations live
+//! here; `main.rs` runs the daemon commands, [`super::run_client`] the admin-API ones.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gema",
+    version,
+    about = "Gateway daemon for QRIS payment soundboxes"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (zero configuration: data in ./gema-data).
+    Serve(DaemonArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DaemonArgs),
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Operator tasks that work on the daemon's database directly.
+    Admin {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// Play a fleet of simulated soundboxes against a running daemon.
+    Sim(SimArgs),
+    /// Merchants (through the admin API).
+    Merchant {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// Outlets (through the admin API).
+    Outlet {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: OutletCommand,
+    },
+    /// Terminals (through the admin API).
+    Terminal {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: TerminalCommand,
+    },
+    /// Devices and their credentials (through the admin API).
+    Device {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// TOML configuration file (optional; defaults and GEMA_* variables apply).
+    #[arg(long, short = 'c', env = "GEMA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// The daemon, N devices over MQTT/TLS and signed callbacks at a rate: callback → device
+    /// latency and sustained throughput.
+    Payments {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Callbacks per second; 0 = as fast as --concurrency allows.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// How many devices to register and run.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
+    /// Serial numbers are this prefix plus a number (default: SIM-<unix time>-).
+    #[arg(long)]
+    pub serial_prefix: Option<String>,
+    /// Also create an approved merchant, an outlet, and a terminal per device, and bind.
+    #[arg(long)]
+    pub setup: bool,
+    /// Percent of announcements whose ack the devices drop.
+    #[arg(long, default_value_t = 0)]
+    pub drop_acks: u8,
+    /// Percent chance per announcement that a device disconnects afterwards.
+    #[arg(long, default_value_t = 0)]
+    pub disconnect: u8,
+    /// Broker host to dial (default: what the API says devices use).
+    #[arg(long)]
+    pub mqtt_host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the default configuration, with comments.
+    PrintDefault,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Revoke the bootstrap admin token and print a new one (once).
+    RotateBootstrapToken,
+    /// Create a user: the first admin, or anyone, without the API. Reads the password from
+    /// the first line of standard input (never from the command line). The first user with
+    /// the `admin` role disables the bootstrap token.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Operators: admin, finance, ops, support, viewer. With --merchant-id: owner,
+        /// finance, ops, viewer.
+        #[arg(long)]
+        role: String,
+        /// Makes a merchant user of this merchant.
+        #[arg(long)]
+        merchant_id: Option<String>,
+    },
+    /// Set a user's password (recovery); every session of the user ends and its failed-login
+    /// count is cleared. Reads the password from the first line of standard input.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        /// Also turn off the user's TOTP second factor (lost phone and recovery codes).
+        #[arg(long)]
+        disable_totp: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// Base URL of the daemon's admin API.
+    #[arg(
+        long,
+        env = "GEMA_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub api_url: String,
+    /// Admin API token.
+    #[arg(long, env = "GEMA_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON response.
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    pub json: bool,
+    /// Print only the id(s) of what the command created, changed or listed.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantCommand {
+    /// Register a merchant (status pending).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    List {
+        /// pending, approved, rejected or suspended.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    Approve {
+        id: String,
+    },
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutletCommand {
+    Add {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        city: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        merchant: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TerminalCommand {
+    Add {
+        #[arg(long)]
+        outlet: String,
+        /// Terminal label (QRIS tag 62.07), unique within the outlet, e.g. A01.
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The terminal's static QRIS payload (the text inside its printed QR).
+        #[arg(long)]
+        static_qris: Option<String>,
+    },
+    /// A pending transaction and the dynamic QRIS that pays it.
+    DynamicQr {
+        id: String,
+        /// Whole rupiah.
+        #[arg(long)]
+        amount: i64,
+        #[arg(long)]
+        expires_in_secs: Option<u64>,
+    },
+    List {
+        #[arg(long)]
+        outlet: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device and print its credentials (the secret is shown only now).
+    Add {
+        #[arg(long)]
+        serial: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        firmware: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        terminal: Option<String>,
+        /// active or disabled.
+        #[arg(long)]
+        status: Option<String>,
+        /// online, degraded or offline.
+        #[arg(long)]
+        health: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    /// Health, presence, last heartbeat and config sync of a device.
+    Status {
+        id: String,
+    },
+    /// Desired and reported config.
+    Config {
+        id: String,
+    },
+    /// Change the desired config; pass the version `config` showed (a stale one is refused).
+    SetConfig {
+        id: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        volume: Option<u8>,
+        /// id or en.
+        #[arg(long)]
+        language: Option<String>,
+        #[arg(long)]
+        heartbeat_interval: Option<u32>,
+        #[arg(long)]
+        qr_timeout: Option<u32>,
+    },
+    /// Send a command: set_volume, reboot, replay_last, announce_daily_summary, get_status,
+    /// fw_update, audio_update.
+    Command {
+        id: String,
+        name: String,
+        /// The command's arguments as JSON, e.g. '{"volume":7}'.
+        #[arg(long)]
+        args: Option<String>,
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// Fail at once if the device is offline.
+        #[arg(long)]
+        interactive: bool,
+    },
+    /// The device's commands (or one of them).
+    Commands {
+        id: String,
+        command_id: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// The device's last MQTT messages, newest first (kept in memory by the daemon).
+    Messages {
+        id: String,
+    },
+    /// Bind a device to a terminal of an approved merchant.
+    Bind {
+        id: String,
+        #[arg(long)]
+        terminal: String,
+    },
+    Unbind {
+        id: String,
+        /// Also end the device's live MQTT session now.
+        #[arg(long)]
+        kick: bool,
+    },
+    /// Binding history.
+    Bindings {
+        id: String,
+    },
+    /// Issue a new secret (printed once); the old one stops working.
+    Rotate {
+        id: String,
+    },
+    /// Revoke the device's secret; `rotate` issues a new one.
+    Revoke {
+        id: String,
+    },
+}

@@ -1,0 +1,42 @@
+//! The command line: the daemon's own subcommands (`serve`, `migrate`, `config`, `admin`)
+//! and the client commands technicians and operators run against a daemon's admin API
+//! (`merchant`, `outlet`, `terminal`, `device`). Client commands print a readable summary,
+//! or the API's JSON with `--json`, or only ids with `--quiet` (for shell scripts).
+//!
+//! `args` is the clap tree, `client` the admin-API client and the table of what each client
+//! command asks the API, `render` how the answer is printed. This module only ties the
+//! three together in [`run_client`].
+
+mod args;
+mod client;
+mod render;
+
+pub use args::{
+    AdminCommand, ApiArgs, BenchCommand, Cli, Command, ConfigCommand, DaemonArgs, DeviceCommand,
+    MerchantCommand, OutletCommand, SimArgs, TerminalCommand,
+};
+pub use client::{ApiClient, ClientError};
+
+use client::{ClientCall, device_call, merchant_call, outlet_call, terminal_call};
+use render::{Output, render};
+
+/// Runs a client command and returns what to print on stdout.
+pub async fn run_client(command: Command) -> Result<String, ClientError> {
+    let (api, call): (ApiArgs, ClientCall) = match command {
+        Command::Merchant { api, command } => (api, merchant_call(command)),
+        Command::Outlet { api, command } => (api, outlet_call(command)),
+        Command::Terminal { api, command } => (api, terminal_call(command)),
+        Command::Device { api, command } => (api, device_call(command)),
+        other => unreachable!("not a client command: {other:?}"),
+    };
+    let client = ApiClient::new(&api.api_url, api.token.clone());
+    let ClientCall {
+        method,
+        path,
+        query,
+        body,
+        shape,
+    } = call;
+    let value = client.call(method, &path, &query, body).await?;
+    Ok(render(&value, shape, Output::from(&api)))
+}
