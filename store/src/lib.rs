@@ -4,8 +4,9 @@
 //! into every binary and chosen at run time by the database URL: SQLite (the embedded
 //! default, one machine) and PostgreSQL (several gateway nodes). Each backend has its own
 //! migrations folder (`migrations/sqlite`, `migrations/postgres`), embedded into the binary.
-//! The query code is written once ([`sql`]) and instantiated for both backends; what really
-//! differs (connection setup, write-transaction start, row locking) lives in each backend's
+//! The query code is written once, as plain functions over `db::Db` (an enum of the two
+//! backends; see the `db` module for why); what really differs (connection setup,
+//! write-transaction start, row locking, the payment batch's I/O) lives in each backend's
 //! module.
 //!
 //! Every method is one database transaction: checks and writes that belong together (bind
@@ -44,6 +45,7 @@ macro_rules! string_enum {
 }
 
 pub mod auth;
+mod db;
 pub mod device_ops;
 mod error;
 pub mod model;
@@ -66,8 +68,6 @@ pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use payments::*;
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
@@ -270,9 +270,13 @@ impl Default for ConnectOptions {
 /// Does not migrate; call [`Store::migrate`].
 pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+        Ok(Arc::new(db::Db::Sqlite(
+            sqlite::SqliteStore::connect(url, options).await?,
+        )))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url, options).await?))
+        Ok(Arc::new(db::Db::Postgres(
+            postgres::PostgresStore::connect(url, options).await?,
+        )))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

@@ -29,19 +29,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use crate::sql::impl_store;
-use crate::sql_auth::{auth_helpers, impl_auth_store};
-use crate::sql_device_ops::impl_device_ops_store;
-use crate::sql_payments::{impl_payment_store, payment_helpers};
 use crate::sqlite_payments::PaymentWriter;
-use crate::{Backend, ConnectOptions, StoreResult};
+use crate::{ConnectOptions, StoreResult};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    read: SqlitePool,
-    write: SqlitePool,
+pub(crate) struct SqliteStore {
+    pub(crate) read: SqlitePool,
+    pub(crate) write: SqlitePool,
     /// The payment path's connection; see `sqlite_payments`.
     payments: Arc<Mutex<PaymentWriter>>,
     /// Whose turn it is to write: see [`WriteTurn`].
@@ -121,7 +117,7 @@ impl SqliteStore {
         })
     }
 
-    async fn begin_write(&self) -> StoreResult<WriteTurn<Transaction<'static, Sqlite>>> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTurn<Transaction<'static, Sqlite>>> {
         let turn = self.turn.clone().lock_owned().await;
         Ok(WriteTurn {
             inner: self.write.begin_with("BEGIN IMMEDIATE").await?,
@@ -130,7 +126,7 @@ impl SqliteStore {
     }
 
     /// The write connection, for statements that are their own transaction.
-    async fn write_conn(&self) -> StoreResult<WriteTurn<PoolConnection<Sqlite>>> {
+    pub(crate) async fn write_conn(&self) -> StoreResult<WriteTurn<PoolConnection<Sqlite>>> {
         let turn = self.turn.clone().lock_owned().await;
         Ok(WriteTurn {
             inner: self.write.acquire().await?,
@@ -141,7 +137,7 @@ impl SqliteStore {
     /// Applies a batch of payment events on the payment connection ([`PaymentWriter`]).
     /// It runs on the calling thread and blocks it for the batch, commit included: the
     /// gateway calls it from its commit thread.
-    async fn apply_in_one_transaction(
+    pub(crate) async fn apply_in_one_transaction(
         &self,
         items: &[(crate::InboxEntry, crate::IncomingEvent)],
         rules: &dyn crate::PaymentRules,
@@ -151,7 +147,7 @@ impl SqliteStore {
     }
 
     /// Delivery results on the payment connection (blocks the calling thread, as above).
-    async fn write_deliveries(
+    pub(crate) async fn write_deliveries(
         &self,
         results: &[(String, crate::DeliveryResult)],
     ) -> StoreResult<()> {
@@ -166,10 +162,3 @@ impl SqliteStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
-
-impl_store!(SqliteStore, Backend::Sqlite, MIGRATOR, lock = "");
-impl_payment_store!(SqliteStore, lock = "");
-payment_helpers!(Sqlite);
-impl_device_ops_store!(SqliteStore, lock = "");
-impl_auth_store!(SqliteStore, lock = "");
-auth_helpers!(Sqlite);

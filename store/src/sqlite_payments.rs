@@ -368,16 +368,18 @@ impl BatchIo for SqliteBatch<'_> {
 /// wrote: booleans as 0/1, times as RFC 3339 text.
 impl rusqlite::ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match *self {
+        Ok(match self {
             Param::Text(Some(text)) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-            Param::Int(Some(n)) => ToSqlOutput::Owned(Value::Integer(n)),
-            Param::Bool(flag) => ToSqlOutput::Owned(Value::Integer(i64::from(flag))),
+            Param::OwnedText(Some(text)) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Param::Int(Some(n)) => ToSqlOutput::Owned(Value::Integer(*n)),
+            Param::Bool(flag) => ToSqlOutput::Owned(Value::Integer(i64::from(*flag))),
             Param::Blob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+            Param::OwnedBlob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
             Param::Time(Some(t)) => ToSqlOutput::Owned(Value::Text(
                 t.format(&Rfc3339)
                     .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?,
             )),
-            Param::Text(None) | Param::Int(None) | Param::Time(None) => {
+            Param::Text(None) | Param::OwnedText(None) | Param::Int(None) | Param::Time(None) => {
                 ToSqlOutput::Owned(Value::Null)
             }
         })
