@@ -180,12 +180,10 @@ pub trait PaymentStore: Send + Sync {
     /// group commit behind high callback rates. Each event gets its own outcome; an
     /// unknown order or a failing event is undone without affecting the others.
     ///
-    /// On SQLite this, the other `apply_payment_event*` methods and
-    /// [`Self::record_deliveries`] do their work synchronously on the calling thread and
-    /// block it for one transaction, fsync included (no hand-offs to a driver thread: that is
-    /// the point), including while another writer has the write turn. Call them from a
-    /// thread of their own, as the gateway's commit loop does: on a runtime's only worker
-    /// they would also stop the task whose write they wait for (until the busy timeout).
+    /// None of the payment methods blocks the calling thread, on either backend: on SQLite
+    /// the batch (this, the other `apply_payment_event*` methods and
+    /// [`Self::record_deliveries`]) runs on the store's payment writer thread
+    /// (`gema-sqlite-payments`) and the caller awaits its reply; call them from any task.
     async fn apply_payment_events(
         &self,
         items: Vec<(InboxEntry, IncomingEvent)>,

@@ -30,13 +30,22 @@ impl crate::PaymentStore for Db {
         rules: &dyn crate::PaymentRules,
         deliveries: Vec<(String, crate::DeliveryResult)>,
     ) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
-        let mut failure = match self
-            .apply_in_one_transaction(&items, rules, &deliveries)
-            .await
-        {
+        let sent = items.len();
+        let (batch, result) = self
+            .apply_in_one_transaction(Batch { items, deliveries }, rules)
+            .await;
+        let mut failure = match result {
             Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
             Err(err) => err,
         };
+        let Batch {
+            mut items,
+            deliveries,
+        } = batch;
+        if items.len() != sent {
+            // The batch did not come back (SQLite's writer thread died with it).
+            return Err(failure);
+        }
         if !deliveries.is_empty() {
             // Record the results on their own (if they fail too, the announcements
             // stay pending: the relay re-sends and the device dedupes), then try the
@@ -44,10 +53,15 @@ impl crate::PaymentStore for Db {
             if let Err(err) = self.record_deliveries(deliveries).await {
                 tracing::error!(error = %err, "recording delivery results failed");
             }
-            failure = match self.apply_in_one_transaction(&items, rules, &[]).await {
+            let (batch, result) = self.apply_in_one_transaction(Batch::of(items), rules).await;
+            failure = match result {
                 Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
                 Err(err) => err,
             };
+            items = batch.items;
+            if items.len() != sent {
+                return Err(failure);
+            }
         }
         if items.len() == 1 {
             return Ok(vec![Err(self.record_failed(&items[0].0, failure).await)]);
@@ -59,7 +73,7 @@ impl crate::PaymentStore for Db {
         );
         // One transaction per event, so the event that fails fails alone.
         let mut results = Vec::with_capacity(items.len());
-        for item in &items {
+        for item in items {
             results.push(self.apply_alone(item, rules).await);
         }
         Ok(results)
@@ -328,48 +342,51 @@ impl crate::PaymentStore for Db {
         &self,
         results: Vec<(String, crate::DeliveryResult)>,
     ) -> crate::StoreResult<()> {
-        self.write_deliveries(&results).await
+        match self {
+            Db::Sqlite(s) => s.payments.record_deliveries(results).await,
+            Db::Postgres(p) => p.write_deliveries(&results).await,
+        }
     }
 }
 
 impl Db {
     /// Applies events, and records delivery results, in one database transaction (each
-    /// backend's batch I/O: `sqlite_payments`, `postgres`).
+    /// backend's batch I/O: `sqlite_payments` on the SQLite writer's thread, `postgres`).
+    /// Any failing statement fails the whole batch, which is rolled back. The batch comes
+    /// back with the result, for the caller's retries.
     async fn apply_in_one_transaction(
         &self,
-        items: &[(crate::InboxEntry, crate::IncomingEvent)],
+        batch: Batch,
         rules: &dyn crate::PaymentRules,
-        deliveries: &[(String, crate::DeliveryResult)],
-    ) -> crate::StoreResult<Vec<crate::PaymentOutcome>> {
+    ) -> (Batch, crate::StoreResult<Vec<crate::PaymentOutcome>>) {
         match self {
-            Db::Sqlite(s) => s.apply_in_one_transaction(items, rules, deliveries).await,
-            Db::Postgres(p) => p.apply_in_one_transaction(items, rules, deliveries).await,
-        }
-    }
-
-    /// Delivery results in a transaction of their own.
-    async fn write_deliveries(
-        &self,
-        results: &[(String, crate::DeliveryResult)],
-    ) -> crate::StoreResult<()> {
-        match self {
-            Db::Sqlite(s) => s.write_deliveries(results).await,
-            Db::Postgres(p) => p.write_deliveries(results).await,
+            Db::Sqlite(s) => s.payments.apply(batch, rules).await,
+            Db::Postgres(p) => {
+                let result = p
+                    .apply_in_one_transaction(&batch.items, rules, &batch.deliveries)
+                    .await;
+                (batch, result)
+            }
         }
     }
 
     /// One event in a transaction of its own; if it fails, its raw request is kept.
     async fn apply_alone(
         &self,
-        item: &(crate::InboxEntry, crate::IncomingEvent),
+        item: (crate::InboxEntry, crate::IncomingEvent),
         rules: &dyn crate::PaymentRules,
     ) -> crate::StoreResult<crate::PaymentOutcome> {
-        let one = std::slice::from_ref(item);
-        match self.apply_in_one_transaction(one, rules, &[]).await {
+        let (batch, result) = self
+            .apply_in_one_transaction(Batch::of(vec![item]), rules)
+            .await;
+        match result {
             Ok(mut outcome) => outcome
                 .pop()
                 .ok_or_else(|| crate::StoreError::Corrupt("no outcome for an event".into())),
-            Err(err) => Err(self.record_failed(&item.0, err).await),
+            Err(err) => match batch.items.first() {
+                Some((entry, _)) => Err(self.record_failed(entry, err).await),
+                None => Err(err),
+            },
         }
     }
 
@@ -526,6 +543,25 @@ pub(crate) async fn queue_announcement(
 }
 
 // ---- staging for the batch apply (plain Rust, shared by both backends) ----
+
+/// A batch of payment events and delivery results, on its way to a backend's writer and
+/// back (SQLite's runs on a thread of its own; the batch moves there and returns with the
+/// result, so a failed batch is retried without a copy).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
+    pub deliveries: Vec<(String, crate::DeliveryResult)>,
+}
+
+impl Batch {
+    /// Events without delivery results.
+    pub fn of(items: Vec<(crate::InboxEntry, crate::IncomingEvent)>) -> Self {
+        Self {
+            items,
+            deliveries: Vec::new(),
+        }
+    }
+}
 
 /// Splits rows into multi-row INSERTs of 64, 16, 4 or 1 rows. A batch of any size then uses
 /// at most four statement shapes per table, so the prepared-statement cache keeps them

@@ -10,8 +10,9 @@
 //! - Foreign keys on (SQLite leaves them off by default).
 //! - A busy timeout, for the other processes that may open the file (`gema migrate`,
 //!   `gema admin …`).
-//! - Two writer connections: the payment path's (`sqlite_payments`, driven directly on the
-//!   gateway's commit thread) and a pool of one for everything else. SQLite allows one
+//! - Two writer connections: the payment path's (`sqlite_payments`, a rusqlite connection
+//!   owned by the store's `gema-sqlite-payments` thread) and sqlx's pool of one for
+//!   everything else. SQLite allows one
 //!   writer at a time; the two take turns first come, first served ([`WriteTurn`]), and
 //!   write transactions start with `BEGIN IMMEDIATE` (a deferred transaction that reads and
 //!   then writes can fail with `SQLITE_BUSY` on a stale snapshot, which no timeout cures).
@@ -21,7 +22,7 @@
 //! - No in-memory databases: each connection would get a database of its own.
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -29,7 +30,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use crate::sqlite_payments::PaymentWriter;
+use crate::sqlite_payments::PaymentThread;
 use crate::{ConnectOptions, StoreResult};
 
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -38,8 +39,8 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub(crate) struct SqliteStore {
     pub(crate) read: SqlitePool,
     pub(crate) write: SqlitePool,
-    /// The payment path's connection; see `sqlite_payments`.
-    payments: Arc<Mutex<PaymentWriter>>,
+    /// The payment path's connection, on a thread of its own; see `sqlite_payments`.
+    pub(crate) payments: PaymentThread,
     /// Whose turn it is to write: see [`WriteTurn`].
     turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -108,11 +109,11 @@ impl SqliteStore {
             .await?;
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         let payments =
-            PaymentWriter::open(base.get_filename(), options.busy_timeout, turn.clone())?;
+            PaymentThread::start(base.get_filename(), options.busy_timeout, turn.clone())?;
         Ok(Self {
             read,
             write,
-            payments: Arc::new(Mutex::new(payments)),
+            payments,
             turn,
         })
     }
@@ -132,33 +133,5 @@ impl SqliteStore {
             inner: self.write.acquire().await?,
             _turn: turn,
         })
-    }
-
-    /// Applies a batch of payment events on the payment connection ([`PaymentWriter`]).
-    /// It runs on the calling thread and blocks it for the batch, commit included: the
-    /// gateway calls it from its commit thread.
-    pub(crate) async fn apply_in_one_transaction(
-        &self,
-        items: &[(crate::InboxEntry, crate::IncomingEvent)],
-        rules: &dyn crate::PaymentRules,
-        deliveries: &[(String, crate::DeliveryResult)],
-    ) -> StoreResult<Vec<crate::PaymentOutcome>> {
-        self.payments().apply(items, rules, deliveries)
-    }
-
-    /// Delivery results on the payment connection (blocks the calling thread, as above).
-    pub(crate) async fn write_deliveries(
-        &self,
-        results: &[(String, crate::DeliveryResult)],
-    ) -> StoreResult<()> {
-        self.payments().record_deliveries(results)
-    }
-
-    fn payments(&self) -> std::sync::MutexGuard<'_, PaymentWriter> {
-        // A panic mid-batch dropped its transaction, which rolled back: the connection is
-        // fine to use.
-        self.payments
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
