@@ -57,6 +57,8 @@ mod sql_device_ops;
 mod sql_payments;
 mod sqlite;
 mod sqlite_payments;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -108,7 +108,8 @@ impl SqliteStore {
             .connect_with(base.clone().read_only(true))
             .await?;
         let turn = Arc::new(tokio::sync::Mutex::new(()));
-        let payments =
+        // Detached: it ends when the store's last handle drops (see `PaymentThread`).
+        let (payments, _thread) =
             PaymentThread::start(base.get_filename(), options.busy_timeout, turn.clone())?;
         Ok(Self {
             read,

@@ -198,18 +198,21 @@ enum Applied {
 impl PaymentThread {
     /// Opens the payment connection on the database file the sqlx pools use (it exists:
     /// they created it), and starts the thread that owns it.
+    ///
+    /// The thread is not joined: it ends on its own once the channel closes (after the
+    /// job in hand, if any), and no one waits for it.
     pub fn start(
         path: &Path,
         busy_timeout: Duration,
         turn: Arc<tokio::sync::Mutex<()>>,
-    ) -> StoreResult<Self> {
+    ) -> StoreResult<(Self, std::thread::JoinHandle<()>)> {
         let writer = PaymentWriter::open(path, busy_timeout, turn)?;
         let (jobs, queue) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("gema-sqlite-payments".into())
             .spawn(move || writer.serve(queue))
             .map_err(|err| StoreError::PaymentWriter(format!("cannot start its thread: {err}")))?;
-        Ok(Self { jobs })
+        Ok((Self { jobs }, thread))
     }
 
     /// Applies events, and records delivery results, in one transaction on the writer's
@@ -688,4 +691,26 @@ fn transaction_from_row(row: &rusqlite::Row<'_>) -> StoreResult<Transaction> {
 fn parse_time(text: &str) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|err| StoreError::Corrupt(format!("a stored time {text:?}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_thread_ends_when_its_last_handle_is_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gema.db");
+        Connection::open(&path).expect("create the file");
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        let (payments, thread) =
+            PaymentThread::start(&path, Duration::from_secs(1), turn).expect("start");
+        assert_eq!(thread.thread().name(), Some("gema-sqlite-payments"));
+        let copy = payments.clone();
+        drop(payments);
+        // One handle left: the thread waits for work.
+        assert!(!thread.is_finished());
+        drop(copy);
+        thread.join().expect("the thread ends without a panic");
+    }
 }

@@ -9,25 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gema_store::{
-    ConnectOptions, InboxEntry, IncomingEvent, PaymentOutcome, PaymentRules, TransactionStatus,
-    Transition,
-};
+use gema_store::testing::{ReferenceRules as Rules, TempStore};
+use gema_store::{ConnectOptions, InboxEntry, IncomingEvent, PaymentOutcome};
 use time::OffsetDateTime;
-
-struct Rules;
-
-impl PaymentRules for Rules {
-    fn transition(&self, _current: TransactionStatus, _event_status: &str) -> Transition {
-        Transition::Ignore
-    }
-    fn split_fee(&self, gross: i64) -> (i64, i64) {
-        (0, gross)
-    }
-    fn announcement_ttl_ms(&self) -> i64 {
-        60_000
-    }
-}
 
 fn inbox() -> InboxEntry {
     InboxEntry {
@@ -55,14 +39,12 @@ fn unknown_order(n: u64) -> IncomingEvent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_writes_get_their_turn_between_back_to_back_payment_batches() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
-    let options = ConnectOptions {
+    let temp = TempStore::sqlite_with(&ConnectOptions {
         busy_timeout: Duration::from_millis(500),
         ..ConnectOptions::default()
-    };
-    let store = gema_store::connect(&url, &options).await.expect("open");
-    store.migrate().await.expect("migrate");
+    })
+    .await;
+    let store = temp.store.clone();
 
     // Payment batches back to back, on a thread of their own, as the commit loop runs them.
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,14 +97,12 @@ async fn other_writes_get_their_turn_between_back_to_back_payment_batches() {
 /// timeout).
 #[tokio::test(flavor = "current_thread")]
 async fn payment_batches_do_not_block_their_callers_thread() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
-    let options = ConnectOptions {
+    let temp = TempStore::sqlite_with(&ConnectOptions {
         busy_timeout: Duration::from_millis(500),
         ..ConnectOptions::default()
-    };
-    let store = gema_store::connect(&url, &options).await.expect("open");
-    store.migrate().await.expect("migrate");
+    })
+    .await;
+    let store = temp.store.clone();
 
     let others = tokio::spawn({
         let store = store.clone();
