@@ -44,11 +44,15 @@ macro_rules! string_enum {
     };
 }
 
+mod admin_token;
 pub mod auth;
 mod db;
+mod device;
 pub mod device_ops;
 mod error;
+mod merchant;
 pub mod model;
+mod outlet;
 pub mod payments;
 mod postgres;
 mod sql;
@@ -57,6 +61,7 @@ mod sql_device_ops;
 mod sql_payments;
 mod sqlite;
 mod sqlite_payments;
+mod terminal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
