@@ -2,8 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::db::{Db, query, query_as};
-use crate::sql_auth::touch_token;
+use crate::db::{Db, Exec, query, query_as};
 
 /// An API token for the admin API. Only the hash of the token is stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -74,4 +73,23 @@ pub(crate) async fn revoke_admin_tokens_named(db: &Db, name: &str) -> crate::Sto
     .execute(&mut db.write_conn().await?)
     .await?;
     Ok(done)
+}
+
+/// Records an admin or API token's use at most once a minute (a write per request
+/// would make every authenticated read an fsync); returns its last-used time.
+pub(crate) async fn touch_token(
+    write: &mut Exec<'_>,
+    id: &str,
+    last_used_at: Option<time::OffsetDateTime>,
+) -> crate::StoreResult<Option<time::OffsetDateTime>> {
+    let now = crate::sql::now();
+    if last_used_at.is_some_and(|t| now - t <= time::Duration::minutes(1)) {
+        return Ok(last_used_at);
+    }
+    query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(write)
+        .await?;
+    Ok(Some(now))
 }

@@ -25,7 +25,6 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Arguments, FromRow, Postgres, Sqlite, Transaction};
 
 use crate::postgres::PostgresStore;
-use crate::sql_payments::Param;
 use crate::sqlite::{SqliteStore, WriteTurn};
 use crate::{Backend, StoreResult};
 
@@ -353,4 +352,102 @@ fn pg_args(params: &[Param<'_>]) -> Result<PgArguments, sqlx::Error> {
         .map_err(sqlx::Error::Encode)?;
     }
     Ok(args)
+}
+
+/// One statement parameter, whatever the driver: every query's values (`db::Query::bind`)
+/// and the batch pieces' ([`piece_params`]), bound by each driver its own way.
+#[derive(Debug, Clone)]
+pub(crate) enum Param<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
+    Bool(bool),
+    Blob(&'a [u8]),
+    Time(Option<time::OffsetDateTime>),
+    /// Text the query owns (a value moved into it).
+    OwnedText(Option<String>),
+    OwnedBlob(Vec<u8>),
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(v: &'a str) -> Self {
+        Param::Text(Some(v))
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(v: &'a String) -> Self {
+        Param::Text(Some(v))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Param<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Param::Text(v.as_deref())
+    }
+}
+
+impl From<String> for Param<'_> {
+    fn from(v: String) -> Self {
+        Param::OwnedText(Some(v))
+    }
+}
+
+impl From<Option<String>> for Param<'_> {
+    fn from(v: Option<String>) -> Self {
+        Param::OwnedText(v)
+    }
+}
+
+impl From<i64> for Param<'_> {
+    fn from(v: i64) -> Self {
+        Param::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl From<bool> for Param<'_> {
+    fn from(v: bool) -> Self {
+        Param::Bool(v)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Param::Blob(v)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Param<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Param::Blob(v)
+    }
+}
+
+impl From<Vec<u8>> for Param<'_> {
+    fn from(v: Vec<u8>) -> Self {
+        Param::OwnedBlob(v)
+    }
+}
+
+impl From<time::OffsetDateTime> for Param<'_> {
+    fn from(v: time::OffsetDateTime) -> Self {
+        Param::Time(Some(v))
+    }
+}
+
+impl From<Option<time::OffsetDateTime>> for Param<'_> {
+    fn from(v: Option<time::OffsetDateTime>) -> Self {
+        Param::Time(v)
+    }
 }

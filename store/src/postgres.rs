@@ -7,7 +7,7 @@
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use crate::sql_payments::{
+use crate::payments::batch::{
     BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION, LEDGER_ORIGINALS, Piece,
     Placeholders, STATIC_QR_TERMINAL, Staged, batch_keys, batch_pieces, batch_write_sql,
     bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql, stage_deliveries,
@@ -208,7 +208,7 @@ impl BatchIo for PgBatch<'_> {
         amount: i64,
         now: time::OffsetDateTime,
     ) -> StoreResult<()> {
-        crate::sql_payments::insert_internal_event(
+        crate::payments::transaction::insert_internal_event(
             &mut self.0.into(),
             transaction_id,
             status,
@@ -251,6 +251,11 @@ impl BatchIo for PgBatch<'_> {
         announcement_id: &str,
         update: &DeliveryUpdate,
     ) -> StoreResult<bool> {
-        crate::sql_payments::record_one_delivery(&mut self.0.into(), announcement_id, update).await
+        crate::payments::announcement::record_one_delivery(
+            &mut self.0.into(),
+            announcement_id,
+            update,
+        )
+        .await
     }
 }

@@ -84,6 +84,7 @@ pub(crate) fn fetch_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, crate::PageRequest::MAX_LIMIT)) + 1
 }
 
+/// The one implementation, for both backends: each method is its entity module's function.
 #[async_trait::async_trait]
 impl crate::Store for Db {
     fn backend(&self) -> crate::Backend {

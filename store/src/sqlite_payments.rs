@@ -37,10 +37,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 
-use crate::sql_payments::{
+use crate::db::Param;
+use crate::payments::batch::{
     ANNOUNCEMENT_EXISTS, Batch, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION,
-    LEDGER_ORIGINALS, Param, Piece, Placeholders, RECORD_DELIVERY, STATIC_QR_TERMINAL, Staged,
-    batch_keys, batch_pieces, bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql,
+    LEDGER_ORIGINALS, Piece, Placeholders, RECORD_DELIVERY, STATIC_QR_TERMINAL, Staged, batch_keys,
+    batch_pieces, bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql,
     stage_deliveries, stage_events, staged_terminals, transaction_params,
     transactions_by_order_sql,
 };
@@ -582,7 +583,7 @@ impl BatchIo for SqliteBatch<'_> {
     ) -> StoreResult<()> {
         let id = crate::sql::new_id("evt");
         self.0
-            .prepare_cached(crate::sql_payments::INTERNAL_EVENT)?
+            .prepare_cached(crate::payments::batch::INTERNAL_EVENT)?
             .execute(params_from_iter([
                 Param::Text(Some(&id)),
                 Param::Text(Some(transaction_id)),

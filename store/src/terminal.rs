@@ -4,8 +4,7 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::db::{Db, query_as};
-use crate::sql_payments::payment_ref_free;
+use crate::db::{Db, Exec, query_as};
 
 /// A payment point of an outlet. `label` is the terminal label a dynamic QRIS carries in
 /// tag 62.07, unique within the outlet.
@@ -184,4 +183,27 @@ pub(crate) async fn update_terminal(
     .await?;
     tx.commit().await?;
     Ok(terminal)
+}
+
+/// `Conflict` if another terminal (not `except`) already uses this static QR
+/// reference.
+pub(crate) async fn payment_ref_free(
+    conn: &mut Exec<'_>,
+    payment_ref: &str,
+    except: Option<&str>,
+) -> crate::StoreResult<()> {
+    let taken: Option<(String,)> =
+        query_as("SELECT id FROM terminals WHERE payment_ref = $1 AND ($2 IS NULL OR id <> $2)")
+            .bind(payment_ref)
+            .bind(except)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match taken {
+        Some((other,)) => Err(crate::StoreError::conflict(
+            "payment_ref_taken",
+            Some("payment_ref"),
+            format!("terminal {other} already uses payment_ref {payment_ref}"),
+        )),
+        None => Ok(()),
+    }
 }

@@ -1,353 +1,23 @@
-//! Payment queries, written once for both backends (see `sql.rs` for the conventions).
+//! Applying payment events in batches: the group commit behind high callback rates.
+//!
+//! One batch is one database transaction (one commit, one fsync). It reads its
+//! transactions (locked on PostgreSQL), the dedupe keys and the bound devices up front,
+//! applies the events in memory ([`stage_events`], shared by both backends over
+//! [`BatchIo`] for its few rare-path statements: a static QR payment, a refund's originals,
+//! a non-delivery result), then writes each changed transaction with one
+//! `UPDATE … FROM (VALUES …)` and its inbox, event, ledger and announcement rows with one
+//! multi-row INSERT per table, in chunks of 64/16/4/1 rows ([`insert_chunks`]) so the
+//! statement cache keeps few shapes. The I/O around it is each backend's:
+//! `crate::sqlite_payments` (rusqlite, on the store's payment thread) and `crate::postgres`
+//! (a few reads, one write made of data-modifying `WITH` clauses).
+//!
+//! A batch that fails is rolled back, and retried one event per transaction, so the event
+//! that fails fails alone (its raw request kept in the inbox as `failed`). There is no
+//! savepoint per event.
 
-use crate::db::{Db, Exec, query, query_as};
-
-/// Implements [`crate::PaymentStore`] for a backend type.
-#[async_trait::async_trait]
-impl crate::PaymentStore for Db {
-    async fn record_inbox(
-        &self,
-        entry: crate::InboxEntry,
-        outcome: &str,
-        detail: Option<&str>,
-    ) -> crate::StoreResult<String> {
-        let mut conn = self.write_conn().await?;
-        insert_inbox(&mut conn.exec(), &entry, outcome, detail).await
-    }
-
-    async fn apply_payment_events(
-        &self,
-        items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
-        rules: &dyn crate::PaymentRules,
-    ) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
-        self.apply_payment_events_and_deliveries(items, rules, Vec::new())
-            .await
-    }
-
-    async fn apply_payment_events_and_deliveries(
-        &self,
-        items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
-        rules: &dyn crate::PaymentRules,
-        deliveries: Vec<(String, crate::DeliveryResult)>,
-    ) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
-        let sent = items.len();
-        let (batch, result) = self
-            .apply_in_one_transaction(Batch { items, deliveries }, rules)
-            .await;
-        let mut failure = match result {
-            Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
-            Err(err) => err,
-        };
-        let Batch {
-            mut items,
-            deliveries,
-        } = batch;
-        if items.len() != sent {
-            // The batch did not come back (SQLite's writer thread died with it).
-            return Err(failure);
-        }
-        if !deliveries.is_empty() {
-            // Record the results on their own (if they fail too, the announcements
-            // stay pending: the relay re-sends and the device dedupes), then try the
-            // events as a batch again.
-            if let Err(err) = self.record_deliveries(deliveries).await {
-                tracing::error!(error = %err, "recording delivery results failed");
-            }
-            let (batch, result) = self.apply_in_one_transaction(Batch::of(items), rules).await;
-            failure = match result {
-                Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
-                Err(err) => err,
-            };
-            items = batch.items;
-            if items.len() != sent {
-                return Err(failure);
-            }
-        }
-        if items.len() == 1 {
-            return Ok(vec![Err(self.record_failed(&items[0].0, failure).await)]);
-        }
-        tracing::warn!(
-            error = %failure,
-            events = items.len(),
-            "a batch of payment events failed; applying them one by one"
-        );
-        // One transaction per event, so the event that fails fails alone.
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            results.push(self.apply_alone(item, rules).await);
-        }
-        Ok(results)
-    }
-
-    async fn apply_payment_event(
-        &self,
-        entry: crate::InboxEntry,
-        event: crate::IncomingEvent,
-        rules: &dyn crate::PaymentRules,
-    ) -> crate::StoreResult<crate::PaymentOutcome> {
-        self.apply_payment_events(vec![(entry, event)], rules)
-            .await?
-            .pop()
-            .unwrap_or(Err(crate::StoreError::Corrupt(
-                "no outcome for an event".into(),
-            )))
-    }
-
-    async fn create_transaction(
-        &self,
-        new: crate::NewTransaction,
-    ) -> crate::StoreResult<crate::Transaction> {
-        let now = crate::sql::now();
-        let mut tx = self.begin_write().await?;
-        let owner: Option<(String, String)> = query_as(
-            "SELECT m.id, m.status FROM terminals t JOIN outlets o ON o.id = t.outlet_id \
-             JOIN merchants m ON m.id = o.merchant_id WHERE t.id = $1",
-        )
-        .bind(&new.terminal_id)
-        .fetch_optional(&mut tx)
-        .await?;
-        let Some((merchant_id, status)) = owner else {
-            return Err(crate::StoreError::not_found("terminal", new.terminal_id));
-        };
-        if status != crate::MerchantStatus::Approved.as_str() {
-            return Err(crate::StoreError::conflict(
-                "merchant_not_approved",
-                Some("terminal_id"),
-                format!("merchant {merchant_id} is {status}; it cannot take payments"),
-            ));
-        }
-        let taken: Option<(String,)> = query_as("SELECT id FROM transactions WHERE order_ref = $1")
-            .bind(&new.order_ref)
-            .fetch_optional(&mut tx)
-            .await?;
-        if let Some((other,)) = taken {
-            return Err(crate::StoreError::conflict(
-                "order_ref_taken",
-                Some("order_ref"),
-                format!(
-                    "transaction {other} already has order_ref {}",
-                    new.order_ref
-                ),
-            ));
-        }
-        let transaction = query_as::<crate::Transaction>(
-            "INSERT INTO transactions (id, order_ref, terminal_id, merchant_id, amount, \
-             status, source, expires_at_ms, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 'api', $6, $7, $7) RETURNING *",
-        )
-        .bind(crate::sql::new_id("trx"))
-        .bind(new.order_ref)
-        .bind(new.terminal_id)
-        .bind(merchant_id)
-        .bind(new.amount)
-        .bind(new.expires_at_ms)
-        .bind(now)
-        .fetch_one(&mut tx)
-        .await?;
-        insert_internal_event(&mut tx.exec(), &transaction.id, "created", new.amount, now).await?;
-        tx.commit().await?;
-        Ok(transaction)
-    }
-
-    async fn get_transaction(&self, id: &str) -> crate::StoreResult<crate::Transaction> {
-        query_as::<crate::Transaction>("SELECT * FROM transactions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.read())
-            .await?
-            .ok_or_else(|| crate::StoreError::not_found("transaction", id))
-    }
-
-    async fn list_transactions(
-        &self,
-        filter: &crate::TransactionFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::Transaction>> {
-        let rows = query_as::<crate::Transaction>(
-            "SELECT * FROM transactions WHERE ($1 IS NULL OR id > $1) \
-             AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR terminal_id = $3) \
-             AND ($4 IS NULL OR merchant_id = $4) ORDER BY id LIMIT $5",
-        )
-        .bind(page.after.as_deref())
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(filter.terminal_id.as_deref())
-        .bind(filter.merchant_id.as_deref())
-        .bind(crate::sql::fetch_limit(page.limit))
-        .fetch_all(self.read())
-        .await?;
-        Ok(crate::sql::paginate(rows, page.limit, |t| &t.id))
-    }
-
-    async fn transaction_events(
-        &self,
-        id: &str,
-    ) -> crate::StoreResult<Vec<crate::TransactionEvent>> {
-        self.get_transaction(id).await?;
-        Ok(query_as::<crate::TransactionEvent>(
-            "SELECT * FROM transaction_events WHERE transaction_id = $1 \
-             ORDER BY created_at, id",
-        )
-        .bind(id)
-        .fetch_all(self.read())
-        .await?)
-    }
-
-    async fn transaction_announcements(
-        &self,
-        id: &str,
-    ) -> crate::StoreResult<Vec<crate::Announcement>> {
-        self.get_transaction(id).await?;
-        Ok(query_as::<crate::Announcement>(
-            "SELECT * FROM announcements WHERE transaction_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(self.read())
-        .await?)
-    }
-
-    async fn list_ledger_entries(
-        &self,
-        filter: &crate::LedgerFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::LedgerEntry>> {
-        let rows = query_as::<crate::LedgerEntry>(
-            "SELECT * FROM ledger_entries WHERE ($1 IS NULL OR id > $1) \
-             AND ($2 IS NULL OR merchant_id = $2) \
-             AND ($3 IS NULL OR transaction_id = $3) ORDER BY id LIMIT $4",
-        )
-        .bind(page.after.as_deref())
-        .bind(filter.merchant_id.as_deref())
-        .bind(filter.transaction_id.as_deref())
-        .bind(crate::sql::fetch_limit(page.limit))
-        .fetch_all(self.read())
-        .await?;
-        Ok(crate::sql::paginate(rows, page.limit, |e| &e.id))
-    }
-
-    async fn expire_due_transactions(
-        &self,
-        now_ms: i64,
-        limit: u32,
-    ) -> crate::StoreResult<Vec<String>> {
-        let now = crate::sql::now();
-        let mut tx = self.begin_write().await?;
-        let due: Vec<(String, i64)> = query_as(
-            [
-                "SELECT id, amount FROM transactions WHERE status = 'pending' \
-             AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2 ",
-                self.row_lock(),
-            ]
-            .concat(),
-        )
-        .bind(now_ms)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&mut tx)
-        .await?;
-        for (id, amount) in &due {
-            query(
-                "UPDATE transactions SET status = 'expired', updated_at = $1 \
-                 WHERE id = $2 AND status = 'pending'",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-            insert_internal_event(&mut tx.exec(), id, "expired", *amount, now).await?;
-        }
-        tx.commit().await?;
-        Ok(due.into_iter().map(|(id, _)| id).collect())
-    }
-
-    async fn queue_announcement(
-        &self,
-        transaction_id: &str,
-        rules: &dyn crate::PaymentRules,
-    ) -> crate::StoreResult<crate::Announcement> {
-        let now = crate::sql::now();
-        let mut tx = self.begin_write().await?;
-        let transaction = query_as::<crate::Transaction>(
-            ["SELECT * FROM transactions WHERE id = $1 ", self.row_lock()].concat(),
-        )
-        .bind(transaction_id)
-        .fetch_optional(&mut tx)
-        .await?
-        .ok_or_else(|| crate::StoreError::not_found("transaction", transaction_id))?;
-        if transaction.status != crate::TransactionStatus::Paid {
-            return Err(crate::StoreError::conflict(
-                "not_paid",
-                None,
-                format!(
-                    "transaction {transaction_id} is {}; only paid transactions are announced",
-                    transaction.status.as_str()
-                ),
-            ));
-        }
-        let announcement = queue_announcement(&mut tx.exec(), &transaction, rules, now).await?;
-        tx.commit().await?;
-        Ok(announcement)
-    }
-
-    async fn due_announcements(
-        &self,
-        device_id: Option<&str>,
-        now_ms: i64,
-        limit: u32,
-    ) -> crate::StoreResult<Vec<crate::AnnouncementDelivery>> {
-        Ok(query_as::<crate::AnnouncementDelivery>(
-            "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
-             t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
-             FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
-             LEFT JOIN device_configs c ON c.device_id = a.device_id \
-             WHERE a.status = 'pending' AND a.device_id IS NOT NULL \
-             AND a.next_attempt_at_ms <= $1 AND ($2 IS NULL OR a.device_id = $2) \
-             ORDER BY a.device_id, a.sequence LIMIT $3",
-        )
-        .bind(now_ms)
-        .bind(device_id)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(self.read())
-        .await?)
-    }
-
-    async fn next_announcement_due_ms(&self, after_ms: i64) -> crate::StoreResult<Option<i64>> {
-        let (next,): (Option<i64>,) = query_as(
-            "SELECT MIN(next_attempt_at_ms) FROM announcements \
-             WHERE status = 'pending' AND next_attempt_at_ms > $1 \
-             AND device_id IS NOT NULL",
-        )
-        .bind(after_ms)
-        .fetch_one(self.read())
-        .await?;
-        Ok(next)
-    }
-
-    async fn record_delivery(
-        &self,
-        announcement_id: &str,
-        result: crate::DeliveryResult,
-    ) -> crate::StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let update = crate::sql_payments::DeliveryUpdate::of(&result, crate::sql::now());
-        let found = record_one_delivery(&mut tx.exec(), announcement_id, &update).await?;
-        tx.commit().await?;
-        if !found {
-            return Err(crate::StoreError::not_found(
-                "announcement",
-                announcement_id,
-            ));
-        }
-        Ok(())
-    }
-
-    async fn record_deliveries(
-        &self,
-        results: Vec<(String, crate::DeliveryResult)>,
-    ) -> crate::StoreResult<()> {
-        match self {
-            Db::Sqlite(s) => s.payments.record_deliveries(results).await,
-            Db::Postgres(p) => p.write_deliveries(&results).await,
-        }
-    }
-}
+use super::inbox::insert_inbox;
+use crate::PaymentStore;
+use crate::db::{Db, Param};
 
 impl Db {
     /// Applies events, and records delivery results, in one database transaction (each
@@ -406,140 +76,6 @@ impl Db {
         }
         err
     }
-}
-
-/// Keeps a provider request exactly as received; returns its id.
-pub(crate) async fn insert_inbox(
-    conn: &mut Exec<'_>,
-    entry: &crate::InboxEntry,
-    outcome: &str,
-    detail: Option<&str>,
-) -> crate::StoreResult<String> {
-    let id = crate::sql::new_id("inb");
-    query(
-        "INSERT INTO payment_inbox \
-         (id, provider, received_at, headers, body, outcome, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&id)
-    .bind(&entry.provider)
-    .bind(entry.received_at)
-    .bind(&entry.headers)
-    .bind(&entry.body)
-    .bind(outcome)
-    .bind(detail)
-    .execute(&mut *conn)
-    .await?;
-    Ok(id)
-}
-
-/// Records an attempt's result on a pending announcement; `false` if there is no
-/// such announcement. A result for an announcement no longer pending changes nothing.
-pub(crate) async fn record_one_delivery(
-    conn: &mut Exec<'_>,
-    announcement_id: &str,
-    update: &crate::sql_payments::DeliveryUpdate,
-) -> crate::StoreResult<bool> {
-    use crate::sql_payments::{ANNOUNCEMENT_EXISTS, RECORD_DELIVERY};
-    let done = query(RECORD_DELIVERY)
-        .bind_all(update.params(announcement_id))
-        .execute(&mut *conn)
-        .await?;
-    if done > 0 {
-        return Ok(true);
-    }
-    let exists: Option<(String,)> = query_as(ANNOUNCEMENT_EXISTS)
-        .bind(announcement_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(exists.is_some())
-}
-
-/// `Conflict` if another terminal (not `except`) already uses this static QR
-/// reference.
-pub(crate) async fn payment_ref_free(
-    conn: &mut Exec<'_>,
-    payment_ref: &str,
-    except: Option<&str>,
-) -> crate::StoreResult<()> {
-    let taken: Option<(String,)> =
-        query_as("SELECT id FROM terminals WHERE payment_ref = $1 AND ($2 IS NULL OR id <> $2)")
-            .bind(payment_ref)
-            .bind(except)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match taken {
-        Some((other,)) => Err(crate::StoreError::conflict(
-            "payment_ref_taken",
-            Some("payment_ref"),
-            format!("terminal {other} already uses payment_ref {payment_ref}"),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// A timeline entry of Gema's own ([`crate::sql_payments::INTERNAL_EVENT`]).
-pub(crate) async fn insert_internal_event(
-    conn: &mut Exec<'_>,
-    transaction_id: &str,
-    status: &str,
-    amount: i64,
-    now: time::OffsetDateTime,
-) -> crate::StoreResult<()> {
-    query(crate::sql_payments::INTERNAL_EVENT)
-        .bind(crate::sql::new_id("evt"))
-        .bind(transaction_id)
-        .bind(status)
-        .bind(amount)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// An announcement for a paid transaction, to the device bound to its terminal now;
-/// with no active bound device it is recorded as `no_device`, not dropped.
-pub(crate) async fn queue_announcement(
-    conn: &mut Exec<'_>,
-    transaction: &crate::Transaction,
-    rules: &dyn crate::PaymentRules,
-    now: time::OffsetDateTime,
-) -> crate::StoreResult<crate::Announcement> {
-    // The bound device and its next announcement sequence number, in one query.
-    let device: Option<(String, i64)> = query_as(
-        "SELECT d.id, COALESCE((SELECT MAX(a.sequence) FROM announcements a \
-         WHERE a.device_id = d.id), 0) + 1 \
-         FROM devices d WHERE d.terminal_id = $1 AND d.status = 'active'",
-    )
-    .bind(&transaction.terminal_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (device_id, sequence) = match device {
-        Some((id, sequence)) => (Some(id), sequence),
-        None => (None, 0),
-    };
-    let status = if device_id.is_some() {
-        crate::AnnouncementStatus::Pending
-    } else {
-        crate::AnnouncementStatus::NoDevice
-    };
-    let now_ms = crate::sql_payments::unix_ms(now);
-    Ok(query_as::<crate::Announcement>(
-        "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, status, \
-         sequence, next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8, $8) RETURNING *",
-    )
-    .bind(crate::sql::new_id("ann"))
-    .bind(&transaction.id)
-    .bind(&transaction.terminal_id)
-    .bind(device_id)
-    .bind(status.as_str())
-    .bind(now_ms)
-    .bind(now_ms + rules.announcement_ttl_ms())
-    .bind(now)
-    .bind(sequence)
-    .fetch_one(&mut *conn)
-    .await?)
 }
 
 // ---- staging for the batch apply (plain Rust, shared by both backends) ----
@@ -1277,104 +813,6 @@ pub(crate) fn batch_pieces<'a>(
     pieces
 }
 
-/// One statement parameter, whatever the driver: every query's values (`db::Query::bind`)
-/// and the batch pieces' ([`piece_params`]), bound by each driver its own way.
-#[derive(Debug, Clone)]
-pub(crate) enum Param<'a> {
-    Text(Option<&'a str>),
-    Int(Option<i64>),
-    Bool(bool),
-    Blob(&'a [u8]),
-    Time(Option<time::OffsetDateTime>),
-    /// Text the query owns (a value moved into it).
-    OwnedText(Option<String>),
-    OwnedBlob(Vec<u8>),
-}
-
-impl<'a> From<&'a str> for Param<'a> {
-    fn from(v: &'a str) -> Self {
-        Param::Text(Some(v))
-    }
-}
-
-impl<'a> From<&'a String> for Param<'a> {
-    fn from(v: &'a String) -> Self {
-        Param::Text(Some(v))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Param<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Param::Text(v)
-    }
-}
-
-impl<'a> From<&'a Option<String>> for Param<'a> {
-    fn from(v: &'a Option<String>) -> Self {
-        Param::Text(v.as_deref())
-    }
-}
-
-impl From<String> for Param<'_> {
-    fn from(v: String) -> Self {
-        Param::OwnedText(Some(v))
-    }
-}
-
-impl From<Option<String>> for Param<'_> {
-    fn from(v: Option<String>) -> Self {
-        Param::OwnedText(v)
-    }
-}
-
-impl From<i64> for Param<'_> {
-    fn from(v: i64) -> Self {
-        Param::Int(Some(v))
-    }
-}
-
-impl From<Option<i64>> for Param<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Param::Int(v)
-    }
-}
-
-impl From<bool> for Param<'_> {
-    fn from(v: bool) -> Self {
-        Param::Bool(v)
-    }
-}
-
-impl<'a> From<&'a [u8]> for Param<'a> {
-    fn from(v: &'a [u8]) -> Self {
-        Param::Blob(v)
-    }
-}
-
-impl<'a> From<&'a Vec<u8>> for Param<'a> {
-    fn from(v: &'a Vec<u8>) -> Self {
-        Param::Blob(v)
-    }
-}
-
-impl From<Vec<u8>> for Param<'_> {
-    fn from(v: Vec<u8>) -> Self {
-        Param::OwnedBlob(v)
-    }
-}
-
-impl From<time::OffsetDateTime> for Param<'_> {
-    fn from(v: time::OffsetDateTime) -> Self {
-        Param::Time(Some(v))
-    }
-}
-
-impl From<Option<time::OffsetDateTime>> for Param<'_> {
-    fn from(v: Option<time::OffsetDateTime>) -> Self {
-        Param::Time(v)
-    }
-}
-
 /// A piece's parameters in the order of [`Piece::sql`]: row by row, column by column.
 pub(crate) fn piece_params<'a>(
     piece: &Piece<'a>,
@@ -1610,6 +1048,94 @@ pub(crate) fn bound_devices_sql(placeholders: Placeholders, count: usize) -> Str
 /// [`RECORDED_KEYS`] for `count` keys of three parameters each.
 pub(crate) fn recorded_keys_sql(placeholders: Placeholders, count: usize) -> String {
     insert_sql(RECORDED_KEYS.0, placeholders, count, 3, RECORDED_KEYS.1)
+}
+
+pub(crate) async fn apply_payment_events(
+    db: &Db,
+    items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
+    rules: &dyn crate::PaymentRules,
+) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
+    db.apply_payment_events_and_deliveries(items, rules, Vec::new())
+        .await
+}
+
+pub(crate) async fn apply_payment_events_and_deliveries(
+    db: &Db,
+    items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
+    rules: &dyn crate::PaymentRules,
+    deliveries: Vec<(String, crate::DeliveryResult)>,
+) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
+    let sent = items.len();
+    let (batch, result) = db
+        .apply_in_one_transaction(Batch { items, deliveries }, rules)
+        .await;
+    let mut failure = match result {
+        Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
+        Err(err) => err,
+    };
+    let Batch {
+        mut items,
+        deliveries,
+    } = batch;
+    if items.len() != sent {
+        // The batch did not come back (SQLite's writer thread died with it).
+        return Err(failure);
+    }
+    if !deliveries.is_empty() {
+        // Record the results on their own (if they fail too, the announcements
+        // stay pending: the relay re-sends and the device dedupes), then try the
+        // events as a batch again.
+        if let Err(err) = db.record_deliveries(deliveries).await {
+            tracing::error!(error = %err, "recording delivery results failed");
+        }
+        let (batch, result) = db.apply_in_one_transaction(Batch::of(items), rules).await;
+        failure = match result {
+            Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
+            Err(err) => err,
+        };
+        items = batch.items;
+        if items.len() != sent {
+            return Err(failure);
+        }
+    }
+    if items.len() == 1 {
+        return Ok(vec![Err(db.record_failed(&items[0].0, failure).await)]);
+    }
+    tracing::warn!(
+        error = %failure,
+        events = items.len(),
+        "a batch of payment events failed; applying them one by one"
+    );
+    // One transaction per event, so the event that fails fails alone.
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        results.push(db.apply_alone(item, rules).await);
+    }
+    Ok(results)
+}
+
+pub(crate) async fn apply_payment_event(
+    db: &Db,
+    entry: crate::InboxEntry,
+    event: crate::IncomingEvent,
+    rules: &dyn crate::PaymentRules,
+) -> crate::StoreResult<crate::PaymentOutcome> {
+    db.apply_payment_events(vec![(entry, event)], rules)
+        .await?
+        .pop()
+        .unwrap_or(Err(crate::StoreError::Corrupt(
+            "no outcome for an event".into(),
+        )))
+}
+
+pub(crate) async fn record_deliveries(
+    db: &Db,
+    results: Vec<(String, crate::DeliveryResult)>,
+) -> crate::StoreResult<()> {
+    match db {
+        Db::Sqlite(s) => s.payments.record_deliveries(results).await,
+        Db::Postgres(p) => p.write_deliveries(&results).await,
+    }
 }
 
 #[cfg(test)]
