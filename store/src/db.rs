@@ -1,8 +1,7 @@
 //! The store's one runtime seam between its two backends.
 //!
-//! The query code (`sql.rs`, `sql_payments.rs`, `sql_device_ops.rs`, `sql_auth.rs`) is
-//! plain Rust, written once, over [`Db`]: a value that is either the SQLite store or the
-//! PostgreSQL store. A statement is a [`Query`] (its SQL text and its parameters as
+//! The query code (the entity modules) is plain Rust, written once, over [`Db`]: a value
+//! that is either the SQLite store or the PostgreSQL store. A statement is a [`Query`] (its SQL text and its parameters as
 //! [`Param`]s), run on an [`Exec`] (a pool, a write connection or a transaction of either
 //! backend) with one `match` per method. Rows decode with `#[derive(sqlx::FromRow)]` on
 //! both backends ([`Row`]).
@@ -355,7 +354,7 @@ fn pg_args(params: &[Param<'_>]) -> Result<PgArguments, sqlx::Error> {
 }
 
 /// One statement parameter, whatever the driver: every query's values (`db::Query::bind`)
-/// and the batch pieces' ([`piece_params`]), bound by each driver its own way.
+/// and the batch pieces' ([`crate::payments::batch::piece_params`]), bound by each driver its own way.
 #[derive(Debug, Clone)]
 pub(crate) enum Param<'a> {
     Text(Option<&'a str>),

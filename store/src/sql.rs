@@ -1,13 +1,6 @@
-//! [`crate::Store`] (registry and admin tokens), implemented once on [`Db`] for both
-//! backends, and the helpers every query module uses (ids, time, pages).
-//!
-//! Both SQLite and PostgreSQL accept `$1`-style parameters, `RETURNING`, and the same DDL
-//! apart from column types, so one text serves both. [`Db`] supplies the read pool,
-//! `write_conn()` and `begin_write()` for writes (SQLite starts write transactions with
-//! `BEGIN IMMEDIATE` so a read-then-write transaction never fails on a stale snapshot, and
-//! both wait for the write turn, see `sqlite.rs`), and the row-lock suffix
-//! ([`Db::row_lock`]: `FOR UPDATE` on PostgreSQL, nothing on SQLite where the write
-//! transaction already holds the database lock).
+//! [`crate::Store`]'s one implementation, on [`Db`] for both backends (its registry methods
+//! hand over to the entity modules: `merchant`, `outlet`, `terminal`, `device`,
+//! `admin_token`), and the helpers every query module uses: ids, the time, pages.
 
 use time::OffsetDateTime;
 

@@ -12,8 +12,8 @@
 //!   `gema admin …`).
 //! - Two writer connections: the payment path's (`sqlite_payments`, a rusqlite connection
 //!   owned by the store's `gema-sqlite-payments` thread) and sqlx's pool of one for
-//!   everything else. SQLite allows one
-//!   writer at a time; the two take turns first come, first served ([`WriteTurn`]), and
+//!   everything else. SQLite allows one writer at a time; the two take turns first come,
+//!   first served ([`WriteTurn`]), and
 //!   write transactions start with `BEGIN IMMEDIATE` (a deferred transaction that reads and
 //!   then writes can fail with `SQLITE_BUSY` on a stale snapshot, which no timeout cures).
 //!   Reads use a separate pool of read-only connections.

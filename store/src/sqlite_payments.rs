@@ -17,7 +17,7 @@
 //! store's last handle is dropped and the channel closes. The caller's `&dyn PaymentRules`
 //! cannot cross threads, so it travels as a table of its answers ([`RuleBook`]).
 //!
-//! What the batch does is the shared staging (`sql_payments::stage_events`); its futures
+//! What the batch does is the shared staging (`payments::batch::stage_events`); its futures
 //! are ready at once on this connection, so they are polled once and never wait.
 //!
 //! This connection and the sqlx write connection both write the one file. They take turns
@@ -104,7 +104,7 @@ impl PaymentWriter {
     /// failing statement fails the whole batch, which is rolled back.
     ///
     /// `rules` is the caller's rules as a table; if the batch asked it something it has no
-    /// answer for, nothing is written and [`RuleBook::take_missing`] says what.
+    /// answer for, nothing is written and [`RuleBook::take_questions`] says what.
     fn apply(
         &mut self,
         items: &[(InboxEntry, IncomingEvent)],
@@ -168,6 +168,9 @@ impl PaymentWriter {
 /// The payment writer's thread, as the store sees it: where to send work. Each call is one
 /// message in and one reply out ([`tokio::sync::oneshot`]); the batch itself moves, it is
 /// not copied. The thread ends when the last handle is dropped (the channel closes).
+///
+/// A caller that stops waiting (its future dropped) does not stop the batch: it commits,
+/// and its events' retries are then recorded as duplicates.
 #[derive(Debug, Clone)]
 pub(crate) struct PaymentThread {
     jobs: std::sync::mpsc::Sender<Job>,

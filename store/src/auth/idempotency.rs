@@ -6,7 +6,7 @@ use crate::db::{Db, query, query_as};
 /// What a write with an `Idempotency-Key` should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyBegin {
-    /// First use of the key: run the request, then [`AuthStore::finish_idempotency`].
+    /// First use of the key: run the request, then [`crate::AuthStore::finish_idempotency`].
     Started,
     /// Done before: answer with this.
     Replay { status: u16, body: Option<String> },
