@@ -2,6 +2,7 @@
 
 use time::OffsetDateTime;
 
+use crate::StoreResult;
 use crate::db::{Db, Exec, query, query_as};
 
 /// An API token for the admin API. Only the hash of the token is stored.
@@ -14,7 +15,7 @@ pub struct AdminToken {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-pub(crate) async fn count_active_admin_tokens(db: &Db) -> crate::StoreResult<i64> {
+pub(crate) async fn count_active_admin_tokens(db: &Db) -> StoreResult<i64> {
     let (count,): (i64,) = query_as("SELECT COUNT(*) FROM admin_tokens WHERE revoked_at IS NULL")
         .fetch_one(db.read())
         .await?;
@@ -25,8 +26,8 @@ pub(crate) async fn create_admin_token(
     db: &Db,
     name: &str,
     token_hash: &str,
-) -> crate::StoreResult<crate::AdminToken> {
-    let token = query_as::<crate::AdminToken>(
+) -> StoreResult<AdminToken> {
+    let token = query_as::<AdminToken>(
         "INSERT INTO admin_tokens (id, name, token_hash, created_at) \
          VALUES ($1, $2, $3, $4) \
          RETURNING id, name, created_at, last_used_at, revoked_at",
@@ -40,11 +41,8 @@ pub(crate) async fn create_admin_token(
     Ok(token)
 }
 
-pub(crate) async fn use_admin_token(
-    db: &Db,
-    token_hash: &str,
-) -> crate::StoreResult<Option<crate::AdminToken>> {
-    let token = query_as::<crate::AdminToken>(
+pub(crate) async fn use_admin_token(db: &Db, token_hash: &str) -> StoreResult<Option<AdminToken>> {
+    let token = query_as::<AdminToken>(
         "SELECT id, name, created_at, last_used_at, revoked_at FROM admin_tokens \
          WHERE token_hash = $1 AND revoked_at IS NULL",
     )
@@ -63,7 +61,7 @@ pub(crate) async fn use_admin_token(
     Ok(Some(token))
 }
 
-pub(crate) async fn revoke_admin_tokens_named(db: &Db, name: &str) -> crate::StoreResult<u64> {
+pub(crate) async fn revoke_admin_tokens_named(db: &Db, name: &str) -> StoreResult<u64> {
     let done = query(
         "UPDATE admin_tokens SET revoked_at = $1 \
          WHERE name = $2 AND revoked_at IS NULL",
@@ -81,7 +79,7 @@ pub(crate) async fn touch_token(
     write: &mut Exec<'_>,
     id: &str,
     last_used_at: Option<time::OffsetDateTime>,
-) -> crate::StoreResult<Option<time::OffsetDateTime>> {
+) -> StoreResult<Option<time::OffsetDateTime>> {
     let now = crate::sql::now();
     if last_used_at.is_some_and(|t| now - t <= time::Duration::minutes(1)) {
         return Ok(last_used_at);

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::StoreError;
 use crate::db::{Db, query, query_as};
+use crate::{MerchantStatus, Page, PageRequest, StoreResult};
 
 /// Whether a device may be used at all (independent of its credential).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -152,17 +153,14 @@ impl TryFrom<DeviceRow> for Device {
     }
 }
 
-pub(crate) async fn create_device(
-    db: &Db,
-    new: crate::NewDevice,
-) -> crate::StoreResult<crate::Device> {
+pub(crate) async fn create_device(db: &Db, new: NewDevice) -> StoreResult<Device> {
     let mut tx = db.begin_write().await?;
     let taken: Option<(String,)> = query_as("SELECT id FROM devices WHERE serial = $1")
         .bind(&new.serial)
         .fetch_optional(&mut tx)
         .await?;
     if let Some((other,)) = taken {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "serial_taken",
             Some("serial"),
             format!("device {other} already has serial {}", new.serial),
@@ -182,7 +180,7 @@ pub(crate) async fn create_device(
     .bind(new.serial)
     .bind(new.model)
     .bind(new.firmware_version)
-    .bind(crate::DeviceStatus::Active.as_str())
+    .bind(DeviceStatus::Active.as_str())
     .bind(new.secret_hash)
     .bind(now)
     .fetch_one(&mut tx)
@@ -191,20 +189,20 @@ pub(crate) async fn create_device(
     row.try_into()
 }
 
-pub(crate) async fn get_device(db: &Db, id: &str) -> crate::StoreResult<crate::Device> {
+pub(crate) async fn get_device(db: &Db, id: &str) -> StoreResult<Device> {
     query_as::<DeviceRow>(["SELECT ", DEVICE_COLUMNS, " FROM devices WHERE id = $1"].concat())
         .bind(id)
         .fetch_optional(db.read())
         .await?
-        .ok_or_else(|| crate::StoreError::not_found("device", id))?
+        .ok_or_else(|| StoreError::not_found("device", id))?
         .try_into()
 }
 
 pub(crate) async fn list_devices(
     db: &Db,
-    filter: &crate::DeviceFilter,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::Device>> {
+    filter: &DeviceFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Device>> {
     let rows = query_as::<DeviceRow>(
         [
             "SELECT ",
@@ -227,18 +225,14 @@ pub(crate) async fn list_devices(
     .await?;
     let devices = rows
         .into_iter()
-        .map(crate::Device::try_from)
-        .collect::<crate::StoreResult<Vec<_>>>()?;
+        .map(Device::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok(crate::sql::paginate(devices, page.limit, |d| &d.id))
 }
 
-pub(crate) async fn update_device(
-    db: &Db,
-    id: &str,
-    patch: crate::DevicePatch,
-) -> crate::StoreResult<crate::Device> {
+pub(crate) async fn update_device(db: &Db, id: &str, patch: DevicePatch) -> StoreResult<Device> {
     let mut tx = db.begin_write().await?;
-    let mut device: crate::Device = query_as::<DeviceRow>(
+    let mut device: Device = query_as::<DeviceRow>(
         [
             "SELECT ",
             DEVICE_COLUMNS,
@@ -250,7 +244,7 @@ pub(crate) async fn update_device(
     .bind(id)
     .fetch_optional(&mut tx)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("device", id))?
+    .ok_or_else(|| StoreError::not_found("device", id))?
     .try_into()?;
     if let Some(model) = patch.model {
         device.model = model;
@@ -284,9 +278,9 @@ pub(crate) async fn bind_device(
     db: &Db,
     device_id: &str,
     terminal_id: &str,
-) -> crate::StoreResult<crate::Device> {
+) -> StoreResult<Device> {
     let mut tx = db.begin_write().await?;
-    let device: crate::Device = query_as::<DeviceRow>(
+    let device: Device = query_as::<DeviceRow>(
         [
             "SELECT ",
             DEVICE_COLUMNS,
@@ -298,12 +292,12 @@ pub(crate) async fn bind_device(
     .bind(device_id)
     .fetch_optional(&mut tx)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("device", device_id))?
+    .ok_or_else(|| StoreError::not_found("device", device_id))?
     .try_into()?;
     match device.terminal_id.as_deref() {
         Some(current) if current == terminal_id => return Ok(device),
         Some(current) => {
-            return Err(crate::StoreError::conflict(
+            return Err(StoreError::conflict(
                 "device_already_bound",
                 Some("terminal_id"),
                 format!("device {device_id} is bound to terminal {current}; unbind it first"),
@@ -311,8 +305,8 @@ pub(crate) async fn bind_device(
         }
         None => {}
     }
-    if device.status != crate::DeviceStatus::Active {
-        return Err(crate::StoreError::conflict(
+    if device.status != DeviceStatus::Active {
+        return Err(StoreError::conflict(
             "device_disabled",
             None,
             format!("device {device_id} is disabled"),
@@ -331,10 +325,10 @@ pub(crate) async fn bind_device(
     .fetch_optional(&mut tx)
     .await?;
     let Some((merchant_id, status)) = merchant else {
-        return Err(crate::StoreError::not_found("terminal", terminal_id));
+        return Err(StoreError::not_found("terminal", terminal_id));
     };
-    if status != crate::MerchantStatus::Approved.as_str() {
-        return Err(crate::StoreError::conflict(
+    if status != MerchantStatus::Approved.as_str() {
+        return Err(StoreError::conflict(
             "merchant_not_approved",
             Some("terminal_id"),
             format!(
@@ -348,7 +342,7 @@ pub(crate) async fn bind_device(
         .fetch_optional(&mut tx)
         .await?;
     if let Some((other,)) = occupant {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "terminal_occupied",
             Some("terminal_id"),
             format!("terminal {terminal_id} already has device {other} bound"),
@@ -382,7 +376,7 @@ pub(crate) async fn bind_device(
     row.try_into()
 }
 
-pub(crate) async fn unbind_device(db: &Db, device_id: &str) -> crate::StoreResult<crate::Device> {
+pub(crate) async fn unbind_device(db: &Db, device_id: &str) -> StoreResult<Device> {
     let mut tx = db.begin_write().await?;
     let current: Option<(Option<String>,)> = query_as(
         [
@@ -395,9 +389,9 @@ pub(crate) async fn unbind_device(db: &Db, device_id: &str) -> crate::StoreResul
     .fetch_optional(&mut tx)
     .await?;
     match current {
-        None => return Err(crate::StoreError::not_found("device", device_id)),
+        None => return Err(StoreError::not_found("device", device_id)),
         Some((None,)) => {
-            return Err(crate::StoreError::conflict(
+            return Err(StoreError::conflict(
                 "device_not_bound",
                 None,
                 format!("device {device_id} is not bound to a terminal"),
@@ -430,24 +424,20 @@ pub(crate) async fn unbind_device(db: &Db, device_id: &str) -> crate::StoreResul
     row.try_into()
 }
 
-pub(crate) async fn device_bindings(
-    db: &Db,
-    device_id: &str,
-) -> crate::StoreResult<Vec<crate::DeviceBinding>> {
+pub(crate) async fn device_bindings(db: &Db, device_id: &str) -> StoreResult<Vec<DeviceBinding>> {
     let mut tx = db.begin_read().await?;
     let exists: Option<(String,)> = query_as("SELECT id FROM devices WHERE id = $1")
         .bind(device_id)
         .fetch_optional(&mut tx)
         .await?;
     if exists.is_none() {
-        return Err(crate::StoreError::not_found("device", device_id));
+        return Err(StoreError::not_found("device", device_id));
     }
-    let bindings = query_as::<crate::DeviceBinding>(
-        "SELECT * FROM device_bindings WHERE device_id = $1 ORDER BY id",
-    )
-    .bind(device_id)
-    .fetch_all(&mut tx)
-    .await?;
+    let bindings =
+        query_as::<DeviceBinding>("SELECT * FROM device_bindings WHERE device_id = $1 ORDER BY id")
+            .bind(device_id)
+            .fetch_all(&mut tx)
+            .await?;
     tx.commit().await?;
     Ok(bindings)
 }
@@ -456,7 +446,7 @@ pub(crate) async fn set_device_secret_hash(
     db: &Db,
     device_id: &str,
     hash: &str,
-) -> crate::StoreResult<crate::Device> {
+) -> StoreResult<Device> {
     query_as::<DeviceRow>(
         [
             "UPDATE devices SET credential_hash = $1, credential_issued_at = $2, \
@@ -470,14 +460,11 @@ pub(crate) async fn set_device_secret_hash(
     .bind(device_id)
     .fetch_optional(&mut db.write_conn().await?)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("device", device_id))?
+    .ok_or_else(|| StoreError::not_found("device", device_id))?
     .try_into()
 }
 
-pub(crate) async fn revoke_device_secret(
-    db: &Db,
-    device_id: &str,
-) -> crate::StoreResult<crate::Device> {
+pub(crate) async fn revoke_device_secret(db: &Db, device_id: &str) -> StoreResult<Device> {
     // Revoking twice is not an error: the credential is revoked either way, and
     // the first revocation time is kept.
     let now = crate::sql::now();
@@ -494,19 +481,16 @@ pub(crate) async fn revoke_device_secret(
     .bind(device_id)
     .fetch_optional(&mut db.write_conn().await?)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("device", device_id))?
+    .ok_or_else(|| StoreError::not_found("device", device_id))?
     .try_into()
 }
 
-pub(crate) async fn device_secret_hash(
-    db: &Db,
-    device_id: &str,
-) -> crate::StoreResult<Option<String>> {
+pub(crate) async fn device_secret_hash(db: &Db, device_id: &str) -> StoreResult<Option<String>> {
     let row: Option<(Option<String>,)> =
         query_as("SELECT credential_hash FROM devices WHERE id = $1")
             .bind(device_id)
             .fetch_optional(db.read())
             .await?;
     row.map(|(hash,)| hash)
-        .ok_or_else(|| crate::StoreError::not_found("device", device_id))
+        .ok_or_else(|| StoreError::not_found("device", device_id))
 }

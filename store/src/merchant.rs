@@ -5,6 +5,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::db::{Db, query_as};
+use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// Where a merchant is in its review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -79,12 +80,9 @@ pub struct MerchantFilter {
     pub status: Option<MerchantStatus>,
 }
 
-pub(crate) async fn create_merchant(
-    db: &Db,
-    new: crate::NewMerchant,
-) -> crate::StoreResult<crate::Merchant> {
+pub(crate) async fn create_merchant(db: &Db, new: NewMerchant) -> StoreResult<Merchant> {
     let now = crate::sql::now();
-    let merchant = query_as::<crate::Merchant>(
+    let merchant = query_as::<Merchant>(
         "INSERT INTO merchants \
          (id, name, email, phone, status, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
@@ -93,27 +91,27 @@ pub(crate) async fn create_merchant(
     .bind(new.name)
     .bind(new.email)
     .bind(new.phone)
-    .bind(crate::MerchantStatus::Pending.as_str())
+    .bind(MerchantStatus::Pending.as_str())
     .bind(now)
     .fetch_one(&mut db.write_conn().await?)
     .await?;
     Ok(merchant)
 }
 
-pub(crate) async fn get_merchant(db: &Db, id: &str) -> crate::StoreResult<crate::Merchant> {
-    query_as::<crate::Merchant>("SELECT * FROM merchants WHERE id = $1")
+pub(crate) async fn get_merchant(db: &Db, id: &str) -> StoreResult<Merchant> {
+    query_as::<Merchant>("SELECT * FROM merchants WHERE id = $1")
         .bind(id)
         .fetch_optional(db.read())
         .await?
-        .ok_or_else(|| crate::StoreError::not_found("merchant", id))
+        .ok_or_else(|| StoreError::not_found("merchant", id))
 }
 
 pub(crate) async fn list_merchants(
     db: &Db,
-    filter: &crate::MerchantFilter,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::Merchant>> {
-    let rows = query_as::<crate::Merchant>(
+    filter: &MerchantFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Merchant>> {
+    let rows = query_as::<Merchant>(
         "SELECT * FROM merchants \
          WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR status = $2) \
          ORDER BY id LIMIT $3",
@@ -129,16 +127,15 @@ pub(crate) async fn list_merchants(
 pub(crate) async fn update_merchant(
     db: &Db,
     id: &str,
-    patch: crate::MerchantPatch,
-) -> crate::StoreResult<crate::Merchant> {
+    patch: MerchantPatch,
+) -> StoreResult<Merchant> {
     let mut tx = db.begin_write().await?;
-    let mut merchant = query_as::<crate::Merchant>(
-        ["SELECT * FROM merchants WHERE id = $1 ", db.row_lock()].concat(),
-    )
-    .bind(id)
-    .fetch_optional(&mut tx)
-    .await?
-    .ok_or_else(|| crate::StoreError::not_found("merchant", id))?;
+    let mut merchant =
+        query_as::<Merchant>(["SELECT * FROM merchants WHERE id = $1 ", db.row_lock()].concat())
+            .bind(id)
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found("merchant", id))?;
     if let Some(name) = patch.name {
         merchant.name = name;
     }
@@ -148,7 +145,7 @@ pub(crate) async fn update_merchant(
     if let Some(phone) = patch.phone {
         merchant.phone = phone;
     }
-    let merchant = query_as::<crate::Merchant>(
+    let merchant = query_as::<Merchant>(
         "UPDATE merchants SET name = $1, email = $2, phone = $3, updated_at = $4 \
          WHERE id = $5 RETURNING *",
     )
@@ -166,20 +163,19 @@ pub(crate) async fn update_merchant(
 pub(crate) async fn transition_merchant(
     db: &Db,
     id: &str,
-    from: &[crate::MerchantStatus],
-    to: crate::MerchantStatus,
+    from: &[MerchantStatus],
+    to: MerchantStatus,
     reason: Option<String>,
-) -> crate::StoreResult<crate::Merchant> {
+) -> StoreResult<Merchant> {
     let mut tx = db.begin_write().await?;
-    let merchant = query_as::<crate::Merchant>(
-        ["SELECT * FROM merchants WHERE id = $1 ", db.row_lock()].concat(),
-    )
-    .bind(id)
-    .fetch_optional(&mut tx)
-    .await?
-    .ok_or_else(|| crate::StoreError::not_found("merchant", id))?;
+    let merchant =
+        query_as::<Merchant>(["SELECT * FROM merchants WHERE id = $1 ", db.row_lock()].concat())
+            .bind(id)
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found("merchant", id))?;
     if !from.contains(&merchant.status) {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "invalid_transition",
             None,
             format!(
@@ -189,7 +185,7 @@ pub(crate) async fn transition_merchant(
             ),
         ));
     }
-    let merchant = query_as::<crate::Merchant>(
+    let merchant = query_as::<Merchant>(
         "UPDATE merchants SET status = $1, status_reason = $2, updated_at = $3 \
          WHERE id = $4 RETURNING *",
     )

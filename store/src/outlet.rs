@@ -4,6 +4,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::db::{Db, query_as};
+use crate::{Page, PageRequest, StoreError, StoreResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Outlet {
@@ -36,20 +37,17 @@ pub struct OutletFilter {
     pub merchant_id: Option<String>,
 }
 
-pub(crate) async fn create_outlet(
-    db: &Db,
-    new: crate::NewOutlet,
-) -> crate::StoreResult<crate::Outlet> {
+pub(crate) async fn create_outlet(db: &Db, new: NewOutlet) -> StoreResult<Outlet> {
     let mut tx = db.begin_write().await?;
     let merchant: Option<(String,)> = query_as("SELECT id FROM merchants WHERE id = $1")
         .bind(&new.merchant_id)
         .fetch_optional(&mut tx)
         .await?;
     if merchant.is_none() {
-        return Err(crate::StoreError::not_found("merchant", new.merchant_id));
+        return Err(StoreError::not_found("merchant", new.merchant_id));
     }
     let now = crate::sql::now();
-    let outlet = query_as::<crate::Outlet>(
+    let outlet = query_as::<Outlet>(
         "INSERT INTO outlets \
          (id, merchant_id, name, address, city, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
@@ -66,20 +64,20 @@ pub(crate) async fn create_outlet(
     Ok(outlet)
 }
 
-pub(crate) async fn get_outlet(db: &Db, id: &str) -> crate::StoreResult<crate::Outlet> {
-    query_as::<crate::Outlet>("SELECT * FROM outlets WHERE id = $1")
+pub(crate) async fn get_outlet(db: &Db, id: &str) -> StoreResult<Outlet> {
+    query_as::<Outlet>("SELECT * FROM outlets WHERE id = $1")
         .bind(id)
         .fetch_optional(db.read())
         .await?
-        .ok_or_else(|| crate::StoreError::not_found("outlet", id))
+        .ok_or_else(|| StoreError::not_found("outlet", id))
 }
 
 pub(crate) async fn list_outlets(
     db: &Db,
-    filter: &crate::OutletFilter,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::Outlet>> {
-    let rows = query_as::<crate::Outlet>(
+    filter: &OutletFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Outlet>> {
+    let rows = query_as::<Outlet>(
         "SELECT * FROM outlets \
          WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR merchant_id = $2) \
          ORDER BY id LIMIT $3",
@@ -92,18 +90,14 @@ pub(crate) async fn list_outlets(
     Ok(crate::sql::paginate(rows, page.limit, |o| &o.id))
 }
 
-pub(crate) async fn update_outlet(
-    db: &Db,
-    id: &str,
-    patch: crate::OutletPatch,
-) -> crate::StoreResult<crate::Outlet> {
+pub(crate) async fn update_outlet(db: &Db, id: &str, patch: OutletPatch) -> StoreResult<Outlet> {
     let mut tx = db.begin_write().await?;
     let mut outlet =
-        query_as::<crate::Outlet>(["SELECT * FROM outlets WHERE id = $1 ", db.row_lock()].concat())
+        query_as::<Outlet>(["SELECT * FROM outlets WHERE id = $1 ", db.row_lock()].concat())
             .bind(id)
             .fetch_optional(&mut tx)
             .await?
-            .ok_or_else(|| crate::StoreError::not_found("outlet", id))?;
+            .ok_or_else(|| StoreError::not_found("outlet", id))?;
     if let Some(name) = patch.name {
         outlet.name = name;
     }
@@ -113,7 +107,7 @@ pub(crate) async fn update_outlet(
     if let Some(city) = patch.city {
         outlet.city = city;
     }
-    let outlet = query_as::<crate::Outlet>(
+    let outlet = query_as::<Outlet>(
         "UPDATE outlets SET name = $1, address = $2, city = $3, updated_at = $4 \
          WHERE id = $5 RETURNING *",
     )

@@ -1,4 +1,4 @@
-//! [`crate::Store`]'s one implementation, on [`Db`] for both backends (its registry methods
+//! [`Store`]'s one implementation, on [`Db`] for both backends (its registry methods
 //! hand over to the entity modules: `merchant`, `outlet`, `terminal`, `device`,
 //! `admin_token`), and the helpers every query module uses: ids, the time, pages.
 
@@ -7,6 +7,12 @@ use time::OffsetDateTime;
 use crate::db::{Db, query};
 
 use crate::model::Page;
+use crate::{
+    AdminToken, Backend, Device, DeviceBinding, DeviceFilter, DevicePatch, Merchant,
+    MerchantFilter, MerchantPatch, MerchantStatus, MigrationStatus, NewDevice, NewMerchant,
+    NewOutlet, NewTerminal, Outlet, OutletFilter, OutletPatch, PageRequest, Store, StoreResult,
+    Terminal, TerminalFilter, TerminalPatch,
+};
 
 /// A new time-ordered id with a type prefix: `dev_01jd…`. Ids sort by creation time, which
 /// is what keyset pagination relies on: a plain ULID only orders by millisecond (its tail is
@@ -40,7 +46,7 @@ pub(crate) fn now() -> OffsetDateTime {
 async fn migration_status(
     conn: &mut impl sqlx::migrate::Migrate,
     migrator: &sqlx::migrate::Migrator,
-) -> crate::StoreResult<crate::MigrationStatus> {
+) -> StoreResult<MigrationStatus> {
     conn.ensure_migrations_table().await?;
     let applied: Vec<i64> = conn
         .list_applied_migrations()
@@ -54,7 +60,7 @@ async fn migration_status(
         .map(|m| m.version)
         .filter(|v| !applied.contains(v))
         .collect();
-    Ok(crate::MigrationStatus { applied, pending })
+    Ok(MigrationStatus { applied, pending })
 }
 
 /// Cuts a `limit + 1` result down to a page and its cursor.
@@ -74,22 +80,22 @@ pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str)
 
 /// The `limit` to bind: one more than requested, to learn whether another page exists.
 pub(crate) fn fetch_limit(limit: u32) -> i64 {
-    i64::from(limit.clamp(1, crate::PageRequest::MAX_LIMIT)) + 1
+    i64::from(limit.clamp(1, PageRequest::MAX_LIMIT)) + 1
 }
 
 /// The one implementation, for both backends: each method is its entity module's function.
 #[async_trait::async_trait]
-impl crate::Store for Db {
-    fn backend(&self) -> crate::Backend {
+impl Store for Db {
+    fn backend(&self) -> Backend {
         Db::backend(self)
     }
 
-    async fn ping(&self) -> crate::StoreResult<()> {
+    async fn ping(&self) -> StoreResult<()> {
         query("SELECT 1").execute(self.read()).await?;
         Ok(())
     }
 
-    async fn migrate(&self) -> crate::StoreResult<usize> {
+    async fn migrate(&self) -> StoreResult<usize> {
         let pending = self.migration_status().await?.pending.len();
         match self {
             Db::Sqlite(s) => crate::sqlite::MIGRATOR.run(&s.write).await?,
@@ -98,7 +104,7 @@ impl crate::Store for Db {
         Ok(pending)
     }
 
-    async fn migration_status(&self) -> crate::StoreResult<crate::MigrationStatus> {
+    async fn migration_status(&self) -> StoreResult<MigrationStatus> {
         match self {
             Db::Sqlite(s) => {
                 migration_status(&mut *s.write.acquire().await?, &crate::sqlite::MIGRATOR).await
@@ -111,181 +117,141 @@ impl crate::Store for Db {
 
     // ---- admin tokens ------------------------------------------------------------
 
-    async fn count_active_admin_tokens(&self) -> crate::StoreResult<i64> {
+    async fn count_active_admin_tokens(&self) -> StoreResult<i64> {
         crate::admin_token::count_active_admin_tokens(self).await
     }
 
-    async fn create_admin_token(
-        &self,
-        name: &str,
-        token_hash: &str,
-    ) -> crate::StoreResult<crate::AdminToken> {
+    async fn create_admin_token(&self, name: &str, token_hash: &str) -> StoreResult<AdminToken> {
         crate::admin_token::create_admin_token(self, name, token_hash).await
     }
 
-    async fn use_admin_token(
-        &self,
-        token_hash: &str,
-    ) -> crate::StoreResult<Option<crate::AdminToken>> {
+    async fn use_admin_token(&self, token_hash: &str) -> StoreResult<Option<AdminToken>> {
         crate::admin_token::use_admin_token(self, token_hash).await
     }
 
-    async fn revoke_admin_tokens_named(&self, name: &str) -> crate::StoreResult<u64> {
+    async fn revoke_admin_tokens_named(&self, name: &str) -> StoreResult<u64> {
         crate::admin_token::revoke_admin_tokens_named(self, name).await
     }
 
     // ---- merchants ---------------------------------------------------------------
 
-    async fn create_merchant(
-        &self,
-        new: crate::NewMerchant,
-    ) -> crate::StoreResult<crate::Merchant> {
+    async fn create_merchant(&self, new: NewMerchant) -> StoreResult<Merchant> {
         crate::merchant::create_merchant(self, new).await
     }
 
-    async fn get_merchant(&self, id: &str) -> crate::StoreResult<crate::Merchant> {
+    async fn get_merchant(&self, id: &str) -> StoreResult<Merchant> {
         crate::merchant::get_merchant(self, id).await
     }
 
     async fn list_merchants(
         &self,
-        filter: &crate::MerchantFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::Merchant>> {
+        filter: &MerchantFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Merchant>> {
         crate::merchant::list_merchants(self, filter, page).await
     }
 
-    async fn update_merchant(
-        &self,
-        id: &str,
-        patch: crate::MerchantPatch,
-    ) -> crate::StoreResult<crate::Merchant> {
+    async fn update_merchant(&self, id: &str, patch: MerchantPatch) -> StoreResult<Merchant> {
         crate::merchant::update_merchant(self, id, patch).await
     }
 
     async fn transition_merchant(
         &self,
         id: &str,
-        from: &[crate::MerchantStatus],
-        to: crate::MerchantStatus,
+        from: &[MerchantStatus],
+        to: MerchantStatus,
         reason: Option<String>,
-    ) -> crate::StoreResult<crate::Merchant> {
+    ) -> StoreResult<Merchant> {
         crate::merchant::transition_merchant(self, id, from, to, reason).await
     }
 
     // ---- outlets -----------------------------------------------------------------
 
-    async fn create_outlet(&self, new: crate::NewOutlet) -> crate::StoreResult<crate::Outlet> {
+    async fn create_outlet(&self, new: NewOutlet) -> StoreResult<Outlet> {
         crate::outlet::create_outlet(self, new).await
     }
 
-    async fn get_outlet(&self, id: &str) -> crate::StoreResult<crate::Outlet> {
+    async fn get_outlet(&self, id: &str) -> StoreResult<Outlet> {
         crate::outlet::get_outlet(self, id).await
     }
 
     async fn list_outlets(
         &self,
-        filter: &crate::OutletFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::Outlet>> {
+        filter: &OutletFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Outlet>> {
         crate::outlet::list_outlets(self, filter, page).await
     }
 
-    async fn update_outlet(
-        &self,
-        id: &str,
-        patch: crate::OutletPatch,
-    ) -> crate::StoreResult<crate::Outlet> {
+    async fn update_outlet(&self, id: &str, patch: OutletPatch) -> StoreResult<Outlet> {
         crate::outlet::update_outlet(self, id, patch).await
     }
 
     // ---- terminals ---------------------------------------------------------------
 
-    async fn create_terminal(
-        &self,
-        new: crate::NewTerminal,
-    ) -> crate::StoreResult<crate::Terminal> {
+    async fn create_terminal(&self, new: NewTerminal) -> StoreResult<Terminal> {
         crate::terminal::create_terminal(self, new).await
     }
 
-    async fn get_terminal(&self, id: &str) -> crate::StoreResult<crate::Terminal> {
+    async fn get_terminal(&self, id: &str) -> StoreResult<Terminal> {
         crate::terminal::get_terminal(self, id).await
     }
 
     async fn list_terminals(
         &self,
-        filter: &crate::TerminalFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::Terminal>> {
+        filter: &TerminalFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Terminal>> {
         crate::terminal::list_terminals(self, filter, page).await
     }
 
-    async fn update_terminal(
-        &self,
-        id: &str,
-        patch: crate::TerminalPatch,
-    ) -> crate::StoreResult<crate::Terminal> {
+    async fn update_terminal(&self, id: &str, patch: TerminalPatch) -> StoreResult<Terminal> {
         crate::terminal::update_terminal(self, id, patch).await
     }
 
     // ---- devices -----------------------------------------------------------------
 
-    async fn create_device(&self, new: crate::NewDevice) -> crate::StoreResult<crate::Device> {
+    async fn create_device(&self, new: NewDevice) -> StoreResult<Device> {
         crate::device::create_device(self, new).await
     }
 
-    async fn get_device(&self, id: &str) -> crate::StoreResult<crate::Device> {
+    async fn get_device(&self, id: &str) -> StoreResult<Device> {
         crate::device::get_device(self, id).await
     }
 
     async fn list_devices(
         &self,
-        filter: &crate::DeviceFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::Device>> {
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>> {
         crate::device::list_devices(self, filter, page).await
     }
 
-    async fn update_device(
-        &self,
-        id: &str,
-        patch: crate::DevicePatch,
-    ) -> crate::StoreResult<crate::Device> {
+    async fn update_device(&self, id: &str, patch: DevicePatch) -> StoreResult<Device> {
         crate::device::update_device(self, id, patch).await
     }
 
-    async fn bind_device(
-        &self,
-        device_id: &str,
-        terminal_id: &str,
-    ) -> crate::StoreResult<crate::Device> {
+    async fn bind_device(&self, device_id: &str, terminal_id: &str) -> StoreResult<Device> {
         crate::device::bind_device(self, device_id, terminal_id).await
     }
 
-    async fn unbind_device(&self, device_id: &str) -> crate::StoreResult<crate::Device> {
+    async fn unbind_device(&self, device_id: &str) -> StoreResult<Device> {
         crate::device::unbind_device(self, device_id).await
     }
 
-    async fn device_bindings(
-        &self,
-        device_id: &str,
-    ) -> crate::StoreResult<Vec<crate::DeviceBinding>> {
+    async fn device_bindings(&self, device_id: &str) -> StoreResult<Vec<DeviceBinding>> {
         crate::device::device_bindings(self, device_id).await
     }
 
-    async fn set_device_secret_hash(
-        &self,
-        device_id: &str,
-        hash: &str,
-    ) -> crate::StoreResult<crate::Device> {
+    async fn set_device_secret_hash(&self, device_id: &str, hash: &str) -> StoreResult<Device> {
         crate::device::set_device_secret_hash(self, device_id, hash).await
     }
 
-    async fn revoke_device_secret(&self, device_id: &str) -> crate::StoreResult<crate::Device> {
+    async fn revoke_device_secret(&self, device_id: &str) -> StoreResult<Device> {
         crate::device::revoke_device_secret(self, device_id).await
     }
 
-    async fn device_secret_hash(&self, device_id: &str) -> crate::StoreResult<Option<String>> {
+    async fn device_secret_hash(&self, device_id: &str) -> StoreResult<Option<String>> {
         crate::device::device_secret_hash(self, device_id).await
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::db::{Db, Exec, query_as};
+use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// A payment point of an outlet. `label` is the terminal label a dynamic QRIS carries in
 /// tag 62.07, unique within the outlet.
@@ -47,17 +48,14 @@ pub struct TerminalFilter {
     pub merchant_id: Option<String>,
 }
 
-pub(crate) async fn create_terminal(
-    db: &Db,
-    new: crate::NewTerminal,
-) -> crate::StoreResult<crate::Terminal> {
+pub(crate) async fn create_terminal(db: &Db, new: NewTerminal) -> StoreResult<Terminal> {
     let mut tx = db.begin_write().await?;
     let outlet: Option<(String,)> = query_as("SELECT id FROM outlets WHERE id = $1")
         .bind(&new.outlet_id)
         .fetch_optional(&mut tx)
         .await?;
     if outlet.is_none() {
-        return Err(crate::StoreError::not_found("outlet", new.outlet_id));
+        return Err(StoreError::not_found("outlet", new.outlet_id));
     }
     let taken: Option<(String,)> =
         query_as("SELECT id FROM terminals WHERE outlet_id = $1 AND label = $2")
@@ -66,7 +64,7 @@ pub(crate) async fn create_terminal(
             .fetch_optional(&mut tx)
             .await?;
     if let Some((other,)) = taken {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "label_taken",
             Some("label"),
             format!(
@@ -79,7 +77,7 @@ pub(crate) async fn create_terminal(
         payment_ref_free(&mut tx.exec(), payment_ref, None).await?;
     }
     let now = crate::sql::now();
-    let terminal = query_as::<crate::Terminal>(
+    let terminal = query_as::<Terminal>(
         "INSERT INTO terminals \
          (id, outlet_id, label, name, payment_ref, static_qris, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $7, $6, $6) RETURNING *",
@@ -97,20 +95,20 @@ pub(crate) async fn create_terminal(
     Ok(terminal)
 }
 
-pub(crate) async fn get_terminal(db: &Db, id: &str) -> crate::StoreResult<crate::Terminal> {
-    query_as::<crate::Terminal>("SELECT * FROM terminals WHERE id = $1")
+pub(crate) async fn get_terminal(db: &Db, id: &str) -> StoreResult<Terminal> {
+    query_as::<Terminal>("SELECT * FROM terminals WHERE id = $1")
         .bind(id)
         .fetch_optional(db.read())
         .await?
-        .ok_or_else(|| crate::StoreError::not_found("terminal", id))
+        .ok_or_else(|| StoreError::not_found("terminal", id))
 }
 
 pub(crate) async fn list_terminals(
     db: &Db,
-    filter: &crate::TerminalFilter,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::Terminal>> {
-    let rows = query_as::<crate::Terminal>(
+    filter: &TerminalFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Terminal>> {
+    let rows = query_as::<Terminal>(
         "SELECT * FROM terminals \
          WHERE ($1 IS NULL OR id > $1) AND ($2 IS NULL OR outlet_id = $2) \
          AND ($4 IS NULL OR outlet_id IN \
@@ -129,16 +127,15 @@ pub(crate) async fn list_terminals(
 pub(crate) async fn update_terminal(
     db: &Db,
     id: &str,
-    patch: crate::TerminalPatch,
-) -> crate::StoreResult<crate::Terminal> {
+    patch: TerminalPatch,
+) -> StoreResult<Terminal> {
     let mut tx = db.begin_write().await?;
-    let mut terminal = query_as::<crate::Terminal>(
-        ["SELECT * FROM terminals WHERE id = $1 ", db.row_lock()].concat(),
-    )
-    .bind(id)
-    .fetch_optional(&mut tx)
-    .await?
-    .ok_or_else(|| crate::StoreError::not_found("terminal", id))?;
+    let mut terminal =
+        query_as::<Terminal>(["SELECT * FROM terminals WHERE id = $1 ", db.row_lock()].concat())
+            .bind(id)
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found("terminal", id))?;
     if let Some(label) = patch.label {
         if label != terminal.label {
             let taken: Option<(String,)> =
@@ -148,7 +145,7 @@ pub(crate) async fn update_terminal(
                     .fetch_optional(&mut tx)
                     .await?;
             if let Some((other,)) = taken {
-                return Err(crate::StoreError::conflict(
+                return Err(StoreError::conflict(
                     "label_taken",
                     Some("label"),
                     format!("terminal {other} of this outlet already has label {label}"),
@@ -169,7 +166,7 @@ pub(crate) async fn update_terminal(
     if let Some(static_qris) = patch.static_qris {
         terminal.static_qris = static_qris;
     }
-    let terminal = query_as::<crate::Terminal>(
+    let terminal = query_as::<Terminal>(
         "UPDATE terminals SET label = $1, name = $2, payment_ref = $3, \
          updated_at = $4, static_qris = $6 WHERE id = $5 RETURNING *",
     )
@@ -191,7 +188,7 @@ pub(crate) async fn payment_ref_free(
     conn: &mut Exec<'_>,
     payment_ref: &str,
     except: Option<&str>,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     let taken: Option<(String,)> =
         query_as("SELECT id FROM terminals WHERE payment_ref = $1 AND ($2 IS NULL OR id <> $2)")
             .bind(payment_ref)
@@ -199,7 +196,7 @@ pub(crate) async fn payment_ref_free(
             .fetch_optional(&mut *conn)
             .await?;
     match taken {
-        Some((other,)) => Err(crate::StoreError::conflict(
+        Some((other,)) => Err(StoreError::conflict(
             "payment_ref_taken",
             Some("payment_ref"),
             format!("terminal {other} already uses payment_ref {payment_ref}"),

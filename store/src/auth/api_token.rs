@@ -2,6 +2,7 @@
 
 use crate::admin_token::touch_token;
 use crate::db::{Db, query, query_as};
+use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// An API token for a machine: named, with a role. Only its hash is stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -24,7 +25,7 @@ pub(crate) async fn create_api_token(
     role: &str,
     merchant_id: Option<&str>,
     token_hash: &str,
-) -> crate::StoreResult<crate::ApiToken> {
+) -> StoreResult<ApiToken> {
     let mut tx = db.begin_write().await?;
     let taken: Option<(String,)> =
         query_as("SELECT id FROM admin_tokens WHERE name = $1 AND revoked_at IS NULL")
@@ -32,7 +33,7 @@ pub(crate) async fn create_api_token(
             .fetch_optional(&mut tx)
             .await?;
     if taken.is_some() {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "name_taken",
             Some("name"),
             "an active token has this name",
@@ -44,10 +45,10 @@ pub(crate) async fn create_api_token(
             .fetch_optional(&mut tx)
             .await?;
         if found.is_none() {
-            return Err(crate::StoreError::not_found("merchant", merchant_id));
+            return Err(StoreError::not_found("merchant", merchant_id));
         }
     }
-    let token = query_as::<crate::ApiToken>(
+    let token = query_as::<ApiToken>(
         [
             "INSERT INTO admin_tokens (id, name, role, merchant_id, token_hash, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
@@ -67,11 +68,8 @@ pub(crate) async fn create_api_token(
     Ok(token)
 }
 
-pub(crate) async fn list_api_tokens(
-    db: &Db,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::ApiToken>> {
-    let rows = query_as::<crate::ApiToken>(
+pub(crate) async fn list_api_tokens(db: &Db, page: &PageRequest) -> StoreResult<Page<ApiToken>> {
+    let rows = query_as::<ApiToken>(
         [
             "SELECT ",
             crate::auth::api_token::API_TOKEN_COLUMNS,
@@ -86,11 +84,8 @@ pub(crate) async fn list_api_tokens(
     Ok(crate::sql::paginate(rows, page.limit, |t| &t.id))
 }
 
-pub(crate) async fn use_api_token(
-    db: &Db,
-    token_hash: &str,
-) -> crate::StoreResult<Option<crate::ApiToken>> {
-    let token = query_as::<crate::ApiToken>(
+pub(crate) async fn use_api_token(db: &Db, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+    let token = query_as::<ApiToken>(
         [
             "SELECT ",
             crate::auth::api_token::API_TOKEN_COLUMNS,
@@ -113,14 +108,14 @@ pub(crate) async fn use_api_token(
     Ok(Some(token))
 }
 
-pub(crate) async fn revoke_api_token(db: &Db, id: &str) -> crate::StoreResult<crate::ApiToken> {
+pub(crate) async fn revoke_api_token(db: &Db, id: &str) -> StoreResult<ApiToken> {
     let mut tx = db.begin_write().await?;
     query("UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(crate::sql::now())
         .bind(id)
         .execute(&mut tx)
         .await?;
-    let token = query_as::<crate::ApiToken>(
+    let token = query_as::<ApiToken>(
         [
             "SELECT ",
             crate::auth::api_token::API_TOKEN_COLUMNS,
@@ -131,7 +126,7 @@ pub(crate) async fn revoke_api_token(db: &Db, id: &str) -> crate::StoreResult<cr
     .bind(id)
     .fetch_optional(&mut tx)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("api_token", id))?;
+    .ok_or_else(|| StoreError::not_found("api_token", id))?;
     tx.commit().await?;
     Ok(token)
 }

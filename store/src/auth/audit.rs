@@ -1,6 +1,7 @@
 //! The audit log: who did what, filtered and paged; and its queries.
 
 use crate::db::{Db, query_as};
+use crate::{Page, PageRequest, StoreResult};
 use serde::Serialize;
 
 /// One audit-log row.
@@ -44,11 +45,8 @@ pub struct AuditFilter {
     pub to_ms: Option<i64>,
 }
 
-pub(crate) async fn append_audit(
-    db: &Db,
-    entry: crate::NewAuditEntry,
-) -> crate::StoreResult<crate::AuditEntry> {
-    Ok(query_as::<crate::AuditEntry>(
+pub(crate) async fn append_audit(db: &Db, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
+    Ok(query_as::<AuditEntry>(
         "INSERT INTO audit_logs (id, at_ms, actor, action, target, outcome, \
          before_json, after_json, request_id, source) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
@@ -69,10 +67,10 @@ pub(crate) async fn append_audit(
 
 pub(crate) async fn list_audit(
     db: &Db,
-    filter: &crate::AuditFilter,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::AuditEntry>> {
-    let rows = query_as::<crate::AuditEntry>(
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<AuditEntry>> {
+    let rows = query_as::<AuditEntry>(
         "SELECT * FROM audit_logs WHERE ($1 IS NULL OR id > $1) \
          AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR action = $3) \
          AND ($4 IS NULL OR target = $4) AND ($5 IS NULL OR at_ms >= $5) \

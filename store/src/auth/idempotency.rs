@@ -2,6 +2,7 @@
 //! and their queries.
 
 use crate::db::{Db, query, query_as};
+use crate::{StoreError, StoreResult};
 
 /// What a write with an `Idempotency-Key` should do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub(crate) async fn begin_idempotency(
     request_hash: &str,
     now_ms: i64,
     expired_before_ms: i64,
-) -> crate::StoreResult<crate::IdempotencyBegin> {
+) -> StoreResult<IdempotencyBegin> {
     let mut tx = db.begin_write().await?;
     query("DELETE FROM idempotency_keys WHERE created_ms < $1")
         .bind(expired_before_ms)
@@ -56,16 +57,16 @@ pub(crate) async fn begin_idempotency(
             .execute(&mut tx)
             .await?;
             if inserted == 1 {
-                crate::IdempotencyBegin::Started
+                IdempotencyBegin::Started
             } else {
-                crate::IdempotencyBegin::InProgress
+                IdempotencyBegin::InProgress
             }
         }
-        Some((hash, _, _)) if hash != request_hash => crate::IdempotencyBegin::Mismatch,
-        Some((_, None, _)) => crate::IdempotencyBegin::InProgress,
-        Some((_, Some(status), body)) => crate::IdempotencyBegin::Replay {
+        Some((hash, _, _)) if hash != request_hash => IdempotencyBegin::Mismatch,
+        Some((_, None, _)) => IdempotencyBegin::InProgress,
+        Some((_, Some(status), body)) => IdempotencyBegin::Replay {
             status: u16::try_from(status)
-                .map_err(|_| crate::StoreError::Corrupt(format!("idempotency status {status}")))?,
+                .map_err(|_| StoreError::Corrupt(format!("idempotency status {status}")))?,
             body,
         },
     };
@@ -79,7 +80,7 @@ pub(crate) async fn finish_idempotency(
     key: &str,
     status: u16,
     body: Option<&str>,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     query(
         "UPDATE idempotency_keys SET status = $1, body = $2 \
          WHERE actor = $3 AND key = $4",
@@ -93,7 +94,7 @@ pub(crate) async fn finish_idempotency(
     Ok(())
 }
 
-pub(crate) async fn abandon_idempotency(db: &Db, actor: &str, key: &str) -> crate::StoreResult<()> {
+pub(crate) async fn abandon_idempotency(db: &Db, actor: &str, key: &str) -> StoreResult<()> {
     query("DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2 AND status IS NULL")
         .bind(actor)
         .bind(key)

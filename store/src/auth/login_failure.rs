@@ -1,5 +1,6 @@
 //! Failed logins, counted per email in a window (for lockout), and their queries.
 
+use crate::StoreResult;
 use crate::db::{Db, query, query_as};
 
 /// Failed logins in a window, counted two ways.
@@ -15,7 +16,7 @@ pub(crate) async fn record_login_failure(
     source: &str,
     at_ms: i64,
     forget_before_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     query("DELETE FROM login_failures WHERE at_ms < $1")
         .bind(forget_before_ms)
@@ -37,7 +38,7 @@ pub(crate) async fn login_failures(
     email: &str,
     source: &str,
     since_ms: i64,
-) -> crate::StoreResult<crate::FailureCounts> {
+) -> StoreResult<FailureCounts> {
     let (by_account, by_source): (i64, i64) = query_as(
         "SELECT \
          (SELECT COUNT(*) FROM login_failures WHERE email = $1 AND at_ms >= $3), \
@@ -48,13 +49,13 @@ pub(crate) async fn login_failures(
     .bind(since_ms)
     .fetch_one(db.read())
     .await?;
-    Ok(crate::FailureCounts {
+    Ok(FailureCounts {
         by_account,
         by_source,
     })
 }
 
-pub(crate) async fn clear_login_failures(db: &Db, email: &str) -> crate::StoreResult<()> {
+pub(crate) async fn clear_login_failures(db: &Db, email: &str) -> StoreResult<()> {
     query("DELETE FROM login_failures WHERE email = $1")
         .bind(email)
         .execute(&mut db.write_conn().await?)

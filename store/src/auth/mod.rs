@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use crate::db::Db;
+
 use crate::{Page, PageRequest, StoreResult};
 
 pub(crate) mod api_token;
@@ -159,39 +160,28 @@ pub trait AuthStore: Send + Sync {
 
 /// The one implementation, for both backends: each method is its entity module's function.
 #[async_trait::async_trait]
-impl crate::AuthStore for Db {
-    async fn create_user(&self, new: crate::NewUser) -> crate::StoreResult<crate::User> {
+impl AuthStore for Db {
+    async fn create_user(&self, new: NewUser) -> StoreResult<User> {
         user::create_user(self, new).await
     }
 
-    async fn get_user(&self, id: &str) -> crate::StoreResult<crate::User> {
+    async fn get_user(&self, id: &str) -> StoreResult<User> {
         user::get_user(self, id).await
     }
 
-    async fn user_for_login(
-        &self,
-        email: &str,
-    ) -> crate::StoreResult<Option<(crate::User, String)>> {
+    async fn user_for_login(&self, email: &str) -> StoreResult<Option<(User, String)>> {
         user::user_for_login(self, email).await
     }
 
-    async fn list_users(
-        &self,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::User>> {
+    async fn list_users(&self, page: &PageRequest) -> StoreResult<Page<User>> {
         user::list_users(self, page).await
     }
 
-    async fn count_admin_users(&self) -> crate::StoreResult<i64> {
+    async fn count_admin_users(&self) -> StoreResult<i64> {
         user::count_admin_users(self).await
     }
 
-    async fn set_user_disabled(
-        &self,
-        id: &str,
-        disabled: bool,
-        now_ms: i64,
-    ) -> crate::StoreResult<crate::User> {
+    async fn set_user_disabled(&self, id: &str, disabled: bool, now_ms: i64) -> StoreResult<User> {
         user::set_user_disabled(self, id, disabled, now_ms).await
     }
 
@@ -200,14 +190,11 @@ impl crate::AuthStore for Db {
         id: &str,
         password_hash: &str,
         now_ms: i64,
-    ) -> crate::StoreResult<crate::User> {
+    ) -> StoreResult<User> {
         user::set_user_password(self, id, password_hash, now_ms).await
     }
 
-    async fn create_session(
-        &self,
-        new: crate::NewAuthSession,
-    ) -> crate::StoreResult<crate::AuthSession> {
+    async fn create_session(&self, new: NewAuthSession) -> StoreResult<AuthSession> {
         session::create_session(self, new).await
     }
 
@@ -215,15 +202,15 @@ impl crate::AuthStore for Db {
         &self,
         access_hash: &str,
         now_ms: i64,
-    ) -> crate::StoreResult<Option<(crate::AuthSession, crate::User)>> {
+    ) -> StoreResult<Option<(AuthSession, User)>> {
         session::session_by_access(self, access_hash, now_ms).await
     }
 
     async fn refresh_session(
         &self,
         refresh_hash: &str,
-        next: crate::NewAuthSession,
-    ) -> crate::StoreResult<crate::RefreshOutcome> {
+        next: NewAuthSession,
+    ) -> StoreResult<RefreshOutcome> {
         session::refresh_session(self, refresh_hash, next).await
     }
 
@@ -232,15 +219,11 @@ impl crate::AuthStore for Db {
         user_id: &str,
         session_id: &str,
         now_ms: i64,
-    ) -> crate::StoreResult<()> {
+    ) -> StoreResult<()> {
         session::revoke_session(self, user_id, session_id, now_ms).await
     }
 
-    async fn list_sessions(
-        &self,
-        user_id: &str,
-        now_ms: i64,
-    ) -> crate::StoreResult<Vec<crate::AuthSession>> {
+    async fn list_sessions(&self, user_id: &str, now_ms: i64) -> StoreResult<Vec<AuthSession>> {
         session::list_sessions(self, user_id, now_ms).await
     }
 
@@ -250,7 +233,7 @@ impl crate::AuthStore for Db {
         source: &str,
         at_ms: i64,
         forget_before_ms: i64,
-    ) -> crate::StoreResult<()> {
+    ) -> StoreResult<()> {
         login_failure::record_login_failure(self, email, source, at_ms, forget_before_ms).await
     }
 
@@ -259,11 +242,11 @@ impl crate::AuthStore for Db {
         email: &str,
         source: &str,
         since_ms: i64,
-    ) -> crate::StoreResult<crate::FailureCounts> {
+    ) -> StoreResult<FailureCounts> {
         login_failure::login_failures(self, email, source, since_ms).await
     }
 
-    async fn clear_login_failures(&self, email: &str) -> crate::StoreResult<()> {
+    async fn clear_login_failures(&self, email: &str) -> StoreResult<()> {
         login_failure::clear_login_failures(self, email).await
     }
 
@@ -273,30 +256,27 @@ impl crate::AuthStore for Db {
         role: &str,
         merchant_id: Option<&str>,
         token_hash: &str,
-    ) -> crate::StoreResult<crate::ApiToken> {
+    ) -> StoreResult<ApiToken> {
         api_token::create_api_token(self, name, role, merchant_id, token_hash).await
     }
 
-    async fn list_api_tokens(
-        &self,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::ApiToken>> {
+    async fn list_api_tokens(&self, page: &PageRequest) -> StoreResult<Page<ApiToken>> {
         api_token::list_api_tokens(self, page).await
     }
 
-    async fn use_api_token(&self, token_hash: &str) -> crate::StoreResult<Option<crate::ApiToken>> {
+    async fn use_api_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
         api_token::use_api_token(self, token_hash).await
     }
 
-    async fn revoke_api_token(&self, id: &str) -> crate::StoreResult<crate::ApiToken> {
+    async fn revoke_api_token(&self, id: &str) -> StoreResult<ApiToken> {
         api_token::revoke_api_token(self, id).await
     }
 
-    async fn totp_state(&self, user_id: &str) -> crate::StoreResult<Option<crate::TotpState>> {
+    async fn totp_state(&self, user_id: &str) -> StoreResult<Option<TotpState>> {
         totp::totp_state(self, user_id).await
     }
 
-    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> crate::StoreResult<()> {
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> StoreResult<()> {
         totp::set_totp_secret(self, user_id, secret).await
     }
 
@@ -306,11 +286,11 @@ impl crate::AuthStore for Db {
         step: i64,
         recovery_hashes: &[String],
         now_ms: i64,
-    ) -> crate::StoreResult<()> {
+    ) -> StoreResult<()> {
         totp::enable_totp(self, user_id, step, recovery_hashes, now_ms).await
     }
 
-    async fn use_totp_step(&self, user_id: &str, step: i64) -> crate::StoreResult<bool> {
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
         totp::use_totp_step(self, user_id, step).await
     }
 
@@ -319,11 +299,11 @@ impl crate::AuthStore for Db {
         user_id: &str,
         code_hash: &str,
         now_ms: i64,
-    ) -> crate::StoreResult<bool> {
+    ) -> StoreResult<bool> {
         totp::use_recovery_code(self, user_id, code_hash, now_ms).await
     }
 
-    async fn disable_totp(&self, user_id: &str) -> crate::StoreResult<()> {
+    async fn disable_totp(&self, user_id: &str) -> StoreResult<()> {
         totp::disable_totp(self, user_id).await
     }
 
@@ -334,7 +314,7 @@ impl crate::AuthStore for Db {
         request_hash: &str,
         now_ms: i64,
         expired_before_ms: i64,
-    ) -> crate::StoreResult<crate::IdempotencyBegin> {
+    ) -> StoreResult<IdempotencyBegin> {
         idempotency::begin_idempotency(self, actor, key, request_hash, now_ms, expired_before_ms)
             .await
     }
@@ -345,26 +325,23 @@ impl crate::AuthStore for Db {
         key: &str,
         status: u16,
         body: Option<&str>,
-    ) -> crate::StoreResult<()> {
+    ) -> StoreResult<()> {
         idempotency::finish_idempotency(self, actor, key, status, body).await
     }
 
-    async fn abandon_idempotency(&self, actor: &str, key: &str) -> crate::StoreResult<()> {
+    async fn abandon_idempotency(&self, actor: &str, key: &str) -> StoreResult<()> {
         idempotency::abandon_idempotency(self, actor, key).await
     }
 
-    async fn append_audit(
-        &self,
-        entry: crate::NewAuditEntry,
-    ) -> crate::StoreResult<crate::AuditEntry> {
+    async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
         audit::append_audit(self, entry).await
     }
 
     async fn list_audit(
         &self,
-        filter: &crate::AuditFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::AuditEntry>> {
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<AuditEntry>> {
         audit::list_audit(self, filter, page).await
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::User;
 use crate::db::{Db, Exec, query, query_as};
+use crate::{AuthStore, StoreError, StoreResult};
 
 /// One issued access/refresh token pair (hashes only).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -53,7 +54,7 @@ pub(crate) async fn revoke_user_sessions(
     conn: &mut Exec<'_>,
     user_id: &str,
     now_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     revoke_sessions_where(conn, "user_id", user_id, now_ms).await
 }
 
@@ -62,7 +63,7 @@ pub(crate) async fn revoke_session_family(
     conn: &mut Exec<'_>,
     family_id: &str,
     now_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     revoke_sessions_where(conn, "family_id", family_id, now_ms).await
 }
 
@@ -71,7 +72,7 @@ pub(crate) async fn revoke_sessions_where(
     column: &'static str,
     key: &str,
     now_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     query(format!(
         "UPDATE auth_sessions SET revoked_ms = $1 \
          WHERE {column} = $2 AND revoked_ms IS NULL"
@@ -86,9 +87,9 @@ pub(crate) async fn revoke_sessions_where(
 pub(crate) async fn insert_session(
     conn: &mut Exec<'_>,
     family_id: &str,
-    new: &crate::NewAuthSession,
-) -> crate::StoreResult<crate::AuthSession> {
-    Ok(query_as::<crate::AuthSession>(
+    new: &NewAuthSession,
+) -> StoreResult<AuthSession> {
+    Ok(query_as::<AuthSession>(
         [
             "INSERT INTO auth_sessions (id, family_id, user_id, access_hash, refresh_hash, \
          access_expires_ms, refresh_expires_ms, created_ms, user_agent, source) \
@@ -111,10 +112,7 @@ pub(crate) async fn insert_session(
     .await?)
 }
 
-pub(crate) async fn create_session(
-    db: &Db,
-    new: crate::NewAuthSession,
-) -> crate::StoreResult<crate::AuthSession> {
+pub(crate) async fn create_session(db: &Db, new: NewAuthSession) -> StoreResult<AuthSession> {
     let mut tx = db.begin_write().await?;
     let session = insert_session(&mut tx.exec(), &crate::sql::new_id("fam"), &new).await?;
     tx.commit().await?;
@@ -125,8 +123,8 @@ pub(crate) async fn session_by_access(
     db: &Db,
     access_hash: &str,
     now_ms: i64,
-) -> crate::StoreResult<Option<(crate::AuthSession, crate::User)>> {
-    let session = query_as::<crate::AuthSession>(
+) -> StoreResult<Option<(AuthSession, User)>> {
+    let session = query_as::<AuthSession>(
         [
             "SELECT ",
             crate::auth::session::SESSION_COLUMNS,
@@ -142,7 +140,7 @@ pub(crate) async fn session_by_access(
     let Some(session) = session else {
         return Ok(None);
     };
-    let user = crate::AuthStore::get_user(db, &session.user_id).await?;
+    let user = AuthStore::get_user(db, &session.user_id).await?;
     if user.disabled_ms.is_some() {
         return Ok(None);
     }
@@ -152,10 +150,10 @@ pub(crate) async fn session_by_access(
 pub(crate) async fn refresh_session(
     db: &Db,
     refresh_hash: &str,
-    next: crate::NewAuthSession,
-) -> crate::StoreResult<crate::RefreshOutcome> {
+    next: NewAuthSession,
+) -> StoreResult<RefreshOutcome> {
     let mut tx = db.begin_write().await?;
-    let old = query_as::<crate::AuthSession>(
+    let old = query_as::<AuthSession>(
         [
             "SELECT ",
             crate::auth::session::SESSION_COLUMNS,
@@ -168,23 +166,23 @@ pub(crate) async fn refresh_session(
     .fetch_optional(&mut tx)
     .await?;
     let Some(old) = old else {
-        return Ok(crate::RefreshOutcome::Invalid);
+        return Ok(RefreshOutcome::Invalid);
     };
     if old.revoked_ms.is_some() {
-        return Ok(crate::RefreshOutcome::Invalid);
+        return Ok(RefreshOutcome::Invalid);
     }
     if old.rotated_ms.is_some() {
         revoke_session_family(&mut tx.exec(), &old.family_id, next.now_ms).await?;
         tx.commit().await?;
-        return Ok(crate::RefreshOutcome::Reused {
+        return Ok(RefreshOutcome::Reused {
             family_id: old.family_id,
             user_id: old.user_id,
         });
     }
     if old.refresh_expires_ms <= next.now_ms {
-        return Ok(crate::RefreshOutcome::Invalid);
+        return Ok(RefreshOutcome::Invalid);
     }
-    let user: crate::User = query_as::<crate::auth::user::UserRow>(&format!(
+    let user: User = query_as::<crate::auth::user::UserRow>(&format!(
         "SELECT {} FROM users WHERE id = $1",
         crate::auth::user::USER_COLUMNS
     ))
@@ -193,20 +191,20 @@ pub(crate) async fn refresh_session(
     .await?
     .try_into()?;
     if user.disabled_ms.is_some() {
-        return Ok(crate::RefreshOutcome::Invalid);
+        return Ok(RefreshOutcome::Invalid);
     }
     query("UPDATE auth_sessions SET rotated_ms = $1 WHERE id = $2")
         .bind(next.now_ms)
         .bind(&old.id)
         .execute(&mut tx)
         .await?;
-    let next = crate::NewAuthSession {
+    let next = NewAuthSession {
         user_id: old.user_id.clone(),
         ..next
     };
     let session = insert_session(&mut tx.exec(), &old.family_id, &next).await?;
     tx.commit().await?;
-    Ok(crate::RefreshOutcome::Rotated {
+    Ok(RefreshOutcome::Rotated {
         session: Box::new(session),
         user: Box::new(user),
     })
@@ -217,7 +215,7 @@ pub(crate) async fn revoke_session(
     user_id: &str,
     session_id: &str,
     now_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     // Revoking a session revokes its family: the pair it was rotated from is
     // already dead, and the pair it may yet be rotated into must not live.
     let mut tx = db.begin_write().await?;
@@ -228,7 +226,7 @@ pub(crate) async fn revoke_session(
             .fetch_optional(&mut tx)
             .await?;
     let Some((family,)) = family else {
-        return Err(crate::StoreError::not_found("session", session_id));
+        return Err(StoreError::not_found("session", session_id));
     };
     revoke_session_family(&mut tx.exec(), &family, now_ms).await?;
     tx.commit().await?;
@@ -239,8 +237,8 @@ pub(crate) async fn list_sessions(
     db: &Db,
     user_id: &str,
     now_ms: i64,
-) -> crate::StoreResult<Vec<crate::AuthSession>> {
-    Ok(query_as::<crate::AuthSession>(
+) -> StoreResult<Vec<AuthSession>> {
+    Ok(query_as::<AuthSession>(
         [
             "SELECT ",
             crate::auth::session::SESSION_COLUMNS,

@@ -2,6 +2,7 @@
 //! and their queries.
 
 use crate::db::{Db, query, query_as};
+use crate::{StoreError, StoreResult};
 
 /// A user's second factor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,17 +14,14 @@ pub struct TotpState {
     pub last_step: Option<i64>,
 }
 
-pub(crate) async fn totp_state(
-    db: &Db,
-    user_id: &str,
-) -> crate::StoreResult<Option<crate::TotpState>> {
+pub(crate) async fn totp_state(db: &Db, user_id: &str) -> StoreResult<Option<TotpState>> {
     let row: Option<(Option<String>, Option<i64>, Option<i64>)> =
         query_as("SELECT totp_secret, totp_enabled_ms, totp_last_step FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(db.read())
             .await?;
     Ok(match row {
-        Some((Some(secret), enabled_ms, last_step)) => Some(crate::TotpState {
+        Some((Some(secret), enabled_ms, last_step)) => Some(TotpState {
             secret,
             enabled_ms,
             last_step,
@@ -32,11 +30,7 @@ pub(crate) async fn totp_state(
     })
 }
 
-pub(crate) async fn set_totp_secret(
-    db: &Db,
-    user_id: &str,
-    secret: &str,
-) -> crate::StoreResult<()> {
+pub(crate) async fn set_totp_secret(db: &Db, user_id: &str, secret: &str) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     let row: Option<(Option<i64>,)> = query_as(
         [
@@ -49,9 +43,9 @@ pub(crate) async fn set_totp_secret(
     .fetch_optional(&mut tx)
     .await?;
     match row {
-        None => return Err(crate::StoreError::not_found("user", user_id)),
+        None => return Err(StoreError::not_found("user", user_id)),
         Some((Some(_),)) => {
-            return Err(crate::StoreError::conflict(
+            return Err(StoreError::conflict(
                 "totp_enabled",
                 None,
                 "TOTP is already on; turn it off first",
@@ -74,7 +68,7 @@ pub(crate) async fn enable_totp(
     step: i64,
     recovery_hashes: &[String],
     now_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     let done = query(
         "UPDATE users SET totp_enabled_ms = $1, totp_last_step = $2 \
@@ -86,7 +80,7 @@ pub(crate) async fn enable_totp(
     .execute(&mut tx)
     .await?;
     if done != 1 {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "totp_not_pending",
             None,
             "no TOTP setup is waiting for confirmation",
@@ -107,7 +101,7 @@ pub(crate) async fn enable_totp(
     Ok(())
 }
 
-pub(crate) async fn use_totp_step(db: &Db, user_id: &str, step: i64) -> crate::StoreResult<bool> {
+pub(crate) async fn use_totp_step(db: &Db, user_id: &str, step: i64) -> StoreResult<bool> {
     let done = query(
         "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
          AND (totp_last_step IS NULL OR totp_last_step < $1)",
@@ -124,7 +118,7 @@ pub(crate) async fn use_recovery_code(
     user_id: &str,
     code_hash: &str,
     now_ms: i64,
-) -> crate::StoreResult<bool> {
+) -> StoreResult<bool> {
     let done = query(
         "UPDATE recovery_codes SET used_ms = $1 \
          WHERE user_id = $2 AND code_hash = $3 AND used_ms IS NULL",
@@ -137,7 +131,7 @@ pub(crate) async fn use_recovery_code(
     Ok(done == 1)
 }
 
-pub(crate) async fn disable_totp(db: &Db, user_id: &str) -> crate::StoreResult<()> {
+pub(crate) async fn disable_totp(db: &Db, user_id: &str) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     query(
         "UPDATE users SET totp_secret = NULL, totp_enabled_ms = NULL, \

@@ -3,6 +3,7 @@
 use super::session::revoke_user_sessions;
 use crate::StoreError;
 use crate::db::{Db, query_as};
+use crate::{Page, PageRequest, StoreResult};
 
 string_enum!(
     /// Admin users operate the whole gateway; merchant users belong to one merchant.
@@ -78,14 +79,14 @@ pub(crate) struct UserLoginRow {
     pub(crate) password_hash: String,
 }
 
-pub(crate) async fn create_user(db: &Db, new: crate::NewUser) -> crate::StoreResult<crate::User> {
+pub(crate) async fn create_user(db: &Db, new: NewUser) -> StoreResult<User> {
     let mut tx = db.begin_write().await?;
     let taken: Option<(String,)> = query_as("SELECT id FROM users WHERE email = $1")
         .bind(&new.email)
         .fetch_optional(&mut tx)
         .await?;
     if taken.is_some() {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "email_taken",
             Some("email"),
             "a user with this e-mail already exists",
@@ -97,7 +98,7 @@ pub(crate) async fn create_user(db: &Db, new: crate::NewUser) -> crate::StoreRes
             .fetch_optional(&mut tx)
             .await?;
         if found.is_none() {
-            return Err(crate::StoreError::not_found("merchant", merchant_id));
+            return Err(StoreError::not_found("merchant", merchant_id));
         }
     }
     let row = query_as::<crate::auth::user::UserRow>(&format!(
@@ -120,7 +121,7 @@ pub(crate) async fn create_user(db: &Db, new: crate::NewUser) -> crate::StoreRes
     row.try_into()
 }
 
-pub(crate) async fn get_user(db: &Db, id: &str) -> crate::StoreResult<crate::User> {
+pub(crate) async fn get_user(db: &Db, id: &str) -> StoreResult<User> {
     query_as::<crate::auth::user::UserRow>(&format!(
         "SELECT {} FROM users WHERE id = $1",
         crate::auth::user::USER_COLUMNS
@@ -128,14 +129,11 @@ pub(crate) async fn get_user(db: &Db, id: &str) -> crate::StoreResult<crate::Use
     .bind(id)
     .fetch_optional(db.read())
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("user", id))?
+    .ok_or_else(|| StoreError::not_found("user", id))?
     .try_into()
 }
 
-pub(crate) async fn user_for_login(
-    db: &Db,
-    email: &str,
-) -> crate::StoreResult<Option<(crate::User, String)>> {
+pub(crate) async fn user_for_login(db: &Db, email: &str) -> StoreResult<Option<(User, String)>> {
     let row = query_as::<crate::auth::user::UserLoginRow>(&format!(
         "SELECT {}, password_hash FROM users WHERE email = $1",
         crate::auth::user::USER_COLUMNS
@@ -149,10 +147,7 @@ pub(crate) async fn user_for_login(
     }
 }
 
-pub(crate) async fn list_users(
-    db: &Db,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::User>> {
+pub(crate) async fn list_users(db: &Db, page: &PageRequest) -> StoreResult<Page<User>> {
     let rows = query_as::<crate::auth::user::UserRow>(&format!(
         "SELECT {} FROM users WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
         crate::auth::user::USER_COLUMNS
@@ -163,12 +158,12 @@ pub(crate) async fn list_users(
     .await?;
     let users = rows
         .into_iter()
-        .map(crate::User::try_from)
+        .map(User::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(crate::sql::paginate(users, page.limit, |u| &u.id))
 }
 
-pub(crate) async fn count_admin_users(db: &Db) -> crate::StoreResult<i64> {
+pub(crate) async fn count_admin_users(db: &Db) -> StoreResult<i64> {
     let (count,): (i64,) = query_as(
         "SELECT COUNT(*) FROM users WHERE kind = 'admin' AND role = 'admin' \
          AND disabled_ms IS NULL",
@@ -183,9 +178,9 @@ pub(crate) async fn set_user_disabled(
     id: &str,
     disabled: bool,
     now_ms: i64,
-) -> crate::StoreResult<crate::User> {
+) -> StoreResult<User> {
     let mut tx = db.begin_write().await?;
-    let user: crate::User = query_as::<crate::auth::user::UserRow>(&format!(
+    let user: User = query_as::<crate::auth::user::UserRow>(&format!(
         "SELECT {} FROM users WHERE id = $1 {}",
         crate::auth::user::USER_COLUMNS,
         db.row_lock()
@@ -193,11 +188,11 @@ pub(crate) async fn set_user_disabled(
     .bind(id)
     .fetch_optional(&mut tx)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("user", id))?
+    .ok_or_else(|| StoreError::not_found("user", id))?
     .try_into()?;
     if disabled
         && user.disabled_ms.is_none()
-        && user.kind == crate::UserKind::Admin
+        && user.kind == UserKind::Admin
         && user.role == "admin"
     {
         // Lock every enabled admin row, so two nodes cannot each disable "another"
@@ -213,7 +208,7 @@ pub(crate) async fn set_user_disabled(
         .fetch_all(&mut tx)
         .await?;
         if admins.len() <= 1 {
-            return Err(crate::StoreError::conflict(
+            return Err(StoreError::conflict(
                 "last_admin",
                 None,
                 "the last enabled admin cannot be disabled",
@@ -246,7 +241,7 @@ pub(crate) async fn set_user_password(
     id: &str,
     password_hash: &str,
     now_ms: i64,
-) -> crate::StoreResult<crate::User> {
+) -> StoreResult<User> {
     let mut tx = db.begin_write().await?;
     let row = query_as::<crate::auth::user::UserRow>(&format!(
         "UPDATE users SET password_hash = $1, updated_ms = $2 WHERE id = $3 \
@@ -258,7 +253,7 @@ pub(crate) async fn set_user_password(
     .bind(id)
     .fetch_optional(&mut tx)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("user", id))?;
+    .ok_or_else(|| StoreError::not_found("user", id))?;
     revoke_user_sessions(&mut tx.exec(), id, now_ms).await?;
     tx.commit().await?;
     row.try_into()

@@ -1,12 +1,13 @@
 //! Failed announcements counted per device, for device health.
 
+use crate::StoreResult;
 use crate::db::{Db, query_as};
 
 pub(crate) async fn failed_announcement_counts(
     db: &Db,
     device_ids: &[String],
     since_ms: i64,
-) -> crate::StoreResult<Vec<(String, i64)>> {
+) -> StoreResult<Vec<(String, i64)>> {
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -1,6 +1,7 @@
 //! Commands to a device: their states (each moved through once), and their queries.
 
 use crate::db::{Db, query, query_as};
+use crate::{Page, PageRequest, StoreError, StoreResult};
 
 string_enum!(
     /// Where a command is. `queued → sent → acknowledged → succeeded | failed`, or
@@ -79,13 +80,10 @@ pub struct CommandUpdate {
     pub attempt: bool,
 }
 
-pub(crate) async fn create_command(
-    db: &Db,
-    new: crate::NewCommand,
-) -> crate::StoreResult<crate::CommandRecord> {
+pub(crate) async fn create_command(db: &Db, new: NewCommand) -> StoreResult<CommandRecord> {
     let mut tx = db.begin_write().await?;
     let done = new.status.is_final().then_some(new.now_ms);
-    let record = query_as::<crate::CommandRecord>(
+    let record = query_as::<CommandRecord>(
         "INSERT INTO device_commands (id, device_id, name, action, interactive, status, \
          expires_at_ms, result_deadline_ms, attempts, message, created_at_ms, completed_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) RETURNING *",
@@ -112,23 +110,21 @@ pub(crate) async fn get_command(
     db: &Db,
     device_id: &str,
     command_id: &str,
-) -> crate::StoreResult<crate::CommandRecord> {
-    query_as::<crate::CommandRecord>(
-        "SELECT * FROM device_commands WHERE id = $1 AND device_id = $2",
-    )
-    .bind(command_id)
-    .bind(device_id)
-    .fetch_optional(db.read())
-    .await?
-    .ok_or_else(|| crate::StoreError::not_found("command", command_id))
+) -> StoreResult<CommandRecord> {
+    query_as::<CommandRecord>("SELECT * FROM device_commands WHERE id = $1 AND device_id = $2")
+        .bind(command_id)
+        .bind(device_id)
+        .fetch_optional(db.read())
+        .await?
+        .ok_or_else(|| StoreError::not_found("command", command_id))
 }
 
 pub(crate) async fn list_commands(
     db: &Db,
     device_id: &str,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::CommandRecord>> {
-    let rows = query_as::<crate::CommandRecord>(
+    page: &PageRequest,
+) -> StoreResult<Page<CommandRecord>> {
+    let rows = query_as::<CommandRecord>(
         "SELECT * FROM device_commands WHERE device_id = $1 \
          AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
     )
@@ -145,8 +141,8 @@ pub(crate) async fn due_commands(
     device_id: Option<&str>,
     now_ms: i64,
     limit: u32,
-) -> crate::StoreResult<Vec<crate::CommandRecord>> {
-    Ok(query_as::<crate::CommandRecord>(
+) -> StoreResult<Vec<CommandRecord>> {
+    Ok(query_as::<CommandRecord>(
         "SELECT * FROM device_commands WHERE status = 'queued' AND expires_at_ms > $1 \
          AND ($2 IS NULL OR device_id = $2) ORDER BY id LIMIT $3",
     )
@@ -160,9 +156,9 @@ pub(crate) async fn due_commands(
 pub(crate) async fn update_command(
     db: &Db,
     command_id: &str,
-    update: crate::CommandUpdate,
-) -> crate::StoreResult<(crate::CommandRecord, bool)> {
-    use crate::CommandStatus as S;
+    update: CommandUpdate,
+) -> StoreResult<(CommandRecord, bool)> {
+    use CommandStatus as S;
     let stamp = match update.to {
         S::Queued => "created_at_ms = created_at_ms",
         S::Sent => "sent_at_ms = COALESCE(sent_at_ms, $4)",
@@ -190,19 +186,16 @@ pub(crate) async fn update_command(
         query = query.bind(from.as_str());
     }
     let changed = query.execute(&mut tx).await? > 0;
-    let record = query_as::<crate::CommandRecord>("SELECT * FROM device_commands WHERE id = $1")
+    let record = query_as::<CommandRecord>("SELECT * FROM device_commands WHERE id = $1")
         .bind(command_id)
         .fetch_optional(&mut tx)
         .await?
-        .ok_or_else(|| crate::StoreError::not_found("command", command_id))?;
+        .ok_or_else(|| StoreError::not_found("command", command_id))?;
     tx.commit().await?;
     Ok((record, changed))
 }
 
-pub(crate) async fn expire_commands(
-    db: &Db,
-    now_ms: i64,
-) -> crate::StoreResult<Vec<crate::CommandRecord>> {
+pub(crate) async fn expire_commands(db: &Db, now_ms: i64) -> StoreResult<Vec<CommandRecord>> {
     // A read first: the sweep runs every second and should not take the write
     // lock when nothing is due.
     let due: Option<(String,)> = query_as(
@@ -216,7 +209,7 @@ pub(crate) async fn expire_commands(
         return Ok(Vec::new());
     }
     let mut tx = db.begin_write().await?;
-    let mut changed = query_as::<crate::CommandRecord>(
+    let mut changed = query_as::<CommandRecord>(
         "UPDATE device_commands SET status = 'expired', completed_at_ms = $1, \
          message = COALESCE(message, 'not delivered before its expiry') \
          WHERE status = 'queued' AND expires_at_ms <= $1 RETURNING *",
@@ -225,7 +218,7 @@ pub(crate) async fn expire_commands(
     .fetch_all(&mut tx)
     .await?;
     changed.extend(
-        query_as::<crate::CommandRecord>(
+        query_as::<CommandRecord>(
             "UPDATE device_commands SET status = 'timed_out', completed_at_ms = $1, \
              message = COALESCE(message, 'no result from the device in time') \
              WHERE status IN ('sent', 'acknowledged') AND result_deadline_ms <= $1 \

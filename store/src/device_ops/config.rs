@@ -2,6 +2,7 @@
 //! push state, and what the device reported; and their queries.
 
 use crate::db::{Db, query, query_as};
+use crate::{StoreError, StoreResult};
 
 string_enum!(
     /// Where the push of the desired config stands.
@@ -51,19 +52,16 @@ pub struct ReportedConfigUpdate {
     pub at_ms: i64,
 }
 
-pub(crate) async fn device_config(
-    db: &Db,
-    device_id: &str,
-) -> crate::StoreResult<Option<crate::ConfigRecord>> {
+pub(crate) async fn device_config(db: &Db, device_id: &str) -> StoreResult<Option<ConfigRecord>> {
     let exists: Option<(String,)> = query_as("SELECT id FROM devices WHERE id = $1")
         .bind(device_id)
         .fetch_optional(db.read())
         .await?;
     if exists.is_none() {
-        return Err(crate::StoreError::not_found("device", device_id));
+        return Err(StoreError::not_found("device", device_id));
     }
     Ok(
-        query_as::<crate::ConfigRecord>("SELECT * FROM device_configs WHERE device_id = $1")
+        query_as::<ConfigRecord>("SELECT * FROM device_configs WHERE device_id = $1")
             .bind(device_id)
             .fetch_optional(db.read())
             .await?,
@@ -73,7 +71,7 @@ pub(crate) async fn device_config(
 pub(crate) async fn device_configs(
     db: &Db,
     device_ids: &[String],
-) -> crate::StoreResult<Vec<crate::ConfigRecord>> {
+) -> StoreResult<Vec<ConfigRecord>> {
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -81,7 +79,7 @@ pub(crate) async fn device_configs(
         "SELECT * FROM device_configs WHERE device_id IN ({})",
         crate::device_ops::placeholders(1, device_ids.len())
     );
-    let mut query = query_as::<crate::ConfigRecord>(&sql);
+    let mut query = query_as::<ConfigRecord>(&sql);
     for id in device_ids {
         query = query.bind(id);
     }
@@ -94,7 +92,7 @@ pub(crate) async fn set_desired_config(
     expected_version: i64,
     desired: &str,
     now_ms: i64,
-) -> crate::StoreResult<crate::ConfigRecord> {
+) -> StoreResult<ConfigRecord> {
     let mut tx = db.begin_write().await?;
     let exists: Option<(String,)> =
         query_as(["SELECT id FROM devices WHERE id = $1 ", db.row_lock()].concat())
@@ -102,7 +100,7 @@ pub(crate) async fn set_desired_config(
             .fetch_optional(&mut tx)
             .await?;
     if exists.is_none() {
-        return Err(crate::StoreError::not_found("device", device_id));
+        return Err(StoreError::not_found("device", device_id));
     }
     let current: Option<(i64,)> = query_as(
         [
@@ -116,7 +114,7 @@ pub(crate) async fn set_desired_config(
     .await?;
     let version = current.map_or(0, |(v,)| v);
     if version != expected_version {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "stale_version",
             Some("version"),
             format!(
@@ -125,7 +123,7 @@ pub(crate) async fn set_desired_config(
             ),
         ));
     }
-    let record = query_as::<crate::ConfigRecord>(
+    let record = query_as::<ConfigRecord>(
         "INSERT INTO device_configs (device_id, desired_version, desired, desired_at_ms, \
          push_status, push_attempts) VALUES ($1, $2, $3, $4, 'pending', 0) \
          ON CONFLICT (device_id) DO UPDATE SET desired_version = excluded.desired_version, \
@@ -147,10 +145,10 @@ pub(crate) async fn record_config_push(
     db: &Db,
     device_id: &str,
     version: i64,
-    status: crate::ConfigPushStatus,
+    status: ConfigPushStatus,
     error: Option<&str>,
     now_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     // Only a push still in flight for this version changes: a report that
     // arrived first (applied) is not overwritten by the PUBACK's `sent`.
@@ -171,12 +169,9 @@ pub(crate) async fn record_config_push(
     Ok(())
 }
 
-pub(crate) async fn requeue_config_push(
-    db: &Db,
-    device_id: &str,
-) -> crate::StoreResult<crate::ConfigRecord> {
+pub(crate) async fn requeue_config_push(db: &Db, device_id: &str) -> StoreResult<ConfigRecord> {
     let mut tx = db.begin_write().await?;
-    let record = query_as::<crate::ConfigRecord>(
+    let record = query_as::<ConfigRecord>(
         "UPDATE device_configs SET push_status = 'pending', push_error = NULL \
          WHERE device_id = $1 AND desired_version > 0 RETURNING *",
     )
@@ -184,14 +179,14 @@ pub(crate) async fn requeue_config_push(
     .fetch_optional(&mut tx)
     .await?;
     tx.commit().await?;
-    record.ok_or_else(|| crate::StoreError::not_found("desired config of device", device_id))
+    record.ok_or_else(|| StoreError::not_found("desired config of device", device_id))
 }
 
 pub(crate) async fn record_reported_config(
     db: &Db,
     device_id: &str,
-    report: crate::ReportedConfigUpdate,
-) -> crate::StoreResult<crate::ConfigRecord> {
+    report: ReportedConfigUpdate,
+) -> StoreResult<ConfigRecord> {
     let mut tx = db.begin_write().await?;
     query(
         "INSERT INTO device_configs (device_id, push_status, reported_version, reported, \
@@ -224,20 +219,16 @@ pub(crate) async fn record_reported_config(
         .execute(&mut tx)
         .await?;
     }
-    let record =
-        query_as::<crate::ConfigRecord>("SELECT * FROM device_configs WHERE device_id = $1")
-            .bind(device_id)
-            .fetch_one(&mut tx)
-            .await?;
+    let record = query_as::<ConfigRecord>("SELECT * FROM device_configs WHERE device_id = $1")
+        .bind(device_id)
+        .fetch_one(&mut tx)
+        .await?;
     tx.commit().await?;
     Ok(record)
 }
 
-pub(crate) async fn pending_config_pushes(
-    db: &Db,
-    limit: u32,
-) -> crate::StoreResult<Vec<crate::ConfigRecord>> {
-    Ok(query_as::<crate::ConfigRecord>(
+pub(crate) async fn pending_config_pushes(db: &Db, limit: u32) -> StoreResult<Vec<ConfigRecord>> {
+    Ok(query_as::<ConfigRecord>(
         "SELECT * FROM device_configs WHERE push_status = 'pending' \
          ORDER BY desired_at_ms LIMIT $1",
     )

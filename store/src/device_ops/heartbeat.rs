@@ -1,5 +1,6 @@
 //! Heartbeats: a bounded history per device of what it reported, and their queries.
 
+use crate::StoreResult;
 use crate::db::{Db, query, query_as};
 
 /// One heartbeat as received (the gateway stamps `received_at_ms` with its own clock).
@@ -36,11 +37,7 @@ pub struct NewHeartbeat {
     pub config_version: i64,
 }
 
-pub(crate) async fn record_heartbeat(
-    db: &Db,
-    hb: crate::NewHeartbeat,
-    keep: u32,
-) -> crate::StoreResult<()> {
+pub(crate) async fn record_heartbeat(db: &Db, hb: NewHeartbeat, keep: u32) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     query(
         "INSERT INTO device_heartbeats (id, device_id, received_at_ms, battery_pct, \
@@ -80,8 +77,8 @@ pub(crate) async fn heartbeats(
     db: &Db,
     device_id: &str,
     limit: u32,
-) -> crate::StoreResult<Vec<crate::HeartbeatRecord>> {
-    Ok(query_as::<crate::HeartbeatRecord>(
+) -> StoreResult<Vec<HeartbeatRecord>> {
+    Ok(query_as::<HeartbeatRecord>(
         "SELECT * FROM device_heartbeats WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(device_id)
@@ -93,7 +90,7 @@ pub(crate) async fn heartbeats(
 pub(crate) async fn latest_heartbeats(
     db: &Db,
     device_ids: &[String],
-) -> crate::StoreResult<Vec<crate::HeartbeatRecord>> {
+) -> StoreResult<Vec<HeartbeatRecord>> {
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -102,7 +99,7 @@ pub(crate) async fn latest_heartbeats(
          AND h.id = (SELECT MAX(l.id) FROM device_heartbeats l WHERE l.device_id = h.device_id)",
         crate::device_ops::placeholders(1, device_ids.len())
     );
-    let mut query = query_as::<crate::HeartbeatRecord>(&sql);
+    let mut query = query_as::<HeartbeatRecord>(&sql);
     for id in device_ids {
         query = query.bind(id);
     }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::StoreResult;
 use crate::db::Db;
+use crate::{Page, PageRequest, StoreError};
 
 pub(crate) mod announcement_failures;
 pub(crate) mod command;
@@ -83,8 +84,8 @@ pub trait DeviceOpsStore: Send + Sync {
     async fn list_commands(
         &self,
         device_id: &str,
-        page: &crate::PageRequest,
-    ) -> StoreResult<crate::Page<CommandRecord>>;
+        page: &PageRequest,
+    ) -> StoreResult<Page<CommandRecord>>;
     /// Queued, unexpired commands (of one device, or all), oldest first.
     async fn due_commands(
         &self,
@@ -145,60 +146,44 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
 }
 
 /// A foreign-key failure on a device's row means the device does not exist.
-pub(crate) fn device_missing(err: sqlx::Error, device_id: &str) -> crate::StoreError {
-    match crate::StoreError::from(err) {
-        crate::StoreError::Conflict {
+pub(crate) fn device_missing(err: sqlx::Error, device_id: &str) -> StoreError {
+    match StoreError::from(err) {
+        StoreError::Conflict {
             code: "reference_missing",
             ..
-        } => crate::StoreError::not_found("device", device_id),
+        } => StoreError::not_found("device", device_id),
         other => other,
     }
 }
 
 /// The one implementation, for both backends: each method is its entity module's function.
 #[async_trait::async_trait]
-impl crate::DeviceOpsStore for Db {
-    async fn record_heartbeat(&self, hb: crate::NewHeartbeat, keep: u32) -> crate::StoreResult<()> {
+impl DeviceOpsStore for Db {
+    async fn record_heartbeat(&self, hb: NewHeartbeat, keep: u32) -> StoreResult<()> {
         heartbeat::record_heartbeat(self, hb, keep).await
     }
 
-    async fn heartbeats(
-        &self,
-        device_id: &str,
-        limit: u32,
-    ) -> crate::StoreResult<Vec<crate::HeartbeatRecord>> {
+    async fn heartbeats(&self, device_id: &str, limit: u32) -> StoreResult<Vec<HeartbeatRecord>> {
         heartbeat::heartbeats(self, device_id, limit).await
     }
 
-    async fn latest_heartbeats(
-        &self,
-        device_ids: &[String],
-    ) -> crate::StoreResult<Vec<crate::HeartbeatRecord>> {
+    async fn latest_heartbeats(&self, device_ids: &[String]) -> StoreResult<Vec<HeartbeatRecord>> {
         heartbeat::latest_heartbeats(self, device_ids).await
     }
 
-    async fn record_presence(&self, p: crate::PresenceRecord) -> crate::StoreResult<()> {
+    async fn record_presence(&self, p: PresenceRecord) -> StoreResult<()> {
         presence::record_presence(self, p).await
     }
 
-    async fn presences(
-        &self,
-        device_ids: &[String],
-    ) -> crate::StoreResult<Vec<crate::PresenceRecord>> {
+    async fn presences(&self, device_ids: &[String]) -> StoreResult<Vec<PresenceRecord>> {
         presence::presences(self, device_ids).await
     }
 
-    async fn device_config(
-        &self,
-        device_id: &str,
-    ) -> crate::StoreResult<Option<crate::ConfigRecord>> {
+    async fn device_config(&self, device_id: &str) -> StoreResult<Option<ConfigRecord>> {
         config::device_config(self, device_id).await
     }
 
-    async fn device_configs(
-        &self,
-        device_ids: &[String],
-    ) -> crate::StoreResult<Vec<crate::ConfigRecord>> {
+    async fn device_configs(&self, device_ids: &[String]) -> StoreResult<Vec<ConfigRecord>> {
         config::device_configs(self, device_ids).await
     }
 
@@ -208,7 +193,7 @@ impl crate::DeviceOpsStore for Db {
         expected_version: i64,
         desired: &str,
         now_ms: i64,
-    ) -> crate::StoreResult<crate::ConfigRecord> {
+    ) -> StoreResult<ConfigRecord> {
         config::set_desired_config(self, device_id, expected_version, desired, now_ms).await
     }
 
@@ -216,55 +201,42 @@ impl crate::DeviceOpsStore for Db {
         &self,
         device_id: &str,
         version: i64,
-        status: crate::ConfigPushStatus,
+        status: ConfigPushStatus,
         error: Option<&str>,
         now_ms: i64,
-    ) -> crate::StoreResult<()> {
+    ) -> StoreResult<()> {
         config::record_config_push(self, device_id, version, status, error, now_ms).await
     }
 
-    async fn requeue_config_push(
-        &self,
-        device_id: &str,
-    ) -> crate::StoreResult<crate::ConfigRecord> {
+    async fn requeue_config_push(&self, device_id: &str) -> StoreResult<ConfigRecord> {
         config::requeue_config_push(self, device_id).await
     }
 
     async fn record_reported_config(
         &self,
         device_id: &str,
-        report: crate::ReportedConfigUpdate,
-    ) -> crate::StoreResult<crate::ConfigRecord> {
+        report: ReportedConfigUpdate,
+    ) -> StoreResult<ConfigRecord> {
         config::record_reported_config(self, device_id, report).await
     }
 
-    async fn pending_config_pushes(
-        &self,
-        limit: u32,
-    ) -> crate::StoreResult<Vec<crate::ConfigRecord>> {
+    async fn pending_config_pushes(&self, limit: u32) -> StoreResult<Vec<ConfigRecord>> {
         config::pending_config_pushes(self, limit).await
     }
 
-    async fn create_command(
-        &self,
-        new: crate::NewCommand,
-    ) -> crate::StoreResult<crate::CommandRecord> {
+    async fn create_command(&self, new: NewCommand) -> StoreResult<CommandRecord> {
         command::create_command(self, new).await
     }
 
-    async fn get_command(
-        &self,
-        device_id: &str,
-        command_id: &str,
-    ) -> crate::StoreResult<crate::CommandRecord> {
+    async fn get_command(&self, device_id: &str, command_id: &str) -> StoreResult<CommandRecord> {
         command::get_command(self, device_id, command_id).await
     }
 
     async fn list_commands(
         &self,
         device_id: &str,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::CommandRecord>> {
+        page: &PageRequest,
+    ) -> StoreResult<Page<CommandRecord>> {
         command::list_commands(self, device_id, page).await
     }
 
@@ -273,19 +245,19 @@ impl crate::DeviceOpsStore for Db {
         device_id: Option<&str>,
         now_ms: i64,
         limit: u32,
-    ) -> crate::StoreResult<Vec<crate::CommandRecord>> {
+    ) -> StoreResult<Vec<CommandRecord>> {
         command::due_commands(self, device_id, now_ms, limit).await
     }
 
     async fn update_command(
         &self,
         command_id: &str,
-        update: crate::CommandUpdate,
-    ) -> crate::StoreResult<(crate::CommandRecord, bool)> {
+        update: CommandUpdate,
+    ) -> StoreResult<(CommandRecord, bool)> {
         command::update_command(self, command_id, update).await
     }
 
-    async fn expire_commands(&self, now_ms: i64) -> crate::StoreResult<Vec<crate::CommandRecord>> {
+    async fn expire_commands(&self, now_ms: i64) -> StoreResult<Vec<CommandRecord>> {
         command::expire_commands(self, now_ms).await
     }
 
@@ -293,21 +265,18 @@ impl crate::DeviceOpsStore for Db {
         &self,
         device_id: &str,
         request_id: &str,
-    ) -> crate::StoreResult<Option<crate::QrRequestRecord>> {
+    ) -> StoreResult<Option<QrRequestRecord>> {
         qr_request::qr_request(self, device_id, request_id).await
     }
 
-    async fn record_qr_request(
-        &self,
-        r: crate::QrRequestRecord,
-    ) -> crate::StoreResult<(crate::QrRequestRecord, bool)> {
+    async fn record_qr_request(&self, r: QrRequestRecord) -> StoreResult<(QrRequestRecord, bool)> {
         qr_request::record_qr_request(self, r).await
     }
 
     async fn qr_requests_to_close(
         &self,
         limit: u32,
-    ) -> crate::StoreResult<Vec<(crate::QrRequestRecord, String)>> {
+    ) -> StoreResult<Vec<(QrRequestRecord, String)>> {
         qr_request::qr_requests_to_close(self, limit).await
     }
 
@@ -317,7 +286,7 @@ impl crate::DeviceOpsStore for Db {
         request_id: &str,
         reason: &str,
         now_ms: i64,
-    ) -> crate::StoreResult<()> {
+    ) -> StoreResult<()> {
         qr_request::close_qr_request(self, device_id, request_id, reason, now_ms).await
     }
 
@@ -325,7 +294,7 @@ impl crate::DeviceOpsStore for Db {
         &self,
         device_ids: &[String],
         since_ms: i64,
-    ) -> crate::StoreResult<Vec<(String, i64)>> {
+    ) -> StoreResult<Vec<(String, i64)>> {
         announcement_failures::failed_announcement_counts(self, device_ids, since_ms).await
     }
 }

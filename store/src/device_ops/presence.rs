@@ -1,6 +1,7 @@
 //! Presence: the newest connect or disconnect the broker reported per device, and its
 //! queries.
 
+use crate::StoreResult;
 use crate::db::{Db, query, query_as};
 
 /// The last presence change the broker reported for a device.
@@ -13,7 +14,7 @@ pub struct PresenceRecord {
     pub changed_at_ms: i64,
 }
 
-pub(crate) async fn record_presence(db: &Db, p: crate::PresenceRecord) -> crate::StoreResult<()> {
+pub(crate) async fn record_presence(db: &Db, p: PresenceRecord) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     // Only a newer change replaces the stored one (events can arrive late).
     query(
@@ -34,10 +35,7 @@ pub(crate) async fn record_presence(db: &Db, p: crate::PresenceRecord) -> crate:
     Ok(())
 }
 
-pub(crate) async fn presences(
-    db: &Db,
-    device_ids: &[String],
-) -> crate::StoreResult<Vec<crate::PresenceRecord>> {
+pub(crate) async fn presences(db: &Db, device_ids: &[String]) -> StoreResult<Vec<PresenceRecord>> {
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -45,7 +43,7 @@ pub(crate) async fn presences(
         "SELECT * FROM device_presence WHERE device_id IN ({})",
         crate::device_ops::placeholders(1, device_ids.len())
     );
-    let mut query = query_as::<crate::PresenceRecord>(&sql);
+    let mut query = query_as::<PresenceRecord>(&sql);
     for id in device_ids {
         query = query.bind(id);
     }

@@ -1,6 +1,7 @@
 //! A device's requests for a dynamic QR, kept once and closed when their transaction moves;
 //! and their queries.
 
+use crate::StoreResult;
 use crate::db::{Db, query, query_as};
 
 /// A dynamic QR a device asked for.
@@ -24,8 +25,8 @@ pub(crate) async fn qr_request(
     db: &Db,
     device_id: &str,
     request_id: &str,
-) -> crate::StoreResult<Option<crate::QrRequestRecord>> {
-    Ok(query_as::<crate::QrRequestRecord>(
+) -> StoreResult<Option<QrRequestRecord>> {
+    Ok(query_as::<QrRequestRecord>(
         "SELECT * FROM device_qr_requests WHERE device_id = $1 AND request_id = $2",
     )
     .bind(device_id)
@@ -36,8 +37,8 @@ pub(crate) async fn qr_request(
 
 pub(crate) async fn record_qr_request(
     db: &Db,
-    r: crate::QrRequestRecord,
-) -> crate::StoreResult<(crate::QrRequestRecord, bool)> {
+    r: QrRequestRecord,
+) -> StoreResult<(QrRequestRecord, bool)> {
     let mut tx = db.begin_write().await?;
     let inserted = query(
         "INSERT INTO device_qr_requests (device_id, request_id, transaction_id, amount, \
@@ -56,7 +57,7 @@ pub(crate) async fn record_qr_request(
     .await
     .map_err(|err| crate::device_ops::device_missing(err, &r.device_id))?
         > 0;
-    let stored = query_as::<crate::QrRequestRecord>(
+    let stored = query_as::<QrRequestRecord>(
         "SELECT * FROM device_qr_requests WHERE device_id = $1 AND request_id = $2",
     )
     .bind(&r.device_id)
@@ -70,11 +71,11 @@ pub(crate) async fn record_qr_request(
 pub(crate) async fn qr_requests_to_close(
     db: &Db,
     limit: u32,
-) -> crate::StoreResult<Vec<(crate::QrRequestRecord, String)>> {
+) -> StoreResult<Vec<(QrRequestRecord, String)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
-        qr: crate::QrRequestRecord,
+        qr: QrRequestRecord,
         transaction_status: String,
     }
     let rows = query_as::<Row>(
@@ -98,7 +99,7 @@ pub(crate) async fn close_qr_request(
     request_id: &str,
     reason: &str,
     now_ms: i64,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     query(
         "UPDATE device_qr_requests SET status = 'closed', close_reason = $1, \

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use crate::PaymentStore;
 use crate::db::{Db, Exec, query, query_as};
+use crate::{PaymentRules, StoreError, StoreResult, Transaction, TransactionStatus};
 
 string_enum!(
     AnnouncementStatus {
@@ -86,7 +87,7 @@ pub(crate) async fn record_one_delivery(
     conn: &mut Exec<'_>,
     announcement_id: &str,
     update: &crate::payments::batch::DeliveryUpdate,
-) -> crate::StoreResult<bool> {
+) -> StoreResult<bool> {
     use crate::payments::batch::{ANNOUNCEMENT_EXISTS, RECORD_DELIVERY};
     let done = query(RECORD_DELIVERY)
         .bind_all(update.params(announcement_id))
@@ -106,10 +107,10 @@ pub(crate) async fn record_one_delivery(
 /// with no active bound device it is recorded as `no_device`, not dropped.
 pub(crate) async fn insert_announcement(
     conn: &mut Exec<'_>,
-    transaction: &crate::Transaction,
-    rules: &dyn crate::PaymentRules,
+    transaction: &Transaction,
+    rules: &dyn PaymentRules,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<crate::Announcement> {
+) -> StoreResult<Announcement> {
     // The bound device and its next announcement sequence number, in one query.
     let device: Option<(String, i64)> = query_as(
         "SELECT d.id, COALESCE((SELECT MAX(a.sequence) FROM announcements a \
@@ -124,12 +125,12 @@ pub(crate) async fn insert_announcement(
         None => (None, 0),
     };
     let status = if device_id.is_some() {
-        crate::AnnouncementStatus::Pending
+        AnnouncementStatus::Pending
     } else {
-        crate::AnnouncementStatus::NoDevice
+        AnnouncementStatus::NoDevice
     };
     let now_ms = crate::payments::batch::unix_ms(now);
-    Ok(query_as::<crate::Announcement>(
+    Ok(query_as::<Announcement>(
         "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, status, \
          sequence, next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8, $8) RETURNING *",
@@ -147,12 +148,9 @@ pub(crate) async fn insert_announcement(
     .await?)
 }
 
-pub(crate) async fn transaction_announcements(
-    db: &Db,
-    id: &str,
-) -> crate::StoreResult<Vec<crate::Announcement>> {
+pub(crate) async fn transaction_announcements(db: &Db, id: &str) -> StoreResult<Vec<Announcement>> {
     db.get_transaction(id).await?;
-    Ok(query_as::<crate::Announcement>(
+    Ok(query_as::<Announcement>(
         "SELECT * FROM announcements WHERE transaction_id = $1 ORDER BY id",
     )
     .bind(id)
@@ -163,19 +161,19 @@ pub(crate) async fn transaction_announcements(
 pub(crate) async fn queue_announcement(
     db: &Db,
     transaction_id: &str,
-    rules: &dyn crate::PaymentRules,
-) -> crate::StoreResult<crate::Announcement> {
+    rules: &dyn PaymentRules,
+) -> StoreResult<Announcement> {
     let now = crate::sql::now();
     let mut tx = db.begin_write().await?;
-    let transaction = query_as::<crate::Transaction>(
+    let transaction = query_as::<Transaction>(
         ["SELECT * FROM transactions WHERE id = $1 ", db.row_lock()].concat(),
     )
     .bind(transaction_id)
     .fetch_optional(&mut tx)
     .await?
-    .ok_or_else(|| crate::StoreError::not_found("transaction", transaction_id))?;
-    if transaction.status != crate::TransactionStatus::Paid {
-        return Err(crate::StoreError::conflict(
+    .ok_or_else(|| StoreError::not_found("transaction", transaction_id))?;
+    if transaction.status != TransactionStatus::Paid {
+        return Err(StoreError::conflict(
             "not_paid",
             None,
             format!(
@@ -194,8 +192,8 @@ pub(crate) async fn due_announcements(
     device_id: Option<&str>,
     now_ms: i64,
     limit: u32,
-) -> crate::StoreResult<Vec<crate::AnnouncementDelivery>> {
-    Ok(query_as::<crate::AnnouncementDelivery>(
+) -> StoreResult<Vec<AnnouncementDelivery>> {
+    Ok(query_as::<AnnouncementDelivery>(
         "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
          t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
          FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
@@ -211,10 +209,7 @@ pub(crate) async fn due_announcements(
     .await?)
 }
 
-pub(crate) async fn next_announcement_due_ms(
-    db: &Db,
-    after_ms: i64,
-) -> crate::StoreResult<Option<i64>> {
+pub(crate) async fn next_announcement_due_ms(db: &Db, after_ms: i64) -> StoreResult<Option<i64>> {
     let (next,): (Option<i64>,) = query_as(
         "SELECT MIN(next_attempt_at_ms) FROM announcements \
          WHERE status = 'pending' AND next_attempt_at_ms > $1 \
@@ -229,17 +224,14 @@ pub(crate) async fn next_announcement_due_ms(
 pub(crate) async fn record_delivery(
     db: &Db,
     announcement_id: &str,
-    result: crate::DeliveryResult,
-) -> crate::StoreResult<()> {
+    result: DeliveryResult,
+) -> StoreResult<()> {
     let mut tx = db.begin_write().await?;
     let update = crate::payments::batch::DeliveryUpdate::of(&result, crate::sql::now());
     let found = record_one_delivery(&mut tx.exec(), announcement_id, &update).await?;
     tx.commit().await?;
     if !found {
-        return Err(crate::StoreError::not_found(
-            "announcement",
-            announcement_id,
-        ));
+        return Err(StoreError::not_found("announcement", announcement_id));
     }
     Ok(())
 }

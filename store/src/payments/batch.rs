@@ -18,6 +18,10 @@
 use super::inbox::insert_inbox;
 use crate::PaymentStore;
 use crate::db::{Db, Param};
+use crate::{
+    AnnouncementDelivery, AnnouncementStatus, DeliveryResult, InboxEntry, IncomingEvent,
+    LedgerEntryType, PaymentOutcome, PaymentRules, StoreError, StoreResult, Transaction,
+};
 
 impl Db {
     /// Applies events, and records delivery results, in one database transaction (each
@@ -27,8 +31,8 @@ impl Db {
     async fn apply_in_one_transaction(
         &self,
         batch: Batch,
-        rules: &dyn crate::PaymentRules,
-    ) -> (Batch, crate::StoreResult<Vec<crate::PaymentOutcome>>) {
+        rules: &dyn PaymentRules,
+    ) -> (Batch, StoreResult<Vec<PaymentOutcome>>) {
         match self {
             Db::Sqlite(s) => s.payments.apply(batch, rules).await,
             Db::Postgres(p) => {
@@ -43,16 +47,16 @@ impl Db {
     /// One event in a transaction of its own; if it fails, its raw request is kept.
     async fn apply_alone(
         &self,
-        item: (crate::InboxEntry, crate::IncomingEvent),
-        rules: &dyn crate::PaymentRules,
-    ) -> crate::StoreResult<crate::PaymentOutcome> {
+        item: (InboxEntry, IncomingEvent),
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<PaymentOutcome> {
         let (batch, result) = self
             .apply_in_one_transaction(Batch::of(vec![item]), rules)
             .await;
         match result {
             Ok(mut outcome) => outcome
                 .pop()
-                .ok_or_else(|| crate::StoreError::Corrupt("no outcome for an event".into())),
+                .ok_or_else(|| StoreError::Corrupt("no outcome for an event".into())),
             Err(err) => match batch.items.first() {
                 Some((entry, _)) => Err(self.record_failed(entry, err).await),
                 None => Err(err),
@@ -62,11 +66,7 @@ impl Db {
 
     /// Keeps the raw request of an event whose application failed, and returns the
     /// failure (or, if even that cannot be written, the original failure).
-    async fn record_failed(
-        &self,
-        entry: &crate::InboxEntry,
-        err: crate::StoreError,
-    ) -> crate::StoreError {
+    async fn record_failed(&self, entry: &InboxEntry, err: StoreError) -> StoreError {
         let detail = err.to_string();
         if let Ok(mut conn) = self.write_conn().await
             && let Err(inbox_err) =
@@ -85,13 +85,13 @@ impl Db {
 /// result, so a failed batch is retried without a copy).
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    pub items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
-    pub deliveries: Vec<(String, crate::DeliveryResult)>,
+    pub items: Vec<(InboxEntry, IncomingEvent)>,
+    pub deliveries: Vec<(String, DeliveryResult)>,
 }
 
 impl Batch {
     /// Events without delivery results.
-    pub fn of(items: Vec<(crate::InboxEntry, crate::IncomingEvent)>) -> Self {
+    pub fn of(items: Vec<(InboxEntry, IncomingEvent)>) -> Self {
         Self {
             items,
             deliveries: Vec::new(),
@@ -118,9 +118,9 @@ pub(crate) fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
 /// The events of a batch that touch the database (not test notifications), and their order
 /// references, sorted and without repeats.
 pub(crate) fn batch_keys(
-    items: &[(crate::InboxEntry, crate::IncomingEvent)],
-) -> (Vec<&crate::IncomingEvent>, Vec<&str>) {
-    let events: Vec<&crate::IncomingEvent> = items
+    items: &[(InboxEntry, IncomingEvent)],
+) -> (Vec<&IncomingEvent>, Vec<&str>) {
+    let events: Vec<&IncomingEvent> = items
         .iter()
         .map(|(_, e)| e)
         .filter(|e| !e.is_test)
@@ -150,7 +150,7 @@ pub(crate) const BOUND_DEVICES: &str = "SELECT d.terminal_id, d.id, \
 /// A part of a batch's write: one multi-row statement over some of the staged rows.
 pub(crate) enum Piece<'a> {
     /// Transactions the batch changed, set to their final state.
-    Transactions(&'a [&'a crate::Transaction]),
+    Transactions(&'a [&'a Transaction]),
     Inbox(&'a [InboxRow]),
     Events(&'a [EventRow]),
     Ledger(&'a [LedgerRow]),
@@ -353,8 +353,8 @@ fn push_param(sql: &mut String, placeholders: Placeholders, n: usize, ty: &str) 
     }
 }
 
-pub(crate) fn transaction_of(outcome: &crate::PaymentOutcome) -> Option<String> {
-    use crate::PaymentOutcome::*;
+pub(crate) fn transaction_of(outcome: &PaymentOutcome) -> Option<String> {
+    use PaymentOutcome::*;
     match outcome {
         Applied { transaction_id, .. }
         | Stale { transaction_id }
@@ -376,7 +376,7 @@ pub(crate) struct InboxRow {
 pub(crate) struct EventRow {
     pub id: String,
     pub transaction_id: String,
-    pub event: crate::IncomingEvent,
+    pub event: IncomingEvent,
     pub effect: &'static str,
     pub inbox_id: String,
 }
@@ -426,8 +426,8 @@ pub(crate) struct Staged {
     /// Announcements to mark delivered with the batch (results the relay handed in).
     pub delivered: Vec<String>,
     /// Each transaction the batch changed, as the batch left it (by id).
-    pub updates: std::collections::BTreeMap<String, crate::Transaction>,
-    pub transactions: std::collections::HashMap<String, crate::Transaction>,
+    pub updates: std::collections::BTreeMap<String, Transaction>,
+    pub transactions: std::collections::HashMap<String, Transaction>,
     pub known: std::collections::HashMap<(String, String, String), String>,
     pub devices: std::collections::HashMap<String, Option<BoundDevice>>,
 }
@@ -438,12 +438,12 @@ impl Staged {
     /// Each posting's external id makes it idempotent.
     pub fn stage_ledger(
         &mut self,
-        transaction: &crate::Transaction,
-        rules: &dyn crate::PaymentRules,
+        transaction: &Transaction,
+        rules: &dyn PaymentRules,
         reversal: bool,
         originals: Vec<(String, String)>,
     ) {
-        use crate::LedgerEntryType::*;
+        use LedgerEntryType::*;
         let (fee, payable) = rules.split_fee(transaction.amount);
         for (entry_type, amount) in [
             (GrossIncome, transaction.amount),
@@ -488,13 +488,10 @@ pub(crate) trait BatchIo {
     async fn static_qr_terminal(
         &mut self,
         payment_ref: &str,
-    ) -> crate::StoreResult<Option<(String, String)>>;
+    ) -> StoreResult<Option<(String, String)>>;
 
     /// Inserts a transaction as given (a payment to a static QR creates one).
-    async fn insert_transaction(
-        &mut self,
-        transaction: &crate::Transaction,
-    ) -> crate::StoreResult<()>;
+    async fn insert_transaction(&mut self, transaction: &Transaction) -> StoreResult<()>;
 
     /// A timeline entry of Gema's own ([`INTERNAL_EVENT`]).
     async fn insert_internal_event(
@@ -503,7 +500,7 @@ pub(crate) trait BatchIo {
         status: &str,
         amount: i64,
         now: time::OffsetDateTime,
-    ) -> crate::StoreResult<()>;
+    ) -> StoreResult<()>;
 
     /// Writes the ledger postings staged so far, then reads the transaction's original
     /// postings (external id → id): a refund reverses them, and they may be this batch's.
@@ -512,7 +509,7 @@ pub(crate) trait BatchIo {
         staged: &mut Staged,
         transaction_id: &str,
         now: time::OffsetDateTime,
-    ) -> crate::StoreResult<Vec<(String, String)>>;
+    ) -> StoreResult<Vec<(String, String)>>;
 
     /// The active device bound to each terminal and its next announcement sequence, into
     /// `staged.devices` (`None` for a terminal without one).
@@ -520,7 +517,7 @@ pub(crate) trait BatchIo {
         &mut self,
         staged: &mut Staged,
         terminals: &[&str],
-    ) -> crate::StoreResult<()>;
+    ) -> StoreResult<()>;
 
     /// Records an attempt's result on a pending announcement ([`RECORD_DELIVERY`]); `false`
     /// if there is no such announcement.
@@ -528,7 +525,7 @@ pub(crate) trait BatchIo {
         &mut self,
         announcement_id: &str,
         update: &DeliveryUpdate,
-    ) -> crate::StoreResult<bool>;
+    ) -> StoreResult<bool>;
 }
 
 /// Stages a batch of events, after its prefetch: what each does (the outcomes, in order)
@@ -536,16 +533,15 @@ pub(crate) trait BatchIo {
 pub(crate) async fn stage_events(
     io: &mut impl BatchIo,
     staged: &mut Staged,
-    items: &[(crate::InboxEntry, crate::IncomingEvent)],
-    rules: &dyn crate::PaymentRules,
+    items: &[(InboxEntry, IncomingEvent)],
+    rules: &dyn PaymentRules,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<Vec<crate::PaymentOutcome>> {
+) -> StoreResult<Vec<PaymentOutcome>> {
     let mut outcomes = Vec::with_capacity(items.len());
     for (item, (_, event)) in items.iter().enumerate() {
         let inbox_id = crate::sql::new_id("inb");
         let outcome = stage_event(io, staged, &inbox_id, event, rules, now).await?;
-        let detail =
-            (outcome == crate::PaymentOutcome::UnknownOrder).then(|| event.order_ref.clone());
+        let detail = (outcome == PaymentOutcome::UnknownOrder).then(|| event.order_ref.clone());
         staged.inbox.push(InboxRow {
             transaction_id: transaction_of(&outcome),
             id: inbox_id,
@@ -563,12 +559,12 @@ pub(crate) async fn stage_events(
 pub(crate) async fn stage_deliveries(
     io: &mut impl BatchIo,
     staged: &mut Staged,
-    results: &[(String, crate::DeliveryResult)],
+    results: &[(String, DeliveryResult)],
     now: time::OffsetDateTime,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     for (id, result) in results {
         match result {
-            crate::DeliveryResult::Delivered => staged.delivered.push(id.clone()),
+            DeliveryResult::Delivered => staged.delivered.push(id.clone()),
             other => {
                 io.record_one_delivery(id, &DeliveryUpdate::of(other, now))
                     .await?;
@@ -585,10 +581,10 @@ async fn stage_event(
     io: &mut impl BatchIo,
     staged: &mut Staged,
     inbox_id: &str,
-    event: &crate::IncomingEvent,
-    rules: &dyn crate::PaymentRules,
+    event: &IncomingEvent,
+    rules: &dyn PaymentRules,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<crate::PaymentOutcome> {
+) -> StoreResult<PaymentOutcome> {
     use crate::{PaymentOutcome, TransactionSource, TransactionStatus, Transition};
     if event.is_test {
         return Ok(PaymentOutcome::Test);
@@ -622,7 +618,7 @@ async fn stage_event(
             let Some((terminal_id, merchant_id)) = terminal else {
                 return Ok(PaymentOutcome::UnknownOrder);
             };
-            let t = crate::Transaction {
+            let t = Transaction {
                 id: crate::sql::new_id("trx"),
                 order_ref: format!("{}:{}", event.provider, event.provider_transaction_id),
                 terminal_id,
@@ -669,7 +665,7 @@ async fn stage_event(
             let paid_at = (status == TransactionStatus::Paid).then(|| event.paid_at.unwrap_or(now));
             // Written with the batch's other rows (the last state of each transaction); a
             // later event of this batch for the same order sees it.
-            let updated = crate::Transaction {
+            let updated = Transaction {
                 status,
                 provider: Some(event.provider.clone()),
                 provider_transaction_id: Some(event.provider_transaction_id.clone()),
@@ -740,10 +736,10 @@ async fn stage_event(
 async fn stage_announcement(
     io: &mut impl BatchIo,
     staged: &mut Staged,
-    transaction: &crate::Transaction,
-    rules: &dyn crate::PaymentRules,
+    transaction: &Transaction,
+    rules: &dyn PaymentRules,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<(String, Option<crate::AnnouncementDelivery>)> {
+) -> StoreResult<(String, Option<AnnouncementDelivery>)> {
     if !staged.devices.contains_key(&transaction.terminal_id) {
         io.prefetch_devices(staged, &[transaction.terminal_id.as_str()])
             .await?;
@@ -759,22 +755,21 @@ async fn stage_announcement(
         });
     let id = crate::sql::new_id("ann");
     let expires_at_ms = unix_ms(now) + rules.announcement_ttl_ms();
-    let delivery =
-        device.map(
-            |(device_id, sequence, desired_config)| crate::AnnouncementDelivery {
-                id: id.clone(),
-                transaction_id: transaction.id.clone(),
-                device_id,
-                sequence,
-                attempts: 0,
-                expires_at_ms,
-                amount: transaction.amount,
-                issuer: transaction.issuer.clone(),
-                provider: transaction.provider.clone(),
-                paid_at: transaction.paid_at,
-                desired_config,
-            },
-        );
+    let delivery = device.map(
+        |(device_id, sequence, desired_config)| AnnouncementDelivery {
+            id: id.clone(),
+            transaction_id: transaction.id.clone(),
+            device_id,
+            sequence,
+            attempts: 0,
+            expires_at_ms,
+            amount: transaction.amount,
+            issuer: transaction.issuer.clone(),
+            provider: transaction.provider.clone(),
+            paid_at: transaction.paid_at,
+            desired_config,
+        },
+    );
     staged.announcements.push(AnnouncementRow {
         id: id.clone(),
         transaction_id: transaction.id.clone(),
@@ -801,7 +796,7 @@ pub(crate) fn staged_terminals(staged: &Staged) -> Vec<String> {
 /// deliveries, each table in multi-row pieces ([`insert_chunks`]).
 pub(crate) fn batch_pieces<'a>(
     staged: &'a Staged,
-    updates: &'a [&'a crate::Transaction],
+    updates: &'a [&'a Transaction],
 ) -> Vec<Piece<'a>> {
     let mut pieces = Vec::new();
     pieces.extend(insert_chunks(updates).map(Piece::Transactions));
@@ -816,7 +811,7 @@ pub(crate) fn batch_pieces<'a>(
 /// A piece's parameters in the order of [`Piece::sql`]: row by row, column by column.
 pub(crate) fn piece_params<'a>(
     piece: &Piece<'a>,
-    items: &'a [(crate::InboxEntry, crate::IncomingEvent)],
+    items: &'a [(InboxEntry, IncomingEvent)],
     now: time::OffsetDateTime,
 ) -> Vec<Param<'a>> {
     use Param::{Blob, Bool, Int, Text, Time};
@@ -887,9 +882,9 @@ pub(crate) fn piece_params<'a>(
             let now_ms = unix_ms(now);
             for row in *rows {
                 let status = if row.device_id.is_some() {
-                    crate::AnnouncementStatus::Pending
+                    AnnouncementStatus::Pending
                 } else {
-                    crate::AnnouncementStatus::NoDevice
+                    AnnouncementStatus::NoDevice
                 };
                 params.extend([
                     text(&row.id),
@@ -925,8 +920,8 @@ pub(crate) struct DeliveryUpdate {
 }
 
 impl DeliveryUpdate {
-    pub fn of(result: &crate::DeliveryResult, now: time::OffsetDateTime) -> Self {
-        use crate::DeliveryResult::*;
+    pub fn of(result: &DeliveryResult, now: time::OffsetDateTime) -> Self {
+        use DeliveryResult::*;
         let (status, attempted, error, next_attempt_at_ms, delivered_at) = match result {
             Delivered => ("delivered", 1, None, None, Some(now)),
             Retry {
@@ -1002,7 +997,7 @@ pub(crate) const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, order
      issuer, paid_at, expires_at_ms, paid_after_expiry, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
-pub(crate) fn transaction_params(t: &crate::Transaction) -> [Param<'_>; 15] {
+pub(crate) fn transaction_params(t: &Transaction) -> [Param<'_>; 15] {
     use Param::{Bool, Int, Text, Time};
     [
         Text(Some(&t.id)),
@@ -1052,19 +1047,19 @@ pub(crate) fn recorded_keys_sql(placeholders: Placeholders, count: usize) -> Str
 
 pub(crate) async fn apply_payment_events(
     db: &Db,
-    items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
-    rules: &dyn crate::PaymentRules,
-) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
+    items: Vec<(InboxEntry, IncomingEvent)>,
+    rules: &dyn PaymentRules,
+) -> StoreResult<Vec<StoreResult<PaymentOutcome>>> {
     db.apply_payment_events_and_deliveries(items, rules, Vec::new())
         .await
 }
 
 pub(crate) async fn apply_payment_events_and_deliveries(
     db: &Db,
-    items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
-    rules: &dyn crate::PaymentRules,
-    deliveries: Vec<(String, crate::DeliveryResult)>,
-) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
+    items: Vec<(InboxEntry, IncomingEvent)>,
+    rules: &dyn PaymentRules,
+    deliveries: Vec<(String, DeliveryResult)>,
+) -> StoreResult<Vec<StoreResult<PaymentOutcome>>> {
     let sent = items.len();
     let (batch, result) = db
         .apply_in_one_transaction(Batch { items, deliveries }, rules)
@@ -1116,22 +1111,20 @@ pub(crate) async fn apply_payment_events_and_deliveries(
 
 pub(crate) async fn apply_payment_event(
     db: &Db,
-    entry: crate::InboxEntry,
-    event: crate::IncomingEvent,
-    rules: &dyn crate::PaymentRules,
-) -> crate::StoreResult<crate::PaymentOutcome> {
+    entry: InboxEntry,
+    event: IncomingEvent,
+    rules: &dyn PaymentRules,
+) -> StoreResult<PaymentOutcome> {
     db.apply_payment_events(vec![(entry, event)], rules)
         .await?
         .pop()
-        .unwrap_or(Err(crate::StoreError::Corrupt(
-            "no outcome for an event".into(),
-        )))
+        .unwrap_or(Err(StoreError::Corrupt("no outcome for an event".into())))
 }
 
 pub(crate) async fn record_deliveries(
     db: &Db,
-    results: Vec<(String, crate::DeliveryResult)>,
-) -> crate::StoreResult<()> {
+    results: Vec<(String, DeliveryResult)>,
+) -> StoreResult<()> {
     match db {
         Db::Sqlite(s) => s.payments.record_deliveries(results).await,
         Db::Postgres(p) => p.write_deliveries(&results).await,

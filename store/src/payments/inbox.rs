@@ -1,5 +1,6 @@
 //! The payment inbox: every provider request as received, with what became of it.
 
+use crate::StoreResult;
 use crate::db::{Db, Exec, query};
 use time::OffsetDateTime;
 
@@ -16,10 +17,10 @@ pub struct InboxEntry {
 /// Keeps a provider request exactly as received; returns its id.
 pub(crate) async fn insert_inbox(
     conn: &mut Exec<'_>,
-    entry: &crate::InboxEntry,
+    entry: &InboxEntry,
     outcome: &str,
     detail: Option<&str>,
-) -> crate::StoreResult<String> {
+) -> StoreResult<String> {
     let id = crate::sql::new_id("inb");
     query(
         "INSERT INTO payment_inbox \
@@ -40,10 +41,10 @@ pub(crate) async fn insert_inbox(
 
 pub(crate) async fn record_inbox(
     db: &Db,
-    entry: crate::InboxEntry,
+    entry: InboxEntry,
     outcome: &str,
     detail: Option<&str>,
-) -> crate::StoreResult<String> {
+) -> StoreResult<String> {
     let mut conn = db.write_conn().await?;
     insert_inbox(&mut conn.exec(), &entry, outcome, detail).await
 }

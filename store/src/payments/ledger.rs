@@ -2,6 +2,7 @@
 //! their reversals on refund; and its query.
 
 use crate::db::{Db, query_as};
+use crate::{Page, PageRequest, StoreResult};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -35,10 +36,10 @@ pub struct LedgerFilter {
 
 pub(crate) async fn list_ledger_entries(
     db: &Db,
-    filter: &crate::LedgerFilter,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::LedgerEntry>> {
-    let rows = query_as::<crate::LedgerEntry>(
+    filter: &LedgerFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<LedgerEntry>> {
+    let rows = query_as::<LedgerEntry>(
         "SELECT * FROM ledger_entries WHERE ($1 IS NULL OR id > $1) \
          AND ($2 IS NULL OR merchant_id = $2) \
          AND ($3 IS NULL OR transaction_id = $3) ORDER BY id LIMIT $4",

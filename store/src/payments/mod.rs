@@ -6,6 +6,7 @@
 use time::OffsetDateTime;
 
 use crate::db::Db;
+use crate::{Page, PageRequest, PaymentStore, StoreResult};
 
 pub(crate) mod announcement;
 pub(crate) mod batch;
@@ -99,96 +100,83 @@ impl PaymentOutcome {
 
 /// The one implementation, for both backends: each method is its entity module's function.
 #[async_trait::async_trait]
-impl crate::PaymentStore for Db {
+impl PaymentStore for Db {
     async fn record_inbox(
         &self,
-        entry: crate::InboxEntry,
+        entry: InboxEntry,
         outcome: &str,
         detail: Option<&str>,
-    ) -> crate::StoreResult<String> {
+    ) -> StoreResult<String> {
         inbox::record_inbox(self, entry, outcome, detail).await
     }
 
     async fn apply_payment_events(
         &self,
-        items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
-        rules: &dyn crate::PaymentRules,
-    ) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
+        items: Vec<(InboxEntry, IncomingEvent)>,
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<Vec<StoreResult<PaymentOutcome>>> {
         batch::apply_payment_events(self, items, rules).await
     }
 
     async fn apply_payment_events_and_deliveries(
         &self,
-        items: Vec<(crate::InboxEntry, crate::IncomingEvent)>,
-        rules: &dyn crate::PaymentRules,
-        deliveries: Vec<(String, crate::DeliveryResult)>,
-    ) -> crate::StoreResult<Vec<crate::StoreResult<crate::PaymentOutcome>>> {
+        items: Vec<(InboxEntry, IncomingEvent)>,
+        rules: &dyn PaymentRules,
+        deliveries: Vec<(String, DeliveryResult)>,
+    ) -> StoreResult<Vec<StoreResult<PaymentOutcome>>> {
         batch::apply_payment_events_and_deliveries(self, items, rules, deliveries).await
     }
 
     async fn apply_payment_event(
         &self,
-        entry: crate::InboxEntry,
-        event: crate::IncomingEvent,
-        rules: &dyn crate::PaymentRules,
-    ) -> crate::StoreResult<crate::PaymentOutcome> {
+        entry: InboxEntry,
+        event: IncomingEvent,
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<PaymentOutcome> {
         batch::apply_payment_event(self, entry, event, rules).await
     }
 
-    async fn create_transaction(
-        &self,
-        new: crate::NewTransaction,
-    ) -> crate::StoreResult<crate::Transaction> {
+    async fn create_transaction(&self, new: NewTransaction) -> StoreResult<Transaction> {
         transaction::create_transaction(self, new).await
     }
 
-    async fn get_transaction(&self, id: &str) -> crate::StoreResult<crate::Transaction> {
+    async fn get_transaction(&self, id: &str) -> StoreResult<Transaction> {
         transaction::get_transaction(self, id).await
     }
 
     async fn list_transactions(
         &self,
-        filter: &crate::TransactionFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::Transaction>> {
+        filter: &TransactionFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Transaction>> {
         transaction::list_transactions(self, filter, page).await
     }
 
-    async fn transaction_events(
-        &self,
-        id: &str,
-    ) -> crate::StoreResult<Vec<crate::TransactionEvent>> {
+    async fn transaction_events(&self, id: &str) -> StoreResult<Vec<TransactionEvent>> {
         transaction::transaction_events(self, id).await
     }
 
-    async fn transaction_announcements(
-        &self,
-        id: &str,
-    ) -> crate::StoreResult<Vec<crate::Announcement>> {
+    async fn transaction_announcements(&self, id: &str) -> StoreResult<Vec<Announcement>> {
         announcement::transaction_announcements(self, id).await
     }
 
     async fn list_ledger_entries(
         &self,
-        filter: &crate::LedgerFilter,
-        page: &crate::PageRequest,
-    ) -> crate::StoreResult<crate::Page<crate::LedgerEntry>> {
+        filter: &LedgerFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LedgerEntry>> {
         ledger::list_ledger_entries(self, filter, page).await
     }
 
-    async fn expire_due_transactions(
-        &self,
-        now_ms: i64,
-        limit: u32,
-    ) -> crate::StoreResult<Vec<String>> {
+    async fn expire_due_transactions(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<String>> {
         transaction::expire_due_transactions(self, now_ms, limit).await
     }
 
     async fn queue_announcement(
         &self,
         transaction_id: &str,
-        rules: &dyn crate::PaymentRules,
-    ) -> crate::StoreResult<crate::Announcement> {
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<Announcement> {
         announcement::queue_announcement(self, transaction_id, rules).await
     }
 
@@ -197,26 +185,23 @@ impl crate::PaymentStore for Db {
         device_id: Option<&str>,
         now_ms: i64,
         limit: u32,
-    ) -> crate::StoreResult<Vec<crate::AnnouncementDelivery>> {
+    ) -> StoreResult<Vec<AnnouncementDelivery>> {
         announcement::due_announcements(self, device_id, now_ms, limit).await
     }
 
-    async fn next_announcement_due_ms(&self, after_ms: i64) -> crate::StoreResult<Option<i64>> {
+    async fn next_announcement_due_ms(&self, after_ms: i64) -> StoreResult<Option<i64>> {
         announcement::next_announcement_due_ms(self, after_ms).await
     }
 
     async fn record_delivery(
         &self,
         announcement_id: &str,
-        result: crate::DeliveryResult,
-    ) -> crate::StoreResult<()> {
+        result: DeliveryResult,
+    ) -> StoreResult<()> {
         announcement::record_delivery(self, announcement_id, result).await
     }
 
-    async fn record_deliveries(
-        &self,
-        results: Vec<(String, crate::DeliveryResult)>,
-    ) -> crate::StoreResult<()> {
+    async fn record_deliveries(&self, results: Vec<(String, DeliveryResult)>) -> StoreResult<()> {
         batch::record_deliveries(self, results).await
     }
 }

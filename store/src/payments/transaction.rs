@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use crate::PaymentStore;
 use crate::db::{Db, Exec, query, query_as};
+use crate::{MerchantStatus, Page, PageRequest, StoreError, StoreResult};
 
 string_enum!(
     /// Where a transaction is: pending → paid → refunded; pending → expired | failed.
@@ -91,7 +92,7 @@ pub(crate) async fn insert_internal_event(
     status: &str,
     amount: i64,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     query(crate::payments::batch::INTERNAL_EVENT)
         .bind(crate::sql::new_id("evt"))
         .bind(transaction_id)
@@ -103,10 +104,7 @@ pub(crate) async fn insert_internal_event(
     Ok(())
 }
 
-pub(crate) async fn create_transaction(
-    db: &Db,
-    new: crate::NewTransaction,
-) -> crate::StoreResult<crate::Transaction> {
+pub(crate) async fn create_transaction(db: &Db, new: NewTransaction) -> StoreResult<Transaction> {
     let now = crate::sql::now();
     let mut tx = db.begin_write().await?;
     let owner: Option<(String, String)> = query_as(
@@ -117,10 +115,10 @@ pub(crate) async fn create_transaction(
     .fetch_optional(&mut tx)
     .await?;
     let Some((merchant_id, status)) = owner else {
-        return Err(crate::StoreError::not_found("terminal", new.terminal_id));
+        return Err(StoreError::not_found("terminal", new.terminal_id));
     };
-    if status != crate::MerchantStatus::Approved.as_str() {
-        return Err(crate::StoreError::conflict(
+    if status != MerchantStatus::Approved.as_str() {
+        return Err(StoreError::conflict(
             "merchant_not_approved",
             Some("terminal_id"),
             format!("merchant {merchant_id} is {status}; it cannot take payments"),
@@ -131,7 +129,7 @@ pub(crate) async fn create_transaction(
         .fetch_optional(&mut tx)
         .await?;
     if let Some((other,)) = taken {
-        return Err(crate::StoreError::conflict(
+        return Err(StoreError::conflict(
             "order_ref_taken",
             Some("order_ref"),
             format!(
@@ -140,7 +138,7 @@ pub(crate) async fn create_transaction(
             ),
         ));
     }
-    let transaction = query_as::<crate::Transaction>(
+    let transaction = query_as::<Transaction>(
         "INSERT INTO transactions (id, order_ref, terminal_id, merchant_id, amount, \
          status, source, expires_at_ms, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, 'pending', 'api', $6, $7, $7) RETURNING *",
@@ -159,20 +157,20 @@ pub(crate) async fn create_transaction(
     Ok(transaction)
 }
 
-pub(crate) async fn get_transaction(db: &Db, id: &str) -> crate::StoreResult<crate::Transaction> {
-    query_as::<crate::Transaction>("SELECT * FROM transactions WHERE id = $1")
+pub(crate) async fn get_transaction(db: &Db, id: &str) -> StoreResult<Transaction> {
+    query_as::<Transaction>("SELECT * FROM transactions WHERE id = $1")
         .bind(id)
         .fetch_optional(db.read())
         .await?
-        .ok_or_else(|| crate::StoreError::not_found("transaction", id))
+        .ok_or_else(|| StoreError::not_found("transaction", id))
 }
 
 pub(crate) async fn list_transactions(
     db: &Db,
-    filter: &crate::TransactionFilter,
-    page: &crate::PageRequest,
-) -> crate::StoreResult<crate::Page<crate::Transaction>> {
-    let rows = query_as::<crate::Transaction>(
+    filter: &TransactionFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Transaction>> {
+    let rows = query_as::<Transaction>(
         "SELECT * FROM transactions WHERE ($1 IS NULL OR id > $1) \
          AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR terminal_id = $3) \
          AND ($4 IS NULL OR merchant_id = $4) ORDER BY id LIMIT $5",
@@ -187,12 +185,9 @@ pub(crate) async fn list_transactions(
     Ok(crate::sql::paginate(rows, page.limit, |t| &t.id))
 }
 
-pub(crate) async fn transaction_events(
-    db: &Db,
-    id: &str,
-) -> crate::StoreResult<Vec<crate::TransactionEvent>> {
+pub(crate) async fn transaction_events(db: &Db, id: &str) -> StoreResult<Vec<TransactionEvent>> {
     db.get_transaction(id).await?;
-    Ok(query_as::<crate::TransactionEvent>(
+    Ok(query_as::<TransactionEvent>(
         "SELECT * FROM transaction_events WHERE transaction_id = $1 \
          ORDER BY created_at, id",
     )
@@ -205,7 +200,7 @@ pub(crate) async fn expire_due_transactions(
     db: &Db,
     now_ms: i64,
     limit: u32,
-) -> crate::StoreResult<Vec<String>> {
+) -> StoreResult<Vec<String>> {
     let now = crate::sql::now();
     let mut tx = db.begin_write().await?;
     let due: Vec<(String, i64)> = query_as(
