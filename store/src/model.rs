@@ -5,11 +5,14 @@
 
 use serde::Serialize;
 
-pub use crate::admin_token::*;
-pub use crate::device::*;
-pub use crate::merchant::*;
-pub use crate::outlet::*;
-pub use crate::terminal::*;
+pub use crate::admin_token::AdminToken;
+pub use crate::device::{
+    CredentialState, CredentialStatus, Device, DeviceBinding, DeviceFilter, DevicePatch,
+    DeviceStatus, NewDevice,
+};
+pub use crate::merchant::{Merchant, MerchantFilter, MerchantPatch, MerchantStatus, NewMerchant};
+pub use crate::outlet::{NewOutlet, Outlet, OutletFilter, OutletPatch};
+pub use crate::terminal::{NewTerminal, Terminal, TerminalFilter, TerminalPatch};
 
 /// Keyset pagination: items after `after` (an id), at most `limit` of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
