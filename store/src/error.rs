@@ -34,6 +34,10 @@ pub enum StoreError {
     /// A stored value that this version cannot interpret (for example an unknown status).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+
+    /// SQLite's payment writer (its thread and connection) could not do the work.
+    #[error("the SQLite payment writer: {0}")]
+    PaymentWriter(String),
 }
 
 impl StoreError {

@@ -4,31 +4,26 @@
 //! `FOR UPDATE`, and unique constraints back every "check, then insert" in case two nodes
 //! race.
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use crate::sql::impl_store;
-use crate::sql_auth::{auth_helpers, impl_auth_store};
-use crate::sql_device_ops::impl_device_ops_store;
-use crate::sql_payments::{
+use crate::payments::batch::{
     BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION, LEDGER_ORIGINALS, Piece,
     Placeholders, STATIC_QR_TERMINAL, Staged, batch_keys, batch_pieces, batch_write_sql,
-    bound_devices_sql, impl_payment_store, insert_chunks, payment_helpers, piece_params,
-    recorded_keys_sql, stage_deliveries, stage_events, staged_terminals, transaction_params,
-    transactions_by_order_sql,
+    bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql, stage_deliveries,
+    stage_events, staged_terminals, transaction_params, transactions_by_order_sql,
 };
 use crate::{
-    Backend, ConnectOptions, DeliveryResult, InboxEntry, IncomingEvent, PaymentOutcome,
-    PaymentRules, StoreResult,
+    ConnectOptions, DeliveryResult, InboxEntry, IncomingEvent, PaymentOutcome, PaymentRules,
+    StoreResult,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, Clone)]
-pub struct PostgresStore {
-    read: PgPool,
-    write: PgPool,
+pub(crate) struct PostgresStore {
+    pub(crate) read: PgPool,
+    pub(crate) write: PgPool,
 }
 
 impl PostgresStore {
@@ -47,10 +42,6 @@ impl PostgresStore {
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self.write.begin().await?)
     }
-
-    async fn write_conn(&self) -> StoreResult<PoolConnection<Postgres>> {
-        Ok(self.write.acquire().await?)
-    }
 }
 
 /// Payment batches: the reads a few statements whatever the batch's size, the writes one
@@ -58,7 +49,7 @@ impl PostgresStore {
 impl PostgresStore {
     /// Applies events, and records delivery results, in one database transaction. Any
     /// failing statement fails the whole batch, which is rolled back.
-    async fn apply_in_one_transaction(
+    pub(crate) async fn apply_in_one_transaction(
         &self,
         items: &[(InboxEntry, IncomingEvent)],
         rules: &dyn PaymentRules,
@@ -91,7 +82,10 @@ impl PostgresStore {
     }
 
     /// Delivery results that no payment batch carried, in a transaction of their own.
-    async fn write_deliveries(&self, results: &[(String, DeliveryResult)]) -> StoreResult<()> {
+    pub(crate) async fn write_deliveries(
+        &self,
+        results: &[(String, DeliveryResult)],
+    ) -> StoreResult<()> {
         let now = crate::sql::now();
         let mut tx = self.begin_write().await?;
         let mut staged = Staged::default();
@@ -177,9 +171,9 @@ async fn flush(
         return Ok(());
     }
     let sql = batch_write_sql(&pieces);
-    let mut query = sqlx::query(&sql);
+    let mut query = crate::db::query(&sql);
     for piece in &pieces {
-        query = bind_params(query, piece_params(piece, items, now));
+        query = query.bind_all(piece_params(piece, items, now));
     }
     query.execute(&mut *conn).await?;
     Ok(())
@@ -200,12 +194,10 @@ impl BatchIo for PgBatch<'_> {
     }
 
     async fn insert_transaction(&mut self, transaction: &crate::Transaction) -> StoreResult<()> {
-        bind_params(
-            sqlx::query(INSERT_TRANSACTION),
-            transaction_params(transaction),
-        )
-        .execute(&mut *self.0)
-        .await?;
+        crate::db::query(INSERT_TRANSACTION)
+            .bind_all(transaction_params(transaction))
+            .execute(&mut *self.0)
+            .await?;
         Ok(())
     }
 
@@ -216,7 +208,14 @@ impl BatchIo for PgBatch<'_> {
         amount: i64,
         now: time::OffsetDateTime,
     ) -> StoreResult<()> {
-        insert_internal_event(self.0, transaction_id, status, amount, now).await
+        crate::payments::transaction::insert_internal_event(
+            &mut self.0.into(),
+            transaction_id,
+            status,
+            amount,
+            now,
+        )
+        .await
     }
 
     async fn ledger_originals(
@@ -228,12 +227,10 @@ impl BatchIo for PgBatch<'_> {
         let rows = std::mem::take(&mut staged.ledger);
         for chunk in insert_chunks(&rows) {
             let piece = Piece::Ledger(chunk);
-            bind_params(
-                sqlx::query(&piece.sql(Placeholders::Numbered, 1)),
-                piece_params(&piece, &[], now),
-            )
-            .execute(&mut *self.0)
-            .await?;
+            crate::db::query(piece.sql(Placeholders::Numbered, 1))
+                .bind_all(piece_params(&piece, &[], now))
+                .execute(&mut *self.0)
+                .await?;
         }
         Ok(sqlx::query_as(LEDGER_ORIGINALS)
             .bind(transaction_id)
@@ -254,18 +251,11 @@ impl BatchIo for PgBatch<'_> {
         announcement_id: &str,
         update: &DeliveryUpdate,
     ) -> StoreResult<bool> {
-        record_one_delivery(self.0, announcement_id, update).await
+        crate::payments::announcement::record_one_delivery(
+            &mut self.0.into(),
+            announcement_id,
+            update,
+        )
+        .await
     }
 }
-
-impl_store!(
-    PostgresStore,
-    Backend::Postgres,
-    MIGRATOR,
-    lock = "FOR UPDATE"
-);
-impl_payment_store!(PostgresStore, lock = "FOR UPDATE");
-payment_helpers!(Postgres);
-impl_device_ops_store!(PostgresStore, lock = "FOR UPDATE");
-impl_auth_store!(PostgresStore, lock = "FOR UPDATE");
-auth_helpers!(Postgres);

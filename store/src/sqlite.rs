@@ -10,9 +10,10 @@
 //! - Foreign keys on (SQLite leaves them off by default).
 //! - A busy timeout, for the other processes that may open the file (`gema migrate`,
 //!   `gema admin …`).
-//! - Two writer connections: the payment path's (`sqlite_payments`, driven directly on the
-//!   gateway's commit thread) and a pool of one for everything else. SQLite allows one
-//!   writer at a time; the two take turns first come, first served ([`WriteTurn`]), and
+//! - Two writer connections: the payment path's (`sqlite_payments`, a rusqlite connection
+//!   owned by the store's `gema-sqlite-payments` thread) and sqlx's pool of one for
+//!   everything else. SQLite allows one writer at a time; the two take turns first come,
+//!   first served ([`WriteTurn`]), and
 //!   write transactions start with `BEGIN IMMEDIATE` (a deferred transaction that reads and
 //!   then writes can fail with `SQLITE_BUSY` on a stale snapshot, which no timeout cures).
 //!   Reads use a separate pool of read-only connections.
@@ -21,7 +22,7 @@
 //! - No in-memory databases: each connection would get a database of its own.
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
@@ -29,21 +30,17 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use crate::sql::impl_store;
-use crate::sql_auth::{auth_helpers, impl_auth_store};
-use crate::sql_device_ops::impl_device_ops_store;
-use crate::sql_payments::{impl_payment_store, payment_helpers};
-use crate::sqlite_payments::PaymentWriter;
-use crate::{Backend, ConnectOptions, StoreResult};
+use crate::sqlite_payments::PaymentThread;
+use crate::{ConnectOptions, StoreResult};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    read: SqlitePool,
-    write: SqlitePool,
-    /// The payment path's connection; see `sqlite_payments`.
-    payments: Arc<Mutex<PaymentWriter>>,
+pub(crate) struct SqliteStore {
+    pub(crate) read: SqlitePool,
+    pub(crate) write: SqlitePool,
+    /// The payment path's connection, on a thread of its own; see `sqlite_payments`.
+    pub(crate) payments: PaymentThread,
     /// Whose turn it is to write: see [`WriteTurn`].
     turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -111,17 +108,18 @@ impl SqliteStore {
             .connect_with(base.clone().read_only(true))
             .await?;
         let turn = Arc::new(tokio::sync::Mutex::new(()));
-        let payments =
-            PaymentWriter::open(base.get_filename(), options.busy_timeout, turn.clone())?;
+        // Detached: it ends when the store's last handle drops (see `PaymentThread`).
+        let (payments, _thread) =
+            PaymentThread::start(base.get_filename(), options.busy_timeout, turn.clone())?;
         Ok(Self {
             read,
             write,
-            payments: Arc::new(Mutex::new(payments)),
+            payments,
             turn,
         })
     }
 
-    async fn begin_write(&self) -> StoreResult<WriteTurn<Transaction<'static, Sqlite>>> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<WriteTurn<Transaction<'static, Sqlite>>> {
         let turn = self.turn.clone().lock_owned().await;
         Ok(WriteTurn {
             inner: self.write.begin_with("BEGIN IMMEDIATE").await?,
@@ -130,46 +128,11 @@ impl SqliteStore {
     }
 
     /// The write connection, for statements that are their own transaction.
-    async fn write_conn(&self) -> StoreResult<WriteTurn<PoolConnection<Sqlite>>> {
+    pub(crate) async fn write_conn(&self) -> StoreResult<WriteTurn<PoolConnection<Sqlite>>> {
         let turn = self.turn.clone().lock_owned().await;
         Ok(WriteTurn {
             inner: self.write.acquire().await?,
             _turn: turn,
         })
     }
-
-    /// Applies a batch of payment events on the payment connection ([`PaymentWriter`]).
-    /// It runs on the calling thread and blocks it for the batch, commit included: the
-    /// gateway calls it from its commit thread.
-    async fn apply_in_one_transaction(
-        &self,
-        items: &[(crate::InboxEntry, crate::IncomingEvent)],
-        rules: &dyn crate::PaymentRules,
-        deliveries: &[(String, crate::DeliveryResult)],
-    ) -> StoreResult<Vec<crate::PaymentOutcome>> {
-        self.payments().apply(items, rules, deliveries)
-    }
-
-    /// Delivery results on the payment connection (blocks the calling thread, as above).
-    async fn write_deliveries(
-        &self,
-        results: &[(String, crate::DeliveryResult)],
-    ) -> StoreResult<()> {
-        self.payments().record_deliveries(results)
-    }
-
-    fn payments(&self) -> std::sync::MutexGuard<'_, PaymentWriter> {
-        // A panic mid-batch dropped its transaction, which rolled back: the connection is
-        // fine to use.
-        self.payments
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
-
-impl_store!(SqliteStore, Backend::Sqlite, MIGRATOR, lock = "");
-impl_payment_store!(SqliteStore, lock = "");
-payment_helpers!(Sqlite);
-impl_device_ops_store!(SqliteStore, lock = "");
-impl_auth_store!(SqliteStore, lock = "");
-auth_helpers!(Sqlite);

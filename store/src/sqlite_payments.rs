@@ -1,5 +1,4 @@
-//! SQLite's payment writes: a connection of their own, used synchronously on the calling
-//! thread.
+//! SQLite's payment writes: a rusqlite connection of their own, on a thread of their own.
 //!
 //! Why not sqlx here, as everywhere else: sqlx runs each SQLite connection on a thread of its
 //! own, and every statement, every row and every result is a hand-off between that thread and
@@ -7,10 +6,18 @@
 //! connection's thread spent about a third of its time in those hand-offs (channel sends,
 //! wake-ups, context switches) and re-preparing statements, and each hand-off waited for a
 //! core the HTTP and TLS work was using. On the payment path that was most of a batch's
-//! time. Here a batch is plain function calls on the gateway's commit thread: `BEGIN
-//! IMMEDIATE`, a few cached statements, `COMMIT`.
+//! time. Here a batch is plain function calls on one thread: `BEGIN IMMEDIATE`, a few cached
+//! statements, `COMMIT`.
 //!
-//! What the batch does is the shared staging (`sql_payments::stage_events`); its futures
+//! That thread (`gema-sqlite-payments`, [`PaymentThread`]) owns the connection ([`PaymentWriter`]).
+//! A call is one hand-off per batch, not per statement: the batch moves to the thread
+//! through a channel, and the result (with the batch, for the caller's retries) comes back
+//! through a oneshot the caller awaits, so the caller's thread is never blocked, not even
+//! while the writer waits for its write turn or for the fsync. The thread ends when the
+//! store's last handle is dropped and the channel closes. The caller's `&dyn PaymentRules`
+//! cannot cross threads, so it travels as a table of its answers ([`RuleBook`]).
+//!
+//! What the batch does is the shared staging (`payments::batch::stage_events`); its futures
 //! are ready at once on this connection, so they are polled once and never wait.
 //!
 //! This connection and the sqlx write connection both write the one file. They take turns
@@ -28,17 +35,19 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::oneshot;
 
-use crate::sql_payments::{
-    ANNOUNCEMENT_EXISTS, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION,
-    LEDGER_ORIGINALS, Param, Piece, Placeholders, RECORD_DELIVERY, STATIC_QR_TERMINAL, Staged,
-    batch_keys, batch_pieces, bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql,
+use crate::db::Param;
+use crate::payments::batch::{
+    ANNOUNCEMENT_EXISTS, Batch, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION,
+    LEDGER_ORIGINALS, Piece, Placeholders, RECORD_DELIVERY, STATIC_QR_TERMINAL, Staged, batch_keys,
+    batch_pieces, bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql,
     stage_deliveries, stage_events, staged_terminals, transaction_params,
     transactions_by_order_sql,
 };
 use crate::{
     DeliveryResult, InboxEntry, IncomingEvent, PaymentOutcome, PaymentRules, StoreError,
-    StoreResult, Transaction, TransactionSource, TransactionStatus,
+    StoreResult, Transaction, TransactionSource, TransactionStatus, Transition,
 };
 
 /// Retries of the busy handler (100 µs apart) before a write gives up on the lock.
@@ -67,7 +76,7 @@ impl std::fmt::Debug for PaymentWriter {
 
 impl PaymentWriter {
     /// Opens the database file the sqlx pools use (it exists: they created it).
-    pub fn open(
+    fn open(
         path: &Path,
         busy_timeout: Duration,
         turn: Arc<tokio::sync::Mutex<()>>,
@@ -93,10 +102,13 @@ impl PaymentWriter {
 
     /// Applies events, and records delivery results, in one transaction (one commit). Any
     /// failing statement fails the whole batch, which is rolled back.
-    pub fn apply(
+    ///
+    /// `rules` is the caller's rules as a table; if the batch asked it something it has no
+    /// answer for, nothing is written and [`RuleBook::take_questions`] says what.
+    fn apply(
         &mut self,
         items: &[(InboxEntry, IncomingEvent)],
-        rules: &dyn PaymentRules,
+        rules: &RuleBook,
         deliveries: &[(String, DeliveryResult)],
     ) -> StoreResult<Vec<PaymentOutcome>> {
         self.in_transaction(|tx, staged, now| {
@@ -104,13 +116,18 @@ impl PaymentWriter {
             let mut io = SqliteBatch(tx);
             let outcomes = ready(stage_events(&mut io, staged, items, rules, now))?;
             ready(stage_deliveries(&mut io, staged, deliveries, now))?;
+            if rules.lacked_an_answer() {
+                return Err(StoreError::PaymentWriter(
+                    "the batch needs rules the caller did not hand over".into(),
+                ));
+            }
             flush(tx, staged, items, now)?;
             Ok(outcomes)
         })
     }
 
     /// Delivery results that no payment batch carried, in a transaction of their own.
-    pub fn record_deliveries(&mut self, results: &[(String, DeliveryResult)]) -> StoreResult<()> {
+    fn record_deliveries(&mut self, results: &[(String, DeliveryResult)]) -> StoreResult<()> {
         self.in_transaction(|tx, staged, now| {
             ready(stage_deliveries(&mut SqliteBatch(tx), staged, results, now))?;
             flush(tx, staged, &[], now)
@@ -134,7 +151,7 @@ impl PaymentWriter {
         Ok(done)
     }
 
-    /// The write turn, from this blocking thread: it queues like any writer (the lock is
+    /// The write turn, from the writer's thread: it queues like any writer (the lock is
     /// first come, first served), and the thread sleeps until its turn comes.
     fn wait_for_turn(&self) -> StoreResult<tokio::sync::OwnedMutexGuard<()>> {
         let turn = self.turn.clone().lock_owned();
@@ -145,6 +162,268 @@ impl PaymentWriter {
                 Some(format!("no turn to write in {:?}", self.busy_timeout)),
             ))
         })
+    }
+}
+
+/// The payment writer's thread, as the store sees it: where to send work. Each call is one
+/// message in and one reply out ([`tokio::sync::oneshot`]); the batch itself moves, it is
+/// not copied. The thread ends when the last handle is dropped (the channel closes).
+///
+/// A caller that stops waiting (its future dropped) does not stop the batch: it commits,
+/// and its events' retries are then recorded as duplicates.
+#[derive(Debug, Clone)]
+pub(crate) struct PaymentThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// Work for the writer's thread.
+enum Job {
+    /// Events and delivery results in one transaction.
+    Apply {
+        batch: Batch,
+        rules: RuleBook,
+        reply: oneshot::Sender<Applied>,
+    },
+    /// Delivery results in a transaction of their own.
+    Deliveries {
+        results: Vec<(String, DeliveryResult)>,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
+}
+
+/// What became of a [`Job::Apply`]: the batch comes back with its result, so the caller can
+/// retry it without a copy.
+enum Applied {
+    Done(Batch, StoreResult<Vec<PaymentOutcome>>),
+    /// The rules table had no answer for these questions; nothing was written.
+    NeedsRules(Batch, RuleBook, Vec<Question>),
+}
+
+impl PaymentThread {
+    /// Opens the payment connection on the database file the sqlx pools use (it exists:
+    /// they created it), and starts the thread that owns it.
+    ///
+    /// The thread is not joined: it ends on its own once the channel closes (after the
+    /// job in hand, if any), and no one waits for it.
+    pub fn start(
+        path: &Path,
+        busy_timeout: Duration,
+        turn: Arc<tokio::sync::Mutex<()>>,
+    ) -> StoreResult<(Self, std::thread::JoinHandle<()>)> {
+        let writer = PaymentWriter::open(path, busy_timeout, turn)?;
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("gema-sqlite-payments".into())
+            .spawn(move || writer.serve(queue))
+            .map_err(|err| StoreError::PaymentWriter(format!("cannot start its thread: {err}")))?;
+        Ok((Self { jobs }, thread))
+    }
+
+    /// Applies events, and records delivery results, in one transaction on the writer's
+    /// thread; the caller's thread only waits for the reply. Returns the batch with the
+    /// result.
+    pub async fn apply(
+        &self,
+        mut batch: Batch,
+        rules: &dyn PaymentRules,
+    ) -> (Batch, StoreResult<Vec<PaymentOutcome>>) {
+        let mut book = RuleBook::new(rules, &batch.items);
+        loop {
+            let (reply, answer) = oneshot::channel();
+            let job = Job::Apply {
+                batch,
+                rules: book,
+                reply,
+            };
+            if let Err(std::sync::mpsc::SendError(job)) = self.jobs.send(job) {
+                let Job::Apply { batch, .. } = job else {
+                    unreachable!("the job sent was an Apply")
+                };
+                return (batch, Err(writer_gone()));
+            }
+            match answer.await {
+                Ok(Applied::Done(batch, result)) => return (batch, result),
+                // Rare (a refund of another amount than its event's): teach the table and
+                // run the batch again.
+                Ok(Applied::NeedsRules(returned, mut returned_book, questions)) => {
+                    returned_book.learn(rules, questions);
+                    (batch, book) = (returned, returned_book);
+                }
+                // The thread died with the batch; it cannot come back.
+                Err(_) => return (Batch::default(), Err(writer_gone())),
+            }
+        }
+    }
+
+    /// Delivery results that no payment batch carried, in a transaction of their own on the
+    /// writer's thread.
+    pub async fn record_deliveries(
+        &self,
+        results: Vec<(String, DeliveryResult)>,
+    ) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Deliveries { results, reply })
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::PaymentWriter("its thread has stopped".into())
+}
+
+impl PaymentWriter {
+    /// The writer thread's loop: one job at a time, until every sender is gone. A job that
+    /// panics is answered with an error (its transaction rolled back when it unwound) and
+    /// the thread goes on.
+    fn serve(mut self, queue: std::sync::mpsc::Receiver<Job>) {
+        while let Ok(job) = queue.recv() {
+            match job {
+                Job::Apply {
+                    batch,
+                    rules,
+                    reply,
+                } => {
+                    let result = self
+                        .catching(|writer| writer.apply(&batch.items, &rules, &batch.deliveries));
+                    let questions = rules.take_questions();
+                    let answer = if questions.is_empty() {
+                        Applied::Done(batch, result)
+                    } else {
+                        Applied::NeedsRules(batch, rules, questions)
+                    };
+                    // The caller may have gone (its future dropped): nothing to tell.
+                    let _ = reply.send(answer);
+                }
+                Job::Deliveries { results, reply } => {
+                    let result = self.catching(|writer| writer.record_deliveries(&results));
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+
+    fn catching<T>(&mut self, work: impl FnOnce(&mut Self) -> StoreResult<T>) -> StoreResult<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self)))
+            .unwrap_or_else(|_| Err(StoreError::PaymentWriter("a batch panicked".into())))
+    }
+}
+
+/// The caller's [`PaymentRules`] as a table the writer's thread can take: the rules are
+/// borrowed for the call (`&dyn PaymentRules`) and cannot cross to another thread, but
+/// they are pure functions of small inputs. The table holds every transition from any
+/// status on each event status in the batch, the fee split of each event's amount, and
+/// the announcement lifetime. A question it cannot answer (a refund whose transaction's
+/// amount is not an event's) is noted, the batch is not committed, and the caller answers
+/// it ([`RuleBook::learn`]) and sends the batch again.
+pub(crate) struct RuleBook {
+    transitions: Vec<(TransactionStatus, String, Transition)>,
+    fees: std::collections::HashMap<i64, (i64, i64)>,
+    announcement_ttl_ms: i64,
+    /// What the batch asked that the table could not answer.
+    unanswered: std::sync::Mutex<Vec<Question>>,
+}
+
+/// A question for the caller's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Question {
+    Transition(TransactionStatus, String),
+    SplitFee(i64),
+}
+
+impl RuleBook {
+    fn new(rules: &dyn PaymentRules, items: &[(InboxEntry, IncomingEvent)]) -> Self {
+        let mut book = Self {
+            transitions: Vec::new(),
+            fees: std::collections::HashMap::with_capacity(items.len()),
+            announcement_ttl_ms: rules.announcement_ttl_ms(),
+            unanswered: std::sync::Mutex::new(Vec::new()),
+        };
+        let mut statuses: Vec<&str> = items.iter().map(|(_, e)| e.status.as_str()).collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        let questions = statuses
+            .into_iter()
+            .flat_map(|status| {
+                TransactionStatus::ALL
+                    .iter()
+                    .map(move |current| Question::Transition(*current, status.to_owned()))
+            })
+            .chain(items.iter().map(|(_, e)| Question::SplitFee(e.amount)));
+        book.learn(rules, questions);
+        book
+    }
+
+    /// Adds the rules' answers to these questions.
+    fn learn(&mut self, rules: &dyn PaymentRules, questions: impl IntoIterator<Item = Question>) {
+        for question in questions {
+            match question {
+                Question::Transition(current, status) => {
+                    let to = rules.transition(current, &status);
+                    self.transitions.push((current, status, to));
+                }
+                Question::SplitFee(gross) => {
+                    self.fees.insert(gross, rules.split_fee(gross));
+                }
+            }
+        }
+    }
+
+    fn ask(&self, question: Question) {
+        self.unanswered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(question);
+    }
+
+    fn lacked_an_answer(&self) -> bool {
+        !self
+            .unanswered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+    }
+
+    fn take_questions(&self) -> Vec<Question> {
+        std::mem::take(
+            &mut *self
+                .unanswered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Answers from the table; an unknown question is noted and answered with a placeholder
+/// the batch never commits (see [`PaymentWriter::apply`]).
+impl PaymentRules for RuleBook {
+    fn transition(&self, current: TransactionStatus, event_status: &str) -> Transition {
+        let known = self
+            .transitions
+            .iter()
+            .find(|(from, status, _)| *from == current && status == event_status);
+        match known {
+            Some((_, _, to)) => *to,
+            None => {
+                self.ask(Question::Transition(current, event_status.to_owned()));
+                Transition::Ignore
+            }
+        }
+    }
+
+    fn split_fee(&self, gross: i64) -> (i64, i64) {
+        match self.fees.get(&gross) {
+            Some(split) => *split,
+            None => {
+                self.ask(Question::SplitFee(gross));
+                (0, gross)
+            }
+        }
+    }
+
+    fn announcement_ttl_ms(&self) -> i64 {
+        self.announcement_ttl_ms
     }
 }
 
@@ -307,7 +586,7 @@ impl BatchIo for SqliteBatch<'_> {
     ) -> StoreResult<()> {
         let id = crate::sql::new_id("evt");
         self.0
-            .prepare_cached(crate::sql_payments::INTERNAL_EVENT)?
+            .prepare_cached(crate::payments::batch::INTERNAL_EVENT)?
             .execute(params_from_iter([
                 Param::Text(Some(&id)),
                 Param::Text(Some(transaction_id)),
@@ -368,16 +647,18 @@ impl BatchIo for SqliteBatch<'_> {
 /// wrote: booleans as 0/1, times as RFC 3339 text.
 impl rusqlite::ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match *self {
+        Ok(match self {
             Param::Text(Some(text)) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-            Param::Int(Some(n)) => ToSqlOutput::Owned(Value::Integer(n)),
-            Param::Bool(flag) => ToSqlOutput::Owned(Value::Integer(i64::from(flag))),
+            Param::OwnedText(Some(text)) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Param::Int(Some(n)) => ToSqlOutput::Owned(Value::Integer(*n)),
+            Param::Bool(flag) => ToSqlOutput::Owned(Value::Integer(i64::from(*flag))),
             Param::Blob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
+            Param::OwnedBlob(bytes) => ToSqlOutput::Borrowed(ValueRef::Blob(bytes)),
             Param::Time(Some(t)) => ToSqlOutput::Owned(Value::Text(
                 t.format(&Rfc3339)
                     .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?,
             )),
-            Param::Text(None) | Param::Int(None) | Param::Time(None) => {
+            Param::Text(None) | Param::OwnedText(None) | Param::Int(None) | Param::Time(None) => {
                 ToSqlOutput::Owned(Value::Null)
             }
         })
@@ -414,4 +695,26 @@ fn transaction_from_row(row: &rusqlite::Row<'_>) -> StoreResult<Transaction> {
 fn parse_time(text: &str) -> StoreResult<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|err| StoreError::Corrupt(format!("a stored time {text:?}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_thread_ends_when_its_last_handle_is_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gema.db");
+        Connection::open(&path).expect("create the file");
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        let (payments, thread) =
+            PaymentThread::start(&path, Duration::from_secs(1), turn).expect("start");
+        assert_eq!(thread.thread().name(), Some("gema-sqlite-payments"));
+        let copy = payments.clone();
+        drop(payments);
+        // One handle left: the thread waits for work.
+        assert!(!thread.is_finished());
+        drop(copy);
+        thread.join().expect("the thread ends without a panic");
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use gema_store::testing::{ApprovedTerminal, approved_terminal_with_device};
 use gema_store::*;
 
 async fn merchant(store: &Arc<dyn Store>) -> Merchant {
@@ -454,53 +455,23 @@ pub async fn audit_entries_filter_and_page(store: Arc<dyn Store>) {
     assert_eq!(by_target.items[0].actor, "user:b");
 }
 
-/// A merchant with an outlet, a terminal and a device bound to it.
-async fn merchant_with_device(store: &Arc<dyn Store>, tag: &str) -> (Merchant, Terminal, Device) {
-    let m = merchant(store).await;
-    let m = store
-        .transition_merchant(
-            &m.id,
-            &[MerchantStatus::Pending],
-            MerchantStatus::Approved,
-            None,
-        )
-        .await
-        .unwrap();
-    let outlet = store
-        .create_outlet(NewOutlet {
-            merchant_id: m.id.clone(),
-            name: format!("Outlet {tag}"),
-            address: None,
-            city: None,
-        })
-        .await
-        .unwrap();
-    let terminal = store
-        .create_terminal(NewTerminal {
-            outlet_id: outlet.id.clone(),
-            label: "K1".into(),
-            name: None,
-            payment_ref: None,
-            static_qris: None,
-        })
-        .await
-        .unwrap();
-    let device = store
-        .create_device(NewDevice {
-            serial: format!("SN-{tag}"),
-            model: "SB-100".into(),
-            firmware_version: None,
-            secret_hash: "h".into(),
-        })
-        .await
-        .unwrap();
-    let device = store.bind_device(&device.id, &terminal.id).await.unwrap();
-    (m, terminal, device)
-}
-
 pub async fn terminal_and_device_lists_filter_by_merchant(store: Arc<dyn Store>) {
-    let (a, ta, da) = merchant_with_device(&store, "a").await;
-    let (b, tb, db) = merchant_with_device(&store, "b").await;
+    let (
+        ApprovedTerminal {
+            merchant: a,
+            terminal: ta,
+            ..
+        },
+        da,
+    ) = approved_terminal_with_device(&*store, "SN-a").await;
+    let (
+        ApprovedTerminal {
+            merchant: b,
+            terminal: tb,
+            ..
+        },
+        db,
+    ) = approved_terminal_with_device(&*store, "SN-b").await;
     // An unbound device belongs to no merchant.
     store
         .create_device(NewDevice {

@@ -2,24 +2,19 @@
 
 use std::sync::Arc;
 
-use gema_store::{ConnectOptions, Store};
+use gema_store::Store;
 
 /// A store and whatever keeps its database alive for the test's duration.
 pub struct TestDb {
     pub store: Arc<dyn Store>,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<gema_store::testing::TempStore>,
 }
 
 pub async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
-    let store = gema_store::connect(&url, &ConnectOptions::default())
-        .await
-        .expect("open sqlite");
-    store.migrate().await.expect("migrate sqlite");
+    let temp = gema_store::testing::TempStore::sqlite().await;
     TestDb {
-        store,
-        _dir: Some(dir),
+        store: temp.store.clone(),
+        _dir: Some(temp),
     }
 }
 
@@ -41,9 +36,12 @@ pub async fn postgres() -> TestDb {
     let (base, _) = admin_url
         .rsplit_once('/')
         .expect("GEMA_TEST_POSTGRES_URL ends in /<database>");
-    let store = gema_store::connect(&format!("{base}/{name}"), &ConnectOptions::default())
-        .await
-        .expect("connect to test database");
+    let store = gema_store::connect(
+        &format!("{base}/{name}"),
+        &gema_store::ConnectOptions::default(),
+    )
+    .await
+    .expect("connect to test database");
     store.migrate().await.expect("migrate postgres");
     TestDb { store, _dir: None }
 }

@@ -3,19 +3,8 @@
 
 use std::sync::Arc;
 
+use gema_store::testing::{ApprovedTerminal, approved_terminal_with_device, device};
 use gema_store::*;
-
-async fn device(store: &dyn Store, serial: &str) -> Device {
-    store
-        .create_device(NewDevice {
-            serial: serial.into(),
-            model: "SB-100".into(),
-            firmware_version: None,
-            secret_hash: "hash".into(),
-        })
-        .await
-        .expect("create device")
-}
 
 fn heartbeat(device_id: &str, at_ms: i64, battery: i64) -> NewHeartbeat {
     NewHeartbeat {
@@ -420,7 +409,8 @@ pub async fn commands_move_through_their_states_once(store: Arc<dyn Store>) {
 pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
     store: Arc<dyn Store>,
 ) {
-    let (terminal, device) = crate::payments::terminal_with_device(&*store, "QR-A").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "QR-A").await;
     let t = crate::payments::order(&*store, &terminal, "QR-ORDER-1", 25_000).await;
     let record = QrRequestRecord {
         device_id: device.id.clone(),
@@ -492,9 +482,10 @@ pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
 }
 
 pub async fn failed_announcements_are_counted_per_device(store: Arc<dyn Store>) {
-    use crate::payments::{Rules, event, inbox, now_ms, order, terminal_with_device};
-    let (terminal, device) = terminal_with_device(&*store, "FAIL-A").await;
-    let (_, quiet) = terminal_with_device(&*store, "FAIL-B").await;
+    use crate::payments::{Rules, event, inbox, now_ms, order};
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "FAIL-A").await;
+    let (_, quiet) = approved_terminal_with_device(&*store, "FAIL-B").await;
     for n in 0..3 {
         let order_ref = format!("FAIL-ORD-{n}");
         order(&*store, &terminal, &order_ref, 1_000).await;

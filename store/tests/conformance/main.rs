@@ -48,6 +48,7 @@ macro_rules! conformance {
                 stale_and_mismatched_events_are_recorded_not_applied,
                 paid_after_expiry_wins_and_is_flagged,
                 a_refund_reverses_the_ledger,
+                a_refund_of_another_amount_reverses_what_was_posted,
                 unknown_orders_leave_no_trace_but_the_inbox,
                 a_static_qr_payment_creates_its_transaction,
                 no_bound_device_is_recorded_not_lost,

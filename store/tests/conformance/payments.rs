@@ -2,38 +2,13 @@
 
 use std::sync::Arc;
 
+use gema_store::testing::{ApprovedTerminal, approved_terminal_with_device};
 use gema_store::*;
 use time::OffsetDateTime;
 
-/// The standard rules: forward only; paid wins over expired/failed and is flagged.
-pub struct Rules;
-
-impl PaymentRules for Rules {
-    fn transition(&self, current: TransactionStatus, event: &str) -> Transition {
-        use TransactionStatus::*;
-        let to = |status, flag| Transition::To {
-            status,
-            flag_paid_after_expiry: flag,
-        };
-        match (current, event) {
-            (Pending, "paid") => to(Paid, false),
-            (Expired | Failed, "paid") => to(Paid, true),
-            (Pending, "expired") => to(Expired, false),
-            (Pending, "failed") => to(Failed, false),
-            (Paid, "refunded") => to(Refunded, false),
-            _ => Transition::Ignore,
-        }
-    }
-
-    fn split_fee(&self, gross: i64) -> (i64, i64) {
-        let fee = gross * 70 / 10_000;
-        (fee, gross - fee)
-    }
-
-    fn announcement_ttl_ms(&self) -> i64 {
-        300_000
-    }
-}
+/// The payment rules every test applies: the one reference copy, shared with the gateway's
+/// tests.
+pub use gema_store::testing::ReferenceRules as Rules;
 
 pub(crate) fn now_ms() -> i64 {
     let now = OffsetDateTime::now_utc();
@@ -61,57 +36,6 @@ pub(crate) fn event(order_ref: &str, status: &str, amount: i64) -> IncomingEvent
         paid_at: None,
         is_test: false,
     }
-}
-
-/// An approved merchant's terminal with an active bound device: `(terminal, device)`.
-pub(crate) async fn terminal_with_device(store: &dyn Store, serial: &str) -> (Terminal, Device) {
-    let m = store
-        .create_merchant(NewMerchant {
-            name: "Warung".into(),
-            email: None,
-            phone: None,
-        })
-        .await
-        .unwrap();
-    store
-        .transition_merchant(
-            &m.id,
-            &[MerchantStatus::Pending],
-            MerchantStatus::Approved,
-            None,
-        )
-        .await
-        .unwrap();
-    let o = store
-        .create_outlet(NewOutlet {
-            merchant_id: m.id,
-            name: "O".into(),
-            address: None,
-            city: None,
-        })
-        .await
-        .unwrap();
-    let t = store
-        .create_terminal(NewTerminal {
-            outlet_id: o.id,
-            label: "A01".into(),
-            name: None,
-            payment_ref: Some(format!("STATIC-{serial}")),
-            static_qris: None,
-        })
-        .await
-        .unwrap();
-    let d = store
-        .create_device(NewDevice {
-            serial: serial.into(),
-            model: "SB".into(),
-            firmware_version: None,
-            secret_hash: "h".into(),
-        })
-        .await
-        .unwrap();
-    let d = store.bind_device(&d.id, &t.id).await.unwrap();
-    (t, d)
 }
 
 pub(crate) async fn order(
@@ -146,7 +70,8 @@ async fn ledger(store: &dyn Store, transaction_id: &str) -> Vec<LedgerEntry> {
 }
 
 pub async fn a_paid_event_posts_the_ledger_and_queues_one_announcement(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P1").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P1").await;
     let trx = order(&*store, &terminal, "ORD-1", 25_000).await;
     let outcome = store
         .apply_payment_event(inbox(), event("ORD-1", "paid", 25_000), &Rules)
@@ -210,7 +135,8 @@ pub async fn a_paid_event_posts_the_ledger_and_queues_one_announcement(store: Ar
 }
 
 pub async fn a_repeated_event_changes_nothing(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P2").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P2").await;
     let trx = order(&*store, &terminal, "ORD-2", 10_000).await;
     store
         .apply_payment_event(inbox(), event("ORD-2", "paid", 10_000), &Rules)
@@ -238,7 +164,8 @@ pub async fn a_repeated_event_changes_nothing(store: Arc<dyn Store>) {
 }
 
 pub async fn concurrent_copies_of_one_event_apply_once(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P3").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P3").await;
     let trx = order(&*store, &terminal, "ORD-3", 50_000).await;
     let copies = (0..20).map(|_| {
         let store = store.clone();
@@ -267,7 +194,8 @@ pub async fn concurrent_copies_of_one_event_apply_once(store: Arc<dyn Store>) {
 }
 
 pub async fn stale_and_mismatched_events_are_recorded_not_applied(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P4").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P4").await;
     let trx = order(&*store, &terminal, "ORD-4", 10_000).await;
     let mismatch = store
         .apply_payment_event(inbox(), event("ORD-4", "paid", 99_000), &Rules)
@@ -315,7 +243,8 @@ pub async fn stale_and_mismatched_events_are_recorded_not_applied(store: Arc<dyn
 }
 
 pub async fn paid_after_expiry_wins_and_is_flagged(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P5").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P5").await;
     let trx = store
         .create_transaction(NewTransaction {
             terminal_id: terminal.id.clone(),
@@ -350,7 +279,8 @@ pub async fn paid_after_expiry_wins_and_is_flagged(store: Arc<dyn Store>) {
 }
 
 pub async fn a_refund_reverses_the_ledger(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P6").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P6").await;
     let trx = order(&*store, &terminal, "ORD-6", 20_000).await;
     store
         .apply_payment_event(inbox(), event("ORD-6", "paid", 20_000), &Rules)
@@ -373,8 +303,33 @@ pub async fn a_refund_reverses_the_ledger(store: Arc<dyn Store>) {
     );
 }
 
+/// The refund event's amount is not the transaction's (a provider's partial refund): the
+/// reversal is still of what was posted. (On SQLite the batch's rules travel as a table of
+/// the events' amounts; this one needs the fee split of an amount no event carries.)
+pub async fn a_refund_of_another_amount_reverses_what_was_posted(store: Arc<dyn Store>) {
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P6b").await;
+    let trx = order(&*store, &terminal, "ORD-6b", 20_000).await;
+    store
+        .apply_payment_event(inbox(), event("ORD-6b", "paid", 20_000), &Rules)
+        .await
+        .unwrap();
+    let refund = store
+        .apply_payment_event(inbox(), event("ORD-6b", "refunded", 5_000), &Rules)
+        .await
+        .unwrap();
+    assert!(
+        matches!(refund, PaymentOutcome::Applied { .. }),
+        "{refund:?}"
+    );
+    let entries = ledger(&*store, &trx.id).await;
+    assert_eq!(entries.len(), 6);
+    assert_eq!(entries.iter().map(|e| e.amount).sum::<i64>(), 0);
+}
+
 pub async fn unknown_orders_leave_no_trace_but_the_inbox(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P7").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P7").await;
     let outcome = store
         .apply_payment_event(inbox(), event("ORD-LATER", "paid", 10_000), &Rules)
         .await
@@ -390,7 +345,8 @@ pub async fn unknown_orders_leave_no_trace_but_the_inbox(store: Arc<dyn Store>) 
 }
 
 pub async fn a_static_qr_payment_creates_its_transaction(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P8").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P8").await;
     let outcome = store
         .apply_payment_event(inbox(), event("STATIC-SN-P8", "paid", 15_000), &Rules)
         .await
@@ -414,7 +370,8 @@ pub async fn a_static_qr_payment_creates_its_transaction(store: Arc<dyn Store>) 
 }
 
 pub async fn no_bound_device_is_recorded_not_lost(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P9").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P9").await;
     store.unbind_device(&device.id).await.unwrap();
     let trx = order(&*store, &terminal, "ORD-9", 5_000).await;
     store
@@ -442,7 +399,8 @@ pub async fn test_notifications_touch_nothing(store: Arc<dyn Store>) {
 }
 
 pub async fn deliveries_are_recorded(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P10").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P10").await;
     let trx = order(&*store, &terminal, "ORD-10", 5_000).await;
     store
         .apply_payment_event(inbox(), event("ORD-10", "paid", 5_000), &Rules)
@@ -526,7 +484,8 @@ pub async fn deliveries_are_recorded(store: Arc<dyn Store>) {
 }
 
 pub async fn transactions_need_an_approved_terminal_and_a_fresh_order_ref(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P11").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P11").await;
     order(&*store, &terminal, "ORD-11", 5_000).await;
     let dup = store
         .create_transaction(NewTransaction {
@@ -583,7 +542,8 @@ pub async fn transactions_need_an_approved_terminal_and_a_fresh_order_ref(store:
 }
 
 pub async fn a_batch_commits_together_and_undoes_only_its_bad_events(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P12").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P12").await;
     let first = order(&*store, &terminal, "ORD-B1", 1_000).await;
     let second = order(&*store, &terminal, "ORD-B2", 2_000).await;
     let outcomes = store
@@ -624,7 +584,8 @@ pub async fn a_batch_commits_together_and_undoes_only_its_bad_events(store: Arc<
 }
 
 pub async fn one_batch_sees_its_own_earlier_events(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P13").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P13").await;
     let first = order(&*store, &terminal, "ORD-S1", 10_000).await;
     let second = order(&*store, &terminal, "ORD-S2", 20_000).await;
     let outcomes: Vec<PaymentOutcome> = store
@@ -688,7 +649,8 @@ pub async fn one_batch_sees_its_own_earlier_events(store: Arc<dyn Store>) {
 }
 
 pub async fn a_failing_event_fails_alone(store: Arc<dyn Store>) {
-    let (terminal, _) = terminal_with_device(&*store, "SN-P14").await;
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P14").await;
     let good = order(&*store, &terminal, "ORD-F1", 3_000).await;
     // The static QR payment below would create its transaction under the order reference
     // `midtrans:mt-STATIC-SN-P14`; taking that reference first makes its insert fail.
@@ -761,7 +723,8 @@ async fn announcement_of(store: &dyn Store, transaction_id: &str) -> Announcemen
 }
 
 pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P15").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P15").await;
     let (ids, due) =
         paid_announcements(&*store, &terminal, &device, &["ORD-D1", "ORD-D2", "ORD-D3"]).await;
     let [a, b, c] = [&due[0], &due[1], &due[2]];
@@ -797,7 +760,8 @@ pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc
 }
 
 pub async fn events_and_delivery_results_commit_together(store: Arc<dyn Store>) {
-    let (terminal, device) = terminal_with_device(&*store, "SN-P16").await;
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P16").await;
     let (ids, due) = paid_announcements(&*store, &terminal, &device, &["ORD-W1", "ORD-W2"]).await;
     let [a, b] = [&due[0], &due[1]];
     let third = order(&*store, &terminal, "ORD-W3", 3_000).await;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use gema_store::testing;
 use gema_store::*;
 
 fn merchant(name: &str) -> NewMerchant {
@@ -45,15 +46,7 @@ async fn terminals(store: &dyn Store, n: usize, approve: bool) -> (Merchant, Vec
         .await
         .unwrap();
     let m = if approve {
-        store
-            .transition_merchant(
-                &m.id,
-                &[MerchantStatus::Pending],
-                MerchantStatus::Approved,
-                None,
-            )
-            .await
-            .unwrap()
+        testing::approve(store, &m).await
     } else {
         m
     };
@@ -68,18 +61,7 @@ async fn terminals(store: &dyn Store, n: usize, approve: bool) -> (Merchant, Vec
         .unwrap();
     let mut ts = Vec::new();
     for i in 0..n {
-        ts.push(
-            store
-                .create_terminal(NewTerminal {
-                    outlet_id: outlet.id.clone(),
-                    label: format!("A{i:02}"),
-                    name: None,
-                    payment_ref: None,
-                    static_qris: None,
-                })
-                .await
-                .unwrap(),
-        );
+        ts.push(testing::terminal(store, &outlet, &format!("A{i:02}"), None).await);
     }
     (m, ts)
 }

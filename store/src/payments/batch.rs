@@ -1,523 +1,103 @@
-//! Payment queries, written once for both backends (see `sql.rs` for the conventions).
+//! Applying payment events in batches: the group commit behind high callback rates.
+//!
+//! One batch is one database transaction (one commit, one fsync). It reads its
+//! transactions (locked on PostgreSQL), the dedupe keys and the bound devices up front,
+//! applies the events in memory ([`stage_events`], shared by both backends over
+//! [`BatchIo`] for its few rare-path statements: a static QR payment, a refund's originals,
+//! a non-delivery result), then writes each changed transaction with one
+//! `UPDATE … FROM (VALUES …)` and its inbox, event, ledger and announcement rows with one
+//! multi-row INSERT per table, in chunks of 64/16/4/1 rows ([`insert_chunks`]) so the
+//! statement cache keeps few shapes. The I/O around it is each backend's:
+//! `crate::sqlite_payments` (rusqlite, on the store's payment thread) and `crate::postgres`
+//! (a few reads, one write made of data-modifying `WITH` clauses).
+//!
+//! A batch that fails is rolled back, and retried one event per transaction, so the event
+//! that fails fails alone (its raw request kept in the inbox as `failed`). There is no
+//! savepoint per event.
 
-/// Implements [`crate::PaymentStore`] for a backend type.
-macro_rules! impl_payment_store {
-    ($store:ty, lock = $lock:literal) => {
-        #[async_trait::async_trait]
-        impl $crate::PaymentStore for $store {
-            async fn record_inbox(
-                &self,
-                entry: $crate::InboxEntry,
-                outcome: &str,
-                detail: Option<&str>,
-            ) -> $crate::StoreResult<String> {
-                let mut conn = self.write_conn().await?;
-                insert_inbox(&mut *conn, &entry, outcome, detail).await
-            }
+use super::inbox::insert_inbox;
+use crate::PaymentStore;
+use crate::db::{Db, Param};
+use crate::{
+    AnnouncementDelivery, AnnouncementStatus, DeliveryResult, InboxEntry, IncomingEvent,
+    LedgerEntryType, PaymentOutcome, PaymentRules, StoreError, StoreResult, Transaction,
+};
 
-            async fn apply_payment_events(
-                &self,
-                items: Vec<($crate::InboxEntry, $crate::IncomingEvent)>,
-                rules: &dyn $crate::PaymentRules,
-            ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::PaymentOutcome>>> {
-                self.apply_payment_events_and_deliveries(items, rules, Vec::new())
-                    .await
-            }
-
-            async fn apply_payment_events_and_deliveries(
-                &self,
-                items: Vec<($crate::InboxEntry, $crate::IncomingEvent)>,
-                rules: &dyn $crate::PaymentRules,
-                deliveries: Vec<(String, $crate::DeliveryResult)>,
-            ) -> $crate::StoreResult<Vec<$crate::StoreResult<$crate::PaymentOutcome>>> {
-                let mut failure = match self.apply_in_one_transaction(&items, rules, &deliveries).await {
-                    Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
-                    Err(err) => err,
-                };
-                if !deliveries.is_empty() {
-                    // Record the results on their own (if they fail too, the announcements
-                    // stay pending: the relay re-sends and the device dedupes), then try the
-                    // events as a batch again.
-                    if let Err(err) = self.record_deliveries(deliveries).await {
-                        tracing::error!(error = %err, "recording delivery results failed");
-                    }
-                    failure = match self.apply_in_one_transaction(&items, rules, &[]).await {
-                        Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
-                        Err(err) => err,
-                    };
-                }
-                if items.len() == 1 {
-                    return Ok(vec![Err(self.record_failed(&items[0].0, failure).await)]);
-                }
-                tracing::warn!(
-                    error = %failure,
-                    events = items.len(),
-                    "a batch of payment events failed; applying them one by one"
-                );
-                // One transaction per event, so the event that fails fails alone.
-                let mut results = Vec::with_capacity(items.len());
-                for item in &items {
-                    results.push(self.apply_alone(item, rules).await);
-                }
-                Ok(results)
-            }
-
-            async fn apply_payment_event(
-                &self,
-                entry: $crate::InboxEntry,
-                event: $crate::IncomingEvent,
-                rules: &dyn $crate::PaymentRules,
-            ) -> $crate::StoreResult<$crate::PaymentOutcome> {
-                self.apply_payment_events(vec![(entry, event)], rules)
-                    .await?
-                    .pop()
-                    .unwrap_or(Err($crate::StoreError::Corrupt("no outcome for an event".into())))
-            }
-
-            async fn create_transaction(
-                &self,
-                new: $crate::NewTransaction,
-            ) -> $crate::StoreResult<$crate::Transaction> {
-                let now = $crate::sql::now();
-                let mut tx = self.begin_write().await?;
-                let owner: Option<(String, String)> = sqlx::query_as(
-                    "SELECT m.id, m.status FROM terminals t JOIN outlets o ON o.id = t.outlet_id \
-                     JOIN merchants m ON m.id = o.merchant_id WHERE t.id = $1",
-                )
-                .bind(&new.terminal_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((merchant_id, status)) = owner else {
-                    return Err($crate::StoreError::not_found("terminal", new.terminal_id));
-                };
-                if status != $crate::MerchantStatus::Approved.as_str() {
-                    return Err($crate::StoreError::conflict(
-                        "merchant_not_approved",
-                        Some("terminal_id"),
-                        format!("merchant {merchant_id} is {status}; it cannot take payments"),
-                    ));
-                }
-                let taken: Option<(String,)> =
-                    sqlx::query_as("SELECT id FROM transactions WHERE order_ref = $1")
-                        .bind(&new.order_ref)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some((other,)) = taken {
-                    return Err($crate::StoreError::conflict(
-                        "order_ref_taken",
-                        Some("order_ref"),
-                        format!("transaction {other} already has order_ref {}", new.order_ref),
-                    ));
-                }
-                let transaction = sqlx::query_as::<_, $crate::Transaction>(
-                    "INSERT INTO transactions (id, order_ref, terminal_id, merchant_id, amount, \
-                     status, source, expires_at_ms, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', 'api', $6, $7, $7) RETURNING *",
-                )
-                .bind($crate::sql::new_id("trx"))
-                .bind(new.order_ref)
-                .bind(new.terminal_id)
-                .bind(merchant_id)
-                .bind(new.amount)
-                .bind(new.expires_at_ms)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                insert_internal_event(&mut *tx, &transaction.id, "created", new.amount, now).await?;
-                tx.commit().await?;
-                Ok(transaction)
-            }
-
-            async fn get_transaction(&self, id: &str) -> $crate::StoreResult<$crate::Transaction> {
-                sqlx::query_as::<_, $crate::Transaction>("SELECT * FROM transactions WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.read)
-                    .await?
-                    .ok_or_else(|| $crate::StoreError::not_found("transaction", id))
-            }
-
-            async fn list_transactions(
-                &self,
-                filter: &$crate::TransactionFilter,
-                page: &$crate::PageRequest,
-            ) -> $crate::StoreResult<$crate::Page<$crate::Transaction>> {
-                let rows = sqlx::query_as::<_, $crate::Transaction>(
-                    "SELECT * FROM transactions WHERE ($1 IS NULL OR id > $1) \
-                     AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR terminal_id = $3) \
-                     AND ($4 IS NULL OR merchant_id = $4) ORDER BY id LIMIT $5",
-                )
-                .bind(page.after.as_deref())
-                .bind(filter.status.map(|s| s.as_str()))
-                .bind(filter.terminal_id.as_deref())
-                .bind(filter.merchant_id.as_deref())
-                .bind($crate::sql::fetch_limit(page.limit))
-                .fetch_all(&self.read)
-                .await?;
-                Ok($crate::sql::paginate(rows, page.limit, |t| &t.id))
-            }
-
-            async fn transaction_events(
-                &self,
-                id: &str,
-            ) -> $crate::StoreResult<Vec<$crate::TransactionEvent>> {
-                self.get_transaction(id).await?;
-                Ok(sqlx::query_as::<_, $crate::TransactionEvent>(
-                    "SELECT * FROM transaction_events WHERE transaction_id = $1 \
-                     ORDER BY created_at, id",
-                )
-                .bind(id)
-                .fetch_all(&self.read)
-                .await?)
-            }
-
-            async fn transaction_announcements(
-                &self,
-                id: &str,
-            ) -> $crate::StoreResult<Vec<$crate::Announcement>> {
-                self.get_transaction(id).await?;
-                Ok(sqlx::query_as::<_, $crate::Announcement>(
-                    "SELECT * FROM announcements WHERE transaction_id = $1 ORDER BY id",
-                )
-                .bind(id)
-                .fetch_all(&self.read)
-                .await?)
-            }
-
-            async fn list_ledger_entries(
-                &self,
-                filter: &$crate::LedgerFilter,
-                page: &$crate::PageRequest,
-            ) -> $crate::StoreResult<$crate::Page<$crate::LedgerEntry>> {
-                let rows = sqlx::query_as::<_, $crate::LedgerEntry>(
-                    "SELECT * FROM ledger_entries WHERE ($1 IS NULL OR id > $1) \
-                     AND ($2 IS NULL OR merchant_id = $2) \
-                     AND ($3 IS NULL OR transaction_id = $3) ORDER BY id LIMIT $4",
-                )
-                .bind(page.after.as_deref())
-                .bind(filter.merchant_id.as_deref())
-                .bind(filter.transaction_id.as_deref())
-                .bind($crate::sql::fetch_limit(page.limit))
-                .fetch_all(&self.read)
-                .await?;
-                Ok($crate::sql::paginate(rows, page.limit, |e| &e.id))
-            }
-
-            async fn expire_due_transactions(
-                &self,
-                now_ms: i64,
-                limit: u32,
-            ) -> $crate::StoreResult<Vec<String>> {
-                let now = $crate::sql::now();
-                let mut tx = self.begin_write().await?;
-                let due: Vec<(String, i64)> = sqlx::query_as(concat!(
-                    "SELECT id, amount FROM transactions WHERE status = 'pending' \
-                     AND expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2 ",
-                    $lock
-                ))
-                .bind(now_ms)
-                .bind(i64::from(limit.max(1)))
-                .fetch_all(&mut *tx)
-                .await?;
-                for (id, amount) in &due {
-                    sqlx::query(
-                        "UPDATE transactions SET status = 'expired', updated_at = $1 \
-                         WHERE id = $2 AND status = 'pending'",
-                    )
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    insert_internal_event(&mut *tx, id, "expired", *amount, now).await?;
-                }
-                tx.commit().await?;
-                Ok(due.into_iter().map(|(id, _)| id).collect())
-            }
-
-            async fn queue_announcement(
-                &self,
-                transaction_id: &str,
-                rules: &dyn $crate::PaymentRules,
-            ) -> $crate::StoreResult<$crate::Announcement> {
-                let now = $crate::sql::now();
-                let mut tx = self.begin_write().await?;
-                let transaction = sqlx::query_as::<_, $crate::Transaction>(concat!(
-                    "SELECT * FROM transactions WHERE id = $1 ",
-                    $lock
-                ))
-                .bind(transaction_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| $crate::StoreError::not_found("transaction", transaction_id))?;
-                if transaction.status != $crate::TransactionStatus::Paid {
-                    return Err($crate::StoreError::conflict(
-                        "not_paid",
-                        None,
-                        format!(
-                            "transaction {transaction_id} is {}; only paid transactions are announced",
-                            transaction.status.as_str()
-                        ),
-                    ));
-                }
-                let announcement = queue_announcement(&mut *tx, &transaction, rules, now).await?;
-                tx.commit().await?;
-                Ok(announcement)
-            }
-
-            async fn due_announcements(
-                &self,
-                device_id: Option<&str>,
-                now_ms: i64,
-                limit: u32,
-            ) -> $crate::StoreResult<Vec<$crate::AnnouncementDelivery>> {
-                Ok(sqlx::query_as::<_, $crate::AnnouncementDelivery>(
-                    "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
-                     t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
-                     FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
-                     LEFT JOIN device_configs c ON c.device_id = a.device_id \
-                     WHERE a.status = 'pending' AND a.device_id IS NOT NULL \
-                     AND a.next_attempt_at_ms <= $1 AND ($2 IS NULL OR a.device_id = $2) \
-                     ORDER BY a.device_id, a.sequence LIMIT $3",
-                )
-                .bind(now_ms)
-                .bind(device_id)
-                .bind(i64::from(limit.max(1)))
-                .fetch_all(&self.read)
-                .await?)
-            }
-
-            async fn next_announcement_due_ms(
-                &self,
-                after_ms: i64,
-            ) -> $crate::StoreResult<Option<i64>> {
-                let (next,): (Option<i64>,) = sqlx::query_as(
-                    "SELECT MIN(next_attempt_at_ms) FROM announcements \
-                     WHERE status = 'pending' AND next_attempt_at_ms > $1 \
-                     AND device_id IS NOT NULL",
-                )
-                .bind(after_ms)
-                .fetch_one(&self.read)
-                .await?;
-                Ok(next)
-            }
-
-            async fn record_delivery(
-                &self,
-                announcement_id: &str,
-                result: $crate::DeliveryResult,
-            ) -> $crate::StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                let update = $crate::sql_payments::DeliveryUpdate::of(&result, $crate::sql::now());
-                let found = record_one_delivery(&mut *tx, announcement_id, &update).await?;
-                tx.commit().await?;
-                if !found {
-                    return Err($crate::StoreError::not_found("announcement", announcement_id));
-                }
-                Ok(())
-            }
-
-            async fn record_deliveries(
-                &self,
-                results: Vec<(String, $crate::DeliveryResult)>,
-            ) -> $crate::StoreResult<()> {
-                self.write_deliveries(&results).await
+impl Db {
+    /// Applies events, and records delivery results, in one database transaction (each
+    /// backend's batch I/O: `sqlite_payments` on the SQLite writer's thread, `postgres`).
+    /// Any failing statement fails the whole batch, which is rolled back. The batch comes
+    /// back with the result, for the caller's retries.
+    async fn apply_in_one_transaction(
+        &self,
+        batch: Batch,
+        rules: &dyn PaymentRules,
+    ) -> (Batch, StoreResult<Vec<PaymentOutcome>>) {
+        match self {
+            Db::Sqlite(s) => s.payments.apply(batch, rules).await,
+            Db::Postgres(p) => {
+                let result = p
+                    .apply_in_one_transaction(&batch.items, rules, &batch.deliveries)
+                    .await;
+                (batch, result)
             }
         }
+    }
 
-        impl $store {
-            /// One event in a transaction of its own; if it fails, its raw request is kept.
-            async fn apply_alone(
-                &self,
-                item: &($crate::InboxEntry, $crate::IncomingEvent),
-                rules: &dyn $crate::PaymentRules,
-            ) -> $crate::StoreResult<$crate::PaymentOutcome> {
-                let one = std::slice::from_ref(item);
-                match self.apply_in_one_transaction(one, rules, &[]).await {
-                    Ok(mut outcome) => outcome.pop().ok_or_else(|| {
-                        $crate::StoreError::Corrupt("no outcome for an event".into())
-                    }),
-                    Err(err) => Err(self.record_failed(&item.0, err).await),
-                }
-            }
-
-            /// Keeps the raw request of an event whose application failed, and returns the
-            /// failure (or, if even that cannot be written, the original failure).
-            async fn record_failed(
-                &self,
-                entry: &$crate::InboxEntry,
-                err: $crate::StoreError,
-            ) -> $crate::StoreError {
-                let detail = err.to_string();
-                if let Ok(mut conn) = self.write_conn().await {
-                    if let Err(inbox_err) = insert_inbox(&mut *conn, entry, "failed", Some(&detail)).await {
-                        tracing::error!(error = %inbox_err, "could not record a failed payment event");
-                    }
-                }
-                err
-            }
+    /// One event in a transaction of its own; if it fails, its raw request is kept.
+    async fn apply_alone(
+        &self,
+        item: (InboxEntry, IncomingEvent),
+        rules: &dyn PaymentRules,
+    ) -> StoreResult<PaymentOutcome> {
+        let (batch, result) = self
+            .apply_in_one_transaction(Batch::of(vec![item]), rules)
+            .await;
+        match result {
+            Ok(mut outcome) => outcome
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("no outcome for an event".into())),
+            Err(err) => match batch.items.first() {
+                Some((entry, _)) => Err(self.record_failed(entry, err).await),
+                None => Err(err),
+            },
         }
-    };
+    }
+
+    /// Keeps the raw request of an event whose application failed, and returns the
+    /// failure (or, if even that cannot be written, the original failure).
+    async fn record_failed(&self, entry: &InboxEntry, err: StoreError) -> StoreError {
+        let detail = err.to_string();
+        if let Ok(mut conn) = self.write_conn().await
+            && let Err(inbox_err) =
+                insert_inbox(&mut conn.exec(), entry, "failed", Some(&detail)).await
+        {
+            tracing::error!(error = %inbox_err, "could not record a failed payment event");
+        }
+        err
+    }
 }
-pub(crate) use impl_payment_store;
-
-/// Helpers shared by the payment queries of both backends, generic over the connection.
-macro_rules! payment_helpers {
-    ($db:ty) => {
-        /// Keeps a provider request exactly as received; returns its id.
-        async fn insert_inbox(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            entry: &$crate::InboxEntry,
-            outcome: &str,
-            detail: Option<&str>,
-        ) -> $crate::StoreResult<String> {
-            let id = $crate::sql::new_id("inb");
-            sqlx::query(
-                "INSERT INTO payment_inbox \
-                 (id, provider, received_at, headers, body, outcome, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&id)
-            .bind(&entry.provider)
-            .bind(entry.received_at)
-            .bind(&entry.headers)
-            .bind(&entry.body)
-            .bind(outcome)
-            .bind(detail)
-            .execute(&mut *conn)
-            .await?;
-            Ok(id)
-        }
-
-        /// Records an attempt's result on a pending announcement; `false` if there is no
-        /// such announcement. A result for an announcement no longer pending changes nothing.
-        async fn record_one_delivery(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            announcement_id: &str,
-            update: &$crate::sql_payments::DeliveryUpdate,
-        ) -> $crate::StoreResult<bool> {
-            use $crate::sql_payments::{ANNOUNCEMENT_EXISTS, RECORD_DELIVERY};
-            let done = bind_params(sqlx::query(RECORD_DELIVERY), update.params(announcement_id))
-                .execute(&mut *conn)
-                .await?;
-            if done.rows_affected() > 0 {
-                return Ok(true);
-            }
-            let exists: Option<(String,)> = sqlx::query_as(ANNOUNCEMENT_EXISTS)
-                .bind(announcement_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            Ok(exists.is_some())
-        }
-
-        /// Binds parameters in order.
-        fn bind_params<'q>(
-            mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
-            params: impl IntoIterator<Item = $crate::sql_payments::Param<'q>>,
-        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
-            use $crate::sql_payments::Param;
-            for param in params {
-                query = match param {
-                    Param::Text(v) => query.bind(v),
-                    Param::Int(v) => query.bind(v),
-                    Param::Bool(v) => query.bind(v),
-                    Param::Blob(v) => query.bind(v),
-                    Param::Time(v) => query.bind(v),
-                };
-            }
-            query
-        }
-
-        /// `Conflict` if another terminal (not `except`) already uses this static QR
-        /// reference.
-        async fn payment_ref_free(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            payment_ref: &str,
-            except: Option<&str>,
-        ) -> $crate::StoreResult<()> {
-            let taken: Option<(String,)> = sqlx::query_as(
-                "SELECT id FROM terminals WHERE payment_ref = $1 AND ($2 IS NULL OR id <> $2)",
-            )
-            .bind(payment_ref)
-            .bind(except)
-            .fetch_optional(&mut *conn)
-            .await?;
-            match taken {
-                Some((other,)) => Err($crate::StoreError::conflict(
-                    "payment_ref_taken",
-                    Some("payment_ref"),
-                    format!("terminal {other} already uses payment_ref {payment_ref}"),
-                )),
-                None => Ok(()),
-            }
-        }
-
-        /// A timeline entry of Gema's own ([`crate::sql_payments::INTERNAL_EVENT`]).
-        async fn insert_internal_event(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            transaction_id: &str,
-            status: &str,
-            amount: i64,
-            now: time::OffsetDateTime,
-        ) -> $crate::StoreResult<()> {
-            sqlx::query($crate::sql_payments::INTERNAL_EVENT)
-                .bind($crate::sql::new_id("evt"))
-                .bind(transaction_id)
-                .bind(status)
-                .bind(amount)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
-        }
-
-        /// An announcement for a paid transaction, to the device bound to its terminal now;
-        /// with no active bound device it is recorded as `no_device`, not dropped.
-        async fn queue_announcement(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            transaction: &$crate::Transaction,
-            rules: &dyn $crate::PaymentRules,
-            now: time::OffsetDateTime,
-        ) -> $crate::StoreResult<$crate::Announcement> {
-            // The bound device and its next announcement sequence number, in one query.
-            let device: Option<(String, i64)> = sqlx::query_as(
-                "SELECT d.id, COALESCE((SELECT MAX(a.sequence) FROM announcements a \
-                 WHERE a.device_id = d.id), 0) + 1 \
-                 FROM devices d WHERE d.terminal_id = $1 AND d.status = 'active'",
-            )
-            .bind(&transaction.terminal_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            let (device_id, sequence) = match device {
-                Some((id, sequence)) => (Some(id), sequence),
-                None => (None, 0),
-            };
-            let status = if device_id.is_some() {
-                $crate::AnnouncementStatus::Pending
-            } else {
-                $crate::AnnouncementStatus::NoDevice
-            };
-            let now_ms = $crate::sql_payments::unix_ms(now);
-            Ok(sqlx::query_as::<_, $crate::Announcement>(
-                "INSERT INTO announcements (id, transaction_id, terminal_id, device_id, status, \
-                 sequence, next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $9, $6, $7, $8, $8) RETURNING *",
-            )
-            .bind($crate::sql::new_id("ann"))
-            .bind(&transaction.id)
-            .bind(&transaction.terminal_id)
-            .bind(device_id)
-            .bind(status.as_str())
-            .bind(now_ms)
-            .bind(now_ms + rules.announcement_ttl_ms())
-            .bind(now)
-            .bind(sequence)
-            .fetch_one(&mut *conn)
-            .await?)
-        }
-    };
-}
-pub(crate) use payment_helpers;
 
 // ---- staging for the batch apply (plain Rust, shared by both backends) ----
+
+/// A batch of payment events and delivery results, on its way to a backend's writer and
+/// back (SQLite's runs on a thread of its own; the batch moves there and returns with the
+/// result, so a failed batch is retried without a copy).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub items: Vec<(InboxEntry, IncomingEvent)>,
+    pub deliveries: Vec<(String, DeliveryResult)>,
+}
+
+impl Batch {
+    /// Events without delivery results.
+    pub fn of(items: Vec<(InboxEntry, IncomingEvent)>) -> Self {
+        Self {
+            items,
+            deliveries: Vec::new(),
+        }
+    }
+}
 
 /// Splits rows into multi-row INSERTs of 64, 16, 4 or 1 rows. A batch of any size then uses
 /// at most four statement shapes per table, so the prepared-statement cache keeps them
@@ -538,9 +118,9 @@ pub(crate) fn insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
 /// The events of a batch that touch the database (not test notifications), and their order
 /// references, sorted and without repeats.
 pub(crate) fn batch_keys(
-    items: &[(crate::InboxEntry, crate::IncomingEvent)],
-) -> (Vec<&crate::IncomingEvent>, Vec<&str>) {
-    let events: Vec<&crate::IncomingEvent> = items
+    items: &[(InboxEntry, IncomingEvent)],
+) -> (Vec<&IncomingEvent>, Vec<&str>) {
+    let events: Vec<&IncomingEvent> = items
         .iter()
         .map(|(_, e)| e)
         .filter(|e| !e.is_test)
@@ -570,7 +150,7 @@ pub(crate) const BOUND_DEVICES: &str = "SELECT d.terminal_id, d.id, \
 /// A part of a batch's write: one multi-row statement over some of the staged rows.
 pub(crate) enum Piece<'a> {
     /// Transactions the batch changed, set to their final state.
-    Transactions(&'a [&'a crate::Transaction]),
+    Transactions(&'a [&'a Transaction]),
     Inbox(&'a [InboxRow]),
     Events(&'a [EventRow]),
     Ledger(&'a [LedgerRow]),
@@ -773,8 +353,8 @@ fn push_param(sql: &mut String, placeholders: Placeholders, n: usize, ty: &str) 
     }
 }
 
-pub(crate) fn transaction_of(outcome: &crate::PaymentOutcome) -> Option<String> {
-    use crate::PaymentOutcome::*;
+pub(crate) fn transaction_of(outcome: &PaymentOutcome) -> Option<String> {
+    use PaymentOutcome::*;
     match outcome {
         Applied { transaction_id, .. }
         | Stale { transaction_id }
@@ -796,7 +376,7 @@ pub(crate) struct InboxRow {
 pub(crate) struct EventRow {
     pub id: String,
     pub transaction_id: String,
-    pub event: crate::IncomingEvent,
+    pub event: IncomingEvent,
     pub effect: &'static str,
     pub inbox_id: String,
 }
@@ -846,8 +426,8 @@ pub(crate) struct Staged {
     /// Announcements to mark delivered with the batch (results the relay handed in).
     pub delivered: Vec<String>,
     /// Each transaction the batch changed, as the batch left it (by id).
-    pub updates: std::collections::BTreeMap<String, crate::Transaction>,
-    pub transactions: std::collections::HashMap<String, crate::Transaction>,
+    pub updates: std::collections::BTreeMap<String, Transaction>,
+    pub transactions: std::collections::HashMap<String, Transaction>,
     pub known: std::collections::HashMap<(String, String, String), String>,
     pub devices: std::collections::HashMap<String, Option<BoundDevice>>,
 }
@@ -858,12 +438,12 @@ impl Staged {
     /// Each posting's external id makes it idempotent.
     pub fn stage_ledger(
         &mut self,
-        transaction: &crate::Transaction,
-        rules: &dyn crate::PaymentRules,
+        transaction: &Transaction,
+        rules: &dyn PaymentRules,
         reversal: bool,
         originals: Vec<(String, String)>,
     ) {
-        use crate::LedgerEntryType::*;
+        use LedgerEntryType::*;
         let (fee, payable) = rules.split_fee(transaction.amount);
         for (entry_type, amount) in [
             (GrossIncome, transaction.amount),
@@ -908,13 +488,10 @@ pub(crate) trait BatchIo {
     async fn static_qr_terminal(
         &mut self,
         payment_ref: &str,
-    ) -> crate::StoreResult<Option<(String, String)>>;
+    ) -> StoreResult<Option<(String, String)>>;
 
     /// Inserts a transaction as given (a payment to a static QR creates one).
-    async fn insert_transaction(
-        &mut self,
-        transaction: &crate::Transaction,
-    ) -> crate::StoreResult<()>;
+    async fn insert_transaction(&mut self, transaction: &Transaction) -> StoreResult<()>;
 
     /// A timeline entry of Gema's own ([`INTERNAL_EVENT`]).
     async fn insert_internal_event(
@@ -923,7 +500,7 @@ pub(crate) trait BatchIo {
         status: &str,
         amount: i64,
         now: time::OffsetDateTime,
-    ) -> crate::StoreResult<()>;
+    ) -> StoreResult<()>;
 
     /// Writes the ledger postings staged so far, then reads the transaction's original
     /// postings (external id → id): a refund reverses them, and they may be this batch's.
@@ -932,7 +509,7 @@ pub(crate) trait BatchIo {
         staged: &mut Staged,
         transaction_id: &str,
         now: time::OffsetDateTime,
-    ) -> crate::StoreResult<Vec<(String, String)>>;
+    ) -> StoreResult<Vec<(String, String)>>;
 
     /// The active device bound to each terminal and its next announcement sequence, into
     /// `staged.devices` (`None` for a terminal without one).
@@ -940,7 +517,7 @@ pub(crate) trait BatchIo {
         &mut self,
         staged: &mut Staged,
         terminals: &[&str],
-    ) -> crate::StoreResult<()>;
+    ) -> StoreResult<()>;
 
     /// Records an attempt's result on a pending announcement ([`RECORD_DELIVERY`]); `false`
     /// if there is no such announcement.
@@ -948,7 +525,7 @@ pub(crate) trait BatchIo {
         &mut self,
         announcement_id: &str,
         update: &DeliveryUpdate,
-    ) -> crate::StoreResult<bool>;
+    ) -> StoreResult<bool>;
 }
 
 /// Stages a batch of events, after its prefetch: what each does (the outcomes, in order)
@@ -956,16 +533,15 @@ pub(crate) trait BatchIo {
 pub(crate) async fn stage_events(
     io: &mut impl BatchIo,
     staged: &mut Staged,
-    items: &[(crate::InboxEntry, crate::IncomingEvent)],
-    rules: &dyn crate::PaymentRules,
+    items: &[(InboxEntry, IncomingEvent)],
+    rules: &dyn PaymentRules,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<Vec<crate::PaymentOutcome>> {
+) -> StoreResult<Vec<PaymentOutcome>> {
     let mut outcomes = Vec::with_capacity(items.len());
     for (item, (_, event)) in items.iter().enumerate() {
         let inbox_id = crate::sql::new_id("inb");
         let outcome = stage_event(io, staged, &inbox_id, event, rules, now).await?;
-        let detail =
-            (outcome == crate::PaymentOutcome::UnknownOrder).then(|| event.order_ref.clone());
+        let detail = (outcome == PaymentOutcome::UnknownOrder).then(|| event.order_ref.clone());
         staged.inbox.push(InboxRow {
             transaction_id: transaction_of(&outcome),
             id: inbox_id,
@@ -983,12 +559,12 @@ pub(crate) async fn stage_events(
 pub(crate) async fn stage_deliveries(
     io: &mut impl BatchIo,
     staged: &mut Staged,
-    results: &[(String, crate::DeliveryResult)],
+    results: &[(String, DeliveryResult)],
     now: time::OffsetDateTime,
-) -> crate::StoreResult<()> {
+) -> StoreResult<()> {
     for (id, result) in results {
         match result {
-            crate::DeliveryResult::Delivered => staged.delivered.push(id.clone()),
+            DeliveryResult::Delivered => staged.delivered.push(id.clone()),
             other => {
                 io.record_one_delivery(id, &DeliveryUpdate::of(other, now))
                     .await?;
@@ -1005,10 +581,10 @@ async fn stage_event(
     io: &mut impl BatchIo,
     staged: &mut Staged,
     inbox_id: &str,
-    event: &crate::IncomingEvent,
-    rules: &dyn crate::PaymentRules,
+    event: &IncomingEvent,
+    rules: &dyn PaymentRules,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<crate::PaymentOutcome> {
+) -> StoreResult<PaymentOutcome> {
     use crate::{PaymentOutcome, TransactionSource, TransactionStatus, Transition};
     if event.is_test {
         return Ok(PaymentOutcome::Test);
@@ -1042,7 +618,7 @@ async fn stage_event(
             let Some((terminal_id, merchant_id)) = terminal else {
                 return Ok(PaymentOutcome::UnknownOrder);
             };
-            let t = crate::Transaction {
+            let t = Transaction {
                 id: crate::sql::new_id("trx"),
                 order_ref: format!("{}:{}", event.provider, event.provider_transaction_id),
                 terminal_id,
@@ -1089,7 +665,7 @@ async fn stage_event(
             let paid_at = (status == TransactionStatus::Paid).then(|| event.paid_at.unwrap_or(now));
             // Written with the batch's other rows (the last state of each transaction); a
             // later event of this batch for the same order sees it.
-            let updated = crate::Transaction {
+            let updated = Transaction {
                 status,
                 provider: Some(event.provider.clone()),
                 provider_transaction_id: Some(event.provider_transaction_id.clone()),
@@ -1160,10 +736,10 @@ async fn stage_event(
 async fn stage_announcement(
     io: &mut impl BatchIo,
     staged: &mut Staged,
-    transaction: &crate::Transaction,
-    rules: &dyn crate::PaymentRules,
+    transaction: &Transaction,
+    rules: &dyn PaymentRules,
     now: time::OffsetDateTime,
-) -> crate::StoreResult<(String, Option<crate::AnnouncementDelivery>)> {
+) -> StoreResult<(String, Option<AnnouncementDelivery>)> {
     if !staged.devices.contains_key(&transaction.terminal_id) {
         io.prefetch_devices(staged, &[transaction.terminal_id.as_str()])
             .await?;
@@ -1179,22 +755,21 @@ async fn stage_announcement(
         });
     let id = crate::sql::new_id("ann");
     let expires_at_ms = unix_ms(now) + rules.announcement_ttl_ms();
-    let delivery =
-        device.map(
-            |(device_id, sequence, desired_config)| crate::AnnouncementDelivery {
-                id: id.clone(),
-                transaction_id: transaction.id.clone(),
-                device_id,
-                sequence,
-                attempts: 0,
-                expires_at_ms,
-                amount: transaction.amount,
-                issuer: transaction.issuer.clone(),
-                provider: transaction.provider.clone(),
-                paid_at: transaction.paid_at,
-                desired_config,
-            },
-        );
+    let delivery = device.map(
+        |(device_id, sequence, desired_config)| AnnouncementDelivery {
+            id: id.clone(),
+            transaction_id: transaction.id.clone(),
+            device_id,
+            sequence,
+            attempts: 0,
+            expires_at_ms,
+            amount: transaction.amount,
+            issuer: transaction.issuer.clone(),
+            provider: transaction.provider.clone(),
+            paid_at: transaction.paid_at,
+            desired_config,
+        },
+    );
     staged.announcements.push(AnnouncementRow {
         id: id.clone(),
         transaction_id: transaction.id.clone(),
@@ -1221,7 +796,7 @@ pub(crate) fn staged_terminals(staged: &Staged) -> Vec<String> {
 /// deliveries, each table in multi-row pieces ([`insert_chunks`]).
 pub(crate) fn batch_pieces<'a>(
     staged: &'a Staged,
-    updates: &'a [&'a crate::Transaction],
+    updates: &'a [&'a Transaction],
 ) -> Vec<Piece<'a>> {
     let mut pieces = Vec::new();
     pieces.extend(insert_chunks(updates).map(Piece::Transactions));
@@ -1233,21 +808,10 @@ pub(crate) fn batch_pieces<'a>(
     pieces
 }
 
-/// One statement parameter, whatever the driver: the pieces' values, listed once
-/// ([`piece_params`]) and bound by each backend its own way.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Param<'a> {
-    Text(Option<&'a str>),
-    Int(Option<i64>),
-    Bool(bool),
-    Blob(&'a [u8]),
-    Time(Option<time::OffsetDateTime>),
-}
-
 /// A piece's parameters in the order of [`Piece::sql`]: row by row, column by column.
 pub(crate) fn piece_params<'a>(
     piece: &Piece<'a>,
-    items: &'a [(crate::InboxEntry, crate::IncomingEvent)],
+    items: &'a [(InboxEntry, IncomingEvent)],
     now: time::OffsetDateTime,
 ) -> Vec<Param<'a>> {
     use Param::{Blob, Bool, Int, Text, Time};
@@ -1318,9 +882,9 @@ pub(crate) fn piece_params<'a>(
             let now_ms = unix_ms(now);
             for row in *rows {
                 let status = if row.device_id.is_some() {
-                    crate::AnnouncementStatus::Pending
+                    AnnouncementStatus::Pending
                 } else {
-                    crate::AnnouncementStatus::NoDevice
+                    AnnouncementStatus::NoDevice
                 };
                 params.extend([
                     text(&row.id),
@@ -1356,8 +920,8 @@ pub(crate) struct DeliveryUpdate {
 }
 
 impl DeliveryUpdate {
-    pub fn of(result: &crate::DeliveryResult, now: time::OffsetDateTime) -> Self {
-        use crate::DeliveryResult::*;
+    pub fn of(result: &DeliveryResult, now: time::OffsetDateTime) -> Self {
+        use DeliveryResult::*;
         let (status, attempted, error, next_attempt_at_ms, delivered_at) = match result {
             Delivered => ("delivered", 1, None, None, Some(now)),
             Retry {
@@ -1433,7 +997,7 @@ pub(crate) const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, order
      issuer, paid_at, expires_at_ms, paid_after_expiry, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
-pub(crate) fn transaction_params(t: &crate::Transaction) -> [Param<'_>; 15] {
+pub(crate) fn transaction_params(t: &Transaction) -> [Param<'_>; 15] {
     use Param::{Bool, Int, Text, Time};
     [
         Text(Some(&t.id)),
@@ -1479,6 +1043,92 @@ pub(crate) fn bound_devices_sql(placeholders: Placeholders, count: usize) -> Str
 /// [`RECORDED_KEYS`] for `count` keys of three parameters each.
 pub(crate) fn recorded_keys_sql(placeholders: Placeholders, count: usize) -> String {
     insert_sql(RECORDED_KEYS.0, placeholders, count, 3, RECORDED_KEYS.1)
+}
+
+pub(crate) async fn apply_payment_events(
+    db: &Db,
+    items: Vec<(InboxEntry, IncomingEvent)>,
+    rules: &dyn PaymentRules,
+) -> StoreResult<Vec<StoreResult<PaymentOutcome>>> {
+    db.apply_payment_events_and_deliveries(items, rules, Vec::new())
+        .await
+}
+
+pub(crate) async fn apply_payment_events_and_deliveries(
+    db: &Db,
+    items: Vec<(InboxEntry, IncomingEvent)>,
+    rules: &dyn PaymentRules,
+    deliveries: Vec<(String, DeliveryResult)>,
+) -> StoreResult<Vec<StoreResult<PaymentOutcome>>> {
+    let sent = items.len();
+    let (batch, result) = db
+        .apply_in_one_transaction(Batch { items, deliveries }, rules)
+        .await;
+    let mut failure = match result {
+        Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
+        Err(err) => err,
+    };
+    let Batch {
+        mut items,
+        deliveries,
+    } = batch;
+    if items.len() != sent {
+        // The batch did not come back (SQLite's writer thread died with it).
+        return Err(failure);
+    }
+    if !deliveries.is_empty() {
+        // Record the results on their own (if they fail too, the announcements
+        // stay pending: the relay re-sends and the device dedupes), then try the
+        // events as a batch again.
+        if let Err(err) = db.record_deliveries(deliveries).await {
+            tracing::error!(error = %err, "recording delivery results failed");
+        }
+        let (batch, result) = db.apply_in_one_transaction(Batch::of(items), rules).await;
+        failure = match result {
+            Ok(outcomes) => return Ok(outcomes.into_iter().map(Ok).collect()),
+            Err(err) => err,
+        };
+        items = batch.items;
+        if items.len() != sent {
+            return Err(failure);
+        }
+    }
+    if items.len() == 1 {
+        return Ok(vec![Err(db.record_failed(&items[0].0, failure).await)]);
+    }
+    tracing::warn!(
+        error = %failure,
+        events = items.len(),
+        "a batch of payment events failed; applying them one by one"
+    );
+    // One transaction per event, so the event that fails fails alone.
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        results.push(db.apply_alone(item, rules).await);
+    }
+    Ok(results)
+}
+
+pub(crate) async fn apply_payment_event(
+    db: &Db,
+    entry: InboxEntry,
+    event: IncomingEvent,
+    rules: &dyn PaymentRules,
+) -> StoreResult<PaymentOutcome> {
+    db.apply_payment_events(vec![(entry, event)], rules)
+        .await?
+        .pop()
+        .unwrap_or(Err(StoreError::Corrupt("no outcome for an event".into())))
+}
+
+pub(crate) async fn record_deliveries(
+    db: &Db,
+    results: Vec<(String, DeliveryResult)>,
+) -> StoreResult<()> {
+    match db {
+        Db::Sqlite(s) => s.payments.record_deliveries(results).await,
+        Db::Postgres(p) => p.write_deliveries(&results).await,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! Fixtures for tests that need a store (feature `testing`): a fresh SQLite store in a
+//! temporary directory, the registry chain a payment needs (an approved merchant → an
+//! outlet → a terminal → a device bound to it), and the payment rules the tests share.
+//!
+//! Fixtures panic on failure: they are setup, not the behaviour under test.
+
+use std::sync::Arc;
+
+use tempfile::TempDir;
+
+use crate::{
+    ConnectOptions, Device, Merchant, MerchantStatus, NewDevice, NewMerchant, NewOutlet,
+    NewTerminal, Outlet, PaymentRules, Store, Terminal, TransactionStatus, Transition,
+};
+
+/// A migrated SQLite store in a temporary directory, deleted when this is dropped (keep it
+/// alive as long as the store is used).
+#[derive(Debug)]
+pub struct TempStore {
+    pub store: Arc<dyn Store>,
+    /// The database URL (`sqlite://…/gema.db`), for a second connection or the binary.
+    pub url: String,
+    dir: TempDir,
+}
+
+impl TempStore {
+    /// A fresh store with the default connection settings.
+    pub async fn sqlite() -> Self {
+        Self::sqlite_with(&ConnectOptions::default()).await
+    }
+
+    /// A fresh store with these connection settings.
+    pub async fn sqlite_with(options: &ConnectOptions) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("gema.db").display());
+        let store = crate::connect(&url, options)
+            .await
+            .expect("open the SQLite store");
+        store.migrate().await.expect("migrate the SQLite store");
+        Self { store, url, dir }
+    }
+
+    /// The directory the database lives in.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// A merchant, approved (only an approved merchant's terminals take devices and payments).
+pub async fn approved_merchant(store: &dyn Store, name: &str) -> Merchant {
+    let merchant = store
+        .create_merchant(NewMerchant {
+            name: name.into(),
+            email: None,
+            phone: None,
+        })
+        .await
+        .expect("create a merchant");
+    approve(store, &merchant).await
+}
+
+/// Approves a pending merchant.
+pub async fn approve(store: &dyn Store, merchant: &Merchant) -> Merchant {
+    store
+        .transition_merchant(
+            &merchant.id,
+            &[MerchantStatus::Pending],
+            MerchantStatus::Approved,
+            None,
+        )
+        .await
+        .expect("approve the merchant")
+}
+
+/// An outlet of `merchant`.
+pub async fn outlet(store: &dyn Store, merchant: &Merchant, name: &str) -> Outlet {
+    store
+        .create_outlet(NewOutlet {
+            merchant_id: merchant.id.clone(),
+            name: name.into(),
+            address: None,
+            city: None,
+        })
+        .await
+        .expect("create an outlet")
+}
+
+/// A terminal at `outlet`, with a static QR reference if `payment_ref` is given.
+pub async fn terminal(
+    store: &dyn Store,
+    outlet: &Outlet,
+    label: &str,
+    payment_ref: Option<String>,
+) -> Terminal {
+    store
+        .create_terminal(NewTerminal {
+            outlet_id: outlet.id.clone(),
+            label: label.into(),
+            name: None,
+            payment_ref,
+            static_qris: None,
+        })
+        .await
+        .expect("create a terminal")
+}
+
+/// An active device, bound to nothing.
+pub async fn device(store: &dyn Store, serial: &str) -> Device {
+    store
+        .create_device(NewDevice {
+            serial: serial.into(),
+            model: "SB-100".into(),
+            firmware_version: None,
+            secret_hash: "h".into(),
+        })
+        .await
+        .expect("create a device")
+}
+
+/// A new device with this serial, bound to `terminal`.
+pub async fn bound_device(store: &dyn Store, terminal: &Terminal, serial: &str) -> Device {
+    let device = device(store, serial).await;
+    store
+        .bind_device(&device.id, &terminal.id)
+        .await
+        .expect("bind the device")
+}
+
+/// An approved merchant's terminal, and the chain above it.
+#[derive(Debug, Clone)]
+pub struct ApprovedTerminal {
+    pub merchant: Merchant,
+    pub outlet: Outlet,
+    pub terminal: Terminal,
+}
+
+/// A terminal that takes payments: an approved merchant (`Warung {tag}`), its outlet
+/// (`Outlet {tag}`) and terminal `K1`, whose static QR reference is `STATIC-{tag}`.
+pub async fn approved_terminal(store: &dyn Store, tag: &str) -> ApprovedTerminal {
+    let merchant = approved_merchant(store, &format!("Warung {tag}")).await;
+    let outlet = outlet(store, &merchant, &format!("Outlet {tag}")).await;
+    let terminal = terminal(store, &outlet, "K1", Some(format!("STATIC-{tag}"))).await;
+    ApprovedTerminal {
+        merchant,
+        outlet,
+        terminal,
+    }
+}
+
+/// An approved terminal (as [`approved_terminal`]) with a device bound to it, the device's
+/// serial being `serial` (and the static QR reference `STATIC-{serial}`).
+pub async fn approved_terminal_with_device(
+    store: &dyn Store,
+    serial: &str,
+) -> (ApprovedTerminal, Device) {
+    let approved = approved_terminal(store, serial).await;
+    let device = bound_device(store, &approved.terminal, serial).await;
+    (approved, device)
+}
+
+/// The payment rules as Gema states them (the gateway's `StandardRules` with a 70 bps
+/// fee and five-minute announcements, on the non-negative amounts tests use), once, for
+/// every test that applies events:
+/// forward only (pending → paid → refunded; pending → expired | failed); a paid event
+/// beats an expiry or a failure and is flagged; anything else is stale. The gateway's tests
+/// check its rules answer as these do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReferenceRules;
+
+impl PaymentRules for ReferenceRules {
+    fn transition(&self, current: TransactionStatus, event_status: &str) -> Transition {
+        use TransactionStatus::*;
+        let to = |status, flag_paid_after_expiry| Transition::To {
+            status,
+            flag_paid_after_expiry,
+        };
+        match (current, event_status) {
+            (Pending, "paid") => to(Paid, false),
+            (Expired | Failed, "paid") => to(Paid, true),
+            (Pending, "expired") => to(Expired, false),
+            (Pending, "failed") => to(Failed, false),
+            (Paid, "refunded") => to(Refunded, false),
+            _ => Transition::Ignore,
+        }
+    }
+
+    fn split_fee(&self, gross: i64) -> (i64, i64) {
+        let fee = gross * 70 / 10_000;
+        (fee, gross - fee)
+    }
+
+    fn announcement_ttl_ms(&self) -> i64 {
+        300_000
+    }
+}
+
+/// The event statuses the providers' adapters produce, for checking a set of rules
+/// against [`ReferenceRules`] on every (status, event) pair.
+pub const EVENT_STATUSES: &[&str] = &["pending", "paid", "expired", "failed", "refunded"];
