@@ -51,3 +51,13 @@ pub enum Presence {
     Connected { device_id: String },
     Disconnected { device_id: String, reason: String },
 }
+
+impl Presence {
+    pub fn device_id(&self) -> &str {
+        match self {
+            Presence::Connected { device_id } | Presence::Disconnected { device_id, .. } => {
+                device_id
+            }
+        }
+    }
+}

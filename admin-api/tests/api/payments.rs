@@ -404,7 +404,9 @@ async fn generic_callbacks_check_signature_and_replay_window() {
     let path = "/api/v1/payments/callback";
     let body = json!({ "transaction_id": "bk-1", "order_ref": "ORD-G1", "amount": 20000, "status": "paid" })
         .to_string();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    // The gateway's clock is the test's: the replay window is measured from it.
+    let clock_secs = gema_gateway::clock::Clock::now_ms(api.clock.as_ref()) / 1000;
+    let now = clock_secs.to_string();
     let signed = |ts: &str, secret: &str| {
         vec![
             ("x-gema-timestamp", ts.to_string()),
@@ -417,7 +419,7 @@ async fn generic_callbacks_check_signature_and_replay_window() {
 
     let forged = post_raw(&api, path, &signed(&now, "not-the-secret"), &body).await;
     assert_envelope(&forged, StatusCode::UNAUTHORIZED, "unauthorized");
-    let old = (time::OffsetDateTime::now_utc().unix_timestamp() - 3_600).to_string();
+    let old = (clock_secs - 3_600).to_string();
     let replayed = post_raw(&api, path, &signed(&old, GENERIC_SECRET), &body).await;
     assert_envelope(&replayed, StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(
