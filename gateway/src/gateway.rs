@@ -2,15 +2,6 @@
 //! a clock and the settings, in dependency order, and [`Gateway::run`] runs what must run.
 //! The daemon (`src/app.rs`) and the test harnesses (`testing::TestGateway`, the admin
 //! API's `TestApi`) all build the gateway here, so no harness wires it differently.
-//!
-//! Dependency order, and who gets what:
-//! 1. delivery's hand-over and results channel (plain values, made first);
-//! 2. [`Payments`] (the hand-over, the results queue: it starts the commit loop, the one
-//!    writer of payment events and delivery results);
-//! 3. [`DeviceOps`] (payments, for the dynamic QRs devices ask for); it wraps the
-//!    transport so every downlink is traced, and everything below gets that wrapped one;
-//! 4. delivery's [`AnnouncementRelay`] (the hand-over, the results sender);
-//! 5. [`Registry`] (ends live sessions through the transport) and [`Auth`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,9 +49,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds every service (see the [module docs](self) for the order). Starts the
-    /// payments commit loop, so call it inside a tokio runtime; nothing else runs until
-    /// [`Gateway::run`] (ingest already works: it needs only the commit loop).
+    /// Builds every service, in dependency order, each given what it needs:
+    /// 1. delivery's [`Handover`] and results channel (plain values, made first);
+    /// 2. [`Payments`] (the hand-over, the results queue: it starts the commit loop, the
+    ///    one writer of payment events and delivery results);
+    /// 3. [`DeviceOps`] (payments, for the dynamic QRs devices ask for); it wraps the
+    ///    transport so every downlink is traced, and everything below gets the wrapped one;
+    /// 4. delivery's [`AnnouncementRelay`] (the hand-over, the results sender);
+    /// 5. [`Registry`] (ends live sessions through the transport) and [`Auth`].
+    ///
+    /// Starts the payments commit loop, so call it inside a tokio runtime; nothing else
+    /// runs until [`Gateway::run`] (ingest already works: it needs only the commit loop).
     pub fn build(deps: GatewayDeps) -> Gateway {
         let GatewayDeps {
             store,

@@ -15,7 +15,6 @@ use gema_firmware_protocol::topic::{MessageKind, parse_topic};
 use gema_firmware_protocol::{Encoding, decode_on_topic, encode};
 use tokio::sync::oneshot;
 
-use super::handover::lock;
 use crate::transport::{DeviceTransport, PublishOutcome, UplinkMessage};
 
 /// What became of one attempt.
@@ -43,7 +42,7 @@ impl AckWaiters {
     /// Hands `status` to the attempt waiting for `msg_id`; `false` if none is registered
     /// (a late ack, an ack after a restart, or a stray one).
     pub(crate) fn resolve(&self, msg_id: &str, status: AckStatus) -> bool {
-        let Some(waiter) = lock(&self.waiting).remove(msg_id) else {
+        let Some(waiter) = self.waiting().remove(msg_id) else {
             return false;
         };
         // An attempt that stopped waiting this instant is answered by its own timeout.
@@ -53,12 +52,18 @@ impl AckWaiters {
 
     fn expect(&self, msg_id: &str) -> oneshot::Receiver<AckStatus> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(msg_id.to_string(), tx);
+        self.waiting().insert(msg_id.to_string(), tx);
         rx
     }
 
     fn forget(&self, msg_id: &str) {
-        lock(&self.waiting).remove(msg_id);
+        self.waiting().remove(msg_id);
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<AckStatus>>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

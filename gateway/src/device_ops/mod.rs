@@ -1,10 +1,17 @@
 //! Device operations: heartbeats and health, presence, desired/reported config and its
 //! delivery, commands, dynamic QR codes asked for by devices, and the message trace.
 //!
-//! [`DeviceOps`] sits between the broker's streams and the announcement relay:
-//! [`DeviceOps::run`] takes every uplink and presence change, traces it, hands `ack`
-//! uplinks (and presence) on to the relay at once, and handles the other kinds itself on a
-//! task of its own, so a slow heartbeat write never delays an announcement's ack.
+//! Every uplink and presence change from the broker enters the gateway here.
+//! [`DeviceOps::run`] (started by [`crate::Gateway::run`]) takes each one, traces it, hands
+//! `ack` uplinks (and presence) on to [`crate::delivery`] at once, and handles the other
+//! kinds itself on a task of its own, so a slow heartbeat write never delays an
+//! announcement's ack. Its timers: the config pusher (every `config_retry_interval`) and
+//! the command sweep (every `command_sweep_interval`).
+//!
+//! Downlinks: every sender in the gateway is given [`DeviceOps::transport`], the
+//! [`TracingTransport`] around the real one, so the trace sees every message both ways.
+//! Config pushes, commands and QR downlinks are still published here, fire once with their
+//! own retries; `delivery`'s module docs say how they would move onto its machinery.
 //!
 //! Config delivery: the `device_configs` row is the outbox. Changing the desired config
 //! bumps its version and makes the push due (`pending`); the pusher publishes `config`
@@ -281,8 +288,9 @@ impl DeviceOps {
         &self.inner.settings
     }
 
-    /// Runs until `shutdown`: routes uplinks (acks to `to_relay`, the rest handled here)
-    /// and presence (recorded, then passed to `presence_to_relay`), and pushes due config.
+    /// Runs until `shutdown`: routes uplinks (acks to `to_relay`, delivery's uplink stream;
+    /// the rest handled here) and presence (passed to `presence_to_relay`, delivery's, then
+    /// recorded), pushes due config and sweeps commands.
     #[tracing::instrument(name = "device_ops", skip_all)]
     pub async fn run(
         self,
@@ -518,7 +526,7 @@ impl DeviceOps {
             }
             UplinkBody::CommandResult(r) => self.command_result(device_id, r, now).await,
             UplinkBody::DynamicQrRequest(request) => self.qr_request(device_id, request, now).await,
-            UplinkBody::Ack(_) => Ok(()), // routed to the relay before it gets here
+            UplinkBody::Ack(_) => Ok(()), // routed to delivery before it gets here
         };
         if let Err(err) = outcome {
             tracing::error!(device_id, kind, error = %err, "storing an uplink failed");
