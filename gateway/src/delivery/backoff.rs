@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// What to do after an attempt that did not settle a downlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub enum AfterFailure {
     /// Try again at this instant (Unix milliseconds).
     RetryAt(i64),
     /// The attempt budget is spent; this was attempt number `attempt`.
@@ -24,14 +24,14 @@ pub struct Backoff {
 
 impl Backoff {
     /// After a failed send, when `attempts` sends had been made before it.
-    pub fn after_failure(&self, attempts: i64, now_ms: i64) -> Next {
+    pub fn after_failure(&self, attempts: i64, now_ms: i64) -> AfterFailure {
         let attempt = attempts + 1;
         if attempt >= self.max_attempts {
-            return Next::GiveUp { attempt };
+            return AfterFailure::GiveUp { attempt };
         }
         let shift = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
         let backoff = self.initial.saturating_mul(1u32 << shift).min(self.max);
-        Next::RetryAt(now_ms + millis(backoff))
+        AfterFailure::RetryAt(now_ms + millis(backoff))
     }
 }
 
@@ -60,12 +60,15 @@ mod tests {
         };
         let waits: Vec<_> = (0..7)
             .map(|attempts| match backoff.after_failure(attempts, 0) {
-                Next::RetryAt(at) => at,
-                Next::GiveUp { .. } => -1,
+                AfterFailure::RetryAt(at) => at,
+                AfterFailure::GiveUp { .. } => -1,
             })
             .collect();
         assert_eq!(waits, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
-        assert_eq!(backoff.after_failure(7, 0), Next::GiveUp { attempt: 8 });
+        assert_eq!(
+            backoff.after_failure(7, 0),
+            AfterFailure::GiveUp { attempt: 8 }
+        );
     }
 
     #[test]

@@ -70,7 +70,7 @@ mod handover;
 mod relay;
 mod results;
 
-pub use backoff::{Backoff, Next, offline_recheck_at};
+pub use backoff::{AfterFailure, Backoff, offline_recheck_at};
 pub use handover::Handover;
 pub use relay::{AnnouncementRelay, DeliverySettings};
 pub use results::{DeliveryRecord, ResultsQueue, ResultsSender, results_channel};

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::announce;
 use super::attempt::{self, AckWaiters, AttemptOutcome, Waits};
-use super::backoff::{self, Backoff, Next};
+use super::backoff::{self, AfterFailure, Backoff};
 use super::handover::{Handover, lock};
 use super::results::ResultsSender;
 use crate::clock::Clock;
@@ -415,10 +415,10 @@ impl AnnouncementRelay {
             .backoff()
             .after_failure(a.attempts, self.clock.now_ms())
         {
-            Next::GiveUp { attempt } => DeliveryResult::Failed {
+            AfterFailure::GiveUp { attempt } => DeliveryResult::Failed {
                 error: format!("{error} (gave up after {attempt} attempts)"),
             },
-            Next::RetryAt(at) => DeliveryResult::Retry {
+            AfterFailure::RetryAt(at) => DeliveryResult::Retry {
                 error: error.to_string(),
                 next_attempt_at_ms: at,
             },
