@@ -46,7 +46,7 @@ async fn connect(api: &TestApi, device: &str) {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_list_shows_health_and_filters_by_it() {
     let api = TestApi::new().await;
     let (a, _) = api.device("SB-H-1").await;
@@ -109,7 +109,7 @@ async fn the_device_list_shows_health_and_filters_by_it() {
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_is_patched_by_version_and_pushed() {
     let api = TestApi::new().await;
     let (a, _) = api.device("SB-C-1").await;
@@ -209,7 +209,7 @@ async fn config_is_patched_by_version_and_pushed() {
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_created_listed_and_read() {
     let api = TestApi::new().await;
     let (a, _) = api.device("SB-K-1").await;
@@ -292,7 +292,7 @@ async fn commands_are_created_listed_and_read() {
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_operations_are_documented_with_distinct_operation_ids() {
     let api = TestApi::new().await;
     let doc = api.get("/api/v1/openapi.json").await;

@@ -32,6 +32,12 @@ impl HealthProbe for AlwaysOk {
     }
 }
 
+// The tests run on two workers, as the daemon does on this machine: the gateway's tasks
+// (its sweeps, delivery) run beside the requests, and until SQLite's payment writer stops
+// blocking its caller (the store's change), the commit loop's write blocks the worker it
+// runs on while it waits for its turn to write; a sweep holding that turn must go on
+// meanwhile, which one thread cannot do.
+
 /// The admin API over a gateway built by the daemon's constructor (through
 /// [`TestGateway`]: a temporary SQLite database, the recording transport, the gateway's
 /// tasks running), called with `oneshot`, no sockets.

@@ -57,7 +57,7 @@ async fn order(api: &TestApi, order_ref: &str, amount: i64) -> String {
     created.body["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_settlement_pays_posts_the_ledger_and_queues_an_announcement() {
     let api = TestApi::new().await;
     let id = order(&api, "ORD-1", 25_000).await;
@@ -114,7 +114,7 @@ async fn a_signed_settlement_pays_posts_the_ledger_and_queues_an_announcement() 
     assert_eq!(effects, ["created", "applied"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_copies_announce_once_and_post_once() {
     let api = TestApi::new().await;
     let id = order(&api, "ORD-50", 10_000).await;
@@ -159,7 +159,7 @@ async fn fifty_concurrent_copies_announce_once_and_post_once() {
     assert_eq!(announcements.body.as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_stale_and_forged_notifications_behave() {
     let api = TestApi::new().await;
 
@@ -216,7 +216,7 @@ async fn late_stale_and_forged_notifications_behave() {
     assert_eq!(ledger.body["items"], json!([]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_orders_malformed_bodies_tests_and_disabled_providers() {
     let api = TestApi::new().await;
     let unknown = notify(
@@ -262,7 +262,7 @@ async fn unknown_orders_malformed_bodies_tests_and_disabled_providers() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_validate_their_input() {
     let api = TestApi::new().await;
     let (_, _, terminal) = api.terminal(true).await;
@@ -339,7 +339,7 @@ async fn post_raw(api: &TestApi, path: &str, headers: &[(&str, String)], body: &
         .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xendit_callbacks_pay_once_and_need_the_token() {
     let api = TestApi::with_providers(true).await;
     let id = order(&api, "ORD-X1", 10_000).await;
@@ -396,7 +396,7 @@ async fn xendit_callbacks_pay_once_and_need_the_token() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_callbacks_check_signature_and_replay_window() {
     use gema_gateway::payments::providers::generic_signature;
     let api = TestApi::with_providers(true).await;
