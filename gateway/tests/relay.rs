@@ -246,3 +246,57 @@ async fn a_retry_after_a_reconnect_comes_on_its_backoff_not_the_offline_recheck(
     assert!(a.attempts >= 2, "{a:?}");
     assert_eq!(h.received().len() as i64, a.attempts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_callback_through_the_built_gateway_is_announced_and_acked() {
+    // Ingest → commit loop → hand-over → relay → transport → ack → result written by the
+    // commit loop: every channel Gateway::build makes, end to end.
+    use gema_gateway::payments::providers::{
+        GENERIC_SIGNATURE_HEADER, GENERIC_TIMESTAMP_HEADER, Provider, generic_signature,
+    };
+    use gema_gateway::payments::{RawRequest, TransactionInput};
+    const SECRET: &str = "generic-secret";
+    let payments = PaymentSettings {
+        generic_secret: Some(gema_gateway::credentials::SecretString::new(SECRET.into())),
+        ..PaymentSettings::default()
+    };
+    let h = harness_with(fast(), payments, true, true).await;
+    let payments = &h.gw.gateway.payments;
+    let t = payments
+        .create_transaction(TransactionInput {
+            terminal_id: h.terminal.id.clone(),
+            order_ref: "ORD-WIRED".into(),
+            amount: 12_000,
+            expires_in_secs: None,
+        })
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "transaction_id": "bk-wired", "order_ref": "ORD-WIRED", "amount": 12000, "status": "paid"
+    })
+    .to_string();
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let outcome = payments
+        .ingest(
+            Provider::Generic,
+            RawRequest {
+                headers: vec![
+                    (GENERIC_TIMESTAMP_HEADER.into(), timestamp.clone()),
+                    (
+                        GENERIC_SIGNATURE_HEADER.into(),
+                        generic_signature(SECRET, &timestamp, body.as_bytes()),
+                    ),
+                ],
+                body: body.into_bytes(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, PaymentOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    let a = h.until_status(&t.id, AnnouncementStatus::Delivered).await;
+    assert_eq!(a.attempts, 1);
+    assert_eq!(h.received(), vec![(t.id, 12_000, 1)]);
+}
