@@ -12,13 +12,11 @@ use axum::routing::get;
 use gema_admin_api::{AppState, ProvisioningInfo};
 use gema_broker::Broker;
 use gema_certs::{DevPki, DevPkiOutcome, TlsFiles};
-use gema_gateway::Registry;
 use gema_gateway::clock::{Clock, SystemClock};
 use gema_gateway::credentials::SecretString;
-use gema_gateway::device_ops::DeviceOps;
-use gema_gateway::payments::{AnnouncementRelay, Payments, RelaySettings};
 use gema_gateway::transport::{DeviceTransport, Presence, UplinkMessage};
-use gema_store::{ConnectOptions, Store};
+use gema_gateway::{Gateway, GatewayDeps, GatewaySettings, Registry};
+use gema_store::{Backend, ConnectOptions, Store};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -34,12 +32,8 @@ pub struct App {
     metrics_router: Router,
     bootstrap_token: Option<SecretString>,
     tls: TlsFiles,
-    payments: Payments,
-    expiry_sweep_interval: Duration,
     broker: Broker,
-    relay: Arc<AnnouncementRelay>,
-    wake_relay: Arc<gema_gateway::payments::RelayWake>,
-    device_ops: DeviceOps,
+    gateway: Gateway,
 }
 
 impl App {
@@ -47,8 +41,8 @@ impl App {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// [`App::build`] with the clock device operations (health) and logins (lockout, token
-    /// expiry) use; tests move it.
+    /// [`App::build`] with the clock every gateway service uses (health, logins, payments,
+    /// delivery); tests move it.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -60,9 +54,10 @@ impl App {
             tracing::info!(applied, "database migrated");
         }
 
-        let registry = Registry::new(store.clone());
+        // The broker authenticates devices against the registry before the gateway (which
+        // needs the broker as its transport) exists; that registry only reads.
         let authenticator = crate::devices::RegistryAuthenticator {
-            registry: registry.clone(),
+            registry: Registry::new(store.clone()),
         };
         let broker = Broker::start(
             crate::devices::broker_config(&config.mqtt, &tls),
@@ -70,21 +65,17 @@ impl App {
         )
         .await
         .context("starting the MQTT broker")?;
-        let broker_transport: Arc<dyn DeviceTransport> =
-            Arc::new(crate::devices::BrokerTransport {
-                handle: broker.handle(),
-            });
-        // Every downlink goes through device operations' transport, which traces it.
-        let device_ops = DeviceOps::new(
-            store.clone(),
-            broker_transport,
-            clock.clone(),
-            config.devices.settings(),
-        );
-        let transport = device_ops.transport();
-        let registry = registry.with_transport(transport.clone());
-        let auth =
-            gema_gateway::auth::Auth::new(store.clone(), config.auth.settings()).with_clock(clock);
+        let transport: Arc<dyn DeviceTransport> = Arc::new(crate::devices::BrokerTransport {
+            handle: broker.handle(),
+        });
+        let gateway = Gateway::build(GatewayDeps {
+            store: store.clone(),
+            transport,
+            clock,
+            settings: gateway_settings(&config, store.backend()),
+        });
+        let registry = gateway.registry.clone();
+        let auth = gateway.auth.clone();
         // Once an admin user exists the bootstrap token is refused, so none is issued.
         let bootstrap_token = if auth.admin_users_exist().await? {
             tracing::info!("admin users exist: the bootstrap admin token is disabled");
@@ -111,24 +102,11 @@ impl App {
                 ("ca_certificate", tls.ca_cert.clone()),
             ],
         };
-        let wake_relay = gema_gateway::payments::RelayWake::new();
-        let payments = Payments::new(
-            store.clone(),
-            config.payments.settings(),
-            wake_relay.clone(),
-        );
-        device_ops.attach_payments(payments.clone());
-        let relay = AnnouncementRelay::new(
-            store.clone(),
-            transport,
-            RelaySettings::default(),
-            wake_relay.clone(),
-        );
         let router = gema_admin_api::router(AppState {
             registry,
             auth,
-            payments: payments.clone(),
-            device_ops: device_ops.clone(),
+            payments: gateway.payments.clone(),
+            device_ops: gateway.device_ops.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });
@@ -162,12 +140,8 @@ impl App {
             metrics_router,
             bootstrap_token,
             tls,
-            payments,
-            expiry_sweep_interval: Duration::from_secs(config.payments.expiry_sweep_interval_secs),
             broker,
-            relay,
-            wake_relay,
-            device_ops,
+            gateway,
         })
     }
 
@@ -210,12 +184,10 @@ impl App {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-        // Broker → device operations (which traces everything, handles heartbeats, config
-        // reports, …) → the relay (acks and presence).
+        // Broker → the gateway (device operations first, which traces everything, handles
+        // heartbeats, config reports, …, and passes acks and presence to delivery).
         let (uplink_tx, uplink_rx) = tokio::sync::mpsc::channel::<UplinkMessage>(4096);
         let (presence_tx, presence_rx) = tokio::sync::mpsc::channel::<Presence>(4096);
-        let (relay_uplink_tx, relay_uplink_rx) = tokio::sync::mpsc::channel::<UplinkMessage>(4096);
-        let (relay_presence_tx, relay_presence_rx) = tokio::sync::mpsc::channel::<Presence>(4096);
         let uplinks = self
             .broker
             .take_uplinks()
@@ -223,27 +195,12 @@ impl App {
         let forward_uplinks = crate::devices::forward_uplinks(uplinks, uplink_tx);
         let forward_presence =
             crate::devices::forward_presence(self.broker.handle().presence(), presence_tx);
-        let device_ops = tokio::spawn(self.device_ops.clone().run(
-            uplink_rx,
-            relay_uplink_tx,
-            presence_rx,
-            relay_presence_tx,
-            {
-                let mut rx = stop_rx.clone();
-                async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                }
-            },
-        ));
-        let relay = tokio::spawn(self.relay.clone().run(relay_uplink_rx, relay_presence_rx, {
-            let rx = stop_rx.clone();
+        let gateway = tokio::spawn(self.gateway.clone().run(uplink_rx, presence_rx, {
+            let mut rx = stop_rx.clone();
             async move {
-                let mut rx = rx;
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         }));
-        // Anything committed before this start (a crash, a restart) is delivered now.
-        self.wake_relay.read_outbox();
 
         #[cfg(unix)]
         let reload = tokio::spawn({
@@ -285,26 +242,6 @@ impl App {
                 }
             }
         });
-        let sweep = tokio::spawn({
-            let stop = stopped(stop_rx.clone());
-            let payments = self.payments.clone();
-            let every = self.expiry_sweep_interval;
-            async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tokio::pin!(stop);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            if let Err(err) = payments.expire_due().await {
-                                tracing::error!(error = %err, "expiry sweep failed");
-                            }
-                        }
-                        _ = &mut stop => break,
-                    }
-                }
-            }
-        });
         let http = tokio::spawn(
             axum::serve(
                 self.http,
@@ -326,9 +263,10 @@ impl App {
         http.await.context("admin API task")??;
         metrics.await.context("metrics task")??;
         upkeep.await.context("metrics upkeep task")?;
-        sweep.await.context("expiry sweep task")?;
-        relay.await.context("announcement relay task")?;
-        device_ops.await.context("device operations task")?;
+        gateway
+            .await
+            .context("gateway task")?
+            .context("a gateway task (device operations, delivery, expiry sweep)")?;
         #[cfg(unix)]
         reload.await.context("certificate reload task")?;
         self.broker.shutdown().await;
@@ -336,6 +274,23 @@ impl App {
         forward_presence.abort();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Every gateway service's settings from the configuration. The store's backend matters in
+/// one place: SQLite has one writer at a time, so delivery results with no payment batch
+/// to ride in wait up to 5 ms for one (a transaction of results alone is an fsync a
+/// provider's callback may wait behind); PostgreSQL writes them at once.
+fn gateway_settings(config: &Config, backend: Backend) -> GatewaySettings {
+    let mut payments = config.payments.settings();
+    if backend == Backend::Sqlite {
+        payments.delivery_results_gather = Duration::from_millis(5);
+    }
+    GatewaySettings {
+        payments,
+        device_ops: config.devices.settings(),
+        auth: config.auth.settings(),
+        ..GatewaySettings::default()
     }
 }
 

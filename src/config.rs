@@ -443,6 +443,9 @@ impl PaymentsConfig {
             xendit_callback_token: self.xendit.callback_token.clone(),
             generic_secret: self.generic.secret.clone(),
             generic_tolerance: Duration::from_secs(self.generic.tolerance_secs),
+            expiry_sweep_interval: Duration::from_secs(self.expiry_sweep_interval_secs),
+            // Set by the app from the store's backend.
+            ..gema_gateway::payments::PaymentSettings::default()
         }
     }
 }

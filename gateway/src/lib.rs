@@ -1,20 +1,42 @@
-//! Gema's domain flows.
+//! Gema's domain flows, and the one place they are put together.
 //!
-//! The registry (merchants → outlets → terminals → devices), with input validation and
-//! device credentials ([`credentials`]), and admin-token checks; [`payments`] (ingest, the
-//! commit loop, the announcement relay); [`device_ops`] (heartbeats and health, config push,
-//! commands, device dynamic QR, the message trace). Devices are reached only through the
-//! [`transport::DeviceTransport`] trait, never through the broker crate directly; "now" for
-//! time-dependent rules comes from [`clock::Clock`].
+//! - [`registry`]: merchants → outlets → terminals → devices, input validation
+//!   ([`validate`], each failure names its field), device secrets and admin tokens
+//!   ([`credentials`]); checks MQTT passwords and ends live sessions when a credential
+//!   stops being valid.
+//! - [`auth`]: people: users, roles and the permission matrix, logins, tokens, audit,
+//!   idempotency keys, rate limits, TOTP.
+//! - [`payments`]: provider callbacks in, transactions, the ledger and announcements out,
+//!   through one commit loop (group commit).
+//! - [`delivery`]: the outbox relay that gets announcements to devices, at least once, in
+//!   order per device; built so other downlink kinds can use it.
+//! - [`device_ops`]: every uplink and presence change enters here first: heartbeats and
+//!   health, desired/reported config and its push, commands, device dynamic QR, the
+//!   message trace.
 //!
-//! This crate holds rules, not I/O: storage goes through `gema_store::Store`, HTTP lives in
-//! `admin-api`, configuration and wiring in the binary.
+//! [`Gateway::build`] makes them all from a store, a [`transport::DeviceTransport`], a
+//! [`clock::Clock`] and the settings, in dependency order, and [`Gateway::run`] runs their
+//! tasks. Imports between the modules point one way: `device_ops` → `payments` →
+//! `delivery`; nothing imports `gateway.rs`, which imports them all.
+//!
+//! This crate holds rules, not I/O: storage goes through `gema_store::Store` (the gateway
+//! does not know which database backend it is), devices are reached only through the
+//! [`transport::DeviceTransport`] trait (never the broker crate), HTTP lives in
+//! `admin-api`, configuration in the binary. "Now" comes from the injected
+//! [`clock::Clock`]. Every public service method carries a `tracing` span with the ids
+//! that matter (`device_id`, `transaction_id`, …) and no secret.
+//!
+//! Tests of this and other crates use [`testing`] (feature `testing`): one recording
+//! transport, a temporary-SQLite gateway built by the same constructor, fixtures, and the
+//! `eventually` poller.
 
 pub mod auth;
 pub mod clock;
 pub mod credentials;
+pub mod delivery;
 pub mod device_ops;
 mod error;
+mod gateway;
 pub mod payments;
 pub mod registry;
 #[cfg(any(test, feature = "testing"))]
@@ -23,4 +45,5 @@ pub mod transport;
 pub mod validate;
 
 pub use error::{GatewayError, GatewayResult};
+pub use gateway::{Gateway, GatewayDeps, GatewaySettings};
 pub use registry::{IssuedCredential, Registry, SecretCheck};

@@ -13,8 +13,9 @@ use gema_store::{
 };
 
 use crate::credentials::{self, SecretString};
+use crate::error::{GatewayError, GatewayResult};
 use crate::transport::DeviceTransport;
-use crate::{GatewayError, GatewayResult, validate};
+use crate::validate;
 
 const NAME_MAX: usize = 100;
 const REASON_MAX: usize = 500;
@@ -49,14 +50,18 @@ pub enum SecretCheck {
     Disabled,
 }
 
+/// The registry service. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
-    /// Where live sessions are ended when a credential stops being valid.
+    /// Where live sessions are ended when a credential stops being valid; `None` when no
+    /// device can be connected (the CLI's offline commands, tests of the registry alone).
     transport: Option<Arc<dyn DeviceTransport>>,
 }
 
 impl Registry {
+    /// A registry that reaches no device: rotating, revoking, disabling or unbinding with a
+    /// kick ends no live session (for the CLI's offline commands and tests).
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
@@ -64,11 +69,14 @@ impl Registry {
         }
     }
 
-    /// The same registry, ending live device sessions through `transport` when a credential
-    /// is rotated or revoked, a device is disabled, or unbound with a kick.
-    pub fn with_transport(mut self, transport: Arc<dyn DeviceTransport>) -> Self {
-        self.transport = Some(transport);
-        self
+    /// A registry that ends live device sessions through `transport` when a credential is
+    /// rotated or revoked, a device is disabled, or unbound with a kick (the daemon's, built
+    /// by [`crate::Gateway::build`]).
+    pub fn connected(store: Arc<dyn Store>, transport: Arc<dyn DeviceTransport>) -> Self {
+        Self {
+            store,
+            transport: Some(transport),
+        }
     }
 
     fn kick(&self, device_id: &str, why: &str) {
@@ -81,6 +89,7 @@ impl Registry {
 
     // ---- merchants ------------------------------------------------------------------
 
+    #[tracing::instrument(skip_all)]
     pub async fn create_merchant(&self, input: NewMerchant) -> GatewayResult<Merchant> {
         let merchant = NewMerchant {
             name: validate::text("name", &input.name, NAME_MAX)?,
@@ -92,10 +101,12 @@ impl Registry {
         Ok(merchant)
     }
 
+    #[tracing::instrument(skip_all, fields(merchant_id = id))]
     pub async fn merchant(&self, id: &str) -> GatewayResult<Merchant> {
         Ok(self.store.get_merchant(id).await?)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn merchants(
         &self,
         filter: &MerchantFilter,
@@ -104,6 +115,7 @@ impl Registry {
         Ok(self.store.list_merchants(filter, page).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(merchant_id = id))]
     pub async fn update_merchant(&self, id: &str, patch: MerchantPatch) -> GatewayResult<Merchant> {
         let patch = MerchantPatch {
             name: patch
@@ -123,6 +135,7 @@ impl Registry {
     }
 
     /// pending | suspended → approved.
+    #[tracing::instrument(skip_all, fields(merchant_id = id))]
     pub async fn approve_merchant(&self, id: &str) -> GatewayResult<Merchant> {
         self.transition(
             id,
@@ -134,6 +147,7 @@ impl Registry {
     }
 
     /// pending → rejected, with a reason the merchant can be told.
+    #[tracing::instrument(skip_all, fields(merchant_id = id))]
     pub async fn reject_merchant(&self, id: &str, reason: &str) -> GatewayResult<Merchant> {
         let reason = validate::text("reason", reason, REASON_MAX)?;
         self.transition(
@@ -146,6 +160,7 @@ impl Registry {
     }
 
     /// approved → suspended, with a reason.
+    #[tracing::instrument(skip_all, fields(merchant_id = id))]
     pub async fn suspend_merchant(&self, id: &str, reason: &str) -> GatewayResult<Merchant> {
         let reason = validate::text("reason", reason, REASON_MAX)?;
         self.transition(
@@ -171,6 +186,7 @@ impl Registry {
 
     // ---- outlets --------------------------------------------------------------------
 
+    #[tracing::instrument(skip_all, fields(merchant_id = %input.merchant_id))]
     pub async fn create_outlet(&self, input: NewOutlet) -> GatewayResult<Outlet> {
         let outlet = NewOutlet {
             merchant_id: input.merchant_id,
@@ -181,10 +197,12 @@ impl Registry {
         Ok(self.store.create_outlet(outlet).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(outlet_id = id))]
     pub async fn outlet(&self, id: &str) -> GatewayResult<Outlet> {
         Ok(self.store.get_outlet(id).await?)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn outlets(
         &self,
         filter: &OutletFilter,
@@ -193,6 +211,7 @@ impl Registry {
         Ok(self.store.list_outlets(filter, page).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(outlet_id = id))]
     pub async fn update_outlet(&self, id: &str, patch: OutletPatch) -> GatewayResult<Outlet> {
         let patch = OutletPatch {
             name: patch
@@ -213,6 +232,7 @@ impl Registry {
 
     // ---- terminals ------------------------------------------------------------------
 
+    #[tracing::instrument(skip_all, fields(outlet_id = %input.outlet_id))]
     pub async fn create_terminal(&self, input: NewTerminal) -> GatewayResult<Terminal> {
         let terminal = NewTerminal {
             outlet_id: input.outlet_id,
@@ -230,10 +250,12 @@ impl Registry {
         Ok(self.store.create_terminal(terminal).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(terminal_id = id))]
     pub async fn terminal(&self, id: &str) -> GatewayResult<Terminal> {
         Ok(self.store.get_terminal(id).await?)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn terminals(
         &self,
         filter: &TerminalFilter,
@@ -242,6 +264,7 @@ impl Registry {
         Ok(self.store.list_terminals(filter, page).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(terminal_id = id))]
     pub async fn update_terminal(&self, id: &str, patch: TerminalPatch) -> GatewayResult<Terminal> {
         let patch = TerminalPatch {
             label: patch
@@ -267,6 +290,7 @@ impl Registry {
     // ---- devices --------------------------------------------------------------------
 
     /// Registers a device and issues its first secret.
+    #[tracing::instrument(skip_all, fields(serial = %input.serial))]
     pub async fn create_device(
         &self,
         input: DeviceInput,
@@ -293,10 +317,12 @@ impl Registry {
         Ok((device, issued))
     }
 
+    #[tracing::instrument(skip_all, fields(device_id = id))]
     pub async fn device(&self, id: &str) -> GatewayResult<Device> {
         Ok(self.store.get_device(id).await?)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn devices(
         &self,
         filter: &DeviceFilter,
@@ -305,6 +331,7 @@ impl Registry {
         Ok(self.store.list_devices(filter, page).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(device_id = id))]
     pub async fn update_device(&self, id: &str, patch: DevicePatch) -> GatewayResult<Device> {
         let patch = DevicePatch {
             model: patch
@@ -324,6 +351,7 @@ impl Registry {
         Ok(device)
     }
 
+    #[tracing::instrument(skip_all, fields(device_id = device_id, terminal_id = terminal_id))]
     pub async fn bind_device(&self, device_id: &str, terminal_id: &str) -> GatewayResult<Device> {
         if terminal_id.trim().is_empty() {
             return Err(GatewayError::invalid("terminal_id", "must not be empty"));
@@ -335,6 +363,7 @@ impl Registry {
 
     /// Unbinds; with `kick`, also ends the device's live session (it reconnects and finds
     /// itself unbound).
+    #[tracing::instrument(skip_all, fields(device_id = device_id, kick = kick))]
     pub async fn unbind_device(&self, device_id: &str, kick: bool) -> GatewayResult<Device> {
         let device = self.store.unbind_device(device_id).await?;
         tracing::info!(device_id, kick, "device unbound");
@@ -344,11 +373,13 @@ impl Registry {
         Ok(device)
     }
 
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn device_bindings(&self, device_id: &str) -> GatewayResult<Vec<DeviceBinding>> {
         Ok(self.store.device_bindings(device_id).await?)
     }
 
     /// Issues a new secret; the old one stops working at once.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn rotate_device_secret(
         &self,
         device_id: &str,
@@ -369,6 +400,7 @@ impl Registry {
         ))
     }
 
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn revoke_device_secret(&self, device_id: &str) -> GatewayResult<Device> {
         let device = self.store.revoke_device_secret(device_id).await?;
         tracing::info!(device_id, "device secret revoked");
@@ -378,6 +410,7 @@ impl Registry {
 
     /// Whether `secret` is the device's current secret. Unknown devices, revoked
     /// credentials and disabled devices all answer `false`.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn verify_device_secret(&self, device_id: &str, secret: &str) -> GatewayResult<bool> {
         Ok(self.check_device_secret(device_id, secret).await? == SecretCheck::Valid)
     }
@@ -385,6 +418,7 @@ impl Registry {
     /// Checks an MQTT password. The slow hash runs on the blocking pool, never on the
     /// async threads; an unknown device costs the same hash, so timing does not tell which
     /// device ids exist.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn check_device_secret(
         &self,
         device_id: &str,
@@ -421,6 +455,7 @@ impl Registry {
 
     /// Whether a device may connect with a client certificate naming it: it exists, is
     /// active, and its credential is not revoked.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn device_may_connect(&self, device_id: &str) -> GatewayResult<SecretCheck> {
         let device = match self.store.get_device(device_id).await {
             Ok(device) => device,
@@ -440,6 +475,7 @@ impl Registry {
 
     /// On a fresh install (no active admin token), creates the bootstrap token and returns
     /// it, to be shown once. Otherwise `None`.
+    #[tracing::instrument(skip_all)]
     pub async fn ensure_bootstrap_token(&self) -> GatewayResult<Option<SecretString>> {
         if self.store.count_active_admin_tokens().await? > 0 {
             return Ok(None);
@@ -448,6 +484,7 @@ impl Registry {
     }
 
     /// Revokes the bootstrap token (if any) and issues a new one, for an operator who lost it.
+    #[tracing::instrument(skip_all)]
     pub async fn rotate_bootstrap_token(&self) -> GatewayResult<SecretString> {
         self.store.revoke_admin_tokens_named(BOOTSTRAP).await?;
         self.issue_bootstrap_token().await
@@ -463,6 +500,7 @@ impl Registry {
     }
 
     /// Whether `token` is an active admin token.
+    #[tracing::instrument(skip_all)]
     pub async fn authenticate_admin(&self, token: &str) -> GatewayResult<bool> {
         Ok(self
             .store

@@ -1,5 +1,8 @@
-//! How the gateway reaches devices: a trait, so the embedded broker, an external broker or
-//! a test double can stand behind it. The gateway never names the broker crate.
+//! How the gateway reaches devices, and what devices send it. [`DeviceTransport`] is a
+//! trait so the gateway never names the broker crate: the binary implements it over the
+//! embedded broker's handle (`src/devices.rs`), tests use
+//! `testing::RecordingTransport`. Uplinks and presence arrive as [`UplinkMessage`] and
+//! [`Presence`] on channels given to [`crate::Gateway::run`].
 
 use std::time::Duration;
 
@@ -50,4 +53,14 @@ pub struct UplinkMessage {
 pub enum Presence {
     Connected { device_id: String },
     Disconnected { device_id: String, reason: String },
+}
+
+impl Presence {
+    pub fn device_id(&self) -> &str {
+        match self {
+            Presence::Connected { device_id } | Presence::Disconnected { device_id, .. } => {
+                device_id
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Input rules for registry fields. Each check names the field it rejects, so the API can
 //! tell the caller exactly what to fix.
 
-use crate::{GatewayError, GatewayResult};
+use crate::error::{GatewayError, GatewayResult};
 
 /// Trims surrounding white space and requires 1..=`max` characters without control
 /// characters.

@@ -3,65 +3,21 @@
 //! uplinks, the message trace.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gema_firmware_protocol::message::*;
 use gema_firmware_protocol::topic::MessageKind;
-use gema_firmware_protocol::{Encoding, decode, encode, topic};
-use gema_gateway::GatewayError;
+use gema_firmware_protocol::{Encoding, encode, topic};
 use gema_gateway::clock::ManualClock;
 use gema_gateway::device_ops::{
     CommandInput, ConfigPatch, ConfigSync, DeviceOps, DeviceOpsSettings, HealthSettings,
     HealthStatus,
 };
-use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+use gema_gateway::testing::{RecordingTransport, eventually, temp_store};
+use gema_gateway::transport::{Presence, UplinkMessage};
+use gema_gateway::{GatewayError, Registry};
 use gema_store::*;
-
-#[derive(Debug, Default)]
-struct Wire {
-    connected: HashSet<String>,
-    /// Publishes fail (no PUBACK) while set.
-    failing: bool,
-    published: Vec<(String, Downlink)>,
-    disconnects: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-struct RecordingTransport(Arc<Mutex<Wire>>);
-
-#[async_trait::async_trait]
-impl DeviceTransport for RecordingTransport {
-    async fn publish(
-        &self,
-        device_id: &str,
-        topic: &str,
-        payload: Vec<u8>,
-        _wait: Duration,
-    ) -> PublishOutcome {
-        let mut wire = self.0.lock().unwrap();
-        if !wire.connected.contains(device_id) {
-            return PublishOutcome::Offline;
-        }
-        if wire.failing {
-            return PublishOutcome::Failed("no PUBACK".into());
-        }
-        let downlink: Downlink = decode(&payload, Encoding::Json).expect("valid downlink");
-        assert_eq!(topic, downlink.topic(device_id, Encoding::Json));
-        wire.published.push((device_id.to_string(), downlink));
-        PublishOutcome::Acknowledged
-    }
-
-    fn is_connected(&self, device_id: &str) -> bool {
-        self.0.lock().unwrap().connected.contains(device_id)
-    }
-
-    fn disconnect(&self, device_id: &str) -> bool {
-        let mut wire = self.0.lock().unwrap();
-        wire.disconnects += 1;
-        wire.connected.remove(device_id)
-    }
-}
 
 struct Harness {
     ops: DeviceOps,
@@ -74,13 +30,10 @@ struct Harness {
 
 const START: i64 = 1_763_700_000_000;
 
+/// Device operations alone (no payments: devices' QR requests are refused) on a fresh
+/// database with one unbound device.
 async fn harness(settings: DeviceOpsSettings) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
-    let store = gema_store::connect(&url, &ConnectOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (store, dir) = temp_store().await;
     let device = store
         .create_device(NewDevice {
             serial: "SB-OPS-1".into(),
@@ -90,13 +43,14 @@ async fn harness(settings: DeviceOpsSettings) -> Harness {
         })
         .await
         .unwrap();
-    let wire = RecordingTransport::default();
+    let wire = RecordingTransport::new();
     let clock = ManualClock::new(START);
     let ops = DeviceOps::new(
         store.clone(),
         Arc::new(wire.clone()),
         Arc::new(clock.clone()),
         settings,
+        None,
     );
     Harness {
         ops,
@@ -110,12 +64,7 @@ async fn harness(settings: DeviceOpsSettings) -> Harness {
 
 impl Harness {
     async fn connect(&self) {
-        self.wire
-            .0
-            .lock()
-            .unwrap()
-            .connected
-            .insert(self.device_id.clone());
+        self.wire.connect(&self.device_id);
         self.ops
             .handle_presence(&Presence::Connected {
                 device_id: self.device_id.clone(),
@@ -124,12 +73,7 @@ impl Harness {
     }
 
     async fn drop_connection(&self, reason: &str) {
-        self.wire
-            .0
-            .lock()
-            .unwrap()
-            .connected
-            .remove(&self.device_id);
+        self.wire.go_offline(&self.device_id);
         self.ops
             .handle_presence(&Presence::Disconnected {
                 device_id: self.device_id.clone(),
@@ -172,10 +116,7 @@ impl Harness {
 
     fn published_configs(&self) -> Vec<ConfigPush> {
         self.wire
-            .0
-            .lock()
-            .unwrap()
-            .published
+            .downlinks()
             .iter()
             .filter_map(|(_, d)| match &d.body {
                 DownlinkBody::ConfigPush(c) => Some(c.clone()),
@@ -325,7 +266,7 @@ async fn malformed_uplinks_are_refused_without_disconnecting_until_a_flood() {
             .is_empty()
     );
     assert!(h.ops.transport().is_connected(&h.device_id));
-    assert_eq!(h.wire.0.lock().unwrap().disconnects, 0);
+    assert_eq!(h.wire.disconnects(), 0);
     // Still served.
     h.send(heartbeat(77)).await;
     assert_eq!(h.store.heartbeats(&h.device_id, 10).await.unwrap().len(), 1);
@@ -333,7 +274,7 @@ async fn malformed_uplinks_are_refused_without_disconnecting_until_a_flood() {
     // The same minute: the flood limit (6) is past, so the device is cut off.
     h.send_raw(MessageKind::Heartbeat, b"garbage".to_vec())
         .await;
-    assert_eq!(h.wire.0.lock().unwrap().disconnects, 1);
+    assert_eq!(h.wire.disconnects(), 1);
     assert!(!h.ops.transport().is_connected(&h.device_id));
 }
 
@@ -470,11 +411,10 @@ async fn desired_config_is_versioned_pushed_acked_and_drift_is_seen() {
         )
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while h.published_configs().len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "v2 never pushed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("v2 pushed", || async {
+        (h.published_configs().len() >= 3).then_some(())
+    })
+    .await;
     assert_eq!(h.published_configs()[2].config_version, 2);
     drop(up_tx);
     let _ = stop_tx.send(());
@@ -519,11 +459,10 @@ async fn the_trace_keeps_both_directions() {
         .set_config(&h.device_id, 0, ConfigPatch::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while h.ops.messages(&h.device_id).len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "trace incomplete");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the trace has both messages", || async {
+        (h.ops.messages(&h.device_id).len() >= 2).then_some(())
+    })
+    .await;
     let messages = h.ops.messages(&h.device_id);
     let down = messages.iter().find(|m| m.direction == "down").unwrap();
     assert!(down.topic.ends_with("/down/config"));
@@ -542,10 +481,7 @@ async fn the_trace_keeps_both_directions() {
 
 fn published_commands(h: &Harness) -> Vec<Command> {
     h.wire
-        .0
-        .lock()
-        .unwrap()
-        .published
+        .downlinks()
         .iter()
         .filter_map(|(_, d)| match &d.body {
             DownlinkBody::Command(c) => Some(c.clone()),
@@ -767,10 +703,7 @@ const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW011893600899000000247
 
 fn published_qr(h: &Harness) -> Vec<DownlinkBody> {
     h.wire
-        .0
-        .lock()
-        .unwrap()
-        .published
+        .downlinks()
         .iter()
         .filter(|(_, d)| {
             matches!(
@@ -784,7 +717,7 @@ fn published_qr(h: &Harness) -> Vec<DownlinkBody> {
 
 #[tokio::test]
 async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires() {
-    let h = harness(DeviceOpsSettings::default()).await;
+    let mut h = harness(DeviceOpsSettings::default()).await;
     let request = |id: &str, amount: i64| DynamicQrRequest {
         request_id: id.into(),
         amount,
@@ -800,53 +733,37 @@ async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires(
         }))
     ));
 
+    // The same device operations with payments. Payments keeps real time here: the store
+    // stamps a transaction's creation with it, and the test compares the two.
+    let (_results, results_queue) = gema_gateway::delivery::results_channel();
     let payments = gema_gateway::payments::Payments::new(
         h.store.clone(),
         gema_gateway::payments::PaymentSettings::default(),
-        gema_gateway::payments::RelayWake::new(),
+        Arc::new(gema_gateway::clock::SystemClock),
+        gema_gateway::delivery::Handover::new(),
+        results_queue,
     );
-    h.ops.attach_payments(payments);
+    h.ops = DeviceOps::new(
+        h.store.clone(),
+        Arc::new(h.wire.clone()),
+        Arc::new(h.clock.clone()),
+        DeviceOpsSettings::default(),
+        Some(payments),
+    );
     // Not bound to a terminal: refused.
     h.send(request("r1", 15_000)).await;
     assert_eq!(published_qr(&h).len(), 2);
 
-    let m = h
-        .store
-        .create_merchant(NewMerchant {
-            name: "Warung".into(),
-            email: None,
-            phone: None,
-        })
-        .await
-        .unwrap();
-    h.store
-        .transition_merchant(
-            &m.id,
-            &[MerchantStatus::Pending],
-            MerchantStatus::Approved,
-            None,
+    let registry = Registry::new(h.store.clone());
+    let (_, _, t) = gema_gateway::testing::approved_terminal(&registry).await;
+    registry
+        .update_terminal(
+            &t.id,
+            TerminalPatch {
+                static_qris: Some(Some(STATIC_QRIS.into())),
+                ..TerminalPatch::default()
+            },
         )
-        .await
-        .unwrap();
-    let o = h
-        .store
-        .create_outlet(NewOutlet {
-            merchant_id: m.id,
-            name: "O".into(),
-            address: None,
-            city: None,
-        })
-        .await
-        .unwrap();
-    let t = h
-        .store
-        .create_terminal(NewTerminal {
-            outlet_id: o.id,
-            label: "K2".into(),
-            name: None,
-            payment_ref: None,
-            static_qris: Some(STATIC_QRIS.into()),
-        })
         .await
         .unwrap();
     h.store.bind_device(&h.device_id, &t.id).await.unwrap();
@@ -912,7 +829,7 @@ async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
     })
     .await;
     h.connect().await;
-    h.wire.0.lock().unwrap().failing = true;
+    h.wire.set_failing(Some("no PUBACK"));
     let state = h
         .ops
         .set_config(&h.device_id, 0, ConfigPatch::default())
@@ -931,24 +848,25 @@ async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
         let ops = h.ops.clone();
         let id = h.device_id.clone();
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let state = ops.config(&id).await.unwrap();
-                if want(&state) {
-                    return state;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "never got there: {state:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            gema_gateway::testing::eventually_within(
+                "never got there",
+                gema_gateway::testing::DEFAULT_DEADLINE,
+                || async {
+                    let state = ops.config(&id).await.unwrap();
+                    if want(&state) {
+                        Ok(Some(state))
+                    } else {
+                        Err(state)
+                    }
+                },
+            )
+            .await
         }
     };
     let failing = wait_for(|s| s.push_attempts >= 2).await;
     assert_eq!(failing.push_status, ConfigPushStatus::Pending);
     assert_eq!(failing.push_error.as_deref(), Some("no PUBACK"));
-    h.wire.0.lock().unwrap().failing = false;
+    h.wire.set_failing(None);
     let sent = wait_for(|s| s.push_status == ConfigPushStatus::Sent).await;
     assert_eq!(sent.desired_version, 1);
     assert_eq!(h.published_configs().len(), 1);
@@ -962,7 +880,7 @@ async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
     })
     .await;
     h.connect().await;
-    h.wire.0.lock().unwrap().failing = true;
+    h.wire.set_failing(Some("no PUBACK"));
     h.ops
         .set_config(&h.device_id, 0, ConfigPatch::default())
         .await
@@ -971,7 +889,7 @@ async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
     let failed = h.ops.config(&h.device_id).await.unwrap();
     assert_eq!(failed.push_status, ConfigPushStatus::Failed);
     assert_eq!(codes(&h.health().await), vec!["config_push_failed"]);
-    h.wire.0.lock().unwrap().failing = false;
+    h.wire.set_failing(None);
     let retried = h.ops.retry_config_push(&h.device_id).await.unwrap();
     assert_eq!(retried.push_status, ConfigPushStatus::Sent);
 }
@@ -995,7 +913,7 @@ async fn the_health_filter_pages_by_cursor_across_registry_pages() {
     }
     // Devices 2 and 5 (of 6) are online.
     for id in [&ids[1], &ids[4]] {
-        h.wire.0.lock().unwrap().connected.insert(id.clone());
+        h.wire.connect(id);
         h.ops
             .handle_uplink(UplinkMessage {
                 device_id: id.clone(),

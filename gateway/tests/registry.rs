@@ -4,15 +4,10 @@ use std::sync::Arc;
 
 use gema_gateway::registry::DeviceInput;
 use gema_gateway::{GatewayError, Registry};
-use gema_store::{ConnectOptions, DevicePatch, DeviceStatus, NewMerchant, Store};
+use gema_store::{DevicePatch, DeviceStatus, NewMerchant, Store};
 
 async fn registry() -> (Registry, Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
-    let store = gema_store::connect(&url, &ConnectOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (store, dir) = gema_gateway::testing::temp_store().await;
     (Registry::new(store.clone()), store, dir)
 }
 

@@ -1,191 +1,57 @@
-//! The announcement relay against a real SQLite store and a scripted transport.
+//! Delivery's announcement relay against a real SQLite store and the recording transport,
+//! in a gateway built and run by the daemon's constructor ([`TestGateway`]).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gema_firmware_protocol::message::{
-    Ack, AckStatus, Downlink, DownlinkBody, Envelope, Uplink, UplinkBody,
-};
-use gema_firmware_protocol::topic::MessageKind;
-use gema_firmware_protocol::{Encoding, decode, encode, topic};
-use gema_gateway::payments::{
-    AnnouncementRelay, PaymentSettings, Payments, RelaySettings, RelayWake,
-};
-use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+use gema_firmware_protocol::message::DownlinkBody;
+use gema_gateway::GatewaySettings;
+use gema_gateway::clock::SystemClock;
+use gema_gateway::delivery::DeliverySettings;
+use gema_gateway::payments::PaymentSettings;
+use gema_gateway::testing::{TestGateway, approved_terminal_with_device, eventually_within};
+use gema_gateway::transport::Presence;
 use gema_store::*;
-use tokio::sync::mpsc;
 
-/// A device on the other end of the transport.
-#[derive(Debug, Default)]
-struct FakeDevice {
-    connected: HashSet<String>,
-    /// Ack announcements (as a soundbox does) or stay silent.
-    ack: bool,
-    /// Every announcement published, in order.
-    received: Vec<(String, i64, u64)>,
-}
-
-#[derive(Debug, Clone)]
-struct FakeTransport {
-    device: Arc<Mutex<FakeDevice>>,
-    uplinks: mpsc::Sender<UplinkMessage>,
-}
-
-#[async_trait::async_trait]
-impl DeviceTransport for FakeTransport {
-    async fn publish(
-        &self,
-        device_id: &str,
-        topic: &str,
-        payload: Vec<u8>,
-        _wait: Duration,
-    ) -> PublishOutcome {
-        let downlink: Downlink = decode(&payload, Encoding::Json).expect("relay sends valid JSON");
-        assert_eq!(topic, downlink.topic(device_id, Encoding::Json));
-        let DownlinkBody::Announce(announce) = &downlink.body else {
-            panic!("expected an announcement");
-        };
-        let ack = {
-            let mut device = self.device.lock().unwrap();
-            if !device.connected.contains(device_id) {
-                return PublishOutcome::Offline;
-            }
-            device.received.push((
-                announce.transaction_id.clone(),
-                announce.amount,
-                announce.sequence,
-            ));
-            device.ack
-        };
-        if ack {
-            let uplink = Uplink {
-                envelope: Envelope::new(format!("up-{}", downlink.envelope.msg_id), 0),
-                body: UplinkBody::Ack(Ack {
-                    acked_msg_id: downlink.envelope.msg_id.clone(),
-                    transaction_id: Some(announce.transaction_id.clone()),
-                    status: AckStatus::Spoken,
-                }),
-            };
-            let message = UplinkMessage {
-                device_id: device_id.to_string(),
-                topic: topic::topic(device_id, MessageKind::Ack, Encoding::Json),
-                payload: encode(&uplink, Encoding::Json),
-            };
-            self.uplinks.send(message).await.unwrap();
-        }
-        PublishOutcome::Acknowledged
-    }
-
-    fn is_connected(&self, device_id: &str) -> bool {
-        self.device.lock().unwrap().connected.contains(device_id)
-    }
-
-    fn disconnect(&self, device_id: &str) -> bool {
-        self.device.lock().unwrap().connected.remove(device_id)
-    }
-}
+// The tests run on two workers: until SQLite's payment writer stops blocking its caller
+// (the store's change), the commit loop's write blocks the worker it runs on while it waits
+// for its turn to write, and device operations' writes (presence) must go on meanwhile.
 
 struct Harness {
-    store: Arc<dyn Store>,
-    device: Arc<Mutex<FakeDevice>>,
-    presence: mpsc::Sender<Presence>,
-    rules: gema_gateway::payments::StandardRules,
-    wake: Arc<RelayWake>,
+    gw: TestGateway,
     terminal: Terminal,
     device_id: String,
-    _dir: tempfile::TempDir,
 }
 
-async fn harness(settings: RelaySettings, connected: bool, ack: bool) -> Harness {
+async fn harness(settings: DeliverySettings, connected: bool, ack: bool) -> Harness {
     harness_with(settings, PaymentSettings::default(), connected, ack).await
 }
 
 async fn harness_with(
-    settings: RelaySettings,
+    settings: DeliverySettings,
     payment_settings: PaymentSettings,
     connected: bool,
     ack: bool,
 ) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("gema.db").display());
-    let store = gema_store::connect(&url, &ConnectOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let m = store
-        .create_merchant(NewMerchant {
-            name: "W".into(),
-            email: None,
-            phone: None,
-        })
-        .await
-        .unwrap();
-    store
-        .transition_merchant(
-            &m.id,
-            &[MerchantStatus::Pending],
-            MerchantStatus::Approved,
-            None,
-        )
-        .await
-        .unwrap();
-    let o = store
-        .create_outlet(NewOutlet {
-            merchant_id: m.id,
-            name: "O".into(),
-            address: None,
-            city: None,
-        })
-        .await
-        .unwrap();
-    let terminal = store
-        .create_terminal(NewTerminal {
-            outlet_id: o.id,
-            label: "A01".into(),
-            name: None,
-            payment_ref: None,
-            static_qris: None,
-        })
-        .await
-        .unwrap();
-    let d = store
-        .create_device(NewDevice {
-            serial: "SN".into(),
-            model: "SB".into(),
-            firmware_version: None,
-            secret_hash: "h".into(),
-        })
-        .await
-        .unwrap();
-    store.bind_device(&d.id, &terminal.id).await.unwrap();
-
-    let device = Arc::new(Mutex::new(FakeDevice {
-        ack,
-        ..Default::default()
-    }));
+    // The store stamps an announcement's expiry with real time: so does the relay here.
+    let gw = TestGateway::start(
+        GatewaySettings {
+            delivery: settings,
+            payments: payment_settings,
+            ..GatewaySettings::default()
+        },
+        Arc::new(SystemClock),
+    )
+    .await;
+    let fixture = approved_terminal_with_device(&gw.gateway.registry, "SN").await;
+    gw.transport.set_acking(ack);
     if connected {
-        device.lock().unwrap().connected.insert(d.id.clone());
+        gw.transport.connect(&fixture.device.id);
     }
-    let (uplink_tx, uplink_rx) = mpsc::channel(64);
-    let (presence_tx, presence_rx) = mpsc::channel(64);
-    let transport = Arc::new(FakeTransport {
-        device: device.clone(),
-        uplinks: uplink_tx,
-    });
-    let wake = RelayWake::new();
-    let payments = Payments::new(store.clone(), payment_settings, wake.clone());
-    let relay = AnnouncementRelay::new(store.clone(), transport, settings, wake.clone());
-    tokio::spawn(relay.run(uplink_rx, presence_rx, std::future::pending()));
     Harness {
-        store,
-        device,
-        presence: presence_tx,
-        rules: *payments.rules(),
-        wake,
-        terminal,
-        device_id: d.id,
-        _dir: dir,
+        gw,
+        terminal: fixture.terminal,
+        device_id: fixture.device.id,
     }
 }
 
@@ -194,6 +60,7 @@ impl Harness {
     async fn pay(&self, order_ref: &str, amount: i64) -> String {
         let now = time::OffsetDateTime::now_utc();
         let t = self
+            .gw
             .store
             .create_transaction(NewTransaction {
                 terminal_id: self.terminal.id.clone(),
@@ -204,6 +71,7 @@ impl Harness {
             .await
             .unwrap();
         let outcome = self
+            .gw
             .store
             .apply_payment_event(
                 InboxEntry {
@@ -223,7 +91,7 @@ impl Harness {
                     paid_at: None,
                     is_test: false,
                 },
-                &self.rules,
+                self.gw.gateway.payments.rules(),
             )
             .await
             .unwrap();
@@ -231,40 +99,44 @@ impl Harness {
         let PaymentOutcome::Applied { delivery, .. } = outcome else {
             panic!("expected an applied payment, got {outcome:?}");
         };
-        self.wake.hand_over(delivery.map(|d| *d));
+        self.gw
+            .gateway
+            .delivery
+            .handover()
+            .hand_over(delivery.map(|d| *d));
         t.id
     }
 
     async fn announcement(&self, transaction_id: &str) -> Announcement {
-        self.store
+        self.gw
+            .store
             .transaction_announcements(transaction_id)
             .await
             .unwrap()
             .remove(0)
     }
 
-    /// Waits (bounded) until the transaction's announcement is in `status`.
+    /// Waits (bounded, about 5 s) until the transaction's announcement is in `status`.
     async fn until_status(&self, transaction_id: &str, status: AnnouncementStatus) -> Announcement {
-        for _ in 0..200 {
-            let a = self.announcement(transaction_id).await;
-            if a.status == status {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!(
-            "announcement never became {status:?}: {:?}",
-            self.announcement(transaction_id).await
-        );
+        eventually_within(
+            &format!("announcement became {status:?}"),
+            Duration::from_secs(5),
+            || async move {
+                let a = self.announcement(transaction_id).await;
+                if a.status == status {
+                    Ok(Some(a))
+                } else {
+                    Err(a)
+                }
+            },
+        )
+        .await
     }
 
     async fn connect(&self) {
-        self.device
-            .lock()
-            .unwrap()
-            .connected
-            .insert(self.device_id.clone());
-        self.presence
+        self.gw.transport.connect(&self.device_id);
+        self.gw
+            .presence
             .send(Presence::Connected {
                 device_id: self.device_id.clone(),
             })
@@ -272,22 +144,31 @@ impl Harness {
             .unwrap();
     }
 
+    /// Every announcement the device was given: (transaction id, amount, sequence).
     fn received(&self) -> Vec<(String, i64, u64)> {
-        self.device.lock().unwrap().received.clone()
+        self.gw
+            .transport
+            .downlinks()
+            .into_iter()
+            .map(|(_, downlink)| match downlink.body {
+                DownlinkBody::Announce(a) => (a.transaction_id, a.amount, a.sequence),
+                other => panic!("expected an announcement, got {other:?}"),
+            })
+            .collect()
     }
 }
 
-fn fast() -> RelaySettings {
-    RelaySettings {
+fn fast() -> DeliverySettings {
+    DeliverySettings {
         ack_timeout: Duration::from_millis(200),
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(50),
         max_attempts: 3,
-        ..RelaySettings::default()
+        ..DeliverySettings::default()
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connected_device_gets_the_announcement_and_acks_it() {
     let h = harness(fast(), true, true).await;
     let id = h.pay("ORD-1", 25_000).await;
@@ -297,7 +178,7 @@ async fn a_connected_device_gets_the_announcement_and_acks_it() {
     assert_eq!(h.received(), vec![(id, 25_000, 1)]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_gets_its_announcements_in_order_on_reconnect() {
     let h = harness(fast(), false, true).await;
     let first = h.pay("ORD-A", 1_000).await;
@@ -321,7 +202,7 @@ async fn an_offline_device_gets_its_announcements_in_order_on_reconnect() {
     assert_eq!(order, vec![(1_000, 1), (2_000, 2), (3_000, 3)]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announcement_that_expired_offline_is_never_spoken() {
     let payments = PaymentSettings {
         announcement_ttl: Duration::from_millis(50),
@@ -336,7 +217,7 @@ async fn an_announcement_that_expired_offline_is_never_spoken() {
     assert!(h.received().is_empty(), "an expired announcement was sent");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_device_is_retried_then_marked_failed() {
     let h = harness(fast(), true, false).await;
     let id = h.pay("ORD-SILENT", 7_000).await;
@@ -346,7 +227,7 @@ async fn a_silent_device_is_retried_then_marked_failed() {
     assert_eq!(h.received().len(), 3, "one send per attempt");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_reconnect_comes_on_its_backoff_not_the_offline_recheck() {
     // Offline at payment time: the announcement is deferred to the 30 s offline recheck.
     let h = harness(fast(), false, false).await;
@@ -354,16 +235,68 @@ async fn a_retry_after_a_reconnect_comes_on_its_backoff_not_the_offline_recheck(
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Back, but the first attempt goes unacknowledged: a retry is due after 20 ms.
     h.connect().await;
-    for _ in 0..200 {
-        if !h.received().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    h.device.lock().unwrap().ack = true;
+    eventually_within("the first attempt", Duration::from_secs(2), || async {
+        Ok::<_, ()>((!h.received().is_empty()).then_some(()))
+    })
+    .await;
+    h.gw.transport.set_acking(true);
     // Delivered by the retry (until_status gives up after about 5 s, long before 30 s).
     let a = h.until_status(&id, AnnouncementStatus::Delivered).await;
     // Two attempts, or three if this test was slow to turn acks on; one send each.
     assert!(a.attempts >= 2, "{a:?}");
     assert_eq!(h.received().len() as i64, a.attempts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_callback_through_the_built_gateway_is_announced_and_acked() {
+    // Ingest → commit loop → hand-over → relay → transport → ack → result written by the
+    // commit loop: every channel Gateway::build makes, end to end.
+    use gema_gateway::payments::providers::{
+        GENERIC_SIGNATURE_HEADER, GENERIC_TIMESTAMP_HEADER, Provider, generic_signature,
+    };
+    use gema_gateway::payments::{RawRequest, TransactionInput};
+    const SECRET: &str = "generic-secret";
+    let payments = PaymentSettings {
+        generic_secret: Some(gema_gateway::credentials::SecretString::new(SECRET.into())),
+        ..PaymentSettings::default()
+    };
+    let h = harness_with(fast(), payments, true, true).await;
+    let payments = &h.gw.gateway.payments;
+    let t = payments
+        .create_transaction(TransactionInput {
+            terminal_id: h.terminal.id.clone(),
+            order_ref: "ORD-WIRED".into(),
+            amount: 12_000,
+            expires_in_secs: None,
+        })
+        .await
+        .unwrap();
+    let body = serde_json::json!({
+        "transaction_id": "bk-wired", "order_ref": "ORD-WIRED", "amount": 12000, "status": "paid"
+    })
+    .to_string();
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let outcome = payments
+        .ingest(
+            Provider::Generic,
+            RawRequest {
+                headers: vec![
+                    (GENERIC_TIMESTAMP_HEADER.into(), timestamp.clone()),
+                    (
+                        GENERIC_SIGNATURE_HEADER.into(),
+                        generic_signature(SECRET, &timestamp, body.as_bytes()),
+                    ),
+                ],
+                body: body.into_bytes(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, PaymentOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    let a = h.until_status(&t.id, AnnouncementStatus::Delivered).await;
+    assert_eq!(a.attempts, 1);
+    assert_eq!(h.received(), vec![(t.id, 12_000, 1)]);
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::{TestApi, assert_envelope, field};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_fields_are_named() {
     let api = TestApi::new().await;
     let cases = [
@@ -30,7 +30,7 @@ async fn missing_fields_are_named() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_types_and_unknown_fields_are_named() {
     let api = TestApi::new().await;
     let cases = [
@@ -63,7 +63,7 @@ async fn wrong_types_and_unknown_fields_are_named() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_bodies_and_media_types() {
     let api = TestApi::new().await;
     for raw in ["{", "", "[1,2]", "{\"name\": \"a\"} trailing", "\u{1}"] {
@@ -101,7 +101,7 @@ async fn malformed_bodies_and_media_types() {
     assert_eq!(merchants.body["items"], json!([]), "nothing was written");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_violations_are_422_with_the_field() {
     let api = TestApi::new().await;
     let (_, outlet, _) = api.terminal(true).await;
@@ -146,7 +146,7 @@ async fn rule_violations_are_422_with_the_field() {
     assert_eq!(devices.body["items"], json!([]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_ids_are_404_everywhere() {
     let api = TestApi::new().await;
     let cases: Vec<(&str, String, Option<serde_json::Value>)> = vec![
@@ -228,7 +228,7 @@ async fn unknown_ids_are_404_everywhere() {
     assert_eq!(reply.body["details"]["entity"], "terminal");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_are_409_and_leave_nothing_behind() {
     let api = TestApi::new().await;
     let (_, _, terminal) = api.terminal(true).await;
@@ -307,7 +307,7 @@ async fn conflicts_are_409_and_leave_nothing_behind() {
     assert_envelope(&unbind_twice, StatusCode::CONFLICT, "device_not_bound");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_query_parameters_are_400() {
     let api = TestApi::new().await;
     for path in [
@@ -322,7 +322,7 @@ async fn bad_query_parameters_are_400() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_is_required_and_checked() {
     let api = TestApi::new().await;
     let request = axum::http::Request::get("/api/v1/merchants")
@@ -345,7 +345,7 @@ async fn authentication_is_required_and_checked() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods_get_the_envelope() {
     let api = TestApi::new().await;
     let reply = api.get("/api/v1/nothing-here").await;
@@ -354,7 +354,7 @@ async fn unknown_routes_and_methods_get_the_envelope() {
     assert_envelope(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callers_request_id_is_echoed_and_used() {
     let api = TestApi::new().await;
     let request = api

@@ -38,11 +38,7 @@ async fn beat(api: &TestApi, device: &str, battery: u8) {
 }
 
 async fn connect(api: &TestApi, device: &str) {
-    api.transport
-        .connected
-        .lock()
-        .unwrap()
-        .insert(device.to_string());
+    api.transport.connect(device);
     api.device_ops
         .handle_presence(&Presence::Connected {
             device_id: device.into(),
@@ -50,7 +46,7 @@ async fn connect(api: &TestApi, device: &str) {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_list_shows_health_and_filters_by_it() {
     let api = TestApi::new().await;
     let (a, _) = api.device("SB-H-1").await;
@@ -84,7 +80,7 @@ async fn the_device_list_shows_health_and_filters_by_it() {
     assert_eq!(ids, vec![a.clone()]);
 
     // Four minutes of silence (default: degraded after 180 s).
-    api.device_clock.advance(Duration::from_secs(240));
+    api.clock.advance(Duration::from_secs(240));
     let degraded = api.get("/api/v1/devices?health=degraded").await;
     assert_eq!(degraded.body["items"].as_array().unwrap().len(), 1);
     let h = &degraded.body["items"][0]["health_summary"];
@@ -113,7 +109,7 @@ async fn the_device_list_shows_health_and_filters_by_it() {
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_is_patched_by_version_and_pushed() {
     let api = TestApi::new().await;
     let (a, _) = api.device("SB-C-1").await;
@@ -177,7 +173,12 @@ async fn config_is_patched_by_version_and_pushed() {
     let retried = api.post(&format!("{path}/push"), json!({})).await;
     assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
     assert_eq!(retried.body["push_status"], "sent");
-    let published = api.transport.published.lock().unwrap().clone();
+    let published: Vec<(String, String)> = api
+        .transport
+        .published()
+        .into_iter()
+        .map(|p| (p.device_id, p.topic))
+        .collect();
     assert_eq!(published.len(), 2);
     assert!(
         published
@@ -208,7 +209,7 @@ async fn config_is_patched_by_version_and_pushed() {
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_are_created_listed_and_read() {
     let api = TestApi::new().await;
     let (a, _) = api.device("SB-K-1").await;
@@ -291,7 +292,7 @@ async fn commands_are_created_listed_and_read() {
     assert_envelope(&missing, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_operations_are_documented_with_distinct_operation_ids() {
     let api = TestApi::new().await;
     let doc = api.get("/api/v1/openapi.json").await;

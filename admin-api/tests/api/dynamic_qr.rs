@@ -10,7 +10,7 @@ const STATIC: &str = "00020101021126530012COM.DOKU.WWW01189360089900000024750204
 /// V2 from the same vectors: dynamic, so not a terminal's static code.
 const DYNAMIC: &str = "00020101021226530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605404100055020256035005802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304FD26";
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_qr_carries_the_amount_the_order_and_the_terminal() {
     let api = TestApi::new().await;
     let (_, _, terminal) = api.terminal(true).await;
@@ -48,7 +48,7 @@ async fn a_dynamic_qr_carries_the_amount_the_order_and_the_terminal() {
     assert_eq!(reply.body["transaction"]["terminal_id"], terminal.as_str());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_codes_and_missing_codes_are_refused_clearly() {
     let api = TestApi::new().await;
     let (_, _, terminal) = api.terminal(true).await;

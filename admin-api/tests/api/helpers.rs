@@ -4,8 +4,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use gema_admin_api::{AppState, Check, CheckStatus, HealthProbe, ProvisioningInfo};
-use gema_gateway::Registry;
-use gema_store::{ConnectOptions, Store};
+use gema_gateway::GatewaySettings;
+use gema_gateway::clock::ManualClock;
+use gema_gateway::testing::{RecordingTransport, TestGateway};
+use gema_store::Store;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -30,52 +32,26 @@ impl HealthProbe for AlwaysOk {
     }
 }
 
-/// Devices "connected" by the test; publishes to them succeed, to others are offline.
-#[derive(Debug, Default)]
-pub struct FakeTransport {
-    pub connected: std::sync::Mutex<std::collections::HashSet<String>>,
-    pub published: std::sync::Mutex<Vec<(String, String)>>,
-}
+// The tests run on two workers, as the daemon does on this machine: the gateway's tasks
+// (its sweeps, delivery) run beside the requests, and until SQLite's payment writer stops
+// blocking its caller (the store's change), the commit loop's write blocks the worker it
+// runs on while it waits for its turn to write; a sweep holding that turn must go on
+// meanwhile, which one thread cannot do.
 
-#[async_trait::async_trait]
-impl gema_gateway::transport::DeviceTransport for FakeTransport {
-    async fn publish(
-        &self,
-        device_id: &str,
-        topic: &str,
-        _payload: Vec<u8>,
-        _wait: std::time::Duration,
-    ) -> gema_gateway::transport::PublishOutcome {
-        if !self.is_connected(device_id) {
-            return gema_gateway::transport::PublishOutcome::Offline;
-        }
-        self.published
-            .lock()
-            .unwrap()
-            .push((device_id.to_string(), topic.to_string()));
-        gema_gateway::transport::PublishOutcome::Acknowledged
-    }
-
-    fn is_connected(&self, device_id: &str) -> bool {
-        self.connected.lock().unwrap().contains(device_id)
-    }
-
-    fn disconnect(&self, device_id: &str) -> bool {
-        self.connected.lock().unwrap().remove(device_id)
-    }
-}
-
+/// The admin API over a gateway built by the daemon's constructor (through
+/// [`TestGateway`]: a temporary SQLite database, the recording transport, the gateway's
+/// tasks running), called with `oneshot`, no sockets.
 pub struct TestApi {
     pub router: Router,
     pub token: String,
     pub store: Arc<dyn Store>,
     pub device_ops: gema_gateway::device_ops::DeviceOps,
-    pub transport: Arc<FakeTransport>,
-    /// The device-operations clock (heartbeat ages, command expiries).
-    pub device_clock: gema_gateway::clock::ManualClock,
-    /// The auth clock: lockout windows and token expiry move only when a test says so.
-    pub clock: Arc<gema_gateway::clock::ManualClock>,
-    _dir: tempfile::TempDir,
+    /// Devices "connected" by the test; publishes to them succeed, to others are offline.
+    pub transport: RecordingTransport,
+    /// Every service's clock: lockout windows, token expiry, heartbeat ages, command and
+    /// transaction expiries move only when a test says so.
+    pub clock: Arc<ManualClock>,
+    gateway: TestGateway,
 }
 
 pub struct Reply {
@@ -110,22 +86,8 @@ impl TestApi {
     }
 
     async fn build(all_providers: bool, auth_settings: gema_gateway::auth::AuthSettings) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("gema.db").display());
-        let store = gema_store::connect(&url, &ConnectOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let registry = Registry::new(store.clone());
-        let token = registry
-            .ensure_bootstrap_token()
-            .await
-            .unwrap()
-            .unwrap()
-            .expose()
-            .to_string();
         let secret = |s: &str| Some(gema_gateway::credentials::SecretString::new(s.into()));
-        let settings = gema_gateway::payments::PaymentSettings {
+        let payments = gema_gateway::payments::PaymentSettings {
             midtrans_server_key: secret(MIDTRANS_KEY),
             xendit_callback_token: if all_providers {
                 secret(XENDIT_TOKEN)
@@ -139,34 +101,35 @@ impl TestApi {
             },
             ..Default::default()
         };
-        let payments = gema_gateway::payments::Payments::new(
-            store.clone(),
-            settings,
-            gema_gateway::payments::RelayWake::new(),
-        );
-        let transport = Arc::new(FakeTransport::default());
-        let device_clock = gema_gateway::clock::ManualClock::new(1_763_700_000_000);
-        let device_ops = gema_gateway::device_ops::DeviceOps::new(
-            store.clone(),
-            transport.clone(),
-            Arc::new(device_clock.clone()),
-            gema_gateway::device_ops::DeviceOpsSettings::default(),
-        );
-        let clock = Arc::new(gema_gateway::clock::ManualClock::new(1_700_000_000_000));
-        let auth = gema_gateway::auth::Auth::new(
-            store.clone(),
-            gema_gateway::auth::AuthSettings {
-                // Password hashing at the production work factor would only slow tests.
-                password_iterations: 1_000,
-                ..auth_settings
+        let auth = gema_gateway::auth::AuthSettings {
+            // Password hashing at the production work factor would only slow tests.
+            password_iterations: 1_000,
+            ..auth_settings
+        };
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let gateway = TestGateway::start(
+            GatewaySettings {
+                payments,
+                auth,
+                ..GatewaySettings::default()
             },
+            clock.clone(),
         )
-        .with_clock(clock.clone());
+        .await;
+        let services = &gateway.gateway;
+        let token = services
+            .registry
+            .ensure_bootstrap_token()
+            .await
+            .unwrap()
+            .unwrap()
+            .expose()
+            .to_string();
         let router = gema_admin_api::router(AppState {
-            registry,
-            auth: auth.clone(),
-            payments,
-            device_ops: device_ops.clone(),
+            registry: services.registry.clone(),
+            auth: services.auth.clone(),
+            payments: services.payments.clone(),
+            device_ops: services.device_ops.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),
@@ -178,12 +141,11 @@ impl TestApi {
         TestApi {
             router,
             token,
-            store,
-            device_ops,
-            transport,
-            device_clock,
+            store: gateway.store.clone(),
+            device_ops: services.device_ops.clone(),
+            transport: gateway.transport.clone(),
             clock,
-            _dir: dir,
+            gateway,
         }
     }
 
@@ -232,7 +194,7 @@ impl TestApi {
 
     /// The directory holding the test's database files.
     pub fn dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.gateway.dir()
     }
 
     /// A request with another bearer token (or none), from `source` if given.

@@ -83,7 +83,7 @@ async fn twenty_concurrent_posts_with_one_key_create_one_row_and_answer_alike() 
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_while_the_first_runs_is_a_conflict() {
     let api = TestApi::with_auth(AuthSettings {
         idempotency_wait: Duration::ZERO,
@@ -112,7 +112,7 @@ async fn a_retry_while_the_first_runs_is_a_conflict() {
     assert_envelope(&r, StatusCode::BAD_REQUEST, "invalid_header");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_replay_too_and_device_secrets_are_never_kept() {
     let api = TestApi::new().await;
     // A refused request is an answer too: the retry gets the same 422.

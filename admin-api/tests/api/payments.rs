@@ -57,7 +57,7 @@ async fn order(api: &TestApi, order_ref: &str, amount: i64) -> String {
     created.body["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_settlement_pays_posts_the_ledger_and_queues_an_announcement() {
     let api = TestApi::new().await;
     let id = order(&api, "ORD-1", 25_000).await;
@@ -114,7 +114,7 @@ async fn a_signed_settlement_pays_posts_the_ledger_and_queues_an_announcement() 
     assert_eq!(effects, ["created", "applied"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_copies_announce_once_and_post_once() {
     let api = TestApi::new().await;
     let id = order(&api, "ORD-50", 10_000).await;
@@ -159,7 +159,7 @@ async fn fifty_concurrent_copies_announce_once_and_post_once() {
     assert_eq!(announcements.body.as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_stale_and_forged_notifications_behave() {
     let api = TestApi::new().await;
 
@@ -216,7 +216,7 @@ async fn late_stale_and_forged_notifications_behave() {
     assert_eq!(ledger.body["items"], json!([]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_orders_malformed_bodies_tests_and_disabled_providers() {
     let api = TestApi::new().await;
     let unknown = notify(
@@ -262,7 +262,7 @@ async fn unknown_orders_malformed_bodies_tests_and_disabled_providers() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_validate_their_input() {
     let api = TestApi::new().await;
     let (_, _, terminal) = api.terminal(true).await;
@@ -339,7 +339,7 @@ async fn post_raw(api: &TestApi, path: &str, headers: &[(&str, String)], body: &
         .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xendit_callbacks_pay_once_and_need_the_token() {
     let api = TestApi::with_providers(true).await;
     let id = order(&api, "ORD-X1", 10_000).await;
@@ -396,7 +396,7 @@ async fn xendit_callbacks_pay_once_and_need_the_token() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generic_callbacks_check_signature_and_replay_window() {
     use gema_gateway::payments::providers::generic_signature;
     let api = TestApi::with_providers(true).await;
@@ -404,7 +404,9 @@ async fn generic_callbacks_check_signature_and_replay_window() {
     let path = "/api/v1/payments/callback";
     let body = json!({ "transaction_id": "bk-1", "order_ref": "ORD-G1", "amount": 20000, "status": "paid" })
         .to_string();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    // The gateway's clock is the test's: the replay window is measured from it.
+    let clock_secs = gema_gateway::clock::Clock::now_ms(api.clock.as_ref()) / 1000;
+    let now = clock_secs.to_string();
     let signed = |ts: &str, secret: &str| {
         vec![
             ("x-gema-timestamp", ts.to_string()),
@@ -417,7 +419,7 @@ async fn generic_callbacks_check_signature_and_replay_window() {
 
     let forged = post_raw(&api, path, &signed(&now, "not-the-secret"), &body).await;
     assert_envelope(&forged, StatusCode::UNAUTHORIZED, "unauthorized");
-    let old = (time::OffsetDateTime::now_utc().unix_timestamp() - 3_600).to_string();
+    let old = (clock_secs - 3_600).to_string();
     let replayed = post_raw(&api, path, &signed(&old, GENERIC_SECRET), &body).await;
     assert_envelope(&replayed, StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(

@@ -42,7 +42,7 @@ fn token<'a>(pair: &'a Value, key: &str) -> &'a str {
     pair[key].as_str().unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_admin_user_disables_the_bootstrap_token() {
     let api = TestApi::new().await;
     assert_eq!(api.get("/api/v1/merchants").await.status, StatusCode::OK);
@@ -82,7 +82,7 @@ async fn the_first_admin_user_disables_the_bootstrap_token() {
     assert_eq!(me.body["session_id"], pair["session_id"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_are_validated() {
     let api = TestApi::new().await;
     let bad = |body: Value| {
@@ -114,7 +114,7 @@ async fn users_are_validated() {
     assert_envelope(&r, StatusCode::CONFLICT, "email_taken");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_token_used_twice_revokes_the_whole_family() {
     let api = TestApi::new().await;
     api.user("ops@gema.test", "ops", None).await;
@@ -186,7 +186,7 @@ async fn a_refresh_token_used_twice_revokes_the_whole_family() {
     assert_eq!(renewed.status, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_listed_revoked_and_logged_out() {
     let api = TestApi::new().await;
     api.user("sri@gema.test", "viewer", None).await;
@@ -262,7 +262,7 @@ async fn sessions_are_listed_revoked_and_logged_out() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brute_force_locks_the_account_and_every_attempt_is_audited() {
     let api = TestApi::new().await;
     api.user("kasir@gema.test", "viewer", None).await;
@@ -317,7 +317,7 @@ async fn brute_force_locks_the_account_and_every_attempt_is_audited() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_source_guessing_many_accounts_is_locked_out() {
     let api = TestApi::new().await;
     for i in 0..6 {
@@ -339,7 +339,7 @@ async fn one_source_guessing_many_accounts_is_locked_out() {
     assert_envelope(&r, StatusCode::UNAUTHORIZED, "unauthorized");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_audited_with_actor_request_id_and_source() {
     let api = TestApi::new().await;
     let r = api
@@ -488,7 +488,7 @@ fn captured_logs() -> Captured {
     .clone()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_and_tokens_never_reach_responses_the_database_or_logs() {
     let logs = captured_logs();
     let api = TestApi::new().await;
@@ -606,7 +606,7 @@ async fn passwords_and_tokens_never_reach_responses_the_database_or_logs() {
     assert!(contains(&logs, "bootstrap admin token is disabled"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_tokens_are_shown_once_scoped_to_their_role_and_revocable() {
     let api = TestApi::new().await;
     let (merchant, _, _) = api.terminal(true).await;
@@ -713,7 +713,7 @@ async fn api_tokens_are_shown_once_scoped_to_their_role_and_revocable() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_guards_login_refuses_replays_and_recovery_codes_work_once() {
     use gema_gateway::auth::totp;
     let api = TestApi::new().await;
@@ -819,7 +819,7 @@ async fn totp_guards_login_refuses_replays_and_recovery_codes_work_once() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_user_is_out_until_enabled_and_the_last_admin_stays() {
     let api = TestApi::new().await;
     let kasir = api.user("kasir@gema.test", "viewer", None).await;

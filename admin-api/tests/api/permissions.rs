@@ -313,7 +313,7 @@ async fn every_route_has_a_rule_and_the_matrix_holds_for_every_role() {
     assert!(checked > 100, "the walk checked {checked} allowed calls");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_user_cannot_widen_a_list_with_query_filters() {
     let api = TestApi::with_providers(true).await;
     let a = rows(&api, "a").await;
@@ -347,7 +347,7 @@ async fn a_merchant_user_cannot_widen_a_list_with_query_filters() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_device_shows_its_new_merchant_only_its_own_history() {
     let api = TestApi::new().await;
     let (_, _, terminal_a) = api.terminal(true).await;

@@ -37,7 +37,7 @@ async fn api() -> TestApi {
     .await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_limited_per_source() {
     let api = api().await;
     let login = |ip: &'static str| {
@@ -62,7 +62,7 @@ async fn logins_are_limited_per_source() {
     assert_eq!(login("10.0.0.1").await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_limited_per_caller_and_per_source() {
     let api = api().await;
     let write = |token: String, ip: &'static str| {
@@ -126,7 +126,7 @@ async fn writes_are_limited_per_caller_and_per_source() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_limited_per_source() {
     let api = api().await;
     let callback = |ip: &'static str| {

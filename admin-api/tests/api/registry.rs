@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::TestApi;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_gets_credentials_once_and_binds_to_a_terminal() {
     let api = TestApi::new().await;
     let (_, _, terminal) = api.terminal(true).await;
@@ -83,7 +83,7 @@ async fn a_device_gets_credentials_once_and_binds_to_a_terminal() {
     assert!(revoked.body["credential"]["revoked_at"].is_string());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_with_a_cursor_and_filter() {
     let api = TestApi::new().await;
     for i in 0..5 {
@@ -113,7 +113,7 @@ async fn lists_page_with_a_cursor_and_filter() {
     assert_eq!(pending.body["items"], json!([]));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patch_changes_only_what_is_sent_and_null_clears() {
     let api = TestApi::new().await;
     let created = api
@@ -137,7 +137,7 @@ async fn patch_changes_only_what_is_sent_and_null_clears() {
     assert_eq!(patched.body["phone"], "+6281200001111");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route() {
     let api = TestApi::new().await;
     let doc = api.get("/api/v1/openapi.json").await;

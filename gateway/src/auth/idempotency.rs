@@ -7,8 +7,8 @@ use gema_store::IdempotencyBegin;
 use ring::digest;
 
 use super::Auth;
-use crate::GatewayResult;
 use crate::credentials::hex;
+use crate::error::GatewayResult;
 
 /// Longest accepted key.
 pub const KEY_MAX: usize = 255;

@@ -33,7 +33,8 @@ use gema_store::{
 pub use roles::{Action, AdminRole, MerchantRole, Role, permits};
 
 use crate::credentials::{self, SecretString};
-use crate::{GatewayError, GatewayResult, validate};
+use crate::error::{GatewayError, GatewayResult};
+use crate::validate;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 

@@ -6,7 +6,7 @@
 //! stalls the async workers.
 
 use crate::credentials::{self, SecretString};
-use crate::{GatewayError, GatewayResult};
+use crate::error::{GatewayError, GatewayResult};
 
 /// The default work factor.
 pub const PASSWORD_PBKDF2_ITERATIONS: u32 = 600_000;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::{GatewayError, GatewayResult};
+use crate::error::{GatewayError, GatewayResult};
 
 const WINDOW_MS: i64 = 60_000;
 /// Above this many tracked keys, finished windows are dropped.

@@ -10,14 +10,15 @@ use gema_firmware_protocol::{Encoding, encode};
 use gema_store::{CommandRecord, CommandStatus, CommandUpdate, NewCommand, Page, PageRequest};
 
 use super::{CommandInput, DeviceOps, action_name, duration_ms};
+use crate::error::{GatewayError, GatewayResult};
 use crate::transport::PublishOutcome;
-use crate::{GatewayError, GatewayResult};
 
 impl DeviceOps {
     // Commands.
 
     /// Queues a command and, if the device is connected, sends it now. An interactive
     /// command to an offline device is stored as `failed` at once.
+    #[tracing::instrument(skip_all, fields(device_id = device_id, command_id = tracing::field::Empty))]
     pub async fn send_command(
         &self,
         device_id: &str,
@@ -66,6 +67,7 @@ impl DeviceOps {
                 now_ms: now,
             })
             .await?;
+        tracing::Span::current().record("command_id", record.id.as_str());
         metrics::counter!("gema_commands_total", "name" => action_name(&input.action)).increment(1);
         if record.status == CommandStatus::Queued && !offline {
             self.deliver_command(&record).await;
@@ -74,11 +76,13 @@ impl DeviceOps {
         Ok(record)
     }
 
+    #[tracing::instrument(skip_all, fields(device_id = device_id, command_id = command_id))]
     pub async fn command(&self, device_id: &str, command_id: &str) -> GatewayResult<CommandRecord> {
         self.inner.store.get_device(device_id).await?;
         Ok(self.inner.store.get_command(device_id, command_id).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn commands(
         &self,
         device_id: &str,
@@ -91,6 +95,7 @@ impl DeviceOps {
     /// Expires what is due, sends queued commands to connected devices, and tells devices
     /// to clear dynamic QRs whose transaction was paid or expired. The daemon runs this
     /// every `command_sweep_interval`; tests call it after moving their clock.
+    #[tracing::instrument(skip_all)]
     pub async fn sweep_commands(&self) {
         self.close_finished_qrs().await;
         match self

@@ -1,10 +1,17 @@
 //! Device operations: heartbeats and health, presence, desired/reported config and its
 //! delivery, commands, dynamic QR codes asked for by devices, and the message trace.
 //!
-//! [`DeviceOps`] sits between the broker's streams and the announcement relay:
-//! [`DeviceOps::run`] takes every uplink and presence change, traces it, hands `ack`
-//! uplinks (and presence) on to the relay at once, and handles the other kinds itself on a
-//! task of its own, so a slow heartbeat write never delays an announcement's ack.
+//! Every uplink and presence change from the broker enters the gateway here.
+//! [`DeviceOps::run`] (started by [`crate::Gateway::run`]) takes each one, traces it, hands
+//! `ack` uplinks (and presence) on to [`crate::delivery`] at once, and handles the other
+//! kinds itself on a task of its own, so a slow heartbeat write never delays an
+//! announcement's ack. Its timers: the config pusher (every `config_retry_interval`) and
+//! the command sweep (every `command_sweep_interval`).
+//!
+//! Downlinks: every sender in the gateway is given [`DeviceOps::transport`], the
+//! [`TracingTransport`] around the real one, so the trace sees every message both ways.
+//! Config pushes, commands and QR downlinks are still published here, fire once with their
+//! own retries; `delivery`'s module docs say how they would move onto its machinery.
 //!
 //! Config delivery: the `device_configs` row is the outbox. Changing the desired config
 //! bumps its version and makes the push due (`pending`); the pusher publishes `config`
@@ -55,8 +62,9 @@ pub use health::{HealthReason, HealthSettings, HealthStatus, HealthSummary};
 pub use trace::{MessageTrace, TraceEntry, TracingTransport};
 
 use crate::clock::Clock;
+use crate::error::{GatewayError, GatewayResult};
+use crate::payments::Payments;
 use crate::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
-use crate::{GatewayError, GatewayResult};
 
 /// Settings, from `[devices]` in the daemon's config.
 #[derive(Debug, Clone)]
@@ -219,8 +227,8 @@ struct Inner {
     wake_pusher: Notify,
     /// Device → (start of its window, malformed uplinks in it).
     malformed: Mutex<HashMap<String, (i64, u32)>>,
-    /// Makes the dynamic QRs devices ask for; attached once by the binary.
-    payments: std::sync::OnceLock<crate::payments::Payments>,
+    /// Makes the dynamic QRs devices ask for; `None`: such requests are refused.
+    payments: Option<Payments>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -235,11 +243,14 @@ fn parse_config(json: Option<&str>) -> Option<DeviceConfig> {
 
 impl DeviceOps {
     /// `transport` is wrapped so every downlink through [`DeviceOps::transport`] is traced.
+    /// `payments` makes the dynamic QRs devices ask for (`up/qr_request`); without it
+    /// (tests of device operations alone) they are refused.
     pub fn new(
         store: Arc<dyn Store>,
         transport: Arc<dyn DeviceTransport>,
         clock: Arc<dyn Clock>,
         settings: DeviceOpsSettings,
+        payments: Option<Payments>,
     ) -> Self {
         let trace = Arc::new(MessageTrace::new(
             settings.trace_per_device,
@@ -259,14 +270,9 @@ impl DeviceOps {
                 trace,
                 wake_pusher: Notify::new(),
                 malformed: Mutex::new(HashMap::new()),
-                payments: std::sync::OnceLock::new(),
+                payments,
             }),
         }
-    }
-
-    /// Lets devices ask for dynamic QRs (`up/qr_request`); without it they are refused.
-    pub fn attach_payments(&self, payments: crate::payments::Payments) {
-        let _ = self.inner.payments.set(payments);
     }
 
     /// The transport every downlink should go through (it records the trace).
@@ -282,8 +288,10 @@ impl DeviceOps {
         &self.inner.settings
     }
 
-    /// Runs until `shutdown`: routes uplinks (acks to `to_relay`, the rest handled here)
-    /// and presence (recorded, then passed to `presence_to_relay`), and pushes due config.
+    /// Runs until `shutdown`: routes uplinks (acks to `to_relay`, delivery's uplink stream;
+    /// the rest handled here) and presence (passed to `presence_to_relay`, delivery's, then
+    /// recorded), pushes due config and sweeps commands.
+    #[tracing::instrument(name = "device_ops", skip_all)]
     pub async fn run(
         self,
         mut uplinks: mpsc::Receiver<UplinkMessage>,
@@ -366,11 +374,13 @@ impl DeviceOps {
     }
 
     /// The device's last traced messages, newest first (in memory; see [`trace`]).
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub fn messages(&self, device_id: &str) -> Vec<TraceEntry> {
         self.inner.trace.messages(device_id)
     }
 
     /// Records a presence change; a connect also replays the desired config if due.
+    #[tracing::instrument(skip_all, fields(device_id = change.device_id()))]
     pub async fn handle_presence(&self, change: &Presence) {
         let now = self.inner.clock.now_ms();
         let (device_id, record) = match change {
@@ -450,6 +460,7 @@ impl DeviceOps {
     }
 
     /// Handles one non-ack uplink. Never fails: problems are counted and logged.
+    #[tracing::instrument(skip_all, fields(device_id = %message.device_id, topic = %message.topic))]
     pub async fn handle_uplink(&self, message: UplinkMessage) {
         let topic = match parse_topic(&message.topic) {
             Ok(topic) => topic,
@@ -515,7 +526,7 @@ impl DeviceOps {
             }
             UplinkBody::CommandResult(r) => self.command_result(device_id, r, now).await,
             UplinkBody::DynamicQrRequest(request) => self.qr_request(device_id, request, now).await,
-            UplinkBody::Ack(_) => Ok(()), // routed to the relay before it gets here
+            UplinkBody::Ack(_) => Ok(()), // routed to delivery before it gets here
         };
         if let Err(err) = outcome {
             tracing::error!(device_id, kind, error = %err, "storing an uplink failed");
@@ -525,6 +536,7 @@ impl DeviceOps {
     // Health.
 
     /// Health of each of `device_ids` now.
+    #[tracing::instrument(skip_all, fields(devices = device_ids.len()))]
     pub async fn health_of(
         &self,
         device_ids: &[String],
@@ -567,6 +579,7 @@ impl DeviceOps {
     /// A page of devices with their health, optionally only those with `status`. With a
     /// status filter the page is filled by reading further pages of the registry (at most
     /// 20), so `next_after` stays a valid keyset cursor.
+    #[tracing::instrument(skip_all)]
     pub async fn devices_with_health(
         &self,
         filter: &DeviceFilter,
@@ -620,6 +633,7 @@ impl DeviceOps {
     }
 
     /// Health, presence, newest heartbeat and config of one device.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn status(&self, device_id: &str) -> GatewayResult<DeviceStatusReport> {
         let config = self.config(device_id).await?; // NotFound for an unknown device
         let ids = [device_id.to_string()];
@@ -638,6 +652,7 @@ impl DeviceOps {
     }
 
     /// The device's newest heartbeats, newest first.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn heartbeats(
         &self,
         device_id: &str,
@@ -695,6 +710,7 @@ impl DeviceOps {
     }
 
     /// The device's desired and reported config. `NotFound` for an unknown device.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn config(&self, device_id: &str) -> GatewayResult<ConfigState> {
         let record = self.inner.store.device_config(device_id).await?;
         Ok(self.config_state(device_id, record.as_ref()))
@@ -702,6 +718,7 @@ impl DeviceOps {
 
     /// Applies `patch` to the desired config if it is still at `expected_version`
     /// (`Conflict` `stale_version` otherwise), validates the result, and pushes it.
+    #[tracing::instrument(skip_all, fields(device_id = device_id, expected_version = expected_version))]
     pub async fn set_config(
         &self,
         device_id: &str,
@@ -752,6 +769,7 @@ impl DeviceOps {
 
     /// Pushes the desired config again now (an operator's retry); `NotFound` when none
     /// was ever set.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn retry_config_push(&self, device_id: &str) -> GatewayResult<ConfigState> {
         self.inner.store.get_device(device_id).await?;
         let record = self.inner.store.requeue_config_push(device_id).await?;

@@ -106,7 +106,7 @@ impl DeviceOps {
             }
             return Ok(());
         }
-        let Some(payments) = self.inner.payments.get() else {
+        let Some(payments) = self.inner.payments.as_ref() else {
             self.refuse_qr(
                 device_id,
                 &request.request_id,

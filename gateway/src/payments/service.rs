@@ -1,5 +1,5 @@
 //! The payment flow: a provider request in, a recorded event, a moved transaction, ledger
-//! postings and a queued announcement out, and the relay woken at once.
+//! postings and a queued announcement out, handed to delivery at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::money::{MAX_AMOUNT, split_fee};
 use super::providers::{self, IngestError, PaymentEvent, Provider};
-use super::relay::{PendingRecord, RelayWake};
-use crate::credentials::SecretString;
-use crate::{GatewayError, GatewayResult, validate};
+use crate::clock::Clock;
+use crate::credentials::{self, SecretString};
+use crate::delivery::{DeliveryRecord, Handover, ResultsQueue};
+use crate::error::{GatewayError, GatewayResult};
+use crate::validate;
 
 /// Provider credentials and payment policy. A provider without credentials is off: its
 /// endpoint answers 404.
@@ -33,6 +35,14 @@ pub struct PaymentSettings {
     pub generic_secret: Option<SecretString>,
     /// Allowed clock difference for the generic callback's timestamp.
     pub generic_tolerance: Duration,
+    /// How long delivery results with no payment event to ride with wait for one before
+    /// the commit loop writes them alone (zero: at once). A store with one writer at a
+    /// time (SQLite) wants a few milliseconds: a transaction of results alone is an fsync a
+    /// provider's callback may wait behind. The binary sets it from the store's backend.
+    pub delivery_results_gather: Duration,
+    /// How often pending transactions past their expiry are expired ([`Payments::expire_due`],
+    /// run by [`crate::Gateway::run`]).
+    pub expiry_sweep_interval: Duration,
 }
 
 impl Default for PaymentSettings {
@@ -45,6 +55,8 @@ impl Default for PaymentSettings {
             xendit_callback_token: None,
             generic_secret: None,
             generic_tolerance: Duration::from_secs(300),
+            delivery_results_gather: Duration::ZERO,
+            expiry_sweep_interval: Duration::from_secs(30),
         }
     }
 }
@@ -127,12 +139,15 @@ pub struct TransactionInput {
     pub expires_in_secs: Option<u64>,
 }
 
+/// Payments: ingest provider events, create and read transactions, expire them, re-queue
+/// announcements. Cheap to clone; every clone feeds the same commit loop.
 #[derive(Debug, Clone)]
 pub struct Payments {
     store: Arc<dyn Store>,
     settings: Arc<PaymentSettings>,
+    clock: Arc<dyn Clock>,
     rules: StandardRules,
-    wake_relay: Arc<RelayWake>,
+    handover: Handover,
     commits: mpsc::Sender<PendingEvent>,
 }
 
@@ -150,33 +165,26 @@ const MAX_BATCH: usize = 256;
 /// Most delivery results written in one database transaction.
 const MAX_RESULTS: usize = 512;
 
-/// How long delivery results alone wait for a payment batch to carry them (SQLite).
-const RESULTS_WAIT: Duration = Duration::from_millis(5);
-
 /// Group commit, and the payments' one writer: applies every event that arrived while the
 /// previous commit was running in one transaction (one fsync), then answers each caller.
 /// Under light load a batch is one event and nothing waits; under heavy load batches grow
 /// and the fsync is shared. A provider is answered only after its event's commit.
 ///
-/// The relay's delivery results are written here too, in the same transaction as the
-/// events when there are any. On SQLite, results with no events wait up to `RESULTS_WAIT`
-/// for some: SQLite has one writer at a time, and a transaction of results alone is an
-/// fsync a callback may wait behind. (PostgreSQL writes them at once.)
+/// Delivery's results are written here too, in the same transaction as the events when
+/// there are any; results with no events wait up to `gather`
+/// ([`PaymentSettings::delivery_results_gather`]) for some.
 ///
-/// It runs until both sides are gone: the `Payments` handles (the event queue closes) and
-/// the relay's wake (its results queue closes).
+/// It is a plain task on the shared runtime; the store decides how its writes wait. It
+/// runs until both sides are gone: the `Payments` handles (the event queue closes) and
+/// delivery's results sender (its queue closes).
 async fn commit_loop(
     store: Arc<dyn Store>,
     rules: StandardRules,
-    wake_relay: std::sync::Weak<RelayWake>,
+    handover: Handover,
     mut queue: mpsc::Receiver<PendingEvent>,
-    mut results: mpsc::Receiver<PendingRecord>,
+    mut results: ResultsQueue,
+    wait: Duration,
 ) {
-    let wait = if store.backend() == gema_store::Backend::Sqlite {
-        RESULTS_WAIT
-    } else {
-        Duration::ZERO
-    };
     let (mut events_open, mut results_open) = (true, true);
     while events_open || results_open {
         let mut batch = Vec::new();
@@ -237,10 +245,8 @@ async fn commit_loop(
                     })
                     .map(|delivery| *delivery)
                     .collect();
-                if !deliveries.is_empty()
-                    && let Some(wake) = wake_relay.upgrade()
-                {
-                    wake.hand_over(deliveries);
+                if !deliveries.is_empty() {
+                    handover.hand_over(deliveries);
                 }
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     let _ = reply.send(outcome.map_err(GatewayError::from));
@@ -261,7 +267,7 @@ async fn commit_loop(
 }
 
 /// Writes delivery results that no payment batch carried.
-async fn write_results(store: &dyn Store, records: Vec<PendingRecord>) {
+async fn write_results(store: &dyn Store, records: Vec<DeliveryRecord>) {
     if records.is_empty() {
         return;
     }
@@ -278,45 +284,16 @@ async fn write_results(store: &dyn Store, records: Vec<PendingRecord>) {
     }
 }
 
-/// Runs the commit loop on a thread of its own, with a single-threaded runtime (SQLite).
-/// The SQLite store writes a batch synchronously on the calling thread (no hand-offs to a
-/// driver thread: see `gema_store`'s `sqlite_payments`), so the batch blocks this thread and
-/// no other work; and a batch's duration is every caller's latency, so it must not wait in a
-/// run queue behind HTTP, TLS and device work either. PostgreSQL keeps the shared runtime:
-/// its sockets belong to the main reactor and the hop made it slower (p50 9.4 ms instead of
-/// 6.7 ms at 1,000/s).
-/// If no runtime can be built the loop runs on the shared one (its batches then block one
-/// of its workers while they run); if no thread can be started the error is logged and
-/// ingest answers every event with "the commit loop has stopped" (providers retry).
-fn spawn_commit_loop(commit_loop: impl std::future::Future<Output = ()> + Send + 'static) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            tracing::warn!(error = %err, "no runtime for the commit loop; it shares the main one");
-            tokio::spawn(commit_loop);
-            return;
-        }
-    };
-    let spawned = std::thread::Builder::new()
-        .name("gema-commit".into())
-        .spawn(move || runtime.block_on(commit_loop));
-    if let Err(err) = spawned {
-        tracing::error!(error = %err, "could not start the payment commit loop's thread");
-    }
-}
-
-pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp() * 1000 + i64::from(t.millisecond())
-}
-
 impl Payments {
+    /// Starts the commit loop (a task: call inside a tokio runtime). Committed
+    /// announcements go to `handover`; `results` is the queue of delivery's results
+    /// channel, whose one writer this becomes.
     pub fn new(
         store: Arc<dyn Store>,
         settings: PaymentSettings,
-        wake_relay: Arc<RelayWake>,
+        clock: Arc<dyn Clock>,
+        handover: Handover,
+        results: ResultsQueue,
     ) -> Self {
         let rules = StandardRules {
             fee_bps: settings.platform_fee_bps,
@@ -325,27 +302,20 @@ impl Payments {
         };
         // Deep enough for a burst; when full, callers wait (backpressure, never loss).
         let (commits, queue) = mpsc::channel(4 * MAX_BATCH);
-        let results = wake_relay.take_results().unwrap_or_else(|| {
-            tracing::error!("a second Payments on one relay wake: the first writes its results");
-            mpsc::channel(1).1
-        });
-        let commits_loop = commit_loop(
+        tokio::spawn(commit_loop(
             store.clone(),
             rules,
-            Arc::downgrade(&wake_relay),
+            handover.clone(),
             queue,
             results,
-        );
-        if store.backend() == gema_store::Backend::Sqlite {
-            spawn_commit_loop(commits_loop);
-        } else {
-            tokio::spawn(commits_loop);
-        }
+            settings.delivery_results_gather,
+        ));
         Self {
             store,
             settings: Arc::new(settings),
+            clock,
             rules,
-            wake_relay,
+            handover,
             commits,
         }
     }
@@ -354,15 +324,23 @@ impl Payments {
         &self.rules
     }
 
+    pub fn settings(&self) -> &PaymentSettings {
+        &self.settings
+    }
+
     /// Handles one provider request: keep it, verify it, apply it. Returns the outcome; a
     /// refused request is kept in the inbox and returned as an error.
-    #[tracing::instrument(skip_all, fields(provider = provider.as_str()))]
+    #[tracing::instrument(skip_all, fields(
+        provider = provider.as_str(),
+        order_ref = tracing::field::Empty,
+        transaction_id = tracing::field::Empty,
+    ))]
     pub async fn ingest(
         &self,
         provider: Provider,
         request: RawRequest,
     ) -> GatewayResult<PaymentOutcome> {
-        let received_at = OffsetDateTime::now_utc();
+        let received_at = self.clock.now_utc();
         let verified = self.verify(provider, &request, received_at)?;
         let entry = InboxEntry {
             provider: provider.as_str().into(),
@@ -393,6 +371,7 @@ impl Payments {
             }
         };
         let order_ref = event.order_ref.clone();
+        tracing::Span::current().record("order_ref", order_ref.as_str());
         let incoming = incoming(event);
         let (reply, outcome) = oneshot::channel();
         self.commits
@@ -415,6 +394,7 @@ impl Payments {
                 status,
                 ..
             } => {
+                tracing::Span::current().record("transaction_id", transaction_id.as_str());
                 tracing::info!(%transaction_id, status = status.as_str(), "payment event applied");
             }
             PaymentOutcome::UnknownOrder => {
@@ -475,6 +455,10 @@ impl Payments {
         })
     }
 
+    #[tracing::instrument(skip_all, fields(
+        terminal_id = %input.terminal_id,
+        transaction_id = tracing::field::Empty,
+    ))]
     pub async fn create_transaction(&self, input: TransactionInput) -> GatewayResult<Transaction> {
         let order_ref = validate::code("order_ref", &input.order_ref, 64)?;
         if !(1..=MAX_AMOUNT).contains(&input.amount) {
@@ -494,8 +478,8 @@ impl Payments {
             Some(secs) => Duration::from_secs(secs),
             None => self.settings.default_pending_ttl,
         };
-        let expires_at_ms = unix_ms(OffsetDateTime::now_utc())
-            + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let expires_at_ms =
+            self.clock.now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let transaction = self
             .store
             .create_transaction(NewTransaction {
@@ -505,7 +489,8 @@ impl Payments {
                 expires_at_ms,
             })
             .await?;
-        tracing::info!(transaction_id = %transaction.id, amount = transaction.amount, "transaction created");
+        tracing::Span::current().record("transaction_id", transaction.id.as_str());
+        tracing::info!(amount = transaction.amount, "transaction created");
         Ok(transaction)
     }
 
@@ -513,6 +498,7 @@ impl Payments {
     /// reference travels in the QR (tag 62.05, with the terminal label in 62.07), so the
     /// acquirer's callback comes back to it. The payload is built and checked before the
     /// transaction is created, so a refusal leaves nothing behind.
+    #[tracing::instrument(skip_all, fields(terminal_id = terminal_id))]
     pub async fn dynamic_qr(
         &self,
         terminal_id: &str,
@@ -558,10 +544,12 @@ impl Payments {
         Ok((transaction, payload))
     }
 
+    #[tracing::instrument(skip_all, fields(transaction_id = id))]
     pub async fn transaction(&self, id: &str) -> GatewayResult<Transaction> {
         Ok(self.store.get_transaction(id).await?)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn transactions(
         &self,
         filter: &TransactionFilter,
@@ -570,14 +558,17 @@ impl Payments {
         Ok(self.store.list_transactions(filter, page).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(transaction_id = id))]
     pub async fn timeline(&self, id: &str) -> GatewayResult<Vec<TransactionEvent>> {
         Ok(self.store.transaction_events(id).await?)
     }
 
+    #[tracing::instrument(skip_all, fields(transaction_id = id))]
     pub async fn announcements(&self, id: &str) -> GatewayResult<Vec<gema_store::Announcement>> {
         Ok(self.store.transaction_announcements(id).await?)
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn ledger(
         &self,
         filter: &LedgerFilter,
@@ -587,10 +578,11 @@ impl Payments {
     }
 
     /// Expires every pending transaction past its expiry, in batches; returns their ids.
+    #[tracing::instrument(skip_all)]
     pub async fn expire_due(&self) -> GatewayResult<Vec<String>> {
         let mut expired = Vec::new();
         loop {
-            let now = unix_ms(OffsetDateTime::now_utc());
+            let now = self.clock.now_ms();
             let batch = self.store.expire_due_transactions(now, 500).await?;
             let done = batch.len() < 500;
             expired.extend(batch);
@@ -606,10 +598,11 @@ impl Payments {
     }
 
     /// Queues a new announcement for a paid transaction, on an operator's request.
+    #[tracing::instrument(skip_all, fields(transaction_id = id))]
     pub async fn retry_notification(&self, id: &str) -> GatewayResult<gema_store::Announcement> {
         let announcement = self.store.queue_announcement(id, &self.rules).await?;
-        self.wake_relay.read_outbox();
-        tracing::info!(transaction_id = id, announcement_id = %announcement.id, "announcement re-queued");
+        self.handover.read_outbox();
+        tracing::info!(announcement_id = %announcement.id, "announcement re-queued");
         Ok(announcement)
     }
 }
@@ -617,7 +610,7 @@ impl Payments {
 /// 20 random upper-case base32 characters (100 bits): an order reference no one can guess
 /// or collide with, short enough for QRIS tag 62.05.
 fn random_reference() -> String {
-    let random = crate::credentials::generate_device_secret();
+    let random = credentials::generate_device_secret();
     random.expose()[..20].to_ascii_uppercase()
 }
 

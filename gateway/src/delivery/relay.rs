@@ -1,39 +1,27 @@
-//! The announcement relay: delivers queued announcements to devices, at least once, in
-//! order per device, never after their expiry.
-//!
-//! Work reaches it three ways. When a payment commits, the commit loop hands the committed
-//! announcements over in memory ([`RelayWake::hand_over`]), so a delivery costs no outbox
-//! read; the outbox (the `announcements` table) stays the record, and is read when the
-//! earliest retry is due, when an operator re-queues an announcement, at start-up, and when a
-//! device connects (its pending announcements are replayed at once, oldest first). Each attempt publishes the `announce` downlink at QoS 1, waits for the MQTT
-//! PUBACK, then for the protocol-level `ack` uplink whose `acked_msg_id` is the announcement
-//! id: `spoken` or `duplicate` → delivered, `expired` → expired, `rejected` → failed. No ack
-//! in time → retried with exponential backoff while the device stays connected; an offline
-//! device's announcements wait (without spending attempts) for it to come back or expire.
-//!
-//! Delivery is at least once: a crash between publish and ack re-sends after restart, and the
-//! device deduplicates on the transaction id (and answers `duplicate`), so the amount is
-//! spoken once.
+//! The announcement relay: its main loop (what to dispatch, when to read the outbox next)
+//! and one worker per device that delivers that device's announcements in sequence order.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gema_firmware_protocol::message::{
-    AckStatus, Announce, Currency, Downlink, DownlinkBody, Envelope, Language, Uplink, UplinkBody,
-};
-use gema_firmware_protocol::topic::{MessageKind, parse_topic};
-use gema_firmware_protocol::{Encoding, decode_on_topic, encode};
+use gema_firmware_protocol::message::Language;
 use gema_store::{AnnouncementDelivery, DeliveryResult, Store};
-use time::OffsetDateTime;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::service::unix_ms;
-use crate::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+use super::announce;
+use super::attempt::{self, AckWaiters, AttemptOutcome, Waits};
+use super::backoff::{self, AfterFailure, Backoff};
+use super::handover::{Handover, lock};
+use super::results::ResultsSender;
+use crate::clock::Clock;
+use crate::transport::{DeviceTransport, Presence, UplinkMessage};
 
+/// How the relay delivers (`[delivery]` has no config section yet: the daemon uses the
+/// defaults).
 #[derive(Debug, Clone)]
-pub struct RelaySettings {
+pub struct DeliverySettings {
     /// How long to wait for the MQTT PUBACK.
     pub puback_timeout: Duration,
     /// How long to wait, after the PUBACK, for the device's `ack` message.
@@ -49,7 +37,7 @@ pub struct RelaySettings {
     pub offline_recheck: Duration,
 }
 
-impl Default for RelaySettings {
+impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             puback_timeout: Duration::from_secs(5),
@@ -63,49 +51,20 @@ impl Default for RelaySettings {
     }
 }
 
-/// How the relay and the payments commit loop reach each other: committed announcements
-/// handed over in memory, or a request to read the outbox (either wakes the relay at once);
-/// and the other way, the relay's delivery results, which the commit loop writes (see
-/// `service::commit_loop`).
-#[derive(Debug)]
-pub struct RelayWake {
-    notify: Notify,
-    handed: Mutex<Vec<AnnouncementDelivery>>,
-    read_outbox: std::sync::atomic::AtomicBool,
-    results: mpsc::Sender<PendingRecord>,
-    results_queue: Mutex<Option<mpsc::Receiver<PendingRecord>>>,
-}
-
-impl RelayWake {
-    pub fn new() -> Arc<Self> {
-        let (results, queue) = mpsc::channel(4096);
-        Arc::new(Self {
-            notify: Notify::new(),
-            handed: Mutex::new(Vec::new()),
-            read_outbox: std::sync::atomic::AtomicBool::new(false),
-            results,
-            results_queue: Mutex::new(Some(queue)),
-        })
+impl DeliverySettings {
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.backoff_initial,
+            max: self.backoff_max,
+            max_attempts: self.max_attempts,
+        }
     }
 
-    /// The queue of delivery results, for the one writer that records them (the first to
-    /// ask gets it).
-    pub(crate) fn take_results(&self) -> Option<mpsc::Receiver<PendingRecord>> {
-        lock(&self.results_queue).take()
-    }
-
-    /// Announcements just committed for bound devices, exactly as the outbox holds them.
-    pub fn hand_over(&self, deliveries: impl IntoIterator<Item = AnnouncementDelivery>) {
-        lock(&self.handed).extend(deliveries);
-        self.notify.notify_one();
-    }
-
-    /// Something changed in the outbox that only a read will find (a re-queued
-    /// announcement, a restart).
-    pub fn read_outbox(&self) {
-        self.read_outbox
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.notify.notify_one();
+    fn waits(&self) -> Waits {
+        Waits {
+            puback: self.puback_timeout,
+            ack: self.ack_timeout,
+        }
     }
 }
 
@@ -123,58 +82,54 @@ struct Worker {
     next_page: Option<bool>,
 }
 
-/// A delivery result waiting for the next group commit.
-#[derive(Debug)]
-pub(crate) struct PendingRecord {
-    pub id: String,
-    pub result: DeliveryResult,
-    /// Told once the result is written (or its write failed).
-    pub done: oneshot::Sender<()>,
-}
-
+/// Delivers announcements to devices (see the [module docs](super)).
 #[derive(Debug)]
 pub struct AnnouncementRelay {
     store: Arc<dyn Store>,
     transport: Arc<dyn DeviceTransport>,
-    settings: RelaySettings,
-    wake: Arc<RelayWake>,
+    clock: Arc<dyn Clock>,
+    settings: DeliverySettings,
+    handover: Handover,
+    results: ResultsSender,
     /// Devices with a delivery worker running (one at a time, so a device hears its
     /// announcements in order).
     workers: Mutex<HashMap<String, Worker>>,
-    /// Announcement id → the attempt waiting for its ack.
-    waiting: Mutex<HashMap<String, oneshot::Sender<AckStatus>>>,
-}
-
-fn now_ms() -> i64 {
-    unix_ms(OffsetDateTime::now_utc())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Attempts waiting for their device's `ack`, by message id.
+    waiters: AckWaiters,
 }
 
 impl AnnouncementRelay {
+    /// `handover` is how producers wake it; `results` is the sender of the channel whose
+    /// queue the one results writer (the payments commit loop) holds.
     pub fn new(
         store: Arc<dyn Store>,
         transport: Arc<dyn DeviceTransport>,
-        settings: RelaySettings,
-        wake: Arc<RelayWake>,
+        clock: Arc<dyn Clock>,
+        settings: DeliverySettings,
+        handover: Handover,
+        results: ResultsSender,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             transport,
+            clock,
             settings,
-            wake,
+            handover,
+            results,
             workers: Mutex::new(HashMap::new()),
-            waiting: Mutex::new(HashMap::new()),
+            waiters: AckWaiters::default(),
         })
+    }
+
+    /// The relay's wake-up handle (what payments hands committed announcements to).
+    pub fn handover(&self) -> &Handover {
+        &self.handover
     }
 
     /// Runs until `shutdown` resolves: dispatches due announcements, handles device acks
     /// from `uplinks` and replays on `presence` connects. Acks and connects have tasks of
     /// their own, so an ack never waits behind an outbox query.
+    #[tracing::instrument(name = "delivery", skip_all)]
     pub async fn run(
         self: Arc<Self>,
         mut uplinks: mpsc::Receiver<UplinkMessage>,
@@ -208,13 +163,15 @@ impl AnnouncementRelay {
             // now and their workers have them. Whatever a worker cannot deliver (a retry, an
             // offline device) asks for a read, and the plan is made again after it.
             if read_outbox {
-                let now = now_ms();
+                let now = self.clock.now_ms();
                 let dispatched = self.clone().dispatch(now).await;
                 let pause = match self.store.next_announcement_due_ms(now).await {
                     _ if dispatched.is_err() => Duration::from_secs(1),
                     _ if dispatched == Ok(true) => Duration::from_millis(50),
                     Ok(Some(due)) => Duration::from_millis(
-                        u64::try_from(due - now_ms()).unwrap_or(0).clamp(50, 60_000),
+                        u64::try_from(due - self.clock.now_ms())
+                            .unwrap_or(0)
+                            .clamp(50, 60_000),
                     ),
                     Ok(None) => Duration::from_secs(60),
                     Err(err) => {
@@ -226,13 +183,10 @@ impl AnnouncementRelay {
             }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = self.wake.notify.notified() => {
-                    let handed = std::mem::take(&mut *lock(&self.wake.handed));
+                _ = self.handover.woken() => {
+                    let (handed, read) = self.handover.take();
                     self.offer(handed);
-                    read_outbox = self
-                        .wake
-                        .read_outbox
-                        .swap(false, std::sync::atomic::Ordering::SeqCst);
+                    read_outbox = read;
                 }
                 _ = tokio::time::sleep_until(wake_at) => read_outbox = true,
             }
@@ -349,7 +303,7 @@ impl AnnouncementRelay {
                     // in the outbox, unless a connect asked for a read meanwhile. The main
                     // loop plans its next wake from the outbox's earliest due time, which
                     // this result just moved: have it look again.
-                    self.wake.read_outbox();
+                    self.handover.read_outbox();
                     let mut workers = lock(&self.workers);
                     if let Some(worker) = workers.get_mut(&device_id) {
                         worker.queue.clear();
@@ -361,7 +315,11 @@ impl AnnouncementRelay {
                     }
                 }
                 Next::Read { replay } => {
-                    let until = if replay { i64::MAX } else { now_ms() };
+                    let until = if replay {
+                        i64::MAX
+                    } else {
+                        self.clock.now_ms()
+                    };
                     let due = match self
                         .store
                         .due_announcements(Some(&device_id), until, PAGE)
@@ -395,75 +353,34 @@ impl AnnouncementRelay {
     /// Delivers one announcement; `false` if later ones for this device must wait.
     #[tracing::instrument(skip_all, fields(announcement_id = %a.id, device_id = %a.device_id, transaction_id = %a.transaction_id))]
     async fn deliver_one(&self, a: AnnouncementDelivery) -> bool {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if a.expires_at_ms <= now {
             self.record(&a.id, DeliveryResult::Expired, "expired").await;
             return true;
         }
         if !self.transport.is_connected(&a.device_id) {
-            self.record(
-                &a.id,
-                DeliveryResult::Deferred {
-                    next_attempt_at_ms: self.recheck_at(a.expires_at_ms),
-                },
-                "deferred",
-            )
-            .await;
+            let deferred = self.deferred(a.expires_at_ms);
+            self.record(&a.id, deferred, "deferred").await;
             return false;
         }
-        let downlink = Downlink {
-            envelope: Envelope::new(a.id.clone(), now),
-            body: DownlinkBody::Announce(Announce {
-                transaction_id: a.transaction_id.clone(),
-                amount: a.amount,
-                currency: Currency::Idr,
-                provider: a.provider.clone().unwrap_or_else(|| "direct".into()),
-                issuer: a.issuer.clone(),
-                language: announcement_language(
-                    a.desired_config.as_deref(),
-                    self.settings.language,
-                ),
-                paid_at: a.paid_at.map(unix_ms).unwrap_or(now),
-                expires_at: a.expires_at_ms,
-                sequence: u64::try_from(a.sequence).unwrap_or(0),
-            }),
-        };
-        let encoding = Encoding::Json;
-        let topic = downlink.topic(&a.device_id, encoding);
-        let (ack_tx, ack_rx) = oneshot::channel();
-        lock(&self.waiting).insert(a.id.clone(), ack_tx);
-
-        let published = self
-            .transport
-            .publish(
-                &a.device_id,
-                &topic,
-                encode(&downlink, encoding),
-                self.settings.puback_timeout,
-            )
-            .await;
-        let result = match published {
-            PublishOutcome::Acknowledged => {
-                match tokio::time::timeout(self.settings.ack_timeout, ack_rx).await {
-                    Ok(Ok(AckStatus::Spoken | AckStatus::Duplicate | AckStatus::Processed)) => {
-                        DeliveryResult::Delivered
-                    }
-                    Ok(Ok(AckStatus::Expired)) => DeliveryResult::Expired,
-                    Ok(Ok(AckStatus::Rejected)) => DeliveryResult::Failed {
-                        error: "the device rejected the announcement".into(),
-                    },
-                    Ok(Err(_)) | Err(_) => self.retry(&a, "no ack message from the device in time"),
-                }
-            }
-            PublishOutcome::Offline => DeliveryResult::Deferred {
-                next_attempt_at_ms: self.recheck_at(a.expires_at_ms),
-            },
-            PublishOutcome::NotSubscribed => {
+        let downlink = announce::downlink(&a, self.settings.language, now);
+        let outcome = attempt::attempt(
+            &*self.transport,
+            &self.waiters,
+            &a.device_id,
+            &downlink,
+            self.settings.waits(),
+        )
+        .await;
+        let result = match outcome {
+            AttemptOutcome::Acked(status) => announce::settled_by(status),
+            AttemptOutcome::NoAck => self.retry(&a, "no ack message from the device in time"),
+            AttemptOutcome::Offline => self.deferred(a.expires_at_ms),
+            AttemptOutcome::NotSubscribed => {
                 self.retry(&a, "the device is not subscribed to its downlink topics")
             }
-            PublishOutcome::Failed(reason) => self.retry(&a, &reason),
+            AttemptOutcome::Failed(reason) => self.retry(&a, &reason),
         };
-        lock(&self.waiting).remove(&a.id);
         let keep_going = matches!(
             result,
             DeliveryResult::Delivered | DeliveryResult::Expired | DeliveryResult::Failed { .. }
@@ -479,48 +396,38 @@ impl AnnouncementRelay {
         keep_going
     }
 
-    /// When to look at an offline device's announcement again: on reconnect (the presence
-    /// event replays it), and also every `offline_recheck`, because presence events can be
-    /// lost when their channel lags behind a reconnect storm. A recheck costs a lookup, not
-    /// an attempt.
-    fn recheck_at(&self, expires_at_ms: i64) -> i64 {
-        let recheck =
-            i64::try_from(self.settings.offline_recheck.as_millis()).unwrap_or(i64::MAX / 2);
-        expires_at_ms.min(now_ms() + recheck)
+    /// An offline device's announcement waits, without spending an attempt, for a
+    /// reconnect or the offline recheck.
+    fn deferred(&self, expires_at_ms: i64) -> DeliveryResult {
+        DeliveryResult::Deferred {
+            next_attempt_at_ms: backoff::offline_recheck_at(
+                self.clock.now_ms(),
+                self.settings.offline_recheck,
+                expires_at_ms,
+            ),
+        }
     }
 
     /// Retry with exponential backoff, or give up after the attempt budget.
     fn retry(&self, a: &AnnouncementDelivery, error: &str) -> DeliveryResult {
-        let attempt = a.attempts + 1;
-        if attempt >= self.settings.max_attempts {
-            return DeliveryResult::Failed {
-                error: format!("{error} (gave up after {attempt} attempts)"),
-            };
-        }
-        let shift = u32::try_from(a.attempts.clamp(0, 16)).unwrap_or(16);
-        let backoff = self
+        match self
             .settings
-            .backoff_initial
-            .saturating_mul(1u32 << shift)
-            .min(self.settings.backoff_max);
-        DeliveryResult::Retry {
-            error: error.to_string(),
-            next_attempt_at_ms: now_ms()
-                + i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX / 2),
+            .backoff()
+            .after_failure(a.attempts, self.clock.now_ms())
+        {
+            AfterFailure::GiveUp { attempt } => DeliveryResult::Failed {
+                error: format!("{error} (gave up after {attempt} attempts)"),
+            },
+            AfterFailure::RetryAt(at) => DeliveryResult::Retry {
+                error: error.to_string(),
+                next_attempt_at_ms: at,
+            },
         }
     }
 
     async fn record(&self, id: &str, result: DeliveryResult, label: &'static str) {
         metrics::counter!("gema_announcement_attempts_total", "result" => label).increment(1);
-        let (done, recorded) = oneshot::channel();
-        let pending = PendingRecord {
-            id: id.to_string(),
-            result,
-            done,
-        };
-        if self.wake.results.send(pending).await.is_ok() {
-            let _ = recorded.await;
-        }
+        self.results.record(id, result).await;
         tracing::debug!(
             announcement_id = id,
             result = label,
@@ -528,79 +435,26 @@ impl AnnouncementRelay {
         );
     }
 
-    /// Handles a device's uplink: acks resolve the waiting attempt (or, after a restart or a
-    /// timeout, settle the announcement directly). Malformed messages are counted and
-    /// logged; one bad message never costs the device its connection.
+    /// Handles a device's uplink: an `ack` resolves the attempt waiting for its message id
+    /// or, after a restart or a timeout, settles the announcement it names directly. Other
+    /// kinds are ignored here. Malformed acks are counted and logged; one bad message never
+    /// costs the device its connection.
+    #[tracing::instrument(skip_all, fields(device_id = %message.device_id))]
     pub async fn handle_uplink(&self, message: UplinkMessage) {
-        let Ok(topic) = parse_topic(&message.topic) else {
-            metrics::counter!("gema_uplinks_rejected_total", "reason" => "topic", "kind" => "unknown")
-                .increment(1);
-            tracing::warn!(device_id = %message.device_id, topic = %message.topic, "uplink on an unknown topic");
+        let Some(ack) = attempt::read_ack(&message) else {
             return;
         };
-        if topic.kind != MessageKind::Ack {
-            return; // other uplink kinds belong to device operations
-        }
-        let uplink: Uplink = match decode_on_topic(&topic, &message.payload) {
-            Ok(uplink) => uplink,
-            Err(err) => {
-                metrics::counter!("gema_uplinks_rejected_total", "reason" => "payload", "kind" => "ack")
-                    .increment(1);
-                tracing::warn!(device_id = %message.device_id, error = %err, "malformed ack uplink");
-                return;
-            }
-        };
-        let UplinkBody::Ack(ack) = uplink.body else {
+        if self.waiters.resolve(&ack.acked_msg_id, ack.status) {
             return;
-        };
-        metrics::counter!("gema_uplinks_total", "kind" => "ack").increment(1);
-        let waiter = lock(&self.waiting).remove(&ack.acked_msg_id);
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.send(ack.status);
-            }
-            None if ack.acked_msg_id.starts_with("ann_") => {
-                let result = match ack.status {
-                    AckStatus::Spoken | AckStatus::Duplicate | AckStatus::Processed => {
-                        DeliveryResult::Delivered
-                    }
-                    AckStatus::Expired => DeliveryResult::Expired,
-                    AckStatus::Rejected => DeliveryResult::Failed {
-                        error: "the device rejected the announcement".into(),
-                    },
-                };
-                // Only a still-pending announcement changes; a stray ack is harmless.
-                self.record(&ack.acked_msg_id, result, "late_ack").await;
-            }
-            None => {}
         }
-    }
-}
-
-/// The language of the device's desired config (JSON), or `default` when it has none (or
-/// it cannot be read).
-fn announcement_language(desired_config: Option<&str>, default: Language) -> Language {
-    #[derive(serde::Deserialize)]
-    struct LanguageOnly {
-        language: Language,
-    }
-    desired_config
-        .and_then(|json| serde_json::from_str::<LanguageOnly>(json).ok())
-        .map_or(default, |c| c.language)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn announcements_follow_the_devices_desired_language() {
-        let en = r#"{"volume":5,"language":"en","heartbeat_interval_s":60,"qr_timeout_s":300,"quiet_hours":null}"#;
-        assert_eq!(announcement_language(Some(en), Language::Id), Language::En);
-        assert_eq!(announcement_language(None, Language::Id), Language::Id);
-        assert_eq!(
-            announcement_language(Some("{oops"), Language::Id),
-            Language::Id
-        );
+        if ack.acked_msg_id.starts_with(announce::ID_PREFIX) {
+            // Only a still-pending announcement changes; a stray ack is harmless.
+            self.record(
+                &ack.acked_msg_id,
+                announce::settled_by(ack.status),
+                "late_ack",
+            )
+            .await;
+        }
     }
 }

@@ -1,0 +1,168 @@
+//! The one constructor: [`Gateway::build`] makes every service from a store, a transport,
+//! a clock and the settings, in dependency order, and [`Gateway::run`] runs what must run.
+//! The daemon (`src/app.rs`) and the test harnesses (`testing::TestGateway`, the admin
+//! API's `TestApi`) all build the gateway here, so no harness wires it differently.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gema_store::Store;
+use tokio::sync::{mpsc, watch};
+
+use crate::auth::{Auth, AuthSettings};
+use crate::clock::Clock;
+use crate::delivery::{self, AnnouncementRelay, DeliverySettings, Handover};
+use crate::device_ops::{DeviceOps, DeviceOpsSettings};
+use crate::payments::{PaymentSettings, Payments};
+use crate::registry::Registry;
+use crate::transport::{DeviceTransport, Presence, UplinkMessage};
+
+/// What the gateway is built from.
+#[derive(Debug)]
+pub struct GatewayDeps {
+    pub store: Arc<dyn Store>,
+    /// How devices are reached: the embedded broker in the daemon, a fake in tests.
+    pub transport: Arc<dyn DeviceTransport>,
+    /// "Now" for every service.
+    pub clock: Arc<dyn Clock>,
+    pub settings: GatewaySettings,
+}
+
+/// The rules and tunables of every service.
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySettings {
+    pub payments: PaymentSettings,
+    pub delivery: DeliverySettings,
+    pub device_ops: DeviceOpsSettings,
+    pub auth: AuthSettings,
+}
+
+/// The gateway's services, built and wired. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub registry: Registry,
+    pub auth: Auth,
+    pub payments: Payments,
+    pub device_ops: DeviceOps,
+    pub delivery: Arc<AnnouncementRelay>,
+}
+
+impl Gateway {
+    /// Builds every service, in dependency order, each given what it needs:
+    /// 1. delivery's [`Handover`] and results channel (plain values, made first);
+    /// 2. [`Payments`] (the hand-over, the results queue: it starts the commit loop, the
+    ///    one writer of payment events and delivery results);
+    /// 3. [`DeviceOps`] (payments, for the dynamic QRs devices ask for); it wraps the
+    ///    transport so every downlink is traced, and everything below gets the wrapped one;
+    /// 4. delivery's [`AnnouncementRelay`] (the hand-over, the results sender);
+    /// 5. [`Registry`] (ends live sessions through the transport) and [`Auth`].
+    ///
+    /// Starts the payments commit loop, so call it inside a tokio runtime; nothing else
+    /// runs until [`Gateway::run`] (ingest already works: it needs only the commit loop).
+    pub fn build(deps: GatewayDeps) -> Gateway {
+        let GatewayDeps {
+            store,
+            transport,
+            clock,
+            settings,
+        } = deps;
+        let handover = Handover::new();
+        let (results, results_queue) = delivery::results_channel();
+        let payments = Payments::new(
+            store.clone(),
+            settings.payments,
+            clock.clone(),
+            handover.clone(),
+            results_queue,
+        );
+        let device_ops = DeviceOps::new(
+            store.clone(),
+            transport,
+            clock.clone(),
+            settings.device_ops,
+            Some(payments.clone()),
+        );
+        // Every downlink goes through device operations' transport, which traces it.
+        let transport = device_ops.transport();
+        let delivery = AnnouncementRelay::new(
+            store.clone(),
+            transport.clone(),
+            clock.clone(),
+            settings.delivery,
+            handover,
+            results,
+        );
+        let registry = Registry::connected(store.clone(), transport);
+        let auth = Auth::new(store, settings.auth).with_clock(clock);
+        Gateway {
+            registry,
+            auth,
+            payments,
+            device_ops,
+            delivery,
+        }
+    }
+
+    /// Runs the gateway until `shutdown` resolves, then stops its tasks and returns:
+    /// device operations (every uplink and presence change enters there: traced, acks and
+    /// presence passed on to delivery at once, the rest handled; config pushes and the
+    /// command sweep on their timers), delivery (announcements; the outbox is read at once,
+    /// so whatever was committed before this start is delivered), and the payments expiry
+    /// sweep (every [`PaymentSettings::expiry_sweep_interval`]). Returns an error if one of
+    /// them panicked.
+    pub async fn run(
+        self,
+        uplinks: mpsc::Receiver<UplinkMessage>,
+        presence: mpsc::Receiver<Presence>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tokio::task::JoinError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        // Device operations → delivery: acks and presence.
+        let (ack_tx, ack_rx) = mpsc::channel::<UplinkMessage>(4096);
+        let (presence_tx, presence_rx) = mpsc::channel::<Presence>(4096);
+        let device_ops = tokio::spawn(self.device_ops.clone().run(
+            uplinks,
+            ack_tx,
+            presence,
+            presence_tx,
+            stopped(stop_rx.clone()),
+        ));
+        let delivery = tokio::spawn(self.delivery.clone().run(
+            ack_rx,
+            presence_rx,
+            stopped(stop_rx.clone()),
+        ));
+        // Anything committed before this start (a crash, a restart) is delivered now.
+        self.delivery.handover().read_outbox();
+        let sweep = tokio::spawn(expiry_sweep(
+            self.payments.clone(),
+            self.payments.settings().expiry_sweep_interval,
+            stopped(stop_rx),
+        ));
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let (sweep, delivery, device_ops) = (sweep.await, delivery.await, device_ops.await);
+        sweep.and(delivery).and(device_ops)
+    }
+}
+
+/// Expires pending transactions past their expiry, every `every`, until `stop`.
+async fn expiry_sweep(payments: Payments, every: Duration, stop: impl Future<Output = ()>) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(err) = payments.expire_due().await {
+                    tracing::error!(error = %err, "expiry sweep failed");
+                }
+            }
+            _ = &mut stop => break,
+        }
+    }
+}
