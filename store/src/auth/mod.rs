@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::db::Db;
+use crate::db::{Db, Exec, query};
 
 use crate::{Page, PageRequest, StoreResult};
 
@@ -344,4 +344,33 @@ impl AuthStore for Db {
     ) -> StoreResult<Page<AuditEntry>> {
         audit::list_audit(self, filter, page).await
     }
+}
+
+// Session revocation, shared by `user` (disable, new password) and `session` (logout,
+// reuse): it lives here so neither child imports the other.
+
+/// Ends every live session of a user (disabled, or a new password).
+pub(crate) async fn revoke_user_sessions(
+    conn: &mut Exec<'_>,
+    user_id: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    revoke_sessions_where(conn, "user_id", user_id, now_ms).await
+}
+
+pub(crate) async fn revoke_sessions_where(
+    conn: &mut Exec<'_>,
+    column: &'static str,
+    key: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    query(format!(
+        "UPDATE auth_sessions SET revoked_ms = $1 \
+         WHERE {column} = $2 AND revoked_ms IS NULL"
+    ))
+    .bind(now_ms)
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! Login sessions as refresh-token families: each refresh rotates the session; reusing a
 //! rotated refresh token revokes its whole family. And their queries.
 
+use super::revoke_sessions_where;
 use crate::User;
 use crate::db::{Db, Exec, query, query_as};
 use crate::{AuthStore, StoreError, StoreResult};
@@ -49,15 +50,6 @@ pub enum RefreshOutcome {
 pub(crate) const SESSION_COLUMNS: &str = "id, family_id, user_id, access_expires_ms, refresh_expires_ms, created_ms, rotated_ms, \
  revoked_ms, user_agent, source";
 
-/// Ends every live session of a user (disabled, or a new password).
-pub(crate) async fn revoke_user_sessions(
-    conn: &mut Exec<'_>,
-    user_id: &str,
-    now_ms: i64,
-) -> StoreResult<()> {
-    revoke_sessions_where(conn, "user_id", user_id, now_ms).await
-}
-
 /// Ends every live session of a refresh-token family (logout, or a reused token).
 pub(crate) async fn revoke_session_family(
     conn: &mut Exec<'_>,
@@ -65,23 +57,6 @@ pub(crate) async fn revoke_session_family(
     now_ms: i64,
 ) -> StoreResult<()> {
     revoke_sessions_where(conn, "family_id", family_id, now_ms).await
-}
-
-pub(crate) async fn revoke_sessions_where(
-    conn: &mut Exec<'_>,
-    column: &'static str,
-    key: &str,
-    now_ms: i64,
-) -> StoreResult<()> {
-    query(format!(
-        "UPDATE auth_sessions SET revoked_ms = $1 \
-         WHERE {column} = $2 AND revoked_ms IS NULL"
-    ))
-    .bind(now_ms)
-    .bind(key)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 pub(crate) async fn insert_session(

@@ -1,6 +1,6 @@
 //! Users: people who log in (admins and merchant staff), and their queries.
 
-use super::session::revoke_user_sessions;
+use super::revoke_user_sessions;
 use crate::StoreError;
 use crate::db::{Db, query_as};
 use crate::{Page, PageRequest, StoreResult};
