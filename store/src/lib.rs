@@ -21,7 +21,7 @@
 //! `announcement`, `ledger`, `inbox`, and `batch`, the batch apply); [`device_ops`]
 //! (`heartbeat`, `presence`, `config`, `command`, `qr_request`, `announcement_failures`);
 //! [`auth`] (`user`, `session`, `login_failure`, `api_token`, `totp`, `idempotency`,
-//! `audit`). Each trait has one implementation, on `db::Db` (in `sql.rs` for [`Store`] and
+//! `audit`). Each trait has one implementation, on `db::Db` (here for [`Store`] and
 //! in each area's `mod.rs` for the others), whose methods hand over to those modules.
 //! `testing` (feature `testing`) has fixtures for any crate's tests.
 //!
@@ -150,6 +150,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::db::{Db, query};
 
 pub use auth::*;
 pub use device_ops::*;
@@ -378,6 +380,200 @@ pub fn redact_url(url: &str) -> String {
         return format!("{scheme}://{user}:***@{host}");
     }
     url.to_string()
+}
+
+/// The one implementation, for both backends: each method is its entity module's function.
+#[async_trait::async_trait]
+impl Store for Db {
+    fn backend(&self) -> Backend {
+        Db::backend(self)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        query("SELECT 1").execute(self.read()).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> StoreResult<usize> {
+        let pending = self.migration_status().await?.pending.len();
+        match self {
+            Db::Sqlite(s) => crate::sqlite::MIGRATOR.run(&s.write).await?,
+            Db::Postgres(p) => crate::postgres::MIGRATOR.run(&p.write).await?,
+        }
+        Ok(pending)
+    }
+
+    async fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        match self {
+            Db::Sqlite(s) => {
+                migration_status(&mut *s.write.acquire().await?, &crate::sqlite::MIGRATOR).await
+            }
+            Db::Postgres(p) => {
+                migration_status(&mut *p.write.acquire().await?, &crate::postgres::MIGRATOR).await
+            }
+        }
+    }
+
+    // ---- admin tokens ------------------------------------------------------------
+
+    async fn count_active_admin_tokens(&self) -> StoreResult<i64> {
+        crate::admin_token::count_active_admin_tokens(self).await
+    }
+
+    async fn create_admin_token(&self, name: &str, token_hash: &str) -> StoreResult<AdminToken> {
+        crate::admin_token::create_admin_token(self, name, token_hash).await
+    }
+
+    async fn use_admin_token(&self, token_hash: &str) -> StoreResult<Option<AdminToken>> {
+        crate::admin_token::use_admin_token(self, token_hash).await
+    }
+
+    async fn revoke_admin_tokens_named(&self, name: &str) -> StoreResult<u64> {
+        crate::admin_token::revoke_admin_tokens_named(self, name).await
+    }
+
+    // ---- merchants ---------------------------------------------------------------
+
+    async fn create_merchant(&self, new: NewMerchant) -> StoreResult<Merchant> {
+        crate::merchant::create_merchant(self, new).await
+    }
+
+    async fn get_merchant(&self, id: &str) -> StoreResult<Merchant> {
+        crate::merchant::get_merchant(self, id).await
+    }
+
+    async fn list_merchants(
+        &self,
+        filter: &MerchantFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Merchant>> {
+        crate::merchant::list_merchants(self, filter, page).await
+    }
+
+    async fn update_merchant(&self, id: &str, patch: MerchantPatch) -> StoreResult<Merchant> {
+        crate::merchant::update_merchant(self, id, patch).await
+    }
+
+    async fn transition_merchant(
+        &self,
+        id: &str,
+        from: &[MerchantStatus],
+        to: MerchantStatus,
+        reason: Option<String>,
+    ) -> StoreResult<Merchant> {
+        crate::merchant::transition_merchant(self, id, from, to, reason).await
+    }
+
+    // ---- outlets -----------------------------------------------------------------
+
+    async fn create_outlet(&self, new: NewOutlet) -> StoreResult<Outlet> {
+        crate::outlet::create_outlet(self, new).await
+    }
+
+    async fn get_outlet(&self, id: &str) -> StoreResult<Outlet> {
+        crate::outlet::get_outlet(self, id).await
+    }
+
+    async fn list_outlets(
+        &self,
+        filter: &OutletFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Outlet>> {
+        crate::outlet::list_outlets(self, filter, page).await
+    }
+
+    async fn update_outlet(&self, id: &str, patch: OutletPatch) -> StoreResult<Outlet> {
+        crate::outlet::update_outlet(self, id, patch).await
+    }
+
+    // ---- terminals ---------------------------------------------------------------
+
+    async fn create_terminal(&self, new: NewTerminal) -> StoreResult<Terminal> {
+        crate::terminal::create_terminal(self, new).await
+    }
+
+    async fn get_terminal(&self, id: &str) -> StoreResult<Terminal> {
+        crate::terminal::get_terminal(self, id).await
+    }
+
+    async fn list_terminals(
+        &self,
+        filter: &TerminalFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Terminal>> {
+        crate::terminal::list_terminals(self, filter, page).await
+    }
+
+    async fn update_terminal(&self, id: &str, patch: TerminalPatch) -> StoreResult<Terminal> {
+        crate::terminal::update_terminal(self, id, patch).await
+    }
+
+    // ---- devices -----------------------------------------------------------------
+
+    async fn create_device(&self, new: NewDevice) -> StoreResult<Device> {
+        crate::device::create_device(self, new).await
+    }
+
+    async fn get_device(&self, id: &str) -> StoreResult<Device> {
+        crate::device::get_device(self, id).await
+    }
+
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Device>> {
+        crate::device::list_devices(self, filter, page).await
+    }
+
+    async fn update_device(&self, id: &str, patch: DevicePatch) -> StoreResult<Device> {
+        crate::device::update_device(self, id, patch).await
+    }
+
+    async fn bind_device(&self, device_id: &str, terminal_id: &str) -> StoreResult<Device> {
+        crate::device::bind_device(self, device_id, terminal_id).await
+    }
+
+    async fn unbind_device(&self, device_id: &str) -> StoreResult<Device> {
+        crate::device::unbind_device(self, device_id).await
+    }
+
+    async fn device_bindings(&self, device_id: &str) -> StoreResult<Vec<DeviceBinding>> {
+        crate::device::device_bindings(self, device_id).await
+    }
+
+    async fn set_device_secret_hash(&self, device_id: &str, hash: &str) -> StoreResult<Device> {
+        crate::device::set_device_secret_hash(self, device_id, hash).await
+    }
+
+    async fn revoke_device_secret(&self, device_id: &str) -> StoreResult<Device> {
+        crate::device::revoke_device_secret(self, device_id).await
+    }
+
+    async fn device_secret_hash(&self, device_id: &str) -> StoreResult<Option<String>> {
+        crate::device::device_secret_hash(self, device_id).await
+    }
+}
+
+/// Which of `migrator`'s migrations the database has, and which it lacks.
+async fn migration_status(
+    conn: &mut impl sqlx::migrate::Migrate,
+    migrator: &sqlx::migrate::Migrator,
+) -> StoreResult<MigrationStatus> {
+    conn.ensure_migrations_table().await?;
+    let applied: Vec<i64> = conn
+        .list_applied_migrations()
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    let pending = migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect();
+    Ok(MigrationStatus { applied, pending })
 }
 
 #[cfg(test)]
