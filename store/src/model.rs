@@ -1,6 +1,7 @@
-//! The records every part of the store shares: pages, the backend, migration status; and,
-//! re-exported from their entity modules (`merchant`, `outlet`, `terminal`, `device`,
-//! `admin_token`), the registry's records: merchants → outlets → terminals → devices, plus
+//! The records every part of the store shares: the backend, migration status; pages
+//! (re-exported from `sql`, next to the helpers that cut them); and, re-exported from their
+//! entity modules (`merchant`, `outlet`, `terminal`, `device`, `admin_token`), the
+//! registry's records: merchants → outlets → terminals → devices, plus
 //! admin tokens.
 
 use serde::Serialize;
@@ -12,30 +13,8 @@ pub use crate::device::{
 };
 pub use crate::merchant::{Merchant, MerchantFilter, MerchantPatch, MerchantStatus, NewMerchant};
 pub use crate::outlet::{NewOutlet, Outlet, OutletFilter, OutletPatch};
+pub use crate::sql::{Page, PageRequest};
 pub use crate::terminal::{NewTerminal, Terminal, TerminalFilter, TerminalPatch};
-
-/// Keyset pagination: items after `after` (an id), at most `limit` of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRequest {
-    pub after: Option<String>,
-    pub limit: u32,
-}
-
-impl PageRequest {
-    pub const DEFAULT_LIMIT: u32 = 50;
-    pub const MAX_LIMIT: u32 = 200;
-
-    pub fn first(limit: u32) -> Self {
-        Self { after: None, limit }
-    }
-}
-
-/// One page of a list. `next_after` is the cursor for the next page, `None` on the last one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_after: Option<String>,
-}
 
 /// Which backend a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

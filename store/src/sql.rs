@@ -1,8 +1,9 @@
-//! The helpers every query module uses: ids, the time, pages.
+//! The helpers every query module uses: ids, the time, pages; and the page records
+//! themselves ([`PageRequest`], [`Page`], re-exported by `model`).
 
 use time::OffsetDateTime;
 
-use crate::model::{Page, PageRequest};
+use serde::Serialize;
 
 /// A new time-ordered id with a type prefix: `dev_01jd…`. Ids sort by creation time, which
 /// is what keyset pagination relies on: a plain ULID only orders by millisecond (its tail is
@@ -50,4 +51,27 @@ pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str)
 /// The `limit` to bind: one more than requested, to learn whether another page exists.
 pub(crate) fn fetch_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, PageRequest::MAX_LIMIT)) + 1
+}
+
+/// Keyset pagination: items after `after` (an id), at most `limit` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 200;
+
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+}
+
+/// One page of a list. `next_after` is the cursor for the next page, `None` on the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
 }
