@@ -2,8 +2,9 @@
 
 use time::OffsetDateTime;
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::{Db, Exec, query, query_as};
+use crate::db::{Exec, query, query_as};
 
 /// An API token for the admin API. Only the hash of the token is stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -1,10 +1,15 @@
-//! The store's one runtime seam between its two backends.
+//! The store's one runtime seam between its two backends: the backend-neutral half.
 //!
-//! The query code (the entity modules) is plain Rust, written once, over [`Db`]: a value
-//! that is either the SQLite store or the PostgreSQL store. A statement is a [`Query`] (its SQL text and its parameters as
-//! [`Param`]s), run on an [`Exec`] (a pool, a write connection or a transaction of either
-//! backend) with one `match` per method. Rows decode with `#[derive(sqlx::FromRow)]` on
-//! both backends ([`Row`]).
+//! The query code (the entity modules) is plain Rust, written once, over [`crate::Db`]: a
+//! value that is either the SQLite store or the PostgreSQL store. A statement is a [`Query`]
+//! (its SQL text and its parameters as [`Param`]s), run on an [`Exec`] (a pool, a write
+//! connection or a transaction of either backend) with one `match` per method. Rows decode
+//! with `#[derive(sqlx::FromRow)]` on both backends ([`Row`]).
+//!
+//! `Db` and its transaction and connection handles (`Tx`, `Conn`) wrap the backends'
+//! stores, so they are defined at the crate root: this module imports neither backend, and
+//! the backends (and the payment code they call) use it without importing anything that
+//! imports them back.
 //!
 //! Why an enum and not code generic over `sqlx::Database`: generic sqlx code needs
 //! higher-ranked bounds on every function (`for<'c> &'c mut DB::Connection: Executor<'c>`,
@@ -14,113 +19,13 @@
 //!
 //! What really differs between the backends stays in their modules: connection setup, the
 //! write turn and `BEGIN IMMEDIATE` (`sqlite.rs`), the payment batch's I/O
-//! (`sqlite_payments.rs` and `postgres.rs`), and the row-lock suffix ([`Db::row_lock`]).
+//! (`sqlite_payments.rs` and `postgres.rs`), and the row-lock suffix (`Db::row_lock`).
 
 use std::borrow::Cow;
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{Arguments, FromRow, Postgres, Sqlite, Transaction};
-
-use crate::postgres::PostgresStore;
-use crate::sqlite::{SqliteStore, WriteTurn};
-use crate::{Backend, StoreResult};
-
-/// The store: one of the two backends. Every storage trait is implemented once, on this.
-#[derive(Debug, Clone)]
-pub(crate) enum Db {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
-impl Db {
-    pub fn backend(&self) -> Backend {
-        match self {
-            Db::Sqlite(_) => Backend::Sqlite,
-            Db::Postgres(_) => Backend::Postgres,
-        }
-    }
-
-    /// Appended to a `SELECT` that reads rows the transaction is about to change:
-    /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, where a write transaction already
-    /// holds the database's write lock.
-    pub fn row_lock(&self) -> &'static str {
-        match self {
-            Db::Sqlite(_) => "",
-            Db::Postgres(_) => "FOR UPDATE",
-        }
-    }
-
-    /// The read pool (on SQLite, read-only connections).
-    pub fn read(&self) -> Exec<'_> {
-        match self {
-            Db::Sqlite(s) => Exec::SqlitePool(&s.read),
-            Db::Postgres(p) => Exec::PgPool(&p.read),
-        }
-    }
-
-    /// A write transaction (on SQLite: on the write turn, started with `BEGIN IMMEDIATE`).
-    pub async fn begin_write(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Db::Sqlite(s) => Tx::SqliteWrite(s.begin_write().await?),
-            Db::Postgres(p) => Tx::Postgres(p.write.begin().await?),
-        })
-    }
-
-    /// A read-only transaction: several reads on one snapshot.
-    pub async fn begin_read(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Db::Sqlite(s) => Tx::SqliteRead(s.read.begin().await?),
-            Db::Postgres(p) => Tx::Postgres(p.read.begin().await?),
-        })
-    }
-
-    /// The write connection, for a statement that is a transaction of its own.
-    pub async fn write_conn(&self) -> StoreResult<Conn> {
-        Ok(match self {
-            Db::Sqlite(s) => Conn::Sqlite(s.write_conn().await?),
-            Db::Postgres(p) => Conn::Postgres(p.write.acquire().await?),
-        })
-    }
-}
-
-/// A transaction on either backend. Dropped without [`Tx::commit`], it rolls back.
-pub(crate) enum Tx {
-    SqliteWrite(WriteTurn<Transaction<'static, Sqlite>>),
-    SqliteRead(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-}
-
-impl Tx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::SqliteWrite(tx) => tx.commit().await,
-            Tx::SqliteRead(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
-        }
-    }
-}
-
-/// A write connection outside a transaction (on SQLite: holding the write turn).
-pub(crate) enum Conn {
-    Sqlite(WriteTurn<PoolConnection<Sqlite>>),
-    Postgres(PoolConnection<Postgres>),
-}
-
-impl Tx {
-    /// The transaction, for a function that runs several statements on it.
-    pub fn exec(&mut self) -> Exec<'_> {
-        self.into()
-    }
-}
-
-impl Conn {
-    /// The connection, for a function that runs several statements on it.
-    pub fn exec(&mut self) -> Exec<'_> {
-        self.into()
-    }
-}
+use sqlx::{Arguments, FromRow};
 
 /// Where a statement runs.
 pub(crate) enum Exec<'c> {
@@ -128,25 +33,6 @@ pub(crate) enum Exec<'c> {
     Sqlite(&'c mut SqliteConnection),
     PgPool(&'c PgPool),
     Pg(&'c mut PgConnection),
-}
-
-impl<'c> From<&'c mut Tx> for Exec<'c> {
-    fn from(tx: &'c mut Tx) -> Self {
-        match tx {
-            Tx::SqliteWrite(tx) => Exec::Sqlite(tx),
-            Tx::SqliteRead(tx) => Exec::Sqlite(tx),
-            Tx::Postgres(tx) => Exec::Pg(tx),
-        }
-    }
-}
-
-impl<'c> From<&'c mut Conn> for Exec<'c> {
-    fn from(conn: &'c mut Conn) -> Self {
-        match conn {
-            Conn::Sqlite(conn) => Exec::Sqlite(conn),
-            Conn::Postgres(conn) => Exec::Pg(conn),
-        }
-    }
 }
 
 /// A reborrow, so a function handed an `Exec` can run several statements on it.

@@ -8,8 +8,9 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::Db;
 use crate::StoreError;
-use crate::db::{Db, query, query_as};
+use crate::db::{query, query_as};
 use crate::{MerchantStatus, Page, PageRequest, StoreResult};
 
 /// Whether a device may be used at all (independent of its credential).

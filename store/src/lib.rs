@@ -21,14 +21,16 @@
 //! `announcement`, `ledger`, `inbox`, and `batch`, the batch apply); [`device_ops`]
 //! (`heartbeat`, `presence`, `config`, `command`, `qr_request`, `announcement_failures`);
 //! [`auth`] (`user`, `session`, `login_failure`, `api_token`, `totp`, `idempotency`,
-//! `audit`). Each trait has one implementation, on `db::Db` (here for [`Store`] and
-//! in each area's `mod.rs` for the others), whose methods hand over to those modules.
+//! `audit`). Each trait has one implementation, on `Db` (defined here, with [`Store`]'s
+//! impl; the others' in each area's `mod.rs`), whose methods hand over to those modules.
+//! Shared helpers (ids, the time, pages) are in `sql`, the backend-neutral statement types
+//! in `db`; neither imports an entity or a backend.
 //! `testing` (feature `testing`) has fixtures for any crate's tests.
 //!
 //! # One text for two databases
 //!
 //! Both SQLite and PostgreSQL accept `$1`-style parameters, `RETURNING` and the same DDL
-//! apart from column types, so each query's text is written once. It runs through `db::Db`,
+//! apart from column types, so each query's text is written once. It runs through `Db`,
 //! an enum of the two backends: a statement is a `db::Query` (the SQL and its parameters as
 //! values) that each fetch method dispatches with one `match`, and rows decode with
 //! `#[derive(sqlx::FromRow)]` on both. Not code generic over `sqlx::Database`: that needs
@@ -151,7 +153,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::db::{Db, query};
+use crate::db::{Exec, query};
+use crate::postgres::PostgresStore;
+use crate::sqlite::{SqliteStore, WriteTurn};
 
 pub use auth::*;
 pub use device_ops::*;
@@ -358,11 +362,11 @@ impl Default for ConnectOptions {
 /// Does not migrate; call [`Store::migrate`].
 pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(db::Db::Sqlite(
+        Ok(Arc::new(Db::Sqlite(
             sqlite::SqliteStore::connect(url, options).await?,
         )))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(db::Db::Postgres(
+        Ok(Arc::new(Db::Postgres(
             postgres::PostgresStore::connect(url, options).await?,
         )))
     } else {
@@ -380,6 +384,120 @@ pub fn redact_url(url: &str) -> String {
         return format!("{scheme}://{user}:***@{host}");
     }
     url.to_string()
+}
+
+/// The store: one of the two backends. Every storage trait is implemented once, on this.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Db {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Appended to a `SELECT` that reads rows the transaction is about to change:
+    /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, where a write transaction already
+    /// holds the database's write lock.
+    pub fn row_lock(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "",
+            Db::Postgres(_) => "FOR UPDATE",
+        }
+    }
+
+    /// The read pool (on SQLite, read-only connections).
+    pub fn read(&self) -> Exec<'_> {
+        match self {
+            Db::Sqlite(s) => Exec::SqlitePool(&s.read),
+            Db::Postgres(p) => Exec::PgPool(&p.read),
+        }
+    }
+
+    /// A write transaction (on SQLite: on the write turn, started with `BEGIN IMMEDIATE`).
+    pub async fn begin_write(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Db::Sqlite(s) => Tx::SqliteWrite(s.begin_write().await?),
+            Db::Postgres(p) => Tx::Postgres(p.write.begin().await?),
+        })
+    }
+
+    /// A read-only transaction: several reads on one snapshot.
+    pub async fn begin_read(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Db::Sqlite(s) => Tx::SqliteRead(s.read.begin().await?),
+            Db::Postgres(p) => Tx::Postgres(p.read.begin().await?),
+        })
+    }
+
+    /// The write connection, for a statement that is a transaction of its own.
+    pub async fn write_conn(&self) -> StoreResult<Conn> {
+        Ok(match self {
+            Db::Sqlite(s) => Conn::Sqlite(s.write_conn().await?),
+            Db::Postgres(p) => Conn::Postgres(p.write.acquire().await?),
+        })
+    }
+}
+
+/// A transaction on either backend. Dropped without [`Tx::commit`], it rolls back.
+pub(crate) enum Tx {
+    SqliteWrite(WriteTurn<sqlx::Transaction<'static, sqlx::Sqlite>>),
+    SqliteRead(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::SqliteWrite(tx) => tx.commit().await,
+            Tx::SqliteRead(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// A write connection outside a transaction (on SQLite: holding the write turn).
+pub(crate) enum Conn {
+    Sqlite(WriteTurn<sqlx::pool::PoolConnection<sqlx::Sqlite>>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+impl Tx {
+    /// The transaction, for a function that runs several statements on it.
+    pub fn exec(&mut self) -> Exec<'_> {
+        self.into()
+    }
+}
+
+impl Conn {
+    /// The connection, for a function that runs several statements on it.
+    pub fn exec(&mut self) -> Exec<'_> {
+        self.into()
+    }
+}
+
+impl<'c> From<&'c mut Tx> for Exec<'c> {
+    fn from(tx: &'c mut Tx) -> Self {
+        match tx {
+            Tx::SqliteWrite(tx) => Exec::Sqlite(tx),
+            Tx::SqliteRead(tx) => Exec::Sqlite(tx),
+            Tx::Postgres(tx) => Exec::Pg(tx),
+        }
+    }
+}
+
+impl<'c> From<&'c mut Conn> for Exec<'c> {
+    fn from(conn: &'c mut Conn) -> Self {
+        match conn {
+            Conn::Sqlite(conn) => Exec::Sqlite(conn),
+            Conn::Postgres(conn) => Exec::Pg(conn),
+        }
+    }
 }
 
 /// The one implementation, for both backends: each method is its entity module's function.

@@ -4,7 +4,8 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::db::{Db, query_as};
+use crate::Db;
+use crate::db::query_as;
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// Where a merchant is in its review.

@@ -4,7 +4,8 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::db::{Db, Exec, query_as};
+use crate::Db;
+use crate::db::{Exec, query_as};
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// A payment point of an outlet. `label` is the terminal label a dynamic QRIS carries in

@@ -1,7 +1,8 @@
 //! API tokens with roles (stored as hashes), and their queries.
 
+use crate::Db;
 use crate::admin_token::touch_token;
-use crate::db::{Db, query, query_as};
+use crate::db::{query, query_as};
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// An API token for a machine: named, with a role. Only its hash is stored.

@@ -1,6 +1,7 @@
 //! The audit log: who did what, filtered and paged; and its queries.
 
-use crate::db::{Db, query_as};
+use crate::Db;
+use crate::db::query_as;
 use crate::{Page, PageRequest, StoreResult};
 use serde::Serialize;
 

@@ -1,7 +1,8 @@
 //! Idempotency keys: a request claimed once, its response replayed, the key expiring;
 //! and their queries.
 
-use crate::db::{Db, query, query_as};
+use crate::Db;
+use crate::db::{query, query_as};
 use crate::{StoreError, StoreResult};
 
 /// What a write with an `Idempotency-Key` should do.

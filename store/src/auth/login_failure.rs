@@ -1,7 +1,8 @@
 //! Failed logins, counted per email in a window (for lockout), and their queries.
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::{Db, query, query_as};
+use crate::db::{query, query_as};
 
 /// Failed logins in a window, counted two ways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 
 use async_trait::async_trait;
 
-use crate::db::{Db, Exec, query};
+use crate::Db;
+use crate::db::{Exec, query};
 
 use crate::{Page, PageRequest, StoreResult};
 

@@ -2,8 +2,9 @@
 //! rotated refresh token revokes its whole family. And their queries.
 
 use super::revoke_sessions_where;
+use crate::Db;
 use crate::User;
-use crate::db::{Db, Exec, query, query_as};
+use crate::db::{Exec, query, query_as};
 use crate::{AuthStore, StoreError, StoreResult};
 
 /// One issued access/refresh token pair (hashes only).

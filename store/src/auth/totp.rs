@@ -1,7 +1,8 @@
 //! TOTP second factor: the secret, the last step used (no replays), recovery-code hashes;
 //! and their queries.
 
-use crate::db::{Db, query, query_as};
+use crate::Db;
+use crate::db::{query, query_as};
 use crate::{StoreError, StoreResult};
 
 /// A user's second factor.

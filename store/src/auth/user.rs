@@ -1,8 +1,9 @@
 //! Users: people who log in (admins and merchant staff), and their queries.
 
 use super::revoke_user_sessions;
+use crate::Db;
 use crate::StoreError;
-use crate::db::{Db, query_as};
+use crate::db::query_as;
 use crate::{Page, PageRequest, StoreResult};
 
 string_enum!(

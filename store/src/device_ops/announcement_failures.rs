@@ -1,7 +1,8 @@
 //! Failed announcements counted per device, for device health.
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::{Db, query_as};
+use crate::db::query_as;
 
 pub(crate) async fn failed_announcement_counts(
     db: &Db,

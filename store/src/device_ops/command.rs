@@ -1,6 +1,7 @@
 //! Commands to a device: their states (each moved through once), and their queries.
 
-use crate::db::{Db, query, query_as};
+use crate::Db;
+use crate::db::{query, query_as};
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
 string_enum!(

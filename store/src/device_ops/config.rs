@@ -1,7 +1,8 @@
 //! Device configuration: the desired config (versioned, guarding concurrent writers), its
 //! push state, and what the device reported; and their queries.
 
-use crate::db::{Db, query, query_as};
+use crate::Db;
+use crate::db::{query, query_as};
 use crate::{StoreError, StoreResult};
 
 string_enum!(

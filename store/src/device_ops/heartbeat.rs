@@ -1,7 +1,8 @@
 //! Heartbeats: a bounded history per device of what it reported, and their queries.
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::{Db, query, query_as};
+use crate::db::{query, query_as};
 
 /// One heartbeat as received (the gateway stamps `received_at_ms` with its own clock).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

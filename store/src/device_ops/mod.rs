@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::Db;
 use crate::{Page, PageRequest, StoreError};
 
 pub(crate) mod announcement_failures;

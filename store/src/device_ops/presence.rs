@@ -1,8 +1,9 @@
 //! Presence: the newest connect or disconnect the broker reported per device, and its
 //! queries.
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::{Db, query, query_as};
+use crate::db::{query, query_as};
 
 /// The last presence change the broker reported for a device.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -1,8 +1,9 @@
 //! A device's requests for a dynamic QR, kept once and closed when their transaction moves;
 //! and their queries.
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::{Db, query, query_as};
+use crate::db::{query, query_as};
 
 /// A dynamic QR a device asked for.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -4,8 +4,9 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::Db;
 use crate::PaymentStore;
-use crate::db::{Db, Exec, query, query_as};
+use crate::db::{Exec, query, query_as};
 use crate::{PaymentRules, StoreError, StoreResult, Transaction, TransactionStatus};
 
 string_enum!(

@@ -16,8 +16,9 @@
 //! savepoint per event.
 
 use super::inbox::insert_inbox;
+use crate::Db;
 use crate::PaymentStore;
-use crate::db::{Db, Param};
+use crate::db::Param;
 use crate::{
     AnnouncementDelivery, AnnouncementStatus, DeliveryResult, InboxEntry, IncomingEvent,
     LedgerEntryType, PaymentOutcome, PaymentRules, StoreError, StoreResult, Transaction,

@@ -1,7 +1,8 @@
 //! The payment inbox: every provider request as received, with what became of it.
 
+use crate::Db;
 use crate::StoreResult;
-use crate::db::{Db, Exec, query};
+use crate::db::{Exec, query};
 use time::OffsetDateTime;
 
 /// A provider request as received.

@@ -1,7 +1,8 @@
 //! The ledger: gross income, platform fee and merchant payable per paid transaction, and
 //! their reversals on refund; and its query.
 
-use crate::db::{Db, query_as};
+use crate::Db;
+use crate::db::query_as;
 use crate::{Page, PageRequest, StoreResult};
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -5,7 +5,7 @@
 
 use time::OffsetDateTime;
 
-use crate::db::Db;
+use crate::Db;
 use crate::{Page, PageRequest, PaymentStore, StoreResult};
 
 pub(crate) mod announcement;
