@@ -285,6 +285,7 @@ fn gateway_settings(config: &Config, backend: Backend) -> GatewaySettings {
     let mut payments = config.payments.settings();
     if backend == Backend::Sqlite {
         payments.delivery_results_gather = Duration::from_millis(5);
+        payments.commit_loop_thread = true;
     }
     GatewaySettings {
         payments,

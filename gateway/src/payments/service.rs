@@ -40,6 +40,13 @@ pub struct PaymentSettings {
     /// time (SQLite) wants a few milliseconds: a transaction of results alone is an fsync a
     /// provider's callback may wait behind. The binary sets it from the store's backend.
     pub delivery_results_gather: Duration,
+    /// Run the commit loop on a thread of its own (a single-threaded runtime) instead of as
+    /// a task on the shared runtime. A batch's duration is every waiting caller's latency,
+    /// so with a store whose write is quick and local (SQLite's writer thread) the loop
+    /// should not wait in a run queue behind HTTP, TLS and device work (measured at
+    /// 2,000 callbacks/s: p50 0.17 ms lower). With a networked store (PostgreSQL) the hop
+    /// between runtimes cost more than it saved. The binary chooses.
+    pub commit_loop_thread: bool,
     /// How often pending transactions past their expiry are expired ([`Payments::expire_due`],
     /// run by [`crate::Gateway::run`]).
     pub expiry_sweep_interval: Duration,
@@ -56,6 +63,7 @@ impl Default for PaymentSettings {
             generic_secret: None,
             generic_tolerance: Duration::from_secs(300),
             delivery_results_gather: Duration::ZERO,
+            commit_loop_thread: false,
             expiry_sweep_interval: Duration::from_secs(30),
         }
     }
@@ -302,14 +310,19 @@ impl Payments {
         };
         // Deep enough for a burst; when full, callers wait (backpressure, never loss).
         let (commits, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(commit_loop(
+        let commits_loop = commit_loop(
             store.clone(),
             rules,
             handover.clone(),
             queue,
             results,
             settings.delivery_results_gather,
-        ));
+        );
+        if settings.commit_loop_thread {
+            spawn_on_own_thread(commits_loop);
+        } else {
+            tokio::spawn(commits_loop);
+        }
         Self {
             store,
             settings: Arc::new(settings),
@@ -625,5 +638,29 @@ fn incoming(event: PaymentEvent) -> IncomingEvent {
         issuer: event.issuer,
         paid_at: event.paid_at,
         is_test: event.is_test,
+    }
+}
+
+/// Runs the commit loop on a thread of its own with a single-threaded runtime (see
+/// [`PaymentSettings::commit_loop_thread`]). If no runtime can be built the loop runs on
+/// the shared one; if no thread can be started the error is logged and ingest answers
+/// every event with "the commit loop has stopped" (providers retry).
+fn spawn_on_own_thread(commit_loop: impl std::future::Future<Output = ()> + Send + 'static) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::warn!(error = %err, "no runtime for the commit loop; it shares the main one");
+            tokio::spawn(commit_loop);
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("gema-commit".into())
+        .spawn(move || runtime.block_on(commit_loop));
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "could not start the payment commit loop's thread");
     }
 }
