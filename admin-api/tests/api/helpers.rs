@@ -111,6 +111,12 @@ impl TestApi {
             GatewaySettings {
                 payments,
                 auth,
+                // The config pusher's timer would push again behind a test's back; these
+                // tests push by request and count what was published.
+                device_ops: gema_gateway::device_ops::DeviceOpsSettings {
+                    config_retry_interval: std::time::Duration::from_secs(24 * 3600),
+                    ..Default::default()
+                },
                 ..GatewaySettings::default()
             },
             clock.clone(),
