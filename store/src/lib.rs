@@ -21,7 +21,8 @@
 //! `announcement`, `ledger`, `inbox`, and `batch`, the batch apply); [`device_ops`]
 //! (`heartbeat`, `presence`, `config`, `command`, `qr_request`, `announcement_failures`);
 //! [`auth`] (`user`, `session`, `login_failure`, `api_token`, `totp`, `idempotency`,
-//! `audit`). Each trait has one implementation, on `Db` (defined here, with [`Store`]'s
+//! `audit`); [`cluster`] (nodes, cluster leases, shared secrets). Each trait has one
+//! implementation, on `Db` (defined here, with [`Store`]'s
 //! impl; the others' in each area's `mod.rs`), whose methods hand over to those modules.
 //! Shared helpers (ids, the time, pages) are in `sql`, the backend-neutral statement types
 //! in `db`; neither imports an entity or a backend.
@@ -132,6 +133,7 @@ macro_rules! string_enum {
 
 mod admin_token;
 pub mod auth;
+pub mod cluster;
 mod db;
 mod device;
 pub mod device_ops;
@@ -158,6 +160,7 @@ use crate::postgres::PostgresStore;
 use crate::sqlite::{SqliteStore, WriteTurn};
 
 pub use auth::*;
+pub use cluster::{ClusterStore, NewNode, NodeRecord};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
@@ -165,7 +168,9 @@ pub use payments::*;
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
-pub trait Store: PaymentStore + DeviceOpsStore + AuthStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    PaymentStore + DeviceOpsStore + AuthStore + ClusterStore + Send + Sync + std::fmt::Debug
+{
     fn backend(&self) -> Backend;
 
     /// One round trip to the database.

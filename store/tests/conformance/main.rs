@@ -6,6 +6,7 @@
 
 mod auth;
 mod backends;
+mod cluster;
 mod device_ops;
 mod payments;
 mod suite;
@@ -69,6 +70,12 @@ macro_rules! conformance {
                 commands_move_through_their_states_once,
                 qr_requests_are_kept_once_and_closed_when_their_transaction_moves,
                 failed_announcements_are_counted_per_device
+            );
+            conformance!(@tests $open, cluster;
+                nodes_register_heartbeat_and_stop,
+                a_lease_has_one_holder_until_it_expires,
+                concurrent_lease_takers_let_one_win,
+                a_shared_secret_keeps_its_first_value
             );
         }
     };
