@@ -34,6 +34,8 @@ pub struct App {
     tls: TlsFiles,
     broker: Broker,
     gateway: Gateway,
+    /// Held while the daemon runs on a SQLite file: a second daemon on it is refused.
+    _lock: Option<std::fs::File>,
 }
 
 impl App {
@@ -47,12 +49,13 @@ impl App {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
 
-        let tls = tls_files(&config)?;
+        let lock = lock_sqlite_database(&config)?;
         let store = open_store(&config).await?;
         let applied = store.migrate().await.context("applying migrations")?;
         if applied > 0 {
             tracing::info!(applied, "database migrated");
         }
+        let tls = tls_files(&config, &*store, &*clock).await?;
 
         // The broker authenticates devices against the registry before the gateway (which
         // needs the broker as its transport) exists; that registry only reads.
@@ -72,7 +75,7 @@ impl App {
             store: store.clone(),
             transport,
             clock,
-            settings: gateway_settings(&config, store.backend()),
+            settings: gateway_settings(&config, store.backend(), broker.tls_addr().port()),
         });
         let registry = gateway.registry.clone();
         let auth = gateway.auth.clone();
@@ -107,6 +110,7 @@ impl App {
             auth,
             payments: gateway.payments.clone(),
             device_ops: gateway.device_ops.clone(),
+            cluster: gateway.cluster.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });
@@ -122,6 +126,11 @@ impl App {
 
         let http = bind(config.http.listen, "admin API").await?;
         let metrics = bind(config.metrics.listen, "metrics").await?;
+        gateway
+            .cluster
+            .join(http.local_addr()?, broker.tls_addr())
+            .await
+            .context("registering this node")?;
         tracing::info!(
             admin_api = %http.local_addr()?,
             metrics = %metrics.local_addr()?,
@@ -142,6 +151,7 @@ impl App {
             tls,
             broker,
             gateway,
+            _lock: lock,
         })
     }
 
@@ -281,7 +291,7 @@ impl App {
 /// one place: SQLite has one writer at a time, so delivery results with no payment batch
 /// to ride in wait up to 5 ms for one (a transaction of results alone is an fsync a
 /// provider's callback may wait behind); PostgreSQL writes them at once.
-fn gateway_settings(config: &Config, backend: Backend) -> GatewaySettings {
+fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> GatewaySettings {
     let mut payments = config.payments.settings();
     if backend == Backend::Sqlite {
         payments.delivery_results_gather = Duration::from_millis(5);
@@ -291,6 +301,7 @@ fn gateway_settings(config: &Config, backend: Backend) -> GatewaySettings {
         payments,
         device_ops: config.devices.settings(),
         auth: config.auth.settings(),
+        node: config.node_settings(mqtt_port),
         ..GatewaySettings::default()
     }
 }
@@ -313,9 +324,57 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .with_context(|| format!("opening database {}", gema_store::redact_url(&url)))
 }
 
+/// On SQLite, an exclusive lock on `<database file>.lock`, held for the daemon's life: two
+/// daemons writing one file would each believe it is the only writer (each has its own
+/// write turn and commit loop). PostgreSQL needs none: several nodes are its purpose.
+fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    let url = config.database_url();
+    let Some(path) = sqlite_file(&url) else {
+        return Ok(None);
+    };
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating database directory {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening the database lock {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another gema daemon is running on {} (it holds {}); stop it first, or give this \
+             one its own data_dir. Several nodes share a PostgreSQL database, not a SQLite file",
+            path.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("locking {}", lock_path.display()))
+        }
+    }
+}
+
+/// The file a `sqlite:` URL names; `None` for other databases and in-memory SQLite.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
 /// The configured TLS files, or the development PKI in `<data_dir>/certs`, created or
-/// renewed as needed.
-fn tls_files(config: &Config) -> anyhow::Result<TlsFiles> {
+/// renewed as needed. On PostgreSQL (several nodes) the development CA is created once and
+/// shared through the database, so a device moving between nodes trusts every one of
+/// them.
+async fn tls_files(
+    config: &Config,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<TlsFiles> {
     if let (Some(cert), Some(key), Some(ca)) =
         (&config.tls.cert, &config.tls.key, &config.tls.ca_cert)
     {
@@ -336,6 +395,9 @@ fn tls_files(config: &Config) -> anyhow::Result<TlsFiles> {
     let outcome = pki
         .ensure(&hostnames)
         .context("preparing the development certificates")?;
+    if store.backend() == Backend::Postgres {
+        share_development_ca(&pki, &hostnames, store, clock).await?;
+    }
     let files = pki.files();
     match outcome {
         DevPkiOutcome::CreatedCa => tracing::info!(
@@ -349,6 +411,41 @@ fn tls_files(config: &Config) -> anyhow::Result<TlsFiles> {
         DevPkiOutcome::Existing => {}
     }
     Ok(files)
+}
+
+/// Offers this node's development CA to the cluster and adopts the one stored first.
+async fn share_development_ca(
+    pki: &DevPki,
+    hostnames: &[String],
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct SharedCa {
+        ca_cert: String,
+        ca_key: String,
+    }
+    let (ca_cert, ca_key) = pki.ca_pem().context("reading the development CA")?;
+    let offered = serde_json::to_vec(&SharedCa { ca_cert, ca_key })?;
+    let stored = store
+        .shared_secret("development-ca", &offered, clock.now_ms())
+        .await
+        .context("sharing the development CA through the database")?;
+    let shared: SharedCa =
+        serde_json::from_slice(&stored).context("reading the cluster's development CA")?;
+    if pki
+        .adopt_ca(&shared.ca_cert, &shared.ca_key, hostnames)
+        .context("adopting the cluster's development CA")?
+    {
+        tracing::info!(
+            "adopted the cluster's development CA; the server certificate was re-issued from it"
+        );
+    }
+    tracing::warn!(
+        "the development CA's private key is stored unencrypted in the database so that every node \
+         serves a certificate from it; for production set [tls] cert, key and ca_cert"
+    );
+    Ok(())
 }
 
 fn absolute(path: &Path) -> PathBuf {

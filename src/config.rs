@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -37,6 +38,7 @@ pub struct Config {
     pub payments: PaymentsConfig,
     pub devices: DevicesConfig,
     pub auth: AuthConfig,
+    pub node: NodeConfig,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             payments: PaymentsConfig::default(),
             devices: DevicesConfig::default(),
             auth: AuthConfig::default(),
+            node: NodeConfig::default(),
         }
     }
 }
@@ -123,6 +126,17 @@ impl Config {
                 "payments.platform_fee_bps must be at most 10000 (100%)".into(),
             ));
         }
+        if let Some(id) = &self.node.id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(ConfigError::Invalid(
+                "node.id must be 1 to 64 characters of letters, digits, '-', '_' and '.'".into(),
+            ));
+        }
         if self.payments.expiry_sweep_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "payments.expiry_sweep_interval_secs must be at least 1".into(),
@@ -147,6 +161,52 @@ impl Config {
 }
 
 /// A database URL; `Debug` hides the password.
+/// This daemon as a node of a cluster (several daemons on one PostgreSQL database).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Stable and unique in the cluster. Unset: `<host name>-<MQTT port>`.
+    pub id: Option<String>,
+    pub heartbeat_interval_secs: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            heartbeat_interval_secs: 5,
+        }
+    }
+}
+
+impl Config {
+    /// This node's id: configured, or derived from the host name and the MQTT port it
+    /// bound, so two nodes on one machine (on different ports) differ and a restart keeps
+    /// its id.
+    pub fn node_id(&self, mqtt_port: u16) -> String {
+        if let Some(id) = &self.node.id {
+            return id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "gema".into());
+        format!("{host}-{mqtt_port}")
+    }
+
+    pub fn node_settings(&self, mqtt_port: u16) -> gema_gateway::cluster::NodeSettings {
+        let heartbeat = Duration::from_secs(self.node.heartbeat_interval_secs.max(1));
+        gema_gateway::cluster::NodeSettings {
+            id: self.node_id(mqtt_port),
+            version: env!("CARGO_PKG_VERSION").into(),
+            heartbeat_interval: heartbeat,
+            presumed_dead_after: heartbeat * 3,
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct DatabaseUrl(pub String);

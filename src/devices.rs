@@ -147,6 +147,10 @@ impl DeviceTransport for BrokerTransport {
         self.handle.is_connected(device_id)
     }
 
+    fn connected_count(&self) -> usize {
+        self.handle.connected_count()
+    }
+
     fn disconnect(&self, device_id: &str) -> bool {
         self.handle.disconnect(device_id)
     }

@@ -73,6 +73,7 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/users/{id}/disable", G(A::UserWrite, S::None)),
     ("POST", "/api/v1/users/{id}/enable", G(A::UserWrite, S::None)),
     ("GET", "/api/v1/audit-logs", G(A::AuditRead, S::None)),
+    ("GET", "/api/v1/nodes", G(A::NodeList, S::None)),
     ("GET", "/api/v1/api-tokens", G(A::ApiTokenList, S::None)),
     ("POST", "/api/v1/api-tokens", G(A::ApiTokenWrite, S::None)),
     ("POST", "/api/v1/api-tokens/{id}/revoke", G(A::ApiTokenWrite, S::None)),

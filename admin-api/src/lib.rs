@@ -96,6 +96,7 @@ pub use views::health::{Check, CheckStatus};
         (name = "transactions"), (name = "ledger"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
         (name = "users"), (name = "audit"), (name = "api tokens"),
+        (name = "cluster", description = "The gateway nodes sharing this database"),
         (name = "payment callbacks", description = "Public; each provider authenticates with its own signature or token"),
         (name = "health", description = "Public; no token needed"),
     )
@@ -147,7 +148,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// Users, sessions and the audit log; login and refresh are in [`public_auth_routes`].
 fn people_routes() -> OpenApiRouter<AppState> {
-    use routes::{audit, auth, tokens, users};
+    use routes::{audit, auth, nodes, tokens, users};
     OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
@@ -163,6 +164,7 @@ fn people_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(nodes::list))
 }
 
 /// Login and refresh: no bearer token (the caller has none yet).

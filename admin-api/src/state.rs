@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use gema_gateway::Registry;
 use gema_gateway::auth::Auth;
+use gema_gateway::cluster::Cluster;
 use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::Payments;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub auth: Auth,
     pub payments: Payments,
     pub device_ops: DeviceOps,
+    /// This node's membership: the node list.
+    pub cluster: Cluster,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

@@ -219,6 +219,14 @@ impl BrokerHandle {
             .is_some_and(|s| lock(&s.state).live.is_some())
     }
 
+    /// How many devices have a live connection now (walks the session table).
+    pub fn connected_count(&self) -> usize {
+        lock(&self.shared.sessions)
+            .values()
+            .filter(|s| lock(&s.state).live.is_some())
+            .count()
+    }
+
     /// Re-reads the server certificate and key (for SIGHUP). On error the old ones stay.
     pub fn reload_certificates(&self) -> Result<(), BrokerError> {
         self.shared.cert.reload()

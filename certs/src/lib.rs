@@ -123,6 +123,42 @@ impl DevPki {
         Ok(DevPkiOutcome::Existing)
     }
 
+    /// The CA's certificate and private key, as PEM (after [`DevPki::ensure`]).
+    pub fn ca_pem(&self) -> Result<(String, String), CertError> {
+        let files = self.files();
+        let key_path = self.ca_key();
+        let cert = fs::read_to_string(&files.ca_cert).map_err(io_err(&files.ca_cert))?;
+        let key = fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+        Ok((cert, key))
+    }
+
+    /// Makes `ca_cert_pem` / `ca_key_pem` this directory's CA (one CA shared by several
+    /// nodes, so a device that moves between them trusts every one), re-issuing the server
+    /// certificate from it if the CA changed. Returns whether it changed.
+    pub fn adopt_ca(
+        &self,
+        ca_cert_pem: &str,
+        ca_key_pem: &str,
+        hostnames: &[String],
+    ) -> Result<bool, CertError> {
+        // Refuse material that cannot sign before replacing anything on disk.
+        issue_server_cert(ca_cert_pem, ca_key_pem, hostnames)?;
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        if self
+            .ca_pem()
+            .ok()
+            .as_ref()
+            .map(|(c, k)| (c.as_str(), k.as_str()))
+            == Some((ca_cert_pem, ca_key_pem))
+        {
+            return Ok(false);
+        }
+        write_file(&self.files().ca_cert, ca_cert_pem.as_bytes(), false)?;
+        write_file(&self.ca_key(), ca_key_pem.as_bytes(), true)?;
+        self.issue_server(hostnames)?;
+        Ok(true)
+    }
+
     fn issue_server(&self, hostnames: &[String]) -> Result<(), CertError> {
         let files = self.files();
         let ca_key_path = self.ca_key();
@@ -326,6 +362,33 @@ mod tests {
         assert_eq!(ca_before, fs::read(pki.files().ca_cert).unwrap());
         let server = certificate_info(&pki.files().server_cert).unwrap();
         assert!(server.names.contains(&"broker.example".to_string()));
+    }
+
+    #[test]
+    fn a_node_adopts_a_shared_ca_and_reissues_its_server_certificate_from_it() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let (a, b) = (DevPki::new(first.path()), DevPki::new(second.path()));
+        a.ensure(&hosts()).unwrap();
+        b.ensure(&hosts()).unwrap();
+        let (ca_cert, ca_key) = a.ca_pem().unwrap();
+        let server_before = fs::read(b.files().server_cert).unwrap();
+
+        assert!(
+            b.adopt_ca(&ca_cert, &ca_key, &hosts()).unwrap(),
+            "a different CA is adopted"
+        );
+        assert_eq!(b.ca_pem().unwrap(), (ca_cert.clone(), ca_key.clone()));
+        assert_ne!(server_before, fs::read(b.files().server_cert).unwrap());
+        assert!(
+            !b.adopt_ca(&ca_cert, &ca_key, &hosts()).unwrap(),
+            "the same CA: nothing to do"
+        );
+
+        // Material that cannot sign is refused and nothing on disk changes.
+        let refused = b.adopt_ca(&ca_cert, "not a key", &hosts());
+        assert!(refused.is_err());
+        assert_eq!(b.ca_pem().unwrap(), (ca_cert, ca_key));
     }
 
     #[cfg(unix)]

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Auth, AuthSettings};
 use crate::clock::Clock;
+use crate::cluster::{Cluster, ClusterWork, NodeSettings};
 use crate::delivery::{self, AnnouncementRelay, DeliverySettings, Handover};
 use crate::device_ops::{DeviceOps, DeviceOpsSettings};
 use crate::payments::{PaymentSettings, Payments};
@@ -36,6 +37,7 @@ pub struct GatewaySettings {
     pub delivery: DeliverySettings,
     pub device_ops: DeviceOpsSettings,
     pub auth: AuthSettings,
+    pub node: NodeSettings,
 }
 
 /// The gateway's services, built and wired. Cheap to clone.
@@ -46,6 +48,7 @@ pub struct Gateway {
     pub payments: Payments,
     pub device_ops: DeviceOps,
     pub delivery: Arc<AnnouncementRelay>,
+    pub cluster: Cluster,
 }
 
 impl Gateway {
@@ -56,7 +59,9 @@ impl Gateway {
     /// 3. [`DeviceOps`] (payments, for the dynamic QRs devices ask for); it wraps the
     ///    transport so every downlink is traced, and everything below gets the wrapped one;
     /// 4. delivery's [`AnnouncementRelay`] (the hand-over, the results sender);
-    /// 5. [`Registry`] (ends live sessions through the transport) and [`Auth`].
+    /// 5. [`Registry`] (ends live sessions through the transport), [`Auth`] and
+    ///    [`Cluster`] (this node's membership; [`Cluster::join`] registers it once the
+    ///    listeners' addresses are known).
     ///
     /// Starts the payments commit loop, so call it inside a tokio runtime; nothing else
     /// runs until [`Gateway::run`] (ingest already works: it needs only the commit loop).
@@ -93,24 +98,29 @@ impl Gateway {
             handover,
             results,
         );
-        let registry = Registry::connected(store.clone(), transport);
-        let auth = Auth::new(store, settings.auth).with_clock(clock);
+        let registry = Registry::connected(store.clone(), transport.clone());
+        let auth = Auth::new(store.clone(), settings.auth).with_clock(clock.clone());
+        let cluster = Cluster::new(store, transport, clock, settings.node);
         Gateway {
             registry,
             auth,
             payments,
             device_ops,
             delivery,
+            cluster,
         }
     }
 
     /// Runs the gateway until `shutdown` resolves, then stops its tasks and returns:
     /// device operations (every uplink and presence change enters there: traced, acks and
     /// presence passed on to delivery at once, the rest handled; config pushes and the
-    /// command sweep on their timers), delivery (announcements; the outbox is read at once,
-    /// so whatever was committed before this start is delivered), and the payments expiry
-    /// sweep (every [`PaymentSettings::expiry_sweep_interval`]). Returns an error if one of
-    /// them panicked.
+    /// queued commands on their timers), delivery (announcements; the outbox is read at
+    /// once, so whatever was committed before this start is delivered), this node's
+    /// heartbeat, and the cluster-wide sweeps, each on the node holding its lease: the
+    /// payments expiry sweep (every [`PaymentSettings::expiry_sweep_interval`]) and the
+    /// closing of overdue commands and finished QRs (every `command_sweep_interval`).
+    /// On shutdown the node gives its leases up and is marked stopped. Returns an error if
+    /// one of the tasks panicked.
     pub async fn run(
         self,
         uplinks: mpsc::Receiver<UplinkMessage>,
@@ -138,28 +148,68 @@ impl Gateway {
         ));
         // Anything committed before this start (a crash, a restart) is delivered now.
         self.delivery.handover().read_outbox();
-        let sweep = tokio::spawn(expiry_sweep(
-            self.payments.clone(),
-            self.payments.settings().expiry_sweep_interval,
+        let heartbeat = tokio::spawn(self.cluster.clone().run(stopped(stop_rx.clone())));
+        let expiry = self.payments.settings().expiry_sweep_interval;
+        let payments = self.payments.clone();
+        let expiry_sweep = tokio::spawn(cluster_sweep(
+            self.cluster.clone(),
+            ClusterWork::ExpirySweep,
+            expiry,
+            move || {
+                let payments = payments.clone();
+                async move {
+                    if let Err(err) = payments.expire_due().await {
+                        tracing::error!(error = %err, "expiry sweep failed");
+                    }
+                }
+            },
+            stopped(stop_rx.clone()),
+        ));
+        let ops = self.device_ops.clone();
+        let command_sweep = tokio::spawn(cluster_sweep(
+            self.cluster.clone(),
+            ClusterWork::CommandSweep,
+            self.device_ops.settings().command_sweep_interval,
+            move || {
+                let ops = ops.clone();
+                async move { ops.close_due().await }
+            },
             stopped(stop_rx),
         ));
         shutdown.await;
         let _ = stop_tx.send(true);
-        let (sweep, delivery, device_ops) = (sweep.await, delivery.await, device_ops.await);
-        sweep.and(delivery).and(device_ops)
+        let results = [
+            expiry_sweep.await,
+            command_sweep.await,
+            heartbeat.await,
+            delivery.await,
+            device_ops.await,
+        ];
+        self.cluster.leave().await;
+        results.into_iter().collect()
     }
 }
 
-/// Expires pending transactions past their expiry, every `every`, until `stop`.
-async fn expiry_sweep(payments: Payments, every: Duration, stop: impl Future<Output = ()>) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+/// Runs `work` every `every` while this node holds `lease`, until `stop`.
+async fn cluster_sweep<F, Fut>(
+    cluster: Cluster,
+    lease: ClusterWork,
+    every: Duration,
+    work: F,
+    stop: impl Future<Output = ()>,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let every = every.max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(err) = payments.expire_due().await {
-                    tracing::error!(error = %err, "expiry sweep failed");
+                if cluster.holds(lease, every).await {
+                    work().await;
                 }
             }
             _ = &mut stop => break,

@@ -32,6 +32,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod credentials;
 pub mod delivery;
 pub mod device_ops;

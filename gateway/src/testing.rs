@@ -244,6 +244,10 @@ impl DeviceTransport for RecordingTransport {
         self.wire().connected.contains(device_id)
     }
 
+    fn connected_count(&self) -> usize {
+        self.wire().connected.len()
+    }
+
     fn disconnect(&self, device_id: &str) -> bool {
         let mut wire = self.wire();
         wire.disconnects += 1;

@@ -34,6 +34,9 @@ pub trait DeviceTransport: Send + Sync + std::fmt::Debug {
     /// Whether the device has a live connection now.
     fn is_connected(&self, device_id: &str) -> bool;
 
+    /// How many devices have a live connection here now (this node's share of the fleet).
+    fn connected_count(&self) -> usize;
+
     /// Ends the device's live connection (its credential was rotated or revoked, it was
     /// disabled or unbound with a kick). Returns whether one was live.
     fn disconnect(&self, device_id: &str) -> bool;

@@ -149,3 +149,29 @@ fn a_mistyped_environment_override_is_an_error_not_ignored() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("http_listen"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Daemon::start(dir.path());
+    let output = std::process::Command::new(GEMA)
+        .arg("serve")
+        .env("GEMA_HTTP__LISTEN", "127.0.0.1:0")
+        .env("GEMA_METRICS__LISTEN", "127.0.0.1:0")
+        .env("GEMA_MQTT__LISTEN", "127.0.0.1:0")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the second daemon must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("another gema daemon is running on"),
+        "a clear error: {stderr}"
+    );
+
+    // The lock goes with its process (even a killed one): the next start succeeds.
+    first.kill_hard();
+    let again = Daemon::start(dir.path());
+    let (status, _) = again.get("/health").await;
+    assert_eq!(status, 200);
+}

@@ -10,6 +10,7 @@ pub mod device_ops;
 pub mod devices;
 pub mod health;
 pub mod merchants;
+pub mod nodes;
 pub mod outlets;
 pub mod payments;
 pub mod terminals;

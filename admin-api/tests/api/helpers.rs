@@ -51,7 +51,9 @@ pub struct TestApi {
     /// Every service's clock: lockout windows, token expiry, heartbeat ages, command and
     /// transaction expiries move only when a test says so.
     pub clock: Arc<ManualClock>,
-    gateway: TestGateway,
+    /// The gateway behind the API, for what a test does that no route does (a node joining
+    /// the cluster).
+    pub gateway: TestGateway,
 }
 
 pub struct Reply {
@@ -136,6 +138,7 @@ impl TestApi {
             auth: services.auth.clone(),
             payments: services.payments.clone(),
             device_ops: services.device_ops.clone(),
+            cluster: services.cluster.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),

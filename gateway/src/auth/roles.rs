@@ -142,6 +142,8 @@ pub enum Action {
     ApiTokenWrite,
     /// A caller's own profile and sessions; every authenticated caller.
     OwnSession,
+    /// The gateway nodes and their heartbeats.
+    NodeList,
 }
 
 impl Action {
@@ -178,6 +180,7 @@ impl Action {
             Action::ApiTokenList => "api_token.list",
             Action::ApiTokenWrite => "api_token.write",
             Action::OwnSession => "session.own",
+            Action::NodeList => "node.list",
         }
     }
 }
@@ -185,7 +188,8 @@ impl Action {
 /// THE matrix. Operators: `admin` may do everything; everyone may list and read the
 /// registry and payments; registry writes belong to ops; device credentials to ops;
 /// money (transactions, ledger) to finance; support may retry announcements, send device
-/// commands, and read the audit log; every operator may read a device's message trace. Merchant users are read-only over their own merchant's rows; the ledger is for
+/// commands, and read the audit log; every operator may read a device's message trace and
+/// the node list. Merchant users are read-only over their own merchant's rows; the ledger is for
 /// owner and finance. Users and API tokens are admin only.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action::*;
@@ -196,7 +200,7 @@ pub fn permits(role: Role, action: Action) -> bool {
         Role::Admin(role) => match action {
             MerchantList | MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead
             | DeviceList | DeviceRead | DeviceDiagnostics | TransactionList | TransactionRead
-            | OwnSession => true,
+            | OwnSession | NodeList => true,
             MerchantWrite | MerchantReview | OutletWrite | TerminalWrite | DeviceWrite
             | DeviceBind | DeviceCredentials | DeviceConfigure => role == A::Ops,
             DeviceCommand => matches!(role, A::Ops | A::Support),

@@ -93,10 +93,20 @@ impl DeviceOps {
     }
 
     /// Expires what is due, sends queued commands to connected devices, and tells devices
-    /// to clear dynamic QRs whose transaction was paid or expired. The daemon runs this
-    /// every `command_sweep_interval`; tests call it after moving their clock.
+    /// to clear dynamic QRs whose transaction was paid or expired. The daemon does this
+    /// every `command_sweep_interval` in two parts: [`DeviceOps::close_due`] on the one node
+    /// holding the cluster's command-sweep lease, the sends on every node for the devices
+    /// it holds. Tests call it after moving their clock.
     #[tracing::instrument(skip_all)]
     pub async fn sweep_commands(&self) {
+        self.close_due().await;
+        self.deliver_due_commands(None).await;
+    }
+
+    /// The part of the command sweep that must run once per cluster: closes commands past
+    /// their deadlines and clears dynamic QRs whose transaction was paid or expired.
+    #[tracing::instrument(skip_all)]
+    pub async fn close_due(&self) {
         self.close_finished_qrs().await;
         match self
             .inner
@@ -113,7 +123,6 @@ impl DeviceOps {
             }
             Err(err) => tracing::error!(error = %err, "expiring commands failed"),
         }
-        self.deliver_due_commands(None).await;
     }
 
     pub(super) async fn deliver_due_commands(&self, device_id: Option<&str>) {

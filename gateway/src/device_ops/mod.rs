@@ -6,7 +6,10 @@
 //! `ack` uplinks (and presence) on to [`crate::delivery`] at once, and handles the other
 //! kinds itself on a task of its own, so a slow heartbeat write never delays an
 //! announcement's ack. Its timers: the config pusher (every `config_retry_interval`) and
-//! the command sweep (every `command_sweep_interval`).
+//! the sending of queued commands (every `command_sweep_interval`), both for the devices
+//! connected to this node. Closing overdue commands and finished QRs
+//! ([`DeviceOps::close_due`]) is cluster-wide work: [`crate::Gateway::run`] runs it on the
+//! node holding its lease.
 //!
 //! Downlinks: every sender in the gateway is given [`DeviceOps::transport`], the
 //! [`TracingTransport`] around the real one, so the trace sees every message both ways.
@@ -290,7 +293,7 @@ impl DeviceOps {
 
     /// Runs until `shutdown`: routes uplinks (acks to `to_relay`, delivery's uplink stream;
     /// the rest handled here) and presence (passed to `presence_to_relay`, delivery's, then
-    /// recorded), pushes due config and sweeps commands.
+    /// recorded), pushes due config and sends queued commands to the devices connected here.
     #[tracing::instrument(name = "device_ops", skip_all)]
     pub async fn run(
         self,
@@ -351,7 +354,7 @@ impl DeviceOps {
                 _ = &mut shutdown => break,
                 _ = self.inner.wake_pusher.notified() => self.push_due_configs().await,
                 _ = config_tick.tick() => self.push_due_configs().await,
-                _ = command_tick.tick() => self.sweep_commands().await,
+                _ = command_tick.tick() => self.deliver_due_commands(None).await,
             }
         }
         router.abort();

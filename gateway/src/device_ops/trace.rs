@@ -198,6 +198,10 @@ impl DeviceTransport for TracingTransport {
         self.inner.is_connected(device_id)
     }
 
+    fn connected_count(&self) -> usize {
+        self.inner.connected_count()
+    }
+
     fn disconnect(&self, device_id: &str) -> bool {
         self.inner.disconnect(device_id)
     }
