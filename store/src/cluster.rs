@@ -1,14 +1,47 @@
 //! Several gateway nodes on one database: the nodes themselves (registered at start,
-//! heartbeating), leases for periodic work that must run once per cluster rather than once
-//! per node, and secrets created once and shared by every node.
+//! heartbeating), which node holds each device's session (and the connection epoch that
+//! fences a node acting on an old session), leases for periodic work that must run once
+//! per cluster rather than once per node, secrets created once and shared by every node,
+//! and the wake-up signal between nodes.
+//!
+//! The signal is PostgreSQL's `LISTEN`/`NOTIFY` on one channel, `gema_cluster`: a wake-up,
+//! never the data (which stays in tables; a missed signal is caught by the nodes' periodic
+//! rechecks). Payloads are short text the gateway defines, at most [`MAX_SIGNAL_BYTES`].
 //!
 //! On SQLite there is one node (a second daemon on the same file is refused by the binary's
-//! lock), and everything here still works: the one node holds every lease.
+//! lock), and everything here still works: the one node holds every lease and every
+//! session; a signal goes nowhere and [`ClusterStore::listen`] returns `None`.
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::db::{query, query_as};
 use crate::{Db, StoreError, StoreResult};
+
+/// The longest signal payload PostgreSQL accepts is 8,000 bytes; this leaves room.
+pub const MAX_SIGNAL_BYTES: usize = 7_900;
+const CHANNEL: &str = "gema_cluster";
+
+/// Which node holds a device's session, as last recorded.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub device_id: String,
+    pub node_id: String,
+    /// The device's connection count: every connect, on any node, adds one.
+    pub epoch: i64,
+    /// `false` once the holding node recorded the disconnect.
+    pub connected: bool,
+    pub changed_at_ms: i64,
+}
+
+/// A session a node started: its epoch, and the node that held the device's previous
+/// session if that one was still connected (it must end it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStart {
+    pub device_id: String,
+    pub epoch: i64,
+    pub taken_from: Option<String>,
+}
 
 /// A gateway node as it registered, and its last heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -68,6 +101,41 @@ pub trait ClusterStore: Send + Sync {
     /// The shared secret `name`: `value` if none was stored yet (it is stored), otherwise
     /// the one stored first. Of nodes racing to create it, every one gets the same value.
     async fn shared_secret(&self, name: &str, value: &[u8], now_ms: i64) -> StoreResult<Vec<u8>>;
+
+    /// Records that `node_id` now holds the sessions of `device_ids` (one transaction):
+    /// each device's epoch goes up by one. Unknown devices are skipped.
+    async fn start_sessions(
+        &self,
+        node_id: &str,
+        device_ids: &[String],
+        now_ms: i64,
+    ) -> StoreResult<Vec<SessionStart>>;
+    /// Records the end of sessions `(device, epoch)` of `node_id`, each only if it is still
+    /// the device's current session. Returns the devices whose current session it was.
+    async fn end_sessions(
+        &self,
+        node_id: &str,
+        sessions: &[(String, i64)],
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>>;
+    /// Ends every session recorded for `node_id` (it restarted or stopped: it holds none).
+    async fn end_node_sessions(&self, node_id: &str, now_ms: i64) -> StoreResult<u64>;
+    /// The device's session record, if it ever connected.
+    async fn device_session(&self, device_id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Connected sessions held by nodes other than `node_id` that started at or after
+    /// `since_ms`: a node compares them with its own connections to find devices taken
+    /// over while it missed the signal.
+    async fn sessions_started_elsewhere(
+        &self,
+        node_id: &str,
+        since_ms: i64,
+    ) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Sends `payload` to every node listening (the sender too). Nothing on SQLite.
+    async fn signal(&self, payload: &str) -> StoreResult<()>;
+    /// Starts listening for signals; `None` on SQLite (one node, nobody to hear from). The
+    /// listener reconnects by itself; signals sent while it was disconnected are lost.
+    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<String>>>;
 }
 
 #[async_trait]
@@ -182,5 +250,173 @@ impl ClusterStore for Db {
             .await?;
         tx.commit().await?;
         Ok(stored.0)
+    }
+
+    async fn start_sessions(
+        &self,
+        node_id: &str,
+        device_ids: &[String],
+        now_ms: i64,
+    ) -> StoreResult<Vec<SessionStart>> {
+        let mut started = Vec::with_capacity(device_ids.len());
+        if device_ids.is_empty() {
+            return Ok(started);
+        }
+        let mut tx = self.begin_write().await?;
+        let read = format!(
+            "SELECT * FROM device_sessions WHERE device_id = $1 {}",
+            self.row_lock()
+        );
+        for device_id in device_ids {
+            let previous = query_as::<SessionRecord>(&read)
+                .bind(device_id)
+                .fetch_optional(&mut tx)
+                .await?;
+            let epoch: Option<(i64,)> = query_as(
+                "INSERT INTO device_sessions (device_id, node_id, epoch, connected, changed_at_ms) \
+                 SELECT $1, $2, 1, $3, $4 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1) \
+                 ON CONFLICT (device_id) DO UPDATE SET node_id = excluded.node_id, \
+                 epoch = device_sessions.epoch + 1, connected = excluded.connected, \
+                 changed_at_ms = excluded.changed_at_ms \
+                 RETURNING epoch",
+            )
+            .bind(device_id)
+            .bind(node_id)
+            .bind(true)
+            .bind(now_ms)
+            .fetch_optional(&mut tx)
+            .await?;
+            let Some((epoch,)) = epoch else {
+                continue; // not a device (deleted meanwhile)
+            };
+            started.push(SessionStart {
+                device_id: device_id.clone(),
+                epoch,
+                taken_from: previous
+                    .filter(|p| p.connected && p.node_id != node_id)
+                    .map(|p| p.node_id),
+            });
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+
+    async fn end_sessions(
+        &self,
+        node_id: &str,
+        sessions: &[(String, i64)],
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        let mut ended = Vec::new();
+        if sessions.is_empty() {
+            return Ok(ended);
+        }
+        let mut tx = self.begin_write().await?;
+        for (device_id, epoch) in sessions {
+            let changed = query(
+                "UPDATE device_sessions SET connected = $4, changed_at_ms = $5 \
+                 WHERE device_id = $1 AND node_id = $2 AND epoch = $3",
+            )
+            .bind(device_id)
+            .bind(node_id)
+            .bind(*epoch)
+            .bind(false)
+            .bind(now_ms)
+            .execute(&mut tx)
+            .await?;
+            if changed == 1 {
+                ended.push(device_id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn end_node_sessions(&self, node_id: &str, now_ms: i64) -> StoreResult<u64> {
+        Ok(query(
+            "UPDATE device_sessions SET connected = $2, changed_at_ms = $3 \
+             WHERE node_id = $1 AND connected = $4",
+        )
+        .bind(node_id)
+        .bind(false)
+        .bind(now_ms)
+        .bind(true)
+        .execute(&mut self.write_conn().await?)
+        .await?)
+    }
+
+    async fn device_session(&self, device_id: &str) -> StoreResult<Option<SessionRecord>> {
+        Ok(
+            query_as::<SessionRecord>("SELECT * FROM device_sessions WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_optional(self.read())
+                .await?,
+        )
+    }
+
+    async fn sessions_started_elsewhere(
+        &self,
+        node_id: &str,
+        since_ms: i64,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        Ok(query_as::<SessionRecord>(
+            "SELECT * FROM device_sessions WHERE changed_at_ms >= $2 AND node_id <> $1 \
+             AND connected = $3",
+        )
+        .bind(node_id)
+        .bind(since_ms)
+        .bind(true)
+        .fetch_all(self.read())
+        .await?)
+    }
+
+    async fn signal(&self, payload: &str) -> StoreResult<()> {
+        if payload.len() > MAX_SIGNAL_BYTES {
+            return Err(StoreError::Conflict {
+                code: "signal_too_long",
+                message: format!(
+                    "a cluster signal is at most {MAX_SIGNAL_BYTES} bytes, not {}",
+                    payload.len()
+                ),
+                field: None,
+            });
+        }
+        match self {
+            Db::Sqlite(_) => Ok(()),
+            Db::Postgres(p) => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(payload)
+                    .execute(&p.write)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn listen(&self) -> StoreResult<Option<mpsc::Receiver<String>>> {
+        let Db::Postgres(p) = self else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(&p.read).await?;
+        listener.listen(CHANNEL).await?;
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(notification) => {
+                        if tx.send(notification.payload().to_owned()).await.is_err() {
+                            return; // nobody listens any more
+                        }
+                    }
+                    Err(err) => {
+                        // recv reconnects on the next call; wait a little first.
+                        tracing::warn!(error = %err, "cluster signal listener lost its connection");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 }

@@ -160,7 +160,7 @@ use crate::postgres::PostgresStore;
 use crate::sqlite::{SqliteStore, WriteTurn};
 
 pub use auth::*;
-pub use cluster::{ClusterStore, NewNode, NodeRecord};
+pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
 pub use model::*;

@@ -27,3 +27,16 @@ CREATE TABLE cluster_secrets (
     value       BLOB NOT NULL,
     created_at_ms BIGINT NOT NULL
 );
+
+-- Which node holds each device's MQTT session. The epoch counts the device's connections
+-- (every connect, on any node, adds one), so an older session is told apart from the
+-- current one: a node acts for a device only while it holds the current epoch.
+CREATE TABLE device_sessions (
+    device_id      TEXT PRIMARY KEY NOT NULL REFERENCES devices (id),
+    node_id        TEXT NOT NULL,
+    epoch          BIGINT NOT NULL,
+    connected      BOOLEAN NOT NULL,
+    changed_at_ms  BIGINT NOT NULL
+);
+CREATE INDEX device_sessions_changed ON device_sessions (changed_at_ms);
+CREATE INDEX device_sessions_node ON device_sessions (node_id, connected);

@@ -132,3 +132,99 @@ pub async fn a_shared_secret_keeps_its_first_value(store: Arc<dyn Store>) {
     let other = store.shared_secret("other", b"x", 2_000).await.unwrap();
     assert_eq!(other, b"x");
 }
+
+pub async fn sessions_record_the_holding_node_and_fence_old_epochs(store: Arc<dyn Store>) {
+    let d = gema_store::testing::device(&*store, "SESS-1").await;
+    let ids = [d.id.clone(), "dev_unknown".to_string()];
+
+    let on_a = store.start_sessions("a", &ids, 1_000).await.unwrap();
+    assert_eq!(
+        on_a,
+        [SessionStart {
+            device_id: d.id.clone(),
+            epoch: 1,
+            taken_from: None
+        }],
+        "an unknown device is skipped"
+    );
+    // The device reconnects through another node before a saw it go: b takes it over.
+    let on_b = store.start_sessions("b", &ids[..1], 2_000).await.unwrap();
+    assert_eq!(on_b[0].epoch, 2);
+    assert_eq!(on_b[0].taken_from.as_deref(), Some("a"));
+    let elsewhere = store.sessions_started_elsewhere("a", 1_500).await.unwrap();
+    assert_eq!(elsewhere.len(), 1);
+    assert_eq!(
+        (elsewhere[0].node_id.as_str(), elsewhere[0].epoch),
+        ("b", 2)
+    );
+    assert!(
+        store
+            .sessions_started_elsewhere("b", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // a's late disconnect of epoch 1 changes nothing; b's of epoch 2 ends the session.
+    let stale = store
+        .end_sessions("a", &[(d.id.clone(), 1)], 3_000)
+        .await
+        .unwrap();
+    assert!(stale.is_empty());
+    let session = store.device_session(&d.id).await.unwrap().unwrap();
+    assert!(session.connected && session.node_id == "b");
+    let ended = store
+        .end_sessions("b", &[(d.id.clone(), 2)], 3_000)
+        .await
+        .unwrap();
+    assert_eq!(ended, [d.id.clone()]);
+    assert!(
+        !store
+            .device_session(&d.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .connected
+    );
+
+    // A connect after a clean disconnect takes nothing from anyone.
+    let again = store.start_sessions("a", &ids[..1], 4_000).await.unwrap();
+    assert_eq!((again[0].epoch, again[0].taken_from.clone()), (3, None));
+    // A node that restarts holds no session.
+    assert_eq!(store.end_node_sessions("a", 5_000).await.unwrap(), 1);
+    assert!(
+        !store
+            .device_session(&d.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .connected
+    );
+    assert_eq!(store.device_session("dev_unknown").await.unwrap(), None);
+}
+
+pub async fn signals_reach_every_listener(store: Arc<dyn Store>) {
+    let too_long = "x".repeat(gema_store::cluster::MAX_SIGNAL_BYTES + 1);
+    assert!(
+        store.signal(&too_long).await.is_err(),
+        "a payload PostgreSQL would refuse"
+    );
+    let Some(mut first) = store.listen().await.unwrap() else {
+        assert_eq!(
+            store.backend(),
+            Backend::Sqlite,
+            "only SQLite has nobody to signal"
+        );
+        store.signal("work dev_1").await.unwrap();
+        return;
+    };
+    let mut second = store.listen().await.unwrap().unwrap();
+    store.signal("work dev_1 dev_2").await.unwrap();
+    for listener in [&mut first, &mut second] {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+            .await
+            .expect("the signal arrives")
+            .unwrap();
+        assert_eq!(got, "work dev_1 dev_2");
+    }
+}

@@ -75,7 +75,9 @@ macro_rules! conformance {
                 nodes_register_heartbeat_and_stop,
                 a_lease_has_one_holder_until_it_expires,
                 concurrent_lease_takers_let_one_win,
-                a_shared_secret_keeps_its_first_value
+                a_shared_secret_keeps_its_first_value,
+                sessions_record_the_holding_node_and_fence_old_epochs,
+                signals_reach_every_listener
             );
         }
     };
