@@ -72,6 +72,14 @@ impl Gateway {
             clock,
             settings,
         } = deps;
+        let cluster = Cluster::new(
+            store.clone(),
+            transport.clone(),
+            clock.clone(),
+            settings.node,
+        );
+        // Every sender below goes through this node's fence; a kick reaches every node.
+        let transport = cluster.transport(transport);
         let handover = Handover::new();
         let (results, results_queue) = delivery::results_channel();
         let payments = Payments::new(
@@ -97,10 +105,10 @@ impl Gateway {
             settings.delivery,
             handover,
             results,
+            cluster.clone(),
         );
-        let registry = Registry::connected(store.clone(), transport.clone());
-        let auth = Auth::new(store.clone(), settings.auth).with_clock(clock.clone());
-        let cluster = Cluster::new(store, transport, clock, settings.node);
+        let registry = Registry::connected(store.clone(), transport);
+        let auth = Auth::new(store, settings.auth).with_clock(clock);
         Gateway {
             registry,
             auth,
@@ -124,13 +132,31 @@ impl Gateway {
     pub async fn run(
         self,
         uplinks: mpsc::Receiver<UplinkMessage>,
-        presence: mpsc::Receiver<Presence>,
+        mut presence: mpsc::Receiver<Presence>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tokio::task::JoinError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        // Presence is first recorded as sessions (which node holds each device); what is
+        // still news after that goes on to device operations.
+        let (sessions_tx, sessions_rx) = mpsc::channel::<Presence>(4096);
+        let sessions = tokio::spawn({
+            let cluster = self.cluster.clone();
+            async move {
+                const BATCH: usize = 256;
+                let mut batch = Vec::with_capacity(BATCH);
+                while presence.recv_many(&mut batch, BATCH).await > 0 {
+                    for change in cluster.sessions_changed(std::mem::take(&mut batch)).await {
+                        if sessions_tx.send(change).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let presence = sessions_rx;
         // Device operations → delivery: acks and presence.
         let (ack_tx, ack_rx) = mpsc::channel::<UplinkMessage>(4096);
         let (presence_tx, presence_rx) = mpsc::channel::<Presence>(4096);
@@ -148,7 +174,17 @@ impl Gateway {
         ));
         // Anything committed before this start (a crash, a restart) is delivered now.
         self.delivery.handover().read_outbox();
-        let heartbeat = tokio::spawn(self.cluster.clone().run(stopped(stop_rx.clone())));
+        // Other nodes' signals: devices held here with outbox work go to delivery.
+        let (work_tx, mut work_rx) = mpsc::channel::<Vec<String>>(1024);
+        let heartbeat = tokio::spawn(self.cluster.clone().run(work_tx, stopped(stop_rx.clone())));
+        let wake = tokio::spawn({
+            let relay = self.delivery.clone();
+            async move {
+                while let Some(devices) = work_rx.recv().await {
+                    relay.wake_devices(devices);
+                }
+            }
+        });
         let expiry = self.payments.settings().expiry_sweep_interval;
         let payments = self.payments.clone();
         let expiry_sweep = tokio::spawn(cluster_sweep(
@@ -185,6 +221,8 @@ impl Gateway {
             delivery.await,
             device_ops.await,
         ];
+        wake.abort();
+        sessions.abort();
         self.cluster.leave().await;
         results.into_iter().collect()
     }

@@ -16,6 +16,7 @@ use super::backoff::{self, AfterFailure, Backoff};
 use super::handover::{Handover, lock};
 use super::results::ResultsSender;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
 
 /// How the relay delivers (`[delivery]` has no config section yet: the daemon uses the
@@ -35,6 +36,12 @@ pub struct DeliverySettings {
     /// How often an offline device's pending announcements are looked at again, in case
     /// its reconnect event was lost.
     pub offline_recheck: Duration,
+    /// When a device is held by another node, how soon its announcements are looked at
+    /// again (that node was signalled; this is in case the signal was lost).
+    pub elsewhere_recheck: Duration,
+    /// The longest the relay goes without reading the outbox: the recheck that catches a
+    /// lost signal from another node.
+    pub outbox_recheck: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -47,6 +54,8 @@ impl Default for DeliverySettings {
             backoff_max: Duration::from_secs(30),
             language: Language::Id,
             offline_recheck: Duration::from_secs(30),
+            elsewhere_recheck: Duration::from_secs(2),
+            outbox_recheck: Duration::from_secs(2),
         }
     }
 }
@@ -96,6 +105,8 @@ pub struct AnnouncementRelay {
     workers: Mutex<HashMap<String, Worker>>,
     /// Attempts waiting for their device's `ack`, by message id.
     waiters: AckWaiters,
+    /// Which devices other nodes hold, and how to wake them.
+    cluster: Cluster,
 }
 
 impl AnnouncementRelay {
@@ -108,6 +119,7 @@ impl AnnouncementRelay {
         settings: DeliverySettings,
         handover: Handover,
         results: ResultsSender,
+        cluster: Cluster,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -118,6 +130,7 @@ impl AnnouncementRelay {
             results,
             workers: Mutex::new(HashMap::new()),
             waiters: AckWaiters::default(),
+            cluster,
         })
     }
 
@@ -178,7 +191,8 @@ impl AnnouncementRelay {
                         tracing::error!(error = %err, "relay: reading the outbox failed");
                         Duration::from_secs(1)
                     }
-                };
+                }
+                .min(self.settings.outbox_recheck);
                 wake_at = tokio::time::Instant::now() + pause;
             }
             tokio::select! {
@@ -359,7 +373,14 @@ impl AnnouncementRelay {
             return true;
         }
         if !self.transport.is_connected(&a.device_id) {
-            let deferred = self.deferred(a.expires_at_ms);
+            let deferred = if self.cluster.held_elsewhere(&a.device_id).await.is_some() {
+                // Its node delivers it; this row is looked at again soon in case that
+                // node never heard.
+                self.cluster.wake_elsewhere(&a.device_id);
+                self.deferred_by(a.expires_at_ms, self.settings.elsewhere_recheck)
+            } else {
+                self.deferred(a.expires_at_ms)
+            };
             self.record(&a.id, deferred, "deferred").await;
             return false;
         }
@@ -399,12 +420,24 @@ impl AnnouncementRelay {
     /// An offline device's announcement waits, without spending an attempt, for a
     /// reconnect or the offline recheck.
     fn deferred(&self, expires_at_ms: i64) -> DeliveryResult {
+        self.deferred_by(expires_at_ms, self.settings.offline_recheck)
+    }
+
+    fn deferred_by(&self, expires_at_ms: i64, recheck: Duration) -> DeliveryResult {
         DeliveryResult::Deferred {
             next_attempt_at_ms: backoff::offline_recheck_at(
                 self.clock.now_ms(),
-                self.settings.offline_recheck,
+                recheck,
                 expires_at_ms,
             ),
+        }
+    }
+
+    /// Has the workers of `devices` (connected here) read their outbox now: another node
+    /// committed announcements for them.
+    pub fn wake_devices(self: &Arc<Self>, devices: Vec<String>) {
+        for device_id in devices {
+            self.clone().start_worker(device_id, true);
         }
     }
 
