@@ -420,6 +420,30 @@ impl Cluster {
         }
     }
 
+    /// Which of `device_ids` other running nodes hold now.
+    pub async fn connected_elsewhere(
+        &self,
+        device_ids: &[String],
+    ) -> std::collections::HashSet<String> {
+        let running = lock(&self.state.running).clone();
+        if running.iter().all(|n| *n == self.settings.id) {
+            return Default::default(); // no other node is running
+        }
+        match self.store.device_sessions(device_ids).await {
+            Ok(sessions) => sessions
+                .into_iter()
+                .filter(|s| {
+                    s.connected && s.node_id != self.settings.id && running.contains(&s.node_id)
+                })
+                .map(|s| s.device_id)
+                .collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "reading device sessions failed");
+                Default::default()
+            }
+        }
+    }
+
     fn send_signal(&self, payload: String) {
         let store = self.store.clone();
         tokio::spawn(async move {

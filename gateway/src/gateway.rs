@@ -95,6 +95,7 @@ impl Gateway {
             clock.clone(),
             settings.device_ops,
             Some(payments.clone()),
+            cluster.clone(),
         );
         // Every downlink goes through device operations' transport, which traces it.
         let transport = device_ops.transport();
@@ -179,9 +180,11 @@ impl Gateway {
         let heartbeat = tokio::spawn(self.cluster.clone().run(work_tx, stopped(stop_rx.clone())));
         let wake = tokio::spawn({
             let relay = self.delivery.clone();
+            let ops = self.device_ops.clone();
             async move {
                 while let Some(devices) = work_rx.recv().await {
-                    relay.wake_devices(devices);
+                    relay.wake_devices(devices.clone());
+                    ops.devices_have_work(&devices).await;
                 }
             }
         });

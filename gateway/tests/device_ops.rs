@@ -10,6 +10,7 @@ use gema_firmware_protocol::message::*;
 use gema_firmware_protocol::topic::MessageKind;
 use gema_firmware_protocol::{Encoding, encode, topic};
 use gema_gateway::clock::ManualClock;
+use gema_gateway::cluster::{Cluster, NodeSettings};
 use gema_gateway::device_ops::{
     CommandInput, ConfigPatch, ConfigSync, DeviceOps, DeviceOpsSettings, HealthSettings,
     HealthStatus,
@@ -18,6 +19,16 @@ use gema_gateway::testing::{RecordingTransport, eventually, temp_store};
 use gema_gateway::transport::{Presence, UplinkMessage};
 use gema_gateway::{GatewayError, Registry};
 use gema_store::*;
+
+/// A node with no other node: every device it reaches is its own.
+fn alone(store: &Arc<dyn Store>, wire: &RecordingTransport, clock: &ManualClock) -> Cluster {
+    Cluster::new(
+        store.clone(),
+        Arc::new(wire.clone()),
+        Arc::new(clock.clone()),
+        NodeSettings::default(),
+    )
+}
 
 struct Harness {
     ops: DeviceOps,
@@ -51,6 +62,7 @@ async fn harness(settings: DeviceOpsSettings) -> Harness {
         Arc::new(clock.clone()),
         settings,
         None,
+        alone(&store, &wire, &clock),
     );
     Harness {
         ops,
@@ -749,6 +761,7 @@ async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires(
         Arc::new(h.clock.clone()),
         DeviceOpsSettings::default(),
         Some(payments),
+        alone(&h.store, &h.wire, &h.clock),
     );
     // Not bound to a terminal: refused.
     h.send(request("r1", 15_000)).await;

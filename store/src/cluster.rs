@@ -122,6 +122,8 @@ pub trait ClusterStore: Send + Sync {
     async fn end_node_sessions(&self, node_id: &str, now_ms: i64) -> StoreResult<u64>;
     /// The device's session record, if it ever connected.
     async fn device_session(&self, device_id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// The session records of each of `device_ids` that ever connected.
+    async fn device_sessions(&self, device_ids: &[String]) -> StoreResult<Vec<SessionRecord>>;
     /// Connected sessions held by nodes other than `node_id` that started at or after
     /// `since_ms`: a node compares them with its own connections to find devices taken
     /// over while it missed the signal.
@@ -352,6 +354,21 @@ impl ClusterStore for Db {
                 .fetch_optional(self.read())
                 .await?,
         )
+    }
+
+    async fn device_sessions(&self, device_ids: &[String]) -> StoreResult<Vec<SessionRecord>> {
+        if device_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT * FROM device_sessions WHERE device_id IN ({})",
+            crate::device_ops::placeholders(1, device_ids.len())
+        );
+        let mut query = query_as::<SessionRecord>(&sql);
+        for id in device_ids {
+            query = query.bind(id);
+        }
+        Ok(query.fetch_all(self.read()).await?)
     }
 
     async fn sessions_started_elsewhere(

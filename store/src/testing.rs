@@ -46,6 +46,26 @@ impl TempStore {
     }
 }
 
+/// A new, empty database in the PostgreSQL cluster `admin_url` names (a superuser's URL
+/// ending in `/<database>`, as `scripts/with-postgres` exports in
+/// `GEMA_TEST_POSTGRES_URL`); returns its URL. Not migrated. The throwaway cluster is
+/// deleted with everything in it, so nothing drops it.
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
+    let name = format!("gema_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let admin = sqlx::PgPool::connect(admin_url)
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    admin.close().await;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("the cluster URL ends in /<database>");
+    format!("{base}/{name}")
+}
+
 /// A merchant, approved (only an approved merchant's terminals take devices and payments).
 pub async fn approved_merchant(store: &dyn Store, name: &str) -> Merchant {
     let merchant = store

@@ -42,7 +42,9 @@ impl DeviceOps {
         }
         let now = self.inner.clock.now_ms();
         let expires_at_ms = now + duration_ms(ttl);
-        let offline = !self.inner.transport.is_connected(device_id);
+        let here = self.inner.transport.is_connected(device_id);
+        let elsewhere = !here && self.inner.cluster.held_elsewhere(device_id).await.is_some();
+        let offline = !here && !elsewhere;
         let (status, message) = if input.interactive && offline {
             (
                 CommandStatus::Failed,
@@ -69,7 +71,9 @@ impl DeviceOps {
             .await?;
         tracing::Span::current().record("command_id", record.id.as_str());
         metrics::counter!("gema_commands_total", "name" => action_name(&input.action)).increment(1);
-        if record.status == CommandStatus::Queued && !offline {
+        if record.status == CommandStatus::Queued && elsewhere {
+            self.inner.cluster.wake_elsewhere(device_id);
+        } else if record.status == CommandStatus::Queued && here {
             self.deliver_command(&record).await;
             return Ok(self.inner.store.get_command(device_id, &record.id).await?);
         }

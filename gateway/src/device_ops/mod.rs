@@ -65,6 +65,7 @@ pub use health::{HealthReason, HealthSettings, HealthStatus, HealthSummary};
 pub use trace::{MessageTrace, TraceEntry, TracingTransport};
 
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::error::{GatewayError, GatewayResult};
 use crate::payments::Payments;
 use crate::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
@@ -232,6 +233,8 @@ struct Inner {
     malformed: Mutex<HashMap<String, (i64, u32)>>,
     /// Makes the dynamic QRs devices ask for; `None`: such requests are refused.
     payments: Option<Payments>,
+    /// Which devices other nodes hold, and how to wake them.
+    cluster: Cluster,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -254,6 +257,7 @@ impl DeviceOps {
         clock: Arc<dyn Clock>,
         settings: DeviceOpsSettings,
         payments: Option<Payments>,
+        cluster: Cluster,
     ) -> Self {
         let trace = Arc::new(MessageTrace::new(
             settings.trace_per_device,
@@ -274,7 +278,17 @@ impl DeviceOps {
                 wake_pusher: Notify::new(),
                 malformed: Mutex::new(HashMap::new()),
                 payments,
+                cluster,
             }),
+        }
+    }
+
+    /// Another node committed work for these devices (held here): push their config and
+    /// send their queued commands now.
+    pub async fn devices_have_work(&self, devices: &[String]) {
+        self.inner.wake_pusher.notify_one();
+        for device_id in devices {
+            self.deliver_due_commands(Some(device_id)).await;
         }
     }
 
@@ -547,6 +561,7 @@ impl DeviceOps {
         let store = &self.inner.store;
         let heartbeats = store.latest_heartbeats(device_ids).await?;
         let presences = store.presences(device_ids).await?;
+        let elsewhere = self.inner.cluster.connected_elsewhere(device_ids).await;
         let configs = store.device_configs(device_ids).await?;
         let now = self.inner.clock.now_ms();
         let window = duration_ms(self.inner.settings.health.failed_delivery_window);
@@ -561,7 +576,7 @@ impl DeviceOps {
             let state = config.map(|c| self.config_state(id, Some(c)));
             let summary = health::summarize(
                 health::HealthInput {
-                    connected: self.inner.transport.is_connected(id),
+                    connected: self.inner.transport.is_connected(id) || elsewhere.contains(id),
                     presence,
                     heartbeat,
                     config_drift: state.as_ref().is_some_and(|s| s.sync == ConfigSync::Drift),
@@ -767,6 +782,9 @@ impl DeviceOps {
             )
             .await?;
         self.inner.wake_pusher.notify_one();
+        if !self.inner.transport.is_connected(device_id) {
+            self.inner.cluster.wake_elsewhere(device_id);
+        }
         Ok(self.config_state(device_id, Some(&record)))
     }
 

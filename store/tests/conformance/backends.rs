@@ -24,24 +24,10 @@ pub async fn postgres() -> TestDb {
         "GEMA_TEST_POSTGRES_URL must name a PostgreSQL cluster for the postgres-tests \
          feature; run the tests through scripts/with-postgres",
     );
-    let name = format!("gema_test_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let admin = sqlx::PgPool::connect(&admin_url)
+    let url = gema_store::testing::fresh_postgres_database(&admin_url).await;
+    let store = gema_store::connect(&url, &gema_store::ConnectOptions::default())
         .await
-        .expect("connect to the test cluster");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("GEMA_TEST_POSTGRES_URL ends in /<database>");
-    let store = gema_store::connect(
-        &format!("{base}/{name}"),
-        &gema_store::ConnectOptions::default(),
-    )
-    .await
-    .expect("connect to test database");
+        .expect("connect to test database");
     store.migrate().await.expect("migrate postgres");
     TestDb { store, _dir: None }
 }
