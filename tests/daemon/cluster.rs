@@ -280,3 +280,305 @@ async fn a_device_that_reconnects_to_another_node_is_taken_over_there() {
     assert_eq!(status["health"]["connected"], true, "{status}");
     second.abort();
 }
+
+/// HAProxy in TCP mode in front of the nodes' MQTT ports, each node health-checked on its
+/// `/health`, as `deploy/SCALING.md` describes.
+struct Balancer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    /// `None` (skipped, loudly) when HAProxy is not installed, outside CI.
+    fn start(nodes: &[(&str, &Daemon)]) -> Option<Balancer> {
+        let haproxy = ["haproxy", "/usr/sbin/haproxy"].into_iter().find(|bin| {
+            std::process::Command::new(bin)
+                .arg("-v")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let Some(haproxy) = haproxy else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "HAProxy is not installed: under CI the balancer test must run (apt-get install haproxy)"
+            );
+            eprintln!("SKIPPED: HAProxy is not installed (apt-get install haproxy)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "global\n    maxconn 4096\n\
+             defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 120s\n    \
+             timeout server 120s\n    timeout check 500ms\n\
+             frontend mqtt\n    bind 127.0.0.1:{port}\n    default_backend nodes\n\
+             backend nodes\n    balance roundrobin\n    option httpchk GET /health\n    \
+             default-server inter 300ms fall 2 rise 2\n"
+        );
+        for (name, node) in nodes {
+            config.push_str(&format!(
+                "    server {name} 127.0.0.1:{} check port {}\n",
+                node.mqtt_addr.port(),
+                node.http_port()
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, config).unwrap();
+        let child = std::process::Command::new(haproxy)
+            .args(["-db", "-f"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "HAProxy did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Balancer {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the fleet has heard: each transaction spoken (first receipt) and repeated.
+#[derive(Default)]
+struct Heard {
+    spoken: std::collections::HashMap<String, usize>,
+    duplicates: usize,
+    connects: usize,
+}
+
+impl Heard {
+    fn take(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::Spoke { transaction_id, .. } => {
+                *self.spoken.entry(transaction_id).or_default() += 1;
+            }
+            SimEvent::Duplicate { .. } => self.duplicates += 1,
+            SimEvent::Connected { .. } => self.connects += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Reads the fleet's events into `heard` until `done` holds (at most `within`).
+async fn hear_until(
+    events: &mut mpsc::Receiver<SimEvent>,
+    heard: &mut Heard,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&Heard) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done(heard) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) => heard.take(event),
+            _ => panic!(
+                "{what}: not within {within:?} ({} spoken, {} duplicates, {} connects)",
+                heard.spoken.len(),
+                heard.duplicates,
+                heard.connects
+            ),
+        }
+    }
+}
+
+/// Pays one order per terminal through `nodes` in turn; returns the transaction ids.
+async fn pay_round(nodes: &[&Daemon], terminals: &[String], round: &str) -> Vec<String> {
+    let mut paid = Vec::new();
+    for (i, terminal) in terminals.iter().enumerate() {
+        let node = nodes[i % nodes.len()];
+        let order_ref = format!("ORD-{round}-{i}");
+        let amount = 1_000 + i64::try_from(i).unwrap();
+        let (status, t) = node
+            .post(
+                "/api/v1/transactions",
+                json!({ "terminal_id": terminal, "order_ref": order_ref, "amount": amount }),
+            )
+            .await;
+        assert_eq!(status, 201, "{t}");
+        let (status, reply) = notify(node, &order_ref, &format!("{amount}.00")).await;
+        assert_eq!((status, reply["outcome"].as_str()), (200, Some("applied")));
+        paid.push(t["id"].as_str().unwrap().to_string());
+    }
+    paid
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_behind_haproxy_lose_nothing_when_one_dies_or_pauses() {
+    let Some(database) = database().await else {
+        return;
+    };
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = node(dirs[0].path(), &database, "node-a");
+    let mut b = node(dirs[1].path(), &database, "node-b");
+    let mut c = node(dirs[2].path(), &database, "node-c");
+    b.token = a.token.clone();
+    c.token = a.token.clone();
+    let Some(balancer) = Balancer::start(&[("a", &a), ("b", &b), ("c", &c)]) else {
+        return;
+    };
+
+    const DEVICES: usize = 18;
+    let mut terminals = Vec::new();
+    let (tx, mut events) = mpsc::channel(1024);
+    let mut fleet = Vec::new();
+    for i in 0..DEVICES {
+        let bound = a.approved_terminal_with_device(&format!("SB-LB-{i}")).await;
+        terminals.push(bound.terminal.clone());
+        let mut options = sim_options(
+            balancer.port,
+            bound.ca_pem.clone(),
+            Arc::new(AtomicU8::new(0)),
+        );
+        options.keep_alive = Duration::from_secs(2);
+        fleet.push(tokio::spawn(run_device(
+            bound.device.clone(),
+            options,
+            tx.clone(),
+        )));
+    }
+    let mut heard = Heard::default();
+    hear_until(
+        &mut events,
+        &mut heard,
+        "the fleet connects through HAProxy",
+        Duration::from_secs(60),
+        |h| h.connects >= DEVICES,
+    )
+    .await;
+    nodes_until(&a, "every node holds some of the fleet", |items| {
+        items.len() == 3
+            && items
+                .iter()
+                .all(|n| n["devices_held"].as_i64().unwrap_or(0) > 0)
+            && items
+                .iter()
+                .map(|n| n["devices_held"].as_i64().unwrap_or(0))
+                .sum::<i64>()
+                == DEVICES as i64
+    })
+    .await;
+
+    // Callbacks on every node; node a dies (SIGKILL) while their announcements go out.
+    let mut paid = pay_round(&[&a, &b, &c], &terminals, "KILL").await;
+    let killed_at = std::time::Instant::now();
+    a.kill_hard();
+    // More callbacks while a's devices come back through the balancer to b and c.
+    paid.extend(pay_round(&[&b, &c], &terminals, "AFTER").await);
+    hear_until(
+        &mut events,
+        &mut heard,
+        "every paid transaction spoken",
+        Duration::from_secs(90),
+        |h| paid.iter().all(|t| h.spoken.contains_key(t)),
+    )
+    .await;
+    nodes_until(&b, "a's devices are back on b and c", |items| {
+        let held = |id| {
+            node_named(items, id)
+                .and_then(|n| n["devices_held"].as_i64())
+                .unwrap_or(0)
+        };
+        held("node-b") + held("node-c") == DEVICES as i64
+    })
+    .await;
+    eprintln!(
+        "node a killed: {} transactions spoken, {} duplicate receipts, every device back within {:?}",
+        paid.len(),
+        heard.duplicates,
+        killed_at.elapsed()
+    );
+    assert!(heard.spoken.values().all(|n| *n == 1), "each spoken once");
+
+    // Node b pauses (SIGSTOP) right after accepting callbacks, past its devices' keepalive:
+    // they move to c, which speaks what b had not; b, resumed, sends nothing stale.
+    let before_pause = heard.duplicates;
+    let round = pay_round(&[&b], &terminals, "PAUSE").await;
+    b.signal("STOP");
+    let paused_at = std::time::Instant::now();
+    hear_until(
+        &mut events,
+        &mut heard,
+        "b's work spoken by c while b sleeps",
+        Duration::from_secs(90),
+        |h| round.iter().all(|t| h.spoken.contains_key(t)),
+    )
+    .await;
+    nodes_until(&c, "c holds the whole fleet while b sleeps", |items| {
+        node_named(items, "node-c").is_some_and(|n| n["devices_held"] == DEVICES as i64)
+    })
+    .await;
+    eprintln!(
+        "node b paused: its devices spoken by c within {:?}",
+        paused_at.elapsed()
+    );
+    b.signal("CONT");
+    // b wakes up: it heartbeats, ends the sessions c took over, and sends nothing.
+    let after = pay_round(&[&c], &terminals, "RESUMED").await;
+    hear_until(
+        &mut events,
+        &mut heard,
+        "payments after b resumed",
+        Duration::from_secs(60),
+        |h| after.iter().all(|t| h.spoken.contains_key(t)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Ok(event) = events.try_recv() {
+        heard.take(event);
+    }
+    eprintln!(
+        "node b resumed: {} duplicate receipts since the pause (before it: {before_pause})",
+        heard.duplicates - before_pause
+    );
+    assert!(heard.spoken.values().all(|n| *n == 1), "each spoken once");
+    let all: Vec<&String> = paid.iter().chain(&round).chain(&after).collect();
+    let c_ref = &c;
+    let all_ref = &all;
+    eventually_within(
+        "every announcement recorded delivered, once",
+        Duration::from_secs(30),
+        || async move {
+            let mut unsettled = Vec::new();
+            for transaction in all_ref {
+                let (_, list) = c_ref
+                    .get(&format!("/api/v1/transactions/{transaction}/announcements"))
+                    .await;
+                let list = list.as_array().cloned().unwrap_or_default();
+                if list.len() != 1 || list[0]["status"] != "delivered" {
+                    unsettled.push((transaction.to_string(), list));
+                }
+            }
+            if unsettled.is_empty() {
+                Ok(Some(()))
+            } else {
+                Err(unsettled)
+            }
+        },
+    )
+    .await;
+    for device in fleet {
+        device.abort();
+    }
+    drop(balancer);
+}

@@ -139,6 +139,24 @@ impl Daemon {
         self.child.wait().expect("reap");
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the daemon's process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// The admin API's port.
+    pub fn http_port(&self) -> u16 {
+        self.api_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the admin API URL ends in its port")
+    }
+
     /// Sends SIGTERM and waits (at most 30 s) for the process to exit; returns its status and
     /// everything it wrote to stderr.
     pub async fn terminate(mut self) -> (ExitStatus, String) {
