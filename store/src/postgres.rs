@@ -23,7 +23,17 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub(crate) struct PostgresStore {
     pub(crate) read: PgPool,
     pub(crate) write: PgPool,
+    /// The payment batches' own connections (see [`BATCH_CONNECTIONS`]).
+    batches: PgPool,
 }
+
+/// Connections for payment batches, enough for the gateway's commit loops side by side.
+/// Their sessions use generic plans only (`plan_cache_mode = force_generic_plan`): a
+/// batch's statements take arrays whose lengths the planner sees, so with the default it
+/// kept planning each execution anew (a custom plan per batch size looks cheaper than the
+/// generic one), while the generic plan of a lookup by key is the right one for any size.
+/// Other statements keep the default on the main pool.
+const BATCH_CONNECTIONS: u32 = 8;
 
 impl PostgresStore {
     pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
@@ -32,14 +42,28 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect(url)
             .await?;
+        let batches = PgPoolOptions::new()
+            .max_connections(BATCH_CONNECTIONS)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET plan_cache_mode = force_generic_plan")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy(url)?;
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            batches,
         })
     }
 
-    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        Ok(self.write.begin().await?)
+    /// A transaction for a payment batch.
+    async fn begin_batch(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.batches.begin().await?)
     }
 }
 
@@ -55,7 +79,7 @@ impl PostgresStore {
         deliveries: &[(String, DeliveryResult)],
     ) -> StoreResult<Vec<PaymentOutcome>> {
         let now = crate::sql::now();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_batch().await?;
         let applied = async {
             let mut staged = Staged::default();
             prefetch(&mut tx, &mut staged, items).await?;
@@ -86,7 +110,7 @@ impl PostgresStore {
         results: &[(String, DeliveryResult)],
     ) -> StoreResult<()> {
         let now = crate::sql::now();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_batch().await?;
         let mut staged = Staged::default();
         stage_deliveries(&mut PgBatch(&mut tx), &mut staged, results, now).await?;
         flush(&mut tx, &staged, &[], now).await?;
