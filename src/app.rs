@@ -287,15 +287,19 @@ impl App {
     }
 }
 
-/// Every gateway service's settings from the configuration. The store's backend matters in
-/// one place: SQLite has one writer at a time, so delivery results with no payment batch
-/// to ride in wait up to 5 ms for one (a transaction of results alone is an fsync a
-/// provider's callback may wait behind); PostgreSQL writes them at once.
+/// Every gateway service's settings from the configuration. The store's backend matters for
+/// the commit loops: SQLite has one writer at a time, so delivery results with no payment
+/// batch to ride in wait up to 5 ms for one (a transaction of results alone is an fsync a
+/// provider's callback may wait behind) and the one commit loop has a thread of its own;
+/// PostgreSQL writes results at once, and runs four commit loops side by side, so the
+/// server works on one batch (or waits for its WAL flush) while the daemon stages the next.
 fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> GatewaySettings {
     let mut payments = config.payments.settings();
     if backend == Backend::Sqlite {
         payments.delivery_results_gather = Duration::from_millis(5);
         payments.commit_loop_thread = true;
+    } else {
+        payments.commit_loops = 4;
     }
     GatewaySettings {
         payments,

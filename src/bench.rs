@@ -29,6 +29,10 @@ use crate::cli::{ApiClient, ClientError};
 use crate::sim::{SimDevice, SimEvent, SimOptions, run_device};
 use crate::{App, Config};
 
+mod cpu;
+
+use cpu::{CpuSample, CpuUse, Side};
+
 const SERVER_KEY: &str = "bench-midtrans-server-key";
 
 #[derive(Debug, Clone)]
@@ -75,9 +79,16 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     let devices = connect(&fleet, daemon.mqtt_port, &events_tx, &mut events).await?;
     wait_until_settled(&api, &fleet).await?;
     let orders = prepare_orders(&api, &fleet, orders_to_send(&bench)).await?;
+    let postgres_port = bench
+        .database_url
+        .as_deref()
+        .and_then(|url| reqwest::Url::parse(url).ok())
+        .map(|url| url.port().unwrap_or(5432));
+    let cpu_before = CpuSample::now(postgres_port);
     let fired = fire_callbacks(&bench, &daemon.api_url, &orders).await?;
     let figures = collect(fired, &mut events, orders.len()).await;
-    print_report(&bench, backend, orders.len(), &figures);
+    let cpu = CpuSample::now(postgres_port).since(&cpu_before);
+    print_report(&bench, backend, orders.len(), &figures, &cpu);
 
     for device in devices {
         device.abort();
@@ -111,10 +122,16 @@ fn bench_config(bench: &PaymentsBench, data_dir: &std::path::Path) -> anyhow::Re
 
 /// The daemon under test, running on a runtime of its own, and an admin-API client holding
 /// its bootstrap token.
+///
+/// The runtime is shut down without waiting, on every path ([`BenchDaemon::stop`] and
+/// drop): dropping a runtime waits for its blocking pool, which panics inside the bench's
+/// own runtime ("Cannot drop a runtime in a context where blocking is not allowed").
 struct BenchDaemon {
-    runtime: tokio::runtime::Runtime,
+    /// `None` once shut down.
+    runtime: Option<tokio::runtime::Runtime>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    /// Taken when sent.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     api: Arc<ApiClient>,
     api_url: String,
     mqtt_port: u16,
@@ -143,33 +160,50 @@ impl BenchDaemon {
             .await
         });
         let Ok((token, http_addr, mqtt_port)) = started_rx.await else {
-            return Err(task
-                .await
+            let stopped = task.await;
+            runtime.shutdown_background();
+            return Err(stopped
                 .context("daemon task")?
                 .err()
                 .unwrap_or_else(|| anyhow::anyhow!("the daemon stopped before it started")));
         };
         let Some(token) = token else {
+            let _ = stop.send(());
+            let _ = task.await;
+            runtime.shutdown_background();
             bail!("the bench needs an empty database (no admin token yet)");
         };
         let api_url = format!("http://{http_addr}");
         let api = Arc::new(ApiClient::new(&api_url, Some(token)));
         Ok(Self {
-            runtime,
+            runtime: Some(runtime),
             task,
-            stop,
+            stop: Some(stop),
             api,
             api_url,
             mqtt_port,
         })
     }
 
-    /// Asks the daemon to drain and stop, and waits for it.
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.task.await.context("daemon task")??;
-        self.runtime.shutdown_background();
-        Ok(())
+    /// Asks the daemon to drain and stop, and waits for it; then shuts its runtime down
+    /// (whatever the daemon's result), leaving its blocking threads to end on their own.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let stopped = (&mut self.task).await;
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        stopped.context("daemon task")?
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -563,7 +597,13 @@ async fn collect(fired: Fired, events: &mut mpsc::Receiver<SimEvent>, callbacks:
 }
 
 /// Prints the report of a run.
-fn print_report(bench: &PaymentsBench, backend: &str, callbacks: usize, figures: &Figures) {
+fn print_report(
+    bench: &PaymentsBench,
+    backend: &str,
+    callbacks: usize,
+    figures: &Figures,
+    cpu: &CpuUse,
+) {
     let Figures {
         send_time,
         callbacks_done,
@@ -612,6 +652,34 @@ fn print_report(bench: &PaymentsBench, backend: &str, callbacks: usize, figures:
         "sustained         {:.0} announcements/s delivered",
         receipt.len() as f64 / delivered_in.as_secs_f64().max(1e-9)
     );
+    print_cpu(cpu, callbacks);
+}
+
+/// CPU time per callback over the measured part (sending until the last announcement or
+/// the collection's deadline), split as [`cpu`] explains.
+fn print_cpu(cpu: &CpuUse, callbacks: usize) {
+    let callbacks = u128::try_from(callbacks.max(1)).unwrap_or(u128::MAX);
+    let per = |d: Duration| format!("{} µs", d.as_micros() / callbacks);
+    let Some(process) = cpu.process else {
+        println!("CPU per callback  not measured (no /proc)");
+        return;
+    };
+    println!(
+        "CPU per callback  {} process: daemon's threads {}, load generator's and devices' {}",
+        per(process),
+        per(cpu.side(Side::Daemon)),
+        per(cpu.side(Side::Load)),
+    );
+    let threads: Vec<String> = cpu
+        .threads
+        .iter()
+        .filter(|(_, d)| !d.is_zero())
+        .map(|(name, d)| format!("{name} {}", per(*d)))
+        .collect();
+    println!("  by thread name  {}", threads.join(", "));
+    if let Some(server) = cpu.postgres {
+        println!("  PostgreSQL server (all its processes) {}", per(server));
+    }
 }
 
 fn notification(order_ref: &str) -> Value {

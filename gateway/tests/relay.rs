@@ -300,3 +300,77 @@ async fn a_signed_callback_through_the_built_gateway_is_announced_and_acked() {
     assert_eq!(a.attempts, 1);
     assert_eq!(h.received(), vec![(t.id, 12_000, 1)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_several_commit_loops_every_callback_is_applied_once_and_sequenced_once() {
+    use gema_gateway::payments::providers::{
+        GENERIC_SIGNATURE_HEADER, GENERIC_TIMESTAMP_HEADER, Provider, generic_signature,
+    };
+    use gema_gateway::payments::{RawRequest, TransactionInput};
+    const SECRET: &str = "generic-secret";
+    const ORDERS: usize = 12;
+    let payments = PaymentSettings {
+        generic_secret: Some(gema_gateway::credentials::SecretString::new(SECRET.into())),
+        commit_loops: 4,
+        ..PaymentSettings::default()
+    };
+    let h = harness_with(fast(), payments, true, true).await;
+    let payments = &h.gw.gateway.payments;
+    let mut transactions = Vec::new();
+    for n in 0..ORDERS {
+        let t = payments
+            .create_transaction(TransactionInput {
+                terminal_id: h.terminal.id.clone(),
+                order_ref: format!("ORD-LOOPS-{n}"),
+                amount: 1_000,
+                expires_in_secs: None,
+            })
+            .await
+            .unwrap();
+        transactions.push(t.id);
+    }
+    let callback = |n: usize, status: &str| {
+        let body = serde_json::json!({
+            "transaction_id": format!("bk-loops-{n}"), "order_ref": format!("ORD-LOOPS-{n}"),
+            "amount": 1000, "status": status
+        })
+        .to_string();
+        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        RawRequest {
+            headers: vec![
+                (GENERIC_TIMESTAMP_HEADER.into(), timestamp.clone()),
+                (
+                    GENERIC_SIGNATURE_HEADER.into(),
+                    generic_signature(SECRET, &timestamp, body.as_bytes()),
+                ),
+            ],
+            body: body.into_bytes(),
+        }
+    };
+    // Each order paid twice at once (a provider's retry), all orders together.
+    let mut calls = tokio::task::JoinSet::new();
+    for n in (0..ORDERS).flat_map(|n| [n, n]) {
+        let (payments, request) = (payments.clone(), callback(n, "paid"));
+        calls.spawn(async move { payments.ingest(Provider::Generic, request).await });
+    }
+    let outcomes = calls.join_all().await;
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PaymentOutcome::Applied { .. })))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PaymentOutcome::Duplicate { .. })))
+        .count();
+    assert_eq!((applied, duplicates), (ORDERS, ORDERS), "{outcomes:?}");
+    for id in &transactions {
+        h.until_status(id, AnnouncementStatus::Delivered).await;
+    }
+    let mut sequences: Vec<u64> = h.received().into_iter().map(|(_, _, seq)| seq).collect();
+    sequences.sort_unstable();
+    let expected: Vec<u64> = (1..=ORDERS as u64).collect();
+    assert_eq!(
+        sequences, expected,
+        "one announcement per order, each its own number"
+    );
+}

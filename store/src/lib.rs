@@ -67,9 +67,22 @@
 //! statement cache keeps few shapes). The relay's delivery results ride in the same
 //! transaction. What a batch does is shared code (`payments::batch::stage_events`, over a
 //! `BatchIo` trait for its few rare-path statements: a static QR payment, a refund's
-//! originals, a non-delivery result); the I/O around it is each backend's. PostgreSQL reads
-//! in a few statements and writes in one (each piece a data-modifying `WITH` clause). A
-//! batch that fails is rolled back; its delivery results are then recorded on their own,
+//! originals, a non-delivery result); the I/O around it is each backend's. PostgreSQL runs
+//! a batch in six round trips whatever its size: `BEGIN`, three reads (lock the
+//! transactions; the dedupe keys, taking the terminals' sequence locks first; the bound
+//! devices), one write (each table a data-modifying `WITH` clause) and `COMMIT`. Its
+//! statements take their rows as one array per column (`unnest`), so each is one fixed
+//! text that every connection prepares once: multi-row `VALUES` lists gave each batch
+//! size a statement of its own, which the server parsed and planned anew (measured
+//! saturated: 1.3 ms of server CPU per callback, against 0.34 ms with arrays). Batches run
+//! on connections of their own whose sessions use generic plans only: with the default
+//! the array reads got a custom plan, planned anew, every batch. Several batches may run
+//! at once on PostgreSQL (several nodes, or the gateway's several commit loops): the row
+//! locks on the transactions, taken in order reference order, and a transaction-scoped
+//! advisory lock per terminal, taken after them in key order, keep two batches from
+//! applying one order twice or giving one device's announcements one sequence number,
+//! without deadlocks between batches. A batch that fails is rolled back; its delivery
+//! results are then recorded on their own,
 //! the events tried again as a batch, and if that fails too, one event per transaction, so
 //! the event that fails fails alone (its raw request kept in the inbox as `failed`). There
 //! is no savepoint per event.

@@ -8,10 +8,9 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::payments::batch::{
-    BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION, LEDGER_ORIGINALS, Piece,
-    Placeholders, STATIC_QR_TERMINAL, Staged, batch_keys, batch_pieces, batch_write_sql,
-    bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql, stage_deliveries,
-    stage_events, staged_terminals, transaction_params, transactions_by_order_sql,
+    BOUND_DEVICES, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION, LEDGER_ORIGINALS,
+    Piece, Placeholders, STATIC_QR_TERMINAL, Staged, batch_keys, insert_chunks, piece_params,
+    stage_deliveries, stage_events, staged_terminals, transaction_params, unix_ms,
 };
 use crate::{
     ConnectOptions, DeliveryResult, InboxEntry, IncomingEvent, PaymentOutcome, PaymentRules,
@@ -24,7 +23,17 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub(crate) struct PostgresStore {
     pub(crate) read: PgPool,
     pub(crate) write: PgPool,
+    /// The payment batches' own connections (see [`BATCH_CONNECTIONS`]).
+    batches: PgPool,
 }
+
+/// Connections for payment batches, enough for the gateway's commit loops side by side.
+/// Their sessions use generic plans only (`plan_cache_mode = force_generic_plan`): a
+/// batch's statements take arrays whose lengths the planner sees, so with the default it
+/// kept planning each execution anew (a custom plan per batch size looks cheaper than the
+/// generic one), while the generic plan of a lookup by key is the right one for any size.
+/// Other statements keep the default on the main pool.
+const BATCH_CONNECTIONS: u32 = 8;
 
 impl PostgresStore {
     pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
@@ -33,19 +42,33 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect(url)
             .await?;
+        let batches = PgPoolOptions::new()
+            .max_connections(BATCH_CONNECTIONS)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET plan_cache_mode = force_generic_plan")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy(url)?;
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            batches,
         })
     }
 
-    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        Ok(self.write.begin().await?)
+    /// A transaction for a payment batch.
+    async fn begin_batch(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.batches.begin().await?)
     }
 }
 
-/// Payment batches: the reads a few statements whatever the batch's size, the writes one
-/// ([`batch_write_sql`]).
+/// Payment batches: the reads three statements whatever the batch's size, the writes one
+/// ([`BATCH_WRITE`]).
 impl PostgresStore {
     /// Applies events, and records delivery results, in one database transaction. Any
     /// failing statement fails the whole batch, which is rolled back.
@@ -56,7 +79,7 @@ impl PostgresStore {
         deliveries: &[(String, DeliveryResult)],
     ) -> StoreResult<Vec<PaymentOutcome>> {
         let now = crate::sql::now();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_batch().await?;
         let applied = async {
             let mut staged = Staged::default();
             prefetch(&mut tx, &mut staged, items).await?;
@@ -87,7 +110,7 @@ impl PostgresStore {
         results: &[(String, DeliveryResult)],
     ) -> StoreResult<()> {
         let now = crate::sql::now();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_batch().await?;
         let mut staged = Staged::default();
         stage_deliveries(&mut PgBatch(&mut tx), &mut staged, results, now).await?;
         flush(&mut tx, &staged, &[], now).await?;
@@ -96,40 +119,51 @@ impl PostgresStore {
     }
 }
 
-/// Reads what a batch's events need, a few statements for the whole batch: their
-/// transactions (locked, in order_ref order so concurrent nodes lock alike), then which of
-/// the events were recorded before (after the locks, so a copy committed by the lock's
-/// previous holder is seen), then the devices bound to those terminals.
+/// Reads what a batch's events need, three statements whatever the batch's size: their
+/// transactions (locked, in order_ref order so concurrent batches lock alike), then which
+/// of the events were recorded before (after the locks, so a copy committed by the lock's
+/// previous holder is seen), then the devices bound to those terminals. Each takes its
+/// keys as arrays, so each is one prepared statement for any batch.
 async fn prefetch(
     conn: &mut PgConnection,
     staged: &mut Staged,
     items: &[(InboxEntry, IncomingEvent)],
 ) -> StoreResult<()> {
     let (events, orders) = batch_keys(items);
-    for chunk in insert_chunks(&orders) {
-        let sql = transactions_by_order_sql(Placeholders::Numbered, chunk.len(), "FOR UPDATE");
-        let mut query = sqlx::query_as::<_, crate::Transaction>(&sql);
-        for order in chunk {
-            query = query.bind(*order);
-        }
-        for t in query.fetch_all(&mut *conn).await? {
+    if !orders.is_empty() {
+        let locked: Vec<crate::Transaction> = sqlx::query_as(LOCK_TRANSACTIONS)
+            .bind(&orders)
+            .fetch_all(&mut *conn)
+            .await?;
+        for t in locked {
             staged.transactions.insert(t.order_ref.clone(), t);
         }
     }
-    for chunk in insert_chunks(&events) {
-        let sql = recorded_keys_sql(Placeholders::Numbered, chunk.len());
-        let mut query = sqlx::query_as::<_, (String, String, String, String)>(&sql);
-        for e in chunk {
-            query = query
-                .bind(&e.provider)
-                .bind(&e.provider_transaction_id)
-                .bind(&e.status);
-        }
-        for (provider, id, status, transaction) in query.fetch_all(&mut *conn).await? {
-            staged.known.insert((provider, id, status), transaction);
-        }
+    if events.is_empty() {
+        return Ok(());
     }
-    prefetch_devices(conn, staged, &staged_terminals(staged)).await
+    // The terminals' sequence locks (see [`SEQUENCE_LOCK_CLASS`]) are taken with the keys'
+    // read: before the devices' read, after the transactions' locks.
+    let terminals = staged_terminals(staged);
+    let locks = sequence_lock_keys(&terminals);
+    let providers: Vec<&str> = events.iter().map(|e| e.provider.as_str()).collect();
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e.provider_transaction_id.as_str())
+        .collect();
+    let statuses: Vec<&str> = events.iter().map(|e| e.status.as_str()).collect();
+    let recorded: Vec<(String, String, String, String)> = sqlx::query_as(RECORDED_KEYS)
+        .bind(providers)
+        .bind(ids)
+        .bind(statuses)
+        .bind(SEQUENCE_LOCK_CLASS)
+        .bind(locks)
+        .fetch_all(&mut *conn)
+        .await?;
+    for (provider, id, status, transaction) in recorded {
+        staged.known.insert((provider, id, status), transaction);
+    }
+    prefetch_devices(conn, staged, &terminals).await
 }
 
 async fn prefetch_devices(
@@ -137,45 +171,339 @@ async fn prefetch_devices(
     staged: &mut Staged,
     terminals: &[impl AsRef<str> + Sync],
 ) -> StoreResult<()> {
-    for chunk in insert_chunks(terminals) {
-        let sql = bound_devices_sql(Placeholders::Numbered, chunk.len());
-        let mut query = sqlx::query_as::<_, (String, String, i64, Option<String>)>(&sql);
-        for terminal in chunk {
-            query = query.bind(terminal.as_ref());
-            staged.devices.insert(terminal.as_ref().to_owned(), None);
-        }
-        for (terminal, id, next_sequence, desired_config) in query.fetch_all(&mut *conn).await? {
-            staged.devices.insert(
-                terminal,
-                Some(BoundDevice {
-                    id,
-                    next_sequence,
-                    desired_config,
-                }),
-            );
-        }
+    if terminals.is_empty() {
+        return Ok(());
+    }
+    let terminals: Vec<&str> = terminals.iter().map(AsRef::as_ref).collect();
+    for terminal in &terminals {
+        staged.devices.insert((*terminal).to_owned(), None);
+    }
+    let bound: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(&BOUND_DEVICES_SQL)
+        .bind(&terminals)
+        .fetch_all(&mut *conn)
+        .await?;
+    for (terminal, id, next_sequence, desired_config) in bound {
+        staged.devices.insert(
+            terminal,
+            Some(BoundDevice {
+                id,
+                next_sequence,
+                desired_config,
+            }),
+        );
     }
     Ok(())
 }
 
-/// Writes everything the batch staged in one statement.
+/// Locks a batch's transactions: `$1` the order references.
+const LOCK_TRANSACTIONS: &str =
+    "SELECT * FROM transactions WHERE order_ref = ANY($1::text[]) ORDER BY order_ref FOR UPDATE";
+
+/// Which keys `(provider, provider id, status)` were recorded before: `$1`, `$2`, `$3` the
+/// keys' columns. First it takes the sequence locks `$5` of class `$4`
+/// ([`SEQUENCE_LOCK_CLASS`]), in the array's order: the one-time filter runs before any row.
+const RECORDED_KEYS: &str = "WITH locks AS MATERIALIZED \
+     (SELECT pg_advisory_xact_lock($4::int4, k) FROM unnest($5::int4[]) AS k) \
+     SELECT e.provider, e.provider_transaction_id, e.status, \
+     COALESCE(e.transaction_id, '') \
+     FROM unnest($1::text[], $2::text[], $3::text[]) AS k (provider, id, status) \
+     JOIN transaction_events e ON e.provider = k.provider \
+     AND e.provider_transaction_id = k.id AND e.status = k.status \
+     WHERE (SELECT count(*) FROM locks) >= 0";
+
+/// The advisory-lock class ("GMSQ") of the per-terminal locks on the next announcement
+/// sequence. Two batches that announce to one device at once (two nodes, or two commit
+/// loops of one) would each read the same `MAX(sequence)` and give two announcements one
+/// number. So a batch holds, until its commit, a transaction-scoped advisory lock per
+/// terminal it reads devices for (this class, key a hash of the terminal id), taken after
+/// its transactions' row locks and in ascending key order, so batches cannot deadlock on
+/// them. Advisory locks block no other writer of the devices or announcements.
+const SEQUENCE_LOCK_CLASS: i32 = 0x474d_5351;
+
+/// Takes the sequence locks `$2` of class `$1` in the array's order.
+const TAKE_SEQUENCE_LOCKS: &str =
+    "SELECT pg_advisory_xact_lock($1::int4, k) FROM unnest($2::int4[]) AS k";
+
+/// The sequence lock keys of these terminals, ascending, without repeats (FNV-1a, so they
+/// are the same on every node).
+fn sequence_lock_keys(terminals: &[impl AsRef<str>]) -> Vec<i32> {
+    let mut keys: Vec<i32> = terminals
+        .iter()
+        .map(|terminal| {
+            let hash = terminal
+                .as_ref()
+                .bytes()
+                .fold(0x811c_9dc5_u32, |hash, byte| {
+                    (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+                });
+            i32::from_ne_bytes(hash.to_ne_bytes())
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// [`BOUND_DEVICES`] for `$1`, the terminals.
+static BOUND_DEVICES_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{BOUND_DEVICES} = ANY($1::text[])"));
+
+/// A batch's writes in one statement whatever its size: each table's rows travel as one
+/// array per column and are unnested, each table a data-modifying `WITH` clause (they all
+/// run on one snapshot; foreign keys are checked at the statement's end). One text, so
+/// every connection prepares it once; an empty array writes nothing.
+///
+/// `$1` now, `$2` now in Unix ms; changed transactions `$3`–`$10`; inbox `$11`–`$18`;
+/// events `$19`–`$27`; ledger `$28`–`$34`; announcements `$35`–`$41`; `$42` the
+/// announcements delivered.
+const BATCH_WRITE: &str = "WITH \
+     changed AS (UPDATE transactions t SET status = v.status, provider = v.provider, \
+       provider_transaction_id = v.provider_transaction_id, issuer = v.issuer, \
+       paid_at = v.paid_at, paid_after_expiry = v.paid_after_expiry, updated_at = v.updated_at \
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::timestamptz[], $9::boolean[], $10::timestamptz[]) \
+         AS v (id, status, provider, provider_transaction_id, issuer, paid_at, \
+         paid_after_expiry, updated_at) \
+       WHERE t.id = v.id), \
+     inbox AS (INSERT INTO payment_inbox (id, provider, received_at, headers, body, outcome, \
+       detail, transaction_id) \
+       SELECT * FROM unnest($11::text[], $12::text[], $13::timestamptz[], $14::text[], \
+         $15::bytea[], $16::text[], $17::text[], $18::text[])), \
+     events AS (INSERT INTO transaction_events (id, transaction_id, provider, \
+       provider_transaction_id, status, raw_status, amount, effect, inbox_id, created_at) \
+       SELECT *, $1::timestamptz FROM unnest($19::text[], $20::text[], $21::text[], \
+         $22::text[], $23::text[], $24::text[], $25::bigint[], $26::text[], $27::text[])), \
+     ledger AS (INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, \
+       amount, external_id, reverses_id, created_at) \
+       SELECT *, $1::timestamptz FROM unnest($28::text[], $29::text[], $30::text[], \
+         $31::text[], $32::bigint[], $33::text[], $34::text[]) \
+       ON CONFLICT (external_id) DO NOTHING), \
+     announced AS (INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
+       status, sequence, next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
+       SELECT a.id, a.transaction_id, a.terminal_id, a.device_id, a.status, a.sequence, \
+         $2::bigint, a.expires_at_ms, $1::timestamptz, $1::timestamptz \
+       FROM unnest($35::text[], $36::text[], $37::text[], $38::text[], $39::text[], \
+         $40::bigint[], $41::bigint[]) \
+         AS a (id, transaction_id, terminal_id, device_id, status, sequence, expires_at_ms)), \
+     delivered AS (UPDATE announcements SET status = 'delivered', attempts = attempts + 1, \
+       delivered_at = $1::timestamptz, last_attempt_at = $1::timestamptz, \
+       updated_at = $1::timestamptz \
+       WHERE status = 'pending' AND id = ANY($42::text[])) \
+     SELECT 1";
+
+/// Writes everything the batch staged ([`BATCH_WRITE`]).
 async fn flush(
     conn: &mut PgConnection,
     staged: &Staged,
     items: &[(InboxEntry, IncomingEvent)],
     now: time::OffsetDateTime,
 ) -> StoreResult<()> {
-    let updates: Vec<&crate::Transaction> = staged.updates.values().collect();
-    let pieces = batch_pieces(staged, &updates);
-    if pieces.is_empty() {
+    if staged.updates.is_empty()
+        && staged.inbox.is_empty()
+        && staged.events.is_empty()
+        && staged.ledger.is_empty()
+        && staged.announcements.is_empty()
+        && staged.delivered.is_empty()
+    {
         return Ok(());
     }
-    let sql = batch_write_sql(&pieces);
-    let mut query = crate::db::query(&sql);
-    for piece in &pieces {
-        query = query.bind_all(piece_params(piece, items, now));
-    }
-    query.execute(&mut *conn).await?;
+    let changed: Vec<&crate::Transaction> = staged.updates.values().collect();
+    let inbox = &staged.inbox;
+    let events = &staged.events;
+    let ledger = &staged.ledger;
+    let announcements = &staged.announcements;
+    sqlx::query(BATCH_WRITE)
+        .bind(now)
+        .bind(unix_ms(now))
+        // Changed transactions.
+        .bind(changed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            changed
+                .iter()
+                .map(|t| t.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            changed
+                .iter()
+                .map(|t| t.provider.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            changed
+                .iter()
+                .map(|t| t.provider_transaction_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            changed
+                .iter()
+                .map(|t| t.issuer.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(changed.iter().map(|t| t.paid_at).collect::<Vec<_>>())
+        .bind(
+            changed
+                .iter()
+                .map(|t| t.paid_after_expiry)
+                .collect::<Vec<_>>(),
+        )
+        .bind(changed.iter().map(|t| t.updated_at).collect::<Vec<_>>())
+        // Inbox.
+        .bind(inbox.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            inbox
+                .iter()
+                .map(|r| items[r.item].0.provider.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            inbox
+                .iter()
+                .map(|r| items[r.item].0.received_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            inbox
+                .iter()
+                .map(|r| items[r.item].0.headers.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            inbox
+                .iter()
+                .map(|r| items[r.item].0.body.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(inbox.iter().map(|r| r.outcome).collect::<Vec<_>>())
+        .bind(
+            inbox
+                .iter()
+                .map(|r| r.detail.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            inbox
+                .iter()
+                .map(|r| r.transaction_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        // Events.
+        .bind(events.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|r| r.transaction_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|r| r.event.provider.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|r| r.event.provider_transaction_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|r| r.event.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|r| r.event.raw_status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|r| r.event.amount).collect::<Vec<_>>())
+        .bind(events.iter().map(|r| r.effect).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|r| r.inbox_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        // Ledger.
+        .bind(ledger.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            ledger
+                .iter()
+                .map(|r| r.transaction_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ledger
+                .iter()
+                .map(|r| r.merchant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(ledger.iter().map(|r| r.entry_type).collect::<Vec<_>>())
+        .bind(ledger.iter().map(|r| r.amount).collect::<Vec<_>>())
+        .bind(
+            ledger
+                .iter()
+                .map(|r| r.external_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ledger
+                .iter()
+                .map(|r| r.reverses_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        // Announcements.
+        .bind(
+            announcements
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            announcements
+                .iter()
+                .map(|r| r.transaction_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            announcements
+                .iter()
+                .map(|r| r.terminal_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            announcements
+                .iter()
+                .map(|r| r.device_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            announcements
+                .iter()
+                .map(|r| r.status().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(announcements.iter().map(|r| r.sequence).collect::<Vec<_>>())
+        .bind(
+            announcements
+                .iter()
+                .map(|r| r.expires_at_ms)
+                .collect::<Vec<_>>(),
+        )
+        // Delivered.
+        .bind(
+            staged
+                .delivered
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -238,11 +566,19 @@ impl BatchIo for PgBatch<'_> {
             .await?)
     }
 
+    /// A terminal the batch did not prefetch (a static QR's): its sequence lock is taken
+    /// now, out of order; a deadlock this could make is PostgreSQL's to break, and the
+    /// batch is then applied again one event at a time.
     async fn prefetch_devices(
         &mut self,
         staged: &mut Staged,
         terminals: &[&str],
     ) -> StoreResult<()> {
+        sqlx::query(TAKE_SEQUENCE_LOCKS)
+            .bind(SEQUENCE_LOCK_CLASS)
+            .bind(sequence_lock_keys(terminals))
+            .execute(&mut *self.0)
+            .await?;
         prefetch_devices(self.0, staged, terminals).await
     }
 

@@ -47,6 +47,14 @@ pub struct PaymentSettings {
     /// 2,000 callbacks/s: p50 0.17 ms lower). With a networked store (PostgreSQL) the hop
     /// between runtimes cost more than it saved. The binary chooses.
     pub commit_loop_thread: bool,
+    /// How many commit loops apply events side by side (at least one). Events of one
+    /// order always go to the same loop (by a hash of the order reference), so an order's
+    /// events keep their order; delivery results go to the first loop. A store that
+    /// commits one transaction at a time (SQLite) wants one. With PostgreSQL a loop spends
+    /// most of a batch waiting (round trips, the WAL flush) while the server and the
+    /// daemon take turns; several loops overlap those waits and share WAL flushes. The
+    /// binary chooses.
+    pub commit_loops: usize,
     /// How often pending transactions past their expiry are expired ([`Payments::expire_due`],
     /// run by [`crate::Gateway::run`]).
     pub expiry_sweep_interval: Duration,
@@ -64,6 +72,7 @@ impl Default for PaymentSettings {
             generic_tolerance: Duration::from_secs(300),
             delivery_results_gather: Duration::ZERO,
             commit_loop_thread: false,
+            commit_loops: 1,
             expiry_sweep_interval: Duration::from_secs(30),
         }
     }
@@ -156,7 +165,8 @@ pub struct Payments {
     clock: Arc<dyn Clock>,
     rules: StandardRules,
     handover: Handover,
-    commits: mpsc::Sender<PendingEvent>,
+    /// One queue per commit loop.
+    commits: Arc<[mpsc::Sender<PendingEvent>]>,
 }
 
 /// A verified event waiting for the next group commit, and where to send its outcome.
@@ -173,8 +183,9 @@ const MAX_BATCH: usize = 256;
 /// Most delivery results written in one database transaction.
 const MAX_RESULTS: usize = 512;
 
-/// Group commit, and the payments' one writer: applies every event that arrived while the
-/// previous commit was running in one transaction (one fsync), then answers each caller.
+/// Group commit: applies every event that arrived in its queue while its previous commit
+/// was running in one transaction (one fsync), then answers each caller. (One loop per
+/// queue; see [`PaymentSettings::commit_loops`].)
 /// Under light load a batch is one event and nothing waits; under heavy load batches grow
 /// and the fsync is shared. A provider is answered only after its event's commit.
 ///
@@ -308,20 +319,27 @@ impl Payments {
             announcement_ttl_ms: i64::try_from(settings.announcement_ttl.as_millis())
                 .unwrap_or(i64::MAX),
         };
-        // Deep enough for a burst; when full, callers wait (backpressure, never loss).
-        let (commits, queue) = mpsc::channel(4 * MAX_BATCH);
-        let commits_loop = commit_loop(
-            store.clone(),
-            rules,
-            handover.clone(),
-            queue,
-            results,
-            settings.delivery_results_gather,
-        );
-        if settings.commit_loop_thread {
-            spawn_on_own_thread(commits_loop);
-        } else {
-            tokio::spawn(commits_loop);
+        let mut commits = Vec::new();
+        let mut results = Some(results);
+        for _ in 0..settings.commit_loops.max(1) {
+            // Deep enough for a burst; when full, callers wait (backpressure, never loss).
+            let (sender, queue) = mpsc::channel(4 * MAX_BATCH);
+            commits.push(sender);
+            // The first loop writes delivery's results; the others get a closed queue.
+            let results = results.take().unwrap_or_else(|| mpsc::channel(1).1);
+            let commits_loop = commit_loop(
+                store.clone(),
+                rules,
+                handover.clone(),
+                queue,
+                results,
+                settings.delivery_results_gather,
+            );
+            if settings.commit_loop_thread {
+                spawn_on_own_thread(commits_loop);
+            } else {
+                tokio::spawn(commits_loop);
+            }
         }
         Self {
             store,
@@ -329,8 +347,17 @@ impl Payments {
             clock,
             rules,
             handover,
-            commits,
+            commits: commits.into(),
         }
+    }
+
+    /// The queue of the commit loop that applies this order's events.
+    fn commit_queue(&self, order_ref: &str) -> &mpsc::Sender<PendingEvent> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        order_ref.hash(&mut hasher);
+        let loops = self.commits.len() as u64;
+        &self.commits[usize::try_from(hasher.finish() % loops).unwrap_or(0)]
     }
 
     pub fn rules(&self) -> &StandardRules {
@@ -387,7 +414,7 @@ impl Payments {
         tracing::Span::current().record("order_ref", order_ref.as_str());
         let incoming = incoming(event);
         let (reply, outcome) = oneshot::channel();
-        self.commits
+        self.commit_queue(&order_ref)
             .send(PendingEvent {
                 entry,
                 event: incoming,

@@ -6,10 +6,11 @@
 //! [`BatchIo`] for its few rare-path statements: a static QR payment, a refund's originals,
 //! a non-delivery result), then writes each changed transaction with one
 //! `UPDATE … FROM (VALUES …)` and its inbox, event, ledger and announcement rows with one
-//! multi-row INSERT per table, in chunks of 64/16/4/1 rows ([`insert_chunks`]) so the
-//! statement cache keeps few shapes. The I/O around it is each backend's:
-//! `crate::sqlite_payments` (rusqlite, on the store's payment thread) and `crate::postgres`
-//! (a few reads, one write made of data-modifying `WITH` clauses).
+//! multi-row INSERT per table. The I/O around it is each backend's:
+//! `crate::sqlite_payments` (rusqlite, on the store's payment thread; multi-row statements
+//! in chunks of 64/16/4/1 rows, [`insert_chunks`], so the statement cache keeps few
+//! shapes) and `crate::postgres` (three reads and one write of data-modifying `WITH`
+//! clauses, every one of them taking its rows as arrays, so one text for any batch).
 //!
 //! A batch that fails is rolled back, and retried one event per transaction, so the event
 //! that fails fails alone (its raw request kept in the inbox as `failed`). There is no
@@ -142,11 +143,11 @@ pub(crate) const RECORDED_KEYS: (&str, &str) = (
 );
 
 /// The active devices bound to terminals, with each one's next announcement sequence and
-/// desired config; followed by a parenthesised list or subquery of terminal ids.
+/// desired config; followed by a test of the terminal id (`IN (…)`, `= ANY(…)`).
 pub(crate) const BOUND_DEVICES: &str = "SELECT d.terminal_id, d.id, \
      COALESCE((SELECT MAX(a.sequence) FROM announcements a WHERE a.device_id = d.id), 0) + 1, \
      c.desired FROM devices d LEFT JOIN device_configs c ON c.device_id = d.id \
-     WHERE d.status = 'active' AND d.terminal_id IN";
+     WHERE d.status = 'active' AND d.terminal_id";
 
 /// A part of a batch's write: one multi-row statement over some of the staged rows.
 pub(crate) enum Piece<'a> {
@@ -261,25 +262,6 @@ impl Piece<'_> {
             }
         }
     }
-}
-
-/// A batch's writes as one PostgreSQL statement: each piece a data-modifying `WITH` clause
-/// (they all run, on one snapshot, and foreign keys are checked at the statement's end),
-/// parameters numbered on across the pieces.
-pub(crate) fn batch_write_sql(pieces: &[Piece<'_>]) -> String {
-    if pieces.is_empty() {
-        return "SELECT 1".into();
-    }
-    let mut first = 1;
-    let mut clauses = Vec::with_capacity(pieces.len());
-    for (n, piece) in pieces.iter().enumerate() {
-        clauses.push(format!(
-            "w{n} AS ({})",
-            piece.sql(Placeholders::Numbered, first)
-        ));
-        first += piece.params();
-    }
-    format!("WITH {} SELECT 1", clauses.join(", "))
 }
 
 /// How a backend's multi-row INSERTs name their parameters.
@@ -399,6 +381,17 @@ pub(crate) struct AnnouncementRow {
     pub device_id: Option<String>,
     pub sequence: i64,
     pub expires_at_ms: i64,
+}
+
+impl AnnouncementRow {
+    /// Pending for a bound device; with none, recorded as such.
+    pub fn status(&self) -> AnnouncementStatus {
+        if self.device_id.is_some() {
+            AnnouncementStatus::Pending
+        } else {
+            AnnouncementStatus::NoDevice
+        }
+    }
 }
 
 pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
@@ -882,17 +875,12 @@ pub(crate) fn piece_params<'a>(
         Piece::Announcements(rows) => {
             let now_ms = unix_ms(now);
             for row in *rows {
-                let status = if row.device_id.is_some() {
-                    AnnouncementStatus::Pending
-                } else {
-                    AnnouncementStatus::NoDevice
-                };
                 params.extend([
                     text(&row.id),
                     text(&row.transaction_id),
                     text(&row.terminal_id),
                     opt(&row.device_id),
-                    Text(Some(status.as_str())),
+                    Text(Some(row.status().as_str())),
                     Int(Some(row.sequence)),
                     Int(Some(now_ms)),
                     Int(Some(row.expires_at_ms)),
@@ -1035,7 +1023,7 @@ pub(crate) fn transactions_by_order_sql(
 
 /// [`BOUND_DEVICES`] for `count` terminals.
 pub(crate) fn bound_devices_sql(placeholders: Placeholders, count: usize) -> String {
-    let mut sql = format!("{BOUND_DEVICES} (");
+    let mut sql = format!("{BOUND_DEVICES} IN (");
     push_params(&mut sql, placeholders, 1, count);
     sql.push(')');
     sql
@@ -1145,33 +1133,6 @@ mod tests {
                 "n = {n}"
             );
         }
-    }
-
-    #[test]
-    fn a_batch_write_numbers_parameters_on_across_its_pieces() {
-        use super::{InboxRow, Piece, batch_write_sql};
-        let row = |id: &str| InboxRow {
-            id: id.into(),
-            item: 0,
-            outcome: "applied",
-            detail: None,
-            transaction_id: None,
-        };
-        let (first, second) = ([row("a"), row("b")], [row("c")]);
-        let pieces = [Piece::Inbox(&first), Piece::Inbox(&second)];
-        let cte = batch_write_sql(&pieces);
-        assert!(
-            cte.starts_with("WITH w0 AS (INSERT INTO payment_inbox"),
-            "{cte}"
-        );
-        assert!(
-            cte.contains("($9, $10, $11, $12, $13, $14, $15, $16)), w1 AS (INSERT"),
-            "{cte}"
-        );
-        assert!(
-            cte.ends_with("($17, $18, $19, $20, $21, $22, $23, $24)) SELECT 1"),
-            "{cte}"
-        );
     }
 
     /// SQLite binds `$N` parameters by position of first use; these statements must use
