@@ -46,6 +46,9 @@ pub struct PaymentsBench {
     /// `None`: a fresh SQLite file. Otherwise a database to use (it gets migrated and
     /// filled with bench data: give it a scratch database).
     pub database_url: Option<String>,
+    /// Gateway nodes on the database: callbacks go to the first, devices connect to the
+    /// last (more than one needs PostgreSQL).
+    pub nodes: usize,
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -64,19 +67,38 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     if bench.devices == 0 {
         bail!("--devices must be at least 1");
     }
+    if bench.nodes == 0 || (bench.nodes > 1 && bench.database_url.is_none()) {
+        bail!("--nodes: at least 1, and more than one needs --database-url postgres://…");
+    }
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let backend = if bench.database_url.is_some() {
-        "postgresql"
-    } else {
-        "sqlite"
+    let backend = match (&bench.database_url, bench.nodes) {
+        (None, _) => "sqlite".to_string(),
+        (Some(_), 1) => "postgresql".to_string(),
+        (Some(_), n) => {
+            format!("postgresql, {n} nodes (callbacks on the first, devices on the last)")
+        }
     };
-    let daemon = BenchDaemon::start(bench_config(&bench, dir.path())?).await?;
+    let daemon =
+        BenchDaemon::start(bench_config(&bench, &dir.path().join("node-0"), 0)?, None).await?;
+    // The other nodes, on the same database; the admin token is the first node's.
+    let mut others = Vec::new();
+    for i in 1..bench.nodes {
+        let token = daemon.api.token().map(str::to_owned);
+        others.push(
+            BenchDaemon::start(
+                bench_config(&bench, &dir.path().join(format!("node-{i}")), i)?,
+                token,
+            )
+            .await?,
+        );
+    }
+    let devices_node = others.last().unwrap_or(&daemon);
     let api = daemon.api.clone();
     let fleet = provision(&api, bench.devices).await?;
     // The fleet's sender stays here until the end, as the devices' own clones do: the
     // collection below waits out its deadline rather than stopping at a closed channel.
     let (events_tx, mut events) = mpsc::channel::<SimEvent>(65_536);
-    let devices = connect(&fleet, daemon.mqtt_port, &events_tx, &mut events).await?;
+    let devices = connect(&fleet, devices_node.mqtt_port, &events_tx, &mut events).await?;
     wait_until_settled(&api, &fleet).await?;
     let orders = prepare_orders(&api, &fleet, orders_to_send(&bench)).await?;
     let postgres_port = bench
@@ -88,21 +110,29 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     let fired = fire_callbacks(&bench, &daemon.api_url, &orders).await?;
     let figures = collect(fired, &mut events, orders.len()).await;
     let cpu = CpuSample::now(postgres_port).since(&cpu_before);
-    print_report(&bench, backend, orders.len(), &figures, &cpu);
+    print_report(&bench, &backend, orders.len(), &figures, &cpu);
 
     for device in devices {
         device.abort();
+    }
+    for other in others {
+        other.stop().await?;
     }
     daemon.stop().await
 }
 
 /// The daemon's configuration for a bench run: everything on loopback port 0 in `data_dir`,
 /// limits raised so that provisioning through the API does not measure them.
-fn bench_config(bench: &PaymentsBench, data_dir: &std::path::Path) -> anyhow::Result<Config> {
+fn bench_config(
+    bench: &PaymentsBench,
+    data_dir: &std::path::Path,
+    node: usize,
+) -> anyhow::Result<Config> {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
         ..Config::default()
     };
+    config.node.id = Some(format!("bench-{node}"));
     config.http.listen = "127.0.0.1:0".parse()?;
     config.metrics.listen = "127.0.0.1:0".parse()?;
     config.mqtt.listen = "127.0.0.1:0".parse()?;
@@ -142,7 +172,9 @@ impl BenchDaemon {
     /// runtime of its own, as it has in production: the load generator's HTTP client and the
     /// simulated fleet then do not queue in the daemon's run queues (they still share the
     /// machine's cores).
-    async fn start(config: Config) -> anyhow::Result<Self> {
+    /// `token`: the admin token, for a node that joins a database another node set up
+    /// (it issues none itself).
+    async fn start(config: Config, token: Option<String>) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("gema-daemon")
             .enable_all()
@@ -159,7 +191,7 @@ impl BenchDaemon {
             })
             .await
         });
-        let Ok((token, http_addr, mqtt_port)) = started_rx.await else {
+        let Ok((issued, http_addr, mqtt_port)) = started_rx.await else {
             let stopped = task.await;
             runtime.shutdown_background();
             return Err(stopped
@@ -167,7 +199,7 @@ impl BenchDaemon {
                 .err()
                 .unwrap_or_else(|| anyhow::anyhow!("the daemon stopped before it started")));
         };
-        let Some(token) = token else {
+        let Some(token) = token.or(issued) else {
             let _ = stop.send(());
             let _ = task.await;
             runtime.shutdown_background();

@@ -58,6 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     seconds,
                     concurrency,
                     database_url,
+                    nodes,
                 },
         } => {
             // Quiet unless asked: a log line per request would be part of what is measured.
@@ -70,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 duration: std::time::Duration::from_secs(seconds),
                 concurrency: concurrency.max(1),
                 database_url,
+                nodes,
             })
             .await
         }

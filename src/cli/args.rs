@@ -98,6 +98,10 @@ pub enum BenchCommand {
         /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
         #[arg(long)]
         database_url: Option<String>,
+        /// Gateway nodes on the one database (PostgreSQL only): callbacks go to the first,
+        /// the devices connect to the last, so every announcement crosses nodes.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
     },
 }
 
