@@ -7,4 +7,5 @@ mod helpers;
 mod lifecycle;
 mod payments;
 mod people;
+mod presence;
 mod tour;
