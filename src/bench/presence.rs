@@ -48,20 +48,33 @@ pub async fn presence(bench: PresenceBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary data directory")?;
     let config = storm_config(dir.path())?;
     let daemon = BenchDaemon::start(config.clone()).await?;
+    // The daemon is stopped whatever happened: dropping its runtime here would panic.
+    let outcome = storm(&bench, &daemon, &config, dir.path()).await;
+    daemon.stop().await?;
+    outcome
+}
+
+/// Registers the fleet, starts the children, lets them connect at once and reports.
+async fn storm(
+    bench: &PresenceBench,
+    daemon: &BenchDaemon,
+    config: &Config,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
     // A second handle on the daemon's database, to watch its presence rows without going
     // through (and loading) the admin API.
-    let store = crate::app::open_store(&config).await?;
+    let store = crate::app::open_store(config).await?;
     let (devices, ca_pem) = register(&daemon.api, bench.devices).await?;
     let ids: Vec<String> = devices.iter().map(|d| d.device_id.clone()).collect();
 
-    let ca_path = dir.path().join("bench-ca.pem");
+    let ca_path = dir.join("bench-ca.pem");
     std::fs::write(&ca_path, &ca_pem)?;
     let mut children = Vec::new();
     for (k, share) in devices
         .chunks(bench.devices.div_ceil(bench.procs))
         .enumerate()
     {
-        let path = dir.path().join(format!("fleet-{k}.json"));
+        let path = dir.join(format!("fleet-{k}.json"));
         let list: Vec<Value> = share
             .iter()
             .map(|d| json!({ "device_id": d.device_id, "secret": d.secret }))
@@ -102,10 +115,7 @@ pub async fn presence(bench: PresenceBench) -> anyhow::Result<()> {
     let storm = started.elapsed();
     let recorded = watch.await.context("the presence watch")?;
     let (lagged, resyncs) = presence_lag_counters();
-    for child in children {
-        child.stop();
-    }
-    daemon.stop().await?;
+    drop(children);
 
     #[allow(clippy::cast_precision_loss)]
     let rate = connected as f64 / storm.as_secs_f64();
@@ -314,8 +324,11 @@ impl FleetChild {
         self.stdin.flush()?;
         Ok(())
     }
+}
 
-    fn stop(mut self) {
+impl Drop for FleetChild {
+    /// A child never outlives the bench, whichever way the bench ends.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
