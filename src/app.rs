@@ -36,6 +36,8 @@ pub struct App {
     gateway: Gateway,
     /// Held while the daemon runs on a SQLite file: a second daemon on it is refused.
     _lock: Option<std::fs::File>,
+    /// `[mqtt] presence_capacity`: also the bound of the presence channel into the gateway.
+    presence_capacity: usize,
 }
 
 impl App {
@@ -152,6 +154,7 @@ impl App {
             broker,
             gateway,
             _lock: lock,
+            presence_capacity: config.mqtt.presence_capacity.max(1),
         })
     }
 
@@ -197,14 +200,17 @@ impl App {
         // Broker → the gateway (device operations first, which traces everything, handles
         // heartbeats, config reports, …, and passes acks and presence to delivery).
         let (uplink_tx, uplink_rx) = tokio::sync::mpsc::channel::<UplinkMessage>(4096);
-        let (presence_tx, presence_rx) = tokio::sync::mpsc::channel::<Presence>(4096);
+        // Presence waits here when the gateway is busy; the broker's feed then falls behind
+        // and resynchronises, so a small bound loses nothing.
+        let (presence_tx, presence_rx) =
+            tokio::sync::mpsc::channel::<Presence>(self.presence_capacity);
         let uplinks = self
             .broker
             .take_uplinks()
             .context("the broker's uplink stream was already taken")?;
         let forward_uplinks = crate::devices::forward_uplinks(uplinks, uplink_tx);
         let forward_presence =
-            crate::devices::forward_presence(self.broker.handle().presence(), presence_tx);
+            crate::devices::forward_presence(self.broker.handle().presence_feed(), presence_tx);
         let gateway = tokio::spawn(self.gateway.clone().run(uplink_rx, presence_rx, {
             let mut rx = stop_rx.clone();
             async move {

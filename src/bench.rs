@@ -16,6 +16,8 @@
 // Rates and percent figures for display only; no money is computed here.
 #![allow(clippy::float_arithmetic)]
 
+pub mod presence;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;

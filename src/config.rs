@@ -286,6 +286,10 @@ pub struct MqttConfig {
     pub max_connections: usize,
     /// Largest MQTT packet accepted, in bytes.
     pub max_packet_size: usize,
+    /// Presence events the broker buffers towards the gateway. Past it the gateway
+    /// resynchronises from the broker's session set (nothing is lost), so this only bounds
+    /// memory; tests make it small to force that path.
+    pub presence_capacity: usize,
     /// An optional plain-TCP listener for development and conformance tools. Loopback
     /// unless you say otherwise; off when unset.
     pub plain_listen: Option<SocketAddr>,
@@ -310,6 +314,7 @@ impl Default for MqttConfig {
             backlog: 4096,
             max_connections: 100_000,
             max_packet_size: 64 * 1024,
+            presence_capacity: 4096,
             plain_listen: None,
             plain_anonymous_service: None,
             services: Vec::new(),

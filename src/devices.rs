@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use gema_broker::{
     AuthRefusal, BrokerConfig, BrokerHandle, DeliveryOutcome, Identity, PlainListenerConfig,
-    PresenceChange, QoS, Rule, ServicePrincipal,
+    PresenceChange, PresenceFeed, QoS, Rule, ServicePrincipal,
 };
 use gema_certs::TlsFiles;
 use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
 use gema_gateway::{Registry, SecretCheck};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::config::MqttConfig;
 
@@ -26,6 +26,7 @@ pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
     config.limits.backlog = mqtt.backlog;
     config.limits.max_connections = mqtt.max_connections;
     config.limits.max_packet_size = mqtt.max_packet_size;
+    config.limits.presence_capacity = mqtt.presence_capacity;
     config.plain = mqtt.plain_listen.map(|bind| PlainListenerConfig {
         bind,
         anonymous_service: mqtt.plain_anonymous_service.clone(),
@@ -175,41 +176,39 @@ pub fn forward_uplinks(
     })
 }
 
-/// Carries presence changes from the broker to the gateway, and logs them.
+/// Carries presence changes from the broker to the gateway, and logs them. The broker's
+/// [`PresenceFeed`] cannot lose a device's latest state (it resynchronises from the session
+/// set when it falls behind), and the gateway's channel is waited on, so no change is lost
+/// here either: while the gateway is busy, the feed falls behind and catches up later.
 pub fn forward_presence(
-    mut from: broadcast::Receiver<gema_broker::PresenceEvent>,
+    mut from: PresenceFeed,
     to: mpsc::Sender<Presence>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let event = match from.recv().await {
-                Ok(event) => event,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(
-                        missed,
-                        "presence events dropped; offline devices' announcements are rechecked every 30 s"
-                    );
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            };
-            let presence = match event.change {
-                PresenceChange::Connected { peer, .. } => {
-                    tracing::info!(device_id = %event.device_id, %peer, "device connected");
-                    Presence::Connected {
-                        device_id: event.device_id,
-                    }
-                }
-                PresenceChange::Disconnected { reason } => {
-                    tracing::info!(device_id = %event.device_id, reason = reason.as_label(), "device disconnected");
-                    Presence::Disconnected {
-                        device_id: event.device_id,
-                        reason: reason.as_label().to_string(),
-                    }
-                }
-            };
-            if to.send(presence).await.is_err() {
+            let batch = from.recv_batch(1024).await;
+            if batch.is_empty() {
                 break;
+            }
+            for event in batch {
+                let presence = match event.change {
+                    PresenceChange::Connected { peer, .. } => {
+                        tracing::info!(device_id = %event.device_id, %peer, "device connected");
+                        Presence::Connected {
+                            device_id: event.device_id,
+                        }
+                    }
+                    PresenceChange::Disconnected { reason } => {
+                        tracing::info!(device_id = %event.device_id, reason = reason.as_label(), "device disconnected");
+                        Presence::Disconnected {
+                            device_id: event.device_id,
+                            reason: reason.as_label().to_string(),
+                        }
+                    }
+                };
+                if to.send(presence).await.is_err() {
+                    return;
+                }
             }
         }
     })

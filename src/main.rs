@@ -75,6 +75,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Bench {
+            command: gema::cli::BenchCommand::Presence { devices, procs },
+        } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                telemetry::init_logging(&gema::config::LogConfig::default())?;
+            }
+            gema::bench::presence::presence(gema::bench::presence::PresenceBench { devices, procs })
+                .await
+        }
+        Command::Bench {
+            command: gema::cli::BenchCommand::PresenceFleet { port, ca, devices },
+        } => gema::bench::presence::fleet(port, &ca, &devices).await,
         Command::Sim(args) => gema::sim::run_fleet(args).await,
         client => {
             let output = gema::cli::run_client(client).await?;

@@ -131,6 +131,10 @@ pub struct Limits {
     /// Capacity of the uplink channel towards the gateway; when full, devices publishing
     /// wait (TCP back-pressure). Default 1024.
     pub uplink_capacity: usize,
+    /// Presence events buffered per receiver. A receiver that falls further behind loses
+    /// events; a [`crate::PresenceFeed`] then resynchronises from the session set, so no
+    /// device's latest state is lost. Default 4096.
+    pub presence_capacity: usize,
 }
 
 impl Default for Limits {
@@ -144,6 +148,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(30),
             max_retained: 100_000,
             uplink_capacity: 1024,
+            presence_capacity: 4096,
         }
     }
 }

@@ -21,7 +21,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{AuthRefusal, Identity};
 use crate::codec::{self, Inbound};
 use crate::events::{DeliveryOutcome, DisconnectReason, DropReason, PresenceChange, Uplink};
-use crate::session::{Awaiting, Inflight, Kick, Outgoing, Session, count_drop, lock, qos_label};
+use crate::session::{
+    Awaiting, Inflight, Kick, LiveStamp, Outgoing, Session, count_drop, lock, qos_label,
+};
 use crate::shared::{Shared, device_key, min_qos, service_key};
 
 /// How long a takeover waits for the old connection to detach.
@@ -531,6 +533,9 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
+    // Ids only grow, and this one is taken under the lease: a device's later connection
+    // always has the larger id (what `PresenceFeed` orders a device's events by).
+    let connection_id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
     let session_present = {
         let mut st = lock(&session.state);
         let present = !connect.clean_session && st.persistent;
@@ -539,10 +544,15 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         }
         st.persistent = !connect.clean_session;
         st.live = Some(kick.clone());
+        st.live_since = Some(LiveStamp {
+            connection: connection_id,
+            since: SystemTime::now(),
+            peer: conn.peer,
+            session_present: present,
+        });
         st.disconnected_at = None;
         present
     };
-    let connection_id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("mqtt", client = who.label(), connection_id);
 
     conn.write(&Packet::ConnAck(ConnAck::new(
@@ -555,6 +565,7 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(id) = who.device_id() {
         shared.emit_presence(
             id,
+            connection_id,
             PresenceChange::Connected {
                 peer: conn.peer,
                 session_present,
@@ -592,6 +603,7 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
         let mut sessions = lock(&shared.sessions);
         let mut st = lock(&session.state);
         st.live = None;
+        st.live_since = None;
         if st.persistent {
             st.disconnected_at = Some(Instant::now());
             // QoS 0 is not kept for an offline session.
@@ -612,7 +624,7 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     metrics::gauge!("gema_broker_connections_current").decrement(1.0);
     tracing::info!(parent: &span, reason = reason.as_label(), "disconnected");
     if let Some(id) = who.device_id() {
-        shared.emit_presence(id, PresenceChange::Disconnected { reason });
+        shared.emit_presence(id, connection_id, PresenceChange::Disconnected { reason });
     }
     // Only now may a taking-over connection attach and announce itself, so presence events
     // for one device are always in order: this Disconnected comes before its Connected.

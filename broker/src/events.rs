@@ -31,6 +31,9 @@ pub enum DisconnectReason {
     Kicked,
     /// The broker is shutting down.
     Shutdown,
+    /// Never a connection's own ending: a [`crate::PresenceFeed`] that fell behind found the
+    /// device gone from the session set, and the event naming the real reason was lost.
+    Unobserved,
 }
 
 impl DisconnectReason {
@@ -45,6 +48,7 @@ impl DisconnectReason {
             DisconnectReason::Takeover => "takeover",
             DisconnectReason::Kicked => "kicked",
             DisconnectReason::Shutdown => "shutdown",
+            DisconnectReason::Unobserved => "unobserved",
         }
     }
 
@@ -145,6 +149,9 @@ pub struct Uplink {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceEvent {
     pub device_id: String,
+    /// The connection this is about. Ids only grow: a device's later connection has the
+    /// larger one, which is how a [`crate::PresenceFeed`] tells a stale event from news.
+    pub connection: u64,
     pub at: SystemTime,
     pub change: PresenceChange,
 }

@@ -24,6 +24,7 @@
 //!   authentication, takeover, packet loop, will).
 //! - `session`: session state, the bounded queue, the inflight window, `Kick` (revocation and
 //!   takeover).
+//! - `presence`: [`PresenceFeed`], presence that a connect storm cannot lose (below).
 //! - `router`: the subscription trie and the retained-message trie.
 //! - `tls`: the rustls server config (TLS 1.2 and 1.3, session cache and tickets, optional
 //!   device client certificates) and the reloadable certificate resolver.
@@ -108,6 +109,32 @@
 //! - Limits per session: inflight window (32), queue (1000, 24 h), subscriptions (64); globally:
 //!   retained messages (100,000), connections (100,000), concurrent handshakes (1024).
 
+//!
+//! # Presence
+//!
+//! A connection announces itself ([`PresenceChange::Connected`] after CONNACK,
+//! [`PresenceChange::Disconnected`] with its [`DisconnectReason`] once it has detached) on a
+//! broadcast channel of `limits.presence_capacity` events (default 4096). The broker never
+//! waits for a receiver, so a receiver that falls behind (a storm of 9,000 connects while
+//! the gateway writes rows) loses events. Each event carries its connection's id, which only
+//! grows, and a device's events are in order (a takeover's new connection announces itself
+//! only after the old one's disconnect).
+//!
+//! The session set is the authority: every session with a live connection records that
+//! connection's id and instant, and [`BrokerHandle::connected_devices`] is a snapshot of it.
+//! [`BrokerHandle::presence_feed`] is the receiver for whoever must not lose presence (the
+//! gateway): a [`PresenceFeed`] remembers per device the newest connection it reported and
+//! whether it reported it connected; on a lag it resynchronises, yielding `Connected` for
+//! every device live under a connection it has not reported and `Disconnected`
+//! ([`DisconnectReason::Unobserved`]) for every device it reported connected that is gone,
+//! and afterwards ignores stale events (an older connection, or a connect it already
+//! reported). So for each device the last event it yields equals the broker's state once
+//! things settle, and a reconnect is always a `Connected` (the gateway's replay on connect
+//! depends on that). Chosen over a coalescing map because the channel keeps every event in
+//! order for those who keep up (tests, observers) and the lossy case costs nothing until it
+//! happens; memory is one entry per device seen. Missed events are counted
+//! (`gema_broker_presence_lagged_events_total`, `gema_broker_presence_resyncs_total`).
+
 pub mod auth;
 pub mod codec;
 pub mod config;
@@ -115,6 +142,7 @@ mod connection;
 mod error;
 mod events;
 mod limits;
+mod presence;
 mod router;
 mod session;
 mod shared;
@@ -142,6 +170,7 @@ pub use events::{
 };
 pub use gema_acl::{Access, Rule};
 pub use limits::raise_fd_limit;
+pub use presence::{ConnectedDevice, PresenceFeed};
 pub use rumqttc::mqttbytes::QoS;
 
 use router::{RetainedStore, Router};
@@ -186,10 +215,24 @@ impl BrokerHandle {
         Ok(DeliveryReceipt { rx })
     }
 
-    /// A new receiver of presence events (from now on). A receiver that falls more than
-    /// 4096 events behind loses the oldest (`RecvError::Lagged`); the broker never waits.
+    /// A new receiver of every presence event (from now on), for observers. A receiver
+    /// that falls more than `limits.presence_capacity` events behind loses the oldest
+    /// (`RecvError::Lagged`); the broker never waits. What must not lose a device's state
+    /// uses [`BrokerHandle::presence_feed`].
     pub fn presence(&self) -> broadcast::Receiver<PresenceEvent> {
         self.shared.presence.subscribe()
+    }
+
+    /// A new presence receiver that cannot lose a device's latest state: it starts with a
+    /// `Connected` for every device connected now, and when it falls behind it
+    /// resynchronises from the session set (see [`PresenceFeed`]).
+    pub fn presence_feed(&self) -> PresenceFeed {
+        PresenceFeed::new(&self.shared)
+    }
+
+    /// Every device with a live connection now, from the session set.
+    pub fn connected_devices(&self) -> Vec<ConnectedDevice> {
+        self.shared.connected_devices()
     }
 
     /// Ends the device's live connection now (revocation, rotation, unbinding with kick).
@@ -284,7 +327,7 @@ impl Broker {
         let plain_addr = plain_listener.as_ref().map(local_addr).transpose()?;
 
         let (uplink_tx, uplink_rx) = mpsc::channel(config.limits.uplink_capacity.max(1));
-        let (presence_tx, _) = broadcast::channel(4096);
+        let (presence_tx, _) = broadcast::channel(config.limits.presence_capacity.max(1));
         let shared = Arc::new(Shared {
             services,
             service_passwords,

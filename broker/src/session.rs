@@ -2,8 +2,9 @@
 //! and the bounded queue through which every message reaches a connection.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use rumqttc::mqttbytes::QoS;
@@ -86,7 +87,19 @@ pub(crate) struct SessionState {
     pub(crate) next_pkid: u16,
     /// The live connection, if any.
     pub(crate) live: Option<Arc<Kick>>,
+    /// Which connection is live and since when (set with `live`, cleared with it): what
+    /// the session set tells a presence feed that fell behind.
+    pub(crate) live_since: Option<LiveStamp>,
     pub(crate) disconnected_at: Option<Instant>,
+}
+
+/// The live connection of a session, as a snapshot of the session set reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveStamp {
+    pub(crate) connection: u64,
+    pub(crate) since: SystemTime,
+    pub(crate) peer: SocketAddr,
+    pub(crate) session_present: bool,
 }
 
 #[derive(Debug)]

@@ -48,8 +48,11 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Device sessions are keyed `d:<device id>`, service principals' `s:<client id>`.
+pub(crate) const DEVICE_KEY_PREFIX: &str = "d:";
+
 pub(crate) fn device_key(device_id: &str) -> SessionKey {
-    Arc::from(format!("d:{device_id}"))
+    Arc::from(format!("{DEVICE_KEY_PREFIX}{device_id}"))
 }
 
 pub(crate) fn service_key(client_id: &str) -> SessionKey {
@@ -126,9 +129,10 @@ impl Shared {
         }
     }
 
-    pub(crate) fn emit_presence(&self, device_id: &str, change: PresenceChange) {
+    pub(crate) fn emit_presence(&self, device_id: &str, connection: u64, change: PresenceChange) {
         let _ = self.presence.send(PresenceEvent {
             device_id: device_id.to_owned(),
+            connection,
             at: SystemTime::now(),
             change,
         });

@@ -977,3 +977,68 @@ async fn the_health_filter_pages_by_cursor_across_registry_pages() {
     assert_eq!(offline.items.len(), 4);
     assert_eq!(offline.next_after, None);
 }
+
+#[tokio::test]
+async fn a_batch_of_presence_changes_is_recorded_at_once_and_only_connects_get_a_replay() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let mut others = Vec::new();
+    for i in 0..40 {
+        let device = h
+            .store
+            .create_device(NewDevice {
+                serial: format!("SB-STORM-{i}"),
+                model: "SB-100".into(),
+                firmware_version: None,
+                secret_hash: "h".into(),
+            })
+            .await
+            .unwrap();
+        others.push(device.id);
+    }
+    // A config is due for the harness's device and for the first other one.
+    for id in [&h.device_id, &others[0]] {
+        h.ops
+            .set_config(
+                id,
+                0,
+                ConfigPatch {
+                    volume: Some(3),
+                    ..ConfigPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let connected = |id: &String| Presence::Connected {
+        device_id: id.clone(),
+    };
+    let gone = |id: &String| Presence::Disconnected {
+        device_id: id.clone(),
+        reason: "connection_lost".into(),
+    };
+    // The harness's device drops and comes back within the batch: it is connected, and
+    // gets its config. The first other one comes and goes: disconnected, no replay.
+    h.wire.connect(&h.device_id);
+    let mut batch = vec![connected(&h.device_id), connected(&others[0])];
+    batch.extend(others[1..].iter().map(connected));
+    batch.push(gone(&h.device_id));
+    batch.push(gone(&others[0]));
+    batch.push(connected(&h.device_id));
+    h.ops.handle_presences(&batch).await;
+
+    let mut all = others.clone();
+    all.push(h.device_id.clone());
+    let recorded = h.store.presences(&all).await.unwrap();
+    assert_eq!(recorded.len(), all.len(), "every device is recorded");
+    for p in &recorded {
+        assert_eq!(p.connected, p.device_id != others[0], "{p:?}");
+    }
+    let pushed: Vec<String> = h
+        .wire
+        .downlinks()
+        .into_iter()
+        .filter(|(_, d)| matches!(d.body, DownlinkBody::ConfigPush(_)))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(pushed, vec![h.device_id.clone()]);
+}

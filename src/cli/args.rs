@@ -103,6 +103,27 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         nodes: usize,
     },
+    /// The daemon and a connect storm of N devices over MQTT/TLS from K child processes:
+    /// the time from the last connect until every device's presence is recorded.
+    Presence {
+        #[arg(long, default_value_t = 9000)]
+        devices: usize,
+        /// Child processes the fleet is spread over (a process may hold only so many
+        /// open files).
+        #[arg(long, default_value_t = 3)]
+        procs: usize,
+    },
+    /// One child process of `bench presence` (started by it).
+    #[command(hide = true)]
+    PresenceFleet {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        ca: PathBuf,
+        /// A JSON list of `{device_id, secret}`.
+        #[arg(long)]
+        devices: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -8,4 +8,5 @@ mod helpers;
 mod lifecycle;
 mod payments;
 mod people;
+mod presence;
 mod tour;

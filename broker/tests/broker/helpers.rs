@@ -117,13 +117,21 @@ impl TestBroker {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut BrokerConfig)) -> Self {
+        Self::start_with_devices(&["a", "b", "c"], adjust).await
+    }
+
+    /// A broker whose registry knows `devices` (each with [`secret`]).
+    pub async fn start_with_devices(
+        devices: &[impl AsRef<str>],
+        adjust: impl FnOnce(&mut BrokerConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(dir.path());
         adjust(&mut config);
         let registry = Arc::new(TestRegistry {
-            secrets: ["a", "b", "c"]
+            secrets: devices
                 .iter()
-                .map(|id| (id.to_string(), secret(id)))
+                .map(|id| (id.as_ref().to_string(), secret(id.as_ref())))
                 .collect(),
             revoked: Mutex::new(Vec::new()),
         });

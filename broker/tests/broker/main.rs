@@ -5,5 +5,6 @@ mod helpers;
 mod hostile;
 mod interface;
 mod mtls;
+mod presence;
 mod sessions;
 mod stock_clients;

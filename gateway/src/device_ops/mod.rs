@@ -11,6 +11,17 @@
 //! ([`DeviceOps::close_due`]) is cluster-wide work: [`crate::Gateway::run`] runs it on the
 //! node holding its lease.
 //!
+//! Presence is handled in batches: whatever changes arrived while the previous batch was
+//! being handled (up to 1024) are passed to delivery one by one first (its replay on
+//! connect), then written with one store call ([`DeviceOpsStore::record_presences`], one
+//! transaction of multi-row upserts), then each device whose last change in the batch is a
+//! connect gets its config and command replay. A connect storm is thus a few large writes.
+//! Nothing on this path drops a change: the channel into it is bounded and waited on, and
+//! the binary feeds it from the broker's `PresenceFeed`, which resynchronises from the
+//! broker's session set when it falls behind (the broker crate docs say how).
+//!
+//! [`DeviceOpsStore::record_presences`]: gema_store::DeviceOpsStore::record_presences
+//!
 //! Downlinks: every sender in the gateway is given [`DeviceOps::transport`], the
 //! [`TracingTransport`] around the real one, so the trace sees every message both ways.
 //! Config pushes, commands and QR downlinks are still published here, fire once with their
@@ -69,6 +80,9 @@ use crate::cluster::Cluster;
 use crate::error::{GatewayError, GatewayResult};
 use crate::payments::Payments;
 use crate::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+
+/// Presence changes written to the store in one batch at most.
+const PRESENCE_BATCH: usize = 1024;
 
 /// Settings, from `[devices]` in the daemon's config.
 #[derive(Debug, Clone)]
@@ -348,13 +362,19 @@ impl DeviceOps {
         let presences = tokio::spawn({
             let ops = self.clone();
             async move {
-                while let Some(change) = presence.recv().await {
+                // Whatever arrived while the previous batch was written is the next batch:
+                // a connect storm becomes a few large writes, not one per device.
+                let mut batch = Vec::with_capacity(PRESENCE_BATCH);
+                while presence.recv_many(&mut batch, PRESENCE_BATCH).await > 0 {
                     // The relay first: a reconnect's announcement replay must not wait
-                    // behind config and command lookups.
-                    if presence_to_relay.send(change.clone()).await.is_err() {
-                        break;
+                    // behind the presence write and the config and command lookups.
+                    for change in &batch {
+                        if presence_to_relay.send(change.clone()).await.is_err() {
+                            return;
+                        }
                     }
-                    ops.handle_presence(&change).await;
+                    ops.handle_presences(&batch).await;
+                    batch.clear();
                 }
             }
         });
@@ -397,49 +417,69 @@ impl DeviceOps {
     }
 
     /// Records a presence change; a connect also replays the desired config if due.
-    #[tracing::instrument(skip_all, fields(device_id = change.device_id()))]
     pub async fn handle_presence(&self, change: &Presence) {
+        self.handle_presences(std::slice::from_ref(change)).await;
+    }
+
+    /// Records a batch of presence changes (in order) with one store write, then, for each
+    /// device whose last change in the batch is a connect, replays the desired config if
+    /// due and the commands waiting for it.
+    #[tracing::instrument(skip_all, fields(changes = changes.len()))]
+    pub async fn handle_presences(&self, changes: &[Presence]) {
         let now = self.inner.clock.now_ms();
-        let (device_id, record) = match change {
-            Presence::Connected { device_id } => (
-                device_id,
-                PresenceRecord {
+        let records: Vec<PresenceRecord> = changes
+            .iter()
+            .map(|change| match change {
+                Presence::Connected { device_id } => PresenceRecord {
                     device_id: device_id.clone(),
                     connected: true,
                     reason: None,
                     changed_at_ms: now,
                 },
-            ),
-            Presence::Disconnected { device_id, reason } => (
-                device_id,
-                PresenceRecord {
+                Presence::Disconnected { device_id, reason } => PresenceRecord {
                     device_id: device_id.clone(),
                     connected: false,
                     reason: Some(reason.clone()),
                     changed_at_ms: now,
                 },
-            ),
-        };
-        if let Err(err) = self.inner.store.record_presence(record).await {
-            tracing::warn!(device_id, error = %err, "recording presence failed");
+            })
+            .collect();
+        if let Err(err) = self.inner.store.record_presences(&records).await {
+            tracing::warn!(changes = records.len(), error = %err, "recording presence failed");
         }
-        if matches!(change, Presence::Connected { .. }) {
-            match self.inner.store.device_config(device_id).await {
-                Ok(Some(config))
-                    if matches!(
-                        config.push_status,
-                        ConfigPushStatus::Pending | ConfigPushStatus::Sent
-                    ) =>
-                {
-                    self.push_config(&config).await;
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(device_id, error = %err, "reading config on connect failed");
-                }
+        // A device that connected and left again within the batch needs no replay.
+        let mut last: HashMap<&str, bool> = HashMap::new();
+        let mut order = Vec::new();
+        for change in changes {
+            let connected = matches!(change, Presence::Connected { .. });
+            if last.insert(change.device_id(), connected).is_none() {
+                order.push(change.device_id());
             }
-            self.deliver_due_commands(Some(device_id)).await;
         }
+        for device_id in order.into_iter().filter(|id| last[id]) {
+            self.replay_on_connect(device_id).await;
+        }
+    }
+
+    /// What a device gets when it connects: its desired config if a push is due, and the
+    /// commands waiting for it.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
+    async fn replay_on_connect(&self, device_id: &str) {
+        match self.inner.store.device_config(device_id).await {
+            Ok(Some(config))
+                if matches!(
+                    config.push_status,
+                    ConfigPushStatus::Pending | ConfigPushStatus::Sent
+                ) =>
+            {
+                self.push_config(&config).await;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(device_id, error = %err, "reading config on connect failed");
+            }
+        }
+        self.deliver_due_commands(Some(device_id)).await;
     }
 
     /// Counts and logs a refused uplink; disconnects a device that floods.

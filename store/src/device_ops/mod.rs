@@ -34,8 +34,11 @@ pub trait DeviceOpsStore: Send + Sync {
     /// The newest heartbeat of each of `device_ids` that has one.
     async fn latest_heartbeats(&self, device_ids: &[String]) -> StoreResult<Vec<HeartbeatRecord>>;
 
-    /// Records a presence change (replacing the previous one).
-    async fn record_presence(&self, presence: PresenceRecord) -> StoreResult<()>;
+    /// Records a batch of presence changes in one transaction (multi-row upserts). Per
+    /// device only the newest change counts, and it replaces the stored one only if that
+    /// is not newer (`changed_at_ms`; events may arrive late). Devices that do not exist
+    /// (deleted since they connected) are skipped, so one cannot fail the batch.
+    async fn record_presences(&self, batch: &[PresenceRecord]) -> StoreResult<()>;
     /// The last presence change of each of `device_ids` that has one.
     async fn presences(&self, device_ids: &[String]) -> StoreResult<Vec<PresenceRecord>>;
 
@@ -171,8 +174,8 @@ impl DeviceOpsStore for Db {
         heartbeat::latest_heartbeats(self, device_ids).await
     }
 
-    async fn record_presence(&self, p: PresenceRecord) -> StoreResult<()> {
-        presence::record_presence(self, p).await
+    async fn record_presences(&self, batch: &[PresenceRecord]) -> StoreResult<()> {
+        presence::record_presences(self, batch).await
     }
 
     async fn presences(&self, device_ids: &[String]) -> StoreResult<Vec<PresenceRecord>> {

@@ -74,27 +74,71 @@ pub async fn presence_keeps_the_newest_change(store: Arc<dyn Store>) {
         changed_at_ms: at,
     };
     store
-        .record_presence(change(true, None, 100))
+        .record_presences(&[change(true, None, 100)])
         .await
         .unwrap();
     store
-        .record_presence(change(false, Some("keep_alive_timeout"), 200))
+        .record_presences(&[change(false, Some("keep_alive_timeout"), 200)])
         .await
         .unwrap();
     // A late event about an earlier instant changes nothing.
     store
-        .record_presence(change(true, None, 150))
+        .record_presences(&[change(true, None, 150)])
         .await
         .unwrap();
     let stored = store.presences(std::slice::from_ref(&a.id)).await.unwrap();
     assert_eq!(stored, vec![change(false, Some("keep_alive_timeout"), 200)]);
     store
-        .record_presence(change(true, None, 300))
+        .record_presences(&[change(true, None, 300)])
         .await
         .unwrap();
     let stored = store.presences(std::slice::from_ref(&a.id)).await.unwrap();
     assert!(stored[0].connected);
     assert_eq!(stored[0].reason, None);
+}
+
+pub async fn presence_batches_write_many_devices_at_once(store: Arc<dyn Store>) {
+    // More devices than one statement takes (500), so the batch spans statements.
+    let mut ids = Vec::new();
+    for i in 0..620 {
+        ids.push(device(&*store, &format!("PB-{i}")).await.id);
+    }
+    let record = |id: &str, connected: bool, at: i64| PresenceRecord {
+        device_id: id.into(),
+        connected,
+        reason: (!connected).then(|| "connection_lost".to_string()),
+        changed_at_ms: at,
+    };
+    // The first one already has a newer change stored: the batch does not undo it.
+    store
+        .record_presences(&[record(&ids[0], false, 5_000)])
+        .await
+        .unwrap();
+    let mut batch: Vec<PresenceRecord> = ids.iter().map(|id| record(id, true, 1_000)).collect();
+    // A device twice in one batch: its newest change counts, wherever it stands.
+    batch.push(record(&ids[1], false, 1_500));
+    batch.insert(0, record(&ids[2], false, 2_000));
+    // A device deleted since it connected is skipped, not a failure of the batch.
+    batch.push(record("dev_missing", true, 1_000));
+    store.record_presences(&batch).await.unwrap();
+
+    let stored = store.presences(&ids).await.unwrap();
+    assert_eq!(stored.len(), ids.len(), "every device has its row");
+    let of = |id: &str| stored.iter().find(|p| p.device_id == id).unwrap().clone();
+    assert_eq!(of(&ids[0]), record(&ids[0], false, 5_000));
+    assert_eq!(of(&ids[1]), record(&ids[1], false, 1_500));
+    assert_eq!(of(&ids[2]), record(&ids[2], false, 2_000));
+    for id in &ids[3..] {
+        assert_eq!(of(id), record(id, true, 1_000));
+    }
+    assert!(
+        store
+            .presences(&["dev_missing".to_string()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.record_presences(&[]).await.unwrap();
 }
 
 pub async fn desired_config_versions_guard_concurrent_writers(store: Arc<dyn Store>) {

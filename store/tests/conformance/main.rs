@@ -65,6 +65,7 @@ macro_rules! conformance {
             conformance!(@tests $open, device_ops;
                 heartbeats_keep_a_bounded_history,
                 presence_keeps_the_newest_change,
+                presence_batches_write_many_devices_at_once,
                 desired_config_versions_guard_concurrent_writers,
                 a_report_before_any_desired_config_is_kept,
                 commands_move_through_their_states_once,
