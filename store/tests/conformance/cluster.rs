@@ -177,7 +177,7 @@ pub async fn sessions_record_the_holding_node_and_fence_old_epochs(store: Arc<dy
         .end_sessions("b", &[(d.id.clone(), 2)], 3_000)
         .await
         .unwrap();
-    assert_eq!(ended, [d.id.clone()]);
+    assert_eq!(ended, std::slice::from_ref(&d.id));
     assert!(
         !store
             .device_session(&d.id)
