@@ -19,6 +19,16 @@ use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
 
+/// What became of one announcement a worker took.
+enum Attempted {
+    /// Delivered, expired or failed: the worker goes on to the next.
+    Settled,
+    /// Offline or to be retried: the device's later announcements wait behind it.
+    Wait,
+    /// The device is held by another node, which was woken to deliver it.
+    Elsewhere,
+}
+
 /// How the relay delivers (`[delivery]` has no config section yet: the daemon uses the
 /// defaults).
 #[derive(Debug, Clone)]
@@ -36,9 +46,6 @@ pub struct DeliverySettings {
     /// How often an offline device's pending announcements are looked at again, in case
     /// its reconnect event was lost.
     pub offline_recheck: Duration,
-    /// When a device is held by another node, how soon its announcements are looked at
-    /// again (that node was signalled; this is in case the signal was lost).
-    pub elsewhere_recheck: Duration,
     /// The longest the relay goes without reading the outbox: the recheck that catches a
     /// lost signal from another node.
     pub outbox_recheck: Duration,
@@ -54,7 +61,6 @@ impl Default for DeliverySettings {
             backoff_max: Duration::from_secs(30),
             language: Language::Id,
             offline_recheck: Duration::from_secs(30),
-            elsewhere_recheck: Duration::from_secs(2),
             outbox_recheck: Duration::from_secs(2),
         }
     }
@@ -220,12 +226,18 @@ impl AnnouncementRelay {
                 return Err(());
             }
         };
-        let more = due.len() >= PAGE as usize;
+        let full_page = due.len() >= PAGE as usize;
         let devices: HashSet<String> = due.into_iter().map(|a| a.device_id).collect();
+        // Another page soon only if this one had work for this node: rows of devices held
+        // elsewhere stay due until their node delivers them, and rereading them at once
+        // would only signal that node again.
+        let here = devices
+            .iter()
+            .any(|device_id| self.transport.is_connected(device_id));
         for device_id in devices {
             self.clone().start_worker(device_id, false);
         }
-        Ok(more)
+        Ok(full_page && here)
     }
 
     /// Queues handed-over announcements on their devices' workers, starting those not
@@ -309,15 +321,19 @@ impl AnnouncementRelay {
                         continue;
                     }
                     let id = a.id.clone();
-                    if self.deliver_one(a).await {
-                        settled.insert(id);
-                        continue;
+                    match self.deliver_one(a).await {
+                        Attempted::Settled => {
+                            settled.insert(id);
+                            continue;
+                        }
+                        // Offline, or a retry is scheduled: later announcements wait behind
+                        // it in the outbox, unless a connect asked for a read meanwhile. The
+                        // main loop plans its next wake from the outbox's earliest due time,
+                        // which this result just moved: have it look again.
+                        Attempted::Wait => self.handover.read_outbox(),
+                        // Another node holds the device and was woken; nothing changed here.
+                        Attempted::Elsewhere => {}
                     }
-                    // Offline, or a retry is scheduled: later announcements wait behind it
-                    // in the outbox, unless a connect asked for a read meanwhile. The main
-                    // loop plans its next wake from the outbox's earliest due time, which
-                    // this result just moved: have it look again.
-                    self.handover.read_outbox();
                     let mut workers = lock(&self.workers);
                     if let Some(worker) = workers.get_mut(&device_id) {
                         worker.queue.clear();
@@ -364,25 +380,27 @@ impl AnnouncementRelay {
         }
     }
 
-    /// Delivers one announcement; `false` if later ones for this device must wait.
+    /// Delivers one announcement, or says why the device's later ones must wait.
     #[tracing::instrument(skip_all, fields(announcement_id = %a.id, device_id = %a.device_id, transaction_id = %a.transaction_id))]
-    async fn deliver_one(&self, a: AnnouncementDelivery) -> bool {
+    async fn deliver_one(&self, a: AnnouncementDelivery) -> Attempted {
         let now = self.clock.now_ms();
         if a.expires_at_ms <= now {
             self.record(&a.id, DeliveryResult::Expired, "expired").await;
-            return true;
+            return Attempted::Settled;
         }
         if !self.transport.is_connected(&a.device_id) {
-            let deferred = if self.cluster.held_elsewhere(&a.device_id).await.is_some() {
-                // Its node delivers it; this row is looked at again soon in case that
-                // node never heard.
+            if self.cluster.held_elsewhere(&a.device_id).await.is_some() {
+                // Its node delivers it. Nothing is written: the row stays due, so that
+                // node's outbox recheck finds it if the wake-up is lost, and this node's
+                // recheck wakes that node again while it stays pending.
                 self.cluster.wake_elsewhere(&a.device_id);
-                self.deferred_by(a.expires_at_ms, self.settings.elsewhere_recheck)
-            } else {
-                self.deferred(a.expires_at_ms)
-            };
+                metrics::counter!("gema_announcement_attempts_total", "result" => "elsewhere")
+                    .increment(1);
+                return Attempted::Elsewhere;
+            }
+            let deferred = self.deferred(a.expires_at_ms);
             self.record(&a.id, deferred, "deferred").await;
-            return false;
+            return Attempted::Wait;
         }
         let downlink = announce::downlink(&a, self.settings.language, now);
         let outcome = attempt::attempt(
@@ -414,20 +432,20 @@ impl AnnouncementRelay {
             DeliveryResult::Deferred { .. } => "deferred",
         };
         self.record(&a.id, result, label).await;
-        keep_going
+        if keep_going {
+            Attempted::Settled
+        } else {
+            Attempted::Wait
+        }
     }
 
     /// An offline device's announcement waits, without spending an attempt, for a
     /// reconnect or the offline recheck.
     fn deferred(&self, expires_at_ms: i64) -> DeliveryResult {
-        self.deferred_by(expires_at_ms, self.settings.offline_recheck)
-    }
-
-    fn deferred_by(&self, expires_at_ms: i64, recheck: Duration) -> DeliveryResult {
         DeliveryResult::Deferred {
             next_attempt_at_ms: backoff::offline_recheck_at(
                 self.clock.now_ms(),
-                recheck,
+                self.settings.offline_recheck,
                 expires_at_ms,
             ),
         }
