@@ -17,7 +17,7 @@ use gema_gateway::testing::eventually_within;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::{Daemon, sim_options};
+use crate::helpers::{Daemon, next_event, sim_options};
 
 const KEY: &str = "SB-Mid-server-cluster";
 
@@ -74,23 +74,6 @@ async fn notify(daemon: &Daemon, order: &str, amount: &str) -> (u16, Value) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
-}
-
-/// The next event matching `pick`, waiting at most 30 s.
-async fn next_event(
-    events: &mut mpsc::Receiver<SimEvent>,
-    pick: impl Fn(&SimEvent) -> bool,
-) -> SimEvent {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let event = events.recv().await.expect("the device is running");
-            if pick(&event) {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the expected device event did not happen")
 }
 
 /// `GET /api/v1/nodes` until `check` holds for its items.

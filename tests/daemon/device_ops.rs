@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
-use std::time::Duration;
 
 use gema::sim::{SimControl, SimEvent, run_device_with};
 use gema_firmware_protocol::topic::MessageKind;
@@ -11,7 +10,7 @@ use gema_gateway::testing::{DEFAULT_DEADLINE, eventually_within};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::{Daemon, RegisteredDevice, sim_options};
+use crate::helpers::{Daemon, RegisteredDevice, next_event, sim_options};
 
 struct Sim {
     device_id: String,
@@ -35,22 +34,6 @@ async fn connected_device(daemon: &Daemon, serial: &str) -> Sim {
         events,
         task,
     }
-}
-
-async fn next_event(
-    events: &mut mpsc::Receiver<SimEvent>,
-    pick: impl Fn(&SimEvent) -> bool,
-) -> SimEvent {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let event = events.recv().await.expect("the device is running");
-            if pick(&event) {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the expected device event did not happen")
 }
 
 /// GETs `path` until `ok` holds (at most 30 s); returns that body.

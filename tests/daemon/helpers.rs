@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use gema::sim::{SimDevice, SimOptions};
+use gema::sim::{SimDevice, SimEvent, SimOptions};
 use gema_gateway::testing::{eventually, eventually_within};
 use serde_json::json;
 
@@ -369,4 +369,21 @@ pub fn cli(api_url: &str, token: Option<&str>, args: &[&str]) -> Output {
         command.env("GEMA_TOKEN", token);
     }
     command.output().expect("run gema")
+}
+
+/// The simulated fleet's next event matching `pick`, waiting at most 30 s.
+pub async fn next_event(
+    events: &mut tokio::sync::mpsc::Receiver<SimEvent>,
+    pick: impl Fn(&SimEvent) -> bool,
+) -> SimEvent {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let event = events.recv().await.expect("the fleet is running");
+            if pick(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the expected device event did not happen")
 }

@@ -11,7 +11,7 @@ use gema_gateway::testing::eventually_within;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::{Daemon, sim_options};
+use crate::helpers::{Daemon, next_event, sim_options};
 
 const KEY: &str = "SB-Mid-server-e2e";
 
@@ -48,23 +48,6 @@ async fn order(daemon: &Daemon, terminal: &str, order_ref: &str, amount: i64) ->
         .await;
     assert_eq!(status, 201, "{t}");
     t["id"].as_str().unwrap().to_string()
-}
-
-/// The next event matching `pick`, waiting at most 20 s.
-async fn next_event(
-    events: &mut mpsc::Receiver<SimEvent>,
-    pick: impl Fn(&SimEvent) -> bool,
-) -> SimEvent {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let event = events.recv().await.expect("the fleet is running");
-            if pick(&event) {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the expected device event did not happen")
 }
 
 /// The transaction's announcements once none is pending (waiting at most 20 s).
