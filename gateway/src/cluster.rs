@@ -54,6 +54,7 @@ use tokio::sync::mpsc;
 
 use crate::GatewayResult;
 use crate::clock::Clock;
+use crate::lock;
 use crate::transport::{DeviceTransport, Presence, PublishOutcome};
 
 /// Who this node is and how often it says so.
@@ -621,10 +622,6 @@ impl Cluster {
     fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<ClusterWork, i64>> {
         lock(&self.state.leases)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn millis(d: Duration) -> i64 {

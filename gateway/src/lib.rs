@@ -48,3 +48,11 @@ pub mod validate;
 pub use error::{GatewayError, GatewayResult};
 pub use gateway::{Gateway, GatewayDeps, GatewaySettings};
 pub use registry::{IssuedCredential, Registry, SecretCheck};
+
+/// A mutex's guard, also after a panic elsewhere poisoned it: every mutex here guards plain
+/// maps and flags that a panic cannot leave half-changed.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

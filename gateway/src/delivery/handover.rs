@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use gema_store::AnnouncementDelivery;
 use tokio::sync::Notify;
 
+use crate::lock;
+
 /// What producers of announcements hold to wake the relay; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Handover {
@@ -50,10 +52,4 @@ impl Handover {
         let handed = std::mem::take(&mut *lock(&self.inner.handed));
         (handed, self.inner.read_outbox.swap(false, Ordering::SeqCst))
     }
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -13,10 +13,11 @@ use tokio::sync::mpsc;
 use super::announce;
 use super::attempt::{self, AckWaiters, AttemptOutcome, Waits};
 use super::backoff::{self, AfterFailure, Backoff};
-use super::handover::{Handover, lock};
+use super::handover::Handover;
 use super::results::ResultsSender;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
+use crate::lock;
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
 
 /// What became of one announcement a worker took.

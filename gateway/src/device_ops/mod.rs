@@ -78,6 +78,7 @@ pub use trace::{MessageTrace, TraceEntry, TracingTransport};
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::error::{GatewayError, GatewayResult};
+use crate::lock;
 use crate::payments::Payments;
 use crate::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
 
@@ -249,12 +250,6 @@ struct Inner {
     payments: Option<Payments>,
     /// Which devices other nodes hold, and how to wake them.
     cluster: Cluster,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn parse_config(json: Option<&str>) -> Option<DeviceConfig> {
