@@ -23,6 +23,9 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, pbkdf2};
 
+mod verifier;
+pub use verifier::{SecretVerifier, Verified};
+
 pub const DEVICE_SECRET_PBKDF2_ITERATIONS: u32 = 10_000;
 const SALT_LEN: usize = 16;
 const HASH_LEN: usize = 32;

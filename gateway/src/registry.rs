@@ -12,7 +12,7 @@ use gema_store::{
     OutletPatch, Page, PageRequest, Store, Terminal, TerminalFilter, TerminalPatch,
 };
 
-use crate::credentials::{self, SecretString};
+use crate::credentials::{self, SecretString, SecretVerifier, Verified};
 use crate::error::{GatewayError, GatewayResult};
 use crate::transport::DeviceTransport;
 use crate::validate;
@@ -57,6 +57,8 @@ pub struct Registry {
     /// Where live sessions are ended when a credential stops being valid; `None` when no
     /// device can be connected (the CLI's offline commands, tests of the registry alone).
     transport: Option<Arc<dyn DeviceTransport>>,
+    /// Checks MQTT passwords: bounded slow hashes, recent successes remembered.
+    verifier: Arc<SecretVerifier>,
 }
 
 impl Registry {
@@ -66,6 +68,7 @@ impl Registry {
         Self {
             store,
             transport: None,
+            verifier: Arc::default(),
         }
     }
 
@@ -76,6 +79,7 @@ impl Registry {
         Self {
             store,
             transport: Some(transport),
+            verifier: Arc::default(),
         }
     }
 
@@ -415,9 +419,10 @@ impl Registry {
         Ok(self.check_device_secret(device_id, secret).await? == SecretCheck::Valid)
     }
 
-    /// Checks an MQTT password. The slow hash runs on the blocking pool, never on the
-    /// async threads; an unknown device costs the same hash, so timing does not tell which
-    /// device ids exist.
+    /// Checks an MQTT password. The slow hash runs on the blocking pool, one per core at a
+    /// time, never on the async threads; a secret verified before against the same stored
+    /// hash is recognised without it ([`SecretVerifier`]). An unknown device costs the same
+    /// hash as a wrong secret, so timing does not tell which device ids exist.
     #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn check_device_secret(
         &self,
@@ -433,15 +438,19 @@ impl Registry {
             Some(_) => self.store.device_secret_hash(device_id).await?,
             None => None,
         };
-        let presented = secret.to_owned();
-        let hash = stored
-            .clone()
-            .unwrap_or_else(|| DUMMY_HASH.with(Clone::clone));
-        let matches = tokio::task::spawn_blocking(move || {
-            credentials::verify_device_secret(&presented, &hash)
-        })
-        .await
-        .map_err(|e| GatewayError::Internal(format!("secret check task: {e}")))?;
+        let verified = self
+            .verifier
+            .verify(device_id, secret, stored.as_deref(), || {
+                DUMMY_HASH.with(Clone::clone)
+            })
+            .await
+            .map_err(|e| GatewayError::Internal(format!("secret check task: {e}")))?;
+        let how = match verified {
+            Verified::Remembered(_) => "remembered",
+            Verified::Hashed(_) => "hashed",
+        };
+        metrics::counter!("gema_device_secret_checks_total", "how" => how).increment(1);
+        let matches = verified.matches();
         Ok(match (device, stored) {
             (None, _) => SecretCheck::UnknownDevice,
             (Some(_), None) => SecretCheck::Revoked,
