@@ -360,15 +360,14 @@ impl ClusterStore for Db {
         if device_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT * FROM device_sessions WHERE device_id IN ({})",
-            crate::device_ops::placeholders(1, device_ids.len())
-        );
-        let mut query = query_as::<SessionRecord>(&sql);
-        for id in device_ids {
-            query = query.bind(id);
-        }
-        Ok(query.fetch_all(self.read()).await?)
+        crate::device_ops::fetch_for_ids(
+            self,
+            device_ids,
+            1,
+            |list| format!("SELECT * FROM device_sessions WHERE device_id IN ({list})"),
+            |q| q,
+        )
+        .await
     }
 
     async fn sessions_started_elsewhere(

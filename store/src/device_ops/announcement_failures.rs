@@ -2,7 +2,6 @@
 
 use crate::Db;
 use crate::StoreResult;
-use crate::db::query_as;
 
 pub(crate) async fn failed_announcement_counts(
     db: &Db,
@@ -12,14 +11,17 @@ pub(crate) async fn failed_announcement_counts(
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT device_id, COUNT(*) FROM announcements WHERE status = 'failed' \
-         AND expires_at_ms > $1 AND device_id IN ({}) GROUP BY device_id",
-        crate::device_ops::placeholders(2, device_ids.len())
-    );
-    let mut query = query_as::<(String, i64)>(&sql).bind(since_ms);
-    for id in device_ids {
-        query = query.bind(id);
-    }
-    Ok(query.fetch_all(db.read()).await?)
+    crate::device_ops::fetch_for_ids(
+        db,
+        device_ids,
+        2,
+        |list| {
+            format!(
+                "SELECT device_id, COUNT(*) FROM announcements WHERE status = 'failed' \
+                 AND expires_at_ms > $1 AND device_id IN ({list}) GROUP BY device_id"
+            )
+        },
+        |q| q.bind(since_ms),
+    )
+    .await
 }

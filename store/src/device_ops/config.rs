@@ -76,15 +76,14 @@ pub(crate) async fn device_configs(
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT * FROM device_configs WHERE device_id IN ({})",
-        crate::device_ops::placeholders(1, device_ids.len())
-    );
-    let mut query = query_as::<ConfigRecord>(&sql);
-    for id in device_ids {
-        query = query.bind(id);
-    }
-    Ok(query.fetch_all(db.read()).await?)
+    crate::device_ops::fetch_for_ids(
+        db,
+        device_ids,
+        1,
+        |list| format!("SELECT * FROM device_configs WHERE device_id IN ({list})"),
+        |q| q,
+    )
+    .await
 }
 
 pub(crate) async fn set_desired_config(

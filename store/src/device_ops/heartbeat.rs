@@ -95,14 +95,17 @@ pub(crate) async fn latest_heartbeats(
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT h.* FROM device_heartbeats h WHERE h.device_id IN ({}) \
-         AND h.id = (SELECT MAX(l.id) FROM device_heartbeats l WHERE l.device_id = h.device_id)",
-        crate::device_ops::placeholders(1, device_ids.len())
-    );
-    let mut query = query_as::<HeartbeatRecord>(&sql);
-    for id in device_ids {
-        query = query.bind(id);
-    }
-    Ok(query.fetch_all(db.read()).await?)
+    crate::device_ops::fetch_for_ids(
+        db,
+        device_ids,
+        1,
+        |list| {
+            format!(
+                "SELECT h.* FROM device_heartbeats h WHERE h.device_id IN ({list}) AND h.id = \
+                 (SELECT MAX(l.id) FROM device_heartbeats l WHERE l.device_id = h.device_id)"
+            )
+        },
+        |q| q,
+    )
+    .await
 }

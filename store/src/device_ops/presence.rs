@@ -6,7 +6,7 @@
 
 use crate::Db;
 use crate::StoreResult;
-use crate::db::{query, query_as};
+use crate::db::query;
 
 /// The last presence change the broker reported for a device.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -18,8 +18,8 @@ pub struct PresenceRecord {
     pub changed_at_ms: i64,
 }
 
-/// Rows per statement: 4 parameters each, well inside both backends' parameter limits.
-const PRESENCE_ROWS_PER_STATEMENT: usize = 500;
+/// Rows per statement: 4 parameters each.
+const PRESENCE_ROWS_PER_STATEMENT: usize = crate::device_ops::MAX_LIST_PARAMS / 4;
 
 pub(crate) async fn record_presences(db: &Db, batch: &[PresenceRecord]) -> StoreResult<()> {
     let newest = newest_per_device(batch);
@@ -83,13 +83,12 @@ pub(crate) async fn presences(db: &Db, device_ids: &[String]) -> StoreResult<Vec
     if device_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT * FROM device_presence WHERE device_id IN ({})",
-        crate::device_ops::placeholders(1, device_ids.len())
-    );
-    let mut query = query_as::<PresenceRecord>(&sql);
-    for id in device_ids {
-        query = query.bind(id);
-    }
-    Ok(query.fetch_all(db.read()).await?)
+    crate::device_ops::fetch_for_ids(
+        db,
+        device_ids,
+        1,
+        |list| format!("SELECT * FROM device_presence WHERE device_id IN ({list})"),
+        |q| q,
+    )
+    .await
 }
