@@ -315,16 +315,33 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    let auth = tokio::time::timeout(
-        shared.config.limits.connect_timeout,
-        authenticate(&shared, &connect, peer, &listener),
-    );
-    let auth = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        r = auth => r.unwrap_or_else(|_| {
-            auth_failure("timeout");
-            Err(ConnectReturnCode::ServiceUnavailable)
-        }),
+    // In a connect storm a login can wait longer than the client does: a client that
+    // gave up and closed is dropped here, before its login takes a hash and its session
+    // takes the on-connect reads, all for nobody (its next attempt pays them). Bytes the
+    // client sends after CONNECT (it may pipeline a SUBSCRIBE) stay buffered, up to one
+    // packet's worth.
+    let auth = {
+        let login = tokio::time::timeout(
+            shared.config.limits.connect_timeout,
+            authenticate(&shared, &connect, peer, &listener),
+        );
+        let mut login = std::pin::pin!(login);
+        loop {
+            let listening = conn.rx.len() < shared.config.limits.max_packet_size;
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                r = &mut login => break r.unwrap_or_else(|_| {
+                    auth_failure("timeout");
+                    Err(ConnectReturnCode::ServiceUnavailable)
+                }),
+                read = conn.read_more(), if listening => {
+                    if read.is_err() {
+                        auth_failure("client_gone");
+                        return;
+                    }
+                }
+            }
+        }
     };
     let who = match auth {
         Ok(who) => who,
