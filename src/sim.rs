@@ -203,15 +203,74 @@ fn unix_ms() -> i64 {
     .unwrap_or(i64::MAX)
 }
 
-/// A tiny xorshift for the misbehaviour knobs; no need for a crypto RNG here.
+/// The device's TLS settings, made once and kept across reconnects, as firmware keeps its
+/// TLS context: the session the broker issued is resumed on the next connect, which costs
+/// the broker (and the device) a fraction of a full handshake. rumqttc's `Simple` form would
+/// build a new context, so a new session cache, on every connect. An unusable CA falls back
+/// to that form, whose connect then reports the error.
+fn tls_config(ca_pem: &[u8]) -> TlsConfiguration {
+    use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(
+        rustls_pemfile::certs(&mut std::io::Cursor::new(ca_pem)).filter_map(Result::ok),
+    );
+    if added == 0 {
+        return TlsConfiguration::Simple {
+            ca: ca_pem.to_vec(),
+            alpn: None,
+            client_auth: None,
+        };
+    }
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsConfiguration::Rustls(Arc::new(config))
+}
+
+/// Reconnect delays as firmware should pace them: from about half a second, doubling per
+/// failed attempt up to 16 s, each drawn at random from the upper half of the current step so
+/// that a fleet cut off at once does not come back at once. Reset by a CONNACK.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    const FIRST_MS: u64 = 500;
+    const MAX_MS: u64 = 16_000;
+
+    fn next(&mut self, dice: &mut Dice) -> Duration {
+        let step = Self::FIRST_MS
+            .saturating_mul(1u64 << self.failures.min(16))
+            .min(Self::MAX_MS);
+        self.failures = self.failures.saturating_add(1);
+        Duration::from_millis(step / 2 + dice.below(step / 2 + 1))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// A tiny xorshift for the misbehaviour knobs and the reconnect jitter; no need for a crypto
+/// RNG here.
 struct Dice(u64);
 
 impl Dice {
-    fn roll(&mut self, percent: u8) -> bool {
+    fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        (self.0 % 100) < u64::from(percent)
+        self.0
+    }
+
+    fn roll(&mut self, percent: u8) -> bool {
+        (self.next() % 100) < u64::from(percent)
+    }
+
+    /// Uniform enough in `0..n` (`n` > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
     }
 }
 
@@ -234,11 +293,7 @@ pub async fn run_device_with(
     mqtt.set_credentials(&device.device_id, &device.secret);
     mqtt.set_keep_alive(options.keep_alive);
     mqtt.set_clean_session(true);
-    mqtt.set_transport(Transport::Tls(TlsConfiguration::Simple {
-        ca: options.ca_pem.clone(),
-        alpn: None,
-        client_auth: None,
-    }));
+    mqtt.set_transport(Transport::Tls(tls_config(&options.ca_pem)));
     let (client, mut eventloop) = AsyncClient::new(mqtt, 64);
     let mut state = SimState::new();
     let mut controls_open = true;
@@ -250,6 +305,7 @@ pub async fn run_device_with(
             h.rotate_left(5) ^ u64::from(b)
         });
     let mut dice = Dice(seed | 1);
+    let mut backoff = Backoff::default();
     let id = device.device_id.clone();
     let publish = |client: &AsyncClient, (kind, payload): (MessageKind, Vec<u8>)| {
         let client = client.clone();
@@ -294,6 +350,7 @@ pub async fn run_device_with(
         };
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff.reset();
                 let _ = client
                     .subscribe(downlink_filter(&id), QoS::AtLeastOnce)
                     .await;
@@ -349,7 +406,7 @@ pub async fn run_device_with(
                         error: err.to_string(),
                     })
                     .await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(backoff.next(&mut dice)).await;
             }
         }
     }

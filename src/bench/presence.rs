@@ -91,6 +91,7 @@ async fn storm(
         bench.devices,
         children.len()
     );
+    let cpu_before = super::cpu::CpuSample::now(None);
     let started = Instant::now();
     for child in &mut children {
         child.go()?;
@@ -113,6 +114,7 @@ async fn storm(
         );
     }
     let storm = started.elapsed();
+    let cpu = super::cpu::CpuSample::now(None).since(&cpu_before);
     let recorded = watch.await.context("the presence watch")?;
     let (lagged, resyncs) = presence_lag_counters();
     drop(children);
@@ -122,6 +124,21 @@ async fn storm(
     println!(
         "connected {connected} of {} devices in {storm:.2?} ({rate:.0} connects/s)",
         ids.len()
+    );
+    let daemon_cpu = cpu.side(super::cpu::Side::Daemon);
+    #[allow(clippy::cast_precision_loss)]
+    let per_connect = daemon_cpu.as_secs_f64() * 1e3 / connected.max(1) as f64;
+    let busiest: Vec<String> = cpu
+        .threads
+        .iter()
+        .take(3)
+        .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+        .collect();
+    println!(
+        "daemon CPU during the storm: {:.1} s, {per_connect:.2} ms per connected device \
+         (busiest threads: {})",
+        daemon_cpu.as_secs_f64(),
+        busiest.join(", ")
     );
     match recorded.all_at_ms {
         Some(at) => println!(
