@@ -27,6 +27,10 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestRegistry {
     pub secrets: HashMap<String, String>,
     pub revoked: Mutex<Vec<String>>,
+    /// How long each password login takes (a registry under a connect storm).
+    pub login_delay: Mutex<Duration>,
+    /// Password logins answered so far.
+    pub logins: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -37,6 +41,10 @@ impl Authenticator for TestRegistry {
         password: &str,
         _peer: SocketAddr,
     ) -> Result<Identity, AuthRefusal> {
+        let delay = *self.login_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        self.logins
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if username == "monitor" && password == "monitor-secret" {
             return Ok(Identity::Service("monitor".into()));
         }
@@ -133,7 +141,7 @@ impl TestBroker {
                 .iter()
                 .map(|id| (id.as_ref().to_string(), secret(id.as_ref())))
                 .collect(),
-            revoked: Mutex::new(Vec::new()),
+            ..TestRegistry::default()
         });
         let mut broker = Broker::start(config, registry.clone()).await.unwrap();
         let handle = broker.handle();

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use gema_broker::{DeliveryOutcome, DisconnectReason, PresenceChange};
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Packet, PubAck, PubComp, PubRec, PubRel};
+use rumqttc::mqttbytes::v4::{
+    Connect, ConnectReturnCode, Packet, PubAck, PubComp, PubRec, PubRel, Subscribe,
+};
 
-use crate::helpers::{TestBroker, WAIT, downlink, will};
+use crate::helpers::{TestBroker, WAIT, downlink, secret, will};
 
 #[tokio::test]
 async fn takeover_fires_the_old_connections_will_only() {
@@ -309,4 +311,57 @@ async fn the_queue_of_an_offline_session_is_bounded() {
     a.send(&Packet::PubAck(PubAck::new(first.pkid))).await;
     a.send(&Packet::PubAck(PubAck::new(second.pkid))).await;
     a.ping().await;
+}
+
+/// A login slower than its client's patience (a registry under a connect storm): the
+/// client gives up and closes. The broker drops that login instead of opening a session
+/// nobody is on: no presence change, no connected device.
+#[tokio::test]
+async fn a_client_that_closes_while_its_login_waits_gets_no_session() {
+    let mut t = TestBroker::start().await;
+    *t.registry.login_delay.lock().unwrap() = Duration::from_millis(600);
+    let mut c = t.raw().await;
+    let mut connect = Connect::new("a");
+    connect.set_login("a", secret("a"));
+    c.send(&Packet::Connect(connect)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(c);
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        t.handle.connected_devices().is_empty(),
+        "no session for the client that left"
+    );
+    match t.presence.try_recv() {
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {}
+        other => panic!("no presence change expected, got {other:?}"),
+    }
+}
+
+/// Packets a client sends after CONNECT while its login is pending are kept and answered
+/// once the session starts (MQTT 3.1.1 §3.1.4 lets a client send before CONNACK).
+#[tokio::test]
+async fn packets_pipelined_behind_a_slow_login_are_answered() {
+    let t = TestBroker::start().await;
+    *t.registry.login_delay.lock().unwrap() = Duration::from_millis(300);
+    let mut c = t.raw().await;
+    let mut connect = Connect::new("a");
+    connect.keep_alive = 60;
+    connect.set_login("a", secret("a"));
+    let mut subscribe = Subscribe::new("devices/a/down/#", QoS::AtLeastOnce);
+    subscribe.pkid = 7;
+    c.send(&Packet::Connect(connect)).await;
+    c.send(&Packet::Subscribe(subscribe)).await;
+    match c.recv().await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    match c.recv().await {
+        Some(Packet::SubAck(a)) => assert_eq!(a.pkid, 7),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    assert_eq!(
+        t.registry.logins.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
 }

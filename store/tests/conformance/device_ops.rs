@@ -98,7 +98,8 @@ pub async fn presence_keeps_the_newest_change(store: Arc<dyn Store>) {
 }
 
 pub async fn presence_batches_write_many_devices_at_once(store: Arc<dyn Store>) {
-    // More devices than one statement takes (500), so the batch spans statements.
+    // More devices than one statement takes (100 rows, 400 ids), so the batch and every
+    // read by a list of devices span statements.
     let mut ids = Vec::new();
     for i in 0..620 {
         ids.push(device(&*store, &format!("PB-{i}")).await.id);
@@ -139,6 +140,20 @@ pub async fn presence_batches_write_many_devices_at_once(store: Arc<dyn Store>) 
             .is_empty()
     );
     store.record_presences(&[]).await.unwrap();
+
+    // The other reads by a list of devices answer for all of them too.
+    store.start_sessions("node-a", &ids, 1_000).await.unwrap();
+    let sessions = store.device_sessions(&ids).await.unwrap();
+    assert_eq!(sessions.len(), ids.len(), "a session row per device");
+    assert!(store.device_configs(&ids).await.unwrap().is_empty());
+    assert!(store.latest_heartbeats(&ids).await.unwrap().is_empty());
+    assert!(
+        store
+            .failed_announcement_counts(&ids, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn desired_config_versions_guard_concurrent_writers(store: Arc<dyn Store>) {
