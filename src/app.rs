@@ -38,6 +38,8 @@ pub struct App {
     _lock: Option<std::fs::File>,
     /// `[mqtt] presence_capacity`: also the bound of the presence channel into the gateway.
     presence_capacity: usize,
+    /// Renews the development certificate while running; the days-left metric.
+    certificates: crate::certificates::CertificateWatch,
 }
 
 impl App {
@@ -144,7 +146,9 @@ impl App {
             mqtt_plain = ?broker.plain_addr(),
             "MQTT broker listening"
         );
+        let certificates = crate::certificates::CertificateWatch::new(&config, tls.clone());
         Ok(App {
+            certificates,
             http,
             metrics,
             router,
@@ -242,6 +246,11 @@ impl App {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let certificates = tokio::spawn(
+            self.certificates
+                .clone()
+                .run(self.broker.handle(), stopped(stop_rx.clone())),
+        );
 
         let upkeep = tokio::spawn({
             let rx = stop_rx.clone();
@@ -285,6 +294,7 @@ impl App {
             .context("a gateway task (device operations, delivery, expiry sweep)")?;
         #[cfg(unix)]
         reload.await.context("certificate reload task")?;
+        certificates.await.context("certificate renewal task")?;
         self.broker.shutdown().await;
         forward_uplinks.abort();
         forward_presence.abort();
@@ -394,16 +404,13 @@ async fn tls_files(
             server_key: key.clone(),
         });
     }
-    let pki = DevPki::new(config.data_dir.join("certs"));
-    let mut hostnames: Vec<String> = ["localhost", "127.0.0.1", "::1"]
-        .into_iter()
-        .map(String::from)
-        .collect();
-    if !hostnames.contains(&config.mqtt.public_host) {
-        hostnames.push(config.mqtt.public_host.clone());
-    }
+    let pki = crate::certificates::development_pki(config);
+    let hostnames = crate::certificates::development_hostnames(config);
     let outcome = pki
-        .ensure(&hostnames)
+        .ensure_renewing(
+            &hostnames,
+            time::Duration::days(i64::from(config.tls.renew_before_days)),
+        )
         .context("preparing the development certificates")?;
     if store.backend() == Backend::Postgres {
         share_development_ca(&pki, &hostnames, store, clock).await?;

@@ -107,6 +107,11 @@ impl Config {
                     .into(),
             ));
         }
+        if tls.renewal_check_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "tls.renewal_check_interval_secs must be at least 1".into(),
+            ));
+        }
         for service in &self.mqtt.services {
             for rule in &service.rules {
                 gema_broker::Rule::parse(rule).map_err(|e| {
@@ -335,12 +340,30 @@ pub struct MqttService {
 
 /// TLS material for the broker. Leave all unset to use the development CA that Gema creates
 /// in `<data_dir>/certs/`; set all three to use your own.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
+    /// The development server certificate is re-issued (and served at once) when it has
+    /// fewer days left than this. Default 30.
+    pub renew_before_days: u32,
+    /// How often a running daemon checks its certificates (renews the development one,
+    /// updates the days-left metric). Default 3600 s.
+    pub renewal_check_interval_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            ca_cert: None,
+            renew_before_days: 30,
+            renewal_check_interval_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bench;
+mod certificates;
 pub mod cli;
 pub mod config;
 mod devices;

@@ -22,7 +22,8 @@ use time::{Duration, OffsetDateTime};
 pub const DEV_CA_VALIDITY: Duration = Duration::days(3650);
 /// How long a generated server certificate is valid.
 pub const DEV_SERVER_VALIDITY: Duration = Duration::days(365);
-/// A generated server certificate closer than this to its expiry is re-issued at start.
+/// A generated server certificate closer than this to its expiry is re-issued (at start,
+/// and by a running daemon's periodic check; `[tls] renew_before_days` overrides it).
 pub const DEV_SERVER_RENEW_BEFORE: Duration = Duration::days(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,16 @@ impl DevPki {
     /// what is missing. `hostnames` are DNS names or IP addresses put in the server
     /// certificate's subject alternative names.
     pub fn ensure(&self, hostnames: &[String]) -> Result<DevPkiOutcome, CertError> {
+        self.ensure_renewing(hostnames, DEV_SERVER_RENEW_BEFORE)
+    }
+
+    /// [`DevPki::ensure`], re-issuing a server certificate that expires within
+    /// `renew_before` (one of [`DEV_SERVER_VALIDITY`] or more re-issues it every time).
+    pub fn ensure_renewing(
+        &self,
+        hostnames: &[String],
+        renew_before: Duration,
+    ) -> Result<DevPkiOutcome, CertError> {
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let files = self.files();
         let ca_key_path = self.ca_key();
@@ -110,7 +121,7 @@ impl DevPki {
 
         let needs_server = match certificate_info(&files.server_cert) {
             Ok(info) => {
-                info.not_after - OffsetDateTime::now_utc() < DEV_SERVER_RENEW_BEFORE
+                info.not_after - OffsetDateTime::now_utc() < renew_before
                     || hostnames.iter().any(|h| !info.names.contains(h))
                     || !files.server_key.exists()
             }
@@ -165,10 +176,22 @@ impl DevPki {
         let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io_err(&ca_key_path))?;
         let ca_cert_pem = fs::read_to_string(&files.ca_cert).map_err(io_err(&files.ca_cert))?;
         let (cert_pem, key_pem) = issue_server_cert(&ca_cert_pem, &ca_key_pem, hostnames)?;
-        write_file(&files.server_key, key_pem.as_bytes(), true)?;
-        write_file(&files.server_cert, cert_pem.as_bytes(), false)?;
+        // Each file replaced whole (a running broker may read them at any moment): it sees
+        // the old pair, or a new key with the old certificate (which it refuses, keeping
+        // what it serves), then the new pair.
+        replace_file(&files.server_key, key_pem.as_bytes(), true)?;
+        replace_file(&files.server_cert, cert_pem.as_bytes(), false)?;
         Ok(())
     }
+}
+
+/// Writes `contents` beside `path` and renames it over `path`.
+fn replace_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    let temporary = path.with_file_name(name);
+    write_file(&temporary, contents, private)?;
+    fs::rename(&temporary, path).map_err(io_err(path))
 }
 
 fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
@@ -338,6 +361,35 @@ mod tests {
         }
         let days = server.days_left(OffsetDateTime::now_utc());
         assert!((364..=365).contains(&days), "server valid for {days} days");
+    }
+
+    #[test]
+    fn a_server_certificate_within_the_renewal_margin_is_reissued_under_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::new(dir.path());
+        pki.ensure(&hosts()).unwrap();
+        let ca = fs::read(pki.files().ca_cert).unwrap();
+        let before = fs::read(pki.files().server_cert).unwrap();
+        // 364 days left: outside a 30-day margin, inside a 400-day one.
+        assert_eq!(
+            pki.ensure_renewing(&hosts(), Duration::days(30)).unwrap(),
+            DevPkiOutcome::Existing
+        );
+        assert_eq!(
+            pki.ensure_renewing(&hosts(), Duration::days(400)).unwrap(),
+            DevPkiOutcome::ReissuedServer
+        );
+        assert_ne!(before, fs::read(pki.files().server_cert).unwrap());
+        assert_eq!(ca, fs::read(pki.files().ca_cert).unwrap(), "same CA");
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".new"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "no temporary files left: {leftovers:?}"
+        );
     }
 
     #[test]

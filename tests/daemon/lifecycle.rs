@@ -175,3 +175,75 @@ async fn a_second_daemon_on_the_same_sqlite_file_is_refused() {
     let (status, _) = again.get("/health").await;
     assert_eq!(status, 200);
 }
+
+/// The certificate the broker serves on `addr`, verified against `ca_pem` (DER).
+fn served_certificate(addr: std::net::SocketAddr, ca_pem: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut std::io::Cursor::new(ca_pem)) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    tls.flush().unwrap();
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(tls.sock).unwrap();
+    }
+    tls.conn.peer_certificates().unwrap()[0].as_ref().to_vec()
+}
+
+/// A daemon that runs past its development certificate's renewal margin re-issues it under
+/// the same CA and serves the new one without a restart; the days left are a metric. (A
+/// margin of 400 days, longer than the certificate's 365, makes every check renew.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_development_certificate_is_renewed_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[
+            ("GEMA_TLS__RENEW_BEFORE_DAYS", "400"),
+            ("GEMA_TLS__RENEWAL_CHECK_INTERVAL_SECS", "1"),
+        ],
+    );
+    let ca = std::fs::read(dir.path().join("gema-data/certs/ca.pem")).unwrap();
+    let addr = daemon.mqtt_addr;
+    let first = tokio::task::spawn_blocking({
+        let ca = ca.clone();
+        move || served_certificate(addr, &ca)
+    })
+    .await
+    .unwrap();
+    gema_gateway::testing::eventually("a renewed certificate served", || {
+        let ca = ca.clone();
+        let first = first.clone();
+        async move {
+            let now = tokio::task::spawn_blocking(move || served_certificate(addr, &ca))
+                .await
+                .unwrap();
+            (now != first).then_some(())
+        }
+    })
+    .await;
+    let metrics = daemon.metrics().await;
+    let server_days = metrics
+        .lines()
+        .find(|l| l.starts_with("gema_tls_certificate_days_left{certificate=\"server\"}"))
+        .unwrap_or_else(|| panic!("the days-left metric is exported:\n{metrics}"));
+    let days: f64 = server_days.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((364.0..=365.0).contains(&days), "{server_days}");
+    assert!(
+        daemon
+            .stderr()
+            .contains("re-issued the development server certificate before its expiry")
+    );
+}
