@@ -727,6 +727,208 @@ fn published_qr(h: &Harness) -> Vec<DownlinkBody> {
         .collect()
 }
 
+/// The same device operations with payments attached. Payments keeps real time: the store
+/// stamps a transaction's creation with it, and tests compare the two.
+fn with_payments(h: &mut Harness, settings: DeviceOpsSettings) {
+    let (_results, results_queue) = gema_gateway::delivery::results_channel();
+    let payments = gema_gateway::payments::Payments::new(
+        h.store.clone(),
+        gema_gateway::payments::PaymentSettings::default(),
+        Arc::new(gema_gateway::clock::SystemClock),
+        gema_gateway::delivery::Handover::new(),
+        results_queue,
+    );
+    h.ops = DeviceOps::new(
+        h.store.clone(),
+        Arc::new(h.wire.clone()),
+        Arc::new(h.clock.clone()),
+        settings,
+        Some(payments),
+        alone(&h.store, &h.wire, &h.clock),
+    );
+}
+
+/// Binds the harness's device to a new approved terminal with a static QRIS.
+async fn bind_to_a_qris_terminal(h: &Harness) -> Terminal {
+    let registry = Registry::new(h.store.clone());
+    let (_, _, t) = gema_gateway::testing::approved_terminal(&registry).await;
+    registry
+        .update_terminal(
+            &t.id,
+            TerminalPatch {
+                static_qris: Some(Some(STATIC_QRIS.into())),
+                ..TerminalPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.store.bind_device(&h.device_id, &t.id).await.unwrap();
+    t
+}
+
+/// The device acknowledges a downlink as carried out (`processed`).
+fn processed(msg_id: String, transaction_id: &str) -> Ack {
+    Ack {
+        acked_msg_id: msg_id,
+        transaction_id: Some(transaction_id.into()),
+        status: AckStatus::Processed,
+    }
+}
+
+#[tokio::test]
+async fn qr_downlinks_are_retried_until_acknowledged_and_replayed_on_reconnect() {
+    let mut h = harness(DeviceOpsSettings::default()).await;
+    with_payments(&mut h, DeviceOpsSettings::default());
+    bind_to_a_qris_terminal(&h).await;
+    let retry = DeviceOpsSettings::default().config_retry_interval + Duration::from_secs(1);
+    h.connect().await;
+    h.send(DynamicQrRequest {
+        request_id: "r1".into(),
+        amount: 25_000,
+    })
+    .await;
+    let shows = published_qr(&h);
+    let Some(DownlinkBody::DynamicQrShow(show)) = shows.last() else {
+        panic!("no qr_show: {shows:?}");
+    };
+    let trx = show.transaction_id.clone();
+
+    // Not acknowledged: sent again once the retry interval has passed, not before.
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 1);
+    h.clock.advance(retry);
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 2, "qr_show resent");
+
+    // Offline: nothing sent; on reconnect, replayed at once.
+    h.drop_connection("connection_lost").await;
+    h.clock.advance(retry);
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 2);
+    h.connect().await;
+    assert_eq!(published_qr(&h).len(), 3, "qr_show replayed on connect");
+    assert!(
+        matches!(published_qr(&h).last(), Some(DownlinkBody::DynamicQrShow(s)) if s.transaction_id == trx)
+    );
+
+    // Acknowledged: never sent again.
+    h.send(processed(format!("qrs_{trx}"), &trx)).await;
+    h.clock.advance(retry);
+    h.ops.sweep_commands().await;
+    h.drop_connection("connection_lost").await;
+    h.connect().await;
+    assert_eq!(published_qr(&h).len(), 3);
+    let stored = h
+        .store
+        .qr_request(&h.device_id, "r1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.show_status, "delivered");
+
+    // The transaction ends while the device is offline: its qr_clear is owed, sent when
+    // it reconnects, resent until acknowledged.
+    h.drop_connection("connection_lost").await;
+    h.store
+        .expire_due_transactions(
+            h.store.get_transaction(&trx).await.unwrap().expires_at_ms,
+            10,
+        )
+        .await
+        .unwrap();
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 3, "nothing to an offline device");
+    h.connect().await;
+    let clear = DownlinkBody::DynamicQrClear(DynamicQrClear {
+        transaction_id: Some(trx.clone()),
+        request_id: Some("r1".into()),
+        reason: QrClearReason::Expired,
+    });
+    assert_eq!(published_qr(&h).last(), Some(&clear));
+    assert_eq!(published_qr(&h).len(), 4);
+    h.clock.advance(retry);
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 5, "qr_clear resent");
+    h.send(processed(format!("qrc_{trx}"), &trx)).await;
+    h.clock.advance(retry);
+    h.ops.sweep_commands().await;
+    assert_eq!(published_qr(&h).len(), 5);
+    let stored = h
+        .store
+        .qr_request(&h.device_id, "r1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.clear_status.as_deref(), Some("delivered"));
+}
+
+#[tokio::test]
+async fn an_owed_qr_downlink_ends_expired_with_its_qr() {
+    let mut h = harness(DeviceOpsSettings::default()).await;
+    with_payments(&mut h, DeviceOpsSettings::default());
+    bind_to_a_qris_terminal(&h).await;
+    h.connect().await;
+    h.send(DynamicQrRequest {
+        request_id: "r1".into(),
+        amount: 10_000,
+    })
+    .await;
+    assert_eq!(published_qr(&h).len(), 1);
+    let stored = h
+        .store
+        .qr_request(&h.device_id, "r1")
+        .await
+        .unwrap()
+        .unwrap();
+    // Past the QR's own expiry the device has dropped it: nothing more is sent.
+    h.clock.set_ms(stored.expires_at_ms);
+    h.ops.sweep_commands().await;
+    h.drop_connection("connection_lost").await;
+    h.connect().await;
+    assert_eq!(published_qr(&h).len(), 1);
+    let stored = h
+        .store
+        .qr_request(&h.device_id, "r1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.show_status, "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qr_request_sent_twice_at_once_makes_one_transaction() {
+    let mut h = harness(DeviceOpsSettings::default()).await;
+    with_payments(&mut h, DeviceOpsSettings::default());
+    let t = bind_to_a_qris_terminal(&h).await;
+    h.connect().await;
+    let request = || DynamicQrRequest {
+        request_id: "twice".into(),
+        amount: 12_000,
+    };
+    tokio::join!(h.send(request()), h.send(request()), h.send(request()));
+    let made = h
+        .store
+        .list_transactions(
+            &TransactionFilter {
+                terminal_id: Some(t.id.clone()),
+                ..TransactionFilter::default()
+            },
+            &PageRequest::first(50),
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.items.len(), 1, "one transaction: {:?}", made.items);
+    // Every copy was answered with that one QR.
+    let shows: HashSet<String> = published_qr(&h)
+        .into_iter()
+        .filter_map(|d| match d {
+            DownlinkBody::DynamicQrShow(s) => Some(s.transaction_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shows, HashSet::from([made.items[0].id.clone()]));
+}
+
 #[tokio::test]
 async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires() {
     let mut h = harness(DeviceOpsSettings::default()).await;
@@ -745,41 +947,12 @@ async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires(
         }))
     ));
 
-    // The same device operations with payments. Payments keeps real time here: the store
-    // stamps a transaction's creation with it, and the test compares the two.
-    let (_results, results_queue) = gema_gateway::delivery::results_channel();
-    let payments = gema_gateway::payments::Payments::new(
-        h.store.clone(),
-        gema_gateway::payments::PaymentSettings::default(),
-        Arc::new(gema_gateway::clock::SystemClock),
-        gema_gateway::delivery::Handover::new(),
-        results_queue,
-    );
-    h.ops = DeviceOps::new(
-        h.store.clone(),
-        Arc::new(h.wire.clone()),
-        Arc::new(h.clock.clone()),
-        DeviceOpsSettings::default(),
-        Some(payments),
-        alone(&h.store, &h.wire, &h.clock),
-    );
+    with_payments(&mut h, DeviceOpsSettings::default());
     // Not bound to a terminal: refused.
     h.send(request("r1", 15_000)).await;
     assert_eq!(published_qr(&h).len(), 2);
 
-    let registry = Registry::new(h.store.clone());
-    let (_, _, t) = gema_gateway::testing::approved_terminal(&registry).await;
-    registry
-        .update_terminal(
-            &t.id,
-            TerminalPatch {
-                static_qris: Some(Some(STATIC_QRIS.into())),
-                ..TerminalPatch::default()
-            },
-        )
-        .await
-        .unwrap();
-    h.store.bind_device(&h.device_id, &t.id).await.unwrap();
+    let t = bind_to_a_qris_terminal(&h).await;
 
     // A malformed request (amount 0) is refused by the decoder: nothing is made.
     h.send(request("r2", 0)).await;

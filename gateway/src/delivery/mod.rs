@@ -47,8 +47,10 @@
 //!
 //! # Adding another downlink kind
 //!
-//! Config pushes, commands and device QR downlinks are still sent by `device_ops` (fire
-//! once, with their own retry sweeps); a later change moves them here. The pieces are
+//! Config pushes, commands and device QR downlinks are still sent by `device_ops`, each
+//! from an outbox row of its own with its own retry sweep and replay on connect (a QR
+//! downlink's ack, `qrs_`/`qrc_`, is routed there, not here); a later change moves them
+//! here. The pieces are
 //! already kind-neutral: ack matching is keyed by the envelope's message id, not by the
 //! `ann_` prefix; `attempt` takes any `Downlink`; [`Backoff`] and the offline recheck are
 //! arithmetic. A new kind brings:

@@ -105,6 +105,7 @@ impl DeviceOps {
     pub async fn sweep_commands(&self) {
         self.close_due().await;
         self.deliver_due_commands(None).await;
+        self.deliver_due_qrs(None).await;
     }
 
     /// The part of the command sweep that must run once per cluster: closes commands past

@@ -24,8 +24,9 @@
 //!
 //! Downlinks: every sender in the gateway is given [`DeviceOps::transport`], the
 //! [`TracingTransport`] around the real one, so the trace sees every message both ways.
-//! Config pushes, commands and QR downlinks are still published here, fire once with their
-//! own retries; `delivery`'s module docs say how they would move onto its machinery.
+//! Config pushes, commands and QR downlinks are published here, each kind from a row that
+//! is its outbox (below), retried and replayed on connect; `delivery`'s module docs say how
+//! they would move onto its machinery.
 //!
 //! Config delivery: the `device_configs` row is the outbox. Changing the desired config
 //! bumps its version and makes the push due (`pending`); the pusher publishes `config`
@@ -41,10 +42,14 @@
 //! their deadline (`timed_out`). The device's `command_result`s move it forward only.
 //! Delivery is at least once; the device deduplicates on `command_id`.
 //!
-//! Dynamic QR: a device's `qr_request` becomes a pending transaction through
-//! [`crate::payments::Payments::dynamic_qr`] (the device's `qr_timeout_s` as its lifetime),
-//! answered by `qr_show`; the same request id gets the same QR. The sweep sends `qr_clear`
-//! (`paid`, `expired`, `cancelled`) once the transaction leaves `pending`.
+//! Dynamic QR: a device's `qr_request` becomes a pending transaction (built by
+//! [`crate::payments::Payments::prepare_dynamic_qr`], the device's `qr_timeout_s` as its
+//! lifetime) and the `device_qr_requests` row that owes its `qr_show`, in one commit; the
+//! same request id gets the same QR. The cluster-wide sweep closes the row once the
+//! transaction leaves `pending`, which owes the `qr_clear` (`paid`, `expired`,
+//! `cancelled`). Both downlinks are retried every `config_retry_interval` until acked,
+//! replayed on connect, and end `delivered`, `expired` (with the QR) or `failed`; `qr.rs`
+//! has the details.
 //!
 //! Every uplink that fails to decode or validate is counted
 //! (`gema_uplinks_rejected_total{reason, kind}`) and logged, and otherwise ignored; only a
@@ -298,6 +303,7 @@ impl DeviceOps {
         self.inner.wake_pusher.notify_one();
         for device_id in devices {
             self.deliver_due_commands(Some(device_id)).await;
+            self.deliver_due_qrs(Some(device_id)).await;
         }
     }
 
@@ -332,9 +338,13 @@ impl DeviceOps {
             async move {
                 while let Some(message) = uplinks.recv().await {
                     ops.trace_uplink(&message);
-                    let is_ack = parse_topic(&message.topic)
-                        .map(|t| t.kind == MessageKind::Ack)
-                        .unwrap_or(false);
+                    // Acks go to delivery, except those of QR downlinks (handled here).
+                    let is_ack = parse_topic(&message.topic).is_ok_and(|t| {
+                        t.kind == MessageKind::Ack
+                            && !decode_on_topic::<Uplink>(&t, &message.payload).is_ok_and(
+                                |u| matches!(&u.body, UplinkBody::Ack(ack) if qr::is_qr_ack(ack)),
+                            )
+                    });
                     let sent = if is_ack {
                         to_relay.send(message).await.is_ok()
                     } else {
@@ -383,7 +393,10 @@ impl DeviceOps {
                 _ = &mut shutdown => break,
                 _ = self.inner.wake_pusher.notified() => self.push_due_configs().await,
                 _ = config_tick.tick() => self.push_due_configs().await,
-                _ = command_tick.tick() => self.deliver_due_commands(None).await,
+                _ = command_tick.tick() => {
+                    self.deliver_due_commands(None).await;
+                    self.deliver_due_qrs(None).await;
+                }
             }
         }
         router.abort();
@@ -475,6 +488,7 @@ impl DeviceOps {
             }
         }
         self.deliver_due_commands(Some(device_id)).await;
+        self.deliver_due_qrs(Some(device_id)).await;
     }
 
     /// Counts and logs a refused uplink; disconnects a device that floods.
@@ -578,7 +592,8 @@ impl DeviceOps {
             }
             UplinkBody::CommandResult(r) => self.command_result(device_id, r, now).await,
             UplinkBody::DynamicQrRequest(request) => self.qr_request(device_id, request, now).await,
-            UplinkBody::Ack(_) => Ok(()), // routed to delivery before it gets here
+            // Only a QR downlink's ack gets here; the others went to delivery.
+            UplinkBody::Ack(ack) => self.qr_ack(device_id, &ack).await,
         };
         if let Err(err) = outcome {
             tracing::error!(device_id, kind, error = %err, "storing an uplink failed");

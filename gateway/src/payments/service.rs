@@ -500,6 +500,15 @@ impl Payments {
         transaction_id = tracing::field::Empty,
     ))]
     pub async fn create_transaction(&self, input: TransactionInput) -> GatewayResult<Transaction> {
+        let new = self.new_transaction(input)?;
+        let transaction = self.store.create_transaction(new).await?;
+        tracing::Span::current().record("transaction_id", transaction.id.as_str());
+        tracing::info!(amount = transaction.amount, "transaction created");
+        Ok(transaction)
+    }
+
+    /// A checked pending transaction, not yet stored.
+    fn new_transaction(&self, input: TransactionInput) -> GatewayResult<NewTransaction> {
         let order_ref = validate::code("order_ref", &input.order_ref, 64)?;
         if !(1..=MAX_AMOUNT).contains(&input.amount) {
             return Err(GatewayError::invalid(
@@ -520,18 +529,12 @@ impl Payments {
         };
         let expires_at_ms =
             self.clock.now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        let transaction = self
-            .store
-            .create_transaction(NewTransaction {
-                terminal_id: input.terminal_id,
-                order_ref,
-                amount: input.amount,
-                expires_at_ms,
-            })
-            .await?;
-        tracing::Span::current().record("transaction_id", transaction.id.as_str());
-        tracing::info!(amount = transaction.amount, "transaction created");
-        Ok(transaction)
+        Ok(NewTransaction {
+            terminal_id: input.terminal_id,
+            order_ref,
+            amount: input.amount,
+            expires_at_ms,
+        })
     }
 
     /// A dynamic QR for an amount at a terminal: a pending transaction whose order
@@ -545,6 +548,23 @@ impl Payments {
         amount: i64,
         expires_in_secs: Option<u64>,
     ) -> GatewayResult<(Transaction, String)> {
+        let (new, payload) = self
+            .prepare_dynamic_qr(terminal_id, amount, expires_in_secs)
+            .await?;
+        let transaction = self.store.create_transaction(new).await?;
+        tracing::info!(transaction_id = %transaction.id, amount, "dynamic QR transaction created");
+        Ok((transaction, payload))
+    }
+
+    /// What [`Payments::dynamic_qr`] stores, checked and built but not stored: for a caller
+    /// that stores it with rows of its own in one transaction (a device's QR request).
+    #[tracing::instrument(skip_all, fields(terminal_id = terminal_id))]
+    pub async fn prepare_dynamic_qr(
+        &self,
+        terminal_id: &str,
+        amount: i64,
+        expires_in_secs: Option<u64>,
+    ) -> GatewayResult<(NewTransaction, String)> {
         if !(1..=MAX_AMOUNT).contains(&amount) {
             return Err(GatewayError::invalid(
                 "amount",
@@ -573,15 +593,13 @@ impl Payments {
             },
         )
         .map_err(|e| GatewayError::Internal(format!("building the dynamic QRIS: {e}")))?;
-        let transaction = self
-            .create_transaction(TransactionInput {
-                terminal_id: terminal_id.to_string(),
-                order_ref,
-                amount,
-                expires_in_secs,
-            })
-            .await?;
-        Ok((transaction, payload))
+        let new = self.new_transaction(TransactionInput {
+            terminal_id: terminal_id.to_string(),
+            order_ref,
+            amount,
+            expires_in_secs,
+        })?;
+        Ok((new, payload))
     }
 
     #[tracing::instrument(skip_all, fields(transaction_id = id))]

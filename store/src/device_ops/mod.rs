@@ -22,7 +22,7 @@ pub use command::{CommandRecord, CommandStatus, CommandUpdate, NewCommand};
 pub use config::{ConfigPushStatus, ConfigRecord, ReportedConfigUpdate};
 pub use heartbeat::{HeartbeatRecord, NewHeartbeat};
 pub use presence::PresenceRecord;
-pub use qr_request::QrRequestRecord;
+pub use qr_request::{NewQrRequest, QrDownlink, QrRequestRecord};
 
 /// Heartbeats, presence and configuration of devices.
 #[async_trait]
@@ -113,23 +113,51 @@ pub trait DeviceOpsStore: Send + Sync {
         device_id: &str,
         request_id: &str,
     ) -> StoreResult<Option<QrRequestRecord>>;
-    /// Records the QR made for a request (status `shown`). If the request already has one
-    /// (a race between two copies), that one is returned and `false`.
-    async fn record_qr_request(
+    /// Creates the pending transaction and the request for its QR in one write
+    /// transaction; if the device already made this request, returns the stored one and
+    /// `false`.
+    async fn create_qr_request(
         &self,
-        record: QrRequestRecord,
+        transaction: crate::NewTransaction,
+        request: NewQrRequest,
     ) -> StoreResult<(QrRequestRecord, bool)>;
     /// Shown QRs whose transaction is no longer pending, with the transaction's status.
     async fn qr_requests_to_close(&self, limit: u32)
     -> StoreResult<Vec<(QrRequestRecord, String)>>;
-    /// Marks a shown QR closed.
+    /// Marks a shown QR closed and its `qr_clear` owed; whether it was open.
     async fn close_qr_request(
         &self,
         device_id: &str,
         request_id: &str,
         reason: &str,
         now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Requests owing a due downlink (see `qr_request::due_qr_downlinks`).
+    async fn due_qr_downlinks(
+        &self,
+        device_id: Option<&str>,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<QrRequestRecord>>;
+    /// The owed downlink was sent; the next attempt at `next_attempt_at_ms`.
+    async fn qr_downlink_sent(
+        &self,
+        device_id: &str,
+        request_id: &str,
+        kind: QrDownlink,
+        next_attempt_at_ms: i64,
     ) -> StoreResult<()>;
+    /// Ends the owed downlink of the device's request for `transaction_id` with `outcome`;
+    /// whether it was still pending.
+    async fn finish_qr_downlink(
+        &self,
+        device_id: &str,
+        transaction_id: &str,
+        kind: QrDownlink,
+        outcome: &str,
+    ) -> StoreResult<bool>;
+    /// Owed downlinks of QRs expired by `now_ms` → `expired`; how many requests changed.
+    async fn expire_qr_downlinks(&self, now_ms: i64) -> StoreResult<u64>;
 
     /// For each of `device_ids` with any: how many of its announcements failed (status
     /// `failed`) among those expiring after `since_ms`.
@@ -301,8 +329,12 @@ impl DeviceOpsStore for Db {
         qr_request::qr_request(self, device_id, request_id).await
     }
 
-    async fn record_qr_request(&self, r: QrRequestRecord) -> StoreResult<(QrRequestRecord, bool)> {
-        qr_request::record_qr_request(self, r).await
+    async fn create_qr_request(
+        &self,
+        transaction: crate::NewTransaction,
+        request: NewQrRequest,
+    ) -> StoreResult<(QrRequestRecord, bool)> {
+        qr_request::create_qr_request(self, transaction, request).await
     }
 
     async fn qr_requests_to_close(
@@ -318,8 +350,41 @@ impl DeviceOpsStore for Db {
         request_id: &str,
         reason: &str,
         now_ms: i64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         qr_request::close_qr_request(self, device_id, request_id, reason, now_ms).await
+    }
+
+    async fn due_qr_downlinks(
+        &self,
+        device_id: Option<&str>,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<QrRequestRecord>> {
+        qr_request::due_qr_downlinks(self, device_id, now_ms, limit).await
+    }
+
+    async fn qr_downlink_sent(
+        &self,
+        device_id: &str,
+        request_id: &str,
+        kind: QrDownlink,
+        next_attempt_at_ms: i64,
+    ) -> StoreResult<()> {
+        qr_request::qr_downlink_sent(self, device_id, request_id, kind, next_attempt_at_ms).await
+    }
+
+    async fn finish_qr_downlink(
+        &self,
+        device_id: &str,
+        transaction_id: &str,
+        kind: QrDownlink,
+        outcome: &str,
+    ) -> StoreResult<bool> {
+        qr_request::finish_qr_downlink(self, device_id, transaction_id, kind, outcome).await
+    }
+
+    async fn expire_qr_downlinks(&self, now_ms: i64) -> StoreResult<u64> {
+        qr_request::expire_qr_downlinks(self, now_ms).await
     }
 
     async fn failed_announcement_counts(

@@ -106,14 +106,24 @@ pub(crate) async fn insert_internal_event(
 }
 
 pub(crate) async fn create_transaction(db: &Db, new: NewTransaction) -> StoreResult<Transaction> {
-    let now = crate::sql::now();
     let mut tx = db.begin_write().await?;
+    let transaction = create_transaction_in(&mut tx, new).await?;
+    tx.commit().await?;
+    Ok(transaction)
+}
+
+/// Creates a pending transaction inside `tx` (with the other rows it goes with).
+pub(crate) async fn create_transaction_in(
+    tx: &mut crate::Tx,
+    new: NewTransaction,
+) -> StoreResult<Transaction> {
+    let now = crate::sql::now();
     let owner: Option<(String, String)> = query_as(
         "SELECT m.id, m.status FROM terminals t JOIN outlets o ON o.id = t.outlet_id \
          JOIN merchants m ON m.id = o.merchant_id WHERE t.id = $1",
     )
     .bind(&new.terminal_id)
-    .fetch_optional(&mut tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some((merchant_id, status)) = owner else {
         return Err(StoreError::not_found("terminal", new.terminal_id));
@@ -127,7 +137,7 @@ pub(crate) async fn create_transaction(db: &Db, new: NewTransaction) -> StoreRes
     }
     let taken: Option<(String,)> = query_as("SELECT id FROM transactions WHERE order_ref = $1")
         .bind(&new.order_ref)
-        .fetch_optional(&mut tx)
+        .fetch_optional(&mut *tx)
         .await?;
     if let Some((other,)) = taken {
         return Err(StoreError::conflict(
@@ -151,10 +161,9 @@ pub(crate) async fn create_transaction(db: &Db, new: NewTransaction) -> StoreRes
     .bind(new.amount)
     .bind(new.expires_at_ms)
     .bind(now)
-    .fetch_one(&mut tx)
+    .fetch_one(&mut *tx)
     .await?;
     insert_internal_event(&mut tx.exec(), &transaction.id, "created", new.amount, now).await?;
-    tx.commit().await?;
     Ok(transaction)
 }
 

@@ -470,37 +470,113 @@ pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
 ) {
     let (ApprovedTerminal { terminal, .. }, device) =
         approved_terminal_with_device(&*store, "QR-A").await;
-    let t = crate::payments::order(&*store, &terminal, "QR-ORDER-1", 25_000).await;
-    let record = QrRequestRecord {
+    let expires_at_ms = crate::payments::now_ms() + 300_000;
+    let transaction = |order_ref: &str| NewTransaction {
+        terminal_id: terminal.id.clone(),
+        order_ref: order_ref.into(),
+        amount: 25_000,
+        expires_at_ms,
+    };
+    let request = NewQrRequest {
         device_id: device.id.clone(),
         request_id: "req-1".into(),
-        transaction_id: t.id.clone(),
-        amount: 25_000,
         payload: "000201...".into(),
-        expires_at_ms: t.expires_at_ms,
-        status: "shown".into(),
-        close_reason: None,
         created_at_ms: 5,
-        closed_at_ms: None,
     };
     assert_eq!(store.qr_request(&device.id, "req-1").await.unwrap(), None);
-    let (stored, created) = store.record_qr_request(record.clone()).await.unwrap();
+    let (stored, created) = store
+        .create_qr_request(transaction("QR-ORDER-1"), request.clone())
+        .await
+        .unwrap();
     assert!(created);
-    assert_eq!(stored, record);
-    // A second copy of the same request keeps the first QR.
+    assert_eq!(stored.status, "shown");
+    assert_eq!(stored.show_status, "pending", "its qr_show is owed");
+    assert_eq!(stored.clear_status, None);
+    assert_eq!(stored.owed(), Some(QrDownlink::Show));
+    let t = store.get_transaction(&stored.transaction_id).await.unwrap();
+    assert_eq!(t.status, TransactionStatus::Pending);
+    assert_eq!((t.amount, t.expires_at_ms), (25_000, expires_at_ms));
+
+    // A second copy of the same request keeps the first QR and makes no transaction.
     let (again, created) = store
-        .record_qr_request(QrRequestRecord {
-            transaction_id: t.id.clone(),
-            payload: "other".into(),
-            ..record.clone()
-        })
+        .create_qr_request(
+            transaction("QR-ORDER-2"),
+            NewQrRequest {
+                payload: "other".into(),
+                ..request.clone()
+            },
+        )
         .await
         .unwrap();
     assert!(!created);
-    assert_eq!(again.payload, "000201...");
+    assert_eq!(again, stored);
+    let made = || async {
+        store
+            .list_transactions(
+                &TransactionFilter {
+                    terminal_id: Some(terminal.id.clone()),
+                    ..TransactionFilter::default()
+                },
+                &PageRequest::first(10),
+            )
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(made().await, 1, "no second transaction");
+
+    // The owed show: due for the device whenever it connects, for the sweep once its next
+    // attempt is due; sent counts an attempt; delivered ends it.
+    let now = 1_000;
     assert_eq!(
-        store.qr_request(&device.id, "req-1").await.unwrap(),
-        Some(record.clone())
+        store.due_qr_downlinks(None, now, 10).await.unwrap().len(),
+        1
+    );
+    store
+        .qr_downlink_sent(&device.id, "req-1", QrDownlink::Show, now + 30_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_qr_downlinks(None, now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let on_connect = store
+        .due_qr_downlinks(Some(&device.id), now, 10)
+        .await
+        .unwrap();
+    assert_eq!(on_connect.len(), 1);
+    assert_eq!(on_connect[0].attempts, 1);
+    assert_eq!(
+        store
+            .due_qr_downlinks(None, now + 30_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .finish_qr_downlink(&device.id, &t.id, QrDownlink::Show, "delivered")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_qr_downlink(&device.id, &t.id, QrDownlink::Show, "delivered")
+            .await
+            .unwrap(),
+        "only once"
+    );
+    assert!(
+        store
+            .due_qr_downlinks(Some(&device.id), now, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 
     assert!(
@@ -516,10 +592,12 @@ pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].0.request_id, "req-1");
     assert_eq!(due[0].1, "expired");
-    store
-        .close_qr_request(&device.id, "req-1", "expired", 99)
-        .await
-        .unwrap();
+    assert!(
+        store
+            .close_qr_request(&device.id, "req-1", "expired", 99)
+            .await
+            .unwrap()
+    );
     assert!(store.qr_requests_to_close(10).await.unwrap().is_empty());
     let closed = store
         .qr_request(&device.id, "req-1")
@@ -529,15 +607,43 @@ pub async fn qr_requests_are_kept_once_and_closed_when_their_transaction_moves(
     assert_eq!(closed.status, "closed");
     assert_eq!(closed.close_reason.as_deref(), Some("expired"));
     assert_eq!(closed.closed_at_ms, Some(99));
+    assert_eq!(
+        closed.owed(),
+        Some(QrDownlink::Clear),
+        "its qr_clear is owed"
+    );
+    assert_eq!(closed.attempts, 0);
+
+    // Past the QR's own expiry nothing is due, and the sweep ends what was owed.
+    assert!(
+        store
+            .due_qr_downlinks(Some(&device.id), expires_at_ms, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.expire_qr_downlinks(expires_at_ms).await.unwrap(), 1);
+    let ended = store
+        .qr_request(&device.id, "req-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.clear_status.as_deref(), Some("expired"));
+    assert_eq!(ended.show_status, "delivered");
+    assert_eq!(ended.owed(), None);
 
     let err = store
-        .record_qr_request(QrRequestRecord {
-            device_id: "dev_missing".into(),
-            ..record
-        })
+        .create_qr_request(
+            transaction("QR-ORDER-3"),
+            NewQrRequest {
+                device_id: "dev_missing".into(),
+                ..request
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(made().await, 1, "nothing left behind");
 }
 
 pub async fn failed_announcements_are_counted_per_device(store: Arc<dyn Store>) {
