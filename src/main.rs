@@ -85,6 +85,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
         Command::Bench {
+            command:
+                gema::cli::BenchCommand::CrashLoop {
+                    kills,
+                    devices,
+                    rate,
+                    database_url,
+                    seed,
+                },
+        } => {
+            gema::bench::crash::crash_loop(gema::bench::crash::CrashLoop {
+                kills,
+                devices,
+                rate,
+                database_url,
+                seed,
+            })
+            .await
+        }
+        Command::Bench {
             command: gema::cli::BenchCommand::PresenceFleet { port, ca, devices },
         } => gema::bench::presence::fleet(port, &ca, &devices).await,
         Command::Sim(args) => gema::sim::run_fleet(args).await,

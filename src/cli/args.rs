@@ -103,6 +103,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         nodes: usize,
     },
+    /// The real binary under payment load from simulated soundboxes, killed with SIGKILL at
+    /// random moments and restarted, N times: prints callbacks accepted, announcements
+    /// delivered, duplicates and lost, and fails if anything was lost.
+    CrashLoop {
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Callbacks per second offered.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Seeds the kill schedule.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// The daemon and a connect storm of N devices over MQTT/TLS from K child processes:
     /// the time from the last connect until every device's presence is recorded.
     Presence {

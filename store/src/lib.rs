@@ -188,6 +188,9 @@ pub trait Store:
 
     /// One round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
+    /// The database's own consistency check: SQLite's `PRAGMA integrity_check` (its lines,
+    /// `["ok"]` when sound); PostgreSQL checks itself, `["ok"]`.
+    async fn integrity_check(&self) -> StoreResult<Vec<String>>;
     /// Applies pending migrations; returns how many were applied.
     async fn migrate(&self) -> StoreResult<usize>;
     async fn migration_status(&self) -> StoreResult<MigrationStatus>;
@@ -528,6 +531,18 @@ impl Store for Db {
     async fn ping(&self) -> StoreResult<()> {
         query("SELECT 1").execute(self.read()).await?;
         Ok(())
+    }
+
+    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+        match self {
+            Db::Sqlite(_) => Ok(crate::db::query_as::<(String,)>("PRAGMA integrity_check")
+                .fetch_all(self.read())
+                .await?
+                .into_iter()
+                .map(|(line,)| line)
+                .collect()),
+            Db::Postgres(_) => Ok(vec!["ok".to_string()]),
+        }
     }
 
     async fn migrate(&self) -> StoreResult<usize> {

@@ -22,7 +22,7 @@ use crate::helpers::{Daemon, next_event, sim_options};
 const KEY: &str = "SB-Mid-server-cluster";
 
 /// A fresh database in the test cluster, or `None` (skipped) outside CI without one.
-async fn database() -> Option<String> {
+pub(crate) async fn database() -> Option<String> {
     let Ok(cluster) = std::env::var("GEMA_TEST_POSTGRES_URL") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
