@@ -9,6 +9,9 @@
 //! - the devices' receipts: spoken once each, and how many times an announcement the device
 //!   had already spoken arrived again (it deduplicates on the transaction id and says
 //!   nothing, but the receipt is counted: the goal is zero);
+//! - config pushes and commands issued through the API during the loop (one of each every
+//!   half second, to a device in turn) end in a final state: each device runs the config
+//!   last set (`applied`, in sync) and each command is `succeeded` (or another final state);
 //! - SQLite's `PRAGMA integrity_check`.
 //!
 //! It prints the counts (callbacks accepted, announcements delivered, duplicates, lost) and
@@ -237,6 +240,13 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
         bench.rate,
         resent.clone(),
     ));
+    let device_ids: Vec<String> = fleet
+        .counters
+        .iter()
+        .map(|c| c.device.device_id.clone())
+        .collect();
+    let (stop_work, stop_work_rx) = tokio::sync::watch::channel(false);
+    let work = tokio::spawn(device_work(api.clone(), device_ids.clone(), stop_work_rx));
     let mut dice = Dice(bench.seed | 1);
     let mut restart_times = Vec::with_capacity(bench.kills);
     for _ in 0..bench.kills {
@@ -248,6 +258,8 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
     }
     let accepted = load.await.context("the load generator")??;
     let load_time = started.elapsed();
+    let _ = stop_work.send(true);
+    let (configs_set, commands) = work.await.context("the config and command load")?;
 
     // Every accepted callback's announcement, heard (or given up on after 120 s).
     let wanted: HashSet<&str> = accepted.iter().map(|(_, id)| id.as_str()).collect();
@@ -265,6 +277,7 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let unsettled = settle_device_work(&api, &device_ids, &commands).await;
     // Acks the daemon has not recorded yet are recorded before a graceful stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     daemon.stop().await?;
@@ -285,6 +298,7 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
         accepted: accepted.len(),
         ..Report::default()
     };
+    report.lost.extend(unsettled.iter().cloned());
     for (order_ref, _) in orders.iter().filter(|o| !accepted.contains(o)) {
         report.lost.push(format!(
             "{order_ref}: never answered 2xx in {MAX_SENDS} sends"
@@ -372,6 +386,11 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
         "duplicates delivered                {} (receipts of an announcement already spoken)",
         report.duplicates
     );
+    println!(
+        "config pushes / commands issued      {configs_set} / {} (not final at the end: {})",
+        commands.len(),
+        unsettled.len()
+    );
     println!("lost                                {}", report.lost.len());
     println!(
         "integrity_check                     {}",
@@ -440,4 +459,123 @@ async fn send_all(
         }
     }
     Ok(accepted)
+}
+
+/// Every half second until `stop`: a config push (a new volume) to one device and a command
+/// (`get_status`) to the next, in turn, each sent until the API accepts it. Returns how many
+/// config changes were made and the commands' `(device, id)`.
+async fn device_work(
+    api: Arc<ApiClient>,
+    devices: Vec<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> (usize, Vec<(String, String)>) {
+    let mut configs = 0;
+    let mut commands = Vec::new();
+    let mut turn = 0usize;
+    while !*stop.borrow() {
+        let device = &devices[turn % devices.len()];
+        let next = &devices[(turn + 1) % devices.len()];
+        turn += 1;
+        let volume = 1 + turn % 10;
+        if set_config(&api, device, volume).await {
+            configs += 1;
+        }
+        if let Some(id) = queue_command(&api, next).await {
+            commands.push((next.clone(), id));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    (configs, commands)
+}
+
+/// Sets the device's volume (reading the version to send first), retrying through
+/// restarts for up to 30 s; whether it was set.
+async fn set_config(api: &ApiClient, device: &str, volume: usize) -> bool {
+    let path = format!("/devices/{device}/config");
+    for _ in 0..150 {
+        let Ok(current) = api.call(reqwest::Method::GET, &path, &[], None).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let body = serde_json::json!({ "version": current["version"], "volume": volume });
+        match api
+            .call(reqwest::Method::PATCH, &path, &[], Some(body))
+            .await
+        {
+            Ok(_) => return true,
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    false
+}
+
+/// Queues a `get_status` command, retrying through restarts for up to 30 s. A retry after
+/// an answer lost to a kill may queue it twice; both must end final.
+async fn queue_command(api: &ApiClient, device: &str) -> Option<String> {
+    let path = format!("/devices/{device}/commands");
+    let body = serde_json::json!({ "action": { "name": "get_status" }, "expires_in_secs": 600 });
+    for _ in 0..150 {
+        match api
+            .call(reqwest::Method::POST, &path, &[], Some(body.clone()))
+            .await
+        {
+            Ok(command) => return command["id"].as_str().map(str::to_owned),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    None
+}
+
+/// Waits (at most 60 s) until every device runs its desired config and every command is
+/// final; returns what is not, one line each.
+async fn settle_device_work(
+    api: &ApiClient,
+    devices: &[String],
+    commands: &[(String, String)],
+) -> Vec<String> {
+    const FINAL: [&str; 4] = ["succeeded", "failed", "timed_out", "expired"];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut unsettled = Vec::new();
+        for device in devices {
+            match api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/devices/{device}/config"),
+                    &[],
+                    None,
+                )
+                .await
+            {
+                Ok(c) if c["version"] == 0 || c["sync"] == "in_sync" => {}
+                Ok(c) => unsettled.push(format!(
+                    "{device}: config version {} push {} sync {}",
+                    c["version"], c["push_status"], c["sync"]
+                )),
+                Err(err) => unsettled.push(format!("{device}: config unreadable: {err}")),
+            }
+        }
+        for (device, id) in commands {
+            match api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/devices/{device}/commands/{id}"),
+                    &[],
+                    None,
+                )
+                .await
+            {
+                Ok(c) if c["status"].as_str().is_some_and(|s| FINAL.contains(&s)) => {}
+                Ok(c) => unsettled.push(format!("{id}: command {}", c["status"])),
+                Err(err) => unsettled.push(format!("{id}: command unreadable: {err}")),
+            }
+        }
+        if unsettled.is_empty() || Instant::now() >= deadline {
+            return unsettled;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
