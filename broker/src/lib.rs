@@ -160,8 +160,8 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthRefusal, Authenticator, Identity};
 pub use config::{
-    BrokerConfig, FailedLoginLimits, Limits, PlainListenerConfig, ServicePrincipal, SessionLimits,
-    TlsListenerConfig,
+    BrokerConfig, DeniedPublish, DenyAction, FailedLoginLimits, Limits, PlainListenerConfig,
+    ServicePrincipal, SessionLimits, TlsListenerConfig,
 };
 pub use error::{BrokerError, PublishError};
 pub use events::{
@@ -293,6 +293,11 @@ impl Broker {
         config: BrokerConfig,
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<Broker, BrokerError> {
+        for service in &config.services {
+            gema_acl::check_rule_order(&service.rules).map_err(|e| {
+                BrokerError::Invalid(format!("service principal {:?}: {e}", service.name))
+            })?;
+        }
         let services: HashMap<String, Arc<[Rule]>> = config
             .services
             .iter()
@@ -344,6 +349,12 @@ impl Broker {
             tracker: TaskTracker::new(),
             cert,
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            assigned_ids: (
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                std::sync::atomic::AtomicU64::new(1),
+            ),
             config,
         });
 
