@@ -9,10 +9,13 @@
 //! A service's rules are read in order and the first rule that matches decides, as in
 //! Mosquitto's `topic deny …`: `deny <filter>` refuses both directions, a `read` rule decides
 //! only subscriptions and a `write` rule only publishes (a rule of the other direction is
-//! passed over). A subscription is a set of topics, so it is granted only by a rule that
-//! covers the whole filter, and it is refused when an earlier `deny` rule could match any
-//! topic the filter matches (so a `deny` never loses to a wildcard subscription). A `deny`
-//! placed after an allow rule that already decides every topic it names would never apply;
+//! passed over). A subscription is a set of topics: it is refused when an earlier `deny` rule
+//! covers the whole filter (SUBACK 0x80) and granted by the first `read` rule that covers the
+//! whole filter. A granted wildcard may still match a denied topic (`test/+` beside
+//! `deny test/nosubscribe`), so for a principal with `deny` rules the broker asks
+//! [`check_receive`] for each message before it is queued, as Mosquitto checks its read ACL at
+//! delivery. Without `deny` rules the subscription check alone is exact. A `deny` placed after
+//! an allow rule that already decides every topic it names would never apply;
 //! [`check_rule_order`] refuses such a list.
 //!
 //! Architecture Invariant: this crate is pure. It does no I/O, holds no state, and depends on
@@ -20,7 +23,7 @@
 
 pub mod topic;
 
-use topic::{covers, matches, overlaps, validate_filter, validate_topic_name};
+use topic::{covers, matches, validate_filter, validate_topic_name};
 
 /// First level of every device topic (mirrors `gema-firmware-protocol`'s `topic::ROOT`, which
 /// this crate must not depend on; the broker tests that the two agree).
@@ -131,7 +134,13 @@ impl Rule {
     /// level is replaced by `+` (any level), so a deny rule never refuses less than intended
     /// because of an odd user name or client id.
     fn expand_deny(&self, username: &str, client_id: &str) -> String {
-        let value = |v: &str| if is_plain_level(v) { v.to_owned() } else { "+".to_owned() };
+        let value = |v: &str| {
+            if is_plain_level(v) {
+                v.to_owned()
+            } else {
+                "+".to_owned()
+            }
+        };
         self.pattern
             .replace("%u", &value(username))
             .replace("%c", &value(client_id))
@@ -176,8 +185,7 @@ pub fn check_rule_order(rules: &[Rule]) -> Result<(), RuleParseError> {
                 .iter()
                 .find(|r| direction(r.access) && covers(&r.pattern, &deny.pattern))
         };
-        if let (Some(read), Some(write)) = (decided_by(Access::reads), decided_by(Access::writes))
-        {
+        if let (Some(read), Some(write)) = (decided_by(Access::reads), decided_by(Access::writes)) {
             let by = if read == write {
                 format!("{:?}", read.to_string())
             } else {
@@ -279,7 +287,7 @@ pub fn check_subscribe(principal: Principal<'_>, filter: &str) -> Result<(), Den
         } => {
             for rule in rules {
                 if rule.access == Access::Deny {
-                    if overlaps(&rule.expand_deny(username, client_id), filter) {
+                    if covers(&rule.expand_deny(username, client_id), filter) {
                         return Err(Denied::DenyRule);
                     }
                 } else if rule.access.reads()
@@ -293,6 +301,43 @@ pub fn check_subscribe(principal: Principal<'_>, filter: &str) -> Result<(), Den
             Err(Denied::NoRule)
         }
     }
+}
+
+/// Whether `principal` may receive a message on `topic`, which one of its granted
+/// subscriptions matched: the first rule that matches the topic and decides reading (a
+/// `deny`, or a `read`/`readwrite` rule) wins. Only a principal whose rules include `deny`
+/// can be refused here ([`has_deny_rules`]); the broker asks only for those.
+pub fn check_receive(principal: Principal<'_>, topic: &str) -> Result<(), Denied> {
+    validate_topic_name(topic).map_err(Denied::Invalid)?;
+    match principal {
+        Principal::Device { id } => device_namespace_check(id, topic, DOWN_LEVEL, |_| true),
+        Principal::Service {
+            username,
+            client_id,
+            rules,
+        } => {
+            for rule in rules {
+                if rule.access == Access::Deny {
+                    if matches(&rule.expand_deny(username, client_id), topic) {
+                        return Err(Denied::DenyRule);
+                    }
+                } else if rule.access.reads()
+                    && rule
+                        .expand(username, client_id)
+                        .is_some_and(|p| matches(&p, topic))
+                {
+                    return Ok(());
+                }
+            }
+            Err(Denied::NoRule)
+        }
+    }
+}
+
+/// Whether any rule is a `deny` (so what a granted subscription delivers must be checked per
+/// message with [`check_receive`]).
+pub fn has_deny_rules(rules: &[Rule]) -> bool {
+    rules.iter().any(|r| r.access == Access::Deny)
 }
 
 /// Whether `principal` may publish to `topic` (also used for a Last Will at CONNECT).
@@ -494,8 +539,8 @@ mod tests {
 
     #[test]
     fn the_first_matching_rule_decides_and_deny_refuses_both_directions() {
-        let rules = Rule::parse_list(&["deny test/nosubscribe", "deny secret/#", "readwrite #"])
-            .unwrap();
+        let rules =
+            Rule::parse_list(&["deny test/nosubscribe", "deny secret/#", "readwrite #"]).unwrap();
         let p = service(&rules);
         assert_eq!(check_publish(p, "test/x"), Ok(()));
         assert_eq!(check_publish(p, "test/nosubscribe"), Err(Denied::DenyRule));
@@ -506,11 +551,16 @@ mod tests {
             check_subscribe(p, "test/nosubscribe"),
             Err(Denied::DenyRule)
         );
-        // A wildcard subscription that could deliver a denied topic is refused whole.
-        assert_eq!(check_subscribe(p, "test/+"), Err(Denied::DenyRule));
-        assert_eq!(check_subscribe(p, "#"), Err(Denied::DenyRule));
         assert_eq!(check_subscribe(p, "secret/+/x"), Err(Denied::DenyRule));
-        assert_eq!(check_subscribe(p, "test/+/x"), Ok(()));
+        assert_eq!(check_subscribe(p, "secret/#"), Err(Denied::DenyRule));
+        // A wildcard that also matches a denied topic is granted; that topic is withheld
+        // per message.
+        assert_eq!(check_subscribe(p, "test/+"), Ok(()));
+        assert_eq!(check_subscribe(p, "#"), Ok(()));
+        assert_eq!(check_receive(p, "test/x"), Ok(()));
+        assert_eq!(check_receive(p, "test/nosubscribe"), Err(Denied::DenyRule));
+        assert_eq!(check_receive(p, "secret/a"), Err(Denied::DenyRule));
+        assert!(has_deny_rules(&rules));
         // `$` topics are matched by neither `#` nor a deny rule's leading wildcard.
         assert_eq!(check_publish(p, "$TopicA/B"), Err(Denied::NoRule));
 
@@ -518,6 +568,7 @@ mod tests {
         let rules = Rule::parse_list(&["read a/#", "deny a/b", "write a/#"]).unwrap();
         let p = service(&rules);
         assert_eq!(check_subscribe(p, "a/b"), Ok(()));
+        assert_eq!(check_receive(p, "a/b"), Ok(()));
         assert_eq!(check_publish(p, "a/b"), Err(Denied::DenyRule));
         assert_eq!(check_publish(p, "a/c"), Ok(()));
     }
@@ -539,7 +590,10 @@ mod tests {
     #[test]
     fn a_deny_rule_that_could_never_apply_is_an_error() {
         let err = Rule::parse_list(&["readwrite #", "deny secret/#"]).unwrap_err();
-        assert!(err.0.contains("\"deny secret/#\" is never applied"), "{err}");
+        assert!(
+            err.0.contains("\"deny secret/#\" is never applied"),
+            "{err}"
+        );
         assert!(err.0.contains("\"readwrite #\""), "{err}");
         assert!(Rule::parse_list(&["read #", "write secret/#", "deny secret/x"]).is_err());
         // Still applies to one direction, or to `$` topics `#` does not match: accepted.

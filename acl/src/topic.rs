@@ -115,32 +115,6 @@ pub fn covers(pattern: &str, filter: &str) -> bool {
     }
 }
 
-/// Whether some topic name is matched by both filters (both valid). Used to refuse a
-/// subscription that a `deny` rule touches anywhere: a filter overlapping a denied pattern
-/// could deliver a denied topic.
-pub fn overlaps(a: &str, b: &str) -> bool {
-    // A topic starting with `$` is matched only by a filter whose first level is literal
-    // (§4.7.2), so a leading wildcard and a literal `$` level have no topic in common.
-    let first = |f: &str| f.split('/').next().unwrap_or_default().to_owned();
-    let (fa, fb) = (first(a), first(b));
-    let wildcard = |l: &str| l == "+" || l == "#";
-    if (wildcard(&fa) && fb.starts_with('$')) || (wildcard(&fb) && fa.starts_with('$')) {
-        return false;
-    }
-    let mut x = a.split('/');
-    let mut y = b.split('/');
-    loop {
-        match (x.next(), y.next()) {
-            // `#` matches what is left, including nothing (`a/#` matches `a`).
-            (Some("#"), _) | (_, Some("#")) => return true,
-            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
-            (Some(l), Some(r)) if l == r => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,20 +170,5 @@ mod tests {
         assert!(!covers("a/+/#", "a/#"));
         assert!(!covers("#", "$SYS/#"));
         assert!(covers("$SYS/#", "$SYS/broker/x"));
-    }
-
-    #[test]
-    fn overlap_means_a_topic_in_common() {
-        assert!(overlaps("#", "a/b"));
-        assert!(overlaps("a/+", "+/b"));
-        assert!(overlaps("a/#", "a"));
-        assert!(overlaps("a", "a/#"));
-        assert!(overlaps("test/nosubscribe", "test/+"));
-        assert!(overlaps("$SYS/#", "$SYS/+"));
-        assert!(!overlaps("a/+", "a"));
-        assert!(!overlaps("a/b", "a/c"));
-        assert!(!overlaps("+/+", "a/b/c"));
-        assert!(!overlaps("#", "$SYS/x"));
-        assert!(!overlaps("$SYS/x", "+/x"));
     }
 }
