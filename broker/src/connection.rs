@@ -23,7 +23,7 @@ use crate::codec::{self, Inbound};
 use crate::config::DenyAction;
 use crate::events::{DeliveryOutcome, DisconnectReason, DropReason, PresenceChange, Uplink};
 use crate::session::{
-    Awaiting, Inflight, Kick, LiveStamp, Outgoing, Session, count_drop, lock, qos_label,
+    Awaiting, Inflight, Kick, LiveStamp, Outgoing, Reader, Session, count_drop, lock, qos_label,
 };
 use crate::shared::{Shared, device_key, min_qos, service_key};
 
@@ -610,6 +610,19 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             session_present: present,
         });
         st.disconnected_at = None;
+        st.reader = match &who {
+            Who::Service {
+                name,
+                client_id,
+                rules,
+                ..
+            } if gema_acl::has_deny_rules(rules) => Some(Reader {
+                username: name.clone(),
+                client_id: client_id.clone(),
+                rules: rules.clone(),
+            }),
+            _ => None,
+        };
         present
     };
     let span = tracing::info_span!("mqtt", client = who.label(), connection_id);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gema_broker::{DenyAction, DisconnectReason, PresenceChange};
+use gema_broker::{DenyAction, DisconnectReason, PresenceChange, Rule, ServicePrincipal};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     ConnectReturnCode, Packet, PubAck, PubComp, PubRec, PubRel, SubscribeReasonCode,
@@ -424,4 +424,112 @@ async fn an_empty_client_id_is_assigned_to_a_service_with_a_clean_session_never_
             .await;
         assert_eq!(ack.code, ConnectReturnCode::BadClientId, "clean {clean}");
     }
+}
+
+fn service(name: &str, password: &str, rules: &[&str]) -> ServicePrincipal {
+    ServicePrincipal {
+        name: name.into(),
+        password: Some(password.into()),
+        rules: Rule::parse_list(rules).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_deny_rule_refuses_its_filter_and_withholds_what_a_granted_wildcard_matches() {
+    let metrics = Metrics::capture();
+    let t = TestBroker::start_with(|c| {
+        c.services.push(service(
+            "watcher",
+            "w",
+            &["deny test/secret", "read test/#"],
+        ));
+        c.services.push(service("feeder", "f", &["write test/#"]));
+    })
+    .await;
+    let mut feeder = t.raw().await;
+    let ack = feeder
+        .connect_as("feeder-1", "f", |c| {
+            c.set_login("feeder", "f");
+        })
+        .await;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    let mut retained = rumqttc::mqttbytes::v4::Publish::new(
+        "test/secret",
+        QoS::AtLeastOnce,
+        b"retained secret".to_vec(),
+    );
+    retained.pkid = 1;
+    retained.retain = true;
+    feeder.send(&Packet::Publish(retained)).await;
+    assert_eq!(feeder.recv().await, Some(Packet::PubAck(PubAck::new(1))));
+
+    let mut watcher = t.raw().await;
+    let ack = watcher
+        .connect_as("watcher-1", "w", |c| {
+            c.set_login("watcher", "w");
+        })
+        .await;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    // MQTT 3.1.1 §3.9.3: the denied filter gets 0x80, the wildcard beside it is granted.
+    let codes = watcher
+        .subscribe(
+            1,
+            &[
+                ("test/secret", QoS::AtLeastOnce),
+                ("test/+", QoS::AtLeastOnce),
+            ],
+        )
+        .await;
+    assert_eq!(
+        codes,
+        vec![
+            SubscribeReasonCode::Failure,
+            SubscribeReasonCode::Success(QoS::AtLeastOnce)
+        ]
+    );
+    feeder
+        .publish("test/secret", QoS::AtLeastOnce, 2, b"live secret")
+        .await;
+    assert_eq!(feeder.recv().await, Some(Packet::PubAck(PubAck::new(2))));
+    feeder
+        .publish("test/open", QoS::AtLeastOnce, 3, b"open")
+        .await;
+    assert_eq!(feeder.recv().await, Some(Packet::PubAck(PubAck::new(3))));
+    // Neither the retained nor the live secret: the first message is the open one.
+    let p = watcher.expect_publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("test/open", &b"open"[..])
+    );
+    watcher.send(&Packet::PubAck(PubAck::new(p.pkid))).await;
+    watcher.ping().await;
+    assert_eq!(
+        metrics.value("gema_acl_denied_total", &[("kind", "receive")]),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn a_service_whose_deny_rule_could_never_apply_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::helpers::base_config(dir.path());
+    config.services.push(ServicePrincipal {
+        name: "careless".into(),
+        password: None,
+        rules: vec![
+            Rule::parse("readwrite #").unwrap(),
+            Rule::parse("deny secret/#").unwrap(),
+        ],
+    });
+    let err = gema_broker::Broker::start(
+        config,
+        std::sync::Arc::new(crate::helpers::TestRegistry::default()),
+    )
+    .await
+    .unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("careless") && err.contains("never applied"),
+        "{err}"
+    );
 }

@@ -4,6 +4,7 @@ mod acl_matrix;
 mod helpers;
 mod hostile;
 mod interface;
+mod interop;
 mod mtls;
 mod presence;
 mod sessions;
