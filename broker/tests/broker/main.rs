@@ -9,3 +9,4 @@ mod mtls;
 mod presence;
 mod sessions;
 mod stock_clients;
+mod tls_versions;
