@@ -113,11 +113,14 @@ impl Config {
             ));
         }
         for service in &self.mqtt.services {
-            for rule in &service.rules {
-                gema_broker::Rule::parse(rule).map_err(|e| {
-                    ConfigError::Invalid(format!("mqtt.services {}: {e}", service.name))
-                })?;
-            }
+            gema_broker::Rule::parse_list(&service.rules).map_err(|e| {
+                ConfigError::Invalid(format!("mqtt.services {}: {e}", service.name))
+            })?;
+        }
+        if self.mqtt.deny_flood_window_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "mqtt.deny_flood_window_secs must be at least 1".into(),
+            ));
         }
         if let Some(name) = &self.mqtt.plain_anonymous_service
             && !self.mqtt.services.iter().any(|s| &s.name == name)
@@ -302,6 +305,13 @@ pub struct MqttConfig {
     pub plain_anonymous_service: Option<String>,
     /// Service principals (monitors, bridges) with explicit ACL rules.
     pub services: Vec<MqttService>,
+    /// What a PUBLISH the ACL refuses leads to: `ignore` (acknowledged and dropped, as
+    /// Mosquitto and EMQX do) or `disconnect`. Either way it is dropped and counted.
+    pub deny_action: DenyAction,
+    /// With `ignore`, a connection sending more refused PUBLISHes than this within
+    /// `deny_flood_window_secs` is closed; 0 never closes.
+    pub deny_flood_limit: u32,
+    pub deny_flood_window_secs: u64,
     /// A CA certificate (PEM) whose client certificates authenticate devices on the TLS
     /// port (mTLS): the device id is read from the certificate and checked against the
     /// registry. Unset: devices use their id and secret only.
@@ -323,9 +333,22 @@ impl Default for MqttConfig {
             plain_listen: None,
             plain_anonymous_service: None,
             services: Vec::new(),
+            deny_action: DenyAction::Ignore,
+            deny_flood_limit: 30,
+            deny_flood_window_secs: 60,
             device_ca: None,
         }
     }
+}
+
+/// `[mqtt] deny_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyAction {
+    /// Acknowledge per QoS and drop; close only past the flood limit.
+    Ignore,
+    /// Close the connection at the first refused PUBLISH.
+    Disconnect,
 }
 
 /// A non-device MQTT client: its user name is `name`, its password `password`, and it may do
@@ -694,6 +717,23 @@ mod tests {
         let mut config = Config::default();
         config.devices.health_offline_after_secs = config.devices.health_degraded_after_secs;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn mqtt_service_rules_are_checked_in_order() {
+        let parse = |rules: &str| {
+            let config: Config = toml::from_str(&format!(
+                "[mqtt]\ndeny_action = \"disconnect\"\n[[mqtt.services]]\nname = \"m\"\nrules = {rules}"
+            ))
+            .expect("parses");
+            assert_eq!(config.mqtt.deny_action, DenyAction::Disconnect);
+            config.validate()
+        };
+        assert!(parse(r#"["deny test/nosubscribe", "readwrite #"]"#).is_ok());
+        let err = parse(r#"["readwrite #", "deny test/nosubscribe"]"#).unwrap_err();
+        assert!(err.to_string().contains("never applied"), "{err}");
+        assert!(parse(r#"["allow #"]"#).is_err());
+        assert!(toml::from_str::<Config>("[mqtt]\ndeny_action = \"drop\"").is_err());
     }
 
     #[test]

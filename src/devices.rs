@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gema_broker::{
-    AuthRefusal, BrokerConfig, BrokerHandle, DeliveryOutcome, Identity, PlainListenerConfig,
-    PresenceChange, PresenceFeed, QoS, Rule, ServicePrincipal,
+    AuthRefusal, BrokerConfig, BrokerHandle, DeliveryOutcome, DeniedPublish, DenyAction, Identity,
+    PlainListenerConfig, PresenceChange, PresenceFeed, QoS, Rule, ServicePrincipal,
 };
 use gema_certs::TlsFiles;
 use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
@@ -38,14 +38,18 @@ pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
             name: service.name.clone(),
             // The broker checks a service's password itself, in constant time.
             password: service.password.as_ref().map(|p| p.expose().to_owned()),
-            // Validated when the configuration was loaded.
-            rules: service
-                .rules
-                .iter()
-                .filter_map(|r| Rule::parse(r).ok())
-                .collect(),
+            // Validated when the configuration was loaded (and again by `Broker::start`).
+            rules: Rule::parse_list(&service.rules).unwrap_or_default(),
         })
         .collect();
+    config.denied_publish = DeniedPublish {
+        action: match mqtt.deny_action {
+            crate::config::DenyAction::Ignore => DenyAction::Ignore,
+            crate::config::DenyAction::Disconnect => DenyAction::Disconnect,
+        },
+        flood_limit: mqtt.deny_flood_limit,
+        flood_window: Duration::from_secs(mqtt.deny_flood_window_secs),
+    };
     config
 }
 

@@ -6,6 +6,18 @@
 //! rules whose patterns may contain `%u` (username) and `%c` (client id). `$share/…` is
 //! refused for everyone (the broker has no shared subscriptions), `$SYS/…` for devices.
 //!
+//! A service's rules are read in order and the first rule that matches decides, as in
+//! Mosquitto's `topic deny …`: `deny <filter>` refuses both directions, a `read` rule decides
+//! only subscriptions and a `write` rule only publishes (a rule of the other direction is
+//! passed over). A subscription is a set of topics: it is refused when an earlier `deny` rule
+//! covers the whole filter (SUBACK 0x80) and granted by the first `read` rule that covers the
+//! whole filter. A granted wildcard may still match a denied topic (`test/+` beside
+//! `deny test/nosubscribe`), so for a principal with `deny` rules the broker asks
+//! [`check_receive`] for each message before it is queued, as Mosquitto checks its read ACL at
+//! delivery. Without `deny` rules the subscription check alone is exact. A `deny` placed after
+//! an allow rule that already decides every topic it names would never apply;
+//! [`check_rule_order`] refuses such a list.
+//!
 //! Architecture Invariant: this crate is pure. It does no I/O, holds no state, and depends on
 //! no other workspace crate, so every decision can be tested exhaustively without a socket.
 
@@ -29,6 +41,9 @@ pub enum Access {
     /// Publish.
     Write,
     ReadWrite,
+    /// Neither: a topic this rule matches is refused in both directions, whatever later rules
+    /// say.
+    Deny,
 }
 
 impl Access {
@@ -41,7 +56,7 @@ impl Access {
 }
 
 /// One Mosquitto-style ACL line for a service principal: `read devices/+/up/#`,
-/// `write devices/%u/cmd`, `readwrite monitor/%c/#`.
+/// `write devices/%u/cmd`, `readwrite monitor/%c/#`, `deny devices/+/up/secret`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub access: Access,
@@ -70,8 +85,8 @@ impl Rule {
         }
     }
 
-    /// Parses `"<read|write|readwrite> <pattern>"`. The pattern must be a valid filter once
-    /// `%u`/`%c` are replaced by a plain level.
+    /// Parses `"<read|write|readwrite|deny> <pattern>"`. The pattern must be a valid filter
+    /// once `%u`/`%c` are replaced by a plain level. Never panics; anything else is an error.
     pub fn parse(line: &str) -> Result<Self, RuleParseError> {
         let line = line.trim();
         let (access, pattern) = line
@@ -81,9 +96,10 @@ impl Rule {
             "read" => Access::Read,
             "write" => Access::Write,
             "readwrite" => Access::ReadWrite,
+            "deny" => Access::Deny,
             other => {
                 return Err(RuleParseError(format!(
-                    "{other:?}: access must be read, write or readwrite"
+                    "{other:?}: access must be read, write, readwrite or deny"
                 )));
             }
         };
@@ -113,6 +129,76 @@ impl Rule {
                 .replace("%c", client_id),
         )
     }
+
+    /// What a `deny` rule refuses for this principal. A value that cannot stand as one plain
+    /// level is replaced by `+` (any level), so a deny rule never refuses less than intended
+    /// because of an odd user name or client id.
+    fn expand_deny(&self, username: &str, client_id: &str) -> String {
+        let value = |v: &str| {
+            if is_plain_level(v) {
+                v.to_owned()
+            } else {
+                "+".to_owned()
+            }
+        };
+        self.pattern
+            .replace("%u", &value(username))
+            .replace("%c", &value(client_id))
+    }
+
+    /// Parses every line and checks their order with [`check_rule_order`].
+    pub fn parse_list<S: AsRef<str>>(lines: &[S]) -> Result<Vec<Rule>, RuleParseError> {
+        let rules = lines
+            .iter()
+            .map(|l| Rule::parse(l.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_rule_order(&rules)?;
+        Ok(rules)
+    }
+}
+
+impl core::fmt::Display for Rule {
+    /// The rule as it is written in configuration.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let access = match self.access {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "readwrite",
+            Access::Deny => "deny",
+        };
+        write!(f, "{access} {}", self.pattern)
+    }
+}
+
+/// Refuses a rule list in which a `deny` rule can never apply, because earlier allow rules
+/// already decide every topic it matches in both directions (`readwrite #` before
+/// `deny secret/#`): first match wins, so such a list would grant what it seems to deny. A
+/// reader expects the `deny` to hold; this makes the list an error instead of a silent grant.
+pub fn check_rule_order(rules: &[Rule]) -> Result<(), RuleParseError> {
+    for (i, deny) in rules.iter().enumerate() {
+        if deny.access != Access::Deny {
+            continue;
+        }
+        let earlier = &rules[..i];
+        let decided_by = |direction: fn(Access) -> bool| {
+            earlier
+                .iter()
+                .find(|r| direction(r.access) && covers(&r.pattern, &deny.pattern))
+        };
+        if let (Some(read), Some(write)) = (decided_by(Access::reads), decided_by(Access::writes)) {
+            let by = if read == write {
+                format!("{:?}", read.to_string())
+            } else {
+                format!("{:?} and {:?}", read.to_string(), write.to_string())
+            };
+            return Err(RuleParseError(format!(
+                "{:?} is never applied: {by} comes first and decides every topic it names \
+                 (the first matching rule wins; put deny rules before broader allow rules)",
+                deny.to_string()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Non-empty, one level, no wildcard, not a `$` topic.
@@ -149,6 +235,8 @@ pub enum Denied {
     InvalidIdentity,
     /// No service rule grants this.
     NoRule,
+    /// A service's `deny` rule refuses this.
+    DenyRule,
 }
 
 impl core::fmt::Display for Denied {
@@ -160,6 +248,7 @@ impl core::fmt::Display for Denied {
             Denied::OutsideNamespace => f.write_str("outside the device's namespace"),
             Denied::InvalidIdentity => f.write_str("identity cannot be used in a topic"),
             Denied::NoRule => f.write_str("no ACL rule allows this"),
+            Denied::DenyRule => f.write_str("an ACL deny rule refuses this"),
         }
     }
 }
@@ -176,6 +265,7 @@ impl Denied {
             Denied::OutsideNamespace => "namespace",
             Denied::InvalidIdentity => "identity",
             Denied::NoRule => "no_rule",
+            Denied::DenyRule => "deny_rule",
         }
     }
 }
@@ -195,13 +285,59 @@ pub fn check_subscribe(principal: Principal<'_>, filter: &str) -> Result<(), Den
             client_id,
             rules,
         } => {
-            let allowed = rules.iter().filter(|r| r.access.reads()).any(|r| {
-                r.expand(username, client_id)
-                    .is_some_and(|p| covers(&p, filter))
-            });
-            if allowed { Ok(()) } else { Err(Denied::NoRule) }
+            for rule in rules {
+                if rule.access == Access::Deny {
+                    if covers(&rule.expand_deny(username, client_id), filter) {
+                        return Err(Denied::DenyRule);
+                    }
+                } else if rule.access.reads()
+                    && rule
+                        .expand(username, client_id)
+                        .is_some_and(|p| covers(&p, filter))
+                {
+                    return Ok(());
+                }
+            }
+            Err(Denied::NoRule)
         }
     }
+}
+
+/// Whether `principal` may receive a message on `topic`, which one of its granted
+/// subscriptions matched: the first rule that matches the topic and decides reading (a
+/// `deny`, or a `read`/`readwrite` rule) wins. Only a principal whose rules include `deny`
+/// can be refused here ([`has_deny_rules`]); the broker asks only for those.
+pub fn check_receive(principal: Principal<'_>, topic: &str) -> Result<(), Denied> {
+    validate_topic_name(topic).map_err(Denied::Invalid)?;
+    match principal {
+        Principal::Device { id } => device_namespace_check(id, topic, DOWN_LEVEL, |_| true),
+        Principal::Service {
+            username,
+            client_id,
+            rules,
+        } => {
+            for rule in rules {
+                if rule.access == Access::Deny {
+                    if matches(&rule.expand_deny(username, client_id), topic) {
+                        return Err(Denied::DenyRule);
+                    }
+                } else if rule.access.reads()
+                    && rule
+                        .expand(username, client_id)
+                        .is_some_and(|p| matches(&p, topic))
+                {
+                    return Ok(());
+                }
+            }
+            Err(Denied::NoRule)
+        }
+    }
+}
+
+/// Whether any rule is a `deny` (so what a granted subscription delivers must be checked per
+/// message with [`check_receive`]).
+pub fn has_deny_rules(rules: &[Rule]) -> bool {
+    rules.iter().any(|r| r.access == Access::Deny)
 }
 
 /// Whether `principal` may publish to `topic` (also used for a Last Will at CONNECT).
@@ -217,11 +353,20 @@ pub fn check_publish(principal: Principal<'_>, topic: &str) -> Result<(), Denied
             if topic.starts_with("$share/") {
                 return Err(Denied::SharedSubscription);
             }
-            let allowed = rules.iter().filter(|r| r.access.writes()).any(|r| {
-                r.expand(username, client_id)
-                    .is_some_and(|p| matches(&p, topic))
-            });
-            if allowed { Ok(()) } else { Err(Denied::NoRule) }
+            for rule in rules {
+                if rule.access == Access::Deny {
+                    if matches(&rule.expand_deny(username, client_id), topic) {
+                        return Err(Denied::DenyRule);
+                    }
+                } else if rule.access.writes()
+                    && rule
+                        .expand(username, client_id)
+                        .is_some_and(|p| matches(&p, topic))
+                {
+                    return Ok(());
+                }
+            }
+            Err(Denied::NoRule)
         }
     }
 }
@@ -373,5 +518,88 @@ mod tests {
         assert!(Rule::parse("delete a/b").is_err());
         assert!(Rule::parse("read a/#/b").is_err());
         assert!(Rule::parse("read $share/g/a").is_err());
+        assert_eq!(
+            Rule::parse("deny test/nosubscribe").unwrap(),
+            Rule::new(Access::Deny, "test/nosubscribe")
+        );
+        assert!(Rule::parse("deny").is_err());
+        assert!(Rule::parse("deny a/#/b").is_err());
+        for line in ["read a/+", "write %u/x", "readwrite #", "deny $SYS/#"] {
+            assert_eq!(Rule::parse(line).unwrap().to_string(), line);
+        }
+    }
+
+    fn service<'a>(rules: &'a [Rule]) -> Principal<'a> {
+        Principal::Service {
+            username: "svc",
+            client_id: "c1",
+            rules,
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_and_deny_refuses_both_directions() {
+        let rules =
+            Rule::parse_list(&["deny test/nosubscribe", "deny secret/#", "readwrite #"]).unwrap();
+        let p = service(&rules);
+        assert_eq!(check_publish(p, "test/x"), Ok(()));
+        assert_eq!(check_publish(p, "test/nosubscribe"), Err(Denied::DenyRule));
+        assert_eq!(check_publish(p, "secret"), Err(Denied::DenyRule));
+        assert_eq!(check_publish(p, "secret/a/b"), Err(Denied::DenyRule));
+        assert_eq!(check_subscribe(p, "test/x"), Ok(()));
+        assert_eq!(
+            check_subscribe(p, "test/nosubscribe"),
+            Err(Denied::DenyRule)
+        );
+        assert_eq!(check_subscribe(p, "secret/+/x"), Err(Denied::DenyRule));
+        assert_eq!(check_subscribe(p, "secret/#"), Err(Denied::DenyRule));
+        // A wildcard that also matches a denied topic is granted; that topic is withheld
+        // per message.
+        assert_eq!(check_subscribe(p, "test/+"), Ok(()));
+        assert_eq!(check_subscribe(p, "#"), Ok(()));
+        assert_eq!(check_receive(p, "test/x"), Ok(()));
+        assert_eq!(check_receive(p, "test/nosubscribe"), Err(Denied::DenyRule));
+        assert_eq!(check_receive(p, "secret/a"), Err(Denied::DenyRule));
+        assert!(has_deny_rules(&rules));
+        // `$` topics are matched by neither `#` nor a deny rule's leading wildcard.
+        assert_eq!(check_publish(p, "$TopicA/B"), Err(Denied::NoRule));
+
+        // A rule of the other direction is passed over, not taken as a decision.
+        let rules = Rule::parse_list(&["read a/#", "deny a/b", "write a/#"]).unwrap();
+        let p = service(&rules);
+        assert_eq!(check_subscribe(p, "a/b"), Ok(()));
+        assert_eq!(check_receive(p, "a/b"), Ok(()));
+        assert_eq!(check_publish(p, "a/b"), Err(Denied::DenyRule));
+        assert_eq!(check_publish(p, "a/c"), Ok(()));
+    }
+
+    #[test]
+    fn a_deny_rule_with_an_unusable_substitution_refuses_more_not_less() {
+        let rules = Rule::parse_list(&["deny private/%u/#", "readwrite private/#"]).unwrap();
+        let odd = Principal::Service {
+            username: "+",
+            client_id: "c",
+            rules: &rules,
+        };
+        assert_eq!(check_publish(odd, "private/x/y"), Err(Denied::DenyRule));
+        let plain = service(&rules);
+        assert_eq!(check_publish(plain, "private/svc/y"), Err(Denied::DenyRule));
+        assert_eq!(check_publish(plain, "private/other/y"), Ok(()));
+    }
+
+    #[test]
+    fn a_deny_rule_that_could_never_apply_is_an_error() {
+        let err = Rule::parse_list(&["readwrite #", "deny secret/#"]).unwrap_err();
+        assert!(
+            err.0.contains("\"deny secret/#\" is never applied"),
+            "{err}"
+        );
+        assert!(err.0.contains("\"readwrite #\""), "{err}");
+        assert!(Rule::parse_list(&["read #", "write secret/#", "deny secret/x"]).is_err());
+        // Still applies to one direction, or to `$` topics `#` does not match: accepted.
+        assert!(Rule::parse_list(&["read #", "deny secret/#"]).is_ok());
+        assert!(Rule::parse_list(&["readwrite #", "deny $SYS/#"]).is_ok());
+        assert!(Rule::parse_list(&["deny secret/#", "readwrite #"]).is_ok());
+        assert!(Rule::parse_list(&["readwrite #", "bogus x"]).is_err());
     }
 }

@@ -1,8 +1,12 @@
 //! Property tests: whatever filter or topic a device sends, an allowed one can only ever touch
-//! the device's own namespace, and rule coverage never grants a topic the rule does not match.
+//! the device's own namespace; rule coverage never grants a topic the rule does not match; a
+//! service's rules decide as "first matching rule wins" would for every single topic; and the
+//! rule parser never panics.
 
 use gema_acl::topic::{covers, matches, validate_filter, validate_topic_name};
-use gema_acl::{Principal, check_publish, check_subscribe};
+use gema_acl::{
+    Access, Principal, Rule, check_publish, check_receive, check_subscribe, has_deny_rules,
+};
 use proptest::prelude::*;
 
 fn level() -> impl Strategy<Value = String> {
@@ -108,6 +112,70 @@ proptest! {
         if check_publish(p, &s).is_ok() {
             prop_assert!(s.starts_with(&up));
             prop_assert!(!s.contains(['+', '#']));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_rule_parser_is_total(line in ".{0,48}", words in prop::collection::vec(raw_filter(), 0..3)) {
+        let access = ["read", "write", "readwrite", "deny", "Deny", ""];
+        let candidates = [
+            line.clone(),
+            format!("{} {}", access[line.len() % access.len()], line),
+            format!("{} {}", access[words.len() % access.len()], words.join(" ")),
+        ];
+        for c in &candidates {
+            if let Ok(rule) = Rule::parse(c) {
+                // What parses prints back to itself.
+                prop_assert_eq!(Rule::parse(&rule.to_string()), Ok(rule));
+            }
+        }
+        let _ = Rule::parse_list(&candidates);
+    }
+
+    #[test]
+    fn service_decisions_follow_the_first_matching_rule(
+        rules in prop::collection::vec((0..4usize, filter_like()), 1..5),
+        filter in filter_like(),
+        topics in prop::collection::vec(topic_like(), 16),
+    ) {
+        let accesses = [Access::Read, Access::Write, Access::ReadWrite, Access::Deny];
+        let rules: Vec<Rule> = rules
+            .into_iter()
+            .filter(|(_, p)| validate_filter(p).is_ok() && !p.starts_with("$share"))
+            .map(|(a, p)| Rule::new(accesses[a], p))
+            .collect();
+        let p = Principal::Service { username: "u", client_id: "c", rules: &rules };
+        // The reference: per topic, the first rule that matches it and applies decides.
+        let first_match = |topic: &str, reads: bool| {
+            rules.iter().find_map(|r| {
+                let applies = match r.access {
+                    Access::Deny => true,
+                    Access::Read => reads,
+                    Access::Write => !reads,
+                    Access::ReadWrite => true,
+                };
+                (applies && matches(&r.pattern, topic)).then_some(r.access != Access::Deny)
+            }).unwrap_or(false)
+        };
+        for t in &topics {
+            if validate_topic_name(t).is_ok() && !t.starts_with("$share/") {
+                prop_assert_eq!(check_publish(p, t).is_ok(), first_match(t, false), "publish {}", t);
+                prop_assert_eq!(check_receive(p, t).is_ok(), first_match(t, true), "receive {}", t);
+            }
+        }
+        if validate_filter(&filter).is_ok() && check_subscribe(p, &filter).is_ok() {
+            for t in &topics {
+                // What a granted subscription matches is readable, except what a deny rule
+                // withholds per message; without deny rules the grant alone is exact.
+                if matches(&filter, t) && !first_match(t, true) {
+                    prop_assert!(has_deny_rules(&rules), "{} granted but {} is not readable", filter, t);
+                    prop_assert!(check_receive(p, t).is_err());
+                }
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct BrokerConfig {
     pub limits: Limits,
     pub sessions: SessionLimits,
     pub failed_logins: FailedLoginLimits,
+    /// What a PUBLISH the ACL refuses leads to.
+    pub denied_publish: DeniedPublish,
 }
 
 impl BrokerConfig {
@@ -29,6 +31,7 @@ impl BrokerConfig {
             limits: Limits::default(),
             sessions: SessionLimits::default(),
             failed_logins: FailedLoginLimits::default(),
+            denied_publish: DeniedPublish::default(),
         }
     }
 }
@@ -198,6 +201,69 @@ impl Default for FailedLoginLimits {
             per_device: 10,
             per_address: 50,
             window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the broker does with a PUBLISH its ACL refuses. Either way the message is dropped
+/// (never routed, retained or handed to the gateway) and counted in
+/// `gema_acl_denied_total{kind="publish"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DenyAction {
+    /// Acknowledge as if accepted (PUBACK for QoS 1, PUBREC then PUBCOMP for QoS 2, nothing
+    /// for QoS 0) and keep the connection, as Mosquitto does and EMQX's default
+    /// `deny_action = ignore`: MQTT 3.1.1 has no negative PUBACK, and a client that waits
+    /// for its acknowledgement would otherwise stall or reconnect in a loop. A client past
+    /// the flood limit is disconnected.
+    #[default]
+    Ignore,
+    /// Close the connection at the first refused PUBLISH (the will fires).
+    Disconnect,
+}
+
+impl DenyAction {
+    /// `"ignore"` or `"disconnect"`, as written in configuration.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DenyAction::Ignore => "ignore",
+            DenyAction::Disconnect => "disconnect",
+        }
+    }
+}
+
+impl std::str::FromStr for DenyAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ignore" => Ok(DenyAction::Ignore),
+            "disconnect" => Ok(DenyAction::Disconnect),
+            other => Err(format!(
+                "{other:?}: the deny action is \"ignore\" or \"disconnect\""
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeniedPublish {
+    /// Default [`DenyAction::Ignore`].
+    pub action: DenyAction,
+    /// With [`DenyAction::Ignore`], a connection that sends more refused PUBLISHes than this
+    /// within one [`DeniedPublish::flood_window`] is closed (the will fires;
+    /// `gema_broker_connections_closed_total{reason="acl_violation"}`). 0 never closes.
+    /// Default 30.
+    pub flood_limit: u32,
+    /// Default 60 s.
+    pub flood_window: Duration,
+}
+
+impl Default for DeniedPublish {
+    fn default() -> Self {
+        Self {
+            action: DenyAction::Ignore,
+            flood_limit: 30,
+            flood_window: Duration::from_secs(60),
         }
     }
 }

@@ -20,9 +20,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthRefusal, Identity};
 use crate::codec::{self, Inbound};
+use crate::config::DenyAction;
 use crate::events::{DeliveryOutcome, DisconnectReason, DropReason, PresenceChange, Uplink};
 use crate::session::{
-    Awaiting, Inflight, Kick, LiveStamp, Outgoing, Session, count_drop, lock, qos_label,
+    Awaiting, Inflight, Kick, LiveStamp, Outgoing, Reader, Session, count_drop, lock, qos_label,
 };
 use crate::shared::{Shared, device_key, min_qos, service_key};
 
@@ -86,6 +87,23 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// One unit of a gauge for as long as it lives, also when its future is dropped (a
+/// handshake that times out while waiting for a slot).
+struct GaugeHold(&'static str);
+
+impl GaugeHold {
+    fn new(name: &'static str) -> Self {
+        metrics::gauge!(name).increment(1.0);
+        Self(name)
+    }
+}
+
+impl Drop for GaugeHold {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
+}
+
 /// What a certificate said about the client, if it presented one.
 #[derive(Debug)]
 enum Listener {
@@ -111,7 +129,10 @@ async fn handshake(
         if tcp.peek(&mut first).await.ok()? == 0 {
             return None;
         }
+        let waiting = GaugeHold::new("gema_broker_tls_handshakes_waiting");
         let _permit = shared.handshakes.acquire().await.ok()?;
+        drop(waiting);
+        let _active = GaugeHold::new("gema_broker_tls_handshakes_active");
         Some(acceptor.accept(tcp).await)
     };
     let result = tokio::select! {
@@ -162,6 +183,8 @@ enum Who {
     Service {
         name: String,
         client_id: String,
+        /// The client sent an empty client id and the broker chose `client_id`.
+        assigned: bool,
         rules: Arc<[Rule]>,
     },
 }
@@ -174,6 +197,7 @@ impl Who {
                 name,
                 client_id,
                 rules,
+                ..
             } => Principal::Service {
                 username: name,
                 client_id,
@@ -353,7 +377,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(will) = &connect.last_will
         && let Err(denied) = gema_acl::check_publish(who.acl(), &will.topic)
     {
-        metrics::counter!("gema_broker_acl_denials_total", "operation" => "will", "reason" => denied.as_label())
+        metrics::counter!("gema_acl_denied_total", "kind" => "will", "reason" => denied.as_label())
             .increment(1);
         tracing::info!(%peer, client = who.label(), topic = %will.topic, %denied, "will refused");
         conn.refuse(ConnectReturnCode::NotAuthorized).await;
@@ -460,13 +484,27 @@ async fn authenticate(
                 auth_failure("unknown_service");
                 return Err(ConnectReturnCode::NotAuthorized);
             };
-            if connect.client_id.is_empty() || connect.client_id.len() > 128 {
+            if connect.client_id.len() > 128 {
                 auth_failure("client_id_invalid");
                 return Err(ConnectReturnCode::BadClientId);
             }
+            // MQTT 3.1.1 §3.1.3.1: a zero-length client id is given one by the server, but
+            // only with CleanSession = 1 (there is no session to come back to); otherwise
+            // CONNACK 0x02. (Devices never get here: their client id is their device id.)
+            let assigned = connect.client_id.is_empty();
+            if assigned && !connect.clean_session {
+                auth_failure("client_id_empty_persistent");
+                return Err(ConnectReturnCode::BadClientId);
+            }
+            let client_id = if assigned {
+                shared.assign_client_id()
+            } else {
+                connect.client_id.clone()
+            };
             Ok(Who::Service {
                 name,
-                client_id: connect.client_id.clone(),
+                client_id,
+                assigned,
                 rules: rules.clone(),
             })
         }
@@ -513,7 +551,11 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let shared = conn.shared.clone();
     let key = match &who {
         Who::Device(id) => device_key(id),
-        Who::Service { client_id, .. } => service_key(client_id),
+        Who::Service {
+            client_id,
+            assigned,
+            ..
+        } => service_key(client_id, *assigned),
     };
     let kick = Arc::new(Kick::default());
     let mut attempts = 0;
@@ -568,6 +610,19 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             session_present: present,
         });
         st.disconnected_at = None;
+        st.reader = match &who {
+            Who::Service {
+                name,
+                client_id,
+                rules,
+                ..
+            } if gema_acl::has_deny_rules(rules) => Some(Reader {
+                username: name.clone(),
+                client_id: client_id.clone(),
+                rules: rules.clone(),
+            }),
+            _ => None,
+        };
         present
     };
     let span = tracing::info_span!("mqtt", client = who.label(), connection_id);
@@ -598,6 +653,7 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             who: &who,
             kick: &kick,
             keepalive: Duration::from_millis(u64::from(connect.keep_alive) * 1500),
+            denied: DeniedWindow::default(),
         };
         // Every log line of the packet loop carries the client and connection ids.
         tracing::Instrument::instrument(lp.run(), span.clone()).await
@@ -678,6 +734,29 @@ struct PacketLoop<'a, S> {
     who: &'a Who,
     kick: &'a Kick,
     keepalive: Duration,
+    denied: DeniedWindow,
+}
+
+/// Refused PUBLISHes of one connection in the current fixed window.
+#[derive(Debug, Default)]
+struct DeniedWindow {
+    started: Option<Instant>,
+    count: u32,
+}
+
+impl DeniedWindow {
+    /// Counts one refusal at `now` and returns the count in its window.
+    fn record(&mut self, now: Instant, window: Duration) -> u32 {
+        match self.started {
+            Some(start) if now.duration_since(start) < window => {}
+            _ => {
+                self.started = Some(now);
+                self.count = 0;
+            }
+        }
+        self.count = self.count.saturating_add(1);
+        self.count
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
@@ -874,10 +953,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
     async fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
         let shared = self.conn.shared.clone();
         if let Err(denied) = gema_acl::check_publish(self.who.acl(), &p.topic) {
-            metrics::counter!("gema_broker_acl_denials_total", "operation" => "publish", "reason" => denied.as_label())
-                .increment(1);
-            tracing::warn!(client = self.who.label(), topic = %p.topic, %denied, "publish refused; closing");
-            return Err(DisconnectReason::AclViolation);
+            return self.on_denied_publish(&p, denied);
         }
         metrics::counter!("gema_broker_messages_in_total", "qos" => qos_label(p.qos)).increment(1);
         if p.qos == QoS::ExactlyOnce && lock(&self.session.state).incoming_qos2.contains(&p.pkid) {
@@ -919,6 +995,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
         Ok(())
     }
 
+    /// A PUBLISH the ACL refused: dropped and counted; then acknowledged as if accepted
+    /// (`ignore`, until the flood limit) or the connection closed (`disconnect`).
+    fn on_denied_publish(&mut self, p: &Publish, denied: gema_acl::Denied) -> Result<(), Close> {
+        metrics::counter!("gema_acl_denied_total", "kind" => "publish", "reason" => denied.as_label())
+            .increment(1);
+        let policy = &self.conn.shared.config.denied_publish;
+        let client = self.who.label();
+        if policy.action == DenyAction::Disconnect {
+            tracing::warn!(client, topic = %p.topic, %denied, "publish refused; closing");
+            return Err(DisconnectReason::AclViolation);
+        }
+        let count = self.denied.record(Instant::now(), policy.flood_window);
+        if policy.flood_limit != 0 && count > policy.flood_limit {
+            tracing::warn!(client, topic = %p.topic, %denied, count, "refused publishes past the flood limit; closing");
+            return Err(DisconnectReason::AclViolation);
+        }
+        // One line per window at info, the rest at debug: a client repeating itself does
+        // not flood the log either.
+        if count == 1 {
+            tracing::info!(client, topic = %p.topic, %denied, "publish refused; acknowledged and dropped");
+        } else {
+            tracing::debug!(client, topic = %p.topic, %denied, count, "publish refused; acknowledged and dropped");
+        }
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.conn.write(&Packet::PubAck(PubAck::new(p.pkid))),
+            // The client's PUBREL is answered with PUBCOMP like any other; nothing was
+            // delivered, so nothing is recorded against a retransmission.
+            QoS::ExactlyOnce => self.conn.write(&Packet::PubRec(PubRec::new(p.pkid))),
+        }
+        Ok(())
+    }
+
     fn on_subscribe(&mut self, s: Subscribe) {
         let shared = self.conn.shared.clone();
         let key = self.session.key.clone();
@@ -953,7 +1062,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
                     codes.push(SubscribeReasonCode::Success(f.qos));
                 }
                 Err(denied) => {
-                    metrics::counter!("gema_broker_acl_denials_total", "operation" => "subscribe", "reason" => denied.as_label())
+                    metrics::counter!("gema_acl_denied_total", "kind" => "subscribe", "reason" => denied.as_label())
                         .increment(1);
                     tracing::info!(client = self.who.label(), filter = %f.path, %denied, "subscription refused");
                     codes.push(SubscribeReasonCode::Failure);

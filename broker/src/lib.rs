@@ -77,13 +77,19 @@
 //!
 //! - **SUBSCRIBE:** each refused filter gets SUBACK 0x80, the others are granted, the connection
 //!   stays up (MQTT 3.1.1 has a per-filter failure code, so the device learns exactly what failed).
-//! - **PUBLISH:** a refused PUBLISH is dropped, counted (`gema_broker_acl_denials_total{operation=
-//!   "publish"}`), and the connection is **closed** (the will fires: it is an abnormal close).
-//!   MQTT 3.1.1 has no negative PUBACK. Answering PUBACK as if it were accepted (Mosquitto's
-//!   default) tells the device its message arrived when it did not, and hides a firmware bug or a
-//!   compromised device in a log line. Gema's own firmware never publishes outside its namespace, so
-//!   closing has no false positives in normal operation and makes the fault visible in metrics
-//!   (`connections_closed_total{reason="acl_violation"}`) and in the device's reconnect loop.
+//! - **PUBLISH:** a refused PUBLISH is dropped (never routed, retained or handed to the gateway)
+//!   and counted (`gema_acl_denied_total{kind="publish",reason}`). What the client hears is
+//!   [`DeniedPublish::action`]. `Ignore` (the default): it is acknowledged as if accepted (PUBACK
+//!   for QoS 1, PUBREC then PUBCOMP for QoS 2, nothing for QoS 0) and the connection stays, as
+//!   Mosquitto does and EMQX's default `deny_action = ignore`: MQTT 3.1.1 has no negative
+//!   PUBACK, and a stock client waiting for its acknowledgement would stall or reconnect in a
+//!   loop (Paho's `$` topics case). A connection that sends more than `flood_limit` refused
+//!   PUBLISHes within `flood_window` is closed (the will fires;
+//!   `gema_broker_connections_closed_total{reason="acl_violation"}`), so a faulty or hostile
+//!   client still shows in the metrics and its reconnect loop. `Disconnect` closes at the first.
+//! - **Receiving:** a service principal with `deny` rules may hold a granted wildcard that also
+//!   matches a denied topic; each message is checked before it is queued for it (retained ones
+//!   too) and withheld (`gema_acl_denied_total{kind="receive"}`).
 //! - **Last Will:** checked at CONNECT with the publish rule; refused with CONNACK 0x05.
 //!
 //! # Sessions and delivery
@@ -96,6 +102,9 @@
 //!   `Identity::Service(name)`. The same failed-login limiter applies.
 //! - Client id must equal the authenticated device id (CONNACK 0x02 otherwise); service principals'
 //!   sessions live in a separate key space, so no principal can take over a device's session.
+//!   A service principal's zero-length client id with CleanSession = 1 is assigned one
+//!   (`auto-<broker start>-<n>`, in a key space of its own; MQTT 3.1.1 §3.1.3.1); with
+//!   CleanSession = 0 it gets CONNACK 0x02.
 //! - Takeover: the new connection kicks the old one and waits (up to 5 s) for it to detach; the old
 //!   connection publishes *its own* will (takeover is an abnormal close for it), the new one's will
 //!   is untouched.
@@ -107,7 +116,9 @@
 //! - `BrokerHandle::publish` returns a `DeliveryReceipt`: `Acknowledged` (PUBACK/PUBCOMP), `Sent`
 //!   (QoS 0 written), `Offline { queued }`, `NotSubscribed`, or `Dropped(reason)`.
 //! - Limits per session: inflight window (32), queue (1000, 24 h), subscriptions (64); globally:
-//!   retained messages (100,000), connections (100,000), concurrent handshakes (1024).
+//!   retained messages (100,000), connections (100,000), concurrent handshakes (1024; those in
+//!   progress and those waiting for a slot are the gauges `gema_broker_tls_handshakes_active`
+//!   and `gema_broker_tls_handshakes_waiting`).
 
 //!
 //! # Presence
@@ -160,8 +171,8 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{AuthRefusal, Authenticator, Identity};
 pub use config::{
-    BrokerConfig, FailedLoginLimits, Limits, PlainListenerConfig, ServicePrincipal, SessionLimits,
-    TlsListenerConfig,
+    BrokerConfig, DeniedPublish, DenyAction, FailedLoginLimits, Limits, PlainListenerConfig,
+    ServicePrincipal, SessionLimits, TlsListenerConfig,
 };
 pub use error::{BrokerError, PublishError};
 pub use events::{
@@ -293,6 +304,11 @@ impl Broker {
         config: BrokerConfig,
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<Broker, BrokerError> {
+        for service in &config.services {
+            gema_acl::check_rule_order(&service.rules).map_err(|e| {
+                BrokerError::Invalid(format!("service principal {:?}: {e}", service.name))
+            })?;
+        }
         let services: HashMap<String, Arc<[Rule]>> = config
             .services
             .iter()
@@ -344,6 +360,12 @@ impl Broker {
             tracker: TaskTracker::new(),
             cert,
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            assigned_ids: (
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                std::sync::atomic::AtomicU64::new(1),
+            ),
             config,
         });
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use gema_acl::Rule;
 use rumqttc::mqttbytes::QoS;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -91,6 +92,37 @@ pub(crate) struct SessionState {
     /// the session set tells a presence feed that fell behind.
     pub(crate) live_since: Option<LiveStamp>,
     pub(crate) disconnected_at: Option<Instant>,
+    /// Set for a service principal whose rules include `deny`: what its subscriptions match
+    /// is checked per message (set at each connect, from the connecting principal).
+    pub(crate) reader: Option<Reader>,
+}
+
+/// A service principal with `deny` rules, as a receiver: a wildcard subscription it was
+/// granted may match a topic a `deny` rule withholds (`gema_acl::check_receive`).
+#[derive(Debug, Clone)]
+pub(crate) struct Reader {
+    pub(crate) username: String,
+    pub(crate) client_id: String,
+    pub(crate) rules: Arc<[Rule]>,
+}
+
+impl Reader {
+    /// Whether a message on `topic` may be delivered; a refusal is counted.
+    pub(crate) fn may_receive(&self, topic: &str) -> bool {
+        let principal = gema_acl::Principal::Service {
+            username: &self.username,
+            client_id: &self.client_id,
+            rules: &self.rules,
+        };
+        match gema_acl::check_receive(principal, topic) {
+            Ok(()) => true,
+            Err(denied) => {
+                metrics::counter!("gema_acl_denied_total", "kind" => "receive", "reason" => denied.as_label())
+                    .increment(1);
+                false
+            }
+        }
+    }
 }
 
 /// The live connection of a session, as a snapshot of the session set reports it.
@@ -146,6 +178,14 @@ impl Session {
     /// session is offline (queued or not) or when something is dropped.
     pub(crate) fn enqueue(&self, mut msg: Outgoing, limits: &SessionLimits) {
         let mut st = lock(&self.state);
+        if st
+            .reader
+            .as_ref()
+            .is_some_and(|r| !r.may_receive(&msg.topic))
+        {
+            msg.resolve(DeliveryOutcome::NotSubscribed);
+            return;
+        }
         if st.live.is_none() {
             if msg.qos == QoS::AtMostOnce || !st.persistent {
                 count_drop(DropReason::Offline);

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     pub(crate) cert: Arc<tls::ReloadableCert>,
     pub(crate) next_connection_id: std::sync::atomic::AtomicU64,
+    /// Client ids the broker assigns (`auto-<start>-<n>`): this broker's start instant in
+    /// microseconds, and a counter.
+    pub(crate) assigned_ids: (u64, std::sync::atomic::AtomicU64),
 }
 
 impl std::fmt::Debug for Shared {
@@ -48,15 +51,18 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Device sessions are keyed `d:<device id>`, service principals' `s:<client id>`.
+/// Device sessions are keyed `d:<device id>`, service principals' `s:<client id>`, and
+/// clean sessions of clients whose id the broker assigned `a:<client id>`, so an assigned id
+/// can never take over a session a client named itself.
 pub(crate) const DEVICE_KEY_PREFIX: &str = "d:";
 
 pub(crate) fn device_key(device_id: &str) -> SessionKey {
     Arc::from(format!("{DEVICE_KEY_PREFIX}{device_id}"))
 }
 
-pub(crate) fn service_key(client_id: &str) -> SessionKey {
-    Arc::from(format!("s:{client_id}"))
+pub(crate) fn service_key(client_id: &str, assigned: bool) -> SessionKey {
+    let prefix = if assigned { "a:" } else { "s:" };
+    Arc::from(format!("{prefix}{client_id}"))
 }
 
 impl Shared {
@@ -127,6 +133,16 @@ impl Shared {
                 DeliveryOutcome::Offline { queued: false }
             });
         }
+    }
+
+    /// A client id for a client that sent an empty one: unique within this broker's life
+    /// and, through the start instant, across restarts.
+    pub(crate) fn assign_client_id(&self) -> String {
+        let n = self
+            .assigned_ids
+            .1
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("auto-{:x}-{n}", self.assigned_ids.0)
     }
 
     pub(crate) fn emit_presence(&self, device_id: &str, connection: u64, change: PresenceChange) {

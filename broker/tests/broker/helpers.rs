@@ -361,3 +361,61 @@ pub fn downlink(device: &str, topic: &str, payload: &str, qos: QoS) -> gema_brok
         retain: false,
     }
 }
+
+/// The metrics recorded on the test's thread from now on. `#[tokio::test]` runs the broker's
+/// tasks on that one thread, so this sees the broker's counters and gauges and no other
+/// test's.
+pub struct Metrics {
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    _guard: metrics::LocalRecorderGuard<'static>,
+}
+
+impl Metrics {
+    pub fn capture() -> Self {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Leaked so the guard may live in the struct; one small recorder per test.
+        let recorder: &'static _ = Box::leak(Box::new(recorder));
+        Metrics {
+            handle,
+            _guard: metrics::set_default_local_recorder(recorder),
+        }
+    }
+
+    /// The sum of every series of `name` whose labels include all of `labels` (0 when none).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.handle.render();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                (metric == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+            })
+            .sum()
+    }
+
+    /// Waits (up to [`WAIT`]) until `value(name, labels)` equals `want`.
+    pub async fn wait_for(&self, name: &str, labels: &[(&str, &str)], want: f64) {
+        let reached = tokio::time::timeout(WAIT, async {
+            loop {
+                #[allow(clippy::float_cmp)]
+                if self.value(name, labels) == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "{name}{labels:?} is {} after {WAIT:?}, expected {want}",
+            self.value(name, labels)
+        );
+    }
+}
