@@ -9,7 +9,7 @@
 //! sends heartbeats, presses its volume button (a local change, reported as drift), or
 //! publishes any raw payload (malformed-input tests).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -123,7 +123,8 @@ pub enum SimControl {
 /// What the simulated firmware keeps between messages.
 struct SimState {
     spoken: HashSet<String>,
-    commands_seen: HashSet<String>,
+    /// Each command carried out and the answers it sent (a re-send gets them again).
+    commands_seen: HashMap<String, Vec<(MessageKind, Vec<u8>)>>,
     stall_commands: bool,
     applied_version: u64,
     config: DeviceConfig,
@@ -135,7 +136,7 @@ impl SimState {
     fn new() -> Self {
         SimState {
             spoken: HashSet::new(),
-            commands_seen: HashSet::new(),
+            commands_seen: HashMap::new(),
             stall_commands: false,
             applied_version: 0,
             config: DeviceConfig {
@@ -446,8 +447,12 @@ async fn operate(
         }
         DownlinkBody::Command(command) => {
             let mut replies = Vec::new();
-            if !state.commands_seen.insert(command.command_id.clone()) && !state.stall_commands {
-                return Some(replies); // a re-send of one already carried out
+            if let Some(answered) = state.commands_seen.get(&command.command_id)
+                && !state.stall_commands
+            {
+                // A re-send of one already carried out: not again, but its answers again
+                // (the gateway may have lost them).
+                return Some(answered.clone());
             }
             let mut answer = |state: &mut SimState,
                               st: CommandState,
@@ -542,6 +547,9 @@ async fn operate(
                     state: final_state,
                 })
                 .await;
+            state
+                .commands_seen
+                .insert(command.command_id.clone(), replies.clone());
             Some(replies)
         }
         DownlinkBody::DynamicQrShow(show) => {

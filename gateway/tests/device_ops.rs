@@ -523,6 +523,48 @@ async fn result(h: &Harness, command_id: &str, state: CommandState, out: &[(&str
     .await;
 }
 
+/// A command delivered and acknowledged whose result was lost (the gateway crashed, the
+/// connection dropped) is sent again when the device reconnects; the device answers the
+/// re-send with its result, and the command ends final instead of timing out.
+#[tokio::test]
+async fn a_command_without_its_result_is_sent_again_on_reconnect() {
+    let h = harness(DeviceOpsSettings {
+        command_result_timeout: Duration::from_secs(600),
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    h.connect().await;
+    let queued = h
+        .ops
+        .send_command(&h.device_id, input(CommandAction::GetStatus, 60, false))
+        .await
+        .unwrap();
+    assert_eq!(published_commands(&h).len(), 1);
+    result(&h, &queued.id, CommandState::Acknowledged, &[]).await;
+    // Nothing more while connected: the device is working on it.
+    h.ops.sweep_commands().await;
+    assert_eq!(published_commands(&h).len(), 1);
+
+    h.drop_connection("connection_lost").await;
+    h.connect().await;
+    let sent = published_commands(&h);
+    assert_eq!(sent.len(), 2, "sent again on reconnect");
+    assert_eq!(sent[1].command_id, queued.id);
+    result(
+        &h,
+        &queued.id,
+        CommandState::Succeeded,
+        &[("battery_pct", "80")],
+    )
+    .await;
+    let done = h.ops.command(&h.device_id, &queued.id).await.unwrap();
+    assert_eq!(done.status, CommandStatus::Succeeded);
+    // Final: never sent again.
+    h.drop_connection("connection_lost").await;
+    h.connect().await;
+    assert_eq!(published_commands(&h).len(), 2);
+}
+
 #[tokio::test]
 async fn commands_reach_every_final_state() {
     let h = harness(DeviceOpsSettings {

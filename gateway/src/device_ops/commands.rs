@@ -152,7 +152,9 @@ impl DeviceOps {
 
     /// Publishes a queued command; `sent` once MQTT acknowledges it. Offline: it waits (an
     /// interactive one fails). At least once: a retry re-sends the same `command_id`, on
-    /// which the device deduplicates.
+    /// which the device deduplicates. A command already delivered but without a final
+    /// result is re-sent on the device's connect (its answer may have been lost); that
+    /// re-send changes nothing here, the device's repeated answer does.
     async fn deliver_command(&self, record: &CommandRecord) {
         let Ok(action) = serde_json::from_str::<CommandAction>(&record.action) else {
             tracing::error!(command_id = %record.id, "stored command action is unreadable");

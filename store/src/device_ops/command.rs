@@ -144,7 +144,9 @@ pub(crate) async fn due_commands(
     limit: u32,
 ) -> StoreResult<Vec<CommandRecord>> {
     Ok(query_as::<CommandRecord>(
-        "SELECT * FROM device_commands WHERE status = 'queued' AND expires_at_ms > $1 \
+        "SELECT * FROM device_commands WHERE \
+         ((status = 'queued' AND expires_at_ms > $1) \
+          OR ($2 IS NOT NULL AND status IN ('sent', 'acknowledged') AND result_deadline_ms > $1)) \
          AND ($2 IS NULL OR device_id = $2) ORDER BY id LIMIT $3",
     )
     .bind(now_ms)

@@ -89,7 +89,10 @@ pub trait DeviceOpsStore: Send + Sync {
         device_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<CommandRecord>>;
-    /// Queued, unexpired commands (of one device, or all), oldest first.
+    /// Queued, unexpired commands (of one device, or all), oldest first. For one device
+    /// (it just connected) also those delivered but without a final result before their
+    /// result deadline: the device's answer may have been lost with a connection or a
+    /// crash, and it answers a re-send (same `command_id`) with its result again.
     async fn due_commands(
         &self,
         device_id: Option<&str>,
