@@ -4,6 +4,7 @@
 
 mod cluster;
 mod device_ops;
+mod flood;
 mod helpers;
 mod lifecycle;
 mod payments;

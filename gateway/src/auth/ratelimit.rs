@@ -227,7 +227,10 @@ mod tests {
         }
         clock.advance(std::time::Duration::from_secs(5));
         limiter.check(LimitClass::Login, "source:a").unwrap();
-        assert_eq!(retry_after(limiter.check(LimitClass::Login, "source:a")), 20);
+        assert_eq!(
+            retry_after(limiter.check(LimitClass::Login, "source:a")),
+            20
+        );
     }
 
     #[test]
