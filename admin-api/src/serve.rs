@@ -166,7 +166,7 @@ impl Admission {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let count = per_source.entry(ip).or_insert(0);
-            if *count >= self.limits.max_connections_per_source {
+            if *count >= self.limits.max_connections_per_source.max(1) {
                 drop(per_source);
                 self.refuse("per_source", &self.refused_per_source, ip);
                 return None;

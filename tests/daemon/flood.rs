@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
+use std::time::Duration;
 
 use gema::sim::{SimEvent, run_device};
 use gema_gateway::testing::eventually;
@@ -24,9 +25,14 @@ soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
 source, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 held = []
+# Bounded: against a daemon that no longer accepts, a connect waits in a full backlog.
+deadline = time.monotonic() + 20
 for _ in range(count):
+    if time.monotonic() > deadline:
+        break
     s = socket.socket()
     s.bind((source, 0))
+    s.settimeout(2)
     try:
         s.connect(("127.0.0.1", port))
         s.sendall(b"GET /health HTTP/1.1\r\nHost: gema\r\n")
@@ -154,7 +160,12 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
         "{spoke:?}"
     );
     // … and /health answers.
-    let health = reqwest::get(format!("{}/health", daemon.api_url))
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(format!("{}/health", daemon.api_url))
+        .send()
         .await
         .expect("/health answers during the flood");
     assert_eq!(health.status(), 200);
