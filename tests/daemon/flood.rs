@@ -2,7 +2,9 @@
 //! three child processes open many idle connections that each sent half a request header
 //! (as once took all 20,000 of the daemon's descriptors, so that `/health` stopped
 //! answering and the broker could accept no soundbox), and while they hold them a device
-//! connects over MQTT/TLS, a signed callback is answered 200 and `/health` answers.
+//! connects over MQTT/TLS, a signed callback is answered 200 and `/health` answers. Then a
+//! flood from more addresses fills the HTTP cap, and another device still connects: the
+//! broker's descriptors are its own.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -17,21 +19,22 @@ use tokio::sync::mpsc;
 use crate::helpers::{Daemon, next_event, sim_options};
 use crate::payments::{KEY, notification, notify, order};
 
-/// Opens `count` connections from `source` to the port, sends each half a request header,
-/// says how many the daemon kept, and holds them until its stdin closes.
+/// Opens `count` connections from each of the comma-separated `sources` to the port, sends
+/// each half a request header, says how many the daemon kept, and holds them until its
+/// stdin closes.
 const FLOODER: &str = r#"
 import resource, socket, sys, time
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
-source, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sources, port, count = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3])
 held = []
 # Bounded: against a daemon that no longer accepts, a connect waits in a full backlog.
 deadline = time.monotonic() + 20
-for _ in range(count):
+for i in range(count * len(sources)):
     if time.monotonic() > deadline:
         break
     s = socket.socket()
-    s.bind((source, 0))
+    s.bind((sources[i % len(sources)], 0))
     s.settimeout(2)
     try:
         s.connect(("127.0.0.1", port))
@@ -124,6 +127,7 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
         1024,
     );
     let c = daemon.approved_terminal_with_device("SB-FLOOD-1").await;
+    let second = daemon.register_device("SB-FLOOD-2").await;
     let id = order(&daemon, &c.terminal, "ORD-FLOOD-1", 15_000).await;
 
     let port = daemon.http_port();
@@ -186,6 +190,33 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
             .then_some(())
     })
     .await;
-    drop(floods);
+
+    // Ten more addresses fill the HTTP cap (200: 120 are held already) …
+    let sources: Vec<String> = (1..=10).map(|i| format!("127.0.1.{i}")).collect();
+    let (wide, kept) = Flooder::start(&sources.join(","), port, 40);
+    assert_eq!(kept, 200 - 3 * 40, "the rest of the cap, no more");
+    let metrics = daemon.metrics().await;
+    assert!(
+        counter(
+            &metrics,
+            "gema_http_connections_refused_total",
+            "reason=\"max_connections\""
+        ) >= 400 - 80,
+        "{metrics}"
+    );
+    // … and a device still connects over MQTT/TLS.
+    let (tx, mut events) = mpsc::channel(64);
+    let second_fleet = tokio::spawn(run_device(
+        second.device.clone(),
+        sim_options(
+            daemon.mqtt_addr.port(),
+            second.ca_pem.clone(),
+            Arc::new(AtomicU8::new(0)),
+        ),
+        tx,
+    ));
+    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    drop((floods, wide));
     fleet.abort();
+    second_fleet.abort();
 }
