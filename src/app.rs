@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use gema_admin_api::{AppState, ProvisioningInfo};
+use gema_admin_api::{AppState, ConnectionLimits, ProvisioningInfo};
 use gema_broker::Broker;
 use gema_certs::{DevPki, DevPkiOutcome, TlsFiles};
 use gema_gateway::clock::{Clock, SystemClock};
@@ -27,6 +27,7 @@ use crate::health::DaemonHealth;
 #[derive(Debug)]
 pub struct App {
     http: TcpListener,
+    http_limits: ConnectionLimits,
     metrics: TcpListener,
     router: Router,
     metrics_router: Router,
@@ -66,12 +67,12 @@ impl App {
         let authenticator = crate::devices::RegistryAuthenticator {
             registry: Registry::new(store.clone()),
         };
-        let broker = Broker::start(
-            crate::devices::broker_config(&config.mqtt, &tls),
-            Arc::new(authenticator),
-        )
-        .await
-        .context("starting the MQTT broker")?;
+        let budget = ConnectionBudget::from_open_file_limit(&config);
+        let mut broker_config = crate::devices::broker_config(&config.mqtt, &tls);
+        broker_config.limits.max_connections = budget.mqtt;
+        let broker = Broker::start(broker_config, Arc::new(authenticator))
+            .await
+            .context("starting the MQTT broker")?;
         let transport: Arc<dyn DeviceTransport> = Arc::new(crate::devices::BrokerTransport {
             handle: broker.handle(),
         });
@@ -150,6 +151,7 @@ impl App {
         Ok(App {
             certificates,
             http,
+            http_limits: config.http.connection_limits(budget.http),
             metrics,
             router,
             metrics_router,
@@ -267,26 +269,30 @@ impl App {
                 }
             }
         });
-        let http = tokio::spawn(
-            axum::serve(
-                self.http,
-                self.router
-                    .into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-        );
-        let metrics = tokio::spawn(
-            axum::serve(self.metrics, self.metrics_router)
-                .with_graceful_shutdown(stopped(stop_rx))
-                .into_future(),
-        );
+        let http = tokio::spawn(gema_admin_api::serve(
+            self.http,
+            self.router,
+            self.http_limits,
+            stopped(stop_rx.clone()),
+        ));
+        // The metrics listener has a few connections of its own, inside the reserve.
+        let metrics = tokio::spawn(gema_admin_api::serve(
+            self.metrics,
+            self.metrics_router,
+            ConnectionLimits {
+                listener: "metrics",
+                max_connections: METRICS_MAX_CONNECTIONS,
+                max_connections_per_source: METRICS_MAX_CONNECTIONS,
+                ..self.http_limits
+            },
+            stopped(stop_rx),
+        ));
 
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        http.await.context("admin API task")??;
-        metrics.await.context("metrics task")??;
+        http.await.context("admin API task")?;
+        metrics.await.context("metrics task")?;
         upkeep.await.context("metrics upkeep task")?;
         gateway
             .await
@@ -300,6 +306,82 @@ impl App {
         forward_presence.abort();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Connections the metrics listener keeps at once (Prometheus needs one or two).
+const METRICS_MAX_CONNECTIONS: usize = 16;
+/// Descriptors kept for everything that is not a client connection: listeners, the
+/// runtime, certificate and database files, logs. The database pool and the metrics
+/// listener come on top.
+const RESERVED_OPEN_FILES: u64 = 64;
+
+/// How the process's open files are shared between HTTP and MQTT connections, so that
+/// neither listener can take the descriptors the other (or the database) needs: HTTP
+/// clients flooding the API port once took every descriptor, and devices could no longer
+/// connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionBudget {
+    /// The most HTTP connections (admin API listener) at once.
+    pub http: usize,
+    /// The most MQTT connections (TLS and plain listeners together) at once.
+    pub mqtt: usize,
+}
+
+impl ConnectionBudget {
+    /// From the open-file limit in force (the daemon raised it to the hard limit first).
+    fn from_open_file_limit(config: &Config) -> Self {
+        let wanted = (config.http.max_connections, config.mqtt.max_connections);
+        let reserved = RESERVED_OPEN_FILES
+            + u64::from(config.database.max_connections)
+            + METRICS_MAX_CONNECTIONS as u64;
+        let open_files = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            Ok((soft, _hard)) => soft,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the open-file limit; connection caps as configured");
+                return Self {
+                    http: wanted.0,
+                    mqtt: wanted.1,
+                };
+            }
+        };
+        let budget = Self::split(open_files, reserved, wanted.0, wanted.1);
+        if (budget.http, budget.mqtt) != wanted {
+            tracing::warn!(
+                open_files,
+                reserved,
+                http_max_connections = budget.http,
+                mqtt_max_connections = budget.mqtt,
+                "connection caps lowered to fit the open-file limit (http.max_connections {}, \
+                 mqtt.max_connections {} do not fit); raise the limit (LimitNOFILE=) for more",
+                wanted.0,
+                wanted.1
+            );
+        } else {
+            tracing::info!(
+                open_files,
+                reserved,
+                http_max_connections = budget.http,
+                mqtt_max_connections = budget.mqtt,
+                "connection caps fit the open-file limit"
+            );
+        }
+        budget
+    }
+
+    /// Both caps as configured when they fit in `open_files - reserved`; otherwise HTTP
+    /// gets at most a quarter of what is available (more only when the broker wants less),
+    /// and the broker the rest. Each gets at least one.
+    fn split(open_files: u64, reserved: u64, http: usize, mqtt: usize) -> Self {
+        let available = usize::try_from(open_files.saturating_sub(reserved)).unwrap_or(usize::MAX);
+        if http.saturating_add(mqtt) <= available {
+            return Self { http, mqtt };
+        }
+        let http = http
+            .min((available / 4).max(available.saturating_sub(mqtt)))
+            .max(1);
+        let mqtt = mqtt.min(available.saturating_sub(http)).max(1);
+        Self { http, mqtt }
     }
 }
 
@@ -467,4 +549,33 @@ async fn share_development_ca(
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionBudget;
+
+    #[test]
+    fn caps_that_fit_the_open_file_limit_are_kept() {
+        let budget = ConnectionBudget::split(200_000, 100, 1024, 100_000);
+        assert_eq!((budget.http, budget.mqtt), (1024, 100_000));
+    }
+
+    #[test]
+    fn caps_that_do_not_fit_leave_room_for_each_other_and_the_reserve() {
+        // The measured box: 20,000 open files, the broker wanting 100,000 connections.
+        let budget = ConnectionBudget::split(20_000, 100, 1024, 100_000);
+        assert_eq!(budget.http, 1024);
+        assert_eq!(budget.mqtt, 20_000 - 100 - 1024);
+        // HTTP configured greedily gets a quarter; the broker keeps the rest.
+        let budget = ConnectionBudget::split(20_000, 100, 50_000, 100_000);
+        assert_eq!(budget.http, (20_000 - 100) / 4);
+        assert_eq!(budget.http + budget.mqtt, 20_000 - 100);
+        // A broker that wants little leaves the rest to HTTP.
+        let budget = ConnectionBudget::split(20_000, 100, 50_000, 900);
+        assert_eq!((budget.http, budget.mqtt), (20_000 - 100 - 900, 900));
+        // Even a tiny limit leaves each listener one connection.
+        let budget = ConnectionBudget::split(10, 100, 1024, 100_000);
+        assert_eq!((budget.http, budget.mqtt), (1, 1));
+    }
 }

@@ -151,6 +151,19 @@ impl Config {
             ));
         }
         self.devices.validate()?;
+        let http = &self.http;
+        if http.max_connections == 0
+            || http.max_connections_per_source == 0
+            || http.header_read_timeout_secs == 0
+            || http.body_read_timeout_secs == 0
+            || http.idle_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http.max_connections, max_connections_per_source, header_read_timeout_secs, \
+                 body_read_timeout_secs and idle_timeout_secs must be at least 1"
+                    .into(),
+            ));
+        }
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "database.max_connections must be at least 1".into(),
@@ -246,16 +259,49 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// The admin API's listener (also provider callbacks and `/health`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Open HTTP connections at once; past it new ones are closed at once. Lowered at start
+    /// when the open-file limit cannot hold it beside the broker's connections.
+    pub max_connections: usize,
+    /// Open HTTP connections from one source address at once. Behind a reverse proxy every
+    /// client shares its address: raise this to `max_connections` there.
+    pub max_connections_per_source: usize,
+    /// A request's header must arrive within this (from accept, or on a kept-alive
+    /// connection from the previous response).
+    pub header_read_timeout_secs: u64,
+    /// A request's body must arrive within this of its header; otherwise 408.
+    pub body_read_timeout_secs: u64,
+    /// A connection with no request being handled and no byte moving for this long closes.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 1024,
+            max_connections_per_source: 128,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The admin API listener's limits; `max_connections` as the open-file budget allows.
+    pub fn connection_limits(&self, max_connections: usize) -> gema_admin_api::ConnectionLimits {
+        gema_admin_api::ConnectionLimits {
+            listener: "api",
+            max_connections,
+            max_connections_per_source: self.max_connections_per_source,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
         }
     }
 }
@@ -734,6 +780,16 @@ mod tests {
         assert!(err.to_string().contains("never applied"), "{err}");
         assert!(parse(r#"["allow #"]"#).is_err());
         assert!(toml::from_str::<Config>("[mqtt]\ndeny_action = \"drop\"").is_err());
+    }
+
+    #[test]
+    fn http_connection_limits_must_be_at_least_one() {
+        let mut config = Config::default();
+        config.http.max_connections_per_source = 0;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.http.header_read_timeout_secs = 0;
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -126,13 +126,10 @@ fn load_config(args: &DaemonArgs) -> anyhow::Result<Config> {
 async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     telemetry::init_logging(&config.log)?;
-    // One descriptor per device connection: use everything the hard limit allows.
+    // One descriptor per device or HTTP connection: use everything the hard limit allows.
+    // `App::build` shares it between the two listeners' connection caps.
     match gema_broker::raise_fd_limit() {
-        Ok(limit) => tracing::info!(
-            open_files = limit,
-            "open-file limit raised; about {} device connections fit",
-            limit.saturating_sub(64)
-        ),
+        Ok(limit) => tracing::info!(open_files = limit, "open-file limit raised"),
         Err(err) => tracing::warn!(error = %err, "could not raise the open-file limit"),
     }
     let mut app = App::build(config).await?;

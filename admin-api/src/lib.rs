@@ -33,6 +33,9 @@
 //! - [`error`]: the one error type, [`ApiError`], and its envelope `{code, message, details,
 //!   request_id, timestamp}`; [`extract`]: extractors whose rejections are that envelope
 //!   and name the field, and the body limit.
+//! - [`serve`](mod@serve): the accept loop the binary serves [`router`] with: caps on
+//!   connections (in all and per source address) and header, body and idle timeouts, so
+//!   HTTP clients cannot take the descriptors the MQTT broker needs.
 //! - `middleware`: request ids (from `x-request-id` or generated, kept in a task local so
 //!   every error and log line of the request carries it) and HTTP metrics labelled by the
 //!   matched route.
@@ -45,6 +48,7 @@
 //!
 //! # Module dependencies
 //! One way, no module imports another that imports it back: this file imports the others;
+//! [`serve`](mod@serve) imports only [`error`];
 //! routes import [`state`], [`authz`], [`views`], [`extract`] and [`error`]; [`authz`]
 //! imports [`state`], [`views`], [`extract`] and [`error`]; [`views`] imports only
 //! [`extract`] and [`error`] (and `views::registry` imports `views::device_ops` for a
@@ -56,6 +60,7 @@ pub mod error;
 pub mod extract;
 mod middleware;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod views;
 
@@ -74,6 +79,7 @@ use utoipa_axum::routes;
 pub use error::{ApiError, ErrorBody};
 pub use extract::BODY_LIMIT_BYTES;
 pub use middleware::REQUEST_ID_HEADER;
+pub use serve::{ConnectionLimits, serve};
 pub use state::{AppState, HealthProbe, ProvisioningInfo};
 pub use views::health::{Check, CheckStatus};
 

@@ -42,7 +42,22 @@ impl Daemon {
 
     /// Starts with extra environment (`GEMA_*` overrides).
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut command = Command::new(GEMA);
+        Self::start_command(Command::new(GEMA), dir, env)
+    }
+
+    /// Starts with extra environment and at most `open_files` descriptors (soft and hard
+    /// limit, so the daemon cannot raise it).
+    pub fn start_with_open_files(dir: &Path, env: &[(&str, &str)], open_files: u64) -> Daemon {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit -n {open_files} && exec \"$0\" \"$@\""),
+            GEMA,
+        ]);
+        Self::start_command(command, dir, env)
+    }
+
+    fn start_command(mut command: Command, dir: &Path, env: &[(&str, &str)]) -> Daemon {
         command
             .env("GEMA_HTTP__LISTEN", "127.0.0.1:0")
             .env("GEMA_METRICS__LISTEN", "127.0.0.1:0")

@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 
 use crate::helpers::{Daemon, next_event, sim_options};
 
-const KEY: &str = "SB-Mid-server-e2e";
+pub const KEY: &str = "SB-Mid-server-e2e";
 
-fn notification(order: &str, status: &str, amount: &str) -> Value {
+pub fn notification(order: &str, status: &str, amount: &str) -> Value {
     json!({
         "transaction_time": "2026-11-21 10:00:00", "transaction_status": status,
         "transaction_id": format!("mt-{order}"), "status_code": "200",
@@ -25,7 +25,7 @@ fn notification(order: &str, status: &str, amount: &str) -> Value {
     })
 }
 
-async fn notify(daemon: &Daemon, body: &Value) -> (u16, Value) {
+pub async fn notify(daemon: &Daemon, body: &Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!(
             "{}/api/v1/payments/midtrans/notification",
@@ -39,7 +39,7 @@ async fn notify(daemon: &Daemon, body: &Value) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
-async fn order(daemon: &Daemon, terminal: &str, order_ref: &str, amount: i64) -> String {
+pub async fn order(daemon: &Daemon, terminal: &str, order_ref: &str, amount: i64) -> String {
     let (status, t) = daemon
         .post(
             "/api/v1/transactions",

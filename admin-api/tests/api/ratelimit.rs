@@ -1,5 +1,5 @@
 //! Rate limits: login and callbacks per source address, writes per caller and per source,
-//! each answered 429 with Retry-After, and lifted when the window ends.
+//! each answered 429 with Retry-After, and lifted as the key's allowance refills.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -163,12 +163,16 @@ fn new_token(prefix: &str) -> SecretString {
 
 impl Auth {
     pub fn new(store: Arc<dyn Store>, settings: AuthSettings) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Self {
             store,
+            limiter: Arc::new(ratelimit::RateLimiter::new(
+                &settings.rate_limits,
+                clock.clone(),
+            )),
             settings: Arc::new(settings),
-            clock: Arc::new(SystemClock),
+            clock,
             dummy: Arc::default(),
-            limiter: Arc::default(),
         }
     }
 
@@ -183,6 +187,10 @@ impl Auth {
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.limiter = Arc::new(ratelimit::RateLimiter::new(
+            &self.settings.rate_limits,
+            clock.clone(),
+        ));
         self.clock = clock;
         self
     }
@@ -551,8 +559,7 @@ impl Auth {
 
     /// Counts a request against its rate limit (see [`ratelimit`]).
     pub fn check_rate(&self, class: ratelimit::LimitClass, key: &str) -> GatewayResult<()> {
-        self.limiter
-            .check(&self.settings.rate_limits, class, key, self.now_ms())
+        self.limiter.check(class, key)
     }
 
     // ---- TOTP ------------------------------------------------------------------------
