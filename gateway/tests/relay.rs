@@ -202,6 +202,65 @@ async fn an_offline_device_gets_its_announcements_in_order_on_reconnect() {
     assert_eq!(order, vec![(1_000, 1), (2_000, 2), (3_000, 3)]);
 }
 
+/// The device spoke an announcement and acked it, but the connection died before its
+/// client got the PUBACK; right after reconnecting, the client re-sends that ack. The
+/// replay waits `replay_grace` for such acks, so the device is not given the announcement
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_resent_right_after_a_reconnect_comes_before_the_replay() {
+    use gema_firmware_protocol::message::{Ack, AckStatus, Envelope, Uplink, UplinkBody};
+    use gema_firmware_protocol::topic::{MessageKind, topic};
+    use gema_firmware_protocol::{Encoding, encode};
+    use gema_gateway::transport::UplinkMessage;
+
+    let h = harness(fast(), true, false).await;
+    let id = h.pay("ORD-LATE-ACK", 4_000).await;
+    eventually_within("sent once", Duration::from_secs(5), || async {
+        if h.received().len() == 1 {
+            Ok(Some(()))
+        } else {
+            Err(h.received().len())
+        }
+    })
+    .await;
+    let (_, sent) = h.gw.transport.downlinks().remove(0);
+    h.gw.transport.go_offline(&h.device_id);
+    h.gw.presence
+        .send(Presence::Disconnected {
+            device_id: h.device_id.clone(),
+            reason: "connection_lost".into(),
+        })
+        .await
+        .unwrap();
+    // The attempt ends unanswered (as it does with a daemon that died): the announcement
+    // waits, pending, for the device.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.announcement(&id).await.status, AnnouncementStatus::Pending);
+
+    h.connect().await;
+    // The client's re-sent ack, a moment after CONNACK.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ack = Uplink {
+        envelope: Envelope::new("up-late", 0),
+        body: UplinkBody::Ack(Ack {
+            acked_msg_id: sent.envelope.msg_id.clone(),
+            transaction_id: Some(id.clone()),
+            status: AckStatus::Spoken,
+        }),
+    };
+    h.gw.uplinks
+        .send(UplinkMessage {
+            device_id: h.device_id.clone(),
+            topic: topic(&h.device_id, MessageKind::Ack, Encoding::Json),
+            payload: encode(&ack, Encoding::Json),
+        })
+        .await
+        .unwrap();
+    h.until_status(&id, AnnouncementStatus::Delivered).await;
+    tokio::time::sleep(DeliverySettings::default().replay_grace + Duration::from_millis(300)).await;
+    assert_eq!(h.received().len(), 1, "not given again: {:?}", h.received());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_announcement_that_expired_offline_is_never_spoken() {
     let payments = PaymentSettings {
