@@ -808,6 +808,15 @@ async fn bind_to_a_qris_terminal(h: &Harness) -> Terminal {
     t
 }
 
+/// The device's QR request `request_id` as stored.
+async fn stored_qr(h: &Harness, request_id: &str) -> QrRequestRecord {
+    h.store
+        .qr_request(&h.device_id, request_id)
+        .await
+        .unwrap()
+        .expect("the request is stored")
+}
+
 /// The device acknowledges a downlink as carried out (`processed`).
 fn processed(msg_id: String, transaction_id: &str) -> Ack {
     Ack {
@@ -860,12 +869,7 @@ async fn qr_downlinks_are_retried_until_acknowledged_and_replayed_on_reconnect()
     h.drop_connection("connection_lost").await;
     h.connect().await;
     assert_eq!(published_qr(&h).len(), 3);
-    let stored = h
-        .store
-        .qr_request(&h.device_id, "r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_qr(&h, "r1").await;
     assert_eq!(stored.show_status, "delivered");
 
     // The transaction ends while the device is offline: its qr_clear is owed, sent when
@@ -895,12 +899,7 @@ async fn qr_downlinks_are_retried_until_acknowledged_and_replayed_on_reconnect()
     h.clock.advance(retry);
     h.ops.sweep_commands().await;
     assert_eq!(published_qr(&h).len(), 5);
-    let stored = h
-        .store
-        .qr_request(&h.device_id, "r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_qr(&h, "r1").await;
     assert_eq!(stored.clear_status.as_deref(), Some("delivered"));
 }
 
@@ -916,24 +915,14 @@ async fn an_owed_qr_downlink_ends_expired_with_its_qr() {
     })
     .await;
     assert_eq!(published_qr(&h).len(), 1);
-    let stored = h
-        .store
-        .qr_request(&h.device_id, "r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_qr(&h, "r1").await;
     // Past the QR's own expiry the device has dropped it: nothing more is sent.
     h.clock.set_ms(stored.expires_at_ms);
     h.ops.sweep_commands().await;
     h.drop_connection("connection_lost").await;
     h.connect().await;
     assert_eq!(published_qr(&h).len(), 1);
-    let stored = h
-        .store
-        .qr_request(&h.device_id, "r1")
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_qr(&h, "r1").await;
     assert_eq!(stored.show_status, "expired");
 }
 

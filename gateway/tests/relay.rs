@@ -235,7 +235,10 @@ async fn an_ack_resent_right_after_a_reconnect_comes_before_the_replay() {
     // The attempt ends unanswered (as it does with a daemon that died): the announcement
     // waits, pending, for the device.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(h.announcement(&id).await.status, AnnouncementStatus::Pending);
+    assert_eq!(
+        h.announcement(&id).await.status,
+        AnnouncementStatus::Pending
+    );
 
     h.connect().await;
     // The client's re-sent ack, a moment after CONNACK.

@@ -17,7 +17,7 @@ use gema_gateway::testing::eventually_within;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::{Daemon, next_event, sim_options};
+use crate::helpers::{Daemon, connected_sim, next_event, sim_options};
 
 const KEY: &str = "SB-Mid-server-cluster";
 
@@ -117,17 +117,7 @@ async fn a_callback_on_one_node_is_spoken_by_the_device_on_another_and_a_revoke_
     // Provisioned through a; the device dials b, trusting the CA a handed out.
     let c = a.approved_terminal_with_device("SB-CLUSTER-1").await;
     let device = c.device.device_id.clone();
-    let (tx, mut events) = mpsc::channel(64);
-    let fleet = tokio::spawn(run_device(
-        c.device.clone(),
-        sim_options(
-            b.mqtt_addr.port(),
-            c.ca_pem.clone(),
-            Arc::new(AtomicU8::new(0)),
-        ),
-        tx,
-    ));
-    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    let (fleet, mut events) = connected_sim(b.mqtt_addr.port(), &c.device, &c.ca_pem).await;
     nodes_until(&a, "b holds the device, a none", |items| {
         node_named(items, "node-b")
             .is_some_and(|n| n["devices_held"] == 1 && n["state"] == "running")

@@ -8,15 +8,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
-use gema::sim::{SimEvent, run_device};
+use gema::sim::SimEvent;
 use gema_gateway::testing::eventually;
-use tokio::sync::mpsc;
 
-use crate::helpers::{Daemon, next_event, sim_options};
+use crate::helpers::{Daemon, connected_sim, next_event};
 use crate::payments::{KEY, notification, notify, order};
 
 /// Opens `count` connections from each of the comma-separated `sources` to the port, sends
@@ -140,17 +137,7 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
     }
 
     // A soundbox still connects over MQTT/TLS…
-    let (tx, mut events) = mpsc::channel(64);
-    let fleet = tokio::spawn(run_device(
-        c.device.clone(),
-        sim_options(
-            daemon.mqtt_addr.port(),
-            c.ca_pem.clone(),
-            Arc::new(AtomicU8::new(0)),
-        ),
-        tx,
-    ));
-    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    let (fleet, mut events) = connected_sim(daemon.mqtt_addr.port(), &c.device, &c.ca_pem).await;
     // … a signed callback is answered, and the device speaks it …
     let (status, reply) = notify(
         &daemon,
@@ -205,17 +192,8 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
         "{metrics}"
     );
     // … and a device still connects over MQTT/TLS.
-    let (tx, mut events) = mpsc::channel(64);
-    let second_fleet = tokio::spawn(run_device(
-        second.device.clone(),
-        sim_options(
-            daemon.mqtt_addr.port(),
-            second.ca_pem.clone(),
-            Arc::new(AtomicU8::new(0)),
-        ),
-        tx,
-    ));
-    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    let (second_fleet, _) =
+        connected_sim(daemon.mqtt_addr.port(), &second.device, &second.ca_pem).await;
     drop((floods, wide));
     fleet.abort();
     second_fleet.abort();

@@ -352,6 +352,26 @@ pub struct BoundDevice {
     pub ca_pem: Vec<u8>,
 }
 
+/// A simulated soundbox dialling `mqtt_port` with `device`'s credential, trusting `ca_pem`
+/// and acking everything, once it has connected: its task and its events.
+pub async fn connected_sim(
+    mqtt_port: u16,
+    device: &SimDevice,
+    ca_pem: &[u8],
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::Receiver<SimEvent>,
+) {
+    let (tx, mut events) = tokio::sync::mpsc::channel(256);
+    let task = tokio::spawn(gema::sim::run_device(
+        device.clone(),
+        sim_options(mqtt_port, ca_pem.to_vec(), Arc::new(AtomicU8::new(0))),
+        tx,
+    ));
+    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    (task, events)
+}
+
 /// How the tests' simulated soundbox dials in: to `localhost:port` over TLS trusting
 /// `ca_pem`, dropping `drop_acks` percent of its acks, never hanging up by itself, and
 /// sending heartbeats only when a test tells it to.

@@ -11,7 +11,7 @@ use gema_gateway::testing::eventually_within;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::{Daemon, next_event, sim_options};
+use crate::helpers::{Daemon, connected_sim, next_event, sim_options};
 
 pub const KEY: &str = "SB-Mid-server-e2e";
 
@@ -95,18 +95,8 @@ async fn a_signed_notification_is_spoken_once_by_the_device_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(dir.path(), &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)]);
     let c = daemon.approved_terminal_with_device("SB-E2E-1").await;
-    let (tx, mut events) = mpsc::channel(64);
     let device = c.device.device_id.clone();
-    let fleet = tokio::spawn(run_device(
-        c.device.clone(),
-        sim_options(
-            daemon.mqtt_addr.port(),
-            c.ca_pem.clone(),
-            Arc::new(AtomicU8::new(0)),
-        ),
-        tx,
-    ));
-    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    let (fleet, mut events) = connected_sim(daemon.mqtt_addr.port(), &c.device, &c.ca_pem).await;
 
     let id = order(&daemon, &c.terminal, "ORD-E2E-1", 25_000).await;
     let (status, reply) = notify(
@@ -281,17 +271,7 @@ async fn revoking_a_live_device_ends_its_session_and_keeps_it_out() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(dir.path(), &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)]);
     let c = daemon.approved_terminal_with_device("SB-E2E-REVOKE").await;
-    let (tx, mut events) = mpsc::channel(256);
-    let fleet = tokio::spawn(run_device(
-        c.device.clone(),
-        sim_options(
-            daemon.mqtt_addr.port(),
-            c.ca_pem.clone(),
-            Arc::new(AtomicU8::new(0)),
-        ),
-        tx,
-    ));
-    next_event(&mut events, |e| matches!(e, SimEvent::Connected { .. })).await;
+    let (fleet, mut events) = connected_sim(daemon.mqtt_addr.port(), &c.device, &c.ca_pem).await;
 
     let device = &c.device.device_id;
     let (status, revoked) = daemon
