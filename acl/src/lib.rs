@@ -284,22 +284,9 @@ pub fn check_subscribe(principal: Principal<'_>, filter: &str) -> Result<(), Den
             username,
             client_id,
             rules,
-        } => {
-            for rule in rules {
-                if rule.access == Access::Deny {
-                    if covers(&rule.expand_deny(username, client_id), filter) {
-                        return Err(Denied::DenyRule);
-                    }
-                } else if rule.access.reads()
-                    && rule
-                        .expand(username, client_id)
-                        .is_some_and(|p| covers(&p, filter))
-                {
-                    return Ok(());
-                }
-            }
-            Err(Denied::NoRule)
-        }
+        } => first_match(rules, username, client_id, Access::reads, |p| {
+            covers(p, filter)
+        }),
     }
 }
 
@@ -315,22 +302,9 @@ pub fn check_receive(principal: Principal<'_>, topic: &str) -> Result<(), Denied
             username,
             client_id,
             rules,
-        } => {
-            for rule in rules {
-                if rule.access == Access::Deny {
-                    if matches(&rule.expand_deny(username, client_id), topic) {
-                        return Err(Denied::DenyRule);
-                    }
-                } else if rule.access.reads()
-                    && rule
-                        .expand(username, client_id)
-                        .is_some_and(|p| matches(&p, topic))
-                {
-                    return Ok(());
-                }
-            }
-            Err(Denied::NoRule)
-        }
+        } => first_match(rules, username, client_id, Access::reads, |p| {
+            matches(p, topic)
+        }),
     }
 }
 
@@ -353,22 +327,35 @@ pub fn check_publish(principal: Principal<'_>, topic: &str) -> Result<(), Denied
             if topic.starts_with("$share/") {
                 return Err(Denied::SharedSubscription);
             }
-            for rule in rules {
-                if rule.access == Access::Deny {
-                    if matches(&rule.expand_deny(username, client_id), topic) {
-                        return Err(Denied::DenyRule);
-                    }
-                } else if rule.access.writes()
-                    && rule
-                        .expand(username, client_id)
-                        .is_some_and(|p| matches(&p, topic))
-                {
-                    return Ok(());
-                }
-            }
-            Err(Denied::NoRule)
+            first_match(rules, username, client_id, Access::writes, |p| {
+                matches(p, topic)
+            })
         }
     }
+}
+
+/// A service's rules in order: the first that applies decides. A `deny` rule applies when
+/// `hits` its pattern (with `%u`/`%c` that cannot be substituted standing for any level, so
+/// a deny refuses more, never less); another rule when it grants the direction (`grants`)
+/// and `hits` its expanded pattern.
+fn first_match(
+    rules: &[Rule],
+    username: &str,
+    client_id: &str,
+    grants: fn(Access) -> bool,
+    hits: impl Fn(&str) -> bool,
+) -> Result<(), Denied> {
+    for rule in rules {
+        if rule.access == Access::Deny {
+            if hits(&rule.expand_deny(username, client_id)) {
+                return Err(Denied::DenyRule);
+            }
+        } else if grants(rule.access) && rule.expand(username, client_id).is_some_and(|p| hits(&p))
+        {
+            return Ok(());
+        }
+    }
+    Err(Denied::NoRule)
 }
 
 /// `s` must be `devices/<id>/<direction>/<rest>` with the first three levels literal and a
