@@ -324,23 +324,11 @@ async fn provision(api: &Arc<ApiClient>, devices: usize) -> anyhow::Result<Fleet
         });
         for job in futures_util::future::join_all(jobs).await {
             let (terminal, device) = job??;
+            let (device, ca) = issued_device(&device);
             if ca_pem.is_empty() {
-                ca_pem = device["credentials"]["ca_certificate_pem"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .as_bytes()
-                    .to_vec();
+                ca_pem = ca;
             }
-            counters.push(Counter {
-                terminal,
-                device: SimDevice {
-                    device_id: device["device"]["id"].as_str().unwrap_or_default().into(),
-                    secret: device["credentials"]["secret"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
-                },
-            });
+            counters.push(Counter { terminal, device });
         }
     }
     println!(
@@ -715,6 +703,19 @@ fn print_cpu(cpu: &CpuUse, callbacks: usize) {
     if let Some(server) = cpu.postgres {
         println!("  PostgreSQL server (all its processes) {}", per(server));
     }
+}
+
+/// The credential and CA of a `POST /devices` answer (shown once), as a simulated device
+/// dials in with them.
+fn issued_device(issued: &Value) -> (SimDevice, Vec<u8>) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        SimDevice {
+            device_id: text(&issued["device"]["id"]),
+            secret: text(&issued["credentials"]["secret"]),
+        },
+        text(&issued["credentials"]["ca_certificate_pem"]).into_bytes(),
+    )
 }
 
 fn notification(order_ref: &str) -> Value {

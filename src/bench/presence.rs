@@ -197,21 +197,11 @@ async fn register(api: &Arc<ApiClient>, n: usize) -> anyhow::Result<(Vec<SimDevi
             })
         });
         for job in futures_util::future::join_all(jobs).await {
-            let issued = job??;
+            let (device, ca) = super::issued_device(&job??);
             if ca_pem.is_empty() {
-                ca_pem = issued["credentials"]["ca_certificate_pem"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .as_bytes()
-                    .to_vec();
+                ca_pem = ca;
             }
-            devices.push(SimDevice {
-                device_id: issued["device"]["id"].as_str().unwrap_or_default().into(),
-                secret: issued["credentials"]["secret"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-            });
+            devices.push(device);
         }
     }
     println!(
