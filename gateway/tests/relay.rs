@@ -158,6 +158,25 @@ impl Harness {
     }
 }
 
+/// A generic callback with `body`, signed now with `secret`.
+fn signed_generic(secret: &str, body: String) -> gema_gateway::payments::RawRequest {
+    use gema_gateway::payments::RawRequest;
+    use gema_gateway::payments::providers::{
+        GENERIC_SIGNATURE_HEADER, GENERIC_TIMESTAMP_HEADER, generic_signature,
+    };
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    RawRequest {
+        headers: vec![
+            (GENERIC_TIMESTAMP_HEADER.into(), timestamp.clone()),
+            (
+                GENERIC_SIGNATURE_HEADER.into(),
+                generic_signature(secret, &timestamp, body.as_bytes()),
+            ),
+        ],
+        body: body.into_bytes(),
+    }
+}
+
 fn fast() -> DeliverySettings {
     DeliverySettings {
         ack_timeout: Duration::from_millis(200),
@@ -313,10 +332,8 @@ async fn a_retry_after_a_reconnect_comes_on_its_backoff_not_the_offline_recheck(
 async fn a_signed_callback_through_the_built_gateway_is_announced_and_acked() {
     // Ingest → commit loop → hand-over → relay → transport → ack → result written by the
     // commit loop: every channel Gateway::build makes, end to end.
-    use gema_gateway::payments::providers::{
-        GENERIC_SIGNATURE_HEADER, GENERIC_TIMESTAMP_HEADER, Provider, generic_signature,
-    };
-    use gema_gateway::payments::{RawRequest, TransactionInput};
+    use gema_gateway::payments::TransactionInput;
+    use gema_gateway::payments::providers::Provider;
     const SECRET: &str = "generic-secret";
     let payments = PaymentSettings {
         generic_secret: Some(gema_gateway::credentials::SecretString::new(SECRET.into())),
@@ -337,21 +354,8 @@ async fn a_signed_callback_through_the_built_gateway_is_announced_and_acked() {
         "transaction_id": "bk-wired", "order_ref": "ORD-WIRED", "amount": 12000, "status": "paid"
     })
     .to_string();
-    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
     let outcome = payments
-        .ingest(
-            Provider::Generic,
-            RawRequest {
-                headers: vec![
-                    (GENERIC_TIMESTAMP_HEADER.into(), timestamp.clone()),
-                    (
-                        GENERIC_SIGNATURE_HEADER.into(),
-                        generic_signature(SECRET, &timestamp, body.as_bytes()),
-                    ),
-                ],
-                body: body.into_bytes(),
-            },
-        )
+        .ingest(Provider::Generic, signed_generic(SECRET, body))
         .await
         .unwrap();
     assert!(
@@ -365,10 +369,8 @@ async fn a_signed_callback_through_the_built_gateway_is_announced_and_acked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_several_commit_loops_every_callback_is_applied_once_and_sequenced_once() {
-    use gema_gateway::payments::providers::{
-        GENERIC_SIGNATURE_HEADER, GENERIC_TIMESTAMP_HEADER, Provider, generic_signature,
-    };
-    use gema_gateway::payments::{RawRequest, TransactionInput};
+    use gema_gateway::payments::TransactionInput;
+    use gema_gateway::payments::providers::Provider;
     const SECRET: &str = "generic-secret";
     const ORDERS: usize = 12;
     let payments = PaymentSettings {
@@ -397,17 +399,7 @@ async fn with_several_commit_loops_every_callback_is_applied_once_and_sequenced_
             "amount": 1000, "status": status
         })
         .to_string();
-        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        RawRequest {
-            headers: vec![
-                (GENERIC_TIMESTAMP_HEADER.into(), timestamp.clone()),
-                (
-                    GENERIC_SIGNATURE_HEADER.into(),
-                    generic_signature(SECRET, &timestamp, body.as_bytes()),
-                ),
-            ],
-            body: body.into_bytes(),
-        }
+        signed_generic(SECRET, body)
     };
     // Each order paid twice at once (a provider's retry), all orders together.
     let mut calls = tokio::task::JoinSet::new();
