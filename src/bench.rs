@@ -144,6 +144,9 @@ fn bench_config(
     // The bench provisions thousands of rows through the API with one token; the write
     // limit (a guard against runaway clients) would only measure itself.
     config.auth.writes_per_minute = 0;
+    // Every client here (the provisioning client's idle pool and the load generator's
+    // connections) comes from 127.0.0.1: the per-source cap would shed the callbacks.
+    config.http.max_connections_per_source = config.http.max_connections;
     if let Some(url) = &bench.database_url {
         config.database.url = Some(crate::config::DatabaseUrl(url.clone()));
     }
@@ -541,8 +544,24 @@ async fn fire_callbacks(
         tokio::spawn(async move {
             let begun = Instant::now();
             let ok = match http.post(&url).json(&body).send().await {
-                Ok(response) => response.status().is_success(),
-                Err(_) => false,
+                Ok(response) if response.status().is_success() => true,
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    report_failure(&format!("HTTP {status}: {text}"));
+                    false
+                }
+                Err(err) => {
+                    let mut reason = err.to_string();
+                    let mut source = std::error::Error::source(&err);
+                    while let Some(cause) = source {
+                        reason.push_str(": ");
+                        reason.push_str(&cause.to_string());
+                        source = cause.source();
+                    }
+                    report_failure(&reason);
+                    false
+                }
             };
             let _ = done.send((begun.elapsed(), ok)).await;
             drop(permit);
@@ -556,6 +575,12 @@ async fn fire_callbacks(
         started: fire_started,
         send_time,
     })
+}
+
+/// Prints the first callback failure of the run, so a run that fails says why.
+fn report_failure(reason: &str) {
+    static REPORTED: std::sync::Once = std::sync::Once::new();
+    REPORTED.call_once(|| eprintln!("first failed callback: {reason}"));
 }
 
 /// The measured figures of a run.
