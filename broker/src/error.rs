@@ -20,7 +20,7 @@ pub enum BrokerError {
     Invalid(String),
 }
 
-/// Why [`BrokerHandle::publish`] refused a downlink.
+/// Why [`BrokerHandle::publish`](crate::BrokerHandle::publish) refused a downlink.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     #[error("invalid device id: {0}")]

@@ -27,7 +27,7 @@ pub enum DisconnectReason {
     AclViolation,
     /// Another connection with the same client id took the session over.
     Takeover,
-    /// [`BrokerHandle::disconnect`] (revocation, rotation, unbinding).
+    /// [`BrokerHandle::disconnect`](crate::BrokerHandle::disconnect) (revocation, rotation, unbinding).
     Kicked,
     /// The broker is shutting down.
     Shutdown,

@@ -26,7 +26,7 @@
 //! [`clock::Clock`]. Every public service method carries a `tracing` span with the ids
 //! that matter (`device_id`, `transaction_id`, …) and no secret.
 //!
-//! Tests of this and other crates use [`testing`] (feature `testing`): one recording
+//! Tests of this and other crates use `testing` (feature `testing`): one recording
 //! transport, a temporary-SQLite gateway built by the same constructor, fixtures, and the
 //! `eventually` poller.
 

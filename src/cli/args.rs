@@ -151,7 +151,7 @@ pub struct SimArgs {
     /// How many devices to register and run.
     #[arg(long, default_value_t = 1)]
     pub count: usize,
-    /// Serial numbers are this prefix plus a number (default: SIM-<unix time>-).
+    /// Serial numbers are this prefix plus a number (default: SIM-{unix time}-).
     #[arg(long)]
     pub serial_prefix: Option<String>,
     /// Also create an approved merchant, an outlet, and a terminal per device, and bind.
