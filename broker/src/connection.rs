@@ -552,10 +552,11 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     let key = match &who {
         Who::Device(id) => device_key(id),
         Who::Service {
+            name,
             client_id,
             assigned,
             ..
-        } => service_key(client_id, *assigned),
+        } => service_key(name, client_id, *assigned),
     };
     let kick = Arc::new(Kick::default());
     let mut attempts = 0;

@@ -51,18 +51,25 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Device sessions are keyed `d:<device id>`, service principals' `s:<client id>`, and
-/// clean sessions of clients whose id the broker assigned `a:<client id>`, so an assigned id
-/// can never take over a session a client named itself.
+/// Device sessions are keyed `d:<device id>`; service principals' `s:<length of the
+/// principal's name>:<principal><client id>` (the length keeps the key unambiguous); clean
+/// sessions of clients whose id the broker assigned `a:<client id>`, so an assigned id can
+/// never take over a session a client named itself. A service's client ids are its own:
+/// another principal connecting with the same client id neither ends its connection nor
+/// resumes its persistent session (subscriptions, queued messages); it gets a session of
+/// its own.
 pub(crate) const DEVICE_KEY_PREFIX: &str = "d:";
 
 pub(crate) fn device_key(device_id: &str) -> SessionKey {
     Arc::from(format!("{DEVICE_KEY_PREFIX}{device_id}"))
 }
 
-pub(crate) fn service_key(client_id: &str, assigned: bool) -> SessionKey {
-    let prefix = if assigned { "a:" } else { "s:" };
-    Arc::from(format!("{prefix}{client_id}"))
+pub(crate) fn service_key(principal: &str, client_id: &str, assigned: bool) -> SessionKey {
+    if assigned {
+        Arc::from(format!("a:{client_id}"))
+    } else {
+        Arc::from(format!("s:{}:{principal}{client_id}", principal.len()))
+    }
 }
 
 impl Shared {

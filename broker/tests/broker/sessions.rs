@@ -365,3 +365,59 @@ async fn packets_pipelined_behind_a_slow_login_are_answered() {
         1
     );
 }
+
+/// A service principal's client ids are its own: another principal naming the same client
+/// id neither ends the first one's connection nor resumes its persistent session.
+#[tokio::test]
+async fn another_principal_with_the_same_client_id_gets_a_session_of_its_own() {
+    let t = TestBroker::start().await;
+    let mut monitor = t.raw().await;
+    let ack = monitor
+        .connect_as("shared-id", "monitor-secret", |c| {
+            c.set_login("monitor", "monitor-secret");
+            c.clean_session = false;
+        })
+        .await;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    assert_eq!(
+        monitor
+            .subscribe(1, &[("devices/+/up/#", QoS::AtLeastOnce)])
+            .await,
+        vec![rumqttc::mqttbytes::v4::SubscribeReasonCode::Success(
+            QoS::AtLeastOnce
+        )]
+    );
+
+    let mut ops = t.raw().await;
+    let ack = ops
+        .connect_as("shared-id", "ops-secret", |c| {
+            c.set_login("ops", "ops-secret");
+            c.clean_session = false;
+        })
+        .await;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    assert!(
+        !ack.session_present,
+        "ops must not resume monitor's persistent session"
+    );
+
+    // The first connection is still live and still gets what it subscribed to.
+    monitor.ping().await;
+    let mut a = t.device("a").await;
+    a.publish("devices/a/up/status", QoS::AtLeastOnce, 1, b"hello")
+        .await;
+    let p = monitor.expect_publish().await;
+    assert_eq!(&p.payload[..], b"hello");
+    ops.ping().await;
+
+    // The same principal with the same client id still takes its own session over.
+    let mut again = t.raw().await;
+    let ack = again
+        .connect_as("shared-id", "monitor-secret", |c| {
+            c.set_login("monitor", "monitor-secret");
+            c.clean_session = false;
+        })
+        .await;
+    assert!(ack.session_present);
+    monitor.expect_closed().await;
+}
