@@ -275,29 +275,55 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let target = req.uri().path().to_owned();
     let secret = shows_secret(&method, &route, action);
     let mut before = None;
+    // The audit row of a write, before the handler runs: its first write transaction
+    // inserts it (`gema_store::audit_scope`), so the write never commits without it.
+    let audit_entry = |before: &Option<serde_json::Value>, outcome: String| NewAuditEntry {
+        actor: principal.actor.clone(),
+        action: action.name().into(),
+        target: Some(target.clone()),
+        outcome,
+        before_json: before.as_ref().map(|v| v.to_string()),
+        ..state.auth.entry(&meta)
+    };
 
-    let response = if !principal.may(action) {
-        ApiError::new(
+    let (response, written): (Response, Option<String>) = if !principal.may(action) {
+        let response = ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("your role may not {}", action.name()),
         )
         .with_details(serde_json::json!({ "action": action.name() }))
-        .into_response()
+        .into_response();
+        (response, None)
     } else {
         match check_scope(&state, &principal, scope, &target).await {
-            Err(err) => ApiError::from(err).into_response(),
+            Err(err) => (ApiError::from(err).into_response(), None),
             Ok(()) => {
-                if is_write {
+                let scoped = if is_write {
                     before = snapshot(&state, scope, &target).await;
-                }
+                    Some(audit_entry(&before, String::new()))
+                } else {
+                    None
+                };
                 req.extensions_mut().insert(principal.clone());
                 let idempotency_key = req.headers().get(IDEMPOTENCY_KEY).cloned();
                 match idempotency_key {
                     Some(key) if method == Method::POST || method == Method::PATCH => {
-                        idempotent(&state, &principal, &key, secret, req, next).await
+                        let mut written = None;
+                        let response = idempotent(
+                            &state,
+                            &principal,
+                            &key,
+                            secret,
+                            scoped,
+                            &mut written,
+                            req,
+                            next,
+                        )
+                        .await;
+                        (response, written)
                     }
-                    _ => next.run(req).await,
+                    _ => run_handler(scoped, req, next).await,
                 }
             }
         }
@@ -328,20 +354,47 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     } else {
         (response, None)
     };
-    let entry = NewAuditEntry {
-        actor: principal.actor.clone(),
-        action: action.name().into(),
-        target: Some(target),
-        outcome: status.as_u16().to_string(),
-        before_json: before.map(|v| v.to_string()),
-        after_json: after,
-        ..state.auth.entry(&meta)
-    };
-    if let Err(err) = state.auth.audit(entry).await {
-        // The write happened; failing its response now would invite a retry.
-        tracing::error!(error = %err, "writing the audit row failed");
+    let outcome = status.as_u16().to_string();
+    match written {
+        // The write committed with its row; now the row learns how the request ended.
+        Some(id) => match state
+            .auth
+            .finish_audit(&id, &outcome, after.as_deref())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(audit_id = %id, "the write's audit row is missing"),
+            // The row exists (outcome "committed"); failing the response now would invite
+            // a retry of a write that happened.
+            Err(err) => {
+                tracing::error!(error = %err, audit_id = %id, "finishing the audit row failed");
+            }
+        },
+        // Nothing committed (refused, invalid, failed): a row for the attempt.
+        None => {
+            let entry = NewAuditEntry {
+                after_json: after,
+                ..audit_entry(&before, outcome)
+            };
+            if let Err(err) = state.auth.audit(entry).await {
+                tracing::error!(error = %err, "writing the audit row failed");
+            }
+        }
     }
     response
+}
+
+/// Runs the handler, in an audit scope when `audit` is the row of a write; returns the id
+/// of the row if the handler committed a write (which then carried it).
+async fn run_handler(
+    audit: Option<NewAuditEntry>,
+    req: Request,
+    next: Next,
+) -> (Response, Option<String>) {
+    match audit {
+        Some(entry) => gema_store::audit_scope(entry, next.run(req)).await,
+        None => (next.run(req).await, None),
+    }
 }
 
 /// The row a write is about to change, as the API shows it, for the audit row's `before`.
@@ -387,6 +440,8 @@ async fn idempotent(
     principal: &Principal,
     key: &axum::http::HeaderValue,
     secret: bool,
+    audit: Option<NewAuditEntry>,
+    written: &mut Option<String>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -453,7 +508,10 @@ async fn idempotent(
         }
         Ok(IdempotencyBegin::Started) => {
             let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-            let response = next.run(req).await;
+            // Only the handler runs in the audit scope: the key's own bookkeeping carries
+            // no audit row.
+            let response;
+            (response, *written) = run_handler(audit, req, next).await;
             let (parts, body) = response.into_parts();
             let status = parts.status;
             let bytes = match axum::body::to_bytes(body, usize::MAX).await {
