@@ -66,6 +66,39 @@ pub async fn fresh_postgres_database(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Makes every insert into `audit_logs` fail from now on, in the database `url` names (a
+/// trigger; SQLite or PostgreSQL): for tests of what a write does when its audit row
+/// cannot be written.
+pub async fn refuse_audit_rows(url: &str) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url)
+            .await
+            .expect("connect to the SQLite test database");
+        sqlx::raw_sql(
+            "CREATE TRIGGER refuse_audit_rows BEFORE INSERT ON audit_logs \
+             BEGIN SELECT RAISE(ABORT, 'audit rows refused by a test'); END",
+        )
+        .execute(&pool)
+        .await
+        .expect("create the trigger");
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url)
+            .await
+            .expect("connect to the PostgreSQL test database");
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_audit_rows() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit rows refused by a test'; END $$; \
+             CREATE TRIGGER refuse_audit_rows BEFORE INSERT ON audit_logs \
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit_rows();",
+        )
+        .execute(&pool)
+        .await
+        .expect("create the trigger");
+        pool.close().await;
+    }
+}
+
 /// A merchant, approved (only an approved merchant's terminals take devices and payments).
 pub async fn approved_merchant(store: &dyn Store, name: &str) -> Merchant {
     let merchant = store
