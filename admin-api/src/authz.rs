@@ -227,6 +227,15 @@ fn bearer(req: &Request) -> Option<&str> {
 
 /// The guard on every protected route: authenticate, look up the route's rule, check the
 /// matrix, scope merchant users to their rows, run the handler, audit a write.
+///
+/// A write's handler runs in an audit scope (`gema_store::audit_scope`): its first write
+/// transaction commits the audit row with it, or fails with it (a 5xx, nothing written).
+/// Every guarded write commits on this task (the handler's), which the scope needs: a
+/// task-local does not follow `tokio::spawn` or a channel. A write that would go through
+/// another task (a commit loop, a worker) must carry its entry into that transaction
+/// itself. What handlers leave to other tasks today is follow-up, not the audited write:
+/// a downlink's publish outcome, the config pusher's retries, the relay's delivery results
+/// of a re-queued announcement, and the cluster signal (a `NOTIFY`, no row).
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let Some(route) = req

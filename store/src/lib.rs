@@ -9,7 +9,9 @@
 //!
 //! Every method is one database transaction: checks and writes that belong together (bind
 //! a device only if the terminal's merchant is approved and the terminal is free) are done
-//! atomically here, so nothing half-written is ever left behind. No other crate may contain
+//! atomically here, so nothing half-written is ever left behind. A write transaction
+//! committed inside an audit scope ([`audit_scope`]) carries that scope's audit row, so an
+//! audited write and its row commit together (`auth::audit`). No other crate may contain
 //! SQL. Driver errors are mapped to [`StoreError`] here (`NotFound`, `Conflict { code,
 //! field }`, …).
 //!
