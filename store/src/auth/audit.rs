@@ -13,9 +13,10 @@
 //! caller then finalises the row ([`finish_audit`]: the real outcome and the `after`), or,
 //! if nothing was committed, appends a row for the attempt.
 //!
-//! What it must never do: follow work to another task. A task-local does not cross
+//! What it does not do by itself: follow work to another task. A task-local does not cross
 //! `tokio::spawn` or a channel, so a write that another task commits on the scope's behalf
-//! must carry its entry itself. And a statement outside a transaction (`Db::write_conn`)
+//! must be handed the scope ([`CarriedAuditScope::current`], sent along with the work, and
+//! [`CarriedAuditScope::enter`] there). And a statement outside a transaction (`Db::write_conn`)
 //! cannot carry the row; inside a scope with no row yet, that is a bug (asserted in debug
 //! builds).
 
@@ -93,7 +94,7 @@ async fn insert_audit(exec: &mut Exec<'_>, entry: &NewAuditEntry) -> StoreResult
 }
 
 /// The outcome of a scoped audit row between its transaction's commit and
-/// [`finish_audit`]; a row left with it means the write committed and the finalising
+/// `AuthStore::finish_audit`; a row left with it means the write committed and the finalising
 /// update did not happen.
 pub const SCOPED_OUTCOME: &str = "committed";
 
@@ -131,6 +132,25 @@ pub async fn audit_scope<F: Future>(entry: NewAuditEntry, work: F) -> (F::Output
     });
     let output = AUDIT_SCOPE.scope(scope.clone(), work).await;
     (output, scope.written())
+}
+
+/// The current task's audit scope, for a task that commits a write on its behalf (a
+/// worker behind a channel): the row and its id are shared, so the scope's owner learns
+/// of a row the other task committed.
+#[derive(Debug, Clone)]
+pub struct CarriedAuditScope(Arc<AuditScope>);
+
+impl CarriedAuditScope {
+    /// This task's audit scope, if it is in one.
+    pub fn current() -> Option<Self> {
+        AUDIT_SCOPE.try_with(|scope| Self(scope.clone())).ok()
+    }
+
+    /// Runs `work` in the carried scope: its first write transaction carries the row
+    /// (unless one is already written).
+    pub async fn enter<F: Future>(self, work: F) -> F::Output {
+        AUDIT_SCOPE.scope(self.0, work).await
+    }
 }
 
 /// A scoped row inserted in a transaction not yet committed; [`ScopedRow::committed`]

@@ -19,7 +19,9 @@ pub(crate) mod totp;
 pub(crate) mod user;
 
 pub use api_token::ApiToken;
-pub use audit::{AuditEntry, AuditFilter, NewAuditEntry, SCOPED_OUTCOME, audit_scope};
+pub use audit::{
+    AuditEntry, AuditFilter, CarriedAuditScope, NewAuditEntry, SCOPED_OUTCOME, audit_scope,
+};
 pub use idempotency::IdempotencyBegin;
 pub use login_failure::FailureCounts;
 pub use session::{AuthSession, NewAuthSession, RefreshOutcome};

@@ -901,6 +901,26 @@ pub async fn an_audit_scope_writes_one_row_with_its_first_committed_write(store:
     // Writes outside any scope carry no row.
     merchant(&store).await;
     assert_eq!(audit_rows(&store).await.len(), 1);
+
+    // A write another task commits on the scope's behalf carries the row when handed
+    // the scope, and the scope learns of it.
+    let ((), written) = audit_scope(scoped_entry(), async {
+        let carried = CarriedAuditScope::current().expect("in a scope");
+        let worker_store = store.clone();
+        tokio::spawn(carried.enter(async move {
+            merchant(&worker_store).await;
+        }))
+        .await
+        .unwrap();
+    })
+    .await;
+    let id = written.expect("the worker's commit wrote the scope's row");
+    assert!(audit_rows(&store).await.iter().any(|row| row.id == id));
+    assert_eq!(audit_rows(&store).await.len(), 2);
+    assert!(
+        CarriedAuditScope::current().is_none(),
+        "no scope outside one"
+    );
 }
 
 pub async fn a_write_whose_audit_row_fails_is_rolled_back(store: Arc<dyn Store>, url: &str) {
