@@ -295,44 +295,30 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         ..state.auth.entry(&meta)
     };
 
-    let (response, written): (Response, Option<String>) = if !principal.may(action) {
-        let response = ApiError::new(
+    let mut handler = AuditedRun::default();
+    let response = if !principal.may(action) {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("your role may not {}", action.name()),
         )
         .with_details(serde_json::json!({ "action": action.name() }))
-        .into_response();
-        (response, None)
+        .into_response()
     } else {
         match check_scope(&state, &principal, scope, &target).await {
-            Err(err) => (ApiError::from(err).into_response(), None),
+            Err(err) => ApiError::from(err).into_response(),
             Ok(()) => {
-                let scoped = if is_write {
+                if is_write {
                     before = snapshot(&state, scope, &target).await;
-                    Some(audit_entry(&before, String::new()))
-                } else {
-                    None
-                };
+                    handler.entry = Some(audit_entry(&before, String::new()));
+                }
                 req.extensions_mut().insert(principal.clone());
                 let idempotency_key = req.headers().get(IDEMPOTENCY_KEY).cloned();
                 match idempotency_key {
                     Some(key) if method == Method::POST || method == Method::PATCH => {
-                        let mut written = None;
-                        let response = idempotent(
-                            &state,
-                            &principal,
-                            &key,
-                            secret,
-                            scoped,
-                            &mut written,
-                            req,
-                            next,
-                        )
-                        .await;
-                        (response, written)
+                        idempotent(&state, &principal, &key, secret, &mut handler, req, next).await
                     }
-                    _ => run_handler(scoped, req, next).await,
+                    _ => handler.run(req, next).await,
                 }
             }
         }
@@ -364,7 +350,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         (response, None)
     };
     let outcome = status.as_u16().to_string();
-    match written {
+    match handler.written {
         // The write committed with its row; now the row learns how the request ended.
         Some(id) => match state
             .auth
@@ -393,16 +379,24 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     response
 }
 
-/// Runs the handler, in an audit scope when `audit` is the row of a write; returns the id
-/// of the row if the handler committed a write (which then carried it).
-async fn run_handler(
-    audit: Option<NewAuditEntry>,
-    req: Request,
-    next: Next,
-) -> (Response, Option<String>) {
-    match audit {
-        Some(entry) => gema_store::audit_scope(entry, next.run(req)).await,
-        None => (next.run(req).await, None),
+/// The handler's run: in an audit scope when `entry` is the row of a write; afterwards
+/// `written` is the id of the row if the handler committed a write (which carried it).
+#[derive(Debug, Default)]
+struct AuditedRun {
+    entry: Option<NewAuditEntry>,
+    written: Option<String>,
+}
+
+impl AuditedRun {
+    async fn run(&mut self, req: Request, next: Next) -> Response {
+        match self.entry.take() {
+            Some(entry) => {
+                let (response, written) = gema_store::audit_scope(entry, next.run(req)).await;
+                self.written = written;
+                response
+            }
+            None => next.run(req).await,
+        }
     }
 }
 
@@ -449,8 +443,7 @@ async fn idempotent(
     principal: &Principal,
     key: &axum::http::HeaderValue,
     secret: bool,
-    audit: Option<NewAuditEntry>,
-    written: &mut Option<String>,
+    handler: &mut AuditedRun,
     req: Request,
     next: Next,
 ) -> Response {
@@ -519,8 +512,7 @@ async fn idempotent(
             let req = Request::from_parts(parts, axum::body::Body::from(bytes));
             // Only the handler runs in the audit scope: the key's own bookkeeping carries
             // no audit row.
-            let response;
-            (response, *written) = run_handler(audit, req, next).await;
+            let response = handler.run(req, next).await;
             let (parts, body) = response.into_parts();
             let status = parts.status;
             let bytes = match axum::body::to_bytes(body, usize::MAX).await {
