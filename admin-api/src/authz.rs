@@ -232,10 +232,11 @@ fn bearer(req: &Request) -> Option<&str> {
 /// transaction commits the audit row with it, or fails with it (a 5xx, nothing written).
 /// Every guarded write commits on this task (the handler's), which the scope needs: a
 /// task-local does not follow `tokio::spawn` or a channel. A write that would go through
-/// another task (a commit loop, a worker) must send `gema_store::CarriedAuditScope::current()`
-/// along and `enter` it there. What handlers leave to other tasks today is follow-up, not the audited write:
-/// a downlink's publish outcome, the config pusher's retries, the relay's delivery results
-/// of a re-queued announcement, and the cluster signal (a `NOTIFY`, no row).
+/// another task (a commit loop, a worker) must send along
+/// `gema_store::CarriedAuditScope::current()` and `enter` it there. What handlers leave to
+/// other tasks today is follow-up, not the audited write: a downlink's publish outcome, the
+/// config pusher's retries, the relay's delivery results of a re-queued announcement, and
+/// the cluster signal (a `NOTIFY`, no row).
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let Some(route) = req
