@@ -177,10 +177,20 @@ async fn rotate_bootstrap_token(args: DaemonArgs) -> anyhow::Result<()> {
              use `gema admin reset-password --email …` to recover an admin's access"
         );
     }
-    let token = Registry::new(store)
-        .rotate_bootstrap_token()
-        .await
-        .context("rotating the bootstrap token")?;
+    let registry = Registry::new(store.clone());
+    let token = gema::people::audited(
+        store.as_ref(),
+        "admin_token.rotate_bootstrap",
+        "admin_token:bootstrap".to_owned(),
+        async {
+            registry
+                .rotate_bootstrap_token()
+                .await
+                .context("rotating the bootstrap token")
+        },
+        |_| serde_json::json!({ "name": "bootstrap" }),
+    )
+    .await?;
     println!(
         "New admin API token (shown once; the old bootstrap token no longer works):\n\n    {}\n",
         token.expose()

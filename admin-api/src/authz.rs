@@ -227,6 +227,16 @@ fn bearer(req: &Request) -> Option<&str> {
 
 /// The guard on every protected route: authenticate, look up the route's rule, check the
 /// matrix, scope merchant users to their rows, run the handler, audit a write.
+///
+/// A write's handler runs in an audit scope (`gema_store::audit_scope`): its first write
+/// transaction commits the audit row with it, or fails with it (a 5xx, nothing written).
+/// Every guarded write commits on this task (the handler's), which the scope needs: a
+/// task-local does not follow `tokio::spawn` or a channel. A write that would go through
+/// another task (a commit loop, a worker) must send along
+/// `gema_store::CarriedAuditScope::current()` and `enter` it there. What handlers leave to
+/// other tasks today is follow-up, not the audited write: a downlink's publish outcome, the
+/// config pusher's retries, the relay's delivery results of a re-queued announcement, and
+/// the cluster signal (a `NOTIFY`, no row).
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let Some(route) = req
@@ -275,7 +285,18 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let target = req.uri().path().to_owned();
     let secret = shows_secret(&method, &route, action);
     let mut before = None;
+    // The audit row of a write, before the handler runs: its first write transaction
+    // inserts it (`gema_store::audit_scope`), so the write never commits without it.
+    let audit_entry = |before: &Option<serde_json::Value>, outcome: String| NewAuditEntry {
+        actor: principal.actor.clone(),
+        action: action.name().into(),
+        target: Some(target.clone()),
+        outcome,
+        before_json: before.as_ref().map(|v| v.to_string()),
+        ..state.auth.entry(&meta)
+    };
 
+    let mut handler = AuditedRun::default();
     let response = if !principal.may(action) {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -290,14 +311,15 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
             Ok(()) => {
                 if is_write {
                     before = snapshot(&state, scope, &target).await;
+                    handler.entry = Some(audit_entry(&before, String::new()));
                 }
                 req.extensions_mut().insert(principal.clone());
                 let idempotency_key = req.headers().get(IDEMPOTENCY_KEY).cloned();
                 match idempotency_key {
                     Some(key) if method == Method::POST || method == Method::PATCH => {
-                        idempotent(&state, &principal, &key, secret, req, next).await
+                        idempotent(&state, &principal, &key, secret, &mut handler, req, next).await
                     }
-                    _ => next.run(req).await,
+                    _ => handler.run(req, next).await,
                 }
             }
         }
@@ -328,20 +350,55 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     } else {
         (response, None)
     };
-    let entry = NewAuditEntry {
-        actor: principal.actor.clone(),
-        action: action.name().into(),
-        target: Some(target),
-        outcome: status.as_u16().to_string(),
-        before_json: before.map(|v| v.to_string()),
-        after_json: after,
-        ..state.auth.entry(&meta)
-    };
-    if let Err(err) = state.auth.audit(entry).await {
-        // The write happened; failing its response now would invite a retry.
-        tracing::error!(error = %err, "writing the audit row failed");
+    let outcome = status.as_u16().to_string();
+    match handler.written {
+        // The write committed with its row; now the row learns how the request ended.
+        Some(id) => match state
+            .auth
+            .finish_audit(&id, &outcome, after.as_deref())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(audit_id = %id, "the write's audit row is missing"),
+            // The row exists (outcome "committed"); failing the response now would invite
+            // a retry of a write that happened.
+            Err(err) => {
+                tracing::error!(error = %err, audit_id = %id, "finishing the audit row failed");
+            }
+        },
+        // Nothing committed (refused, invalid, failed): a row for the attempt.
+        None => {
+            let entry = NewAuditEntry {
+                after_json: after,
+                ..audit_entry(&before, outcome)
+            };
+            if let Err(err) = state.auth.audit(entry).await {
+                tracing::error!(error = %err, "writing the audit row failed");
+            }
+        }
     }
     response
+}
+
+/// The handler's run: in an audit scope when `entry` is the row of a write; afterwards
+/// `written` is the id of the row if the handler committed a write (which carried it).
+#[derive(Debug, Default)]
+struct AuditedRun {
+    entry: Option<NewAuditEntry>,
+    written: Option<String>,
+}
+
+impl AuditedRun {
+    async fn run(&mut self, req: Request, next: Next) -> Response {
+        match self.entry.take() {
+            Some(entry) => {
+                let (response, written) = gema_store::audit_scope(entry, next.run(req)).await;
+                self.written = written;
+                response
+            }
+            None => next.run(req).await,
+        }
+    }
 }
 
 /// The row a write is about to change, as the API shows it, for the audit row's `before`.
@@ -387,6 +444,7 @@ async fn idempotent(
     principal: &Principal,
     key: &axum::http::HeaderValue,
     secret: bool,
+    handler: &mut AuditedRun,
     req: Request,
     next: Next,
 ) -> Response {
@@ -453,7 +511,9 @@ async fn idempotent(
         }
         Ok(IdempotencyBegin::Started) => {
             let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-            let response = next.run(req).await;
+            // Only the handler runs in the audit scope: the key's own bookkeeping carries
+            // no audit row.
+            let response = handler.run(req, next).await;
             let (parts, body) = response.into_parts();
             let status = parts.status;
             let bytes = match axum::body::to_bytes(body, usize::MAX).await {

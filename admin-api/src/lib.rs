@@ -28,8 +28,9 @@
 //!   and refresh, provider callback, or an action and which path id names the row); the
 //!   guard on every `/api/v1` route authenticates, checks the matrix, hides other merchants'
 //!   rows from merchant users (404, as for a missing row), applies rate limits and
-//!   `Idempotency-Key`, and writes the audit row of every write (actor, action, target,
-//!   status, before/after, request id, source).
+//!   `Idempotency-Key`, and runs a write's handler in an audit scope, so the write's first
+//!   transaction commits its audit row (actor, action, target, before, request id,
+//!   source); afterwards the row gets the status and `after`.
 //! - [`error`]: the one error type, [`ApiError`], and its envelope `{code, message, details,
 //!   request_id, timestamp}`; [`extract`]: extractors whose rejections are that envelope
 //!   and name the field, and the body limit.

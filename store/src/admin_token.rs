@@ -28,6 +28,7 @@ pub(crate) async fn create_admin_token(
     name: &str,
     token_hash: &str,
 ) -> StoreResult<AdminToken> {
+    let mut tx = db.begin_write().await?;
     let token = query_as::<AdminToken>(
         "INSERT INTO admin_tokens (id, name, token_hash, created_at) \
          VALUES ($1, $2, $3, $4) \
@@ -37,8 +38,9 @@ pub(crate) async fn create_admin_token(
     .bind(name)
     .bind(token_hash)
     .bind(crate::sql::now())
-    .fetch_one(&mut db.write_conn().await?)
+    .fetch_one(&mut tx)
     .await?;
+    tx.commit().await?;
     Ok(token)
 }
 
@@ -63,14 +65,16 @@ pub(crate) async fn use_admin_token(db: &Db, token_hash: &str) -> StoreResult<Op
 }
 
 pub(crate) async fn revoke_admin_tokens_named(db: &Db, name: &str) -> StoreResult<u64> {
+    let mut tx = db.begin_write().await?;
     let done = query(
         "UPDATE admin_tokens SET revoked_at = $1 \
          WHERE name = $2 AND revoked_at IS NULL",
     )
     .bind(crate::sql::now())
     .bind(name)
-    .execute(&mut db.write_conn().await?)
+    .execute(&mut tx)
     .await?;
+    tx.commit().await?;
     Ok(done)
 }
 

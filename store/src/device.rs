@@ -448,7 +448,8 @@ pub(crate) async fn set_device_secret_hash(
     device_id: &str,
     hash: &str,
 ) -> StoreResult<Device> {
-    query_as::<DeviceRow>(
+    let mut tx = db.begin_write().await?;
+    let device = query_as::<DeviceRow>(
         [
             "UPDATE devices SET credential_hash = $1, credential_issued_at = $2, \
          credential_revoked_at = NULL, updated_at = $2 WHERE id = $3 RETURNING ",
@@ -459,17 +460,20 @@ pub(crate) async fn set_device_secret_hash(
     .bind(hash)
     .bind(crate::sql::now())
     .bind(device_id)
-    .fetch_optional(&mut db.write_conn().await?)
+    .fetch_optional(&mut tx)
     .await?
     .ok_or_else(|| StoreError::not_found("device", device_id))?
-    .try_into()
+    .try_into()?;
+    tx.commit().await?;
+    Ok(device)
 }
 
 pub(crate) async fn revoke_device_secret(db: &Db, device_id: &str) -> StoreResult<Device> {
     // Revoking twice is not an error: the credential is revoked either way, and
     // the first revocation time is kept.
     let now = crate::sql::now();
-    query_as::<DeviceRow>(
+    let mut tx = db.begin_write().await?;
+    let device = query_as::<DeviceRow>(
         [
             "UPDATE devices SET credential_hash = NULL, \
          credential_revoked_at = COALESCE(credential_revoked_at, $1), \
@@ -480,10 +484,12 @@ pub(crate) async fn revoke_device_secret(db: &Db, device_id: &str) -> StoreResul
     )
     .bind(now)
     .bind(device_id)
-    .fetch_optional(&mut db.write_conn().await?)
+    .fetch_optional(&mut tx)
     .await?
     .ok_or_else(|| StoreError::not_found("device", device_id))?
-    .try_into()
+    .try_into()?;
+    tx.commit().await?;
+    Ok(device)
 }
 
 pub(crate) async fn device_secret_hash(db: &Db, device_id: &str) -> StoreResult<Option<String>> {

@@ -35,6 +35,11 @@ pub enum StoreError {
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
 
+    /// The audit row of a write could not be inserted in the write's transaction, so the
+    /// write was rolled back (see `audit_scope`).
+    #[error("writing the audit row: {0}")]
+    Audit(String),
+
     /// SQLite's payment writer (its thread and connection) could not do the work.
     #[error("the SQLite payment writer: {0}")]
     PaymentWriter(String),

@@ -9,7 +9,9 @@
 //!
 //! Every method is one database transaction: checks and writes that belong together (bind
 //! a device only if the terminal's merchant is approved and the terminal is free) are done
-//! atomically here, so nothing half-written is ever left behind. No other crate may contain
+//! atomically here, so nothing half-written is ever left behind. A write transaction
+//! committed inside an audit scope ([`audit_scope`]) carries that scope's audit row, so an
+//! audited write and its row commit together (`auth::audit`). No other crate may contain
 //! SQL. Driver errors are mapped to [`StoreError`] here (`NotFound`, `Conflict { code,
 //! field }`, …).
 //!
@@ -452,12 +454,20 @@ impl Db {
     pub async fn begin_read(&self) -> StoreResult<Tx> {
         Ok(match self {
             Db::Sqlite(s) => Tx::SqliteRead(s.read.begin().await?),
-            Db::Postgres(p) => Tx::Postgres(p.read.begin().await?),
+            Db::Postgres(p) => Tx::PostgresRead(p.read.begin().await?),
         })
     }
 
-    /// The write connection, for a statement that is a transaction of its own.
+    /// The write connection, for a statement that is a transaction of its own. Never
+    /// audited: a write an audit row records (anything an admin request or CLI command
+    /// changes) goes through [`Db::begin_write`] and [`Tx::commit`], which carry the
+    /// row of the task's audit scope (`auth::audit`). Bookkeeping (audit rows themselves,
+    /// idempotency keys, login failures, token use, cluster upkeep) stays here.
     pub async fn write_conn(&self) -> StoreResult<Conn> {
+        debug_assert!(
+            !crate::auth::audit::scope_awaits_row(),
+            "a write outside a transaction in an audit scope whose row is not written yet"
+        );
         Ok(match self {
             Db::Sqlite(s) => Conn::Sqlite(s.write_conn().await?),
             Db::Postgres(p) => Conn::Postgres(p.write.acquire().await?),
@@ -470,15 +480,29 @@ pub(crate) enum Tx {
     SqliteWrite(WriteTurn<sqlx::Transaction<'static, sqlx::Sqlite>>),
     SqliteRead(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    PostgresRead(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Commits. A write transaction in an audit scope whose row is not written yet
+    /// inserts that row first, so the write and its row commit together; if the insert
+    /// fails, nothing is committed (`StoreError::Audit`).
+    pub async fn commit(mut self) -> StoreResult<()> {
+        let scoped = match self {
+            Tx::SqliteWrite(_) | Tx::Postgres(_) => {
+                crate::auth::audit::insert_scoped(&mut self.exec()).await?
+            }
+            Tx::SqliteRead(_) | Tx::PostgresRead(_) => None,
+        };
         match self {
             Tx::SqliteWrite(tx) => tx.commit().await,
             Tx::SqliteRead(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Postgres(tx) | Tx::PostgresRead(tx) => tx.commit().await,
+        }?;
+        if let Some(row) = scoped {
+            row.committed();
         }
+        Ok(())
     }
 }
 
@@ -507,7 +531,7 @@ impl<'c> From<&'c mut Tx> for Exec<'c> {
         match tx {
             Tx::SqliteWrite(tx) => Exec::Sqlite(tx),
             Tx::SqliteRead(tx) => Exec::Sqlite(tx),
-            Tx::Postgres(tx) => Exec::Pg(tx),
+            Tx::Postgres(tx) | Tx::PostgresRead(tx) => Exec::Pg(tx),
         }
     }
 }

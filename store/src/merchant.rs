@@ -83,6 +83,7 @@ pub struct MerchantFilter {
 
 pub(crate) async fn create_merchant(db: &Db, new: NewMerchant) -> StoreResult<Merchant> {
     let now = crate::sql::now();
+    let mut tx = db.begin_write().await?;
     let merchant = query_as::<Merchant>(
         "INSERT INTO merchants \
          (id, name, email, phone, status, created_at, updated_at) \
@@ -94,8 +95,9 @@ pub(crate) async fn create_merchant(db: &Db, new: NewMerchant) -> StoreResult<Me
     .bind(new.phone)
     .bind(MerchantStatus::Pending.as_str())
     .bind(now)
-    .fetch_one(&mut db.write_conn().await?)
+    .fetch_one(&mut tx)
     .await?;
+    tx.commit().await?;
     Ok(merchant)
 }
 

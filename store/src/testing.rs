@@ -66,6 +66,96 @@ pub async fn fresh_postgres_database(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Makes every insert into `audit_logs` fail from now on, in the database `url` names (a
+/// trigger; SQLite or PostgreSQL): for tests of what a write does when its audit row
+/// cannot be written.
+pub async fn refuse_audit_rows(url: &str) {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url)
+            .await
+            .expect("connect to the SQLite test database");
+        sqlx::raw_sql(
+            "CREATE TRIGGER refuse_audit_rows BEFORE INSERT ON audit_logs \
+             BEGIN SELECT RAISE(ABORT, 'audit rows refused by a test'); END",
+        )
+        .execute(&pool)
+        .await
+        .expect("create the trigger");
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url)
+            .await
+            .expect("connect to the PostgreSQL test database");
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_audit_rows() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit rows refused by a test'; END $$; \
+             CREATE TRIGGER refuse_audit_rows BEFORE INSERT ON audit_logs \
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit_rows();",
+        )
+        .execute(&pool)
+        .await
+        .expect("create the trigger");
+        pool.close().await;
+    }
+}
+
+/// Tables a refused request may still write: the audit log itself, login failures,
+/// idempotency keys (claimed, then released), and the migrations' own bookkeeping.
+const BOOKKEEPING_TABLES: &[&str] = &[
+    "audit_logs",
+    "login_failures",
+    "idempotency_keys",
+    "_sqlx_migrations",
+    "sqlite_sequence",
+];
+
+/// A digest of every table's rows in the SQLite database at `path` (`<dir>/gema.db`), by
+/// table, for tests that a refused request changed nothing. Bookkeeping a refused request
+/// may write is left out: the tables above and tokens' `last_used_at` (authentication
+/// records a token's use whatever the request then does). Row order does not matter.
+pub fn table_digests(path: &std::path::Path) -> std::collections::BTreeMap<String, u64> {
+    use std::hash::{Hash, Hasher};
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the test database read-only");
+    let mut tables = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .expect("list tables");
+    let names: Vec<String> = tables
+        .query_map([], |row| row.get(0))
+        .expect("list tables")
+        .collect::<Result<_, _>>()
+        .expect("list tables");
+    let mut digests = std::collections::BTreeMap::new();
+    for name in names {
+        if BOOKKEEPING_TABLES.contains(&name.as_str()) {
+            continue;
+        }
+        let mut select = db
+            .prepare(&format!("SELECT * FROM \"{name}\""))
+            .expect("read a table");
+        let kept: Vec<usize> = (0..select.column_count())
+            .filter(|&i| select.column_name(i).ok() != Some("last_used_at"))
+            .collect();
+        let mut rows: Vec<String> = select
+            .query_map([], |row| {
+                Ok(kept
+                    .iter()
+                    .map(|&i| format!("{:?}", row.get_ref(i).map(rusqlite::types::Value::from)))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .expect("read a table")
+            .collect::<Result<_, _>>()
+            .expect("read a table");
+        rows.sort();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        rows.hash(&mut hasher);
+        digests.insert(name, hasher.finish());
+    }
+    digests
+}
+
 /// A merchant, approved (only an approved merchant's terminals take devices and payments).
 pub async fn approved_merchant(store: &dyn Store, name: &str) -> Merchant {
     let merchant = store

@@ -11,7 +11,31 @@ use crate::helpers::{Daemon, GEMA};
 
 /// Runs `gema admin <args>` in `dir` with `password` on stdin; returns stdout.
 fn admin(dir: &std::path::Path, args: &[&str], password: &str) -> String {
-    let mut child = Command::new(GEMA)
+    let output = admin_as(dir, args, password, Some("amelia"));
+    assert!(
+        output.status.success(),
+        "gema admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains(password), "the password is not echoed");
+    stdout
+}
+
+/// Runs `gema admin <args>` in `dir` with `password` on stdin, as OS user `user` (`$USER`;
+/// `None`: neither `$USER` nor `$LOGNAME` set).
+fn admin_as(
+    dir: &std::path::Path,
+    args: &[&str],
+    password: &str,
+    user: Option<&str>,
+) -> std::process::Output {
+    let mut command = Command::new(GEMA);
+    match user {
+        Some(user) => command.env("USER", user),
+        None => command.env_remove("USER").env_remove("LOGNAME"),
+    };
+    let mut child = command
         .arg("admin")
         .args(args)
         .current_dir(dir)
@@ -23,15 +47,7 @@ fn admin(dir: &std::path::Path, args: &[&str], password: &str) -> String {
         .spawn()
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "gema admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(!stdout.contains(password), "the password is not echoed");
-    stdout
+    child.wait_with_output().unwrap()
 }
 
 async fn login(daemon: &Daemon, email: &str, password: &str) -> (u16, serde_json::Value) {
@@ -140,4 +156,98 @@ async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
             "a secret reached the daemon's logs"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_s_direct_writes_leave_audit_rows_naming_the_os_user() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("gema-data")).unwrap();
+    admin(
+        dir.path(),
+        &[
+            "create-user",
+            "--email",
+            "root@gema.test",
+            "--name",
+            "Root",
+            "--role",
+            "admin",
+        ],
+        "sambal-terasi-pedas",
+    );
+    let reset = admin_as(
+        dir.path(),
+        &["reset-password", "--email", "root@gema.test"],
+        "rendang-padang-enak",
+        None,
+    );
+    assert!(reset.status.success(), "{reset:?}");
+    let unknown = admin_as(
+        dir.path(),
+        &["reset-password", "--email", "nobody@gema.test"],
+        "rendang-padang-enak",
+        Some("amelia"),
+    );
+    assert!(!unknown.status.success());
+
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join("gema-data/gema.db").display()
+    );
+    let store = gema_store::connect(&url, &gema_store::ConnectOptions::default())
+        .await
+        .unwrap();
+    let rows = store
+        .list_audit(
+            &gema_store::AuditFilter::default(),
+            &gema_store::PageRequest::first(50),
+        )
+        .await
+        .unwrap()
+        .items;
+    let summary: Vec<(&str, &str, Option<&str>, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.actor.as_str(),
+                r.action.as_str(),
+                r.target.as_deref(),
+                r.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(summary.len(), 3, "{rows:#?}");
+    assert_eq!(
+        summary[0],
+        (
+            "cli:amelia",
+            "user.create",
+            Some("email:root@gema.test"),
+            "ok"
+        )
+    );
+    // Without $USER and $LOGNAME, the uid.
+    assert!(summary[1].0.starts_with("cli:uid:"), "{rows:#?}");
+    assert_eq!(
+        (summary[1].1, summary[1].2, summary[1].3),
+        ("user.reset_password", Some("email:root@gema.test"), "ok")
+    );
+    assert_eq!(
+        summary[2],
+        (
+            "cli:amelia",
+            "user.reset_password",
+            Some("email:nobody@gema.test"),
+            "failed"
+        )
+    );
+    for row in &rows {
+        let after = row.after_json.as_deref().unwrap_or_default();
+        for secret in ["sambal-terasi-pedas", "rendang-padang-enak"] {
+            assert!(!after.contains(secret), "a password in the audit log");
+        }
+    }
+    let created: serde_json::Value =
+        serde_json::from_str(rows[0].after_json.as_deref().unwrap()).unwrap();
+    assert_eq!(created["email"], "root@gema.test");
 }

@@ -432,10 +432,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Arbitrary JSON and non-JSON bodies to every write route of the OpenAPI document
-    /// (path ids of real rows where the route names one) never produce a 5xx, and every
-    /// refusal is the error envelope.
+    /// (path ids of real rows where the route names one) never produce a 5xx, every
+    /// refusal is the error envelope, and a refusal changes no table (but the audit log
+    /// and other bookkeeping: `gema_store::testing::table_digests`): never a half-written
+    /// row.
     #[test]
-    fn arbitrary_bodies_never_cause_a_server_error(
+    fn arbitrary_bodies_never_cause_a_server_error_nor_a_half_written_row(
         body in prop_oneof![
             ".{0,64}",
             r#"\{"(name|serial|model|label|merchant_id|outlet_id|terminal_id|reason|email|phone|status|amount|order_ref|version|volume|action|role|password|code|token)": ("[^"]{0,20}"|-?[0-9]{1,20}|null|true|\[\]|\{\})\}"#,
@@ -449,6 +451,7 @@ proptest! {
             let api = TestApi::new().await;
             let (merchant, outlet, terminal) = api.terminal(true).await;
             let (device, _) = api.device("SN-P").await;
+            let database = api.gateway.dir().join("gema.db");
             for (method, template) in routes {
                 let id = match template.split('/').nth(3) {
                     Some("merchants") => merchant.as_str(),
@@ -463,10 +466,29 @@ proptest! {
                     .header(header::CONTENT_TYPE, "application/json")
                     .body(Body::from(body.clone()))
                     .unwrap();
+                let before = gema_store::testing::table_digests(&database);
                 let reply = api.send(request).await;
                 assert!(reply.status.as_u16() < 500, "{method} {path} {body:?} -> {} {}", reply.status, reply.body);
                 if !reply.status.is_success() {
                     assert!(reply.body.get("code").is_some(), "{method} {path}: {}", reply.body);
+                    let after = gema_store::testing::table_digests(&database);
+                    // A provider callback keeps every raw request, refused or not, in the
+                    // inbox: that is the inbox's purpose, not a half-written payment.
+                    let kept_anyway = |table: &str| {
+                        table == "payment_inbox" && template.starts_with("/api/v1/payments/")
+                    };
+                    let changed: Vec<&String> = after
+                        .iter()
+                        .filter(|(table, digest)| before.get(*table) != Some(*digest))
+                        .map(|(table, _)| table)
+                        .filter(|table| !kept_anyway(table))
+                        .collect();
+                    assert!(
+                        changed.is_empty(),
+                        "{method} {path} {body:?} -> {} changed {changed:?}: {}",
+                        reply.status,
+                        reply.body
+                    );
                 }
             }
         });

@@ -860,3 +860,53 @@ async fn a_disabled_user_is_out_until_enabled_and_the_last_admin_stays() {
         .await;
     assert_envelope(&r, StatusCode::CONFLICT, "last_admin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_audit_row_cannot_be_written_is_refused_and_rolled_back() {
+    let api = TestApi::new().await;
+    let (device, _) = api.device("SN-AUDIT").await;
+    let created = api
+        .post("/api/v1/merchants", json!({ "name": "Toko Tercatat" }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let audit = api
+        .get("/api/v1/audit-logs?action=merchant.write&target=/api/v1/merchants")
+        .await;
+    let items = audit.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one row per write: {}", audit.body);
+    assert_eq!(items[0]["actor"], "token:bootstrap");
+    assert_eq!(items[0]["outcome"], "201", "the row is finished");
+    assert_eq!(items[0]["after"]["id"], created.body["id"]);
+
+    // From now on every audit insert fails: the writes they record must not happen.
+    let url = format!("sqlite://{}", api.gateway.dir().join("gema.db").display());
+    gema_store::testing::refuse_audit_rows(&url).await;
+    let refused = api
+        .post("/api/v1/merchants", json!({ "name": "Toko Tanpa Jejak" }))
+        .await;
+    assert_envelope(&refused, StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    let merchants = api.get("/api/v1/merchants").await;
+    let names: Vec<&str> = merchants.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Toko Tercatat"], "the write was rolled back");
+
+    // A single-statement write (a credential revocation) is held to the same rule.
+    let revoke = api
+        .call(
+            "POST",
+            &format!("/api/v1/devices/{device}/credentials/revoke"),
+            None,
+        )
+        .await;
+    assert_envelope(&revoke, StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    let after = api.get(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(
+        after.body["credential"]["status"], "active",
+        "{}",
+        after.body
+    );
+}

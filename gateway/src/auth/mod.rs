@@ -728,6 +728,17 @@ impl Auth {
         Ok(self.store.append_audit(entry).await?)
     }
 
+    /// Sets the final outcome and `after` of the row a write's transaction carried
+    /// (`gema_store::audit_scope`); `false` if the row is not there.
+    pub async fn finish_audit(
+        &self,
+        id: &str,
+        outcome: &str,
+        after_json: Option<&str>,
+    ) -> GatewayResult<bool> {
+        Ok(self.store.finish_audit(id, outcome, after_json).await?)
+    }
+
     pub async fn audit_log(
         &self,
         filter: &AuditFilter,

@@ -19,7 +19,9 @@ pub(crate) mod totp;
 pub(crate) mod user;
 
 pub use api_token::ApiToken;
-pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
+pub use audit::{
+    AuditEntry, AuditFilter, CarriedAuditScope, NewAuditEntry, SCOPED_OUTCOME, audit_scope,
+};
 pub use idempotency::IdempotencyBegin;
 pub use login_failure::FailureCounts;
 pub use session::{AuthSession, NewAuthSession, RefreshOutcome};
@@ -151,6 +153,14 @@ pub trait AuthStore: Send + Sync {
     async fn abandon_idempotency(&self, actor: &str, key: &str) -> StoreResult<()>;
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry>;
+    /// Sets the final outcome and `after` of the row an [`audit_scope`] wrote with its
+    /// first transaction; `false` if there is no row with that id.
+    async fn finish_audit(
+        &self,
+        id: &str,
+        outcome: &str,
+        after_json: Option<&str>,
+    ) -> StoreResult<bool>;
     /// Oldest first, keyset-paginated by id.
     async fn list_audit(
         &self,
@@ -336,6 +346,15 @@ impl AuthStore for Db {
 
     async fn append_audit(&self, entry: NewAuditEntry) -> StoreResult<AuditEntry> {
         audit::append_audit(self, entry).await
+    }
+
+    async fn finish_audit(
+        &self,
+        id: &str,
+        outcome: &str,
+        after_json: Option<&str>,
+    ) -> StoreResult<bool> {
+        audit::finish_audit(self, id, outcome, after_json).await
     }
 
     async fn list_audit(

@@ -103,14 +103,16 @@ pub(crate) async fn enable_totp(
 }
 
 pub(crate) async fn use_totp_step(db: &Db, user_id: &str, step: i64) -> StoreResult<bool> {
+    let mut tx = db.begin_write().await?;
     let done = query(
         "UPDATE users SET totp_last_step = $1 WHERE id = $2 \
          AND (totp_last_step IS NULL OR totp_last_step < $1)",
     )
     .bind(step)
     .bind(user_id)
-    .execute(&mut db.write_conn().await?)
+    .execute(&mut tx)
     .await?;
+    tx.commit().await?;
     Ok(done == 1)
 }
 
@@ -120,6 +122,7 @@ pub(crate) async fn use_recovery_code(
     code_hash: &str,
     now_ms: i64,
 ) -> StoreResult<bool> {
+    let mut tx = db.begin_write().await?;
     let done = query(
         "UPDATE recovery_codes SET used_ms = $1 \
          WHERE user_id = $2 AND code_hash = $3 AND used_ms IS NULL",
@@ -127,8 +130,9 @@ pub(crate) async fn use_recovery_code(
     .bind(now_ms)
     .bind(user_id)
     .bind(code_hash)
-    .execute(&mut db.write_conn().await?)
+    .execute(&mut tx)
     .await?;
+    tx.commit().await?;
     Ok(done == 1)
 }
 

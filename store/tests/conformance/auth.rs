@@ -801,3 +801,168 @@ pub async fn users_disable_end_sessions_but_never_the_last_admin(store: Arc<dyn 
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
+
+fn scoped_entry() -> NewAuditEntry {
+    NewAuditEntry {
+        at_ms: 5_000,
+        actor: "user:usr_a".into(),
+        action: "merchant.write".into(),
+        target: Some("/api/v1/merchants".into()),
+        request_id: Some("req-1".into()),
+        source: Some("10.0.0.1".into()),
+        before_json: Some("{}".into()),
+        ..Default::default()
+    }
+}
+
+async fn audit_rows(store: &Arc<dyn Store>) -> Vec<AuditEntry> {
+    store
+        .list_audit(&AuditFilter::default(), &PageRequest::first(50))
+        .await
+        .unwrap()
+        .items
+}
+
+async fn merchant_count(store: &Arc<dyn Store>) -> usize {
+    store
+        .list_merchants(&MerchantFilter::default(), &PageRequest::first(50))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+pub async fn an_audit_scope_writes_one_row_with_its_first_committed_write(store: Arc<dyn Store>) {
+    // Two write transactions in one scope: one row, written by the first, with the
+    // scope's entry and the interim outcome.
+    let (created, written) = audit_scope(scoped_entry(), async {
+        let created = merchant(&store).await;
+        store
+            .update_merchant(
+                &created.id,
+                MerchantPatch {
+                    name: Some("Warung Bu Sri 2".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        created
+    })
+    .await;
+    let id = written.expect("the scope's first commit wrote its row");
+    let rows = audit_rows(&store).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].id, id);
+    assert_eq!(rows[0].outcome, SCOPED_OUTCOME);
+    assert_eq!(
+        (rows[0].actor.as_str(), rows[0].action.as_str()),
+        ("user:usr_a", "merchant.write")
+    );
+    assert_eq!(rows[0].before_json.as_deref(), Some("{}"));
+    assert_eq!(rows[0].request_id.as_deref(), Some("req-1"));
+
+    // The caller finishes it.
+    let after = format!("{{\"id\":\"{}\"}}", created.id);
+    assert!(store.finish_audit(&id, "201", Some(&after)).await.unwrap());
+    let rows = audit_rows(&store).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].outcome, "201");
+    assert_eq!(rows[0].after_json.as_deref(), Some(after.as_str()));
+    assert!(
+        !store
+            .finish_audit("aud_missing", "201", None)
+            .await
+            .unwrap()
+    );
+
+    // A scope whose transaction rolls back (an outlet of a missing merchant) writes no
+    // row; neither does one that only reads.
+    let (refused, written) = audit_scope(scoped_entry(), async {
+        store
+            .create_outlet(NewOutlet {
+                merchant_id: "mer_missing".into(),
+                name: "Nowhere".into(),
+                address: None,
+                city: None,
+            })
+            .await
+    })
+    .await;
+    assert!(refused.is_err());
+    assert_eq!(written, None);
+    let ((), written) = audit_scope(scoped_entry(), async {
+        store.get_merchant(&created.id).await.unwrap();
+    })
+    .await;
+    assert_eq!(written, None);
+    assert_eq!(audit_rows(&store).await.len(), 1, "no row without a commit");
+
+    // Writes outside any scope carry no row.
+    merchant(&store).await;
+    assert_eq!(audit_rows(&store).await.len(), 1);
+
+    // A write another task commits on the scope's behalf carries the row when handed
+    // the scope, and the scope learns of it.
+    let ((), written) = audit_scope(scoped_entry(), async {
+        let carried = CarriedAuditScope::current().expect("in a scope");
+        let worker_store = store.clone();
+        tokio::spawn(carried.enter(async move {
+            merchant(&worker_store).await;
+        }))
+        .await
+        .unwrap();
+    })
+    .await;
+    let id = written.expect("the worker's commit wrote the scope's row");
+    assert!(audit_rows(&store).await.iter().any(|row| row.id == id));
+    assert_eq!(audit_rows(&store).await.len(), 2);
+    assert!(
+        CarriedAuditScope::current().is_none(),
+        "no scope outside one"
+    );
+}
+
+pub async fn a_write_whose_audit_row_fails_is_rolled_back(store: Arc<dyn Store>, url: &str) {
+    gema_store::testing::refuse_audit_rows(url).await;
+    let (result, written) = audit_scope(scoped_entry(), merchant_or_error(&store)).await;
+    assert!(
+        matches!(result, Err(StoreError::Audit(_))),
+        "the write fails with the audit row: {result:?}"
+    );
+    assert_eq!(written, None);
+    assert_eq!(merchant_count(&store).await, 0, "the write was rolled back");
+    assert!(audit_rows(&store).await.is_empty());
+
+    // A statement-per-transaction write that an admin request reaches fails the same way.
+    let device = store
+        .create_device(NewDevice {
+            serial: "SN-AUDIT".into(),
+            model: "GM-1".into(),
+            firmware_version: None,
+            secret_hash: "hash-1".into(),
+        })
+        .await
+        .unwrap();
+    let (result, _) = audit_scope(scoped_entry(), store.revoke_device_secret(&device.id)).await;
+    assert!(matches!(result, Err(StoreError::Audit(_))), "{result:?}");
+    let device = store.get_device(&device.id).await.unwrap();
+    assert_eq!(
+        device.credential.revoked_at, None,
+        "the revocation was rolled back"
+    );
+
+    // Unscoped writes are not audited, so the trigger does not touch them.
+    merchant(&store).await;
+    assert_eq!(merchant_count(&store).await, 1);
+}
+
+async fn merchant_or_error(store: &Arc<dyn Store>) -> StoreResult<Merchant> {
+    store
+        .create_merchant(NewMerchant {
+            name: "Warung Bu Sri".into(),
+            email: None,
+            phone: None,
+        })
+        .await
+}

@@ -7,6 +7,8 @@ use gema_store::Store;
 /// A store and whatever keeps its database alive for the test's duration.
 pub struct TestDb {
     pub store: Arc<dyn Store>,
+    /// The database's URL, for a test that changes the schema under the store.
+    pub url: String,
     _dir: Option<gema_store::testing::TempStore>,
 }
 
@@ -14,6 +16,7 @@ pub async fn sqlite() -> TestDb {
     let temp = gema_store::testing::TempStore::sqlite().await;
     TestDb {
         store: temp.store.clone(),
+        url: temp.url.clone(),
         _dir: Some(temp),
     }
 }
@@ -29,5 +32,9 @@ pub async fn postgres() -> TestDb {
         .await
         .expect("connect to test database");
     store.migrate().await.expect("migrate postgres");
-    TestDb { store, _dir: None }
+    TestDb {
+        store,
+        url,
+        _dir: None,
+    }
 }

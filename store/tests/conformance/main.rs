@@ -40,7 +40,11 @@ macro_rules! conformance {
                 concurrent_claims_of_one_key_start_once,
                 api_tokens_have_roles_and_revoke,
                 totp_sets_up_enables_refuses_replays_and_spends_recovery_codes,
-                users_disable_end_sessions_but_never_the_last_admin
+                users_disable_end_sessions_but_never_the_last_admin,
+                an_audit_scope_writes_one_row_with_its_first_committed_write
+            );
+            conformance!(@tests_with_url $open, auth;
+                a_write_whose_audit_row_fails_is_rolled_back
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,
@@ -81,6 +85,15 @@ macro_rules! conformance {
                 signals_reach_every_listener
             );
         }
+    };
+    (@tests_with_url $open:path, $module:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let db = $open().await;
+                crate::$module::$name(db.store.clone(), &db.url).await;
+            }
+        )*
     };
     (@tests $open:path, $module:ident; $($name:ident),* $(,)?) => {
         $(
