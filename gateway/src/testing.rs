@@ -230,11 +230,11 @@ impl DeviceTransport for RecordingTransport {
                     status: AckStatus::Spoken,
                 }),
             };
-            let message = UplinkMessage {
-                device_id: device_id.to_string(),
-                topic: topics::topic(device_id, MessageKind::Ack, Encoding::Json),
-                payload: encode(&uplink, Encoding::Json),
-            };
+            let message = UplinkMessage::new(
+                device_id,
+                topics::topic(device_id, MessageKind::Ack, Encoding::Json),
+                encode(&uplink, Encoding::Json),
+            );
             let _ = to.send(message).await;
         }
         PublishOutcome::Acknowledged

@@ -113,6 +113,7 @@ impl Harness {
                 device_id: self.device_id.clone(),
                 topic: topic::topic(&self.device_id, kind, Encoding::Json),
                 payload,
+                settle: Default::default(),
             })
             .await;
     }
@@ -458,6 +459,7 @@ async fn the_trace_keeps_both_directions() {
             device_id: h.device_id.clone(),
             topic: topic::topic(&h.device_id, MessageKind::Ack, Encoding::Json),
             payload: encode(&ack, Encoding::Json),
+            settle: Default::default(),
         })
         .await
         .unwrap();
@@ -1139,6 +1141,7 @@ async fn the_health_filter_pages_by_cursor_across_registry_pages() {
                     &Uplink::new(Envelope::new("hb", START), heartbeat(90)),
                     Encoding::Json,
                 ),
+                settle: Default::default(),
             })
             .await;
     }

@@ -429,8 +429,14 @@ impl AnnouncementRelay {
             self.settings.waits(),
         )
         .await;
+        // The device's `ack` uplink is acknowledged to it (PUBACK) only once its result is
+        // committed: a crash before that leaves the device re-sending it.
+        let mut settle = None;
         let result = match outcome {
-            AttemptOutcome::Acked(status) => announce::settled_by(status),
+            AttemptOutcome::Acked(status, ack) => {
+                settle = Some(ack);
+                announce::settled_by(status)
+            }
             AttemptOutcome::NoAck => self.retry(&a, "no ack message from the device in time"),
             AttemptOutcome::Offline => self.deferred(a.expires_at_ms),
             AttemptOutcome::NotSubscribed => {
@@ -449,7 +455,10 @@ impl AnnouncementRelay {
             DeliveryResult::Retry { .. } => "retry",
             DeliveryResult::Deferred { .. } => "deferred",
         };
-        self.record(&a.id, result, label).await;
+        let committed = self.record(&a.id, result, label).await;
+        if let Some(settle) = settle.filter(|_| committed) {
+            settle.settle();
+        }
         if keep_going {
             Attempted::Settled
         } else {
@@ -494,36 +503,46 @@ impl AnnouncementRelay {
         }
     }
 
-    async fn record(&self, id: &str, result: DeliveryResult, label: &'static str) {
+    /// Records a result through the commit loop; whether it was committed.
+    async fn record(&self, id: &str, result: DeliveryResult, label: &'static str) -> bool {
         metrics::counter!("gema_announcement_attempts_total", "result" => label).increment(1);
-        self.results.record(id, result).await;
+        let committed = self.results.record(id, result).await;
         tracing::debug!(
             announcement_id = id,
             result = label,
+            committed,
             "announcement attempt recorded"
         );
+        committed
     }
 
     /// Handles a device's uplink: an `ack` resolves the attempt waiting for its message id
     /// or, after a restart or a timeout, settles the announcement it names directly. Other
     /// kinds are ignored here. Malformed acks are counted and logged; one bad message never
     /// costs the device its connection.
+    ///
+    /// The uplink is settled (the device gets its PUBACK) once the ack's result is
+    /// committed, by whoever records it (the waiting attempt's worker, or this); at once if
+    /// it records nothing (malformed, another kind, an id that names no announcement);
+    /// never if the write fails (the device sends the ack again).
     #[tracing::instrument(skip_all, fields(device_id = %message.device_id))]
-    pub async fn handle_uplink(&self, message: UplinkMessage) {
+    pub async fn handle_uplink(&self, mut message: UplinkMessage) {
+        let settle = std::mem::take(&mut message.settle);
         let Some(ack) = attempt::read_ack(&message) else {
+            settle.settle();
             return;
         };
-        if self.waiters.resolve(&ack.acked_msg_id, ack.status) {
+        let Err(settle) = self.waiters.resolve(&ack.acked_msg_id, ack.status, settle) else {
+            return;
+        };
+        if !ack.acked_msg_id.starts_with(announce::ID_PREFIX) {
+            settle.settle();
             return;
         }
-        if ack.acked_msg_id.starts_with(announce::ID_PREFIX) {
-            // Only a still-pending announcement changes; a stray ack is harmless.
-            self.record(
-                &ack.acked_msg_id,
-                announce::settled_by(ack.status),
-                "late_ack",
-            )
-            .await;
+        // Only a still-pending announcement changes; a stray ack is harmless.
+        let result = announce::settled_by(ack.status);
+        if self.record(&ack.acked_msg_id, result, "late_ack").await {
+            settle.settle();
         }
     }
 }

@@ -526,12 +526,18 @@ impl DeviceOps {
     }
 
     /// Handles one non-ack uplink. Never fails: problems are counted and logged.
+    ///
+    /// The uplink is settled (the device gets its PUBACK) once what it says is written; at
+    /// once if it is refused (a malformed uplink is not made right by sending it again);
+    /// never if the write fails, so the device sends it again after reconnecting.
     #[tracing::instrument(skip_all, fields(device_id = %message.device_id, topic = %message.topic))]
-    pub async fn handle_uplink(&self, message: UplinkMessage) {
+    pub async fn handle_uplink(&self, mut message: UplinkMessage) {
+        let settle = std::mem::take(&mut message.settle);
         let topic = match parse_topic(&message.topic) {
             Ok(topic) => topic,
             Err(err) => {
                 self.reject(&message, "unknown", "topic", &err.to_string());
+                settle.settle();
                 return;
             }
         };
@@ -540,6 +546,7 @@ impl DeviceOps {
             Ok(uplink) => uplink,
             Err(err) => {
                 self.reject(&message, kind, "payload", &err.to_string());
+                settle.settle();
                 return;
             }
         };
@@ -595,8 +602,11 @@ impl DeviceOps {
             // Only a QR downlink's ack gets here; the others went to delivery.
             UplinkBody::Ack(ack) => self.qr_ack(device_id, &ack).await,
         };
-        if let Err(err) = outcome {
-            tracing::error!(device_id, kind, error = %err, "storing an uplink failed");
+        match outcome {
+            Ok(()) => settle.settle(),
+            Err(err) => {
+                tracing::error!(device_id, kind, error = %err, "storing an uplink failed; not acknowledged to the device, which sends it again");
+            }
         }
     }
 
