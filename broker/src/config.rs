@@ -143,7 +143,9 @@ pub struct Limits {
     /// reading until the oldest is settled (TCP back-pressure). Default 32.
     pub max_unsettled_uplinks: usize,
     /// How long the oldest unsettled uplink may wait before the connection is closed
-    /// without its PUBACK (the client re-sends it after reconnecting). Default 10 s.
+    /// without its PUBACK (the client re-sends it after reconnecting). Default 30 s, as
+    /// `write_timeout`: a commit slower than that means the store is in trouble, and the
+    /// device is not held up meanwhile (it keeps publishing, up to `max_unsettled_uplinks`).
     pub settle_timeout: Duration,
 }
 
@@ -160,7 +162,7 @@ impl Default for Limits {
             uplink_capacity: 1024,
             presence_capacity: 4096,
             max_unsettled_uplinks: 32,
-            settle_timeout: Duration::from_secs(10),
+            settle_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -122,7 +122,7 @@
 //!   reading while the gateway commits, and stops reading (TCP back-pressure) only with
 //!   `limits.max_unsettled_uplinks` (32) PUBACKs owed. A handle dropped unsettled (the gateway
 //!   could not record it, or is stopping) or not settled within `limits.settle_timeout`
-//!   (10 s) gets no PUBACK: the connection is closed (`uplink_unsettled`), so the client sends
+//!   (30 s) gets no PUBACK: the connection is closed (`uplink_unsettled`), so the client sends
 //!   the PUBLISH again after it reconnects. Not "PUBACK anyway after the timeout": that would
 //!   acknowledge what may never be recorded, the loss this exists to prevent; and not waiting
 //!   for ever: a device whose acknowledgements stop would stall with its connection open.
