@@ -169,8 +169,12 @@ impl AnnouncementRelay {
         let acks = tokio::spawn({
             let relay = self.clone();
             async move {
+                // Each on a task of its own: a late ack waits for its commit, and the acks a
+                // fleet re-sends after a restart must all be committed (in one batch, not one
+                // after another) before their devices' replays, `replay_grace` later.
                 while let Some(message) = uplinks.recv().await {
-                    relay.handle_uplink(message).await;
+                    let relay = relay.clone();
+                    tokio::spawn(async move { relay.handle_uplink(message).await });
                 }
             }
         });
@@ -194,6 +198,18 @@ impl AnnouncementRelay {
             }
         });
         tokio::pin!(shutdown);
+        // The first outbox read waits `replay_grace` too: a device that reconnected to this
+        // (re)started daemon before it got here is due a replay, and its client re-sends
+        // the acks of what it already spoke first. Read at once, its announcements that
+        // were in flight when the last run died would be sent again before those acks.
+        tokio::select! {
+            _ = &mut shutdown => {
+                acks.abort();
+                connects.abort();
+                return;
+            }
+            _ = tokio::time::sleep(self.settings.replay_grace) => {}
+        }
         let mut read_outbox = true;
         let mut wake_at = tokio::time::Instant::now();
         loop {
