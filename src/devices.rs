@@ -152,6 +152,12 @@ impl DeviceTransport for BrokerTransport {
         self.handle.is_connected(device_id)
     }
 
+    fn connected_for(&self, device_id: &str) -> Option<Duration> {
+        self.handle
+            .connected_since(device_id)
+            .map(|since| since.elapsed().unwrap_or_default())
+    }
+
     fn connected_count(&self) -> usize {
         self.handle.connected_count()
     }

@@ -288,6 +288,16 @@ impl BrokerHandle {
             .is_some_and(|s| lock(&s.state).live.is_some())
     }
 
+    /// When the device's live connection was established (`None` if it has none).
+    pub fn connected_since(&self, device_id: &str) -> Option<std::time::SystemTime> {
+        let session = lock(&self.shared.sessions)
+            .get(&device_key(device_id))
+            .cloned()?;
+        let state = lock(&session.state);
+        state.live.as_ref()?;
+        state.live_since.as_ref().map(|stamp| stamp.since)
+    }
+
     /// How many devices have a live connection now (walks the session table).
     pub fn connected_count(&self) -> usize {
         lock(&self.shared.sessions)

@@ -244,6 +244,11 @@ impl DeviceTransport for RecordingTransport {
         self.wire().connected.contains(device_id)
     }
 
+    /// Not modelled: the relay never holds back for a fresh connection here.
+    fn connected_for(&self, _device_id: &str) -> Option<Duration> {
+        None
+    }
+
     fn connected_count(&self) -> usize {
         self.wire().connected.len()
     }

@@ -36,6 +36,11 @@ pub trait DeviceTransport: Send + Sync + std::fmt::Debug {
     /// Whether the device has a live connection now.
     fn is_connected(&self, device_id: &str) -> bool;
 
+    /// How long the device's live connection has lasted, if the transport knows (`None`:
+    /// not connected, or unknown). Delivery holds back what it would send a device in the
+    /// first `replay_grace` of a connection, for the replay that follows.
+    fn connected_for(&self, device_id: &str) -> Option<Duration>;
+
     /// How many devices have a live connection here now (this node's share of the fleet).
     fn connected_count(&self) -> usize;
 

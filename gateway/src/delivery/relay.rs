@@ -26,7 +26,9 @@ enum Attempted {
     Settled,
     /// Offline or to be retried: the device's later announcements wait behind it.
     Wait,
-    /// The device is held by another node, which was woken to deliver it.
+    /// Nothing written, nothing sent: another node holds the device (and was woken to
+    /// deliver it), or the device's connection is younger than the replay grace (its
+    /// replay delivers it).
     Elsewhere,
 }
 
@@ -437,6 +439,19 @@ impl AnnouncementRelay {
             let deferred = self.deferred(a.expires_at_ms);
             self.record(&a.id, deferred, "deferred").await;
             return Attempted::Wait;
+        }
+        if self
+            .transport
+            .connected_for(&a.device_id)
+            .is_some_and(|age| age < self.settings.replay_grace)
+        {
+            // A fresh connection: its client is re-sending the acks of what it already
+            // spoke, and the replay after `replay_grace` delivers this (nothing is written:
+            // the row stays due). Sent now, an announcement that was in flight when the
+            // connection or the daemon died would be heard twice.
+            metrics::counter!("gema_announcement_attempts_total", "result" => "held_for_replay")
+                .increment(1);
+            return Attempted::Elsewhere;
         }
         let downlink = announce::downlink(&a, self.settings.language, now);
         let outcome = attempt::attempt(
