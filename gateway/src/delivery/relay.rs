@@ -58,8 +58,9 @@ pub struct DeliverySettings {
     /// died); they settle those announcements first. Measured with `gema bench crash-loop`
     /// (20 SIGKILLs, SQLite): 28–32 announcements received twice without it, 5–7 with
     /// 500 ms; with the broker's PUBACK of an ack also waiting for its commit (so every ack
-    /// the daemon died holding is among those re-sent), 0 over 100 SIGKILLs on either
-    /// backend. New announcements are not held back: only the replay of those pending.
+    /// the daemon died holding is among those re-sent) and nothing at all sent to a
+    /// connection younger than this (`DeviceTransport::connected_for`), 0 over 100
+    /// SIGKILLs on either backend. Announcements committed meanwhile wait for the replay.
     pub replay_grace: Duration,
 }
 
