@@ -144,8 +144,9 @@ fn bench_config(
     // The bench provisions thousands of rows through the API with one token; the write
     // limit (a guard against runaway clients) would only measure itself.
     config.auth.writes_per_minute = 0;
-    // Every client here (the provisioning client's idle pool and the load generator's
-    // connections) comes from 127.0.0.1: the per-source cap would shed the callbacks.
+    // Every request comes from 127.0.0.1 (the provisioning client's pooled connections, then
+    // the load generator's), as behind a reverse proxy: with the per-source cap (128) the
+    // provisioning's idle connections took every slot and ~99% of the callbacks were refused.
     config.http.max_connections_per_source = config.http.max_connections;
     if let Some(url) = &bench.database_url {
         config.database.url = Some(crate::config::DatabaseUrl(url.clone()));

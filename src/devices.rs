@@ -10,7 +10,7 @@ use gema_broker::{
     PlainListenerConfig, PresenceChange, PresenceFeed, QoS, Rule, ServicePrincipal,
 };
 use gema_certs::TlsFiles;
-use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
+use gema_gateway::transport::{DeviceTransport, Presence, PublishOutcome, Settle, UplinkMessage};
 use gema_gateway::{Registry, SecretCheck};
 use tokio::sync::mpsc;
 
@@ -152,6 +152,12 @@ impl DeviceTransport for BrokerTransport {
         self.handle.is_connected(device_id)
     }
 
+    fn connected_for(&self, device_id: &str) -> Option<Duration> {
+        self.handle
+            .connected_since(device_id)
+            .map(|since| since.elapsed().unwrap_or_default())
+    }
+
     fn connected_count(&self) -> usize {
         self.handle.connected_count()
     }
@@ -161,7 +167,8 @@ impl DeviceTransport for BrokerTransport {
     }
 }
 
-/// Carries device uplinks from the broker to the gateway, as they come.
+/// Carries device uplinks from the broker to the gateway, as they come, each with the
+/// broker's settle handle (its PUBACK waits for the gateway to settle it).
 pub fn forward_uplinks(
     mut from: mpsc::Receiver<gema_broker::Uplink>,
     to: mpsc::Sender<UplinkMessage>,
@@ -172,6 +179,8 @@ pub fn forward_uplinks(
                 device_id: uplink.device_id,
                 topic: uplink.topic,
                 payload: uplink.payload.to_vec(),
+                // The broker PUBACKs a QoS 1 uplink once the gateway settles this.
+                settle: uplink.settle.map(Settle::new).unwrap_or_default(),
             };
             if to.send(message).await.is_err() {
                 break;

@@ -4,6 +4,16 @@
 //! transaction id, does not speak expired ones, says the amount in Indonesian, and acks.
 //! It can also drop acks or disconnect at random, to exercise retries and replays.
 //!
+//! Its acks (and every other uplink) are QoS 1 and survive a lost connection as firmware's
+//! must: the broker PUBACKs an ack only once the gateway has committed it, and rumqttc 0.24
+//! keeps what it did not get a PUBACK for. On a connection error `EventLoop::poll` calls
+//! `EventLoop::clean`, which moves the unacknowledged outgoing publishes (and requests still
+//! in the client's channel) to its `pending` list, and after the next CONNACK it sends
+//! `pending` before anything new, so an ack the daemon died before recording reaches the
+//! restarted one first. (This holds with a clean session too: it is the client's own
+//! state, not the broker's.) The set of transactions spoken lives across reconnects, so
+//! an announcement replayed anyway is acked `duplicate` and counted, not spoken.
+//!
 //! Device operations: it applies config pushes (newer versions only) and reports them,
 //! reports a config at boot, and, driven through [`SimControl`] by a test or the benchmark,
 //! sends heartbeats, presses its volume button (a local change, reported as drift), or

@@ -128,9 +128,16 @@ async fn parent(args: &[String]) {
         let mut broker = Broker::start(config, Arc::new(BenchRegistry))
             .await
             .unwrap();
-        // Drain uplinks so devices never wait on the gateway.
+        // Drain uplinks, settling each (its PUBACK goes out), so devices never wait on the
+        // gateway.
         let mut uplinks = broker.take_uplinks().unwrap();
-        tokio::spawn(async move { while uplinks.recv().await.is_some() {} });
+        tokio::spawn(async move {
+            while let Some(uplink) = uplinks.recv().await {
+                if let Some(settle) = uplink.settle {
+                    let _ = settle.send(());
+                }
+            }
+        });
         let port = broker.tls_addr().port();
         (Target::Gema(broker), port, std::process::id())
     };

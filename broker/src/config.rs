@@ -138,6 +138,15 @@ pub struct Limits {
     /// events; a [`crate::PresenceFeed`] then resynchronises from the session set, so no
     /// device's latest state is lost. Default 4096.
     pub presence_capacity: usize,
+    /// A device's QoS 1 uplinks whose PUBACK waits for the gateway to settle them, per
+    /// connection (see [`crate::Uplink::settle`]); at this many the connection stops
+    /// reading until the oldest is settled (TCP back-pressure). Default 32.
+    pub max_unsettled_uplinks: usize,
+    /// How long the oldest unsettled uplink may wait before the connection is closed
+    /// without its PUBACK (the client re-sends it after reconnecting). Default 30 s, as
+    /// `write_timeout`: a commit slower than that means the store is in trouble, and the
+    /// device is not held up meanwhile (it keeps publishing, up to `max_unsettled_uplinks`).
+    pub settle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -152,6 +161,8 @@ impl Default for Limits {
             max_retained: 100_000,
             uplink_capacity: 1024,
             presence_capacity: 4096,
+            max_unsettled_uplinks: 32,
+            settle_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! CONNECT and authentication, then the packet loop. Nothing here blocks another connection:
 //! every wait is inside this connection's task.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +17,7 @@ use rumqttc::mqttbytes::v4::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{AuthRefusal, Identity};
@@ -655,6 +657,7 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             kick: &kick,
             keepalive: Duration::from_millis(u64::from(connect.keep_alive) * 1500),
             denied: DeniedWindow::default(),
+            pubacks: PendingPubAcks::default(),
         };
         // Every log line of the packet loop carries the client and connection ids.
         tracing::Instrument::instrument(lp.run(), span.clone()).await
@@ -719,6 +722,7 @@ fn publish_will(shared: &Shared, who: &Who, will: LastWill) {
                 retain: will.retain,
                 last_will: true,
                 received_at: SystemTime::now(),
+                settle: None,
             })
             .is_err()
         {
@@ -736,6 +740,92 @@ struct PacketLoop<'a, S> {
     kick: &'a Kick,
     keepalive: Duration,
     denied: DeniedWindow,
+    pubacks: PendingPubAcks,
+}
+
+/// The PUBACKs this connection owes, in the order their PUBLISHes came (MQTT 3.1.1 §4.6):
+/// a device uplink's waits until the gateway settles it ([`Uplink::settle`]); any other
+/// QoS 1 PUBLISH's is ready at once but, behind an unsettled one, waits its turn.
+#[derive(Debug, Default)]
+struct PendingPubAcks {
+    queue: VecDeque<PendingPubAck>,
+}
+
+#[derive(Debug)]
+struct PendingPubAck {
+    pkid: u16,
+    /// `None` once settled (or for a PUBLISH nobody settles).
+    settled: Option<oneshot::Receiver<()>>,
+    /// When the connection gives up on it (closes without the PUBACK).
+    deadline: Instant,
+}
+
+impl PendingPubAcks {
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn push(&mut self, pkid: u16, settled: Option<oneshot::Receiver<()>>, deadline: Instant) {
+        self.queue.push_back(PendingPubAck {
+            pkid,
+            settled,
+            deadline,
+        });
+    }
+
+    /// Takes the packet ids of the settled PUBACKs at the front, in order. An error if the
+    /// front one's settle handle was dropped unsent (the gateway could not record it).
+    fn take_ready(&mut self) -> Result<Vec<u16>, Close> {
+        let mut ready = Vec::new();
+        while let Some(front) = self.queue.front_mut() {
+            if let Some(settled) = front.settled.as_mut() {
+                match settled.try_recv() {
+                    Ok(()) => front.settled = None,
+                    Err(oneshot::error::TryRecvError::Empty) => break,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        return Err(unsettled("dropped", front.pkid));
+                    }
+                }
+            }
+            ready.push(front.pkid);
+            self.queue.pop_front();
+        }
+        Ok(ready)
+    }
+
+    /// Waits until the front PUBACK is settled (pending forever if there is none); an
+    /// error if its handle is dropped unsent or its deadline passes first.
+    async fn front_settled(&mut self) -> Result<(), Close> {
+        let Some(front) = self.queue.front_mut() else {
+            return std::future::pending().await;
+        };
+        let Some(settled) = front.settled.as_mut() else {
+            return Ok(());
+        };
+        tokio::select! {
+            r = settled => match r {
+                Ok(()) => {
+                    front.settled = None;
+                    Ok(())
+                }
+                Err(_) => Err(unsettled("dropped", front.pkid)),
+            },
+            _ = tokio::time::sleep_until(front.deadline.into()) => {
+                Err(unsettled("timeout", front.pkid))
+            }
+        }
+    }
+}
+
+/// Counts and logs a device uplink whose PUBACK is withheld; the connection closes.
+fn unsettled(reason: &'static str, pkid: u16) -> Close {
+    metrics::counter!("gema_broker_uplinks_unsettled_total", "reason" => reason).increment(1);
+    tracing::warn!(
+        pkid,
+        reason,
+        "uplink not settled by the gateway; closing without its PUBACK (the client re-sends it)"
+    );
+    DisconnectReason::UplinkUnsettled
 }
 
 /// Refused PUBLISHes of one connection in the current fixed window.
@@ -765,8 +855,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
         self.resend_inflight();
         let mut deadline = Instant::now() + self.keepalive;
         loop {
-            // Handle every complete frame already buffered.
-            loop {
+            let max_unsettled = self.conn.shared.config.limits.max_unsettled_uplinks.max(1);
+            // Handle every complete frame already buffered (while the PUBACKs owed stay
+            // under their cap: past it, the client waits for the gateway).
+            while self.pubacks.len() < max_unsettled {
                 match self.conn.decode() {
                     Ok(Some(Inbound::Packet(p))) => {
                         // Boxed so the idle loop's future does not reserve room for the
@@ -803,17 +895,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
                 },
             }
             let keepalive_on = !self.keepalive.is_zero();
+            let reading = self.pubacks.len() < max_unsettled;
             tokio::select! {
                 _ = self.kick.token.cancelled() => return self.kick.reason(),
                 _ = shutdown.cancelled() => return DisconnectReason::Shutdown,
-                _ = tokio::time::sleep_until(deadline.into()), if keepalive_on => {
+                _ = tokio::time::sleep_until(deadline.into()), if keepalive_on && reading => {
                     return DisconnectReason::KeepaliveTimeout;
                 }
-                r = self.conn.read_more() => {
+                r = self.conn.read_more(), if reading => {
                     if let Err(reason) = r {
                         return reason;
                     }
                     deadline = Instant::now() + self.keepalive;
+                }
+                r = self.pubacks.front_settled() => {
+                    if let Err(reason) = r.and_then(|()| self.write_ready_pubacks()) {
+                        return reason;
+                    }
+                    // Not reading meanwhile was the broker's doing, not the client's.
+                    deadline = deadline.max(Instant::now() + self.keepalive);
                 }
                 _ = self.session.notify.notified() => {}
             }
@@ -951,6 +1051,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
         }
     }
 
+    /// Writes the PUBACKs owed whose turn has come (settled, and every earlier one too).
+    fn write_ready_pubacks(&mut self) -> Result<(), Close> {
+        for pkid in self.pubacks.take_ready()? {
+            self.conn.write(&Packet::PubAck(PubAck::new(pkid)));
+        }
+        Ok(())
+    }
+
     async fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
         let shared = self.conn.shared.clone();
         if let Err(denied) = gema_acl::check_publish(self.who.acl(), &p.topic) {
@@ -962,7 +1070,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
             self.conn.write(&Packet::PubRec(PubRec::new(p.pkid)));
             return Ok(());
         }
+        // A device's QoS 1 uplink is PUBACKed once the gateway settles it (its effect is
+        // durable), not on routing: a crash in between must leave the device re-sending it.
+        let mut settled = None;
         if let Some(id) = self.who.device_id() {
+            let settle = if p.qos == QoS::AtLeastOnce {
+                let (settle, receiver) = oneshot::channel();
+                settled = Some(receiver);
+                Some(settle)
+            } else {
+                None
+            };
             let uplink = Uplink {
                 device_id: id.to_owned(),
                 topic: p.topic.clone(),
@@ -971,6 +1089,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
                 retain: p.retain,
                 last_will: false,
                 received_at: SystemTime::now(),
+                settle,
             };
             tokio::select! {
                 _ = self.kick.token.cancelled() => return Err(self.kick.reason()),
@@ -978,6 +1097,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
                 r = shared.uplinks.send(uplink) => {
                     if r.is_err() {
                         metrics::counter!("gema_broker_uplinks_dropped_total", "reason" => "no_consumer").increment(1);
+                        // Nobody to settle it: acknowledged on routing, as for anyone else.
+                        settled = None;
                     }
                 }
             }
@@ -990,7 +1111,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
         }
         match p.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.conn.write(&Packet::PubAck(PubAck::new(p.pkid))),
+            QoS::AtLeastOnce => {
+                let deadline = Instant::now() + shared.config.limits.settle_timeout;
+                self.pubacks.push(p.pkid, settled, deadline);
+                self.write_ready_pubacks()?;
+            }
             QoS::ExactlyOnce => self.conn.write(&Packet::PubRec(PubRec::new(p.pkid))),
         }
         Ok(())
@@ -1021,7 +1146,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
         }
         match p.qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.conn.write(&Packet::PubAck(PubAck::new(p.pkid))),
+            // In its turn behind any PUBACK still owed (§4.6).
+            QoS::AtLeastOnce => {
+                self.pubacks.push(p.pkid, None, Instant::now());
+                self.write_ready_pubacks()?;
+            }
             // The client's PUBREL is answered with PUBCOMP like any other; nothing was
             // delivered, so nothing is recorded against a retransmission.
             QoS::ExactlyOnce => self.conn.write(&Packet::PubRec(PubRec::new(p.pkid))),

@@ -31,6 +31,10 @@ pub enum DisconnectReason {
     Kicked,
     /// The broker is shutting down.
     Shutdown,
+    /// The consumer of a device's QoS 1 uplink dropped its settle handle (it could not
+    /// record the uplink) or did not settle it within the settle timeout: the PUBACK is
+    /// withheld and the connection closed, so the client sends it again after reconnecting.
+    UplinkUnsettled,
     /// Never a connection's own ending: a [`crate::PresenceFeed`] that fell behind found the
     /// device gone from the session set, and the event naming the real reason was lost.
     Unobserved,
@@ -48,6 +52,7 @@ impl DisconnectReason {
             DisconnectReason::Takeover => "takeover",
             DisconnectReason::Kicked => "kicked",
             DisconnectReason::Shutdown => "shutdown",
+            DisconnectReason::UplinkUnsettled => "uplink_unsettled",
             DisconnectReason::Unobserved => "unobserved",
         }
     }
@@ -132,7 +137,7 @@ impl DeliveryReceipt {
 }
 
 /// A message a device published, after the ACL allowed it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Uplink {
     /// The authenticated device, never taken from the topic or the payload.
     pub device_id: String,
@@ -143,6 +148,16 @@ pub struct Uplink {
     /// This is the device's Last Will, published because its connection died.
     pub last_will: bool,
     pub received_at: SystemTime,
+    /// For a QoS 1 PUBLISH: the broker writes its PUBACK only once this is sent `()`, i.e.
+    /// once the consumer has made the uplink's effect durable (or decided it records
+    /// nothing). PUBACKs leave in the order the PUBLISHes came (MQTT 3.1.1 §4.6), so one
+    /// unsettled uplink holds back the PUBACKs of the device's later ones; the connection
+    /// keeps reading meanwhile, up to [`crate::Limits::max_unsettled_uplinks`]. Dropped
+    /// without sending, or not sent within [`crate::Limits::settle_timeout`]: no PUBACK,
+    /// and the connection is closed, so the device's client sends the PUBLISH again after
+    /// it reconnects. `None` for QoS 0 and 2 (QoS 2 gets its PUBREC on routing) and Last
+    /// Wills.
+    pub settle: Option<oneshot::Sender<()>>,
 }
 
 /// A device came or went.

@@ -113,6 +113,21 @@
 //!   Queues are bounded by count (oldest dropped) and age; every drop is counted by reason. An
 //!   abandoned session expires after `sessions.expiry` (default 7 days).
 //! - Inbound QoS 2 is delivered once, on PUBLISH; retransmissions are answered with PUBREC only.
+//! - **A device's QoS 1 uplink is PUBACKed once the gateway settles it**, not when it is routed:
+//!   the [`Uplink`] carries a settle handle ([`Uplink::settle`]) the consumer completes once the
+//!   uplink's effect is durable (an announcement's `ack` once the commit recording it has
+//!   succeeded), so a crash between the two leaves the device's client re-sending the PUBLISH
+//!   instead of holding an acknowledgement for something forgotten. PUBACKs leave in the order
+//!   the PUBLISHes came (MQTT 3.1.1 §4.6) from a per-connection queue; the connection keeps
+//!   reading while the gateway commits, and stops reading (TCP back-pressure) only with
+//!   `limits.max_unsettled_uplinks` (32) PUBACKs owed. A handle dropped unsettled (the gateway
+//!   could not record it, or is stopping) or not settled within `limits.settle_timeout`
+//!   (30 s) gets no PUBACK: the connection is closed (`uplink_unsettled`), so the client sends
+//!   the PUBLISH again after it reconnects. Not "PUBACK anyway after the timeout": that would
+//!   acknowledge what may never be recorded, the loss this exists to prevent; and not waiting
+//!   for ever: a device whose acknowledgements stop would stall with its connection open.
+//!   Service principals' PUBLISHes and QoS 2 uplinks are acknowledged on routing, as before; a
+//!   device's refused QoS 1 PUBLISH is acknowledged in its turn behind those still owed.
 //! - `BrokerHandle::publish` returns a `DeliveryReceipt`: `Acknowledged` (PUBACK/PUBCOMP), `Sent`
 //!   (QoS 0 written), `Offline { queued }`, `NotSubscribed`, or `Dropped(reason)`.
 //! - Limits per session: inflight window (32), queue (1000, 24 h), subscriptions (64); globally:
@@ -271,6 +286,16 @@ impl BrokerHandle {
         lock(&self.shared.sessions)
             .get(&device_key(device_id))
             .is_some_and(|s| lock(&s.state).live.is_some())
+    }
+
+    /// When the device's live connection was established (`None` if it has none).
+    pub fn connected_since(&self, device_id: &str) -> Option<std::time::SystemTime> {
+        let session = lock(&self.shared.sessions)
+            .get(&device_key(device_id))
+            .cloned()?;
+        let state = lock(&session.state);
+        state.live.as_ref()?;
+        state.live_since.as_ref().map(|stamp| stamp.since)
     }
 
     /// How many devices have a live connection now (walks the session table).

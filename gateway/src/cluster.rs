@@ -656,6 +656,10 @@ impl DeviceTransport for ClusterTransport {
         self.cluster.may_send() && self.inner.is_connected(device_id)
     }
 
+    fn connected_for(&self, device_id: &str) -> Option<Duration> {
+        self.inner.connected_for(device_id)
+    }
+
     fn connected_count(&self) -> usize {
         self.inner.connected_count()
     }

@@ -230,11 +230,11 @@ impl DeviceTransport for RecordingTransport {
                     status: AckStatus::Spoken,
                 }),
             };
-            let message = UplinkMessage {
-                device_id: device_id.to_string(),
-                topic: topics::topic(device_id, MessageKind::Ack, Encoding::Json),
-                payload: encode(&uplink, Encoding::Json),
-            };
+            let message = UplinkMessage::new(
+                device_id,
+                topics::topic(device_id, MessageKind::Ack, Encoding::Json),
+                encode(&uplink, Encoding::Json),
+            );
             let _ = to.send(message).await;
         }
         PublishOutcome::Acknowledged
@@ -242,6 +242,11 @@ impl DeviceTransport for RecordingTransport {
 
     fn is_connected(&self, device_id: &str) -> bool {
         self.wire().connected.contains(device_id)
+    }
+
+    /// Not modelled: the relay never holds back for a fresh connection here.
+    fn connected_for(&self, _device_id: &str) -> Option<Duration> {
+        None
     }
 
     fn connected_count(&self) -> usize {

@@ -113,6 +113,7 @@ impl Harness {
                 device_id: self.device_id.clone(),
                 topic: topic::topic(&self.device_id, kind, Encoding::Json),
                 payload,
+                settle: Default::default(),
             })
             .await;
     }
@@ -458,6 +459,7 @@ async fn the_trace_keeps_both_directions() {
             device_id: h.device_id.clone(),
             topic: topic::topic(&h.device_id, MessageKind::Ack, Encoding::Json),
             payload: encode(&ack, Encoding::Json),
+            settle: Default::default(),
         })
         .await
         .unwrap();
@@ -1139,6 +1141,7 @@ async fn the_health_filter_pages_by_cursor_across_registry_pages() {
                     &Uplink::new(Envelope::new("hb", START), heartbeat(90)),
                     Encoding::Json,
                 ),
+                settle: Default::default(),
             })
             .await;
     }
@@ -1245,4 +1248,73 @@ async fn a_batch_of_presence_changes_is_recorded_at_once_and_only_connects_get_a
         .map(|(id, _)| id)
         .collect();
     assert_eq!(pushed, vec![h.device_id.clone()]);
+}
+
+/// `body` as the device's client publishes it, with the settle handle its PUBACK waits for.
+fn settled_uplink(
+    h: &Harness,
+    body: impl Into<UplinkBody>,
+    kind: MessageKind,
+) -> (UplinkMessage, tokio::sync::oneshot::Receiver<()>) {
+    let (settle, settled) = gema_gateway::transport::Settle::pair();
+    let uplink = Uplink::new(Envelope::new("m-settle", START), body);
+    let message = UplinkMessage {
+        device_id: h.device_id.clone(),
+        topic: topic::topic(&h.device_id, kind, Encoding::Json),
+        payload: encode(&uplink, Encoding::Json),
+        settle,
+    };
+    (message, settled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_report_answering_a_push_is_acknowledged_only_once_written_a_heartbeat_at_once() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    let config = DeviceConfig {
+        volume: 5,
+        language: Language::Id,
+        heartbeat_interval_s: 60,
+        qr_timeout_s: 120,
+        quiet_hours: None,
+    };
+    let applied = || ReportedConfig {
+        applied_version: 1,
+        cause: ReportCause::Applied,
+        config: config.clone(),
+    };
+    // Another writer holds the database: every write here waits, then fails.
+    let db = rusqlite::Connection::open(h._dir.path().join("gema.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    // A heartbeat is acknowledged at once, whatever becomes of its write.
+    let (beat, beat_settled) = settled_uplink(&h, heartbeat(80), MessageKind::Heartbeat);
+    let ops = h.ops.clone();
+    let beat_handled = tokio::spawn(async move { ops.handle_uplink(beat).await });
+    tokio::time::timeout(Duration::from_secs(2), beat_settled)
+        .await
+        .expect("a heartbeat is settled before its write")
+        .expect("settled, not dropped");
+
+    // A report that applies a push answers the gateway: no PUBACK while its write waits,
+    // none at all when it fails (the device sends it again).
+    let (report, mut report_settled) = settled_uplink(&h, applied(), MessageKind::ReportedConfig);
+    let ops = h.ops.clone();
+    let report_handled = tokio::spawn(async move { ops.handle_uplink(report).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        report_settled.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+    );
+    report_handled.await.unwrap();
+    assert!(
+        report_settled.await.is_err(),
+        "a report whose write failed must not be acknowledged"
+    );
+    beat_handled.await.unwrap();
+
+    // Written: acknowledged.
+    db.execute_batch("ROLLBACK").unwrap();
+    let (again, again_settled) = settled_uplink(&h, applied(), MessageKind::ReportedConfig);
+    h.ops.handle_uplink(again).await;
+    again_settled.await.expect("settled once written");
 }

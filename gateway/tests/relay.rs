@@ -275,6 +275,7 @@ async fn an_ack_resent_right_after_a_reconnect_comes_before_the_replay() {
             device_id: h.device_id.clone(),
             topic: topic(&h.device_id, MessageKind::Ack, Encoding::Json),
             payload: encode(&ack, Encoding::Json),
+            settle: Default::default(),
         })
         .await
         .unwrap();
@@ -426,5 +427,144 @@ async fn with_several_commit_loops_every_callback_is_applied_once_and_sequenced_
     assert_eq!(
         sequences, expected,
         "one announcement per order, each its own number"
+    );
+}
+
+/// The device's `ack` of the harness's one announcement (as its client publishes it).
+fn ack_uplink(
+    h: &Harness,
+    acked_msg_id: &str,
+    transaction_id: &str,
+) -> (
+    gema_gateway::transport::UplinkMessage,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    use gema_firmware_protocol::message::{Ack, AckStatus, Envelope, Uplink, UplinkBody};
+    use gema_firmware_protocol::topic::{MessageKind, topic};
+    use gema_firmware_protocol::{Encoding, encode};
+    use gema_gateway::transport::{Settle, UplinkMessage};
+
+    let ack = Uplink {
+        envelope: Envelope::new(format!("ack-{acked_msg_id}"), 0),
+        body: UplinkBody::Ack(Ack {
+            acked_msg_id: acked_msg_id.into(),
+            transaction_id: Some(transaction_id.into()),
+            status: AckStatus::Spoken,
+        }),
+    };
+    let (settle, settled) = Settle::pair();
+    let message = UplinkMessage {
+        device_id: h.device_id.clone(),
+        topic: topic(&h.device_id, MessageKind::Ack, Encoding::Json),
+        payload: encode(&ack, Encoding::Json),
+        settle,
+    };
+    (message, settled)
+}
+
+/// Another writer holding the database's write lock (SQLite, WAL: readers go on).
+fn hold_write_lock(h: &Harness) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(h.gw.dir().join("gema.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    db
+}
+
+/// Waits for the announcement's one send; its downlink's message id.
+async fn sent_once(h: &Harness) -> String {
+    eventually_within("sent once", Duration::from_secs(5), || async {
+        if h.received().len() == 1 {
+            Ok(Some(()))
+        } else {
+            Err(h.received().len())
+        }
+    })
+    .await;
+    h.gw.transport.downlinks().remove(0).1.envelope.msg_id
+}
+
+/// The attempt waits for the device's `ack` long enough for these tests.
+fn patient() -> DeliverySettings {
+    DeliverySettings {
+        ack_timeout: Duration::from_secs(30),
+        ..DeliverySettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_ack_is_acknowledged_to_the_device_only_after_the_commit_recording_it() {
+    let h = harness(patient(), true, false).await;
+    let id = h.pay("ORD-SETTLE", 7_000).await;
+    let msg_id = sent_once(&h).await;
+
+    let lock = hold_write_lock(&h);
+    let (ack, mut settled) = ack_uplink(&h, &msg_id, &id);
+    h.gw.uplinks.send(ack).await.unwrap();
+    // The result cannot commit while another writer holds the lock: no PUBACK yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        settled.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty),
+        "the ack was settled before its result was committed"
+    );
+    assert_eq!(
+        h.announcement(&id).await.status,
+        AnnouncementStatus::Pending
+    );
+
+    lock.execute_batch("COMMIT").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("settled once committed")
+        .expect("settled, not dropped");
+    assert_eq!(
+        h.announcement(&id).await.status,
+        AnnouncementStatus::Delivered
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_whose_write_fails_is_not_acknowledged_and_its_resend_settles_it_without_a_replay() {
+    let h = harness(patient(), true, false).await;
+    let id = h.pay("ORD-RESEND", 8_000).await;
+    let msg_id = sent_once(&h).await;
+
+    let lock = hold_write_lock(&h);
+    let (ack, settled) = ack_uplink(&h, &msg_id, &id);
+    h.gw.uplinks.send(ack).await.unwrap();
+    // The write fails (the lock outlasts the store's busy timeout): the handle is dropped
+    // unsettled, so the broker sends no PUBACK and closes the connection.
+    let outcome = tokio::time::timeout(Duration::from_secs(20), settled)
+        .await
+        .expect("the write ends, one way or the other");
+    assert!(outcome.is_err(), "a failed write must not settle the ack");
+    h.gw.transport.go_offline(&h.device_id);
+    h.gw.presence
+        .send(Presence::Disconnected {
+            device_id: h.device_id.clone(),
+            reason: "uplink_unsettled".into(),
+        })
+        .await
+        .unwrap();
+    lock.execute_batch("ROLLBACK").unwrap();
+    assert_ne!(
+        h.announcement(&id).await.status,
+        AnnouncementStatus::Delivered
+    );
+
+    // The device reconnects and its client re-sends the unacknowledged ack first.
+    h.connect().await;
+    let (resent, settled) = ack_uplink(&h, &msg_id, &id);
+    h.gw.uplinks.send(resent).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("the re-sent ack is settled")
+        .expect("settled once recorded");
+    h.until_status(&id, AnnouncementStatus::Delivered).await;
+    tokio::time::sleep(DeliverySettings::default().replay_grace + Duration::from_millis(300)).await;
+    assert_eq!(
+        h.received().len(),
+        1,
+        "the announcement was not replayed: {:?}",
+        h.received()
     );
 }

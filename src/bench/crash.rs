@@ -172,7 +172,11 @@ impl Dice {
 #[derive(Debug, Default)]
 struct Receipts {
     spoken: HashMap<String, u32>,
+    /// When each transaction was first spoken.
+    spoken_at: HashMap<String, Instant>,
     duplicates: HashMap<String, u32>,
+    /// Each duplicate receipt: device, transaction, when it arrived.
+    duplicate_receipts: Vec<(String, String, Instant)>,
 }
 
 pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
@@ -213,11 +217,19 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
             while let Some(event) = events.recv().await {
                 let mut r = lock(&receipts);
                 match event {
-                    SimEvent::Spoke { transaction_id, .. } => {
+                    SimEvent::Spoke {
+                        transaction_id, at, ..
+                    } => {
+                        r.spoken_at.entry(transaction_id.clone()).or_insert(at);
                         *r.spoken.entry(transaction_id).or_default() += 1;
                     }
-                    SimEvent::Duplicate { transaction_id, .. } => {
-                        *r.duplicates.entry(transaction_id).or_default() += 1;
+                    SimEvent::Duplicate {
+                        transaction_id,
+                        device_id,
+                    } => {
+                        *r.duplicates.entry(transaction_id.clone()).or_default() += 1;
+                        r.duplicate_receipts
+                            .push((device_id, transaction_id, Instant::now()));
                     }
                     _ => {}
                 }
@@ -249,8 +261,10 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
     let work = tokio::spawn(device_work(api.clone(), device_ids.clone(), stop_work_rx));
     let mut dice = Dice(bench.seed | 1);
     let mut restart_times = Vec::with_capacity(bench.kills);
+    let mut kill_times = Vec::with_capacity(bench.kills);
     for _ in 0..bench.kills {
         tokio::time::sleep(Duration::from_millis(200 + dice.below(1400))).await;
+        kill_times.push(Instant::now());
         daemon.kill().await?;
         let restarted = Instant::now();
         daemon = Daemon::start(&data_dir, &ports, db_url).await?.0;
@@ -398,6 +412,30 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
     );
     for line in report.lost.iter().take(20) {
         println!("  lost: {line}");
+    }
+    {
+        // Where each duplicate came from: spoken before a kill and heard again after the
+        // restart is the crash window; heard again with no kill in between is a retry.
+        let r = lock(&receipts);
+        let since = |at: Instant| at.saturating_duration_since(started).as_millis();
+        for (device_id, transaction_id, at) in r.duplicate_receipts.iter().take(50) {
+            let spoken = r.spoken_at.get(transaction_id).copied();
+            let kill = kill_times.iter().rposition(|k| k <= at);
+            let between = match (spoken, kill) {
+                (Some(spoken), Some(k)) if kill_times[k] >= spoken => format!(
+                    "kill #{} at +{} ms in between, heard again {} ms after it",
+                    k + 1,
+                    since(kill_times[k]),
+                    at.saturating_duration_since(kill_times[k]).as_millis()
+                ),
+                _ => "no kill in between".to_string(),
+            };
+            println!(
+                "  duplicate: {transaction_id} on {device_id}: spoken at +{} ms, again at +{} ms; {between}",
+                spoken.map(since).unwrap_or_default(),
+                since(*at),
+            );
+        }
     }
     if !report.lost.is_empty() || postings.len() != 1 || integrity != ["ok"] {
         bail!("the crash loop lost or broke something (see above)");

@@ -33,6 +33,7 @@ async fn beat(api: &TestApi, device: &str, battery: u8) {
             device_id: device.into(),
             topic: topic::topic(device, MessageKind::Heartbeat, Encoding::Json),
             payload: encode(&uplink, Encoding::Json),
+            settle: Default::default(),
         })
         .await;
 }

@@ -80,6 +80,9 @@ pub fn secret(id: &str) -> String {
 pub struct TestBroker {
     pub broker: Broker,
     pub handle: BrokerHandle,
+    /// Device uplinks. Unless the broker was started with [`TestBroker::start_settling_by_hand`],
+    /// each was settled (its PUBACK released) as it came, as a consumer that records
+    /// nothing does, and arrives with `settle: None`.
     pub uplinks: mpsc::Receiver<Uplink>,
     pub presence: broadcast::Receiver<PresenceEvent>,
     pub ca_pem: Vec<u8>,
@@ -128,10 +131,24 @@ impl TestBroker {
         Self::start_with_devices(&["a", "b", "c"], adjust).await
     }
 
+    /// A broker whose device uplinks reach [`TestBroker::uplinks`] with their settle
+    /// handles: the test decides when (and whether) each is PUBACKed.
+    pub async fn start_settling_by_hand(adjust: impl FnOnce(&mut BrokerConfig)) -> Self {
+        Self::start_inner(&["a", "b", "c"], adjust, false).await
+    }
+
     /// A broker whose registry knows `devices` (each with [`secret`]).
     pub async fn start_with_devices(
         devices: &[impl AsRef<str>],
         adjust: impl FnOnce(&mut BrokerConfig),
+    ) -> Self {
+        Self::start_inner(devices, adjust, true).await
+    }
+
+    async fn start_inner(
+        devices: &[impl AsRef<str>],
+        adjust: impl FnOnce(&mut BrokerConfig),
+        settle_at_once: bool,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(dir.path());
@@ -145,7 +162,21 @@ impl TestBroker {
         });
         let mut broker = Broker::start(config, registry.clone()).await.unwrap();
         let handle = broker.handle();
-        let uplinks = broker.take_uplinks().unwrap();
+        let mut uplinks = broker.take_uplinks().unwrap();
+        if settle_at_once {
+            let (tx, rx) = mpsc::channel(1024);
+            tokio::spawn(async move {
+                while let Some(mut uplink) = uplinks.recv().await {
+                    if let Some(settle) = uplink.settle.take() {
+                        let _ = settle.send(());
+                    }
+                    if tx.send(uplink).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            uplinks = rx;
+        }
         let presence = handle.presence();
         let ca_pem = std::fs::read(dir.path().join("ca.pem")).unwrap();
         TestBroker {

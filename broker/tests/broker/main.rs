@@ -8,5 +8,6 @@ mod interop;
 mod mtls;
 mod presence;
 mod sessions;
+mod settle;
 mod stock_clients;
 mod tls_versions;

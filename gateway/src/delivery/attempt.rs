@@ -15,13 +15,14 @@ use gema_firmware_protocol::topic::{MessageKind, parse_topic};
 use gema_firmware_protocol::{Encoding, decode_on_topic, encode};
 use tokio::sync::oneshot;
 
-use crate::transport::{DeviceTransport, PublishOutcome, UplinkMessage};
+use crate::transport::{DeviceTransport, PublishOutcome, Settle, UplinkMessage};
 
 /// What became of one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum AttemptOutcome {
-    /// The device answered with an `ack` of this status.
-    Acked(AckStatus),
+    /// The device answered with an `ack` of this status; settle its uplink once the result
+    /// is committed.
+    Acked(AckStatus, Settle),
     /// The device's MQTT client took it (PUBACK), but no `ack` message came in time.
     NoAck,
     /// The device has no live connection.
@@ -32,25 +33,33 @@ pub(crate) enum AttemptOutcome {
     Failed(String),
 }
 
+/// An `ack` on its way to the attempt waiting for it, with its uplink's settle handle.
+type AckWaiter = oneshot::Sender<(AckStatus, Settle)>;
+
 /// Attempts waiting for their `ack`, by message id.
 #[derive(Debug, Default)]
 pub(crate) struct AckWaiters {
-    waiting: Mutex<HashMap<String, oneshot::Sender<AckStatus>>>,
+    waiting: Mutex<HashMap<String, AckWaiter>>,
 }
 
 impl AckWaiters {
-    /// Hands `status` to the attempt waiting for `msg_id`; `false` if none is registered
-    /// (a late ack, an ack after a restart, or a stray one).
-    pub(crate) fn resolve(&self, msg_id: &str, status: AckStatus) -> bool {
+    /// Hands `status` and the uplink's `settle` to the attempt waiting for `msg_id`, which
+    /// records the result and then settles. Gives `settle` back if no attempt took it (a
+    /// late ack, an ack after a restart, a stray one, or an attempt that stopped waiting
+    /// this instant): the caller records the ack itself.
+    pub(crate) fn resolve(
+        &self,
+        msg_id: &str,
+        status: AckStatus,
+        settle: Settle,
+    ) -> Result<(), Settle> {
         let Some(waiter) = self.waiting().remove(msg_id) else {
-            return false;
+            return Err(settle);
         };
-        // An attempt that stopped waiting this instant is answered by its own timeout.
-        let _ = waiter.send(status);
-        true
+        waiter.send((status, settle)).map_err(|(_, settle)| settle)
     }
 
-    fn expect(&self, msg_id: &str) -> oneshot::Receiver<AckStatus> {
+    fn expect(&self, msg_id: &str) -> oneshot::Receiver<(AckStatus, Settle)> {
         let (tx, rx) = oneshot::channel();
         self.waiting().insert(msg_id.to_string(), tx);
         rx
@@ -60,7 +69,7 @@ impl AckWaiters {
         self.waiting().remove(msg_id);
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<AckStatus>>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, AckWaiter>> {
         self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -93,7 +102,7 @@ pub(crate) async fn attempt(
         .await;
     let outcome = match published {
         PublishOutcome::Acknowledged => match tokio::time::timeout(waits.ack, ack).await {
-            Ok(Ok(status)) => AttemptOutcome::Acked(status),
+            Ok(Ok((status, settle))) => AttemptOutcome::Acked(status, settle),
             Ok(Err(_)) | Err(_) => AttemptOutcome::NoAck,
         },
         PublishOutcome::Offline => AttemptOutcome::Offline,

@@ -30,7 +30,12 @@
 //!
 //! Delivery is at least once: a crash between publish and ack re-sends after restart, and
 //! the device deduplicates on the transaction id (and answers `duplicate`), so the amount
-//! is spoken once. "Now" comes from the injected [`Clock`](crate::clock::Clock).
+//! is spoken once. A crash between the ack and its commit does not: the ack uplink carries
+//! its [`Settle`](crate::transport::Settle) handle to whoever records it (the waiting
+//! attempt's worker, or `handle_uplink` for a late ack), which settles it only once the
+//! writer answers that the result committed, so the broker PUBACKs the ack only then and a
+//! device whose ack was lost with the daemon sends it again after reconnecting, before the
+//! replay. "Now" comes from the injected [`Clock`](crate::clock::Clock).
 //!
 //! # Files
 //!

@@ -18,8 +18,8 @@ pub struct DeliveryRecord {
     /// The announcement's id (the downlink's message id).
     pub(crate) id: String,
     pub(crate) result: DeliveryResult,
-    /// Told once the result is written (or its write failed).
-    pub(crate) done: oneshot::Sender<()>,
+    /// Told once the result is written (`true`: committed) or its write failed (`false`).
+    pub(crate) done: oneshot::Sender<bool>,
 }
 
 /// The relay's end: sends results and waits for them to be written.
@@ -36,18 +36,19 @@ pub fn results_channel() -> (ResultsSender, ResultsQueue) {
 }
 
 impl ResultsSender {
-    /// Queues `result` for announcement `id` and waits until it is written. Returns at once
-    /// if the writer is gone (the result is lost; the announcement stays pending and is
-    /// sent again, and the device deduplicates).
-    pub(crate) async fn record(&self, id: &str, result: DeliveryResult) {
+    /// Queues `result` for announcement `id` and waits until it is written; whether it was
+    /// committed. `false` at once if the writer is gone (the result is lost; the
+    /// announcement stays pending and is sent again, and the device deduplicates).
+    pub(crate) async fn record(&self, id: &str, result: DeliveryResult) -> bool {
         let (done, written) = oneshot::channel();
         let record = DeliveryRecord {
             id: id.to_string(),
             result,
             done,
         };
-        if self.0.send(record).await.is_ok() {
-            let _ = written.await;
+        if self.0.send(record).await.is_err() {
+            return false;
         }
+        written.await.unwrap_or(false)
     }
 }

@@ -526,12 +526,24 @@ impl DeviceOps {
     }
 
     /// Handles one non-ack uplink. Never fails: problems are counted and logged.
+    ///
+    /// The uplink is settled (the device gets its PUBACK) once what it says is written if it
+    /// answers something the gateway sent (a command result, a QR downlink's ack, a config
+    /// report that applies or rejects a push) or asks for something (a QR request): lost
+    /// with a crash, that would be asked again or left open. Never if that write fails, so
+    /// the device sends it again after reconnecting. Heartbeats, button presses and boot or
+    /// local-change reports are settled at once: the next one supersedes them, and a fleet
+    /// reconnecting at once (a boot report each, written one after another) must not wait
+    /// on a queue of writes for its PUBACKs. A refused uplink is settled at once too (a
+    /// malformed one is not made right by sending it again).
     #[tracing::instrument(skip_all, fields(device_id = %message.device_id, topic = %message.topic))]
-    pub async fn handle_uplink(&self, message: UplinkMessage) {
+    pub async fn handle_uplink(&self, mut message: UplinkMessage) {
+        let settle = std::mem::take(&mut message.settle);
         let topic = match parse_topic(&message.topic) {
             Ok(topic) => topic,
             Err(err) => {
                 self.reject(&message, "unknown", "topic", &err.to_string());
+                settle.settle();
                 return;
             }
         };
@@ -540,10 +552,28 @@ impl DeviceOps {
             Ok(uplink) => uplink,
             Err(err) => {
                 self.reject(&message, kind, "payload", &err.to_string());
+                settle.settle();
                 return;
             }
         };
         metrics::counter!("gema_uplinks_total", "kind" => kind).increment(1);
+        let answers_or_asks = match &uplink.body {
+            UplinkBody::CommandResult(_) | UplinkBody::DynamicQrRequest(_) | UplinkBody::Ack(_) => {
+                true
+            }
+            UplinkBody::ReportedConfig(r) => matches!(
+                r.cause,
+                gema_firmware_protocol::ReportCause::Applied
+                    | gema_firmware_protocol::ReportCause::Rejected
+            ),
+            UplinkBody::Heartbeat(_) | UplinkBody::ButtonEvent(_) => false,
+        };
+        let settle = if answers_or_asks {
+            Some(settle)
+        } else {
+            settle.settle();
+            None
+        };
         let device_id = message.device_id.as_str();
         let now = self.inner.clock.now_ms();
         let outcome = match uplink.body {
@@ -595,8 +625,14 @@ impl DeviceOps {
             // Only a QR downlink's ack gets here; the others went to delivery.
             UplinkBody::Ack(ack) => self.qr_ack(device_id, &ack).await,
         };
-        if let Err(err) = outcome {
-            tracing::error!(device_id, kind, error = %err, "storing an uplink failed");
+        match (outcome, settle) {
+            (Ok(()), Some(settle)) => settle.settle(),
+            (Ok(()), None) => {}
+            (Err(err), settle) => {
+                // Unsettled (dropped here), the device is not acknowledged and sends it again.
+                let acknowledged = settle.is_none();
+                tracing::error!(device_id, kind, acknowledged, error = %err, "storing an uplink failed");
+            }
         }
     }
 

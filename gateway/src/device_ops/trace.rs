@@ -198,6 +198,10 @@ impl DeviceTransport for TracingTransport {
         self.inner.is_connected(device_id)
     }
 
+    fn connected_for(&self, device_id: &str) -> Option<std::time::Duration> {
+        self.inner.connected_for(device_id)
+    }
+
     fn connected_count(&self) -> usize {
         self.inner.connected_count()
     }

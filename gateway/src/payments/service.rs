@@ -251,7 +251,7 @@ async fn commit_loop(
             .into_iter()
             .map(|r| ((r.id, r.result), r.done))
             .unzip();
-        match store
+        let committed = match store
             .apply_payment_events_and_deliveries(items, &rules, results_now)
             .await
         {
@@ -270,6 +270,7 @@ async fn commit_loop(
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     let _ = reply.send(outcome.map_err(GatewayError::from));
                 }
+                true
             }
             Err(err) => {
                 // The results stay pending: the relay re-sends and the device dedupes.
@@ -277,10 +278,11 @@ async fn commit_loop(
                 for reply in replies {
                     let _ = reply.send(Err(GatewayError::Internal(err.to_string())));
                 }
+                false
             }
-        }
+        };
         for done in done {
-            let _ = done.send(());
+            let _ = done.send(committed);
         }
     }
 }
@@ -294,12 +296,16 @@ async fn write_results(store: &dyn Store, records: Vec<DeliveryRecord>) {
         .into_iter()
         .map(|r| ((r.id, r.result), r.done))
         .unzip();
-    if let Err(err) = store.record_deliveries(results).await {
-        // The announcements stay pending; the relay re-sends and the device dedupes.
-        tracing::error!(error = %err, "recording delivery results failed");
-    }
+    let committed = match store.record_deliveries(results).await {
+        Ok(()) => true,
+        Err(err) => {
+            // The announcements stay pending; the relay re-sends and the device dedupes.
+            tracing::error!(error = %err, "recording delivery results failed");
+            false
+        }
+    };
     for done in done {
-        let _ = done.send(());
+        let _ = done.send(committed);
     }
 }
 
