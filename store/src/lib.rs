@@ -309,7 +309,8 @@ pub trait PaymentStore: Send + Sync {
     /// [`Self::apply_payment_events`], with delivery results recorded in the same transaction
     /// (one commit for both, as [`Self::record_deliveries`] would record them). If the batch
     /// fails, the results are recorded on their own and the events applied as
-    /// `apply_payment_events` would.
+    /// `apply_payment_events` would; if the results cannot be recorded on their own either,
+    /// the call fails (an `Ok` always means the results are committed).
     async fn apply_payment_events_and_deliveries(
         &self,
         items: Vec<(InboxEntry, IncomingEvent)>,

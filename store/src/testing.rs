@@ -70,14 +70,22 @@ pub async fn fresh_postgres_database(admin_url: &str) -> String {
 /// trigger; SQLite or PostgreSQL): for tests of what a write does when its audit row
 /// cannot be written.
 pub async fn refuse_audit_rows(url: &str) {
+    refuse_writes(url, "INSERT", "audit_logs").await;
+}
+
+/// Makes every `operation` (`INSERT`, `UPDATE` or `DELETE`) on `table` fail from now on, in
+/// the database `url` names (a trigger; SQLite or PostgreSQL).
+pub async fn refuse_writes(url: &str, operation: &str, table: &str) {
+    let name = format!("refuse_{}_{table}", operation.to_ascii_lowercase());
+    let message = format!("{operation} on {table} refused by a test");
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url)
             .await
             .expect("connect to the SQLite test database");
-        sqlx::raw_sql(
-            "CREATE TRIGGER refuse_audit_rows BEFORE INSERT ON audit_logs \
-             BEGIN SELECT RAISE(ABORT, 'audit rows refused by a test'); END",
-        )
+        sqlx::raw_sql(&format!(
+            "CREATE TRIGGER {name} BEFORE {operation} ON {table} \
+             BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        ))
         .execute(&pool)
         .await
         .expect("create the trigger");
@@ -86,12 +94,12 @@ pub async fn refuse_audit_rows(url: &str) {
         let pool = sqlx::PgPool::connect(url)
             .await
             .expect("connect to the PostgreSQL test database");
-        sqlx::raw_sql(
-            "CREATE FUNCTION refuse_audit_rows() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'audit rows refused by a test'; END $$; \
-             CREATE TRIGGER refuse_audit_rows BEFORE INSERT ON audit_logs \
-             FOR EACH ROW EXECUTE FUNCTION refuse_audit_rows();",
-        )
+        sqlx::raw_sql(&format!(
+            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION '{message}'; END $$; \
+             CREATE TRIGGER {name} BEFORE {operation} ON {table} \
+             FOR EACH ROW EXECUTE FUNCTION {name}();"
+        ))
         .execute(&pool)
         .await
         .expect("create the trigger");

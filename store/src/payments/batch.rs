@@ -1066,11 +1066,14 @@ pub(crate) async fn apply_payment_events_and_deliveries(
         return Err(failure);
     }
     if !deliveries.is_empty() {
-        // Record the results on their own (if they fail too, the announcements
-        // stay pending: the relay re-sends and the device dedupes), then try the
-        // events as a batch again.
+        // Record the results on their own, then try the events as a batch again. If the
+        // results fail too, the whole call fails: the caller must not take them for
+        // recorded (it would settle the devices' acks), and the events are better retried
+        // by their providers than applied by a database failing twice in a row. The
+        // announcements stay pending; the devices re-send their unsettled acks.
         if let Err(err) = db.record_deliveries(deliveries).await {
             tracing::error!(error = %err, "recording delivery results failed");
+            return Err(failure);
         }
         let (batch, result) = db.apply_in_one_transaction(Batch::of(items), rules).await;
         failure = match result {

@@ -66,6 +66,9 @@ macro_rules! conformance {
                 a_batch_of_delivery_results_is_recorded_like_single_ones,
                 events_and_delivery_results_commit_together
             );
+            conformance!(@tests_with_url $open, payments;
+                results_that_cannot_be_written_fail_the_whole_batch
+            );
             conformance!(@tests $open, device_ops;
                 heartbeats_keep_a_bounded_history,
                 presence_keeps_the_newest_change,

@@ -824,3 +824,32 @@ pub async fn events_and_delivery_results_commit_together(store: Arc<dyn Store>) 
     let c = announcement_of(&*store, &third.id).await;
     assert_eq!(c.status, AnnouncementStatus::Delivered);
 }
+
+/// When a batch fails and its delivery results cannot be written on their own either, the
+/// call fails: an `Ok` would let the caller take the results for recorded (and settle the
+/// devices' acks) and apply the events on a database that has just failed twice.
+pub async fn results_that_cannot_be_written_fail_the_whole_batch(store: Arc<dyn Store>, url: &str) {
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P17").await;
+    let (ids, due) = paid_announcements(&*store, &terminal, &device, &["ORD-F1"]).await;
+    let next = order(&*store, &terminal, "ORD-F2", 2_000).await;
+    gema_store::testing::refuse_writes(url, "UPDATE", "announcements").await;
+    let result = store
+        .apply_payment_events_and_deliveries(
+            vec![(inbox(), event("ORD-F2", "paid", 2_000))],
+            &Rules,
+            vec![(due[0].clone(), DeliveryResult::Delivered)],
+        )
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    let announcement = announcement_of(&*store, &ids[0]).await;
+    assert_eq!(announcement.status, AnnouncementStatus::Pending);
+    assert!(
+        ledger(&*store, &next.id).await.is_empty(),
+        "the event was not applied"
+    );
+    assert_eq!(
+        store.get_transaction(&next.id).await.unwrap().status,
+        TransactionStatus::Pending
+    );
+}
