@@ -234,15 +234,7 @@ async fn an_ack_resent_right_after_a_reconnect_comes_before_the_replay() {
 
     let h = harness(fast(), true, false).await;
     let id = h.pay("ORD-LATE-ACK", 4_000).await;
-    eventually_within("sent once", Duration::from_secs(5), || async {
-        if h.received().len() == 1 {
-            Ok(Some(()))
-        } else {
-            Err(h.received().len())
-        }
-    })
-    .await;
-    let (_, sent) = h.gw.transport.downlinks().remove(0);
+    let sent_msg_id = sent_once(&h).await;
     h.gw.transport.go_offline(&h.device_id);
     h.gw.presence
         .send(Presence::Disconnected {
@@ -265,7 +257,7 @@ async fn an_ack_resent_right_after_a_reconnect_comes_before_the_replay() {
     let ack = Uplink {
         envelope: Envelope::new("up-late", 0),
         body: UplinkBody::Ack(Ack {
-            acked_msg_id: sent.envelope.msg_id.clone(),
+            acked_msg_id: sent_msg_id.clone(),
             transaction_id: Some(id.clone()),
             status: AckStatus::Spoken,
         }),

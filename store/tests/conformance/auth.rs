@@ -7,14 +7,7 @@ use gema_store::testing::{ApprovedTerminal, approved_terminal_with_device};
 use gema_store::*;
 
 async fn merchant(store: &Arc<dyn Store>) -> Merchant {
-    store
-        .create_merchant(NewMerchant {
-            name: "Warung Bu Sri".into(),
-            email: None,
-            phone: None,
-        })
-        .await
-        .unwrap()
+    merchant_or_error(store).await.unwrap()
 }
 
 fn new_user(email: &str, kind: UserKind, role: &str, merchant_id: Option<String>) -> NewUser {
