@@ -144,6 +144,19 @@ pub enum Action {
     OwnSession,
     /// The gateway nodes and their heartbeats.
     NodeList,
+    /// Settlement batches, adjustments, balances and payout exports (merchant users: their own).
+    SettlementRead,
+    /// Generating batches and moving them through their lifecycle, adjustments, payout
+    /// settings and merchant bank details.
+    SettlementWrite,
+    /// Reconciliation runs and their rows.
+    ReconciliationRead,
+    /// Importing a provider report and running a reconciliation.
+    ReconciliationWrite,
+    /// Export jobs: create, follow, download.
+    ExportJobs,
+    /// The dashboard summary (merchant users: their own).
+    DashboardRead,
 }
 
 impl Action {
@@ -181,16 +194,22 @@ impl Action {
             Action::ApiTokenWrite => "api_token.write",
             Action::OwnSession => "session.own",
             Action::NodeList => "node.list",
+            Action::SettlementRead => "settlement.read",
+            Action::SettlementWrite => "settlement.write",
+            Action::ReconciliationRead => "reconciliation.read",
+            Action::ReconciliationWrite => "reconciliation.write",
+            Action::ExportJobs => "export.jobs",
+            Action::DashboardRead => "dashboard.read",
         }
     }
 }
 
 /// THE matrix. Operators: `admin` may do everything; everyone may list and read the
 /// registry and payments; registry writes belong to ops; device credentials to ops;
-/// money (transactions, ledger) to finance; support may retry announcements, send device
+/// money (transactions, ledger, settlement, reconciliation, exports) to finance; support may retry announcements, send device
 /// commands, and read the audit log; every operator may read a device's message trace and
 /// the node list. Merchant users are read-only over their own merchant's rows; the ledger is for
-/// owner and finance. Users and API tokens are admin only.
+/// owner and finance, and so are their settlement batches. Users and API tokens are admin only.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action::*;
     use AdminRole as A;
@@ -200,19 +219,20 @@ pub fn permits(role: Role, action: Action) -> bool {
         Role::Admin(role) => match action {
             MerchantList | MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead
             | DeviceList | DeviceRead | DeviceDiagnostics | TransactionList | TransactionRead
-            | OwnSession | NodeList => true,
+            | OwnSession | NodeList | DashboardRead => true,
             MerchantWrite | MerchantReview | OutletWrite | TerminalWrite | DeviceWrite
             | DeviceBind | DeviceCredentials | DeviceConfigure => role == A::Ops,
             DeviceCommand => matches!(role, A::Ops | A::Support),
-            TransactionCreate | LedgerRead => role == A::Finance,
+            TransactionCreate | LedgerRead | SettlementRead | SettlementWrite
+            | ReconciliationRead | ReconciliationWrite | ExportJobs => role == A::Finance,
             TransactionOperate => matches!(role, A::Finance | A::Support),
             AuditRead => role == A::Support,
             UserList | UserRead | UserWrite | ApiTokenList | ApiTokenWrite => false,
         },
         Role::Merchant(role) => match action {
             MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead | DeviceList
-            | DeviceRead | TransactionList | TransactionRead | OwnSession => true,
-            LedgerRead => matches!(role, M::Owner | M::Finance),
+            | DeviceRead | TransactionList | TransactionRead | OwnSession | DashboardRead => true,
+            LedgerRead | SettlementRead => matches!(role, M::Owner | M::Finance),
             _ => false,
         },
     }
