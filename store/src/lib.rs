@@ -158,6 +158,7 @@ pub mod model;
 mod outlet;
 pub mod payments;
 mod postgres;
+pub mod settlement;
 mod sql;
 mod sqlite;
 mod sqlite_payments;
@@ -180,11 +181,19 @@ pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use payments::*;
+pub use settlement::*;
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
 pub trait Store:
-    PaymentStore + DeviceOpsStore + AuthStore + ClusterStore + Send + Sync + std::fmt::Debug
+    PaymentStore
+    + DeviceOpsStore
+    + AuthStore
+    + ClusterStore
+    + SettlementStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
 

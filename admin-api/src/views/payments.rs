@@ -182,9 +182,14 @@ impl From<store::Announcement> for Announcement {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LedgerEntry {
     pub id: String,
-    pub transaction_id: String,
+    /// The transaction it posts; null for a settlement adjustment's entries.
+    pub transaction_id: Option<String>,
+    /// The settlement adjustment it posts; null for a transaction's entries.
+    pub adjustment_id: Option<String>,
     pub merchant_id: String,
-    /// `gross_income`, `platform_fee` or `merchant_payable`.
+    /// `gross_income`, `platform_fee`, `merchant_payable`, `payable_adjustment` (what an
+    /// adjustment changes in the merchant's payout) or `merchant_held` (withheld by a hold,
+    /// returned by a release).
     pub entry_type: String,
     /// Whole rupiah; negative on a refund's reversing entries.
     pub amount: i64,
@@ -199,6 +204,7 @@ impl From<store::LedgerEntry> for LedgerEntry {
         LedgerEntry {
             id: e.id,
             transaction_id: e.transaction_id,
+            adjustment_id: e.adjustment_id,
             merchant_id: e.merchant_id,
             entry_type: e.entry_type.as_str().into(),
             amount: e.amount,

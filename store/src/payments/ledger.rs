@@ -12,13 +12,25 @@ string_enum!(
         GrossIncome = "gross_income",
         PlatformFee = "platform_fee",
         MerchantPayable = "merchant_payable",
+        /// A settlement adjustment's effect on what the merchant is paid (signed).
+        PayableAdjustment = "payable_adjustment",
+        /// Money withheld from a merchant's payouts: a hold adds, a release takes away.
+        MerchantHeld = "merchant_held",
     }
 );
+
+impl LedgerEntryType {
+    /// Entries a settlement batch pays out.
+    pub fn is_payable(self) -> bool {
+        matches!(self, Self::MerchantPayable | Self::PayableAdjustment)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LedgerEntry {
     pub id: String,
-    pub transaction_id: String,
+    /// The transaction it posts; `None` for a settlement adjustment's entries.
+    pub transaction_id: Option<String>,
     pub merchant_id: String,
     #[sqlx(try_from = "String")]
     pub entry_type: LedgerEntryType,
@@ -27,6 +39,8 @@ pub struct LedgerEntry {
     pub external_id: String,
     pub reverses_id: Option<String>,
     pub created_at: OffsetDateTime,
+    /// The settlement adjustment it posts; `None` for a transaction's entries.
+    pub adjustment_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -9,6 +9,7 @@ mod backends;
 mod cluster;
 mod device_ops;
 mod payments;
+mod settlement;
 mod suite;
 
 macro_rules! conformance {
@@ -78,6 +79,11 @@ macro_rules! conformance {
                 commands_move_through_their_states_once,
                 qr_requests_are_kept_once_and_closed_when_their_transaction_moves,
                 failed_announcements_are_counted_per_device
+            );
+            conformance!(@tests $open, settlement;
+                balances_add_up_through_random_operations,
+                concurrent_generations_never_batch_an_entry_twice,
+                the_batch_lifecycle_follows_its_rules
             );
             conformance!(@tests $open, cluster;
                 nodes_register_heartbeat_and_stop,
