@@ -39,6 +39,7 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub auth: AuthConfig,
     pub node: NodeConfig,
+    pub settlement: SettlementConfig,
 }
 
 impl Default for Config {
@@ -55,6 +56,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             auth: AuthConfig::default(),
             node: NodeConfig::default(),
+            settlement: SettlementConfig::default(),
         }
     }
 }
@@ -129,6 +131,7 @@ impl Config {
                 "mqtt.plain_anonymous_service {name:?} is not one of mqtt.services"
             )));
         }
+        self.settlement.check()?;
         if self.payments.platform_fee_bps > 10_000 {
             return Err(ConfigError::Invalid(
                 "payments.platform_fee_bps must be at most 10000 (100%)".into(),
@@ -182,6 +185,62 @@ impl Config {
 }
 
 /// A database URL; `Debug` hides the password.
+/// Merchant payouts: the defaults of merchants without payout settings of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettlementConfig {
+    /// `manual`, `daily` or `weekly`.
+    pub schedule: String,
+    /// Whole rupiah; merchants owed less are skipped until they are owed more.
+    pub minimum_payout: i64,
+    /// `HH:MM`, Asia/Jakarta: a scheduled run takes what was paid up to this time.
+    pub cutoff_time: String,
+    /// ISO weekday of weekly payouts, 1 (Monday) to 7.
+    pub weekly_day: u8,
+}
+
+impl Default for SettlementConfig {
+    fn default() -> Self {
+        let d = gema_gateway::settlement::SettlementSettings::default();
+        Self {
+            schedule: d.schedule.as_str().into(),
+            minimum_payout: d.minimum_payout,
+            cutoff_time: d.cutoff_time,
+            weekly_day: d.weekly_day,
+        }
+    }
+}
+
+impl SettlementConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("settlement.{m}")));
+        if gema_store::PayoutSchedule::parse(&self.schedule).is_none() {
+            return invalid("schedule is one of manual, daily, weekly");
+        }
+        if self.minimum_payout < 1 {
+            return invalid("minimum_payout must be at least 1 (rupiah)");
+        }
+        if gema_gateway::settlement::parse_cutoff_time("cutoff_time", &self.cutoff_time).is_err() {
+            return invalid("cutoff_time is HH:MM (Asia/Jakarta)");
+        }
+        if !(1..=7).contains(&self.weekly_day) {
+            return invalid("weekly_day is 1 (Monday) to 7 (Sunday)");
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> gema_gateway::settlement::SettlementSettings {
+        gema_gateway::settlement::SettlementSettings {
+            schedule: gema_store::PayoutSchedule::parse(&self.schedule)
+                .unwrap_or(gema_store::PayoutSchedule::Manual),
+            minimum_payout: self.minimum_payout,
+            cutoff_time: self.cutoff_time.clone(),
+            weekly_day: self.weekly_day,
+            ..Default::default()
+        }
+    }
+}
+
 /// This daemon as a node of a cluster (several daemons on one PostgreSQL database).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]

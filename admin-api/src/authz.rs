@@ -37,6 +37,7 @@ pub enum Scope {
     Terminal,
     Device,
     Transaction,
+    SettlementBatch,
 }
 
 /// How a route is protected.
@@ -119,6 +120,26 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/transactions/{id}/announcements", G(A::TransactionRead, S::Transaction)),
     ("POST", "/api/v1/transactions/{id}/retry-notification", G(A::TransactionOperate, S::Transaction)),
     ("GET", "/api/v1/ledger-entries", G(A::LedgerRead, S::None)),
+    ("GET", "/api/v1/merchants/{id}/bank-account", G(A::MerchantRead, S::Merchant)),
+    ("PUT", "/api/v1/merchants/{id}/bank-account", G(A::SettlementWrite, S::Merchant)),
+    ("GET", "/api/v1/merchants/{id}/payout-settings", G(A::SettlementRead, S::Merchant)),
+    ("PUT", "/api/v1/merchants/{id}/payout-settings", G(A::SettlementWrite, S::Merchant)),
+    ("GET", "/api/v1/merchants/{id}/balance", G(A::SettlementRead, S::Merchant)),
+    ("POST", "/api/v1/settlement-batches", G(A::SettlementWrite, S::None)),
+    ("GET", "/api/v1/settlement-batches", G(A::SettlementRead, S::None)),
+    ("GET", "/api/v1/settlement-batches/{id}", G(A::SettlementRead, S::SettlementBatch)),
+    ("GET", "/api/v1/settlement-batches/{id}/items", G(A::SettlementRead, S::SettlementBatch)),
+    ("GET", "/api/v1/settlement-batches/{id}/export.csv", G(A::SettlementRead, S::SettlementBatch)),
+    ("POST", "/api/v1/settlement-batches/{id}/mark-paid", G(A::SettlementWrite, S::SettlementBatch)),
+    ("PATCH", "/api/v1/settlement-batches/{id}/reference", G(A::SettlementWrite, S::SettlementBatch)),
+    ("POST", "/api/v1/settlement-batches/{id}/mark-failed", G(A::SettlementWrite, S::SettlementBatch)),
+    ("POST", "/api/v1/settlement-batches/{id}/cancel", G(A::SettlementWrite, S::SettlementBatch)),
+    ("POST", "/api/v1/settlement-batches/{id}/reprocess", G(A::SettlementWrite, S::SettlementBatch)),
+    ("POST", "/api/v1/settlement-batches/{id}/adjustments", G(A::SettlementWrite, S::SettlementBatch)),
+    ("GET", "/api/v1/settlement-adjustments", G(A::SettlementRead, S::None)),
+    ("GET", "/api/v1/settlement-summary", G(A::SettlementRead, S::None)),
+    ("GET", "/api/v1/reconciliation/settlement-batches", G(A::ReconciliationRead, S::None)),
+    ("GET", "/api/v1/dashboard/summary", G(A::DashboardRead, S::None)),
     ("POST", "/api/v1/payments/midtrans/notification", Rule::Provider),
     ("POST", "/api/v1/payments/xendit/callback", Rule::Provider),
     ("POST", "/api/v1/payments/callback", Rule::Provider),
@@ -405,9 +426,13 @@ impl AuditedRun {
 async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_json::Value> {
     use crate::views::payments::Transaction;
     use crate::views::registry::{Device, Merchant, Outlet, Terminal};
+    use crate::views::settlement::{BankAccount, Batch};
     let id = path.split('/').nth(4)?;
     let value = match scope {
         Scope::None => return None,
+        Scope::Merchant if path.ends_with("/bank-account") => serde_json::to_value(
+            BankAccount::new(state.settlement.bank_account(id).await.ok()?, false),
+        ),
         Scope::Merchant => {
             serde_json::to_value(Merchant::from(state.registry.merchant(id).await.ok()?))
         }
@@ -419,6 +444,9 @@ async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_js
         Scope::Transaction => serde_json::to_value(Transaction::from(
             state.payments.transaction(id).await.ok()?,
         )),
+        Scope::SettlementBatch => {
+            serde_json::to_value(Batch::new(state.settlement.batch(id).await.ok()?, false))
+        }
     };
     value.ok()
 }
@@ -591,6 +619,10 @@ async fn check_scope(
         Scope::Transaction => (
             "transaction",
             Some(state.payments.transaction(id).await?.merchant_id),
+        ),
+        Scope::SettlementBatch => (
+            "settlement batch",
+            Some(state.settlement.batch(id).await?.merchant_id),
         ),
     };
     if owner.as_deref() == Some(mine.as_str()) {

@@ -150,7 +150,32 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::announcements))
         .routes(routes!(transactions::retry_notification))
         .routes(routes!(transactions::ledger))
+        .merge(settlement_routes())
         .merge(people_routes())
+}
+
+/// Merchant payouts (`routes/settlement.rs`): bank accounts, payout settings, batches,
+/// adjustments, reports, the batch reconciliation, the dashboard.
+fn settlement_routes() -> OpenApiRouter<AppState> {
+    use routes::settlement as s;
+    OpenApiRouter::new()
+        .routes(routes!(s::bank_account, s::put_bank_account))
+        .routes(routes!(s::payout_settings, s::put_payout_settings))
+        .routes(routes!(s::balance))
+        .routes(routes!(s::generate, s::list))
+        .routes(routes!(s::get))
+        .routes(routes!(s::items))
+        .routes(routes!(s::export))
+        .routes(routes!(s::mark_paid))
+        .routes(routes!(s::set_reference))
+        .routes(routes!(s::mark_failed))
+        .routes(routes!(s::cancel))
+        .routes(routes!(s::reprocess))
+        .routes(routes!(s::adjust))
+        .routes(routes!(s::adjustments))
+        .routes(routes!(s::summary))
+        .routes(routes!(s::reconcile_batches))
+        .routes(routes!(s::dashboard))
 }
 
 /// Users, sessions and the audit log; login and refresh are in [`public_auth_routes`].

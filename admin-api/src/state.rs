@@ -10,6 +10,7 @@ use gema_gateway::auth::Auth;
 use gema_gateway::cluster::Cluster;
 use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::Payments;
+use gema_gateway::settlement::Settlement;
 
 use crate::views::health::Check;
 
@@ -30,6 +31,7 @@ pub struct AppState {
     pub device_ops: DeviceOps,
     /// This node's membership: the node list.
     pub cluster: Cluster,
+    pub settlement: Settlement,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

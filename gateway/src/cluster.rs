@@ -87,6 +87,8 @@ pub enum ClusterWork {
     ExpirySweep,
     /// Commands past their deadlines close; finished dynamic QRs are cleared.
     CommandSweep,
+    /// Settlement batches generated on their payout schedules.
+    SettlementSchedule,
 }
 
 impl ClusterWork {
@@ -94,6 +96,7 @@ impl ClusterWork {
         match self {
             ClusterWork::ExpirySweep => "expiry-sweep",
             ClusterWork::CommandSweep => "command-sweep",
+            ClusterWork::SettlementSchedule => "settlement-schedule",
         }
     }
 }

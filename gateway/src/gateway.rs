@@ -17,6 +17,7 @@ use crate::delivery::{self, AnnouncementRelay, DeliverySettings, Handover};
 use crate::device_ops::{DeviceOps, DeviceOpsSettings};
 use crate::payments::{PaymentSettings, Payments};
 use crate::registry::Registry;
+use crate::settlement::{Settlement, SettlementSettings};
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
 
 /// What the gateway is built from.
@@ -38,6 +39,7 @@ pub struct GatewaySettings {
     pub device_ops: DeviceOpsSettings,
     pub auth: AuthSettings,
     pub node: NodeSettings,
+    pub settlement: SettlementSettings,
 }
 
 /// The gateway's services, built and wired. Cheap to clone.
@@ -49,6 +51,7 @@ pub struct Gateway {
     pub device_ops: DeviceOps,
     pub delivery: Arc<AnnouncementRelay>,
     pub cluster: Cluster,
+    pub settlement: Settlement,
 }
 
 impl Gateway {
@@ -109,6 +112,7 @@ impl Gateway {
             cluster.clone(),
         );
         let registry = Registry::connected(store.clone(), transport);
+        let settlement = Settlement::new(store.clone(), clock.clone(), settings.settlement);
         let auth = Auth::new(store, settings.auth).with_clock(clock);
         Gateway {
             registry,
@@ -117,6 +121,7 @@ impl Gateway {
             device_ops,
             delivery,
             cluster,
+            settlement,
         }
     }
 
@@ -213,6 +218,21 @@ impl Gateway {
                 let ops = ops.clone();
                 async move { ops.close_due().await }
             },
+            stopped(stop_rx.clone()),
+        ));
+        let settlement = self.settlement.clone();
+        let settlement_schedule = tokio::spawn(cluster_sweep(
+            self.cluster.clone(),
+            ClusterWork::SettlementSchedule,
+            self.settlement.settings().schedule_check_interval,
+            move || {
+                let settlement = settlement.clone();
+                async move {
+                    if let Err(err) = settlement.run_schedule().await {
+                        tracing::error!(error = %err, "scheduled settlement run failed");
+                    }
+                }
+            },
             stopped(stop_rx),
         ));
         shutdown.await;
@@ -220,6 +240,7 @@ impl Gateway {
         let results = [
             expiry_sweep.await,
             command_sweep.await,
+            settlement_schedule.await,
             heartbeat.await,
             delivery.await,
             device_ops.await,

@@ -40,6 +40,7 @@ mod error;
 mod gateway;
 pub mod payments;
 pub mod registry;
+pub mod settlement;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transport;

@@ -199,10 +199,13 @@ pub struct AdjustmentFilter {
 /// What to generate batches from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerateBatches {
-    /// Payable entries created up to this instant (Unix ms) are taken.
-    pub cutoff_ms: i64,
+    /// Payable entries created up to this instant (Unix ms) are taken; `None` for every
+    /// entry so far (the cut-off recorded is then the database's now).
+    pub cutoff_ms: Option<i64>,
     /// Only these merchants (all merchants with unbatched payables when `None`).
     pub merchant_ids: Option<Vec<String>>,
+    /// Never these merchants (a scheduled run's merchants of other groups).
+    pub exclude_merchant_ids: Vec<String>,
     /// Only merchants on this schedule (by their settings, or the default schedule for
     /// merchants without settings); `None` for any.
     pub schedule: Option<PayoutSchedule>,
@@ -372,6 +375,8 @@ pub trait SettlementStore: Send + Sync {
         from_ms: i64,
         to_ms: i64,
     ) -> StoreResult<PaidTotals>;
+    /// Announcements not yet delivered, failed or expired (for one merchant or all).
+    async fn count_pending_announcements(&self, merchant_id: Option<&str>) -> StoreResult<i64>;
     /// Records a scheduled run; `false` if a run with this key was recorded before.
     async fn record_schedule_run(&self, run_key: &str, batches: i64) -> StoreResult<bool>;
 }
@@ -791,6 +796,18 @@ impl SettlementStore for Db {
         })
     }
 
+    async fn count_pending_announcements(&self, merchant_id: Option<&str>) -> StoreResult<i64> {
+        let (count,): (i64,) = query_as(
+            "SELECT COUNT(*) FROM announcements a WHERE a.status = 'pending' AND ($1 IS NULL \
+             OR EXISTS (SELECT 1 FROM transactions t WHERE t.id = a.transaction_id \
+             AND t.merchant_id = $1))",
+        )
+        .bind(merchant_id)
+        .fetch_one(self.read())
+        .await?;
+        Ok(count)
+    }
+
     async fn record_schedule_run(&self, run_key: &str, batches: i64) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let done = query(
@@ -895,7 +912,15 @@ struct Candidate {
 }
 
 async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBatches> {
-    let bound = ledger_id_bound(request.cutoff_ms);
+    let now = crate::sql::now();
+    let cutoff_ms = request.cutoff_ms.unwrap_or_else(|| {
+        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    });
+    // Without a cut-off, every entry so far: a bound above every ledger id.
+    let bound = match request.cutoff_ms {
+        Some(ms) => ledger_id_bound(ms),
+        None => "led_~".to_string(),
+    };
     let mut tx = db.begin_write().await?;
     if let Db::Postgres(_) = db {
         // One generation at a time across the cluster; the partial unique index on the
@@ -939,7 +964,6 @@ async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBat
     }
 
     let generation_id = crate::sql::new_id("sgen");
-    let now = crate::sql::now();
     let mut skipped = Vec::new();
     let mut eligible = Vec::new();
     for c in candidates {
@@ -948,16 +972,18 @@ async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBat
             .as_deref()
             .and_then(PayoutSchedule::parse)
             .unwrap_or(request.default_schedule);
-        if request.schedule.is_some_and(|wanted| wanted != schedule) {
+        if request.schedule.is_some_and(|wanted| wanted != schedule)
+            || request.exclude_merchant_ids.contains(&c.merchant_id)
+        {
             continue;
         }
         let minimum = c.minimum_amount.unwrap_or(request.default_minimum);
         let reason = if c.total <= 0 {
             Some("nothing_to_pay")
-        } else if c.total < minimum {
-            Some("below_minimum")
         } else if c.bank_code.is_none() {
             Some("no_bank_account")
+        } else if c.total < minimum {
+            Some("below_minimum")
         } else {
             None
         };
@@ -980,7 +1006,7 @@ async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBat
             id: crate::sql::new_id("stb"),
             merchant_id: c.merchant_id,
             status: BatchStatus::Pending,
-            cutoff_ms: request.cutoff_ms,
+            cutoff_ms,
             payable_amount: c.payable,
             item_count: c.entries,
             adjustment_amount: c.total - c.payable,

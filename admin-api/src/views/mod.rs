@@ -16,6 +16,7 @@ pub mod health;
 pub mod payments;
 pub mod people;
 pub mod registry;
+pub mod settlement;
 mod timestamps;
 
 use gema_store as store;

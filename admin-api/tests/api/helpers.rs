@@ -139,6 +139,7 @@ impl TestApi {
             payments: services.payments.clone(),
             device_ops: services.device_ops.clone(),
             cluster: services.cluster.clone(),
+            settlement: gateway.gateway.settlement.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),
@@ -167,8 +168,14 @@ impl TestApi {
             .get("x-request-id")
             .map(|v| v.to_str().unwrap().to_string());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let csv = headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"));
         let body = if bytes.is_empty() {
             Value::Null
+        } else if csv {
+            // A CSV answer (payout reports) as one string.
+            Value::String(String::from_utf8(bytes.to_vec()).expect("CSV is UTF-8"))
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                 panic!("response is not JSON: {}", String::from_utf8_lossy(&bytes))

@@ -11,3 +11,4 @@ mod people;
 mod permissions;
 mod ratelimit;
 mod registry;
+mod settlement;

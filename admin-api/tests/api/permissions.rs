@@ -21,6 +21,8 @@ struct Rows {
     transaction: String,
     /// A command queued for `device`.
     command: String,
+    /// A pending settlement batch of the merchant, with one adjustment.
+    batch: String,
 }
 
 impl Rows {
@@ -41,6 +43,7 @@ impl Rows {
             Scope::Terminal => Some(&self.terminal),
             Scope::Device => Some(&self.device),
             Scope::Transaction => Some(&self.transaction),
+            Scope::SettlementBatch => Some(&self.batch),
             Scope::None => None,
         }
     }
@@ -78,7 +81,9 @@ async fn rows(api: &TestApi, tag: &str) -> Rows {
         )
         .await;
     assert_eq!(command.status, StatusCode::CREATED, "{}", command.body);
+    let batch = settled_batch(api, &merchant).await;
     Rows {
+        batch,
         command: command.body["id"].as_str().unwrap().to_string(),
         merchant,
         outlet,
@@ -86,6 +91,45 @@ async fn rows(api: &TestApi, tag: &str) -> Rows {
         device,
         transaction: created.body["id"].as_str().unwrap().to_string(),
     }
+}
+
+/// A bank account, a minimum of Rp 1, a batch of the paid transaction, and an adjustment.
+pub(crate) async fn settled_batch(api: &TestApi, merchant: &str) -> String {
+    let bank = api
+        .call(
+            "PUT",
+            &format!("/api/v1/merchants/{merchant}/bank-account"),
+            Some(
+                json!({ "bank_code": "014", "account_number": "1234 5678 90",
+                         "account_holder": "Warung Sari" }),
+            ),
+        )
+        .await;
+    assert_eq!(bank.status, StatusCode::OK, "{}", bank.body);
+    let settings = api
+        .call(
+            "PUT",
+            &format!("/api/v1/merchants/{merchant}/payout-settings"),
+            Some(json!({ "schedule": "manual", "minimum_amount": 1, "cutoff_time": "23:59" })),
+        )
+        .await;
+    assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
+    let made = api
+        .post(
+            "/api/v1/settlement-batches",
+            json!({ "merchant_ids": [merchant] }),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let batch = made.body["batches"][0]["id"].as_str().unwrap().to_string();
+    let adjusted = api
+        .post(
+            &format!("/api/v1/settlement-batches/{batch}/adjustments"),
+            json!({ "adjustment_type": "manual", "amount": 100, "reason": "promo" }),
+        )
+        .await;
+    assert_eq!(adjusted.status, StatusCode::CREATED, "{}", adjusted.body);
+    batch
 }
 
 fn role_email(role: Role, merchant_tag: &str) -> String {
@@ -122,6 +166,29 @@ fn intended(method: &str, path: &str) -> Option<&'static [&'static str]> {
             "merchant:finance",
         ]),
         ("POST", "/api/v1/transactions") => Some(MONEY),
+        ("GET", "/api/v1/merchants/{id}/bank-account") => None,
+        ("GET", "/api/v1/dashboard/summary") => None,
+        ("GET", "/api/v1/reconciliation/settlement-batches") => Some(MONEY),
+        (_, p)
+            if method != "GET"
+                && (p.contains("/settlement")
+                    || p.contains("/bank-account")
+                    || p.contains("/payout-settings")) =>
+        {
+            Some(MONEY)
+        }
+        ("GET", p)
+            if p.contains("/settlement")
+                || p.contains("/payout-settings")
+                || p.ends_with("/balance") =>
+        {
+            Some(&[
+                "admin:admin",
+                "admin:finance",
+                "merchant:owner",
+                "merchant:finance",
+            ])
+        }
         ("POST", p) if p.ends_with("/dynamic-qr") => Some(MONEY),
         ("POST", p) if p.ends_with("/commands") => {
             Some(&["admin:admin", "admin:ops", "admin:support"])

@@ -736,6 +736,33 @@ impl DeviceOps {
         })
     }
 
+    /// How many devices (of one merchant, or all) are online, degraded and offline now,
+    /// read a registry page at a time.
+    #[tracing::instrument(skip_all)]
+    pub async fn fleet_counts(&self, merchant_id: Option<String>) -> GatewayResult<[i64; 3]> {
+        let filter = DeviceFilter {
+            merchant_id,
+            ..DeviceFilter::default()
+        };
+        let mut counts = [0i64; 3];
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let devices = self.inner.store.list_devices(&filter, &page).await?;
+            let ids: Vec<String> = devices.items.iter().map(|d| d.id.clone()).collect();
+            for summary in self.health_of(&ids).await?.values() {
+                counts[match summary.status {
+                    HealthStatus::Online => 0,
+                    HealthStatus::Degraded => 1,
+                    HealthStatus::Offline => 2,
+                }] += 1;
+            }
+            match devices.next_after {
+                Some(after) => page.after = Some(after),
+                None => return Ok(counts),
+            }
+        }
+    }
+
     /// Health, presence, newest heartbeat and config of one device.
     #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn status(&self, device_id: &str) -> GatewayResult<DeviceStatusReport> {

@@ -19,8 +19,9 @@ fn bank() -> NewBankAccount {
 
 fn request(cutoff_ms: i64, merchants: Option<Vec<String>>) -> GenerateBatches {
     GenerateBatches {
-        cutoff_ms,
+        cutoff_ms: Some(cutoff_ms),
         merchant_ids: merchants,
+        exclude_merchant_ids: Vec::new(),
         schedule: None,
         default_schedule: PayoutSchedule::Manual,
         default_minimum: 1,
