@@ -104,6 +104,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Bench {
+            command:
+                gema::cli::BenchCommand::Settlement {
+                    merchants,
+                    per_merchant,
+                    database_url,
+                },
+        } => {
+            gema::bench::settlement::settlement(gema::bench::settlement::SettlementBench {
+                merchants,
+                per_merchant,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
             command: gema::cli::BenchCommand::PresenceFleet { port, ca, devices },
         } => gema::bench::presence::fleet(port, &ca, &devices).await,
         Command::Sim(args) => gema::sim::run_fleet(args).await,

@@ -121,6 +121,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Settlement at scale: seeds N merchants × P paid transactions (with their ledger),
+    /// then generates every merchant's batch through the settlement service and streams
+    /// the largest batch's payout report: seconds and rows per second.
+    Settlement {
+        #[arg(long, default_value_t = 10_000)]
+        merchants: usize,
+        /// Paid transactions (payables) per merchant.
+        #[arg(long, default_value_t = 100)]
+        per_merchant: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// The daemon and a connect storm of N devices over MQTT/TLS from K child processes:
     /// the time from the last connect until every device's presence is recorded.
     Presence {

@@ -158,6 +158,7 @@ pub mod model;
 mod outlet;
 pub mod payments;
 mod postgres;
+pub mod seed;
 pub mod settlement;
 mod sql;
 mod sqlite;
@@ -394,14 +395,19 @@ impl Default for ConnectOptions {
 /// Opens the store named by `url` (`sqlite://…` or `postgres://…`/`postgresql://…`).
 /// Does not migrate; call [`Store::migrate`].
 pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(open_db(url, options).await?))
+}
+
+/// The backend a URL names, connected.
+pub(crate) async fn open_db(url: &str, options: &ConnectOptions) -> StoreResult<Db> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(Db::Sqlite(
+        Ok(Db::Sqlite(
             sqlite::SqliteStore::connect(url, options).await?,
-        )))
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(Db::Postgres(
+        Ok(Db::Postgres(
             postgres::PostgresStore::connect(url, options).await?,
-        )))
+        ))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }

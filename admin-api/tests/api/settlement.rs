@@ -173,7 +173,11 @@ async fn batches_are_generated_paid_exported_and_reconciled() {
     assert_invalid(&api.post(&at, adjust("manual", 0)).await, "amount");
     let too_much = api.post(&at, adjust("release", 1_000)).await;
     assert_eq!(too_much.status, StatusCode::CONFLICT, "{}", too_much.body);
-    assert_eq!(too_much.body["details"]["field"], "amount", "{}", too_much.body);
+    assert_eq!(
+        too_much.body["details"]["field"], "amount",
+        "{}",
+        too_much.body
+    );
     let held = api.post(&at, adjust("hold", -8_950)).await;
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
     assert_eq!(held.body["batch"]["net_amount"], 140_000);
@@ -243,7 +247,11 @@ async fn batches_are_generated_paid_exported_and_reconciled() {
         .post(&paid_at, json!({ "payout_reference": "BCA-OTHER" }))
         .await;
     assert_eq!(other.status, StatusCode::CONFLICT, "{}", other.body);
-    assert_eq!(other.body["details"]["field"], "payout_reference", "{}", other.body);
+    assert_eq!(
+        other.body["details"]["field"], "payout_reference",
+        "{}",
+        other.body
+    );
     let reprocess = api
         .post(
             &format!("/api/v1/settlement-batches/{batch}/reprocess"),

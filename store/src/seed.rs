@@ -1,0 +1,205 @@
+//! Bulk rows for the benchmarks (`gema bench settlement`): a million paid transactions and
+//! their ledger go in faster than any API would write them, as multi-row `INSERT`s in large
+//! transactions. Not for production data: no audit rows, no inbox, no announcements.
+
+use crate::db::{Param, query};
+use crate::{Db, StoreResult};
+
+/// Rows per `INSERT` statement (well under both backends' parameter limits).
+const ROWS_PER_STATEMENT: usize = 400;
+/// Rows per transaction.
+const ROWS_PER_TRANSACTION: usize = 40_000;
+
+/// What [`seed_paid_ledger`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seeded {
+    pub merchants: Vec<String>,
+    pub transactions: u64,
+    pub ledger_entries: u64,
+}
+
+async fn insert_rows(
+    db: &Db,
+    table_and_columns: &str,
+    columns: usize,
+    rows: &[Vec<Param<'static>>],
+) -> StoreResult<()> {
+    for big in rows.chunks(ROWS_PER_TRANSACTION) {
+        let mut tx = db.begin_write().await?;
+        for chunk in big.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = format!("INSERT INTO {table_and_columns} VALUES ");
+            let mut n = 0;
+            for (i, _) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for c in 0..columns {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    n += 1;
+                    sql.push_str(&format!("${n}"));
+                }
+                sql.push(')');
+            }
+            query(sql)
+                .bind_all(chunk.iter().flat_map(|r| r.iter().cloned()))
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// `merchants` approved merchants, each with an outlet, a terminal, a bank account and
+/// `per_merchant` paid transactions of `amount` with their three ledger entries (fee
+/// `fee`). Ledger ids are made now, so every entry is before a cut-off of now.
+pub async fn seed_paid_ledger(
+    url: &str,
+    merchants: usize,
+    per_merchant: usize,
+    amount: i64,
+    fee: i64,
+) -> StoreResult<Seeded> {
+    let db = &crate::open_db(url, &crate::ConnectOptions::default()).await?;
+    let now = crate::sql::now();
+    let text = |s: String| Param::OwnedText(Some(s));
+    let mut merchant_rows = Vec::with_capacity(merchants);
+    let mut outlet_rows = Vec::with_capacity(merchants);
+    let mut terminal_rows = Vec::with_capacity(merchants);
+    let mut bank_rows = Vec::with_capacity(merchants);
+    let mut ids = Vec::with_capacity(merchants);
+    let mut terminals = Vec::with_capacity(merchants);
+    for m in 0..merchants {
+        let merchant = crate::sql::new_id("mer");
+        let outlet = crate::sql::new_id("out");
+        let terminal = crate::sql::new_id("ter");
+        merchant_rows.push(vec![
+            text(merchant.clone()),
+            text(format!("Bench merchant {m}")),
+            text("approved".into()),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+        ]);
+        outlet_rows.push(vec![
+            text(outlet.clone()),
+            text(merchant.clone()),
+            text("Bench outlet".into()),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+        ]);
+        terminal_rows.push(vec![
+            text(terminal.clone()),
+            text(outlet),
+            text("K1".into()),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+        ]);
+        bank_rows.push(vec![
+            text(merchant.clone()),
+            text("014".into()),
+            text(format!("{:010}", m)),
+            text(format!("Bench merchant {m}")),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+        ]);
+        ids.push(merchant);
+        terminals.push(terminal);
+    }
+    insert_rows(
+        db,
+        "merchants (id, name, status, created_at, updated_at)",
+        5,
+        &merchant_rows,
+    )
+    .await?;
+    insert_rows(
+        db,
+        "outlets (id, merchant_id, name, created_at, updated_at)",
+        5,
+        &outlet_rows,
+    )
+    .await?;
+    insert_rows(
+        db,
+        "terminals (id, outlet_id, label, created_at, updated_at)",
+        5,
+        &terminal_rows,
+    )
+    .await?;
+    insert_rows(
+        db,
+        "merchant_bank_accounts \
+         (merchant_id, bank_code, account_number, account_holder, created_at, updated_at)",
+        6,
+        &bank_rows,
+    )
+    .await?;
+
+    // Transactions and ledger entries, a slice of merchants at a time, so memory stays flat.
+    let mut transactions = 0u64;
+    let mut entries = 0u64;
+    let per_slice = (ROWS_PER_TRANSACTION / per_merchant.max(1)).max(1);
+    for slice in (0..merchants).collect::<Vec<_>>().chunks(per_slice) {
+        let mut trx_rows = Vec::new();
+        let mut ledger_rows = Vec::new();
+        for &m in slice {
+            for i in 0..per_merchant {
+                let trx = crate::sql::new_id("trx");
+                trx_rows.push(vec![
+                    text(trx.clone()),
+                    text(format!("BENCH-{m}-{i}")),
+                    text(terminals[m].clone()),
+                    text(ids[m].clone()),
+                    Param::Int(Some(amount)),
+                    text("paid".into()),
+                    text("api".into()),
+                    Param::Time(Some(now)),
+                    Param::Int(Some(0)),
+                    Param::Time(Some(now)),
+                    Param::Time(Some(now)),
+                ]);
+                for (entry_type, value) in [
+                    ("gross_income", amount),
+                    ("platform_fee", fee),
+                    ("merchant_payable", amount - fee),
+                ] {
+                    ledger_rows.push(vec![
+                        text(crate::sql::new_id("led")),
+                        text(trx.clone()),
+                        text(ids[m].clone()),
+                        text(entry_type.into()),
+                        Param::Int(Some(value)),
+                        text(format!("{trx}:{entry_type}")),
+                        Param::Time(Some(now)),
+                    ]);
+                }
+            }
+        }
+        transactions += trx_rows.len() as u64;
+        entries += ledger_rows.len() as u64;
+        insert_rows(
+            db,
+            "transactions (id, order_ref, terminal_id, merchant_id, amount, status, source, \
+             paid_at, expires_at_ms, created_at, updated_at)",
+            11,
+            &trx_rows,
+        )
+        .await?;
+        insert_rows(
+            db,
+            "ledger_entries \
+             (id, transaction_id, merchant_id, entry_type, amount, external_id, created_at)",
+            7,
+            &ledger_rows,
+        )
+        .await?;
+    }
+    Ok(Seeded {
+        merchants: ids,
+        transactions,
+        ledger_entries: entries,
+    })
+}
