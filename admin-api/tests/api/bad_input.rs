@@ -448,9 +448,24 @@ proptest! {
         let routes: &[(String, String)] = &WRITE_ROUTES;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let api = TestApi::new().await;
+            let api = TestApi::with_providers(true).await;
             let (merchant, outlet, terminal) = api.terminal(true).await;
             let (device, _) = api.device("SN-P").await;
+            // A paid transaction and its pending settlement batch (with an adjustment).
+            let order = api
+                .post(
+                    "/api/v1/transactions",
+                    serde_json::json!({ "terminal_id": terminal, "order_ref": "BAD-1", "amount": 25_000 }),
+                )
+                .await;
+            assert_eq!(order.status.as_u16(), 201, "{}", order.body);
+            let paid = crate::payments::notify(
+                &api,
+                &crate::payments::notification("BAD-1", "settlement", "25000.00", crate::helpers::MIDTRANS_KEY),
+            )
+            .await;
+            assert_eq!(paid.status.as_u16(), 200, "{}", paid.body);
+            let batch = crate::permissions::settled_batch(&api, &merchant).await;
             let database = api.gateway.dir().join("gema.db");
             for (method, template) in routes {
                 let id = match template.split('/').nth(3) {
@@ -458,6 +473,7 @@ proptest! {
                     Some("outlets") => outlet.as_str(),
                     Some("terminals") => terminal.as_str(),
                     Some("devices") => device.as_str(),
+                    Some("settlement-batches") => batch.as_str(),
                     _ => "x_missing",
                 };
                 let path = template.replace("{id}", id);
