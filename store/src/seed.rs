@@ -5,8 +5,9 @@
 use crate::db::{Param, query};
 use crate::{Db, StoreResult};
 
-/// Rows per `INSERT` statement (well under both backends' parameter limits).
-const ROWS_PER_STATEMENT: usize = 400;
+/// Rows per `INSERT` statement: few, because sqlx binds SQLite parameters by name, and
+/// finding a name walks the list (binding is quadratic in a statement's parameters).
+const ROWS_PER_STATEMENT: usize = 48;
 /// Rows per transaction.
 const ROWS_PER_TRANSACTION: usize = 40_000;
 

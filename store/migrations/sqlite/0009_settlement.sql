@@ -121,6 +121,10 @@ FROM ledger_entries_old ORDER BY id;
 DROP TABLE ledger_entries_old;
 CREATE INDEX ledger_entries_transaction ON ledger_entries (transaction_id);
 CREATE INDEX ledger_entries_merchant ON ledger_entries (merchant_id, id);
+-- A merchant's payable entries, by id, with their amounts: batch generation reads only
+-- this (one entry in three of the ledger), never the table.
+CREATE INDEX ledger_entries_payable ON ledger_entries (merchant_id, id, amount, entry_type)
+    WHERE entry_type IN ('merchant_payable', 'payable_adjustment');
 
 -- Which payable entries a batch pays. `live` is true while the batch holds the entry; a
 -- reprocess clears it, so the entry is batchable again. At most one live row per entry: an
@@ -131,5 +135,5 @@ CREATE TABLE settlement_items (
     amount          INTEGER NOT NULL,
     live            BOOLEAN NOT NULL,
     PRIMARY KEY (batch_id, ledger_entry_id)
-);
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX settlement_items_live ON settlement_items (ledger_entry_id) WHERE live;
