@@ -116,6 +116,7 @@ impl App {
             payments: gateway.payments.clone(),
             device_ops: gateway.device_ops.clone(),
             cluster: gateway.cluster.clone(),
+            reconciliation: gateway.reconciliation.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });

@@ -10,6 +10,7 @@ use gema_gateway::auth::Auth;
 use gema_gateway::cluster::Cluster;
 use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::Payments;
+use gema_gateway::reconciliation::Reconciliation;
 
 use crate::views::health::Check;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub device_ops: DeviceOps,
     /// This node's membership: the node list.
     pub cluster: Cluster,
+    /// Provider reports matched against the transactions.
+    pub reconciliation: Reconciliation,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

@@ -139,6 +139,7 @@ impl TestApi {
             payments: services.payments.clone(),
             device_ops: services.device_ops.clone(),
             cluster: services.cluster.clone(),
+            reconciliation: services.reconciliation.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),

@@ -10,4 +10,5 @@ mod payments;
 mod people;
 mod permissions;
 mod ratelimit;
+mod reconciliation;
 mod registry;
