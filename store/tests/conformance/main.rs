@@ -9,6 +9,7 @@ mod backends;
 mod cluster;
 mod device_ops;
 mod payments;
+mod reconciliation;
 mod suite;
 
 macro_rules! conformance {
@@ -78,6 +79,10 @@ macro_rules! conformance {
                 commands_move_through_their_states_once,
                 qr_requests_are_kept_once_and_closed_when_their_transaction_moves,
                 failed_announcements_are_counted_per_device
+            );
+            conformance!(@tests $open, reconciliation;
+                reconciliation_runs_keep_every_row_in_order_and_count_them,
+                matching_finds_transactions_by_order_ref_provider_id_and_creation_time
             );
             conformance!(@tests $open, cluster;
                 nodes_register_heartbeat_and_stop,
