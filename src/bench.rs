@@ -18,6 +18,7 @@
 
 pub mod crash;
 pub mod presence;
+pub mod reconcile;
 
 use std::collections::HashMap;
 use std::sync::Arc;

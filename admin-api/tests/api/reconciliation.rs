@@ -369,3 +369,38 @@ async fn merchant_users_may_not_reconcile() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_xendit_report_matches_by_reference_or_product_id() {
+    let api = TestApi::with_providers(true).await;
+    let (_, _, terminal) = api.terminal(true).await;
+    for (order_ref, payment) in [("ORD-X1", "qrpy_x1"), ("ORD-X2", "qrpy_x2")] {
+        order(&api, &terminal, order_ref, 10_000, false).await;
+        let body = json!({
+            "event": "qr.payment", "api_version": "2022-07-31",
+            "data": {"id": payment, "amount": 10000, "currency": "IDR", "status": "SUCCEEDED",
+                     "qr_id": "qr_1", "reference_id": order_ref, "channel_code": "ID_DANA"}
+        });
+        let request = axum::http::Request::post("/api/v1/payments/xendit/callback")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-callback-token", crate::helpers::XENDIT_TOKEN)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let paid = api.send(request).await;
+        assert_eq!(paid.body["outcome"], "applied", "{}", paid.body);
+    }
+    // Semicolons, a header with a time zone, a reference left blank on the second line.
+    let csv = "Reference;Product ID;Type;Amount;Status;Created Date (GMT+7)\n\
+               ORD-X1;qrpy_x1;PAYMENT;10000;SUCCESS;\n\
+               ;qrpy_x2;PAYMENT;10000;SUCCESS;\n\
+               ORD-X3;qrpy_x3;PAYMENT;10000;FAILED;\n"
+        .to_string();
+    let r = upload(&api, "?provider=xendit", csv, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["format"], "xendit");
+    assert_eq!(
+        r.body["counts"],
+        json!({ "matched": 2, "amount_mismatch": 0, "status_mismatch": 0,
+                "missing_in_gema": 1, "missing_in_report": 0, "malformed": 0 })
+    );
+}

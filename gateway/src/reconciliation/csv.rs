@@ -64,14 +64,14 @@ fn sniff_delimiter(bytes: &[u8]) -> u8 {
             _ => {}
         }
     }
-    let candidates = [b',', b';', b'\t'];
-    let mut best = 0;
-    for i in 1..3 {
-        if counts[i] > counts[best] {
-            best = i;
+    // The first of the most frequent, so a tie (or none at all) is a comma.
+    let mut best = (b',', counts[0]);
+    for (delimiter, count) in [(b';', counts[1]), (b'\t', counts[2])] {
+        if count > best.1 {
+            best = (delimiter, count);
         }
     }
-    candidates[best]
+    best.0
 }
 
 struct Reader<'a> {

@@ -209,6 +209,16 @@ impl Reconciliation {
         filter: &ReconciliationRowFilter,
         page: &PageRequest,
     ) -> GatewayResult<Page<ReconciliationRow>> {
+        if page
+            .after
+            .as_deref()
+            .is_some_and(|c| c.parse::<i64>().is_err())
+        {
+            return Err(GatewayError::invalid(
+                "cursor",
+                "not a cursor of this list: pass next_cursor as it came",
+            ));
+        }
         Ok(self
             .store
             .list_reconciliation_rows(run_id, filter, page)
