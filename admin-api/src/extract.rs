@@ -14,7 +14,7 @@ use crate::error::ApiError;
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// The body limit of a provider report upload (`POST /api/v1/reconciliation/runs`): a
-/// 100,000-line report is about 10 MiB.
+/// 100,000-line report is about 7 MiB.
 pub const RECONCILIATION_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
 /// The body limit of a route (method and path template): [`BODY_LIMIT_BYTES`] but for the

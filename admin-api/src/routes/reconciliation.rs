@@ -28,7 +28,7 @@ const EXPORT_CHUNK: u32 = 2_000;
     params(ImportQuery),
     request_body(content = String, content_type = "text/csv",
         description = "The provider's report, header line first. Up to 32 MiB \
-            (RECONCILIATION_BODY_LIMIT_BYTES): a 100,000-line report is about 10 MiB."),
+            (RECONCILIATION_BODY_LIMIT_BYTES): a 100,000-line report is about 7 MiB."),
     responses(
         (status = 201, description = "The run, with its counts per outcome", body = ReconciliationRun),
         (status = 400, description = "A bad query parameter", body = ErrorBody),
