@@ -117,6 +117,7 @@ impl App {
             device_ops: gateway.device_ops.clone(),
             cluster: gateway.cluster.clone(),
             settlement: gateway.settlement.clone(),
+            reconciliation: gateway.reconciliation.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });

@@ -18,6 +18,7 @@
 
 pub mod crash;
 pub mod presence;
+pub mod reconcile;
 pub mod settlement;
 
 use std::collections::HashMap;

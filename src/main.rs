@@ -119,6 +119,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Bench {
+            command: gema::cli::BenchCommand::Reconcile { rows, database_url },
+        } => {
+            gema::bench::reconcile::reconcile(gema::bench::reconcile::ReconcileBench {
+                rows,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
             command: gema::cli::BenchCommand::PresenceFleet { port, ca, devices },
         } => gema::bench::presence::fleet(port, &ca, &devices).await,
         Command::Sim(args) => gema::sim::run_fleet(args).await,

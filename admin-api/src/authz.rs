@@ -24,7 +24,7 @@ use gema_gateway::auth::{Action, Principal, RequestMeta, idempotency};
 use gema_store::{IdempotencyBegin, NewAuditEntry};
 
 use crate::error::{ApiError, current_request_id};
-use crate::extract::BODY_LIMIT_BYTES;
+use crate::extract::body_limit;
 use crate::state::AppState;
 
 /// Which path id names the row a route touches (for merchant scoping).
@@ -140,6 +140,12 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/settlement-summary", G(A::SettlementRead, S::None)),
     ("GET", "/api/v1/reconciliation/settlement-batches", G(A::ReconciliationRead, S::None)),
     ("GET", "/api/v1/dashboard/summary", G(A::DashboardRead, S::None)),
+    ("POST", "/api/v1/reconciliation/runs", G(A::ReconciliationWrite, S::None)),
+    ("GET", "/api/v1/reconciliation/runs", G(A::ReconciliationRead, S::None)),
+    ("GET", "/api/v1/reconciliation/runs/{id}", G(A::ReconciliationRead, S::None)),
+    ("GET", "/api/v1/reconciliation/runs/{id}/rows", G(A::ReconciliationRead, S::None)),
+    ("GET", "/api/v1/reconciliation/runs/{id}/rows.csv", G(A::ReconciliationRead, S::None)),
+    ("POST", "/api/v1/reconciliation/runs/{id}/rerun", G(A::ReconciliationWrite, S::None)),
     ("POST", "/api/v1/payments/midtrans/notification", Rule::Provider),
     ("POST", "/api/v1/payments/xendit/callback", Rule::Provider),
     ("POST", "/api/v1/payments/callback", Rule::Provider),
@@ -485,14 +491,20 @@ async fn idempotent(
         .with_details(serde_json::json!({ "field": "Idempotency-Key" }))
         .into_response();
     };
+    let limit = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(crate::extract::BODY_LIMIT_BYTES, |route| {
+            body_limit(req.method().as_str(), route.as_str())
+        });
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, BODY_LIMIT_BYTES).await {
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("the body exceeds {BODY_LIMIT_BYTES} bytes"),
+                format!("the body exceeds {limit} bytes"),
             )
             .into_response();
         }

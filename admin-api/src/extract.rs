@@ -13,6 +13,20 @@ use crate::error::ApiError;
 /// and the idempotency guard, which buffers a write's body to hash it, both use it.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
+/// The body limit of a provider report upload (`POST /api/v1/reconciliation/runs`): a
+/// 100,000-line report is about 7 MiB.
+pub const RECONCILIATION_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The body limit of a route (method and path template): [`BODY_LIMIT_BYTES`] but for the
+/// report upload's own.
+pub fn body_limit(method: &str, route: &str) -> usize {
+    if method.eq_ignore_ascii_case("POST") && route == "/api/v1/reconciliation/runs" {
+        RECONCILIATION_BODY_LIMIT_BYTES
+    } else {
+        BODY_LIMIT_BYTES
+    }
+}
+
 /// A JSON body. Wrong content type → 415; unreadable or oversized body → 400/413; syntax
 /// errors, wrong types, missing or unknown fields → 400 `invalid_body` with the field's path
 /// in `details.field`.

@@ -19,7 +19,7 @@
 //!   supplies.
 //! - [`routes`](mod@routes): the handlers, one module per area (merchants, outlets,
 //!   terminals, devices, device operations, transactions and the ledger, provider
-//!   callbacks, auth, users, API tokens, audit, health). A handler turns HTTP into one
+//!   callbacks, reconciliation, auth, users, API tokens, audit, health). A handler turns HTTP into one
 //!   gateway call and the result into a view; it holds no JSON shape and no rule.
 //! - [`views`]: every request body, response body and query-string shape, one module per
 //!   area, with the conversions from storage and gateway types. The OpenAPI schema names are
@@ -43,7 +43,7 @@
 //!
 //! # Request path
 //! `middleware::observe` (request id, log line, metrics) → panic catcher (500 in the
-//! envelope) → body limit → [`authz::guard`] on the protected `/api/v1` routes, or
+//! envelope) → body limit (64 KiB; a reconciliation report upload 32 MiB) → [`authz::guard`] on the protected `/api/v1` routes, or
 //! [`authz::limit_public`] on the public ones (it rate-limits login, refresh and provider
 //! callbacks, not health; `/api/v1/openapi.json` has neither) → the handler → the gateway.
 //!
@@ -78,7 +78,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
-pub use extract::BODY_LIMIT_BYTES;
+pub use extract::{BODY_LIMIT_BYTES, RECONCILIATION_BODY_LIMIT_BYTES};
 pub use middleware::REQUEST_ID_HEADER;
 pub use serve::{ConnectionLimits, serve};
 pub use state::{AppState, HealthProbe, ProvisioningInfo};
@@ -101,6 +101,7 @@ pub use views::health::{Check, CheckStatus};
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
         (name = "device operations", description = "Health, heartbeats, config push, message trace"),
         (name = "transactions"), (name = "ledger"),
+        (name = "reconciliation", description = "Providers' reports matched against Gema's transactions"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
         (name = "users"), (name = "audit"), (name = "api tokens"),
         (name = "cluster", description = "The gateway nodes sharing this database"),
@@ -151,6 +152,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::retry_notification))
         .routes(routes!(transactions::ledger))
         .merge(settlement_routes())
+        .merge(reconciliation_routes())
         .merge(people_routes())
 }
 
@@ -176,6 +178,21 @@ fn settlement_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(s::summary))
         .routes(routes!(s::reconcile_batches))
         .routes(routes!(s::dashboard))
+}
+
+/// Provider reconciliation (`routes/reconciliation.rs`). The report upload has a body limit
+/// of its own, [`RECONCILIATION_BODY_LIMIT_BYTES`] (the report is the body).
+fn reconciliation_routes() -> OpenApiRouter<AppState> {
+    use routes::reconciliation;
+    let upload = OpenApiRouter::new()
+        .routes(routes!(reconciliation::create, reconciliation::list))
+        .layer(DefaultBodyLimit::max(RECONCILIATION_BODY_LIMIT_BYTES));
+    OpenApiRouter::new()
+        .merge(upload)
+        .routes(routes!(reconciliation::get))
+        .routes(routes!(reconciliation::rows))
+        .routes(routes!(reconciliation::export))
+        .routes(routes!(reconciliation::rerun))
 }
 
 /// Users, sessions and the audit log; login and refresh are in [`public_auth_routes`].

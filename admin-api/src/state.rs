@@ -10,6 +10,7 @@ use gema_gateway::auth::Auth;
 use gema_gateway::cluster::Cluster;
 use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::payments::Payments;
+use gema_gateway::reconciliation::Reconciliation;
 use gema_gateway::settlement::Settlement;
 
 use crate::views::health::Check;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// This node's membership: the node list.
     pub cluster: Cluster,
     pub settlement: Settlement,
+    /// Provider reports matched against the transactions.
+    pub reconciliation: Reconciliation,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

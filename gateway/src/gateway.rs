@@ -16,6 +16,7 @@ use crate::cluster::{Cluster, ClusterWork, NodeSettings};
 use crate::delivery::{self, AnnouncementRelay, DeliverySettings, Handover};
 use crate::device_ops::{DeviceOps, DeviceOpsSettings};
 use crate::payments::{PaymentSettings, Payments};
+use crate::reconciliation::Reconciliation;
 use crate::registry::Registry;
 use crate::settlement::{Settlement, SettlementSettings};
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
@@ -52,6 +53,7 @@ pub struct Gateway {
     pub delivery: Arc<AnnouncementRelay>,
     pub cluster: Cluster,
     pub settlement: Settlement,
+    pub reconciliation: Reconciliation,
 }
 
 impl Gateway {
@@ -64,7 +66,7 @@ impl Gateway {
     /// 4. delivery's [`AnnouncementRelay`] (the hand-over, the results sender);
     /// 5. [`Registry`] (ends live sessions through the transport), [`Auth`] and
     ///    [`Cluster`] (this node's membership; [`Cluster::join`] registers it once the
-    ///    listeners' addresses are known).
+    ///    listeners' addresses are known), and [`Reconciliation`] (the store only).
     ///
     /// Starts the payments commit loop, so call it inside a tokio runtime; nothing else
     /// runs until [`Gateway::run`] (ingest already works: it needs only the commit loop).
@@ -113,6 +115,7 @@ impl Gateway {
         );
         let registry = Registry::connected(store.clone(), transport);
         let settlement = Settlement::new(store.clone(), clock.clone(), settings.settlement);
+        let reconciliation = Reconciliation::new(store.clone());
         let auth = Auth::new(store, settings.auth).with_clock(clock);
         Gateway {
             registry,
@@ -122,6 +125,7 @@ impl Gateway {
             delivery,
             cluster,
             settlement,
+            reconciliation,
         }
     }
 

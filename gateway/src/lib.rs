@@ -10,6 +10,8 @@
 //!   through one commit loop (group commit).
 //! - [`delivery`]: the outbox relay that gets announcements to devices, at least once, in
 //!   order per device; built so other downlink kinds can use it.
+//! - [`reconciliation`]: providers' reports matched against Gema's transactions, kept as
+//!   runs with their rows.
 //! - [`device_ops`]: every uplink and presence change enters here first: heartbeats and
 //!   health, desired/reported config and its push, commands, device dynamic QR, the
 //!   message trace.
@@ -39,6 +41,7 @@ pub mod device_ops;
 mod error;
 mod gateway;
 pub mod payments;
+pub mod reconciliation;
 pub mod registry;
 pub mod settlement;
 #[cfg(any(test, feature = "testing"))]

@@ -144,6 +144,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         procs: usize,
     },
+    /// A provider report of N lines (a few mismatches of every kind) reconciled against N
+    /// paid transactions through the gateway's reconciliation service: seconds and rows/s.
+    Reconcile {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// One child process of `bench presence` (started by it).
     #[command(hide = true)]
     PresenceFleet {

@@ -23,7 +23,8 @@
 //! `announcement`, `ledger`, `inbox`, and `batch`, the batch apply); [`device_ops`]
 //! (`heartbeat`, `presence`, `config`, `command`, `qr_request`, `announcement_failures`);
 //! [`auth`] (`user`, `session`, `login_failure`, `api_token`, `totp`, `idempotency`,
-//! `audit`); [`cluster`] (nodes, cluster leases, shared secrets). Each trait has one
+//! `audit`); [`cluster`] (nodes, cluster leases, shared secrets); [`reconciliation`]
+//! (provider report runs and their rows). Each trait has one
 //! implementation, on `Db` (defined here, with [`Store`]'s
 //! impl; the others' in each area's `mod.rs`), whose methods hand over to those modules.
 //! Shared helpers (ids, the time, pages) are in `sql`, the backend-neutral statement types
@@ -158,6 +159,7 @@ pub mod model;
 mod outlet;
 pub mod payments;
 mod postgres;
+pub mod reconciliation;
 pub mod seed;
 pub mod settlement;
 mod sql;
@@ -182,6 +184,10 @@ pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use payments::*;
+pub use reconciliation::{
+    NewReconciliationRow, NewReconciliationRun, ReconcilableTransaction, ReconciliationOutcome,
+    ReconciliationRow, ReconciliationRowFilter, ReconciliationRun, ReconciliationStore,
+};
 pub use settlement::*;
 
 /// The storage interface. See the crate docs for the transaction rule.
@@ -192,6 +198,7 @@ pub trait Store:
     + AuthStore
     + ClusterStore
     + SettlementStore
+    + ReconciliationStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -13,6 +13,7 @@ pub mod merchants;
 pub mod nodes;
 pub mod outlets;
 pub mod payments;
+pub mod reconciliation;
 pub mod settlement;
 pub mod terminals;
 pub mod tokens;

@@ -15,6 +15,7 @@ pub mod device_ops;
 pub mod health;
 pub mod payments;
 pub mod people;
+pub mod reconciliation;
 pub mod registry;
 pub mod settlement;
 mod timestamps;

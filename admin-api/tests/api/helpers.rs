@@ -140,6 +140,7 @@ impl TestApi {
             device_ops: services.device_ops.clone(),
             cluster: services.cluster.clone(),
             settlement: gateway.gateway.settlement.clone(),
+            reconciliation: services.reconciliation.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),

@@ -10,5 +10,6 @@ mod payments;
 mod people;
 mod permissions;
 mod ratelimit;
+mod reconciliation;
 mod registry;
 mod settlement;

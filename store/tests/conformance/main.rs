@@ -9,6 +9,7 @@ mod backends;
 mod cluster;
 mod device_ops;
 mod payments;
+mod reconciliation;
 mod settlement;
 mod suite;
 
@@ -84,6 +85,10 @@ macro_rules! conformance {
                 balances_add_up_through_random_operations,
                 concurrent_generations_never_batch_an_entry_twice,
                 the_batch_lifecycle_follows_its_rules
+            );
+            conformance!(@tests $open, reconciliation;
+                reconciliation_runs_keep_every_row_in_order_and_count_them,
+                matching_finds_transactions_by_order_ref_provider_id_and_creation_time
             );
             conformance!(@tests $open, cluster;
                 nodes_register_heartbeat_and_stop,
