@@ -916,11 +916,8 @@ async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBat
     let cutoff_ms = request.cutoff_ms.unwrap_or_else(|| {
         i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
     });
-    // Without a cut-off, every entry so far: a bound above every ledger id.
-    let bound = match request.cutoff_ms {
-        Some(ms) => ledger_id_bound(ms),
-        None => "led_~".to_string(),
-    };
+    // Without a cut-off, every entry so far.
+    let bound = request.cutoff_ms.map(ledger_id_bound);
     let mut tx = db.begin_write().await?;
     if let Db::Postgres(_) = db {
         // One generation at a time across the cluster; the partial unique index on the
@@ -942,7 +939,7 @@ async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBat
            SELECT l.merchant_id, CAST(SUM(l.amount) AS BIGINT) AS total, \
            CAST(SUM(CASE WHEN l.entry_type = 'merchant_payable' THEN l.amount ELSE 0 END) AS BIGINT) AS payable, \
            COUNT(*) AS entries FROM ledger_entries l \
-           WHERE l.entry_type IN {PAYABLE} AND l.id{collate} < $1 \
+           WHERE l.entry_type IN {PAYABLE} AND ($1 IS NULL OR l.id{collate} < $1) \
            AND ($2 IS NULL OR l.merchant_id = $2) \
            AND NOT EXISTS (SELECT 1 FROM settlement_items i \
                            WHERE i.ledger_entry_id = l.id AND i.live) \
@@ -956,7 +953,7 @@ async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBat
             merchant_exists(&mut tx, id).await?;
         }
         let rows = query_as::<Candidate>(sql.as_str())
-            .bind(bound.as_str())
+            .bind(bound.as_deref())
             .bind(merchant.as_deref())
             .fetch_all(&mut tx)
             .await?;
@@ -1075,12 +1072,13 @@ async fn generate(db: &Db, request: GenerateBatches) -> StoreResult<GeneratedBat
             "INSERT INTO settlement_items (batch_id, ledger_entry_id, amount, live) \
              SELECT b.id, l.id, l.amount, TRUE FROM settlement_batches b \
              JOIN ledger_entries l ON l.merchant_id = b.merchant_id \
-             WHERE b.generation_id = $1 AND l.entry_type IN {PAYABLE} AND l.id{collate} < $2 \
+             WHERE b.generation_id = $1 AND l.entry_type IN {PAYABLE} \
+             AND ($2 IS NULL OR l.id{collate} < $2) \
              AND NOT EXISTS (SELECT 1 FROM settlement_items i \
                              WHERE i.ledger_entry_id = l.id AND i.live)"
         ))
         .bind(generation_id.as_str())
-        .bind(bound.as_str())
+        .bind(bound.as_deref())
         .execute(&mut tx)
         .await?;
         if i64::try_from(inserted).unwrap_or(i64::MAX) != expected_items {
