@@ -23,7 +23,8 @@
 //! `announcement`, `ledger`, `inbox`, and `batch`, the batch apply); [`device_ops`]
 //! (`heartbeat`, `presence`, `config`, `command`, `qr_request`, `announcement_failures`);
 //! [`auth`] (`user`, `session`, `login_failure`, `api_token`, `totp`, `idempotency`,
-//! `audit`); [`cluster`] (nodes, cluster leases, shared secrets). Each trait has one
+//! `audit`); [`cluster`] (nodes, cluster leases, shared secrets); [`exports`] (export jobs
+//! and the paged reads of the rows they export). Each trait has one
 //! implementation, on `Db` (defined here, with [`Store`]'s
 //! impl; the others' in each area's `mod.rs`), whose methods hand over to those modules.
 //! Shared helpers (ids, the time, pages) are in `sql`, the backend-neutral statement types
@@ -153,6 +154,7 @@ mod db;
 mod device;
 pub mod device_ops;
 mod error;
+pub mod exports;
 mod merchant;
 pub mod model;
 mod outlet;
@@ -178,13 +180,24 @@ pub use auth::*;
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
+pub use exports::{
+    ExportFilter, ExportJob, ExportJobFilter, ExportKind, ExportRows, ExportStatus, ExportStore,
+    NewExport,
+};
 pub use model::*;
 pub use payments::*;
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
 pub trait Store:
-    PaymentStore + DeviceOpsStore + AuthStore + ClusterStore + Send + Sync + std::fmt::Debug
+    PaymentStore
+    + DeviceOpsStore
+    + AuthStore
+    + ClusterStore
+    + ExportStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     fn backend(&self) -> Backend;
 
