@@ -116,6 +116,7 @@ impl App {
             payments: gateway.payments.clone(),
             device_ops: gateway.device_ops.clone(),
             cluster: gateway.cluster.clone(),
+            exports: gateway.exports.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });
@@ -404,6 +405,7 @@ fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> Gatewa
         device_ops: config.devices.settings(),
         auth: config.auth.settings(),
         node: config.node_settings(mqtt_port),
+        exports: config.export_settings(),
         ..GatewaySettings::default()
     }
 }

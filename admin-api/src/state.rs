@@ -9,6 +9,7 @@ use gema_gateway::Registry;
 use gema_gateway::auth::Auth;
 use gema_gateway::cluster::Cluster;
 use gema_gateway::device_ops::DeviceOps;
+use gema_gateway::exports::Exports;
 use gema_gateway::payments::Payments;
 
 use crate::views::health::Check;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub device_ops: DeviceOps,
     /// This node's membership: the node list.
     pub cluster: Cluster,
+    /// Export jobs: queue, follow, download.
+    pub exports: Exports,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

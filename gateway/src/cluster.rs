@@ -9,7 +9,8 @@
 //!
 //! Periodic work that must happen once per cluster, not once per node, runs only on the
 //! node holding that work's lease ([`Cluster::holds`]): the transaction expiry sweep and
-//! the command sweep (expiry of commands, clearing of finished dynamic QRs). A lease lasts a
+//! the command sweep (expiry of commands, clearing of finished dynamic QRs), the export
+//! sweep (deleting export files past their retention). A lease lasts a
 //! few of the work's periods, so when its node dies another takes the work over within
 //! that time; a paused node that wakes up after its lease passed finds it taken and does
 //! nothing. Work that is already partitioned by device (config pushes and command sends go
@@ -87,6 +88,8 @@ pub enum ClusterWork {
     ExpirySweep,
     /// Commands past their deadlines close; finished dynamic QRs are cleared.
     CommandSweep,
+    /// Export files past their retention are deleted and their jobs marked expired.
+    ExportSweep,
 }
 
 impl ClusterWork {
@@ -94,6 +97,7 @@ impl ClusterWork {
         match self {
             ClusterWork::ExpirySweep => "expiry-sweep",
             ClusterWork::CommandSweep => "command-sweep",
+            ClusterWork::ExportSweep => "export-sweep",
         }
     }
 }

@@ -213,8 +213,13 @@ pub trait ExportStore: Send + Sync {
         expires_at_ms: i64,
     ) -> StoreResult<bool>;
     /// Marks the job failed with `error`. `false` if `node` no longer holds it.
-    async fn fail_export(&self, id: &str, node: &str, error: &str, now_ms: i64)
-    -> StoreResult<bool>;
+    async fn fail_export(
+        &self,
+        id: &str,
+        node: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
     /// Puts the jobs `node` was running back in the queue (the node restarted: whatever it
     /// was doing died with its process). Returns how many.
     async fn requeue_exports_of(&self, node: &str) -> StoreResult<u64>;
@@ -231,8 +236,7 @@ pub trait ExportStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<ExportRows>;
     /// How many rows `kind` and `filter` select.
-    async fn count_export_rows(&self, kind: ExportKind, filter: &ExportFilter)
-    -> StoreResult<i64>;
+    async fn count_export_rows(&self, kind: ExportKind, filter: &ExportFilter) -> StoreResult<i64>;
     /// For `gema bench export` only: `rows` ledger entries of `transaction_id` (of
     /// `merchant_id`) written straight into the table by one `INSERT … SELECT` over a
     /// generated series, with ids of this millisecond and external ids `bench:<n>`. They
@@ -528,11 +532,7 @@ impl ExportStore for Db {
         export_rows(self, kind, filter, after, limit).await
     }
 
-    async fn count_export_rows(
-        &self,
-        kind: ExportKind,
-        filter: &ExportFilter,
-    ) -> StoreResult<i64> {
+    async fn count_export_rows(&self, kind: ExportKind, filter: &ExportFilter) -> StoreResult<i64> {
         count_export_rows(self, kind, filter).await
     }
 

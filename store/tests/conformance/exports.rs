@@ -98,7 +98,10 @@ pub async fn an_export_is_claimed_once_and_progresses_only_under_its_claim(store
             .unwrap()
             .is_empty()
     );
-    let due = store.exports_due_to_expire(T0 + 3_600_000, 10).await.unwrap();
+    let due = store
+        .exports_due_to_expire(T0 + 3_600_000, 10)
+        .await
+        .unwrap();
     assert_eq!(due.iter().map(|j| &j.id).collect::<Vec<_>>(), [&job.id]);
     assert!(store.mark_export_expired(&job.id).await.unwrap());
     assert!(!store.mark_export_expired(&job.id).await.unwrap());
@@ -207,11 +210,7 @@ pub async fn concurrent_claimers_take_each_export_once(store: Arc<dyn Store>) {
         tokio::spawn(async move {
             let node = format!("node-{n}");
             let mut mine = Vec::new();
-            while let Some(job) = store
-                .claim_export(&node, T0, T0 + 60_000, 3)
-                .await
-                .unwrap()
-            {
+            while let Some(job) = store.claim_export(&node, T0, T0 + 60_000, 3).await.unwrap() {
                 mine.push(job.id);
             }
             mine
@@ -222,7 +221,11 @@ pub async fn concurrent_claimers_take_each_export_once(store: Arc<dyn Store>) {
         claimed.extend(claimer.await.unwrap());
     }
     let unique: HashSet<_> = claimed.iter().cloned().collect();
-    assert_eq!(unique.len(), claimed.len(), "a job claimed twice: {claimed:?}");
+    assert_eq!(
+        unique.len(),
+        claimed.len(),
+        "a job claimed twice: {claimed:?}"
+    );
     assert_eq!(unique, created);
 }
 
@@ -277,8 +280,7 @@ pub async fn export_rows_page_by_id_and_filter_by_merchant_time_and_type(store: 
         merchant_id: Some(ma.id.clone()),
         ..Default::default()
     };
-    let ExportRows::LedgerEntries(rows) =
-        all_rows(&*store, ExportKind::LedgerEntries, &of_a).await
+    let ExportRows::LedgerEntries(rows) = all_rows(&*store, ExportKind::LedgerEntries, &of_a).await
     else {
         panic!("ledger rows")
     };
@@ -338,7 +340,9 @@ pub async fn export_rows_page_by_id_and_filter_by_merchant_time_and_type(store: 
         panic!("transaction rows")
     };
     assert_eq!(
-        rows.iter().map(|t| t.order_ref.as_str()).collect::<Vec<_>>(),
+        rows.iter()
+            .map(|t| t.order_ref.as_str())
+            .collect::<Vec<_>>(),
         ["EX-A3"]
     );
     assert_eq!(
