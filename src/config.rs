@@ -219,7 +219,7 @@ impl Default for ExportsConfig {
         Self {
             dir: None,
             retention_hours: 24,
-            page_rows: 5000,
+            page_rows: 1000,
         }
     }
 }

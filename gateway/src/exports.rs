@@ -66,7 +66,7 @@ impl Default for ExportSettings {
         ExportSettings {
             dir: PathBuf::from("exports"),
             retention: Duration::from_secs(24 * 3600),
-            page_rows: 5_000,
+            page_rows: 1_000,
             progress_every_rows: 20_000,
             poll_interval: Duration::from_secs(1),
             claim_ttl: Duration::from_secs(60),
@@ -291,7 +291,13 @@ impl Exports {
                     )
                     .await
                 {
-                    Ok(true) => tracing::info!(rows, bytes, "export done"),
+                    Ok(true) => {
+                        metrics::counter!("gema_exports_total", "kind" => job.kind.as_str(), "outcome" => "done")
+                            .increment(1);
+                        metrics::counter!("gema_export_rows_total", "kind" => job.kind.as_str())
+                            .increment(u64::try_from(rows).unwrap_or(0));
+                        tracing::info!(rows, bytes, "export done");
+                    }
                     Ok(false) => tracing::warn!("export finished after another node took it over"),
                     Err(err) => tracing::error!(error = %err, "recording a finished export failed"),
                 }
@@ -306,6 +312,8 @@ impl Exports {
 
     async fn fail(&self, job: &ExportJob, part: &Path, message: String) {
         tracing::error!(error = %message, "export failed");
+        metrics::counter!("gema_exports_total", "kind" => job.kind.as_str(), "outcome" => "failed")
+            .increment(1);
         let _ = tokio::fs::remove_file(part).await;
         if let Err(err) = self
             .inner

@@ -165,6 +165,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         procs: usize,
     },
+    /// N ledger rows seeded straight into a fresh database, then one export job of them
+    /// run by the real export worker: rows per second and the process's memory growth.
+    Export {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Rows read per page.
+        #[arg(long, default_value_t = 1000)]
+        page_rows: u32,
+    },
     /// One child process of `bench presence` (started by it).
     #[command(hide = true)]
     PresenceFleet {

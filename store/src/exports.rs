@@ -9,8 +9,8 @@
 //! characters are the creation time in milliseconds), so a time range is a range of the
 //! primary key on both backends.
 //!
-//! A new kind is one variant of [`ExportKind`], one of [`ExportRows`] and one arm in
-//! [`export_rows`] and [`count_export_rows`] here, and its CSV columns in the gateway's
+//! A new kind is one variant of [`ExportKind`] (and its id prefix), one of [`ExportRows`],
+//! and one arm in `rows_query` (its table and own filter) and in `export_rows` here, and its CSV columns in the gateway's
 //! `exports` module.
 
 use async_trait::async_trait;
@@ -249,37 +249,62 @@ pub trait ExportStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
-/// The rows of a kind: its table and the filters it takes, as one `WHERE` after
-/// `id > $1` / `id >= $2` / `id < $3` / `merchant_id = $4`, and the kind's own at `$5`.
-fn rows_sql(kind: ExportKind, select: &str, tail: &str) -> String {
-    let (table, own) = match kind {
-        ExportKind::LedgerEntries => ("ledger_entries", "entry_type"),
-        ExportKind::Transactions => ("transactions", "status"),
-    };
-    format!(
-        "SELECT {select} FROM {table} WHERE ($1 IS NULL OR id > $1) \
-         AND ($2 IS NULL OR id >= $2) AND ($3 IS NULL OR id < $3) \
-         AND ($4 IS NULL OR merchant_id = $4) AND ($5 IS NULL OR {own} = $5){tail}"
-    )
-}
-
-fn rows_params<'a>(
+/// The statement reading a kind's rows: its table and only the conditions that apply, so
+/// each is a range of an index (`id > after`, the time range as an id range, and with a
+/// merchant the `(merchant_id, id)` index); `$1 IS NULL OR …` would make both databases
+/// scan from the start for every page. `select` is the column list, `tail` what follows
+/// the `WHERE` (order and limit, bound last).
+fn rows_query<'a>(
     kind: ExportKind,
     filter: &'a ExportFilter,
     after: Option<&'a str>,
-) -> Vec<Param<'a>> {
-    let (from, to) = filter.id_bounds(kind);
-    let own = match kind {
-        ExportKind::LedgerEntries => filter.entry_type.map(LedgerEntryType::as_str),
-        ExportKind::Transactions => filter.status.map(TransactionStatus::as_str),
+    select: &str,
+    tail: &str,
+) -> (String, Vec<Param<'a>>) {
+    let (table, own_column, own) = match kind {
+        ExportKind::LedgerEntries => (
+            "ledger_entries",
+            "entry_type",
+            filter.entry_type.map(LedgerEntryType::as_str),
+        ),
+        ExportKind::Transactions => (
+            "transactions",
+            "status",
+            filter.status.map(TransactionStatus::as_str),
+        ),
     };
-    vec![
-        Param::Text(after),
-        Param::OwnedText(from),
-        Param::OwnedText(to),
-        Param::Text(filter.merchant_id.as_deref()),
-        Param::Text(own),
-    ]
+    let (from, to) = filter.id_bounds(kind);
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    let mut add = |condition: &str, param: Param<'a>| {
+        params.push(param);
+        conditions.push(format!("{condition} ${}", params.len()));
+    };
+    if let Some(after) = after {
+        add("id >", Param::Text(Some(after)));
+    }
+    if let Some(from) = from {
+        add("id >=", Param::OwnedText(Some(from)));
+    }
+    if let Some(to) = to {
+        add("id <", Param::OwnedText(Some(to)));
+    }
+    if let Some(merchant) = filter.merchant_id.as_deref() {
+        add("merchant_id =", Param::Text(Some(merchant)));
+    }
+    if let Some(own) = own {
+        add(&format!("{own_column} ="), Param::Text(Some(own)));
+    }
+    let conditions = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    let tail = tail.replace("$LIMIT", &format!("${}", params.len() + 1));
+    (
+        format!("SELECT {select} FROM {table}{conditions}{tail}"),
+        params,
+    )
 }
 
 pub(crate) async fn export_rows(
@@ -289,8 +314,7 @@ pub(crate) async fn export_rows(
     after: Option<&str>,
     limit: u32,
 ) -> StoreResult<ExportRows> {
-    let sql = rows_sql(kind, "*", " ORDER BY id LIMIT $6");
-    let params = rows_params(kind, filter, after);
+    let (sql, params) = rows_query(kind, filter, after, "*", " ORDER BY id LIMIT $LIMIT");
     let limit = i64::from(limit.max(1));
     Ok(match kind {
         ExportKind::LedgerEntries => {
@@ -315,8 +339,9 @@ pub(crate) async fn count_export_rows(
     kind: ExportKind,
     filter: &ExportFilter,
 ) -> StoreResult<i64> {
-    let mut q = query_as::<(i64,)>(rows_sql(kind, "COUNT(*)", ""));
-    for p in rows_params(kind, filter, None) {
+    let (sql, params) = rows_query(kind, filter, None, "COUNT(*)", "");
+    let mut q = query_as::<(i64,)>(sql);
+    for p in params {
         q = q.bind(p);
     }
     Ok(q.fetch_one(db.read()).await?.0)
