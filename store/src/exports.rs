@@ -403,6 +403,18 @@ impl ExportStore for Db {
         claim_until_ms: i64,
         max_attempts: i64,
     ) -> StoreResult<Option<ExportJob>> {
+        // Idle workers ask every second on every node: a read first, so an empty queue
+        // never takes the write turn (on SQLite, shared with the payment writer).
+        let candidate: Option<(String,)> = query_as(
+            "SELECT id FROM export_jobs WHERE status = 'queued' \
+             OR (status = 'running' AND claim_until_ms <= $1) LIMIT 1",
+        )
+        .bind(now_ms)
+        .fetch_optional(self.read())
+        .await?;
+        if candidate.is_none() {
+            return Ok(None);
+        }
         let now = crate::sql::now();
         let mut conn = self.write_conn().await?;
         // Interrupted too often: failed, not started again.
