@@ -19,8 +19,8 @@
 //! downloaded from any).
 //!
 //! Adding a kind: a variant and its rows in `gema_store::exports`, and here its columns
-//! ([`header`]) and one record per row ([`write_rows`]), plus which filters it takes
-//! ([`check_filter`]).
+//! ([`header`]) and one record per row (`write_rows`), plus which filters it takes
+//! (`check_filter`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -100,7 +100,7 @@ pub struct ExportArgs {
     /// Wait for the job (a progress bar on stderr), then download the file.
     #[arg(long)]
     pub wait: bool,
-    /// Where to save the file (implies --wait; default: <job id>.csv).
+    /// Where to save the file (implies --wait; default: the job id with `.csv`).
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
 }
