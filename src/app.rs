@@ -118,6 +118,7 @@ impl App {
             cluster: gateway.cluster.clone(),
             settlement: gateway.settlement.clone(),
             reconciliation: gateway.reconciliation.clone(),
+            exports: gateway.exports.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });
@@ -407,6 +408,7 @@ fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> Gatewa
         auth: config.auth.settings(),
         node: config.node_settings(mqtt_port),
         settlement: config.settlement.settings(),
+        exports: config.export_settings(),
         ..GatewaySettings::default()
     }
 }

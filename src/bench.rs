@@ -17,6 +17,7 @@
 #![allow(clippy::float_arithmetic)]
 
 pub mod crash;
+pub mod export;
 pub mod presence;
 pub mod reconcile;
 pub mod settlement;

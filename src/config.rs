@@ -40,6 +40,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub node: NodeConfig,
     pub settlement: SettlementConfig,
+    pub exports: ExportsConfig,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             node: NodeConfig::default(),
             settlement: SettlementConfig::default(),
+            exports: ExportsConfig::default(),
         }
     }
 }
@@ -259,7 +261,43 @@ impl Default for NodeConfig {
     }
 }
 
+/// Export jobs (`POST /api/v1/exports`): where their CSV files go and how long they stay.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportsConfig {
+    /// Unset: `<data_dir>/exports`. With several nodes, a directory they share.
+    pub dir: Option<PathBuf>,
+    /// A finished file is deleted (its job marked expired) this many hours after it is done.
+    pub retention_hours: u64,
+    /// Rows read per page while writing a file.
+    pub page_rows: u32,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            retention_hours: 24,
+            page_rows: 1000,
+        }
+    }
+}
+
 impl Config {
+    /// The export jobs' settings; the directory defaults to `<data_dir>/exports`.
+    pub fn export_settings(&self) -> gema_gateway::exports::ExportSettings {
+        gema_gateway::exports::ExportSettings {
+            dir: self
+                .exports
+                .dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("exports")),
+            retention: Duration::from_secs(self.exports.retention_hours.max(1) * 3600),
+            page_rows: self.exports.page_rows.clamp(100, 100_000),
+            ..Default::default()
+        }
+    }
+
     /// This node's id: configured, or derived from the host name and the MQTT port it
     /// bound, so two nodes on one machine (on different ports) differ and a restart keeps
     /// its id.

@@ -128,6 +128,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Bench {
+            command:
+                gema::cli::BenchCommand::Export {
+                    rows,
+                    database_url,
+                    page_rows,
+                },
+        } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                telemetry::init_logging(&gema::config::LogConfig::default())?;
+            }
+            gema::bench::export::export(gema::bench::export::ExportBench {
+                rows,
+                database_url,
+                page_rows: page_rows.max(1),
+            })
+            .await
+        }
+        Command::Bench {
             command: gema::cli::BenchCommand::PresenceFleet { port, ca, devices },
         } => gema::bench::presence::fleet(port, &ca, &devices).await,
         Command::Sim(args) => gema::sim::run_fleet(args).await,

@@ -19,7 +19,7 @@
 //!   supplies.
 //! - [`routes`](mod@routes): the handlers, one module per area (merchants, outlets,
 //!   terminals, devices, device operations, transactions and the ledger, provider
-//!   callbacks, reconciliation, auth, users, API tokens, audit, health). A handler turns HTTP into one
+//!   callbacks, reconciliation, export jobs, auth, users, API tokens, audit, health). A handler turns HTTP into one
 //!   gateway call and the result into a view; it holds no JSON shape and no rule.
 //! - [`views`]: every request body, response body and query-string shape, one module per
 //!   area, with the conversions from storage and gateway types. The OpenAPI schema names are
@@ -102,6 +102,7 @@ pub use views::health::{Check, CheckStatus};
         (name = "device operations", description = "Health, heartbeats, config push, message trace"),
         (name = "transactions"), (name = "ledger"),
         (name = "reconciliation", description = "Providers' reports matched against Gema's transactions"),
+        (name = "exports", description = "CSV exports run as jobs: queue, poll, download"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
         (name = "users"), (name = "audit"), (name = "api tokens"),
         (name = "cluster", description = "The gateway nodes sharing this database"),
@@ -153,6 +154,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::ledger))
         .merge(settlement_routes())
         .merge(reconciliation_routes())
+        .merge(export_routes())
         .merge(people_routes())
 }
 
@@ -238,6 +240,15 @@ fn device_ops_routes() -> OpenApiRouter<AppState> {
             device_ops::list_commands
         ))
         .routes(routes!(device_ops::get_command))
+}
+
+/// Export jobs (`routes/exports.rs`): queue, follow, download.
+fn export_routes() -> OpenApiRouter<AppState> {
+    use routes::exports;
+    OpenApiRouter::new()
+        .routes(routes!(exports::create, exports::list))
+        .routes(routes!(exports::get))
+        .routes(routes!(exports::download))
 }
 
 /// Provider callbacks: public, each authenticated by its provider's own scheme.

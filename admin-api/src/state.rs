@@ -9,6 +9,7 @@ use gema_gateway::Registry;
 use gema_gateway::auth::Auth;
 use gema_gateway::cluster::Cluster;
 use gema_gateway::device_ops::DeviceOps;
+use gema_gateway::exports::Exports;
 use gema_gateway::payments::Payments;
 use gema_gateway::reconciliation::Reconciliation;
 use gema_gateway::settlement::Settlement;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub settlement: Settlement,
     /// Provider reports matched against the transactions.
     pub reconciliation: Reconciliation,
+    /// Export jobs: queue, follow, download.
+    pub exports: Exports,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

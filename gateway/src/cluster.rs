@@ -9,7 +9,8 @@
 //!
 //! Periodic work that must happen once per cluster, not once per node, runs only on the
 //! node holding that work's lease ([`Cluster::holds`]): the transaction expiry sweep and
-//! the command sweep (expiry of commands, clearing of finished dynamic QRs). A lease lasts a
+//! the command sweep (expiry of commands, clearing of finished dynamic QRs), the export
+//! sweep (deleting export files past their retention). A lease lasts a
 //! few of the work's periods, so when its node dies another takes the work over within
 //! that time; a paused node that wakes up after its lease passed finds it taken and does
 //! nothing. Work that is already partitioned by device (config pushes and command sends go
@@ -89,6 +90,8 @@ pub enum ClusterWork {
     CommandSweep,
     /// Settlement batches generated on their payout schedules.
     SettlementSchedule,
+    /// Export files past their retention are deleted and their jobs marked expired.
+    ExportSweep,
 }
 
 impl ClusterWork {
@@ -97,6 +100,7 @@ impl ClusterWork {
             ClusterWork::ExpirySweep => "expiry-sweep",
             ClusterWork::CommandSweep => "command-sweep",
             ClusterWork::SettlementSchedule => "settlement-schedule",
+            ClusterWork::ExportSweep => "export-sweep",
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterWork, NodeSettings};
 use crate::delivery::{self, AnnouncementRelay, DeliverySettings, Handover};
 use crate::device_ops::{DeviceOps, DeviceOpsSettings};
+use crate::exports::{ExportSettings, Exports};
 use crate::payments::{PaymentSettings, Payments};
 use crate::reconciliation::Reconciliation;
 use crate::registry::Registry;
@@ -41,6 +42,7 @@ pub struct GatewaySettings {
     pub auth: AuthSettings,
     pub node: NodeSettings,
     pub settlement: SettlementSettings,
+    pub exports: ExportSettings,
 }
 
 /// The gateway's services, built and wired. Cheap to clone.
@@ -54,6 +56,7 @@ pub struct Gateway {
     pub cluster: Cluster,
     pub settlement: Settlement,
     pub reconciliation: Reconciliation,
+    pub exports: Exports,
 }
 
 impl Gateway {
@@ -77,6 +80,12 @@ impl Gateway {
             clock,
             settings,
         } = deps;
+        let exports = Exports::new(
+            store.clone(),
+            clock.clone(),
+            settings.exports,
+            settings.node.id.clone(),
+        );
         let cluster = Cluster::new(
             store.clone(),
             transport.clone(),
@@ -126,6 +135,7 @@ impl Gateway {
             cluster,
             settlement,
             reconciliation,
+            exports,
         }
     }
 
@@ -136,7 +146,9 @@ impl Gateway {
     /// once, so whatever was committed before this start is delivered), this node's
     /// heartbeat, and the cluster-wide sweeps, each on the node holding its lease: the
     /// payments expiry sweep (every [`PaymentSettings::expiry_sweep_interval`]) and the
-    /// closing of overdue commands and finished QRs (every `command_sweep_interval`).
+    /// closing of overdue commands and finished QRs (every `command_sweep_interval`), and
+    /// the export sweep (files past their retention); and on every node the export worker,
+    /// which claims queued export jobs one at a time.
     /// On shutdown the node gives its leases up and is marked stopped. Returns an error if
     /// one of the tasks panicked.
     pub async fn run(
@@ -237,14 +249,32 @@ impl Gateway {
                     }
                 }
             },
-            stopped(stop_rx),
+            stopped(stop_rx.clone()),
         ));
+        let exports = self.exports.clone();
+        let export_sweep = tokio::spawn(cluster_sweep(
+            self.cluster.clone(),
+            ClusterWork::ExportSweep,
+            self.exports.settings().sweep_interval,
+            move || {
+                let exports = exports.clone();
+                async move {
+                    if let Err(err) = exports.expire_due().await {
+                        tracing::error!(error = %err, "export sweep failed");
+                    }
+                }
+            },
+            stopped(stop_rx.clone()),
+        ));
+        let export_worker = tokio::spawn(self.exports.clone().run(stopped(stop_rx)));
         shutdown.await;
         let _ = stop_tx.send(true);
         let results = [
             expiry_sweep.await,
             command_sweep.await,
             settlement_schedule.await,
+            export_sweep.await,
+            export_worker.await,
             heartbeat.await,
             delivery.await,
             device_ops.await,

@@ -15,6 +15,8 @@
 //! - [`device_ops`]: every uplink and presence change enters here first: heartbeats and
 //!   health, desired/reported config and its push, commands, device dynamic QR, the
 //!   message trace.
+//! - [`exports`]: export jobs: CSV files of the ledger or transactions, written by a
+//!   worker that claims each job on one node, expired after a retention.
 //!
 //! [`Gateway::build`] makes them all from a store, a [`transport::DeviceTransport`], a
 //! [`clock::Clock`] and the settings, in dependency order, and [`Gateway::run`] runs their
@@ -39,6 +41,7 @@ pub mod credentials;
 pub mod delivery;
 pub mod device_ops;
 mod error;
+pub mod exports;
 mod gateway;
 pub mod payments;
 pub mod reconciliation;

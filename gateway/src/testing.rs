@@ -293,8 +293,22 @@ pub struct TestGateway {
 impl TestGateway {
     /// Builds and runs a gateway with these settings and this clock. The transport sends
     /// its acks (once [`RecordingTransport::set_acking`]) into the gateway's uplinks.
+    /// Export files go under the database's directory unless `settings` name one.
     pub async fn start(settings: GatewaySettings, clock: Arc<dyn Clock>) -> TestGateway {
         let (store, dir) = temp_store().await;
+        Self::start_on(store, dir, settings, clock).await
+    }
+
+    /// [`TestGateway::start`] on a store the test made (and filled) first, kept in `dir`.
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        dir: tempfile::TempDir,
+        mut settings: GatewaySettings,
+        clock: Arc<dyn Clock>,
+    ) -> TestGateway {
+        if settings.exports.dir == crate::exports::ExportSettings::default().dir {
+            settings.exports.dir = dir.path().join("exports");
+        }
         let transport = RecordingTransport::new();
         let gateway = Gateway::build(GatewayDeps {
             store: store.clone(),

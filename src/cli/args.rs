@@ -69,6 +69,40 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Export ledger entries or transactions as CSV (an export job, through the admin API).
+    Export {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to export: ledger_entries or transactions.
+    pub kind: String,
+    /// Only this merchant's rows.
+    #[arg(long)]
+    pub merchant: Option<String>,
+    /// Rows created at or after this instant (RFC 3339, e.g. 2026-12-01T00:00:00+07:00).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Rows created before this instant (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Transactions only: pending, paid, refunded, expired or failed.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Ledger entries only: gross_income, platform_fee or merchant_payable.
+    #[arg(long)]
+    pub entry_type: Option<String>,
+    /// Wait for the job (a progress bar on stderr), then download the file.
+    #[arg(long)]
+    pub wait: bool,
+    /// Where to save the file (implies --wait; default: the job id with `.csv`).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +186,18 @@ pub enum BenchCommand {
         /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
         #[arg(long)]
         database_url: Option<String>,
+    },
+    /// N ledger rows seeded straight into a fresh database, then one export job of them
+    /// run by the real export worker: rows per second and the process's memory growth.
+    Export {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Rows read per page.
+        #[arg(long, default_value_t = 1000)]
+        page_rows: u32,
     },
     /// One child process of `bench presence` (started by it).
     #[command(hide = true)]

@@ -26,6 +26,12 @@ pub enum ClientError {
     },
     #[error("unexpected response from {url}: {reason}")]
     Unexpected { url: String, reason: String },
+    #[error("writing {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A small client for the admin API.
@@ -98,6 +104,58 @@ impl ApiClient {
             message: field("message").unwrap_or_else(|| text.clone()),
             request_id: field("request_id"),
         })
+    }
+}
+
+impl ApiClient {
+    /// Streams a file the API serves (a CSV export) into `target`, written beside it first
+    /// and renamed when complete; returns its size.
+    pub async fn download(&self, path: &str, target: &std::path::Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{}/api/v1{path}", self.base);
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.map_err(transport)?;
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: field("code").unwrap_or_else(|| "unknown".into()),
+                message: field("message").unwrap_or(text),
+                request_id: field("request_id"),
+            });
+        }
+        let mut part = target.as_os_str().to_owned();
+        part.push(".part");
+        let part = std::path::PathBuf::from(part);
+        let io = |source| ClientError::Io {
+            path: part.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            file.write_all(&chunk).await.map_err(io)?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.map_err(io)?;
+        drop(file);
+        tokio::fs::rename(&part, target)
+            .await
+            .map_err(|source| ClientError::Io {
+                path: target.display().to_string(),
+                source,
+            })?;
+        Ok(written)
     }
 }
 

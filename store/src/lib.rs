@@ -23,8 +23,10 @@
 //! `announcement`, `ledger`, `inbox`, and `batch`, the batch apply); [`device_ops`]
 //! (`heartbeat`, `presence`, `config`, `command`, `qr_request`, `announcement_failures`);
 //! [`auth`] (`user`, `session`, `login_failure`, `api_token`, `totp`, `idempotency`,
-//! `audit`); [`cluster`] (nodes, cluster leases, shared secrets); [`reconciliation`]
-//! (provider report runs and their rows). Each trait has one
+//! `audit`); [`cluster`] (nodes, cluster leases, shared secrets); [`settlement`] (bank
+//! accounts, payout settings, settlement batches, adjustments, balances);
+//! [`reconciliation`] (provider report runs and their rows); [`exports`] (export jobs and
+//! the paged reads of the rows they export). Each trait has one
 //! implementation, on `Db` (defined here, with [`Store`]'s
 //! impl; the others' in each area's `mod.rs`), whose methods hand over to those modules.
 //! Shared helpers (ids, the time, pages) are in `sql`, the backend-neutral statement types
@@ -154,6 +156,7 @@ mod db;
 mod device;
 pub mod device_ops;
 mod error;
+pub mod exports;
 mod merchant;
 pub mod model;
 mod outlet;
@@ -182,6 +185,10 @@ pub use auth::*;
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
+pub use exports::{
+    ExportFilter, ExportJob, ExportJobFilter, ExportKind, ExportRows, ExportStatus, ExportStore,
+    NewExport,
+};
 pub use model::*;
 pub use payments::*;
 pub use reconciliation::{
@@ -199,6 +206,7 @@ pub trait Store:
     + ClusterStore
     + SettlementStore
     + ReconciliationStore
+    + ExportStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -5,6 +5,7 @@
 mod cluster;
 mod crash;
 mod device_ops;
+mod exports;
 mod flood;
 mod helpers;
 mod lifecycle;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod device_ops;
 pub mod devices;
+pub mod exports;
 pub mod health;
 pub mod merchants;
 pub mod nodes;

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod cluster;
 pub mod device_ops;
+pub mod exports;
 pub mod health;
 pub mod payments;
 pub mod people;

@@ -119,6 +119,15 @@ impl TestApi {
                     config_retry_interval: std::time::Duration::from_secs(24 * 3600),
                     ..Default::default()
                 },
+                // Small pages and a quick sweep, so a few rows cross pages and an expiry
+                // shows soon after the clock passes it.
+                exports: gema_gateway::exports::ExportSettings {
+                    page_rows: 2,
+                    progress_every_rows: 2,
+                    poll_interval: std::time::Duration::from_millis(50),
+                    sweep_interval: std::time::Duration::from_millis(50),
+                    ..Default::default()
+                },
                 ..GatewaySettings::default()
             },
             clock.clone(),
@@ -141,6 +150,7 @@ impl TestApi {
             cluster: services.cluster.clone(),
             settlement: gateway.gateway.settlement.clone(),
             reconciliation: services.reconciliation.clone(),
+            exports: services.exports.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),

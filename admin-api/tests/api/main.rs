@@ -4,6 +4,7 @@ mod bad_input;
 mod cluster;
 mod device_ops;
 mod dynamic_qr;
+mod exports;
 mod helpers;
 mod idempotency;
 mod payments;

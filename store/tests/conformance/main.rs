@@ -8,6 +8,7 @@ mod auth;
 mod backends;
 mod cluster;
 mod device_ops;
+mod exports;
 mod payments;
 mod reconciliation;
 mod settlement;
@@ -97,6 +98,14 @@ macro_rules! conformance {
                 a_shared_secret_keeps_its_first_value,
                 sessions_record_the_holding_node_and_fence_old_epochs,
                 signals_reach_every_listener
+            );
+            conformance!(@tests $open, exports;
+                an_export_is_claimed_once_and_progresses_only_under_its_claim,
+                an_interrupted_export_is_taken_over_then_failed_after_its_attempts,
+                a_restarted_node_queues_its_running_exports_again,
+                concurrent_claimers_take_each_export_once,
+                export_rows_page_by_id_and_filter_by_merchant_time_and_type,
+                bench_seeding_writes_ordered_ledger_rows
             );
         }
     };
