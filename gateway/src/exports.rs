@@ -444,8 +444,21 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
         ))
     };
     match kind {
-        ExportKind::LedgerEntries if filter.status.is_some() => return refuse("status"),
-        ExportKind::Transactions if filter.entry_type.is_some() => return refuse("entry_type"),
+        ExportKind::LedgerEntries | ExportKind::SettlementAdjustments
+            if filter.status.is_some() =>
+        {
+            return refuse("status");
+        }
+        ExportKind::Transactions | ExportKind::SettlementAdjustments
+            if filter.entry_type.is_some() =>
+        {
+            return refuse("entry_type");
+        }
+        ExportKind::LedgerEntries | ExportKind::Transactions
+            if filter.adjustment_type.is_some() =>
+        {
+            return refuse("adjustment_type");
+        }
         _ => {}
     }
     if let (Some(from), Some(to)) = (filter.from, filter.to)
@@ -533,6 +546,16 @@ pub fn header(kind: ExportKind) -> &'static [&'static str] {
             "paid_at",
             "paid_after_expiry",
         ],
+        ExportKind::SettlementAdjustments => &[
+            "id",
+            "created_at",
+            "merchant_id",
+            "batch_id",
+            "adjustment_type",
+            "amount",
+            "reason",
+            "created_by",
+        ],
     }
 }
 
@@ -572,6 +595,19 @@ fn write_rows(
                 out.write_field(r.issuer.as_deref().unwrap_or(""))?;
                 out.write_field(enc.time(r.paid_at))?;
                 out.write_field(if r.paid_after_expiry { "true" } else { "false" })?;
+                out.write_record(None::<&[u8]>)?;
+            }
+        }
+        ExportRows::SettlementAdjustments(rows) => {
+            for r in rows {
+                out.write_field(&r.id)?;
+                out.write_field(enc.time(Some(r.created_at)))?;
+                out.write_field(&r.merchant_id)?;
+                out.write_field(&r.batch_id)?;
+                out.write_field(r.adjustment_type.as_str())?;
+                out.write_field(enc.int(r.amount))?;
+                out.write_field(&r.reason)?;
+                out.write_field(&r.created_by)?;
                 out.write_record(None::<&[u8]>)?;
             }
         }

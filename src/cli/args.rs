@@ -80,7 +80,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// What to export: ledger_entries or transactions.
+    /// What to export: ledger_entries, transactions or settlement_adjustments.
     pub kind: String,
     /// Only this merchant's rows.
     #[arg(long)]
@@ -94,9 +94,13 @@ pub struct ExportArgs {
     /// Transactions only: pending, paid, refunded, expired or failed.
     #[arg(long)]
     pub status: Option<String>,
-    /// Ledger entries only: gross_income, platform_fee or merchant_payable.
+    /// Ledger entries only: gross_income, platform_fee, merchant_payable,
+    /// payable_adjustment or merchant_held.
     #[arg(long)]
     pub entry_type: Option<String>,
+    /// Settlement adjustments only: hold, release, fee_correction, chargeback or manual.
+    #[arg(long)]
+    pub adjustment_type: Option<String>,
     /// Wait for the job (a progress bar on stderr), then download the file.
     #[arg(long)]
     pub wait: bool,

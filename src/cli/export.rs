@@ -23,6 +23,7 @@ pub async fn run_export(api: ApiArgs, args: ExportArgs) -> Result<String, Client
         "to": args.to,
         "status": args.status,
         "entry_type": args.entry_type,
+        "adjustment_type": args.adjustment_type,
     });
     let job = client
         .call(Method::POST, "/exports", &[], Some(strip_nulls(body)))

@@ -19,8 +19,8 @@ use time::OffsetDateTime;
 
 use crate::db::{Param, query, query_as};
 use crate::{
-    Db, LedgerEntry, LedgerEntryType, Page, PageRequest, StoreError, StoreResult, Transaction,
-    TransactionStatus,
+    AdjustmentType, Db, LedgerEntry, LedgerEntryType, Page, PageRequest, SettlementAdjustment,
+    StoreError, StoreResult, Transaction, TransactionStatus,
 };
 
 string_enum!(
@@ -28,6 +28,7 @@ string_enum!(
     ExportKind {
         LedgerEntries = "ledger_entries",
         Transactions = "transactions",
+        SettlementAdjustments = "settlement_adjustments",
     }
 );
 
@@ -49,6 +50,7 @@ impl ExportKind {
         match self {
             ExportKind::LedgerEntries => "led",
             ExportKind::Transactions => "trx",
+            ExportKind::SettlementAdjustments => "sadj",
         }
     }
 }
@@ -69,6 +71,16 @@ pub struct ExportFilter {
     pub status: Option<TransactionStatus>,
     /// Ledger entries: their type.
     pub entry_type: Option<LedgerEntryType>,
+    /// Settlement adjustments: their type.
+    pub adjustment_type: Option<AdjustmentType>,
+}
+
+impl<'de> Deserialize<'de> for AdjustmentType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("adjustment_type {text:?}")))
+    }
 }
 
 impl<'de> Deserialize<'de> for TransactionStatus {
@@ -147,6 +159,7 @@ pub struct ExportJobFilter {
 pub enum ExportRows {
     LedgerEntries(Vec<LedgerEntry>),
     Transactions(Vec<Transaction>),
+    SettlementAdjustments(Vec<SettlementAdjustment>),
 }
 
 impl ExportRows {
@@ -154,6 +167,7 @@ impl ExportRows {
         match self {
             ExportRows::LedgerEntries(rows) => rows.len(),
             ExportRows::Transactions(rows) => rows.len(),
+            ExportRows::SettlementAdjustments(rows) => rows.len(),
         }
     }
 
@@ -166,6 +180,7 @@ impl ExportRows {
         match self {
             ExportRows::LedgerEntries(rows) => rows.last().map(|r| r.id.as_str()),
             ExportRows::Transactions(rows) => rows.last().map(|r| r.id.as_str()),
+            ExportRows::SettlementAdjustments(rows) => rows.last().map(|r| r.id.as_str()),
         }
     }
 }
@@ -272,6 +287,11 @@ fn rows_query<'a>(
             "status",
             filter.status.map(TransactionStatus::as_str),
         ),
+        ExportKind::SettlementAdjustments => (
+            "settlement_adjustments",
+            "adjustment_type",
+            filter.adjustment_type.map(AdjustmentType::as_str),
+        ),
     };
     let (from, to) = filter.id_bounds(kind);
     let mut conditions = Vec::new();
@@ -330,6 +350,13 @@ pub(crate) async fn export_rows(
                 q = q.bind(p);
             }
             ExportRows::Transactions(q.bind(limit).fetch_all(db.read()).await?)
+        }
+        ExportKind::SettlementAdjustments => {
+            let mut q = query_as::<SettlementAdjustment>(sql);
+            for p in params {
+                q = q.bind(p);
+            }
+            ExportRows::SettlementAdjustments(q.bind(limit).fetch_all(db.read()).await?)
         }
     })
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gema_gateway::GatewayError;
+use gema_store::AdjustmentType;
 use gema_store::{ExportFilter, ExportJobFilter};
 
 use crate::authz::{Caller, MerchantScope};
@@ -27,12 +28,22 @@ pub async fn create(
     scope: MerchantScope,
     ApiJson(body): ApiJson<CreateExport>,
 ) -> ApiResult<(StatusCode, Json<ExportJob>)> {
+    let adjustment_type = match body.adjustment_type.as_deref() {
+        None => None,
+        Some(t) => Some(AdjustmentType::parse(t).ok_or_else(|| {
+            GatewayError::invalid(
+                "adjustment_type",
+                "is one of hold, release, fee_correction, chargeback, manual",
+            )
+        })?),
+    };
     let filter = ExportFilter {
         merchant_id: scope.apply(body.merchant_id)?,
         from: body.from,
         to: body.to,
         status: body.status.map(Into::into),
         entry_type: body.entry_type.map(Into::into),
+        adjustment_type,
     };
     let job = state
         .exports

@@ -9,12 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 use super::payments::TransactionStatus;
 use super::timestamps::instant;
 
-/// What an export contains. More kinds come with settlement and reconciliation.
+/// What an export contains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportKind {
     LedgerEntries,
     Transactions,
+    SettlementAdjustments,
 }
 
 impl From<ExportKind> for store::ExportKind {
@@ -22,6 +23,7 @@ impl From<ExportKind> for store::ExportKind {
         match k {
             ExportKind::LedgerEntries => store::ExportKind::LedgerEntries,
             ExportKind::Transactions => store::ExportKind::Transactions,
+            ExportKind::SettlementAdjustments => store::ExportKind::SettlementAdjustments,
         }
     }
 }
@@ -31,6 +33,7 @@ impl From<store::ExportKind> for ExportKind {
         match k {
             store::ExportKind::LedgerEntries => ExportKind::LedgerEntries,
             store::ExportKind::Transactions => ExportKind::Transactions,
+            store::ExportKind::SettlementAdjustments => ExportKind::SettlementAdjustments,
         }
     }
 }
@@ -41,6 +44,8 @@ pub enum LedgerEntryType {
     GrossIncome,
     PlatformFee,
     MerchantPayable,
+    PayableAdjustment,
+    MerchantHeld,
 }
 
 impl From<LedgerEntryType> for store::LedgerEntryType {
@@ -49,6 +54,8 @@ impl From<LedgerEntryType> for store::LedgerEntryType {
             LedgerEntryType::GrossIncome => store::LedgerEntryType::GrossIncome,
             LedgerEntryType::PlatformFee => store::LedgerEntryType::PlatformFee,
             LedgerEntryType::MerchantPayable => store::LedgerEntryType::MerchantPayable,
+            LedgerEntryType::PayableAdjustment => store::LedgerEntryType::PayableAdjustment,
+            LedgerEntryType::MerchantHeld => store::LedgerEntryType::MerchantHeld,
         }
     }
 }
@@ -89,7 +96,8 @@ impl From<ExportStatus> for store::ExportStatus {
 
 /// Queues an export. Rows are selected by when they were created: `from` inclusive, `to`
 /// exclusive (RFC 3339). `status` only for transactions, `entry_type` only for ledger
-/// entries.
+/// entries, `adjustment_type` (`hold`, `release`, `fee_correction`, `chargeback`,
+/// `manual`) only for settlement adjustments.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExport {
@@ -101,6 +109,7 @@ pub struct CreateExport {
     pub to: Option<OffsetDateTime>,
     pub status: Option<TransactionStatus>,
     pub entry_type: Option<LedgerEntryType>,
+    pub adjustment_type: Option<String>,
 }
 
 /// The filters a job was made with.
@@ -113,6 +122,7 @@ pub struct ExportFilters {
     pub to: Option<OffsetDateTime>,
     pub status: Option<String>,
     pub entry_type: Option<String>,
+    pub adjustment_type: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -153,6 +163,7 @@ impl From<store::ExportJob> for ExportJob {
                 to: filter.to,
                 status: filter.status.map(|s| s.as_str().into()),
                 entry_type: filter.entry_type.map(|t| t.as_str().into()),
+                adjustment_type: filter.adjustment_type.map(|t| t.as_str().into()),
             },
             status: j.status.into(),
             rows_done: j.rows_done,

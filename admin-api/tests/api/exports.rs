@@ -132,7 +132,8 @@ async fn a_ledger_export_runs_in_the_worker_and_downloads_as_csv() {
             "entry_type",
             "amount",
             "external_id",
-            "reverses_id"
+            "reverses_id",
+            "adjustment_id"
         ]
     );
     let rows = records(&text);
@@ -395,4 +396,56 @@ async fn a_file_past_its_retention_is_deleted_and_its_job_expires() {
     let (status, _, text) = download(&api, &api.token, &id).await;
     assert_eq!(status, StatusCode::GONE, "{text}");
     assert!(text.contains("export_expired"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlement_adjustments_export_by_type() {
+    let api = TestApi::new().await;
+    let (merchant, _, terminal) = api.terminal(true).await;
+    paid(&api, &terminal, "EXP-S", 80_000, "gopay").await;
+    let batch = crate::permissions::settled_batch(&api, &merchant).await; // a manual +100
+    let hold = api
+        .post(
+            &format!("/api/v1/settlement-batches/{batch}/adjustments"),
+            json!({ "adjustment_type": "hold", "amount": -5_000, "reason": "KTP, belum \"lengkap\"" }),
+        )
+        .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+    let refused = api
+        .post(
+            "/api/v1/exports",
+            json!({ "kind": "settlement_adjustments", "adjustment_type": "bonus" }),
+        )
+        .await;
+    assert_eq!(field(&refused), "adjustment_type", "{}", refused.body);
+    let refused = api
+        .post(
+            "/api/v1/exports",
+            json!({ "kind": "transactions", "adjustment_type": "hold" }),
+        )
+        .await;
+    assert_eq!(field(&refused), "adjustment_type", "{}", refused.body);
+
+    let created = api
+        .post(
+            "/api/v1/exports",
+            json!({ "kind": "settlement_adjustments", "adjustment_type": "hold",
+                    "merchant_id": merchant }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let done = until_status(&api, &id, "done").await;
+    assert_eq!(done["rows_total"], 1);
+    let (status, _, text) = download(&api, &api.token, &id).await;
+    assert_eq!(status, StatusCode::OK);
+    let columns = header_of(&text);
+    let rows = records(&text);
+    assert_eq!(rows.len(), 1, "{text}");
+    let col = |name: &str| columns.iter().position(|c| c == name).unwrap();
+    assert_eq!(rows[0][col("batch_id")], batch);
+    assert_eq!(rows[0][col("adjustment_type")], "hold");
+    assert_eq!(rows[0][col("amount")], "-5000");
+    assert_eq!(rows[0][col("reason")], "KTP, belum \"lengkap\"");
+    assert!(rows[0][col("created_at")].ends_with("+07:00"));
 }
