@@ -241,6 +241,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
     let mut after: Option<String> = None;
     let mut ledger = Vec::new();
     let mut transactions = Vec::new();
+    let mut adjustments = Vec::new();
     loop {
         let page = store
             .export_rows(kind, filter, after.as_deref(), 2)
@@ -254,11 +255,13 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
         match page {
             ExportRows::LedgerEntries(rows) => ledger.extend(rows),
             ExportRows::Transactions(rows) => transactions.extend(rows),
+            ExportRows::SettlementAdjustments(rows) => adjustments.extend(rows),
         }
     }
     match kind {
         ExportKind::LedgerEntries => ExportRows::LedgerEntries(ledger),
         ExportKind::Transactions => ExportRows::Transactions(transactions),
+        ExportKind::SettlementAdjustments => ExportRows::SettlementAdjustments(adjustments),
     }
 }
 
