@@ -40,7 +40,9 @@ async fn gema_export_waits_with_a_progress_bar_and_downloads_the_csv() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("id,created_at,merchant_id,transaction_id,entry_type,amount,external_id,reverses_id,adjustment_id")
+        Some(
+            "id,created_at,merchant_id,transaction_id,entry_type,amount,external_id,reverses_id,adjustment_id"
+        )
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 9);
