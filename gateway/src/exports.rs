@@ -360,7 +360,7 @@ impl Exports {
             .await?;
         while !rows.is_empty() {
             let last_page = rows.len() < settings.page_rows as usize;
-            let after = rows.last_id().map(str::to_owned);
+            let after = rows.last_id();
             // The next page is read while this one is encoded and written.
             let next = async {
                 if last_page {
@@ -459,6 +459,28 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
         {
             return refuse("adjustment_type");
         }
+        ExportKind::ReconciliationRows => {
+            if filter.run_id.is_none() {
+                return Err(GatewayError::invalid(
+                    "run_id",
+                    "a reconciliation_rows export is of one run: give its run_id",
+                ));
+            }
+            for (field, given) in [
+                ("merchant_id", filter.merchant_id.is_some()),
+                ("from", filter.from.is_some()),
+                ("to", filter.to.is_some()),
+                ("status", filter.status.is_some()),
+                ("entry_type", filter.entry_type.is_some()),
+                ("adjustment_type", filter.adjustment_type.is_some()),
+            ] {
+                if given {
+                    return refuse(field);
+                }
+            }
+        }
+        _ if filter.run_id.is_some() => return refuse("run_id"),
+        _ if filter.outcome.is_some() => return refuse("outcome"),
         _ => {}
     }
     if let (Some(from), Some(to)) = (filter.from, filter.to)
@@ -546,6 +568,21 @@ pub fn header(kind: ExportKind) -> &'static [&'static str] {
             "paid_at",
             "paid_after_expiry",
         ],
+        ExportKind::ReconciliationRows => &[
+            "run_id",
+            "seq",
+            "line",
+            "outcome",
+            "order_id",
+            "provider_transaction_id",
+            "report_amount",
+            "gema_amount",
+            "report_status",
+            "gema_status",
+            "report_paid_at",
+            "transaction_id",
+            "reason",
+        ],
         ExportKind::SettlementAdjustments => &[
             "id",
             "created_at",
@@ -595,6 +632,28 @@ fn write_rows(
                 out.write_field(r.issuer.as_deref().unwrap_or(""))?;
                 out.write_field(enc.time(r.paid_at))?;
                 out.write_field(if r.paid_after_expiry { "true" } else { "false" })?;
+                out.write_record(None::<&[u8]>)?;
+            }
+        }
+        ExportRows::ReconciliationRows(rows) => {
+            for r in rows {
+                let opt_int = |enc: &mut Encoder, v: Option<i64>| match v {
+                    Some(v) => enc.int(v).to_owned(),
+                    None => String::new(),
+                };
+                out.write_field(&r.run_id)?;
+                out.write_field(enc.int(r.seq))?;
+                out.write_field(opt_int(enc, r.line))?;
+                out.write_field(r.outcome.as_str())?;
+                out.write_field(r.order_id.as_deref().unwrap_or(""))?;
+                out.write_field(r.provider_transaction_id.as_deref().unwrap_or(""))?;
+                out.write_field(opt_int(enc, r.report_amount))?;
+                out.write_field(opt_int(enc, r.gema_amount))?;
+                out.write_field(r.report_status.as_deref().unwrap_or(""))?;
+                out.write_field(r.gema_status.as_deref().unwrap_or(""))?;
+                out.write_field(enc.time(r.report_paid_at))?;
+                out.write_field(r.transaction_id.as_deref().unwrap_or(""))?;
+                out.write_field(r.reason.as_deref().unwrap_or(""))?;
                 out.write_record(None::<&[u8]>)?;
             }
         }

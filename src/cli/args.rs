@@ -80,7 +80,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// What to export: ledger_entries, transactions or settlement_adjustments.
+    /// What to export: ledger_entries, transactions, settlement_adjustments or
+    /// reconciliation_rows (of one run: --run).
     pub kind: String,
     /// Only this merchant's rows.
     #[arg(long)]
@@ -101,6 +102,13 @@ pub struct ExportArgs {
     /// Settlement adjustments only: hold, release, fee_correction, chargeback or manual.
     #[arg(long)]
     pub adjustment_type: Option<String>,
+    /// Reconciliation rows only: the run (required).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Reconciliation rows only: matched, amount_mismatch, status_mismatch,
+    /// missing_in_gema, missing_in_report or malformed.
+    #[arg(long)]
+    pub outcome: Option<String>,
     /// Wait for the job (a progress bar on stderr), then download the file.
     #[arg(long)]
     pub wait: bool,

@@ -24,6 +24,8 @@ pub async fn run_export(api: ApiArgs, args: ExportArgs) -> Result<String, Client
         "status": args.status,
         "entry_type": args.entry_type,
         "adjustment_type": args.adjustment_type,
+        "run_id": args.run,
+        "outcome": args.outcome,
     });
     let job = client
         .call(Method::POST, "/exports", &[], Some(strip_nulls(body)))

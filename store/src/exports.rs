@@ -19,8 +19,9 @@ use time::OffsetDateTime;
 
 use crate::db::{Param, query, query_as};
 use crate::{
-    AdjustmentType, Db, LedgerEntry, LedgerEntryType, Page, PageRequest, SettlementAdjustment,
-    StoreError, StoreResult, Transaction, TransactionStatus,
+    AdjustmentType, Db, LedgerEntry, LedgerEntryType, Page, PageRequest, ReconciliationOutcome,
+    ReconciliationRow, SettlementAdjustment, StoreError, StoreResult, Transaction,
+    TransactionStatus,
 };
 
 string_enum!(
@@ -29,6 +30,8 @@ string_enum!(
         LedgerEntries = "ledger_entries",
         Transactions = "transactions",
         SettlementAdjustments = "settlement_adjustments",
+        /// One reconciliation run's rows (its `run_id` filter is required), in their order.
+        ReconciliationRows = "reconciliation_rows",
     }
 );
 
@@ -51,6 +54,8 @@ impl ExportKind {
             ExportKind::LedgerEntries => "led",
             ExportKind::Transactions => "trx",
             ExportKind::SettlementAdjustments => "sadj",
+            // Refused by the gateway: a run's rows have no time of their own.
+            ExportKind::ReconciliationRows => "",
         }
     }
 }
@@ -73,6 +78,17 @@ pub struct ExportFilter {
     pub entry_type: Option<LedgerEntryType>,
     /// Settlement adjustments: their type.
     pub adjustment_type: Option<AdjustmentType>,
+    /// Reconciliation rows: the run (required).
+    pub run_id: Option<String>,
+    /// Reconciliation rows: their outcome.
+    pub outcome: Option<ReconciliationOutcome>,
+}
+
+impl<'de> Deserialize<'de> for ReconciliationOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("outcome {text:?}")))
+    }
 }
 
 impl<'de> Deserialize<'de> for AdjustmentType {
@@ -160,6 +176,7 @@ pub enum ExportRows {
     LedgerEntries(Vec<LedgerEntry>),
     Transactions(Vec<Transaction>),
     SettlementAdjustments(Vec<SettlementAdjustment>),
+    ReconciliationRows(Vec<ReconciliationRow>),
 }
 
 impl ExportRows {
@@ -168,6 +185,7 @@ impl ExportRows {
             ExportRows::LedgerEntries(rows) => rows.len(),
             ExportRows::Transactions(rows) => rows.len(),
             ExportRows::SettlementAdjustments(rows) => rows.len(),
+            ExportRows::ReconciliationRows(rows) => rows.len(),
         }
     }
 
@@ -175,12 +193,13 @@ impl ExportRows {
         self.len() == 0
     }
 
-    /// The id to read the next page after.
-    pub fn last_id(&self) -> Option<&str> {
+    /// The id to read the next page after (a reconciliation row's: its position).
+    pub fn last_id(&self) -> Option<String> {
         match self {
-            ExportRows::LedgerEntries(rows) => rows.last().map(|r| r.id.as_str()),
-            ExportRows::Transactions(rows) => rows.last().map(|r| r.id.as_str()),
-            ExportRows::SettlementAdjustments(rows) => rows.last().map(|r| r.id.as_str()),
+            ExportRows::LedgerEntries(rows) => rows.last().map(|r| r.id.clone()),
+            ExportRows::Transactions(rows) => rows.last().map(|r| r.id.clone()),
+            ExportRows::SettlementAdjustments(rows) => rows.last().map(|r| r.id.clone()),
+            ExportRows::ReconciliationRows(rows) => rows.last().map(|r| r.seq.to_string()),
         }
     }
 }
@@ -276,6 +295,9 @@ fn rows_query<'a>(
     select: &str,
     tail: &str,
 ) -> (String, Vec<Param<'a>>) {
+    if kind == ExportKind::ReconciliationRows {
+        return run_rows_query(filter, after, select, tail);
+    }
     let (table, own_column, own) = match kind {
         ExportKind::LedgerEntries => (
             "ledger_entries",
@@ -292,6 +314,7 @@ fn rows_query<'a>(
             "adjustment_type",
             filter.adjustment_type.map(AdjustmentType::as_str),
         ),
+        ExportKind::ReconciliationRows => unreachable!("read by run_rows_query"),
     };
     let (from, to) = filter.id_bounds(kind);
     let mut conditions = Vec::new();
@@ -327,6 +350,30 @@ fn rows_query<'a>(
     )
 }
 
+/// A reconciliation run's rows, in their order: keyed by `(run_id, seq)`, so `after` is a
+/// position. Without a run (the gateway refuses that), no row.
+fn run_rows_query<'a>(
+    filter: &'a ExportFilter,
+    after: Option<&'a str>,
+    select: &str,
+    tail: &str,
+) -> (String, Vec<Param<'a>>) {
+    let mut params = vec![Param::Text(Some(filter.run_id.as_deref().unwrap_or("")))];
+    let mut sql = format!("SELECT {select} FROM reconciliation_rows WHERE run_id = $1");
+    if let Some(after) = after {
+        params.push(Param::Int(Some(after.parse().unwrap_or(i64::MAX))));
+        sql.push_str(&format!(" AND seq > ${}", params.len()));
+    }
+    if let Some(outcome) = filter.outcome {
+        params.push(Param::Text(Some(outcome.as_str())));
+        sql.push_str(&format!(" AND outcome = ${}", params.len()));
+    }
+    let tail = tail
+        .replace("ORDER BY id", "ORDER BY seq")
+        .replace("$LIMIT", &format!("${}", params.len() + 1));
+    (format!("{sql}{tail}"), params)
+}
+
 pub(crate) async fn export_rows(
     db: &Db,
     kind: ExportKind,
@@ -357,6 +404,13 @@ pub(crate) async fn export_rows(
                 q = q.bind(p);
             }
             ExportRows::SettlementAdjustments(q.bind(limit).fetch_all(db.read()).await?)
+        }
+        ExportKind::ReconciliationRows => {
+            let mut q = query_as::<ReconciliationRow>(sql);
+            for p in params {
+                q = q.bind(p);
+            }
+            ExportRows::ReconciliationRows(q.bind(limit).fetch_all(db.read()).await?)
         }
     })
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gema_gateway::GatewayError;
-use gema_store::AdjustmentType;
+use gema_store::{AdjustmentType, ReconciliationOutcome};
 use gema_store::{ExportFilter, ExportJobFilter};
 
 use crate::authz::{Caller, MerchantScope};
@@ -37,6 +37,16 @@ pub async fn create(
             )
         })?),
     };
+    let outcome = match body.outcome.as_deref() {
+        None => None,
+        Some(o) => Some(ReconciliationOutcome::parse(o).ok_or_else(|| {
+            GatewayError::invalid(
+                "outcome",
+                "is one of matched, amount_mismatch, status_mismatch, missing_in_gema, \
+                 missing_in_report, malformed",
+            )
+        })?),
+    };
     let filter = ExportFilter {
         merchant_id: scope.apply(body.merchant_id)?,
         from: body.from,
@@ -44,6 +54,8 @@ pub async fn create(
         status: body.status.map(Into::into),
         entry_type: body.entry_type.map(Into::into),
         adjustment_type,
+        run_id: body.run_id,
+        outcome,
     };
     let job = state
         .exports

@@ -16,6 +16,8 @@ pub enum ExportKind {
     LedgerEntries,
     Transactions,
     SettlementAdjustments,
+    /// One reconciliation run's rows (`run_id` required).
+    ReconciliationRows,
 }
 
 impl From<ExportKind> for store::ExportKind {
@@ -24,6 +26,7 @@ impl From<ExportKind> for store::ExportKind {
             ExportKind::LedgerEntries => store::ExportKind::LedgerEntries,
             ExportKind::Transactions => store::ExportKind::Transactions,
             ExportKind::SettlementAdjustments => store::ExportKind::SettlementAdjustments,
+            ExportKind::ReconciliationRows => store::ExportKind::ReconciliationRows,
         }
     }
 }
@@ -34,6 +37,7 @@ impl From<store::ExportKind> for ExportKind {
             store::ExportKind::LedgerEntries => ExportKind::LedgerEntries,
             store::ExportKind::Transactions => ExportKind::Transactions,
             store::ExportKind::SettlementAdjustments => ExportKind::SettlementAdjustments,
+            store::ExportKind::ReconciliationRows => ExportKind::ReconciliationRows,
         }
     }
 }
@@ -97,7 +101,8 @@ impl From<ExportStatus> for store::ExportStatus {
 /// Queues an export. Rows are selected by when they were created: `from` inclusive, `to`
 /// exclusive (RFC 3339). `status` only for transactions, `entry_type` only for ledger
 /// entries, `adjustment_type` (`hold`, `release`, `fee_correction`, `chargeback`,
-/// `manual`) only for settlement adjustments.
+/// `manual`) only for settlement adjustments; `run_id` (required) and `outcome` only for
+/// reconciliation rows, which take no other filter.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExport {
@@ -110,6 +115,10 @@ pub struct CreateExport {
     pub status: Option<TransactionStatus>,
     pub entry_type: Option<LedgerEntryType>,
     pub adjustment_type: Option<String>,
+    pub run_id: Option<String>,
+    /// `matched`, `amount_mismatch`, `status_mismatch`, `missing_in_gema`,
+    /// `missing_in_report` or `malformed`.
+    pub outcome: Option<String>,
 }
 
 /// The filters a job was made with.
@@ -123,6 +132,8 @@ pub struct ExportFilters {
     pub status: Option<String>,
     pub entry_type: Option<String>,
     pub adjustment_type: Option<String>,
+    pub run_id: Option<String>,
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -164,6 +175,8 @@ impl From<store::ExportJob> for ExportJob {
                 status: filter.status.map(|s| s.as_str().into()),
                 entry_type: filter.entry_type.map(|t| t.as_str().into()),
                 adjustment_type: filter.adjustment_type.map(|t| t.as_str().into()),
+                run_id: filter.run_id,
+                outcome: filter.outcome.map(|o| o.as_str().into()),
             },
             status: j.status.into(),
             rows_done: j.rows_done,

@@ -404,3 +404,72 @@ async fn a_xendit_report_matches_by_reference_or_product_id() {
                 "missing_in_gema": 1, "missing_in_report": 0, "malformed": 0 })
     );
 }
+
+/// A run's rows as an export job: the worker pages them by position, filtered by outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_rows_export_as_a_job() {
+    let api = TestApi::new().await;
+    let (run, _) = report_with_every_outcome(&api).await;
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let refused = api
+        .post("/api/v1/exports", json!({ "kind": "reconciliation_rows" }))
+        .await;
+    assert_eq!(
+        refused.body["details"]["field"], "run_id",
+        "{}",
+        refused.body
+    );
+    let refused = api
+        .post(
+            "/api/v1/exports",
+            json!({ "kind": "reconciliation_rows", "run_id": run_id, "merchant_id": "mer_x" }),
+        )
+        .await;
+    assert_eq!(
+        refused.body["details"]["field"], "merchant_id",
+        "{}",
+        refused.body
+    );
+    let refused = api
+        .post(
+            "/api/v1/exports",
+            json!({ "kind": "ledger_entries", "run_id": run_id }),
+        )
+        .await;
+    assert_eq!(
+        refused.body["details"]["field"], "run_id",
+        "{}",
+        refused.body
+    );
+
+    for (outcome, expected) in [(None, 6usize), (Some("amount_mismatch"), 1)] {
+        let mut body = json!({ "kind": "reconciliation_rows", "run_id": run_id });
+        if let Some(outcome) = outcome {
+            body["outcome"] = json!(outcome);
+        }
+        let created = api.post("/api/v1/exports", body).await;
+        assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+        let id = created.body["id"].as_str().unwrap().to_string();
+        let done = gema_gateway::testing::eventually(&format!("export {id}"), || async {
+            let job = api.get(&format!("/api/v1/exports/{id}")).await;
+            (job.body["status"] == "done").then_some(job.body)
+        })
+        .await;
+        assert_eq!(done["rows_total"], expected as i64, "{done}");
+        let file = api.get(&format!("/api/v1/exports/{id}/download")).await;
+        let text = file.body.as_str().unwrap();
+        let mut lines = text.lines();
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("run_id,seq,line,outcome,")
+        );
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), expected, "{text}");
+        if outcome.is_some() {
+            assert!(rows[0].contains(",amount_mismatch,ORD-B,"), "{text}");
+            assert!(rows[0].contains(",26000,25000,"), "{text}");
+        }
+    }
+}

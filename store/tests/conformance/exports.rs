@@ -242,6 +242,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
     let mut ledger = Vec::new();
     let mut transactions = Vec::new();
     let mut adjustments = Vec::new();
+    let mut run_rows = Vec::new();
     loop {
         let page = store
             .export_rows(kind, filter, after.as_deref(), 2)
@@ -251,17 +252,19 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
             break;
         }
         assert!(page.len() <= 2);
-        after = page.last_id().map(str::to_owned);
+        after = page.last_id();
         match page {
             ExportRows::LedgerEntries(rows) => ledger.extend(rows),
             ExportRows::Transactions(rows) => transactions.extend(rows),
             ExportRows::SettlementAdjustments(rows) => adjustments.extend(rows),
+            ExportRows::ReconciliationRows(rows) => run_rows.extend(rows),
         }
     }
     match kind {
         ExportKind::LedgerEntries => ExportRows::LedgerEntries(ledger),
         ExportKind::Transactions => ExportRows::Transactions(transactions),
         ExportKind::SettlementAdjustments => ExportRows::SettlementAdjustments(adjustments),
+        ExportKind::ReconciliationRows => ExportRows::ReconciliationRows(run_rows),
     }
 }
 
