@@ -37,6 +37,58 @@ use crate::{App, Config};
 
 mod cpu;
 
+/// An approved merchant named `name` with one outlet and one terminal (`label`, paid by
+/// static QR under `payment_ref` if given): the rows every benchmark's seed starts from.
+pub(crate) async fn bench_terminal(
+    store: &dyn gema_store::Store,
+    name: &str,
+    label: &str,
+    payment_ref: Option<&str>,
+) -> anyhow::Result<(gema_store::Merchant, gema_store::Terminal)> {
+    use gema_store::{MerchantStatus, NewMerchant, NewOutlet, NewTerminal};
+    let merchant = store
+        .create_merchant(NewMerchant {
+            name: name.into(),
+            email: None,
+            phone: None,
+        })
+        .await?;
+    let merchant = store
+        .transition_merchant(
+            &merchant.id,
+            &[MerchantStatus::Pending],
+            MerchantStatus::Approved,
+            None,
+        )
+        .await?;
+    let outlet = store
+        .create_outlet(NewOutlet {
+            merchant_id: merchant.id.clone(),
+            name: format!("Outlet {name}"),
+            address: None,
+            city: None,
+        })
+        .await?;
+    let terminal = store
+        .create_terminal(NewTerminal {
+            outlet_id: outlet.id,
+            label: label.into(),
+            payment_ref: payment_ref.map(str::to_owned),
+            ..Default::default()
+        })
+        .await?;
+    Ok((merchant, terminal))
+}
+
+/// A `/proc/self/status` line's value in KiB (`VmRSS:`, `VmHWM:`).
+pub(crate) fn proc_status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 use cpu::{CpuSample, CpuUse, Side};
 
 const SERVER_KEY: &str = "bench-midtrans-server-key";

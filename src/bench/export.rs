@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use gema_gateway::clock::SystemClock;
 use gema_gateway::exports::{ExportSettings, Exports};
-use gema_store::{
-    ConnectOptions, ExportFilter, ExportKind, ExportStatus, MerchantStatus, NewMerchant, NewOutlet,
-    NewTerminal, NewTransaction, Store,
-};
+use gema_store::{ConnectOptions, ExportFilter, ExportKind, ExportStatus, NewTransaction, Store};
 
 #[derive(Debug, Clone)]
 pub struct ExportBench {
@@ -74,8 +71,8 @@ pub async fn export(bench: ExportBench) -> anyhow::Result<()> {
     }));
 
     let cpu_before = cpu_ticks();
-    let rss_before = memory("VmRSS:").unwrap_or(0);
-    let hwm_before = memory("VmHWM:").unwrap_or(0);
+    let rss_before = super::proc_status_kib("VmRSS:").unwrap_or(0);
+    let hwm_before = super::proc_status_kib("VmHWM:").unwrap_or(0);
     let peak = Arc::new(AtomicU64::new(rss_before));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = tokio::spawn({
@@ -83,7 +80,7 @@ pub async fn export(bench: ExportBench) -> anyhow::Result<()> {
         let sampling = sampling.clone();
         async move {
             while sampling.load(Ordering::Relaxed) {
-                if let Some(rss) = memory("VmRSS:") {
+                if let Some(rss) = super::proc_status_kib("VmRSS:") {
                     peak.fetch_max(rss, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -120,7 +117,7 @@ pub async fn export(bench: ExportBench) -> anyhow::Result<()> {
         .map(|(after, before)| after.saturating_sub(before));
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.await;
-    let hwm_after = memory("VmHWM:").unwrap_or(0);
+    let hwm_after = super::proc_status_kib("VmHWM:").unwrap_or(0);
     let _ = stop_tx.send(());
     let _ = worker.await;
 
@@ -155,38 +152,7 @@ pub async fn export(bench: ExportBench) -> anyhow::Result<()> {
 
 /// A merchant, its outlet, terminal and one transaction, and `rows` ledger entries of it.
 async fn seed(store: &dyn Store, rows: i64) -> anyhow::Result<String> {
-    let merchant = store
-        .create_merchant(NewMerchant {
-            name: "Warung Bench".into(),
-            email: None,
-            phone: None,
-        })
-        .await?;
-    store
-        .transition_merchant(
-            &merchant.id,
-            &[MerchantStatus::Pending],
-            MerchantStatus::Approved,
-            None,
-        )
-        .await?;
-    let outlet = store
-        .create_outlet(NewOutlet {
-            merchant_id: merchant.id.clone(),
-            name: "Outlet Bench".into(),
-            address: None,
-            city: None,
-        })
-        .await?;
-    let terminal = store
-        .create_terminal(NewTerminal {
-            outlet_id: outlet.id.clone(),
-            label: "B01".into(),
-            name: None,
-            payment_ref: None,
-            static_qris: None,
-        })
-        .await?;
+    let (merchant, terminal) = super::bench_terminal(store, "Warung Bench", "B01", None).await?;
     let transaction = store
         .create_transaction(NewTransaction {
             terminal_id: terminal.id,
@@ -209,13 +175,4 @@ fn cpu_ticks() -> Option<u64> {
     let user: u64 = fields.get(11)?.parse().ok()?;
     let system: u64 = fields.get(12)?.parse().ok()?;
     Some(user + system)
-}
-
-/// A `/proc/self/status` line's value in KiB (`VmRSS:`, `VmHWM:`).
-fn memory(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }

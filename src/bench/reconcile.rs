@@ -17,9 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use gema_gateway::payments::StandardRules;
 use gema_gateway::reconciliation::{ImportRequest, Reconciliation, ReportFormat};
-use gema_store::{
-    InboxEntry, IncomingEvent, MerchantStatus, NewMerchant, NewOutlet, NewTerminal, Store,
-};
+use gema_store::{InboxEntry, IncomingEvent, Store};
 use time::OffsetDateTime;
 
 const STATIC_REF: &str = "BENCH-STATIC-QR";
@@ -153,37 +151,7 @@ async fn open_store(
 /// `rows` static-QR payments of [`AMOUNT`] on one terminal, through the payment batch;
 /// returns the first and last payment time.
 async fn seed(store: &dyn Store, rows: usize) -> anyhow::Result<(OffsetDateTime, OffsetDateTime)> {
-    let merchant = store
-        .create_merchant(NewMerchant {
-            name: "Bench Reconcile".into(),
-            email: None,
-            phone: None,
-        })
-        .await?;
-    store
-        .transition_merchant(
-            &merchant.id,
-            &[MerchantStatus::Pending],
-            MerchantStatus::Approved,
-            None,
-        )
-        .await?;
-    let outlet = store
-        .create_outlet(NewOutlet {
-            merchant_id: merchant.id,
-            name: "Bench".into(),
-            address: None,
-            city: None,
-        })
-        .await?;
-    store
-        .create_terminal(NewTerminal {
-            outlet_id: outlet.id,
-            label: "R01".into(),
-            payment_ref: Some(STATIC_REF.into()),
-            ..Default::default()
-        })
-        .await?;
+    super::bench_terminal(store, "Bench Reconcile", "R01", Some(STATIC_REF)).await?;
     let rules = StandardRules {
         fee_bps: 70,
         announcement_ttl_ms: 60_000,

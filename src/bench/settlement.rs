@@ -19,19 +19,6 @@ pub struct SettlementBench {
     pub database_url: Option<String>,
 }
 
-/// The process's resident set now (`VmRSS`), in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 pub async fn settlement(bench: SettlementBench) -> anyhow::Result<()> {
     if bench.merchants == 0 || bench.per_merchant == 0 {
         bail!("--merchants and --per-merchant must be at least 1");
@@ -110,7 +97,7 @@ pub async fn settlement(bench: SettlementBench) -> anyhow::Result<()> {
         .iter()
         .max_by_key(|b| b.item_count)
         .context("no batch")?;
-    let rss_before = rss_kib();
+    let rss_before = super::proc_status_kib("VmRSS:").unwrap_or(0);
     let started = Instant::now();
     let mut report = service.report(&largest.id, ReportFormat::Standard).await?;
     let (mut bytes, mut rows) = (0usize, 0usize);
@@ -127,7 +114,7 @@ pub async fn settlement(bench: SettlementBench) -> anyhow::Result<()> {
         took,
         rows as f64 / took,
         rss_before,
-        rss_kib()
+        super::proc_status_kib("VmRSS:").unwrap_or(0)
     );
     Ok(())
 }
