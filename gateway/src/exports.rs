@@ -491,6 +491,7 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
     Ok(())
 }
 
+use crate::csv_out::defuse;
 use crate::settlement::JAKARTA;
 const JAKARTA_TIME: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+07:00");
@@ -596,7 +597,8 @@ pub fn header(kind: ExportKind) -> &'static [&'static str] {
     }
 }
 
-/// One record per row, in [`header`]'s order.
+/// One record per row, in [`header`]'s order; text that a spreadsheet would run as a
+/// formula is defused ([`defuse`]).
 fn write_rows(
     out: &mut csv::Writer<Vec<u8>>,
     enc: &mut Encoder,
@@ -605,31 +607,33 @@ fn write_rows(
     match rows {
         ExportRows::LedgerEntries(rows) => {
             for r in rows {
-                out.write_field(&r.id)?;
+                out.write_field(defuse(&r.id).as_bytes())?;
                 out.write_field(enc.time(Some(r.created_at)))?;
-                out.write_field(&r.merchant_id)?;
-                out.write_field(r.transaction_id.as_deref().unwrap_or(""))?;
+                out.write_field(defuse(&r.merchant_id).as_bytes())?;
+                out.write_field(defuse(r.transaction_id.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_field(r.entry_type.as_str())?;
                 out.write_field(enc.int(r.amount))?;
-                out.write_field(&r.external_id)?;
-                out.write_field(r.reverses_id.as_deref().unwrap_or(""))?;
-                out.write_field(r.adjustment_id.as_deref().unwrap_or(""))?;
+                out.write_field(defuse(&r.external_id).as_bytes())?;
+                out.write_field(defuse(r.reverses_id.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(r.adjustment_id.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_record(None::<&[u8]>)?;
             }
         }
         ExportRows::Transactions(rows) => {
             for r in rows {
-                out.write_field(&r.id)?;
+                out.write_field(defuse(&r.id).as_bytes())?;
                 out.write_field(enc.time(Some(r.created_at)))?;
-                out.write_field(&r.merchant_id)?;
-                out.write_field(&r.terminal_id)?;
-                out.write_field(&r.order_ref)?;
+                out.write_field(defuse(&r.merchant_id).as_bytes())?;
+                out.write_field(defuse(&r.terminal_id).as_bytes())?;
+                out.write_field(defuse(&r.order_ref).as_bytes())?;
                 out.write_field(enc.int(r.amount))?;
                 out.write_field(r.status.as_str())?;
                 out.write_field(r.source.as_str())?;
-                out.write_field(r.provider.as_deref().unwrap_or(""))?;
-                out.write_field(r.provider_transaction_id.as_deref().unwrap_or(""))?;
-                out.write_field(r.issuer.as_deref().unwrap_or(""))?;
+                out.write_field(defuse(r.provider.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(
+                    defuse(r.provider_transaction_id.as_deref().unwrap_or("")).as_bytes(),
+                )?;
+                out.write_field(defuse(r.issuer.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_field(enc.time(r.paid_at))?;
                 out.write_field(if r.paid_after_expiry { "true" } else { "false" })?;
                 out.write_record(None::<&[u8]>)?;
@@ -641,32 +645,34 @@ fn write_rows(
                     Some(v) => enc.int(v).to_owned(),
                     None => String::new(),
                 };
-                out.write_field(&r.run_id)?;
+                out.write_field(defuse(&r.run_id).as_bytes())?;
                 out.write_field(enc.int(r.seq))?;
                 out.write_field(opt_int(enc, r.line))?;
                 out.write_field(r.outcome.as_str())?;
-                out.write_field(r.order_id.as_deref().unwrap_or(""))?;
-                out.write_field(r.provider_transaction_id.as_deref().unwrap_or(""))?;
+                out.write_field(defuse(r.order_id.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(
+                    defuse(r.provider_transaction_id.as_deref().unwrap_or("")).as_bytes(),
+                )?;
                 out.write_field(opt_int(enc, r.report_amount))?;
                 out.write_field(opt_int(enc, r.gema_amount))?;
-                out.write_field(r.report_status.as_deref().unwrap_or(""))?;
-                out.write_field(r.gema_status.as_deref().unwrap_or(""))?;
+                out.write_field(defuse(r.report_status.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(r.gema_status.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_field(enc.time(r.report_paid_at))?;
-                out.write_field(r.transaction_id.as_deref().unwrap_or(""))?;
-                out.write_field(r.reason.as_deref().unwrap_or(""))?;
+                out.write_field(defuse(r.transaction_id.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(r.reason.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_record(None::<&[u8]>)?;
             }
         }
         ExportRows::SettlementAdjustments(rows) => {
             for r in rows {
-                out.write_field(&r.id)?;
+                out.write_field(defuse(&r.id).as_bytes())?;
                 out.write_field(enc.time(Some(r.created_at)))?;
-                out.write_field(&r.merchant_id)?;
-                out.write_field(&r.batch_id)?;
+                out.write_field(defuse(&r.merchant_id).as_bytes())?;
+                out.write_field(defuse(&r.batch_id).as_bytes())?;
                 out.write_field(r.adjustment_type.as_str())?;
                 out.write_field(enc.int(r.amount))?;
-                out.write_field(&r.reason)?;
-                out.write_field(&r.created_by)?;
+                out.write_field(defuse(&r.reason).as_bytes())?;
+                out.write_field(defuse(&r.created_by).as_bytes())?;
                 out.write_record(None::<&[u8]>)?;
             }
         }

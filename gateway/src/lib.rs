@@ -38,6 +38,7 @@ pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod credentials;
+pub mod csv_out;
 pub mod delivery;
 pub mod device_ops;
 mod error;

@@ -22,6 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::auth::{AdminRole, MerchantRole, Role};
 use crate::clock::Clock;
+use crate::csv_out::field as csv_field;
 use crate::error::{GatewayError, GatewayResult};
 use crate::validate;
 
@@ -225,21 +226,6 @@ pub fn last_cutoff(
         day = day.previous_day()?;
     }
     None
-}
-
-/// A value for a CSV field: quoted when it holds a comma, quote or line break, with quotes
-/// doubled (RFC 4180); a leading `=`, `+`, `-` or `@` of text is prefixed with `'` so a
-/// spreadsheet does not run it as a formula.
-pub fn csv_field(value: &str) -> String {
-    let value = match value.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@') if value.parse::<i64>().is_err() => format!("'{value}"),
-        _ => value.to_string(),
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
 }
 
 /// An instant as Asia/Jakarta RFC 3339 (`2026-12-03T07:00:00+07:00`).
@@ -971,15 +957,6 @@ mod tests {
         for bad in ["7:05", "24:00", "23:60", "", "ab:cd", "12-00", "12:00:00"] {
             assert!(parse_cutoff_time("c", bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_and_defused() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=SUM(A1)"), "'=SUM(A1)");
-        assert_eq!(csv_field("-5000"), "-5000");
     }
 
     #[test]

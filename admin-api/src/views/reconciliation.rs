@@ -235,18 +235,7 @@ pub fn csv_line(row: &store::ReconciliationRow, out: &mut String) {
 /// One field, quoted when it must be; text a spreadsheet would run as a formula (starting
 /// with `=`, `+`, `-`, `@`) gets a leading `'`. Numbers here are never negative.
 fn push_field(field: &str, out: &mut String) {
-    let formula = field.starts_with(['=', '+', '-', '@']);
-    let quote = formula || field.contains([',', '"', '\n', '\r']);
-    if !quote {
-        out.push_str(field);
-        return;
-    }
-    out.push('"');
-    if formula {
-        out.push('\'');
-    }
-    out.push_str(&field.replace('"', "\"\""));
-    out.push('"');
+    out.push_str(&gema_gateway::csv_out::field(field));
 }
 
 #[cfg(test)]
@@ -261,6 +250,6 @@ mod tests {
         push_field("a,\"b\"", &mut out);
         out.push('|');
         push_field("=HYPERLINK(1)", &mut out);
-        assert_eq!(out, "plain|\"a,\"\"b\"\"\"|\"'=HYPERLINK(1)\"");
+        assert_eq!(out, "plain|\"a,\"\"b\"\"\"|'=HYPERLINK(1)");
     }
 }

@@ -407,7 +407,7 @@ async fn settlement_adjustments_export_by_type() {
     let hold = api
         .post(
             &format!("/api/v1/settlement-batches/{batch}/adjustments"),
-            json!({ "adjustment_type": "hold", "amount": -5_000, "reason": "KTP, belum \"lengkap\"" }),
+            json!({ "adjustment_type": "hold", "amount": -5_000, "reason": "=KTP, belum \"lengkap\"" }),
         )
         .await;
     assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
@@ -446,6 +446,7 @@ async fn settlement_adjustments_export_by_type() {
     assert_eq!(rows[0][col("batch_id")], batch);
     assert_eq!(rows[0][col("adjustment_type")], "hold");
     assert_eq!(rows[0][col("amount")], "-5000");
-    assert_eq!(rows[0][col("reason")], "KTP, belum \"lengkap\"");
+    // Quoted, and defused: a spreadsheet shows it and does not run it as a formula.
+    assert_eq!(rows[0][col("reason")], "'=KTP, belum \"lengkap\"");
     assert!(rows[0][col("created_at")].ends_with("+07:00"));
 }
