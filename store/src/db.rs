@@ -141,6 +141,12 @@ impl<'q, T: Row> QueryAs<'q, T> {
         self
     }
 
+    /// Binds each parameter in order.
+    pub fn bind_all(mut self, values: impl IntoIterator<Item = Param<'q>>) -> Self {
+        self.query = self.query.bind_all(values);
+        self
+    }
+
     pub async fn fetch_all<'c>(self, on: impl Into<Exec<'c>>) -> Result<Vec<T>, sqlx::Error> {
         let Query { sql, params } = &self.query;
         match on.into() {

@@ -382,36 +382,21 @@ pub(crate) async fn export_rows(
     limit: u32,
 ) -> StoreResult<ExportRows> {
     let (sql, params) = rows_query(kind, filter, after, "*", " ORDER BY id LIMIT $LIMIT");
-    let limit = i64::from(limit.max(1));
+    let limit = Param::Int(Some(i64::from(limit.max(1))));
+    let params = params.into_iter().chain([limit]);
     Ok(match kind {
         ExportKind::LedgerEntries => {
-            let mut q = query_as::<LedgerEntry>(sql);
-            for p in params {
-                q = q.bind(p);
-            }
-            ExportRows::LedgerEntries(q.bind(limit).fetch_all(db.read()).await?)
+            ExportRows::LedgerEntries(query_as(sql).bind_all(params).fetch_all(db.read()).await?)
         }
         ExportKind::Transactions => {
-            let mut q = query_as::<Transaction>(sql);
-            for p in params {
-                q = q.bind(p);
-            }
-            ExportRows::Transactions(q.bind(limit).fetch_all(db.read()).await?)
+            ExportRows::Transactions(query_as(sql).bind_all(params).fetch_all(db.read()).await?)
         }
-        ExportKind::SettlementAdjustments => {
-            let mut q = query_as::<SettlementAdjustment>(sql);
-            for p in params {
-                q = q.bind(p);
-            }
-            ExportRows::SettlementAdjustments(q.bind(limit).fetch_all(db.read()).await?)
-        }
-        ExportKind::ReconciliationRows => {
-            let mut q = query_as::<ReconciliationRow>(sql);
-            for p in params {
-                q = q.bind(p);
-            }
-            ExportRows::ReconciliationRows(q.bind(limit).fetch_all(db.read()).await?)
-        }
+        ExportKind::SettlementAdjustments => ExportRows::SettlementAdjustments(
+            query_as(sql).bind_all(params).fetch_all(db.read()).await?,
+        ),
+        ExportKind::ReconciliationRows => ExportRows::ReconciliationRows(
+            query_as(sql).bind_all(params).fetch_all(db.read()).await?,
+        ),
     })
 }
 
@@ -421,11 +406,8 @@ pub(crate) async fn count_export_rows(
     filter: &ExportFilter,
 ) -> StoreResult<i64> {
     let (sql, params) = rows_query(kind, filter, None, "COUNT(*)", "");
-    let mut q = query_as::<(i64,)>(sql);
-    for p in params {
-        q = q.bind(p);
-    }
-    Ok(q.fetch_one(db.read()).await?.0)
+    let (count,): (i64,) = query_as(sql).bind_all(params).fetch_one(db.read()).await?;
+    Ok(count)
 }
 
 #[async_trait]
