@@ -592,13 +592,13 @@ impl Settlement {
                 .store
                 .list_settlement_adjustments(
                     &AdjustmentFilter {
-                        merchant_id: Some(batch.merchant_id.clone()),
+                        batch_id: Some(batch.id.clone()),
                         ..AdjustmentFilter::default()
                     },
                     &page,
                 )
                 .await?;
-            out.extend(got.items.into_iter().filter(|a| a.batch_id == id));
+            out.extend(got.items);
             match got.next_after {
                 Some(after) => page.after = Some(after),
                 None => return Ok(out),
@@ -720,6 +720,7 @@ impl Settlement {
             .list_settlement_adjustments(
                 &AdjustmentFilter {
                     merchant_id: query.merchant_id,
+                    batch_id: None,
                     adjustment_type,
                     from_ms: query.from.map(unix_ms),
                     to_ms: query.to.map(unix_ms),

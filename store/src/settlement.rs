@@ -189,6 +189,8 @@ pub struct BatchFilter {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdjustmentFilter {
     pub merchant_id: Option<String>,
+    /// One batch's adjustments.
+    pub batch_id: Option<String>,
     pub adjustment_type: Option<AdjustmentType>,
     /// Created at or after (Unix ms).
     pub from_ms: Option<i64>,
@@ -751,7 +753,7 @@ impl SettlementStore for Db {
             "SELECT * FROM settlement_adjustments WHERE ($1 IS NULL OR id > $1) \
              AND ($2 IS NULL OR merchant_id = $2) AND ($3 IS NULL OR adjustment_type = $3) \
              AND ($4 IS NULL OR id{c} >= $4) AND ($5 IS NULL OR id{c} < $5) \
-             ORDER BY id LIMIT $6",
+             AND ($6 IS NULL OR batch_id = $6) ORDER BY id LIMIT $7",
             c = bytewise(self)
         ))
         .bind(page.after.as_deref())
@@ -759,6 +761,7 @@ impl SettlementStore for Db {
         .bind(filter.adjustment_type.map(AdjustmentType::as_str))
         .bind(filter.from_ms.map(|ms| id_bound("sadj", ms - 1)))
         .bind(filter.to_ms.map(|ms| id_bound("sadj", ms - 1)))
+        .bind(filter.batch_id.as_deref())
         .bind(crate::sql::fetch_limit(page.limit))
         .fetch_all(self.read())
         .await?;

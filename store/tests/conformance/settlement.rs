@@ -558,6 +558,7 @@ pub async fn the_batch_lifecycle_follows_its_rules(store: Arc<dyn Store>) {
         .list_settlement_adjustments(
             &AdjustmentFilter {
                 merchant_id: Some(merchant.id.clone()),
+                batch_id: None,
                 adjustment_type: Some(AdjustmentType::Hold),
                 from_ms: Some(now_ms() - 60_000),
                 to_ms: Some(now_ms() + 1),
