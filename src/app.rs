@@ -119,6 +119,7 @@ impl App {
             settlement: gateway.settlement.clone(),
             reconciliation: gateway.reconciliation.clone(),
             exports: gateway.exports.clone(),
+            billing: gateway.billing.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });
@@ -409,6 +410,7 @@ fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> Gatewa
         node: config.node_settings(mqtt_port),
         settlement: config.settlement.settings(),
         exports: config.export_settings(),
+        billing: config.billing.settings(),
         ..GatewaySettings::default()
     }
 }

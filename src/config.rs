@@ -41,6 +41,7 @@ pub struct Config {
     pub node: NodeConfig,
     pub settlement: SettlementConfig,
     pub exports: ExportsConfig,
+    pub billing: BillingConfig,
 }
 
 impl Default for Config {
@@ -59,6 +60,7 @@ impl Default for Config {
             node: NodeConfig::default(),
             settlement: SettlementConfig::default(),
             exports: ExportsConfig::default(),
+            billing: BillingConfig::default(),
         }
     }
 }
@@ -134,6 +136,7 @@ impl Config {
             )));
         }
         self.settlement.check()?;
+        self.billing.check()?;
         if self.payments.platform_fee_bps > 10_000 {
             return Err(ConfigError::Invalid(
                 "payments.platform_fee_bps must be at most 10000 (100%)".into(),
@@ -239,6 +242,73 @@ impl SettlementConfig {
             cutoff_time: self.cutoff_time.clone(),
             weekly_day: self.weekly_day,
             ..Default::default()
+        }
+    }
+}
+
+/// Subscription billing for merchants' customers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// `HH:MM`, Asia/Jakarta: the daily run makes tomorrow's invoices and isolates overdue
+    /// customers (where the merchant asks for it), once per cluster.
+    pub generate_time: String,
+    /// Isolation webhook deliveries before one is given up and shown as failed.
+    pub webhook_attempts: u32,
+    /// The largest customer CSV the import takes, in bytes.
+    pub import_max_bytes: usize,
+    /// The largest logo a merchant may upload, in bytes.
+    pub logo_max_bytes: usize,
+    /// How long an invoice's QRIS stays payable, in seconds.
+    pub qris_ttl_secs: u64,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        let d = gema_gateway::billing::BillingSettings::default();
+        Self {
+            generate_time: format!("{:02}:{:02}", d.generate_time.0, d.generate_time.1),
+            webhook_attempts: d.webhook_attempts,
+            import_max_bytes: d.import_max_bytes,
+            logo_max_bytes: d.logo_max_bytes,
+            qris_ttl_secs: d.qris_ttl_secs,
+        }
+    }
+}
+
+impl BillingConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("billing.{m}")));
+        if gema_gateway::settlement::parse_cutoff_time("generate_time", &self.generate_time)
+            .is_err()
+        {
+            return invalid("generate_time is HH:MM (Asia/Jakarta)");
+        }
+        if self.webhook_attempts == 0 {
+            return invalid("webhook_attempts must be at least 1");
+        }
+        if self.import_max_bytes < 1024 || self.logo_max_bytes < 1024 {
+            return invalid("import_max_bytes and logo_max_bytes must be at least 1024");
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.qris_ttl_secs) {
+            return invalid("qris_ttl_secs is between 60 and 604800");
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> gema_gateway::billing::BillingSettings {
+        let d = gema_gateway::billing::BillingSettings::default();
+        gema_gateway::billing::BillingSettings {
+            generate_time: gema_gateway::settlement::parse_cutoff_time(
+                "generate_time",
+                &self.generate_time,
+            )
+            .unwrap_or(d.generate_time),
+            webhook_attempts: self.webhook_attempts,
+            import_max_bytes: self.import_max_bytes,
+            logo_max_bytes: self.logo_max_bytes,
+            qris_ttl_secs: self.qris_ttl_secs,
+            ..d
         }
     }
 }

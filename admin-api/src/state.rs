@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use gema_gateway::Registry;
 use gema_gateway::auth::Auth;
+use gema_gateway::billing::Billing;
 use gema_gateway::cluster::Cluster;
 use gema_gateway::device_ops::DeviceOps;
 use gema_gateway::exports::Exports;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub reconciliation: Reconciliation,
     /// Export jobs: queue, follow, download.
     pub exports: Exports,
+    /// Subscription billing: packages, customers, invoices, import, receipts, finance.
+    pub billing: Billing,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

@@ -11,6 +11,7 @@ use gema_store::Store;
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Auth, AuthSettings};
+use crate::billing::{Billing, BillingSettings};
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterWork, NodeSettings};
 use crate::delivery::{self, AnnouncementRelay, DeliverySettings, Handover};
@@ -43,6 +44,7 @@ pub struct GatewaySettings {
     pub node: NodeSettings,
     pub settlement: SettlementSettings,
     pub exports: ExportSettings,
+    pub billing: BillingSettings,
 }
 
 /// The gateway's services, built and wired. Cheap to clone.
@@ -57,6 +59,7 @@ pub struct Gateway {
     pub settlement: Settlement,
     pub reconciliation: Reconciliation,
     pub exports: Exports,
+    pub billing: Billing,
 }
 
 impl Gateway {
@@ -125,6 +128,12 @@ impl Gateway {
         let registry = Registry::connected(store.clone(), transport);
         let settlement = Settlement::new(store.clone(), clock.clone(), settings.settlement);
         let reconciliation = Reconciliation::new(store.clone());
+        let billing = Billing::new(
+            store.clone(),
+            clock.clone(),
+            settings.billing,
+            payments.clone(),
+        );
         let auth = Auth::new(store, settings.auth).with_clock(clock);
         Gateway {
             registry,
@@ -136,6 +145,7 @@ impl Gateway {
             settlement,
             reconciliation,
             exports,
+            billing,
         }
     }
 

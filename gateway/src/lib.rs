@@ -35,6 +35,7 @@
 //! `eventually` poller.
 
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod cluster;
 pub mod credentials;

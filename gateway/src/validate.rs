@@ -133,6 +133,34 @@ pub fn phone(value: Option<&str>) -> GatewayResult<Option<String>> {
     Ok(Some(format!("{plus}{digits}")))
 }
 
+/// An Indonesian WhatsApp number as E.164 digits: `08…`, `+62…` and `62…` are accepted
+/// (spaces, dashes, dots and parentheses ignored) and stored as `62…`, 10 to 15 digits.
+/// `field` names the input in the error (`phone`, `telepon`).
+pub fn wa_phone(field: &'static str, value: &str) -> GatewayResult<String> {
+    let compact: String = value
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let digits = if let Some(rest) = compact.strip_prefix('+') {
+        rest.to_owned()
+    } else if let Some(rest) = compact.strip_prefix('0') {
+        format!("62{rest}")
+    } else {
+        compact
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit())
+        || !digits.starts_with("62")
+        || !(10..=15).contains(&digits.len())
+    {
+        return Err(GatewayError::invalid(
+            field,
+            "must be a WhatsApp number: 10 to 15 digits starting with 62 (08… and +62… are accepted)",
+        ));
+    }
+    Ok(digits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +203,28 @@ mod tests {
         );
         assert_eq!(field_of(phone(Some("12ab56"))), "phone");
         assert_eq!(field_of(phone(Some("123"))), "phone");
+    }
+
+    #[test]
+    fn whatsapp_numbers_become_62_digits() {
+        for (input, want) in [
+            ("081234567890", "6281234567890"),
+            ("+62 812-3456-7890", "6281234567890"),
+            ("6281234567890", "6281234567890"),
+            (" (0812) 345.678 ", "62812345678"),
+        ] {
+            assert_eq!(wa_phone("phone", input).unwrap(), want, "{input}");
+        }
+        for bad in [
+            "",
+            "0812",
+            "+1 415 555 0100",
+            "62812345678901234",
+            "62812abc4567",
+            "+",
+        ] {
+            assert_eq!(field_of(wa_phone("telepon", bad)), "telepon", "{bad}");
+        }
     }
 
     #[test]

@@ -151,6 +151,7 @@ macro_rules! string_enum {
 
 mod admin_token;
 pub mod auth;
+pub mod billing;
 pub mod cluster;
 mod db;
 mod device;

@@ -151,6 +151,7 @@ impl TestApi {
             settlement: gateway.gateway.settlement.clone(),
             reconciliation: services.reconciliation.clone(),
             exports: services.exports.clone(),
+            billing: services.billing.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),

@@ -157,6 +157,19 @@ pub enum Action {
     ExportJobs,
     /// The dashboard summary (merchant users: their own).
     DashboardRead,
+    /// Billing: packages, customers, invoices, their history (merchant users: their own).
+    BillingRead,
+    /// Adding customers and editing them (merchant users: phone and discount only).
+    BillingCustomerWrite,
+    /// Marking invoices paid and unpaid, issuing an invoice's QRIS.
+    BillingPay,
+    /// Packages, isolation, the CSV import, customer data exports, running the invoice
+    /// generation by hand: the seed's superadmin work.
+    BillingManage,
+    /// A merchant's billing settings: business name, logo, bank details, receipt fields.
+    BillingSettings,
+    /// Billing finance: collected and outstanding, revenue, the detail table and its export.
+    BillingFinance,
 }
 
 impl Action {
@@ -200,6 +213,12 @@ impl Action {
             Action::ReconciliationWrite => "reconciliation.write",
             Action::ExportJobs => "export.jobs",
             Action::DashboardRead => "dashboard.read",
+            Action::BillingRead => "billing.read",
+            Action::BillingCustomerWrite => "billing.customer_write",
+            Action::BillingPay => "billing.pay",
+            Action::BillingManage => "billing.manage",
+            Action::BillingSettings => "billing.settings",
+            Action::BillingFinance => "billing.finance",
         }
     }
 }
@@ -209,7 +228,12 @@ impl Action {
 /// money (transactions, ledger, settlement, reconciliation, exports) to finance; support may retry announcements, send device
 /// commands, and read the audit log; every operator may read a device's message trace and
 /// the node list. Merchant users are read-only over their own merchant's rows; the ledger is for
-/// owner and finance, and so are their settlement batches. Users and API tokens are admin only.
+/// owner and finance, and so are their settlement batches. Billing (the seed's rules): every
+/// role reads its billing; ops adds and edits customers and marks invoices; finance marks
+/// invoices and reads billing finance; packages, isolation, the import and customer exports
+/// are ops's (the seed's superadmin). Merchant owners and ops add customers (phone and
+/// discount edits only) and mark invoices, owners and finance see their billing finance, and
+/// owners keep their receipt settings. Users and API tokens are admin only.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action::*;
     use AdminRole as A;
@@ -219,7 +243,7 @@ pub fn permits(role: Role, action: Action) -> bool {
         Role::Admin(role) => match action {
             MerchantList | MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead
             | DeviceList | DeviceRead | DeviceDiagnostics | TransactionList | TransactionRead
-            | OwnSession | NodeList | DashboardRead => true,
+            | OwnSession | NodeList | DashboardRead | BillingRead => true,
             MerchantWrite | MerchantReview | OutletWrite | TerminalWrite | DeviceWrite
             | DeviceBind | DeviceCredentials | DeviceConfigure => role == A::Ops,
             DeviceCommand => matches!(role, A::Ops | A::Support),
@@ -227,12 +251,19 @@ pub fn permits(role: Role, action: Action) -> bool {
             | ReconciliationRead | ReconciliationWrite | ExportJobs => role == A::Finance,
             TransactionOperate => matches!(role, A::Finance | A::Support),
             AuditRead => role == A::Support,
+            BillingCustomerWrite | BillingManage | BillingSettings => role == A::Ops,
+            BillingPay => matches!(role, A::Ops | A::Finance),
+            BillingFinance => role == A::Finance,
             UserList | UserRead | UserWrite | ApiTokenList | ApiTokenWrite => false,
         },
         Role::Merchant(role) => match action {
             MerchantRead | OutletList | OutletRead | TerminalList | TerminalRead | DeviceList
-            | DeviceRead | TransactionList | TransactionRead | OwnSession | DashboardRead => true,
-            LedgerRead | SettlementRead => matches!(role, M::Owner | M::Finance),
+            | DeviceRead | TransactionList | TransactionRead | OwnSession | DashboardRead
+            | BillingRead => true,
+            LedgerRead | SettlementRead | BillingFinance => matches!(role, M::Owner | M::Finance),
+            BillingCustomerWrite => matches!(role, M::Owner | M::Ops),
+            BillingPay => matches!(role, M::Owner | M::Ops | M::Finance),
+            BillingSettings => role == M::Owner,
             _ => false,
         },
     }

@@ -1,0 +1,1 @@
+//! The customer CSV import (the billing seed's format), dry run and confirm.
