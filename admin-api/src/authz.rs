@@ -38,6 +38,10 @@ pub enum Scope {
     Device,
     Transaction,
     SettlementBatch,
+    /// A billing customer (`/customers/{id}`).
+    BillingCustomer,
+    /// A billing invoice (`/invoices/{id}`).
+    BillingInvoice,
 }
 
 /// How a route is protected.
@@ -136,6 +140,25 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/settlement-batches/{id}/cancel", G(A::SettlementWrite, S::SettlementBatch)),
     ("POST", "/api/v1/settlement-batches/{id}/reprocess", G(A::SettlementWrite, S::SettlementBatch)),
     ("POST", "/api/v1/settlement-batches/{id}/adjustments", G(A::SettlementWrite, S::SettlementBatch)),
+    ("GET", "/api/v1/packages", G(A::BillingRead, S::None)),
+    ("POST", "/api/v1/packages", G(A::BillingManage, S::None)),
+    ("GET", "/api/v1/packages/{id}", G(A::BillingRead, S::None)),
+    ("PATCH", "/api/v1/packages/{id}", G(A::BillingManage, S::None)),
+    ("DELETE", "/api/v1/packages/{id}", G(A::BillingManage, S::None)),
+    ("GET", "/api/v1/customers", G(A::BillingRead, S::None)),
+    ("POST", "/api/v1/customers", G(A::BillingCustomerWrite, S::None)),
+    ("GET", "/api/v1/customers/{id}", G(A::BillingRead, S::BillingCustomer)),
+    ("PATCH", "/api/v1/customers/{id}", G(A::BillingCustomerWrite, S::BillingCustomer)),
+    ("GET", "/api/v1/customers/{id}/history", G(A::BillingRead, S::BillingCustomer)),
+    ("POST", "/api/v1/customers/{id}/isolate", G(A::BillingManage, S::BillingCustomer)),
+    ("POST", "/api/v1/customers/{id}/reactivate", G(A::BillingManage, S::BillingCustomer)),
+    ("POST", "/api/v1/customers/{id}/stop", G(A::BillingManage, S::BillingCustomer)),
+    ("GET", "/api/v1/invoices", G(A::BillingRead, S::None)),
+    ("GET", "/api/v1/invoices/{id}", G(A::BillingRead, S::BillingInvoice)),
+    ("POST", "/api/v1/invoices/{id}/pay", G(A::BillingPay, S::BillingInvoice)),
+    ("POST", "/api/v1/invoices/{id}/unpay", G(A::BillingPay, S::BillingInvoice)),
+    ("POST", "/api/v1/invoices/{id}/qris", G(A::BillingPay, S::BillingInvoice)),
+    ("POST", "/api/v1/billing/invoice-runs", G(A::BillingManage, S::None)),
     ("GET", "/api/v1/settlement-adjustments", G(A::SettlementRead, S::None)),
     ("GET", "/api/v1/settlement-summary", G(A::SettlementRead, S::None)),
     ("GET", "/api/v1/reconciliation/settlement-batches", G(A::ReconciliationRead, S::None)),
@@ -457,6 +480,12 @@ async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_js
         Scope::SettlementBatch => {
             serde_json::to_value(Batch::new(state.settlement.batch(id).await.ok()?, false))
         }
+        Scope::BillingCustomer => serde_json::to_value(crate::views::billing::Customer::from(
+            state.billing.customer(id).await.ok()?,
+        )),
+        Scope::BillingInvoice => serde_json::to_value(crate::views::billing::Invoice::from(
+            state.billing.invoice(id).await.ok()?,
+        )),
     };
     value.ok()
 }
@@ -639,6 +668,14 @@ async fn check_scope(
         Scope::SettlementBatch => (
             "settlement batch",
             Some(state.settlement.batch(id).await?.merchant_id),
+        ),
+        Scope::BillingCustomer => (
+            "customer",
+            Some(state.billing.customer(id).await?.merchant_id),
+        ),
+        Scope::BillingInvoice => (
+            "invoice",
+            Some(state.billing.invoice(id).await?.merchant_id),
         ),
     };
     if owner.as_deref() == Some(mine.as_str()) {

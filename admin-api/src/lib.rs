@@ -101,6 +101,7 @@ pub use views::health::{Check, CheckStatus};
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
         (name = "device operations", description = "Health, heartbeats, config push, message trace"),
         (name = "transactions"), (name = "ledger"),
+        (name = "billing", description = "Merchants' subscription customers: packages, customers, prepaid invoices"),
         (name = "reconciliation", description = "Providers' reports matched against Gema's transactions"),
         (name = "exports", description = "CSV exports run as jobs: queue, poll, download"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
@@ -153,6 +154,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transactions::retry_notification))
         .routes(routes!(transactions::ledger))
         .merge(settlement_routes())
+        .merge(billing_routes())
         .merge(reconciliation_routes())
         .merge(export_routes())
         .merge(people_routes())
@@ -180,6 +182,26 @@ fn settlement_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(s::summary))
         .routes(routes!(s::reconcile_batches))
         .routes(routes!(s::dashboard))
+}
+
+/// Subscription billing (`routes/billing.rs`): packages, customers, invoices, the run.
+fn billing_routes() -> OpenApiRouter<AppState> {
+    use routes::billing as b;
+    OpenApiRouter::new()
+        .routes(routes!(b::packages, b::create_package))
+        .routes(routes!(b::package, b::update_package, b::delete_package))
+        .routes(routes!(b::customers, b::create_customer))
+        .routes(routes!(b::customer, b::update_customer))
+        .routes(routes!(b::customer_history))
+        .routes(routes!(b::isolate))
+        .routes(routes!(b::reactivate))
+        .routes(routes!(b::stop))
+        .routes(routes!(b::invoices))
+        .routes(routes!(b::invoice))
+        .routes(routes!(b::pay))
+        .routes(routes!(b::unpay))
+        .routes(routes!(b::qris))
+        .routes(routes!(b::run_invoices))
 }
 
 /// Provider reconciliation (`routes/reconciliation.rs`). The report upload has a body limit

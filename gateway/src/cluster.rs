@@ -92,6 +92,8 @@ pub enum ClusterWork {
     SettlementSchedule,
     /// Export files past their retention are deleted and their jobs marked expired.
     ExportSweep,
+    /// Billing's daily run, isolation webhooks, missed invoice payments.
+    BillingSweep,
 }
 
 impl ClusterWork {
@@ -101,6 +103,7 @@ impl ClusterWork {
             ClusterWork::CommandSweep => "command-sweep",
             ClusterWork::SettlementSchedule => "settlement-schedule",
             ClusterWork::ExportSweep => "export-sweep",
+            ClusterWork::BillingSweep => "billing-sweep",
         }
     }
 }

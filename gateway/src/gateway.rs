@@ -83,6 +83,7 @@ impl Gateway {
             clock,
             settings,
         } = deps;
+        let node_id = settings.node.id.clone();
         let exports = Exports::new(
             store.clone(),
             clock.clone(),
@@ -133,6 +134,7 @@ impl Gateway {
             clock.clone(),
             settings.billing,
             payments.clone(),
+            node_id,
         );
         let auth = Auth::new(store, settings.auth).with_clock(clock);
         Gateway {
@@ -276,6 +278,22 @@ impl Gateway {
             },
             stopped(stop_rx.clone()),
         ));
+        let billing = self.billing.clone();
+        let billing_sweep = tokio::spawn(cluster_sweep(
+            self.cluster.clone(),
+            ClusterWork::BillingSweep,
+            self.billing.settings().sweep_interval,
+            move || {
+                let billing = billing.clone();
+                async move {
+                    if let Err(err) = billing.sweep().await {
+                        tracing::error!(error = %err, "billing sweep failed");
+                    }
+                }
+            },
+            stopped(stop_rx.clone()),
+        ));
+        let billing_payments = tokio::spawn(self.billing.clone().run(stopped(stop_rx.clone())));
         let export_worker = tokio::spawn(self.exports.clone().run(stopped(stop_rx)));
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -284,6 +302,8 @@ impl Gateway {
             command_sweep.await,
             settlement_schedule.await,
             export_sweep.await,
+            billing_sweep.await,
+            billing_payments.await,
             export_worker.await,
             heartbeat.await,
             delivery.await,

@@ -183,6 +183,7 @@ use crate::postgres::PostgresStore;
 use crate::sqlite::{SqliteStore, WriteTurn};
 
 pub use auth::*;
+pub use billing::BillingStore;
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
@@ -202,6 +203,7 @@ pub use settlement::*;
 #[async_trait]
 pub trait Store:
     PaymentStore
+    + BillingStore
     + DeviceOpsStore
     + AuthStore
     + ClusterStore

@@ -200,7 +200,7 @@ const TRANSACTION_COLUMNS: &str =
 
 /// `rows` groups of `width` placeholders: `(?, ?), (?, ?)` on SQLite, `($1, $2), ($3, $4)`
 /// on PostgreSQL.
-fn placeholders(db: &Db, rows: usize, width: usize) -> String {
+pub(crate) fn placeholders(db: &Db, rows: usize, width: usize) -> String {
     let mut text = String::with_capacity(rows * width * 6);
     let mut n = 0;
     for row in 0..rows {

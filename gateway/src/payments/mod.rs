@@ -27,4 +27,6 @@ pub mod money;
 pub mod providers;
 mod service;
 
-pub use service::{PaymentSettings, Payments, RawRequest, StandardRules, TransactionInput};
+pub use service::{
+    INVOICE_ORDER_PREFIX, PaymentSettings, Payments, RawRequest, StandardRules, TransactionInput,
+};

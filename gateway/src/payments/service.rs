@@ -167,7 +167,14 @@ pub struct Payments {
     handover: Handover,
     /// One queue per commit loop.
     commits: Arc<[mpsc::Sender<PendingEvent>]>,
+    /// Told the id of every transaction paid whose order reference starts with
+    /// [`INVOICE_ORDER_PREFIX`] (billing's wake-up; billing also sweeps for missed ones).
+    invoice_paid: Arc<std::sync::OnceLock<mpsc::Sender<String>>>,
 }
+
+/// The order reference prefix of the dynamic QRIS issued for billing invoices, so the
+/// payment path recognises their payments without a read.
+pub const INVOICE_ORDER_PREFIX: &str = "IV";
 
 /// A verified event waiting for the next group commit, and where to send its outcome.
 #[derive(Debug)]
@@ -354,7 +361,14 @@ impl Payments {
             rules,
             handover,
             commits: commits.into(),
+            invoice_paid: Arc::default(),
         }
+    }
+
+    /// Where the ids of paid invoice transactions go (set once, by billing). A full queue
+    /// drops the wake-up; billing's sweep finds the payment anyway.
+    pub fn on_invoice_paid(&self, sender: mpsc::Sender<String>) {
+        let _ = self.invoice_paid.set(sender);
     }
 
     /// The queue of the commit loop that applies this order's events.
@@ -442,6 +456,12 @@ impl Payments {
             } => {
                 tracing::Span::current().record("transaction_id", transaction_id.as_str());
                 tracing::info!(%transaction_id, status = status.as_str(), "payment event applied");
+                if *status == TransactionStatus::Paid
+                    && order_ref.starts_with(INVOICE_ORDER_PREFIX)
+                    && let Some(wake) = self.invoice_paid.get()
+                {
+                    let _ = wake.try_send(transaction_id.clone());
+                }
             }
             PaymentOutcome::UnknownOrder => {
                 tracing::warn!(order_ref, "payment event for an unknown order");
@@ -571,6 +591,19 @@ impl Payments {
         amount: i64,
         expires_in_secs: Option<u64>,
     ) -> GatewayResult<(NewTransaction, String)> {
+        self.prepare_dynamic_qr_with(terminal_id, amount, expires_in_secs, "QR")
+            .await
+    }
+
+    /// [`Payments::prepare_dynamic_qr`] with the order reference's two-letter prefix
+    /// (`QR`, or [`INVOICE_ORDER_PREFIX`] for an invoice's QRIS).
+    pub async fn prepare_dynamic_qr_with(
+        &self,
+        terminal_id: &str,
+        amount: i64,
+        expires_in_secs: Option<u64>,
+        prefix: &str,
+    ) -> GatewayResult<(NewTransaction, String)> {
         if !(1..=MAX_AMOUNT).contains(&amount) {
             return Err(GatewayError::invalid(
                 "amount",
@@ -588,7 +621,7 @@ impl Payments {
             });
         };
         // 22 characters: fits the 25 that acquirers accept in 62.05.
-        let order_ref = format!("QR{}", random_reference());
+        let order_ref = format!("{prefix}{}", random_reference());
         let payload = gema_qris::to_dynamic(
             &static_qris,
             gema_qris::DynamicOptions {
