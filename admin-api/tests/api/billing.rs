@@ -7,6 +7,39 @@ use serde_json::{Value, json};
 
 use crate::helpers::{MIDTRANS_KEY, TestApi, assert_envelope, field};
 
+/// Every test here runs on SQLite and on PostgreSQL (the latter under `scripts/with-postgres`).
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::helpers::TestApi::with_providers(true).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(api) = crate::helpers::TestApi::on_postgres(true).await {
+                        super::$test(api).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    packages_are_unique_by_name_hidden_when_inactive_and_kept_while_used,
+    customers_follow_the_seed_rules_and_merchants_edit_only_phone_and_discount,
+    the_daily_run_bills_tomorrows_customers_for_the_month_after_once,
+    paying_by_hand_is_optimistically_locked_and_two_users_at_once_get_one_win,
+    an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callbacks,
+    a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator,
+);
+
 /// Static DOKU code from the QRIS test vectors (V1).
 const STATIC: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
 
@@ -81,9 +114,7 @@ pub(crate) async fn invoiced_customer(
     (id, invoice)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn packages_are_unique_by_name_hidden_when_inactive_and_kept_while_used() {
-    let api = TestApi::new().await;
+async fn packages_are_unique_by_name_hidden_when_inactive_and_kept_while_used(api: TestApi) {
     let (merchant, _, _) = api.terminal(true).await;
     let basic = package(&api, "Paket 10 Mbps", 100_000).await;
     let dup = api
@@ -148,9 +179,7 @@ async fn packages_are_unique_by_name_hidden_when_inactive_and_kept_while_used() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn customers_follow_the_seed_rules_and_merchants_edit_only_phone_and_discount() {
-    let api = TestApi::new().await;
+async fn customers_follow_the_seed_rules_and_merchants_edit_only_phone_and_discount(api: TestApi) {
     let (merchant, _, _) = api.terminal(true).await;
     let package = package(&api, "Paket 20 Mbps", 150_000).await;
     let made = customer(&api, &merchant, &package, "+62 812-3456-7890", 10, 10_000).await;
@@ -277,9 +306,7 @@ async fn customers_follow_the_seed_rules_and_merchants_edit_only_phone_and_disco
     assert_eq!(history.body["events"][1]["reason"], "discount,phone");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daily_run_bills_tomorrows_customers_for_the_month_after_once() {
-    let api = TestApi::new().await;
+async fn the_daily_run_bills_tomorrows_customers_for_the_month_after_once(api: TestApi) {
     let (merchant, _, _) = api.terminal(true).await;
     let package = package(&api, "Paket 10 Mbps", 100_000).await;
     let first = customer(&api, &merchant, &package, "081200000001", 1, 0).await;
@@ -373,9 +400,7 @@ async fn the_daily_run_bills_tomorrows_customers_for_the_month_after_once() {
     assert_eq!(field(&bad), "date");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paying_by_hand_is_optimistically_locked_and_two_users_at_once_get_one_win() {
-    let api = TestApi::new().await;
+async fn paying_by_hand_is_optimistically_locked_and_two_users_at_once_get_one_win(api: TestApi) {
     let (merchant, _, _) = api.terminal(true).await;
     let (_, invoice) = invoiced_customer(&api, &merchant, "pay").await;
     let path = format!("/api/v1/invoices/{invoice}");
@@ -461,9 +486,7 @@ async fn paying_by_hand_is_optimistically_locked_and_two_users_at_once_get_one_w
     assert_envelope(&paid_again, StatusCode::CONFLICT, "already_paid");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callbacks() {
-    let api = TestApi::with_providers(true).await;
+async fn an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callbacks(api: TestApi) {
     let (merchant, _, terminal) = api.terminal(true).await;
     api.call(
         "PATCH",
@@ -567,9 +590,7 @@ async fn an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callb
     assert_envelope(&again, StatusCode::CONFLICT, "already_paid");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator() {
-    let api = TestApi::with_providers(true).await;
+async fn a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator(api: TestApi) {
     let (merchant, _, terminal) = api.terminal(true).await;
     api.call(
         "PATCH",

@@ -87,7 +87,46 @@ impl TestApi {
         Self::build(false, settings).await
     }
 
+    /// [`TestApi::with_providers`] on a fresh PostgreSQL database of the throwaway cluster
+    /// `GEMA_TEST_POSTGRES_URL` names (`scripts/with-postgres`). Without one: `None`, said
+    /// loudly; under `CI=true` a missing cluster fails the test.
+    pub async fn on_postgres(all_providers: bool) -> Option<Self> {
+        let Ok(cluster) = std::env::var("GEMA_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "GEMA_TEST_POSTGRES_URL is not set: under CI the PostgreSQL API tests must run"
+            );
+            eprintln!(
+                "SKIPPED on PostgreSQL: GEMA_TEST_POSTGRES_URL is not set \
+                 (run under scripts/with-postgres)"
+            );
+            return None;
+        };
+        let url = gema_store::testing::fresh_postgres_database(&cluster).await;
+        let store = gema_store::connect(&url, &gema_store::ConnectOptions::default())
+            .await
+            .expect("connect to the test database");
+        store.migrate().await.expect("migrate the test database");
+        let unlimited = gema_gateway::auth::AuthSettings {
+            rate_limits: gema_gateway::auth::ratelimit::RateLimits {
+                login_per_minute: 0,
+                writes_per_minute: 0,
+                callbacks_per_minute: 0,
+            },
+            ..Default::default()
+        };
+        Some(Self::build_on(Some(store), all_providers, unlimited).await)
+    }
+
     async fn build(all_providers: bool, auth_settings: gema_gateway::auth::AuthSettings) -> Self {
+        Self::build_on(None, all_providers, auth_settings).await
+    }
+
+    async fn build_on(
+        store: Option<Arc<dyn Store>>,
+        all_providers: bool,
+        auth_settings: gema_gateway::auth::AuthSettings,
+    ) -> Self {
         let secret = |s: &str| Some(gema_gateway::credentials::SecretString::new(s.into()));
         let payments = gema_gateway::payments::PaymentSettings {
             midtrans_server_key: secret(MIDTRANS_KEY),
@@ -109,30 +148,33 @@ impl TestApi {
             ..auth_settings
         };
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-        let gateway = TestGateway::start(
-            GatewaySettings {
-                payments,
-                auth,
-                // The config pusher's timer would push again behind a test's back; these
-                // tests push by request and count what was published.
-                device_ops: gema_gateway::device_ops::DeviceOpsSettings {
-                    config_retry_interval: std::time::Duration::from_secs(24 * 3600),
-                    ..Default::default()
-                },
-                // Small pages and a quick sweep, so a few rows cross pages and an expiry
-                // shows soon after the clock passes it.
-                exports: gema_gateway::exports::ExportSettings {
-                    page_rows: 2,
-                    progress_every_rows: 2,
-                    poll_interval: std::time::Duration::from_millis(50),
-                    sweep_interval: std::time::Duration::from_millis(50),
-                    ..Default::default()
-                },
-                ..GatewaySettings::default()
+        let settings = GatewaySettings {
+            payments,
+            auth,
+            // The config pusher's timer would push again behind a test's back; these
+            // tests push by request and count what was published.
+            device_ops: gema_gateway::device_ops::DeviceOpsSettings {
+                config_retry_interval: std::time::Duration::from_secs(24 * 3600),
+                ..Default::default()
             },
-            clock.clone(),
-        )
-        .await;
+            // Small pages and a quick sweep, so a few rows cross pages and an expiry
+            // shows soon after the clock passes it.
+            exports: gema_gateway::exports::ExportSettings {
+                page_rows: 2,
+                progress_every_rows: 2,
+                poll_interval: std::time::Duration::from_millis(50),
+                sweep_interval: std::time::Duration::from_millis(50),
+                ..Default::default()
+            },
+            ..GatewaySettings::default()
+        };
+        let gateway = match store {
+            Some(store) => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                TestGateway::start_on(store, dir, settings, clock.clone()).await
+            }
+            None => TestGateway::start(settings, clock.clone()).await,
+        };
         let services = &gateway.gateway;
         let token = services
             .registry
