@@ -105,6 +105,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench {
             command:
+                gema::cli::BenchCommand::Billing {
+                    merchants,
+                    per_merchant,
+                    database_url,
+                },
+        } => {
+            gema::bench::billing::billing(gema::bench::billing::BillingBench {
+                merchants,
+                per_merchant,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
+            command:
                 gema::cli::BenchCommand::Settlement {
                     merchants,
                     per_merchant,

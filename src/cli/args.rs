@@ -180,6 +180,18 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// The daily billing run over M merchants × P customers (seeded in bulk): seconds and
+    /// invoices per second, and the idempotent re-run.
+    Billing {
+        #[arg(long, default_value_t = 100)]
+        merchants: usize,
+        /// Active customers per merchant, all billed on the same day.
+        #[arg(long, default_value_t = 1000)]
+        per_merchant: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// The daemon and a connect storm of N devices over MQTT/TLS from K child processes:
     /// the time from the last connect until every device's presence is recorded.
     Presence {

@@ -204,3 +204,83 @@ pub async fn seed_paid_ledger(
         ledger_entries: entries,
     })
 }
+
+/// `merchants` approved merchants with `per_merchant` active billing customers each, all on
+/// one package (Rp 100,000) and billed on `billing_day`: the customers whose invoices
+/// `gema bench billing` makes. Returns the merchant ids.
+pub async fn seed_billing_customers(
+    url: &str,
+    merchants: usize,
+    per_merchant: usize,
+    billing_day: i64,
+) -> StoreResult<Vec<String>> {
+    let db = &crate::open_db(url, &crate::ConnectOptions::default()).await?;
+    let now = crate::sql::now();
+    let text = |s: String| Param::OwnedText(Some(s));
+    let package = crate::sql::new_id("pkg");
+    insert_rows(
+        db,
+        "billing_packages (id, name, price, active, created_at, updated_at)",
+        6,
+        &[vec![
+            text(package.clone()),
+            text(format!("Bench package {package}")),
+            Param::Int(Some(100_000)),
+            Param::Bool(true),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+        ]],
+    )
+    .await?;
+    let ids: Vec<String> = (0..merchants).map(|_| crate::sql::new_id("mer")).collect();
+    let merchant_rows: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(m, id)| {
+            vec![
+                text(id.clone()),
+                text(format!("Bench billing merchant {m}")),
+                text("approved".into()),
+                Param::Time(Some(now)),
+                Param::Time(Some(now)),
+            ]
+        })
+        .collect();
+    insert_rows(
+        db,
+        "merchants (id, name, status, created_at, updated_at)",
+        5,
+        &merchant_rows,
+    )
+    .await?;
+    let per_slice = (ROWS_PER_TRANSACTION / per_merchant.max(1)).max(1);
+    for slice in ids.chunks(per_slice) {
+        let mut rows = Vec::with_capacity(slice.len() * per_merchant);
+        for merchant in slice {
+            for i in 0..per_merchant {
+                rows.push(vec![
+                    text(crate::sql::new_id("cus")),
+                    text(merchant.clone()),
+                    text(package.clone()),
+                    text(format!("Pelanggan {i}")),
+                    text(format!("628{:011}", i)),
+                    Param::Int(Some(billing_day)),
+                    Param::Int(Some(if i % 10 == 0 { 10_000 } else { 0 })),
+                    text("active".into()),
+                    text("2026-01-01".into()),
+                    Param::Time(Some(now)),
+                    Param::Time(Some(now)),
+                ]);
+            }
+        }
+        insert_rows(
+            db,
+            "billing_customers (id, merchant_id, package_id, name, phone, billing_day, discount, \
+             status, register_date, created_at, updated_at)",
+            11,
+            &rows,
+        )
+        .await?;
+    }
+    Ok(ids)
+}
