@@ -6,6 +6,7 @@
 
 mod auth;
 mod backends;
+mod billing;
 mod cluster;
 mod device_ops;
 mod exports;
@@ -86,6 +87,12 @@ macro_rules! conformance {
                 balances_add_up_through_random_operations,
                 concurrent_generations_never_batch_an_entry_twice,
                 the_batch_lifecycle_follows_its_rules
+            );
+            conformance!(@tests $open, billing;
+                concurrent_runs_make_one_invoice_per_customer_and_period,
+                concurrent_payments_of_one_invoice_let_one_win,
+                an_invoice_qris_payment_is_applied_once,
+                packages_in_use_stay_and_phones_are_unique_per_merchant
             );
             conformance!(@tests $open, reconciliation;
                 reconciliation_runs_keep_every_row_in_order_and_count_them,
