@@ -32,6 +32,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    the_daemon_runs_each_day_once_after_six_and_catches_up_missed_days,
     packages_are_unique_by_name_hidden_when_inactive_and_kept_while_used,
     customers_follow_the_seed_rules_and_merchants_edit_only_phone_and_discount,
     the_daily_run_bills_tomorrows_customers_for_the_month_after_once,
@@ -653,4 +654,64 @@ async fn a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator(
         StatusCode::CONFLICT,
         "terminal_of_another_merchant",
     );
+}
+
+/// Unix ms of a Jakarta wall-clock time.
+fn jakarta_ms(date: &str, hh: i64, mm: i64) -> i64 {
+    let day = gema_gateway::billing::parse_date("d", date).unwrap();
+    let midnight_utc = day.midnight().assume_utc().unix_timestamp();
+    (midnight_utc + hh * 3600 + mm * 60 - 7 * 3600) * 1000
+}
+
+async fn wait_for_invoices(api: &TestApi, customer: &str, n: usize) -> Vec<Value> {
+    gema_gateway::testing::eventually("the daily run", || async {
+        let invoices = invoices_of(api, customer).await;
+        (invoices.len() == n).then_some(invoices)
+    })
+    .await
+}
+
+async fn the_daemon_runs_each_day_once_after_six_and_catches_up_missed_days(api: TestApi) {
+    let (merchant, _, _) = api.terminal(true).await;
+    let package = package(&api, "Paket Harian", 100_000).await;
+    // The daemon has been running: the run of 3 February (customers of the 4th) is done.
+    let sentinel = customer(&api, &merchant, &package, "081200000004", 4, 0).await;
+    api.clock.set_ms(jakarta_ms("2026-02-03", 7, 0));
+    wait_for_invoices(&api, sentinel["id"].as_str().unwrap(), 1).await;
+    let mut by_day = Vec::new();
+    for day in 5..=8 {
+        let c = customer(
+            &api,
+            &merchant,
+            &package,
+            &format!("0812000000{day:02}"),
+            day,
+            0,
+        )
+        .await;
+        by_day.push(c["id"].as_str().unwrap().to_string());
+    }
+    // 4 February, 05:59 Jakarta: before the run's hour; nothing for the 5th.
+    api.clock.set_ms(jakarta_ms("2026-02-04", 5, 59));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        invoices_of(&api, &by_day[0]).await.is_empty(),
+        "not before 06:00"
+    );
+    // 06:00: the 5th's customers get March.
+    api.clock.set_ms(jakarta_ms("2026-02-04", 6, 0));
+    let made = wait_for_invoices(&api, &by_day[0], 1).await;
+    assert_eq!(made[0]["period"], "2026-03");
+    assert!(invoices_of(&api, &by_day[1]).await.is_empty());
+    // Every node down for two days: on the 7th at 07:00, the runs of the 5th, 6th and 7th
+    // happen, each once (customers of the 6th, 7th and 8th).
+    api.clock.set_ms(jakarta_ms("2026-02-07", 7, 0));
+    for customer in &by_day[1..] {
+        let made = wait_for_invoices(&api, customer, 1).await;
+        assert_eq!(made[0]["period"], "2026-03");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for customer in &by_day {
+        assert_eq!(invoices_of(&api, customer).await.len(), 1, "{customer}");
+    }
 }

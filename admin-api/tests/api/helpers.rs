@@ -166,6 +166,13 @@ impl TestApi {
                 sweep_interval: std::time::Duration::from_millis(50),
                 ..Default::default()
             },
+            // A quick billing sweep, so a daily run shows soon after the clock passes its
+            // hour, and webhooks go out at once.
+            billing: gema_gateway::billing::BillingSettings {
+                sweep_interval: std::time::Duration::from_millis(50),
+                webhook_retry_base: std::time::Duration::from_millis(100),
+                ..Default::default()
+            },
             ..GatewaySettings::default()
         };
         let gateway = match store {
