@@ -19,7 +19,8 @@ use time::OffsetDateTime;
 
 use crate::db::{Param, query, query_as};
 use crate::{
-    AdjustmentType, BillingFinanceStore, Db, FinanceInvoice, FinanceInvoiceFilter, InvoiceSelection, LedgerEntry, LedgerEntryType, Page, PageRequest, ReconciliationOutcome,
+    AdjustmentType, BillingFinanceStore, Db, FinanceInvoice, FinanceInvoiceFilter,
+    InvoiceSelection, LedgerEntry, LedgerEntryType, Page, PageRequest, ReconciliationOutcome,
     ReconciliationRow, SettlementAdjustment, StoreError, StoreResult, Transaction,
     TransactionStatus,
 };
