@@ -103,6 +103,7 @@ pub use views::health::{Check, CheckStatus};
         (name = "transactions"), (name = "ledger"),
         (name = "reconciliation", description = "Providers' reports matched against Gema's transactions"),
         (name = "exports", description = "CSV exports run as jobs: queue, poll, download"),
+        (name = "billing", description = "Subscription billing: merchants' billing settings and logo, billing finance and its exports. The public receipt page is /r/{token}, outside this API"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
         (name = "users"), (name = "audit"), (name = "api tokens"),
         (name = "cluster", description = "The gateway nodes sharing this database"),
@@ -155,7 +156,23 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(settlement_routes())
         .merge(reconciliation_routes())
         .merge(export_routes())
+        .merge(billing_finance_routes())
         .merge(people_routes())
+}
+
+/// Billing settings (with the logo) and billing finance (`routes/billing_finance.rs`).
+fn billing_finance_routes() -> OpenApiRouter<AppState> {
+    use routes::billing_finance as b;
+    OpenApiRouter::new()
+        .routes(routes!(b::settings, b::put_settings))
+        .routes(routes!(b::logo, b::put_logo, b::delete_logo))
+        .routes(routes!(b::summary))
+        .routes(routes!(b::revenue))
+        .routes(routes!(b::customer_growth))
+        .routes(routes!(b::invoices))
+        .routes(routes!(b::create_export))
+        .routes(routes!(b::export))
+        .routes(routes!(b::download_export))
 }
 
 /// Merchant payouts (`routes/settlement.rs`): bank accounts, payout settings, batches,
@@ -298,6 +315,7 @@ pub fn router(state: AppState) -> Router {
         authz::limit_public,
     ));
     api.merge(health)
+        .merge(routes::receipts::router(state.clone()))
         .route(
             "/api/v1/openapi.json",
             get(move || {

@@ -10,12 +10,14 @@
 //! document are the type names, so renaming a type here changes the document.
 
 pub mod audit;
+pub mod billing_finance;
 pub mod cluster;
 pub mod device_ops;
 pub mod exports;
 pub mod health;
 pub mod payments;
 pub mod people;
+pub mod receipts;
 pub mod reconciliation;
 pub mod registry;
 pub mod settlement;
