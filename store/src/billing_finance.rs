@@ -560,7 +560,9 @@ impl BillingFinanceStore for Db {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> StoreResult<(i64, i64)> {
-        let mut params: Vec<Param<'_>> = vec![from.into(), to.into()];
+        // In UTC, as every instant is written: SQLite compares the text.
+        let utc = time::UtcOffset::UTC;
+        let mut params: Vec<Param<'_>> = vec![from.to_offset(utc).into(), to.to_offset(utc).into()];
         let mut sql = String::from(
             "SELECT COUNT(*), CAST(COALESCE(SUM(total_amount), 0) AS BIGINT) \
              FROM billing_invoices WHERE status = 'paid' AND paid_at >= $1 AND paid_at < $2",

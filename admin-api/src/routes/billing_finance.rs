@@ -34,7 +34,7 @@ pub async fn settings(
 
 #[utoipa::path(put, path = "/merchants/{id}/billing-settings", tag = "billing",
     params(("id" = String, Path)), request_body = PutBillingSettings,
-    responses((status = 200, body = BillingSettings), (status = 400, body = ErrorBody),
+    responses((status = 200, body = BillingSettings), (status = 422, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn put_settings(
     State(state): State<AppState>,
@@ -81,7 +81,7 @@ pub(crate) fn image_response(logo: gema_store::BillingLogo, cache: &'static str)
     request_body(content = Vec<u8>, content_type = "image/png",
         description = "The image's bytes, as image/png or image/jpeg"),
     responses((status = 200, body = BillingSettings),
-        (status = 400, description = "Not the PNG or JPEG its content type names, or its dimensions are out of range (field `logo`)", body = ErrorBody),
+        (status = 422, description = "Not the PNG or JPEG its content type names, or its dimensions are out of range (field `logo`)", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 413, description = "Larger than the logo limit (field `logo`)", body = ErrorBody)))]
 pub async fn put_logo(
@@ -130,7 +130,7 @@ fn period(query: &FinanceQuery) -> Result<Option<FinancePeriod>, GatewayError> {
 }
 
 #[utoipa::path(get, path = "/billing/finance/summary", tag = "billing", params(FinanceQuery),
-    responses((status = 200, body = FinanceSummary), (status = 400, body = ErrorBody),
+    responses((status = 200, body = FinanceSummary), (status = 422, body = ErrorBody),
         (status = 404, description = "A merchant user asked for another merchant", body = ErrorBody)))]
 pub async fn summary(
     State(state): State<AppState>,
@@ -146,7 +146,7 @@ pub async fn summary(
 }
 
 #[utoipa::path(get, path = "/billing/finance/revenue", tag = "billing", params(MonthsQuery),
-    responses((status = 200, body = Revenue), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Revenue), (status = 422, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn revenue(
     State(state): State<AppState>,
@@ -163,7 +163,7 @@ pub async fn revenue(
 
 #[utoipa::path(get, path = "/billing/finance/customer-growth", tag = "billing",
     params(MonthsQuery),
-    responses((status = 200, body = CustomerGrowth), (status = 400, body = ErrorBody),
+    responses((status = 200, body = CustomerGrowth), (status = 422, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn customer_growth(
     State(state): State<AppState>,
@@ -180,7 +180,7 @@ pub async fn customer_growth(
 
 #[utoipa::path(get, path = "/billing/finance/invoices", tag = "billing",
     params(PageParams, FinanceQuery),
-    responses((status = 200, body = FinanceInvoices), (status = 400, body = ErrorBody),
+    responses((status = 200, body = FinanceInvoices), (status = 422, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn invoices(
     State(state): State<AppState>,
@@ -208,7 +208,7 @@ pub async fn invoices(
 #[utoipa::path(post, path = "/billing/finance/exports", tag = "billing",
     request_body = CreateBillingExport,
     responses((status = 202, description = "Queued; follow it at /billing/finance/exports/{id}", body = ExportJob),
-        (status = 400, body = ErrorBody),
+        (status = 422, body = ErrorBody),
         (status = 404, description = "A merchant user asked for another merchant", body = ErrorBody)))]
 pub async fn create_export(
     State(state): State<AppState>,

@@ -183,8 +183,14 @@ impl TestApi {
         let csv = headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"));
+        // Images and HTML pages (billing logos, receipts) as lossy text.
+        let other = headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"image/") || v.as_bytes().starts_with(b"text/html")
+        });
         let body = if bytes.is_empty() {
             Value::Null
+        } else if other {
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
         } else if csv {
             // A CSV answer (payout reports) as one string.
             Value::String(String::from_utf8(bytes.to_vec()).expect("CSV is UTF-8"))
