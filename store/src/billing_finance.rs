@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 
 use crate::billing::InvoiceStatus;
 use crate::db::{Param, query, query_as};
-use crate::{Db, Page, PageRequest, StoreError, StoreResult};
+use crate::settlement::merchant_exists;
+use crate::{Db, Page, PageRequest, StoreResult};
 
 /// A merchant's billing settings as shown: never the webhook secret, never the logo bytes.
 /// A merchant without a row has the defaults (every receipt field shown, nothing else set).
@@ -273,17 +274,6 @@ const SETTINGS_COLUMNS: &str = "merchant_id, business_name, bank_details, \
     receipt_show_package, receipt_show_discount, receipt_show_method, auto_isolate_days, \
     isolation_webhook_url, isolation_webhook_secret IS NOT NULL AS has_isolation_webhook_secret, \
     updated_at";
-
-async fn merchant_exists(tx: &mut crate::Tx, id: &str) -> StoreResult<()> {
-    let found: Option<(String,)> = query_as("SELECT id FROM merchants WHERE id = $1")
-        .bind(id)
-        .fetch_optional(tx)
-        .await?;
-    match found {
-        Some(_) => Ok(()),
-        None => Err(StoreError::not_found("merchant", id)),
-    }
-}
 
 /// The conditions of an invoice selection on `billing_invoices` as `alias`, numbered after
 /// `params`.

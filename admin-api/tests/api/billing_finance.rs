@@ -11,10 +11,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use gema_gateway::testing::eventually;
 use gema_store::{BillingFixture, InvoiceFixture};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use time::macros::datetime;
-use tower::ServiceExt;
 
 use crate::helpers::{Reply, TestApi, assert_envelope, field};
 
@@ -60,12 +58,7 @@ pub(crate) async fn put_logo(
 
 /// A public GET (no token): status, headers, body bytes.
 async fn public_get(api: &TestApi, path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let request = Request::get(path).body(Body::empty()).unwrap();
-    let response = api.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, bytes.to_vec())
+    api.get_bytes(None, path).await
 }
 
 fn customer(merchant: &str, name: &str, price: i64, discount: i64) -> BillingFixture {
@@ -666,19 +659,17 @@ async fn until_done(api: &TestApi, token: &str, id: &str) -> Value {
 }
 
 async fn download(api: &TestApi, token: &str, id: &str) -> (StatusCode, String, Vec<u8>) {
-    let request = Request::get(format!("/api/v1/billing/finance/exports/{id}/download"))
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    let response = api.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
+    let (status, headers, bytes) = api
+        .get_bytes(
+            Some(token),
+            &format!("/api/v1/billing/finance/exports/{id}/download"),
+        )
+        .await;
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, bytes.to_vec())
+    (status, content_type, bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -226,6 +226,29 @@ impl TestApi {
         self.send(request).await
     }
 
+    /// A GET as `token` (or without one) whose answer is kept as bytes (files, images,
+    /// HTML pages): status, headers, body.
+    pub async fn get_bytes(
+        &self,
+        token: Option<&str>,
+        path: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut builder = Request::get(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(builder.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, bytes.to_vec())
+    }
+
     /// The directory holding the test's database files.
     pub fn dir(&self) -> &std::path::Path {
         self.gateway.dir()
