@@ -1,6 +1,9 @@
 //! Gema's admin HTTP API (axum). **API Boundary**: the JSON shapes in [`views`] and the
 //! error envelope in [`error`] are a contract with operators' tools and the CLI.
 //!
+//! The public receipt pages (`/r/{token}`, `routes/receipts.rs`) are HTML outside
+//! `/api/v1`: no token, no rule, not in the OpenAPI document.
+//!
 //! Routes live under `/api/v1` and need a bearer token (a user's access token or an API
 //! token) whose role the permission matrix allows ([`authz`]); `/health`, `/health/deep`,
 //! `/api/v1/openapi.json`, login and refresh are public, and provider callbacks
