@@ -176,7 +176,7 @@ impl Billing {
     }
 
     /// The figures of `period` (this Jakarta month when `None`).
-    #[tracing::instrument(skip_all, fields(merchant_id))]
+    #[tracing::instrument(skip_all, fields(merchant_id = ?merchant_id))]
     pub async fn finance_summary(
         &self,
         merchant_id: Option<&str>,
@@ -236,7 +236,7 @@ impl Billing {
 
     /// What was paid in each of the last `months` Jakarta months (this one included),
     /// oldest first, zeros included.
-    #[tracing::instrument(skip_all, fields(merchant_id, months))]
+    #[tracing::instrument(skip_all, fields(merchant_id = ?merchant_id, months = months))]
     pub async fn finance_revenue(
         &self,
         merchant_id: Option<&str>,
@@ -267,7 +267,7 @@ impl Billing {
 
     /// New customers in each of the last `months` months (by register date) and the
     /// running total, oldest first.
-    #[tracing::instrument(skip_all, fields(merchant_id, months))]
+    #[tracing::instrument(skip_all, fields(merchant_id = ?merchant_id, months = months))]
     pub async fn finance_customer_growth(
         &self,
         merchant_id: Option<&str>,

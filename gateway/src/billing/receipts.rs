@@ -404,7 +404,7 @@ impl Billing {
         Ok(self.store.billing_settings(merchant_id).await?)
     }
 
-    #[tracing::instrument(skip_all, fields(merchant_id))]
+    #[tracing::instrument(skip_all, fields(merchant_id = %merchant_id))]
     pub async fn put_merchant_settings(
         &self,
         merchant_id: &str,
@@ -417,7 +417,7 @@ impl Billing {
             .await?)
     }
 
-    #[tracing::instrument(skip_all, fields(merchant_id, bytes = bytes.len()))]
+    #[tracing::instrument(skip_all, fields(merchant_id = %merchant_id, bytes = bytes.len()))]
     pub async fn put_logo(
         &self,
         merchant_id: &str,
