@@ -165,6 +165,18 @@ fn concrete(path: &str, scope: Scope, a: &Rows, some_user: &str) -> String {
 fn intended(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const MONEY: &[&str] = &["admin:admin", "admin:finance"];
     match (method, path) {
+        (_, p) if p.starts_with("/api/v1/billing/finance") => Some(&[
+            "admin:admin",
+            "admin:finance",
+            "merchant:owner",
+            "merchant:finance",
+        ]),
+        (_, p) if p.ends_with("/billing-settings") => {
+            Some(&["admin:admin", "admin:ops", "merchant:owner"])
+        }
+        (m, p) if m != "GET" && p.ends_with("/billing-logo") => {
+            Some(&["admin:admin", "admin:ops", "merchant:owner"])
+        }
         (_, p) if p.contains("/credentials/") => Some(&["admin:admin", "admin:ops"]),
         (_, p) if p.starts_with("/api/v1/users") => Some(&["admin:admin"]),
         (_, p) if p.starts_with("/api/v1/api-tokens") => Some(&["admin:admin"]),
