@@ -173,6 +173,18 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/exports", G(A::ExportJobs, S::None)),
     ("GET", "/api/v1/exports/{id}", G(A::ExportJobs, S::None)),
     ("GET", "/api/v1/exports/{id}/download", G(A::ExportJobs, S::None)),
+    ("GET", "/api/v1/merchants/{id}/billing-settings", G(A::BillingSettings, S::Merchant)),
+    ("PUT", "/api/v1/merchants/{id}/billing-settings", G(A::BillingSettings, S::Merchant)),
+    ("GET", "/api/v1/merchants/{id}/billing-logo", G(A::BillingRead, S::Merchant)),
+    ("PUT", "/api/v1/merchants/{id}/billing-logo", G(A::BillingSettings, S::Merchant)),
+    ("DELETE", "/api/v1/merchants/{id}/billing-logo", G(A::BillingSettings, S::Merchant)),
+    ("GET", "/api/v1/billing/finance/summary", G(A::BillingFinance, S::None)),
+    ("GET", "/api/v1/billing/finance/revenue", G(A::BillingFinance, S::None)),
+    ("GET", "/api/v1/billing/finance/customer-growth", G(A::BillingFinance, S::None)),
+    ("GET", "/api/v1/billing/finance/invoices", G(A::BillingFinance, S::None)),
+    ("POST", "/api/v1/billing/finance/exports", G(A::BillingFinance, S::None)),
+    ("GET", "/api/v1/billing/finance/exports/{id}", G(A::BillingFinance, S::None)),
+    ("GET", "/api/v1/billing/finance/exports/{id}/download", G(A::BillingFinance, S::None)),
     ("POST", "/api/v1/payments/midtrans/notification", Rule::Provider),
     ("POST", "/api/v1/payments/xendit/callback", Rule::Provider),
     ("POST", "/api/v1/payments/callback", Rule::Provider),
@@ -457,12 +469,21 @@ impl AuditedRun {
 
 /// The row a write is about to change, as the API shows it, for the audit row's `before`.
 async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_json::Value> {
+    use crate::views::billing_finance::BillingSettings;
     use crate::views::payments::Transaction;
     use crate::views::registry::{Device, Merchant, Outlet, Terminal};
     use crate::views::settlement::{BankAccount, Batch};
     let id = path.split('/').nth(4)?;
     let value = match scope {
         Scope::None => return None,
+        // The settings as the API shows them: no webhook secret, no logo bytes.
+        Scope::Merchant
+            if path.ends_with("/billing-settings") || path.ends_with("/billing-logo") =>
+        {
+            serde_json::to_value(BillingSettings::from(
+                state.billing.merchant_settings(id).await.ok()?,
+            ))
+        }
         Scope::Merchant if path.ends_with("/bank-account") => serde_json::to_value(
             BankAccount::new(state.settlement.bank_account(id).await.ok()?, false),
         ),

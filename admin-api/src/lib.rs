@@ -1,6 +1,9 @@
 //! Gema's admin HTTP API (axum). **API Boundary**: the JSON shapes in [`views`] and the
 //! error envelope in [`error`] are a contract with operators' tools and the CLI.
 //!
+//! The public receipt pages (`/r/{token}`, `routes/receipts.rs`) are HTML outside
+//! `/api/v1`: no token, no rule, not in the OpenAPI document.
+//!
 //! Routes live under `/api/v1` and need a bearer token (a user's access token or an API
 //! token) whose role the permission matrix allows ([`authz`]); `/health`, `/health/deep`,
 //! `/api/v1/openapi.json`, login and refresh are public, and provider callbacks
@@ -101,9 +104,9 @@ pub use views::health::{Check, CheckStatus};
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
         (name = "device operations", description = "Health, heartbeats, config push, message trace"),
         (name = "transactions"), (name = "ledger"),
-        (name = "billing", description = "Merchants' subscription customers: packages, customers, prepaid invoices"),
         (name = "reconciliation", description = "Providers' reports matched against Gema's transactions"),
         (name = "exports", description = "CSV exports run as jobs: queue, poll, download"),
+        (name = "billing", description = "Subscription billing: packages, customers, prepaid invoices, merchants' billing settings and logo, billing finance and its exports. The public receipt page is /r/{token}, outside this API"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
         (name = "users"), (name = "audit"), (name = "api tokens"),
         (name = "cluster", description = "The gateway nodes sharing this database"),
@@ -157,7 +160,23 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(billing_routes())
         .merge(reconciliation_routes())
         .merge(export_routes())
+        .merge(billing_finance_routes())
         .merge(people_routes())
+}
+
+/// Billing settings (with the logo) and billing finance (`routes/billing_finance.rs`).
+fn billing_finance_routes() -> OpenApiRouter<AppState> {
+    use routes::billing_finance as b;
+    OpenApiRouter::new()
+        .routes(routes!(b::settings, b::put_settings))
+        .routes(routes!(b::logo, b::put_logo, b::delete_logo))
+        .routes(routes!(b::summary))
+        .routes(routes!(b::revenue))
+        .routes(routes!(b::customer_growth))
+        .routes(routes!(b::invoices))
+        .routes(routes!(b::create_export))
+        .routes(routes!(b::export))
+        .routes(routes!(b::download_export))
 }
 
 /// Merchant payouts (`routes/settlement.rs`): bank accounts, payout settings, batches,
@@ -320,6 +339,7 @@ pub fn router(state: AppState) -> Router {
         authz::limit_public,
     ));
     api.merge(health)
+        .merge(routes::receipts::router(state.clone()))
         .route(
             "/api/v1/openapi.json",
             get(move || {

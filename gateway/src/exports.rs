@@ -18,6 +18,10 @@
 //! directory must be shared (the file is written by the node that ran the job, and
 //! downloaded from any).
 //!
+//! Billing invoice exports end with three summary rows (`TOTAL`, `PAID`, `UNPAID`: count
+//! and amount), and `billing_invoices_xlsx` writes an XLSX workbook instead of CSV
+//! (`<id>.xlsx`; `billing::finance::XlsxSheet`).
+//!
 //! Adding a kind: a variant and its rows in `gema_store::exports`, and here its columns
 //! ([`header`]) and one record per row (`write_rows`), plus which filters it takes
 //! (`check_filter`).
@@ -183,7 +187,7 @@ impl Exports {
                 });
             }
         }
-        let path = self.path(id, false);
+        let path = self.path(id, job.kind, false);
         if tokio::fs::metadata(&path).await.is_err() {
             return Err(GatewayError::Internal(format!(
                 "export {id} is done but {} is missing on this node (ran on {:?})",
@@ -194,11 +198,12 @@ impl Exports {
         Ok((job, path))
     }
 
-    fn path(&self, id: &str, part: bool) -> PathBuf {
+    fn path(&self, id: &str, kind: ExportKind, part: bool) -> PathBuf {
+        let extension = file_extension(kind);
         let name = if part {
-            format!("{id}.csv.part")
+            format!("{id}.{extension}.part")
         } else {
-            format!("{id}.csv")
+            format!("{id}.{extension}")
         };
         self.inner.settings.dir.join(name)
     }
@@ -266,12 +271,12 @@ impl Exports {
 
     #[tracing::instrument(skip_all, fields(export_id = %job.id, kind = job.kind.as_str(), attempt = job.attempts))]
     async fn run_job(&self, job: ExportJob) {
-        let part = self.path(&job.id, true);
+        let part = self.path(&job.id, job.kind, true);
         let store = &self.inner.store;
         let node = &self.inner.node;
         match self.write_file(&job, &part).await {
             Ok((rows, bytes)) => {
-                let target = self.path(&job.id, false);
+                let target = self.path(&job.id, job.kind, false);
                 if let Err(err) = tokio::fs::rename(&part, &target).await {
                     self.fail(&job, &part, format!("renaming the file: {err}"))
                         .await;
@@ -342,6 +347,9 @@ impl Exports {
         tokio::fs::create_dir_all(&settings.dir)
             .await
             .map_err(io("creating the exports directory"))?;
+        if job.kind == ExportKind::BillingInvoicesXlsx {
+            return self.write_xlsx(job, &filter, part).await;
+        }
         let mut file = tokio::fs::File::create(part)
             .await
             .map_err(io("creating the file"))?;
@@ -393,8 +401,73 @@ impl Exports {
                 None => break,
             }
         }
+        if job.kind.is_billing_invoices() {
+            let summary = encoder
+                .billing_summary()
+                .map_err(|e| Stop::Failed(e.to_string()))?;
+            file.write_all(&summary)
+                .await
+                .map_err(io("writing the file"))?;
+            bytes += summary.len() as i64;
+        }
         file.flush().await.map_err(io("writing the file"))?;
         file.sync_all().await.map_err(io("syncing the file"))?;
+        Ok((done, bytes))
+    }
+
+    /// A billing invoice export as an XLSX workbook: one sheet, [`header`]'s columns, the
+    /// pages' rows, then the summary rows. The worksheet runs in constant-memory mode (each
+    /// row goes to a temporary file in the exports directory as it is written), so like a
+    /// CSV export it never holds all its rows.
+    async fn write_xlsx(
+        &self,
+        job: &ExportJob,
+        filter: &ExportFilter,
+        part: &Path,
+    ) -> Result<(i64, i64), Stop> {
+        let settings = &self.inner.settings;
+        let store = &self.inner.store;
+        let xlsx =
+            |err: rust_xlsxwriter::XlsxError| Stop::Failed(format!("writing the XLSX: {err}"));
+        let mut sheet = XlsxSheet::new(&settings.dir, header(job.kind)).map_err(xlsx)?;
+        let mut totals = BillingTotals::default();
+        let mut done: i64 = 0;
+        let mut reported: i64 = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let rows = store
+                .export_rows(job.kind, filter, after.as_deref(), settings.page_rows)
+                .await?;
+            let ExportRows::BillingInvoices(invoices) = &rows else {
+                return Err(Stop::Failed(format!(
+                    "{} rows of another kind",
+                    job.kind.as_str()
+                )));
+            };
+            for invoice in invoices {
+                totals.add(invoice);
+                sheet
+                    .invoice(invoice, |t| format_time(Some(t)))
+                    .map_err(xlsx)?;
+            }
+            done += rows.len() as i64;
+            if done - reported >= settings.progress_every_rows {
+                self.progress(job, done, None).await?;
+                reported = done;
+            }
+            if rows.len() < settings.page_rows as usize {
+                break;
+            }
+            after = rows.last_id();
+        }
+        for line in totals.lines() {
+            sheet.summary(&line).map_err(xlsx)?;
+        }
+        let path = part.to_owned();
+        let bytes = tokio::task::spawn_blocking(move || sheet.save(&path))
+            .await
+            .map_err(|err| Stop::Failed(format!("writing the XLSX: {err}")))?
+            .map_err(xlsx)?;
         Ok((done, bytes))
     }
 
@@ -419,7 +492,7 @@ impl Exports {
         let due = self.inner.store.exports_due_to_expire(now_ms, 500).await?;
         let mut expired = Vec::with_capacity(due.len());
         for job in due {
-            match tokio::fs::remove_file(self.path(&job.id, false)).await {
+            match tokio::fs::remove_file(self.path(&job.id, job.kind, false)).await {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => {
@@ -479,6 +552,27 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
                 }
             }
         }
+        ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
+            for (field, given) in [
+                ("from", filter.from.is_some()),
+                ("to", filter.to.is_some()),
+                ("status", filter.status.is_some()),
+                ("entry_type", filter.entry_type.is_some()),
+                ("adjustment_type", filter.adjustment_type.is_some()),
+                ("run_id", filter.run_id.is_some()),
+                ("outcome", filter.outcome.is_some()),
+            ] {
+                if given {
+                    return refuse(field);
+                }
+            }
+            crate::billing::finance::check_export_periods(
+                filter.period_from.as_deref(),
+                filter.period_to.as_deref(),
+            )?;
+        }
+        _ if filter.period_from.is_some() => return refuse("period_from"),
+        _ if filter.period_to.is_some() => return refuse("period_to"),
         _ if filter.run_id.is_some() => return refuse("run_id"),
         _ if filter.outcome.is_some() => return refuse("outcome"),
         _ => {}
@@ -500,14 +594,100 @@ const JAKARTA_TIME: &[FormatItem<'static>] =
 struct Encoder {
     number: String,
     time: Vec<u8>,
+    /// A billing export's running totals, for its summary rows.
+    billing: BillingTotals,
 }
+
+/// The file name's extension of a kind's export.
+pub fn file_extension(kind: ExportKind) -> &'static str {
+    match kind {
+        ExportKind::BillingInvoicesXlsx => "xlsx",
+        _ => "csv",
+    }
+}
+
+/// A time as the export files write it: Asia/Jakarta with the offset, no fraction.
+fn format_time(value: Option<OffsetDateTime>) -> String {
+    value
+        .and_then(|t| t.to_offset(JAKARTA).format(JAKARTA_TIME).ok())
+        .unwrap_or_default()
+}
+
+/// What a billing export's rows add up to: its summary rows (total, paid, unpaid).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BillingTotals {
+    invoices: i64,
+    billed: i64,
+    paid_invoices: i64,
+    paid: i64,
+}
+
+/// One summary row: its label (in the first column), how many invoices, their amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SummaryLine {
+    pub label: &'static str,
+    pub invoices: i64,
+    pub amount: i64,
+}
+
+impl BillingTotals {
+    pub(crate) fn add(&mut self, invoice: &gema_store::FinanceInvoice) {
+        self.invoices += 1;
+        self.billed = self.billed.saturating_add(invoice.total_amount);
+        if invoice.status == gema_store::billing::InvoiceStatus::Paid {
+            self.paid_invoices += 1;
+            self.paid = self.paid.saturating_add(invoice.total_amount);
+        }
+    }
+
+    /// `TOTAL`, `PAID` and `UNPAID`, after the rows.
+    pub(crate) fn lines(&self) -> [SummaryLine; 3] {
+        [
+            SummaryLine {
+                label: "TOTAL",
+                invoices: self.invoices,
+                amount: self.billed,
+            },
+            SummaryLine {
+                label: "PAID",
+                invoices: self.paid_invoices,
+                amount: self.paid,
+            },
+            SummaryLine {
+                label: "UNPAID",
+                invoices: self.invoices - self.paid_invoices,
+                amount: self.billed - self.paid,
+            },
+        ]
+    }
+}
+
+/// Where a billing row's summary values go: the label in the first column, the count in
+/// the customer column, the amount in the amount column.
+pub(crate) const SUMMARY_COUNT_COLUMN: usize = 2;
+pub(crate) const SUMMARY_AMOUNT_COLUMN: usize = 6;
 
 impl Encoder {
     fn new() -> Self {
         Encoder {
             number: String::new(),
             time: Vec::new(),
+            billing: BillingTotals::default(),
         }
+    }
+
+    /// The summary rows of a billing export.
+    fn billing_summary(&mut self) -> csv::Result<Vec<u8>> {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        let width = header(ExportKind::BillingInvoices).len();
+        for line in self.billing.lines() {
+            let mut record = vec![String::new(); width];
+            record[0] = line.label.to_owned();
+            record[SUMMARY_COUNT_COLUMN] = format!("{} invoices", line.invoices);
+            record[SUMMARY_AMOUNT_COLUMN] = line.amount.to_string();
+            out.write_record(&record)?;
+        }
+        out.into_inner().map_err(|e| e.into_error().into())
     }
 
     fn header(&mut self, kind: ExportKind) -> csv::Result<Vec<u8>> {
@@ -537,6 +717,84 @@ impl Encoder {
                 .format_into(&mut self.time, JAKARTA_TIME);
         }
         &self.time
+    }
+}
+
+/// A billing export's workbook, written row by row in constant-memory mode.
+struct XlsxSheet {
+    workbook: rust_xlsxwriter::Workbook,
+    row: u32,
+}
+
+impl XlsxSheet {
+    fn new(dir: &Path, columns: &[&str]) -> Result<Self, rust_xlsxwriter::XlsxError> {
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        workbook.set_tempdir(dir)?;
+        let sheet = workbook.add_worksheet_with_constant_memory()?;
+        for (col, name) in (0u16..).zip(columns) {
+            sheet.write_string(0, col, *name)?;
+        }
+        Ok(XlsxSheet { workbook, row: 1 })
+    }
+
+    fn sheet(&mut self) -> Result<&mut rust_xlsxwriter::Worksheet, rust_xlsxwriter::XlsxError> {
+        self.workbook.worksheet_from_index(0)
+    }
+
+    /// Text, defused as in the CSV files (a spreadsheet never runs it as a formula).
+    fn text(&mut self, col: u16, value: &str) -> Result<(), rust_xlsxwriter::XlsxError> {
+        let row = self.row;
+        if !value.is_empty() {
+            self.sheet()?
+                .write_string(row, col, defuse(value).as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Integer rupiah as a number cell. A cell's number is an f64, exact for every amount
+    /// below 2^53 rupiah; nothing is computed with it.
+    fn amount(&mut self, col: u16, value: i64) -> Result<(), rust_xlsxwriter::XlsxError> {
+        let row = self.row;
+        self.sheet()?.write_number(row, col, value as f64)?;
+        Ok(())
+    }
+
+    fn invoice(
+        &mut self,
+        r: &gema_store::FinanceInvoice,
+        time: impl Fn(OffsetDateTime) -> String,
+    ) -> Result<(), rust_xlsxwriter::XlsxError> {
+        self.text(0, &r.id)?;
+        self.text(1, &r.merchant_id)?;
+        self.text(2, &r.customer_name)?;
+        self.text(3, &r.period)?;
+        self.text(4, &r.due_date)?;
+        self.text(5, &r.package_name)?;
+        self.amount(6, r.total_amount)?;
+        self.text(7, r.status.as_str())?;
+        self.text(8, &r.paid_at.map(time).unwrap_or_default())?;
+        self.text(9, r.paid_by.as_deref().unwrap_or(""))?;
+        self.text(10, r.payment_method.as_deref().unwrap_or(""))?;
+        self.row += 1;
+        Ok(())
+    }
+
+    fn summary(&mut self, line: &SummaryLine) -> Result<(), rust_xlsxwriter::XlsxError> {
+        self.text(0, line.label)?;
+        self.text(
+            SUMMARY_COUNT_COLUMN as u16,
+            &format!("{} invoices", line.invoices),
+        )?;
+        self.amount(SUMMARY_AMOUNT_COLUMN as u16, line.amount)?;
+        self.row += 1;
+        Ok(())
+    }
+
+    /// Writes the file; returns its size.
+    fn save(mut self, path: &Path) -> Result<i64, rust_xlsxwriter::XlsxError> {
+        self.workbook.save(path)?;
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Ok(i64::try_from(bytes).unwrap_or(i64::MAX))
     }
 }
 
@@ -593,6 +851,19 @@ pub fn header(kind: ExportKind) -> &'static [&'static str] {
             "amount",
             "reason",
             "created_by",
+        ],
+        ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => &[
+            "invoice_id",
+            "merchant_id",
+            "customer_name",
+            "period",
+            "due_date",
+            "package",
+            "total_amount",
+            "status",
+            "paid_at",
+            "paid_by",
+            "payment_method",
         ],
     }
 }
@@ -660,6 +931,23 @@ fn write_rows(
                 out.write_field(enc.time(r.report_paid_at))?;
                 out.write_field(defuse(r.transaction_id.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_field(defuse(r.reason.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_record(None::<&[u8]>)?;
+            }
+        }
+        ExportRows::BillingInvoices(rows) => {
+            for r in rows {
+                enc.billing.add(r);
+                out.write_field(defuse(&r.id).as_bytes())?;
+                out.write_field(defuse(&r.merchant_id).as_bytes())?;
+                out.write_field(defuse(&r.customer_name).as_bytes())?;
+                out.write_field(defuse(&r.period).as_bytes())?;
+                out.write_field(defuse(&r.due_date).as_bytes())?;
+                out.write_field(defuse(&r.package_name).as_bytes())?;
+                out.write_field(enc.int(r.total_amount))?;
+                out.write_field(r.status.as_str())?;
+                out.write_field(enc.time(r.paid_at))?;
+                out.write_field(defuse(r.paid_by.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(r.payment_method.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_record(None::<&[u8]>)?;
             }
         }

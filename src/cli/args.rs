@@ -80,8 +80,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// What to export: ledger_entries, transactions, settlement_adjustments or
-    /// reconciliation_rows (of one run: --run).
+    /// What to export: ledger_entries, transactions, settlement_adjustments,
+    /// reconciliation_rows (of one run: --run), billing_invoices or billing_invoices_xlsx
+    /// (by --period-from/--period-to).
     pub kind: String,
     /// Only this merchant's rows.
     #[arg(long)]
@@ -109,6 +110,12 @@ pub struct ExportArgs {
     /// missing_in_gema, missing_in_report or malformed.
     #[arg(long)]
     pub outcome: Option<String>,
+    /// Billing invoices only: the first invoice period included (YYYY-MM).
+    #[arg(long)]
+    pub period_from: Option<String>,
+    /// Billing invoices only: the last invoice period included (YYYY-MM).
+    #[arg(long)]
+    pub period_to: Option<String>,
     /// Wait for the job (a progress bar on stderr), then download the file.
     #[arg(long)]
     pub wait: bool,

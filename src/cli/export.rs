@@ -26,6 +26,8 @@ pub async fn run_export(api: ApiArgs, args: ExportArgs) -> Result<String, Client
         "adjustment_type": args.adjustment_type,
         "run_id": args.run,
         "outcome": args.outcome,
+        "period_from": args.period_from,
+        "period_to": args.period_to,
     });
     let job = client
         .call(Method::POST, "/exports", &[], Some(strip_nulls(body)))
@@ -46,9 +48,14 @@ pub async fn run_export(api: ApiArgs, args: ExportArgs) -> Result<String, Client
             ),
         });
     }
+    let extension = if job["kind"] == "billing_invoices_xlsx" {
+        "xlsx"
+    } else {
+        "csv"
+    };
     let target = args
         .output
-        .unwrap_or_else(|| PathBuf::from(format!("{id}.csv")));
+        .unwrap_or_else(|| PathBuf::from(format!("{id}.{extension}")));
     let bytes = client
         .download(&format!("/exports/{id}/download"), &target)
         .await?;

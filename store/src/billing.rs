@@ -580,7 +580,7 @@ async fn change_status(
             query(
                 "INSERT INTO billing_webhooks (id, merchant_id, customer_id, event, url, body, \
                  status, attempts, next_attempt_ms, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $8)",
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $7)",
             )
             .bind(&webhook_id)
             .bind(&after.merchant_id)
@@ -588,7 +588,7 @@ async fn change_status(
             .bind(event)
             .bind(url)
             .bind(body)
-            .bind(at.unix_timestamp() * 1000)
+            // Due at once (whatever clock the sender keeps).
             .bind(at)
             .execute(tx.exec())
             .await?;

@@ -19,7 +19,8 @@ use time::OffsetDateTime;
 
 use crate::db::{Param, query, query_as};
 use crate::{
-    AdjustmentType, Db, LedgerEntry, LedgerEntryType, Page, PageRequest, ReconciliationOutcome,
+    AdjustmentType, BillingFinanceStore, Db, FinanceInvoice, FinanceInvoiceFilter,
+    InvoiceSelection, LedgerEntry, LedgerEntryType, Page, PageRequest, ReconciliationOutcome,
     ReconciliationRow, SettlementAdjustment, StoreError, StoreResult, Transaction,
     TransactionStatus,
 };
@@ -32,6 +33,10 @@ string_enum!(
         SettlementAdjustments = "settlement_adjustments",
         /// One reconciliation run's rows (its `run_id` filter is required), in their order.
         ReconciliationRows = "reconciliation_rows",
+        /// Billing invoices (the finance detail table) by period, with a summary row.
+        BillingInvoices = "billing_invoices",
+        /// The same as an XLSX workbook.
+        BillingInvoicesXlsx = "billing_invoices_xlsx",
     }
 );
 
@@ -56,7 +61,16 @@ impl ExportKind {
             ExportKind::SettlementAdjustments => "sadj",
             // Refused by the gateway: a run's rows have no time of their own.
             ExportKind::ReconciliationRows => "",
+            ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => "binv",
         }
+    }
+
+    /// The billing invoice kinds: selected by period, not by id time.
+    pub fn is_billing_invoices(self) -> bool {
+        matches!(
+            self,
+            ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx
+        )
     }
 }
 
@@ -82,6 +96,10 @@ pub struct ExportFilter {
     pub run_id: Option<String>,
     /// Reconciliation rows: their outcome.
     pub outcome: Option<ReconciliationOutcome>,
+    /// Billing invoices: the first period (`YYYY-MM`) included.
+    pub period_from: Option<String>,
+    /// Billing invoices: the last period (`YYYY-MM`) included.
+    pub period_to: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for ReconciliationOutcome {
@@ -123,6 +141,18 @@ impl ExportFilter {
             format!("{}_{}", kind.id_prefix(), ulid.to_string().to_lowercase())
         };
         (self.from.as_ref().map(bound), self.to.as_ref().map(bound))
+    }
+
+    /// The billing kinds' selection: the merchant and the periods.
+    fn billing_invoices(&self) -> FinanceInvoiceFilter {
+        FinanceInvoiceFilter {
+            merchant_id: self.merchant_id.clone(),
+            selection: Some(InvoiceSelection::Periods {
+                from: self.period_from.clone().unwrap_or_else(|| "0000-00".into()),
+                to: self.period_to.clone().unwrap_or_else(|| "9999-99".into()),
+            }),
+            status: None,
+        }
     }
 }
 
@@ -177,6 +207,7 @@ pub enum ExportRows {
     Transactions(Vec<Transaction>),
     SettlementAdjustments(Vec<SettlementAdjustment>),
     ReconciliationRows(Vec<ReconciliationRow>),
+    BillingInvoices(Vec<FinanceInvoice>),
 }
 
 impl ExportRows {
@@ -186,6 +217,7 @@ impl ExportRows {
             ExportRows::Transactions(rows) => rows.len(),
             ExportRows::SettlementAdjustments(rows) => rows.len(),
             ExportRows::ReconciliationRows(rows) => rows.len(),
+            ExportRows::BillingInvoices(rows) => rows.len(),
         }
     }
 
@@ -200,6 +232,7 @@ impl ExportRows {
             ExportRows::Transactions(rows) => rows.last().map(|r| r.id.clone()),
             ExportRows::SettlementAdjustments(rows) => rows.last().map(|r| r.id.clone()),
             ExportRows::ReconciliationRows(rows) => rows.last().map(|r| r.seq.to_string()),
+            ExportRows::BillingInvoices(rows) => rows.last().map(|r| r.id.clone()),
         }
     }
 }
@@ -315,6 +348,10 @@ fn rows_query<'a>(
             filter.adjustment_type.map(AdjustmentType::as_str),
         ),
         ExportKind::ReconciliationRows => unreachable!("read by run_rows_query"),
+        // Read by `billing_finance::finance_invoices_page`; a plain table read if not.
+        ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
+            ("billing_invoices", "status", None)
+        }
     };
     let (from, to) = filter.id_bounds(kind);
     let mut conditions = Vec::new();
@@ -381,6 +418,16 @@ pub(crate) async fn export_rows(
     after: Option<&str>,
     limit: u32,
 ) -> StoreResult<ExportRows> {
+    if kind.is_billing_invoices() {
+        let rows = crate::billing_finance::finance_invoices_page(
+            db,
+            &filter.billing_invoices(),
+            after,
+            i64::from(limit.max(1)),
+        )
+        .await?;
+        return Ok(ExportRows::BillingInvoices(rows));
+    }
     let (sql, params) = rows_query(kind, filter, after, "*", " ORDER BY id LIMIT $LIMIT");
     let limit = Param::Int(Some(i64::from(limit.max(1))));
     let params = params.into_iter().chain([limit]);
@@ -397,6 +444,10 @@ pub(crate) async fn export_rows(
         ExportKind::ReconciliationRows => ExportRows::ReconciliationRows(
             query_as(sql).bind_all(params).fetch_all(db.read()).await?,
         ),
+        // Read above, joined with the customers.
+        ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
+            ExportRows::BillingInvoices(Vec::new())
+        }
     })
 }
 
@@ -405,6 +456,18 @@ pub(crate) async fn count_export_rows(
     kind: ExportKind,
     filter: &ExportFilter,
 ) -> StoreResult<i64> {
+    if kind.is_billing_invoices() {
+        let totals = db
+            .billing_period_totals(
+                filter.merchant_id.as_deref(),
+                &filter
+                    .billing_invoices()
+                    .selection
+                    .unwrap_or(InvoiceSelection::DueDate(String::new())),
+            )
+            .await?;
+        return Ok(totals.iter().map(|t| t.invoices).sum());
+    }
     let (sql, params) = rows_query(kind, filter, None, "COUNT(*)", "");
     let (count,): (i64,) = query_as(sql).bind_all(params).fetch_one(db.read()).await?;
     Ok(count)

@@ -152,6 +152,7 @@ macro_rules! string_enum {
 mod admin_token;
 pub mod auth;
 pub mod billing;
+pub mod billing_finance;
 pub mod cluster;
 mod db;
 mod device;
@@ -184,6 +185,11 @@ use crate::sqlite::{SqliteStore, WriteTurn};
 
 pub use auth::*;
 pub use billing::BillingStore;
+pub use billing_finance::{
+    BillingFinanceStore, BillingFixture, BillingLogo, BillingMerchantSettings, FinanceInvoice,
+    FinanceInvoiceFilter, InvoiceFixture, InvoiceSelection, MonthCount, NewBillingSettings,
+    PeriodTotals, ReceiptRecord, SecretChange,
+};
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
@@ -210,6 +216,7 @@ pub trait Store:
     + SettlementStore
     + ReconciliationStore
     + ExportStore
+    + BillingFinanceStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -391,7 +391,8 @@ pub(crate) fn ledger_id_bound(ms: i64) -> String {
 
 const PAYABLE: &str = "('merchant_payable', 'payable_adjustment')";
 
-async fn merchant_exists(tx: &mut crate::Tx, id: &str) -> StoreResult<()> {
+/// `NotFound` unless the merchant exists (inside the caller's transaction).
+pub(crate) async fn merchant_exists(tx: &mut crate::Tx, id: &str) -> StoreResult<()> {
     let found: Option<(String,)> = query_as("SELECT id FROM merchants WHERE id = $1")
         .bind(id)
         .fetch_optional(tx)

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod billing_finance;
 pub mod device_ops;
 pub mod devices;
 pub mod exports;
@@ -15,6 +16,7 @@ pub mod merchants;
 pub mod nodes;
 pub mod outlets;
 pub mod payments;
+pub mod receipts;
 pub mod reconciliation;
 pub mod settlement;
 pub mod terminals;

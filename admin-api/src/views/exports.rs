@@ -18,6 +18,10 @@ pub enum ExportKind {
     SettlementAdjustments,
     /// One reconciliation run's rows (`run_id` required).
     ReconciliationRows,
+    /// Billing invoices by period (`period_from`, `period_to`), with summary rows.
+    BillingInvoices,
+    /// The same as an XLSX workbook.
+    BillingInvoicesXlsx,
 }
 
 impl From<ExportKind> for store::ExportKind {
@@ -27,6 +31,8 @@ impl From<ExportKind> for store::ExportKind {
             ExportKind::Transactions => store::ExportKind::Transactions,
             ExportKind::SettlementAdjustments => store::ExportKind::SettlementAdjustments,
             ExportKind::ReconciliationRows => store::ExportKind::ReconciliationRows,
+            ExportKind::BillingInvoices => store::ExportKind::BillingInvoices,
+            ExportKind::BillingInvoicesXlsx => store::ExportKind::BillingInvoicesXlsx,
         }
     }
 }
@@ -38,6 +44,8 @@ impl From<store::ExportKind> for ExportKind {
             store::ExportKind::Transactions => ExportKind::Transactions,
             store::ExportKind::SettlementAdjustments => ExportKind::SettlementAdjustments,
             store::ExportKind::ReconciliationRows => ExportKind::ReconciliationRows,
+            store::ExportKind::BillingInvoices => ExportKind::BillingInvoices,
+            store::ExportKind::BillingInvoicesXlsx => ExportKind::BillingInvoicesXlsx,
         }
     }
 }
@@ -102,7 +110,8 @@ impl From<ExportStatus> for store::ExportStatus {
 /// exclusive (RFC 3339). `status` only for transactions, `entry_type` only for ledger
 /// entries, `adjustment_type` (`hold`, `release`, `fee_correction`, `chargeback`,
 /// `manual`) only for settlement adjustments; `run_id` (required) and `outcome` only for
-/// reconciliation rows, which take no other filter.
+/// reconciliation rows, which take no other filter; `period_from` and `period_to`
+/// (`YYYY-MM`, both included) only for billing invoices, which take no time range.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExport {
@@ -119,6 +128,8 @@ pub struct CreateExport {
     /// `matched`, `amount_mismatch`, `status_mismatch`, `missing_in_gema`,
     /// `missing_in_report` or `malformed`.
     pub outcome: Option<String>,
+    pub period_from: Option<String>,
+    pub period_to: Option<String>,
 }
 
 /// The filters a job was made with.
@@ -134,6 +145,8 @@ pub struct ExportFilters {
     pub adjustment_type: Option<String>,
     pub run_id: Option<String>,
     pub outcome: Option<String>,
+    pub period_from: Option<String>,
+    pub period_to: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -177,6 +190,8 @@ impl From<store::ExportJob> for ExportJob {
                 adjustment_type: filter.adjustment_type.map(|t| t.as_str().into()),
                 run_id: filter.run_id,
                 outcome: filter.outcome.map(|o| o.as_str().into()),
+                period_from: filter.period_from,
+                period_to: filter.period_to,
             },
             status: j.status.into(),
             rows_done: j.rows_done,

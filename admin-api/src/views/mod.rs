@@ -11,12 +11,14 @@
 
 pub mod audit;
 pub mod billing;
+pub mod billing_finance;
 pub mod cluster;
 pub mod device_ops;
 pub mod exports;
 pub mod health;
 pub mod payments;
 pub mod people;
+pub mod receipts;
 pub mod reconciliation;
 pub mod registry;
 pub mod settlement;

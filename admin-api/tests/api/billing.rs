@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::billing_isolation::isolation_reaches_the_network_once_per_change;
 use crate::helpers::{MIDTRANS_KEY, TestApi, assert_envelope, field};
 
 /// Every test here runs on SQLite and on PostgreSQL (the latter under `scripts/with-postgres`).
@@ -32,6 +33,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    isolation_reaches_the_network_once_per_change,
     the_daemon_runs_each_day_once_after_six_and_catches_up_missed_days,
     packages_are_unique_by_name_hidden_when_inactive_and_kept_while_used,
     customers_follow_the_seed_rules_and_merchants_edit_only_phone_and_discount,
@@ -657,7 +659,7 @@ async fn a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator(
 }
 
 /// Unix ms of a Jakarta wall-clock time.
-fn jakarta_ms(date: &str, hh: i64, mm: i64) -> i64 {
+pub(crate) fn jakarta_ms(date: &str, hh: i64, mm: i64) -> i64 {
     let day = gema_gateway::billing::parse_date("d", date).unwrap();
     let midnight_utc = day.midnight().assume_utc().unix_timestamp();
     (midnight_utc + hh * 3600 + mm * 60 - 7 * 3600) * 1000

@@ -232,8 +232,14 @@ impl TestApi {
         let csv = headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/csv"));
+        // Images and HTML pages (billing logos, receipts) as lossy text.
+        let other = headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"image/") || v.as_bytes().starts_with(b"text/html")
+        });
         let body = if bytes.is_empty() {
             Value::Null
+        } else if other {
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
         } else if csv {
             // A CSV answer (payout reports) as one string.
             Value::String(String::from_utf8(bytes.to_vec()).expect("CSV is UTF-8"))
@@ -267,6 +273,29 @@ impl TestApi {
         }
         .unwrap();
         self.send(request).await
+    }
+
+    /// A GET as `token` (or without one) whose answer is kept as bytes (files, images,
+    /// HTML pages): status, headers, body.
+    pub async fn get_bytes(
+        &self,
+        token: Option<&str>,
+        path: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut builder = Request::get(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(builder.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, bytes.to_vec())
     }
 
     /// The directory holding the test's database files.

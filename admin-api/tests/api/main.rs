@@ -2,6 +2,8 @@
 
 mod bad_input;
 mod billing;
+mod billing_finance;
+mod billing_isolation;
 mod cluster;
 mod device_ops;
 mod dynamic_qr;

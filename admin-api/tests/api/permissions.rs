@@ -88,6 +88,16 @@ async fn rows(api: &TestApi, tag: &str) -> Rows {
     assert_eq!(command.status, StatusCode::CREATED, "{}", command.body);
     let batch = settled_batch(api, &merchant).await;
     let (customer, invoice) = crate::billing::invoiced_customer(api, &merchant, tag).await;
+    // A logo, so the owner's read of it (the positive control) finds one.
+    let logo = crate::billing_finance::put_logo(
+        api,
+        &api.token,
+        &merchant,
+        "image/png",
+        crate::billing_finance::png(16, 16),
+    )
+    .await;
+    assert_eq!(logo.status, StatusCode::OK, "{}", logo.body);
     Rows {
         batch,
         customer,
@@ -159,16 +169,18 @@ fn concrete(path: &str, scope: Scope, a: &Rows, some_user: &str) -> String {
 }
 
 /// The writes merchant users make (everything else of theirs is read-only): their billing
-/// customers (add; phone and discount), and marking their invoices paid or unpaid.
+/// customers (add; phone and discount), marking their invoices paid or unpaid, and (owners)
+/// their billing settings and logo, and their own billing finance exports.
 fn merchant_writes(method: &str, path: &str) -> bool {
-    matches!(
-        (method, path),
-        ("POST", "/api/v1/customers")
-            | ("PATCH", "/api/v1/customers/{id}")
-            | ("POST", "/api/v1/invoices/{id}/pay")
-            | ("POST", "/api/v1/invoices/{id}/unpay")
-            | ("POST", "/api/v1/invoices/{id}/qris")
-    )
+    path.contains("/billing")
+        || matches!(
+            (method, path),
+            ("POST", "/api/v1/customers")
+                | ("PATCH", "/api/v1/customers/{id}")
+                | ("POST", "/api/v1/invoices/{id}/pay")
+                | ("POST", "/api/v1/invoices/{id}/unpay")
+                | ("POST", "/api/v1/invoices/{id}/qris")
+        )
 }
 
 /// Who must reach the sensitive routes, stated independently of the rule table, so a wrong
@@ -176,6 +188,18 @@ fn merchant_writes(method: &str, path: &str) -> bool {
 fn intended(method: &str, path: &str) -> Option<&'static [&'static str]> {
     const MONEY: &[&str] = &["admin:admin", "admin:finance"];
     match (method, path) {
+        (_, p) if p.starts_with("/api/v1/billing/finance") => Some(&[
+            "admin:admin",
+            "admin:finance",
+            "merchant:owner",
+            "merchant:finance",
+        ]),
+        (_, p) if p.ends_with("/billing-settings") => {
+            Some(&["admin:admin", "admin:ops", "merchant:owner"])
+        }
+        (m, p) if m != "GET" && p.ends_with("/billing-logo") => {
+            Some(&["admin:admin", "admin:ops", "merchant:owner"])
+        }
         (_, p) if p.contains("/credentials/") => Some(&["admin:admin", "admin:ops"]),
         (_, p) if p.starts_with("/api/v1/users") => Some(&["admin:admin"]),
         (_, p) if p.starts_with("/api/v1/api-tokens") => Some(&["admin:admin"]),

@@ -243,6 +243,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
     let mut transactions = Vec::new();
     let mut adjustments = Vec::new();
     let mut run_rows = Vec::new();
+    let mut invoices = Vec::new();
     loop {
         let page = store
             .export_rows(kind, filter, after.as_deref(), 2)
@@ -258,6 +259,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
             ExportRows::Transactions(rows) => transactions.extend(rows),
             ExportRows::SettlementAdjustments(rows) => adjustments.extend(rows),
             ExportRows::ReconciliationRows(rows) => run_rows.extend(rows),
+            ExportRows::BillingInvoices(rows) => invoices.extend(rows),
         }
     }
     match kind {
@@ -265,6 +267,9 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
         ExportKind::Transactions => ExportRows::Transactions(transactions),
         ExportKind::SettlementAdjustments => ExportRows::SettlementAdjustments(adjustments),
         ExportKind::ReconciliationRows => ExportRows::ReconciliationRows(run_rows),
+        ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
+            ExportRows::BillingInvoices(invoices)
+        }
     }
 }
 

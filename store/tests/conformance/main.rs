@@ -7,6 +7,7 @@
 mod auth;
 mod backends;
 mod billing;
+mod billing_finance;
 mod cluster;
 mod device_ops;
 mod exports;
@@ -113,6 +114,11 @@ macro_rules! conformance {
                 concurrent_claimers_take_each_export_once,
                 export_rows_page_by_id_and_filter_by_merchant_time_and_type,
                 bench_seeding_writes_ordered_ledger_rows
+            );
+            conformance!(@tests $open, billing_finance;
+                billing_settings_keep_a_write_only_secret_and_a_separate_logo,
+                billing_receipts_are_found_only_for_paid_invoices,
+                billing_finance_totals_revenue_and_growth_add_up
             );
         }
     };
