@@ -32,6 +32,8 @@ string_enum!(
         SettlementAdjustments = "settlement_adjustments",
         /// One reconciliation run's rows (its `run_id` filter is required), in their order.
         ReconciliationRows = "reconciliation_rows",
+        /// Billing customers with their package and area (operators' customer data).
+        BillingCustomers = "billing_customers",
     }
 );
 
@@ -56,6 +58,8 @@ impl ExportKind {
             ExportKind::SettlementAdjustments => "sadj",
             // Refused by the gateway: a run's rows have no time of their own.
             ExportKind::ReconciliationRows => "",
+            // Refused by the gateway: customers are exported whole.
+            ExportKind::BillingCustomers => "",
         }
     }
 }
@@ -177,6 +181,7 @@ pub enum ExportRows {
     Transactions(Vec<Transaction>),
     SettlementAdjustments(Vec<SettlementAdjustment>),
     ReconciliationRows(Vec<ReconciliationRow>),
+    BillingCustomers(Vec<crate::CustomerExportRow>),
 }
 
 impl ExportRows {
@@ -186,6 +191,7 @@ impl ExportRows {
             ExportRows::Transactions(rows) => rows.len(),
             ExportRows::SettlementAdjustments(rows) => rows.len(),
             ExportRows::ReconciliationRows(rows) => rows.len(),
+            ExportRows::BillingCustomers(rows) => rows.len(),
         }
     }
 
@@ -200,6 +206,7 @@ impl ExportRows {
             ExportRows::Transactions(rows) => rows.last().map(|r| r.id.clone()),
             ExportRows::SettlementAdjustments(rows) => rows.last().map(|r| r.id.clone()),
             ExportRows::ReconciliationRows(rows) => rows.last().map(|r| r.seq.to_string()),
+            ExportRows::BillingCustomers(rows) => rows.last().map(|r| r.id.clone()),
         }
     }
 }
@@ -298,6 +305,9 @@ fn rows_query<'a>(
     if kind == ExportKind::ReconciliationRows {
         return run_rows_query(filter, after, select, tail);
     }
+    if kind == ExportKind::BillingCustomers {
+        return crate::billing_import::export_query(filter, after, select, tail);
+    }
     let (table, own_column, own) = match kind {
         ExportKind::LedgerEntries => (
             "ledger_entries",
@@ -315,6 +325,7 @@ fn rows_query<'a>(
             filter.adjustment_type.map(AdjustmentType::as_str),
         ),
         ExportKind::ReconciliationRows => unreachable!("read by run_rows_query"),
+        ExportKind::BillingCustomers => unreachable!("read by billing_import::export_query"),
     };
     let (from, to) = filter.id_bounds(kind);
     let mut conditions = Vec::new();
@@ -395,6 +406,9 @@ pub(crate) async fn export_rows(
             query_as(sql).bind_all(params).fetch_all(db.read()).await?,
         ),
         ExportKind::ReconciliationRows => ExportRows::ReconciliationRows(
+            query_as(sql).bind_all(params).fetch_all(db.read()).await?,
+        ),
+        ExportKind::BillingCustomers => ExportRows::BillingCustomers(
             query_as(sql).bind_all(params).fetch_all(db.read()).await?,
         ),
     })

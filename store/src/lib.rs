@@ -26,7 +26,8 @@
 //! `audit`); [`cluster`] (nodes, cluster leases, shared secrets); [`settlement`] (bank
 //! accounts, payout settings, settlement batches, adjustments, balances);
 //! [`reconciliation`] (provider report runs and their rows); [`exports`] (export jobs and
-//! the paged reads of the rows they export). Each trait has one
+//! the paged reads of the rows they export); [`billing_import`] (the customer CSV import's
+//! lookups and its one-transaction write, the customer-data export's rows). Each trait has one
 //! implementation, on `Db` (defined here, with [`Store`]'s
 //! impl; the others' in each area's `mod.rs`), whose methods hand over to those modules.
 //! Shared helpers (ids, the time, pages) are in `sql`, the backend-neutral statement types
@@ -152,6 +153,7 @@ macro_rules! string_enum {
 mod admin_token;
 pub mod auth;
 pub mod billing;
+pub mod billing_import;
 pub mod cluster;
 mod db;
 mod device;
@@ -183,6 +185,11 @@ use crate::postgres::PostgresStore;
 use crate::sqlite::{SqliteStore, WriteTurn};
 
 pub use auth::*;
+pub use billing_import::{
+    CustomerExportRow, CustomerImport, CustomerImportOutcome, CustomerImportStore,
+    ImportArea, ImportCatalogue, ImportPackage, ImportSkip, ImportSkipReason,
+    NewImportedCustomer,
+};
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
@@ -208,6 +215,7 @@ pub trait Store:
     + SettlementStore
     + ReconciliationStore
     + ExportStore
+    + CustomerImportStore
     + Send
     + Sync
     + std::fmt::Debug

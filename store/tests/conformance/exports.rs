@@ -237,12 +237,13 @@ async fn paid(store: &dyn Store, terminal: &Terminal, order_ref: &str, amount: i
         .unwrap();
 }
 
-async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) -> ExportRows {
+pub(crate) async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) -> ExportRows {
     let mut after: Option<String> = None;
     let mut ledger = Vec::new();
     let mut transactions = Vec::new();
     let mut adjustments = Vec::new();
     let mut run_rows = Vec::new();
+    let mut customers = Vec::new();
     loop {
         let page = store
             .export_rows(kind, filter, after.as_deref(), 2)
@@ -258,6 +259,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
             ExportRows::Transactions(rows) => transactions.extend(rows),
             ExportRows::SettlementAdjustments(rows) => adjustments.extend(rows),
             ExportRows::ReconciliationRows(rows) => run_rows.extend(rows),
+            ExportRows::BillingCustomers(rows) => customers.extend(rows),
         }
     }
     match kind {
@@ -265,6 +267,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
         ExportKind::Transactions => ExportRows::Transactions(transactions),
         ExportKind::SettlementAdjustments => ExportRows::SettlementAdjustments(adjustments),
         ExportKind::ReconciliationRows => ExportRows::ReconciliationRows(run_rows),
+        ExportKind::BillingCustomers => ExportRows::BillingCustomers(customers),
     }
 }
 
