@@ -1,5 +1,6 @@
-//! Export jobs: a finance user asks for a CSV of ledger entries or transactions; a worker
-//! writes it to a file and the API hands it out until it expires.
+//! Export jobs: a finance user asks for a CSV of ledger entries or transactions (an
+//! operator with billing management, of billing customers); a worker writes it to a file
+//! and the API hands it out until it expires.
 //!
 //! A job is a row first ([`Exports::create`]), then run by the worker ([`Exports::run`])
 //! of whichever node claims it (`ExportStore::claim_export`: one conditional update, so
@@ -479,6 +480,21 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
                 }
             }
         }
+        ExportKind::BillingCustomers => {
+            for (field, given) in [
+                ("from", filter.from.is_some()),
+                ("to", filter.to.is_some()),
+                ("status", filter.status.is_some()),
+                ("entry_type", filter.entry_type.is_some()),
+                ("adjustment_type", filter.adjustment_type.is_some()),
+                ("run_id", filter.run_id.is_some()),
+                ("outcome", filter.outcome.is_some()),
+            ] {
+                if given {
+                    return refuse(field);
+                }
+            }
+        }
         _ if filter.run_id.is_some() => return refuse("run_id"),
         _ if filter.outcome.is_some() => return refuse("outcome"),
         _ => {}
@@ -594,6 +610,27 @@ pub fn header(kind: ExportKind) -> &'static [&'static str] {
             "reason",
             "created_by",
         ],
+        // The customer import's ten columns first (so the file can be imported again),
+        // then what the import does not carry.
+        ExportKind::BillingCustomers => &[
+            "nama",
+            "telepon",
+            "diskon",
+            "tanggal",
+            "area",
+            "paket_nama",
+            "paket_tarif",
+            "total_bayar",
+            "nik",
+            "tanggal_register",
+            "id",
+            "merchant_id",
+            "package_id",
+            "status",
+            "address",
+            "notes",
+            "created_at",
+        ],
     }
 }
 
@@ -673,6 +710,28 @@ fn write_rows(
                 out.write_field(enc.int(r.amount))?;
                 out.write_field(defuse(&r.reason).as_bytes())?;
                 out.write_field(defuse(&r.created_by).as_bytes())?;
+                out.write_record(None::<&[u8]>)?;
+            }
+        }
+        ExportRows::BillingCustomers(rows) => {
+            for r in rows {
+                out.write_field(defuse(&r.name).as_bytes())?;
+                out.write_field(defuse(&r.phone).as_bytes())?;
+                out.write_field(enc.int(r.discount))?;
+                out.write_field(enc.int(r.billing_day))?;
+                out.write_field(defuse(&r.area).as_bytes())?;
+                out.write_field(defuse(&r.package_name).as_bytes())?;
+                out.write_field(enc.int(r.package_price))?;
+                out.write_field(enc.int(gema_store::billing::customer_total(r.package_price, r.discount)))?;
+                out.write_field(defuse(r.nik.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(&r.register_date).as_bytes())?;
+                out.write_field(defuse(&r.id).as_bytes())?;
+                out.write_field(defuse(&r.merchant_id).as_bytes())?;
+                out.write_field(defuse(&r.package_id).as_bytes())?;
+                out.write_field(defuse(&r.status).as_bytes())?;
+                out.write_field(defuse(r.address.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(r.notes.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(enc.time(Some(r.created_at)))?;
                 out.write_record(None::<&[u8]>)?;
             }
         }
