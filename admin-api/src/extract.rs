@@ -17,13 +17,21 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// 100,000-line report is about 7 MiB.
 pub const RECONCILIATION_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
+/// The body limit of the customer CSV upload (`POST /api/v1/billing/customer-imports`):
+/// the most `billing.import_max_bytes` may be; the handler refuses a file over the
+/// configured size itself (413 naming `file`).
+pub const BILLING_IMPORT_BODY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
 /// The body limit of a route (method and path template): [`BODY_LIMIT_BYTES`] but for the
-/// report upload's own.
+/// uploads' own.
 pub fn body_limit(method: &str, route: &str) -> usize {
-    if method.eq_ignore_ascii_case("POST") && route == "/api/v1/reconciliation/runs" {
-        RECONCILIATION_BODY_LIMIT_BYTES
-    } else {
-        BODY_LIMIT_BYTES
+    if !method.eq_ignore_ascii_case("POST") {
+        return BODY_LIMIT_BYTES;
+    }
+    match route {
+        "/api/v1/reconciliation/runs" => RECONCILIATION_BODY_LIMIT_BYTES,
+        "/api/v1/billing/customer-imports" => BILLING_IMPORT_BODY_LIMIT_BYTES,
+        _ => BODY_LIMIT_BYTES,
     }
 }
 

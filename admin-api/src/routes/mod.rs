@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod billing_import;
 pub mod device_ops;
 pub mod devices;
 pub mod exports;

@@ -18,6 +18,9 @@ pub enum ExportKind {
     SettlementAdjustments,
     /// One reconciliation run's rows (`run_id` required).
     ReconciliationRows,
+    /// Billing customers with their package and area (only `merchant_id`); needs the
+    /// billing-management permission as well as export jobs'.
+    BillingCustomers,
 }
 
 impl From<ExportKind> for store::ExportKind {
@@ -27,6 +30,7 @@ impl From<ExportKind> for store::ExportKind {
             ExportKind::Transactions => store::ExportKind::Transactions,
             ExportKind::SettlementAdjustments => store::ExportKind::SettlementAdjustments,
             ExportKind::ReconciliationRows => store::ExportKind::ReconciliationRows,
+            ExportKind::BillingCustomers => store::ExportKind::BillingCustomers,
         }
     }
 }
@@ -38,6 +42,7 @@ impl From<store::ExportKind> for ExportKind {
             store::ExportKind::Transactions => ExportKind::Transactions,
             store::ExportKind::SettlementAdjustments => ExportKind::SettlementAdjustments,
             store::ExportKind::ReconciliationRows => ExportKind::ReconciliationRows,
+            store::ExportKind::BillingCustomers => ExportKind::BillingCustomers,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! document are the type names, so renaming a type here changes the document.
 
 pub mod audit;
+pub mod billing_import;
 pub mod cluster;
 pub mod device_ops;
 pub mod exports;
