@@ -1,6 +1,7 @@
 //! Router tests: the real router over a real SQLite file, driven with `oneshot` (no sockets).
 
 mod bad_input;
+mod billing_import;
 mod cluster;
 mod device_ops;
 mod dynamic_qr;

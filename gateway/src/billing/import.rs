@@ -30,8 +30,8 @@
 //!   that is offered: an inactive package is hidden from new customers, as the seed's
 //!   form hides it, so it is refused here too (`inactive_package`);
 //! - `paket_tarif` is the package's price (`price_mismatch`);
-//! - `diskon` is 0 to the price (`bad_discount`); `total_bayar` is price − discount
-//!   (`total_mismatch`); a money column that is not a whole number of rupiah is
+//! - `diskon` is 0 to the price (`bad_discount`); `total_bayar` is `paket_tarif` − discount
+//!   (`total_mismatch`; a wrong price is reported once, as `price_mismatch`); a money column that is not a whole number of rupiah is
 //!   `bad_number`;
 //! - `tanggal` (the billing day) is 1–28 (`bad_billing_day`);
 //! - `nik`, if given, is 16 digits (`bad_nik`);
@@ -587,7 +587,11 @@ fn check_row(line: i64, f: &[String; 10], lookup: &Lookup<'_>, today: Date) -> C
             discount_ok = true;
         }
     }
-    if let (true, Some(discount), Some(price), Some(total)) = (discount_ok, discount, price, total)
+    // The total is checked against the row's own price, so a wrong price is reported once
+    // (`price_mismatch`), not again as a wrong total.
+    let row_price = listed_price.or(price);
+    if let (true, Some(discount), Some(price), Some(total)) =
+        (discount_ok, discount, row_price, total)
         && total != customer_total(price, discount)
     {
         note(problem(
