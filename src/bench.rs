@@ -16,6 +16,7 @@
 // Rates and percent figures for display only; no money is computed here.
 #![allow(clippy::float_arithmetic)]
 
+pub mod billing_import;
 pub mod crash;
 pub mod export;
 pub mod presence;

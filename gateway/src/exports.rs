@@ -722,7 +722,10 @@ fn write_rows(
                 out.write_field(defuse(&r.area).as_bytes())?;
                 out.write_field(defuse(&r.package_name).as_bytes())?;
                 out.write_field(enc.int(r.package_price))?;
-                out.write_field(enc.int(gema_store::billing::customer_total(r.package_price, r.discount)))?;
+                out.write_field(enc.int(gema_store::billing::customer_total(
+                    r.package_price,
+                    r.discount,
+                )))?;
                 out.write_field(defuse(r.nik.as_deref().unwrap_or("")).as_bytes())?;
                 out.write_field(defuse(&r.register_date).as_bytes())?;
                 out.write_field(defuse(&r.id).as_bytes())?;

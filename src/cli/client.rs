@@ -90,24 +90,64 @@ impl ApiClient {
                 url: url.clone(),
                 source,
             })?;
-        let value: Value = serde_json::from_str(&text).map_err(|_| ClientError::Unexpected {
-            url: url.clone(),
-            reason: format!("HTTP {status}, body is not JSON"),
-        })?;
-        if status.is_success() {
-            return Ok(value);
-        }
-        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            code: field("code").unwrap_or_else(|| "unknown".into()),
-            message: field("message").unwrap_or_else(|| text.clone()),
-            request_id: field("request_id"),
-        })
+        answer(&url, status, &text)
     }
 }
 
+/// The JSON of a success, or the error envelope as a [`ClientError::Api`].
+fn answer(url: &str, status: reqwest::StatusCode, text: &str) -> Result<Value, ClientError> {
+    let value: Value = serde_json::from_str(text).map_err(|_| ClientError::Unexpected {
+        url: url.to_owned(),
+        reason: format!("HTTP {status}, body is not JSON"),
+    })?;
+    if status.is_success() {
+        return Ok(value);
+    }
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    Err(ClientError::Api {
+        status: status.as_u16(),
+        code: field("code").unwrap_or_else(|| "unknown".into()),
+        message: field("message").unwrap_or_else(|| text.to_owned()),
+        request_id: field("request_id"),
+    })
+}
+
 impl ApiClient {
+    /// POSTs `csv` as a `text/csv` body (a file upload) and returns the JSON answer.
+    pub async fn post_csv(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        csv: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut request = self
+            .http
+            .post(&url)
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "text/csv")
+            .body(csv);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        answer(&url, status, &text)
+    }
+
     /// Streams a file the API serves (a CSV export) into `target`, written beside it first
     /// and renamed when complete; returns its size.
     pub async fn download(&self, path: &str, target: &std::path::Path) -> Result<u64, ClientError> {

@@ -148,8 +148,7 @@ pub trait CustomerImportStore: Send + Sync {
     /// Writes the customers and their `imported` events in one transaction (so, in an
     /// audit scope, with its audit row), skipping rows whose package changed or whose phone
     /// was taken since they were checked; with `all_or_nothing`, any skip writes nothing.
-    async fn import_customers(&self, import: CustomerImport)
-    -> StoreResult<CustomerImportOutcome>;
+    async fn import_customers(&self, import: CustomerImport) -> StoreResult<CustomerImportOutcome>;
 }
 
 /// Multi-row INSERT sizes, largest first.
@@ -206,10 +205,7 @@ impl CustomerImportStore for Db {
         Ok(taken)
     }
 
-    async fn import_customers(
-        &self,
-        import: CustomerImport,
-    ) -> StoreResult<CustomerImportOutcome> {
+    async fn import_customers(&self, import: CustomerImport) -> StoreResult<CustomerImportOutcome> {
         import_customers(self, import).await
     }
 }
@@ -403,7 +399,11 @@ pub(crate) fn export_query<'a>(
     select: &str,
     tail: &str,
 ) -> (String, Vec<Param<'a>>) {
-    let select = if select == "*" { EXPORT_COLUMNS } else { select };
+    let select = if select == "*" {
+        EXPORT_COLUMNS
+    } else {
+        select
+    };
     let mut sql = format!(
         "SELECT {select} FROM billing_customers c \
          JOIN billing_packages p ON p.id = c.package_id \

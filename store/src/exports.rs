@@ -408,9 +408,9 @@ pub(crate) async fn export_rows(
         ExportKind::ReconciliationRows => ExportRows::ReconciliationRows(
             query_as(sql).bind_all(params).fetch_all(db.read()).await?,
         ),
-        ExportKind::BillingCustomers => ExportRows::BillingCustomers(
-            query_as(sql).bind_all(params).fetch_all(db.read()).await?,
-        ),
+        ExportKind::BillingCustomers => {
+            ExportRows::BillingCustomers(query_as(sql).bind_all(params).fetch_all(db.read()).await?)
+        }
     })
 }
 

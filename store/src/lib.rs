@@ -186,9 +186,8 @@ use crate::sqlite::{SqliteStore, WriteTurn};
 
 pub use auth::*;
 pub use billing_import::{
-    CustomerExportRow, CustomerImport, CustomerImportOutcome, CustomerImportStore,
-    ImportArea, ImportCatalogue, ImportPackage, ImportSkip, ImportSkipReason,
-    NewImportedCustomer,
+    CustomerExportRow, CustomerImport, CustomerImportOutcome, CustomerImportStore, ImportArea,
+    ImportCatalogue, ImportPackage, ImportSkip, ImportSkipReason, NewImportedCustomer,
 };
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;

@@ -55,9 +55,8 @@ pub async fn create(
         ));
     }
     let mode = match query.mode.as_deref() {
-        Some(mode) => ImportMode::parse(mode).ok_or_else(|| {
-            ApiError::invalid_field("mode", "mode must be dry_run or import")
-        })?,
+        Some(mode) => ImportMode::parse(mode)
+            .ok_or_else(|| ApiError::invalid_field("mode", "mode must be dry_run or import"))?,
         None => {
             return Err(ApiError::invalid_field(
                 "mode",

@@ -96,7 +96,10 @@ fn problems(reply: &Reply) -> Vec<(i64, Vec<String>)> {
         .collect()
 }
 
-fn row(lines: &[(i64, &[&str])]) -> Vec<(i64, Vec<String>)> {
+/// A file's rows as `(line, problem codes)`.
+type Expected<'a> = &'a [(i64, &'a [&'a str])];
+
+fn row(lines: Expected<'_>) -> Vec<(i64, Vec<String>)> {
     lines
         .iter()
         .map(|(line, codes)| (*line, codes.iter().map(|c| c.to_string()).collect()))
@@ -133,7 +136,11 @@ async fn the_seeds_example_file_is_valid_and_each_row_names_its_merchant_and_pac
     assert_eq!(view(0)["register_date"], "2025-01-15");
     assert_eq!(view(1)["total"], 140_000);
     assert_eq!(view(1)["discount"], 10_000);
-    assert_eq!(view(2)["merchant_id"], b.b.as_str(), "area = the merchant's name");
+    assert_eq!(
+        view(2)["merchant_id"],
+        b.b.as_str(),
+        "area = the merchant's name"
+    );
     assert_eq!(view(2)["nik"], Value::Null);
     assert_eq!(view(3)["billing_day"], 20);
     assert_eq!(view(3)["total"], 80_000);
@@ -146,9 +153,12 @@ async fn the_seeds_example_file_is_valid_and_each_row_names_its_merchant_and_pac
 async fn every_seed_rule_has_a_file_and_a_code() {
     let api = TestApi::new().await;
     billing(&api).await;
-    let cases: &[(&str, &[(i64, &[&str])])] = &[
+    let cases: &[(&str, Expected)] = &[
         ("unknown_area.csv", &[(2, &[]), (3, &["unknown_area"])]),
-        ("unknown_package.csv", &[(2, &[]), (3, &["unknown_package"])]),
+        (
+            "unknown_package.csv",
+            &[(2, &[]), (3, &["unknown_package"])],
+        ),
         ("price_mismatch.csv", &[(2, &[]), (3, &["price_mismatch"])]),
         ("bad_phone.csv", &[(2, &[]), (3, &["bad_phone"]), (4, &[])]),
         (
@@ -157,7 +167,11 @@ async fn every_seed_rule_has_a_file_and_a_code() {
         ),
         (
             "billing_day.csv",
-            &[(2, &["bad_billing_day"]), (3, &["bad_billing_day"]), (4, &[])],
+            &[
+                (2, &["bad_billing_day"]),
+                (3, &["bad_billing_day"]),
+                (4, &[]),
+            ],
         ),
         ("total_mismatch.csv", &[(2, &[]), (3, &["total_mismatch"])]),
         (
@@ -174,7 +188,10 @@ async fn every_seed_rule_has_a_file_and_a_code() {
             ],
         ),
         ("quoted.csv", &[(2, &[]), (3, &[]), (4, &["bad_name"])]),
-        ("unreadable.csv", &[(2, &[]), (3, &["unreadable"]), (4, &[])]),
+        (
+            "unreadable.csv",
+            &[(2, &[]), (3, &["unreadable"]), (4, &[])],
+        ),
     ];
     for (name, expected) in cases {
         let r = dry_run(&api, name).await;
@@ -212,10 +229,7 @@ async fn every_seed_rule_has_a_file_and_a_code() {
     );
     // 08… is normalised.
     let r = dry_run(&api, "bad_phone.csv").await;
-    assert_eq!(
-        r.body["results"][2]["customer"]["phone"],
-        "6281300000002"
-    );
+    assert_eq!(r.body["results"][2]["customer"]["phone"], "6281300000002");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +253,11 @@ async fn an_import_writes_the_valid_rows_once_and_a_second_import_finds_them_tak
     assert_eq!(counts(&r), [2, 1, 1, 1, 0]);
     let import_id = r.body["import_id"].as_str().unwrap().to_string();
     assert!(import_id.starts_with("imp_"));
-    assert_eq!(problems(&r), row(&[(3, &["unknown_area"])]), "only what was not imported");
+    assert_eq!(
+        problems(&r),
+        row(&[(3, &["unknown_area"])]),
+        "only what was not imported"
+    );
 
     let r = upload(&api, fixture("valid.csv"), "mode=import").await;
     assert_eq!(counts(&r), [4, 3, 1, 3, 0], "{}", r.body);
@@ -293,9 +311,18 @@ async fn all_or_nothing_writes_nothing_when_a_row_is_invalid() {
         .iter()
         .map(|row| row["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["valid", "invalid"], "the valid row is left unwritten");
+    assert_eq!(
+        statuses,
+        ["valid", "invalid"],
+        "the valid row is left unwritten"
+    );
     // Nothing was written: the valid row's phone is still free.
-    let r = upload(&api, fixture("valid.csv"), "mode=import&all_or_nothing=true").await;
+    let r = upload(
+        &api,
+        fixture("valid.csv"),
+        "mode=import&all_or_nothing=true",
+    )
+    .await;
     assert_eq!(counts(&r), [4, 4, 0, 4, 0], "{}", r.body);
     assert_eq!(r.body["results"], json!([]));
 }
@@ -332,7 +359,8 @@ async fn a_bad_upload_is_refused_whole_naming_what_is_wrong() {
 
     // Over billing.import_max_bytes (5 MiB by default): 413 naming the file.
     let mut big = fixture("valid.csv");
-    let line = b"Ahmad Fauzi,6281234567890,0,5,WiFi Sukamaju,Paket 10 Mbps,100000,100000,,2025-01-15\n";
+    let line =
+        b"Ahmad Fauzi,6281234567890,0,5,WiFi Sukamaju,Paket 10 Mbps,100000,100000,,2025-01-15\n";
     while big.len() <= 5 * 1024 * 1024 {
         big.extend_from_slice(line);
     }
@@ -356,7 +384,10 @@ async fn the_audit_row_keeps_the_counts_not_the_customers() {
         .find(|r| r["target"] == "/api/v1/billing/customer-imports")
         .unwrap_or_else(|| panic!("no audit row: {}", audit.body));
     let text = row.to_string();
-    assert!(!text.contains("6281234567890"), "no phone in the audit: {text}");
+    assert!(
+        !text.contains("6281234567890"),
+        "no phone in the audit: {text}"
+    );
     assert!(!text.contains("Ahmad"), "no name in the audit: {text}");
     assert!(text.contains(import_id), "{text}");
     let after = &row["after"];
@@ -388,7 +419,13 @@ async fn billing_customer_exports_need_billing_management_on_every_route() {
     // Finance may run export jobs, but not of customer data.
     let body = json!({ "kind": "billing_customers", "merchant_id": b.b });
     let r = api
-        .call_as(Some(&finance), "POST", "/api/v1/exports", Some(body.clone()), None)
+        .call_as(
+            Some(&finance),
+            "POST",
+            "/api/v1/exports",
+            Some(body.clone()),
+            None,
+        )
         .await;
     assert_envelope(&r, StatusCode::FORBIDDEN, "forbidden");
     // Ops queues it on the billing route; finance cannot follow or fetch it on /exports.
@@ -404,13 +441,19 @@ async fn billing_customer_exports_need_billing_management_on_every_route() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     assert_eq!(r.body["kind"], "billing_customers");
     let id = r.body["id"].as_str().unwrap().to_string();
-    for path in [format!("/api/v1/exports/{id}"), format!("/api/v1/exports/{id}/download")] {
+    for path in [
+        format!("/api/v1/exports/{id}"),
+        format!("/api/v1/exports/{id}/download"),
+    ] {
         let r = api.call_as(Some(&finance), "GET", &path, None, None).await;
         assert_envelope(&r, StatusCode::FORBIDDEN, "forbidden");
     }
     let csv = wait_and_download(&api, Some(&ops), &id).await;
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(csv.contains("Budi Santoso") && csv.contains("Dewi Lestari"), "{csv}");
+    assert!(
+        csv.contains("Budi Santoso") && csv.contains("Dewi Lestari"),
+        "{csv}"
+    );
     assert!(!csv.contains("Ahmad"), "only merchant B: {csv}");
     // A finance job is not a customer export.
     let r = api

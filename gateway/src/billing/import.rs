@@ -195,10 +195,7 @@ impl Billing {
             .to_offset(crate::settlement::JAKARTA)
             .date();
         let mut rows = check_rows(&records, &catalogue, today);
-        let pairs: Vec<(String, String)> = rows
-            .iter()
-            .filter_map(|r| r.claim.clone())
-            .collect();
+        let pairs: Vec<(String, String)> = rows.iter().filter_map(|r| r.claim.clone()).collect();
         let taken = self.store.taken_customer_phones(&pairs).await?;
         mark_taken(&mut rows, &taken);
 
@@ -304,7 +301,10 @@ fn read_rows(csv: &[u8]) -> GatewayResult<Vec<Record>> {
         None => {
             return Err(GatewayError::invalid(
                 "file",
-                format!("the file is empty: it needs the header line {}", COLUMNS.join(",")),
+                format!(
+                    "the file is empty: it needs the header line {}",
+                    COLUMNS.join(",")
+                ),
             ));
         }
         Some(csv_in::Record {
@@ -334,7 +334,7 @@ fn read_rows(csv: &[u8]) -> GatewayResult<Vec<Record>> {
     }
     if let Some(first) = missing.first() {
         return Err(GatewayError::invalid(
-            *first,
+            first,
             format!(
                 "the header lacks the column(s) {}; it must have {}",
                 missing.join(", "),
@@ -346,7 +346,12 @@ fn read_rows(csv: &[u8]) -> GatewayResult<Vec<Record>> {
         .map(|record| {
             let line = i64::try_from(record.line).unwrap_or(i64::MAX);
             let fields = record.fields.map(|fields| {
-                at.map(|i| fields.get(i).map(|v| v.trim().to_owned()).unwrap_or_default())
+                at.map(|i| {
+                    fields
+                        .get(i)
+                        .map(|v| v.trim().to_owned())
+                        .unwrap_or_default()
+                })
             });
             (line, fields)
         })
@@ -502,7 +507,11 @@ fn check_row(line: i64, f: &[String; 10], lookup: &Lookup<'_>, today: Date) -> C
     let mut note = |p: RowProblem| problems.push(p);
 
     let name = if nama.is_empty() {
-        note(problem("missing_name", "nama", "the customer's name is required"));
+        note(problem(
+            "missing_name",
+            "nama",
+            "the customer's name is required",
+        ));
         None
     } else {
         match crate::validate::text("nama", nama, NAME_MAX) {
@@ -629,7 +638,10 @@ fn check_row(line: i64, f: &[String; 10], lookup: &Lookup<'_>, today: Date) -> C
     let register_date = if tanggal_register.is_empty() {
         Some(today)
     } else {
-        match Date::parse(tanggal_register, format_description!("[year]-[month]-[day]")) {
+        match Date::parse(
+            tanggal_register,
+            format_description!("[year]-[month]-[day]"),
+        ) {
             Ok(date) => Some(date),
             Err(_) => {
                 note(problem(
@@ -745,8 +757,7 @@ mod tests {
             .collect()
     }
 
-    const HEADER: &str =
-        "nama,telepon,diskon,tanggal,area,paket_nama,paket_tarif,total_bayar,nik,tanggal_register\n";
+    const HEADER: &str = "nama,telepon,diskon,tanggal,area,paket_nama,paket_tarif,total_bayar,nik,tanggal_register\n";
 
     #[test]
     fn a_good_row_passes_and_each_rule_names_its_code() {

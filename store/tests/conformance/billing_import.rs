@@ -38,12 +38,20 @@ async fn events_of(url: &str, import_id: &str) -> i64 {
     let actor = format!("import:{import_id}");
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let (n,): (i64,) = sqlx::query_as(sql).bind(actor).fetch_one(&pool).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .bind(actor)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         pool.close().await;
         n
     } else {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let (n,): (i64,) = sqlx::query_as(sql).bind(actor).fetch_one(&pool).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(sql)
+            .bind(actor)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         pool.close().await;
         n
     }
@@ -78,7 +86,14 @@ pub async fn billing_import_writes_customers_with_their_history_and_skips_what_c
     // The catalogue: every package, and each merchant's area (business name, else name).
     let catalogue = store.customer_import_catalogue().await.unwrap();
     assert_eq!(catalogue.packages.len(), 2);
-    assert!(!catalogue.packages.iter().find(|p| p.id == old).unwrap().active);
+    assert!(
+        !catalogue
+            .packages
+            .iter()
+            .find(|p| p.id == old)
+            .unwrap()
+            .active
+    );
     let area = |m: &str| {
         catalogue
             .areas
@@ -90,7 +105,13 @@ pub async fn billing_import_writes_customers_with_their_history_and_skips_what_c
     assert_eq!(area(&b.id).as_deref(), Some("Warung B"));
 
     let pairs = vec![(a.id.clone(), "6281100000001".to_string())];
-    assert!(store.taken_customer_phones(&pairs).await.unwrap().is_empty());
+    assert!(
+        store
+            .taken_customer_phones(&pairs)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // 300 customers cross the 256-row statement; each gets its `imported` event.
     let many: Vec<NewImportedCustomer> = (0..300)
@@ -173,7 +194,13 @@ pub async fn billing_import_writes_customers_with_their_history_and_skips_what_c
     assert!(outcome.imported.is_empty());
     assert_eq!(outcome.skipped.len(), 1);
     let pairs = vec![(b.id.clone(), "6283300000001".to_string())];
-    assert!(store.taken_customer_phones(&pairs).await.unwrap().is_empty());
+    assert!(
+        store
+            .taken_customer_phones(&pairs)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(events_of(url, &outcome.import_id).await, 0);
 }
 
@@ -248,5 +275,8 @@ pub async fn billing_customers_export_pages_by_id_with_package_and_area(
         panic!("customer rows");
     };
     assert_eq!(all.len(), 5);
-    assert_eq!(all[4].area, "Warung B", "no business name: the merchant's name");
+    assert_eq!(
+        all[4].area, "Warung B",
+        "no business name: the merchant's name"
+    );
 }

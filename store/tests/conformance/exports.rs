@@ -237,7 +237,11 @@ async fn paid(store: &dyn Store, terminal: &Terminal, order_ref: &str, amount: i
         .unwrap();
 }
 
-pub(crate) async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) -> ExportRows {
+pub(crate) async fn all_rows(
+    store: &dyn Store,
+    kind: ExportKind,
+    filter: &ExportFilter,
+) -> ExportRows {
     let mut after: Option<String> = None;
     let mut ledger = Vec::new();
     let mut transactions = Vec::new();
