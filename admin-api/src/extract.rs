@@ -35,6 +35,25 @@ pub fn body_limit(method: &str, route: &str) -> usize {
     }
 }
 
+/// The request's media type: `text/csv` of `Content-Type: text/csv; charset=utf-8`.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+}
+
+/// Whether an upload's body says it is CSV (`text/csv`, `application/csv` or `text/plain`):
+/// the report and customer uploads take the file as the body.
+pub fn is_csv(headers: &axum::http::HeaderMap) -> bool {
+    media_type(headers).is_some_and(|mime| {
+        ["text/csv", "application/csv", "text/plain"]
+            .iter()
+            .any(|m| mime.eq_ignore_ascii_case(m))
+    })
+}
+
 /// A JSON body. Wrong content type → 415; unreadable or oversized body → 400/413; syntax
 /// errors, wrong types, missing or unknown fields → 400 `invalid_body` with the field's path
 /// in `details.field`.
@@ -49,16 +68,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
+        let is_json = media_type(req.headers()).is_some_and(|mime| {
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -509,6 +509,7 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
 
 use crate::csv_out::defuse;
 use crate::settlement::JAKARTA;
+use gema_store::billing::customer_total;
 const JAKARTA_TIME: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+07:00");
 
@@ -610,27 +611,7 @@ pub fn header(kind: ExportKind) -> &'static [&'static str] {
             "reason",
             "created_by",
         ],
-        // The customer import's ten columns first (so the file can be imported again),
-        // then what the import does not carry.
-        ExportKind::BillingCustomers => &[
-            "nama",
-            "telepon",
-            "diskon",
-            "tanggal",
-            "area",
-            "paket_nama",
-            "paket_tarif",
-            "total_bayar",
-            "nik",
-            "tanggal_register",
-            "id",
-            "merchant_id",
-            "package_id",
-            "status",
-            "address",
-            "notes",
-            "created_at",
-        ],
+        ExportKind::BillingCustomers => crate::billing::import::EXPORT_COLUMNS,
     }
 }
 
@@ -715,26 +696,24 @@ fn write_rows(
         }
         ExportRows::BillingCustomers(rows) => {
             for r in rows {
-                out.write_field(defuse(&r.name).as_bytes())?;
-                out.write_field(defuse(&r.phone).as_bytes())?;
-                out.write_field(enc.int(r.discount))?;
-                out.write_field(enc.int(r.billing_day))?;
+                let c = &r.customer;
+                out.write_field(defuse(&c.name).as_bytes())?;
+                out.write_field(defuse(&c.phone).as_bytes())?;
+                out.write_field(enc.int(c.discount))?;
+                out.write_field(enc.int(c.billing_day))?;
                 out.write_field(defuse(&r.area).as_bytes())?;
                 out.write_field(defuse(&r.package_name).as_bytes())?;
                 out.write_field(enc.int(r.package_price))?;
-                out.write_field(enc.int(gema_store::billing::customer_total(
-                    r.package_price,
-                    r.discount,
-                )))?;
-                out.write_field(defuse(r.nik.as_deref().unwrap_or("")).as_bytes())?;
-                out.write_field(defuse(&r.register_date).as_bytes())?;
-                out.write_field(defuse(&r.id).as_bytes())?;
-                out.write_field(defuse(&r.merchant_id).as_bytes())?;
-                out.write_field(defuse(&r.package_id).as_bytes())?;
-                out.write_field(defuse(&r.status).as_bytes())?;
-                out.write_field(defuse(r.address.as_deref().unwrap_or("")).as_bytes())?;
-                out.write_field(defuse(r.notes.as_deref().unwrap_or("")).as_bytes())?;
-                out.write_field(enc.time(Some(r.created_at)))?;
+                out.write_field(enc.int(customer_total(r.package_price, c.discount)))?;
+                out.write_field(defuse(c.nik.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(&c.register_date).as_bytes())?;
+                out.write_field(defuse(&c.id).as_bytes())?;
+                out.write_field(defuse(&c.merchant_id).as_bytes())?;
+                out.write_field(defuse(&c.package_id).as_bytes())?;
+                out.write_field(c.status.as_str())?;
+                out.write_field(defuse(c.address.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(c.notes.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(enc.time(Some(c.created_at)))?;
                 out.write_record(None::<&[u8]>)?;
             }
         }

@@ -40,7 +40,19 @@ pub async fn run_billing(api: ApiArgs, command: BillingCommand) -> Result<String
         source,
     })?;
     let client = ApiClient::new(&api.api_url, api.token.clone());
-    let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
+    let step = |mode: &'static str| {
+        let client = &client;
+        let csv = csv.clone();
+        let query = [
+            ("mode", mode.to_owned()),
+            ("all_or_nothing", all_or_nothing.to_string()),
+        ];
+        async move {
+            let started = Instant::now();
+            let answer = client.post_csv(ROUTE, &query, csv).await?;
+            Ok::<_, ClientError>((answer, started.elapsed().as_millis()))
+        }
+    };
 
     progress(format!(
         "checking {} ({} bytes, {} lines)…",
@@ -48,23 +60,10 @@ pub async fn run_billing(api: ApiArgs, command: BillingCommand) -> Result<String
         csv.len(),
         csv.iter().filter(|b| **b == b'\n').count()
     ));
-    let started = Instant::now();
-    let checked = client
-        .post_csv(
-            ROUTE,
-            &[
-                ("mode", "dry_run".into()),
-                ("all_or_nothing", flag(all_or_nothing)),
-            ],
-            csv.clone(),
-        )
-        .await?;
+    let (checked, ms) = step("dry_run").await?;
     progress(format!(
-        "checked {} rows in {} ms: {} valid, {} invalid",
-        checked["rows"],
-        started.elapsed().as_millis(),
-        checked["valid"],
-        checked["invalid"]
+        "checked {} rows in {ms} ms: {} valid, {} invalid",
+        checked["rows"], checked["valid"], checked["invalid"]
     ));
     let nothing_to_do = checked["valid"].as_u64() == Some(0)
         || (all_or_nothing && checked["invalid"].as_u64().unwrap_or(0) > 0);
@@ -80,23 +79,10 @@ pub async fn run_billing(api: ApiArgs, command: BillingCommand) -> Result<String
     }
 
     progress(format!("importing {} rows…", checked["valid"]));
-    let started = Instant::now();
-    let imported = client
-        .post_csv(
-            ROUTE,
-            &[
-                ("mode", "import".into()),
-                ("all_or_nothing", flag(all_or_nothing)),
-            ],
-            csv,
-        )
-        .await?;
+    let (imported, ms) = step("import").await?;
     progress(format!(
-        "imported {} rows in {} ms ({} invalid, {} skipped)",
-        imported["imported"],
-        started.elapsed().as_millis(),
-        imported["invalid"],
-        imported["skipped"]
+        "imported {} rows in {ms} ms ({} invalid, {} skipped)",
+        imported["imported"], imported["invalid"], imported["skipped"]
     ));
     Ok(summary(&imported, output, false))
 }

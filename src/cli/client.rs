@@ -75,27 +75,21 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        answer(&url, status, &text)
+        send(request, &url).await
     }
 }
 
-/// The JSON of a success, or the error envelope as a [`ClientError::Api`].
-fn answer(url: &str, status: reqwest::StatusCode, text: &str) -> Result<Value, ClientError> {
+/// Sends `request` and reads its answer: the JSON of a success, or the error envelope as a
+/// [`ClientError::Api`].
+async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+    let transport = |source| ClientError::Transport {
+        url: url.to_owned(),
+        source,
+    };
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    let text = response.text().await.map_err(transport)?;
+    let text = text.as_str();
     let value: Value = serde_json::from_str(text).map_err(|_| ClientError::Unexpected {
         url: url.to_owned(),
         reason: format!("HTTP {status}, body is not JSON"),
@@ -130,22 +124,7 @@ impl ApiClient {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        answer(&url, status, &text)
+        send(request, &url).await
     }
 
     /// Streams a file the API serves (a CSV export) into `target`, written beside it first

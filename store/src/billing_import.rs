@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde::Serialize;
-use time::OffsetDateTime;
 
+use crate::billing::Customer;
 use crate::db::{Param, query, query_as};
 use crate::sql::{in_list, placeholders};
 use crate::{Db, ExportFilter, StoreResult};
@@ -113,26 +113,16 @@ pub struct CustomerImportOutcome {
     pub skipped: Vec<ImportSkip>,
 }
 
-/// One customer as the customer-data export writes it.
+/// One customer as the customer-data export writes it: the customer, its billing area
+/// (business name, or the merchant's name) and its package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CustomerExportRow {
-    pub id: String,
-    pub merchant_id: String,
-    /// The billing area name (business name, or the merchant's name).
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub customer: Customer,
     pub area: String,
-    pub name: String,
-    pub phone: String,
-    pub nik: Option<String>,
-    pub address: Option<String>,
-    pub billing_day: i64,
-    pub discount: i64,
-    pub status: String,
-    pub register_date: String,
-    pub notes: Option<String>,
-    pub package_id: String,
     pub package_name: String,
     pub package_price: i64,
-    pub created_at: OffsetDateTime,
 }
 
 /// The import's storage.
@@ -385,10 +375,8 @@ fn chunk_size(remaining: usize) -> usize {
 
 /// The columns of [`CustomerExportRow`], from the customer, its package, its merchant and
 /// the merchant's billing settings.
-const EXPORT_COLUMNS: &str = "c.id, c.merchant_id, \
-     COALESCE(NULLIF(TRIM(s.business_name), ''), m.name) AS area, c.name, c.phone, c.nik, \
-     c.address, c.billing_day, c.discount, c.status, c.register_date, c.notes, c.package_id, \
-     p.name AS package_name, p.price AS package_price, c.created_at";
+const EXPORT_COLUMNS: &str = "c.*, COALESCE(NULLIF(TRIM(s.business_name), ''), m.name) AS area, \
+     p.name AS package_name, p.price AS package_price";
 
 /// The customer-data export's statement (`exports::rows_query`'s part for
 /// `billing_customers`): customers in id order, of one merchant if the filter names one.

@@ -206,7 +206,7 @@ impl ExportRows {
             ExportRows::Transactions(rows) => rows.last().map(|r| r.id.clone()),
             ExportRows::SettlementAdjustments(rows) => rows.last().map(|r| r.id.clone()),
             ExportRows::ReconciliationRows(rows) => rows.last().map(|r| r.seq.to_string()),
-            ExportRows::BillingCustomers(rows) => rows.last().map(|r| r.id.clone()),
+            ExportRows::BillingCustomers(rows) => rows.last().map(|r| r.customer.id.clone()),
         }
     }
 }

@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gema_gateway::billing::import::ImportMode;
 
 use crate::authz::{AuditAfter, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, is_csv};
 use crate::state::AppState;
 use crate::views::billing_import::{CustomerImport, ImportQuery};
 
@@ -36,18 +36,7 @@ pub async fn create(
     ApiQuery(query): ApiQuery<ImportQuery>,
     request: Request,
 ) -> ApiResult<Response> {
-    let is_csv = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| {
-            let mime = mime.trim();
-            ["text/csv", "application/csv", "text/plain"]
-                .iter()
-                .any(|m| mime.eq_ignore_ascii_case(m))
-        });
-    if !is_csv {
+    if !is_csv(request.headers()) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

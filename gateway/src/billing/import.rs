@@ -56,8 +56,10 @@ use super::Billing;
 use crate::csv_in;
 use crate::error::{GatewayError, GatewayResult};
 
-/// The seed's columns, in its order.
-pub const COLUMNS: [&str; 10] = [
+/// The columns of the customer-data export (`billing_customers`): the import's ten
+/// ([`COLUMNS`]) first, so an export can be imported again, then what the import does not
+/// carry.
+pub const EXPORT_COLUMNS: &[&str] = &[
     "nama",
     "telepon",
     "diskon",
@@ -68,7 +70,17 @@ pub const COLUMNS: [&str; 10] = [
     "total_bayar",
     "nik",
     "tanggal_register",
+    "id",
+    "merchant_id",
+    "package_id",
+    "status",
+    "address",
+    "notes",
+    "created_at",
 ];
+
+/// The seed's columns, in its order.
+pub const COLUMNS: &[&str] = EXPORT_COLUMNS.split_at(10).0;
 
 /// Longest customer name.
 const NAME_MAX: usize = 255;
@@ -325,6 +337,7 @@ fn read_rows(csv: &[u8]) -> GatewayResult<Vec<Record>> {
         .map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase())
         .collect();
     let mut at = [0usize; 10];
+    debug_assert_eq!(COLUMNS.len(), at.len());
     let mut missing = Vec::new();
     for (i, column) in COLUMNS.iter().enumerate() {
         match names.iter().position(|n| n == column) {
@@ -784,6 +797,20 @@ mod tests {
                 ],
             ]
         );
+    }
+
+    proptest::proptest! {
+        /// Any bytes after a good header: every record is checked or reported, never a
+        /// panic.
+        #[test]
+        fn arbitrary_rows_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut csv = HEADER.as_bytes().to_vec();
+            csv.extend_from_slice(&bytes);
+            let records = read_rows(&csv).unwrap();
+            let today = time::macros::date!(2026 - 12 - 04);
+            let rows = check_rows(&records, &catalogue(), today);
+            proptest::prop_assert_eq!(rows.len(), records.len());
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use gema_store::billing::CustomerStatus;
 use gema_store::seed::{SeedPackage, seed_billing_catalogue};
 use gema_store::testing::approved_merchant;
 use gema_store::{
@@ -259,12 +260,16 @@ pub async fn billing_customers_export_pages_by_id_with_package_and_area(
         panic!("customer rows");
     };
     assert_eq!(got.len(), 3);
-    assert!(got.windows(2).all(|w| w[0].id < w[1].id), "id order");
+    assert!(
+        got.windows(2).all(|w| w[0].customer.id < w[1].customer.id),
+        "id order"
+    );
     assert!(got.iter().all(|r| r.area == "Net Mekarjaya"
         && r.package_name == "Paket 20 Mbps"
         && r.package_price == 150_000
-        && r.status == "active"
-        && r.discount == 10_000));
+        && r.customer.status == CustomerStatus::Active
+        && r.customer.discount == 10_000
+        && r.customer.merchant_id == a.id));
     let all = crate::exports::all_rows(
         &*store,
         ExportKind::BillingCustomers,
