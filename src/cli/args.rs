@@ -105,8 +105,9 @@ pub enum BillingCommand {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// What to export: ledger_entries, transactions, settlement_adjustments or
-    /// reconciliation_rows (of one run: --run).
+    /// What to export: ledger_entries, transactions, settlement_adjustments,
+    /// reconciliation_rows (of one run: --run) or billing_customers (customer data: needs
+    /// billing management too; --merchant only).
     pub kind: String,
     /// Only this merchant's rows.
     #[arg(long)]

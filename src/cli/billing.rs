@@ -35,7 +35,7 @@ pub async fn run_billing(api: ApiArgs, command: BillingCommand) -> Result<String
             eprintln!("{line}");
         }
     };
-    let csv = std::fs::read(&file).map_err(|source| ClientError::Io {
+    let csv = std::fs::read(&file).map_err(|source| ClientError::Read {
         path: file.display().to_string(),
         source,
     })?;
@@ -75,7 +75,8 @@ pub async fn run_billing(api: ApiArgs, command: BillingCommand) -> Result<String
                 "nothing imported: no row is valid".into()
             });
         }
-        return Ok(summary(&checked, output, true));
+        let label = if dry_run { "dry run" } else { "not imported" };
+        return Ok(summary(&checked, output, Some(label)));
     }
 
     progress(format!("importing {} rows…", checked["valid"]));
@@ -84,18 +85,19 @@ pub async fn run_billing(api: ApiArgs, command: BillingCommand) -> Result<String
         "imported {} rows in {ms} ms ({} invalid, {} skipped)",
         imported["imported"], imported["invalid"], imported["skipped"]
     ));
-    Ok(summary(&imported, output, false))
+    Ok(summary(&imported, output, None))
 }
 
 /// The last answer: as JSON, as the import id (`-q`), or as counts and the problem rows.
-fn summary(report: &Value, output: Output, dry_run: bool) -> String {
+/// `checked`: the answer is the check's (labelled so), not an import's.
+fn summary(report: &Value, output: Output, checked: Option<&str>) -> String {
     match output {
         Output::Json => serde_json::to_string_pretty(report).unwrap_or_default(),
         Output::Quiet => report["import_id"].as_str().unwrap_or_default().to_owned(),
         Output::Human => {
-            let mut text = if dry_run {
+            let mut text = if let Some(label) = checked {
                 format!(
-                    "dry run: {} rows, {} valid, {} invalid",
+                    "{label}: {} rows, {} valid, {} invalid",
                     report["rows"], report["valid"], report["invalid"]
                 )
             } else {
@@ -132,7 +134,7 @@ fn summary(report: &Value, output: Output, dry_run: bool) -> String {
                     .collect();
                 text.push_str(&format!(
                     "\n  line {:>6}  {}",
-                    row["line"],
+                    row["line"].as_i64().unwrap_or(0),
                     problems.join("; ")
                 ));
             }
@@ -160,12 +162,13 @@ mod tests {
             "results": [{ "line": 4, "status": "invalid", "customer": null, "problems": [
                 { "code": "unknown_area", "field": "area", "message": "no merchant" }] }]
         });
-        let text = summary(&report, Output::Human, false);
+        let text = summary(&report, Output::Human, None);
         assert_eq!(
             text,
             "import imp_1: 3 rows, 2 imported, 1 invalid, 0 skipped\n  \
              line      4  unknown_area (area): no merchant"
         );
-        assert_eq!(summary(&report, Output::Quiet, false), "imp_1");
+        assert_eq!(summary(&report, Output::Quiet, None), "imp_1");
+        assert!(summary(&report, Output::Human, Some("dry run")).starts_with("dry run: 3 rows"));
     }
 }

@@ -26,6 +26,12 @@ pub enum ClientError {
     },
     #[error("unexpected response from {url}: {reason}")]
     Unexpected { url: String, reason: String },
+    #[error("reading {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
     Io {
         path: String,
