@@ -754,10 +754,20 @@ mod tests {
                 price: 100_000,
                 active: true,
             }],
-            areas: vec![gema_store::ImportArea {
-                merchant_id: "mer_1".into(),
-                area: "WiFi Sukamaju".into(),
-            }],
+            areas: vec![
+                gema_store::ImportArea {
+                    merchant_id: "mer_1".into(),
+                    area: "WiFi Sukamaju".into(),
+                },
+                gema_store::ImportArea {
+                    merchant_id: "mer_2".into(),
+                    area: "Kembar".into(),
+                },
+                gema_store::ImportArea {
+                    merchant_id: "mer_3".into(),
+                    area: "kembar ".into(),
+                },
+            ],
         }
     }
 
@@ -778,7 +788,8 @@ mod tests {
             "{HEADER}\
              Ahmad,6281234567890,0,5,WiFi Sukamaju,Paket 10 Mbps,100000,100000,3201234567890001,2025-01-15\n\
              ,0812345678901,0,5, wifi sukamaju ,paket 10 mbps,100000,100000,,\n\
-             Budi,12345,-1,0,Nowhere,Paket X,abc,5,123,2025-13-01\n"
+             Budi,12345,-1,0,Nowhere,Paket X,abc,5,123,2025-13-01\n\
+             Kembar,6281234567891,0,5,KEMBAR,Paket 10 Mbps,100000,100000,,2025-01-15\n"
         );
         assert_eq!(
             codes(&csv),
@@ -795,6 +806,7 @@ mod tests {
                     "bad_nik",
                     "bad_register_date"
                 ],
+                vec!["ambiguous_area"],
             ]
         );
     }
