@@ -1,6 +1,6 @@
 //! The customer CSV import's storage: what a file's rows are matched against (packages by
 //! name, merchants by their billing area name), which phones are taken, and the import
-//! itself, in one transaction; and the customer-data export's rows.
+//! itself, in one transaction; and the customer-data export's row (read by `exports`).
 //!
 //! Which row is valid is the gateway's rule (`gema_gateway::billing::import`); this module
 //! re-checks, inside the import's transaction, only what can change between the check and
@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::billing::Customer;
 use crate::db::{Param, query, query_as};
 use crate::sql::{in_list, placeholders};
-use crate::{Db, ExportFilter, StoreResult};
+use crate::{Db, StoreResult};
 
 /// A package as the import matches it: by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -371,49 +371,4 @@ fn chunk_size(remaining: usize) -> usize {
         .into_iter()
         .find(|size| *size <= remaining)
         .unwrap_or(1)
-}
-
-/// The columns of [`CustomerExportRow`], from the customer, its package, its merchant and
-/// the merchant's billing settings.
-const EXPORT_COLUMNS: &str = "c.*, COALESCE(NULLIF(TRIM(s.business_name), ''), m.name) AS area, \
-     p.name AS package_name, p.price AS package_price";
-
-/// The customer-data export's statement (`exports::rows_query`'s part for
-/// `billing_customers`): customers in id order, of one merchant if the filter names one.
-/// `select` is `*` (the export's columns) or an aggregate; `tail` as there.
-pub(crate) fn export_query<'a>(
-    filter: &'a ExportFilter,
-    after: Option<&'a str>,
-    select: &str,
-    tail: &str,
-) -> (String, Vec<Param<'a>>) {
-    let select = if select == "*" {
-        EXPORT_COLUMNS
-    } else {
-        select
-    };
-    let mut sql = format!(
-        "SELECT {select} FROM billing_customers c \
-         JOIN billing_packages p ON p.id = c.package_id \
-         JOIN merchants m ON m.id = c.merchant_id \
-         LEFT JOIN billing_merchant_settings s ON s.merchant_id = c.merchant_id"
-    );
-    let mut params = Vec::new();
-    let mut conditions = Vec::new();
-    if let Some(after) = after {
-        params.push(Param::Text(Some(after)));
-        conditions.push(format!("c.id > ${}", params.len()));
-    }
-    if let Some(merchant) = filter.merchant_id.as_deref() {
-        params.push(Param::Text(Some(merchant)));
-        conditions.push(format!("c.merchant_id = ${}", params.len()));
-    }
-    if !conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conditions.join(" AND "));
-    }
-    let tail = tail
-        .replace("ORDER BY id", "ORDER BY c.id")
-        .replace("$LIMIT", &format!("${}", params.len() + 1));
-    (format!("{sql}{tail}"), params)
 }

@@ -306,7 +306,7 @@ fn rows_query<'a>(
         return run_rows_query(filter, after, select, tail);
     }
     if kind == ExportKind::BillingCustomers {
-        return crate::billing_import::export_query(filter, after, select, tail);
+        return customer_rows_query(filter, after, select, tail);
     }
     let (table, own_column, own) = match kind {
         ExportKind::LedgerEntries => (
@@ -325,7 +325,7 @@ fn rows_query<'a>(
             filter.adjustment_type.map(AdjustmentType::as_str),
         ),
         ExportKind::ReconciliationRows => unreachable!("read by run_rows_query"),
-        ExportKind::BillingCustomers => unreachable!("read by billing_import::export_query"),
+        ExportKind::BillingCustomers => unreachable!("read by customer_rows_query"),
     };
     let (from, to) = filter.id_bounds(kind);
     let mut conditions = Vec::new();
@@ -381,6 +381,52 @@ fn run_rows_query<'a>(
     }
     let tail = tail
         .replace("ORDER BY id", "ORDER BY seq")
+        .replace("$LIMIT", &format!("${}", params.len() + 1));
+    (format!("{sql}{tail}"), params)
+}
+
+/// The columns of [`crate::CustomerExportRow`]: the customer, its area (the merchant's
+/// billing business name, else its name) and its package.
+const CUSTOMER_EXPORT_COLUMNS: &str = "c.*, \
+     COALESCE(NULLIF(TRIM(s.business_name), ''), m.name) AS area, \
+     p.name AS package_name, p.price AS package_price";
+
+/// The customer-data export's statement (`rows_query`'s part for `billing_customers`):
+/// customers in id order, of one merchant if the filter names one. `select` is `*` (the
+/// export's columns) or an aggregate; `tail` as there.
+fn customer_rows_query<'a>(
+    filter: &'a ExportFilter,
+    after: Option<&'a str>,
+    select: &str,
+    tail: &str,
+) -> (String, Vec<Param<'a>>) {
+    let select = if select == "*" {
+        CUSTOMER_EXPORT_COLUMNS
+    } else {
+        select
+    };
+    let mut sql = format!(
+        "SELECT {select} FROM billing_customers c \
+         JOIN billing_packages p ON p.id = c.package_id \
+         JOIN merchants m ON m.id = c.merchant_id \
+         LEFT JOIN billing_merchant_settings s ON s.merchant_id = c.merchant_id"
+    );
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    if let Some(after) = after {
+        params.push(Param::Text(Some(after)));
+        conditions.push(format!("c.id > ${}", params.len()));
+    }
+    if let Some(merchant) = filter.merchant_id.as_deref() {
+        params.push(Param::Text(Some(merchant)));
+        conditions.push(format!("c.merchant_id = ${}", params.len()));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    let tail = tail
+        .replace("ORDER BY id", "ORDER BY c.id")
         .replace("$LIMIT", &format!("${}", params.len() + 1));
     (format!("{sql}{tail}"), params)
 }
