@@ -17,6 +17,7 @@
 #![allow(clippy::float_arithmetic)]
 
 pub mod billing;
+pub mod billing_import;
 pub mod crash;
 pub mod export;
 pub mod presence;

@@ -290,6 +290,12 @@ impl BillingConfig {
         if self.import_max_bytes < 1024 || self.logo_max_bytes < 1024 {
             return invalid("import_max_bytes and logo_max_bytes must be at least 1024");
         }
+        if self.import_max_bytes > gema_admin_api::BILLING_IMPORT_BODY_LIMIT_BYTES {
+            return invalid(&format!(
+                "import_max_bytes must be at most {} (the import route's body limit)",
+                gema_admin_api::BILLING_IMPORT_BODY_LIMIT_BYTES
+            ));
+        }
         if !(60..=7 * 24 * 3600).contains(&self.qris_ttl_secs) {
             return invalid("qris_ttl_secs is between 60 and 604800");
         }

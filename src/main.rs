@@ -161,6 +161,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Bench {
+            command:
+                gema::cli::BenchCommand::BillingImport {
+                    rows,
+                    merchants,
+                    database_url,
+                },
+        } => {
+            gema::bench::billing_import::billing_import(
+                gema::bench::billing_import::BillingImportBench {
+                    rows,
+                    merchants,
+                    database_url,
+                },
+            )
+            .await
+        }
+        Command::Bench {
             command: gema::cli::BenchCommand::PresenceFleet { port, ca, devices },
         } => gema::bench::presence::fleet(port, &ca, &devices).await,
         Command::Sim(args) => gema::sim::run_fleet(args).await,

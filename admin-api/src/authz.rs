@@ -185,6 +185,10 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/billing/finance/exports", G(A::BillingFinance, S::None)),
     ("GET", "/api/v1/billing/finance/exports/{id}", G(A::BillingFinance, S::None)),
     ("GET", "/api/v1/billing/finance/exports/{id}/download", G(A::BillingFinance, S::None)),
+    ("POST", "/api/v1/billing/customer-imports", G(A::BillingManage, S::None)),
+    ("POST", "/api/v1/billing/customer-exports", G(A::BillingManage, S::None)),
+    ("GET", "/api/v1/billing/customer-exports/{id}", G(A::BillingManage, S::None)),
+    ("GET", "/api/v1/billing/customer-exports/{id}/download", G(A::BillingManage, S::None)),
     ("POST", "/api/v1/payments/midtrans/notification", Rule::Provider),
     ("POST", "/api/v1/payments/xendit/callback", Rule::Provider),
     ("POST", "/api/v1/payments/callback", Rule::Provider),
@@ -394,9 +398,16 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     if !is_write {
         return response;
     }
-    // The row after the write is the response itself, unless it carries a secret.
+    // The row after the write is the response itself, unless it carries a secret or the
+    // handler gave a summary instead ([`AuditAfter`]).
     let status = response.status();
-    let (response, after) = if status.is_success() && !secret {
+    let summary = response
+        .extensions()
+        .get::<AuditAfter>()
+        .map(|AuditAfter(v)| v.to_string());
+    let (response, after) = if let Some(summary) = summary {
+        (response, Some(summary))
+    } else if status.is_success() && !secret {
         let (parts, body) = response.into_parts();
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(bytes) => {
@@ -445,6 +456,12 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     response
 }
+
+/// What a write's audit row keeps as `after` instead of the response body, when the body
+/// is too large or too personal to keep (the customer import's rows): a handler puts it in
+/// the response's extensions.
+#[derive(Debug, Clone)]
+pub struct AuditAfter(pub serde_json::Value);
 
 /// The handler's run: in an audit scope when `entry` is the row of a write; afterwards
 /// `written` is the id of the row if the handler committed a write (which carried it).

@@ -17,14 +17,41 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// 100,000-line report is about 7 MiB.
 pub const RECONCILIATION_BODY_LIMIT_BYTES: usize = 32 * 1024 * 1024;
 
+/// The body limit of the customer CSV upload (`POST /api/v1/billing/customer-imports`):
+/// the most `billing.import_max_bytes` may be; the handler refuses a file over the
+/// configured size itself (413 naming `file`).
+pub const BILLING_IMPORT_BODY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
 /// The body limit of a route (method and path template): [`BODY_LIMIT_BYTES`] but for the
-/// report upload's own.
+/// uploads' own.
 pub fn body_limit(method: &str, route: &str) -> usize {
-    if method.eq_ignore_ascii_case("POST") && route == "/api/v1/reconciliation/runs" {
-        RECONCILIATION_BODY_LIMIT_BYTES
-    } else {
-        BODY_LIMIT_BYTES
+    if !method.eq_ignore_ascii_case("POST") {
+        return BODY_LIMIT_BYTES;
     }
+    match route {
+        "/api/v1/reconciliation/runs" => RECONCILIATION_BODY_LIMIT_BYTES,
+        "/api/v1/billing/customer-imports" => BILLING_IMPORT_BODY_LIMIT_BYTES,
+        _ => BODY_LIMIT_BYTES,
+    }
+}
+
+/// The request's media type: `text/csv` of `Content-Type: text/csv; charset=utf-8`.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+}
+
+/// Whether an upload's body says it is CSV (`text/csv`, `application/csv` or `text/plain`):
+/// the report and customer uploads take the file as the body.
+pub fn is_csv(headers: &axum::http::HeaderMap) -> bool {
+    media_type(headers).is_some_and(|mime| {
+        ["text/csv", "application/csv", "text/plain"]
+            .iter()
+            .any(|m| mime.eq_ignore_ascii_case(m))
+    })
 }
 
 /// A JSON body. Wrong content type → 415; unreadable or oversized body → 400/413; syntax
@@ -41,16 +68,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
+        let is_json = media_type(req.headers()).is_some_and(|mime| {
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

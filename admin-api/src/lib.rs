@@ -81,7 +81,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody};
-pub use extract::{BODY_LIMIT_BYTES, RECONCILIATION_BODY_LIMIT_BYTES};
+pub use extract::{
+    BILLING_IMPORT_BODY_LIMIT_BYTES, BODY_LIMIT_BYTES, RECONCILIATION_BODY_LIMIT_BYTES,
+};
 pub use middleware::REQUEST_ID_HEADER;
 pub use serve::{ConnectionLimits, serve};
 pub use state::{AppState, HealthProbe, ProvisioningInfo};
@@ -106,7 +108,7 @@ pub use views::health::{Check, CheckStatus};
         (name = "transactions"), (name = "ledger"),
         (name = "reconciliation", description = "Providers' reports matched against Gema's transactions"),
         (name = "exports", description = "CSV exports run as jobs: queue, poll, download"),
-        (name = "billing", description = "Subscription billing: packages, customers, prepaid invoices, merchants' billing settings and logo, billing finance and its exports. The public receipt page is /r/{token}, outside this API"),
+        (name = "billing", description = "Subscription billing: packages, customers, prepaid invoices, merchants' billing settings and logo, billing finance and its exports, the customer CSV import and customer-data exports. The public receipt page is /r/{token}, outside this API"),
         (name = "auth", description = "Login is public; the rest needs the caller's token"),
         (name = "users"), (name = "audit"), (name = "api tokens"),
         (name = "cluster", description = "The gateway nodes sharing this database"),
@@ -161,6 +163,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(reconciliation_routes())
         .merge(export_routes())
         .merge(billing_finance_routes())
+        .merge(billing_import_routes())
         .merge(people_routes())
 }
 
@@ -290,6 +293,21 @@ fn export_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(exports::create, exports::list))
         .routes(routes!(exports::get))
         .routes(routes!(exports::download))
+}
+
+/// The customer CSV import (`routes/billing_import.rs`, its own body limit,
+/// [`BILLING_IMPORT_BODY_LIMIT_BYTES`]; the handler holds the file to
+/// `billing.import_max_bytes`) and the customer-data export (`routes/exports.rs`).
+fn billing_import_routes() -> OpenApiRouter<AppState> {
+    use routes::{billing_import, exports};
+    let upload = OpenApiRouter::new()
+        .routes(routes!(billing_import::create))
+        .layer(DefaultBodyLimit::max(BILLING_IMPORT_BODY_LIMIT_BYTES));
+    OpenApiRouter::new()
+        .merge(upload)
+        .routes(routes!(exports::create_customer_export))
+        .routes(routes!(exports::get_customer_export))
+        .routes(routes!(exports::download_customer_export))
 }
 
 /// Provider callbacks: public, each authenticated by its provider's own scheme.

@@ -1,5 +1,6 @@
-//! Export jobs: a finance user asks for a CSV of ledger entries or transactions; a worker
-//! writes it to a file and the API hands it out until it expires.
+//! Export jobs: a finance user asks for a CSV of ledger entries or transactions (an
+//! operator with billing management, of billing customers); a worker writes it to a file
+//! and the API hands it out until it expires.
 //!
 //! A job is a row first ([`Exports::create`]), then run by the worker ([`Exports::run`])
 //! of whichever node claims it (`ExportStore::claim_export`: one conditional update, so
@@ -552,7 +553,9 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
                 }
             }
         }
-        ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
+        ExportKind::BillingInvoices
+        | ExportKind::BillingInvoicesXlsx
+        | ExportKind::BillingCustomers => {
             for (field, given) in [
                 ("from", filter.from.is_some()),
                 ("to", filter.to.is_some()),
@@ -566,10 +569,19 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
                     return refuse(field);
                 }
             }
-            crate::billing::finance::check_export_periods(
-                filter.period_from.as_deref(),
-                filter.period_to.as_deref(),
-            )?;
+            if kind == ExportKind::BillingCustomers {
+                if filter.period_from.is_some() {
+                    return refuse("period_from");
+                }
+                if filter.period_to.is_some() {
+                    return refuse("period_to");
+                }
+            } else {
+                crate::billing::finance::check_export_periods(
+                    filter.period_from.as_deref(),
+                    filter.period_to.as_deref(),
+                )?;
+            }
         }
         _ if filter.period_from.is_some() => return refuse("period_from"),
         _ if filter.period_to.is_some() => return refuse("period_to"),
@@ -587,6 +599,7 @@ fn check_filter(kind: ExportKind, filter: &ExportFilter) -> GatewayResult<()> {
 
 use crate::csv_out::defuse;
 use crate::settlement::JAKARTA;
+use gema_store::billing::customer_total;
 const JAKARTA_TIME: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+07:00");
 
@@ -865,6 +878,7 @@ pub fn header(kind: ExportKind) -> &'static [&'static str] {
             "paid_by",
             "payment_method",
         ],
+        ExportKind::BillingCustomers => crate::billing::import::EXPORT_COLUMNS,
     }
 }
 
@@ -961,6 +975,29 @@ fn write_rows(
                 out.write_field(enc.int(r.amount))?;
                 out.write_field(defuse(&r.reason).as_bytes())?;
                 out.write_field(defuse(&r.created_by).as_bytes())?;
+                out.write_record(None::<&[u8]>)?;
+            }
+        }
+        ExportRows::BillingCustomers(rows) => {
+            for r in rows {
+                let c = &r.customer;
+                out.write_field(defuse(&c.name).as_bytes())?;
+                out.write_field(defuse(&c.phone).as_bytes())?;
+                out.write_field(enc.int(c.discount))?;
+                out.write_field(enc.int(c.billing_day))?;
+                out.write_field(defuse(&r.area).as_bytes())?;
+                out.write_field(defuse(&r.package_name).as_bytes())?;
+                out.write_field(enc.int(r.package_price))?;
+                out.write_field(enc.int(customer_total(r.package_price, c.discount)))?;
+                out.write_field(defuse(c.nik.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(&c.register_date).as_bytes())?;
+                out.write_field(defuse(&c.id).as_bytes())?;
+                out.write_field(defuse(&c.merchant_id).as_bytes())?;
+                out.write_field(defuse(&c.package_id).as_bytes())?;
+                out.write_field(c.status.as_str())?;
+                out.write_field(defuse(c.address.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(defuse(c.notes.as_deref().unwrap_or("")).as_bytes())?;
+                out.write_field(enc.time(Some(c.created_at)))?;
                 out.write_record(None::<&[u8]>)?;
             }
         }

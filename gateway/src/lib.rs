@@ -39,6 +39,7 @@ pub mod billing;
 pub mod clock;
 pub mod cluster;
 pub mod credentials;
+pub mod csv_in;
 pub mod csv_out;
 pub mod delivery;
 pub mod device_ops;

@@ -69,6 +69,13 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Subscription billing (through the admin API): the customer CSV import.
+    Billing {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// Export ledger entries or transactions as CSV (an export job, through the admin API).
     Export {
         #[command(flatten)]
@@ -78,11 +85,30 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// Import customers from the billing seed's CSV (nama,telepon,diskon,tanggal,area,
+    /// paket_nama,paket_tarif,total_bayar,nik,tanggal_register): the file is checked first
+    /// (a dry run, its counts on stderr), then its valid rows are imported in one
+    /// transaction; the rows that were not imported are listed with their problems.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Only check the file; import nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import nothing if any row is invalid.
+        #[arg(long)]
+        all_or_nothing: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// What to export: ledger_entries, transactions, settlement_adjustments,
     /// reconciliation_rows (of one run: --run), billing_invoices or billing_invoices_xlsx
-    /// (by --period-from/--period-to).
+    /// (by --period-from/--period-to), or billing_customers (customer data: needs billing
+    /// management too; --merchant only).
     pub kind: String,
     /// Only this merchant's rows.
     #[arg(long)]
@@ -229,6 +255,19 @@ pub enum BenchCommand {
         /// Rows read per page.
         #[arg(long, default_value_t = 1000)]
         page_rows: u32,
+    },
+    /// The customer CSV import through the daemon's admin API: an N-row file checked (dry
+    /// run), imported in one transaction, and checked again (every phone taken): seconds
+    /// and rows per second.
+    BillingImport {
+        #[arg(long, default_value_t = 10_000)]
+        rows: usize,
+        /// Merchants (areas) the rows are spread over.
+        #[arg(long, default_value_t = 20)]
+        merchants: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// One child process of `bench presence` (started by it).
     #[command(hide = true)]

@@ -26,6 +26,12 @@ pub enum ClientError {
     },
     #[error("unexpected response from {url}: {reason}")]
     Unexpected { url: String, reason: String },
+    #[error("reading {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
     Io {
         path: String,
@@ -75,39 +81,58 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        let value: Value = serde_json::from_str(&text).map_err(|_| ClientError::Unexpected {
-            url: url.clone(),
-            reason: format!("HTTP {status}, body is not JSON"),
-        })?;
-        if status.is_success() {
-            return Ok(value);
-        }
-        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            code: field("code").unwrap_or_else(|| "unknown".into()),
-            message: field("message").unwrap_or_else(|| text.clone()),
-            request_id: field("request_id"),
-        })
+        send(request, &url).await
     }
 }
 
+/// Sends `request` and reads its answer: the JSON of a success, or the error envelope as a
+/// [`ClientError::Api`].
+async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+    let transport = |source| ClientError::Transport {
+        url: url.to_owned(),
+        source,
+    };
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    let text = response.text().await.map_err(transport)?;
+    let text = text.as_str();
+    let value: Value = serde_json::from_str(text).map_err(|_| ClientError::Unexpected {
+        url: url.to_owned(),
+        reason: format!("HTTP {status}, body is not JSON"),
+    })?;
+    if status.is_success() {
+        return Ok(value);
+    }
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    Err(ClientError::Api {
+        status: status.as_u16(),
+        code: field("code").unwrap_or_else(|| "unknown".into()),
+        message: field("message").unwrap_or_else(|| text.to_owned()),
+        request_id: field("request_id"),
+    })
+}
+
 impl ApiClient {
+    /// POSTs `csv` as a `text/csv` body (a file upload) and returns the JSON answer.
+    pub async fn post_csv(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        csv: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut request = self
+            .http
+            .post(&url)
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "text/csv")
+            .body(csv);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        send(request, &url).await
+    }
+
     /// Streams a file the API serves (a CSV export) into `target`, written beside it first
     /// and renamed when complete; returns its size.
     pub async fn download(&self, path: &str, target: &std::path::Path) -> Result<u64, ClientError> {

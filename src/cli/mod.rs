@@ -1,21 +1,23 @@
 //! The command line: the daemon's own subcommands (`serve`, `migrate`, `config`, `admin`)
 //! and the client commands technicians and operators run against a daemon's admin API
-//! (`merchant`, `outlet`, `terminal`, `device`, `export`). Client commands print a readable summary,
+//! (`merchant`, `outlet`, `terminal`, `device`, `export`, `billing import`). Client commands print a readable summary,
 //! or the API's JSON with `--json`, or only ids with `--quiet` (for shell scripts).
 //!
 //! `args` is the clap tree, `client` the admin-API client and the table of what each client
 //! command asks the API, `render` how the answer is printed. This module only ties the
-//! three together in [`run_client`]; `export` is the one client command that does more
-//! than one call (queue, follow with a progress bar, download).
+//! three together in [`run_client`]; `export` (queue, follow with a progress bar,
+//! download) and `billing` (the customer import: check, then import) make more than one
+//! call.
 
 mod args;
+mod billing;
 mod client;
 mod export;
 mod render;
 
 pub use args::{
-    AdminCommand, ApiArgs, BenchCommand, Cli, Command, ConfigCommand, DaemonArgs, DeviceCommand,
-    ExportArgs, MerchantCommand, OutletCommand, SimArgs, TerminalCommand,
+    AdminCommand, ApiArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand, DaemonArgs,
+    DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, SimArgs, TerminalCommand,
 };
 pub use client::{ApiClient, ClientError};
 
@@ -30,6 +32,7 @@ pub async fn run_client(command: Command) -> Result<String, ClientError> {
         Command::Terminal { api, command } => (api, terminal_call(command)),
         Command::Device { api, command } => (api, device_call(command)),
         Command::Export { api, export } => return export::run_export(api, export).await,
+        Command::Billing { api, command } => return billing::run_billing(api, command).await,
         other => unreachable!("not a client command: {other:?}"),
     };
     let client = ApiClient::new(&api.api_url, api.token.clone());

@@ -1068,7 +1068,7 @@ impl BillingStore for Db {
             let sql = format!(
                 "INSERT INTO billing_invoices ({INVOICE_COLUMNS}) VALUES {} \
                  ON CONFLICT DO NOTHING",
-                crate::reconciliation::placeholders(self, chunk.len(), INVOICE_WIDTH)
+                crate::sql::placeholders(self, chunk.len(), INVOICE_WIDTH)
             );
             let mut statement = query(sql);
             for invoice in chunk {

@@ -37,6 +37,8 @@ string_enum!(
         BillingInvoices = "billing_invoices",
         /// The same as an XLSX workbook.
         BillingInvoicesXlsx = "billing_invoices_xlsx",
+        /// Billing customers with their package and area (operators' customer data).
+        BillingCustomers = "billing_customers",
     }
 );
 
@@ -62,6 +64,8 @@ impl ExportKind {
             // Refused by the gateway: a run's rows have no time of their own.
             ExportKind::ReconciliationRows => "",
             ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => "binv",
+            // Refused by the gateway: customers are exported whole.
+            ExportKind::BillingCustomers => "",
         }
     }
 
@@ -208,6 +212,7 @@ pub enum ExportRows {
     SettlementAdjustments(Vec<SettlementAdjustment>),
     ReconciliationRows(Vec<ReconciliationRow>),
     BillingInvoices(Vec<FinanceInvoice>),
+    BillingCustomers(Vec<crate::CustomerExportRow>),
 }
 
 impl ExportRows {
@@ -218,6 +223,7 @@ impl ExportRows {
             ExportRows::SettlementAdjustments(rows) => rows.len(),
             ExportRows::ReconciliationRows(rows) => rows.len(),
             ExportRows::BillingInvoices(rows) => rows.len(),
+            ExportRows::BillingCustomers(rows) => rows.len(),
         }
     }
 
@@ -233,6 +239,7 @@ impl ExportRows {
             ExportRows::SettlementAdjustments(rows) => rows.last().map(|r| r.id.clone()),
             ExportRows::ReconciliationRows(rows) => rows.last().map(|r| r.seq.to_string()),
             ExportRows::BillingInvoices(rows) => rows.last().map(|r| r.id.clone()),
+            ExportRows::BillingCustomers(rows) => rows.last().map(|r| r.customer.id.clone()),
         }
     }
 }
@@ -331,6 +338,9 @@ fn rows_query<'a>(
     if kind == ExportKind::ReconciliationRows {
         return run_rows_query(filter, after, select, tail);
     }
+    if kind == ExportKind::BillingCustomers {
+        return customer_rows_query(filter, after, select, tail);
+    }
     let (table, own_column, own) = match kind {
         ExportKind::LedgerEntries => (
             "ledger_entries",
@@ -352,6 +362,7 @@ fn rows_query<'a>(
         ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
             ("billing_invoices", "status", None)
         }
+        ExportKind::BillingCustomers => unreachable!("read by customer_rows_query"),
     };
     let (from, to) = filter.id_bounds(kind);
     let mut conditions = Vec::new();
@@ -411,6 +422,52 @@ fn run_rows_query<'a>(
     (format!("{sql}{tail}"), params)
 }
 
+/// The columns of [`crate::CustomerExportRow`]: the customer, its area (the merchant's
+/// billing business name, else its name) and its package.
+const CUSTOMER_EXPORT_COLUMNS: &str = "c.*, \
+     COALESCE(NULLIF(TRIM(s.business_name), ''), m.name) AS area, \
+     p.name AS package_name, p.price AS package_price";
+
+/// The customer-data export's statement (`rows_query`'s part for `billing_customers`):
+/// customers in id order, of one merchant if the filter names one. `select` is `*` (the
+/// export's columns) or an aggregate; `tail` as there.
+fn customer_rows_query<'a>(
+    filter: &'a ExportFilter,
+    after: Option<&'a str>,
+    select: &str,
+    tail: &str,
+) -> (String, Vec<Param<'a>>) {
+    let select = if select == "*" {
+        CUSTOMER_EXPORT_COLUMNS
+    } else {
+        select
+    };
+    let mut sql = format!(
+        "SELECT {select} FROM billing_customers c \
+         JOIN billing_packages p ON p.id = c.package_id \
+         JOIN merchants m ON m.id = c.merchant_id \
+         LEFT JOIN billing_merchant_settings s ON s.merchant_id = c.merchant_id"
+    );
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    if let Some(after) = after {
+        params.push(Param::Text(Some(after)));
+        conditions.push(format!("c.id > ${}", params.len()));
+    }
+    if let Some(merchant) = filter.merchant_id.as_deref() {
+        params.push(Param::Text(Some(merchant)));
+        conditions.push(format!("c.merchant_id = ${}", params.len()));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    let tail = tail
+        .replace("ORDER BY id", "ORDER BY c.id")
+        .replace("$LIMIT", &format!("${}", params.len() + 1));
+    (format!("{sql}{tail}"), params)
+}
+
 pub(crate) async fn export_rows(
     db: &Db,
     kind: ExportKind,
@@ -447,6 +504,9 @@ pub(crate) async fn export_rows(
         // Read above, joined with the customers.
         ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
             ExportRows::BillingInvoices(Vec::new())
+        }
+        ExportKind::BillingCustomers => {
+            ExportRows::BillingCustomers(query_as(sql).bind_all(params).fetch_all(db.read()).await?)
         }
     })
 }

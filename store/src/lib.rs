@@ -26,7 +26,8 @@
 //! `audit`); [`cluster`] (nodes, cluster leases, shared secrets); [`settlement`] (bank
 //! accounts, payout settings, settlement batches, adjustments, balances);
 //! [`reconciliation`] (provider report runs and their rows); [`exports`] (export jobs and
-//! the paged reads of the rows they export). Each trait has one
+//! the paged reads of the rows they export); [`billing_import`] (the customer CSV import's
+//! lookups and its one-transaction write, the customer-data export's rows). Each trait has one
 //! implementation, on `Db` (defined here, with [`Store`]'s
 //! impl; the others' in each area's `mod.rs`), whose methods hand over to those modules.
 //! Shared helpers (ids, the time, pages) are in `sql`, the backend-neutral statement types
@@ -153,6 +154,7 @@ mod admin_token;
 pub mod auth;
 pub mod billing;
 pub mod billing_finance;
+pub mod billing_import;
 pub mod cluster;
 mod db;
 mod device;
@@ -190,6 +192,10 @@ pub use billing_finance::{
     FinanceInvoiceFilter, InvoiceFixture, InvoiceSelection, MonthCount, NewBillingSettings,
     PeriodTotals, ReceiptRecord, SecretChange,
 };
+pub use billing_import::{
+    CustomerExportRow, CustomerImport, CustomerImportOutcome, CustomerImportStore, ImportArea,
+    ImportCatalogue, ImportPackage, ImportSkip, ImportSkipReason, NewImportedCustomer,
+};
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
@@ -217,6 +223,7 @@ pub trait Store:
     + ReconciliationStore
     + ExportStore
     + BillingFinanceStore
+    + CustomerImportStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -17,6 +17,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::db::{Param, query, query_as};
+use crate::sql::{in_list, placeholders};
 use crate::{Db, Page, PageRequest, StoreError, StoreResult, TransactionStatus};
 
 string_enum!(
@@ -197,40 +198,6 @@ const ROW_COLUMNS: &str = "run_id, seq, line, order_id, provider_transaction_id,
 const ROW_WIDTH: usize = 13;
 const TRANSACTION_COLUMNS: &str =
     "id, order_ref, provider, provider_transaction_id, amount, status, paid_at, created_at";
-
-/// `rows` groups of `width` placeholders: `(?, ?), (?, ?)` on SQLite, `($1, $2), ($3, $4)`
-/// on PostgreSQL.
-pub(crate) fn placeholders(db: &Db, rows: usize, width: usize) -> String {
-    let mut text = String::with_capacity(rows * width * 6);
-    let mut n = 0;
-    for row in 0..rows {
-        if row > 0 {
-            text.push_str(", ");
-        }
-        text.push('(');
-        for column in 0..width {
-            if column > 0 {
-                text.push_str(", ");
-            }
-            n += 1;
-            match db {
-                Db::Sqlite(_) => text.push('?'),
-                Db::Postgres(_) => {
-                    text.push('$');
-                    text.push_str(&n.to_string());
-                }
-            }
-        }
-        text.push(')');
-    }
-    text
-}
-
-/// `?, ?, ?` or `$1, $2, $3`: a list for `IN (…)`.
-fn in_list(db: &Db, count: usize) -> String {
-    let groups = placeholders(db, count, 1);
-    groups.replace(['(', ')'], "")
-}
 
 #[async_trait]
 impl ReconciliationStore for Db {

@@ -1,4 +1,5 @@
-//! Bulk rows for the benchmarks (`gema bench settlement`): a million paid transactions and
+//! Bulk rows for the benchmarks (`gema bench settlement`; billing's catalogue for
+//! `gema bench billing-import` and the import's tests): a million paid transactions and
 //! their ledger go in faster than any API would write them, as multi-row `INSERT`s in large
 //! transactions. Not for production data: no audit rows, no inbox, no announcements.
 
@@ -265,7 +266,7 @@ pub async fn seed_billing_customers(
                     text(format!("Pelanggan {i}")),
                     text(format!("628{:011}", i)),
                     Param::Int(Some(billing_day)),
-                    Param::Int(Some(if i % 10 == 0 { 10_000 } else { 0 })),
+                    Param::Int(Some(if i.is_multiple_of(10) { 10_000 } else { 0 })),
                     text("active".into()),
                     text("2026-01-01".into()),
                     Param::Time(Some(now)),
@@ -282,5 +283,58 @@ pub async fn seed_billing_customers(
         )
         .await?;
     }
+    Ok(ids)
+}
+
+/// A package to seed with [`seed_billing_catalogue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedPackage {
+    pub name: String,
+    pub price: i64,
+    pub active: bool,
+}
+
+/// Billing packages and merchants' billing business names, written straight into the
+/// database `url` names, for the import's tests and `gema bench billing-import` (the
+/// billing service's own package and settings writes are not on this branch's path).
+/// Returns the packages' ids in order. No audit rows.
+pub async fn seed_billing_catalogue(
+    url: &str,
+    packages: &[SeedPackage],
+    business_names: &[(&str, &str)],
+) -> StoreResult<Vec<String>> {
+    let db = &crate::open_db(url, &crate::ConnectOptions::default()).await?;
+    let now = crate::sql::now();
+    let mut ids = Vec::with_capacity(packages.len());
+    let mut tx = db.begin_write().await?;
+    for package in packages {
+        let id = crate::sql::new_id("pkg");
+        query(
+            "INSERT INTO billing_packages (id, name, price, active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(id.as_str())
+        .bind(package.name.as_str())
+        .bind(package.price)
+        .bind(package.active)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+        ids.push(id);
+    }
+    for (merchant, name) in business_names {
+        query(
+            "INSERT INTO billing_merchant_settings (merchant_id, business_name, \
+             receipt_show_nik, receipt_show_area, receipt_show_package, receipt_show_discount, \
+             receipt_show_method, updated_at) VALUES ($1, $2, TRUE, TRUE, TRUE, TRUE, TRUE, $3) \
+             ON CONFLICT (merchant_id) DO UPDATE SET business_name = $2, updated_at = $3",
+        )
+        .bind(*merchant)
+        .bind(*name)
+        .bind(now)
+        .execute(&mut tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(ids)
 }

@@ -1,7 +1,9 @@
-//! The helpers every query module uses: ids, the time, pages; and the page records
+//! The helpers every query module uses: ids, the time, pages, multi-row placeholders; and the page records
 //! themselves ([`PageRequest`], [`Page`], re-exported by `model`).
 
 use time::OffsetDateTime;
+
+use crate::Db;
 
 use serde::Serialize;
 
@@ -31,6 +33,40 @@ pub(crate) fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
+}
+
+/// `rows` groups of `width` placeholders: `(?, ?), (?, ?)` on SQLite, `($1, $2), ($3, $4)`
+/// on PostgreSQL.
+pub(crate) fn placeholders(db: &Db, rows: usize, width: usize) -> String {
+    let mut text = String::with_capacity(rows * width * 6);
+    let mut n = 0;
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..width {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            n += 1;
+            match db {
+                Db::Sqlite(_) => text.push('?'),
+                Db::Postgres(_) => {
+                    text.push('$');
+                    text.push_str(&n.to_string());
+                }
+            }
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// `?, ?, ?` or `$1, $2, $3`: a list for `IN (…)`.
+pub(crate) fn in_list(db: &Db, count: usize) -> String {
+    let groups = placeholders(db, count, 1);
+    groups.replace(['(', ')'], "")
 }
 
 /// Cuts a `limit + 1` result down to a page and its cursor.

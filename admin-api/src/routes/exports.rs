@@ -1,4 +1,11 @@
-//! Export jobs: queue one, list and follow them, download the finished CSV.
+//! Export jobs: queue one, list and follow them, download the finished CSV; and the
+//! customer-data export, an export job of kind `billing_customers` that operators with
+//! billing management queue, follow and download under `/billing/customer-exports`.
+//!
+//! The permission is per kind: the `/exports` routes need export jobs' permission (finance),
+//! and a `billing_customers` job there needs billing management's as well (so, of the
+//! operator roles, admin only); `/billing/customer-exports` needs billing management's and
+//! shows only `billing_customers` jobs.
 
 use axum::Json;
 use axum::body::Body;
@@ -6,22 +13,49 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gema_gateway::GatewayError;
-use gema_gateway::auth::Action;
+use gema_gateway::auth::{Action, Principal};
 use gema_gateway::exports::file_extension;
 use gema_store::{AdjustmentType, ReconciliationOutcome};
-use gema_store::{ExportFilter, ExportJobFilter};
+use gema_store::{ExportFilter, ExportJobFilter, ExportKind};
 
 use crate::authz::{Caller, MerchantScope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
+use crate::views::billing_import::CreateCustomerExport;
 use crate::views::exports::{CreateExport, ExportJob, ExportQuery};
 use crate::views::{Page, PageParams};
+
+/// Refuses a job of a kind the caller's role may not export: `billing_customers` is
+/// customer data, for billing management only; billing invoices need billing finance.
+fn may_export(caller: &Principal, kind: ExportKind) -> ApiResult<()> {
+    if kind.is_billing_invoices() && !caller.may(Action::BillingFinance) {
+        let action = Action::BillingFinance.name();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("your role may not {action}"),
+        )
+        .with_details(serde_json::json!({ "action": action })));
+    }
+    if kind == ExportKind::BillingCustomers && !caller.may(Action::BillingManage) {
+        let action = Action::BillingManage.name();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("your role may not {action}: a billing_customers export is customer data"),
+        )
+        .with_details(serde_json::json!({ "action": action })));
+    }
+    Ok(())
+}
 
 #[utoipa::path(post, path = "/exports", tag = "exports", request_body = CreateExport,
     responses(
         (status = 202, description = "Queued; follow it at /exports/{id}", body = ExportJob),
         (status = 400, description = "Unknown kind or filter, or one the kind does not take", body = ErrorBody),
+        (status = 403, description = "A `billing_customers` export needs billing management \
+            as well (operators: admin; ops use /billing/customer-exports)", body = ErrorBody),
         (status = 404, description = "A merchant user asked for another merchant", body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn create(
@@ -30,16 +64,6 @@ pub async fn create(
     scope: MerchantScope,
     ApiJson(body): ApiJson<CreateExport>,
 ) -> ApiResult<(StatusCode, Json<ExportJob>)> {
-    let kind: gema_store::ExportKind = body.kind.into();
-    // The route's rule is `export.jobs`; a billing kind also needs billing finance.
-    if kind.is_billing_invoices() && !caller.may(Action::BillingFinance) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("your role may not {}", Action::BillingFinance.name()),
-        )
-        .with_details(serde_json::json!({ "action": Action::BillingFinance.name() })));
-    }
     let adjustment_type = match body.adjustment_type.as_deref() {
         None => None,
         Some(t) => Some(AdjustmentType::parse(t).ok_or_else(|| {
@@ -59,6 +83,7 @@ pub async fn create(
             )
         })?),
     };
+    may_export(&caller, body.kind.into())?;
     let filter = ExportFilter {
         merchant_id: scope.apply(body.merchant_id)?,
         from: body.from,
@@ -71,7 +96,10 @@ pub async fn create(
         period_from: body.period_from,
         period_to: body.period_to,
     };
-    let job = state.exports.create(kind, filter, &caller.actor).await?;
+    let job = state
+        .exports
+        .create(body.kind.into(), filter, &caller.actor)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(job.into())))
 }
 
@@ -92,25 +120,37 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/exports/{id}", tag = "exports", params(("id" = String, Path)),
     responses((status = 200, description = "Status and progress", body = ExportJob),
+        (status = 403, description = "A `billing_customers` job needs billing management as well", body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ExportJob>> {
-    Ok(Json(state.exports.job(&id).await?.into()))
+    let job = state.exports.job(&id).await?;
+    may_export(&caller, job.kind)?;
+    Ok(Json(job.into()))
 }
 
 #[utoipa::path(get, path = "/exports/{id}/download", tag = "exports", params(("id" = String, Path)),
     responses(
         (status = 200, description = "The file, streamed: CSV, or XLSX for billing_invoices_xlsx", content_type = "text/csv", body = String),
+        (status = 403, description = "A `billing_customers` file needs billing management as well", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not done yet (or failed)", body = ErrorBody),
         (status = 410, description = "Expired: the file was deleted", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (job, path) = export_file(&state, &id).await?;
+    may_export(&caller, state.exports.job(&id).await?.kind)?;
+    stream_file(&state, &id).await
+}
+
+/// A done job's file, streamed.
+async fn stream_file(state: &AppState, id: &str) -> ApiResult<Response> {
+    let (job, path) = export_file(state, id).await?;
     file_response(&job, &path).await
 }
 
@@ -161,4 +201,67 @@ pub(crate) async fn file_response(
         headers.insert(header::CONTENT_LENGTH, value);
     }
     Ok(response)
+}
+
+/// A `billing_customers` job by id: any other kind is not found here.
+async fn customer_export(state: &AppState, id: &str) -> ApiResult<gema_store::ExportJob> {
+    let job = state.exports.job(id).await?;
+    if job.kind != ExportKind::BillingCustomers {
+        return Err(GatewayError::NotFound {
+            entity: "customer export",
+            id: id.to_owned(),
+        }
+        .into());
+    }
+    Ok(job)
+}
+
+#[utoipa::path(post, path = "/billing/customer-exports", tag = "billing",
+    request_body = CreateCustomerExport,
+    responses(
+        (status = 202, description = "Queued: an export job of kind `billing_customers` (the \
+            import's ten columns, then id, merchant_id, package_id, status, address, notes, \
+            created_at); follow it at /billing/customer-exports/{id}", body = ExportJob),
+        (status = 403, description = "Only operators with billing management (admin, ops)", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_customer_export(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<CreateCustomerExport>,
+) -> ApiResult<(StatusCode, Json<ExportJob>)> {
+    let filter = ExportFilter {
+        merchant_id: body.merchant_id,
+        ..Default::default()
+    };
+    let job = state
+        .exports
+        .create(ExportKind::BillingCustomers, filter, &caller.actor)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(job.into())))
+}
+
+#[utoipa::path(get, path = "/billing/customer-exports/{id}", tag = "billing",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Status and progress", body = ExportJob),
+        (status = 404, description = "No customer export has this id", body = ErrorBody)))]
+pub async fn get_customer_export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ExportJob>> {
+    Ok(Json(customer_export(&state, &id).await?.into()))
+}
+
+#[utoipa::path(get, path = "/billing/customer-exports/{id}/download", tag = "billing",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The CSV file, streamed", content_type = "text/csv", body = String),
+        (status = 404, description = "No customer export has this id", body = ErrorBody),
+        (status = 409, description = "Not done yet (or failed)", body = ErrorBody),
+        (status = 410, description = "Expired: the file was deleted", body = ErrorBody)))]
+pub async fn download_customer_export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    customer_export(&state, &id).await?;
+    stream_file(&state, &id).await
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod billing_finance;
+pub mod billing_import;
 pub mod device_ops;
 pub mod devices;
 pub mod exports;

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::authz::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, is_csv};
 use crate::state::AppState;
 use crate::views::reconciliation::{
     CSV_HEADER, ImportQuery, ReconciliationRow, ReconciliationRun, RowQuery, csv_line,
@@ -42,18 +42,7 @@ pub async fn create(
     ApiQuery(query): ApiQuery<ImportQuery>,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<ReconciliationRun>)> {
-    let is_csv = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| {
-            let mime = mime.trim();
-            ["text/csv", "application/csv", "text/plain"]
-                .iter()
-                .any(|m| mime.eq_ignore_ascii_case(m))
-        });
-    if !is_csv {
+    if !is_csv(request.headers()) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

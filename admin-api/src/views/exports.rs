@@ -22,6 +22,9 @@ pub enum ExportKind {
     BillingInvoices,
     /// The same as an XLSX workbook.
     BillingInvoicesXlsx,
+    /// Billing customers with their package and area (only `merchant_id`); needs the
+    /// billing-management permission as well as export jobs'.
+    BillingCustomers,
 }
 
 impl From<ExportKind> for store::ExportKind {
@@ -33,6 +36,7 @@ impl From<ExportKind> for store::ExportKind {
             ExportKind::ReconciliationRows => store::ExportKind::ReconciliationRows,
             ExportKind::BillingInvoices => store::ExportKind::BillingInvoices,
             ExportKind::BillingInvoicesXlsx => store::ExportKind::BillingInvoicesXlsx,
+            ExportKind::BillingCustomers => store::ExportKind::BillingCustomers,
         }
     }
 }
@@ -46,6 +50,7 @@ impl From<store::ExportKind> for ExportKind {
             store::ExportKind::ReconciliationRows => ExportKind::ReconciliationRows,
             store::ExportKind::BillingInvoices => ExportKind::BillingInvoices,
             store::ExportKind::BillingInvoicesXlsx => ExportKind::BillingInvoicesXlsx,
+            store::ExportKind::BillingCustomers => ExportKind::BillingCustomers,
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod billing;
 pub mod billing_finance;
+pub mod billing_import;
 pub mod cluster;
 pub mod device_ops;
 pub mod exports;

@@ -3,6 +3,7 @@
 mod bad_input;
 mod billing;
 mod billing_finance;
+mod billing_import;
 mod billing_isolation;
 mod cluster;
 mod device_ops;

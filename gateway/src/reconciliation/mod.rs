@@ -3,7 +3,7 @@
 //! rows.
 //!
 //! [`Reconciliation::import`] reads the report ([`report`], over the untrusted-input
-//! reader [`csv`]), looks up the transactions its rows name and those paid within its
+//! reader [`crate::csv_in`]), looks up the transactions its rows name and those paid within its
 //! period, matches them ([`matching`], pure), and stores the run and its rows in one
 //! transaction. A header without a needed column refuses the report (`Invalid`, naming
 //! `columns` or the mapping field); a line that cannot be read is a `malformed` row with its
@@ -23,7 +23,6 @@
 //!
 //! This module decides; it never speaks HTTP (that is `admin-api`) and holds no SQL.
 
-pub mod csv;
 pub mod matching;
 pub mod report;
 

@@ -15,7 +15,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use crate::error::{GatewayError, GatewayResult};
 use crate::payments::money::parse_rupiah;
 
-use super::csv;
+use crate::csv_in as csv;
 
 /// How a report is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

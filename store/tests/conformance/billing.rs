@@ -31,7 +31,7 @@ fn new_customer(merchant: &str, package: &str, i: usize) -> NewCustomer {
         nik: None,
         address: None,
         billing_day: 5,
-        discount: if i % 2 == 0 { 10_000 } else { 0 },
+        discount: if i.is_multiple_of(2) { 10_000 } else { 0 },
         register_date: "2026-01-01".into(),
         notes: None,
     }
@@ -228,7 +228,7 @@ pub async fn an_invoice_qris_payment_is_applied_once(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         store.unsettled_invoice_qris(10).await.unwrap(),
-        [transaction.id.clone()],
+        std::slice::from_ref(&transaction.id),
         "a paid invoice QRIS not yet applied is found by the sweep"
     );
     let mut tasks = Vec::new();

@@ -237,13 +237,18 @@ async fn paid(store: &dyn Store, terminal: &Terminal, order_ref: &str, amount: i
         .unwrap();
 }
 
-async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) -> ExportRows {
+pub(crate) async fn all_rows(
+    store: &dyn Store,
+    kind: ExportKind,
+    filter: &ExportFilter,
+) -> ExportRows {
     let mut after: Option<String> = None;
     let mut ledger = Vec::new();
     let mut transactions = Vec::new();
     let mut adjustments = Vec::new();
     let mut run_rows = Vec::new();
     let mut invoices = Vec::new();
+    let mut customers = Vec::new();
     loop {
         let page = store
             .export_rows(kind, filter, after.as_deref(), 2)
@@ -260,6 +265,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
             ExportRows::SettlementAdjustments(rows) => adjustments.extend(rows),
             ExportRows::ReconciliationRows(rows) => run_rows.extend(rows),
             ExportRows::BillingInvoices(rows) => invoices.extend(rows),
+            ExportRows::BillingCustomers(rows) => customers.extend(rows),
         }
     }
     match kind {
@@ -270,6 +276,7 @@ async fn all_rows(store: &dyn Store, kind: ExportKind, filter: &ExportFilter) ->
         ExportKind::BillingInvoices | ExportKind::BillingInvoicesXlsx => {
             ExportRows::BillingInvoices(invoices)
         }
+        ExportKind::BillingCustomers => ExportRows::BillingCustomers(customers),
     }
 }
 

@@ -8,6 +8,7 @@ mod auth;
 mod backends;
 mod billing;
 mod billing_finance;
+mod billing_import;
 mod cluster;
 mod device_ops;
 mod exports;
@@ -98,6 +99,10 @@ macro_rules! conformance {
             conformance!(@tests $open, reconciliation;
                 reconciliation_runs_keep_every_row_in_order_and_count_them,
                 matching_finds_transactions_by_order_ref_provider_id_and_creation_time
+            );
+            conformance!(@tests_with_url $open, billing_import;
+                billing_import_writes_customers_with_their_history_and_skips_what_changed,
+                billing_customers_export_pages_by_id_with_package_and_area
             );
             conformance!(@tests $open, cluster;
                 nodes_register_heartbeat_and_stop,
