@@ -39,6 +39,28 @@ use crate::{App, Config};
 
 mod cpu;
 
+/// A migrated scratch database for a benchmark: `database_url` if given (PostgreSQL), else a
+/// fresh SQLite file in `dir`. Returns the store, its URL (for bulk seeding) and the
+/// backend's name for the printout.
+pub(crate) async fn scratch_store(
+    database_url: Option<&str>,
+    dir: &std::path::Path,
+) -> anyhow::Result<(std::sync::Arc<dyn gema_store::Store>, String, &'static str)> {
+    use anyhow::Context;
+    let (url, backend) = match database_url {
+        Some(url) => (url.to_owned(), "postgresql"),
+        None => (
+            format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+            "sqlite",
+        ),
+    };
+    let store = gema_store::connect(&url, &gema_store::ConnectOptions::default())
+        .await
+        .with_context(|| format!("opening {}", gema_store::redact_url(&url)))?;
+    store.migrate().await.context("migrating")?;
+    Ok((store, url, backend))
+}
+
 /// An approved merchant named `name` with one outlet and one terminal (`label`, paid by
 /// static QR under `payment_ref` if given): the rows every benchmark's seed starts from.
 pub(crate) async fn bench_terminal(

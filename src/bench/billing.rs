@@ -12,7 +12,6 @@ use gema_gateway::billing::{Billing, BillingSettings};
 use gema_gateway::clock::SystemClock;
 use gema_gateway::delivery::{Handover, results_channel};
 use gema_gateway::payments::{PaymentSettings, Payments};
-use gema_store::ConnectOptions;
 
 #[derive(Debug, Clone)]
 pub struct BillingBench {
@@ -26,20 +25,8 @@ pub async fn billing(bench: BillingBench) -> anyhow::Result<()> {
         bail!("--merchants and --per-merchant must be at least 1");
     }
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let (url, backend) = match &bench.database_url {
-        Some(url) => (url.clone(), "postgresql"),
-        None => (
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("bench.db").display()
-            ),
-            "sqlite",
-        ),
-    };
-    let store = gema_store::connect(&url, &ConnectOptions::default())
-        .await
-        .with_context(|| format!("opening {}", gema_store::redact_url(&url)))?;
-    store.migrate().await.context("migrating")?;
+    let (store, url, backend) =
+        super::scratch_store(bench.database_url.as_deref(), dir.path()).await?;
     let customers = bench.merchants * bench.per_merchant;
     println!(
         "billing bench ({backend}): seeding {} merchants × {} customers billed on the 5th ({customers} customers)…",

@@ -11,7 +11,6 @@
 // Rates for display only; no money is computed here.
 #![allow(clippy::float_arithmetic)]
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -60,7 +59,8 @@ pub async fn reconcile(bench: ReconcileBench) -> anyhow::Result<()> {
         bail!("--rows must be at least 10");
     }
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let (store, backend) = open_store(&bench, dir.path()).await?;
+    let (store, _, backend) =
+        super::scratch_store(bench.database_url.as_deref(), dir.path()).await?;
     println!("reconcile bench: {} rows on {backend}", bench.rows);
 
     let started = Instant::now();
@@ -128,24 +128,6 @@ pub async fn reconcile(bench: ReconcileBench) -> anyhow::Result<()> {
         read as f64 / seconds
     );
     Ok(())
-}
-
-async fn open_store(
-    bench: &ReconcileBench,
-    dir: &std::path::Path,
-) -> anyhow::Result<(Arc<dyn Store>, &'static str)> {
-    let (url, backend) = match &bench.database_url {
-        Some(url) => (url.clone(), "postgresql"),
-        None => (
-            format!("sqlite://{}?mode=rwc", dir.join("gema.db").display()),
-            "sqlite",
-        ),
-    };
-    let store = gema_store::connect(&url, &gema_store::ConnectOptions::default())
-        .await
-        .with_context(|| format!("opening {}", gema_store::redact_url(&url)))?;
-    store.migrate().await.context("migrating")?;
-    Ok((store, backend))
 }
 
 /// `rows` static-QR payments of [`AMOUNT`] on one terminal, through the payment batch;

@@ -10,7 +10,6 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use gema_gateway::clock::SystemClock;
 use gema_gateway::settlement::{GenerateInput, ReportFormat, Settlement, SettlementSettings};
-use gema_store::ConnectOptions;
 
 #[derive(Debug, Clone)]
 pub struct SettlementBench {
@@ -24,20 +23,8 @@ pub async fn settlement(bench: SettlementBench) -> anyhow::Result<()> {
         bail!("--merchants and --per-merchant must be at least 1");
     }
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let (url, backend) = match &bench.database_url {
-        Some(url) => (url.clone(), "postgresql"),
-        None => (
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("bench.db").display()
-            ),
-            "sqlite",
-        ),
-    };
-    let store = gema_store::connect(&url, &ConnectOptions::default())
-        .await
-        .with_context(|| format!("opening {}", gema_store::redact_url(&url)))?;
-    store.migrate().await.context("migrating")?;
+    let (store, url, backend) =
+        super::scratch_store(bench.database_url.as_deref(), dir.path()).await?;
 
     let payables = bench.merchants * bench.per_merchant;
     println!(
