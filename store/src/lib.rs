@@ -173,6 +173,7 @@ mod sql;
 mod sqlite;
 mod sqlite_payments;
 mod terminal;
+pub mod whatsapp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -210,6 +211,11 @@ pub use reconciliation::{
     ReconciliationRow, ReconciliationRowFilter, ReconciliationRun, ReconciliationStore,
 };
 pub use settlement::*;
+pub use whatsapp::{
+    AlertableDevice, DailyTakings, MessageStatus, NewWaMessage, NewWaSender, OPERATOR_SENDER,
+    SenderKind, WaContact, WaMerchantSettings, WaMessage, WaMessageEvent, WaMessageFilter,
+    WaRecentSend, WaSendOutcome, WaSender, WaText, WaWebhook, WhatsAppStore,
+};
 
 /// The storage interface. See the crate docs for the transaction rule.
 #[async_trait]
@@ -224,6 +230,7 @@ pub trait Store:
     + ExportStore
     + BillingFinanceStore
     + CustomerImportStore
+    + WhatsAppStore
     + Send
     + Sync
     + std::fmt::Debug
