@@ -94,6 +94,10 @@ pub enum ClusterWork {
     ExportSweep,
     /// Billing's daily run, isolation webhooks, missed invoice payments.
     BillingSweep,
+    /// The WhatsApp sender worker: one node sends, so pacing and claims stay in one place.
+    WhatsAppSender,
+    /// Bill reminders, device alerts and daily summaries queued for WhatsApp.
+    WhatsAppNotices,
 }
 
 impl ClusterWork {
@@ -104,6 +108,8 @@ impl ClusterWork {
             ClusterWork::SettlementSchedule => "settlement-schedule",
             ClusterWork::ExportSweep => "export-sweep",
             ClusterWork::BillingSweep => "billing-sweep",
+            ClusterWork::WhatsAppSender => "whatsapp-sender",
+            ClusterWork::WhatsAppNotices => "whatsapp-notices",
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::reconciliation::Reconciliation;
 use crate::registry::Registry;
 use crate::settlement::{Settlement, SettlementSettings};
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
+use crate::whatsapp::{WhatsApp, WhatsAppSettings};
 
 /// What the gateway is built from.
 #[derive(Debug)]
@@ -45,6 +46,7 @@ pub struct GatewaySettings {
     pub settlement: SettlementSettings,
     pub exports: ExportSettings,
     pub billing: BillingSettings,
+    pub whatsapp: WhatsAppSettings,
 }
 
 /// The gateway's services, built and wired. Cheap to clone.
@@ -60,6 +62,7 @@ pub struct Gateway {
     pub reconciliation: Reconciliation,
     pub exports: Exports,
     pub billing: Billing,
+    pub whatsapp: WhatsApp,
 }
 
 impl Gateway {
@@ -129,6 +132,12 @@ impl Gateway {
         let registry = Registry::connected(store.clone(), transport);
         let settlement = Settlement::new(store.clone(), clock.clone(), settings.settlement);
         let reconciliation = Reconciliation::new(store.clone());
+        let whatsapp = WhatsApp::new(
+            store.clone(),
+            clock.clone(),
+            settings.whatsapp,
+            node_id.clone(),
+        );
         let billing = Billing::new(
             store.clone(),
             clock.clone(),
@@ -148,6 +157,7 @@ impl Gateway {
             reconciliation,
             exports,
             billing,
+            whatsapp,
         }
     }
 
@@ -294,6 +304,11 @@ impl Gateway {
             stopped(stop_rx.clone()),
         ));
         let billing_payments = tokio::spawn(self.billing.clone().run(stopped(stop_rx.clone())));
+        let whatsapp = tokio::spawn(
+            self.whatsapp
+                .clone()
+                .run(self.cluster.clone(), stopped(stop_rx.clone())),
+        );
         let export_worker = tokio::spawn(self.exports.clone().run(stopped(stop_rx)));
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -304,6 +319,7 @@ impl Gateway {
             export_sweep.await,
             billing_sweep.await,
             billing_payments.await,
+            whatsapp.await,
             export_worker.await,
             heartbeat.await,
             delivery.await,

@@ -54,6 +54,7 @@ pub mod settlement;
 pub mod testing;
 pub mod transport;
 pub mod validate;
+pub mod whatsapp;
 
 pub use error::{GatewayError, GatewayResult};
 pub use gateway::{Gateway, GatewayDeps, GatewaySettings};

@@ -173,9 +173,9 @@ mod sql;
 mod sqlite;
 mod sqlite_payments;
 mod terminal;
-pub mod whatsapp;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -167,7 +167,10 @@ impl std::fmt::Debug for WaSender {
             .field("merchant_id", &self.merchant_id)
             .field("kind", &self.kind)
             .field("phone_number_id", &self.phone_number_id)
-            .field("access_token", &self.access_token.as_ref().map(|_| "<secret>"))
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "<secret>"),
+            )
             .field("gateway_url", &self.gateway_url)
             .field(
                 "gateway_headers",
@@ -302,8 +305,12 @@ pub trait WhatsAppStore: Send + Sync {
         claim_until_ms: i64,
     ) -> StoreResult<Option<WaMessage>>;
     /// Records how a claimed send ended (only while it is still `sending`), with a log line.
-    async fn finish_wa_message(&self, id: &str, outcome: WaSendOutcome, at_ms: i64)
-    -> StoreResult<()>;
+    async fn finish_wa_message(
+        &self,
+        id: &str,
+        outcome: WaSendOutcome,
+        at_ms: i64,
+    ) -> StoreResult<()>;
     /// Messages left `sending` past their claim (the process stopped mid-send) become
     /// `uncertain`; returns their ids.
     async fn mark_stale_wa_sends(&self, now_ms: i64) -> StoreResult<Vec<String>>;
@@ -336,8 +343,12 @@ pub trait WhatsAppStore: Send + Sync {
         phone_number_id: &str,
     ) -> StoreResult<Option<WaSender>>;
     /// Stops a sender until `until_ms` (extends, never shortens, a pause).
-    async fn pause_wa_sender(&self, sender_id: &str, until_ms: i64, reason: &str)
-    -> StoreResult<()>;
+    async fn pause_wa_sender(
+        &self,
+        sender_id: &str,
+        until_ms: i64,
+        reason: &str,
+    ) -> StoreResult<()>;
     /// Senders paused past `now_ms`: (sender, until, reason).
     async fn wa_sender_pauses(&self, now_ms: i64) -> StoreResult<Vec<(String, i64, String)>>;
 
@@ -352,10 +363,18 @@ pub trait WhatsAppStore: Send + Sync {
         at_ms: i64,
     ) -> StoreResult<bool>;
     /// Opts a number out (`Some(at)`) or back in (`None`).
-    async fn set_wa_opt_out(&self, sender_id: &str, phone: &str, at_ms: Option<i64>)
-    -> StoreResult<()>;
-    async fn pause_wa_contact(&self, sender_id: &str, phone: &str, until_ms: i64)
-    -> StoreResult<()>;
+    async fn set_wa_opt_out(
+        &self,
+        sender_id: &str,
+        phone: &str,
+        at_ms: Option<i64>,
+    ) -> StoreResult<()>;
+    async fn pause_wa_contact(
+        &self,
+        sender_id: &str,
+        phone: &str,
+        until_ms: i64,
+    ) -> StoreResult<()>;
     /// Inbound messages per sender received after `since_ms`.
     async fn wa_inbound_since(&self, since_ms: i64) -> StoreResult<Vec<(String, i64)>>;
 
@@ -374,8 +393,10 @@ pub trait WhatsAppStore: Send + Sync {
     ) -> StoreResult<WaText>;
     async fn delete_wa_text(&self, merchant_id: &str, kind: &str) -> StoreResult<()>;
 
-    async fn wa_merchant_settings(&self, merchant_id: &str)
-    -> StoreResult<Option<WaMerchantSettings>>;
+    async fn wa_merchant_settings(
+        &self,
+        merchant_id: &str,
+    ) -> StoreResult<Option<WaMerchantSettings>>;
     async fn put_wa_merchant_settings(
         &self,
         settings: WaMerchantSettings,
@@ -394,7 +415,8 @@ pub trait WhatsAppStore: Send + Sync {
     /// Opens an incident; `false` if one of the kind is open for the device.
     async fn open_wa_incident(&self, device_id: &str, kind: &str, at_ms: i64) -> StoreResult<bool>;
     /// Closes the open incident; `false` if none was open.
-    async fn close_wa_incident(&self, device_id: &str, kind: &str, at_ms: i64) -> StoreResult<bool>;
+    async fn close_wa_incident(&self, device_id: &str, kind: &str, at_ms: i64)
+    -> StoreResult<bool>;
 }
 
 async fn log_event(
@@ -873,7 +895,12 @@ impl WhatsAppStore for Db {
         )
     }
 
-    async fn pause_wa_sender(&self, sender_id: &str, until_ms: i64, reason: &str) -> StoreResult<()> {
+    async fn pause_wa_sender(
+        &self,
+        sender_id: &str,
+        until_ms: i64,
+        reason: &str,
+    ) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
         query(
             "INSERT INTO wa_sender_pauses (sender_id, paused_until_ms, reason, updated_at) \
@@ -970,7 +997,12 @@ impl WhatsAppStore for Db {
         Ok(())
     }
 
-    async fn pause_wa_contact(&self, sender_id: &str, phone: &str, until_ms: i64) -> StoreResult<()> {
+    async fn pause_wa_contact(
+        &self,
+        sender_id: &str,
+        phone: &str,
+        until_ms: i64,
+    ) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
         query(
             "INSERT INTO wa_contacts (sender_id, phone, paused_until_ms, updated_at) \
@@ -1018,7 +1050,12 @@ impl WhatsAppStore for Db {
         .await?)
     }
 
-    async fn finish_wa_webhook(&self, id: &str, at_ms: i64, error: Option<&str>) -> StoreResult<()> {
+    async fn finish_wa_webhook(
+        &self,
+        id: &str,
+        at_ms: i64,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
         let mut conn = self.write_conn().await?;
         query("UPDATE wa_webhook_inbox SET processed_ms = $2, error = $3 WHERE id = $1")
             .bind(id)
@@ -1171,7 +1208,12 @@ impl WhatsAppStore for Db {
         Ok(done == 1)
     }
 
-    async fn close_wa_incident(&self, device_id: &str, kind: &str, at_ms: i64) -> StoreResult<bool> {
+    async fn close_wa_incident(
+        &self,
+        device_id: &str,
+        kind: &str,
+        at_ms: i64,
+    ) -> StoreResult<bool> {
         let mut conn = self.write_conn().await?;
         let done = query(
             "UPDATE wa_device_incidents SET closed_ms = $3 WHERE device_id = $1 AND kind = $2 \
