@@ -411,6 +411,7 @@ fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> Gatewa
         settlement: config.settlement.settings(),
         exports: config.export_settings(),
         billing: config.billing.settings(),
+        whatsapp: config.whatsapp.settings(),
         ..GatewaySettings::default()
     }
 }

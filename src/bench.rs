@@ -23,6 +23,7 @@ pub mod export;
 pub mod presence;
 pub mod reconcile;
 pub mod settlement;
+pub mod whatsapp;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -42,6 +42,7 @@ pub struct Config {
     pub settlement: SettlementConfig,
     pub exports: ExportsConfig,
     pub billing: BillingConfig,
+    pub whatsapp: WhatsAppConfig,
 }
 
 impl Default for Config {
@@ -61,6 +62,7 @@ impl Default for Config {
             settlement: SettlementConfig::default(),
             exports: ExportsConfig::default(),
             billing: BillingConfig::default(),
+            whatsapp: WhatsAppConfig::default(),
         }
     }
 }
@@ -137,6 +139,7 @@ impl Config {
         }
         self.settlement.check()?;
         self.billing.check()?;
+        self.whatsapp.check()?;
         if self.payments.platform_fee_bps > 10_000 {
             return Err(ConfigError::Invalid(
                 "payments.platform_fee_bps must be at most 10000 (100%)".into(),
@@ -314,6 +317,292 @@ impl BillingConfig {
             import_max_bytes: self.import_max_bytes,
             logo_max_bytes: self.logo_max_bytes,
             qris_ttl_secs: self.qris_ttl_secs,
+            ..d
+        }
+    }
+}
+
+/// WhatsApp notifications (`[whatsapp]`): the operator's sender, Meta's webhook secrets,
+/// registered templates, pacing.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WhatsAppConfig {
+    /// The Cloud API's base URL and version.
+    pub api_base_url: String,
+    pub api_version: String,
+    /// The operator's Cloud API number (both set: on).
+    pub phone_number_id: Option<String>,
+    pub access_token: Option<SecretString>,
+    /// Or the operator's external gateway instead.
+    pub gateway_url: Option<String>,
+    pub gateway_headers: std::collections::BTreeMap<String, SecretString>,
+    pub gateway_body: Option<String>,
+    /// Verifies Meta's webhooks (`X-Hub-Signature-256`); unset: POSTs are refused.
+    pub app_secret: Option<SecretString>,
+    /// Answers Meta's verification GET; unset: refused.
+    pub verify_token: Option<SecretString>,
+    /// Where customers open receipts (`{public_url}/r/<token>`).
+    pub public_url: String,
+    /// HH:MM, Asia/Jakarta.
+    pub reminder_time: String,
+    pub summary_time: String,
+    /// Cloud API pacing per sender.
+    pub rate_per_sec: u32,
+    pub burst: u32,
+    pub recipient_gap_secs: u64,
+    pub daily_recipients: u32,
+    pub bulk: BulkConfig,
+    /// Bulk spreading of external-gateway senders.
+    pub gateway_bulk: BulkConfig,
+    pub request_timeout_secs: u64,
+    pub max_attempts: u32,
+    pub retry_base_secs: u64,
+    pub throttle_base_secs: u64,
+    pub offline_alert_after_secs: u64,
+    pub low_battery_pct: i64,
+    pub battery_ok_pct: i64,
+    /// Templates registered with Meta, by notification kind.
+    pub templates: std::collections::BTreeMap<String, TemplateConfig>,
+}
+
+/// The spreading of bulk messages.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BulkConfig {
+    pub delay_min_ms: u64,
+    pub delay_max_ms: u64,
+    pub batch_size: u32,
+    pub batch_pause_secs: u64,
+    pub hourly_cap: u32,
+    pub daily_cap: u32,
+}
+
+impl Default for BulkConfig {
+    fn default() -> Self {
+        BulkConfig::from(&gema_gateway::whatsapp::BulkSettings::cloud())
+    }
+}
+
+impl From<&gema_gateway::whatsapp::BulkSettings> for BulkConfig {
+    fn from(b: &gema_gateway::whatsapp::BulkSettings) -> Self {
+        BulkConfig {
+            delay_min_ms: u64::try_from(b.delay_min.as_millis()).unwrap_or(u64::MAX),
+            delay_max_ms: u64::try_from(b.delay_max.as_millis()).unwrap_or(u64::MAX),
+            batch_size: b.batch_size,
+            batch_pause_secs: b.batch_pause.as_secs(),
+            hourly_cap: b.hourly_cap,
+            daily_cap: b.daily_cap,
+        }
+    }
+}
+
+impl BulkConfig {
+    fn settings(&self) -> gema_gateway::whatsapp::BulkSettings {
+        gema_gateway::whatsapp::BulkSettings {
+            delay_min: Duration::from_millis(self.delay_min_ms),
+            delay_max: Duration::from_millis(self.delay_max_ms),
+            batch_size: self.batch_size,
+            batch_pause: Duration::from_secs(self.batch_pause_secs),
+            hourly_cap: self.hourly_cap,
+            daily_cap: self.daily_cap,
+        }
+    }
+}
+
+/// A template registered with Meta for one notification kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub name: String,
+    #[serde(default = "default_template_language")]
+    pub language: String,
+    #[serde(default = "default_template_category")]
+    pub category: String,
+    /// Which of the kind's values fill the body parameters, in order (default: all of the
+    /// kind's placeholders in their documented order).
+    #[serde(default)]
+    pub params: Option<Vec<String>>,
+}
+
+fn default_template_language() -> String {
+    "id".into()
+}
+
+fn default_template_category() -> String {
+    "UTILITY".into()
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        let d = gema_gateway::whatsapp::WhatsAppSettings::default();
+        let secs = |d: Duration| d.as_secs();
+        WhatsAppConfig {
+            api_base_url: d.api_base_url.clone(),
+            api_version: d.api_version.clone(),
+            phone_number_id: None,
+            access_token: None,
+            gateway_url: None,
+            gateway_headers: std::collections::BTreeMap::new(),
+            gateway_body: None,
+            app_secret: None,
+            verify_token: None,
+            public_url: d.public_url.clone(),
+            reminder_time: format!("{:02}:{:02}", d.reminder_time.0, d.reminder_time.1),
+            summary_time: format!("{:02}:{:02}", d.summary_time.0, d.summary_time.1),
+            rate_per_sec: d.pacing.rate_per_sec,
+            burst: d.pacing.burst,
+            recipient_gap_secs: secs(d.pacing.recipient_gap),
+            daily_recipients: d.pacing.daily_recipients,
+            bulk: BulkConfig::from(&d.pacing.bulk),
+            gateway_bulk: BulkConfig::from(&d.gateway_bulk),
+            request_timeout_secs: secs(d.request_timeout),
+            max_attempts: d.max_attempts,
+            retry_base_secs: secs(d.retry_base),
+            throttle_base_secs: secs(d.throttle_base),
+            offline_alert_after_secs: secs(d.offline_alert_after),
+            low_battery_pct: d.low_battery_pct,
+            battery_ok_pct: d.battery_ok_pct,
+            templates: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl WhatsAppConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("whatsapp.{m}")));
+        for (key, value) in [
+            ("reminder_time", &self.reminder_time),
+            ("summary_time", &self.summary_time),
+        ] {
+            if gema_gateway::settlement::parse_cutoff_time("time", value).is_err() {
+                return invalid(&format!("{key} is HH:MM (Asia/Jakarta)"));
+            }
+        }
+        if self.phone_number_id.is_some() != self.access_token.is_some() {
+            return invalid("phone_number_id and access_token go together");
+        }
+        if self.phone_number_id.is_some() && self.gateway_url.is_some() {
+            return invalid("set either the Cloud API number (phone_number_id) or gateway_url");
+        }
+        if let Some(url) = &self.gateway_url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return invalid("gateway_url is an http(s) URL");
+            }
+            let Some(body) = &self.gateway_body else {
+                return invalid("gateway_body is required with gateway_url");
+            };
+            if let Err(err) =
+                gema_gateway::whatsapp::template::gateway_body(body, "6281234567890", "x", "x")
+            {
+                return invalid(&format!("gateway_body: {err}"));
+            }
+        }
+        if !(1..=1000).contains(&self.rate_per_sec) || self.burst == 0 {
+            return invalid("rate_per_sec is 1 to 1000 and burst at least 1");
+        }
+        if self.daily_recipients == 0 || self.max_attempts == 0 {
+            return invalid("daily_recipients and max_attempts must be at least 1");
+        }
+        if self.request_timeout_secs == 0 || self.request_timeout_secs > 120 {
+            return invalid("request_timeout_secs is 1 to 120");
+        }
+        for bulk in [&self.bulk, &self.gateway_bulk] {
+            if bulk.delay_max_ms < bulk.delay_min_ms {
+                return invalid("bulk delay_max_ms must be at least delay_min_ms");
+            }
+        }
+        if !(0..=100).contains(&self.low_battery_pct)
+            || !(self.low_battery_pct..=100).contains(&self.battery_ok_pct)
+        {
+            return invalid("low_battery_pct <= battery_ok_pct, both 0 to 100");
+        }
+        for (kind, template) in &self.templates {
+            let Some(k) = gema_gateway::whatsapp::Kind::parse(kind) else {
+                return invalid(&format!("templates.{kind} is not a notification kind"));
+            };
+            if template.name.trim().is_empty() {
+                return invalid(&format!("templates.{kind}.name is required"));
+            }
+            if let Some(params) = &template.params
+                && let Some(bad) = params.iter().find(|p| !k.placeholders().contains(&p.as_str()))
+            {
+                return invalid(&format!(
+                    "templates.{kind}.params: {bad} is not one of {}",
+                    k.placeholders().join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self) -> gema_gateway::whatsapp::WhatsAppSettings {
+        use gema_gateway::whatsapp::{
+            CloudNumber, GatewayEndpoint, Kind, PaceLimits, RegisteredTemplate, Route,
+            WhatsAppSettings,
+        };
+        let d = WhatsAppSettings::default();
+        let operator = match (&self.phone_number_id, &self.access_token, &self.gateway_url) {
+            (Some(id), Some(token), _) => Some(Route::Cloud(CloudNumber {
+                phone_number_id: id.clone(),
+                access_token: token.expose().to_owned(),
+            })),
+            (_, _, Some(url)) => Some(Route::Gateway(GatewayEndpoint {
+                url: url.clone(),
+                headers: self
+                    .gateway_headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    .collect(),
+                body: self.gateway_body.clone().unwrap_or_default(),
+            })),
+            _ => None,
+        };
+        let time = |value: &str, default| {
+            gema_gateway::settlement::parse_cutoff_time("time", value).unwrap_or(default)
+        };
+        WhatsAppSettings {
+            operator,
+            api_base_url: self.api_base_url.trim_end_matches('/').to_owned(),
+            api_version: self.api_version.clone(),
+            app_secret: self.app_secret.as_ref().map(|s| s.expose().to_owned()),
+            verify_token: self.verify_token.as_ref().map(|s| s.expose().to_owned()),
+            templates: self
+                .templates
+                .iter()
+                .filter_map(|(kind, t)| {
+                    let kind = Kind::parse(kind)?;
+                    Some((
+                        kind,
+                        RegisteredTemplate {
+                            name: t.name.clone(),
+                            language: t.language.clone(),
+                            category: t.category.clone(),
+                            params: t.params.clone().unwrap_or_else(|| {
+                                kind.placeholders().iter().map(|p| (*p).to_owned()).collect()
+                            }),
+                        },
+                    ))
+                })
+                .collect(),
+            pacing: PaceLimits {
+                rate_per_sec: self.rate_per_sec,
+                burst: self.burst,
+                recipient_gap: Duration::from_secs(self.recipient_gap_secs),
+                daily_recipients: self.daily_recipients,
+                bulk: self.bulk.settings(),
+            },
+            gateway_bulk: self.gateway_bulk.settings(),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            claim_timeout: Duration::from_secs(self.request_timeout_secs * 4),
+            max_attempts: self.max_attempts,
+            retry_base: Duration::from_secs(self.retry_base_secs),
+            throttle_base: Duration::from_secs(self.throttle_base_secs),
+            public_url: self.public_url.trim_end_matches('/').to_owned(),
+            reminder_time: time(&self.reminder_time, d.reminder_time),
+            summary_time: time(&self.summary_time, d.summary_time),
+            offline_alert_after: Duration::from_secs(self.offline_alert_after_secs),
+            low_battery_pct: self.low_battery_pct,
+            battery_ok_pct: self.battery_ok_pct,
             ..d
         }
     }

@@ -178,6 +178,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Bench {
+            command:
+                gema::cli::BenchCommand::Whatsapp {
+                    messages,
+                    senders,
+                    spacing_ms,
+                    database_url,
+                },
+        } => {
+            gema::bench::whatsapp::whatsapp(gema::bench::whatsapp::WhatsAppBench {
+                messages,
+                senders,
+                spacing_ms,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
             command: gema::cli::BenchCommand::PresenceFleet { port, ca, devices },
         } => gema::bench::presence::fleet(port, &ca, &devices).await,
         Command::Sim(args) => gema::sim::run_fleet(args).await,

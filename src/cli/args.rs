@@ -269,6 +269,21 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// N bill reminders for M merchants' own Cloud API senders, sent by the outbox worker
+    /// to a fake Cloud API on 127.0.0.1: the achieved rate per sender against the configured
+    /// bulk spacing, messages sent twice (none), and the drain time against the pacing's.
+    Whatsapp {
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 500)]
+        senders: usize,
+        /// The bulk spacing per sender (delay_min_ms = delay_max_ms), in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        spacing_ms: u64,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// One child process of `bench presence` (started by it).
     #[command(hide = true)]
     PresenceFleet {

@@ -13,3 +13,4 @@ mod payments;
 mod people;
 mod presence;
 mod tour;
+mod whatsapp;

@@ -258,7 +258,19 @@ impl SenderPace {
         if bulk {
             self.bulk_sends.push_back(at_ms);
             let settings = &self.limits.bulk;
-            let mut next = at_ms + jitter.between(ms(settings.delay_min), ms(settings.delay_max));
+            // A send a little late (the worker's wake-up) keeps the schedule, so the rate
+            // does not drift below the configured one; one much later (an idle queue, a
+            // pause) starts it afresh.
+            let tolerance = ms(settings.delay_min) / 10;
+            let base = if self.next_bulk_ms > 0
+                && at_ms >= self.next_bulk_ms
+                && at_ms - self.next_bulk_ms <= tolerance
+            {
+                self.next_bulk_ms
+            } else {
+                at_ms
+            };
+            let mut next = base + jitter.between(ms(settings.delay_min), ms(settings.delay_max));
             self.in_batch += 1;
             if settings.batch_size > 0 && self.in_batch >= settings.batch_size {
                 self.in_batch = 0;
@@ -364,6 +376,22 @@ mod tests {
         // Three an hour: the fourth waits for the first to leave the hour.
         let next = pace.ready_at(63_000, "a", true);
         assert_eq!(next, HOUR_MS);
+    }
+
+    #[test]
+    fn a_little_lateness_does_not_slow_bulk_down() {
+        let mut pace = SenderPace::new(limits(), 0);
+        let mut jitter = Jitter::new(3);
+        pace.record(0, "a", true, &mut jitter);
+        // Sent 50 ms late (within a tenth of the delay): the next is due 1 s after the
+        // scheduled instant, not after the late one.
+        pace.record(1_050, "b", true, &mut jitter);
+        assert_eq!(pace.ready_at(1_050, "c", true), 62_000);
+        let mut pace = SenderPace::new(limits(), 0);
+        pace.record(0, "a", true, &mut jitter);
+        // Much later: the schedule starts afresh.
+        pace.record(5_000, "b", true, &mut jitter);
+        assert_eq!(pace.ready_at(5_000, "c", true), 66_000);
     }
 
     #[test]
