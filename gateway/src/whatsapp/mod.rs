@@ -2,4 +2,5 @@
 //! Meta's answers, [`webhook`] verifies and decodes status and inbound-message webhooks,
 //! [`template`] fills in operators' message texts. No I/O here: no tokio, no HTTP client.
 
+pub mod webhook;
 pub mod wire;
