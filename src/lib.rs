@@ -10,6 +10,8 @@ mod certificates;
 pub mod cli;
 pub mod config;
 mod devices;
+/// A stand-in for Meta's WhatsApp Cloud API (a real HTTP server) for tests and benchmarks.
+pub mod fake_cloud_api;
 mod health;
 pub mod people;
 pub mod sim;

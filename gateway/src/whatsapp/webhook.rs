@@ -53,7 +53,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let bytes = s.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
@@ -191,7 +191,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookBatch, WebhookError> {
     }
 
     let mut changes = Vec::new();
-    for (i, entry) in optional_array(root, "entry", "entry")?.iter().enumerate() {
+    for (i, entry) in optional_array(root, "entry", "")?.iter().enumerate() {
         let path = format!("entry[{i}]");
         let entry = as_object(entry, &path, "an object")?;
         for (j, change) in optional_array(entry, "changes", &path)?.iter().enumerate() {
@@ -404,7 +404,11 @@ fn timestamp(obj: &Map<String, Value>, path: &str) -> Result<i64, WebhookError> 
 }
 
 fn join(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// An opt-out or opt-in request in an inbound message.
