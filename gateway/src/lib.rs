@@ -17,7 +17,8 @@
 //!   message trace.
 //! - [`exports`]: export jobs: CSV files of the ledger or transactions, written by a
 //!   worker that claims each job on one node, expired after a retention.
-//! - [`whatsapp`]: the WhatsApp Cloud API's wire format, webhooks and message texts (pure).
+//! - [`whatsapp`]: WhatsApp notifications: the outbox and its paced sender worker, the
+//!   Cloud API wire format, webhooks and message texts.
 //!
 //! [`Gateway::build`] makes them all from a store, a [`transport::DeviceTransport`], a
 //! [`clock::Clock`] and the settings, in dependency order, and [`Gateway::run`] runs their
