@@ -292,6 +292,11 @@ impl Daemon {
         self.send_json(reqwest::Method::PATCH, path, body).await
     }
 
+    /// `PUT` JSON with the bootstrap token: `(status, JSON body)`.
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
     async fn send_json(
         &self,
         method: reqwest::Method,

@@ -180,7 +180,19 @@ async fn messages_go_out_and_statuses_only_move_forward() {
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1]["type"], "text", "{}", requests[1]);
     assert_eq!(requests[1]["text"]["body"], "Sama-sama");
-    daemon.terminate().await;
+    // The token went to Meta, and nowhere else: not to the logs (debug level), not to
+    // the log of a message.
+    assert_eq!(
+        requests_to(&fake, "6281211110001").len(),
+        fake.requests()
+            .iter()
+            .filter(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}")))
+            .count()
+    );
+    let (_, stderr) = daemon.terminate().await;
+    for secret in [TOKEN, APP_SECRET, "verify-me"] {
+        assert!(!stderr.contains(secret), "{secret} in the log");
+    }
 }
 
 #[tokio::test]
@@ -316,4 +328,69 @@ async fn a_send_in_flight_when_the_daemon_dies_is_uncertain_and_not_sent_again()
         "uncertain"
     );
     restarted.terminate().await;
+}
+
+/// An external gateway the merchant runs: a real HTTP server that records what it gets.
+async fn recording_gateway() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use axum::http::HeaderMap;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post({
+            let seen = seen.clone();
+            move |headers: HeaderMap, body: axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    let auth = headers
+                        .get("x-api-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().unwrap().push((auth, body.0));
+                    axum::Json(json!({ "status": true }))
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn a_merchant_sends_through_its_own_external_gateway() {
+    let fake = FakeCloudApi::start().await.unwrap();
+    fake.register(NUMBER, TOKEN);
+    let (url, seen) = recording_gateway().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path(), &fake);
+    let merchant = merchant(&daemon).await;
+    let (status, sender) = daemon
+        .put(
+            &format!("/api/v1/merchants/{merchant}/whatsapp/sender"),
+            json!({
+                "kind": "gateway",
+                "gateway_url": url,
+                "gateway_headers": { "x-api-key": "gateway-key-secret" },
+                "gateway_body": r#"{"number":"{to}","message":"{text}"}"#,
+                "active": true
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{sender}");
+    assert!(!sender.to_string().contains("gateway-key-secret"), "{sender}");
+
+    let id = send(&daemon, &merchant, "0812-5555-0001", "Tagihan \"Desember\"\nsudah terbit").await;
+    until_status(&daemon, &id, "sent").await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "gateway-key-secret");
+    assert_eq!(
+        seen[0].1,
+        json!({ "number": "6281255550001", "message": "Tagihan \"Desember\"\nsudah terbit" })
+    );
+    // Not through the operator's Cloud API number.
+    assert!(fake.requests().is_empty());
+    daemon.terminate().await;
 }
