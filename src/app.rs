@@ -120,6 +120,7 @@ impl App {
             reconciliation: gateway.reconciliation.clone(),
             exports: gateway.exports.clone(),
             billing: gateway.billing.clone(),
+            whatsapp: gateway.whatsapp.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
         });

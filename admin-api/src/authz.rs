@@ -42,6 +42,21 @@ pub enum Scope {
     BillingCustomer,
     /// A billing invoice (`/invoices/{id}`).
     BillingInvoice,
+    /// A WhatsApp message (`/whatsapp/messages/{id}`): its merchant's (the operator's own
+    /// notices belong to no merchant).
+    WhatsAppMessage,
+}
+
+impl Scope {
+    /// The row's id in a concrete path: `/api/v1/<collection>/<id>[/…]`, but
+    /// `/api/v1/whatsapp/messages/<id>[/…]`.
+    fn id_of(self, path: &str) -> Option<&str> {
+        let at = match self {
+            Scope::WhatsAppMessage => 5,
+            _ => 4,
+        };
+        path.split('/').nth(at)
+    }
 }
 
 /// How a route is protected.
@@ -189,9 +204,26 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/billing/customer-exports", G(A::BillingManage, S::None)),
     ("GET", "/api/v1/billing/customer-exports/{id}", G(A::BillingManage, S::None)),
     ("GET", "/api/v1/billing/customer-exports/{id}/download", G(A::BillingManage, S::None)),
+    ("GET", "/api/v1/whatsapp/messages", G(A::WhatsAppRead, S::None)),
+    ("GET", "/api/v1/whatsapp/messages/{id}", G(A::WhatsAppRead, S::WhatsAppMessage)),
+    ("POST", "/api/v1/whatsapp/messages/{id}/retry", G(A::WhatsAppOperate, S::WhatsAppMessage)),
+    ("POST", "/api/v1/whatsapp/messages/{id}/cancel", G(A::WhatsAppOperate, S::WhatsAppMessage)),
+    ("GET", "/api/v1/whatsapp/summary", G(A::WhatsAppRead, S::None)),
+    ("POST", "/api/v1/merchants/{id}/whatsapp/messages", G(A::WhatsAppSend, S::Merchant)),
+    ("POST", "/api/v1/merchants/{id}/whatsapp/bulk", G(A::WhatsAppSend, S::Merchant)),
+    ("GET", "/api/v1/merchants/{id}/whatsapp/sender", G(A::WhatsAppRead, S::Merchant)),
+    ("PUT", "/api/v1/merchants/{id}/whatsapp/sender", G(A::WhatsAppManage, S::Merchant)),
+    ("DELETE", "/api/v1/merchants/{id}/whatsapp/sender", G(A::WhatsAppManage, S::Merchant)),
+    ("GET", "/api/v1/merchants/{id}/whatsapp/texts", G(A::WhatsAppRead, S::Merchant)),
+    ("PUT", "/api/v1/merchants/{id}/whatsapp/texts/{kind}", G(A::WhatsAppManage, S::Merchant)),
+    ("DELETE", "/api/v1/merchants/{id}/whatsapp/texts/{kind}", G(A::WhatsAppManage, S::Merchant)),
+    ("GET", "/api/v1/merchants/{id}/whatsapp/settings", G(A::WhatsAppRead, S::Merchant)),
+    ("PUT", "/api/v1/merchants/{id}/whatsapp/settings", G(A::WhatsAppManage, S::Merchant)),
     ("POST", "/api/v1/payments/midtrans/notification", Rule::Provider),
     ("POST", "/api/v1/payments/xendit/callback", Rule::Provider),
     ("POST", "/api/v1/payments/callback", Rule::Provider),
+    ("GET", "/api/v1/whatsapp/webhook", Rule::Provider),
+    ("POST", "/api/v1/whatsapp/webhook", Rule::Provider),
 ];
 
 /// The rule of a route (method and path template), if it has one.
@@ -490,9 +522,19 @@ async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_js
     use crate::views::payments::Transaction;
     use crate::views::registry::{Device, Merchant, Outlet, Terminal};
     use crate::views::settlement::{BankAccount, Batch};
-    let id = path.split('/').nth(4)?;
+    use crate::views::whatsapp::{Message, Sender, Settings};
+    let id = scope.id_of(path)?;
     let value = match scope {
         Scope::None => return None,
+        // As the API shows them: never the sender's token or its headers' values.
+        Scope::Merchant if path.ends_with("/whatsapp/sender") => {
+            serde_json::to_value(state.whatsapp.sender(id).await.ok()?.map(Sender::from))
+        }
+        Scope::Merchant if path.ends_with("/whatsapp/settings") => serde_json::to_value(
+            Settings::from(state.whatsapp.merchant_settings(id).await.ok()?),
+        ),
+        // Messages written and texts: nothing there before.
+        Scope::Merchant if path.contains("/whatsapp/") => return None,
         // The settings as the API shows them: no webhook secret, no logo bytes.
         Scope::Merchant
             if path.ends_with("/billing-settings") || path.ends_with("/billing-logo") =>
@@ -523,6 +565,9 @@ async fn snapshot(state: &AppState, scope: Scope, path: &str) -> Option<serde_js
         )),
         Scope::BillingInvoice => serde_json::to_value(crate::views::billing::Invoice::from(
             state.billing.invoice(id).await.ok()?,
+        )),
+        Scope::WhatsAppMessage => serde_json::to_value(Message::from(
+            state.whatsapp.message(id).await.ok()?.message,
         )),
     };
     value.ok()
@@ -684,8 +729,7 @@ async fn check_scope(
     let Some(mine) = &principal.merchant_id else {
         return Ok(());
     };
-    // Every scoped route is `/api/v1/<collection>/<id>[/…]`.
-    let id = path.split('/').nth(4).unwrap_or_default();
+    let id = scope.id_of(path).unwrap_or_default();
     let (entity, owner) = match scope {
         Scope::None => return Ok(()),
         Scope::Merchant => ("merchant", Some(id.to_owned())),
@@ -714,6 +758,10 @@ async fn check_scope(
         Scope::BillingInvoice => (
             "invoice",
             Some(state.billing.invoice(id).await?.merchant_id),
+        ),
+        Scope::WhatsAppMessage => (
+            "whatsapp message",
+            state.whatsapp.message(id).await?.message.merchant_id,
         ),
     };
     if owner.as_deref() == Some(mine.as_str()) {

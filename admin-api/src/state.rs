@@ -14,6 +14,7 @@ use gema_gateway::exports::Exports;
 use gema_gateway::payments::Payments;
 use gema_gateway::reconciliation::Reconciliation;
 use gema_gateway::settlement::Settlement;
+use gema_gateway::whatsapp::WhatsApp;
 
 use crate::views::health::Check;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub exports: Exports,
     /// Subscription billing: packages, customers, invoices, import, receipts, finance.
     pub billing: Billing,
+    /// WhatsApp: the outbox, staff messages, senders, texts, settings, Meta's webhook.
+    pub whatsapp: WhatsApp,
     pub health: Arc<dyn HealthProbe>,
     pub provisioning: Arc<ProvisioningInfo>,
 }

@@ -863,15 +863,18 @@ impl WhatsAppStore for Db {
         )
     }
 
+    // A person's write (the admin API audits it): a transaction, so it carries the audit
+    // scope's row; `write_conn` would not.
     async fn delete_wa_sender(&self, merchant_id: &str) -> StoreResult<()> {
-        let mut conn = self.write_conn().await?;
+        let mut tx = self.begin_write().await?;
         let done = query("DELETE FROM wa_senders WHERE merchant_id = $1")
             .bind(merchant_id)
-            .execute(conn.exec())
+            .execute(tx.exec())
             .await?;
         if done == 0 {
             return Err(StoreError::not_found("whatsapp sender", merchant_id));
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1099,13 +1102,15 @@ impl WhatsAppStore for Db {
         Ok(row)
     }
 
+    // A person's write, audited: a transaction (see `delete_wa_sender`).
     async fn delete_wa_text(&self, merchant_id: &str, kind: &str) -> StoreResult<()> {
-        let mut conn = self.write_conn().await?;
+        let mut tx = self.begin_write().await?;
         query("DELETE FROM wa_texts WHERE merchant_id = $1 AND kind = $2")
             .bind(merchant_id)
             .bind(kind)
-            .execute(conn.exec())
+            .execute(tx.exec())
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -24,3 +24,4 @@ pub mod terminals;
 pub mod tokens;
 pub mod transactions;
 pub mod users;
+pub mod whatsapp;

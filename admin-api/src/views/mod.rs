@@ -24,6 +24,7 @@ pub mod reconciliation;
 pub mod registry;
 pub mod settlement;
 mod timestamps;
+pub mod whatsapp;
 
 use gema_store as store;
 use serde::{Deserialize, Serialize};

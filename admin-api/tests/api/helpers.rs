@@ -17,6 +17,30 @@ pub const XENDIT_TOKEN: &str = "xnd-callback-token-test";
 /// Every test user's password.
 pub const PASSWORD: &str = "kopi-tubruk-2024!";
 pub const GENERIC_SECRET: &str = "generic-hmac-secret-test";
+/// Meta's app secret (signs WhatsApp webhooks) and the webhook verify token.
+pub const WA_APP_SECRET: &str = "meta-app-secret-test";
+pub const WA_VERIFY_TOKEN: &str = "verify-token-test";
+/// The operator's WhatsApp number in [`TestApi::with_whatsapp`].
+pub const WA_PHONE_NUMBER_ID: &str = "100200300400";
+
+/// WhatsApp's settings in tests: webhooks signed and verified with the constants above; with
+/// `operator`, the operator's own Cloud API number. Nothing ever reaches Meta: the API base is
+/// a closed local port.
+pub fn whatsapp_settings(operator: bool) -> gema_gateway::whatsapp::WhatsAppSettings {
+    use gema_gateway::whatsapp::{CloudNumber, Route, WhatsAppSettings};
+    WhatsAppSettings {
+        operator: operator.then(|| {
+            Route::Cloud(CloudNumber {
+                phone_number_id: WA_PHONE_NUMBER_ID.into(),
+                access_token: "operator-access-token".into(),
+            })
+        }),
+        api_base_url: "http://127.0.0.1:9".into(),
+        app_secret: Some(WA_APP_SECRET.into()),
+        verify_token: Some(WA_VERIFY_TOKEN.into()),
+        ..Default::default()
+    }
+}
 
 #[derive(Debug)]
 struct AlwaysOk;
@@ -70,16 +94,40 @@ impl TestApi {
 
     /// With `all_providers`, Xendit and the generic callback are configured too.
     pub async fn with_providers(all_providers: bool) -> Self {
-        // No rate limits: every oneshot request comes from the same unknown source.
-        let unlimited = gema_gateway::auth::AuthSettings {
+        Self::build(all_providers, Self::unlimited()).await
+    }
+
+    /// No rate limits: every oneshot request comes from the same unknown source.
+    fn unlimited() -> gema_gateway::auth::AuthSettings {
+        gema_gateway::auth::AuthSettings {
             rate_limits: gema_gateway::auth::ratelimit::RateLimits {
                 login_per_minute: 0,
                 writes_per_minute: 0,
                 callbacks_per_minute: 0,
             },
             ..Default::default()
+        }
+    }
+
+    /// With the operator's own WhatsApp number configured (on PostgreSQL with `postgres`:
+    /// `None` as [`TestApi::on_postgres`]). Its sender is paused for good, so the worker
+    /// never takes a message: what a test queues stays `pending` until the test moves it.
+    pub async fn with_whatsapp(postgres: bool) -> Option<Self> {
+        let store = if postgres {
+            Some(Self::postgres_store().await?)
+        } else {
+            None
         };
-        Self::build(all_providers, unlimited).await
+        let api = Self::build_on(store, true, Self::unlimited(), whatsapp_settings(true)).await;
+        api.store
+            .pause_wa_sender(
+                gema_store::OPERATOR_SENDER,
+                i64::MAX / 2,
+                "tests: the worker never sends",
+            )
+            .await
+            .expect("pause the operator's sender");
+        Some(api)
     }
 
     /// With these auth settings (the password work factor is lowered regardless).
@@ -91,6 +139,22 @@ impl TestApi {
     /// `GEMA_TEST_POSTGRES_URL` names (`scripts/with-postgres`). Without one: `None`, said
     /// loudly; under `CI=true` a missing cluster fails the test.
     pub async fn on_postgres(all_providers: bool) -> Option<Self> {
+        let store = Self::postgres_store().await?;
+        Some(
+            Self::build_on(
+                Some(store),
+                all_providers,
+                Self::unlimited(),
+                whatsapp_settings(false),
+            )
+            .await,
+        )
+    }
+
+    /// A fresh, migrated PostgreSQL database of the throwaway cluster
+    /// `GEMA_TEST_POSTGRES_URL` names; `None` (said loudly) without one, a failure under
+    /// `CI=true`.
+    async fn postgres_store() -> Option<Arc<dyn Store>> {
         let Ok(cluster) = std::env::var("GEMA_TEST_POSTGRES_URL") else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -107,25 +171,18 @@ impl TestApi {
             .await
             .expect("connect to the test database");
         store.migrate().await.expect("migrate the test database");
-        let unlimited = gema_gateway::auth::AuthSettings {
-            rate_limits: gema_gateway::auth::ratelimit::RateLimits {
-                login_per_minute: 0,
-                writes_per_minute: 0,
-                callbacks_per_minute: 0,
-            },
-            ..Default::default()
-        };
-        Some(Self::build_on(Some(store), all_providers, unlimited).await)
+        Some(store)
     }
 
     async fn build(all_providers: bool, auth_settings: gema_gateway::auth::AuthSettings) -> Self {
-        Self::build_on(None, all_providers, auth_settings).await
+        Self::build_on(None, all_providers, auth_settings, whatsapp_settings(false)).await
     }
 
     async fn build_on(
         store: Option<Arc<dyn Store>>,
         all_providers: bool,
         auth_settings: gema_gateway::auth::AuthSettings,
+        whatsapp: gema_gateway::whatsapp::WhatsAppSettings,
     ) -> Self {
         let secret = |s: &str| Some(gema_gateway::credentials::SecretString::new(s.into()));
         let payments = gema_gateway::payments::PaymentSettings {
@@ -173,6 +230,7 @@ impl TestApi {
                 webhook_retry_base: std::time::Duration::from_millis(100),
                 ..Default::default()
             },
+            whatsapp,
             ..GatewaySettings::default()
         };
         let gateway = match store {
@@ -201,6 +259,7 @@ impl TestApi {
             reconciliation: services.reconciliation.clone(),
             exports: services.exports.clone(),
             billing: services.billing.clone(),
+            whatsapp: services.whatsapp.clone(),
             health: Arc::new(AlwaysOk),
             provisioning: Arc::new(ProvisioningInfo {
                 mqtt_host: "gema.test".into(),

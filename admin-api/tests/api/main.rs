@@ -18,3 +18,4 @@ mod ratelimit;
 mod reconciliation;
 mod registry;
 mod settlement;
+mod whatsapp;

@@ -26,6 +26,8 @@ struct Rows {
     /// A billing customer of the merchant, and its invoice.
     customer: String,
     invoice: String,
+    /// A WhatsApp message of the merchant.
+    wa_message: String,
 }
 
 impl Rows {
@@ -49,6 +51,7 @@ impl Rows {
             Scope::SettlementBatch => Some(&self.batch),
             Scope::BillingCustomer => Some(&self.customer),
             Scope::BillingInvoice => Some(&self.invoice),
+            Scope::WhatsAppMessage => Some(&self.wa_message),
             Scope::None => None,
         }
     }
@@ -98,7 +101,9 @@ async fn rows(api: &TestApi, tag: &str) -> Rows {
     )
     .await;
     assert_eq!(logo.status, StatusCode::OK, "{}", logo.body);
+    let wa_message = crate::whatsapp::stored_message(api, &merchant).await;
     Rows {
+        wa_message,
         batch,
         customer,
         invoice,
@@ -166,13 +171,17 @@ fn concrete(path: &str, scope: Scope, a: &Rows, some_user: &str) -> String {
     };
     path.replace("{id}", &id)
         .replace("{command_id}", &a.command)
+        .replace("{kind}", "reminder")
 }
 
 /// The writes merchant users make (everything else of theirs is read-only): their billing
 /// customers (add; phone and discount), marking their invoices paid or unpaid, and (owners)
-/// their billing settings and logo, and their own billing finance exports.
+/// their billing settings and logo, and their own billing finance exports; WhatsApp: writing
+/// to their customers, and (owners) retrying and cancelling their messages and their sender,
+/// texts and settings.
 fn merchant_writes(method: &str, path: &str) -> bool {
     path.contains("/billing")
+        || path.contains("/whatsapp/")
         || matches!(
             (method, path),
             ("POST", "/api/v1/customers")
@@ -200,6 +209,24 @@ fn intended(method: &str, path: &str) -> Option<&'static [&'static str]> {
         (m, p) if m != "GET" && p.ends_with("/billing-logo") => {
             Some(&["admin:admin", "admin:ops", "merchant:owner"])
         }
+        ("POST", p) if p.starts_with("/api/v1/merchants/") && p.contains("/whatsapp/") => Some(&[
+            "admin:admin",
+            "admin:ops",
+            "merchant:owner",
+            "merchant:finance",
+            "merchant:ops",
+        ]),
+        (m, p) if m != "GET" && p.contains("/whatsapp/") => {
+            Some(&["admin:admin", "admin:ops", "merchant:owner"])
+        }
+        ("GET", p) if p.contains("/whatsapp/") => Some(&[
+            "admin:admin",
+            "admin:finance",
+            "admin:ops",
+            "merchant:owner",
+            "merchant:finance",
+            "merchant:ops",
+        ]),
         (_, p) if p.contains("/credentials/") => Some(&["admin:admin", "admin:ops"]),
         (_, p) if p.starts_with("/api/v1/users") => Some(&["admin:admin"]),
         (_, p) if p.starts_with("/api/v1/api-tokens") => Some(&["admin:admin"]),

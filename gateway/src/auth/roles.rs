@@ -170,6 +170,16 @@ pub enum Action {
     BillingSettings,
     /// Billing finance: collected and outstanding, revenue, the detail table and its export.
     BillingFinance,
+    /// WhatsApp: the outbox and each message's log, the counts, a merchant's sender (never
+    /// its token), texts and notification settings (merchant users: their own).
+    WhatsAppRead,
+    /// Writing to customers on WhatsApp: one number or many (merchant users: as their
+    /// merchant).
+    WhatsAppSend,
+    /// Retrying a failed or uncertain message, cancelling a pending one.
+    WhatsAppOperate,
+    /// A merchant's own WhatsApp sender, its texts and its notification settings.
+    WhatsAppManage,
 }
 
 impl Action {
@@ -219,6 +229,10 @@ impl Action {
             Action::BillingManage => "billing.manage",
             Action::BillingSettings => "billing.settings",
             Action::BillingFinance => "billing.finance",
+            Action::WhatsAppRead => "whatsapp.read",
+            Action::WhatsAppSend => "whatsapp.send",
+            Action::WhatsAppOperate => "whatsapp.operate",
+            Action::WhatsAppManage => "whatsapp.manage",
         }
     }
 }
@@ -233,7 +247,11 @@ impl Action {
 /// invoices and reads billing finance; packages, isolation, the import and customer exports
 /// are ops's (the seed's superadmin). Merchant owners and ops add customers (phone and
 /// discount edits only) and mark invoices, owners and finance see their billing finance, and
-/// owners keep their receipt settings. Users and API tokens are admin only.
+/// owners keep their receipt settings. WhatsApp: ops runs it (reads, writes to customers,
+/// retries and cancels, senders, texts, settings) and finance reads it; merchant owners do
+/// all of that for their merchant, their finance and ops staff read and write to customers;
+/// merchant viewers and operator support and viewers do not see it (messages are customers'
+/// numbers and words). Users and API tokens are admin only.
 pub fn permits(role: Role, action: Action) -> bool {
     use Action::*;
     use AdminRole as A;
@@ -254,6 +272,8 @@ pub fn permits(role: Role, action: Action) -> bool {
             BillingCustomerWrite | BillingManage | BillingSettings => role == A::Ops,
             BillingPay => matches!(role, A::Ops | A::Finance),
             BillingFinance => role == A::Finance,
+            WhatsAppRead => matches!(role, A::Ops | A::Finance),
+            WhatsAppSend | WhatsAppOperate | WhatsAppManage => role == A::Ops,
             UserList | UserRead | UserWrite | ApiTokenList | ApiTokenWrite => false,
         },
         Role::Merchant(role) => match action {
@@ -264,6 +284,8 @@ pub fn permits(role: Role, action: Action) -> bool {
             BillingCustomerWrite => matches!(role, M::Owner | M::Ops),
             BillingPay => matches!(role, M::Owner | M::Ops | M::Finance),
             BillingSettings => role == M::Owner,
+            WhatsAppRead | WhatsAppSend => matches!(role, M::Owner | M::Finance | M::Ops),
+            WhatsAppOperate | WhatsAppManage => role == M::Owner,
             _ => false,
         },
     }
@@ -309,6 +331,20 @@ mod tests {
             ["admin:admin", "admin:finance"]
         );
         assert_eq!(who(Action::UserWrite), ["admin:admin"]);
+        assert_eq!(
+            who(Action::WhatsAppManage),
+            ["admin:admin", "admin:ops", "merchant:owner"]
+        );
+        assert_eq!(
+            who(Action::WhatsAppSend),
+            [
+                "admin:admin",
+                "admin:ops",
+                "merchant:owner",
+                "merchant:finance",
+                "merchant:ops"
+            ]
+        );
         assert_eq!(
             who(Action::MerchantList).len(),
             5,
