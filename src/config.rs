@@ -331,15 +331,19 @@ pub struct WhatsAppConfig {
     pub api_base_url: String,
     pub api_version: String,
     /// The operator's Cloud API number (both set: on).
+    #[serde(deserialize_with = "digits_or_text")]
     pub phone_number_id: Option<String>,
+    #[serde(deserialize_with = "secret_digits_or_text")]
     pub access_token: Option<SecretString>,
     /// Or the operator's external gateway instead.
     pub gateway_url: Option<String>,
     pub gateway_headers: std::collections::BTreeMap<String, SecretString>,
     pub gateway_body: Option<String>,
     /// Verifies Meta's webhooks (`X-Hub-Signature-256`); unset: POSTs are refused.
+    #[serde(deserialize_with = "secret_digits_or_text")]
     pub app_secret: Option<SecretString>,
     /// Answers Meta's verification GET; unset: refused.
+    #[serde(deserialize_with = "secret_digits_or_text")]
     pub verify_token: Option<SecretString>,
     /// Where customers open receipts (`{public_url}/r/<token>`).
     pub public_url: String,
@@ -363,6 +367,36 @@ pub struct WhatsAppConfig {
     pub battery_ok_pct: i64,
     /// Templates registered with Meta, by notification kind.
     pub templates: std::collections::BTreeMap<String, TemplateConfig>,
+}
+
+/// A value that is text even when it is all digits: an environment variable such as
+/// `GEMA_WHATSAPP__PHONE_NUMBER_ID=1234567890` arrives as a number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DigitsOrText {
+    Text(String),
+    Unsigned(u64),
+    Signed(i64),
+}
+
+impl DigitsOrText {
+    fn into_string(self) -> String {
+        match self {
+            DigitsOrText::Text(text) => text,
+            DigitsOrText::Unsigned(n) => n.to_string(),
+            DigitsOrText::Signed(n) => n.to_string(),
+        }
+    }
+}
+
+fn digits_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<DigitsOrText>::deserialize(d)?.map(DigitsOrText::into_string))
+}
+
+fn secret_digits_or_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SecretString>, D::Error> {
+    Ok(digits_or_text(d)?.map(SecretString::new))
 }
 
 /// The spreading of bulk messages.
@@ -524,7 +558,9 @@ impl WhatsAppConfig {
                 return invalid(&format!("templates.{kind}.name is required"));
             }
             if let Some(params) = &template.params
-                && let Some(bad) = params.iter().find(|p| !k.placeholders().contains(&p.as_str()))
+                && let Some(bad) = params
+                    .iter()
+                    .find(|p| !k.placeholders().contains(&p.as_str()))
             {
                 return invalid(&format!(
                     "templates.{kind}.params: {bad} is not one of {}",
@@ -578,7 +614,10 @@ impl WhatsAppConfig {
                             language: t.language.clone(),
                             category: t.category.clone(),
                             params: t.params.clone().unwrap_or_else(|| {
-                                kind.placeholders().iter().map(|p| (*p).to_owned()).collect()
+                                kind.placeholders()
+                                    .iter()
+                                    .map(|p| (*p).to_owned())
+                                    .collect()
                             }),
                         },
                     ))
@@ -1213,6 +1252,61 @@ mod tests {
         config.payments.generic.secret = Some(SecretString::new("hmac-secret".into()));
         let debug = format!("{config:?}");
         assert!(!debug.contains("SB-Mid-server-xyz") && !debug.contains("hmac-secret"));
+    }
+
+    #[test]
+    fn whatsapp_numbers_and_secrets_may_be_all_digits() {
+        let config: Config = Figment::new()
+            .merge(Toml::string(
+                "[whatsapp]\nphone_number_id = 1234567890\naccess_token = 987\nverify_token = 42",
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(
+            config.whatsapp.phone_number_id.as_deref(),
+            Some("1234567890")
+        );
+        assert_eq!(
+            config
+                .whatsapp
+                .access_token
+                .as_ref()
+                .map(SecretString::expose),
+            Some("987")
+        );
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("987") && !debug.contains("verify_token: Some(\"42"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn whatsapp_sections_are_checked() {
+        let mut config = Config::default();
+        config.whatsapp.phone_number_id = Some("1".into());
+        assert!(config.validate().is_err(), "a number without its token");
+        let mut config = Config::default();
+        config.whatsapp.templates.insert(
+            "reminder".into(),
+            TemplateConfig {
+                name: "gema_reminder".into(),
+                language: "id".into(),
+                category: "UTILITY".into(),
+                params: Some(vec!["customer".into(), "nope".into()]),
+            },
+        );
+        assert!(
+            config.validate().is_err(),
+            "a parameter the kind does not fill"
+        );
+        let mut config = Config::default();
+        config.whatsapp.gateway_url = Some("https://wa.example/send".into());
+        config.whatsapp.gateway_body = Some("{not json".into());
+        assert!(
+            config.validate().is_err(),
+            "a gateway body that is not JSON"
+        );
     }
 
     #[test]

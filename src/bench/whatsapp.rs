@@ -15,9 +15,7 @@ use async_trait::async_trait;
 use gema_gateway::clock::SystemClock;
 use gema_gateway::cluster::{Cluster, NodeSettings};
 use gema_gateway::transport::{DeviceTransport, PublishOutcome};
-use gema_gateway::whatsapp::{
-    BulkSettings, Kind, Notice, PaceLimits, WhatsApp, WhatsAppSettings,
-};
+use gema_gateway::whatsapp::{BulkSettings, Kind, Notice, PaceLimits, WhatsApp, WhatsAppSettings};
 use gema_store::{NewWaSender, SenderKind};
 
 use crate::fake_cloud_api::FakeCloudApi;
@@ -67,7 +65,9 @@ pub async fn whatsapp(bench: WhatsAppBench) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary data directory")?;
     let (store, _url, backend) =
         super::scratch_store(bench.database_url.as_deref(), dir.path()).await?;
-    let fake = FakeCloudApi::start().await.context("starting the fake Cloud API")?;
+    let fake = FakeCloudApi::start()
+        .await
+        .context("starting the fake Cloud API")?;
     let per_sender = bench.messages.div_ceil(bench.senders);
     println!(
         "whatsapp bench ({backend}): {} reminders for {} merchants' senders (~{per_sender} each), one every {} ms per sender…",
@@ -165,7 +165,8 @@ pub async fn whatsapp(bench: WhatsAppBench) -> anyhow::Result<()> {
     let worker = tokio::spawn(wa.clone().run(cluster, async {
         let _ = stop_rx.await;
     }));
-    let implied = spacing.saturating_mul(u32::try_from(per_sender.saturating_sub(1)).unwrap_or(u32::MAX));
+    let implied =
+        spacing.saturating_mul(u32::try_from(per_sender.saturating_sub(1)).unwrap_or(u32::MAX));
     let deadline = implied * 2 + Duration::from_secs(60);
     if !fake.wait_for(queued.len(), deadline).await {
         println!(
