@@ -191,7 +191,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookBatch, WebhookError> {
     }
 
     let mut changes = Vec::new();
-    for (i, entry) in optional_array(root, "entry", "entry")?.iter().enumerate() {
+    for (i, entry) in optional_array(root, "entry", "")?.iter().enumerate() {
         let path = format!("entry[{i}]");
         let entry = as_object(entry, &path, "an object")?;
         for (j, change) in optional_array(entry, "changes", &path)?.iter().enumerate() {
@@ -403,8 +403,13 @@ fn timestamp(obj: &Map<String, Value>, path: &str) -> Result<i64, WebhookError> 
     }
 }
 
+/// `path.key`, or `key` at the root (an empty path).
 fn join(path: &str, key: &str) -> String {
-    format!("{path}.{key}")
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// An opt-out or opt-in request in an inbound message.
