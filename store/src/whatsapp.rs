@@ -422,6 +422,8 @@ pub trait WhatsAppStore: Send + Sync {
 
     /// Devices bound to a terminal of a merchant that wants device alerts.
     async fn alertable_devices(&self) -> StoreResult<Vec<AlertableDevice>>;
+    /// Every open incident (the alert sweep writes only when one opens or closes).
+    async fn open_wa_incidents(&self) -> StoreResult<Vec<WaIncident>>;
     /// Opens an incident and returns its id; `None` if one of the kind is open for the
     /// device already (an alert is sent once per incident, keyed by this id).
     async fn open_wa_incident(
@@ -1207,6 +1209,15 @@ impl WhatsAppStore for Db {
              JOIN outlets o ON o.id = t.outlet_id JOIN merchants m ON m.id = o.merchant_id \
              JOIN wa_merchant_settings s ON s.merchant_id = m.id AND s.device_alerts \
              LEFT JOIN device_presence p ON p.device_id = d.id ORDER BY d.id",
+        )
+        .fetch_all(self.read())
+        .await?)
+    }
+
+    async fn open_wa_incidents(&self) -> StoreResult<Vec<WaIncident>> {
+        Ok(query_as::<WaIncident>(
+            "SELECT id, device_id, kind, opened_ms, closed_ms FROM wa_device_incidents \
+             WHERE closed_ms IS NULL ORDER BY id",
         )
         .fetch_all(self.read())
         .await?)

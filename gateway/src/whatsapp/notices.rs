@@ -56,6 +56,18 @@ pub(super) struct SummaryMemo {
     done: std::sync::Mutex<(Option<Date>, HashSet<String>)>,
 }
 
+/// What the alert sweep knows of a device besides its row: its open incidents, and the
+/// sweep's instant.
+#[derive(Debug, Clone, Copy)]
+struct DeviceState {
+    offline_open: bool,
+    battery_open: bool,
+    now_ms: i64,
+    /// Jakarta minute of the day.
+    minute: i64,
+    offline_after: i64,
+}
+
 /// What a merchant's notices are signed with and paid to.
 #[derive(Debug, Clone)]
 struct Business {
@@ -422,12 +434,26 @@ impl WhatsApp {
         let minute = i64::from(local.hour()) * 60 + i64::from(local.minute());
         let offline_after =
             i64::try_from(self.settings.offline_alert_after.as_millis()).unwrap_or(i64::MAX);
+        // Incidents open and close rarely: the sweep writes only when one does.
+        let open: HashSet<(String, String)> = self
+            .store
+            .open_wa_incidents()
+            .await?
+            .into_iter()
+            .map(|i| (i.device_id, i.kind))
+            .collect();
         let mut contacts: HashMap<String, Option<String>> = HashMap::new();
         let mut notices = Vec::new();
         for device in &devices {
-            let alerts = self
-                .device_alerts(device, now_ms, minute, offline_after)
-                .await?;
+            let is_open = |kind: &str| open.contains(&(device.device_id.clone(), kind.to_owned()));
+            let state = DeviceState {
+                offline_open: is_open(OFFLINE),
+                battery_open: is_open(BATTERY),
+                now_ms,
+                minute,
+                offline_after,
+            };
+            let alerts = self.device_alerts(device, &state).await?;
             if alerts.is_empty() {
                 continue;
             }
@@ -471,13 +497,20 @@ impl WhatsApp {
     async fn device_alerts(
         &self,
         device: &AlertableDevice,
-        now_ms: i64,
-        minute: i64,
-        offline_after: i64,
+        state: &DeviceState,
     ) -> GatewayResult<Vec<(Kind, String, (&'static str, String))>> {
+        let DeviceState {
+            offline_open,
+            battery_open,
+            now_ms,
+            minute,
+            offline_after,
+        } = *state;
         let mut alerts = Vec::new();
         match (device.connected, device.presence_changed_ms) {
-            (Some(false), Some(since)) if now_ms.saturating_sub(since) > offline_after => {
+            (Some(false), Some(since))
+                if !offline_open && now_ms.saturating_sub(since) > offline_after =>
+            {
                 let hours = self.opening_hours(&device.merchant_id).await?;
                 if hours.contains(&minute)
                     && let Some(incident) = self
@@ -492,7 +525,7 @@ impl WhatsApp {
                     ));
                 }
             }
-            (Some(true), changed) => {
+            (Some(true), changed) if offline_open => {
                 let back = changed.unwrap_or(now_ms);
                 if let Some(incident) = self
                     .store
@@ -514,10 +547,11 @@ impl WhatsApp {
         if let Some(pct) = device.battery_pct {
             let charging = device.charging.unwrap_or(false);
             if pct < self.settings.low_battery_pct && !charging {
-                if let Some(incident) = self
-                    .store
-                    .open_wa_incident(&device.device_id, BATTERY, now_ms)
-                    .await?
+                if !battery_open
+                    && let Some(incident) = self
+                        .store
+                        .open_wa_incident(&device.device_id, BATTERY, now_ms)
+                        .await?
                 {
                     alerts.push((
                         Kind::BatteryLow,
@@ -525,7 +559,8 @@ impl WhatsApp {
                         ("battery", format!("{pct}%")),
                     ));
                 }
-            } else if (pct >= self.settings.battery_ok_pct || charging)
+            } else if battery_open
+                && (pct >= self.settings.battery_ok_pct || charging)
                 && let Some(incident) = self
                     .store
                     .close_wa_incident(&device.device_id, BATTERY, now_ms)
