@@ -381,6 +381,57 @@ async fn a_paid_invoice_gets_one_receipt_even_when_it_is_unpaid_and_paid_again()
 }
 
 #[tokio::test]
+async fn an_invoice_paid_by_qris_gets_one_receipt_however_often_the_payment_is_applied() {
+    let env = env(
+        jakarta_ms(datetime!(2026-12-04 10:00)),
+        WhatsAppSettings::default(),
+    )
+    .await;
+    let t = approved_terminal(&*env.store, "net").await;
+    let sari = env
+        .customer(&t.merchant.id, "Sari", "081211110001", 5, 100_000)
+        .await;
+    env.invoice(&sari, "2027-01", "2026-12-05", 100_000).await;
+    let invoice = env
+        .store
+        .list_invoices(&InvoiceFilter::default(), &PageRequest::first(1))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let transaction = env
+        .store
+        .create_invoice_qris(
+            &invoice.id,
+            NewTransaction {
+                terminal_id: t.terminal.id.clone(),
+                order_ref: "IV-QRIS-1".into(),
+                amount: 100_000,
+                expires_at_ms: i64::MAX / 2,
+            },
+            "kasir",
+        )
+        .await
+        .unwrap();
+    paid_event(&*env.store, "IV-QRIS-1", 100_000).await;
+    // The wake-up and the sweep's look for missed payments both apply it.
+    for _ in 0..3 {
+        env.gateway
+            .billing
+            .settle_qris(&transaction.id)
+            .await
+            .unwrap();
+    }
+    let receipts = env.messages("receipt").await;
+    assert_eq!(receipts.len(), 1, "{receipts:#?}");
+    assert!(
+        receipts[0].body.contains(&invoice.receipt_token),
+        "{}",
+        receipts[0].body
+    );
+}
+
+#[tokio::test]
 async fn each_isolation_is_announced_once_by_hand_or_by_schedule() {
     let env = env(
         jakarta_ms(datetime!(2026-12-10 10:00)),
@@ -455,6 +506,11 @@ async fn paid_transaction(store: &dyn Store, terminal_id: &str, order_ref: &str,
         })
         .await
         .unwrap();
+    paid_event(store, order_ref, amount).await;
+}
+
+/// The provider's "paid" for the transaction `order_ref`.
+async fn paid_event(store: &dyn Store, order_ref: &str, amount: i64) {
     store
         .apply_payment_event(
             InboxEntry {
