@@ -22,6 +22,7 @@ use crate::reconciliation::Reconciliation;
 use crate::registry::Registry;
 use crate::settlement::{Settlement, SettlementSettings};
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
+use crate::whatsapp::notices::NOTICE_SWEEP_INTERVAL;
 use crate::whatsapp::{WhatsApp, WhatsAppSettings};
 
 /// What the gateway is built from.
@@ -75,7 +76,9 @@ impl Gateway {
     /// 4. delivery's [`AnnouncementRelay`] (the hand-over, the results sender);
     /// 5. [`Registry`] (ends live sessions through the transport), [`Auth`] and
     ///    [`Cluster`] (this node's membership; [`Cluster::join`] registers it once the
-    ///    listeners' addresses are known), and [`Reconciliation`] (the store only).
+    ///    listeners' addresses are known), and [`Reconciliation`] (the store only);
+    /// 6. [`WhatsApp`], then [`Settlement`] (payout notices) and [`Billing`] (payments;
+    ///    isolation notices and receipts).
     ///
     /// Starts the payments commit loop, so call it inside a tokio runtime; nothing else
     /// runs until [`Gateway::run`] (ingest already works: it needs only the commit loop).
@@ -130,19 +133,25 @@ impl Gateway {
             cluster.clone(),
         );
         let registry = Registry::connected(store.clone(), transport);
-        let settlement = Settlement::new(store.clone(), clock.clone(), settings.settlement);
-        let reconciliation = Reconciliation::new(store.clone());
         let whatsapp = WhatsApp::new(
             store.clone(),
             clock.clone(),
             settings.whatsapp,
             node_id.clone(),
         );
+        let settlement = Settlement::new(
+            store.clone(),
+            clock.clone(),
+            settings.settlement,
+            whatsapp.clone(),
+        );
+        let reconciliation = Reconciliation::new(store.clone());
         let billing = Billing::new(
             store.clone(),
             clock.clone(),
             settings.billing,
             payments.clone(),
+            whatsapp.clone(),
             node_id,
         );
         let auth = Auth::new(store, settings.auth).with_clock(clock);
@@ -169,7 +178,9 @@ impl Gateway {
     /// heartbeat, and the cluster-wide sweeps, each on the node holding its lease: the
     /// payments expiry sweep (every [`PaymentSettings::expiry_sweep_interval`]) and the
     /// closing of overdue commands and finished QRs (every `command_sweep_interval`), and
-    /// the export sweep (files past their retention); and on every node the export worker,
+    /// the export sweep (files past their retention), the billing sweep, and WhatsApp's
+    /// notice sweep (reminders, device alerts, daily summaries, every
+    /// [`NOTICE_SWEEP_INTERVAL`]); and on every node the export worker,
     /// which claims queued export jobs one at a time.
     /// On shutdown the node gives its leases up and is marked stopped. Returns an error if
     /// one of the tasks panicked.
@@ -304,6 +315,21 @@ impl Gateway {
             stopped(stop_rx.clone()),
         ));
         let billing_payments = tokio::spawn(self.billing.clone().run(stopped(stop_rx.clone())));
+        let notices = self.whatsapp.clone();
+        let whatsapp_notices = tokio::spawn(cluster_sweep(
+            self.cluster.clone(),
+            ClusterWork::WhatsAppNotices,
+            NOTICE_SWEEP_INTERVAL,
+            move || {
+                let notices = notices.clone();
+                async move {
+                    if let Err(err) = notices.notice_sweep().await {
+                        tracing::error!(error = %err, "WhatsApp notice sweep failed");
+                    }
+                }
+            },
+            stopped(stop_rx.clone()),
+        ));
         let whatsapp = tokio::spawn(
             self.whatsapp
                 .clone()
@@ -319,6 +345,7 @@ impl Gateway {
             export_sweep.await,
             billing_sweep.await,
             billing_payments.await,
+            whatsapp_notices.await,
             whatsapp.await,
             export_worker.await,
             heartbeat.await,

@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::csv_out::field as csv_field;
 use crate::error::{GatewayError, GatewayResult};
 use crate::validate;
+use crate::whatsapp::WhatsApp;
 
 /// Asia/Jakarta: UTC+7 all year.
 pub const JAKARTA: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
@@ -165,6 +166,8 @@ pub struct Settlement {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     settings: Arc<SettlementSettings>,
+    /// Payout notices.
+    whatsapp: WhatsApp,
 }
 
 /// Whether a role sees whole bank account numbers (the others see the last four digits).
@@ -238,11 +241,17 @@ pub fn jakarta(at: OffsetDateTime) -> String {
 }
 
 impl Settlement {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: SettlementSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: SettlementSettings,
+        whatsapp: WhatsApp,
+    ) -> Self {
         Settlement {
             store,
             clock,
             settings: Arc::new(settings),
+            whatsapp,
         }
     }
 
@@ -616,10 +625,16 @@ impl Settlement {
     ) -> GatewayResult<SettlementBatch> {
         let reference = validate::text("payout_reference", reference, 100)?;
         let note = validate::optional_text("note", note, 500)?;
-        Ok(self
+        let batch = self
             .store
             .mark_settlement_batch_paid(id, &reference, note.as_deref(), actor)
-            .await?)
+            .await?;
+        // Marking it paid again with the same reference is a no-op; so is its notice
+        // (`payout:<batch_id>`). A failure to queue is logged: the batch stays paid.
+        if let Err(err) = self.whatsapp.notify_payout(&batch).await {
+            tracing::error!(error = %err, batch_id = %batch.id, "payout notice not queued");
+        }
+        Ok(batch)
     }
 
     pub async fn set_reference(

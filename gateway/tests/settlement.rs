@@ -7,6 +7,7 @@ use std::sync::Arc;
 use gema_gateway::clock::ManualClock;
 use gema_gateway::settlement::{PayoutSettingsInput, Settlement, SettlementSettings};
 use gema_gateway::testing::temp_store;
+use gema_gateway::whatsapp::{WhatsApp, WhatsAppSettings};
 use gema_store::testing::{ReferenceRules, approved_terminal};
 use gema_store::{
     BatchFilter, InboxEntry, IncomingEvent, NewBankAccount, NewTransaction, PageRequest,
@@ -88,6 +89,13 @@ async fn a_daily_schedule_batches_once_after_its_cutoff() {
             },
             ..SettlementSettings::default()
         },
+        // No WhatsApp sender is configured: no payout notices.
+        WhatsApp::new(
+            store.clone(),
+            clock.clone(),
+            WhatsAppSettings::default(),
+            "test".into(),
+        ),
     );
     // One merchant pays out by hand, one has a weekly schedule whose day is not today.
     service

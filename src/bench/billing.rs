@@ -12,6 +12,7 @@ use gema_gateway::billing::{Billing, BillingSettings};
 use gema_gateway::clock::SystemClock;
 use gema_gateway::delivery::{Handover, results_channel};
 use gema_gateway::payments::{PaymentSettings, Payments};
+use gema_gateway::whatsapp::{WhatsApp, WhatsAppSettings};
 
 #[derive(Debug, Clone)]
 pub struct BillingBench {
@@ -47,11 +48,19 @@ pub async fn billing(bench: BillingBench) -> anyhow::Result<()> {
         Handover::new(),
         results_queue,
     );
+    // No WhatsApp sender is configured: nothing is queued.
+    let whatsapp = WhatsApp::new(
+        store.clone(),
+        clock.clone(),
+        WhatsAppSettings::default(),
+        "bench".into(),
+    );
     let billing = Billing::new(
         store,
         clock,
         BillingSettings::default(),
         payments,
+        whatsapp,
         "bench".into(),
     );
     let run_date = time::macros::date!(2026 - 02 - 04);

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use gema_gateway::clock::SystemClock;
 use gema_gateway::settlement::{GenerateInput, ReportFormat, Settlement, SettlementSettings};
+use gema_gateway::whatsapp::{WhatsApp, WhatsAppSettings};
 
 #[derive(Debug, Clone)]
 pub struct SettlementBench {
@@ -45,13 +46,22 @@ pub async fn settlement(bench: SettlementBench) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    let clock = Arc::new(SystemClock);
+    // No WhatsApp sender is configured: nothing is queued.
+    let whatsapp = WhatsApp::new(
+        store.clone(),
+        clock.clone(),
+        WhatsAppSettings::default(),
+        "bench".into(),
+    );
     let service = Settlement::new(
         store.clone(),
-        Arc::new(SystemClock),
+        clock,
         SettlementSettings {
             minimum_payout: 1,
             ..SettlementSettings::default()
         },
+        whatsapp,
     );
     let started = Instant::now();
     let done = service

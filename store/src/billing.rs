@@ -260,6 +260,20 @@ pub enum QrisSettled {
     NotPaid,
 }
 
+/// An unpaid invoice due on a date, with what its bill reminder needs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReminderInvoice {
+    pub invoice_id: String,
+    pub customer_id: String,
+    pub customer_name: String,
+    pub phone: String,
+    pub merchant_id: String,
+    pub period: String,
+    pub package_name: String,
+    pub total_amount: i64,
+    pub due_date: String,
+}
+
 /// An isolation webhook, with what signs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct BillingWebhook {
@@ -375,6 +389,16 @@ pub trait BillingStore: Send + Sync {
     ) -> StoreResult<QrisSettled>;
     /// Paid invoice transactions not yet applied to their invoices (a missed wake-up).
     async fn unsettled_invoice_qris(&self, limit: i64) -> StoreResult<Vec<String>>;
+
+    /// Unpaid invoices due on `due_date` with no reminder queued yet, of customers who are
+    /// not stopped, by customer and period.
+    async fn reminder_invoices(&self, due_date: &str) -> StoreResult<Vec<ReminderInvoice>>;
+    /// Stamps `reminder_queued_at` on the invoices.
+    async fn mark_reminders_queued(
+        &self,
+        invoice_ids: &[String],
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
 
     /// Merchants that isolate overdue customers automatically.
     async fn auto_isolations(&self) -> StoreResult<Vec<AutoIsolation>>;
@@ -1330,6 +1354,39 @@ impl BillingStore for Db {
         .fetch_all(self.read())
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn reminder_invoices(&self, due_date: &str) -> StoreResult<Vec<ReminderInvoice>> {
+        Ok(query_as::<ReminderInvoice>(
+            "SELECT i.id AS invoice_id, i.customer_id, c.name AS customer_name, c.phone, \
+             i.merchant_id, i.period, i.package_name, i.total_amount, i.due_date \
+             FROM billing_invoices i JOIN billing_customers c ON c.id = i.customer_id \
+             WHERE i.status = 'unpaid' AND i.due_date = $1 AND i.reminder_queued_at IS NULL \
+             AND c.status <> 'stopped' ORDER BY i.customer_id, i.period, i.id",
+        )
+        .bind(due_date)
+        .fetch_all(self.read())
+        .await?)
+    }
+
+    async fn mark_reminders_queued(
+        &self,
+        invoice_ids: &[String],
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        if invoice_ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for id in invoice_ids {
+            query("UPDATE billing_invoices SET reminder_queued_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(at)
+                .execute(tx.exec())
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn auto_isolations(&self) -> StoreResult<Vec<AutoIsolation>> {

@@ -213,8 +213,8 @@ pub use reconciliation::{
 pub use settlement::*;
 pub use whatsapp::{
     AlertableDevice, DailyTakings, MessageStatus, NewWaMessage, NewWaSender, OPERATOR_SENDER,
-    SenderKind, WaContact, WaMerchantSettings, WaMessage, WaMessageEvent, WaMessageFilter,
-    WaRecentSend, WaSendOutcome, WaSender, WaText, WaWebhook, WhatsAppStore,
+    SenderKind, WaContact, WaIncident, WaMerchantSettings, WaMessage, WaMessageEvent,
+    WaMessageFilter, WaRecentSend, WaSendOutcome, WaSender, WaText, WaWebhook, WhatsAppStore,
 };
 
 /// The storage interface. See the crate docs for the transaction rule.

@@ -268,6 +268,16 @@ pub struct AlertableDevice {
     pub charging: Option<bool>,
 }
 
+/// An alert incident of a device (`offline` or `battery`): open until `closed_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WaIncident {
+    pub id: String,
+    pub device_id: String,
+    pub kind: String,
+    pub opened_ms: i64,
+    pub closed_ms: Option<i64>,
+}
+
 /// A merchant's payments on one Jakarta day, for the daily summary.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DailyTakings {
@@ -412,11 +422,23 @@ pub trait WhatsAppStore: Send + Sync {
 
     /// Devices bound to a terminal of a merchant that wants device alerts.
     async fn alertable_devices(&self) -> StoreResult<Vec<AlertableDevice>>;
-    /// Opens an incident; `false` if one of the kind is open for the device.
-    async fn open_wa_incident(&self, device_id: &str, kind: &str, at_ms: i64) -> StoreResult<bool>;
-    /// Closes the open incident; `false` if none was open.
-    async fn close_wa_incident(&self, device_id: &str, kind: &str, at_ms: i64)
-    -> StoreResult<bool>;
+    /// Every open incident (the alert sweep writes only when one opens or closes).
+    async fn open_wa_incidents(&self) -> StoreResult<Vec<WaIncident>>;
+    /// Opens an incident and returns its id; `None` if one of the kind is open for the
+    /// device already (an alert is sent once per incident, keyed by this id).
+    async fn open_wa_incident(
+        &self,
+        device_id: &str,
+        kind: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<String>>;
+    /// Closes the open incident and returns it; `None` if none was open.
+    async fn close_wa_incident(
+        &self,
+        device_id: &str,
+        kind: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<WaIncident>>;
 }
 
 async fn log_event(
@@ -1197,20 +1219,35 @@ impl WhatsAppStore for Db {
         .await?)
     }
 
-    async fn open_wa_incident(&self, device_id: &str, kind: &str, at_ms: i64) -> StoreResult<bool> {
+    async fn open_wa_incidents(&self) -> StoreResult<Vec<WaIncident>> {
+        Ok(query_as::<WaIncident>(
+            "SELECT id, device_id, kind, opened_ms, closed_ms FROM wa_device_incidents \
+             WHERE closed_ms IS NULL ORDER BY id",
+        )
+        .fetch_all(self.read())
+        .await?)
+    }
+
+    async fn open_wa_incident(
+        &self,
+        device_id: &str,
+        kind: &str,
+        at_ms: i64,
+    ) -> StoreResult<Option<String>> {
         let mut conn = self.write_conn().await?;
+        let id = new_id("wai");
         let done = query(
             "INSERT INTO wa_device_incidents (id, device_id, kind, opened_ms) \
              SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM wa_device_incidents \
              WHERE device_id = $2 AND kind = $3 AND closed_ms IS NULL)",
         )
-        .bind(new_id("wai"))
+        .bind(&id)
         .bind(device_id)
         .bind(kind)
         .bind(at_ms)
         .execute(conn.exec())
         .await?;
-        Ok(done == 1)
+        Ok((done == 1).then_some(id))
     }
 
     async fn close_wa_incident(
@@ -1218,17 +1255,16 @@ impl WhatsAppStore for Db {
         device_id: &str,
         kind: &str,
         at_ms: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<WaIncident>> {
         let mut conn = self.write_conn().await?;
-        let done = query(
+        Ok(query_as::<WaIncident>(
             "UPDATE wa_device_incidents SET closed_ms = $3 WHERE device_id = $1 AND kind = $2 \
-             AND closed_ms IS NULL",
+             AND closed_ms IS NULL RETURNING id, device_id, kind, opened_ms, closed_ms",
         )
         .bind(device_id)
         .bind(kind)
         .bind(at_ms)
-        .execute(conn.exec())
-        .await?;
-        Ok(done == 1)
+        .fetch_optional(conn.exec())
+        .await?)
     }
 }

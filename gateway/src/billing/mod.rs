@@ -34,6 +34,7 @@ use crate::error::{GatewayError, GatewayResult};
 use crate::payments::{INVOICE_ORDER_PREFIX, Payments, providers};
 use crate::settlement::JAKARTA;
 use crate::validate;
+use crate::whatsapp::WhatsApp;
 
 pub mod finance;
 pub mod import;
@@ -90,6 +91,8 @@ pub struct Billing {
     clock: Arc<dyn Clock>,
     settings: Arc<BillingSettings>,
     payments: Payments,
+    /// Isolation notices and receipts.
+    whatsapp: WhatsApp,
     node_id: Arc<str>,
     http: reqwest::Client,
     /// The payment path's wake-ups, taken by [`Billing::run`].
@@ -291,6 +294,7 @@ impl Billing {
         clock: Arc<dyn Clock>,
         settings: BillingSettings,
         payments: Payments,
+        whatsapp: WhatsApp,
         node_id: String,
     ) -> Self {
         let http = reqwest::Client::builder()
@@ -305,6 +309,7 @@ impl Billing {
             clock,
             settings: Arc::new(settings),
             payments,
+            whatsapp,
             node_id: node_id.into(),
             http,
             paid: Arc::new(std::sync::Mutex::new(Some(paid))),
@@ -477,11 +482,15 @@ impl Billing {
         actor: &str,
     ) -> GatewayResult<Customer> {
         let reason = validate::optional_text("reason", reason, 500)?;
+        let before = self.store.get_customer(id).await?.status;
         let customer = self
             .store
             .set_customer_status(id, status, reason.as_deref(), actor)
             .await?;
         tracing::info!("customer status set");
+        if before != CustomerStatus::Isolated {
+            self.announce_isolation(&customer).await;
+        }
         Ok(customer)
     }
 
@@ -593,6 +602,7 @@ impl Billing {
         metrics::counter!("gema_billing_invoices_paid_total", "method" => method.as_str())
             .increment(1);
         tracing::info!(method = method.as_str(), "invoice marked paid");
+        self.send_receipt(&paid.invoice).await;
         Ok(paid)
     }
 
@@ -665,6 +675,7 @@ impl Billing {
                 metrics::counter!("gema_billing_invoices_paid_total", "method" => "qris")
                     .increment(1);
                 tracing::info!(invoice_id = %paid.invoice.id, "invoice paid by QRIS");
+                self.send_receipt(&paid.invoice).await;
             }
             QrisSettled::AlreadyPaid(invoice) => tracing::warn!(
                 invoice_id = %invoice.id,
@@ -708,6 +719,33 @@ impl Billing {
 
     // Isolation and the daily run.
 
+    /// Queues the isolation notice of a customer who has just been isolated, keyed by the
+    /// history row of that isolation (each isolation is announced once). A failure is
+    /// logged: the isolation stands.
+    async fn announce_isolation(&self, customer: &Customer) {
+        if customer.status != CustomerStatus::Isolated {
+            return;
+        }
+        let result = async {
+            let events = self.store.customer_events(&customer.id).await?;
+            match events.iter().rev().find(|e| e.kind == "isolated") {
+                Some(event) => self.whatsapp.notify_isolation(customer, &event.id).await,
+                None => Ok(0),
+            }
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::error!(error = %err, customer_id = %customer.id, "isolation notice not queued");
+        }
+    }
+
+    /// Queues a paid invoice's receipt; a failure is logged: the payment stands.
+    async fn send_receipt(&self, invoice: &Invoice) {
+        if let Err(err) = self.whatsapp.notify_receipt(invoice).await {
+            tracing::error!(error = %err, invoice_id = %invoice.id, "receipt not queued");
+        }
+    }
+
     /// Isolates every active customer with an invoice unpaid longer than its merchant's
     /// `auto_isolate_days` after the due date, as of Jakarta date `today`.
     pub async fn auto_isolate(&self, today: Date) -> GatewayResult<u64> {
@@ -726,7 +764,8 @@ impl Billing {
                 .overdue_customers(&setting.merchant_id, &iso_date(due_by))
                 .await?
             {
-                self.store
+                let customer = self
+                    .store
                     .set_customer_status(
                         &customer,
                         CustomerStatus::Isolated,
@@ -734,6 +773,7 @@ impl Billing {
                         "schedule",
                     )
                     .await?;
+                self.announce_isolation(&customer).await;
                 isolated += 1;
             }
         }

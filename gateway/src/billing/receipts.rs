@@ -351,6 +351,16 @@ pub fn period_label(period: &str) -> String {
     }
 }
 
+/// `5 Desember 2026`: a calendar date.
+pub fn date_label(date: time::Date) -> String {
+    format!(
+        "{} {} {}",
+        date.day(),
+        MONTHS[usize::from(u8::from(date.month())) - 1],
+        date.year()
+    )
+}
+
 fn method_label(method: &str) -> String {
     match method {
         "cash" => "Tunai".into(),
@@ -360,7 +370,8 @@ fn method_label(method: &str) -> String {
     }
 }
 
-fn jakarta_time(t: time::OffsetDateTime) -> String {
+/// `3 Desember 2026 14:05 WIB`: an instant in Asia/Jakarta.
+pub fn jakarta_time(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(JAKARTA);
     format!(
         "{} {} {} {:02}:{:02} WIB",

@@ -16,6 +16,7 @@
 //! (`[whatsapp.templates.<kind>]`); a text refused with 131047 (window closed) is re-sent
 //! as the template. Status webhooks move messages forward only ([`webhook::advance`]).
 
+pub mod notices;
 pub mod pacing;
 pub mod template;
 pub mod texts;
@@ -289,6 +290,8 @@ pub struct WhatsApp {
     /// Wakes the worker (a message queued on this node) and the webhook processor.
     wake: Arc<Notify>,
     webhooks: Arc<Notify>,
+    /// Today's daily summaries queued by this node.
+    summaries: Arc<notices::SummaryMemo>,
 }
 
 /// A bulk send's largest recipient list.
@@ -323,6 +326,7 @@ impl WhatsApp {
             node_id: node_id.into(),
             wake: Arc::new(Notify::new()),
             webhooks: Arc::new(Notify::new()),
+            summaries: Arc::new(notices::SummaryMemo::default()),
         }
     }
 

@@ -403,6 +403,7 @@ fn timestamp(obj: &Map<String, Value>, path: &str) -> Result<i64, WebhookError> 
     }
 }
 
+/// `path.key`, or `key` at the root (an empty path).
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
