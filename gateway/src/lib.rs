@@ -48,6 +48,7 @@ pub mod device_ops;
 mod error;
 pub mod exports;
 mod gateway;
+pub mod jakarta;
 pub mod payments;
 pub mod reconciliation;
 pub mod registry;

@@ -27,11 +27,7 @@ use crate::error::{GatewayError, GatewayResult};
 use crate::validate;
 use crate::whatsapp::WhatsApp;
 
-/// Asia/Jakarta: UTC+7 all year.
-pub const JAKARTA: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => UtcOffset::UTC,
-};
+pub use crate::jakarta::JAKARTA;
 
 /// The payout defaults of merchants without settings of their own (config `[settlement]`).
 #[derive(Debug, Clone, PartialEq, Eq)]

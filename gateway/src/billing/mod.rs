@@ -195,15 +195,7 @@ pub struct DailyRun {
     pub isolated: u64,
 }
 
-/// `YYYY-MM-DD`.
-pub fn iso_date(date: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
-}
+pub use crate::jakarta::iso_date;
 
 /// A `YYYY-MM-DD` input.
 pub fn parse_date(field: &'static str, value: &str) -> GatewayResult<Date> {

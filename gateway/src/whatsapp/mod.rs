@@ -338,6 +338,15 @@ impl WhatsApp {
         self.clock.now_ms()
     }
 
+    /// Whether any sender exists (the operator's, or a merchant's active one). Without one
+    /// nothing is queued, so the worker and the notice sweep stay idle: no lease, no writes.
+    pub async fn configured(&self) -> GatewayResult<bool> {
+        if self.settings.operator.is_some() {
+            return Ok(true);
+        }
+        Ok(self.store.list_wa_senders().await?.iter().any(|s| s.active))
+    }
+
     /// The sender a merchant's messages go from: its own active number, else the
     /// operator's; `None` when neither exists.
     async fn sender_for(&self, merchant_id: Option<&str>) -> GatewayResult<Option<String>> {

@@ -29,11 +29,9 @@ use gema_store::{AlertableDevice, PageRequest, SettlementBatch, WaMerchantSettin
 use time::{Date, OffsetDateTime};
 
 use super::{Kind, Notice, WhatsApp};
-use crate::billing::iso_date;
-use crate::billing::receipts::{date_label, jakarta_time, period_label, rupiah};
 use crate::clock::from_unix_ms;
 use crate::error::{GatewayError, GatewayResult};
-use crate::settlement::JAKARTA;
+use crate::jakarta::{JAKARTA, date_label, iso_date, jakarta_time, period_label, rupiah};
 use crate::validate;
 
 /// How often the node holding the `whatsapp-notices` lease looks for reminders, device
@@ -181,6 +179,9 @@ impl WhatsApp {
     /// bill reminders, device alerts, today's daily summaries. One failing does not stop
     /// the others.
     pub async fn notice_sweep(&self) -> GatewayResult<()> {
+        if !self.configured().await? {
+            return Ok(());
+        }
         let reminders = self.queue_reminders().await;
         let alerts = self.queue_device_alerts().await;
         let summaries = self.queue_daily_summaries().await;

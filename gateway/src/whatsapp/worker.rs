@@ -23,7 +23,7 @@ use super::wire::{self, ErrorClass, Outgoing};
 use super::{CloudNumber, GatewayEndpoint, Kind, Route, WhatsApp};
 use crate::cluster::{Cluster, ClusterWork};
 use crate::error::GatewayResult;
-use crate::settlement::JAKARTA;
+use crate::jakarta::JAKARTA;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Due rows read per poll.
@@ -671,7 +671,14 @@ impl WhatsApp {
         let mut holding = false;
         let mut last_refresh = tokio::time::Instant::now() - poll;
         loop {
-            let holds = cluster.holds(ClusterWork::WhatsAppSender, poll).await;
+            let holds = match self.configured().await {
+                Ok(true) => cluster.holds(ClusterWork::WhatsAppSender, poll).await,
+                Ok(false) => false,
+                Err(err) => {
+                    tracing::error!(error = %err, "reading the WhatsApp senders failed");
+                    false
+                }
+            };
             if holds && !holding {
                 match worker.start().await {
                     Ok(()) => holding = true,
