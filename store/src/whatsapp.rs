@@ -462,6 +462,30 @@ async fn log_event(
     Ok(())
 }
 
+/// Sets one of a contact's instants (`opted_out_ms`, `paused_until_ms`), making the contact
+/// if it is new.
+async fn set_contact(
+    db: &Db,
+    column: &'static str,
+    sender_id: &str,
+    phone: &str,
+    value: Option<i64>,
+) -> StoreResult<()> {
+    let mut conn = db.write_conn().await?;
+    query(format!(
+        "INSERT INTO wa_contacts (sender_id, phone, {column}, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (sender_id, phone) DO UPDATE SET \
+         {column} = $3, updated_at = $4"
+    ))
+    .bind(sender_id)
+    .bind(phone)
+    .bind(value)
+    .bind(now())
+    .execute(conn.exec())
+    .await?;
+    Ok(())
+}
+
 fn wrong_state(id: &str, action: &str, status: MessageStatus) -> StoreError {
     StoreError::conflict(
         "wrong_status",
@@ -1007,19 +1031,7 @@ impl WhatsAppStore for Db {
         phone: &str,
         at_ms: Option<i64>,
     ) -> StoreResult<()> {
-        let mut conn = self.write_conn().await?;
-        query(
-            "INSERT INTO wa_contacts (sender_id, phone, opted_out_ms, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (sender_id, phone) DO UPDATE SET \
-             opted_out_ms = $3, updated_at = $4",
-        )
-        .bind(sender_id)
-        .bind(phone)
-        .bind(at_ms)
-        .bind(now())
-        .execute(conn.exec())
-        .await?;
-        Ok(())
+        set_contact(self, "opted_out_ms", sender_id, phone, at_ms).await
     }
 
     async fn pause_wa_contact(
@@ -1028,19 +1040,7 @@ impl WhatsAppStore for Db {
         phone: &str,
         until_ms: i64,
     ) -> StoreResult<()> {
-        let mut conn = self.write_conn().await?;
-        query(
-            "INSERT INTO wa_contacts (sender_id, phone, paused_until_ms, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (sender_id, phone) DO UPDATE SET \
-             paused_until_ms = $3, updated_at = $4",
-        )
-        .bind(sender_id)
-        .bind(phone)
-        .bind(until_ms)
-        .bind(now())
-        .execute(conn.exec())
-        .await?;
-        Ok(())
+        set_contact(self, "paused_until_ms", sender_id, phone, Some(until_ms)).await
     }
 
     async fn wa_inbound_since(&self, since_ms: i64) -> StoreResult<Vec<(String, i64)>> {
