@@ -177,8 +177,15 @@ pub async fn whatsapp(bench: WhatsAppBench) -> anyhow::Result<()> {
         );
     }
     let drained = started.elapsed();
-    // Let the last answers be recorded, then stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the last answers be recorded (every row `sent`, for 20 s at most), then stop.
+    let recorded_by = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < recorded_by {
+        let counts = wa.counts(None).await?;
+        if counts.get("sent").copied().unwrap_or(0) >= i64::try_from(queued.len())? {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = stop_tx.send(());
     let _ = worker.await;
 
@@ -229,8 +236,9 @@ pub async fn whatsapp(bench: WhatsAppBench) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  recipients messaged twice: {twice}; outbox: sent {}, pending {}, failed {}, uncertain {}",
+        "  recipients messaged twice: {twice}; outbox: sent {}, sending {}, pending {}, failed {}, uncertain {}",
         counts.get("sent").copied().unwrap_or(0),
+        counts.get("sending").copied().unwrap_or(0),
         counts.get("pending").copied().unwrap_or(0),
         counts.get("failed").copied().unwrap_or(0),
         counts.get("uncertain").copied().unwrap_or(0),

@@ -305,6 +305,15 @@ pub trait WhatsAppStore: Send + Sync {
 
     /// Pending messages due by `until_ms`, oldest due first.
     async fn due_wa_messages(&self, until_ms: i64, limit: i64) -> StoreResult<Vec<WaMessage>>;
+    /// Claims several messages in one transaction (one commit for a whole pass of the
+    /// worker): those still pending, as [`WhatsAppStore::claim_wa_message`] does each.
+    async fn claim_wa_messages(
+        &self,
+        ids: &[String],
+        node: &str,
+        now_ms: i64,
+        claim_until_ms: i64,
+    ) -> StoreResult<Vec<WaMessage>>;
     /// `pending → sending` for `node` until `claim_until_ms`, counting an attempt, with a
     /// `sending` log line. `None` when it is no longer pending (cancelled, claimed).
     async fn claim_wa_message(
@@ -462,6 +471,40 @@ async fn log_event(
     Ok(())
 }
 
+/// `pending → sending` with its log line, inside the caller's transaction.
+async fn claim_in(
+    mut exec: Exec<'_>,
+    id: &str,
+    node: &str,
+    now_ms: i64,
+    claim_until_ms: i64,
+) -> StoreResult<Option<WaMessage>> {
+    let claimed = query_as::<WaMessage>(format!(
+        "UPDATE wa_messages SET status = 'sending', claimed_by = $2, claim_until_ms = $3, \
+         attempts = attempts + 1, updated_at = $4 WHERE id = $1 AND status = 'pending' \
+         RETURNING {MESSAGE_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(node)
+    .bind(claim_until_ms)
+    .bind(now())
+    .fetch_optional(Exec::from(&mut exec))
+    .await?;
+    if let Some(message) = &claimed {
+        let detail = format!(
+            "attempt {} by {node}{}",
+            message.attempts,
+            if message.via_template {
+                " (template)"
+            } else {
+                ""
+            }
+        );
+        log_event(exec, id, "sending", Some(&detail), now_ms).await?;
+    }
+    Ok(claimed)
+}
+
 /// Sets one of a contact's instants (`opted_out_ms`, `paused_until_ms`), making the contact
 /// if it is new.
 async fn set_contact(
@@ -611,6 +654,24 @@ impl WhatsAppStore for Db {
         .await?)
     }
 
+    async fn claim_wa_messages(
+        &self,
+        ids: &[String],
+        node: &str,
+        now_ms: i64,
+        claim_until_ms: i64,
+    ) -> StoreResult<Vec<WaMessage>> {
+        let mut tx = self.begin_write().await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(message) = claim_in(tx.exec(), id, node, now_ms, claim_until_ms).await? {
+                claimed.push(message);
+            }
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
     async fn claim_wa_message(
         &self,
         id: &str,
@@ -619,29 +680,7 @@ impl WhatsAppStore for Db {
         claim_until_ms: i64,
     ) -> StoreResult<Option<WaMessage>> {
         let mut tx = self.begin_write().await?;
-        let claimed = query_as::<WaMessage>(format!(
-            "UPDATE wa_messages SET status = 'sending', claimed_by = $2, claim_until_ms = $3, \
-             attempts = attempts + 1, updated_at = $4 WHERE id = $1 AND status = 'pending' \
-             RETURNING {MESSAGE_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(node)
-        .bind(claim_until_ms)
-        .bind(now())
-        .fetch_optional(tx.exec())
-        .await?;
-        if let Some(message) = &claimed {
-            let detail = format!(
-                "attempt {} by {node}{}",
-                message.attempts,
-                if message.via_template {
-                    " (template)"
-                } else {
-                    ""
-                }
-            );
-            log_event(tx.exec(), id, "sending", Some(&detail), now_ms).await?;
-        }
+        let claimed = claim_in(tx.exec(), id, node, now_ms, claim_until_ms).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -1196,8 +1235,9 @@ impl WhatsAppStore for Db {
              WHERE t.status = 'paid' AND t.paid_at >= $1 AND t.paid_at < $2 \
              GROUP BY m.id, m.name ORDER BY m.id",
         )
-        .bind(from)
-        .bind(to)
+        // SQLite compares the stored text: both ends in UTC, as every instant is stored.
+        .bind(from.to_offset(time::UtcOffset::UTC))
+        .bind(to.to_offset(time::UtcOffset::UTC))
         .fetch_all(self.read())
         .await?)
     }

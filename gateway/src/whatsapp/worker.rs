@@ -282,12 +282,15 @@ impl Worker {
     }
 
     /// Sends what the pacing allows now; returns the earliest instant something else may go.
+    /// The pass decides in memory, claims everything it picked in one transaction, then
+    /// starts the sends.
     async fn dispatch(&mut self) -> Option<i64> {
         let now = self.wa.now_ms();
         let mut next: Option<i64> = None;
+        let mut picks: Vec<(String, Queued)> = Vec::new();
         let senders: Vec<String> = self.queues.keys().cloned().collect();
         for sender in senders {
-            let Some((target, _)) = self.targets.get(&sender).cloned() else {
+            if !self.targets.contains_key(&sender) {
                 // The sender is gone: its messages are read again for the operator's.
                 if let Some(queue) = self.queues.remove(&sender) {
                     for queued in queue.urgent.iter().chain(queue.bulk.iter()) {
@@ -295,17 +298,15 @@ impl Worker {
                     }
                 }
                 continue;
+            }
+            let mut room = IN_FLIGHT_PER_SENDER
+                .saturating_sub(self.in_flight.get(&sender).copied().unwrap_or(0));
+            let (Some(pace), Some(queue)) =
+                (self.paces.get_mut(&sender), self.queues.get_mut(&sender))
+            else {
+                continue;
             };
-            loop {
-                if self.in_flight.get(&sender).copied().unwrap_or(0) >= IN_FLIGHT_PER_SENDER {
-                    break;
-                }
-                let Some(pace) = self.paces.get_mut(&sender) else {
-                    break;
-                };
-                let Some(queue) = self.queues.get_mut(&sender) else {
-                    break;
-                };
+            while room > 0 {
                 // Urgent first, then bulk; the first message (within the lookahead) that
                 // may go now.
                 let mut pick: Option<(bool, usize)> = None;
@@ -337,52 +338,61 @@ impl Worker {
                 let Some(queued) = list.remove(index) else {
                     break;
                 };
-                let claim_until = now + ms(self.wa.settings().claim_timeout);
-                let claimed = match self
-                    .wa
-                    .store
-                    .claim_wa_message(&queued.id, &self.wa.node_id, now, claim_until)
-                    .await
-                {
-                    Ok(claimed) => claimed,
-                    Err(err) => {
-                        tracing::error!(error = %err, message_id = %queued.id, "claiming a WhatsApp message failed");
-                        self.known.remove(&queued.id);
-                        break;
-                    }
-                };
-                let Some(message) = claimed else {
-                    // Cancelled, or claimed elsewhere: forget it.
-                    self.known.remove(&queued.id);
-                    continue;
-                };
                 pace.record(now, &queued.recipient, queued.bulk, &mut self.jitter);
-                *self.in_flight.entry(sender.clone()).or_default() += 1;
-                let target = target.clone();
-                let wa = self.wa.clone();
-                let done = self.done_tx.clone();
-                let throttles = self.throttles.get(&sender).copied().unwrap_or(0);
-                let jitter = self.jitter.between(0, i64::MAX / 4);
-                let sender_id = sender.clone();
-                tokio::spawn(async move {
-                    let id = message.id.clone();
-                    let effect = match send_one(&wa, &target, message, throttles, jitter).await {
-                        Ok(effect) => effect,
-                        Err(err) => {
-                            tracing::error!(error = %err, message_id = %id, "recording a WhatsApp send failed");
-                            PaceEffect::None
-                        }
-                    };
-                    let _ = done.send(Done {
-                        sender: sender_id,
-                        id,
-                        effect,
-                    });
-                });
+                room -= 1;
+                picks.push((sender.clone(), queued));
             }
         }
         self.queues
             .retain(|_, q| !q.urgent.is_empty() || !q.bulk.is_empty());
+        if picks.is_empty() {
+            return next;
+        }
+        let ids: Vec<String> = picks.iter().map(|(_, q)| q.id.clone()).collect();
+        let claim_until = now + ms(self.wa.settings().claim_timeout);
+        let claimed = match self
+            .wa
+            .store
+            .claim_wa_messages(&ids, &self.wa.node_id, now, claim_until)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::error!(error = %err, "claiming WhatsApp messages failed");
+                for id in &ids {
+                    self.known.remove(id);
+                }
+                return Some(now + 1_000);
+            }
+        };
+        let mut claimed: HashMap<String, WaMessage> =
+            claimed.into_iter().map(|m| (m.id.clone(), m)).collect();
+        for (sender, queued) in picks {
+            let Some(message) = claimed.remove(&queued.id) else {
+                // Cancelled, or claimed elsewhere: forget it.
+                self.known.remove(&queued.id);
+                continue;
+            };
+            let Some((target, _)) = self.targets.get(&sender).cloned() else {
+                continue;
+            };
+            *self.in_flight.entry(sender.clone()).or_default() += 1;
+            let wa = self.wa.clone();
+            let done = self.done_tx.clone();
+            let throttles = self.throttles.get(&sender).copied().unwrap_or(0);
+            let jitter = self.jitter.between(0, i64::MAX / 4);
+            tokio::spawn(async move {
+                let id = message.id.clone();
+                let effect = match send_one(&wa, &target, message, throttles, jitter).await {
+                    Ok(effect) => effect,
+                    Err(err) => {
+                        tracing::error!(error = %err, message_id = %id, "recording a WhatsApp send failed");
+                        PaceEffect::None
+                    }
+                };
+                let _ = done.send(Done { sender, id, effect });
+            });
+        }
         next
     }
 
