@@ -313,8 +313,10 @@ impl ReconciliationStore for Db {
              WHERE created_at >= $1 AND created_at <= $2 AND status IN ('paid', 'refunded') \
              AND ($3 IS NULL OR provider = $3) ORDER BY id"
         ))
-        .bind(created_from)
-        .bind(created_to)
+        // SQLite compares the stored text: both ends in UTC, as every instant is stored
+        // (a provider's report gives Jakarta times).
+        .bind(created_from.to_offset(time::UtcOffset::UTC))
+        .bind(created_to.to_offset(time::UtcOffset::UTC))
         .bind(provider)
         .fetch_all(self.read())
         .await?)

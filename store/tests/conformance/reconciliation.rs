@@ -226,4 +226,17 @@ pub async fn matching_finds_transactions_by_order_ref_provider_id_and_creation_t
         .await
         .unwrap();
     assert!(earlier.is_empty());
+    // A period in Jakarta time (as providers' reports give it) is the same instants: the
+    // paid transaction of a minute ago is inside "the last 2 minutes" written at +07:00.
+    let jakarta = time::UtcOffset::from_hms(7, 0, 0).unwrap();
+    let minute: time::Duration = time::Duration::minutes(1);
+    let local = store
+        .paid_transactions_created_between(
+            None,
+            (now - minute * 2_i32).to_offset(jakarta),
+            (now + minute).to_offset(jakarta),
+        )
+        .await
+        .unwrap();
+    assert_eq!(local.len(), 1, "a +07:00 period finds the paid transaction");
 }
