@@ -34,6 +34,9 @@ use crate::gateway::{Gateway, GatewayDeps, GatewaySettings};
 use crate::registry::{DeviceInput, Registry};
 use crate::transport::{DeviceTransport, Presence, PublishOutcome, UplinkMessage};
 
+/// A real merchant's static QRIS (a DOKU sample), valid for dynamic QR codes.
+pub const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
+
 /// How long [`eventually`] waits unless told otherwise: generous, because CI machines are
 /// slow and a passing test never waits this long.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);

@@ -15,7 +15,7 @@ use gema_gateway::device_ops::{
     CommandInput, ConfigPatch, ConfigSync, DeviceOps, DeviceOpsSettings, HealthSettings,
     HealthStatus,
 };
-use gema_gateway::testing::{RecordingTransport, eventually, temp_store};
+use gema_gateway::testing::{RecordingTransport, STATIC_QRIS, eventually, temp_store};
 use gema_gateway::transport::{Presence, UplinkMessage};
 use gema_gateway::{GatewayError, Registry};
 use gema_store::*;
@@ -754,8 +754,6 @@ async fn commands_reach_every_final_state() {
         assert!(statuses.contains(&status), "{status:?} never reached");
     }
 }
-
-const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
 
 fn published_qr(h: &Harness) -> Vec<DownlinkBody> {
     h.wire

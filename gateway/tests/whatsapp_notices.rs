@@ -6,18 +6,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gema_gateway::billing::{CustomerInput, PackageInput};
+use gema_gateway::billing::{CustomerInput, PackageInput, PayPage, UnpaidInvoice};
 use gema_gateway::clock::ManualClock;
 use gema_gateway::settlement::GenerateInput;
-use gema_gateway::testing::{RecordingTransport, temp_store};
+use gema_gateway::testing::{RecordingTransport, STATIC_QRIS, temp_store};
 use gema_gateway::whatsapp::{CloudNumber, Route, WhatsAppSettings};
 use gema_gateway::{Gateway, GatewayDeps, GatewaySettings};
-use gema_store::billing::{Customer, CustomerStatus, InvoiceFilter, NewInvoice, PaymentMethod};
+use gema_store::billing::{
+    Customer, CustomerStatus, Invoice, InvoiceFilter, NewInvoice, PaymentMethod,
+};
 use gema_store::testing::{ReferenceRules, approved_terminal, approved_terminal_with_device};
 use gema_store::{
     BatchFilter, InboxEntry, IncomingEvent, NewBankAccount, NewBillingSettings, NewHeartbeat,
-    NewTransaction, PageRequest, PresenceRecord, Store, WaMerchantSettings, WaMessage,
-    WaMessageFilter,
+    NewTransaction, PageRequest, PresenceRecord, Store, TerminalPatch, WaMerchantSettings,
+    WaMessage, WaMessageFilter,
 };
 use time::macros::datetime;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -261,6 +263,11 @@ async fn a_customer_gets_one_reminder_the_day_before_listing_every_invoice_due()
             reminder.body
         );
     }
+    assert!(
+        !reminder.body.contains("QRIS"),
+        "no terminal with a static QRIS, no QRIS link: {}",
+        reminder.body
+    );
     let invoices = env
         .store
         .list_invoices(
@@ -276,12 +283,133 @@ async fn a_customer_gets_one_reminder_the_day_before_listing_every_invoice_due()
     assert!(invoices.iter().all(|i| i.reminder_queued_at.is_some()));
 
     // The next day Tini's turn comes; Sari's invoices, due today, are not reminded again.
+    // The merchant has set its terminal's static QRIS since: the reminder links the pay page.
+    env.store
+        .update_terminal(
+            &t.terminal.id,
+            TerminalPatch {
+                static_qris: Some(Some(STATIC_QRIS.into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     env.clock.set_ms(jakarta_ms(datetime!(2026-12-05 09:30)));
     assert_eq!(env.gateway.whatsapp.queue_reminders().await.unwrap(), 1);
     let reminders = env.messages("reminder").await;
     assert_eq!(reminders.len(), 2);
     assert_eq!(reminders[0].recipient, "6281211110003");
     assert!(reminders[0].body.contains("jatuh tempo 6 Desember 2026"));
+    let tini_invoice = invoice_of(&env, &later).await;
+    let link = format!(
+        "Bayar dengan QRIS: https://bayar.example.id/p/{}",
+        tini_invoice.receipt_token
+    );
+    assert!(
+        reminders[0].body.contains(&link),
+        "{link}: {}",
+        reminders[0].body
+    );
+}
+
+async fn invoice_of(env: &Env, customer: &Customer) -> Invoice {
+    env.store
+        .list_invoices(
+            &InvoiceFilter {
+                customer_id: Some(customer.id.clone()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_pay_page_shows_one_qris_for_the_invoice_until_it_is_paid() {
+    let env = env(
+        jakarta_ms(datetime!(2026-12-04 08:00)),
+        WhatsAppSettings::default(),
+    )
+    .await;
+    let t = approved_terminal(&*env.store, "pay").await;
+    env.business(&t.merchant.id, "FiberNode", "BCA 123 a.n. Budi", None)
+        .await;
+    let sari = env
+        .customer(&t.merchant.id, "Sari", "0812 1111 0001", 5, 100_000)
+        .await;
+    env.invoice(&sari, "2026-12", "2026-12-05", 75_000).await;
+    let invoice = invoice_of(&env, &sari).await;
+    let billing = &env.gateway.billing;
+    assert_eq!(billing.pay_page("no-such-token").await.unwrap(), None);
+    assert_eq!(billing.pay_page("../etc/passwd").await.unwrap(), None);
+
+    // No terminal with a static QRIS: the page shows the bill and the bank details only.
+    let Some(PayPage::Unpaid(page)) = billing.pay_page(&invoice.receipt_token).await.unwrap()
+    else {
+        panic!("an unpaid invoice has a pay page");
+    };
+    assert_eq!(
+        (page.business_name.as_str(), page.customer_name.as_str()),
+        ("FiberNode", "Sari")
+    );
+    assert_eq!(
+        (
+            page.total.as_str(),
+            page.due_date.as_str(),
+            page.period.as_str()
+        ),
+        ("Rp 75.000", "5 Desember 2026", "Desember 2026")
+    );
+    assert_eq!(page.bank_details.as_deref(), Some("BCA 123 a.n. Budi"));
+    assert_eq!(page.qris, None);
+
+    env.store
+        .update_terminal(
+            &t.terminal.id,
+            TerminalPatch {
+                static_qris: Some(Some(STATIC_QRIS.into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let qris = |page: Option<PayPage>| match page {
+        Some(PayPage::Unpaid(UnpaidInvoice {
+            qris: Some(qris), ..
+        })) => qris,
+        other => panic!("expected a QRIS, got {other:?}"),
+    };
+    let first = qris(billing.pay_page(&invoice.receipt_token).await.unwrap());
+    let decoded = gema_qris::decode(&first.payload).unwrap();
+    assert_eq!(decoded.amount(), Some(75_000));
+    // Every visit shows the same code while it is pending.
+    let again = qris(billing.pay_page(&invoice.receipt_token).await.unwrap());
+    assert_eq!(again, first);
+    let issued = || async {
+        env.store
+            .invoice_events(&invoice.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "qris_issued")
+            .map(|e| e.transaction_id.unwrap())
+            .collect::<Vec<_>>()
+    };
+    let transactions = issued().await;
+    assert_eq!(transactions.len(), 1);
+
+    // Paid by that QRIS: the page becomes the receipt.
+    let order_ref = decoded.reference_label().unwrap().to_owned();
+    paid_event(&*env.store, &order_ref, 75_000).await;
+    billing.settle_qris(&transactions[0]).await.unwrap();
+    assert_eq!(
+        billing.pay_page(&invoice.receipt_token).await.unwrap(),
+        Some(PayPage::Paid)
+    );
+    assert_eq!(issued().await.len(), 1, "a paid invoice issues no QRIS");
 }
 
 #[tokio::test]

@@ -272,6 +272,10 @@ pub struct ReminderInvoice {
     pub package_name: String,
     pub total_amount: i64,
     pub due_date: String,
+    /// The invoice's token: its pay page while unpaid, its receipt once paid.
+    pub receipt_token: String,
+    /// The merchant has a terminal with a static QRIS (the reminder links the pay page).
+    pub payable_by_qris: bool,
 }
 
 /// An isolation webhook, with what signs it.
@@ -381,6 +385,21 @@ pub trait BillingStore: Send + Sync {
         new: crate::NewTransaction,
         actor: &str,
     ) -> StoreResult<crate::Transaction>;
+    /// The invoice's newest QRIS still pending at `now_ms` for its current total, or, when
+    /// there is none, `new` created as [`BillingStore::create_invoice_qris`] does; under the
+    /// invoice's lock, so concurrent callers share one QRIS. `true` when it was created.
+    async fn current_or_create_invoice_qris(
+        &self,
+        invoice_id: &str,
+        now_ms: i64,
+        new: crate::NewTransaction,
+        actor: &str,
+    ) -> StoreResult<(crate::Transaction, bool)>;
+    /// The invoice whose receipt token is `token`, whatever its status (the public pay page).
+    async fn invoice_by_token(&self, token: &str) -> StoreResult<Option<Invoice>>;
+    /// The merchant's terminal that takes its invoices' QRIS payments: the oldest with a
+    /// static QRIS, if it has one.
+    async fn invoice_qris_terminal(&self, merchant_id: &str) -> StoreResult<Option<String>>;
     /// Applies a paid QRIS transaction to its invoice (idempotent).
     async fn settle_invoice_qris(
         &self,
@@ -491,6 +510,72 @@ async fn invoice_in(exec: Exec<'_>, id: &str, lock: &str) -> StoreResult<Invoice
     .fetch_optional(exec)
     .await?
     .ok_or_else(|| StoreError::not_found("invoice", id))
+}
+
+/// Issues an invoice QRIS under the invoice's lock; with `reuse_at_ms`, returns the newest
+/// one still pending then for the invoice's total instead, if there is one.
+async fn invoice_qris(
+    db: &Db,
+    invoice_id: &str,
+    reuse_at_ms: Option<i64>,
+    new: crate::NewTransaction,
+    actor: &str,
+) -> StoreResult<(crate::Transaction, bool)> {
+    let mut tx = db.begin_write().await?;
+    let invoice = invoice_in(tx.exec(), invoice_id, db.row_lock()).await?;
+    if invoice.status == InvoiceStatus::Paid {
+        return Err(StoreError::conflict(
+            "already_paid",
+            None,
+            format!("invoice {invoice_id} is paid already"),
+        ));
+    }
+    if let Some(now_ms) = reuse_at_ms {
+        let current = query_as::<crate::Transaction>(
+            "SELECT t.* FROM billing_invoice_payments p \
+             JOIN transactions t ON t.id = p.transaction_id \
+             WHERE p.invoice_id = $1 AND t.status = 'pending' AND t.expires_at_ms > $2 \
+             AND t.amount = $3 ORDER BY t.expires_at_ms DESC, t.id LIMIT 1",
+        )
+        .bind(invoice_id)
+        .bind(now_ms)
+        .bind(invoice.total_amount)
+        .fetch_optional(tx.exec())
+        .await?;
+        if let Some(current) = current {
+            tx.commit().await?;
+            return Ok((current, false));
+        }
+    }
+    let transaction = crate::transaction::create_transaction_in(&mut tx, new).await?;
+    if transaction.merchant_id != invoice.merchant_id {
+        return Err(StoreError::conflict(
+            "terminal_of_another_merchant",
+            Some("terminal_id"),
+            "the terminal is not the invoice's merchant's",
+        ));
+    }
+    query(
+        "INSERT INTO billing_invoice_payments (transaction_id, invoice_id, created_at) \
+         VALUES ($1, $2, $3)",
+    )
+    .bind(&transaction.id)
+    .bind(invoice_id)
+    .bind(now())
+    .execute(tx.exec())
+    .await?;
+    invoice_event(
+        tx.exec(),
+        invoice_id,
+        "qris_issued",
+        Some(PaymentMethod::Qris.as_str()),
+        None,
+        Some(&transaction.id),
+        actor,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((transaction, true))
 }
 
 async fn customer_event(
@@ -1236,44 +1321,38 @@ impl BillingStore for Db {
         new: crate::NewTransaction,
         actor: &str,
     ) -> StoreResult<crate::Transaction> {
-        let mut tx = self.begin_write().await?;
-        let invoice = invoice_in(tx.exec(), invoice_id, self.row_lock()).await?;
-        if invoice.status == InvoiceStatus::Paid {
-            return Err(StoreError::conflict(
-                "already_paid",
-                None,
-                format!("invoice {invoice_id} is paid already"),
-            ));
-        }
-        let transaction = crate::transaction::create_transaction_in(&mut tx, new).await?;
-        if transaction.merchant_id != invoice.merchant_id {
-            return Err(StoreError::conflict(
-                "terminal_of_another_merchant",
-                Some("terminal_id"),
-                "the terminal is not the invoice's merchant's",
-            ));
-        }
-        query(
-            "INSERT INTO billing_invoice_payments (transaction_id, invoice_id, created_at) \
-             VALUES ($1, $2, $3)",
+        Ok(invoice_qris(self, invoice_id, None, new, actor).await?.0)
+    }
+
+    async fn current_or_create_invoice_qris(
+        &self,
+        invoice_id: &str,
+        now_ms: i64,
+        new: crate::NewTransaction,
+        actor: &str,
+    ) -> StoreResult<(crate::Transaction, bool)> {
+        invoice_qris(self, invoice_id, Some(now_ms), new, actor).await
+    }
+
+    async fn invoice_by_token(&self, token: &str) -> StoreResult<Option<Invoice>> {
+        Ok(
+            query_as::<Invoice>("SELECT * FROM billing_invoices WHERE receipt_token = $1")
+                .bind(token)
+                .fetch_optional(self.read())
+                .await?,
         )
-        .bind(&transaction.id)
-        .bind(invoice_id)
-        .bind(now())
-        .execute(tx.exec())
-        .await?;
-        invoice_event(
-            tx.exec(),
-            invoice_id,
-            "qris_issued",
-            Some(PaymentMethod::Qris.as_str()),
-            None,
-            Some(&transaction.id),
-            actor,
+    }
+
+    async fn invoice_qris_terminal(&self, merchant_id: &str) -> StoreResult<Option<String>> {
+        let row: Option<(String,)> = query_as(
+            "SELECT t.id FROM terminals t JOIN outlets o ON o.id = t.outlet_id \
+             WHERE o.merchant_id = $1 AND t.static_qris IS NOT NULL \
+             ORDER BY t.created_at, t.id LIMIT 1",
         )
+        .bind(merchant_id)
+        .fetch_optional(self.read())
         .await?;
-        tx.commit().await?;
-        Ok(transaction)
+        Ok(row.map(|(id,)| id))
     }
 
     async fn settle_invoice_qris(
@@ -1359,7 +1438,11 @@ impl BillingStore for Db {
     async fn reminder_invoices(&self, due_date: &str) -> StoreResult<Vec<ReminderInvoice>> {
         Ok(query_as::<ReminderInvoice>(
             "SELECT i.id AS invoice_id, i.customer_id, c.name AS customer_name, c.phone, \
-             i.merchant_id, i.period, i.package_name, i.total_amount, i.due_date \
+             i.merchant_id, i.period, i.package_name, i.total_amount, i.due_date, \
+             i.receipt_token, EXISTS (SELECT 1 FROM terminals t \
+             JOIN outlets o ON o.id = t.outlet_id \
+             WHERE o.merchant_id = i.merchant_id AND t.static_qris IS NOT NULL) \
+             AS payable_by_qris \
              FROM billing_invoices i JOIN billing_customers c ON c.id = i.customer_id \
              WHERE i.status = 'unpaid' AND i.due_date = $1 AND i.reminder_queued_at IS NULL \
              AND c.status <> 'stopped' ORDER BY i.customer_id, i.period, i.id",

@@ -25,12 +25,13 @@ use gema_store::billing::{
     NewPackage, Package, PackagePatch, Paid, PaymentMethod, QrisSettled,
 };
 use gema_store::{Page, PageRequest, Transaction};
-use time::{Date, Month};
+use time::{Date, Month, OffsetDateTime};
 use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::credentials;
 use crate::error::{GatewayError, GatewayResult};
+use crate::jakarta::{date_label, jakarta_time, period_label, rupiah};
 use crate::payments::{INVOICE_ORDER_PREFIX, Payments, providers};
 use crate::settlement::JAKARTA;
 use crate::validate;
@@ -97,6 +98,43 @@ pub struct Billing {
     http: reqwest::Client,
     /// The payment path's wake-ups, taken by [`Billing::run`].
     paid: Arc<std::sync::Mutex<Option<mpsc::Receiver<String>>>>,
+}
+
+/// Who issues the QRIS a pay page shows, in the invoice's history.
+pub const PAY_PAGE_ACTOR: &str = "pay-page";
+
+/// What the public pay page of an invoice shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayPage {
+    /// Paid: the page sends the visitor to the receipt.
+    Paid,
+    Unpaid(UnpaidInvoice),
+}
+
+/// An unpaid invoice as its pay page shows it; the texts made here, escaping left to the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpaidInvoice {
+    pub business_name: String,
+    pub customer_name: String,
+    pub package: String,
+    /// `Desember 2026`.
+    pub period: String,
+    /// `Rp 25.000`.
+    pub total: String,
+    /// `5 Desember 2026`.
+    pub due_date: String,
+    pub bank_details: Option<String>,
+    /// `None` when the merchant has no terminal with a static QRIS.
+    pub qris: Option<PayQris>,
+}
+
+/// The QRIS to scan for an invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayQris {
+    /// The dynamic QRIS payload (the QR code's content).
+    pub payload: String,
+    /// When it stops being accepted, in Asia/Jakarta.
+    pub expires_at: String,
 }
 
 /// A new package.
@@ -652,6 +690,82 @@ impl Billing {
         let transaction = self.store.create_invoice_qris(id, new, actor).await?;
         tracing::info!(transaction_id = %transaction.id, "invoice QRIS issued");
         Ok((transaction, payload))
+    }
+
+    /// The public pay page of the invoice whose token is `token` (the link in its bill
+    /// reminder): the receipt once it is paid; while it is unpaid, its QRIS on the merchant's
+    /// QRIS terminal ([`BillingStore::invoice_qris_terminal`]), the one still pending when
+    /// there is one (every visit and every node shows the same code until it expires, so a
+    /// customer who pays an older screenshot still pays the invoice once).
+    #[tracing::instrument(skip_all)]
+    pub async fn pay_page(&self, token: &str) -> GatewayResult<Option<PayPage>> {
+        if !receipts::plausible_token(token) {
+            return Ok(None);
+        }
+        let Some(invoice) = self.store.invoice_by_token(token).await? else {
+            return Ok(None);
+        };
+        if invoice.status == InvoiceStatus::Paid {
+            return Ok(Some(PayPage::Paid));
+        }
+        let settings = self.store.billing_settings(&invoice.merchant_id).await?;
+        let business_name = match settings.business_name.filter(|n| !n.trim().is_empty()) {
+            Some(name) => name,
+            None => self.store.get_merchant(&invoice.merchant_id).await?.name,
+        };
+        let customer = self.store.get_customer(&invoice.customer_id).await?;
+        let qris = match self
+            .store
+            .invoice_qris_terminal(&invoice.merchant_id)
+            .await?
+        {
+            Some(terminal_id) if invoice.total_amount > 0 => {
+                let (new, _) = self
+                    .payments
+                    .prepare_dynamic_qr_with(
+                        &terminal_id,
+                        invoice.total_amount,
+                        Some(self.settings.qris_ttl_secs),
+                        INVOICE_ORDER_PREFIX,
+                    )
+                    .await?;
+                let (transaction, created) = self
+                    .store
+                    .current_or_create_invoice_qris(
+                        &invoice.id,
+                        self.clock.now_ms(),
+                        new,
+                        PAY_PAGE_ACTOR,
+                    )
+                    .await?;
+                if created {
+                    tracing::info!(transaction_id = %transaction.id, "invoice QRIS issued for its pay page");
+                }
+                let payload = self.payments.dynamic_payload_of(&transaction).await?;
+                let expires_at =
+                    OffsetDateTime::from_unix_timestamp(transaction.expires_at_ms / 1000)
+                        .map(jakarta_time)
+                        .unwrap_or_default();
+                Some(PayQris {
+                    payload,
+                    expires_at,
+                })
+            }
+            _ => None,
+        };
+        let due_date = parse_date("due_date", &invoice.due_date)
+            .map(date_label)
+            .unwrap_or(invoice.due_date);
+        Ok(Some(PayPage::Unpaid(UnpaidInvoice {
+            business_name,
+            customer_name: customer.name,
+            package: invoice.package_name,
+            period: period_label(&invoice.period),
+            total: rupiah(invoice.total_amount),
+            due_date,
+            bank_details: settings.bank_details.filter(|b| !b.trim().is_empty()),
+            qris,
+        })))
     }
 
     /// Applies a paid invoice QRIS to its invoice (idempotent).

@@ -418,7 +418,7 @@ impl Billing {
 
 /// A token worth a lookup: short and URL-safe (every real one is); anything else is
 /// answered like an unknown one without touching the database.
-fn plausible_token(token: &str) -> bool {
+pub(super) fn plausible_token(token: &str) -> bool {
     (1..=128).contains(&token.len())
         && token
             .bytes()

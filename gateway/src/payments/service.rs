@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use gema_store::{
     InboxEntry, IncomingEvent, LedgerEntry, LedgerFilter, NewTransaction, Page, PageRequest,
-    PaymentOutcome, PaymentRules, Store, Transaction, TransactionEvent, TransactionFilter,
-    TransactionStatus, Transition,
+    PaymentOutcome, PaymentRules, Store, Terminal, Transaction, TransactionEvent,
+    TransactionFilter, TransactionStatus, Transition,
 };
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -611,27 +611,9 @@ impl Payments {
             ));
         }
         let terminal = self.store.get_terminal(terminal_id).await?;
-        let Some(static_qris) = terminal.static_qris else {
-            return Err(GatewayError::Conflict {
-                code: "no_static_qris",
-                message: format!(
-                    "terminal {terminal_id} has no static QRIS; set static_qris on it first"
-                ),
-                field: None,
-            });
-        };
         // 22 characters: fits the 25 that acquirers accept in 62.05.
         let order_ref = format!("{prefix}{}", random_reference());
-        let payload = gema_qris::to_dynamic(
-            &static_qris,
-            gema_qris::DynamicOptions {
-                amount,
-                fee: None,
-                reference: Some(gema_qris::Reference::Label(order_ref.clone())),
-                terminal_label: Some(terminal.label.clone()),
-            },
-        )
-        .map_err(|e| GatewayError::Internal(format!("building the dynamic QRIS: {e}")))?;
+        let payload = dynamic_payload(&terminal, &order_ref, amount)?;
         let new = self.new_transaction(TransactionInput {
             terminal_id: terminal_id.to_string(),
             order_ref,
@@ -639,6 +621,14 @@ impl Payments {
             expires_in_secs,
         })?;
         Ok((new, payload))
+    }
+
+    /// The dynamic QRIS payload of a transaction issued by
+    /// [`Payments::prepare_dynamic_qr_with`], built again from its terminal's static QRIS
+    /// (the same inputs give the same payload; payloads are not stored).
+    pub async fn dynamic_payload_of(&self, transaction: &Transaction) -> GatewayResult<String> {
+        let terminal = self.store.get_terminal(&transaction.terminal_id).await?;
+        dynamic_payload(&terminal, &transaction.order_ref, transaction.amount)
     }
 
     #[tracing::instrument(skip_all, fields(transaction_id = id))]
@@ -747,4 +737,28 @@ fn spawn_on_own_thread(commit_loop: impl std::future::Future<Output = ()> + Send
     if let Err(err) = spawned {
         tracing::error!(error = %err, "could not start the payment commit loop's thread");
     }
+}
+
+/// A terminal's static QRIS made dynamic for `amount`, carrying `order_ref` and its label.
+fn dynamic_payload(terminal: &Terminal, order_ref: &str, amount: i64) -> GatewayResult<String> {
+    let Some(static_qris) = terminal.static_qris.as_deref() else {
+        return Err(GatewayError::Conflict {
+            code: "no_static_qris",
+            message: format!(
+                "terminal {} has no static QRIS; set static_qris on it first",
+                terminal.id
+            ),
+            field: None,
+        });
+    };
+    gema_qris::to_dynamic(
+        static_qris,
+        gema_qris::DynamicOptions {
+            amount,
+            fee: None,
+            reference: Some(gema_qris::Reference::Label(order_ref.to_owned())),
+            terminal_label: Some(terminal.label.clone()),
+        },
+    )
+    .map_err(|e| GatewayError::Internal(format!("building the dynamic QRIS: {e}")))
 }

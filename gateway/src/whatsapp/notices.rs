@@ -248,9 +248,7 @@ impl WhatsApp {
                     ("amount", rupiah(total)),
                     ("due_date", date_label(due)),
                     ("bank_details", business.bank_details),
-                    // No page takes a payment: the receipt page shows paid invoices only,
-                    // and an invoice's QRIS is issued by the merchant at its soundbox.
-                    ("payment_link", String::new()),
+                    ("payment_link", self.payment_links(&invoices)),
                 ]),
                 dedupe_key: Some(key),
                 not_before_ms: None,
@@ -275,6 +273,30 @@ impl WhatsApp {
             tracing::info!(queued = queued.len(), due_date = %due_iso, "bill reminders queued");
         }
         Ok(queued.len())
+    }
+
+    /// The reminder's QRIS line: each invoice's pay page (`/p/{token}`, its QRIS while
+    /// unpaid, its receipt once paid), labelled by period when the reminder merges several;
+    /// empty when the merchant has no terminal with a static QRIS.
+    fn payment_links(&self, invoices: &[&ReminderInvoice]) -> String {
+        let base = self.settings.public_url.trim_end_matches('/');
+        let payable: Vec<&&ReminderInvoice> =
+            invoices.iter().filter(|i| i.payable_by_qris).collect();
+        match payable.as_slice() {
+            [] => String::new(),
+            [one] => format!("Bayar dengan QRIS: {base}/p/{}", one.receipt_token),
+            several => several
+                .iter()
+                .map(|i| {
+                    format!(
+                        "Bayar {} dengan QRIS: {base}/p/{}",
+                        period_label(&i.period),
+                        i.receipt_token
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
     }
 
     /// The isolation notice of `customer`, who has just moved into `isolated` with the

@@ -275,6 +275,116 @@ pub async fn an_invoice_qris_payment_is_applied_once(store: Arc<dyn Store>) {
     );
 }
 
+pub async fn concurrent_pay_pages_share_one_invoice_qris(store: Arc<dyn Store>) {
+    let approved = approved_terminal(&*store, "paypage").await;
+    let invoice = one_invoice(&*store, &approved.merchant.id, "paypage").await;
+    let without = store.reminder_invoices("2026-02-05").await.unwrap();
+    assert!(
+        without
+            .iter()
+            .any(|r| r.invoice_id == invoice.id && !r.payable_by_qris),
+        "a merchant whose terminals have no static QRIS is not payable by QRIS"
+    );
+    assert!(
+        store
+            .invoice_qris_terminal(&approved.merchant.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .update_terminal(
+            &approved.terminal.id,
+            TerminalPatch {
+                static_qris: Some(Some("000201".into())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .invoice_qris_terminal(&approved.merchant.id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(approved.terminal.id.as_str())
+    );
+    let by_token = store
+        .invoice_by_token(&invoice.receipt_token)
+        .await
+        .unwrap()
+        .expect("the token finds its invoice while unpaid");
+    assert_eq!(by_token.id, invoice.id);
+    assert!(
+        store
+            .invoice_by_token("no-such-token")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let reminders = store.reminder_invoices("2026-02-05").await.unwrap();
+    let reminder = reminders
+        .iter()
+        .find(|r| r.invoice_id == invoice.id)
+        .expect("the unpaid invoice is due for a reminder");
+    assert!(reminder.payable_by_qris, "its merchant has a QRIS terminal");
+    assert_eq!(reminder.receipt_token, invoice.receipt_token);
+
+    let new = |n: usize, expires_at_ms: i64| NewTransaction {
+        terminal_id: approved.terminal.id.clone(),
+        order_ref: format!("IVPAYPAGE{n}"),
+        amount: invoice.total_amount,
+        expires_at_ms,
+    };
+    let now = now_ms();
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let store = store.clone();
+        let id = invoice.id.clone();
+        let new = new(n, now + 600_000);
+        tasks.push(tokio::spawn(async move {
+            store
+                .current_or_create_invoice_qris(&id, now, new, "pay-page")
+                .await
+                .unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for task in tasks {
+        let (transaction, was_created) = task.await.unwrap();
+        created += usize::from(was_created);
+        ids.push(transaction.id);
+    }
+    ids.dedup();
+    assert_eq!(
+        (created, ids.len()),
+        (1, 1),
+        "one QRIS shared by every caller"
+    );
+    // Past its expiry a new one is issued.
+    let (later, was_created) = store
+        .current_or_create_invoice_qris(
+            &invoice.id,
+            now + 600_001,
+            new(9, now + 1_200_000),
+            "pay-page",
+        )
+        .await
+        .unwrap();
+    assert!(was_created);
+    assert_ne!(later.id, ids[0]);
+    let issued = store
+        .invoice_events(&invoice.id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == "qris_issued")
+        .count();
+    assert_eq!(issued, 2);
+}
+
 pub async fn packages_in_use_stay_and_phones_are_unique_per_merchant(store: Arc<dyn Store>) {
     let a = testing::approved_merchant(&*store, "Warung A").await;
     let b = testing::approved_merchant(&*store, "Warung B").await;

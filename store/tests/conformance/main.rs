@@ -94,6 +94,7 @@ macro_rules! conformance {
                 concurrent_runs_make_one_invoice_per_customer_and_period,
                 concurrent_payments_of_one_invoice_let_one_win,
                 an_invoice_qris_payment_is_applied_once,
+                concurrent_pay_pages_share_one_invoice_qris,
                 packages_in_use_stay_and_phones_are_unique_per_merchant
             );
             conformance!(@tests $open, reconciliation;
