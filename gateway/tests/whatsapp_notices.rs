@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gema_gateway::billing::{CustomerInput, PackageInput, PayPage, UnpaidInvoice};
+use gema_gateway::billing::{CustomerInput, PackageInput, PayPage};
 use gema_gateway::clock::ManualClock;
 use gema_gateway::settlement::GenerateInput;
 use gema_gateway::testing::{RecordingTransport, STATIC_QRIS, temp_store};
@@ -377,9 +377,7 @@ async fn a_pay_page_shows_one_qris_for_the_invoice_until_it_is_paid() {
         .await
         .unwrap();
     let qris = |page: Option<PayPage>| match page {
-        Some(PayPage::Unpaid(UnpaidInvoice {
-            qris: Some(qris), ..
-        })) => qris,
+        Some(PayPage::Unpaid(invoice)) if invoice.qris.is_some() => invoice.qris.unwrap(),
         other => panic!("expected a QRIS, got {other:?}"),
     };
     let first = qris(billing.pay_page(&invoice.receipt_token).await.unwrap());

@@ -1,9 +1,15 @@
-//! The public receipt page, outside `/api/v1`: no login, no bearer token, no JSON.
+//! The public receipt and pay pages, outside `/api/v1`: no login, no bearer token, no JSON.
 //!
 //! `GET /r/{token}` (A4; `?format=thermal` for a 58 mm roll), `GET /r/{token}/logo` (the
 //! merchant's logo, only beside a paid invoice's receipt) and the two stylesheets. An
 //! unknown token and an unpaid invoice get the same 404 page, found through the token's
-//! unique index (one lookup, nothing compared byte by byte here). Every answer carries a
+//! unique index (one lookup, nothing compared byte by byte here).
+//!
+//! `GET /p/{token}`, the link in a bill reminder: an unpaid invoice's bill with its QRIS
+//! (one pending code per invoice, shared by every visit), `303` to `/r/{token}` once it is
+//! paid, the same 404 page for an unknown token. A visit may issue the invoice's QRIS (a
+//! pending transaction that expires unpaid), so a link preview issues at most the one
+//! code a customer would have seen. Every answer carries a
 //! strict CSP, `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` (the token is in the
 //! URL), `Cache-Control: no-store` and `X-Robots-Tag: noindex`.
 //!
@@ -15,14 +21,17 @@ use axum::Router;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use gema_gateway::auth::ratelimit::LimitClass;
+use gema_gateway::billing::PayPage;
 
 use crate::authz::source_of;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::views::receipts::{CSP, RECEIPT_CSS, THERMAL_CSS, not_found_page, receipt_page};
+use crate::views::receipts::{
+    CSP, RECEIPT_CSS, THERMAL_CSS, not_found_page, pay_page, receipt_page,
+};
 
 /// The receipt routes, public.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -31,6 +40,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/r/thermal.css", get(thermal_css))
         .route("/r/{token}", get(page))
         .route("/r/{token}/logo", get(logo))
+        .route("/p/{token}", get(pay))
         .route_layer(axum::middleware::from_fn_with_state(state, limit))
 }
 
@@ -81,6 +91,20 @@ async fn page(
             (StatusCode::OK, receipt_page(&receipt, &token, thermal)).into_response(),
             HTML,
         ),
+        Ok(None) => not_found(),
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+async fn pay(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.billing.pay_page(&token).await {
+        Ok(Some(PayPage::Unpaid(invoice))) => {
+            secured((StatusCode::OK, pay_page(&invoice)).into_response(), HTML)
+        }
+        // The token passed `plausible_token`: URL-safe characters only.
+        Ok(Some(PayPage::Paid)) => {
+            secured(Redirect::to(&format!("/r/{token}")).into_response(), HTML)
+        }
         Ok(None) => not_found(),
         Err(err) => ApiError::from(err).into_response(),
     }

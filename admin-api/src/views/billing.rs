@@ -300,6 +300,9 @@ pub struct Invoice {
     pub transaction_id: Option<String>,
     /// The public receipt page, once paid (`/r/<token>`).
     pub receipt_path: Option<String>,
+    /// The public pay page while unpaid (`/p/<token>`): the bill and its QRIS, the link a
+    /// bill reminder carries.
+    pub pay_path: Option<String>,
     /// Send it back with pay and unpay (optimistic locking).
     pub version: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -313,6 +316,7 @@ impl From<store::Invoice> for Invoice {
         let paid = i.status == store::InvoiceStatus::Paid;
         Invoice {
             receipt_path: paid.then(|| format!("/r/{}", i.receipt_token)),
+            pay_path: (!paid).then(|| format!("/p/{}", i.receipt_token)),
             id: i.id,
             customer_id: i.customer_id,
             merchant_id: i.merchant_id,

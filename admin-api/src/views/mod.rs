@@ -19,6 +19,7 @@ pub mod exports;
 pub mod health;
 pub mod payments;
 pub mod people;
+pub mod qr;
 pub mod receipts;
 pub mod reconciliation;
 pub mod registry;

@@ -1,6 +1,6 @@
 //! The public receipt page (`/r/{token}`): server-rendered HTML, printable on A4 and on
 //! 58 mm thermal paper, and the one "not found" page an unknown token and an unpaid
-//! invoice share.
+//! invoice share; and an unpaid invoice's pay page (`/p/{token}`, its QRIS as an inline SVG).
 //!
 //! Hand-written rather than a template crate: the page is one small fixed layout, and
 //! every value goes through [`escape`] (text and attribute context alike: `&`, `<`, `>`,
@@ -8,6 +8,7 @@
 //! script and no inline style: the strict CSP (`default-src 'none'`) allows only the
 //! stylesheets and the logo served beside the page.
 
+use gema_gateway::billing::UnpaidInvoice;
 use gema_gateway::billing::receipts::Receipt;
 
 /// The page's Content-Security-Policy: nothing but our stylesheets and the logo.
@@ -26,6 +27,10 @@ dt{color:#555}
 dd{margin:0;text-align:right;font-weight:600}
 dd.total{font-size:1.2em}
 footer{margin-top:16px;border-top:1px dashed #999;padding-top:12px;text-align:center;color:#555;font-size:.9em}
+.qris{text-align:center;margin:16px 0 0}
+.qris svg{width:100%;max-width:300px;height:auto;border:1px solid #ddd}
+.qris p{margin:6px 0;color:#555}
+.bank{margin-top:16px;white-space:pre-line}
 .status{display:inline-block;margin-top:8px;padding:2px 10px;border:2px solid #15803d;color:#15803d;border-radius:4px;font-weight:700;letter-spacing:.1em}
 @page{size:A4;margin:15mm}
 @media print{body{background:#fff;padding:0}main{border:0;max-width:none}}
@@ -122,6 +127,58 @@ pub fn receipt_page(receipt: &Receipt, token: &str, thermal: bool) -> String {
         "</dl>\n<footer>No. {}<br>Terima kasih</footer>\n</main>\n</body>\n</html>\n",
         escape(&receipt.invoice_id)
     ));
+    html
+}
+
+/// An unpaid invoice's pay page: the bill, its QRIS when the merchant takes QRIS, the
+/// merchant's bank details when it set them.
+pub fn pay_page(invoice: &UnpaidInvoice) -> String {
+    let rows = [
+        ("Nama", &invoice.customer_name, false),
+        ("Paket", &invoice.package, false),
+        ("Periode", &invoice.period, false),
+        ("Jatuh Tempo", &invoice.due_date, false),
+        ("Total Tagihan", &invoice.total, true),
+    ];
+    let mut html = head(&format!("Tagihan - {}", invoice.business_name), false);
+    html.push_str(&format!(
+        "<body>\n<main>\n<header>\n<h1>{}</h1>\n<h2>Tagihan</h2>\n</header>\n<dl>\n",
+        escape(&invoice.business_name)
+    ));
+    for (label, value, total) in rows {
+        let class = if total { " class=\"total\"" } else { "" };
+        html.push_str(&format!(
+            "<dt>{}</dt><dd{class}>{}</dd>\n",
+            escape(label),
+            escape(value)
+        ));
+    }
+    html.push_str("</dl>\n");
+    let code = invoice.qris.as_ref().and_then(|qris| {
+        super::qr::svg(&qris.payload, &format!("QRIS {}", invoice.total)).map(|svg| (qris, svg))
+    });
+    match code {
+        Some((qris, svg)) => html.push_str(&format!(
+            "<section class=\"qris\">\n{svg}\n<p>Pindai dengan aplikasi bank atau dompet \
+             digital yang mendukung QRIS. Nominal sudah terisi.</p>\n\
+             <p>Berlaku sampai {}</p>\n</section>\n",
+            escape(&qris.expires_at)
+        )),
+        None => html.push_str(&format!(
+            "<p class=\"qris\">Pembayaran QRIS belum tersedia. Hubungi {}.</p>\n",
+            escape(&invoice.business_name)
+        )),
+    }
+    if let Some(bank) = &invoice.bank_details {
+        html.push_str(&format!(
+            "<p class=\"bank\">Transfer: {}</p>\n",
+            escape(bank)
+        ));
+    }
+    html.push_str(
+        "<footer>Setelah pembayaran diterima, halaman ini menjadi nota pembayaran.</footer>\n\
+         </main>\n</body>\n</html>\n",
+    );
     html
 }
 

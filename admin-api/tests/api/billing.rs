@@ -41,6 +41,7 @@ on_both_backends!(
     paying_by_hand_is_optimistically_locked_and_two_users_at_once_get_one_win,
     an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callbacks,
     a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator,
+    the_pay_page_shows_one_qris_for_the_invoice_and_then_its_receipt,
 );
 
 /// Static DOKU code from the QRIS test vectors (V1).
@@ -591,6 +592,95 @@ async fn an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callb
         )
         .await;
     assert_envelope(&again, StatusCode::CONFLICT, "already_paid");
+}
+
+async fn the_pay_page_shows_one_qris_for_the_invoice_and_then_its_receipt(api: TestApi) {
+    let (merchant, _, terminal) = api.terminal(true).await;
+    api.call(
+        "PATCH",
+        &format!("/api/v1/terminals/{terminal}"),
+        Some(json!({ "static_qris": STATIC })),
+    )
+    .await;
+    let (_, invoice) = invoiced_customer(&api, &merchant, "paypage").await;
+    let detail = api.get(&format!("/api/v1/invoices/{invoice}")).await;
+    assert_eq!(detail.body["receipt_path"], Value::Null);
+    let pay_path = detail.body["pay_path"].as_str().unwrap().to_owned();
+    let token = pay_path.strip_prefix("/p/").unwrap().to_owned();
+
+    let (status, headers, body) = api.get_bytes(None, &pay_path).await;
+    let html = String::from_utf8(body).unwrap();
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert_eq!(headers[axum::http::header::CACHE_CONTROL], "no-store");
+    assert!(
+        headers[axum::http::header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    assert!(html.contains("Rp 100.000"), "{html}");
+    // The code on the page is the invoice's one pending QRIS, for its total.
+    let events = api.get(&format!("/api/v1/invoices/{invoice}")).await.body["events"].clone();
+    let issued: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "qris_issued")
+        .collect();
+    assert_eq!(issued.len(), 1, "{events}");
+    let transaction = issued[0]["transaction_id"].as_str().unwrap().to_owned();
+    let pending = api
+        .get(&format!("/api/v1/transactions/{transaction}"))
+        .await;
+    assert_eq!(pending.body["status"], "pending");
+    assert_eq!(pending.body["amount"], 100_000);
+    let order = pending.body["order_ref"].as_str().unwrap().to_owned();
+    let payload = gema_qris::to_dynamic(
+        STATIC,
+        gema_qris::DynamicOptions {
+            amount: 100_000,
+            fee: None,
+            reference: Some(gema_qris::Reference::Label(order.clone())),
+            terminal_label: Some(
+                api.get(&format!("/api/v1/terminals/{terminal}")).await.body["label"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+        },
+    )
+    .unwrap();
+    let svg = gema_admin_api::views::qr::svg(&payload, "QRIS Rp 100.000").unwrap();
+    assert!(
+        html.contains(&svg),
+        "the page draws the invoice's QRIS: {html}"
+    );
+    // A second visit shows the same code and issues nothing.
+    let (_, _, again) = api.get_bytes(None, &pay_path).await;
+    assert_eq!(String::from_utf8(again).unwrap(), html);
+    let events = api.get(&format!("/api/v1/invoices/{invoice}")).await.body["events"].clone();
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+
+    // Paid by it: the pay page sends the visitor to the receipt.
+    let paid = crate::payments::notification(&order, "settlement", "100000.00", MIDTRANS_KEY);
+    let r = crate::payments::notify(&api, &paid).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    gema_gateway::testing::eventually("the invoice is paid", || async {
+        let d = api.get(&format!("/api/v1/invoices/{invoice}")).await;
+        (d.body["status"] == "paid").then_some(d)
+    })
+    .await;
+    let (status, headers, _) = api.get_bytes(None, &pay_path).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[axum::http::header::LOCATION], format!("/r/{token}"));
+    let (status, _, receipt) = api.get_bytes(None, &format!("/r/{token}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8(receipt).unwrap().contains("LUNAS"));
+    // An unknown token: the receipts' 404 page.
+    let (status, _, _) = api
+        .get_bytes(None, "/p/rcpt_nosuchtoken0123456789abcdef0")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 async fn a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator(api: TestApi) {

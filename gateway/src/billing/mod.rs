@@ -108,7 +108,7 @@ pub const PAY_PAGE_ACTOR: &str = "pay-page";
 pub enum PayPage {
     /// Paid: the page sends the visitor to the receipt.
     Paid,
-    Unpaid(UnpaidInvoice),
+    Unpaid(Box<UnpaidInvoice>),
 }
 
 /// An unpaid invoice as its pay page shows it; the texts made here, escaping left to the page.
@@ -720,43 +720,27 @@ impl Billing {
             .await?
         {
             Some(terminal_id) if invoice.total_amount > 0 => {
-                let (new, _) = self
-                    .payments
-                    .prepare_dynamic_qr_with(
-                        &terminal_id,
-                        invoice.total_amount,
-                        Some(self.settings.qris_ttl_secs),
-                        INVOICE_ORDER_PREFIX,
-                    )
-                    .await?;
-                let (transaction, created) = self
-                    .store
-                    .current_or_create_invoice_qris(
-                        &invoice.id,
-                        self.clock.now_ms(),
-                        new,
-                        PAY_PAGE_ACTOR,
-                    )
-                    .await?;
-                if created {
-                    tracing::info!(transaction_id = %transaction.id, "invoice QRIS issued for its pay page");
+                match self.pay_page_qris(&invoice, &terminal_id).await {
+                    Ok(qris) => Some(qris),
+                    // The merchant cannot take this payment now (not approved, its static
+                    // QRIS refused): the page shows the bank details without a code.
+                    Err(
+                        err @ (GatewayError::Conflict { .. }
+                        | GatewayError::Invalid { .. }
+                        | GatewayError::NotFound { .. }),
+                    ) => {
+                        tracing::warn!(error = %err, "no QRIS for the pay page");
+                        None
+                    }
+                    Err(err) => return Err(err),
                 }
-                let payload = self.payments.dynamic_payload_of(&transaction).await?;
-                let expires_at =
-                    OffsetDateTime::from_unix_timestamp(transaction.expires_at_ms / 1000)
-                        .map(jakarta_time)
-                        .unwrap_or_default();
-                Some(PayQris {
-                    payload,
-                    expires_at,
-                })
             }
             _ => None,
         };
         let due_date = parse_date("due_date", &invoice.due_date)
             .map(date_label)
             .unwrap_or(invoice.due_date);
-        Ok(Some(PayPage::Unpaid(UnpaidInvoice {
+        Ok(Some(PayPage::Unpaid(Box::new(UnpaidInvoice {
             business_name,
             customer_name: customer.name,
             package: invoice.package_name,
@@ -765,7 +749,35 @@ impl Billing {
             due_date,
             bank_details: settings.bank_details.filter(|b| !b.trim().is_empty()),
             qris,
-        })))
+        }))))
+    }
+
+    /// The invoice's QRIS on `terminal_id`: the one still pending, or a new one.
+    async fn pay_page_qris(&self, invoice: &Invoice, terminal_id: &str) -> GatewayResult<PayQris> {
+        let (new, _) = self
+            .payments
+            .prepare_dynamic_qr_with(
+                terminal_id,
+                invoice.total_amount,
+                Some(self.settings.qris_ttl_secs),
+                INVOICE_ORDER_PREFIX,
+            )
+            .await?;
+        let (transaction, created) = self
+            .store
+            .current_or_create_invoice_qris(&invoice.id, self.clock.now_ms(), new, PAY_PAGE_ACTOR)
+            .await?;
+        if created {
+            tracing::info!(transaction_id = %transaction.id, "invoice QRIS issued for its pay page");
+        }
+        let payload = self.payments.dynamic_payload_of(&transaction).await?;
+        let expires_at = OffsetDateTime::from_unix_timestamp(transaction.expires_at_ms / 1000)
+            .map(jakarta_time)
+            .unwrap_or_default();
+        Ok(PayQris {
+            payload,
+            expires_at,
+        })
     }
 
     /// Applies a paid invoice QRIS to its invoice (idempotent).
