@@ -429,10 +429,14 @@ impl WhatsApp {
                     ))
                 })?;
             let template_params = self.settings.templates.get(&notice.kind).map(|t| {
-                let values: Vec<&str> = t
+                let values: Vec<String> = t
                     .params
                     .iter()
-                    .map(|p| notice.values.get(p.as_str()).map_or("-", String::as_str))
+                    .map(|p| {
+                        wire::template_param(
+                            notice.values.get(p.as_str()).map_or("", String::as_str),
+                        )
+                    })
                     .collect();
                 serde_json::to_string(&values).unwrap_or_else(|_| "[]".into())
             });

@@ -228,6 +228,22 @@ pub fn classify(code: Option<i64>, http_status: u16) -> ErrorClass {
     }
 }
 
+/// A value as a template body parameter Meta accepts: never empty (`-` instead), no line
+/// breaks or tabs (lines joined with ` · `), no run of spaces (Meta refuses a parameter with
+/// a new line, a tab or more than four spaces in a row, error 132018, and an empty one).
+pub fn template_param(value: &str) -> String {
+    let lines: Vec<String> = value
+        .split(['\n', '\r', '\t'])
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| !line.is_empty())
+        .collect();
+    if lines.is_empty() {
+        "-".into()
+    } else {
+        lines.join(" · ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,6 +501,26 @@ mod tests {
             };
             prop_assert_eq!(got, Some(code));
             prop_assert!(text.starts_with(&message));
+        }
+    }
+
+    #[test]
+    fn template_params_have_no_line_breaks_runs_of_spaces_or_emptiness() {
+        assert_eq!(template_param(""), "-");
+        assert_eq!(template_param(" \n\t "), "-");
+        assert_eq!(
+            template_param("BCA 123\r\na.n.     Budi\n\nQRIS: https://x/p/1"),
+            "BCA 123 · a.n. Budi · QRIS: https://x/p/1"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_makes_a_parameter_meta_accepts(value in "\\PC*|[ \n\t\ra-z]*") {
+            let param = template_param(&value);
+            proptest::prop_assert!(!param.is_empty());
+            proptest::prop_assert!(!param.contains(['\n', '\r', '\t']));
+            proptest::prop_assert!(!param.contains("     "));
         }
     }
 }
