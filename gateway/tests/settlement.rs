@@ -8,47 +8,9 @@ use gema_gateway::clock::ManualClock;
 use gema_gateway::settlement::{PayoutSettingsInput, Settlement, SettlementSettings};
 use gema_gateway::testing::temp_store;
 use gema_gateway::whatsapp::{WhatsApp, WhatsAppSettings};
-use gema_store::testing::{ReferenceRules, approved_terminal};
-use gema_store::{
-    BatchFilter, InboxEntry, IncomingEvent, NewBankAccount, NewTransaction, PageRequest,
-    PayoutSchedule, Store,
-};
+use gema_store::testing::{approved_terminal, paid_transaction};
+use gema_store::{BatchFilter, NewBankAccount, PageRequest, PayoutSchedule};
 use time::OffsetDateTime;
-
-async fn paid(store: &dyn Store, terminal_id: &str, order_ref: &str, amount: i64) {
-    store
-        .create_transaction(NewTransaction {
-            terminal_id: terminal_id.into(),
-            order_ref: order_ref.into(),
-            amount,
-            expires_at_ms: i64::MAX / 2,
-        })
-        .await
-        .unwrap();
-    store
-        .apply_payment_event(
-            InboxEntry {
-                provider: "midtrans".into(),
-                received_at: OffsetDateTime::now_utc(),
-                headers: "{}".into(),
-                body: b"{}".to_vec(),
-            },
-            IncomingEvent {
-                provider: "midtrans".into(),
-                provider_transaction_id: format!("mt-{order_ref}"),
-                order_ref: order_ref.into(),
-                amount,
-                status: "paid".into(),
-                raw_status: "settlement".into(),
-                issuer: None,
-                paid_at: None,
-                is_test: false,
-            },
-            &ReferenceRules,
-        )
-        .await
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daily_schedule_batches_once_after_its_cutoff() {
@@ -67,7 +29,7 @@ async fn a_daily_schedule_batches_once_after_its_cutoff() {
             )
             .await
             .unwrap();
-        paid(&*store, &t.terminal.id, &format!("SCH-{tag}"), 100_000).await;
+        paid_transaction(&*store, &t.terminal.id, &format!("SCH-{tag}"), 100_000).await;
         merchants.push(t.merchant.id);
     }
     // Ledger ids carry the real time, so the clock starts at the real now.

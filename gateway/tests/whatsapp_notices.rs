@@ -15,11 +15,12 @@ use gema_gateway::{Gateway, GatewayDeps, GatewaySettings};
 use gema_store::billing::{
     Customer, CustomerStatus, Invoice, InvoiceFilter, NewInvoice, PaymentMethod,
 };
-use gema_store::testing::{ReferenceRules, approved_terminal, approved_terminal_with_device};
+use gema_store::testing::{
+    approved_terminal, approved_terminal_with_device, paid_event, paid_transaction,
+};
 use gema_store::{
-    BatchFilter, InboxEntry, IncomingEvent, NewBankAccount, NewBillingSettings, NewHeartbeat,
-    NewTransaction, PageRequest, PresenceRecord, Store, TerminalPatch, WaMerchantSettings,
-    WaMessage, WaMessageFilter,
+    BatchFilter, NewBankAccount, NewBillingSettings, NewHeartbeat, NewTransaction, PageRequest,
+    PresenceRecord, Store, TerminalPatch, WaMerchantSettings, WaMessage, WaMessageFilter,
 };
 use time::macros::datetime;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -622,46 +623,7 @@ async fn each_isolation_is_announced_once_by_hand_or_by_schedule() {
 }
 
 /// A paid QRIS transaction of `amount` at `terminal_id`.
-async fn paid_transaction(store: &dyn Store, terminal_id: &str, order_ref: &str, amount: i64) {
-    store
-        .create_transaction(NewTransaction {
-            terminal_id: terminal_id.into(),
-            order_ref: order_ref.into(),
-            amount,
-            expires_at_ms: i64::MAX / 2,
-        })
-        .await
-        .unwrap();
-    paid_event(store, order_ref, amount).await;
-}
-
 /// The provider's "paid" for the transaction `order_ref`.
-async fn paid_event(store: &dyn Store, order_ref: &str, amount: i64) {
-    store
-        .apply_payment_event(
-            InboxEntry {
-                provider: "midtrans".into(),
-                received_at: OffsetDateTime::now_utc(),
-                headers: "{}".into(),
-                body: b"{}".to_vec(),
-            },
-            IncomingEvent {
-                provider: "midtrans".into(),
-                provider_transaction_id: format!("mt-{order_ref}"),
-                order_ref: order_ref.into(),
-                amount,
-                status: "paid".into(),
-                raw_status: "settlement".into(),
-                issuer: None,
-                paid_at: None,
-                is_test: false,
-            },
-            &ReferenceRules,
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_paid_batch_tells_the_merchant_once() {
     // Ledger ids carry the real time, so the clock is the real now.

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 use crate::{
-    ConnectOptions, Device, Merchant, MerchantStatus, NewDevice, NewMerchant, NewOutlet,
-    NewTerminal, Outlet, PaymentRules, Store, Terminal, TransactionStatus, Transition,
+    ConnectOptions, Device, InboxEntry, IncomingEvent, Merchant, MerchantStatus, NewDevice,
+    NewMerchant, NewOutlet, NewTerminal, NewTransaction, Outlet, PaymentRules, Store, Terminal,
+    TransactionStatus, Transition,
 };
 
 /// A migrated SQLite store in a temporary directory, deleted when this is dropped (keep it
@@ -274,6 +275,49 @@ pub async fn approved_terminal_with_device(
     let approved = approved_terminal(store, serial).await;
     let device = bound_device(store, &approved.terminal, serial).await;
     (approved, device)
+}
+
+/// A pending transaction on `terminal_id` that never expires, paid by a Midtrans event
+/// ([`paid_event`]).
+pub async fn paid_transaction(store: &dyn Store, terminal_id: &str, order_ref: &str, amount: i64) {
+    store
+        .create_transaction(NewTransaction {
+            terminal_id: terminal_id.into(),
+            order_ref: order_ref.into(),
+            amount,
+            expires_at_ms: i64::MAX / 2,
+        })
+        .await
+        .expect("create a transaction");
+    paid_event(store, order_ref, amount).await;
+}
+
+/// A Midtrans `settlement` for `order_ref` applied with [`ReferenceRules`] (its provider
+/// transaction id is `mt-{order_ref}`).
+pub async fn paid_event(store: &dyn Store, order_ref: &str, amount: i64) {
+    store
+        .apply_payment_event(
+            InboxEntry {
+                provider: "midtrans".into(),
+                received_at: time::OffsetDateTime::now_utc(),
+                headers: "{}".into(),
+                body: b"{}".to_vec(),
+            },
+            IncomingEvent {
+                provider: "midtrans".into(),
+                provider_transaction_id: format!("mt-{order_ref}"),
+                order_ref: order_ref.into(),
+                amount,
+                status: "paid".into(),
+                raw_status: "settlement".into(),
+                issuer: None,
+                paid_at: None,
+                is_test: false,
+            },
+            &ReferenceRules,
+        )
+        .await
+        .expect("apply a paid event");
 }
 
 /// The payment rules as Gema states them (the gateway's `StandardRules` with a 70 bps
