@@ -680,8 +680,17 @@ impl WhatsApp {
         });
         let mut holding = false;
         let mut last_refresh = tokio::time::Instant::now() - poll;
+        // Whether a sender exists, read once per poll (the loop turns on every finished
+        // send; the senders table need not be read each time).
+        let mut configured: Option<(tokio::time::Instant, bool)> = None;
         loop {
-            let holds = match self.configured().await {
+            let is_configured = match configured {
+                Some((at, known)) if at.elapsed() < poll => Ok(known),
+                _ => self.configured().await.inspect(|known| {
+                    configured = Some((tokio::time::Instant::now(), *known));
+                }),
+            };
+            let holds = match is_configured {
                 Ok(true) => cluster.holds(ClusterWork::WhatsAppSender, poll).await,
                 Ok(false) => false,
                 Err(err) => {
