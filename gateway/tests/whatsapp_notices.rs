@@ -73,6 +73,20 @@ async fn env(now_ms: i64, whatsapp: WhatsAppSettings) -> Env {
 }
 
 impl Env {
+    /// Gives the terminal a static QRIS: its merchant takes QRIS payments for invoices.
+    async fn take_qris(&self, terminal_id: &str) {
+        self.store
+            .update_terminal(
+                terminal_id,
+                TerminalPatch {
+                    static_qris: Some(Some(STATIC_QRIS.into())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
     async fn messages(&self, kind: &str) -> Vec<WaMessage> {
         self.store
             .list_wa_messages(
@@ -285,16 +299,7 @@ async fn a_customer_gets_one_reminder_the_day_before_listing_every_invoice_due()
 
     // The next day Tini's turn comes; Sari's invoices, due today, are not reminded again.
     // The merchant has set its terminal's static QRIS since: the reminder links the pay page.
-    env.store
-        .update_terminal(
-            &t.terminal.id,
-            TerminalPatch {
-                static_qris: Some(Some(STATIC_QRIS.into())),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    env.take_qris(&t.terminal.id).await;
     env.clock.set_ms(jakarta_ms(datetime!(2026-12-05 09:30)));
     assert_eq!(env.gateway.whatsapp.queue_reminders().await.unwrap(), 1);
     let reminders = env.messages("reminder").await;
@@ -367,16 +372,7 @@ async fn a_pay_page_shows_one_qris_for_the_invoice_until_it_is_paid() {
     assert_eq!(page.bank_details.as_deref(), Some("BCA 123 a.n. Budi"));
     assert_eq!(page.qris, None);
 
-    env.store
-        .update_terminal(
-            &t.terminal.id,
-            TerminalPatch {
-                static_qris: Some(Some(STATIC_QRIS.into())),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    env.take_qris(&t.terminal.id).await;
     let qris = |page: Option<PayPage>| match page {
         Some(PayPage::Unpaid(invoice)) if invoice.qris.is_some() => invoice.qris.unwrap(),
         other => panic!("expected a QRIS, got {other:?}"),

@@ -490,14 +490,22 @@ async fn paying_by_hand_is_optimistically_locked_and_two_users_at_once_get_one_w
     assert_envelope(&paid_again, StatusCode::CONFLICT, "already_paid");
 }
 
-async fn an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callbacks(api: TestApi) {
+/// An approved merchant's terminal with a static QRIS: (merchant id, terminal id).
+async fn qris_terminal(api: &TestApi) -> (String, String) {
     let (merchant, _, terminal) = api.terminal(true).await;
-    api.call(
-        "PATCH",
-        &format!("/api/v1/terminals/{terminal}"),
-        Some(json!({ "static_qris": STATIC })),
-    )
-    .await;
+    let patched = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/terminals/{terminal}"),
+            Some(json!({ "static_qris": STATIC })),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    (merchant, terminal)
+}
+
+async fn an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callbacks(api: TestApi) {
+    let (merchant, terminal) = qris_terminal(&api).await;
     let (device, _) = api.device("SN-INVOICE").await;
     let bound = api
         .post(
@@ -595,13 +603,7 @@ async fn an_invoice_paid_by_qris_is_paid_once_and_spoken_once_whatever_the_callb
 }
 
 async fn the_pay_page_shows_one_qris_for_the_invoice_and_then_its_receipt(api: TestApi) {
-    let (merchant, _, terminal) = api.terminal(true).await;
-    api.call(
-        "PATCH",
-        &format!("/api/v1/terminals/{terminal}"),
-        Some(json!({ "static_qris": STATIC })),
-    )
-    .await;
+    let (merchant, terminal) = qris_terminal(&api).await;
     let (_, invoice) = invoiced_customer(&api, &merchant, "paypage").await;
     let detail = api.get(&format!("/api/v1/invoices/{invoice}")).await;
     assert_eq!(detail.body["receipt_path"], Value::Null);
@@ -684,13 +686,7 @@ async fn the_pay_page_shows_one_qris_for_the_invoice_and_then_its_receipt(api: T
 }
 
 async fn a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator(api: TestApi) {
-    let (merchant, _, terminal) = api.terminal(true).await;
-    api.call(
-        "PATCH",
-        &format!("/api/v1/terminals/{terminal}"),
-        Some(json!({ "static_qris": STATIC })),
-    )
-    .await;
+    let (merchant, terminal) = qris_terminal(&api).await;
     let (_, invoice) = invoiced_customer(&api, &merchant, "twice").await;
     let issued = api
         .post(
@@ -727,13 +723,7 @@ async fn a_qris_payment_for_an_invoice_paid_by_hand_is_recorded_for_an_operator(
     );
 
     // Another merchant's terminal cannot take this invoice's QRIS.
-    let (_, _, other) = api.terminal(true).await;
-    api.call(
-        "PATCH",
-        &format!("/api/v1/terminals/{other}"),
-        Some(json!({ "static_qris": STATIC })),
-    )
-    .await;
+    let (_, other) = qris_terminal(&api).await;
     let (_, open) = invoiced_customer(&api, &merchant, "other").await;
     let refused = api
         .post(
