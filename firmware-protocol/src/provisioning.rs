@@ -23,8 +23,8 @@
 //!
 //! Every value has one spelling, so the string is canonical: whatever
 //! [`ProvisioningString::parse`] accepts, [`Display`](core::fmt::Display) writes back byte
-//! for byte. At most [`ProvisioningString::MAX_LEN`] bytes; a typical one is about 170,
-//! which fits a version 9 QR code at error correction level M.
+//! for byte. At most [`ProvisioningString::MAX_LEN`] bytes; a typical one is 170–200, a QR
+//! code of version 9 or 10 at error correction level M.
 //!
 //! The CA certificate itself is not in the string (a PEM is ~600 bytes): the device gets it
 //! with its firmware or from the credentials' `ca_certificate_pem`, and checks it against
