@@ -103,6 +103,13 @@
 //! [`Uplink::validate`]): positive bounded amounts, id and text lengths ([`limits`]), QR
 //! payload ≤ 512 bytes, `expires_at` after `sent_at`, config ranges. Errors are
 //! [`DecodeError`] and [`ValidationError`], both `Display`.
+//!
+//! # Provisioning string
+//!
+//! What a technician scans into a new device (host, port, device id, secret, the CA
+//! certificate's SHA-256) is one line of text, `GEMA1:host=…;port=…;id=…;secret=…;ca=…`:
+//! [`ProvisioningString`], whose module docs are the format's definition. Parsing it borrows
+//! from the input, allocates nothing and never panics.
 #![no_std]
 
 extern crate alloc;
@@ -110,10 +117,12 @@ extern crate alloc;
 pub mod codec;
 pub mod limits;
 pub mod message;
+pub mod provisioning;
 pub mod topic;
 pub mod validate;
 
 pub use codec::{DecodeError, Message, decode, decode_on_topic, encode};
 pub use message::*;
+pub use provisioning::{ProvisioningError, ProvisioningString};
 pub use topic::{Direction, Encoding, MessageKind, Topic, TopicError, parse_topic};
 pub use validate::{Problem, ValidationError};

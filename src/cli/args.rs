@@ -488,6 +488,8 @@ pub enum DeviceCommand {
         model: String,
         #[arg(long)]
         firmware: Option<String>,
+        #[command(flatten)]
+        qr: QrArgs,
     },
     List {
         #[arg(long)]
@@ -575,9 +577,23 @@ pub enum DeviceCommand {
     /// Issue a new secret (printed once); the old one stops working.
     Rotate {
         id: String,
+        #[command(flatten)]
+        qr: QrArgs,
     },
     /// Revoke the device's secret; `rotate` issues a new one.
     Revoke {
         id: String,
     },
+}
+
+/// The issued credentials as a QR code of the provisioning string
+/// (`GEMA1:host=…;port=…;id=…;secret=…;ca=…`, see the README), for a technician to scan.
+#[derive(Debug, Clone, Default, Args)]
+pub struct QrArgs {
+    /// Also draw the QR code in the terminal (for a dark background), with the string below.
+    #[arg(long)]
+    pub qr: bool,
+    /// Also write the QR code as a PNG file (mode 0600: it holds the secret).
+    #[arg(long, value_name = "FILE")]
+    pub qr_png: Option<PathBuf>,
 }

@@ -32,6 +32,8 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error("provisioning QR code: {0}")]
+    Provisioning(String),
     #[error("writing {path}: {source}")]
     Io {
         path: String,
@@ -340,6 +342,7 @@ pub(super) fn device_call(command: DeviceCommand) -> ClientCall {
             serial,
             model,
             firmware,
+            qr: _,
         } => ClientCall::post(
             "/devices".into(),
             Some(json!({ "serial": serial, "model": model, "firmware_version": firmware })),
@@ -442,7 +445,7 @@ pub(super) fn device_call(command: DeviceCommand) -> ClientCall {
         DeviceCommand::Bindings { id } => {
             ClientCall::get(format!("/devices/{id}/bindings"), Shape::Bindings)
         }
-        DeviceCommand::Rotate { id } => ClientCall::post(
+        DeviceCommand::Rotate { id, qr: _ } => ClientCall::post(
             format!("/devices/{id}/credentials/rotate"),
             None,
             Shape::Issued,

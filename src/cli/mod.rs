@@ -7,30 +7,40 @@
 //! command asks the API, `render` how the answer is printed. This module only ties the
 //! three together in [`run_client`]; `export` (queue, follow with a progress bar,
 //! download) and `billing` (the customer import: check, then import) make more than one
-//! call.
+//! call; `provisioning` draws `device add|rotate --qr/--qr-png` from the issued credentials.
 
 mod args;
 mod billing;
 mod client;
 mod export;
+mod provisioning;
 mod render;
 
 pub use args::{
     AdminCommand, ApiArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand, DaemonArgs,
-    DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, SimArgs, TerminalCommand,
+    DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, QrArgs, SimArgs, TerminalCommand,
 };
 pub use client::{ApiClient, ClientError};
 
 use client::{ClientCall, device_call, merchant_call, outlet_call, terminal_call};
+use provisioning::QrRequest;
 use render::{Output, render};
 
 /// Runs a client command and returns what to print on stdout.
 pub async fn run_client(command: Command) -> Result<String, ClientError> {
+    let mut qr = QrArgs::default();
     let (api, call): (ApiArgs, ClientCall) = match command {
         Command::Merchant { api, command } => (api, merchant_call(command)),
         Command::Outlet { api, command } => (api, outlet_call(command)),
         Command::Terminal { api, command } => (api, terminal_call(command)),
-        Command::Device { api, command } => (api, device_call(command)),
+        Command::Device { api, command } => {
+            if let DeviceCommand::Add { qr: asked, .. } | DeviceCommand::Rotate { qr: asked, .. } =
+                &command
+            {
+                qr = asked.clone();
+            }
+            (api, device_call(command))
+        }
         Command::Export { api, export } => return export::run_export(api, export).await,
         Command::Billing { api, command } => return billing::run_billing(api, command).await,
         other => unreachable!("not a client command: {other:?}"),
@@ -43,6 +53,29 @@ pub async fn run_client(command: Command) -> Result<String, ClientError> {
         body,
         shape,
     } = call;
-    let value = client.call(method, &path, &query, body).await?;
-    Ok(render(&value, shape, Output::from(&api)))
+    // Before the call: a refused flag or an unwritable PNG path must not cost a secret.
+    let qr = QrRequest::prepare(qr, Output::from(&api))?;
+    let value = match client.call(method, &path, &query, body).await {
+        Ok(value) => value,
+        Err(e) => {
+            if let Some(qr) = qr {
+                qr.abandon();
+            }
+            return Err(e);
+        }
+    };
+    let printed = render(&value, shape, Output::from(&api));
+    let Some(qr) = qr else {
+        return Ok(printed);
+    };
+    match qr.finish(&value) {
+        Ok(extra) if extra.is_empty() => Ok(printed),
+        Ok(extra) => Ok(format!("{printed}\n\n{extra}")),
+        Err(e) => {
+            // The secret exists now and is shown only in this answer: print it before
+            // reporting that its QR code could not be made.
+            println!("{printed}");
+            Err(e)
+        }
+    }
 }

@@ -12,5 +12,6 @@ mod lifecycle;
 mod payments;
 mod people;
 mod presence;
+mod provisioning;
 mod tour;
 mod whatsapp;

@@ -1,6 +1,8 @@
-//! Integration tests of the wire contract: round trips, hostile input, exact JSON shapes.
+//! Integration tests of the wire contract: round trips, hostile input, exact JSON shapes, and
+//! the provisioning string.
 
 mod never_panics;
+mod provisioning;
 mod refusals;
 mod round_trip;
 mod snapshots;
