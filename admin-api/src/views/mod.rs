@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod device_ops;
 pub mod exports;
 pub mod health;
+pub mod html;
 pub mod payments;
 pub mod people;
 pub mod qr;

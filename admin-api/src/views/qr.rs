@@ -50,7 +50,7 @@ pub fn svg(data: &str, label: &str) -> Option<String> {
          shape-rendering=\"crispEdges\" role=\"img\" aria-label=\"{}\">\
          <rect width=\"{side}\" height=\"{side}\" fill=\"#fff\"/>\
          <path fill=\"#000\" d=\"{path}\"/></svg>",
-        super::receipts::escape(label)
+        super::html::escape(label)
     ))
 }
 

@@ -3,12 +3,14 @@
 //! invoice share; and an unpaid invoice's pay page (`/p/{token}`, its QRIS as an inline SVG).
 //!
 //! Hand-written rather than a template crate: the page is one small fixed layout, and
-//! every value goes through [`escape`] (text and attribute context alike: `&`, `<`, `>`,
+//! every value goes through [`escape`](super::html::escape) (text and attribute context alike: `&`, `<`, `>`,
 //! `"`, `'`), so no value, a customer's name included, can open a tag or an attribute. No
 //! script and no inline style: the strict CSP (`default-src 'none'`) allows only the
 //! stylesheets and the logo served beside the page.
 
 use gema_gateway::billing::UnpaidInvoice;
+
+use super::html::escape;
 use gema_gateway::billing::receipts::Receipt;
 
 /// The page's Content-Security-Policy: nothing but our stylesheets and the logo.
@@ -44,22 +46,6 @@ dl{grid-template-columns:1fr;gap:0}
 dd{text-align:left;margin-bottom:3px}
 @page{size:58mm auto;margin:2mm 5mm}
 "#;
-
-/// Escapes text for HTML text and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn head(title: &str, thermal: bool) -> String {
     let thermal = if thermal {
@@ -191,17 +177,4 @@ pub fn not_found_page() -> String {
          </main>\n</body>\n</html>\n",
     );
     html
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping_covers_text_and_attributes() {
-        assert_eq!(
-            escape(r#"<script>alert("x") & 'y'</script>"#),
-            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
-        );
-    }
 }
