@@ -16,8 +16,9 @@ mod export;
 mod render;
 
 pub use args::{
-    AdminCommand, ApiArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand, DaemonArgs,
-    DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, SimArgs, TerminalCommand,
+    AdminCommand, ApiArgs, BackupArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand, DaemonArgs,
+    DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, RestoreArgs, SimArgs,
+    TerminalCommand,
 };
 pub use client::{ApiClient, ClientError};
 
