@@ -22,6 +22,13 @@ pub(crate) enum BackupBackend {
 }
 
 impl BackupBackend {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            BackupBackend::Sqlite => "sqlite",
+            BackupBackend::Postgres => "postgres",
+        }
+    }
+
     /// The database file's name inside the backup.
     pub(crate) fn database_file(self) -> &'static str {
         match self {
@@ -106,9 +113,9 @@ impl Manifest {
         let database = manifest.backend.database_file();
         anyhow::ensure!(
             manifest.files.contains_key(database),
-            "{} lists no {database} for its {:?} backend",
+            "{} lists no {database} for its {} backend",
             path.display(),
-            manifest.backend
+            manifest.backend.as_str()
         );
         Ok(manifest)
     }
@@ -192,9 +199,7 @@ pub(crate) fn sync_file(path: &Path) -> anyhow::Result<()> {
 /// Every regular file under `dir`, as paths relative to it with `/` separators, sorted.
 pub(crate) fn files_under(dir: &Path) -> anyhow::Result<Vec<String>> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
-        for entry in
-            std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?
-        {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
             let entry = entry?;
             let path = entry.path();
             let kind = entry.file_type()?;
@@ -233,7 +238,11 @@ mod tests {
     #[test]
     fn a_malformed_manifest_is_an_error_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(MANIFEST), "{\"format\": 1, \"created_at\": 5}").unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            "{\"format\": 1, \"created_at\": 5}",
+        )
+        .unwrap();
         let err = format!("{:#}", Manifest::read(dir.path()).unwrap_err());
         assert!(err.contains("created_at"), "{err}");
         std::fs::write(dir.path().join(MANIFEST), "not json").unwrap();

@@ -65,7 +65,10 @@ fn configured_sqlite_file(config: &Config) -> anyhow::Result<PathBuf> {
 /// else: only directories named `gema-backup-<time>` that hold a manifest).
 pub async fn backup(config: &Config, out: &Path, keep: Option<usize>) -> anyhow::Result<PathBuf> {
     if let Some(keep) = keep {
-        anyhow::ensure!(keep >= 1, "--keep must be at least 1 (the backup just made)");
+        anyhow::ensure!(
+            keep >= 1,
+            "--keep must be at least 1 (the backup just made)"
+        );
     }
     create_private_dir_all(out)?;
     let started = OffsetDateTime::now_utc();
@@ -130,10 +133,7 @@ async fn write_backup(config: &Config, dir: &Path, started: OffsetDateTime) -> a
         BackupBackend::Postgres => {
             let pg_dump = pg_tools::find("pg_dump").await?;
             let mut snapshot = PgSnapshot::export(&url).await.with_context(|| {
-                format!(
-                    "opening a snapshot of {}",
-                    gema_store::redact_url(&url)
-                )
+                format!("opening a snapshot of {}", gema_store::redact_url(&url))
             })?;
             pg_tools::check_not_older(&pg_dump, snapshot.server_version_num())?;
             let summary = snapshot
@@ -153,6 +153,9 @@ async fn write_backup(config: &Config, dir: &Path, started: OffsetDateTime) -> a
             )
         }
     };
+
+    // It holds credential hashes (and on PostgreSQL the development CA's key).
+    manifest::set_mode(&database, 0o600)?;
 
     let certs = config.data_dir.join(CERTS);
     if certs.is_dir() {
@@ -290,11 +293,11 @@ pub async fn restore(config: &Config, from: &Path, force: bool) -> anyhow::Resul
     let backend = configured_backend(config)?;
     anyhow::ensure!(
         backend == manifest.backend,
-        "{} is a {:?} backup but the configured database is {:?}; set [database] url \
+        "{} is a {} backup but the configured database is {}; set [database] url \
          (GEMA_DATABASE__URL) to the kind of database it was taken from",
         from.display(),
-        manifest.backend,
-        backend
+        manifest.backend.as_str(),
+        backend.as_str()
     );
 
     // What is there already, each as what would be overwritten.
@@ -362,7 +365,12 @@ pub async fn restore(config: &Config, from: &Path, force: bool) -> anyhow::Resul
                     "the database {} ({} tables, among them {})",
                     gema_store::redact_url(&url),
                     tables.len(),
-                    tables.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                    tables
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }
@@ -408,7 +416,10 @@ pub async fn restore(config: &Config, from: &Path, force: bool) -> anyhow::Resul
             pg_tools::restore(&tool, &url, &database_file, force)
                 .await
                 .context("restoring the dump")?;
-            println!("restored the database into {}", gema_store::redact_url(&url));
+            println!(
+                "restored the database into {}",
+                gema_store::redact_url(&url)
+            );
         }
     }
 

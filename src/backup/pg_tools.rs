@@ -208,7 +208,10 @@ mod tests {
             major: 15,
         };
         let err = check_not_older(&old, 160_004).unwrap_err().to_string();
-        assert!(err.contains("PostgreSQL 15") && err.contains("PostgreSQL 16"), "{err}");
+        assert!(
+            err.contains("PostgreSQL 15") && err.contains("PostgreSQL 16"),
+            "{err}"
+        );
         assert!(check_not_older(&old, 150_002).is_ok());
     }
 
@@ -223,7 +226,10 @@ mod tests {
         );
         assert_eq!(
             split_password("postgres://postgres@127.0.0.1:5432/postgres"),
-            ("postgres://postgres@127.0.0.1:5432/postgres".to_owned(), None)
+            (
+                "postgres://postgres@127.0.0.1:5432/postgres".to_owned(),
+                None
+            )
         );
     }
 }

@@ -54,8 +54,8 @@ pub async fn verify(config: &Config, path: &Path) -> anyhow::Result<VerifyReport
     let manifest = Manifest::read(path)?;
     let mut report = VerifyReport::default();
     report.ok(format!(
-        "manifest: {:?} backup of {} by gema {}, schema version {}, {} files",
-        manifest.backend,
+        "manifest: {} backup of {} by gema {}, schema version {}, {} files",
+        manifest.backend.as_str(),
         manifest.created_at,
         manifest.gema_version,
         manifest.schema_version,
@@ -139,7 +139,10 @@ async fn drill_sqlite(
         lines if lines == ["ok"] => report.ok("SQLite integrity_check: ok"),
         lines => report.fail(format!("SQLite integrity_check: {}", lines.join("; "))),
     }
-    let applied = store.migrate().await.context("migrating the restored copy")?;
+    let applied = store
+        .migrate()
+        .await
+        .context("migrating the restored copy")?;
     drop(store);
     let migrated = gema_store::backup::sqlite_summary(&file).await?;
     after_migrations(applied, expected, &migrated, report);
@@ -157,9 +160,11 @@ async fn drill_postgres(
     report.ok(format!("pg_restore into {}: done", scratch.name()));
     let restored = gema_store::backup::postgres_summary(scratch.url()).await?;
     compare("restored", expected, &restored, report);
-    let store =
-        gema_store::connect(scratch.url(), &gema_store::ConnectOptions::default()).await?;
-    let applied = store.migrate().await.context("migrating the restored copy")?;
+    let store = gema_store::connect(scratch.url(), &gema_store::ConnectOptions::default()).await?;
+    let applied = store
+        .migrate()
+        .await
+        .context("migrating the restored copy")?;
     drop(store);
     let migrated = gema_store::backup::postgres_summary(scratch.url()).await?;
     after_migrations(applied, expected, &migrated, report);
@@ -193,10 +198,7 @@ fn compare(
     report: &mut VerifyReport,
 ) {
     if found.schema_version == expected.schema_version {
-        report.ok(format!(
-            "{what} schema version: {}",
-            found.schema_version
-        ));
+        report.ok(format!("{what} schema version: {}", found.schema_version));
     } else {
         report.fail(format!(
             "{what} schema version {} but the manifest says {}",
@@ -239,9 +241,10 @@ fn compare(
         ));
     } else {
         for want in &expected.ledger_totals {
-            let have = found.ledger_totals.iter().find(|t| {
-                t.merchant_id == want.merchant_id && t.entry_type == want.entry_type
-            });
+            let have = found
+                .ledger_totals
+                .iter()
+                .find(|t| t.merchant_id == want.merchant_id && t.entry_type == want.entry_type);
             if have != Some(want) {
                 report.fail(format!(
                     "{what} ledger {} {}: {} but the manifest says {} entries, {}",
@@ -257,9 +260,10 @@ fn compare(
             }
         }
         for have in &found.ledger_totals {
-            let known = expected.ledger_totals.iter().any(|t| {
-                t.merchant_id == have.merchant_id && t.entry_type == have.entry_type
-            });
+            let known = expected
+                .ledger_totals
+                .iter()
+                .any(|t| t.merchant_id == have.merchant_id && t.entry_type == have.entry_type);
             if !known {
                 report.fail(format!(
                     "{what} ledger {} {}: {} entries, {}, which the manifest does not list",

@@ -16,8 +16,8 @@ mod export;
 mod render;
 
 pub use args::{
-    AdminCommand, ApiArgs, BackupArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand, DaemonArgs,
-    DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, RestoreArgs, SimArgs,
+    AdminCommand, ApiArgs, BackupArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand,
+    DaemonArgs, DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, RestoreArgs, SimArgs,
     TerminalCommand,
 };
 pub use client::{ApiClient, ClientError};

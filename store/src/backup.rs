@@ -35,7 +35,15 @@ pub struct DatabaseSummary {
 /// `platform_fee`, `merchant_payable`, …). Reversals are negative entries, so `amount` is
 /// the account's balance in whole rupiah.
 #[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, sqlx::FromRow,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    sqlx::FromRow,
 )]
 pub struct LedgerTotal {
     pub merchant_id: String,
@@ -71,7 +79,11 @@ fn sqlite_options(path: &Path) -> SqliteConnectOptions {
 /// for nothing but `busy_timeout` on a lock a checkpoint might want). The copy is not
 /// synced to disk here; the caller syncs the files it keeps.
 #[tracing::instrument(skip_all, fields(source = %source.display()))]
-pub async fn sqlite_snapshot(source: &Path, dest: &Path, busy_timeout: Duration) -> StoreResult<()> {
+pub async fn sqlite_snapshot(
+    source: &Path,
+    dest: &Path,
+    busy_timeout: Duration,
+) -> StoreResult<()> {
     let mut conn =
         SqliteConnection::connect_with(&sqlite_options(source).busy_timeout(busy_timeout)).await?;
     let dest = dest.to_string_lossy().into_owned();
@@ -283,7 +295,10 @@ impl ScratchDatabase {
     /// Creates `gema_verify_<random>` on the server `server_url` connects to (the role needs
     /// `CREATEDB`).
     pub async fn create(server_url: &str) -> StoreResult<ScratchDatabase> {
-        let name = format!("gema_verify_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let name = format!(
+            "gema_verify_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
         let (without_query, query) = match server_url.split_once('?') {
             Some((base, query)) => (base, Some(query)),
             None => (server_url, None),
@@ -325,9 +340,12 @@ impl ScratchDatabase {
     /// Drops it, ending any session still connected to it.
     pub async fn drop_database(self) -> StoreResult<()> {
         let mut conn = PgConnection::connect(&self.server_url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
         conn.close().await?;
         Ok(())
     }

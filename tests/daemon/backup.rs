@@ -96,7 +96,12 @@ fn pay_continuously(
 }
 
 /// `count` pending orders on `terminal`: `(order ref, transaction id, amount)`.
-async fn orders(daemon: &Daemon, terminal: &str, tag: &str, count: i64) -> Vec<(String, String, i64)> {
+async fn orders(
+    daemon: &Daemon,
+    terminal: &str,
+    tag: &str,
+    count: i64,
+) -> Vec<(String, String, i64)> {
     let mut out = Vec::new();
     for i in 0..count {
         let order_ref = format!("ORD-{tag}-{i}");
@@ -173,7 +178,10 @@ async fn backup_under_load(
         .filter(|a| a.at < began)
         .map(|a| a.transaction.clone())
         .collect();
-    let during = acked.iter().filter(|a| a.at >= began && a.at <= ended).count();
+    let during = acked
+        .iter()
+        .filter(|a| a.at >= began && a.at <= ended)
+        .count();
     println!(
         "{} callbacks acknowledged before the backup began, {during} while it ran, {} in all",
         before.len(),
@@ -188,7 +196,10 @@ async fn assert_all_paid(daemon: &Daemon, paid: &[String]) {
     for id in paid {
         let (status, t) = daemon.get(&format!("/api/v1/transactions/{id}")).await;
         assert_eq!(status, 200, "{id}: {t}");
-        assert_eq!(t["status"], "paid", "{id} acknowledged before the backup: {t}");
+        assert_eq!(
+            t["status"], "paid",
+            "{id} acknowledged before the backup: {t}"
+        );
     }
 }
 
@@ -213,10 +224,14 @@ async fn a_sqlite_backup_under_payment_load_restores_every_callback_acknowledged
     let m = manifest(&backup);
     assert_eq!(m["backend"], "sqlite");
     assert!(m["schema_version"].as_i64().unwrap() >= 13, "{m}");
-    assert!(m["row_counts"]["transactions"].as_i64().unwrap() == 300, "{m}");
+    assert!(
+        m["row_counts"]["transactions"].as_i64().unwrap() == 300,
+        "{m}"
+    );
     let paid = m["row_counts"]["ledger_entries"].as_i64().unwrap();
     assert!(paid >= 3 * before.len() as i64, "{m}");
     assert!(m["files"]["database.sqlite"]["sha256"].is_string(), "{m}");
+    assert_eq!(m["files"]["database.sqlite"]["mode"], 0o600, "{m}");
     assert!(m["files"]["certs/server.key"].is_object(), "{m}");
     assert_eq!(m["files"]["certs/server.key"]["mode"], 0o600);
 
@@ -227,7 +242,13 @@ async fn a_sqlite_backup_under_payment_load_restores_every_callback_acknowledged
     let fresh = tempfile::tempdir().unwrap();
     let fresh_data = fresh.path().join("gema-data");
     gema_ok(
-        &["restore", "--from", path_str(&backup), "--data-dir", path_str(&fresh_data)],
+        &[
+            "restore",
+            "--from",
+            path_str(&backup),
+            "--data-dir",
+            path_str(&fresh_data),
+        ],
         &[],
     );
     assert_eq!(
@@ -237,10 +258,15 @@ async fn a_sqlite_backup_under_payment_load_restores_every_callback_acknowledged
     #[cfg(unix)]
     assert_eq!(mode(&fresh_data.join("certs/server.key")), 0o600);
 
-    let mut restored =
-        Daemon::start_with(fresh.path(), &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)]);
+    let mut restored = Daemon::start_with(
+        fresh.path(),
+        &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)],
+    );
     // The restored database holds the original's admin token.
-    assert_eq!(restored.token, None, "no new bootstrap token on a restored database");
+    assert_eq!(
+        restored.token, None,
+        "no new bootstrap token on a restored database"
+    );
     restored.token = daemon.token.clone();
     assert_all_paid(&restored, &before).await;
 }
@@ -264,7 +290,10 @@ async fn a_postgresql_backup_under_payment_load_restores_every_callback_acknowle
 
     let m = manifest(&backup);
     assert_eq!(m["backend"], "postgres");
-    assert!(m["postgres"]["server_version_num"].as_i64().unwrap() > 0, "{m}");
+    assert!(
+        m["postgres"]["server_version_num"].as_i64().unwrap() > 0,
+        "{m}"
+    );
     assert!(m["files"]["database.pgdump"]["sha256"].is_string(), "{m}");
     assert_eq!(m["row_counts"]["transactions"], 300);
 
@@ -280,12 +309,24 @@ async fn a_postgresql_backup_under_payment_load_restores_every_callback_acknowle
     let fresh_data = fresh.path().join("gema-data");
     let target_env = [("GEMA_DATABASE__URL", target.as_str())];
     gema_ok(
-        &["restore", "--from", path_str(&backup), "--data-dir", path_str(&fresh_data)],
+        &[
+            "restore",
+            "--from",
+            path_str(&backup),
+            "--data-dir",
+            path_str(&fresh_data),
+        ],
         &target_env,
     );
     // The database holds tables now: a second restore is refused.
     let again = gema(
-        &["restore", "--from", path_str(&backup), "--data-dir", path_str(&fresh_data)],
+        &[
+            "restore",
+            "--from",
+            path_str(&backup),
+            "--data-dir",
+            path_str(&fresh_data),
+        ],
         &target_env,
     );
     assert!(!again.status.success());
@@ -314,8 +355,11 @@ fn copy_backup(from: &Path, to: &Path) {
         if entry.file_type().unwrap().is_dir() {
             for inner in std::fs::read_dir(entry.path()).unwrap() {
                 let inner = inner.unwrap();
-                std::fs::copy(inner.path(), to.join(entry.file_name()).join(inner.file_name()))
-                    .unwrap();
+                std::fs::copy(
+                    inner.path(),
+                    to.join(entry.file_name()).join(inner.file_name()),
+                )
+                .unwrap();
             }
         } else {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
@@ -337,12 +381,24 @@ async fn restore_refuses_what_it_would_overwrite_and_the_drill_catches_tampering
     let out = dir.path().join("backups");
     let backup = PathBuf::from(
         gema_ok(
-            &["backup", "--out", path_str(&out), "--data-dir", path_str(&data)],
+            &[
+                "backup",
+                "--out",
+                path_str(&out),
+                "--data-dir",
+                path_str(&data),
+            ],
             &[],
         )
         .trim(),
     );
-    let from = ["restore", "--from", path_str(&backup), "--data-dir", path_str(&data)];
+    let from = [
+        "restore",
+        "--from",
+        path_str(&backup),
+        "--data-dir",
+        path_str(&data),
+    ];
 
     // The daemon holds the database: not even --force replaces it under it.
     let running = gema(&[&from[..], &["--force"]].concat(), &[]);
@@ -363,7 +419,10 @@ async fn restore_refuses_what_it_would_overwrite_and_the_drill_catches_tampering
     let forced = gema(&[&from[..], &["--force"]].concat(), &[]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     let stderr = text(&forced.stderr);
-    assert!(stderr.contains("WARNING") && stderr.contains("gema.db"), "{stderr}");
+    assert!(
+        stderr.contains("WARNING") && stderr.contains("gema.db"),
+        "{stderr}"
+    );
 
     // A file changed after the backup: its checksum fails the drill.
     let tampered = dir.path().join("tampered");
@@ -384,11 +443,21 @@ async fn restore_refuses_what_it_would_overwrite_and_the_drill_catches_tampering
     // A damaged backup is not restored either.
     let elsewhere = dir.path().join("elsewhere");
     let damaged = gema(
-        &["restore", "--from", path_str(&tampered), "--data-dir", path_str(&elsewhere)],
+        &[
+            "restore",
+            "--from",
+            path_str(&tampered),
+            "--data-dir",
+            path_str(&elsewhere),
+        ],
         &[],
     );
     assert!(!damaged.status.success());
-    assert!(text(&damaged.stderr).contains("is damaged"), "{}", text(&damaged.stderr));
+    assert!(
+        text(&damaged.stderr).contains("is damaged"),
+        "{}",
+        text(&damaged.stderr)
+    );
     assert!(!elsewhere.join("gema.db").exists());
 
     // A manifest whose figures differ from the database: the drill names each difference.
@@ -414,7 +483,11 @@ async fn restore_refuses_what_it_would_overwrite_and_the_drill_catches_tampering
     // A manifest that is not one: an error that says so, not a panic.
     let malformed = dir.path().join("malformed");
     copy_backup(&backup, &malformed);
-    std::fs::write(malformed.join("manifest.json"), "{\"format\": 1, \"backend\": 7").unwrap();
+    std::fs::write(
+        malformed.join("manifest.json"),
+        "{\"format\": 1, \"backend\": 7",
+    )
+    .unwrap();
     let drill = gema(&["restore", "--verify", path_str(&malformed)], &[]);
     assert!(!drill.status.success());
     let stderr = text(&drill.stderr);
