@@ -438,7 +438,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// On SQLite, an exclusive lock on `<database file>.lock`, held for the daemon's life: two
 /// daemons writing one file would each believe it is the only writer (each has its own
 /// write turn and commit loop). PostgreSQL needs none: several nodes are its purpose.
-fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+pub(crate) fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
     let url = config.database_url();
     let Some(path) = sqlite_file(&url) else {
         return Ok(None);

@@ -5,6 +5,8 @@
 //! backs which trait.
 
 pub mod app;
+/// `gema backup` and `gema restore` (the restore drill too).
+pub mod backup;
 pub mod bench;
 mod certificates;
 pub mod cli;

@@ -37,6 +37,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(args).await,
+        Command::Backup(args) => {
+            let config = load_config(&args.daemon)?;
+            let done = gema::backup::backup(&config, &args.out, args.keep).await?;
+            println!("{}", done.display());
+            Ok(())
+        }
+        Command::Restore(args) => restore(args).await,
         Command::Config {
             command: ConfigCommand::PrintDefault,
         } => {
@@ -256,6 +263,25 @@ async fn migrate(args: DaemonArgs) -> anyhow::Result<()> {
         status.applied.iter().max().copied().unwrap_or(0)
     );
     Ok(())
+}
+
+async fn restore(args: gema::cli::RestoreArgs) -> anyhow::Result<()> {
+    let config = load_config(&args.daemon)?;
+    if let Some(backup) = &args.verify {
+        let report = gema::backup::verify(&config, backup).await?;
+        print!("{}", report.render());
+        anyhow::ensure!(
+            report.failures() == 0,
+            "the backup {} failed verification: {} problem(s), listed above",
+            backup.display(),
+            report.failures()
+        );
+        return Ok(());
+    }
+    match &args.from {
+        Some(backup) => gema::backup::restore(&config, backup, args.force).await,
+        None => anyhow::bail!("name the backup: --from BACKUP or --verify BACKUP"),
+    }
 }
 
 async fn rotate_bootstrap_token(args: DaemonArgs) -> anyhow::Result<()> {

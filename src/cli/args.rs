@@ -22,6 +22,10 @@ pub enum Command {
     Serve(DaemonArgs),
     /// Apply pending database migrations and exit.
     Migrate(DaemonArgs),
+    /// Write a consistent backup (database, certificates, manifest) while the daemon runs.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty data directory and database, or drill one (--verify).
+    Restore(RestoreArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -158,6 +162,37 @@ pub struct DaemonArgs {
     /// Data directory (overrides `data_dir`).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// The directory to write into: the backup is a new directory `gema-backup-<UTC time>`
+    /// in it (written under a temporary name, renamed when complete); its path is printed.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Afterwards, delete the oldest complete backups in --out beyond the newest N.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from", "verify"])))]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// The backup directory to restore into the configured data directory and database
+    /// (refused unless they are empty; the daemon must be stopped).
+    #[arg(long, value_name = "BACKUP")]
+    pub from: Option<PathBuf>,
+    /// Drill: restore the backup into a scratch place, migrate, compare row counts, ledger
+    /// totals and checksums with its manifest; exits non-zero on any mismatch.
+    #[arg(long, value_name = "BACKUP")]
+    pub verify: Option<PathBuf>,
+    /// With --from: overwrite a data directory or database that is not empty.
+    #[arg(long, requires = "from")]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

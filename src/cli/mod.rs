@@ -17,8 +17,9 @@ mod provisioning;
 mod render;
 
 pub use args::{
-    AdminCommand, ApiArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand, DaemonArgs,
-    DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, QrArgs, SimArgs, TerminalCommand,
+    AdminCommand, ApiArgs, BackupArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand,
+    DaemonArgs, DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, QrArgs, RestoreArgs,
+    SimArgs, TerminalCommand,
 };
 pub use client::{ApiClient, ClientError};
 

@@ -152,6 +152,7 @@ macro_rules! string_enum {
 
 mod admin_token;
 pub mod auth;
+pub mod backup;
 pub mod billing;
 pub mod billing_finance;
 pub mod billing_import;
