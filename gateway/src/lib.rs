@@ -38,6 +38,7 @@
 
 pub mod auth;
 pub mod billing;
+pub mod certificates;
 pub mod clock;
 pub mod cluster;
 pub mod credentials;
