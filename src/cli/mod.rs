@@ -12,6 +12,7 @@
 mod args;
 mod billing;
 mod client;
+mod device_cert;
 mod export;
 mod render;
 
@@ -30,6 +31,10 @@ pub async fn run_client(command: Command) -> Result<String, ClientError> {
         Command::Merchant { api, command } => (api, merchant_call(command)),
         Command::Outlet { api, command } => (api, outlet_call(command)),
         Command::Terminal { api, command } => (api, terminal_call(command)),
+        Command::Device {
+            api,
+            command: DeviceCommand::Cert { id, csr, out },
+        } => return device_cert::run_device_cert(api, id, csr, out).await,
         Command::Device { api, command } => (api, device_call(command)),
         Command::Export { api, export } => return export::run_export(api, export).await,
         Command::Billing { api, command } => return billing::run_billing(api, command).await,

@@ -2,6 +2,7 @@
 //! empty directory (zero configuration), driven over real HTTP and through the real CLI.
 //! `helpers.rs` holds the harness (the daemon, shared set-up, the simulator's options).
 
+mod certificates;
 mod cluster;
 mod crash;
 mod device_ops;
