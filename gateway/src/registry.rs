@@ -12,9 +12,9 @@ use gema_store::{
     OutletPatch, Page, PageRequest, Store, Terminal, TerminalFilter, TerminalPatch,
 };
 
-use crate::certificates::RevocationList;
 use crate::credentials::{self, SecretString, SecretVerifier, Verified};
 use crate::error::{GatewayError, GatewayResult};
+use crate::revocations::RevocationList;
 use crate::transport::DeviceTransport;
 use crate::validate;
 

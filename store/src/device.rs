@@ -528,26 +528,6 @@ pub(crate) async fn revoke_device_secret(db: &Db, device_id: &str) -> StoreResul
     Ok(device)
 }
 
-/// Records how the device authenticated, if that differs from what is recorded (so a
-/// device that always connects the same way costs no write).
-pub(crate) async fn set_device_last_auth(
-    db: &Db,
-    device_id: &str,
-    method: AuthMethod,
-) -> StoreResult<()> {
-    let mut tx = db.begin_write().await?;
-    query(
-        "UPDATE devices SET last_auth = $1 WHERE id = $2 \
-         AND (last_auth IS NULL OR last_auth <> $1)",
-    )
-    .bind(method.as_str())
-    .bind(device_id)
-    .execute(&mut tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 pub(crate) async fn device_secret_hash(db: &Db, device_id: &str) -> StoreResult<Option<String>> {
     let row: Option<(Option<String>,)> =
         query_as("SELECT credential_hash FROM devices WHERE id = $1")

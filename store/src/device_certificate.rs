@@ -347,6 +347,16 @@ impl DeviceCertificateStore for Db {
     }
 
     async fn set_device_last_auth(&self, device_id: &str, method: AuthMethod) -> StoreResult<()> {
-        crate::device::set_device_last_auth(self, device_id, method).await
+        let mut tx = self.begin_write().await?;
+        query(
+            "UPDATE devices SET last_auth = $1 WHERE id = $2 \
+             AND (last_auth IS NULL OR last_auth <> $1)",
+        )
+        .bind(method.as_str())
+        .bind(device_id)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
