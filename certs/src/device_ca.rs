@@ -385,8 +385,9 @@ impl DeviceCa {
     }
 }
 
-/// 16 random bytes, the first bit cleared so the DER integer is positive without padding
-/// (127 random bits), and never a leading zero byte (so the hex form is unambiguous).
+/// 16 random bytes with the first two bits fixed to `01`: the DER integer is positive
+/// without padding and has no leading zero byte (so the hex form is unambiguous); 126 bits
+/// are random.
 fn random_serial() -> Result<[u8; 16], CertError> {
     use ring::rand::SecureRandom;
     let rng = ring::rand::SystemRandom::new();
