@@ -61,14 +61,29 @@ impl App {
             tracing::info!(applied, "database migrated");
         }
         let tls = tls_files(&config, &*store, &*clock).await?;
+        let (device_ca_cert, device_certs) =
+            crate::certificates::device_ca(&config, &*store, &*clock).await?;
+        // The revocation list as it stands, before the first device connects.
+        device_certs
+            .revocations
+            .refresh(&*store)
+            .await
+            .context("reading the certificate revocation list")?;
 
         // The broker authenticates devices against the registry before the gateway (which
-        // needs the broker as its transport) exists; that registry only reads.
+        // needs the broker as its transport) exists; that registry only reads, and the
+        // certificate check shares the gateway's revocation list.
         let authenticator = crate::devices::RegistryAuthenticator {
             registry: Registry::new(store.clone()),
+            certificates: gema_gateway::certificates::DeviceCertificates::new(
+                store.clone(),
+                None,
+                device_certs.clone(),
+            ),
         };
         let budget = ConnectionBudget::from_open_file_limit(&config);
         let mut broker_config = crate::devices::broker_config(&config.mqtt, &tls);
+        broker_config.tls.client_ca = Some(device_ca_cert);
         broker_config.limits.max_connections = budget.mqtt;
         let broker = Broker::start(broker_config, Arc::new(authenticator))
             .await
@@ -80,7 +95,10 @@ impl App {
             store: store.clone(),
             transport,
             clock,
-            settings: gateway_settings(&config, store.backend(), broker.tls_addr().port()),
+            settings: GatewaySettings {
+                device_certs,
+                ..gateway_settings(&config, store.backend(), broker.tls_addr().port())
+            },
         });
         let registry = gateway.registry.clone();
         let auth = gateway.auth.clone();
@@ -111,6 +129,7 @@ impl App {
             ],
         };
         let router = gema_admin_api::router(AppState {
+            certificates: gateway.certificates.clone(),
             registry,
             auth,
             payments: gateway.payments.clone(),

@@ -10,10 +10,98 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
 use gema_broker::BrokerHandle;
-use gema_certs::{DevPki, DevPkiOutcome, TlsFiles, certificate_info};
+use gema_certs::{DevPki, DevPkiOutcome, DeviceCa, DeviceCaFiles, TlsFiles, certificate_info};
+use gema_gateway::certificates::DeviceCertSettings;
+use gema_gateway::clock::Clock;
+use gema_store::{Backend, Store};
 
 use crate::config::Config;
+
+/// The device CA: the operator's (`[mqtt] device_ca` and `device_ca_key`; without the key
+/// Gema verifies but cannot issue), or the one Gema creates in
+/// `<data_dir>/certs/device-ca.{pem,key}`. On PostgreSQL the created one is shared through
+/// the database like the development CA, so a certificate from one node is trusted by
+/// every node. Returns the CA certificate file the broker trusts and the gateway's
+/// settings for issuing.
+pub(crate) async fn device_ca(
+    config: &Config,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<(PathBuf, DeviceCertSettings)> {
+    let validity = time::Duration::days(i64::from(config.mqtt.device_cert_validity_days));
+    let (cert, ca) = match (&config.mqtt.device_ca, &config.mqtt.device_ca_key) {
+        (Some(cert), Some(key)) => {
+            let ca = DeviceCa::load(cert, key)
+                .with_context(|| format!("loading the device CA {}", cert.display()))?;
+            (cert.clone(), Some(ca))
+        }
+        (Some(cert), None) => {
+            tracing::info!(
+                ca = %cert.display(),
+                "device certificates are verified against the configured device CA; without \
+                 [mqtt] device_ca_key this daemon does not issue them"
+            );
+            (cert.clone(), None)
+        }
+        (None, _) => {
+            let dir = config.data_dir.join("certs");
+            let files = DeviceCa::ensure_files(&dir).context("preparing the device CA")?;
+            if store.backend() == Backend::Postgres {
+                share_device_ca(&files, store, clock).await?;
+            } else if files.created {
+                tracing::info!(ca = %files.cert.display(), "created the device CA");
+            }
+            let ca = DeviceCa::load(&files.cert, &files.key).context("loading the device CA")?;
+            (files.cert, Some(ca))
+        }
+    };
+    Ok((
+        cert,
+        DeviceCertSettings {
+            ca: ca.map(Arc::new),
+            validity,
+            ..DeviceCertSettings::default()
+        },
+    ))
+}
+
+/// Offers this node's device CA to the cluster and adopts the one stored first.
+async fn share_device_ca(
+    files: &DeviceCaFiles,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct SharedCa {
+        ca_cert: String,
+        ca_key: String,
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let mine = SharedCa {
+        ca_cert: read(&files.cert)?,
+        ca_key: read(&files.key)?,
+    };
+    let offered = serde_json::to_vec(&mine)?;
+    let stored = store
+        .shared_secret("device-ca", &offered, clock.now_ms())
+        .await
+        .context("sharing the device CA through the database")?;
+    let shared: SharedCa =
+        serde_json::from_slice(&stored).context("reading the cluster's device CA")?;
+    if shared.ca_cert != mine.ca_cert || shared.ca_key != mine.ca_key {
+        DeviceCa::write_files(files, &shared.ca_cert, &shared.ca_key)
+            .context("adopting the cluster's device CA")?;
+        tracing::info!("adopted the cluster's device CA");
+    }
+    Ok(())
+}
 
 /// The development PKI's directory under the data directory.
 pub(crate) fn development_pki(config: &Config) -> DevPki {

@@ -115,6 +115,16 @@ impl Config {
                     .into(),
             ));
         }
+        if self.mqtt.device_ca_key.is_some() && self.mqtt.device_ca.is_none() {
+            return Err(ConfigError::Invalid(
+                "mqtt.device_ca_key needs mqtt.device_ca (the CA certificate it belongs to)".into(),
+            ));
+        }
+        if self.mqtt.device_cert_validity_days == 0 {
+            return Err(ConfigError::Invalid(
+                "mqtt.device_cert_validity_days must be at least 1".into(),
+            ));
+        }
         if tls.renewal_check_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "tls.renewal_check_interval_secs must be at least 1".into(),
@@ -859,10 +869,16 @@ pub struct MqttConfig {
     /// `deny_flood_window_secs` is closed; 0 never closes.
     pub deny_flood_limit: u32,
     pub deny_flood_window_secs: u64,
-    /// A CA certificate (PEM) whose client certificates authenticate devices on the TLS
-    /// port (mTLS): the device id is read from the certificate and checked against the
-    /// registry. Unset: devices use their id and secret only.
+    /// The device CA's certificate (PEM), whose client certificates authenticate devices
+    /// on the TLS port (mTLS, optional: devices with passwords connect on the same port).
+    /// With `device_ca_key` too, Gema signs devices' CSRs with it; alone, Gema only
+    /// verifies certificates issued elsewhere. Unset (and `device_ca_key` unset): Gema
+    /// creates its own device CA in `<data_dir>/certs/device-ca.{pem,key}` on first start.
     pub device_ca: Option<PathBuf>,
+    /// The device CA's private key (PEM), to sign devices' certificates with.
+    pub device_ca_key: Option<PathBuf>,
+    /// How long a device certificate Gema issues is valid, in days.
+    pub device_cert_validity_days: u32,
 }
 
 impl Default for MqttConfig {
@@ -884,6 +900,8 @@ impl Default for MqttConfig {
             deny_flood_limit: 30,
             deny_flood_window_secs: 60,
             device_ca: None,
+            device_ca_key: None,
+            device_cert_validity_days: 365,
         }
     }
 }

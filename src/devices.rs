@@ -22,6 +22,8 @@ pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
     config.tls.bind = mqtt.listen;
     config.tls.handshake_timeout = Duration::from_secs(mqtt.handshake_timeout_secs);
     config.tls.max_concurrent_handshakes = mqtt.max_concurrent_handshakes;
+    // The device CA the binary prepared (the operator's or the generated one) replaces
+    // this in `App::build`.
     config.tls.client_ca = mqtt.device_ca.clone();
     config.limits.backlog = mqtt.backlog;
     config.limits.max_connections = mqtt.max_connections;
@@ -57,6 +59,8 @@ pub fn broker_config(mqtt: &MqttConfig, tls: &TlsFiles) -> BrokerConfig {
 /// checked by the broker itself and never reach this.)
 pub struct RegistryAuthenticator {
     pub registry: Registry,
+    /// Decides certificates: revocation list, supersession, `last_auth`.
+    pub certificates: gema_gateway::certificates::DeviceCertificates,
 }
 
 impl std::fmt::Debug for RegistryAuthenticator {
@@ -96,11 +100,12 @@ impl gema_broker::Authenticator for RegistryAuthenticator {
     async fn authorize_certificate(
         &self,
         device_id: &str,
+        certificate: &gema_broker::ClientCertificate,
         _peer: SocketAddr,
     ) -> Result<(), AuthRefusal> {
         let check = self
-            .registry
-            .device_may_connect(device_id)
+            .certificates
+            .authorize(device_id, &certificate.serial, &certificate.fingerprint)
             .await
             .map_err(|err| {
                 tracing::error!(error = %err, "certificate check could not reach the registry");

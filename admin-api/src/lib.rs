@@ -153,6 +153,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::bindings))
         .routes(routes!(devices::rotate))
         .routes(routes!(devices::revoke))
+        .routes(routes!(devices::sign_certificate, devices::certificates))
+        .routes(routes!(devices::revoke_certificate))
         .merge(device_ops_routes())
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(transactions::expire_due))

@@ -30,6 +30,8 @@ pub struct ProvisioningInfo {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub registry: Registry,
+    /// Device certificates: signing CSRs, revocation.
+    pub certificates: gema_gateway::certificates::DeviceCertificates,
     pub auth: Auth,
     pub payments: Payments,
     pub device_ops: DeviceOps,

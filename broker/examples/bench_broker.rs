@@ -56,7 +56,12 @@ impl Authenticator for BenchRegistry {
             Err(AuthRefusal::BadCredentials)
         }
     }
-    async fn authorize_certificate(&self, _: &str, _: SocketAddr) -> Result<(), AuthRefusal> {
+    async fn authorize_certificate(
+        &self,
+        _: &str,
+        _: &gema_broker::ClientCertificate,
+        _: SocketAddr,
+    ) -> Result<(), AuthRefusal> {
         Err(AuthRefusal::NotAuthorized)
     }
 }

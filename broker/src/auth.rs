@@ -16,6 +16,16 @@ pub enum Identity {
     Service(String),
 }
 
+/// The client certificate a device presented (already verified against the device CA and
+/// within its validity), as the authenticator needs it to check revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The serial number, lowercase hex without leading zero bytes.
+    pub serial: String,
+    /// SHA-256 of the certificate's DER, lowercase hex.
+    pub fingerprint: String,
+}
+
 /// Why a client may not connect; each maps to a CONNACK return code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthRefusal {
@@ -41,11 +51,14 @@ pub trait Authenticator: Send + Sync + 'static {
         peer: SocketAddr,
     ) -> Result<Identity, AuthRefusal>;
 
-    /// A client presented a certificate, verified against the device CA, naming `device_id`:
-    /// may that device connect now (it exists and is not revoked)?
+    /// A client presented `certificate`, verified against the device CA, naming
+    /// `device_id`: may that device connect now with it (the device exists and is not
+    /// revoked, and neither is the certificate)? Revocation is decided here, at CONNECT: a
+    /// refused certificate completes the TLS handshake and gets CONNACK 0x05.
     async fn authorize_certificate(
         &self,
         device_id: &str,
+        certificate: &ClientCertificate,
         peer: SocketAddr,
     ) -> Result<(), AuthRefusal>;
 }

@@ -109,7 +109,9 @@ impl Drop for GaugeHold {
 /// What a certificate said about the client, if it presented one.
 #[derive(Debug)]
 enum Listener {
-    Tls { cert_device: Option<String> },
+    Tls {
+        cert_device: Option<(String, crate::auth::ClientCertificate)>,
+    },
     Plain,
 }
 
@@ -120,7 +122,7 @@ async fn handshake(
     peer: SocketAddr,
 ) -> Option<(
     Box<tokio_rustls::server::TlsStream<TcpStream>>,
-    Option<String>,
+    Option<(String, crate::auth::ClientCertificate)>,
 )> {
     let timeout = shared.config.tls.handshake_timeout;
     let attempt = async {
@@ -403,7 +405,7 @@ async fn authenticate(
     let identity = match (listener, login) {
         (
             Listener::Tls {
-                cert_device: Some(id),
+                cert_device: Some((id, certificate)),
             },
             login,
         ) => {
@@ -413,7 +415,7 @@ async fn authenticate(
             }
             shared
                 .authenticator
-                .authorize_certificate(id, peer)
+                .authorize_certificate(id, certificate, peer)
                 .await
                 .map_err(|r| refusal(r, "certificate"))?;
             Identity::Device(id.clone())

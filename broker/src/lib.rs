@@ -95,8 +95,10 @@
 //! # Sessions and delivery
 //! - mTLS (optional, same port): with `tls.client_ca` set, a client may present a certificate
 //!   issued by the device CA; its subject CN must be a valid device id and is the identity;
-//!   `Authenticator::authorize_certificate` is asked at CONNECT (revoked or unknown → 0x05); a
-//!   user name, if sent, must equal it. Clients without a certificate use passwords as before.
+//!   `Authenticator::authorize_certificate` is asked at CONNECT with the certificate's serial
+//!   and SHA-256 fingerprint (a revoked device or certificate → 0x05: revocation is checked at
+//!   CONNECT, not inside the TLS handshake, because the revocation list lives behind the
+//!   authenticator); a user name, if sent, must equal it. Clients without a certificate use passwords as before.
 //! - Service principals come from configuration with their rules and, optionally, a password the
 //!   broker checks itself (constant-time); otherwise the `Authenticator` may return
 //!   `Identity::Service(name)`. The same failed-login limiter applies.
@@ -184,7 +186,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use auth::{AuthRefusal, Authenticator, Identity};
+pub use auth::{AuthRefusal, Authenticator, ClientCertificate, Identity};
 pub use config::{
     BrokerConfig, DeniedPublish, DenyAction, FailedLoginLimits, Limits, PlainListenerConfig,
     ServicePrincipal, SessionLimits, TlsListenerConfig,

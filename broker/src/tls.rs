@@ -147,10 +147,18 @@ fn provider_for(p: &Arc<CryptoProvider>) -> Arc<CryptoProvider> {
     p.clone()
 }
 
-/// The device id named by a client certificate: its subject common name, which must be a
-/// valid device id.
-pub(crate) fn device_id_from_certificate(cert: &CertificateDer<'_>) -> Option<String> {
+/// The device id named by a client certificate (its subject common name, which must be a
+/// valid device id), and the certificate's serial and fingerprint.
+pub(crate) fn device_id_from_certificate(
+    cert: &CertificateDer<'_>,
+) -> Option<(String, crate::auth::ClientCertificate)> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let raw = parsed.tbs_certificate.raw_serial();
+    let first = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    let certificate = crate::auth::ClientCertificate {
+        serial: hex(&raw[first..]),
+        fingerprint: hex(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref()),
+    };
     let cn = parsed
         .subject()
         .iter_common_name()
@@ -159,5 +167,13 @@ pub(crate) fn device_id_from_certificate(cert: &CertificateDer<'_>) -> Option<St
         .ok()?
         .to_owned();
     gema_firmware_protocol::topic::validate_device_id(&cn).ok()?;
-    Some(cn)
+    Some((cn, certificate))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

@@ -1,6 +1,7 @@
 //! TLS material for Gema.
 //!
-//! Two jobs: on a development or first-run install, create a private CA and a server
+//! Three jobs: the device CA that issues soundboxes' client certificates from their CSRs
+//! (`device_ca`); and on a development or first-run install, create a private CA and a server
 //! certificate signed by it (ECDSA P-256, via `rcgen`) in the data directory, so the MQTT
 //! listener has something to serve with zero configuration; and for any certificate file,
 //! report when it expires, so `/health/deep` and operators see an expiry coming.
@@ -12,6 +13,13 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod device_ca;
+
+pub use device_ca::{
+    CsrError, DEVICE_URI_PREFIX, DeviceCa, DeviceCaFiles, DeviceCsr, DeviceKeyType,
+    IssuedDeviceCertificate, MAX_CSR_PEM, certificate_fingerprint, certificate_serial_hex,
+    first_certificate_der,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,

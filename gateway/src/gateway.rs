@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Auth, AuthSettings};
 use crate::billing::{Billing, BillingSettings};
+use crate::certificates::{DeviceCertSettings, DeviceCertificates};
 use crate::clock::Clock;
 use crate::cluster::{Cluster, ClusterWork, NodeSettings};
 use crate::delivery::{self, AnnouncementRelay, DeliverySettings, Handover};
@@ -48,6 +49,7 @@ pub struct GatewaySettings {
     pub exports: ExportSettings,
     pub billing: BillingSettings,
     pub whatsapp: WhatsAppSettings,
+    pub device_certs: DeviceCertSettings,
 }
 
 /// The gateway's services, built and wired. Cheap to clone.
@@ -64,6 +66,7 @@ pub struct Gateway {
     pub exports: Exports,
     pub billing: Billing,
     pub whatsapp: WhatsApp,
+    pub certificates: DeviceCertificates,
 }
 
 impl Gateway {
@@ -132,7 +135,13 @@ impl Gateway {
             results,
             cluster.clone(),
         );
-        let registry = Registry::connected(store.clone(), transport);
+        let revocations = settings.device_certs.revocations.clone();
+        let certificates = DeviceCertificates::new(
+            store.clone(),
+            Some(transport.clone()),
+            settings.device_certs,
+        );
+        let registry = Registry::connected(store.clone(), transport).with_revocations(revocations);
         let whatsapp = WhatsApp::new(
             store.clone(),
             clock.clone(),
@@ -167,6 +176,7 @@ impl Gateway {
             exports,
             billing,
             whatsapp,
+            certificates,
         }
     }
 
@@ -335,6 +345,25 @@ impl Gateway {
                 .clone()
                 .run(self.cluster.clone(), stopped(stop_rx.clone())),
         );
+        // On every node: the revocation list follows revocations made on any node.
+        let revocations = tokio::spawn({
+            let certificates = self.certificates.clone();
+            let stop = stopped(stop_rx.clone());
+            async move {
+                tokio::pin!(stop);
+                let mut tick = tokio::time::interval(crate::certificates::REVOCATION_REFRESH);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = &mut stop => return,
+                    }
+                    if let Err(err) = certificates.refresh_revocations().await {
+                        tracing::error!(error = %err, "reading the certificate revocation list failed");
+                    }
+                }
+            }
+        });
         let export_worker = tokio::spawn(self.exports.clone().run(stopped(stop_rx)));
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -348,6 +377,7 @@ impl Gateway {
             whatsapp_notices.await,
             whatsapp.await,
             export_worker.await,
+            revocations.await,
             heartbeat.await,
             delivery.await,
             device_ops.await,

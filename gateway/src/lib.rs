@@ -38,6 +38,7 @@
 
 pub mod auth;
 pub mod billing;
+pub mod certificates;
 pub mod clock;
 pub mod cluster;
 pub mod credentials;
@@ -52,6 +53,7 @@ pub mod jakarta;
 pub mod payments;
 pub mod reconciliation;
 pub mod registry;
+pub mod revocations;
 pub mod settlement;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

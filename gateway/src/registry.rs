@@ -14,6 +14,7 @@ use gema_store::{
 
 use crate::credentials::{self, SecretString, SecretVerifier, Verified};
 use crate::error::{GatewayError, GatewayResult};
+use crate::revocations::RevocationList;
 use crate::transport::DeviceTransport;
 use crate::validate;
 
@@ -59,6 +60,9 @@ pub struct Registry {
     transport: Option<Arc<dyn DeviceTransport>>,
     /// Checks MQTT passwords: bounded slow hashes, recent successes remembered.
     verifier: Arc<SecretVerifier>,
+    /// Where a revoked device's certificates go at once (the broker's authenticator reads
+    /// the same list).
+    revocations: RevocationList,
 }
 
 impl Registry {
@@ -69,6 +73,7 @@ impl Registry {
             store,
             transport: None,
             verifier: Arc::default(),
+            revocations: RevocationList::default(),
         }
     }
 
@@ -80,7 +85,14 @@ impl Registry {
             store,
             transport: Some(transport),
             verifier: Arc::default(),
+            revocations: RevocationList::default(),
         }
+    }
+
+    /// This registry puts a revoked device's certificates on `revocations`.
+    pub fn with_revocations(mut self, revocations: RevocationList) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     fn kick(&self, device_id: &str, why: &str) {
@@ -406,8 +418,16 @@ impl Registry {
 
     #[tracing::instrument(skip_all, fields(device_id = device_id))]
     pub async fn revoke_device_secret(&self, device_id: &str) -> GatewayResult<Device> {
+        // The store revokes the device's certificates in the same transaction.
         let device = self.store.revoke_device_secret(device_id).await?;
         tracing::info!(device_id, "device secret revoked");
+        let certificates = self.store.device_certificates(device_id).await?;
+        self.revocations.insert(
+            certificates
+                .into_iter()
+                .filter(|c| c.status != gema_store::CertificateStatus::Active)
+                .map(|c| c.fingerprint),
+        );
         self.kick(device_id, "secret revoked");
         Ok(device)
     }
@@ -457,7 +477,14 @@ impl Registry {
             (Some(d), Some(_)) if d.status != gema_store::DeviceStatus::Active => {
                 SecretCheck::Disabled
             }
-            (Some(_), Some(_)) if matches => SecretCheck::Valid,
+            (Some(d), Some(_)) if matches => {
+                if d.last_auth != Some(gema_store::AuthMethod::Password) {
+                    self.store
+                        .set_device_last_auth(device_id, gema_store::AuthMethod::Password)
+                        .await?;
+                }
+                SecretCheck::Valid
+            }
             (Some(_), Some(_)) => SecretCheck::Wrong,
         })
     }

@@ -619,6 +619,17 @@ pub enum DeviceCommand {
     Revoke {
         id: String,
     },
+    /// Sign the device's CSR (PEM, made on the device) with the device CA; prints the
+    /// certificate and the CA chain, or writes them to --out.
+    Cert {
+        id: String,
+        /// The certificate signing request, PEM (ECDSA P-256 or Ed25519; CN = the device id).
+        #[arg(long)]
+        csr: std::path::PathBuf,
+        /// Write the certificate followed by the chain here instead of printing them.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 /// The issued credentials as a QR code of the provisioning string

@@ -12,6 +12,7 @@
 mod args;
 mod billing;
 mod client;
+mod device_cert;
 mod export;
 mod provisioning;
 mod render;
@@ -34,6 +35,10 @@ pub async fn run_client(command: Command) -> Result<String, ClientError> {
         Command::Merchant { api, command } => (api, merchant_call(command)),
         Command::Outlet { api, command } => (api, outlet_call(command)),
         Command::Terminal { api, command } => (api, terminal_call(command)),
+        Command::Device {
+            api,
+            command: DeviceCommand::Cert { id, csr, out },
+        } => return device_cert::run_device_cert(api, id, csr, out).await,
         Command::Device { api, command } => {
             if let DeviceCommand::Add { qr: asked, .. } | DeviceCommand::Rotate { qr: asked, .. } =
                 &command

@@ -63,8 +63,35 @@ pub struct Device {
     /// The terminal the device is bound to, if any (at most one).
     pub terminal_id: Option<String>,
     pub credential: CredentialState,
+    /// How the device last authenticated on the broker (`None`: it never connected).
+    pub last_auth: Option<AuthMethod>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+/// How a device proved who it is at its last CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Its device id and secret.
+    Password,
+    /// A client certificate from the device CA.
+    Certificate,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::Certificate => "certificate",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [AuthMethod::Password, AuthMethod::Certificate]
+            .into_iter()
+            .find(|m| m.as_str() == value)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,7 +140,7 @@ pub struct DeviceFilter {
 
 /// The `devices` columns a [`DeviceRow`] reads (not the credential hash).
 pub(crate) const DEVICE_COLUMNS: &str = "id, serial, model, firmware_version, status, \
-     terminal_id, credential_issued_at, credential_revoked_at, created_at, updated_at";
+     terminal_id, credential_issued_at, credential_revoked_at, last_auth, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct DeviceRow {
@@ -125,6 +152,7 @@ pub(crate) struct DeviceRow {
     terminal_id: Option<String>,
     credential_issued_at: OffsetDateTime,
     credential_revoked_at: Option<OffsetDateTime>,
+    last_auth: Option<String>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -142,6 +170,12 @@ impl TryFrom<DeviceRow> for Device {
                 },
                 issued_at: row.credential_issued_at,
                 revoked_at: row.credential_revoked_at,
+            },
+            last_auth: match row.last_auth.as_deref() {
+                None => None,
+                Some(value) => Some(AuthMethod::parse(value).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown device last_auth {value:?}"))
+                })?),
             },
             id: row.id,
             serial: row.serial,
@@ -488,6 +522,8 @@ pub(crate) async fn revoke_device_secret(db: &Db, device_id: &str) -> StoreResul
     .await?
     .ok_or_else(|| StoreError::not_found("device", device_id))?
     .try_into()?;
+    // Revoking the device's credential revokes its certificates with it.
+    crate::device_certificate::revoke_all(&mut tx, device_id, now).await?;
     tx.commit().await?;
     Ok(device)
 }

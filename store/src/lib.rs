@@ -159,6 +159,7 @@ pub mod billing_import;
 pub mod cluster;
 mod db;
 mod device;
+pub mod device_certificate;
 pub mod device_ops;
 mod error;
 pub mod exports;
@@ -199,6 +200,10 @@ pub use billing_import::{
     ImportCatalogue, ImportPackage, ImportSkip, ImportSkipReason, NewImportedCustomer,
 };
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
+pub use device_certificate::{
+    CertificateStatus, DeviceCertificate, DeviceCertificateStore, NewDeviceCertificate,
+    RevokedCertificate,
+};
 pub use device_ops::*;
 pub use error::{StoreError, StoreResult};
 pub use exports::{
@@ -232,6 +237,7 @@ pub trait Store:
     + BillingFinanceStore
     + CustomerImportStore
     + WhatsAppStore
+    + DeviceCertificateStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 pub use crate::admin_token::AdminToken;
 pub use crate::device::{
-    CredentialState, CredentialStatus, Device, DeviceBinding, DeviceFilter, DevicePatch,
-    DeviceStatus, NewDevice,
+    AuthMethod, CredentialState, CredentialStatus, Device, DeviceBinding, DeviceFilter,
+    DevicePatch, DeviceStatus, NewDevice,
 };
 pub use crate::merchant::{Merchant, MerchantFilter, MerchantPatch, MerchantStatus, NewMerchant};
 pub use crate::outlet::{NewOutlet, Outlet, OutletFilter, OutletPatch};

@@ -3,6 +3,7 @@
 //! `helpers.rs` holds the harness (the daemon, shared set-up, the simulator's options).
 
 mod backup;
+mod certificates;
 mod cluster;
 mod crash;
 mod device_ops;

@@ -1,6 +1,7 @@
 //! The device registry: register a device (issuing its MQTT secret), list and read devices
 //! with their health summary, bind to and unbind from a terminal, binding history, rotate
-//! and revoke the secret.
+//! and revoke the secret; sign the device's CSR with the device CA, list and revoke its
+//! certificates.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,8 +17,8 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
 use crate::views::device_ops::HealthQuery;
 use crate::views::registry::{
-    BindDevice, CreateDevice, Device, DeviceBinding, DeviceCredentials, DeviceQuery, IssuedDevice,
-    UnbindQuery, UpdateDevice,
+    BindDevice, CreateDevice, Device, DeviceBinding, DeviceCertificate, DeviceCredentials,
+    DeviceQuery, IssuedCertificate, IssuedDevice, SignCertificate, UnbindQuery, UpdateDevice,
 };
 use crate::views::{Page, PageParams};
 
@@ -214,4 +215,66 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Device>> {
     Ok(Json(state.registry.revoke_device_secret(&id).await?.into()))
+}
+
+#[utoipa::path(post, path = "/devices/{id}/certificates", tag = "devices",
+    params(("id" = String, Path)), request_body = SignCertificate,
+    responses(
+        (status = 201, description = "Signed by the device CA; the key stays on the device",
+            body = IssuedCertificate),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "No device CA key, or the device is disabled or revoked",
+            body = ErrorBody),
+        (status = 422, description = "A CSR that is malformed, not self-signed, with a key other \
+            than ECDSA P-256 or Ed25519, or naming another device (field `csr`)", body = ErrorBody)))]
+pub async fn sign_certificate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SignCertificate>,
+) -> ApiResult<(StatusCode, Json<IssuedCertificate>)> {
+    let issued = state
+        .certificates
+        .issue(&id, &body.csr, gema_gateway::certificates::IssuedVia::Api)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedCertificate {
+            certificate_pem: issued.certificate_pem,
+            chain_pem: issued.chain_pem,
+            serial: issued.record.serial,
+            not_after: issued.record.not_after,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/devices/{id}/certificates", tag = "devices",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Oldest first", body = Vec<DeviceCertificate>),
+        (status = 404, body = ErrorBody)))]
+pub async fn certificates(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<DeviceCertificate>>> {
+    Ok(Json(
+        state
+            .certificates
+            .list(&id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+#[utoipa::path(post, path = "/devices/{id}/certificates/{serial}/revoke", tag = "devices",
+    params(("id" = String, Path), ("serial" = String, Path)),
+    responses(
+        (status = 200, description = "Revoked: the live session ends and CONNECT with it is refused",
+            body = DeviceCertificate),
+        (status = 404, body = ErrorBody)))]
+pub async fn revoke_certificate(
+    State(state): State<AppState>,
+    Path((id, serial)): Path<(String, String)>,
+) -> ApiResult<Json<DeviceCertificate>> {
+    Ok(Json(state.certificates.revoke(&id, &serial).await?.into()))
 }

@@ -264,6 +264,85 @@ pub struct TerminalQuery {
 
 // ---- devices --------------------------------------------------------------------------
 
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    Password,
+    Certificate,
+}
+
+/// `POST /devices/{id}/certificates`: the device's certificate signing request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignCertificate {
+    /// PEM `CERTIFICATE REQUEST`; ECDSA P-256 or Ed25519; its subject CN (and any subject
+    /// alternative names) must be the device id.
+    pub csr: String,
+}
+
+/// A certificate just issued, with the chain the device installs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedCertificate {
+    pub certificate_pem: String,
+    /// The device CA's certificate.
+    pub chain_pem: String,
+    /// Lowercase hex.
+    pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateStatus {
+    Active,
+    Revoked,
+    Superseded,
+}
+
+/// A certificate the device CA issued (without its PEM, which only the device keeps).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceCertificate {
+    pub serial: String,
+    pub device_id: String,
+    /// SHA-256 of the DER, lowercase hex.
+    pub fingerprint: String,
+    /// `ecdsa_p256` | `ed25519`.
+    pub key_type: String,
+    pub status: CertificateStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    /// `api` | `mqtt`.
+    pub issued_via: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl From<store::DeviceCertificate> for DeviceCertificate {
+    fn from(c: store::DeviceCertificate) -> Self {
+        DeviceCertificate {
+            serial: c.serial,
+            device_id: c.device_id,
+            fingerprint: c.fingerprint,
+            key_type: c.key_type,
+            status: match c.status {
+                store::CertificateStatus::Active => CertificateStatus::Active,
+                store::CertificateStatus::Revoked => CertificateStatus::Revoked,
+                store::CertificateStatus::Superseded => CertificateStatus::Superseded,
+            },
+            not_before: c.not_before,
+            not_after: c.not_after,
+            issued_at: c.issued_at,
+            issued_via: c.issued_via,
+            revoked_at: c.revoked_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Credential {
     pub status: CredentialStatus,
@@ -284,6 +363,9 @@ pub struct Device {
     pub terminal_id: Option<String>,
     /// The credential's state; the secret itself is only ever in the response that issues it.
     pub credential: Credential,
+    /// How the device last authenticated on the broker: `password` or `certificate`
+    /// (`null`: never).
+    pub last_auth: Option<AuthMethod>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -310,6 +392,10 @@ impl From<store::Device> for Device {
                 issued_at: d.credential.issued_at,
                 revoked_at: d.credential.revoked_at,
             },
+            last_auth: d.last_auth.map(|m| match m {
+                store::AuthMethod::Password => AuthMethod::Password,
+                store::AuthMethod::Certificate => AuthMethod::Certificate,
+            }),
             created_at: d.created_at,
             updated_at: d.updated_at,
             health_summary: None,

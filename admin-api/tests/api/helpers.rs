@@ -231,6 +231,7 @@ impl TestApi {
                 ..Default::default()
             },
             whatsapp,
+            device_certs: test_device_certs(),
             ..GatewaySettings::default()
         };
         let gateway = match store {
@@ -250,6 +251,7 @@ impl TestApi {
             .expose()
             .to_string();
         let router = gema_admin_api::router(AppState {
+            certificates: services.certificates.clone(),
             registry: services.registry.clone(),
             auth: services.auth.clone(),
             payments: services.payments.clone(),
@@ -505,4 +507,15 @@ pub fn assert_envelope(reply: &Reply, status: StatusCode, code: &str) {
 /// The `details.field` of an error reply.
 pub fn field(reply: &Reply) -> &str {
     reply.body["details"]["field"].as_str().unwrap_or_default()
+}
+
+/// A device CA made for the test, so the certificate routes can sign.
+pub fn test_device_certs() -> gema_gateway::certificates::DeviceCertSettings {
+    let (cert, key) = gema_certs::DeviceCa::generate().expect("a device CA");
+    gema_gateway::certificates::DeviceCertSettings {
+        ca: Some(std::sync::Arc::new(
+            gema_certs::DeviceCa::from_pem(&cert, &key).expect("the device CA loads"),
+        )),
+        ..Default::default()
+    }
 }

@@ -5,6 +5,7 @@ mod billing;
 mod billing_finance;
 mod billing_import;
 mod billing_isolation;
+mod certificates;
 mod cluster;
 mod device_ops;
 mod dynamic_qr;

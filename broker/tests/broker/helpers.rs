@@ -27,6 +27,10 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestRegistry {
     pub secrets: HashMap<String, String>,
     pub revoked: Mutex<Vec<String>>,
+    /// Revoked client certificates, by fingerprint.
+    pub revoked_certificates: Mutex<Vec<String>>,
+    /// The certificates presented at CONNECT, in order.
+    pub presented_certificates: Mutex<Vec<gema_broker::ClientCertificate>>,
     /// How long each password login takes (a registry under a connect storm).
     pub login_delay: Mutex<Duration>,
     /// Password logins answered so far.
@@ -63,8 +67,21 @@ impl Authenticator for TestRegistry {
     async fn authorize_certificate(
         &self,
         device_id: &str,
+        certificate: &gema_broker::ClientCertificate,
         _peer: SocketAddr,
     ) -> Result<(), AuthRefusal> {
+        self.presented_certificates
+            .lock()
+            .unwrap()
+            .push(certificate.clone());
+        if self
+            .revoked_certificates
+            .lock()
+            .unwrap()
+            .contains(&certificate.fingerprint)
+        {
+            return Err(AuthRefusal::NotAuthorized);
+        }
         if self.secrets.contains_key(device_id) {
             Ok(())
         } else {

@@ -134,3 +134,42 @@ async fn a_certificate_from_another_ca_fails_the_handshake_and_passwords_still_w
     let ack = c.connect_as("a", &secret("a"), |_| {}).await;
     assert_eq!(ack.code, ConnectReturnCode::Success);
 }
+
+#[tokio::test]
+async fn the_authenticator_sees_the_certificates_serial_and_fingerprint_and_can_refuse_it() {
+    let ca = DeviceCa::new();
+    let t = start_with_device_ca(&ca).await;
+    let (cert, key) = ca.issue("a");
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).unwrap();
+    let serial = parsed
+        .tbs_certificate
+        .raw_serial()
+        .iter()
+        .skip_while(|b| **b == 0)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let fingerprint = gema_certs::certificate_fingerprint(cert.as_ref());
+
+    let mut c = client_with_cert(&t, Some((cert.clone(), key.clone_key())))
+        .await
+        .unwrap();
+    let ack = c.connect_as("a", "", |c| c.login = None).await;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    assert_eq!(
+        t.registry.presented_certificates.lock().unwrap().clone(),
+        [gema_broker::ClientCertificate {
+            serial,
+            fingerprint: fingerprint.clone(),
+        }]
+    );
+
+    // Revoked: the handshake completes, CONNECT is refused with 0x05.
+    t.registry
+        .revoked_certificates
+        .lock()
+        .unwrap()
+        .push(fingerprint);
+    let mut c = client_with_cert(&t, Some((cert, key))).await.unwrap();
+    let ack = c.connect_as("a", "", |c| c.login = None).await;
+    assert_eq!(ack.code, ConnectReturnCode::NotAuthorized);
+}

@@ -29,6 +29,7 @@ macro_rules! conformance {
                 terminal_labels_are_unique_per_outlet,
                 device_serials_are_unique,
                 device_credentials_rotate_and_revoke,
+                device_certificates_revoke_supersede_and_follow_the_credential,
                 binding_follows_the_rules_and_keeps_history,
                 failed_binds_leave_nothing_behind,
                 concurrent_binds_to_one_terminal_let_one_win,

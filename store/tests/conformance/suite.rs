@@ -539,3 +539,120 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn Store>) {
         "outlet",
     );
 }
+
+fn certificate(device_id: &str, serial: &str) -> gema_store::NewDeviceCertificate {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    gema_store::NewDeviceCertificate {
+        serial: serial.into(),
+        device_id: device_id.into(),
+        fingerprint: format!("fp-{serial}"),
+        key_type: "ecdsa_p256".into(),
+        not_before: now,
+        not_after: now + time::Duration::days(365),
+        issued_via: "api".into(),
+    }
+}
+
+pub async fn device_certificates_revoke_supersede_and_follow_the_credential(store: Arc<dyn Store>) {
+    use gema_store::{AuthMethod, CertificateStatus};
+    let d = store.create_device(device("SN-CERT")).await.unwrap();
+    assert_eq!(d.last_auth, None);
+    let unknown = store
+        .insert_device_certificate(certificate("dev_nobody", "aa"))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+
+    let first = store
+        .insert_device_certificate(certificate(&d.id, "01"))
+        .await
+        .unwrap();
+    assert_eq!(first.status, CertificateStatus::Active);
+    let second = store
+        .insert_device_certificate(certificate(&d.id, "02"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .device_certificate_by_fingerprint("fp-02")
+            .await
+            .unwrap(),
+        Some(second.clone())
+    );
+
+    // Using the older certificate supersedes nothing; using the newer supersedes the older.
+    assert!(
+        store
+            .use_device_certificate(&d.id, "01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.get_device(&d.id).await.unwrap().last_auth,
+        Some(AuthMethod::Certificate)
+    );
+    let superseded = store.use_device_certificate(&d.id, "02").await.unwrap();
+    assert_eq!(superseded.len(), 1);
+    assert_eq!(superseded[0].serial, "01");
+    assert_eq!(superseded[0].status, CertificateStatus::Superseded);
+    let listed = store.revoked_device_certificates(0).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| r.fingerprint.as_str())
+            .collect::<Vec<_>>(),
+        ["fp-01"]
+    );
+
+    store
+        .set_device_last_auth(&d.id, AuthMethod::Password)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_device(&d.id).await.unwrap().last_auth,
+        Some(AuthMethod::Password)
+    );
+
+    // Revoking one, then the device's credential, which takes the rest with it.
+    let third = store
+        .insert_device_certificate(certificate(&d.id, "03"))
+        .await
+        .unwrap();
+    let revoked = store.revoke_device_certificate(&d.id, "02").await.unwrap();
+    assert_eq!(revoked.status, CertificateStatus::Revoked);
+    assert!(revoked.revoked_at.is_some());
+    assert!(matches!(
+        store.revoke_device_certificate("dev_other", "03").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.revoke_device_secret(&d.id).await.unwrap();
+    let all = store.device_certificates(&d.id).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|c| (c.serial.as_str(), c.status))
+            .collect::<Vec<_>>(),
+        [
+            ("01", CertificateStatus::Superseded),
+            ("02", CertificateStatus::Revoked),
+            (third.serial.as_str(), CertificateStatus::Revoked),
+        ]
+    );
+    let mut fingerprints: Vec<_> = store
+        .revoked_device_certificates(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.fingerprint)
+        .collect();
+    fingerprints.sort();
+    assert_eq!(fingerprints, ["fp-01", "fp-02", "fp-03"]);
+    assert!(matches!(
+        store.device_certificates("dev_nobody").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}

@@ -1,0 +1,295 @@
+//! Device certificates: signing devices' CSRs with the device CA, the certificates' record,
+//! revocation, and the decision whether a certificate presented at CONNECT may be used.
+//!
+//! The revocation list is held in memory ([`RevocationList`]): loaded at start, updated at
+//! once on this node when a certificate is revoked or superseded, and refreshed from the
+//! database every [`REVOCATION_REFRESH`] so other nodes learn of revocations made here
+//! (the same "data in tables, periodic recheck" rule as every cross-node change). The list
+//! is the first gate at CONNECT; the certificate's row is read too, so a node whose list is
+//! a few seconds behind still refuses a revoked certificate.
+//!
+//! Renewal: a device may hold several active certificates (a new one issued while it still
+//! connects with the old). The old one keeps working until the device connects with a
+//! newer one; from then on every older certificate is `superseded` and refused. Until then
+//! it works until it expires.
+//!
+//! Certificates' validity is wall-clock time (TLS checks it against the system clock), not
+//! the injected `Clock`.
+//!
+//! Never logs a CSR, a certificate or a key; a CSR's faults are told back to the caller
+//! naming the `csr` field.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gema_certs::{DeviceCa, DeviceCsr};
+use gema_store::{
+    AuthMethod, CertificateStatus, CredentialStatus, DeviceCertificate, DeviceStatus,
+    NewDeviceCertificate, Store, StoreError,
+};
+
+use crate::error::{GatewayError, GatewayResult};
+use crate::registry::SecretCheck;
+pub use crate::revocations::RevocationList;
+use crate::transport::DeviceTransport;
+
+/// How often each node re-reads the revocations made anywhere in the cluster.
+pub const REVOCATION_REFRESH: Duration = Duration::from_secs(3);
+/// A certificate's `not_before` is set this far back, for devices whose clock runs behind.
+const BACKDATE: time::Duration = time::Duration::minutes(5);
+
+/// The device CA and the rules for what it issues.
+#[derive(Debug, Clone)]
+pub struct DeviceCertSettings {
+    /// `None`: the daemon can verify certificates (an operator's CA without its key) but
+    /// not issue them.
+    pub ca: Option<Arc<DeviceCa>>,
+    /// How long an issued certificate is valid.
+    pub validity: time::Duration,
+    /// The revocation list; the binary hands the same one to the broker's authenticator.
+    pub revocations: RevocationList,
+}
+
+impl Default for DeviceCertSettings {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            validity: time::Duration::days(365),
+            revocations: RevocationList::default(),
+        }
+    }
+}
+
+/// How a certificate was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuedVia {
+    /// `POST /api/v1/devices/{id}/certificates`.
+    Api,
+    /// A `cert_renew` uplink.
+    Mqtt,
+}
+
+impl IssuedVia {
+    fn as_str(self) -> &'static str {
+        match self {
+            IssuedVia::Api => "api",
+            IssuedVia::Mqtt => "mqtt",
+        }
+    }
+}
+
+/// A certificate just issued: its record and the PEM the device installs.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub record: DeviceCertificate,
+    pub certificate_pem: String,
+    /// The device CA's certificate.
+    pub chain_pem: String,
+}
+
+/// The device certificate service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeviceCertificates {
+    store: Arc<dyn Store>,
+    /// Where live sessions are ended on revocation; `None` for the broker's authenticator,
+    /// which only decides.
+    transport: Option<Arc<dyn DeviceTransport>>,
+    settings: DeviceCertSettings,
+}
+
+impl DeviceCertificates {
+    pub fn new(
+        store: Arc<dyn Store>,
+        transport: Option<Arc<dyn DeviceTransport>>,
+        settings: DeviceCertSettings,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            settings,
+        }
+    }
+
+    pub fn revocations(&self) -> &RevocationList {
+        &self.settings.revocations
+    }
+
+    /// Whether this daemon can issue certificates (it holds a device CA's key).
+    pub fn can_issue(&self) -> bool {
+        self.settings.ca.is_some()
+    }
+
+    /// Signs `csr_pem` for the device (an audited write when called from the API).
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
+    pub async fn issue(
+        &self,
+        device_id: &str,
+        csr_pem: &str,
+        via: IssuedVia,
+    ) -> GatewayResult<IssuedCertificate> {
+        let Some(ca) = self.settings.ca.clone() else {
+            return Err(GatewayError::Conflict {
+                code: "device_ca_unavailable",
+                message: "this daemon has no device CA key to sign with; set [mqtt] \
+                          device_ca_key or leave device_ca unset to use the generated one"
+                    .into(),
+                field: None,
+            });
+        };
+        let device = self.store.get_device(device_id).await?;
+        if device.status != DeviceStatus::Active {
+            return Err(GatewayError::Conflict {
+                code: "device_disabled",
+                message: format!("device {device_id} is disabled"),
+                field: None,
+            });
+        }
+        if device.credential.status == CredentialStatus::Revoked {
+            return Err(GatewayError::Conflict {
+                code: "device_revoked",
+                message: format!(
+                    "device {device_id}'s credential is revoked; rotate it before issuing certificates"
+                ),
+                field: None,
+            });
+        }
+        let csr = DeviceCsr::from_pem(csr_pem)
+            .map_err(|e| GatewayError::invalid("csr", e.to_string()))?;
+        csr.check_names(device_id)
+            .map_err(|e| GatewayError::invalid("csr", e.to_string()))?;
+        let now = time::OffsetDateTime::now_utc();
+        let not_before = now - BACKDATE;
+        let not_after = now + self.settings.validity;
+        let id = device_id.to_owned();
+        let key_type = csr.key_type().as_str().to_owned();
+        // Signing is a few tens of microseconds of CPU: done in place.
+        let issued = ca
+            .issue(&csr, &id, not_before, not_after)
+            .map_err(|e| GatewayError::Internal(format!("signing a device certificate: {e}")))?;
+        let record = self
+            .store
+            .insert_device_certificate(NewDeviceCertificate {
+                serial: issued.serial.clone(),
+                device_id: id,
+                fingerprint: issued.fingerprint.clone(),
+                key_type,
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                issued_via: via.as_str().to_owned(),
+            })
+            .await?;
+        metrics::counter!("gema_device_certificates_issued_total", "via" => via.as_str())
+            .increment(1);
+        tracing::info!(device_id, serial = %record.serial, via = via.as_str(), "device certificate issued");
+        Ok(IssuedCertificate {
+            record,
+            certificate_pem: issued.certificate_pem,
+            chain_pem: issued.chain_pem,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
+    pub async fn list(&self, device_id: &str) -> GatewayResult<Vec<DeviceCertificate>> {
+        Ok(self.store.device_certificates(device_id).await?)
+    }
+
+    /// Revokes one certificate: it goes on the revocation list at once and the device's
+    /// live session ends (on whichever node holds it); reconnecting with that certificate
+    /// is refused at CONNECT.
+    #[tracing::instrument(skip_all, fields(device_id = device_id, serial = serial))]
+    pub async fn revoke(&self, device_id: &str, serial: &str) -> GatewayResult<DeviceCertificate> {
+        let serial = serial.trim().to_ascii_lowercase();
+        let revoked = self
+            .store
+            .revoke_device_certificate(device_id, &serial)
+            .await?;
+        self.settings
+            .revocations
+            .insert([revoked.fingerprint.clone()]);
+        tracing::info!(device_id, serial = %revoked.serial, "device certificate revoked");
+        if let Some(transport) = &self.transport
+            && transport.disconnect(device_id)
+        {
+            tracing::info!(device_id, "live device session ended: certificate revoked");
+        }
+        Ok(revoked)
+    }
+
+    /// Re-reads the revocations made on any node (every [`REVOCATION_REFRESH`]).
+    pub async fn refresh_revocations(&self) -> GatewayResult<usize> {
+        self.settings.revocations.refresh(&*self.store).await
+    }
+
+    /// May `device_id` connect with the certificate `fingerprint` (serial `serial`),
+    /// which the broker verified against the device CA? Refused: a revoked or superseded
+    /// certificate, one recorded for another device, an unknown or disabled device, a
+    /// revoked credential. A certificate this daemon did not issue (an operator's CA that
+    /// signs elsewhere) is accepted on the device's standing alone. Using a certificate
+    /// supersedes the device's older ones and records `last_auth = certificate`.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
+    pub async fn authorize(
+        &self,
+        device_id: &str,
+        serial: &str,
+        fingerprint: &str,
+    ) -> GatewayResult<SecretCheck> {
+        if self.settings.revocations.contains(fingerprint) {
+            return Ok(SecretCheck::Revoked);
+        }
+        let device = match self.store.get_device(device_id).await {
+            Ok(device) => device,
+            Err(StoreError::NotFound { .. }) => return Ok(SecretCheck::UnknownDevice),
+            Err(other) => return Err(other.into()),
+        };
+        if device.status != DeviceStatus::Active {
+            return Ok(SecretCheck::Disabled);
+        }
+        if device.credential.status == CredentialStatus::Revoked {
+            return Ok(SecretCheck::Revoked);
+        }
+        let certificates = self.store.device_certificates(device_id).await?;
+        let Some(this) = certificates.iter().find(|c| c.fingerprint == fingerprint) else {
+            if self
+                .store
+                .device_certificate_by_fingerprint(fingerprint)
+                .await?
+                .is_some()
+            {
+                // Issued to another device: never.
+                return Ok(SecretCheck::Revoked);
+            }
+            if device.last_auth != Some(AuthMethod::Certificate) {
+                self.store
+                    .set_device_last_auth(device_id, AuthMethod::Certificate)
+                    .await?;
+            }
+            return Ok(SecretCheck::Valid);
+        };
+        if this.status != CertificateStatus::Active || this.serial != serial {
+            self.settings.revocations.insert([this.fingerprint.clone()]);
+            return Ok(SecretCheck::Revoked);
+        }
+        let older_active = certificates.iter().any(|c| {
+            c.status == CertificateStatus::Active
+                && c.serial != this.serial
+                && c.issued_at <= this.issued_at
+        });
+        if older_active || device.last_auth != Some(AuthMethod::Certificate) {
+            let superseded = self
+                .store
+                .use_device_certificate(device_id, &this.serial)
+                .await?;
+            if !superseded.is_empty() {
+                tracing::info!(
+                    device_id,
+                    superseded = superseded.len(),
+                    "the device connected with a newer certificate; older ones superseded"
+                );
+            }
+            self.settings
+                .revocations
+                .insert(superseded.into_iter().map(|c| c.fingerprint));
+        }
+        Ok(SecretCheck::Valid)
+    }
+}
