@@ -3,7 +3,7 @@
 //! invoice share; and an unpaid invoice's pay page (`/p/{token}`, its QRIS as an inline SVG).
 //!
 //! Hand-written rather than a template crate: the page is one small fixed layout, and
-//! every value goes through [`escape`](super::html::escape) (text and attribute context alike: `&`, `<`, `>`,
+//! every value goes through [`escape`] (text and attribute context alike: `&`, `<`, `>`,
 //! `"`, `'`), so no value, a customer's name included, can open a tag or an attribute. No
 //! script and no inline style: the strict CSP (`default-src 'none'`) allows only the
 //! stylesheets and the logo served beside the page.

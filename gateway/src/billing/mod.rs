@@ -693,10 +693,11 @@ impl Billing {
     }
 
     /// The public pay page of the invoice whose token is `token` (the link in its bill
-    /// reminder): the receipt once it is paid; while it is unpaid, its QRIS on the merchant's
-    /// QRIS terminal ([`BillingStore::invoice_qris_terminal`]), the one still pending when
-    /// there is one (every visit and every node shows the same code until it expires, so a
-    /// customer who pays an older screenshot still pays the invoice once).
+    /// reminder): the receipt once it is paid; while it is unpaid, its QRIS on the
+    /// merchant's QRIS terminal
+    /// ([`gema_store::billing::BillingStore::invoice_qris_terminal`]), the one still pending
+    /// when there is one (every visit and every node shows the same code until it expires,
+    /// so a customer who pays an older screenshot still pays the invoice once).
     #[tracing::instrument(skip_all)]
     pub async fn pay_page(&self, token: &str) -> GatewayResult<Option<PayPage>> {
         if !receipts::plausible_token(token) {
