@@ -547,21 +547,12 @@ async fn share_development_ca(
     store: &dyn Store,
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct SharedCa {
-        ca_cert: String,
-        ca_key: String,
-    }
-    let (ca_cert, ca_key) = pki.ca_pem().context("reading the development CA")?;
-    let offered = serde_json::to_vec(&SharedCa { ca_cert, ca_key })?;
-    let stored = store
-        .shared_secret("development-ca", &offered, clock.now_ms())
-        .await
-        .context("sharing the development CA through the database")?;
-    let shared: SharedCa =
-        serde_json::from_slice(&stored).context("reading the cluster's development CA")?;
+    let mine = pki.ca_pem().context("reading the development CA")?;
+    let (ca_cert, ca_key) =
+        crate::certificates::share_ca("development-ca", "development CA", &mine, store, clock)
+            .await?;
     if pki
-        .adopt_ca(&shared.ca_cert, &shared.ca_key, hostnames)
+        .adopt_ca(&ca_cert, &ca_key, hostnames)
         .context("adopting the cluster's development CA")?
     {
         tracing::info!(

@@ -76,31 +76,44 @@ async fn share_device_ca(
     store: &dyn Store,
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let mine = (read(&files.cert)?, read(&files.key)?);
+    let shared = share_ca("device-ca", "device CA", &mine, store, clock).await?;
+    if shared != mine {
+        DeviceCa::write_files(files, &shared.0, &shared.1)
+            .context("adopting the cluster's device CA")?;
+        tracing::info!("adopted the cluster's device CA");
+    }
+    Ok(())
+}
+
+/// Offers `mine` (a CA's certificate and key PEM) to the cluster under `name` and returns
+/// the one stored first, which every node then uses.
+pub(crate) async fn share_ca(
+    name: &str,
+    what: &str,
+    mine: &(String, String),
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<(String, String)> {
     #[derive(serde::Serialize, serde::Deserialize)]
     struct SharedCa {
         ca_cert: String,
         ca_key: String,
     }
-    let read = |path: &std::path::Path| {
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-    };
-    let mine = SharedCa {
-        ca_cert: read(&files.cert)?,
-        ca_key: read(&files.key)?,
-    };
-    let offered = serde_json::to_vec(&mine)?;
+    let offered = serde_json::to_vec(&SharedCa {
+        ca_cert: mine.0.clone(),
+        ca_key: mine.1.clone(),
+    })?;
     let stored = store
-        .shared_secret("device-ca", &offered, clock.now_ms())
+        .shared_secret(name, &offered, clock.now_ms())
         .await
-        .context("sharing the device CA through the database")?;
+        .with_context(|| format!("sharing the {what} through the database"))?;
     let shared: SharedCa =
-        serde_json::from_slice(&stored).context("reading the cluster's device CA")?;
-    if shared.ca_cert != mine.ca_cert || shared.ca_key != mine.ca_key {
-        DeviceCa::write_files(files, &shared.ca_cert, &shared.ca_key)
-            .context("adopting the cluster's device CA")?;
-        tracing::info!("adopted the cluster's device CA");
-    }
-    Ok(())
+        serde_json::from_slice(&stored).with_context(|| format!("reading the cluster's {what}"))?;
+    Ok((shared.ca_cert, shared.ca_key))
 }
 
 /// The development PKI's directory under the data directory.

@@ -256,23 +256,11 @@ pub struct DeviceCaFiles {
 impl DeviceCa {
     /// A new self-signed ECDSA P-256 device CA: `(certificate PEM, private key PEM)`.
     pub fn generate() -> Result<(String, String), CertError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Gema");
-        dn.push(DnType::CommonName, "Gema device CA");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + DEVICE_CA_VALIDITY;
-        let cert = params.self_signed(&key)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        crate::self_signed_ca(
+            "Gema device CA",
+            BasicConstraints::Constrained(0),
+            DEVICE_CA_VALIDITY,
+        )
     }
 
     /// Makes sure `device-ca.pem` and `device-ca.key` exist in `dir`, creating a CA if

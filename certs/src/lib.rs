@@ -226,10 +226,24 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
 
 /// A new self-signed ECDSA P-256 CA: `(certificate PEM, private key PEM)`.
 pub fn generate_ca() -> Result<(String, String), CertError> {
+    self_signed_ca(
+        "Gema development CA",
+        BasicConstraints::Unconstrained,
+        DEV_CA_VALIDITY,
+    )
+}
+
+/// A new self-signed ECDSA P-256 CA named `common_name` (organisation "Gema"), valid from an
+/// hour ago for `validity`: `(certificate PEM, private key PEM)`.
+pub(crate) fn self_signed_ca(
+    common_name: &str,
+    constraints: BasicConstraints,
+    validity: Duration,
+) -> Result<(String, String), CertError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = distinguished_name("Gema development CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name = distinguished_name(common_name);
+    params.is_ca = IsCa::Ca(constraints);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -237,7 +251,7 @@ pub fn generate_ca() -> Result<(String, String), CertError> {
     ];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + DEV_CA_VALIDITY;
+    params.not_after = now + validity;
     let cert = params.self_signed(&key)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
