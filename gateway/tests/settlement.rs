@@ -8,8 +8,8 @@ use gema_gateway::clock::ManualClock;
 use gema_gateway::settlement::{PayoutSettingsInput, Settlement, SettlementSettings};
 use gema_gateway::testing::temp_store;
 use gema_gateway::whatsapp::{WhatsApp, WhatsAppSettings};
-use gema_store::testing::{approved_terminal, paid_transaction};
-use gema_store::{BatchFilter, NewBankAccount, PageRequest, PayoutSchedule};
+use gema_store::testing::payable_merchant;
+use gema_store::{BatchFilter, PageRequest, PayoutSchedule};
 use time::OffsetDateTime;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,19 +17,7 @@ async fn a_daily_schedule_batches_once_after_its_cutoff() {
     let (store, _dir) = temp_store().await;
     let mut merchants = Vec::new();
     for tag in ["daily", "manual", "own"] {
-        let t = approved_terminal(&*store, tag).await;
-        store
-            .put_bank_account(
-                &t.merchant.id,
-                NewBankAccount {
-                    bank_code: "014".into(),
-                    account_number: "1234567890".into(),
-                    account_holder: tag.into(),
-                },
-            )
-            .await
-            .unwrap();
-        paid_transaction(&*store, &t.terminal.id, &format!("SCH-{tag}"), 100_000).await;
+        let t = payable_merchant(&*store, tag, &format!("SCH-{tag}")).await;
         merchants.push(t.merchant.id);
     }
     // Ledger ids carry the real time, so the clock starts at the real now.

@@ -17,10 +17,11 @@ use gema_store::billing::{
 };
 use gema_store::testing::{
     approved_terminal, approved_terminal_with_device, paid_event, paid_transaction,
+    payable_merchant,
 };
 use gema_store::{
-    BatchFilter, NewBankAccount, NewBillingSettings, NewHeartbeat, NewTransaction, PageRequest,
-    PresenceRecord, Store, TerminalPatch, WaMerchantSettings, WaMessage, WaMessageFilter,
+    BatchFilter, NewBillingSettings, NewHeartbeat, NewTransaction, PageRequest, PresenceRecord,
+    Store, TerminalPatch, WaMerchantSettings, WaMessage, WaMessageFilter,
 };
 use time::macros::datetime;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -436,13 +437,7 @@ async fn a_paid_invoice_gets_one_receipt_even_when_it_is_unpaid_and_paid_again()
         .customer(&t.merchant.id, "Sari", "081211110001", 5, 100_000)
         .await;
     env.invoice(&sari, "2027-01", "2026-12-05", 100_000).await;
-    let invoice = env
-        .store
-        .list_invoices(&InvoiceFilter::default(), &PageRequest::first(1))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
+    let invoice = invoice_of(&env, &sari).await;
 
     let paid = env
         .gateway
@@ -515,13 +510,7 @@ async fn an_invoice_paid_by_qris_gets_one_receipt_however_often_the_payment_is_a
         .customer(&t.merchant.id, "Sari", "081211110001", 5, 100_000)
         .await;
     env.invoice(&sari, "2027-01", "2026-12-05", 100_000).await;
-    let invoice = env
-        .store
-        .list_invoices(&InvoiceFilter::default(), &PageRequest::first(1))
-        .await
-        .unwrap()
-        .items
-        .remove(0);
+    let invoice = invoice_of(&env, &sari).await;
     let transaction = env
         .store
         .create_invoice_qris(
@@ -626,19 +615,7 @@ async fn a_paid_batch_tells_the_merchant_once() {
     let env = env(real_now_ms(), WhatsAppSettings::default()).await;
     let mut merchants = Vec::new();
     for tag in ["kontak", "telepon", "tanpa"] {
-        let t = approved_terminal(&*env.store, tag).await;
-        env.store
-            .put_bank_account(
-                &t.merchant.id,
-                NewBankAccount {
-                    bank_code: "014".into(),
-                    account_number: "1234567890".into(),
-                    account_holder: tag.into(),
-                },
-            )
-            .await
-            .unwrap();
-        paid_transaction(&*env.store, &t.terminal.id, &format!("PO-{tag}"), 100_000).await;
+        let t = payable_merchant(&*env.store, tag, &format!("PO-{tag}")).await;
         merchants.push(t.merchant);
     }
     // One has a WhatsApp contact, one only its registered phone, one neither.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 use crate::{
-    ConnectOptions, Device, InboxEntry, IncomingEvent, Merchant, MerchantStatus, NewDevice,
-    NewMerchant, NewOutlet, NewTerminal, NewTransaction, Outlet, PaymentRules, Store, Terminal,
-    TransactionStatus, Transition,
+    ConnectOptions, Device, InboxEntry, IncomingEvent, Merchant, MerchantStatus, NewBankAccount,
+    NewDevice, NewMerchant, NewOutlet, NewTerminal, NewTransaction, Outlet, PaymentRules, Store,
+    Terminal, TransactionStatus, Transition,
 };
 
 /// A migrated SQLite store in a temporary directory, deleted when this is dropped (keep it
@@ -290,6 +290,25 @@ pub async fn paid_transaction(store: &dyn Store, terminal_id: &str, order_ref: &
         .await
         .expect("create a transaction");
     paid_event(store, order_ref, amount).await;
+}
+
+/// An approved terminal (as [`approved_terminal`]) whose merchant has a bank account
+/// (held by `tag`) and Rp 100.000 paid as `order_ref`: a merchant with a payout due.
+pub async fn payable_merchant(store: &dyn Store, tag: &str, order_ref: &str) -> ApprovedTerminal {
+    let t = approved_terminal(store, tag).await;
+    store
+        .put_bank_account(
+            &t.merchant.id,
+            NewBankAccount {
+                bank_code: "014".into(),
+                account_number: "1234567890".into(),
+                account_holder: tag.into(),
+            },
+        )
+        .await
+        .expect("put a bank account");
+    paid_transaction(store, &t.terminal.id, order_ref, 100_000).await;
+    t
 }
 
 /// A Midtrans `settlement` for `order_ref` applied with [`ReferenceRules`] (its provider
