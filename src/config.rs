@@ -166,6 +166,28 @@ impl Config {
                 "node.id must be 1 to 64 characters of letters, digits, '-', '_' and '.'".into(),
             ));
         }
+        // An empty key would make a provider's signature computable by anyone (Midtrans'
+        // is a hash of the body's fields and the key): unset means "refuse that provider".
+        for (key, secret) in [
+            (
+                "payments.midtrans.server_key",
+                &self.payments.midtrans.server_key,
+            ),
+            (
+                "payments.xendit.callback_token",
+                &self.payments.xendit.callback_token,
+            ),
+            ("payments.generic.secret", &self.payments.generic.secret),
+        ] {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} is empty: set it, or leave it unset to refuse that provider's callbacks"
+                )));
+            }
+        }
         if self.payments.expiry_sweep_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "payments.expiry_sweep_interval_secs must be at least 1".into(),
@@ -1297,6 +1319,21 @@ mod tests {
             !debug.contains("987") && !debug.contains("verify_token: Some(\"42"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn an_empty_provider_secret_is_refused() {
+        let mut config = Config::default();
+        config.payments.midtrans.server_key = Some(SecretString::new(" ".into()));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("payments.midtrans.server_key is empty"),
+            "{err}"
+        );
+        config.payments.midtrans.server_key = Some(SecretString::new("SB-Mid-server-xyz".into()));
+        config.payments.generic.secret = Some(SecretString::new(String::new()));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("payments.generic.secret is empty"), "{err}");
     }
 
     #[test]
