@@ -340,6 +340,14 @@ const METRICS_MAX_CONNECTIONS: usize = 16;
 /// listener come on top.
 const RESERVED_OPEN_FILES: u64 = 64;
 
+/// Descriptors that are not client connections: the reserve, the database pool and the
+/// metrics listener's connections. `gema doctor` counts with it too.
+pub(crate) fn reserved_open_files(config: &Config) -> u64 {
+    RESERVED_OPEN_FILES
+        + u64::from(config.database.max_connections)
+        + METRICS_MAX_CONNECTIONS as u64
+}
+
 /// How the process's open files are shared between HTTP and MQTT connections, so that
 /// neither listener can take the descriptors the other (or the database) needs: HTTP
 /// clients flooding the API port once took every descriptor, and devices could no longer
@@ -356,9 +364,7 @@ impl ConnectionBudget {
     /// From the open-file limit in force (the daemon raised it to the hard limit first).
     fn from_open_file_limit(config: &Config) -> Self {
         let wanted = (config.http.max_connections, config.mqtt.max_connections);
-        let reserved = RESERVED_OPEN_FILES
-            + u64::from(config.database.max_connections)
-            + METRICS_MAX_CONNECTIONS as u64;
+        let reserved = reserved_open_files(config);
         let open_files = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
             Ok((soft, _hard)) => soft,
             Err(err) => {
@@ -488,7 +494,7 @@ pub(crate) fn lock_sqlite_database(config: &Config) -> anyhow::Result<Option<std
 }
 
 /// The file a `sqlite:` URL names; `None` for other databases and in-memory SQLite.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -12,6 +12,8 @@ mod certificates;
 pub mod cli;
 pub mod config;
 mod devices;
+/// `gema doctor`: the pre-flight check of a configuration and a host.
+pub mod doctor;
 /// A stand-in for Meta's WhatsApp Cloud API (a real HTTP server) for tests and benchmarks.
 pub mod fake_cloud_api;
 mod health;

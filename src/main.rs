@@ -44,6 +44,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore(args) => restore(args).await,
+        Command::Doctor(args) => {
+            let config = load_config(&args)?;
+            let (text, failed) = gema::doctor::report(&gema::doctor::examine(&config).await);
+            print!("{text}");
+            if failed {
+                anyhow::bail!("gema doctor found problems to fix before going live");
+            }
+            Ok(())
+        }
+        Command::Health(args) => health(args).await,
         Command::Config {
             command: ConfigCommand::PrintDefault,
         } => {
@@ -249,6 +259,35 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
     }
     println!("CA file    {}", app.tls_files().ca_cert.display());
     app.run_until(shutdown_signal()).await
+}
+
+async fn health(args: gema::cli::HealthArgs) -> anyhow::Result<()> {
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let mut listen = load_config(&args.daemon)?.http.listen;
+            if listen.ip().is_unspecified() {
+                listen.set_ip(match listen {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{listen}/health")
+        }
+    };
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("asking {url}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        anyhow::bail!("{url} answered {status}");
+    }
+    println!("{url}: {status}");
+    Ok(())
 }
 
 async fn migrate(args: DaemonArgs) -> anyhow::Result<()> {

@@ -26,6 +26,12 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into an empty data directory and database, or drill one (--verify).
     Restore(RestoreArgs),
+    /// Check a configuration and this host before going live (ports, file limits,
+    /// certificates, database, provider secrets, clock); exits non-zero on a problem.
+    Doctor(DaemonArgs),
+    /// Ask a running daemon's `/health` (for container health checks); exits non-zero unless
+    /// it answers 200 within 5 s.
+    Health(HealthArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -162,6 +168,16 @@ pub struct DaemonArgs {
     /// Data directory (overrides `data_dir`).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// The URL to ask. Default: `/health` on the configured `http.listen` (an unspecified
+    /// address such as 0.0.0.0 is asked on loopback).
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]

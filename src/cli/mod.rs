@@ -19,8 +19,8 @@ mod render;
 
 pub use args::{
     AdminCommand, ApiArgs, BackupArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand,
-    DaemonArgs, DeviceCommand, ExportArgs, MerchantCommand, OutletCommand, QrArgs, RestoreArgs,
-    SimArgs, TerminalCommand,
+    DaemonArgs, DeviceCommand, ExportArgs, HealthArgs, MerchantCommand, OutletCommand, QrArgs,
+    RestoreArgs, SimArgs, TerminalCommand,
 };
 pub use client::{ApiClient, ClientError};
 

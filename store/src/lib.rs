@@ -246,6 +246,9 @@ pub trait Store:
 
     /// One round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
+    /// The database server's clock (Unix ms) where it is another machine's: PostgreSQL's
+    /// `clock_timestamp()`. `None` on SQLite, which has no clock but the process's.
+    async fn server_clock_ms(&self) -> StoreResult<Option<i64>>;
     /// The database's own consistency check: SQLite's `PRAGMA integrity_check` (its lines,
     /// `["ok"]` when sound); PostgreSQL checks itself, `["ok"]`.
     async fn integrity_check(&self) -> StoreResult<Vec<String>>;
@@ -617,6 +620,20 @@ impl Store for Db {
     async fn ping(&self) -> StoreResult<()> {
         query("SELECT 1").execute(self.read()).await?;
         Ok(())
+    }
+
+    async fn server_clock_ms(&self) -> StoreResult<Option<i64>> {
+        match self {
+            Db::Sqlite(_) => Ok(None),
+            Db::Postgres(_) => {
+                let (ms,) = crate::db::query_as::<(i64,)>(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                )
+                .fetch_one(self.read())
+                .await?;
+                Ok(Some(ms))
+            }
+        }
     }
 
     async fn integrity_check(&self) -> StoreResult<Vec<String>> {

@@ -7,6 +7,7 @@ mod certificates;
 mod cluster;
 mod crash;
 mod device_ops;
+mod doctor;
 mod exports;
 mod flood;
 mod helpers;
