@@ -196,6 +196,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench {
             command:
+                gema::cli::BenchCommand::Certs {
+                    devices,
+                    concurrency,
+                    renewals,
+                    database_url,
+                },
+        } => {
+            gema::bench::certs::certs(gema::bench::certs::CertsBench {
+                devices,
+                concurrency,
+                renewals,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
+            command:
                 gema::cli::BenchCommand::Whatsapp {
                     messages,
                     senders,

@@ -168,15 +168,7 @@ impl SimState {
 
     fn uplink(&mut self, device_id: &str, body: impl Into<UplinkBody>) -> (MessageKind, Vec<u8>) {
         let uplink = Uplink::new(self.envelope(device_id), body);
-        let kind = match &uplink.body {
-            UplinkBody::Ack(_) => MessageKind::Ack,
-            UplinkBody::CommandResult(_) => MessageKind::CommandResult,
-            UplinkBody::Heartbeat(_) => MessageKind::Heartbeat,
-            UplinkBody::ReportedConfig(_) => MessageKind::ReportedConfig,
-            UplinkBody::DynamicQrRequest(_) => MessageKind::DynamicQrRequest,
-            UplinkBody::ButtonEvent(_) => MessageKind::ButtonEvent,
-        };
-        (kind, encode(&uplink, Encoding::Json))
+        (uplink.kind(), encode(&uplink, Encoding::Json))
     }
 
     fn report(&mut self, device_id: &str, cause: ReportCause) -> (MessageKind, Vec<u8>) {
@@ -596,7 +588,8 @@ async fn operate(
             };
             Some(vec![state.uplink(device_id, ack)])
         }
-        DownlinkBody::Announce(_) => None,
+        // The simulated fleet logs in with passwords: it never asks for a certificate.
+        DownlinkBody::Announce(_) | DownlinkBody::CertRenewResult(_) => None,
     }
 }
 

@@ -167,6 +167,7 @@ impl DownlinkBody {
             DownlinkBody::DynamicQrClear(_) => MessageKind::DynamicQrClear,
             DownlinkBody::ConfigPush(_) => MessageKind::ConfigPush,
             DownlinkBody::Command(_) => MessageKind::Command,
+            DownlinkBody::CertRenewResult(_) => MessageKind::CertRenewResult,
         }
     }
 }
@@ -180,6 +181,7 @@ impl UplinkBody {
             UplinkBody::ReportedConfig(_) => MessageKind::ReportedConfig,
             UplinkBody::DynamicQrRequest(_) => MessageKind::DynamicQrRequest,
             UplinkBody::ButtonEvent(_) => MessageKind::ButtonEvent,
+            UplinkBody::CertRenew(_) => MessageKind::CertRenew,
         }
     }
 }
@@ -361,6 +363,7 @@ wire_forms!(Downlink, DownlinkBody, DownlinkJsonRef, DownlinkJson:
     DynamicQrClear(DynamicQrClear) = "qr_clear",
     ConfigPush(ConfigPush) = "config",
     Command(Command) = "command",
+    CertRenewResult(CertRenewResult) = "cert_renew_result",
 );
 
 wire_forms!(Uplink, UplinkBody, UplinkJsonRef, UplinkJson:
@@ -370,6 +373,7 @@ wire_forms!(Uplink, UplinkBody, UplinkJsonRef, UplinkJson:
     ReportedConfig(ReportedConfig) = "reported_config",
     DynamicQrRequest(DynamicQrRequest) = "qr_request",
     ButtonEvent(ButtonEvent) = "button",
+    CertRenew(CertRenew) = "cert_renew",
 );
 
 // ---- CommandAction: adjacently tagged in JSON, externally tagged in postcard ----

@@ -17,12 +17,14 @@
 //! | Gema → device | `devices/<id>/down/qr_clear` | [`DynamicQrClear`] |
 //! | Gema → device | `devices/<id>/down/config` | [`ConfigPush`] (desired config) |
 //! | Gema → device | `devices/<id>/down/command` | [`Command`] |
+//! | Gema → device | `devices/<id>/down/cert_renew_result` | [`CertRenewResult`] |
 //! | device → Gema | `devices/<id>/up/ack` | [`Ack`] |
 //! | device → Gema | `devices/<id>/up/command_result` | [`CommandResult`] |
 //! | device → Gema | `devices/<id>/up/heartbeat` | [`Heartbeat`] |
 //! | device → Gema | `devices/<id>/up/reported_config` | [`ReportedConfig`] |
 //! | device → Gema | `devices/<id>/up/qr_request` | [`DynamicQrRequest`] |
 //! | device → Gema | `devices/<id>/up/button` | [`ButtonEvent`] |
+//! | device → Gema | `devices/<id>/up/cert_renew` | [`CertRenew`] |
 //!
 //! The device subscribes to `devices/<id>/down/#` ([`topic::downlink_filter`]) with QoS 1 and
 //! publishes uplinks with QoS 1. Build topics with [`topic::topic`]; take an incoming one apart
@@ -91,6 +93,14 @@
 //!   [`CommandResult`] (`acknowledged`, then `succeeded`/`failed`), config by
 //!   [`ReportedConfig`] with the applied `config_version`, QR requests by `qr_show` or
 //!   `qr_clear` (`refused`) carrying the same `request_id`.
+//! - **Certificate renewal** (devices that connect with a Gema-issued client certificate):
+//!   before the certificate expires, make a new key pair and send its CSR in a
+//!   [`CertRenew`]; Gema answers with a [`CertRenewResult`] carrying the same `request_id`:
+//!   the new certificate and the CA's (`issued`), or a [`CertRenewRefusal`] reason. The
+//!   old certificate keeps working until the device connects with the new one; after that
+//!   the old one is refused at CONNECT. Keep the old key and certificate until a CONNECT with
+//!   the new ones has succeeded. A device that missed the answer asks again with a new
+//!   request (a renewal over MQTT within about a minute of the last is refused `too_soon`).
 //! - **Config** is desired state, not a one-off: apply a push only if its `config_version` is
 //!   higher than the one applied; report local changes (volume buttons) with cause
 //!   `local_change`.
@@ -101,7 +111,8 @@
 //! malformed JSON or postcard (bad UTF-8, wrong types, unknown `"type"`, trailing bytes), other
 //! protocol versions, and then runs the explicit `validate()` step ([`Downlink::validate`],
 //! [`Uplink::validate`]): positive bounded amounts, id and text lengths ([`limits`]), QR
-//! payload ≤ 512 bytes, `expires_at` after `sent_at`, config ranges. Errors are
+//! payload ≤ 512 bytes, `expires_at` after `sent_at`, config ranges, PEM fields' size,
+//! characters and `-----BEGIN` line. Errors are
 //! [`DecodeError`] and [`ValidationError`], both `Display`.
 //!
 //! # Provisioning string

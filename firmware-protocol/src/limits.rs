@@ -3,8 +3,9 @@
 
 use core::ops::RangeInclusive;
 
-/// Largest payload a decoder looks at, in bytes (either encoding). A valid message is far
-/// smaller: the biggest, a dynamic QR, is about 800 bytes of JSON.
+/// Largest payload a decoder looks at, in bytes (either encoding). A valid message is
+/// smaller: the biggest, a renewed certificate's chain, is at most
+/// [`MAX_CERT_CHAIN_PEM_LEN`] bytes of PEM and a few hundred of JSON around it.
 pub const MAX_MESSAGE_LEN: usize = 4096;
 /// Ids (`msg_id`, `transaction_id`, `command_id`, `request_id`): 1..=64 bytes of printable
 /// ASCII without spaces.
@@ -36,3 +37,9 @@ pub const MAX_RESULT_ENTRIES: usize = 16;
 pub const MAX_RESULT_KEY_LEN: usize = 32;
 /// Signal strength bounds, dBm.
 pub const SIGNAL_DBM: RangeInclusive<i16> = -150..=0;
+/// A certificate signing request in PEM (`cert_renew`): a P-256 or Ed25519 request is
+/// under 600 bytes.
+pub const MAX_CSR_PEM_LEN: usize = 2048;
+/// A renewed certificate and the device CA's certificate in PEM (`cert_renew_result`): two
+/// P-256 certificates are about 1,300 bytes, and an operator's RSA-4096 CA fits too.
+pub const MAX_CERT_CHAIN_PEM_LEN: usize = 3072;

@@ -1,11 +1,13 @@
-//! Message types: one envelope, five downlink bodies, six uplink bodies.
+//! Message types: one envelope, six downlink bodies, seven uplink bodies.
 //!
 //! The Rust shape is `Downlink { envelope, body }` / `Uplink { envelope, body }`. On the wire
 //! the same value has two forms (see [`crate::codec`]): a flat, `"type"`-tagged JSON object,
 //! and a postcard sequence `(envelope, body)` whose body is an externally tagged enum. Field
 //! order and enum variant order here are the postcard wire format (a variant is sent as its
 //! index): never reorder, insert or remove fields or variants without bumping
-//! [`PROTOCOL_VERSION`]; JSON names (`rename`) are the JSON wire format.
+//! [`PROTOCOL_VERSION`]; JSON names (`rename`) are the JSON wire format. A new message kind
+//! is appended as the last variant: no existing message's encoding changes, and a decoder
+//! that predates it refuses it as an unknown kind (JSON `"type"`, postcard variant index).
 //!
 //! This module must never gain I/O or clocks: "now" is always a parameter.
 
@@ -70,6 +72,8 @@ pub enum DownlinkBody {
     ConfigPush(ConfigPush),
     /// Topic kind `command`.
     Command(Command),
+    /// Topic kind `cert_renew_result`.
+    CertRenewResult(CertRenewResult),
 }
 
 /// A message from a device to Gema.
@@ -97,6 +101,8 @@ pub enum UplinkBody {
     /// Topic kind `button`.
     #[serde(rename = "button")]
     ButtonEvent(ButtonEvent),
+    /// Topic kind `cert_renew`.
+    CertRenew(CertRenew),
 }
 
 /// Currency of an amount. QRIS in Indonesia is rupiah only; the field exists so a reader of
@@ -423,6 +429,76 @@ pub enum Press {
     Double,
 }
 
+/// The device asks for a new client certificate before its current one expires (devices
+/// that connect with a Gema-issued certificate). Answered by [`CertRenewResult`] with the same
+/// `request_id`.
+///
+/// The device makes a new key pair, keeps the private key, and sends a certificate signing
+/// request for it whose subject common name (or a DNS subject alternative name) is its
+/// device id. Its current certificate keeps working until it connects with the new one:
+/// from then on the old one is refused at CONNECT. So: install the new certificate, connect
+/// with it, and only then discard the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "serde_nostd")]
+pub struct CertRenew {
+    /// Made by the device, unique per request.
+    pub request_id: String,
+    /// The PKCS#10 request as PEM (`-----BEGIN CERTIFICATE REQUEST-----`), ECDSA P-256 or
+    /// Ed25519, at most [`crate::limits::MAX_CSR_PEM_LEN`] bytes.
+    pub csr_pem: String,
+}
+
+/// Gema's answer to a [`CertRenew`]: the new certificate, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "serde_nostd")]
+pub struct CertRenewResult {
+    /// The [`CertRenew::request_id`] this answers.
+    pub request_id: String,
+    pub outcome: CertRenewOutcome,
+}
+
+/// JSON: `{"issued": {"serial", "not_after", "chain_pem"}}` or `{"refused": "<reason>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "serde_nostd", rename_all = "snake_case")]
+pub enum CertRenewOutcome {
+    Issued(RenewedCertificate),
+    Refused(CertRenewRefusal),
+}
+
+/// A certificate issued for the device's request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "serde_nostd")]
+pub struct RenewedCertificate {
+    /// The certificate's serial number, lower-case hex.
+    pub serial: String,
+    /// The end of its validity.
+    pub not_after: UnixMillis,
+    /// PEM: the new certificate first, then the device CA's certificate; what the device
+    /// presents at the TLS handshake. At most [`crate::limits::MAX_CERT_CHAIN_PEM_LEN`] bytes.
+    pub chain_pem: String,
+}
+
+/// Why Gema issued no certificate. The device keeps its current certificate either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(crate = "serde_nostd", rename_all = "snake_case")]
+pub enum CertRenewRefusal {
+    /// Not a well-formed request, a signature that does not verify, a key type other than
+    /// ECDSA P-256 or Ed25519, or an extension a device certificate cannot carry. Fix the
+    /// request before asking again.
+    InvalidCsr,
+    /// The request does not name this device (its common name or DNS names are another
+    /// device's, or missing).
+    WrongName,
+    /// The device was given a certificate over MQTT a short while ago (about a minute);
+    /// ask again later.
+    TooSoon,
+    /// The device is disabled or its credential revoked.
+    NotPermitted,
+    /// Gema cannot issue certificates now (no device CA key, or a fault on its side); ask
+    /// again later.
+    Unavailable,
+}
+
 impl Downlink {
     pub fn new(envelope: Envelope, body: impl Into<DownlinkBody>) -> Self {
         Downlink {
@@ -438,7 +514,9 @@ impl Downlink {
             DownlinkBody::Announce(a) => Some(a.expires_at),
             DownlinkBody::DynamicQrShow(q) => Some(q.expires_at),
             DownlinkBody::Command(c) => Some(c.expires_at),
-            DownlinkBody::DynamicQrClear(_) | DownlinkBody::ConfigPush(_) => None,
+            DownlinkBody::DynamicQrClear(_)
+            | DownlinkBody::ConfigPush(_)
+            | DownlinkBody::CertRenewResult(_) => None,
         }
     }
 
@@ -474,6 +552,7 @@ body_from!(DownlinkBody:
     DynamicQrClear(DynamicQrClear),
     ConfigPush(ConfigPush),
     Command(Command),
+    CertRenewResult(CertRenewResult),
 );
 body_from!(UplinkBody:
     Ack(Ack),
@@ -482,4 +561,5 @@ body_from!(UplinkBody:
     ReportedConfig(ReportedConfig),
     DynamicQrRequest(DynamicQrRequest),
     ButtonEvent(ButtonEvent),
+    CertRenew(CertRenew),
 );

@@ -110,6 +110,7 @@ pub enum MessageKind {
     DynamicQrClear,
     ConfigPush,
     Command,
+    CertRenewResult,
     // Uplinks.
     Ack,
     CommandResult,
@@ -117,21 +118,24 @@ pub enum MessageKind {
     ReportedConfig,
     DynamicQrRequest,
     ButtonEvent,
+    CertRenew,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 11] = [
+    pub const ALL: [MessageKind; 13] = [
         MessageKind::Announce,
         MessageKind::DynamicQrShow,
         MessageKind::DynamicQrClear,
         MessageKind::ConfigPush,
         MessageKind::Command,
+        MessageKind::CertRenewResult,
         MessageKind::Ack,
         MessageKind::CommandResult,
         MessageKind::Heartbeat,
         MessageKind::ReportedConfig,
         MessageKind::DynamicQrRequest,
         MessageKind::ButtonEvent,
+        MessageKind::CertRenew,
     ];
 
     /// The topic level and JSON `"type"` of this kind.
@@ -142,12 +146,14 @@ impl MessageKind {
             MessageKind::DynamicQrClear => "qr_clear",
             MessageKind::ConfigPush => "config",
             MessageKind::Command => "command",
+            MessageKind::CertRenewResult => "cert_renew_result",
             MessageKind::Ack => "ack",
             MessageKind::CommandResult => "command_result",
             MessageKind::Heartbeat => "heartbeat",
             MessageKind::ReportedConfig => "reported_config",
             MessageKind::DynamicQrRequest => "qr_request",
             MessageKind::ButtonEvent => "button",
+            MessageKind::CertRenew => "cert_renew",
         }
     }
 
@@ -157,13 +163,15 @@ impl MessageKind {
             | MessageKind::DynamicQrShow
             | MessageKind::DynamicQrClear
             | MessageKind::ConfigPush
-            | MessageKind::Command => Direction::Down,
+            | MessageKind::Command
+            | MessageKind::CertRenewResult => Direction::Down,
             MessageKind::Ack
             | MessageKind::CommandResult
             | MessageKind::Heartbeat
             | MessageKind::ReportedConfig
             | MessageKind::DynamicQrRequest
-            | MessageKind::ButtonEvent => Direction::Up,
+            | MessageKind::ButtonEvent
+            | MessageKind::CertRenew => Direction::Up,
         }
     }
 

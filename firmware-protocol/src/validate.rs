@@ -27,6 +27,8 @@ pub enum Problem {
     TooManyEntries {
         max: usize,
     },
+    /// Text that should be PEM does not begin with the expected `-----BEGIN …-----` line.
+    NotPem,
 }
 
 /// A decoded message that breaks a rule of the protocol.
@@ -51,6 +53,7 @@ impl core::fmt::Display for ValidationError {
             Problem::Missing => f.write_str("is missing"),
             Problem::BadScheme => f.write_str("must start with https:// or http://"),
             Problem::TooManyEntries { max } => write!(f, "has more than {max} entries"),
+            Problem::NotPem => f.write_str("is not PEM of the expected kind"),
         }
     }
 }
@@ -121,6 +124,32 @@ fn timestamp(field: &'static str, value: UnixMillis) -> Checked {
 fn expiry(envelope: &Envelope, expires_at: UnixMillis) -> Checked {
     if expires_at <= envelope.sent_at {
         return fail("expires_at", Problem::ExpiresBeforeSent);
+    }
+    Ok(())
+}
+
+/// PEM text: non-empty, at most `max` bytes, printable ASCII with spaces and line breaks
+/// only, and starting with the `-----BEGIN <label>-----` line. What is inside is for the
+/// reader of the PEM to check (Gema parses and verifies a CSR before signing it).
+fn pem(field: &'static str, value: &str, label: &str, max: usize) -> Checked {
+    if value.is_empty() {
+        return fail(field, Problem::Empty);
+    }
+    if value.len() > max {
+        return fail(field, Problem::TooLong { max });
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n'))
+    {
+        return fail(field, Problem::BadCharacter);
+    }
+    let begins = value
+        .strip_prefix("-----BEGIN ")
+        .and_then(|rest| rest.strip_prefix(label))
+        .is_some_and(|rest| rest.starts_with("-----"));
+    if !begins {
+        return fail(field, Problem::NotPem);
     }
     Ok(())
 }
@@ -197,6 +226,22 @@ impl Downlink {
                 id("command_id", &c.command_id)?;
                 expiry(envelope, c.expires_at)?;
                 c.action.validate()
+            }
+            DownlinkBody::CertRenewResult(r) => {
+                id("request_id", &r.request_id)?;
+                match &r.outcome {
+                    CertRenewOutcome::Issued(cert) => {
+                        id("outcome.issued.serial", &cert.serial)?;
+                        timestamp("outcome.issued.not_after", cert.not_after)?;
+                        pem(
+                            "outcome.issued.chain_pem",
+                            &cert.chain_pem,
+                            "CERTIFICATE",
+                            MAX_CERT_CHAIN_PEM_LEN,
+                        )
+                    }
+                    CertRenewOutcome::Refused(_) => Ok(()),
+                }
             }
         }
     }
@@ -325,6 +370,15 @@ impl Uplink {
                 amount("amount", q.amount)
             }
             UplinkBody::ButtonEvent(_) => Ok(()),
+            UplinkBody::CertRenew(r) => {
+                id("request_id", &r.request_id)?;
+                pem(
+                    "csr_pem",
+                    &r.csr_pem,
+                    "CERTIFICATE REQUEST",
+                    MAX_CSR_PEM_LEN,
+                )
+            }
         }
     }
 }

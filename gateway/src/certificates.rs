@@ -13,6 +13,14 @@
 //! newer one; from then on every older certificate is `superseded` and refused. Until then
 //! it works until it expires.
 //!
+//! Renewal over MQTT ([`DeviceCertificates::renew`], a device's `cert_renew` uplink) is the
+//! same issuance as the API's, with the device as the actor of its audit row: the CSR must
+//! name the device, the device must be active, and a device gets at most one certificate
+//! over MQTT per [`DeviceCertSettings::renew_interval`] (a device in a loop would otherwise
+//! fill the table). Its refusals are reasons the device is told
+//! ([`CertRenewRefusal`]), not errors; only a failure on Gema's side is an error, so the
+//! uplink goes unacknowledged and the device asks again.
+//!
 //! Certificates' validity is wall-clock time (TLS checks it against the system clock), not
 //! the injected `Clock`.
 //!
@@ -22,10 +30,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gema_certs::{DeviceCa, DeviceCsr};
+use gema_certs::{CsrError, DeviceCa, DeviceCsr};
+use gema_firmware_protocol::CertRenewRefusal;
 use gema_store::{
     AuthMethod, CertificateStatus, CredentialStatus, DeviceCertificate, DeviceStatus,
-    NewDeviceCertificate, Store, StoreError,
+    NewAuditEntry, NewDeviceCertificate, Store, StoreError,
 };
 
 use crate::error::{GatewayError, GatewayResult};
@@ -48,6 +57,9 @@ pub struct DeviceCertSettings {
     pub validity: time::Duration,
     /// The revocation list; the binary hands the same one to the broker's authenticator.
     pub revocations: RevocationList,
+    /// A device asking over MQTT within this long of its last certificate issued over MQTT
+    /// is refused (`too_soon`).
+    pub renew_interval: time::Duration,
 }
 
 impl Default for DeviceCertSettings {
@@ -56,9 +68,13 @@ impl Default for DeviceCertSettings {
             ca: None,
             validity: time::Duration::days(365),
             revocations: RevocationList::default(),
+            renew_interval: time::Duration::minutes(1),
         }
     }
 }
+
+/// The audit action of issuing a certificate, the API's permission name for it.
+const ISSUE_ACTION: &str = "device.credentials";
 
 /// How a certificate was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,15 +143,133 @@ impl DeviceCertificates {
         csr_pem: &str,
         via: IssuedVia,
     ) -> GatewayResult<IssuedCertificate> {
-        let Some(ca) = self.settings.ca.clone() else {
-            return Err(GatewayError::Conflict {
+        let ca = self.ca()?;
+        self.check_standing(device_id).await?;
+        let csr = checked_csr(device_id, csr_pem)
+            .map_err(|e| GatewayError::invalid("csr", e.to_string()))?;
+        self.sign(&ca, device_id, &csr, via).await
+    }
+
+    /// A device's `cert_renew`: the same checks and signing as [`Self::issue`], plus the
+    /// [`DeviceCertSettings::renew_interval`] limit, in an audit scope whose actor is
+    /// `device:<id>` (source `mqtt`), so the certificate commits with its audit row; a
+    /// refusal leaves a row of the attempt (`denied`, with the reason). `Ok(Err(reason))`
+    /// is a refusal to tell the device; `Err` a failure on Gema's side (nothing issued).
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
+    pub async fn renew(
+        &self,
+        device_id: &str,
+        csr_pem: &str,
+        now_ms: i64,
+    ) -> GatewayResult<Result<IssuedCertificate, CertRenewRefusal>> {
+        let entry = NewAuditEntry {
+            at_ms: now_ms,
+            actor: format!("device:{device_id}"),
+            action: ISSUE_ACTION.to_owned(),
+            target: Some(format!("/api/v1/devices/{device_id}/certificates")),
+            source: Some("mqtt".to_owned()),
+            ..NewAuditEntry::default()
+        };
+        let (result, written) =
+            gema_store::audit_scope(entry.clone(), self.renew_checked(device_id, csr_pem)).await;
+        let (outcome, after) = match &result {
+            Ok(Ok(issued)) => (
+                "ok",
+                serde_json::json!({
+                    "serial": issued.record.serial,
+                    "fingerprint": issued.record.fingerprint,
+                    "not_after": issued.record.not_after.unix_timestamp(),
+                    "issued_via": issued.record.issued_via,
+                }),
+            ),
+            Ok(Err(reason)) => (
+                "denied",
+                serde_json::json!({ "refused": refusal_code(*reason) }),
+            ),
+            Err(err) => ("failed", serde_json::json!({ "error": err.to_string() })),
+        };
+        let after = after.to_string();
+        let recorded = match written {
+            Some(id) => self
+                .store
+                .finish_audit(&id, outcome, Some(&after))
+                .await
+                .map(|_| ()),
+            None => self
+                .store
+                .append_audit(NewAuditEntry {
+                    outcome: outcome.to_owned(),
+                    after_json: Some(after),
+                    ..entry
+                })
+                .await
+                .map(|_| ()),
+        };
+        if let Err(err) = recorded {
+            // The certificate (if any) committed with its row; only the outcome is missing.
+            tracing::error!(device_id, error = %err, "recording a renewal's audit outcome failed");
+        }
+        let label = match &result {
+            Ok(Ok(_)) => "issued",
+            Ok(Err(reason)) => refusal_code(*reason),
+            Err(_) => "failed",
+        };
+        metrics::counter!("gema_device_certificate_renewals_total", "outcome" => label)
+            .increment(1);
+        result
+    }
+
+    async fn renew_checked(
+        &self,
+        device_id: &str,
+        csr_pem: &str,
+    ) -> GatewayResult<Result<IssuedCertificate, CertRenewRefusal>> {
+        let ca = match self.ca() {
+            Ok(ca) => ca,
+            Err(_) => return Ok(Err(CertRenewRefusal::Unavailable)),
+        };
+        match self.check_standing(device_id).await {
+            Ok(()) => {}
+            Err(GatewayError::Conflict { .. } | GatewayError::NotFound { .. }) => {
+                return Ok(Err(CertRenewRefusal::NotPermitted));
+            }
+            Err(other) => return Err(other),
+        }
+        let csr = match checked_csr(device_id, csr_pem) {
+            Ok(csr) => csr,
+            Err(CsrError::WrongName(_)) => return Ok(Err(CertRenewRefusal::WrongName)),
+            Err(_) => return Ok(Err(CertRenewRefusal::InvalidCsr)),
+        };
+        let since = time::OffsetDateTime::now_utc() - self.settings.renew_interval;
+        let recent = self
+            .store
+            .device_certificates(device_id)
+            .await?
+            .iter()
+            .any(|c| c.issued_via == IssuedVia::Mqtt.as_str() && c.issued_at > since);
+        if recent {
+            return Ok(Err(CertRenewRefusal::TooSoon));
+        }
+        self.sign(&ca, device_id, &csr, IssuedVia::Mqtt)
+            .await
+            .map(Ok)
+    }
+
+    fn ca(&self) -> GatewayResult<Arc<DeviceCa>> {
+        self.settings
+            .ca
+            .clone()
+            .ok_or_else(|| GatewayError::Conflict {
                 code: "device_ca_unavailable",
                 message: "this daemon has no device CA key to sign with; set [mqtt] \
-                          device_ca_key or leave device_ca unset to use the generated one"
+                      device_ca_key or leave device_ca unset to use the generated one"
                     .into(),
                 field: None,
-            });
-        };
+            })
+    }
+
+    /// The device exists, is active, and its credential is not revoked.
+    async fn check_standing(&self, device_id: &str) -> GatewayResult<()> {
         let device = self.store.get_device(device_id).await?;
         if device.status != DeviceStatus::Active {
             return Err(GatewayError::Conflict {
@@ -153,10 +287,18 @@ impl DeviceCertificates {
                 field: None,
             });
         }
-        let csr = DeviceCsr::from_pem(csr_pem)
-            .map_err(|e| GatewayError::invalid("csr", e.to_string()))?;
-        csr.check_names(device_id)
-            .map_err(|e| GatewayError::invalid("csr", e.to_string()))?;
+        Ok(())
+    }
+
+    /// Signs a checked CSR and records the certificate (the write an audit scope's row
+    /// goes with).
+    async fn sign(
+        &self,
+        ca: &DeviceCa,
+        device_id: &str,
+        csr: &DeviceCsr,
+        via: IssuedVia,
+    ) -> GatewayResult<IssuedCertificate> {
         let now = time::OffsetDateTime::now_utc();
         let not_before = now - BACKDATE;
         let not_after = now + self.settings.validity;
@@ -164,7 +306,7 @@ impl DeviceCertificates {
         let key_type = csr.key_type().as_str().to_owned();
         // Signing is a few tens of microseconds of CPU: done in place.
         let issued = ca
-            .issue(&csr, &id, not_before, not_after)
+            .issue(csr, &id, not_before, not_after)
             .map_err(|e| GatewayError::Internal(format!("signing a device certificate: {e}")))?;
         let record = self
             .store
@@ -291,5 +433,23 @@ impl DeviceCertificates {
                 .insert(superseded.into_iter().map(|c| c.fingerprint));
         }
         Ok(SecretCheck::Valid)
+    }
+}
+
+/// A CSR that parses, verifies and names `device_id`.
+fn checked_csr(device_id: &str, csr_pem: &str) -> Result<DeviceCsr, CsrError> {
+    let csr = DeviceCsr::from_pem(csr_pem)?;
+    csr.check_names(device_id)?;
+    Ok(csr)
+}
+
+/// A refusal's wire name (`too_soon`, …), for audit rows and metrics.
+pub fn refusal_code(reason: CertRenewRefusal) -> &'static str {
+    match reason {
+        CertRenewRefusal::InvalidCsr => "invalid_csr",
+        CertRenewRefusal::WrongName => "wrong_name",
+        CertRenewRefusal::TooSoon => "too_soon",
+        CertRenewRefusal::NotPermitted => "not_permitted",
+        CertRenewRefusal::Unavailable => "unavailable",
     }
 }

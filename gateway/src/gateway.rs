@@ -116,6 +116,14 @@ impl Gateway {
             handover.clone(),
             results_queue,
         );
+        let revocations = settings.device_certs.revocations.clone();
+        // Its transport only ends sessions (on revocation); the answers to devices'
+        // renewals go through device operations' traced transport.
+        let certificates = DeviceCertificates::new(
+            store.clone(),
+            Some(transport.clone()),
+            settings.device_certs,
+        );
         let device_ops = DeviceOps::new(
             store.clone(),
             transport,
@@ -123,6 +131,7 @@ impl Gateway {
             settings.device_ops,
             Some(payments.clone()),
             cluster.clone(),
+            Some(certificates.clone()),
         );
         // Every downlink goes through device operations' transport, which traces it.
         let transport = device_ops.transport();
@@ -134,12 +143,6 @@ impl Gateway {
             handover,
             results,
             cluster.clone(),
-        );
-        let revocations = settings.device_certs.revocations.clone();
-        let certificates = DeviceCertificates::new(
-            store.clone(),
-            Some(transport.clone()),
-            settings.device_certs,
         );
         let registry = Registry::connected(store.clone(), transport).with_revocations(revocations);
         let whatsapp = WhatsApp::new(

@@ -63,6 +63,7 @@ async fn harness(settings: DeviceOpsSettings) -> Harness {
         settings,
         None,
         alone(&store, &wire, &clock),
+        None,
     );
     Harness {
         ops,
@@ -96,15 +97,8 @@ impl Harness {
 
     async fn send(&self, body: impl Into<UplinkBody>) {
         let uplink = Uplink::new(Envelope::new("m1", START), body);
-        let kind = match &uplink.body {
-            UplinkBody::Heartbeat(_) => MessageKind::Heartbeat,
-            UplinkBody::ReportedConfig(_) => MessageKind::ReportedConfig,
-            UplinkBody::ButtonEvent(_) => MessageKind::ButtonEvent,
-            UplinkBody::CommandResult(_) => MessageKind::CommandResult,
-            UplinkBody::DynamicQrRequest(_) => MessageKind::DynamicQrRequest,
-            UplinkBody::Ack(_) => MessageKind::Ack,
-        };
-        self.send_raw(kind, encode(&uplink, Encoding::Json)).await;
+        self.send_raw(uplink.kind(), encode(&uplink, Encoding::Json))
+            .await;
     }
 
     async fn send_raw(&self, kind: MessageKind, payload: Vec<u8>) {
@@ -787,6 +781,7 @@ fn with_payments(h: &mut Harness, settings: DeviceOpsSettings) {
         settings,
         Some(payments),
         alone(&h.store, &h.wire, &h.clock),
+        None,
     );
 }
 
@@ -1315,4 +1310,203 @@ async fn a_config_report_answering_a_push_is_acknowledged_only_once_written_a_he
     let (again, again_settled) = settled_uplink(&h, applied(), MessageKind::ReportedConfig);
     h.ops.handle_uplink(again).await;
     again_settled.await.expect("settled once written");
+}
+
+/// Device operations with a device CA, so devices' `cert_renew` uplinks are signed.
+fn with_certificates(h: &mut Harness) {
+    let (cert, key) = gema_certs::DeviceCa::generate().unwrap();
+    let settings = gema_gateway::certificates::DeviceCertSettings {
+        ca: Some(Arc::new(
+            gema_certs::DeviceCa::from_pem(&cert, &key).unwrap(),
+        )),
+        ..Default::default()
+    };
+    let certificates =
+        gema_gateway::certificates::DeviceCertificates::new(h.store.clone(), None, settings);
+    h.ops = DeviceOps::new(
+        h.store.clone(),
+        Arc::new(h.wire.clone()),
+        Arc::new(h.clock.clone()),
+        DeviceOpsSettings::default(),
+        None,
+        alone(&h.store, &h.wire, &h.clock),
+        Some(certificates),
+    );
+}
+
+/// A CSR for a new P-256 key whose common name is `name`.
+fn csr_naming(name: &str) -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+fn renewal_answers(h: &Harness) -> Vec<CertRenewResult> {
+    h.wire
+        .downlinks()
+        .into_iter()
+        .filter_map(|(_, d)| match d.body {
+            DownlinkBody::CertRenewResult(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_is_signed_answered_and_audited_and_a_quick_second_one_is_refused() {
+    let mut h = harness(DeviceOpsSettings::default()).await;
+    with_certificates(&mut h);
+    h.wire.connect(&h.device_id);
+
+    let (message, settled) = settled_uplink(
+        &h,
+        CertRenew {
+            request_id: "r1".into(),
+            csr_pem: csr_naming(&h.device_id),
+        },
+        MessageKind::CertRenew,
+    );
+    h.ops.handle_uplink(message).await;
+    settled
+        .await
+        .expect("settled once the certificate is recorded");
+    let answers = renewal_answers(&h);
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].request_id, "r1");
+    let CertRenewOutcome::Issued(issued) = &answers[0].outcome else {
+        panic!("issued: {:?}", answers[0].outcome);
+    };
+    // The device's new certificate first, then the CA's.
+    assert_eq!(
+        issued
+            .chain_pem
+            .matches("-----BEGIN CERTIFICATE-----")
+            .count(),
+        2
+    );
+    let recorded = h.store.device_certificates(&h.device_id).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].serial, issued.serial);
+    assert_eq!(recorded[0].issued_via, "mqtt");
+    assert_eq!(recorded[0].status, CertificateStatus::Active);
+    let first_cert = gema_certs::first_certificate_der(&issued.chain_pem).unwrap();
+    assert_eq!(
+        gema_certs::certificate_fingerprint(&first_cert),
+        recorded[0].fingerprint
+    );
+
+    // Again at once: refused, nothing issued.
+    h.send(CertRenew {
+        request_id: "r2".into(),
+        csr_pem: csr_naming(&h.device_id),
+    })
+    .await;
+    let answers = renewal_answers(&h);
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[1].request_id, "r2");
+    assert_eq!(
+        answers[1].outcome,
+        CertRenewOutcome::Refused(CertRenewRefusal::TooSoon)
+    );
+    assert_eq!(
+        h.store
+            .device_certificates(&h.device_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // One audit row each, the device as actor.
+    let rows = h
+        .store
+        .list_audit(
+            &AuditFilter {
+                actor: Some(format!("device:{}", h.device_id)),
+                ..Default::default()
+            },
+            &PageRequest::first(50),
+        )
+        .await
+        .unwrap()
+        .items;
+    let outcomes: Vec<_> = rows.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["ok", "denied"], "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.action == "device.credentials" && r.source.as_deref() == Some("mqtt"))
+    );
+    assert!(
+        rows[0]
+            .after_json
+            .as_deref()
+            .unwrap()
+            .contains(&issued.serial)
+    );
+    assert!(rows[1].after_json.as_deref().unwrap().contains("too_soon"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_naming_another_device_or_without_a_valid_csr_is_refused_with_its_reason() {
+    let mut h = harness(DeviceOpsSettings::default()).await;
+    with_certificates(&mut h);
+    h.wire.connect(&h.device_id);
+    h.send(CertRenew {
+        request_id: "other".into(),
+        csr_pem: csr_naming("dev_someone_else"),
+    })
+    .await;
+    // PEM-shaped (the protocol's check) but not a request inside.
+    h.send(CertRenew {
+        request_id: "garbage".into(),
+        csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+            .into(),
+    })
+    .await;
+    let answers = renewal_answers(&h);
+    let outcomes: Vec<_> = answers
+        .iter()
+        .map(|a| (a.request_id.as_str(), a.outcome.clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (
+                "other",
+                CertRenewOutcome::Refused(CertRenewRefusal::WrongName)
+            ),
+            (
+                "garbage",
+                CertRenewOutcome::Refused(CertRenewRefusal::InvalidCsr)
+            ),
+        ]
+    );
+    assert!(
+        h.store
+            .device_certificates(&h.device_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_device_ca_a_renewal_is_refused_unavailable() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    h.wire.connect(&h.device_id);
+    h.send(CertRenew {
+        request_id: "r1".into(),
+        csr_pem: csr_naming(&h.device_id),
+    })
+    .await;
+    assert_eq!(
+        renewal_answers(&h)
+            .into_iter()
+            .map(|a| a.outcome)
+            .collect::<Vec<_>>(),
+        [CertRenewOutcome::Refused(CertRenewRefusal::Unavailable)]
+    );
 }

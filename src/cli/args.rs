@@ -320,6 +320,22 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Device certificates through the real daemon: N CSRs signed through the admin API
+    /// (certificates/s), then M of those devices renewing over MQTT/TLS at once
+    /// (renewals/s and latency).
+    Certs {
+        #[arg(long, default_value_t = 2000)]
+        devices: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Of those devices, how many renew over MQTT (0: skip).
+        #[arg(long, default_value_t = 200)]
+        renewals: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// N bill reminders for M merchants' own Cloud API senders, sent by the outbox worker
     /// to a fake Cloud API on 127.0.0.1: the achieved rate per sender against the configured
     /// bulk spacing, messages sent twice (none), and the drain time against the pacing's.

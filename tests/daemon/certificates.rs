@@ -3,14 +3,22 @@
 //! its certificate; a certificate from another CA and an expired one are refused; revoking
 //! the certificate ends the live session and CONNECT with it is refused afterwards (with
 //! CONNACK 0x05: revocation is checked at CONNECT, not in the handshake); a password
-//! device still connects on the same port.
+//! device still connects on the same port. Renewal over MQTT: a device asks on its live
+//! session (`cert_renew`), gets the new chain on its down topic, connects with it, and from
+//! then on the old certificate is refused; a request naming another device is refused with
+//! its reason and issues nothing. `gema device cert --csr FILE` against the daemon.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use gema_firmware_protocol::topic::{MessageKind, downlink_filter, topic};
+use gema_firmware_protocol::{
+    CertRenew, CertRenewOutcome, CertRenewRefusal, CertRenewResult, Downlink, DownlinkBody,
+    Encoding, Envelope, Uplink, decode, encode,
+};
 use rumqttc::tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
     TlsConfiguration, Transport,
 };
 use serde_json::json;
@@ -231,4 +239,259 @@ async fn certificates_from_another_ca_or_past_their_expiry_are_refused() {
     connect(&mut events)
         .await
         .expect("a valid certificate connects");
+}
+
+/// Sends `cert_renew` with `csr` on the live session and waits for Gema's answer.
+async fn renew_over_mqtt(
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    device_id: &str,
+    request_id: &str,
+    csr: &str,
+) -> CertRenewResult {
+    client
+        .subscribe(downlink_filter(device_id), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let sent_at = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let ask = Uplink::new(
+        Envelope::new(format!("m-{request_id}"), sent_at),
+        CertRenew {
+            request_id: request_id.into(),
+            csr_pem: csr.into(),
+        },
+    );
+    client
+        .publish(
+            topic(device_id, MessageKind::CertRenew, Encoding::Json),
+            QoS::AtLeastOnce,
+            false,
+            encode(&ask, Encoding::Json),
+        )
+        .await
+        .unwrap();
+    let answer_topic = topic(device_id, MessageKind::CertRenewResult, Encoding::Json);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Event::Incoming(Packet::Publish(publish)) = events.poll().await.unwrap()
+                && publish.topic == answer_topic
+            {
+                let answer: Downlink = decode(&publish.payload, Encoding::Json).unwrap();
+                let DownlinkBody::CertRenewResult(result) = answer.body else {
+                    panic!("not a renewal answer: {answer:?}");
+                };
+                return result;
+            }
+        }
+    })
+    .await
+    .expect("an answer to the renewal within 20 s")
+}
+
+/// `(serial, status)` of the device's certificates, oldest first.
+async fn certificate_statuses(daemon: &Daemon, device_id: &str) -> Vec<(String, String)> {
+    let (status, list) = daemon
+        .get(&format!("/api/v1/devices/{device_id}/certificates"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["serial"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A certificate for `device_id` through the API: `(key, chain PEM, serial)`.
+async fn issued_over_the_api(daemon: &Daemon, device_id: &str) -> (rcgen::KeyPair, String, String) {
+    let (key, csr) = key_and_csr(device_id);
+    let (status, issued) = daemon
+        .post(
+            &format!("/api/v1/devices/{device_id}/certificates"),
+            json!({ "csr": csr }),
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let chain = format!(
+        "{}{}",
+        issued["certificate_pem"].as_str().unwrap(),
+        issued["chain_pem"].as_str().unwrap()
+    );
+    (key, chain, issued["serial"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_renews_its_certificate_over_mqtt_and_the_old_one_stops_working_once_the_new_one_is_used()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let registered = daemon.register_device("SN-CERT-RENEW").await;
+    let device_id = registered.device.device_id.clone();
+    let (old_key, old_chain, old_serial) = issued_over_the_api(&daemon, &device_id).await;
+
+    // Connected with the first certificate, the device asks for a new one.
+    let (session, mut events) = client(
+        &daemon,
+        &device_id,
+        &registered.ca_pem,
+        &old_chain,
+        &old_key,
+    );
+    connect(&mut events)
+        .await
+        .expect("connected with the first certificate");
+    let (new_key, new_csr) = key_and_csr(&device_id);
+    let answer = renew_over_mqtt(&session, &mut events, &device_id, "renew-1", &new_csr).await;
+    assert_eq!(answer.request_id, "renew-1");
+    let CertRenewOutcome::Issued(renewed) = answer.outcome else {
+        panic!("a certificate: {:?}", answer.outcome);
+    };
+    assert_ne!(renewed.serial, old_serial);
+    assert_eq!(
+        certificate_statuses(&daemon, &device_id).await,
+        [
+            (old_serial.clone(), "active".to_owned()),
+            (renewed.serial.clone(), "active".to_owned()),
+        ],
+        "until the new one is used, both work"
+    );
+    // The renewal's audit row names the device.
+    let (_, audit) = daemon
+        .get(&format!("/api/v1/audit-logs?actor=device:{device_id}"))
+        .await;
+    assert!(audit.to_string().contains(&renewed.serial), "{audit}");
+    session.disconnect().await.unwrap();
+    drop(events);
+
+    // The new certificate connects and identifies the device…
+    let (_new_client, mut new_events) = client(
+        &daemon,
+        &device_id,
+        &registered.ca_pem,
+        &renewed.chain_pem,
+        &new_key,
+    );
+    connect(&mut new_events)
+        .await
+        .expect("connected with the renewed certificate");
+    let (_, device) = daemon.get(&format!("/api/v1/devices/{device_id}")).await;
+    assert_eq!(device["last_auth"], "certificate", "{device}");
+    assert_eq!(
+        certificate_statuses(&daemon, &device_id).await,
+        [
+            (old_serial, "superseded".to_owned()),
+            (renewed.serial, "active".to_owned()),
+        ]
+    );
+    // …and the old one is refused at CONNECT from then on.
+    let (_old_client, mut old_events) = client(
+        &daemon,
+        &device_id,
+        &registered.ca_pem,
+        &old_chain,
+        &old_key,
+    );
+    let again = connect(&mut old_events).await;
+    assert!(refused_not_authorized(&again), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_naming_another_device_is_refused_and_issues_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let registered = daemon.register_device("SN-CERT-NOSY").await;
+    let device_id = registered.device.device_id.clone();
+    let victim = daemon.register_device("SN-CERT-VICTIM").await;
+    let (key, chain, serial) = issued_over_the_api(&daemon, &device_id).await;
+
+    let (session, mut events) = client(&daemon, &device_id, &registered.ca_pem, &chain, &key);
+    connect(&mut events).await.expect("connected");
+    let (_, csr_for_victim) = key_and_csr(&victim.device.device_id);
+    let answer = renew_over_mqtt(
+        &session,
+        &mut events,
+        &device_id,
+        "steal-1",
+        &csr_for_victim,
+    )
+    .await;
+    assert_eq!(answer.request_id, "steal-1");
+    assert_eq!(
+        answer.outcome,
+        CertRenewOutcome::Refused(CertRenewRefusal::WrongName)
+    );
+    // Nothing issued to either device.
+    assert_eq!(
+        certificate_statuses(&daemon, &device_id).await,
+        [(serial, "active".to_owned())]
+    );
+    assert!(
+        certificate_statuses(&daemon, &victim.device.device_id)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gema_device_cert_signs_a_csr_file_and_refuses_one_naming_another_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let registered = daemon.register_device("SN-CERT-CLI").await;
+    let device_id = registered.device.device_id.clone();
+    let (key, csr) = key_and_csr(&device_id);
+    let csr_file = dir.path().join("device.csr");
+    std::fs::write(&csr_file, &csr).unwrap();
+    let out = dir.path().join("device-chain.pem");
+
+    let printed = daemon.cli_ok(&[
+        "device",
+        "cert",
+        &device_id,
+        "--csr",
+        csr_file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let chain = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        chain.matches("-----BEGIN CERTIFICATE-----").count(),
+        2,
+        "{chain}"
+    );
+    let statuses = certificate_statuses(&daemon, &device_id).await;
+    assert_eq!(statuses.len(), 1);
+    assert!(printed.contains(&statuses[0].0), "{printed}");
+    // The written chain is what the device connects with.
+    let (_client, mut events) = client(&daemon, &device_id, &registered.ca_pem, &chain, &key);
+    connect(&mut events)
+        .await
+        .expect("connected with the CLI's certificate");
+
+    // A CSR naming another device is refused, and nothing is issued.
+    let other = daemon.register_device("SN-CERT-CLI-2").await;
+    let refused = daemon.cli(&[
+        "device",
+        "cert",
+        &other.device.device_id,
+        "--csr",
+        csr_file.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("csr"), "{stderr}");
+    assert!(
+        certificate_statuses(&daemon, &other.device.device_id)
+            .await
+            .is_empty()
+    );
 }

@@ -1,5 +1,6 @@
 //! Arbitrary bytes through every decoder: topics, and both message directions in both
-//! encodings. Anything accepted must re-encode and decode to the same value.
+//! encodings (every kind, including the PEM-carrying `cert_renew` and `cert_renew_result`).
+//! Anything accepted must re-encode and decode to the same value.
 #![no_main]
 
 use gema_firmware_protocol::{Downlink, Encoding, Uplink, decode, encode, parse_topic};

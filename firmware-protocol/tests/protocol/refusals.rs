@@ -269,3 +269,111 @@ fn errors_explain_themselves() {
         "unsupported protocol version 2 (this side speaks 1)"
     );
 }
+
+fn cert_renew(csr_pem: &str) -> Uplink {
+    Uplink::new(
+        Envelope::new("m1", 1_000),
+        CertRenew {
+            request_id: "r1".into(),
+            csr_pem: csr_pem.into(),
+        },
+    )
+}
+
+#[test]
+fn a_certificate_request_must_be_pem_of_a_csr_within_bounds() {
+    let good = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+    for encoding in [Encoding::Json, Encoding::Postcard] {
+        let bytes = encode(&cert_renew(good), encoding);
+        assert_eq!(
+            decode::<Uplink>(&bytes, encoding).unwrap(),
+            cert_renew(good)
+        );
+    }
+    let long = format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n",
+        "A".repeat(limits::MAX_CSR_PEM_LEN)
+    );
+    let cases = [
+        ("", Problem::Empty),
+        ("MIIB", Problem::NotPem),
+        ("-----BEGIN CERTIFICATE-----\nMIIB\n", Problem::NotPem),
+        ("-----BEGIN CERTIFICATE REQUEST\n", Problem::NotPem),
+        (
+            "-----BEGIN CERTIFICATE REQUEST-----\n\u{0}",
+            Problem::BadCharacter,
+        ),
+        (
+            "-----BEGIN CERTIFICATE REQUEST-----\nä",
+            Problem::BadCharacter,
+        ),
+        (
+            long.as_str(),
+            Problem::TooLong {
+                max: limits::MAX_CSR_PEM_LEN,
+            },
+        ),
+    ];
+    for (csr, problem) in cases {
+        let bytes = encode(&cert_renew(csr), Encoding::Json);
+        let err = decode::<Uplink>(&bytes, Encoding::Json).unwrap_err();
+        assert_eq!(
+            invalid(err),
+            Some(ValidationError {
+                field: "csr_pem",
+                problem
+            }),
+            "{csr:?}"
+        );
+    }
+}
+
+#[test]
+fn an_issued_certificate_must_be_a_pem_chain_within_bounds() {
+    let answer = |chain_pem: String| {
+        Downlink::new(
+            Envelope::new("m1", 1_000),
+            CertRenewResult {
+                request_id: "r1".into(),
+                outcome: CertRenewOutcome::Issued(RenewedCertificate {
+                    serial: "0a".into(),
+                    not_after: 2_000,
+                    chain_pem,
+                }),
+            },
+        )
+    };
+    let long = format!(
+        "-----BEGIN CERTIFICATE-----\n{}",
+        "A".repeat(limits::MAX_CERT_CHAIN_PEM_LEN)
+    );
+    for (chain, problem) in [
+        (
+            long,
+            Problem::TooLong {
+                max: limits::MAX_CERT_CHAIN_PEM_LEN,
+            },
+        ),
+        ("-----BEGIN PRIVATE KEY-----\n".to_owned(), Problem::NotPem),
+    ] {
+        let bytes = encode(&answer(chain), Encoding::Postcard);
+        let err = decode::<Downlink>(&bytes, Encoding::Postcard).unwrap_err();
+        assert_eq!(
+            invalid(err),
+            Some(ValidationError {
+                field: "outcome.issued.chain_pem",
+                problem
+            })
+        );
+    }
+    // The largest chain allowed (in PEM's 64-character lines) still fits in a message, in
+    // JSON with its escaped line breaks.
+    let line = format!("{}\n", "A".repeat(64));
+    let largest = answer(format!(
+        "-----BEGIN CERTIFICATE-----\n{}",
+        line.repeat((limits::MAX_CERT_CHAIN_PEM_LEN - 28) / line.len())
+    ));
+    let bytes = encode(&largest, Encoding::Json);
+    assert!(bytes.len() <= limits::MAX_MESSAGE_LEN, "{}", bytes.len());
+    assert_eq!(decode::<Downlink>(&bytes, Encoding::Json).unwrap(), largest);
+}

@@ -160,3 +160,56 @@ fn expiry_is_checked_against_the_given_clock() {
     assert!(!a.is_expired(1_732_170_299_999));
     assert!(a.is_expired(1_732_170_300_000));
 }
+
+#[test]
+fn certificate_renewal_json_shapes() {
+    let ask = Uplink::new(
+        Envelope::new("m1", 1_000),
+        CertRenew {
+            request_id: "r1".into(),
+            csr_pem:
+                "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
+                    .into(),
+        },
+    );
+    assert_eq!(
+        String::from_utf8(encode(&ask, Encoding::Json)).unwrap(),
+        concat!(
+            r#"{"type":"cert_renew","version":1,"msg_id":"m1","sent_at":1000,"request_id":"r1","#,
+            r#""csr_pem":"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"}"#
+        )
+    );
+    let issued = Downlink::new(
+        Envelope::new("crt_r1", 2_000),
+        CertRenewResult {
+            request_id: "r1".into(),
+            outcome: CertRenewOutcome::Issued(RenewedCertificate {
+                serial: "0a1b".into(),
+                not_after: 31_536_002_000,
+                chain_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            }),
+        },
+    );
+    assert_eq!(
+        String::from_utf8(encode(&issued, Encoding::Json)).unwrap(),
+        concat!(
+            r#"{"type":"cert_renew_result","version":1,"msg_id":"crt_r1","sent_at":2000,"#,
+            r#""request_id":"r1","outcome":{"issued":{"serial":"0a1b","not_after":31536002000,"#,
+            r#""chain_pem":"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}}}"#
+        )
+    );
+    let refused = Downlink::new(
+        Envelope::new("crt_r2", 2_000),
+        CertRenewResult {
+            request_id: "r2".into(),
+            outcome: CertRenewOutcome::Refused(CertRenewRefusal::WrongName),
+        },
+    );
+    assert_eq!(
+        String::from_utf8(encode(&refused, Encoding::Json)).unwrap(),
+        concat!(
+            r#"{"type":"cert_renew_result","version":1,"msg_id":"crt_r2","sent_at":2000,"#,
+            r#""request_id":"r2","outcome":{"refused":"wrong_name"}}"#
+        )
+    );
+}

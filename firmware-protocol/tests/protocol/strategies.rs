@@ -182,6 +182,46 @@ fn command(sent_at: UnixMillis) -> impl Strategy<Value = DownlinkBody> {
     })
 }
 
+/// PEM-looking text with `label`: the BEGIN line, base64 lines, the END line.
+fn pem(label: &'static str, body: usize) -> impl Strategy<Value = String> {
+    proptest::collection::vec("[A-Za-z0-9+/=]{1,64}", 0..=body).prop_map(move |lines| {
+        let mut text = format!("-----BEGIN {label}-----\n");
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text.push_str(&format!("-----END {label}-----\n"));
+        text
+    })
+}
+
+fn cert_renew_result() -> impl Strategy<Value = DownlinkBody> {
+    let refusal = prop_oneof![
+        Just(CertRenewRefusal::InvalidCsr),
+        Just(CertRenewRefusal::WrongName),
+        Just(CertRenewRefusal::TooSoon),
+        Just(CertRenewRefusal::NotPermitted),
+        Just(CertRenewRefusal::Unavailable),
+    ];
+    let outcome = prop_oneof![
+        ("[0-9a-f]{1,40}", time(), pem("CERTIFICATE", 40)).prop_map(
+            |(serial, not_after, chain_pem)| CertRenewOutcome::Issued(RenewedCertificate {
+                serial,
+                not_after,
+                chain_pem,
+            })
+        ),
+        refusal.prop_map(CertRenewOutcome::Refused),
+    ];
+    (id(), outcome).prop_map(|(request_id, outcome)| {
+        CertRenewResult {
+            request_id,
+            outcome,
+        }
+        .into()
+    })
+}
+
 pub fn downlink() -> impl Strategy<Value = Downlink> {
     envelope().prop_flat_map(|envelope| {
         let at = envelope.sent_at;
@@ -190,7 +230,8 @@ pub fn downlink() -> impl Strategy<Value = Downlink> {
             qr_show(at),
             qr_clear(),
             config_push(),
-            command(at)
+            command(at),
+            cert_renew_result(),
         ];
         body.prop_map(move |body| Downlink::new(envelope.clone(), body))
     })
@@ -315,6 +356,16 @@ fn button() -> impl Strategy<Value = UplinkBody> {
     (button, press).prop_map(|(button, press)| ButtonEvent { button, press }.into())
 }
 
+fn cert_renew() -> impl Strategy<Value = UplinkBody> {
+    (id(), pem("CERTIFICATE REQUEST", 24)).prop_map(|(request_id, csr_pem)| {
+        CertRenew {
+            request_id,
+            csr_pem,
+        }
+        .into()
+    })
+}
+
 pub fn uplink() -> impl Strategy<Value = Uplink> {
     let body = prop_oneof![
         ack(),
@@ -322,7 +373,8 @@ pub fn uplink() -> impl Strategy<Value = Uplink> {
         heartbeat(),
         reported_config(),
         qr_request(),
-        button()
+        button(),
+        cert_renew(),
     ];
     (envelope(), body).prop_map(|(envelope, body)| Uplink::new(envelope, body))
 }

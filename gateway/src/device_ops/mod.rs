@@ -51,11 +51,17 @@
 //! replayed on connect, and end `delivered`, `expired` (with the QR) or `failed`; `qr.rs`
 //! has the details.
 //!
+//! Certificate renewal: a device's `cert_renew` is signed by
+//! [`DeviceCertificates::renew`] (an audited write, actor `device:<id>`) and answered at
+//! once with a `cert_renew_result` (the new chain, or the refusal's reason); not retried:
+//! a device that missed the answer asks again. `certs.rs` has the details.
+//!
 //! Every uplink that fails to decode or validate is counted
 //! (`gema_uplinks_rejected_total{reason, kind}`) and logged, and otherwise ignored; only a
 //! device that keeps sending them (more than `malformed_flood_limit` in a minute) is
 //! disconnected.
 
+mod certs;
 mod commands;
 pub mod health;
 mod qr;
@@ -80,6 +86,7 @@ use tokio::sync::{Notify, mpsc};
 pub use health::{HealthReason, HealthSettings, HealthStatus, HealthSummary};
 pub use trace::{MessageTrace, TraceEntry, TracingTransport};
 
+use crate::certificates::DeviceCertificates;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::error::{GatewayError, GatewayResult};
@@ -255,6 +262,9 @@ struct Inner {
     payments: Option<Payments>,
     /// Which devices other nodes hold, and how to wake them.
     cluster: Cluster,
+    /// Signs the CSRs of devices' `cert_renew`; `None`: such requests are refused
+    /// `unavailable`.
+    certificates: Option<DeviceCertificates>,
 }
 
 fn parse_config(json: Option<&str>) -> Option<DeviceConfig> {
@@ -263,8 +273,9 @@ fn parse_config(json: Option<&str>) -> Option<DeviceConfig> {
 
 impl DeviceOps {
     /// `transport` is wrapped so every downlink through [`DeviceOps::transport`] is traced.
-    /// `payments` makes the dynamic QRs devices ask for (`up/qr_request`); without it
-    /// (tests of device operations alone) they are refused.
+    /// `payments` makes the dynamic QRs devices ask for (`up/qr_request`), `certificates`
+    /// the certificates they renew (`up/cert_renew`); without them (tests of device
+    /// operations alone) such requests are refused.
     pub fn new(
         store: Arc<dyn Store>,
         transport: Arc<dyn DeviceTransport>,
@@ -272,6 +283,7 @@ impl DeviceOps {
         settings: DeviceOpsSettings,
         payments: Option<Payments>,
         cluster: Cluster,
+        certificates: Option<DeviceCertificates>,
     ) -> Self {
         let trace = Arc::new(MessageTrace::new(
             settings.trace_per_device,
@@ -293,6 +305,7 @@ impl DeviceOps {
                 malformed: Mutex::new(HashMap::new()),
                 payments,
                 cluster,
+                certificates,
             }),
         }
     }
@@ -529,7 +542,8 @@ impl DeviceOps {
     ///
     /// The uplink is settled (the device gets its PUBACK) once what it says is written if it
     /// answers something the gateway sent (a command result, a QR downlink's ack, a config
-    /// report that applies or rejects a push) or asks for something (a QR request): lost
+    /// report that applies or rejects a push) or asks for something (a QR request, a
+    /// certificate renewal): lost
     /// with a crash, that would be asked again or left open. Never if that write fails, so
     /// the device sends it again after reconnecting. Heartbeats, button presses and boot or
     /// local-change reports are settled at once: the next one supersedes them, and a fleet
@@ -558,9 +572,10 @@ impl DeviceOps {
         };
         metrics::counter!("gema_uplinks_total", "kind" => kind).increment(1);
         let answers_or_asks = match &uplink.body {
-            UplinkBody::CommandResult(_) | UplinkBody::DynamicQrRequest(_) | UplinkBody::Ack(_) => {
-                true
-            }
+            UplinkBody::CommandResult(_)
+            | UplinkBody::DynamicQrRequest(_)
+            | UplinkBody::Ack(_)
+            | UplinkBody::CertRenew(_) => true,
             UplinkBody::ReportedConfig(r) => matches!(
                 r.cause,
                 gema_firmware_protocol::ReportCause::Applied
@@ -576,7 +591,7 @@ impl DeviceOps {
         };
         let device_id = message.device_id.as_str();
         let now = self.inner.clock.now_ms();
-        let outcome = match uplink.body {
+        let outcome: GatewayResult<()> = match uplink.body {
             UplinkBody::Heartbeat(h) => {
                 let heartbeat = NewHeartbeat {
                     device_id: device_id.to_string(),
@@ -596,6 +611,7 @@ impl DeviceOps {
                     .record_heartbeat(heartbeat, self.inner.settings.heartbeat_history)
                     .await
                     .map(|_| ())
+                    .map_err(GatewayError::from)
             }
             UplinkBody::ReportedConfig(r) => {
                 let cause = match r.cause {
@@ -615,15 +631,26 @@ impl DeviceOps {
                     .record_reported_config(device_id, report)
                     .await
                     .map(|_| ())
+                    .map_err(GatewayError::from)
             }
             UplinkBody::ButtonEvent(b) => {
                 tracing::info!(device_id, button = ?b.button, press = ?b.press, "device button pressed");
                 Ok(())
             }
-            UplinkBody::CommandResult(r) => self.command_result(device_id, r, now).await,
-            UplinkBody::DynamicQrRequest(request) => self.qr_request(device_id, request, now).await,
+            UplinkBody::CommandResult(r) => self
+                .command_result(device_id, r, now)
+                .await
+                .map_err(GatewayError::from),
+            UplinkBody::DynamicQrRequest(request) => self
+                .qr_request(device_id, request, now)
+                .await
+                .map_err(GatewayError::from),
             // Only a QR downlink's ack gets here; the others went to delivery.
-            UplinkBody::Ack(ack) => self.qr_ack(device_id, &ack).await,
+            UplinkBody::Ack(ack) => self
+                .qr_ack(device_id, &ack)
+                .await
+                .map_err(GatewayError::from),
+            UplinkBody::CertRenew(request) => self.cert_renew(device_id, request, now).await,
         };
         match (outcome, settle) {
             (Ok(()), Some(settle)) => settle.settle(),

@@ -40,7 +40,11 @@ fn clear_reason(close_reason: Option<&str>) -> QrClearReason {
 }
 
 impl DeviceOps {
-    async fn publish_downlink(&self, device_id: &str, downlink: &Downlink) -> PublishOutcome {
+    pub(super) async fn publish_downlink(
+        &self,
+        device_id: &str,
+        downlink: &Downlink,
+    ) -> PublishOutcome {
         let encoding = Encoding::Json;
         let topic = downlink.topic(device_id, encoding);
         self.inner

@@ -7,7 +7,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gema_firmware_protocol::message::{Downlink, DownlinkBody, Uplink, UplinkBody};
+use gema_firmware_protocol::message::{
+    CertRenewOutcome, Downlink, DownlinkBody, Uplink, UplinkBody,
+};
 use gema_firmware_protocol::{Direction, decode_on_topic, parse_topic};
 
 use crate::clock::Clock;
@@ -123,6 +125,10 @@ fn uplink_summary(up: &Uplink) -> String {
             format!("qr_request {} amount={}", q.request_id, q.amount)
         }
         UplinkBody::ButtonEvent(b) => format!("button {:?} {:?}", b.button, b.press),
+        // The CSR itself is never shown.
+        UplinkBody::CertRenew(r) => {
+            format!("cert_renew {} csr={} bytes", r.request_id, r.csr_pem.len())
+        }
     }
 }
 
@@ -150,6 +156,17 @@ fn downlink_summary(down: &Downlink) -> String {
         DownlinkBody::Command(c) => {
             format!("command {} {}", c.command_id, super::action_name(&c.action))
         }
+        DownlinkBody::CertRenewResult(r) => match &r.outcome {
+            CertRenewOutcome::Issued(cert) => {
+                format!(
+                    "cert_renew_result {} issued serial={}",
+                    r.request_id, cert.serial
+                )
+            }
+            CertRenewOutcome::Refused(reason) => {
+                format!("cert_renew_result {} refused {reason:?}", r.request_id).to_lowercase()
+            }
+        },
     }
 }
 
