@@ -11,6 +11,7 @@ mod exports;
 mod flood;
 mod helpers;
 mod lifecycle;
+mod monitoring;
 mod payments;
 mod people;
 mod presence;
