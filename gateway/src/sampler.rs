@@ -96,8 +96,9 @@ impl Sampler {
             let age_ms = outbox
                 .oldest_created_ms
                 .map_or(0, |created| (now_ms - created).max(0));
+            let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(0));
             metrics::gauge!("gema_outbox_oldest_pending_age_seconds", "kind" => outbox.kind)
-                .set(age_ms as f64 / 1000.0);
+                .set(age.as_secs_f64());
         }
 
         let mut invoices = BTreeSet::new();

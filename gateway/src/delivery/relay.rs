@@ -331,7 +331,7 @@ impl AnnouncementRelay {
     /// that queues work, so nothing queued is ever left without a worker.
     async fn run_worker(self: Arc<Self>, device_id: String) {
         enum Next {
-            Deliver(AnnouncementDelivery),
+            Deliver(Box<AnnouncementDelivery>),
             Read { replay: bool },
         }
         const PAGE: u32 = 50;
@@ -346,7 +346,7 @@ impl AnnouncementRelay {
                     return;
                 };
                 if let Some(a) = worker.queue.pop_front() {
-                    Next::Deliver(a)
+                    Next::Deliver(Box::new(a))
                 } else if worker.read_outbox {
                     worker.read_outbox = false;
                     Next::Read {
@@ -365,7 +365,7 @@ impl AnnouncementRelay {
                         continue;
                     }
                     let id = a.id.clone();
-                    match self.deliver_one(a).await {
+                    match self.deliver_one(*a).await {
                         Attempted::Settled => {
                             settled.insert(id);
                             continue;
@@ -499,9 +499,9 @@ impl AnnouncementRelay {
             // From the commit of the callback that paid to the device's acknowledgement.
             let created_ms =
                 i64::try_from(a.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-            let latency_ms = (self.clock.now_ms() - created_ms).max(0);
+            let latency_ms = u64::try_from(self.clock.now_ms() - created_ms).unwrap_or(0);
             metrics::histogram!("gema_announcement_ack_latency_seconds")
-                .record(latency_ms as f64 / 1000.0);
+                .record(Duration::from_millis(latency_ms).as_secs_f64());
         }
         if let Some(settle) = settle.filter(|_| committed) {
             settle.settle();
