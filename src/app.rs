@@ -51,6 +51,9 @@ impl App {
     /// [`App::build`] with the clock every gateway service uses (health, logins, payments,
     /// delivery); tests move it.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        // The recorder first: what the services register while they are built (series
+        // that start at 0) must reach it.
+        let prometheus = crate::telemetry::prometheus();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
 
@@ -83,7 +86,7 @@ impl App {
         };
         let budget = ConnectionBudget::from_open_file_limit(&config);
         let mut broker_config = crate::devices::broker_config(&config.mqtt, &tls);
-        broker_config.tls.client_ca = Some(device_ca_cert);
+        broker_config.tls.client_ca = Some(device_ca_cert.clone());
         broker_config.limits.max_connections = budget.mqtt;
         let broker = Broker::start(broker_config, Arc::new(authenticator))
             .await
@@ -144,7 +147,6 @@ impl App {
             provisioning: Arc::new(provisioning),
         });
 
-        let prometheus = crate::telemetry::prometheus();
         let metrics_router = Router::new().route(
             "/metrics",
             get(move || {
@@ -171,7 +173,9 @@ impl App {
             mqtt_plain = ?broker.plain_addr(),
             "MQTT broker listening"
         );
-        let certificates = crate::certificates::CertificateWatch::new(&config, tls.clone());
+        let certificates =
+            crate::certificates::CertificateWatch::new(&config, tls.clone(), device_ca_cert);
+        crate::telemetry::build_info(gateway.cluster.node_id(), store.backend());
         Ok(App {
             certificates,
             http,
@@ -438,6 +442,7 @@ fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> Gatewa
         exports: config.export_settings(),
         billing: config.billing.settings(),
         whatsapp: config.whatsapp.settings(),
+        sampler: config.metrics.sampler_settings(),
         ..GatewaySettings::default()
     }
 }

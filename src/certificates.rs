@@ -4,8 +4,8 @@
 //! and the broker serves the new one at once; with the operator's own files nothing is
 //! written (the broker reloads them when they change), and one with fewer than
 //! `renew_before_days` left is logged as a warning at every check. Either way the days
-//! left of the served certificate and of the CA are exported as
-//! `gema_tls_certificate_days_left`.
+//! left of the served certificate, of its CA and of the device CA are exported as
+//! `gema_tls_certificate_days_left{certificate="server"|"ca"|"device_ca"}`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -137,6 +137,8 @@ pub(crate) fn development_hostnames(config: &Config) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct CertificateWatch {
     files: TlsFiles,
+    /// The CA device certificates are verified against (its days left are exported too).
+    device_ca: PathBuf,
     /// The development PKI and its host names; `None` with the operator's own files.
     development: Option<(DevPki, Vec<String>)>,
     renew_before: time::Duration,
@@ -144,7 +146,7 @@ pub(crate) struct CertificateWatch {
 }
 
 impl CertificateWatch {
-    pub(crate) fn new(config: &Config, files: TlsFiles) -> Self {
+    pub(crate) fn new(config: &Config, files: TlsFiles, device_ca: PathBuf) -> Self {
         let development = config
             .tls
             .cert
@@ -152,6 +154,7 @@ impl CertificateWatch {
             .then(|| (development_pki(config), development_hostnames(config)));
         Self {
             files,
+            device_ca,
             development,
             renew_before: time::Duration::days(i64::from(config.tls.renew_before_days)),
             every: Duration::from_secs(config.tls.renewal_check_interval_secs.max(1)),
@@ -203,6 +206,7 @@ impl CertificateWatch {
         for (label, path) in [
             ("server", &self.files.server_cert),
             ("ca", &self.files.ca_cert),
+            ("device_ca", &self.device_ca),
         ] {
             match certificate_info(path) {
                 Ok(info) => {

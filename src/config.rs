@@ -843,12 +843,29 @@ impl HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     pub listen: SocketAddr,
+    /// How often the gauges read from the database (outboxes, invoices, payouts, the
+    /// WhatsApp queue, nodes) are refreshed.
+    pub sample_interval_secs: u64,
+    /// How often the fleet's health (devices online, degraded, offline) is refreshed; it
+    /// reads every device, so less often.
+    pub fleet_sample_interval_secs: u64,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            sample_interval_secs: 15,
+            fleet_sample_interval_secs: 60,
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub fn sampler_settings(&self) -> gema_gateway::sampler::SamplerSettings {
+        gema_gateway::sampler::SamplerSettings {
+            interval: Duration::from_secs(self.sample_interval_secs.max(1)),
+            fleet_interval: Duration::from_secs(self.fleet_sample_interval_secs.max(1)),
         }
     }
 }

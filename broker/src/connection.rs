@@ -640,6 +640,9 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     metrics::gauge!("gema_broker_connections_current").increment(1.0);
     tracing::info!(parent: &span, peer = %conn.peer, session_present, "connected");
     if let Some(id) = who.device_id() {
+        // Device sessions only: service principals are not the fleet.
+        metrics::counter!("gema_device_connects_total").increment(1);
+        metrics::gauge!("gema_devices_connected").increment(1.0);
         shared.emit_presence(
             id,
             connection_id,
@@ -703,6 +706,9 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
     metrics::gauge!("gema_broker_connections_current").decrement(1.0);
     tracing::info!(parent: &span, reason = reason.as_label(), "disconnected");
     if let Some(id) = who.device_id() {
+        metrics::counter!("gema_device_disconnects_total", "reason" => reason.as_label())
+            .increment(1);
+        metrics::gauge!("gema_devices_connected").decrement(1.0);
         shared.emit_presence(id, connection_id, PresenceChange::Disconnected { reason });
     }
     // Only now may a taking-over connection attach and announce itself, so presence events

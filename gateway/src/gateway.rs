@@ -21,6 +21,7 @@ use crate::exports::{ExportSettings, Exports};
 use crate::payments::{PaymentSettings, Payments};
 use crate::reconciliation::Reconciliation;
 use crate::registry::Registry;
+use crate::sampler::{Sampler, SamplerSettings};
 use crate::settlement::{Settlement, SettlementSettings};
 use crate::transport::{DeviceTransport, Presence, UplinkMessage};
 use crate::whatsapp::notices::NOTICE_SWEEP_INTERVAL;
@@ -50,6 +51,7 @@ pub struct GatewaySettings {
     pub billing: BillingSettings,
     pub whatsapp: WhatsAppSettings,
     pub device_certs: DeviceCertSettings,
+    pub sampler: SamplerSettings,
 }
 
 /// The gateway's services, built and wired. Cheap to clone.
@@ -67,6 +69,8 @@ pub struct Gateway {
     pub billing: Billing,
     pub whatsapp: WhatsApp,
     pub certificates: DeviceCertificates,
+    /// The gauges read from the store (outboxes, invoices, payouts, fleet health, …).
+    pub sampler: Sampler,
 }
 
 impl Gateway {
@@ -166,8 +170,16 @@ impl Gateway {
             whatsapp.clone(),
             node_id,
         );
+        let sampler = Sampler {
+            store: store.clone(),
+            clock: clock.clone(),
+            cluster: cluster.clone(),
+            device_ops: device_ops.clone(),
+            settings: settings.sampler,
+        };
         let auth = Auth::new(store, settings.auth).with_clock(clock);
         Gateway {
+            sampler,
             registry,
             auth,
             payments,
@@ -194,7 +206,7 @@ impl Gateway {
     /// the export sweep (files past their retention), the billing sweep, and WhatsApp's
     /// notice sweep (reminders, device alerts, daily summaries, every
     /// [`NOTICE_SWEEP_INTERVAL`]); and on every node the export worker,
-    /// which claims queued export jobs one at a time.
+    /// which claims queued export jobs one at a time, and the metrics [`Sampler`].
     /// On shutdown the node gives its leases up and is marked stopped. Returns an error if
     /// one of the tasks panicked.
     pub async fn run(
@@ -367,6 +379,7 @@ impl Gateway {
                 }
             }
         });
+        let sampler = tokio::spawn(self.sampler.clone().run(stopped(stop_rx.clone())));
         let export_worker = tokio::spawn(self.exports.clone().run(stopped(stop_rx)));
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -381,6 +394,7 @@ impl Gateway {
             whatsapp.await,
             export_worker.await,
             revocations.await,
+            sampler.await,
             heartbeat.await,
             delivery.await,
             device_ops.await,

@@ -54,6 +54,7 @@ pub mod payments;
 pub mod reconciliation;
 pub mod registry;
 pub mod revocations;
+pub mod sampler;
 pub mod settlement;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

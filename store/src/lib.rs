@@ -165,6 +165,7 @@ mod error;
 pub mod exports;
 mod merchant;
 pub mod model;
+pub mod monitoring;
 mod outlet;
 pub mod payments;
 mod postgres;
@@ -211,6 +212,9 @@ pub use exports::{
     NewExport,
 };
 pub use model::*;
+pub use monitoring::{
+    MonitoringSnapshot, MonitoringStore, OutboxBacklog, SenderQueue, StatusAmount,
+};
 pub use payments::*;
 pub use reconciliation::{
     NewReconciliationRow, NewReconciliationRun, ReconcilableTransaction, ReconciliationOutcome,
@@ -238,6 +242,7 @@ pub trait Store:
     + CustomerImportStore
     + WhatsAppStore
     + DeviceCertificateStore
+    + MonitoringStore
     + Send
     + Sync
     + std::fmt::Debug

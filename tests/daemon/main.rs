@@ -12,6 +12,7 @@ mod exports;
 mod flood;
 mod helpers;
 mod lifecycle;
+mod monitoring;
 mod payments;
 mod people;
 mod presence;

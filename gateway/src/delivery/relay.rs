@@ -141,6 +141,11 @@ impl AnnouncementRelay {
         results: ResultsSender,
         cluster: Cluster,
     ) -> Arc<Self> {
+        // Every final state has a series from the start, so "none expired" reads as 0 and
+        // `increase()` sees the first one.
+        for state in ["delivered", "expired", "failed"] {
+            metrics::counter!("gema_announcements_total", "state" => state).increment(0);
+        }
         Arc::new(Self {
             store,
             transport,
@@ -326,7 +331,7 @@ impl AnnouncementRelay {
     /// that queues work, so nothing queued is ever left without a worker.
     async fn run_worker(self: Arc<Self>, device_id: String) {
         enum Next {
-            Deliver(AnnouncementDelivery),
+            Deliver(Box<AnnouncementDelivery>),
             Read { replay: bool },
         }
         const PAGE: u32 = 50;
@@ -341,7 +346,7 @@ impl AnnouncementRelay {
                     return;
                 };
                 if let Some(a) = worker.queue.pop_front() {
-                    Next::Deliver(a)
+                    Next::Deliver(Box::new(a))
                 } else if worker.read_outbox {
                     worker.read_outbox = false;
                     Next::Read {
@@ -360,7 +365,7 @@ impl AnnouncementRelay {
                         continue;
                     }
                     let id = a.id.clone();
-                    match self.deliver_one(a).await {
+                    match self.deliver_one(*a).await {
                         Attempted::Settled => {
                             settled.insert(id);
                             continue;
@@ -490,6 +495,14 @@ impl AnnouncementRelay {
             DeliveryResult::Deferred { .. } => "deferred",
         };
         let committed = self.record(&a.id, result, label).await;
+        if committed && label == "delivered" {
+            // From the commit of the callback that paid to the device's acknowledgement.
+            let created_ms =
+                i64::try_from(a.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+            let latency_ms = u64::try_from(self.clock.now_ms() - created_ms).unwrap_or(0);
+            metrics::histogram!("gema_announcement_ack_latency_seconds")
+                .record(Duration::from_millis(latency_ms).as_secs_f64());
+        }
         if let Some(settle) = settle.filter(|_| committed) {
             settle.settle();
         }
@@ -540,7 +553,16 @@ impl AnnouncementRelay {
     /// Records a result through the commit loop; whether it was committed.
     async fn record(&self, id: &str, result: DeliveryResult, label: &'static str) -> bool {
         metrics::counter!("gema_announcement_attempts_total", "result" => label).increment(1);
+        let final_state = match &result {
+            DeliveryResult::Delivered => Some("delivered"),
+            DeliveryResult::Expired => Some("expired"),
+            DeliveryResult::Failed { .. } => Some("failed"),
+            DeliveryResult::Retry { .. } | DeliveryResult::Deferred { .. } => None,
+        };
         let committed = self.results.record(id, result).await;
+        if let Some(state) = final_state.filter(|_| committed) {
+            metrics::counter!("gema_announcements_total", "state" => state).increment(1);
+        }
         tracing::debug!(
             announcement_id = id,
             result = label,

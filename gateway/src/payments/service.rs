@@ -258,10 +258,13 @@ async fn commit_loop(
             .into_iter()
             .map(|r| ((r.id, r.result), r.done))
             .unzip();
-        let committed = match store
+        let started = std::time::Instant::now();
+        let applied = store
             .apply_payment_events_and_deliveries(items, &rules, results_now)
-            .await
-        {
+            .await;
+        metrics::histogram!("gema_payment_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let committed = match applied {
             Ok(mut outcomes) => {
                 let deliveries: Vec<_> = outcomes
                     .iter_mut()

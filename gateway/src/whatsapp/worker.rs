@@ -222,8 +222,7 @@ impl Worker {
         let now = self.wa.now_ms();
         let stale = self.wa.store.mark_stale_wa_sends(now).await?;
         for id in &stale {
-            metrics::counter!("gema_whatsapp_messages_total", "outcome" => "uncertain")
-                .increment(1);
+            count_for("unknown", "uncertain");
             tracing::warn!(message_id = %id, "WhatsApp message was in flight when its worker stopped: marked uncertain, not re-sent");
         }
         self.paces.clear();
@@ -442,6 +441,8 @@ async fn send_one(
         .store
         .get_wa_contact(&target.sender_id, &message.recipient)
         .await?;
+    // Every outcome below is counted per sender (the operator or a merchant's number).
+    let count = |outcome: &'static str| count_for(&target.sender_id, outcome);
     let finish = |outcome: WaSendOutcome| async {
         wa.store
             .finish_wa_message(&message.id, outcome, wa.now_ms())
@@ -644,8 +645,10 @@ async fn send_one(
     Ok(effect)
 }
 
-fn count(outcome: &'static str) {
-    metrics::counter!("gema_whatsapp_messages_total", "outcome" => outcome).increment(1);
+fn count_for(sender: &str, outcome: &'static str) {
+    metrics::counter!("gema_whatsapp_messages_total",
+        "sender" => sender.to_owned(), "outcome" => outcome)
+    .increment(1);
 }
 
 impl WhatsApp {

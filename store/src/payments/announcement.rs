@@ -57,6 +57,9 @@ pub struct AnnouncementDelivery {
     pub issuer: Option<String>,
     pub provider: Option<String>,
     pub paid_at: Option<OffsetDateTime>,
+    /// When the announcement was committed (with the callback that paid): the start of
+    /// the callback → acknowledgement latency.
+    pub created_at: OffsetDateTime,
     /// The device's desired config (JSON written by the gateway), when one is set: the
     /// relay announces in its language.
     pub desired_config: Option<String>,
@@ -196,7 +199,7 @@ pub(crate) async fn due_announcements(
 ) -> StoreResult<Vec<AnnouncementDelivery>> {
     Ok(query_as::<AnnouncementDelivery>(
         "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
-         t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
+         a.created_at, t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
          FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
          LEFT JOIN device_configs c ON c.device_id = a.device_id \
          WHERE a.status = 'pending' AND a.device_id IS NOT NULL \

@@ -761,6 +761,7 @@ async fn stage_announcement(
             issuer: transaction.issuer.clone(),
             provider: transaction.provider.clone(),
             paid_at: transaction.paid_at,
+            created_at: now,
             desired_config,
         },
     );

@@ -12,6 +12,7 @@ mod billing_import;
 mod cluster;
 mod device_ops;
 mod exports;
+mod monitoring;
 mod payments;
 mod reconciliation;
 mod settlement;
@@ -105,6 +106,9 @@ macro_rules! conformance {
             conformance!(@tests_with_url $open, billing_import;
                 billing_import_writes_customers_with_their_history_and_skips_what_changed,
                 billing_customers_export_pages_by_id_with_package_and_area
+            );
+            conformance!(@tests $open, monitoring;
+                the_monitoring_snapshot_counts_pending_rows_their_age_and_paused_senders
             );
             conformance!(@tests $open, cluster;
                 nodes_register_heartbeat_and_stop,
