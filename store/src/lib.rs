@@ -156,6 +156,7 @@ pub mod backup;
 pub mod billing;
 pub mod billing_finance;
 pub mod billing_import;
+pub mod claim;
 pub mod cluster;
 mod db;
 mod device;
@@ -199,6 +200,10 @@ pub use billing_import::{
     CustomerExportRow, CustomerImport, CustomerImportOutcome, CustomerImportStore, ImportArea,
     ImportCatalogue, ImportPackage, ImportSkip, ImportSkipReason, NewImportedCustomer,
 };
+pub use claim::{
+    Claim, ClaimProvisioning, ClaimRefusal, ClaimSerials, ClaimStatus, ClaimStore, NewClaim,
+    ProvisionByClaim, ProvisionedDevice,
+};
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_certificate::{
     CertificateStatus, DeviceCertificate, DeviceCertificateStore, NewDeviceCertificate,
@@ -238,6 +243,7 @@ pub trait Store:
     + CustomerImportStore
     + WhatsAppStore
     + DeviceCertificateStore
+    + ClaimStore
     + Send
     + Sync
     + std::fmt::Debug

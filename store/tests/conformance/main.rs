@@ -9,6 +9,7 @@ mod backends;
 mod billing;
 mod billing_finance;
 mod billing_import;
+mod claims;
 mod cluster;
 mod device_ops;
 mod exports;
@@ -105,6 +106,13 @@ macro_rules! conformance {
             conformance!(@tests_with_url $open, billing_import;
                 billing_import_writes_customers_with_their_history_and_skips_what_changed,
                 billing_customers_export_pages_by_id_with_package_and_area
+            );
+            conformance!(@tests $open, claims;
+                claims_round_trip_list_and_revoke,
+                concurrent_provisionings_never_pass_the_use_limit,
+                concurrent_provisionings_of_one_serial_let_one_win,
+                a_serial_is_provisioned_again_only_when_allowed,
+                expired_revoked_and_unknown_claims_provision_nothing
             );
             conformance!(@tests $open, cluster;
                 nodes_register_heartbeat_and_stop,
