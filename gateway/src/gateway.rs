@@ -67,6 +67,8 @@ pub struct Gateway {
     pub billing: Billing,
     pub whatsapp: WhatsApp,
     pub certificates: DeviceCertificates,
+    /// Provisioning by claim (`claims.rs`).
+    pub claims: crate::claims::Claims,
 }
 
 impl Gateway {
@@ -142,6 +144,7 @@ impl Gateway {
             settings.device_certs,
         );
         let registry = Registry::connected(store.clone(), transport).with_revocations(revocations);
+        let claims = crate::claims::Claims::new(store.clone(), clock.clone(), certificates.clone());
         let whatsapp = WhatsApp::new(
             store.clone(),
             clock.clone(),
@@ -177,6 +180,7 @@ impl Gateway {
             billing,
             whatsapp,
             certificates,
+            claims,
         }
     }
 
