@@ -34,6 +34,8 @@ use gema_firmware_protocol::{Encoding, decode_on_topic, encode, topic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
+pub mod claim;
+
 /// How to reach the broker and how to misbehave.
 #[derive(Debug, Clone)]
 pub struct SimOptions {

@@ -88,6 +88,8 @@ pub struct IssuedClaim {
     /// Where devices connect (MQTT over TLS).
     pub mqtt_host: String,
     pub mqtt_port: u16,
+    /// PEM of the CA the broker's certificate chains to, for the devices to trust.
+    pub ca_certificate_pem: String,
 }
 
 /// A serial a claim provisioned.
@@ -142,6 +144,7 @@ pub async fn create(
             secret: issued.secret.expose().to_owned(),
             mqtt_host: state.provisioning.mqtt_host.clone(),
             mqtt_port: state.provisioning.mqtt_port,
+            ca_certificate_pem: state.provisioning.ca_certificate_pem.clone(),
         }),
     ))
 }
