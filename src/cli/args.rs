@@ -73,6 +73,14 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Claims for provisioning by claim (through the admin API): a production batch's
+    /// credential with which factory-fresh devices get their own identity.
+    Claim {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: ClaimCommand,
+    },
     /// Subscription billing (through the admin API): the customer CSV import.
     Billing {
         #[command(flatten)]
@@ -87,6 +95,38 @@ pub enum Command {
         #[command(flatten)]
         export: ExportArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClaimCommand {
+    /// Create a claim for a batch. Its secret is printed once (as `ID:SECRET`, what
+    /// `gema sim --claim` and the factory image take); devices connect with MQTT user name
+    /// `claim:<ID>` and their serial as client id.
+    Create {
+        /// The batch, as you call it.
+        #[arg(long)]
+        name: String,
+        /// The serials it may provision, as a glob (`*` any run, `?` one character).
+        #[arg(long, conflicts_with = "serials", required_unless_present = "serials")]
+        serial_pattern: Option<String>,
+        /// Or exactly these serials (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        serials: Option<Vec<String>>,
+        /// How many devices it may provision.
+        #[arg(long)]
+        max_uses: i64,
+        /// Days until it stops working.
+        #[arg(long, default_value_t = 30)]
+        expires_in_days: i64,
+    },
+    /// List claims with their uses.
+    List,
+    /// Revoke a claim: no device connects with it any more.
+    Revoke { id: String },
+    /// The serials a claim provisioned, with their device ids.
+    Provisionings { id: String },
+    /// Let a serial be provisioned by claim once more (a device reset to factory).
+    AllowReprovision { serial: String },
 }
 
 #[derive(Debug, Subcommand)]
