@@ -391,9 +391,21 @@ pub struct SimArgs {
     /// Percent chance per announcement that a device disconnects afterwards.
     #[arg(long, default_value_t = 0)]
     pub disconnect: u8,
-    /// Broker host to dial (default: what the API says devices use).
+    /// Broker host to dial (default: what the API says devices use; with --claim,
+    /// localhost).
     #[arg(long)]
     pub mqtt_host: Option<String>,
+    /// Play factory-fresh devices that provision themselves with this claim (`ID:SECRET`,
+    /// as `gema claim create` printed it), then reconnect as themselves. Needs --mqtt-port
+    /// and --ca; registers nothing through the API.
+    #[arg(long, conflicts_with = "setup", requires_all = ["mqtt_port", "ca"])]
+    pub claim: Option<String>,
+    /// The broker's MQTT/TLS port (with --claim).
+    #[arg(long)]
+    pub mqtt_port: Option<u16>,
+    /// PEM of the CA the broker's certificate chains to (with --claim).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

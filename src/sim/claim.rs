@@ -62,6 +62,11 @@ pub async fn provision(
     mqtt.set_clean_session(true);
     mqtt.set_transport(Transport::Tls(tls_config(&options.ca_pem)));
     let (client, mut eventloop) = AsyncClient::new(mqtt, 8);
+    // In a first-boot storm the TLS handshake can wait longer than rumqttc's 5 s default.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_connection_timeout(30);
+    eventloop.set_network_options(network);
+    let mut requested = false;
     let down = wire::down_topic(serial);
     let msg_id = ulid_like(serial);
     let mut request = ProvisionRequest::new(msg_id.clone(), serial, model);
@@ -92,6 +97,7 @@ pub async fn provision(
                             request.encode(),
                         )
                         .await?;
+                    requested = true;
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == down => {
                     let response = wire::decode_response(&p.payload)
@@ -120,6 +126,10 @@ pub async fn provision(
                 Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
                     return Ok(Provisioned::ConnectRefused(format!("{code:?}")));
                 }
+                // Before its request went out, a device just tries again, as firmware
+                // would (the next poll reconnects); after, the answer may be lost with the
+                // connection, and this first boot failed.
+                Err(_) if !requested => tokio::time::sleep(Duration::from_millis(250)).await,
                 Err(e) => return Err(anyhow::Error::new(e)),
             }
         }
@@ -144,4 +154,97 @@ fn ulid_like(serial: &str) -> String {
     let mut id = format!("{nanos:x}-{serial}");
     id.truncate(64);
     id
+}
+
+/// `gema sim --claim ID:SECRET`: `--count` factory-fresh devices (serials
+/// `--serial-prefix` plus a number) provision themselves at once, print what they got, and
+/// those provisioned run as themselves until Ctrl-C.
+pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU8;
+
+    use anyhow::Context;
+
+    use super::{SimEvent, run_device};
+
+    let claim = args
+        .claim
+        .as_deref()
+        .and_then(ClaimCredential::parse)
+        .context("--claim must be ID:SECRET")?;
+    let ca = args.ca.as_ref().context("--claim needs --ca")?;
+    let options = SimOptions {
+        host: args.mqtt_host.clone().unwrap_or_else(|| "localhost".into()),
+        port: args.mqtt_port.context("--claim needs --mqtt-port")?,
+        ca_pem: std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+        drop_ack_percent: Arc::new(AtomicU8::new(args.drop_acks.min(100))),
+        disconnect_percent: args.disconnect.min(100),
+        keep_alive: Duration::from_secs(60),
+        periodic_heartbeats: true,
+    };
+    let prefix = args.serial_prefix.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        format!("SIM-{now}-")
+    });
+    let boots = (1..=args.count).map(|i| {
+        let (options, claim) = (options.clone(), claim.clone());
+        let serial = format!("{prefix}{i:04}");
+        tokio::spawn(async move {
+            let outcome = provision(
+                &options,
+                &claim,
+                &serial,
+                "SIM-SOUNDBOX",
+                None,
+                Duration::from_secs(60),
+            )
+            .await;
+            (serial, outcome)
+        })
+    });
+    let mut devices = Vec::new();
+    for boot in futures_util::future::join_all(boots).await {
+        let (serial, outcome) = boot.context("a first boot's task")?;
+        match outcome {
+            Ok(Provisioned::Device { device, .. }) => {
+                println!("{serial}: provisioned as device {}", device.device_id);
+                devices.push(device);
+            }
+            Ok(Provisioned::Refused(reason)) => println!("{serial}: refused ({})", reason.as_str()),
+            Ok(Provisioned::ConnectRefused(code)) => {
+                println!("{serial}: claim session refused at CONNECT ({code})")
+            }
+            Err(e) => println!("{serial}: {e:#}"),
+        }
+    }
+    if devices.is_empty() {
+        anyhow::bail!("no device was provisioned");
+    }
+    let (tx, mut events) = tokio::sync::mpsc::channel(1024);
+    let count = devices.len();
+    for device in devices {
+        tokio::spawn(run_device(device, options.clone(), tx.clone()));
+    }
+    println!("running {count} provisioned soundbox(es) as themselves; Ctrl-C stops");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            event = events.recv() => match event {
+                Some(SimEvent::Connected { device_id }) => println!("{device_id} connected as itself"),
+                Some(SimEvent::Disconnected { device_id, error }) => {
+                    println!("{device_id} disconnected: {error}")
+                }
+                Some(SimEvent::Spoke { device_id, transaction_id, amount, .. }) => println!(
+                    "{device_id}: \"pembayaran diterima, {} rupiah\" ({transaction_id})",
+                    super::terbilang(amount)
+                ),
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    Ok(())
 }

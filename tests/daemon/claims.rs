@@ -364,3 +364,111 @@ async fn a_claim_session_cannot_touch_any_other_topic() {
         ProvisionResponse::refused("a-request-1", RefusalReason::InvalidRequest)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gema_claim_create_and_gema_sim_claim_provision_devices_that_reconnect_as_themselves() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let quiet = daemon.cli_ok(&[
+        "claim",
+        "create",
+        "--name",
+        "quiet batch",
+        "--serial-pattern",
+        "Q-*",
+        "--max-uses",
+        "1",
+        "-q",
+    ]);
+    let credential = ClaimCredential::parse(&quiet).expect("-q prints ID:SECRET");
+    assert!(credential.claim_id.starts_with("clm_"), "{quiet}");
+
+    let created: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&[
+        "claim",
+        "create",
+        "--name",
+        "cli batch",
+        "--serials",
+        "CLI-0001,CLI-0002",
+        "--max-uses",
+        "2",
+        "--expires-in-days",
+        "7",
+        "--json",
+    ]))
+    .unwrap();
+    let ca = dir.path().join("claim-ca.pem");
+    std::fs::write(&ca, created["ca_certificate_pem"].as_str().unwrap()).unwrap();
+    let claim = format!(
+        "{}:{}",
+        created["claim"]["id"].as_str().unwrap(),
+        created["secret"].as_str().unwrap()
+    );
+    let listed = daemon.cli_ok(&["claim", "list"]);
+    assert!(
+        listed.contains("0/2") && listed.contains("cli batch"),
+        "{listed}"
+    );
+
+    let mut sim = std::process::Command::new(crate::helpers::GEMA)
+        .args([
+            "sim",
+            "--claim",
+            &claim,
+            "--mqtt-port",
+            &daemon.mqtt_addr.port().to_string(),
+            "--ca",
+            ca.to_str().unwrap(),
+            "--count",
+            "2",
+            "--serial-prefix",
+            "CLI-",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = sim.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        let mut connected = 0;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line.contains("connected as itself") {
+                connected += 1;
+            }
+            seen.push(line);
+            if connected == 2 {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("the simulated devices provision and connect")
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let provisioned = lines
+        .iter()
+        .filter(|l| l.contains("provisioned as device dev_"))
+        .count();
+    assert_eq!(provisioned, 2, "{lines:?}");
+
+    let shown = daemon.cli_ok(&[
+        "claim",
+        "provisionings",
+        created["claim"]["id"].as_str().unwrap(),
+    ]);
+    assert!(
+        shown.contains("CLI-0001") && shown.contains("CLI-0002"),
+        "{shown}"
+    );
+    // Allowed again, a serial gets the same device a new secret.
+    let allowed = daemon.cli_ok(&["claim", "allow-reprovision", "CLI-0001"]);
+    assert!(allowed.contains("may be provisioned again"), "{allowed}");
+    let revoked = daemon.cli_ok(&["claim", "revoke", created["claim"]["id"].as_str().unwrap()]);
+    assert!(revoked.contains("revoked"), "{revoked}");
+}
