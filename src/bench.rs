@@ -18,6 +18,7 @@
 
 pub mod billing;
 pub mod billing_import;
+pub mod claims;
 pub mod crash;
 pub mod export;
 pub mod presence;

@@ -310,6 +310,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         procs: usize,
     },
+    /// Provisioning by claim through the whole first boot, over TLS against a real daemon:
+    /// N factory-fresh devices (at most C at once) connect with one claim, ask, get their
+    /// credential and reconnect as themselves; devices per second and the latency.
+    Claims {
+        #[arg(long, default_value_t = 500)]
+        devices: usize,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// A provider report of N lines (a few mismatches of every kind) reconciled against N
     /// paid transactions through the gateway's reconciliation service: seconds and rows/s.
     Reconcile {

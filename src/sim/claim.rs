@@ -248,3 +248,37 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Connects once as `device` (its own id and secret) and hangs up after the CONNACK: the
+/// last step of a first boot. An error if the broker refuses it or no CONNACK comes.
+pub async fn connect_as_itself(options: &SimOptions, device: &SimDevice) -> anyhow::Result<()> {
+    let mut mqtt = MqttOptions::new(&device.device_id, &options.host, options.port);
+    mqtt.set_credentials(&device.device_id, &device.secret);
+    mqtt.set_keep_alive(options.keep_alive);
+    mqtt.set_clean_session(true);
+    mqtt.set_transport(Transport::Tls(tls_config(&options.ca_pem)));
+    let (client, mut eventloop) = AsyncClient::new(mqtt, 4);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_connection_timeout(30);
+    eventloop.set_network_options(network);
+    loop {
+        match eventloop.poll().await? {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                anyhow::ensure!(
+                    ack.code == ConnectReturnCode::Success,
+                    "{} refused: {:?}",
+                    device.device_id,
+                    ack.code
+                );
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+    Ok(())
+}
