@@ -472,3 +472,71 @@ async fn gema_claim_create_and_gema_sim_claim_provision_devices_that_reconnect_a
     let revoked = daemon.cli_ok(&["claim", "revoke", created["claim"]["id"].as_str().unwrap()]);
     assert!(revoked.contains("revoked"), "{revoked}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_boot_with_a_csr_gets_a_certificate_for_its_new_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path());
+    let (claim, ca_pem) = create_claim(&daemon, "CSR-*", 2).await;
+    let options = sim_options(daemon.mqtt_addr.port(), ca_pem, Arc::new(AtomicU8::new(0)));
+    let csr = |common_name: &str| {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    };
+    // A CSR naming something other than the device's serial is refused, and takes no use.
+    let wrong = provision(
+        &options,
+        &claim,
+        "CSR-1",
+        "SB-1",
+        Some(csr("CSR-2")),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(wrong, Provisioned::Refused(RefusalReason::InvalidCsr)),
+        "{wrong:?}"
+    );
+
+    let outcome = provision(
+        &options,
+        &claim,
+        "CSR-1",
+        "SB-1",
+        Some(csr("CSR-1")),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let Provisioned::Device {
+        device,
+        certificate_pem,
+    } = outcome
+    else {
+        panic!("not provisioned: {outcome:?}");
+    };
+    let pem = certificate_pem.expect("a certificate for the CSR");
+    let der = gema_certs::first_certificate_der(&pem).unwrap();
+    // Recorded as the new device's certificate (the device CA names the device id in it).
+    let (_, listed) = daemon
+        .get(&format!(
+            "/api/v1/devices/{}/certificates",
+            device.device_id
+        ))
+        .await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0]["serial"].as_str(),
+        gema_certs::certificate_serial_hex(&der).as_deref()
+    );
+    let (_, claim_now) = daemon
+        .get(&format!("/api/v1/claims/{}", claim.claim_id))
+        .await;
+    assert_eq!(claim_now["uses"], 1);
+}
