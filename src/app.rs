@@ -83,6 +83,15 @@ impl App {
                 None,
                 device_certs.clone(),
             ),
+            claims: gema_gateway::claims::Claims::new(
+                store.clone(),
+                clock.clone(),
+                gema_gateway::certificates::DeviceCertificates::new(
+                    store.clone(),
+                    None,
+                    device_certs.clone(),
+                ),
+            ),
         };
         let budget = ConnectionBudget::from_open_file_limit(&config);
         let mut broker_config = crate::devices::broker_config(&config.mqtt, &tls);
@@ -132,6 +141,7 @@ impl App {
             ],
         };
         let router = gema_admin_api::router(AppState {
+            claims: gateway.claims.clone(),
             certificates: gateway.certificates.clone(),
             registry,
             auth,
@@ -243,6 +253,15 @@ impl App {
             .take_uplinks()
             .context("the broker's uplink stream was already taken")?;
         let forward_uplinks = crate::devices::forward_uplinks(uplinks, uplink_tx);
+        let provisioning = self
+            .broker
+            .take_provisioning_requests()
+            .context("the broker's provisioning requests were already taken")?;
+        let answer_claims = crate::claims::answer_requests(
+            provisioning,
+            self.gateway.claims.clone(),
+            self.broker.handle(),
+        );
         let forward_presence =
             crate::devices::forward_presence(self.broker.handle().presence_feed(), presence_tx);
         let gateway = tokio::spawn(self.gateway.clone().run(uplink_rx, presence_rx, {
@@ -332,6 +351,7 @@ impl App {
         self.broker.shutdown().await;
         forward_uplinks.abort();
         forward_presence.abort();
+        answer_claims.abort();
         tracing::info!("stopped");
         Ok(())
     }

@@ -19,6 +19,7 @@
 pub mod billing;
 pub mod billing_import;
 pub mod certs;
+pub mod claims;
 pub mod crash;
 pub mod export;
 pub mod presence;

@@ -61,6 +61,8 @@ pub struct RegistryAuthenticator {
     pub registry: Registry,
     /// Decides certificates: revocation list, supersession, `last_auth`.
     pub certificates: gema_gateway::certificates::DeviceCertificates,
+    /// Claim sessions (`claim:<claim id>`): provisioning by claim (`crate::claims`).
+    pub claims: gema_gateway::claims::Claims,
 }
 
 impl std::fmt::Debug for RegistryAuthenticator {
@@ -86,6 +88,9 @@ impl gema_broker::Authenticator for RegistryAuthenticator {
         password: &str,
         _peer: SocketAddr,
     ) -> Result<Identity, AuthRefusal> {
+        if let Some(claim_id) = gema_firmware_protocol::claim::claim_id_of(username) {
+            return crate::claims::authenticate(&self.claims, claim_id, password).await;
+        }
         let check = self
             .registry
             .check_device_secret(username, password)

@@ -9,6 +9,7 @@ pub mod app;
 pub mod backup;
 pub mod bench;
 mod certificates;
+mod claims;
 pub mod cli;
 pub mod config;
 mod devices;

@@ -93,6 +93,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Bench {
+            command:
+                gema::cli::BenchCommand::Claims {
+                    devices,
+                    concurrency,
+                    database_url,
+                },
+        } => {
+            gema::bench::claims::claims(gema::bench::claims::ClaimsBench {
+                devices,
+                concurrency,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
             command: gema::cli::BenchCommand::Presence { devices, procs },
         } => {
             if std::env::var_os("RUST_LOG").is_some() {

@@ -34,6 +34,8 @@ use gema_firmware_protocol::{Encoding, decode_on_topic, encode, topic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
+pub mod claim;
+
 /// How to reach the broker and how to misbehave.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -718,6 +720,9 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
     use reqwest::Method;
     use serde_json::json;
 
+    if args.claim.is_some() {
+        return claim::run_fleet(args).await;
+    }
     let api = crate::cli::ApiClient::new(&args.api.api_url, args.api.token.clone());
     let prefix = args.serial_prefix.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now()

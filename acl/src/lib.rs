@@ -5,6 +5,9 @@
 //! `devices/<its id>/up/…`; service principals from configuration get explicit Mosquitto-style
 //! rules whose patterns may contain `%u` (username) and `%c` (client id). `$share/…` is
 //! refused for everyone (the broker has no shared subscriptions), `$SYS/…` for devices.
+//! A **provisioning** session (a factory-fresh device connected with its batch's claim
+//! credential, client id = its serial) may subscribe to exactly `provisioning/<serial>/down`
+//! and publish to exactly `provisioning/<serial>/up`: no wildcard, nothing else.
 //!
 //! A service's rules are read in order and the first rule that matches decides, as in
 //! Mosquitto's `topic deny …`: `deny <filter>` refuses both directions, a `read` rule decides
@@ -32,6 +35,9 @@ pub const DEVICE_ROOT: &str = "devices";
 pub const DOWN_LEVEL: &str = "down";
 /// Level below a device's id that the device may publish inside.
 pub const UP_LEVEL: &str = "up";
+/// First level of the provisioning topics (mirrors `gema-firmware-protocol`'s
+/// `claim::ROOT`).
+pub const PROVISIONING_ROOT: &str = "provisioning";
 
 /// What a rule allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +217,10 @@ fn is_plain_level(s: &str) -> bool {
 pub enum Principal<'a> {
     /// A soundbox, authenticated as `id`.
     Device { id: &'a str },
+    /// A claim session: a device not yet provisioned, known only by its serial (its client
+    /// id), confined to `provisioning/<serial>/down` (subscribe) and
+    /// `provisioning/<serial>/up` (publish).
+    Provisioning { serial: &'a str },
     /// A configured service principal with its own rules.
     Service {
         username: &'a str,
@@ -280,6 +290,7 @@ pub fn check_subscribe(principal: Principal<'_>, filter: &str) -> Result<(), Den
         Principal::Device { id } => {
             device_namespace_check(id, filter, DOWN_LEVEL, |rest| validate_filter(rest).is_ok())
         }
+        Principal::Provisioning { serial } => provisioning_check(serial, filter, DOWN_LEVEL),
         Principal::Service {
             username,
             client_id,
@@ -298,6 +309,7 @@ pub fn check_receive(principal: Principal<'_>, topic: &str) -> Result<(), Denied
     validate_topic_name(topic).map_err(Denied::Invalid)?;
     match principal {
         Principal::Device { id } => device_namespace_check(id, topic, DOWN_LEVEL, |_| true),
+        Principal::Provisioning { serial } => provisioning_check(serial, topic, DOWN_LEVEL),
         Principal::Service {
             username,
             client_id,
@@ -319,6 +331,7 @@ pub fn check_publish(principal: Principal<'_>, topic: &str) -> Result<(), Denied
     validate_topic_name(topic).map_err(Denied::Invalid)?;
     match principal {
         Principal::Device { id } => device_namespace_check(id, topic, UP_LEVEL, |_| true),
+        Principal::Provisioning { serial } => provisioning_check(serial, topic, UP_LEVEL),
         Principal::Service {
             username,
             client_id,
@@ -382,6 +395,26 @@ fn device_namespace_check(
         return Err(Denied::OutsideNamespace);
     }
     Ok(())
+}
+
+/// `s` must be exactly `provisioning/<serial>/<direction>`: one literal topic, so a
+/// wildcard (which is not a literal level) never passes.
+fn provisioning_check(serial: &str, s: &str, direction: &str) -> Result<(), Denied> {
+    if !is_plain_level(serial) {
+        return Err(Denied::InvalidIdentity);
+    }
+    if s.starts_with('$') {
+        return Err(Denied::SystemTopic);
+    }
+    let mut parts = s.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(PROVISIONING_ROOT), Some(sid), Some(dir), None)
+            if sid == serial && dir == direction =>
+        {
+            Ok(())
+        }
+        _ => Err(Denied::OutsideNamespace),
+    }
 }
 
 #[cfg(test)]

@@ -125,6 +125,13 @@ pub const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/api/v1/devices/{id}/certificates", G(A::DeviceRead, S::Device)),
     ("POST", "/api/v1/devices/{id}/certificates", G(A::DeviceCredentials, S::Device)),
     ("POST", "/api/v1/devices/{id}/certificates/{serial}/revoke", G(A::DeviceCredentials, S::Device)),
+    // Claims (provisioning by claim): operators only, like device credentials.
+    ("GET", "/api/v1/claims", G(A::DeviceCredentials, S::None)),
+    ("POST", "/api/v1/claims", G(A::DeviceCredentials, S::None)),
+    ("GET", "/api/v1/claims/{id}", G(A::DeviceCredentials, S::None)),
+    ("POST", "/api/v1/claims/{id}/revoke", G(A::DeviceCredentials, S::None)),
+    ("GET", "/api/v1/claims/{id}/provisionings", G(A::DeviceCredentials, S::None)),
+    ("POST", "/api/v1/claims/provisionings/{serial}/allow-reprovision", G(A::DeviceCredentials, S::None)),
     ("GET", "/api/v1/devices/{id}/status", G(A::DeviceRead, S::Device)),
     ("GET", "/api/v1/devices/{id}/heartbeats", G(A::DeviceRead, S::Device)),
     ("GET", "/api/v1/devices/{id}/config", G(A::DeviceRead, S::Device)),

@@ -105,6 +105,7 @@ pub use views::health::{Check, CheckStatus};
     security(("bearer" = [])),
     tags(
         (name = "merchants"), (name = "outlets"), (name = "terminals"), (name = "devices"),
+        (name = "claims", description = "Provisioning by claim: a production batch's credential with which factory-fresh devices get their own identity over MQTT"),
         (name = "device operations", description = "Health, heartbeats, config push, message trace"),
         (name = "transactions"), (name = "ledger"),
         (name = "reconciliation", description = "Providers' reports matched against Gema's transactions"),
@@ -155,6 +156,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::revoke))
         .routes(routes!(devices::sign_certificate, devices::certificates))
         .routes(routes!(devices::revoke_certificate))
+        .merge(claim_routes())
         .merge(device_ops_routes())
         .routes(routes!(transactions::create, transactions::list))
         .routes(routes!(transactions::expire_due))
@@ -267,6 +269,16 @@ fn reconciliation_routes() -> OpenApiRouter<AppState> {
 }
 
 /// Users, sessions and the audit log; login and refresh are in [`public_auth_routes`].
+fn claim_routes() -> OpenApiRouter<AppState> {
+    use routes::claims;
+    OpenApiRouter::new()
+        .routes(routes!(claims::create, claims::list))
+        .routes(routes!(claims::get))
+        .routes(routes!(claims::revoke))
+        .routes(routes!(claims::provisionings))
+        .routes(routes!(claims::allow_reprovision))
+}
+
 fn people_routes() -> OpenApiRouter<AppState> {
     use routes::{audit, auth, nodes, tokens, users};
     OpenApiRouter::new()

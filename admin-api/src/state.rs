@@ -32,6 +32,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Device certificates: signing CSRs, revocation.
     pub certificates: gema_gateway::certificates::DeviceCertificates,
+    /// Provisioning by claim: production batches' claims.
+    pub claims: gema_gateway::claims::Claims,
     pub auth: Auth,
     pub payments: Payments,
     pub device_ops: DeviceOps,

@@ -14,6 +14,10 @@ pub enum Identity {
     Device(String),
     /// A service principal named in `BrokerConfig::services`.
     Service(String),
+    /// A factory-fresh device holding its batch's claim (this claim id): its client id is
+    /// its serial, and it may only use `provisioning/<serial>/up|down` (provisioning by
+    /// claim; its requests come out of [`crate::Broker::take_provisioning_requests`]).
+    Claim(String),
 }
 
 /// The client certificate a device presented (already verified against the device CA and

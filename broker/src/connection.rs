@@ -23,11 +23,13 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{AuthRefusal, Identity};
 use crate::codec::{self, Inbound};
 use crate::config::DenyAction;
-use crate::events::{DeliveryOutcome, DisconnectReason, DropReason, PresenceChange, Uplink};
+use crate::events::{
+    DeliveryOutcome, DisconnectReason, DropReason, PresenceChange, ProvisioningRequest, Uplink,
+};
 use crate::session::{
     Awaiting, Inflight, Kick, LiveStamp, Outgoing, Reader, Session, count_drop, lock, qos_label,
 };
-use crate::shared::{Shared, device_key, min_qos, service_key};
+use crate::shared::{Shared, device_key, min_qos, provisioning_key, service_key};
 
 /// How long a takeover waits for the old connection to detach.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -191,6 +193,11 @@ enum Who {
         assigned: bool,
         rules: Arc<[Rule]>,
     },
+    /// A claim session: a device provisioning itself, known by its serial (client id).
+    Claim {
+        claim_id: String,
+        serial: String,
+    },
 }
 
 impl Who {
@@ -207,13 +214,14 @@ impl Who {
                 client_id,
                 rules,
             },
+            Who::Claim { serial, .. } => Principal::Provisioning { serial },
         }
     }
 
     fn device_id(&self) -> Option<&str> {
         match self {
             Who::Device(id) => Some(id),
-            Who::Service { .. } => None,
+            Who::Service { .. } | Who::Claim { .. } => None,
         }
     }
 
@@ -221,6 +229,7 @@ impl Who {
         match self {
             Who::Device(id) => id,
             Who::Service { client_id, .. } => client_id,
+            Who::Claim { serial, .. } => serial,
         }
     }
 }
@@ -483,6 +492,16 @@ async fn authenticate(
             }
             Ok(Who::Device(id))
         }
+        Identity::Claim(claim_id) => {
+            if gema_firmware_protocol::claim::validate_serial(&connect.client_id).is_err() {
+                auth_failure("claim_serial_invalid");
+                return Err(ConnectReturnCode::BadClientId);
+            }
+            Ok(Who::Claim {
+                claim_id,
+                serial: connect.client_id.clone(),
+            })
+        }
         Identity::Service(name) => {
             let Some(rules) = shared.services.get(&name) else {
                 auth_failure("unknown_service");
@@ -561,6 +580,7 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
             assigned,
             ..
         } => service_key(name, client_id, *assigned),
+        Who::Claim { serial, .. } => provisioning_key(serial),
     };
     let kick = Arc::new(Kick::default());
     let mut attempts = 0;
@@ -1073,6 +1093,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
             return self.on_denied_publish(&p, denied);
         }
         metrics::counter!("gema_broker_messages_in_total", "qos" => qos_label(p.qos)).increment(1);
+        if let Who::Claim { claim_id, serial } = self.who {
+            return self.on_provisioning_publish(&p, claim_id, serial).await;
+        }
         if p.qos == QoS::ExactlyOnce && lock(&self.session.state).incoming_qos2.contains(&p.pkid) {
             // A retransmission of a QoS 2 message already delivered.
             self.conn.write(&Packet::PubRec(PubRec::new(p.pkid)));
@@ -1122,6 +1145,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
             QoS::AtLeastOnce => {
                 let deadline = Instant::now() + shared.config.limits.settle_timeout;
                 self.pubacks.push(p.pkid, settled, deadline);
+                self.write_ready_pubacks()?;
+            }
+            QoS::ExactlyOnce => self.conn.write(&Packet::PubRec(PubRec::new(p.pkid))),
+        }
+        Ok(())
+    }
+
+    /// A claim session's request: handed to whoever takes provisioning requests, never
+    /// routed (nobody else reads another device's provisioning), and acknowledged at once
+    /// (the answer is the acknowledgement that matters).
+    async fn on_provisioning_publish(
+        &mut self,
+        p: &Publish,
+        claim_id: &str,
+        serial: &str,
+    ) -> Result<(), Close> {
+        let shared = self.conn.shared.clone();
+        let request = ProvisioningRequest {
+            claim_id: claim_id.to_owned(),
+            serial: serial.to_owned(),
+            payload: p.payload.clone(),
+            received_at: SystemTime::now(),
+        };
+        tokio::select! {
+            _ = self.kick.token.cancelled() => return Err(self.kick.reason()),
+            _ = shared.shutdown.cancelled() => return Err(DisconnectReason::Shutdown),
+            r = shared.provisioning.send(request) => {
+                if r.is_err() {
+                    metrics::counter!("gema_broker_uplinks_dropped_total", "reason" => "no_provisioning_consumer").increment(1);
+                }
+            }
+        }
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => {
+                self.pubacks.push(p.pkid, None, Instant::now());
                 self.write_ready_pubacks()?;
             }
             QoS::ExactlyOnce => self.conn.write(&Packet::PubRec(PubRec::new(p.pkid))),

@@ -160,6 +160,19 @@ pub struct Uplink {
     pub settle: Option<oneshot::Sender<()>>,
 }
 
+/// What a claim session published on `provisioning/<serial>/up`, after the ACL allowed it.
+/// Seen by nobody else (not routed to subscribers); the answer goes back with
+/// [`crate::BrokerHandle::answer_provisioning`].
+#[derive(Debug)]
+pub struct ProvisioningRequest {
+    /// The claim the session authenticated with, never taken from the payload.
+    pub claim_id: String,
+    /// The session's client id.
+    pub serial: String,
+    pub payload: Bytes,
+    pub received_at: SystemTime,
+}
+
 /// A device came or went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceEvent {

@@ -194,7 +194,7 @@ pub use config::{
 pub use error::{BrokerError, PublishError};
 pub use events::{
     DeliveryOutcome, DeliveryReceipt, DisconnectReason, Downlink, DropReason, PresenceChange,
-    PresenceEvent, Uplink,
+    PresenceEvent, ProvisioningRequest, Uplink,
 };
 pub use gema_acl::{Access, Rule};
 pub use limits::raise_fd_limit;
@@ -239,6 +239,48 @@ impl BrokerHandle {
             downlink.qos,
             downlink.retain,
             Some((device_key(&downlink.device_id), tx)),
+        );
+        Ok(DeliveryReceipt { rx })
+    }
+
+    /// Answers a claim session on `provisioning/<serial>/down` at QoS 1, delivered to that
+    /// session alone (never routed to other subscribers: the answer holds a secret).
+    /// `NotSubscribed` if the session is live but has not subscribed to its down topic,
+    /// `Offline` if there is none.
+    pub fn answer_provisioning(
+        &self,
+        serial: &str,
+        payload: bytes::Bytes,
+    ) -> Result<DeliveryReceipt, PublishError> {
+        let topic = gema_firmware_protocol::claim::down_topic(serial);
+        gema_acl::topic::validate_topic_name(&topic).map_err(PublishError::InvalidTopic)?;
+        let size = topic.len() + payload.len() + 4;
+        if size > self.shared.config.limits.max_packet_size {
+            return Err(PublishError::TooLarge { size });
+        }
+        let (tx, rx) = oneshot::channel();
+        let session = lock(&self.shared.sessions)
+            .get(&shared::provisioning_key(serial))
+            .cloned();
+        let Some(session) = session else {
+            let _ = tx.send(DeliveryOutcome::Offline { queued: false });
+            return Ok(DeliveryReceipt { rx });
+        };
+        let granted = lock(&session.state).subscriptions.get(&topic).copied();
+        let Some(granted) = granted else {
+            let _ = tx.send(DeliveryOutcome::NotSubscribed);
+            return Ok(DeliveryReceipt { rx });
+        };
+        session.enqueue(
+            session::Outgoing {
+                topic: Arc::from(topic),
+                payload,
+                qos: shared::min_qos(QoS::AtLeastOnce, granted),
+                retain: false,
+                enqueued: Instant::now(),
+                receipt: Some(tx),
+            },
+            &self.shared.config.sessions,
         );
         Ok(DeliveryReceipt { rx })
     }
@@ -319,6 +361,7 @@ impl BrokerHandle {
 pub struct Broker {
     handle: BrokerHandle,
     uplinks: Option<mpsc::Receiver<Uplink>>,
+    provisioning: Option<mpsc::Receiver<ProvisioningRequest>>,
     tls_addr: SocketAddr,
     plain_addr: Option<SocketAddr>,
 }
@@ -370,6 +413,8 @@ impl Broker {
         let plain_addr = plain_listener.as_ref().map(local_addr).transpose()?;
 
         let (uplink_tx, uplink_rx) = mpsc::channel(config.limits.uplink_capacity.max(1));
+        let (provisioning_tx, provisioning_rx) =
+            mpsc::channel(config.limits.uplink_capacity.max(1));
         let (presence_tx, _) = broadcast::channel(config.limits.presence_capacity.max(1));
         let shared = Arc::new(Shared {
             services,
@@ -379,6 +424,7 @@ impl Broker {
             retained: Mutex::new(RetainedStore::default()),
             sessions: Mutex::new(HashMap::new()),
             uplinks: uplink_tx,
+            provisioning: provisioning_tx,
             presence: presence_tx,
             login_limiter: Mutex::new(auth::LoginLimiter::new(config.failed_logins.clone())),
             handshakes: Arc::new(Semaphore::new(config.tls.max_concurrent_handshakes.max(1))),
@@ -411,6 +457,7 @@ impl Broker {
         Ok(Broker {
             handle: BrokerHandle { shared },
             uplinks: Some(uplink_rx),
+            provisioning: Some(provisioning_rx),
             tls_addr,
             plain_addr,
         })
@@ -424,6 +471,12 @@ impl Broker {
     /// when it is full, publishing devices wait.
     pub fn take_uplinks(&mut self) -> Option<mpsc::Receiver<Uplink>> {
         self.uplinks.take()
+    }
+
+    /// Claim sessions' provisioning requests; `None` after the first call. Nobody taking
+    /// them leaves claim sessions unanswered (their publishes are acknowledged and dropped).
+    pub fn take_provisioning_requests(&mut self) -> Option<mpsc::Receiver<ProvisioningRequest>> {
+        self.provisioning.take()
     }
 
     pub fn tls_addr(&self) -> SocketAddr {

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Authenticator};
 use crate::config::BrokerConfig;
-use crate::events::{DeliveryOutcome, PresenceChange, PresenceEvent, Uplink};
+use crate::events::{DeliveryOutcome, PresenceChange, PresenceEvent, ProvisioningRequest, Uplink};
 use crate::router::{Retained, RetainedStore, Router, SessionKey};
 use crate::session::{Outgoing, Session, lock};
 use crate::tls;
@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) retained: Mutex<RetainedStore>,
     pub(crate) sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
     pub(crate) uplinks: mpsc::Sender<Uplink>,
+    /// Claim sessions' requests (provisioning by claim).
+    pub(crate) provisioning: mpsc::Sender<ProvisioningRequest>,
     pub(crate) presence: broadcast::Sender<PresenceEvent>,
     pub(crate) login_limiter: Mutex<auth::LoginLimiter>,
     pub(crate) handshakes: Arc<Semaphore>,
@@ -62,6 +64,11 @@ pub(crate) const DEVICE_KEY_PREFIX: &str = "d:";
 
 pub(crate) fn device_key(device_id: &str) -> SessionKey {
     Arc::from(format!("{DEVICE_KEY_PREFIX}{device_id}"))
+}
+
+/// A claim session's key: `p:<serial>` (a serial is one plain topic level).
+pub(crate) fn provisioning_key(serial: &str) -> SessionKey {
+    Arc::from(format!("p:{serial}"))
 }
 
 pub(crate) fn service_key(principal: &str, client_id: &str, assigned: bool) -> SessionKey {

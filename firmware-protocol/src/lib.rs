@@ -121,10 +121,17 @@
 //! certificate's SHA-256) is one line of text, `GEMA1:host=…;port=…;id=…;secret=…;ca=…`:
 //! [`ProvisioningString`], whose module docs are the format's definition. Parsing it borrows
 //! from the input, allocates nothing and never panics.
+//!
+//! # Provisioning by claim
+//!
+//! A factory-fresh device that has only its batch's claim credential asks for its own
+//! identity on `provisioning/<serial>/up` and gets it on `provisioning/<serial>/down`:
+//! [`claim`] defines the user name, topics and messages.
 #![no_std]
 
 extern crate alloc;
 
+pub mod claim;
 pub mod codec;
 pub mod limits;
 pub mod message;

@@ -434,6 +434,60 @@ impl DeviceCertificates {
         }
         Ok(SecretCheck::Valid)
     }
+
+    /// Checks a CSR sent with a provisioning request before the device exists: it must
+    /// parse, have an accepted key, and name only the device's serial (its id is not known
+    /// yet; the certificate will name the id). Errors are for the log, not the device.
+    pub fn check_claim_csr(&self, csr_pem: &str, serial: &str) -> Result<(), String> {
+        if self.settings.ca.is_none() {
+            return Err("this daemon has no device CA key to sign with".into());
+        }
+        let csr = DeviceCsr::from_pem(csr_pem).map_err(|e| e.to_string())?;
+        csr.check_names(serial).map_err(|e| e.to_string())
+    }
+
+    /// Signs the CSR of a device just provisioned by claim ([`Self::check_claim_csr`] passed):
+    /// the certificate names `device_id`. Recorded as issued via MQTT.
+    #[tracing::instrument(skip_all, fields(device_id = device_id))]
+    pub async fn issue_by_claim(
+        &self,
+        device_id: &str,
+        csr_pem: &str,
+    ) -> GatewayResult<IssuedCertificate> {
+        let Some(ca) = self.settings.ca.clone() else {
+            return Err(GatewayError::Internal("no device CA key".into()));
+        };
+        let csr = DeviceCsr::from_pem(csr_pem)
+            .map_err(|e| GatewayError::invalid("csr", e.to_string()))?;
+        let now = time::OffsetDateTime::now_utc();
+        let issued = ca
+            .issue(
+                &csr,
+                device_id,
+                now - BACKDATE,
+                now + self.settings.validity,
+            )
+            .map_err(|e| GatewayError::Internal(format!("signing a device certificate: {e}")))?;
+        let record = self
+            .store
+            .insert_device_certificate(NewDeviceCertificate {
+                serial: issued.serial.clone(),
+                device_id: device_id.to_owned(),
+                fingerprint: issued.fingerprint.clone(),
+                key_type: csr.key_type().as_str().to_owned(),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                issued_via: IssuedVia::Mqtt.as_str().to_owned(),
+            })
+            .await?;
+        metrics::counter!("gema_device_certificates_issued_total", "via" => "claim").increment(1);
+        tracing::info!(device_id, serial = %record.serial, "device certificate issued at provisioning");
+        Ok(IssuedCertificate {
+            record,
+            certificate_pem: issued.certificate_pem,
+            chain_pem: issued.chain_pem,
+        })
+    }
 }
 
 /// A CSR that parses, verifies and names `device_id`.

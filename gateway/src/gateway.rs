@@ -71,6 +71,8 @@ pub struct Gateway {
     pub certificates: DeviceCertificates,
     /// The gauges read from the store (outboxes, invoices, payouts, fleet health, …).
     pub sampler: Sampler,
+    /// Provisioning by claim (`claims.rs`).
+    pub claims: crate::claims::Claims,
 }
 
 impl Gateway {
@@ -149,6 +151,7 @@ impl Gateway {
             cluster.clone(),
         );
         let registry = Registry::connected(store.clone(), transport).with_revocations(revocations);
+        let claims = crate::claims::Claims::new(store.clone(), clock.clone(), certificates.clone());
         let whatsapp = WhatsApp::new(
             store.clone(),
             clock.clone(),
@@ -192,6 +195,7 @@ impl Gateway {
             billing,
             whatsapp,
             certificates,
+            claims,
         }
     }
 

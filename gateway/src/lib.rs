@@ -39,6 +39,7 @@
 pub mod auth;
 pub mod billing;
 pub mod certificates;
+pub mod claims;
 pub mod clock;
 pub mod cluster;
 pub mod credentials;

@@ -79,6 +79,14 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Claims for provisioning by claim (through the admin API): a production batch's
+    /// credential with which factory-fresh devices get their own identity.
+    Claim {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: ClaimCommand,
+    },
     /// Subscription billing (through the admin API): the customer CSV import.
     Billing {
         #[command(flatten)]
@@ -93,6 +101,38 @@ pub enum Command {
         #[command(flatten)]
         export: ExportArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClaimCommand {
+    /// Create a claim for a batch. Its secret is printed once (as `ID:SECRET`, what
+    /// `gema sim --claim` and the factory image take); devices connect with MQTT user name
+    /// `claim:<ID>` and their serial as client id.
+    Create {
+        /// The batch, as you call it.
+        #[arg(long)]
+        name: String,
+        /// The serials it may provision, as a glob (`*` any run, `?` one character).
+        #[arg(long, conflicts_with = "serials", required_unless_present = "serials")]
+        serial_pattern: Option<String>,
+        /// Or exactly these serials (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        serials: Option<Vec<String>>,
+        /// How many devices it may provision.
+        #[arg(long)]
+        max_uses: i64,
+        /// Days until it stops working.
+        #[arg(long, default_value_t = 30)]
+        expires_in_days: i64,
+    },
+    /// List claims with their uses.
+    List,
+    /// Revoke a claim: no device connects with it any more.
+    Revoke { id: String },
+    /// The serials a claim provisioned, with their device ids.
+    Provisionings { id: String },
+    /// Let a serial be provisioned by claim once more (a device reset to factory).
+    AllowReprovision { serial: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +326,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         procs: usize,
     },
+    /// Provisioning by claim through the whole first boot, over TLS against a real daemon:
+    /// N factory-fresh devices (at most C at once) connect with one claim, ask, get their
+    /// credential and reconnect as themselves; devices per second and the latency.
+    Claims {
+        #[arg(long, default_value_t = 500)]
+        devices: usize,
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// A provider report of N lines (a few mismatches of every kind) reconciled against N
     /// paid transactions through the gateway's reconciliation service: seconds and rows/s.
     Reconcile {
@@ -383,9 +435,21 @@ pub struct SimArgs {
     /// Percent chance per announcement that a device disconnects afterwards.
     #[arg(long, default_value_t = 0)]
     pub disconnect: u8,
-    /// Broker host to dial (default: what the API says devices use).
+    /// Broker host to dial (default: what the API says devices use; with --claim,
+    /// localhost).
     #[arg(long)]
     pub mqtt_host: Option<String>,
+    /// Play factory-fresh devices that provision themselves with this claim (`ID:SECRET`,
+    /// as `gema claim create` printed it), then reconnect as themselves. Needs --mqtt-port
+    /// and --ca; registers nothing through the API.
+    #[arg(long, conflicts_with = "setup", requires_all = ["mqtt_port", "ca"])]
+    pub claim: Option<String>,
+    /// The broker's MQTT/TLS port (with --claim).
+    #[arg(long)]
+    pub mqtt_port: Option<u16>,
+    /// PEM of the CA the broker's certificate chains to (with --claim).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,6 @@
 //! The command line: the daemon's own subcommands (`serve`, `migrate`, `config`, `admin`)
 //! and the client commands technicians and operators run against a daemon's admin API
-//! (`merchant`, `outlet`, `terminal`, `device`, `export`, `billing import`). Client commands print a readable summary,
+//! (`merchant`, `outlet`, `terminal`, `device`, `claim`, `export`, `billing import`). Client commands print a readable summary,
 //! or the API's JSON with `--json`, or only ids with `--quiet` (for shell scripts).
 //!
 //! `args` is the clap tree, `client` the admin-API client and the table of what each client
@@ -11,6 +11,7 @@
 
 mod args;
 mod billing;
+mod claim;
 mod client;
 mod device_cert;
 mod export;
@@ -18,9 +19,9 @@ mod provisioning;
 mod render;
 
 pub use args::{
-    AdminCommand, ApiArgs, BackupArgs, BenchCommand, BillingCommand, Cli, Command, ConfigCommand,
-    DaemonArgs, DeviceCommand, ExportArgs, HealthArgs, MerchantCommand, OutletCommand, QrArgs,
-    RestoreArgs, SimArgs, TerminalCommand,
+    AdminCommand, ApiArgs, BackupArgs, BenchCommand, BillingCommand, ClaimCommand, Cli, Command,
+    ConfigCommand, DaemonArgs, DeviceCommand, ExportArgs, HealthArgs, MerchantCommand,
+    OutletCommand, QrArgs, RestoreArgs, SimArgs, TerminalCommand,
 };
 pub use client::{ApiClient, ClientError};
 
@@ -49,6 +50,7 @@ pub async fn run_client(command: Command) -> Result<String, ClientError> {
         }
         Command::Export { api, export } => return export::run_export(api, export).await,
         Command::Billing { api, command } => return billing::run_billing(api, command).await,
+        Command::Claim { api, command } => return claim::run_claim(api, command).await,
         other => unreachable!("not a client command: {other:?}"),
     };
     let client = ApiClient::new(&api.api_url, api.token.clone());

@@ -156,6 +156,7 @@ pub mod backup;
 pub mod billing;
 pub mod billing_finance;
 pub mod billing_import;
+pub mod claim;
 pub mod cluster;
 mod db;
 mod device;
@@ -200,6 +201,10 @@ pub use billing_import::{
     CustomerExportRow, CustomerImport, CustomerImportOutcome, CustomerImportStore, ImportArea,
     ImportCatalogue, ImportPackage, ImportSkip, ImportSkipReason, NewImportedCustomer,
 };
+pub use claim::{
+    Claim, ClaimProvisioning, ClaimRefusal, ClaimSerials, ClaimStatus, ClaimStore, NewClaim,
+    ProvisionByClaim, ProvisionedDevice,
+};
 pub use cluster::{ClusterStore, NewNode, NodeRecord, SessionRecord, SessionStart};
 pub use device_certificate::{
     CertificateStatus, DeviceCertificate, DeviceCertificateStore, NewDeviceCertificate,
@@ -243,6 +248,7 @@ pub trait Store:
     + WhatsAppStore
     + DeviceCertificateStore
     + MonitoringStore
+    + ClaimStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -4,6 +4,7 @@
 
 mod backup;
 mod certificates;
+mod claims;
 mod cluster;
 mod crash;
 mod device_ops;

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod billing;
 pub mod billing_finance;
 pub mod billing_import;
+pub mod claims;
 pub mod device_ops;
 pub mod devices;
 pub mod exports;

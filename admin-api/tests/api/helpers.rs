@@ -251,6 +251,7 @@ impl TestApi {
             .expose()
             .to_string();
         let router = gema_admin_api::router(AppState {
+            claims: services.claims.clone(),
             certificates: services.certificates.clone(),
             registry: services.registry.clone(),
             auth: services.auth.clone(),

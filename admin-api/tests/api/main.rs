@@ -5,7 +5,9 @@ mod billing;
 mod billing_finance;
 mod billing_import;
 mod billing_isolation;
+
 mod certificates;
+mod claims;
 mod cluster;
 mod device_ops;
 mod dynamic_qr;

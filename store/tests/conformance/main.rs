@@ -9,6 +9,7 @@ mod backends;
 mod billing;
 mod billing_finance;
 mod billing_import;
+mod claims;
 mod cluster;
 mod device_ops;
 mod exports;
@@ -109,6 +110,13 @@ macro_rules! conformance {
             );
             conformance!(@tests $open, monitoring;
                 the_monitoring_snapshot_counts_pending_rows_their_age_and_paused_senders
+            );
+            conformance!(@tests $open, claims;
+                claims_round_trip_list_and_revoke,
+                concurrent_provisionings_never_pass_the_use_limit,
+                concurrent_provisionings_of_one_serial_let_one_win,
+                a_serial_is_provisioned_again_only_when_allowed,
+                expired_revoked_and_unknown_claims_provision_nothing
             );
             conformance!(@tests $open, cluster;
                 nodes_register_heartbeat_and_stop,
