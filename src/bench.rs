@@ -42,6 +42,28 @@ use crate::{App, Config};
 
 mod cpu;
 
+/// A benchmark daemon's configuration: data in `data_dir`, every listener on loopback port 0,
+/// the database `database_url` (PostgreSQL) or the SQLite default, and the write limit off
+/// (a guard against runaway clients; a bench provisioning through the API with one token
+/// would only measure it).
+pub(crate) fn loopback_config(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Config> {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.metrics.listen = "127.0.0.1:0".parse()?;
+    config.mqtt.listen = "127.0.0.1:0".parse()?;
+    config.auth.writes_per_minute = 0;
+    if let Some(url) = database_url {
+        config.database.url = Some(crate::config::DatabaseUrl(url.to_owned()));
+    }
+    Ok(config)
+}
+
 /// A migrated scratch database for a benchmark: `database_url` if given (PostgreSQL), else a
 /// fresh SQLite file in `dir`. Returns the store, its URL (for bulk seeding) and the
 /// backend's name for the printout.
@@ -213,26 +235,14 @@ fn bench_config(
     data_dir: &std::path::Path,
     node: usize,
 ) -> anyhow::Result<Config> {
-    let mut config = Config {
-        data_dir: data_dir.to_path_buf(),
-        ..Config::default()
-    };
+    let mut config = loopback_config(data_dir, bench.database_url.as_deref())?;
     config.node.id = Some(format!("bench-{node}"));
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.metrics.listen = "127.0.0.1:0".parse()?;
-    config.mqtt.listen = "127.0.0.1:0".parse()?;
     config.mqtt.max_concurrent_handshakes = 4096;
     config.database.max_connections = 16;
-    // The bench provisions thousands of rows through the API with one token; the write
-    // limit (a guard against runaway clients) would only measure itself.
-    config.auth.writes_per_minute = 0;
     // Every request comes from 127.0.0.1 (the provisioning client's pooled connections, then
     // the load generator's), as behind a reverse proxy: with the per-source cap (128) the
     // provisioning's idle connections took every slot and ~99% of the callbacks were refused.
     config.http.max_connections_per_source = config.http.max_connections;
-    if let Some(url) = &bench.database_url {
-        config.database.url = Some(crate::config::DatabaseUrl(url.clone()));
-    }
     config.payments.midtrans.server_key = Some(gema_gateway::credentials::SecretString::new(
         SERVER_KEY.into(),
     ));

@@ -1177,15 +1177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
                 }
             }
         }
-        match p.qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => {
-                self.pubacks.push(p.pkid, None, Instant::now());
-                self.write_ready_pubacks()?;
-            }
-            QoS::ExactlyOnce => self.conn.write(&Packet::PubRec(PubRec::new(p.pkid))),
-        }
-        Ok(())
+        self.acknowledge_unrouted(p)
     }
 
     /// A PUBLISH the ACL refused: dropped and counted; then acknowledged as if accepted
@@ -1211,15 +1203,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> PacketLoop<'_, S> {
         } else {
             tracing::debug!(client, topic = %p.topic, %denied, count, "publish refused; acknowledged and dropped");
         }
+        self.acknowledge_unrouted(p)
+    }
+
+    /// Acknowledges a PUBLISH that no subscriber receives through the router (refused, or
+    /// taken by a consumer of its own) as if delivered. QoS 1: in its turn behind any PUBACK
+    /// still owed (§4.6). QoS 2: the client's PUBREL is answered with PUBCOMP like any other;
+    /// nothing was routed, so nothing is recorded against a retransmission.
+    fn acknowledge_unrouted(&mut self, p: &Publish) -> Result<(), Close> {
         match p.qos {
             QoS::AtMostOnce => {}
-            // In its turn behind any PUBACK still owed (§4.6).
             QoS::AtLeastOnce => {
                 self.pubacks.push(p.pkid, None, Instant::now());
                 self.write_ready_pubacks()?;
             }
-            // The client's PUBREL is answered with PUBCOMP like any other; nothing was
-            // delivered, so nothing is recorded against a retransmission.
             QoS::ExactlyOnce => self.conn.write(&Packet::PubRec(PubRec::new(p.pkid))),
         }
         Ok(())

@@ -22,7 +22,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::BenchDaemon;
-use crate::Config;
 
 #[derive(Debug, Clone)]
 pub struct BillingImportBench {
@@ -47,19 +46,9 @@ pub async fn billing_import(bench: BillingImportBench) -> anyhow::Result<()> {
         bail!("--rows and --merchants must be at least 1");
     }
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let mut config = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
+    let mut config = super::loopback_config(dir.path(), bench.database_url.as_deref())?;
     config.node.id = Some("bench-0".into());
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.metrics.listen = "127.0.0.1:0".parse()?;
-    config.mqtt.listen = "127.0.0.1:0".parse()?;
-    config.auth.writes_per_minute = 0;
     config.billing.import_max_bytes = gema_admin_api::BILLING_IMPORT_BODY_LIMIT_BYTES;
-    if let Some(url) = &bench.database_url {
-        config.database.url = Some(crate::config::DatabaseUrl(url.clone()));
-    }
     let url = config.database_url();
     let backend = if bench.database_url.is_some() {
         "postgresql"

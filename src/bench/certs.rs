@@ -34,7 +34,6 @@ use rumqttc::{
 use serde_json::json;
 
 use super::BenchDaemon;
-use crate::Config;
 use crate::cli::ApiClient;
 
 #[derive(Debug, Clone)]
@@ -62,18 +61,8 @@ pub async fn certs(bench: CertsBench) -> anyhow::Result<()> {
     }
     let renewals = bench.renewals.min(bench.devices);
     let dir = tempfile::tempdir().context("temporary data directory")?;
-    let mut config = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
+    let mut config = super::loopback_config(dir.path(), bench.database_url.as_deref())?;
     config.node.id = Some("bench-0".into());
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.metrics.listen = "127.0.0.1:0".parse()?;
-    config.mqtt.listen = "127.0.0.1:0".parse()?;
-    config.auth.writes_per_minute = 0;
-    if let Some(url) = &bench.database_url {
-        config.database.url = Some(crate::config::DatabaseUrl(url.clone()));
-    }
     let backend = if bench.database_url.is_some() {
         "postgresql"
     } else {

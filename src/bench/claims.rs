@@ -12,7 +12,6 @@ use anyhow::Context;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::config::Config;
 use crate::sim::SimOptions;
 use crate::sim::claim::{ClaimCredential, Provisioned, connect_as_itself, provision};
 
@@ -26,18 +25,8 @@ pub struct ClaimsBench {
 
 pub async fn claims(bench: ClaimsBench) -> anyhow::Result<()> {
     let data = tempfile::tempdir().context("a scratch data directory")?;
-    let mut config = Config {
-        data_dir: data.path().to_path_buf(),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.metrics.listen = "127.0.0.1:0".parse()?;
-    config.mqtt.listen = "127.0.0.1:0".parse()?;
+    let mut config = super::loopback_config(data.path(), bench.database_url.as_deref())?;
     config.mqtt.max_concurrent_handshakes = 4096;
-    config.auth.writes_per_minute = 0;
-    if let Some(url) = &bench.database_url {
-        config.database.url = Some(crate::config::DatabaseUrl(url.clone()));
-    }
     println!(
         "start: a daemon on a fresh {} database",
         if bench.database_url.is_some() {

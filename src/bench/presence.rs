@@ -164,16 +164,9 @@ async fn storm(
 /// The daemon's configuration: loopback port 0 for everything in `data_dir`, the handshake
 /// cap and write limit raised so the storm measures presence, not them.
 fn storm_config(data_dir: &std::path::Path) -> anyhow::Result<Config> {
-    let mut config = Config {
-        data_dir: data_dir.to_path_buf(),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.metrics.listen = "127.0.0.1:0".parse()?;
-    config.mqtt.listen = "127.0.0.1:0".parse()?;
+    let mut config = super::loopback_config(data_dir, None)?;
     config.mqtt.max_concurrent_handshakes = 4096;
     config.database.max_connections = 16;
-    config.auth.writes_per_minute = 0;
     Ok(config)
 }
 

@@ -114,20 +114,7 @@ async fn a_device_with_a_gema_certificate_connects_and_revoking_it_ends_the_sess
         assert_eq!(mode & 0o777, 0o600);
     }
 
-    let (key, csr) = key_and_csr(&device_id);
-    let (status, issued) = daemon
-        .post(
-            &format!("/api/v1/devices/{device_id}/certificates"),
-            json!({ "csr": csr }),
-        )
-        .await;
-    assert_eq!(status, 201, "{issued}");
-    let chain = format!(
-        "{}{}",
-        issued["certificate_pem"].as_str().unwrap(),
-        issued["chain_pem"].as_str().unwrap()
-    );
-    let serial = issued["serial"].as_str().unwrap().to_string();
+    let (key, chain, serial) = issued_over_the_api(&daemon, &device_id).await;
 
     // Identified from the certificate, no password.
     let (_client, mut events) = client(&daemon, &device_id, &registered.ca_pem, &chain, &key);
