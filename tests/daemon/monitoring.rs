@@ -22,12 +22,16 @@ const DEVICES: usize = 3;
 /// Metrics a query may name that this load never produces, and why: every other name a
 /// panel or rule uses must exist in Prometheus (a typo would otherwise read as "nothing
 /// wrong").
-const APPEAR_ON_EVENT: [(&str, &str); 2] = [
+const APPEAR_ON_EVENT: [(&str, &str); 3] = [
     (
         "gema_whatsapp_sender_paused",
         "only while Meta restricts a sender",
     ),
     ("gema_acl_denied_total", "only after an ACL denial"),
+    (
+        "gema_claim_provisionings_total",
+        "only after a provisioning by claim",
+    ),
 ];
 const PAYMENTS: usize = 12;
 
