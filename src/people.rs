@@ -119,22 +119,12 @@ pub async fn audited<T>(
         Ok(value) => ("ok", after(value)),
         Err(err) => ("failed", serde_json::json!({ "error": format!("{err:#}") })),
     };
-    let after = after.to_string();
-    let recorded = match written {
-        Some(id) => store
-            .finish_audit(&id, outcome, Some(&after))
-            .await
-            .map(|_| ()),
-        None => store
-            .append_audit(NewAuditEntry {
-                outcome: outcome.to_owned(),
-                after_json: Some(after),
-                ..entry
-            })
-            .await
-            .map(|_| ()),
+    let closing = NewAuditEntry {
+        outcome: outcome.to_owned(),
+        after_json: Some(after.to_string()),
+        ..entry
     };
-    if let Err(err) = recorded {
+    if let Err(err) = store.close_audit(written.as_deref(), closing).await {
         // The write (if any) committed with its row; only the outcome is missing.
         eprintln!("warning: recording the command's outcome in the audit log failed: {err}");
     }

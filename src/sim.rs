@@ -724,13 +724,7 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
         return claim::run_fleet(args).await;
     }
     let api = crate::cli::ApiClient::new(&args.api.api_url, args.api.token.clone());
-    let prefix = args.serial_prefix.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        format!("SIM-{now}-")
-    });
+    let prefix = serial_prefix(&args);
     let outlet = if args.setup {
         let merchant = api
             .call(
@@ -871,6 +865,17 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--serial-prefix`, or `SIM-<Unix seconds>-` so that two runs do not collide.
+pub(crate) fn serial_prefix(args: &crate::cli::SimArgs) -> String {
+    args.serial_prefix.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        format!("SIM-{now}-")
+    })
 }
 
 #[cfg(test)]

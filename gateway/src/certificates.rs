@@ -188,24 +188,12 @@ impl DeviceCertificates {
             ),
             Err(err) => ("failed", serde_json::json!({ "error": err.to_string() })),
         };
-        let after = after.to_string();
-        let recorded = match written {
-            Some(id) => self
-                .store
-                .finish_audit(&id, outcome, Some(&after))
-                .await
-                .map(|_| ()),
-            None => self
-                .store
-                .append_audit(NewAuditEntry {
-                    outcome: outcome.to_owned(),
-                    after_json: Some(after),
-                    ..entry
-                })
-                .await
-                .map(|_| ()),
+        let closing = NewAuditEntry {
+            outcome: outcome.to_owned(),
+            after_json: Some(after.to_string()),
+            ..entry
         };
-        if let Err(err) = recorded {
+        if let Err(err) = self.store.close_audit(written.as_deref(), closing).await {
             // The certificate (if any) committed with its row; only the outcome is missing.
             tracing::error!(device_id, error = %err, "recording a renewal's audit outcome failed");
         }

@@ -182,13 +182,7 @@ pub async fn run_fleet(args: crate::cli::SimArgs) -> anyhow::Result<()> {
         keep_alive: Duration::from_secs(60),
         periodic_heartbeats: true,
     };
-    let prefix = args.serial_prefix.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        format!("SIM-{now}-")
-    });
+    let prefix = super::serial_prefix(&args);
     let boots = (1..=args.count).map(|i| {
         let (options, claim) = (options.clone(), claim.clone());
         let serial = format!("{prefix}{i:04}");

@@ -161,6 +161,10 @@ pub trait AuthStore: Send + Sync {
         outcome: &str,
         after_json: Option<&str>,
     ) -> StoreResult<bool>;
+    /// Closes an [`audit_scope`]: the row it `written` (its first transaction's) gets
+    /// `entry`'s outcome and `after`; if it wrote none (nothing committed), `entry` is
+    /// appended as the attempt's row.
+    async fn close_audit(&self, written: Option<&str>, entry: NewAuditEntry) -> StoreResult<()>;
     /// Oldest first, keyset-paginated by id.
     async fn list_audit(
         &self,
@@ -355,6 +359,18 @@ impl AuthStore for Db {
         after_json: Option<&str>,
     ) -> StoreResult<bool> {
         audit::finish_audit(self, id, outcome, after_json).await
+    }
+
+    async fn close_audit(&self, written: Option<&str>, entry: NewAuditEntry) -> StoreResult<()> {
+        match written {
+            Some(id) => {
+                audit::finish_audit(self, id, &entry.outcome, entry.after_json.as_deref()).await?;
+            }
+            None => {
+                audit::append_audit(self, entry).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn list_audit(
