@@ -144,6 +144,57 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Runs a write the console does for this user, with its audit row, exactly as the API's
+    /// guard does: the write's first transaction carries the row
+    /// ([`gema_store::audit_scope`]), so write and row commit together; then the row gets
+    /// the outcome (`ok`, or `failed` and the error) and `after` (never a secret). A write
+    /// that committed nothing still leaves the attempt's row. `action` names the action as
+    /// the matrix does (`device.credentials`), `target` the row (`device:<id>`).
+    pub async fn audited<T>(
+        &self,
+        state: &AppState,
+        action: Action,
+        target: String,
+        work: impl std::future::Future<Output = Result<T, GatewayError>>,
+        after: impl FnOnce(&T) -> serde_json::Value,
+    ) -> Result<T, GatewayError> {
+        let entry = gema_store::NewAuditEntry {
+            actor: self.principal.actor.clone(),
+            action: action.name().to_owned(),
+            target: Some(target),
+            ..state.auth.entry(&self.meta)
+        };
+        let (result, written) = gema_store::audit_scope(entry.clone(), work).await;
+        let (outcome, after) = match &result {
+            Ok(value) => ("ok", after(value)),
+            Err(err) => ("failed", serde_json::json!({ "error": err.to_string() })),
+        };
+        let after = after.to_string();
+        let closed = match written {
+            Some(id) => state
+                .auth
+                .finish_audit(&id, outcome, Some(&after))
+                .await
+                .map(|_| ()),
+            None => state
+                .auth
+                .audit(gema_store::NewAuditEntry {
+                    outcome: outcome.to_owned(),
+                    after_json: Some(after),
+                    ..entry
+                })
+                .await
+                .map(|_| ()),
+        };
+        if let Err(err) = closed {
+            // The write (if any) committed with its row; only the outcome is missing.
+            tracing::error!(error = %err, "recording a console write's outcome in the audit log failed");
+        }
+        result
+    }
+}
+
 /// Where the request came from, for lockout and audit (the peer address; a proxy's
 /// `X-Forwarded-For` is not trusted here, as in the API).
 pub fn request_meta(parts: &Parts) -> RequestMeta {
