@@ -194,6 +194,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench {
             command:
+                gema::cli::BenchCommand::Console {
+                    devices,
+                    transactions,
+                    merchants,
+                    requests,
+                    database_url,
+                },
+        } => {
+            gema::bench::console::console(gema::bench::console::ConsoleBench {
+                devices,
+                transactions,
+                merchants,
+                requests,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
+            command:
                 gema::cli::BenchCommand::BillingImport {
                     rows,
                     merchants,

@@ -16,6 +16,8 @@ const ROWS_PER_TRANSACTION: usize = 40_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seeded {
     pub merchants: Vec<String>,
+    /// Each merchant's one terminal, in the same order.
+    pub terminals: Vec<String>,
     pub transactions: u64,
     pub ledger_entries: u64,
 }
@@ -201,9 +203,62 @@ pub async fn seed_paid_ledger(
     }
     Ok(Seeded {
         merchants: ids,
+        terminals,
         transactions,
         ledger_entries: entries,
     })
+}
+
+/// `count` active devices (serials `BENCH-000001`, …; a credential no secret matches), the
+/// first of them bound one each to `bind_to`'s terminals. Returns their ids in order.
+pub async fn seed_devices(url: &str, count: usize, bind_to: &[String]) -> StoreResult<Vec<String>> {
+    let db = &crate::open_db(url, &crate::ConnectOptions::default()).await?;
+    let now = crate::sql::now();
+    let text = |s: String| Param::OwnedText(Some(s));
+    let mut rows = Vec::with_capacity(count);
+    let mut bindings = Vec::new();
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = crate::sql::new_id("dev");
+        let terminal = bind_to.get(i).cloned();
+        if let Some(terminal) = &terminal {
+            bindings.push(vec![
+                text(crate::sql::new_id("bnd")),
+                text(id.clone()),
+                text(terminal.clone()),
+                Param::Time(Some(now)),
+            ]);
+        }
+        rows.push(vec![
+            text(id.clone()),
+            text(format!("BENCH-{:06}", i + 1)),
+            text("SB-100".into()),
+            text("1.0.0".into()),
+            text("active".into()),
+            Param::OwnedText(terminal),
+            text("seeded:no-secret-matches".into()),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+        ]);
+        ids.push(id);
+    }
+    insert_rows(
+        db,
+        "devices (id, serial, model, firmware_version, status, terminal_id, credential_hash, \
+         credential_issued_at, created_at, updated_at)",
+        10,
+        &rows,
+    )
+    .await?;
+    insert_rows(
+        db,
+        "device_bindings (id, device_id, terminal_id, bound_at)",
+        4,
+        &bindings,
+    )
+    .await?;
+    Ok(ids)
 }
 
 /// `merchants` approved merchants with `per_merchant` active billing customers each, all on
