@@ -75,6 +75,7 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("overview.unbatched", "Belum masuk batch", "Not yet in a batch"),
     ("overview.whatsapp_queue", "Antrean WhatsApp", "WhatsApp queue"),
     ("overview.nodes", "Node gateway", "Gateway nodes"),
+    ("overview.as_of", "Angka per", "Figures as of"),
     ("overview.node", "Node", "Node"),
     ("overview.heartbeat", "Detak terakhir", "Last heartbeat"),
     ("overview.version", "Versi", "Version"),

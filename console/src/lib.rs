@@ -45,6 +45,9 @@ pub fn router(state: AppState) -> Router {
         .route("/events/devices", get(events::devices))
         .route("/assets/{name}", get(assets::serve))
         .route("/manifest.webmanifest", get(assets::manifest))
+        .layer(axum::Extension(std::sync::Arc::new(
+            pages::overview::OverviewCache::default(),
+        )))
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }

@@ -28,7 +28,8 @@ pub struct ConsoleBench {
     pub database_url: Option<String>,
 }
 
-/// The goals of issue 18.
+/// The goals of issue 18 (the first request of a page is shown apart: it fills the
+/// overview's figure cache).
 const GOAL_P95: Duration = Duration::from_millis(50);
 const GOAL_BYTES: usize = 200 * 1024;
 
@@ -58,6 +59,8 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
         bench.transactions.div_ceil(bench.merchants),
         25_000,
         175,
+        // Spread over a hundred days, as a live system's are: "today" is a day's worth.
+        100,
     )
     .await
     .context("seeding transactions")?;
@@ -115,14 +118,15 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
     ];
 
     println!(
-        "{:<9} {:<40} {:>8} {:>8} {:>8} {:>9}",
-        "user", "page", "p50 ms", "p95 ms", "max ms", "KB"
+        "{:<9} {:<40} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "user", "page", "first ms", "p50 ms", "p95 ms", "max ms", "KB"
     );
     let mut over = 0;
     for (who, path, cookie) in &pages {
         let target = format!("{base}{path}");
         let mut times = Vec::with_capacity(bench.requests);
         let mut bytes = 0;
+        let mut first = Duration::ZERO;
         for i in 0..bench.requests + 2 {
             let began = Instant::now();
             let answer = http
@@ -137,7 +141,11 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
                 bail!("{who} {path}: {status}");
             }
             bytes = body.len();
-            // The first two warm the caches; they are not counted.
+            // The first two warm the caches (the overview's figures are computed by the
+            // first); they are not counted, the first is shown apart.
+            if i == 0 {
+                first = took;
+            }
             if i >= 2 {
                 times.push(took);
             }
@@ -153,7 +161,8 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
             "  over the goal"
         };
         println!(
-            "{who:<9} {path:<40} {:>8.1} {:>8.1} {:>8.1} {:>9.1}{verdict}",
+            "{who:<9} {path:<40} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1}{verdict}",
+            ms(first),
             ms(p50),
             ms(p95),
             ms(max),

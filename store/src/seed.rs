@@ -22,6 +22,18 @@ pub struct Seeded {
     pub ledger_entries: u64,
 }
 
+/// An id as `new_id` makes them, but for a moment in the past.
+fn past_id(prefix: &str, at: time::OffsetDateTime) -> String {
+    let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64;
+    let ulid = ulid::Ulid::from_parts(ms, rand_bits());
+    format!("{prefix}_{}", ulid.to_string().to_lowercase())
+}
+
+/// 80 random bits for a ULID: a fresh ULID's own.
+fn rand_bits() -> u128 {
+    ulid::Ulid::new().random()
+}
+
 async fn insert_rows(
     db: &Db,
     table_and_columns: &str,
@@ -59,13 +71,16 @@ async fn insert_rows(
 
 /// `merchants` approved merchants, each with an outlet, a terminal, a bank account and
 /// `per_merchant` paid transactions of `amount` with their three ledger entries (fee
-/// `fee`). Ledger ids are made now, so every entry is before a cut-off of now.
+/// `fee`). With `spread_days` 0 every row is made now (so every entry is before a cut-off
+/// of now); else each merchant's transactions are spread evenly over the last
+/// `spread_days` days (their ids' times and their paid times), as a live system's are.
 pub async fn seed_paid_ledger(
     url: &str,
     merchants: usize,
     per_merchant: usize,
     amount: i64,
     fee: i64,
+    spread_days: i64,
 ) -> StoreResult<Seeded> {
     let db = &crate::open_db(url, &crate::ConnectOptions::default()).await?;
     let now = crate::sql::now();
@@ -151,7 +166,13 @@ pub async fn seed_paid_ledger(
         let mut ledger_rows = Vec::new();
         for &m in slice {
             for i in 0..per_merchant {
-                let trx = crate::sql::new_id("trx");
+                let back_ms = spread_days * 86_400_000 * i as i64 / per_merchant.max(1) as i64;
+                let at = now - time::Duration::milliseconds(back_ms);
+                let id = |prefix: &str| match back_ms {
+                    0 => crate::sql::new_id(prefix),
+                    _ => past_id(prefix, at),
+                };
+                let trx = id("trx");
                 trx_rows.push(vec![
                     text(trx.clone()),
                     text(format!("BENCH-{m}-{i}")),
@@ -160,10 +181,10 @@ pub async fn seed_paid_ledger(
                     Param::Int(Some(amount)),
                     text("paid".into()),
                     text("api".into()),
-                    Param::Time(Some(now)),
+                    Param::Time(Some(at)),
                     Param::Int(Some(0)),
-                    Param::Time(Some(now)),
-                    Param::Time(Some(now)),
+                    Param::Time(Some(at)),
+                    Param::Time(Some(at)),
                 ]);
                 for (entry_type, value) in [
                     ("gross_income", amount),
@@ -171,13 +192,13 @@ pub async fn seed_paid_ledger(
                     ("merchant_payable", amount - fee),
                 ] {
                     ledger_rows.push(vec![
-                        text(crate::sql::new_id("led")),
+                        text(id("led")),
                         text(trx.clone()),
                         text(ids[m].clone()),
                         text(entry_type.into()),
                         Param::Int(Some(value)),
                         text(format!("{trx}:{entry_type}")),
-                        Param::Time(Some(now)),
+                        Param::Time(Some(at)),
                     ]);
                 }
             }
