@@ -301,6 +301,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
             token.expose()
         );
     }
+    println!(
+        "console    http://{}/ (log in as a user: gema admin create-user)",
+        app.http_addr()
+    );
     println!("admin API  http://{}/api/v1", app.http_addr());
     println!("health     http://{}/health/deep", app.http_addr());
     println!("metrics    http://{}/metrics", app.metrics_addr());
