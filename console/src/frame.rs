@@ -92,6 +92,7 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.overview", Action::DashboardRead),
     ("/devices", "nav.devices", Action::DeviceList),
     ("/whatsapp", "nav.whatsapp", Action::WhatsAppRead),
+    ("/users", "nav.users", Action::UserList),
 ];
 
 #[derive(Debug, Clone)]

@@ -6,5 +6,6 @@
 pub mod devices;
 pub mod login;
 pub mod overview;
+pub mod people;
 pub mod preferences;
 pub mod whatsapp;
