@@ -91,6 +91,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Prefs {
 pub const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.overview", Action::DashboardRead),
     ("/devices", "nav.devices", Action::DeviceList),
+    ("/settlement", "nav.settlement", Action::SettlementRead),
 ];
 
 #[derive(Debug, Clone)]

@@ -45,6 +45,26 @@ pub fn router(state: AppState) -> Router {
         .route("/events/devices", get(events::devices))
         .route("/assets/{name}", get(assets::serve))
         .route("/manifest.webmanifest", get(assets::manifest))
+        .route("/settlement", get(pages::settlement::list))
+        .route("/settlement/generate", post(pages::settlement::generate))
+        .route("/settlement/{id}", get(pages::settlement::detail))
+        .route(
+            "/settlement/{id}/export.csv",
+            get(pages::settlement::export),
+        )
+        .route(
+            "/settlement/{id}/mark-paid",
+            post(pages::settlement::mark_paid),
+        )
+        .route(
+            "/settlement/{id}/mark-failed",
+            post(pages::settlement::mark_failed),
+        )
+        .route("/settlement/{id}/cancel", post(pages::settlement::cancel))
+        .route(
+            "/settlement/{id}/reprocess",
+            get(pages::settlement::reprocess_confirm).post(pages::settlement::reprocess),
+        )
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }
