@@ -92,6 +92,7 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.overview", Action::DashboardRead),
     ("/devices", "nav.devices", Action::DeviceList),
     ("/settlement", "nav.settlement", Action::SettlementRead),
+    ("/merchants", "nav.merchants", Action::MerchantList),
 ];
 
 #[derive(Debug, Clone)]

@@ -65,6 +65,11 @@ pub fn router(state: AppState) -> Router {
             "/settlement/{id}/reprocess",
             get(pages::settlement::reprocess_confirm).post(pages::settlement::reprocess),
         )
+        .route("/merchants", get(pages::merchants::list))
+        .route("/merchants/{id}", get(pages::merchants::detail))
+        .route("/merchants/{id}/approve", post(pages::merchants::approve))
+        .route("/merchants/{id}/reject", post(pages::merchants::reject))
+        .route("/merchants/{id}/suspend", post(pages::merchants::suspend))
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 
 pub mod devices;
 pub mod login;
+pub mod merchants;
 pub mod overview;
 pub mod preferences;
 pub mod settlement;
