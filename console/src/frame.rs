@@ -93,6 +93,7 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/devices", "nav.devices", Action::DeviceList),
     ("/settlement", "nav.settlement", Action::SettlementRead),
     ("/merchants", "nav.merchants", Action::MerchantList),
+    ("/billing/customers", "nav.billing", Action::BillingRead),
 ];
 
 #[derive(Debug, Clone)]

@@ -70,6 +70,14 @@ pub fn router(state: AppState) -> Router {
         .route("/merchants/{id}/approve", post(pages::merchants::approve))
         .route("/merchants/{id}/reject", post(pages::merchants::reject))
         .route("/merchants/{id}/suspend", post(pages::merchants::suspend))
+        .route("/billing/customers", get(pages::billing::customers))
+        .route(
+            "/billing/import",
+            get(pages::billing::import_form)
+                .post(pages::billing::import)
+                // The upload counts its own bytes against billing.import_max_bytes.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }
