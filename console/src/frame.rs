@@ -94,6 +94,7 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/settlement", "nav.settlement", Action::SettlementRead),
     ("/merchants", "nav.merchants", Action::MerchantList),
     ("/billing/customers", "nav.billing", Action::BillingRead),
+    ("/audit", "nav.audit", Action::AuditRead),
 ];
 
 #[derive(Debug, Clone)]

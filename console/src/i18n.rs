@@ -227,6 +227,19 @@ pub const TEXTS: &[(&str, &str, &str)] = &[
     ("import.submit", "Impor", "Import"),
     ("import.done", "Pelanggan diimpor", "Customers imported"),
     ("import.not_imported", "tidak diimpor", "not imported"),
+    ("nav.audit", "Log audit", "Audit log"),
+    ("audit.title", "Log audit", "Audit log"),
+    ("audit.order", "Urut dari yang terlama. Kosongkan \"dari\" untuk melihat seluruh log.", "Oldest first. Clear \"from\" to see the whole log."),
+    ("audit.from", "Dari (WIB)", "From (WIB)"),
+    ("audit.to", "Sampai (WIB)", "Until (WIB)"),
+    ("audit.actor", "Pelaku", "Actor"),
+    ("audit.action", "Tindakan", "Action"),
+    ("audit.target", "Sasaran", "Target"),
+    ("audit.outcome", "Hasil", "Outcome"),
+    ("audit.at", "Waktu", "Time"),
+    ("audit.after", "Sesudah", "After"),
+    ("audit.source", "Sumber", "Source"),
+    ("audit.none", "Tidak ada entri.", "No entries."),
 ];
 
 #[cfg(test)]

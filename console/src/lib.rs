@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
                 // The upload counts its own bytes against billing.import_max_bytes.
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/audit", get(pages::audit::log))
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 //! and renders its template inside the [`Chrome`]: the header, the navigation a role may
 //! use, the language and theme links.
 
+pub mod audit;
 pub mod billing;
 pub mod devices;
 pub mod login;
