@@ -93,6 +93,10 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/devices", "nav.devices", Action::DeviceList),
     ("/whatsapp", "nav.whatsapp", Action::WhatsAppRead),
     ("/users", "nav.users", Action::UserList),
+    ("/settlement", "nav.settlement", Action::SettlementRead),
+    ("/merchants", "nav.merchants", Action::MerchantList),
+    ("/billing/customers", "nav.billing", Action::BillingRead),
+    ("/audit", "nav.audit", Action::AuditRead),
 ];
 
 #[derive(Debug, Clone)]
