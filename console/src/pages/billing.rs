@@ -437,3 +437,14 @@ pub async fn import(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_value_is_percent_encoded() {
+        assert_eq!(query_value("Budi & Sari"), "Budi+%26+Sari");
+        assert_eq!(query_value("cus_01"), "cus_01");
+    }
+}
