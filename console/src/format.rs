@@ -109,4 +109,17 @@ mod tests {
         assert_eq!(jakarta(at, Lang::Id), "5 Des 2026 06:59 WIB");
         assert_eq!(jakarta(at, Lang::En), "5 Dec 2026 06:59 WIB");
     }
+
+    #[test]
+    fn a_datetime_local_value_is_jakarta_time_both_ways() {
+        let at = time::macros::datetime!(2026-12-04 23:59 UTC);
+        assert_eq!(jakarta_local(at), "2026-12-05T06:59");
+        assert_eq!(parse_jakarta_local("2026-12-05T06:59").unwrap(), Some(at));
+        assert_eq!(
+            parse_jakarta_local("2026-12-05T06:59:30").unwrap(),
+            Some(at + time::Duration::seconds(30))
+        );
+        assert_eq!(parse_jakarta_local("  ").unwrap(), None);
+        assert!(parse_jakarta_local("5 Des 2026").is_err());
+    }
 }

@@ -316,9 +316,10 @@ struct Upload {
     file_b64: Option<String>,
 }
 
-/// Reads the multipart form, at most `limit` bytes of field data in all.
-async fn read_upload(mut form: Multipart, limit: usize) -> Result<Upload, String> {
-    let mut upload = Upload::default();
+/// Reads the multipart form into `upload`, at most `limit` bytes of field data in all. On
+/// an error, `upload` keeps what was read before it (the token comes first in our forms),
+/// so a refused upload is told apart from a forged one.
+async fn read_upload(mut form: Multipart, limit: usize, upload: &mut Upload) -> Result<(), String> {
     let mut total = 0usize;
     while let Some(mut field) = form.next_field().await.map_err(|e| e.body_text())? {
         let name = field.name().unwrap_or_default().to_owned();
@@ -342,7 +343,7 @@ async fn read_upload(mut form: Multipart, limit: usize) -> Result<Upload, String
             _ => {}
         }
     }
-    Ok(upload)
+    Ok(())
 }
 
 /// Step 1 (`mode=dry_run`): check the file and show every row; step 2 (`mode=import`):
@@ -352,20 +353,23 @@ pub async fn import(
     session: Session,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ErrorPage> {
-    let form = form.map_err(|e| session.problem(Problem::Invalid(e.body_text())))?;
     let max_bytes = state.billing.settings().import_max_bytes;
     // Base64 of a file at the limit, and the form's few other fields.
     let limit = max_bytes / 3 * 4 + 4 + 64 * 1024;
-    let upload = read_upload(form, limit).await;
+    let mut upload = Upload::default();
+    // A body that is not a multipart form carries no token we can read: refused as such.
+    let read = match form {
+        Ok(form) => read_upload(form, limit, &mut upload).await,
+        Err(e) => Err(e.body_text()),
+    };
     // The token first, whatever else the form holds, as `Posted` does.
-    let token = upload.as_ref().map(|u| u.csrf.as_str()).unwrap_or_default();
-    if !csrf_matches_session(&session, token) {
+    if !csrf_matches_session(&session, &upload.csrf) {
         tracing::warn!(actor = %session.principal.actor, path = %session.path,
             "console upload without a valid CSRF token refused");
         return Err(session.problem(Problem::Csrf));
     }
     session.require(Action::BillingManage)?;
-    let upload = upload.map_err(|e| session.problem(Problem::Invalid(e)))?;
+    read.map_err(|e| session.problem(Problem::Invalid(e)))?;
     let mode = ImportMode::parse(&upload.mode).ok_or_else(|| {
         session.problem(Problem::Invalid(
             "mode: dry_run to check the file, import to write it".into(),
@@ -431,5 +435,16 @@ pub async fn import(
                 },
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_value_is_percent_encoded() {
+        assert_eq!(query_value("Budi & Sari"), "Budi+%26+Sari");
+        assert_eq!(query_value("cus_01"), "cus_01");
     }
 }

@@ -52,6 +52,8 @@ pub fn status_badge(status: BatchStatus) -> (&'static str, &'static str) {
 pub struct BatchRow {
     pub id: String,
     pub merchant_id: String,
+    /// `pending`, `paid`, `failed`, `cancelled`: the row's `data-status`.
+    pub status: &'static str,
     pub badge: &'static str,
     pub status_text: &'static str,
     pub cutoff_ms: i64,
@@ -66,6 +68,7 @@ impl BatchRow {
         BatchRow {
             id: b.id.clone(),
             merchant_id: b.merchant_id.clone(),
+            status: b.status.as_str(),
             badge,
             status_text: chrome.t(key),
             cutoff_ms: b.cutoff_ms,
