@@ -3,7 +3,9 @@
 //! and renders its template inside the [`Chrome`]: the header, the navigation a role may
 //! use, the language and theme links.
 
+pub mod device;
 pub mod devices;
 pub mod login;
 pub mod overview;
 pub mod preferences;
+pub mod transactions;
