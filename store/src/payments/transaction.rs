@@ -193,13 +193,13 @@ pub(crate) async fn list_transactions(
          AND ($4 IS NULL OR merchant_id = $4) ORDER BY id LIMIT $5"
     };
     let rows = query_as::<Transaction>(sql)
-    .bind(page.after.as_deref())
-    .bind(filter.status.map(|s| s.as_str()))
-    .bind(filter.terminal_id.as_deref())
-    .bind(filter.merchant_id.as_deref())
-    .bind(crate::sql::fetch_limit(page.limit))
-    .fetch_all(db.read())
-    .await?;
+        .bind(page.after.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.terminal_id.as_deref())
+        .bind(filter.merchant_id.as_deref())
+        .bind(crate::sql::fetch_limit(page.limit))
+        .fetch_all(db.read())
+        .await?;
     Ok(crate::sql::paginate(rows, page.limit, |t| &t.id))
 }
 

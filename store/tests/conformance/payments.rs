@@ -389,7 +389,11 @@ pub async fn transactions_page_newest_first_by_keyset(store: Arc<dyn Store>) {
         approved_terminal_with_device(&*store, "SN-P11").await;
     let mut made = Vec::new();
     for n in 0..3 {
-        made.push(order(&*store, &terminal, &format!("ORD-11-{n}"), 1_000).await.id);
+        made.push(
+            order(&*store, &terminal, &format!("ORD-11-{n}"), 1_000)
+                .await
+                .id,
+        );
     }
     let filter = TransactionFilter {
         terminal_id: Some(terminal.id.clone()),
