@@ -88,8 +88,9 @@ pub struct Chart {
     pub points: usize,
 }
 
-pub const CHART_W: f64 = 600.0;
-pub const CHART_H: f64 = 160.0;
+/// The chart's box, in SVG user units (integers: the workspace keeps floats out).
+pub const CHART_W: i64 = 600;
+pub const CHART_H: i64 = 160;
 
 impl Chart {
     /// `beats` newest first, as the store gives them.
@@ -98,36 +99,30 @@ impl Chart {
             return Chart::default();
         };
         let (from, to) = (oldest.received_at_ms, newest.received_at_ms);
-        let span = (to - from).max(1) as f64;
+        let span = (to - from).max(1);
         let x = |ms: i64| {
             if beats.len() == 1 {
-                CHART_W / 2.0
+                CHART_W / 2
             } else {
-                (ms - from) as f64 / span * CHART_W
+                (ms - from).clamp(0, span) * CHART_W / span
             }
         };
-        let y = |fraction: f64| CHART_H - fraction.clamp(0.0, 1.0) * CHART_H;
-        let mut battery = String::new();
-        let mut signal = String::new();
+        // `value` within `0..=range`, top = `range`.
+        let y = |value: i64, range: i64| CHART_H - value.clamp(0, range) * CHART_H / range;
+        let mut battery = Vec::new();
+        let mut signal = Vec::new();
         for beat in beats.iter().rev() {
+            let at = x(beat.received_at_ms);
             if let Some(pct) = beat.battery_pct {
-                battery.push_str(&format!(
-                    "{:.1},{:.1} ",
-                    x(beat.received_at_ms),
-                    y(pct as f64 / 100.0)
-                ));
+                battery.push(format!("{at},{}", y(pct, 100)));
             }
             if let Some(dbm) = beat.signal_dbm {
-                signal.push_str(&format!(
-                    "{:.1},{:.1} ",
-                    x(beat.received_at_ms),
-                    y((dbm as f64 + 120.0) / 90.0)
-                ));
+                signal.push(format!("{at},{}", y(dbm + 120, 90)));
             }
         }
         Chart {
-            battery: battery.trim_end().to_owned(),
-            signal: signal.trim_end().to_owned(),
+            battery: battery.join(" "),
+            signal: signal.join(" "),
             from_ms: from,
             to_ms: to,
             points: beats.len(),
@@ -665,10 +660,10 @@ mod tests {
             beat(1_000, Some(50), None),
             beat(0, Some(0), Some(-120)),
         ]);
-        assert_eq!(chart.battery, "0.0,160.0 300.0,80.0 600.0,0.0");
-        assert_eq!(chart.signal, "0.0,160.0 600.0,0.0");
+        assert_eq!(chart.battery, "0,160 300,80 600,0");
+        assert_eq!(chart.signal, "0,160 600,0");
         assert_eq!((chart.from_ms, chart.to_ms, chart.points), (0, 2_000, 3));
         assert_eq!(Chart::of(&[]).points, 0);
-        assert_eq!(Chart::of(&[beat(5, Some(100), None)]).battery, "300.0,0.0");
+        assert_eq!(Chart::of(&[beat(5, Some(100), None)]).battery, "300,0");
     }
 }
