@@ -4,7 +4,8 @@
 
 (function () {
   function updatePresence(msg) {
-    var row = document.querySelector('tr[data-device-id="' + CSS.escape(msg.id) + '"]');
+    // A registry row, or the health card of a device's page.
+    var row = document.querySelector('[data-device-id="' + CSS.escape(msg.id) + '"]');
     if (!row) return;
     var cell = row.querySelector("[data-presence]");
     if (cell) {
@@ -18,7 +19,29 @@
     if (reasons) reasons.textContent = msg.reasons;
   }
 
-  var handlers = { presence: updatePresence };
+  // A payment applied since the page was read: its row (rendered by the server, the same
+  // markup as the page's rows) goes on top, or replaces the row already shown.
+  function addPayment(msg, table) {
+    var body = table.tBodies[0];
+    if (!body) return;
+    var old = body.querySelector('tr[data-transaction-id="' + CSS.escape(msg.id) + '"]');
+    var holder = document.createElement("tbody");
+    holder.innerHTML = msg.html;
+    var row = holder.querySelector("tr");
+    if (!row) return;
+    row.classList.add("new");
+    if (old) {
+      old.replaceWith(row);
+    } else {
+      body.insertBefore(row, body.firstChild);
+    }
+    var wrap = table.closest(".table-wrap");
+    if (wrap) wrap.hidden = false;
+    var empty = document.querySelector("[data-empty]");
+    if (empty) empty.hidden = true;
+  }
+
+  var handlers = { presence: updatePresence, payment: addPayment };
 
   function listen(el) {
     var url = el.getAttribute("data-live");

@@ -91,6 +91,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Prefs {
 pub const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.overview", Action::DashboardRead),
     ("/devices", "nav.devices", Action::DeviceList),
+    ("/transactions", "nav.transactions", Action::TransactionList),
     ("/whatsapp", "nav.whatsapp", Action::WhatsAppRead),
     ("/users", "nav.users", Action::UserList),
     ("/settlement", "nav.settlement", Action::SettlementRead),

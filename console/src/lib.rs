@@ -42,6 +42,25 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(pages::login::logout))
         .route("/preferences", get(pages::preferences::set))
         .route("/devices", get(pages::devices::registry))
+        .route("/devices/{id}", get(pages::device::page))
+        .route(
+            "/devices/{id}/config/push",
+            post(pages::device::push_config),
+        )
+        .route("/devices/{id}/bind", post(pages::device::bind))
+        .route("/devices/{id}/unbind", post(pages::device::unbind))
+        .route("/devices/{id}/rotate", post(pages::device::rotate))
+        .route(
+            "/devices/{id}/revoke",
+            get(pages::device::revoke_confirm).post(pages::device::revoke),
+        )
+        .route("/transactions", get(pages::transactions::list))
+        .route("/transactions/{id}", get(pages::transactions::detail))
+        .route(
+            "/transactions/{id}/retry-notification",
+            post(pages::transactions::retry_notification),
+        )
+        .route("/events/payments", get(events::payments))
         .route("/events/devices", get(events::devices))
         .route("/users", get(pages::people::users))
         .route("/users/{id}/{change}", post(pages::people::set_disabled))

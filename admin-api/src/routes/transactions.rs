@@ -51,6 +51,7 @@ pub async fn list(
         status: query.status.map(Into::into),
         terminal_id: query.terminal_id,
         merchant_id: scope.apply(query.merchant_id)?,
+        newest_first: false,
     };
     let page = state
         .payments

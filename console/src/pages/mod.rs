@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod billing;
+pub mod device;
 pub mod devices;
 pub mod login;
 pub mod merchants;
@@ -13,4 +14,5 @@ pub mod people;
 pub mod preferences;
 pub mod receipt;
 pub mod settlement;
+pub mod transactions;
 pub mod whatsapp;

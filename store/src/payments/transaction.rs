@@ -68,6 +68,9 @@ pub struct TransactionFilter {
     pub status: Option<TransactionStatus>,
     pub terminal_id: Option<String>,
     pub merchant_id: Option<String>,
+    /// Newest first (ids descending; the page's cursor is then the last, oldest id shown),
+    /// for the console's lists; oldest first otherwise, as the API pages.
+    pub newest_first: bool,
 }
 
 /// One entry of a transaction's timeline.
@@ -180,18 +183,23 @@ pub(crate) async fn list_transactions(
     filter: &TransactionFilter,
     page: &PageRequest,
 ) -> StoreResult<Page<Transaction>> {
-    let rows = query_as::<Transaction>(
+    let sql = if filter.newest_first {
+        "SELECT * FROM transactions WHERE ($1 IS NULL OR id < $1) \
+         AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR terminal_id = $3) \
+         AND ($4 IS NULL OR merchant_id = $4) ORDER BY id DESC LIMIT $5"
+    } else {
         "SELECT * FROM transactions WHERE ($1 IS NULL OR id > $1) \
          AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR terminal_id = $3) \
-         AND ($4 IS NULL OR merchant_id = $4) ORDER BY id LIMIT $5",
-    )
-    .bind(page.after.as_deref())
-    .bind(filter.status.map(|s| s.as_str()))
-    .bind(filter.terminal_id.as_deref())
-    .bind(filter.merchant_id.as_deref())
-    .bind(crate::sql::fetch_limit(page.limit))
-    .fetch_all(db.read())
-    .await?;
+         AND ($4 IS NULL OR merchant_id = $4) ORDER BY id LIMIT $5"
+    };
+    let rows = query_as::<Transaction>(sql)
+        .bind(page.after.as_deref())
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.terminal_id.as_deref())
+        .bind(filter.merchant_id.as_deref())
+        .bind(crate::sql::fetch_limit(page.limit))
+        .fetch_all(db.read())
+        .await?;
     Ok(crate::sql::paginate(rows, page.limit, |t| &t.id))
 }
 

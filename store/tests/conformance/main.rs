@@ -67,6 +67,7 @@ macro_rules! conformance {
                 unknown_orders_leave_no_trace_but_the_inbox,
                 a_static_qr_payment_creates_its_transaction,
                 no_bound_device_is_recorded_not_lost,
+                transactions_page_newest_first_by_keyset,
                 test_notifications_touch_nothing,
                 deliveries_are_recorded,
                 transactions_need_an_approved_terminal_and_a_fresh_order_ref,

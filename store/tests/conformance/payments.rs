@@ -384,6 +384,43 @@ pub async fn no_bound_device_is_recorded_not_lost(store: Arc<dyn Store>) {
     assert_eq!(a[0].device_id, None);
 }
 
+pub async fn transactions_page_newest_first_by_keyset(store: Arc<dyn Store>) {
+    let (ApprovedTerminal { terminal, .. }, _) =
+        approved_terminal_with_device(&*store, "SN-P11").await;
+    let mut made = Vec::new();
+    for n in 0..3 {
+        made.push(
+            order(&*store, &terminal, &format!("ORD-11-{n}"), 1_000)
+                .await
+                .id,
+        );
+    }
+    let filter = TransactionFilter {
+        terminal_id: Some(terminal.id.clone()),
+        newest_first: true,
+        ..TransactionFilter::default()
+    };
+    let first = store
+        .list_transactions(&filter, &PageRequest::first(2))
+        .await
+        .unwrap();
+    let ids: Vec<_> = first.items.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(ids, [made[2].clone(), made[1].clone()]);
+    let rest = store
+        .list_transactions(
+            &filter,
+            &PageRequest {
+                after: first.next_after,
+                limit: 2,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = rest.items.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(ids, [made[0].clone()]);
+    assert_eq!(rest.next_after, None);
+}
+
 pub async fn test_notifications_touch_nothing(store: Arc<dyn Store>) {
     let mut e = event("payment_notif_test_1", "paid", 1_000);
     e.is_test = true;
