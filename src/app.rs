@@ -140,7 +140,7 @@ impl App {
                 ("ca_certificate", tls.ca_cert.clone()),
             ],
         };
-        let router = gema_admin_api::router(AppState {
+        let state = AppState {
             claims: gateway.claims.clone(),
             certificates: gateway.certificates.clone(),
             registry,
@@ -155,7 +155,10 @@ impl App {
             whatsapp: gateway.whatsapp.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
-        });
+        };
+        // The console's pages beside the API, on the same listener; the API's router keeps
+        // the fallback (its JSON 404).
+        let router = gema_console::router(state.clone()).merge(gema_admin_api::router(state));
 
         let metrics_router = Router::new().route(
             "/metrics",

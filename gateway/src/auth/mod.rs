@@ -517,6 +517,19 @@ impl Auth {
         }))
     }
 
+    /// Keeps a console session alive while it is used: its access token's expiry slides to
+    /// one access lifetime from now (never past the refresh expiry), so the access lifetime
+    /// is the console's idle timeout. The row is written at most once a minute per session.
+    /// API tokens are not sessions and stay as they are.
+    pub async fn extend(&self, principal: &Principal) -> GatewayResult<()> {
+        let Some(session_id) = &principal.session_id else {
+            return Ok(());
+        };
+        let now = self.now_ms();
+        let until = now + self.settings.access_token_ttl.as_millis() as i64;
+        Ok(self.store.extend_session(session_id, until, now).await?)
+    }
+
     /// Ends the caller's own session (its whole family).
     pub async fn logout(&self, principal: &Principal) -> GatewayResult<()> {
         let (Some(user_id), Some(session_id)) = (&principal.user_id, &principal.session_id) else {

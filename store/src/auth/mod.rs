@@ -69,6 +69,11 @@ pub trait AuthStore: Send + Sync {
     /// Revokes one session of a user (a session of someone else is `NotFound`).
     async fn revoke_session(&self, user_id: &str, session_id: &str, now_ms: i64)
     -> StoreResult<()>;
+    /// Slides a live session's access expiry to `until_ms`, never past its refresh expiry
+    /// (a console session's idle timeout). Writes nothing unless the expiry moves by more
+    /// than a minute, or when the session is no longer live.
+    async fn extend_session(&self, session_id: &str, until_ms: i64, now_ms: i64)
+    -> StoreResult<()>;
     /// Sessions whose refresh token still works, oldest first.
     async fn list_sessions(&self, user_id: &str, now_ms: i64) -> StoreResult<Vec<AuthSession>>;
 
@@ -236,6 +241,15 @@ impl AuthStore for Db {
         now_ms: i64,
     ) -> StoreResult<()> {
         session::revoke_session(self, user_id, session_id, now_ms).await
+    }
+
+    async fn extend_session(
+        &self,
+        session_id: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        session::extend_session(self, session_id, until_ms, now_ms).await
     }
 
     async fn list_sessions(&self, user_id: &str, now_ms: i64) -> StoreResult<Vec<AuthSession>> {

@@ -209,6 +209,27 @@ pub(crate) async fn revoke_session(
     Ok(())
 }
 
+pub(crate) async fn extend_session(
+    db: &Db,
+    session_id: &str,
+    until_ms: i64,
+    now_ms: i64,
+) -> StoreResult<()> {
+    query(
+        "UPDATE auth_sessions SET access_expires_ms = \
+         CASE WHEN $2 < refresh_expires_ms THEN $2 ELSE refresh_expires_ms END \
+         WHERE id = $1 AND revoked_ms IS NULL AND rotated_ms IS NULL \
+         AND access_expires_ms > $3 AND access_expires_ms < $4",
+    )
+    .bind(session_id)
+    .bind(until_ms)
+    .bind(now_ms)
+    .bind(until_ms - 60_000)
+    .execute(&mut db.write_conn().await?)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn list_sessions(
     db: &Db,
     user_id: &str,

@@ -1,0 +1,84 @@
+//! How the console writes money and time: integer rupiah as `Rp 25.000` (dots between
+//! thousands, as Indonesians write it, in both languages), instants in Asia/Jakarta (WIB,
+//! UTC+7, no daylight saving).
+
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::i18n::Lang;
+
+/// Western Indonesia Time.
+pub const JAKARTA: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// `Rp 25.000`, `-Rp 1.500`.
+pub fn rupiah(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push('.');
+        }
+        grouped.push(c);
+    }
+    if amount < 0 {
+        format!("-Rp {grouped}")
+    } else {
+        format!("Rp {grouped}")
+    }
+}
+
+const MONTHS_ID: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des",
+];
+const MONTHS_EN: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `4 Des 2026 21:10 WIB`.
+pub fn jakarta(at: OffsetDateTime, lang: Lang) -> String {
+    let at = at.to_offset(JAKARTA);
+    let months = match lang {
+        Lang::Id => MONTHS_ID,
+        Lang::En => MONTHS_EN,
+    };
+    format!(
+        "{} {} {} {:02}:{:02} WIB",
+        at.day(),
+        months[usize::from(u8::from(at.month())) - 1],
+        at.year(),
+        at.hour(),
+        at.minute()
+    )
+}
+
+/// [`jakarta`] of a Unix time in milliseconds; an out-of-range value is shown as it is.
+pub fn jakarta_ms(ms: i64, lang: Lang) -> String {
+    match OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(at) => jakarta(at, lang),
+        Err(_) => ms.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rupiah_groups_thousands_with_dots() {
+        assert_eq!(rupiah(0), "Rp 0");
+        assert_eq!(rupiah(999), "Rp 999");
+        assert_eq!(rupiah(25_000), "Rp 25.000");
+        assert_eq!(rupiah(1_250_000), "Rp 1.250.000");
+        assert_eq!(rupiah(-1_500), "-Rp 1.500");
+        assert_eq!(rupiah(i64::MIN), "-Rp 9.223.372.036.854.775.808");
+    }
+
+    #[test]
+    fn times_are_shown_in_jakarta() {
+        let at = time::macros::datetime!(2026-12-04 23:59 UTC);
+        assert_eq!(jakarta(at, Lang::Id), "5 Des 2026 06:59 WIB");
+        assert_eq!(jakarta(at, Lang::En), "5 Dec 2026 06:59 WIB");
+    }
+}
