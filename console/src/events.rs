@@ -16,8 +16,8 @@ use gema_admin_api::authz::{Scope, owns};
 use gema_gateway::auth::Action;
 use serde::Deserialize;
 
+use crate::frame::Problem;
 use crate::pages::devices::{PAGE_SIZE, health_text};
-use crate::pages::errors::Problem;
 use crate::session::Session;
 
 /// How often a stream looks for changes.

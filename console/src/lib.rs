@@ -23,6 +23,7 @@
 pub mod assets;
 pub mod events;
 pub mod format;
+pub mod frame;
 pub mod headers;
 pub mod i18n;
 pub mod pages;

@@ -26,25 +26,11 @@ use gema_gateway::auth::{Action, Principal, RequestMeta};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::i18n::Lang;
-use crate::pages::errors::{ErrorPage, Problem};
+use crate::frame::{Chrome, ErrorPage, NAV, NavItem, Prefs, Problem, UserBar};
+pub use crate::frame::{LANG_COOKIE, THEME_COOKIE, Theme, cookie};
 
 pub const SESSION_COOKIE: &str = "gema_session";
 pub const LOGIN_COOKIE: &str = "gema_login";
-pub const LANG_COOKIE: &str = "gema_lang";
-pub const THEME_COOKIE: &str = "gema_theme";
-
-/// The value of cookie `name` in the request, if any.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
 
 /// Whether the browser reached us over TLS (directly, or through a proxy that says so): then
 /// cookies are `Secure`.
@@ -92,61 +78,6 @@ pub fn csrf_matches(secret: &str, presented: &str) -> bool {
     }
 }
 
-/// Language and theme, from their cookies; known before (and without) a login.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Prefs {
-    pub lang: Lang,
-    pub theme: Theme,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Theme {
-    #[default]
-    Auto,
-    Light,
-    Dark,
-}
-
-impl Theme {
-    pub fn parse(value: &str) -> Option<Theme> {
-        match value {
-            "auto" => Some(Theme::Auto),
-            "light" => Some(Theme::Light),
-            "dark" => Some(Theme::Dark),
-            _ => None,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Theme::Auto => "auto",
-            Theme::Light => "light",
-            Theme::Dark => "dark",
-        }
-    }
-}
-
-impl Prefs {
-    pub fn of(headers: &HeaderMap) -> Prefs {
-        Prefs {
-            lang: cookie(headers, LANG_COOKIE)
-                .and_then(Lang::parse)
-                .unwrap_or_default(),
-            theme: cookie(headers, THEME_COOKIE)
-                .and_then(Theme::parse)
-                .unwrap_or_default(),
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Prefs {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Prefs::of(&parts.headers))
-    }
-}
-
 /// A logged-in user of the console.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -179,12 +110,88 @@ impl Session {
     }
 
     pub fn problem(&self, problem: Problem) -> ErrorPage {
-        ErrorPage::new(problem, self.prefs, Some(self.clone()))
+        ErrorPage::new(problem, self.chrome())
+    }
+
+    /// The frame of a page this session sees: its navigation, its name, its form token.
+    pub fn chrome(&self) -> Chrome {
+        let lang = self.prefs.lang;
+        let nav = NAV
+            .iter()
+            .filter(|(_, _, action)| self.may(*action))
+            .map(|(href, key, _)| NavItem {
+                href,
+                label: lang.t(key),
+                current: crate::frame::current(&self.path, href),
+            })
+            .collect();
+        Chrome {
+            lang,
+            theme: self.prefs.theme.code(),
+            path: self.path.clone(),
+            user: Some(UserBar {
+                actor: self.principal.actor.clone(),
+                role: self.principal.role.to_string(),
+                csrf: self.csrf.clone(),
+            }),
+            nav,
+        }
     }
 
     /// A gateway error as the page a user should see: not found, refused, or a logged 500.
     pub fn failed(&self, error: GatewayError) -> ErrorPage {
         self.problem(Problem::from_gateway(error))
+    }
+}
+
+impl Session {
+    /// Runs a write the console does for this user, with its audit row, exactly as the API's
+    /// guard does: the write's first transaction carries the row
+    /// ([`gema_store::audit_scope`]), so write and row commit together; then the row gets
+    /// the outcome (`ok`, or `failed` and the error) and `after` (never a secret). A write
+    /// that committed nothing still leaves the attempt's row. `action` names the action as
+    /// the matrix does (`device.credentials`), `target` the row (`device:<id>`).
+    pub async fn audited<T>(
+        &self,
+        state: &AppState,
+        action: Action,
+        target: String,
+        work: impl std::future::Future<Output = Result<T, GatewayError>>,
+        after: impl FnOnce(&T) -> serde_json::Value,
+    ) -> Result<T, GatewayError> {
+        let entry = gema_store::NewAuditEntry {
+            actor: self.principal.actor.clone(),
+            action: action.name().to_owned(),
+            target: Some(target),
+            ..state.auth.entry(&self.meta)
+        };
+        let (result, written) = gema_store::audit_scope(entry.clone(), work).await;
+        let (outcome, after) = match &result {
+            Ok(value) => ("ok", after(value)),
+            Err(err) => ("failed", serde_json::json!({ "error": err.to_string() })),
+        };
+        let after = after.to_string();
+        let closed = match written {
+            Some(id) => state
+                .auth
+                .finish_audit(&id, outcome, Some(&after))
+                .await
+                .map(|_| ()),
+            None => state
+                .auth
+                .audit(gema_store::NewAuditEntry {
+                    outcome: outcome.to_owned(),
+                    after_json: Some(after),
+                    ..entry
+                })
+                .await
+                .map(|_| ()),
+        };
+        if let Err(err) = closed {
+            // The write (if any) committed with its row; only the outcome is missing.
+            tracing::error!(error = %err, "recording a console write's outcome in the audit log failed");
+        }
+        result
     }
 }
 
@@ -293,8 +300,7 @@ where
             Err(e) => {
                 return Err(NoSession::Failed(ErrorPage::new(
                     Problem::from_gateway(e),
-                    prefs,
-                    None,
+                    Chrome::anonymous(prefs, "/"),
                 )));
             }
         };
@@ -407,6 +413,6 @@ mod tests {
             HeaderValue::from_static("gema_session_x=1; gema_session=gat_abc; gema_lang=en"),
         );
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("gat_abc"));
-        assert_eq!(Prefs::of(&headers).lang, Lang::En);
+        assert_eq!(Prefs::of(&headers).lang, crate::i18n::Lang::En);
     }
 }

@@ -12,8 +12,8 @@ use gema_gateway::device_ops::{HealthStatus, HealthSummary};
 use gema_store::{Device, DeviceFilter, PageRequest};
 use serde::Deserialize;
 
-use super::{Chrome, html};
-use crate::pages::errors::{ErrorPage, Problem};
+use crate::frame::{Chrome, html};
+use crate::frame::{ErrorPage, Problem};
 use crate::session::Session;
 
 /// Rows per page.
@@ -140,7 +140,7 @@ pub async fn registry(
     Ok(html(
         StatusCode::OK,
         &RegistryView {
-            chrome: Chrome::of(&session),
+            chrome: session.chrome(),
             filters: FILTERS
                 .iter()
                 .map(|(value, key)| (*value, lang.t(key), *value == status_text))

@@ -15,10 +15,10 @@ use gema_gateway::credentials::SecretString;
 use ring::rand::SecureRandom;
 use serde::Deserialize;
 
-use super::{Chrome, html};
+use crate::frame::{Chrome, Prefs, html};
 use crate::session::{
-    self, LOGIN_COOKIE, Posted, Prefs, SESSION_COOKIE, csrf_matches, csrf_token, safe_next,
-    see_other, set_cookie,
+    self, LOGIN_COOKIE, Posted, SESSION_COOKIE, csrf_matches, csrf_token, safe_next, see_other,
+    set_cookie,
 };
 
 #[derive(Debug, Deserialize)]

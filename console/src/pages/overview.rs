@@ -10,8 +10,8 @@ use gema_admin_api::AppState;
 use gema_gateway::auth::Action;
 use gema_gateway::cluster::NodeState;
 
-use super::{Chrome, html};
-use crate::pages::errors::ErrorPage;
+use crate::frame::ErrorPage;
+use crate::frame::{Chrome, html};
 use crate::session::Session;
 
 #[derive(Debug)]
@@ -98,7 +98,7 @@ pub async fn page(State(state): State<AppState>, session: Session) -> Result<Res
     Ok(html(
         StatusCode::OK,
         &OverviewView {
-            chrome: Chrome::of(&session),
+            chrome: session.chrome(),
             fleet,
             paid_count: summary.paid_today.count,
             paid_amount: summary.paid_today.amount,
