@@ -27,6 +27,8 @@ const AXE: &str = concat!(
     "/tests/daemon/axe/node_modules/axe-core/axe.min.js"
 );
 const DRIVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a click's page may take to arrive.
+const NAVIGATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The desktop window every session starts with, and the phone the responsive checks use
 /// (an iPhone 12-class viewport).
@@ -87,9 +89,8 @@ impl Browser {
             "--disable-dev-shm-usage".into(),
             "--disable-extensions".into(),
             "--password-store=basic".into(),
-            // Nothing but loopback: any other host name fails to resolve.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost".into(),
-            format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+            // Nothing but loopback: any other host name (or address) fails to resolve.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         // An Indonesian browser, as the console's users have (its own language would
@@ -114,7 +115,7 @@ impl Browser {
             .await
             .expect("the session id")
             .expect("a session");
-        Some(Browser {
+        let browser = Browser {
             client,
             base_url: base_url.trim_end_matches('/').to_string(),
             driver,
@@ -122,7 +123,9 @@ impl Browser {
             session_id,
             axe_source,
             _profile: profile,
-        })
+        };
+        browser.resize(DESKTOP).await;
+        Some(browser)
     }
 
     /// The absolute URL of `path` on the daemon.
@@ -147,12 +150,27 @@ impl Browser {
         }
     }
 
-    /// Resizes the window: [`DESKTOP`] or [`PHONE`].
+    /// Resizes the viewport (the page's own area, not the window around it) to [`DESKTOP`]
+    /// or [`PHONE`]: WebDriver sizes the window, so the difference is measured and added.
     pub async fn resize(&self, (width, height): (u32, u32)) {
         self.client
             .set_window_size(width, height)
             .await
             .expect("resize the window");
+        let inner = self
+            .run("return [window.innerWidth, window.innerHeight];", vec![])
+            .await;
+        let inner = |i: usize| inner[i].as_u64().expect("the viewport's size") as u32;
+        let (extra_w, extra_h) = (
+            width.saturating_sub(inner(0)),
+            height.saturating_sub(inner(1)),
+        );
+        if extra_w > 0 || extra_h > 0 {
+            self.client
+                .set_window_size(width + extra_w, height + extra_h)
+                .await
+                .expect("resize the window");
+        }
     }
 
     /// The first element matching `css`; a failure names the page it is not on.
@@ -175,13 +193,22 @@ impl Browser {
         field.send_keys(value).await.expect("type into the field");
     }
 
-    /// Clicks the first element matching `css` and waits for the page it leads to.
+    /// Clicks the first element matching `css` and waits for the page it leads to: a
+    /// click returns before a form's navigation has necessarily finished, so a mark is put
+    /// on the document before, and the wait is for a complete document without it.
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
+        let element = self.find(css).await;
+        self.run("window.gemaBeforeClick = true;", vec![]).await;
+        element
             .click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.wait_until(
+            "return window.gemaBeforeClick !== true && document.readyState === 'complete';",
+            NAVIGATION_TIMEOUT,
+            &format!("the page after clicking {css}"),
+        )
+        .await;
     }
 
     /// Runs `script` in the page (a function body; `arguments` are `args`).
@@ -192,11 +219,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
-    /// Waits until `script` (a function body) returns `true`, at most `timeout`.
+    /// Waits until `script` (a function body) returns `true`, at most `timeout`; a script
+    /// that fails (the page is being replaced) counts as not yet.
     pub async fn wait_until(&self, script: &str, timeout: Duration, what: &str) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.run(script, vec![]).await == Value::Bool(true) {
+            if let Ok(Value::Bool(true)) = self.client.execute(script, vec![]).await {
                 return;
             }
             if Instant::now() > deadline {
@@ -205,7 +233,7 @@ impl Browser {
                     self.describe().await
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
