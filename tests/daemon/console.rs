@@ -267,6 +267,66 @@ async fn the_registry_already_open_shows_a_soundbox_come_online_without_a_reload
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn without_javascript_an_operator_logs_in_reads_the_registry_and_switches_to_english() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let Some(browser) = Browser::start_without_scripts(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "ops@gema.test", "ops", None).await;
+    let bound = daemon.approved_terminal_with_device("SB100-NOSCRIPT").await;
+    let id = &bound.device.device_id;
+
+    log_in(&browser, "ops@gema.test", PASSWORD, None).await;
+    assert_eq!(browser.path().await, "/", "{}", browser.describe().await);
+    browser.visit("/devices").await;
+    assert_eq!(
+        browser.run("return typeof window.gemaLive;", vec![]).await,
+        json!("undefined"),
+        "the page's script ran: scripts are not off"
+    );
+    let presence = format!("tr[data-device-id=\"{id}\"] [data-presence]");
+    let (_sim, _events) =
+        connected_sim(daemon.mqtt_addr.port(), &bound.device, &bound.ca_pem).await;
+    // Without the live stream a reload shows it.
+    let deadline = std::time::Instant::now() + LIVE;
+    loop {
+        browser.visit("/devices").await;
+        let state = browser
+            .find(&presence)
+            .await
+            .attr("data-state")
+            .await
+            .unwrap();
+        if state.as_deref() == Some("online") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not shown online after reloads: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    browser.check_page("devices-noscript").await;
+
+    let indonesian = browser.text("main h1").await;
+    browser.click("footer a[lang=en]").await;
+    assert_eq!(browser.path().await, "/devices");
+    assert_eq!(
+        browser
+            .find("html")
+            .await
+            .attr("lang")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("en")
+    );
+    assert_ne!(browser.text("main h1").await, indonesian, "not translated");
+    browser.check_page("devices-english").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_form_posted_without_its_csrf_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
