@@ -20,6 +20,7 @@ pub mod billing;
 pub mod billing_import;
 pub mod certs;
 pub mod claims;
+pub mod console;
 pub mod crash;
 pub mod export;
 pub mod presence;

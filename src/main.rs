@@ -194,6 +194,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench {
             command:
+                gema::cli::BenchCommand::Console {
+                    devices,
+                    transactions,
+                    merchants,
+                    requests,
+                    database_url,
+                },
+        } => {
+            gema::bench::console::console(gema::bench::console::ConsoleBench {
+                devices,
+                transactions,
+                merchants,
+                requests,
+                database_url,
+            })
+            .await
+        }
+        Command::Bench {
+            command:
                 gema::cli::BenchCommand::BillingImport {
                     rows,
                     merchants,
@@ -282,6 +301,10 @@ async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
             token.expose()
         );
     }
+    println!(
+        "console    http://{}/ (log in as a user: gema admin create-user)",
+        app.http_addr()
+    );
     println!("admin API  http://{}/api/v1", app.http_addr());
     println!("health     http://{}/health/deep", app.http_addr());
     println!("metrics    http://{}/metrics", app.metrics_addr());

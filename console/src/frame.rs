@@ -91,6 +91,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Prefs {
 pub const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.overview", Action::DashboardRead),
     ("/devices", "nav.devices", Action::DeviceList),
+    ("/whatsapp", "nav.whatsapp", Action::WhatsAppRead),
 ];
 
 #[derive(Debug, Clone)]
@@ -128,6 +129,11 @@ impl Chrome {
             user: None,
             nav: Vec::new(),
         }
+    }
+
+    /// The session's form token, for a page's own forms.
+    pub fn csrf(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.csrf.as_str())
     }
 
     /// The text of `key` in the page's language.

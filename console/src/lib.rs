@@ -43,8 +43,15 @@ pub fn router(state: AppState) -> Router {
         .route("/preferences", get(pages::preferences::set))
         .route("/devices", get(pages::devices::registry))
         .route("/events/devices", get(events::devices))
+        .route("/whatsapp", get(pages::whatsapp::queue))
+        .route("/whatsapp/{id}", get(pages::whatsapp::message))
+        .route("/whatsapp/{id}/retry", post(pages::whatsapp::retry))
+        .route("/whatsapp/{id}/cancel", post(pages::whatsapp::cancel))
         .route("/assets/{name}", get(assets::serve))
         .route("/manifest.webmanifest", get(assets::manifest))
+        .layer(axum::Extension(std::sync::Arc::new(
+            pages::overview::OverviewCache::default(),
+        )))
         .layer(axum::middleware::from_fn(headers::secure))
         .with_state(state)
 }

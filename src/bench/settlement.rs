@@ -35,10 +35,16 @@ pub async fn settlement(bench: SettlementBench) -> anyhow::Result<()> {
         payables * 3
     );
     let started = Instant::now();
-    let seeded =
-        gema_store::seed::seed_paid_ledger(&url, bench.merchants, bench.per_merchant, 25_000, 175)
-            .await
-            .context("seeding")?;
+    let seeded = gema_store::seed::seed_paid_ledger(
+        &url,
+        bench.merchants,
+        bench.per_merchant,
+        25_000,
+        175,
+        0,
+    )
+    .await
+    .context("seeding")?;
     println!(
         "  seeded {} transactions, {} ledger rows in {:.1} s",
         seeded.transactions,

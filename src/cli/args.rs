@@ -359,6 +359,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000)]
         page_rows: u32,
     },
+    /// The web console's pages on a big database: D devices and T paid transactions
+    /// seeded, then every page requested N times as an operator and as a merchant user:
+    /// p50/p95 time and size per page against the goal (p95 ≤ 50 ms, ≤ 200 KB).
+    Console {
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: usize,
+        #[arg(long, default_value_t = 100)]
+        merchants: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 40)]
+        requests: usize,
+        /// A scratch database to use instead of a fresh SQLite file (e.g. postgres://…).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// The customer CSV import through the daemon's admin API: an N-row file checked (dry
     /// run), imported in one transaction, and checked again (every phone taken): seconds
     /// and rows per second.

@@ -16,8 +16,22 @@ const ROWS_PER_TRANSACTION: usize = 40_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seeded {
     pub merchants: Vec<String>,
+    /// Each merchant's one terminal, in the same order.
+    pub terminals: Vec<String>,
     pub transactions: u64,
     pub ledger_entries: u64,
+}
+
+/// An id as `new_id` makes them, but for a moment in the past.
+fn past_id(prefix: &str, at: time::OffsetDateTime) -> String {
+    let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64;
+    let ulid = ulid::Ulid::from_parts(ms, rand_bits());
+    format!("{prefix}_{}", ulid.to_string().to_lowercase())
+}
+
+/// 80 random bits for a ULID: a fresh ULID's own.
+fn rand_bits() -> u128 {
+    ulid::Ulid::new().random()
 }
 
 async fn insert_rows(
@@ -57,13 +71,16 @@ async fn insert_rows(
 
 /// `merchants` approved merchants, each with an outlet, a terminal, a bank account and
 /// `per_merchant` paid transactions of `amount` with their three ledger entries (fee
-/// `fee`). Ledger ids are made now, so every entry is before a cut-off of now.
+/// `fee`). With `spread_days` 0 every row is made now (so every entry is before a cut-off
+/// of now); else each merchant's transactions are spread evenly over the last
+/// `spread_days` days (their ids' times and their paid times), as a live system's are.
 pub async fn seed_paid_ledger(
     url: &str,
     merchants: usize,
     per_merchant: usize,
     amount: i64,
     fee: i64,
+    spread_days: i64,
 ) -> StoreResult<Seeded> {
     let db = &crate::open_db(url, &crate::ConnectOptions::default()).await?;
     let now = crate::sql::now();
@@ -149,7 +166,13 @@ pub async fn seed_paid_ledger(
         let mut ledger_rows = Vec::new();
         for &m in slice {
             for i in 0..per_merchant {
-                let trx = crate::sql::new_id("trx");
+                let back_ms = spread_days * 86_400_000 * i as i64 / per_merchant.max(1) as i64;
+                let at = now - time::Duration::milliseconds(back_ms);
+                let id = |prefix: &str| match back_ms {
+                    0 => crate::sql::new_id(prefix),
+                    _ => past_id(prefix, at),
+                };
+                let trx = id("trx");
                 trx_rows.push(vec![
                     text(trx.clone()),
                     text(format!("BENCH-{m}-{i}")),
@@ -158,10 +181,10 @@ pub async fn seed_paid_ledger(
                     Param::Int(Some(amount)),
                     text("paid".into()),
                     text("api".into()),
-                    Param::Time(Some(now)),
+                    Param::Time(Some(at)),
                     Param::Int(Some(0)),
-                    Param::Time(Some(now)),
-                    Param::Time(Some(now)),
+                    Param::Time(Some(at)),
+                    Param::Time(Some(at)),
                 ]);
                 for (entry_type, value) in [
                     ("gross_income", amount),
@@ -169,13 +192,13 @@ pub async fn seed_paid_ledger(
                     ("merchant_payable", amount - fee),
                 ] {
                     ledger_rows.push(vec![
-                        text(crate::sql::new_id("led")),
+                        text(id("led")),
                         text(trx.clone()),
                         text(ids[m].clone()),
                         text(entry_type.into()),
                         Param::Int(Some(value)),
                         text(format!("{trx}:{entry_type}")),
-                        Param::Time(Some(now)),
+                        Param::Time(Some(at)),
                     ]);
                 }
             }
@@ -201,9 +224,62 @@ pub async fn seed_paid_ledger(
     }
     Ok(Seeded {
         merchants: ids,
+        terminals,
         transactions,
         ledger_entries: entries,
     })
+}
+
+/// `count` active devices (serials `BENCH-000001`, …; a credential no secret matches), the
+/// first of them bound one each to `bind_to`'s terminals. Returns their ids in order.
+pub async fn seed_devices(url: &str, count: usize, bind_to: &[String]) -> StoreResult<Vec<String>> {
+    let db = &crate::open_db(url, &crate::ConnectOptions::default()).await?;
+    let now = crate::sql::now();
+    let text = |s: String| Param::OwnedText(Some(s));
+    let mut rows = Vec::with_capacity(count);
+    let mut bindings = Vec::new();
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = crate::sql::new_id("dev");
+        let terminal = bind_to.get(i).cloned();
+        if let Some(terminal) = &terminal {
+            bindings.push(vec![
+                text(crate::sql::new_id("bnd")),
+                text(id.clone()),
+                text(terminal.clone()),
+                Param::Time(Some(now)),
+            ]);
+        }
+        rows.push(vec![
+            text(id.clone()),
+            text(format!("BENCH-{:06}", i + 1)),
+            text("SB-100".into()),
+            text("1.0.0".into()),
+            text("active".into()),
+            Param::OwnedText(terminal),
+            text("seeded:no-secret-matches".into()),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+            Param::Time(Some(now)),
+        ]);
+        ids.push(id);
+    }
+    insert_rows(
+        db,
+        "devices (id, serial, model, firmware_version, status, terminal_id, credential_hash, \
+         credential_issued_at, created_at, updated_at)",
+        10,
+        &rows,
+    )
+    .await?;
+    insert_rows(
+        db,
+        "device_bindings (id, device_id, terminal_id, bound_at)",
+        4,
+        &bindings,
+    )
+    .await?;
+    Ok(ids)
 }
 
 /// `merchants` approved merchants with `per_merchant` active billing customers each, all on

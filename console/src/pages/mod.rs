@@ -7,3 +7,4 @@ pub mod devices;
 pub mod login;
 pub mod overview;
 pub mod preferences;
+pub mod whatsapp;

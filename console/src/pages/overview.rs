@@ -3,10 +3,16 @@
 //! figures; the nodes only to whom the matrix shows them.
 
 use askama::Template;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use gema_admin_api::AppState;
+use gema_gateway::GatewayResult;
 use gema_gateway::auth::Action;
 use gema_gateway::cluster::NodeState;
 
@@ -25,45 +31,155 @@ pub struct NodeRow {
     pub devices_held: i64,
 }
 
+/// The overview's figures, as of `at`.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub fleet: [i64; 3],
+    pub paid_count: i64,
+    pub paid_amount: i64,
+    pub announcements_pending: i64,
+    pub pending_payout: i64,
+    pub unbatched: i64,
+    pub whatsapp_pending: i64,
+    pub at: time::OffsetDateTime,
+}
+
+/// Figures younger than this are shown as they are.
+const FRESH: Duration = Duration::from_secs(15);
+/// Older ones (up to this) are shown while a refresh runs in the background; older still
+/// are computed while the page waits.
+const STALE_MAX: Duration = Duration::from_secs(300);
+/// Merchants whose figures are kept at most; past it the cache starts over.
+const MAX_ENTRIES: usize = 10_000;
+
+/// The overview's figures per merchant (and for the whole platform), computed at most
+/// every [`FRESH`] per node. They add up the fleet's health and a merchant's whole ledger,
+/// which on a large platform takes longer than a page may (a page's goal is 50 ms), so the
+/// overview shows them with their time ("as of"), refreshed behind the page.
+#[derive(Debug, Default)]
+pub struct OverviewCache {
+    entries: Mutex<HashMap<Option<String>, CacheEntry>>,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    at: Instant,
+    figures: Arc<Figures>,
+    refreshing: bool,
+}
+
+impl OverviewCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Option<String>, CacheEntry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn figures(
+        self: &Arc<Self>,
+        state: &AppState,
+        merchant: Option<String>,
+    ) -> GatewayResult<Arc<Figures>> {
+        {
+            let mut entries = self.entries();
+            if let Some(entry) = entries.get_mut(&merchant) {
+                let age = entry.at.elapsed();
+                if age < FRESH {
+                    return Ok(entry.figures.clone());
+                }
+                if age < STALE_MAX {
+                    if !entry.refreshing {
+                        entry.refreshing = true;
+                        let (cache, state, merchant) =
+                            (self.clone(), state.clone(), merchant.clone());
+                        tokio::spawn(async move {
+                            let computed = compute(&state, merchant.as_deref()).await;
+                            if let Err(e) = cache.store(merchant, computed) {
+                                tracing::warn!(error = %e, "refreshing the overview's figures failed");
+                            }
+                        });
+                    }
+                    return Ok(entry.figures.clone());
+                }
+            }
+        }
+        let computed = compute(state, merchant.as_deref()).await;
+        self.store(merchant, computed)
+    }
+
+    fn store(
+        &self,
+        merchant: Option<String>,
+        computed: GatewayResult<Figures>,
+    ) -> GatewayResult<Arc<Figures>> {
+        let mut entries = self.entries();
+        match computed {
+            Ok(figures) => {
+                let figures = Arc::new(figures);
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(
+                    merchant,
+                    CacheEntry {
+                        at: Instant::now(),
+                        figures: figures.clone(),
+                        refreshing: false,
+                    },
+                );
+                Ok(figures)
+            }
+            Err(e) => {
+                // The next page tries again.
+                if let Some(entry) = entries.get_mut(&merchant) {
+                    entry.refreshing = false;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn compute(state: &AppState, merchant: Option<&str>) -> GatewayResult<Figures> {
+    let summary = state.settlement.dashboard(merchant).await?;
+    let fleet = state
+        .device_ops
+        .fleet_counts(merchant.map(str::to_owned))
+        .await?;
+    let whatsapp = state.whatsapp.counts(merchant).await?;
+    Ok(Figures {
+        fleet,
+        paid_count: summary.paid_today.count,
+        paid_amount: summary.paid_today.amount,
+        announcements_pending: summary.announcements_pending,
+        pending_payout: summary.settlement.pending_payout,
+        unbatched: summary.settlement.unbatched,
+        whatsapp_pending: whatsapp.get("pending").copied().unwrap_or(0),
+        at: time::OffsetDateTime::now_utc(),
+    })
+}
+
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewView {
     chrome: Chrome,
-    fleet: [i64; 3],
-    paid_count: i64,
-    paid_amount: i64,
-    announcements_pending: i64,
-    /// Shown to whom may read settlement.
-    payout: Option<(i64, i64)>,
-    /// Pending WhatsApp messages, to whom may read them.
-    whatsapp_pending: Option<i64>,
+    figures: Arc<Figures>,
+    /// Whether to show the payout figures (who may read settlement).
+    payout: bool,
+    /// Whether to show the WhatsApp queue (who may read it).
+    whatsapp: bool,
     nodes: Option<Vec<NodeRow>>,
 }
 
-pub async fn page(State(state): State<AppState>, session: Session) -> Result<Response, ErrorPage> {
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(cache): Extension<Arc<OverviewCache>>,
+    session: Session,
+) -> Result<Response, ErrorPage> {
     session.require(Action::DashboardRead)?;
-    let merchant = session.merchant().map(str::to_owned);
     let fail = |e| session.failed(e);
-    let summary = state
-        .settlement
-        .dashboard(merchant.as_deref())
+    let figures = cache
+        .figures(&state, session.merchant().map(str::to_owned))
         .await
         .map_err(fail)?;
-    let fleet = state
-        .device_ops
-        .fleet_counts(merchant.clone())
-        .await
-        .map_err(fail)?;
-    let whatsapp_pending = if session.may(Action::WhatsAppRead) {
-        let counts = state
-            .whatsapp
-            .counts(merchant.as_deref())
-            .await
-            .map_err(fail)?;
-        Some(counts.get("pending").copied().unwrap_or(0))
-    } else {
-        None
-    };
     let nodes = if session.may(Action::NodeList) {
         let lang = session.prefs.lang;
         let nodes = state.cluster.nodes().await.map_err(fail)?;
@@ -91,20 +207,13 @@ pub async fn page(State(state): State<AppState>, session: Session) -> Result<Res
     } else {
         None
     };
-    let payout = session.may(Action::SettlementRead).then_some((
-        summary.settlement.pending_payout,
-        summary.settlement.unbatched,
-    ));
     Ok(html(
         StatusCode::OK,
         &OverviewView {
             chrome: session.chrome(),
-            fleet,
-            paid_count: summary.paid_today.count,
-            paid_amount: summary.paid_today.amount,
-            announcements_pending: summary.announcements_pending,
-            payout,
-            whatsapp_pending,
+            figures,
+            payout: session.may(Action::SettlementRead),
+            whatsapp: session.may(Action::WhatsAppRead),
             nodes,
         },
     ))

@@ -229,6 +229,72 @@ pub async fn refresh_rotates_and_reuse_revokes_the_family(store: Arc<dyn Store>)
     );
 }
 
+pub async fn a_used_session_slides_but_not_past_its_refresh_expiry(store: Arc<dyn Store>) {
+    let user = store
+        .create_user(new_user("a@gema.test", UserKind::Admin, "admin", None))
+        .await
+        .unwrap();
+    let s = store
+        .create_session(session(&user.id, 1, 10_000))
+        .await
+        .unwrap();
+    let expiry = |store: Arc<dyn Store>| {
+        let user_id = user.id.clone();
+        async move {
+            store
+                .list_sessions(&user_id, 10_001)
+                .await
+                .unwrap()
+                .pop()
+                .unwrap()
+                .access_expires_ms
+        }
+    };
+    assert_eq!(expiry(store.clone()).await, 910_000);
+    // Less than a minute later than now: not written.
+    store
+        .extend_session(&s.id, 910_000 + 59_000, 20_000)
+        .await
+        .unwrap();
+    assert_eq!(expiry(store.clone()).await, 910_000);
+    // Used ten minutes later: slides to ten minutes later.
+    store
+        .extend_session(&s.id, 610_000 + 900_000, 610_000)
+        .await
+        .unwrap();
+    assert_eq!(expiry(store.clone()).await, 1_510_000);
+    assert!(
+        store
+            .session_by_access("access-1", 1_000_000)
+            .await
+            .unwrap()
+            .is_some(),
+        "a session in use stays alive past its first expiry"
+    );
+    // Never past the refresh token's expiry.
+    store
+        .extend_session(&s.id, 86_400_000 * 2, 1_400_000)
+        .await
+        .unwrap();
+    assert_eq!(expiry(store.clone()).await, 10_000 + 86_400_000);
+    // An expired session does not come back.
+    let t = store
+        .create_session(session(&user.id, 2, 10_000))
+        .await
+        .unwrap();
+    store
+        .extend_session(&t.id, 2_000_000 + 900_000, 2_000_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .session_by_access("access-2", 2_000_001)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 pub async fn sessions_revoke_per_user_and_on_password_change(store: Arc<dyn Store>) {
     let a = store
         .create_user(new_user("a@gema.test", UserKind::Admin, "admin", None))

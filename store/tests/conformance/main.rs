@@ -41,6 +41,7 @@ macro_rules! conformance {
             conformance!(@tests $open, auth;
                 users_round_trip_and_emails_are_unique,
                 refresh_rotates_and_reuse_revokes_the_family,
+                a_used_session_slides_but_not_past_its_refresh_expiry,
                 sessions_revoke_per_user_and_on_password_change,
                 login_failures_count_in_a_window,
                 audit_entries_filter_and_page,
