@@ -1,7 +1,8 @@
 //! The web console in a real browser (`browser.rs`: headless Chromium through chromedriver),
 //! following what operators and merchants do: log in (a wrong password, a TOTP code), watch
 //! a soundbox come online in the registry without a reload, be refused a form without its
-//! CSRF token (the 403 page), and, as a merchant, see only their own devices. Every page
+//! CSRF token (the 403 page), and, as a merchant, see only their own devices and be
+//! refused (the 403 page, no link to it) a screen their role may not use. Every page
 //! visited passes the console-error, axe-core and screenshot checks of
 //! [`Browser::check_page`], some at phone size and in the dark theme too. Skipped loudly
 //! without Chromium, chromedriver or axe-core; under `CI=true` that is a failure.
@@ -423,6 +424,48 @@ async fn a_merchant_user_sees_only_their_own_devices_also_on_a_phone() {
         "another merchant's device on the page"
     );
     browser.check_page("devices-merchant").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merchant_viewer_is_not_shown_the_whatsapp_log_and_gets_the_403_page_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    let sari = approved_merchant(&daemon, "Warung Sari").await;
+    create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
+    create_user(&daemon, "viewer@sari.test", "viewer", Some(&sari)).await;
+    let whatsapp_link = "header nav a[href=\"/whatsapp\"]";
+    let links = |css: &str| {
+        format!(
+            "return document.querySelectorAll('{}').length;",
+            css.replace('\'', "\\'")
+        )
+    };
+
+    // The owner may read the merchant's WhatsApp log: the link, and the page.
+    log_in(&browser, "owner@sari.test", PASSWORD, None).await;
+    assert_eq!(browser.run(&links(whatsapp_link), vec![]).await, json!(1));
+    browser.click(whatsapp_link).await;
+    assert_eq!(browser.path().await, "/whatsapp");
+    browser.find("main h1").await;
+    browser.check_page("whatsapp-merchant").await;
+    browser
+        .click("form[action=\"/logout\"] button[type=submit]")
+        .await;
+
+    // A viewer may not (customers' numbers and words): no link, and the 403 page.
+    log_in(&browser, "viewer@sari.test", PASSWORD, None).await;
+    assert_eq!(browser.path().await, "/", "{}", browser.describe().await);
+    assert_eq!(
+        browser.run(&links(whatsapp_link), vec![]).await,
+        json!(0),
+        "the viewer is shown a link to a page it may not open"
+    );
+    browser.visit("/whatsapp").await;
+    assert_forbidden_page(&browser).await;
+    browser.check_error_page("forbidden", 403).await;
 }
 
 /// An approved merchant with an outlet, a terminal and a device bound to it: the
