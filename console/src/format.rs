@@ -61,6 +61,34 @@ pub fn jakarta_ms(ms: i64, lang: Lang) -> String {
     }
 }
 
+/// A `datetime-local` input's value (`YYYY-MM-DDTHH:MM`, seconds optional) read as
+/// Jakarta time; `Ok(None)` when empty.
+pub fn parse_jakarta_local(value: &str) -> Result<Option<OffsetDateTime>, time::error::Parse> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let minutes = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    let seconds =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    time::PrimitiveDateTime::parse(value, minutes)
+        .or_else(|_| time::PrimitiveDateTime::parse(value, seconds))
+        .map(|at| Some(at.assume_offset(JAKARTA)))
+}
+
+/// `at` in Jakarta as a `datetime-local` input's value.
+pub fn jakarta_local(at: OffsetDateTime) -> String {
+    let at = at.to_offset(JAKARTA);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,6 +92,11 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/", "nav.overview", Action::DashboardRead),
     ("/devices", "nav.devices", Action::DeviceList),
     ("/whatsapp", "nav.whatsapp", Action::WhatsAppRead),
+    ("/users", "nav.users", Action::UserList),
+    ("/settlement", "nav.settlement", Action::SettlementRead),
+    ("/merchants", "nav.merchants", Action::MerchantList),
+    ("/billing/customers", "nav.billing", Action::BillingRead),
+    ("/audit", "nav.audit", Action::AuditRead),
 ];
 
 #[derive(Debug, Clone)]

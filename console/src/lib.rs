@@ -43,12 +43,51 @@ pub fn router(state: AppState) -> Router {
         .route("/preferences", get(pages::preferences::set))
         .route("/devices", get(pages::devices::registry))
         .route("/events/devices", get(events::devices))
+        .route("/users", get(pages::people::users))
+        .route("/users/{id}/{change}", post(pages::people::set_disabled))
+        .route("/tokens", get(pages::people::tokens))
+        .route("/tokens/{id}/revoke", post(pages::people::revoke_token))
         .route("/whatsapp", get(pages::whatsapp::queue))
         .route("/whatsapp/{id}", get(pages::whatsapp::message))
         .route("/whatsapp/{id}/retry", post(pages::whatsapp::retry))
         .route("/whatsapp/{id}/cancel", post(pages::whatsapp::cancel))
         .route("/assets/{name}", get(assets::serve))
         .route("/manifest.webmanifest", get(assets::manifest))
+        .route("/settlement", get(pages::settlement::list))
+        .route("/settlement/generate", post(pages::settlement::generate))
+        .route("/settlement/{id}", get(pages::settlement::detail))
+        .route(
+            "/settlement/{id}/export.csv",
+            get(pages::settlement::export),
+        )
+        .route(
+            "/settlement/{id}/mark-paid",
+            post(pages::settlement::mark_paid),
+        )
+        .route(
+            "/settlement/{id}/mark-failed",
+            post(pages::settlement::mark_failed),
+        )
+        .route("/settlement/{id}/cancel", post(pages::settlement::cancel))
+        .route(
+            "/settlement/{id}/reprocess",
+            get(pages::settlement::reprocess_confirm).post(pages::settlement::reprocess),
+        )
+        .route("/merchants", get(pages::merchants::list))
+        .route("/merchants/{id}", get(pages::merchants::detail))
+        .route("/merchants/{id}/approve", post(pages::merchants::approve))
+        .route("/merchants/{id}/reject", post(pages::merchants::reject))
+        .route("/merchants/{id}/suspend", post(pages::merchants::suspend))
+        .route("/billing/customers", get(pages::billing::customers))
+        .route(
+            "/billing/import",
+            get(pages::billing::import_form)
+                .post(pages::billing::import)
+                // The upload counts its own bytes against billing.import_max_bytes.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/audit", get(pages::audit::log))
+        // Layers last: they wrap only the routes added before them.
         .layer(axum::Extension(std::sync::Arc::new(
             pages::overview::OverviewCache::default(),
         )))

@@ -3,8 +3,13 @@
 //! and renders its template inside the [`Chrome`]: the header, the navigation a role may
 //! use, the language and theme links.
 
+pub mod audit;
+pub mod billing;
 pub mod devices;
 pub mod login;
+pub mod merchants;
 pub mod overview;
+pub mod people;
 pub mod preferences;
+pub mod settlement;
 pub mod whatsapp;
