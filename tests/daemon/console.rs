@@ -1,8 +1,9 @@
 //! The web console in a real browser (`browser.rs`: headless Chromium through chromedriver),
 //! following what operators and merchants do: log in (a wrong password, a TOTP code), watch
 //! a soundbox come online in the registry without a reload, be refused a form without its
-//! CSRF token (the 403 page), and, as a merchant, see only their own devices and be
-//! refused (the 403 page, no link to it) a screen their role may not use. Every page
+//! CSRF token (the 403 page), and, as a merchant, see only their own merchant and devices
+//! (another merchant's page is the 404 page) and be refused an operator page and a screen
+//! their role may not use (the 403 page, and no link to it). Every page
 //! visited passes the console-error, axe-core and screenshot checks of
 //! [`Browser::check_page`], some at phone size and in the dark theme too. Skipped loudly
 //! without Chromium, chromedriver or axe-core; under `CI=true` that is a failure.
@@ -25,6 +26,26 @@ const LIVE: Duration = Duration::from_secs(15);
 /// 600,000 rounds on every login.
 fn daemon(dir: &std::path::Path) -> Daemon {
     Daemon::start_with(dir, &[("GEMA_AUTH__PASSWORD_ITERATIONS", "10000")])
+}
+
+/// Prints the end of the daemon's log when the test fails: a browser test's panic names
+/// the page, the daemon's log says why the server answered it so.
+struct LogOnFailure<'a>(&'a Daemon);
+
+impl Drop for LogOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let stderr = self.0.stderr();
+            let tail: Vec<&str> = stderr.lines().rev().take(60).collect();
+            eprintln!(
+                "--- the daemon's stdout:\n{}\n--- the end of its stderr:",
+                self.0.stdout()
+            );
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 /// A user with [`PASSWORD`]: an operator (`ops`) or, with a merchant, its staff.
@@ -137,6 +158,7 @@ async fn login_alert(browser: &Browser) -> String {
 async fn an_operator_logs_in_after_a_wrong_password_and_a_totp_user_must_give_the_code() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
     let Some(browser) = Browser::start(&daemon.api_url).await else {
         return;
     };
@@ -208,6 +230,7 @@ async fn an_operator_logs_in_after_a_wrong_password_and_a_totp_user_must_give_th
 async fn the_registry_already_open_shows_a_soundbox_come_online_without_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
     let Some(browser) = Browser::start(&daemon.api_url).await else {
         return;
     };
@@ -271,6 +294,7 @@ async fn the_registry_already_open_shows_a_soundbox_come_online_without_a_reload
 async fn without_javascript_an_operator_logs_in_reads_the_registry_and_switches_to_english() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
     let Some(browser) = Browser::start_without_scripts(&daemon.api_url).await else {
         return;
     };
@@ -331,6 +355,7 @@ async fn without_javascript_an_operator_logs_in_reads_the_registry_and_switches_
 async fn a_form_posted_without_its_csrf_token_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
     let Some(browser) = Browser::start(&daemon.api_url).await else {
         return;
     };
@@ -389,14 +414,15 @@ async fn a_form_posted_without_its_csrf_token_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_merchant_user_sees_only_their_own_devices_also_on_a_phone() {
+async fn a_merchant_user_sees_only_their_own_merchant_and_devices_also_on_a_phone() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
     let Some(browser) = Browser::start(&daemon.api_url).await else {
         return;
     };
     let (sari, sari_device) = merchant_with_device(&daemon, "Warung Sari", "SB100-SARI").await;
-    let (_, other_device) = merchant_with_device(&daemon, "Toko Makmur", "SB100-MAKMUR").await;
+    let (other, other_device) = merchant_with_device(&daemon, "Toko Makmur", "SB100-MAKMUR").await;
     create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
 
     log_in(&browser, "owner@sari.test", PASSWORD, None).await;
@@ -424,12 +450,38 @@ async fn a_merchant_user_sees_only_their_own_devices_also_on_a_phone() {
         "another merchant's device on the page"
     );
     browser.check_page("devices-merchant").await;
+
+    // Their own merchant's page, yes; another merchant's is not found (as in the API), and
+    // an operator page (users) is refused: each a whole page, never a blank.
+    browser.visit(&format!("/merchants/{sari}")).await;
+    browser.find("main h1").await;
+    browser.check_page("merchant-own").await;
+    browser.visit(&format!("/merchants/{other}")).await;
+    assert_eq!(
+        browser.text("main h1").await,
+        "Tidak ditemukan",
+        "{}",
+        browser.describe().await
+    );
+    assert!(
+        !browser
+            .client
+            .source()
+            .await
+            .unwrap()
+            .contains("Toko Makmur")
+    );
+    browser.check_error_page("merchant-other", 404).await;
+    browser.visit("/users").await;
+    assert_forbidden_page(&browser).await;
+    browser.check_error_page("forbidden-users", 403).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_merchant_viewer_is_not_shown_the_whatsapp_log_and_gets_the_403_page_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
     let Some(browser) = Browser::start(&daemon.api_url).await else {
         return;
     };
