@@ -97,6 +97,7 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/merchants", "nav.merchants", Action::MerchantList),
     ("/billing/customers", "nav.billing", Action::BillingRead),
     ("/audit", "nav.audit", Action::AuditRead),
+    ("/settings/receipt", "nav.receipt", Action::BillingSettings),
 ];
 
 #[derive(Debug, Clone)]

@@ -87,6 +87,14 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/audit", get(pages::audit::log))
+        .route(
+            "/settings/receipt",
+            get(pages::receipt::show).post(pages::receipt::save),
+        )
+        .route(
+            "/settings/receipt/logo",
+            get(pages::receipt::logo).post(pages::receipt::upload_logo),
+        )
         // Layers last: they wrap only the routes added before them.
         .layer(axum::Extension(std::sync::Arc::new(
             pages::overview::OverviewCache::default(),

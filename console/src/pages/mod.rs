@@ -11,5 +11,6 @@ pub mod merchants;
 pub mod overview;
 pub mod people;
 pub mod preferences;
+pub mod receipt;
 pub mod settlement;
 pub mod whatsapp;
