@@ -174,6 +174,8 @@ struct DetailView {
     may_reject: bool,
     may_suspend: bool,
     may_settlement: bool,
+    /// Operators reach a merchant's receipt settings from here.
+    may_receipt: bool,
     notice: Option<&'static str>,
 }
 
@@ -293,6 +295,7 @@ pub async fn detail(
             may_reject: review && status == MerchantStatus::Pending,
             may_suspend: review && status == MerchantStatus::Approved,
             may_settlement: session.may(Action::SettlementRead),
+            may_receipt: session.may(Action::BillingSettings),
             notice,
             csrf: session.csrf.clone(),
             chrome,
