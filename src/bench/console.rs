@@ -108,13 +108,47 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
     let merchant = login(&http, &base, "merchant@bench.invalid", password).await?;
 
     let middle = devices.get(devices.len() / 2).cloned().unwrap_or_default();
+    let a_device = devices.first().cloned().unwrap_or_default();
+    let a_merchant = seeded.merchants.first().cloned().unwrap_or_default();
+    // A transaction, from the console's own list (the bootstrap token no longer works once
+    // an admin user exists).
+    let list = http
+        .get(format!("{base}/transactions"))
+        .header(COOKIE, operator.as_str())
+        .send()
+        .await?
+        .text()
+        .await?;
+    let a_transaction = list
+        .split("data-transaction-id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("no transaction on the console's list")?
+        .to_owned();
     let pages: Vec<(&str, String, &String)> = vec![
         ("operator", "/".into(), &operator),
         ("operator", "/devices".into(), &operator),
         ("operator", "/devices?status=offline".into(), &operator),
         ("operator", format!("/devices?after={middle}"), &operator),
+        ("operator", format!("/devices/{a_device}"), &operator),
+        ("operator", "/transactions".into(), &operator),
+        ("operator", "/transactions?status=paid".into(), &operator),
+        (
+            "operator",
+            format!("/transactions/{a_transaction}"),
+            &operator,
+        ),
+        ("operator", "/settlement".into(), &operator),
+        ("operator", "/merchants".into(), &operator),
+        ("operator", format!("/merchants/{a_merchant}"), &operator),
+        ("operator", "/billing/customers".into(), &operator),
+        ("operator", "/whatsapp".into(), &operator),
+        ("operator", "/audit".into(), &operator),
+        ("operator", "/users".into(), &operator),
         ("merchant", "/".into(), &merchant),
         ("merchant", "/devices".into(), &merchant),
+        ("merchant", "/transactions".into(), &merchant),
+        ("merchant", "/settlement".into(), &merchant),
     ];
 
     println!(
