@@ -16,7 +16,7 @@
 //!   the access lifetime is the idle timeout; a CSRF token on every form; a strict
 //!   Content-Security-Policy without inline script, `X-Frame-Options: DENY` ([`headers`]).
 //! - Bahasa Indonesia by default, English by choice ([`i18n`]); money as `Rp 25.000`, times
-//!   in Asia/Jakarta ([`format`]).
+//!   in Asia/Jakarta ([`mod@format`]).
 //!
 //! It must never reach the store or the broker directly, and never show a secret twice.
 

@@ -1,6 +1,6 @@
 //! One module per screen. Each handler takes a [`Session`](crate::session::Session) (or a
 //! [`Posted`](crate::session::Posted) form), asks the matrix, calls the gateway's services
-//! and renders its template inside the [`Chrome`]: the header, the navigation a role may
+//! and renders its template inside the [`Chrome`](crate::frame::Chrome): the header, the navigation a role may
 //! use, the language and theme links.
 
 pub mod audit;

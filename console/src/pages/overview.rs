@@ -53,7 +53,7 @@ const STALE_MAX: Duration = Duration::from_secs(300);
 const MAX_ENTRIES: usize = 10_000;
 
 /// The overview's figures per merchant (and for the whole platform), computed at most
-/// every [`FRESH`] per node. They add up the fleet's health and a merchant's whole ledger,
+/// every 15 s per node. They add up the fleet's health and a merchant's whole ledger,
 /// which on a large platform takes longer than a page may (a page's goal is 50 ms), so the
 /// overview shows them with their time ("as of"), refreshed behind the page.
 #[derive(Debug, Default)]
