@@ -2,32 +2,11 @@
 //! thousands, as Indonesians write it, in both languages), instants in Asia/Jakarta (WIB,
 //! UTC+7, no daylight saving).
 
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use crate::i18n::Lang;
 
-/// Western Indonesia Time.
-pub const JAKARTA: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => UtcOffset::UTC,
-};
-
-/// `Rp 25.000`, `-Rp 1.500`.
-pub fn rupiah(amount: i64) -> String {
-    let digits = amount.unsigned_abs().to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push('.');
-        }
-        grouped.push(c);
-    }
-    if amount < 0 {
-        format!("-Rp {grouped}")
-    } else {
-        format!("Rp {grouped}")
-    }
-}
+pub use gema_gateway::jakarta::{JAKARTA, rupiah};
 
 const MONTHS_ID: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des",

@@ -100,6 +100,25 @@ impl Session {
         }
     }
 
+    /// A list's filter from its query: empty is no filter; a value `parse` does not know is
+    /// the 400 page naming `field` and what it takes (`choices`).
+    pub fn filter<T>(
+        &self,
+        field: &str,
+        text: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+        choices: &str,
+    ) -> Result<Option<T>, ErrorPage> {
+        match text {
+            "" => Ok(None),
+            s => parse(s).map(Some).ok_or_else(|| {
+                self.problem(Problem::Invalid(format!(
+                    "{field}: one of {choices}, not {s:?}"
+                )))
+            }),
+        }
+    }
+
     pub fn may(&self, action: Action) -> bool {
         self.principal.may(action)
     }

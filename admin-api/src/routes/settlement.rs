@@ -210,6 +210,16 @@ pub async fn export(
         .into());
     }
     let report = state.settlement.report(&id, format).await?;
+    Ok(payout_report_response(&id, format, report))
+}
+
+/// A batch's payout report as a streamed CSV download (`<id>.csv`, `<id>-bank.csv`), a page
+/// of rows at a time; the console's download answers the same.
+pub fn payout_report_response(
+    id: &str,
+    format: ReportFormat,
+    report: gema_gateway::settlement::BatchReport,
+) -> Response {
     let name = match format {
         ReportFormat::Standard => format!("{id}.csv"),
         ReportFormat::BankGeneric => format!("{id}-bank.csv"),
@@ -224,7 +234,7 @@ pub async fn export(
             }
         }
     });
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
@@ -234,7 +244,7 @@ pub async fn export(
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
 
 #[utoipa::path(post, path = "/settlement-batches/{id}/mark-paid", tag = "settlement",

@@ -99,14 +99,12 @@ pub async fn customers(
 ) -> Result<Response, ErrorPage> {
     session.require(Action::BillingRead)?;
     let status_text = q.status.clone().unwrap_or_default();
-    let status = match status_text.as_str() {
-        "" => None,
-        s => Some(CustomerStatus::parse(s).ok_or_else(|| {
-            session.problem(Problem::Invalid(format!(
-                "status: one of active, isolated, stopped, not {s:?}"
-            )))
-        })?),
-    };
+    let status = session.filter(
+        "status",
+        &status_text,
+        CustomerStatus::parse,
+        "active, isolated, stopped",
+    )?;
     let search = q.q.clone().unwrap_or_default().trim().to_owned();
     let after = q.after.clone().filter(|a| !a.is_empty());
     let page = state

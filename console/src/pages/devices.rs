@@ -12,8 +12,8 @@ use gema_gateway::device_ops::{HealthStatus, HealthSummary};
 use gema_store::{Device, DeviceFilter, PageRequest};
 use serde::Deserialize;
 
+use crate::frame::ErrorPage;
 use crate::frame::{Chrome, html};
-use crate::frame::{ErrorPage, Problem};
 use crate::session::Session;
 
 /// Rows per page.
@@ -95,14 +95,12 @@ pub async fn registry(
 ) -> Result<Response, ErrorPage> {
     session.require(Action::DeviceList)?;
     let status_text = q.status.unwrap_or_default();
-    let status = match status_text.as_str() {
-        "" => None,
-        s => Some(HealthStatus::parse(s).ok_or_else(|| {
-            session.problem(Problem::Invalid(format!(
-                "status: one of online, degraded, offline, not {s:?}"
-            )))
-        })?),
-    };
+    let status = session.filter(
+        "status",
+        &status_text,
+        HealthStatus::parse,
+        "online, degraded, offline",
+    )?;
     let filter = DeviceFilter {
         merchant_id: session.merchant().map(str::to_owned),
         ..DeviceFilter::default()

@@ -17,7 +17,7 @@ use gema_store::{
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::frame::{Chrome, ErrorPage, Problem, html};
+use crate::frame::{Chrome, ErrorPage, html};
 use crate::session::{Posted, Session, see_other};
 
 /// Rows per page (merchants; a merchant's outlets and terminals).
@@ -96,13 +96,12 @@ pub async fn list(
 ) -> Result<Response, ErrorPage> {
     session.require(Action::MerchantList)?;
     let status_text = q.status.clone().unwrap_or_default();
-    let status = match status_text.as_str() {
-        "" => None,
-        s => Some(
-            MerchantStatus::try_from(s.to_owned())
-                .map_err(|e| session.problem(Problem::Invalid(format!("status: {e}"))))?,
-        ),
-    };
+    let status = session.filter(
+        "status",
+        &status_text,
+        |s| MerchantStatus::try_from(s.to_owned()).ok(),
+        "pending, approved, rejected, suspended",
+    )?;
     let after = q.after.clone().filter(|a| !a.is_empty());
     let page = state
         .registry

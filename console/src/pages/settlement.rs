@@ -8,10 +8,9 @@
 //! names, as in the API; the bank upload format (whole numbers) is offered only to them.
 
 use askama::Template;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use gema_admin_api::AppState;
 use gema_admin_api::authz::{Scope, owns};
 use gema_gateway::GatewayError;
@@ -572,31 +571,9 @@ pub async fn export(
         .report(&id, format)
         .await
         .map_err(|e| session.failed(e))?;
-    let name = match format {
-        ReportFormat::Standard => format!("{id}.csv"),
-        ReportFormat::BankGeneric => format!("{id}-bank.csv"),
-    };
-    let stream = futures_util::stream::try_unfold(report, |mut report| async move {
-        match report.next_chunk().await {
-            Ok(Some(chunk)) => Ok(Some((chunk, report))),
-            Ok(None) => Ok(None),
-            Err(err) => {
-                tracing::error!(error = %err, "payout report failed mid-stream");
-                Err(std::io::Error::other(err.to_string()))
-            }
-        }
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(gema_admin_api::routes::settlement::payout_report_response(
+        &id, format, report,
+    ))
 }
 
 #[cfg(test)]

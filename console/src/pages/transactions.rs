@@ -16,7 +16,7 @@ use gema_store::{
 };
 use serde::Deserialize;
 
-use crate::frame::{Chrome, ErrorPage, Problem, html};
+use crate::frame::{Chrome, ErrorPage, html};
 use crate::session::{Posted, Session, see_other};
 
 /// Rows per page.
@@ -131,14 +131,12 @@ pub async fn list(
 ) -> Result<Response, ErrorPage> {
     session.require(Action::TransactionList)?;
     let status_text = q.status.unwrap_or_default();
-    let status = match status_text.as_str() {
-        "" => None,
-        s => Some(TransactionStatus::parse(s).ok_or_else(|| {
-            session.problem(Problem::Invalid(format!(
-                "status: one of paid, pending, expired, failed, refunded, not {s:?}"
-            )))
-        })?),
-    };
+    let status = session.filter(
+        "status",
+        &status_text,
+        TransactionStatus::parse,
+        "paid, pending, expired, failed, refunded",
+    )?;
     let after = q.after.filter(|a| !a.is_empty());
     let filter = TransactionFilter {
         status,

@@ -12,7 +12,7 @@ use gema_gateway::auth::Action;
 use gema_store::{MessageStatus, PageRequest, WaMessage, WaMessageFilter};
 use serde::Deserialize;
 
-use crate::frame::{Chrome, ErrorPage, Problem, html};
+use crate::frame::{Chrome, ErrorPage, html};
 use crate::pages::login::Nothing;
 use crate::session::{Posted, Session, see_other};
 
@@ -79,14 +79,12 @@ pub async fn queue(
 ) -> Result<Response, ErrorPage> {
     session.require(Action::WhatsAppRead)?;
     let status_text = q.status.unwrap_or_default();
-    let status = match status_text.as_str() {
-        "" => None,
-        s => Some(MessageStatus::parse(s).ok_or_else(|| {
-            session.problem(Problem::Invalid(format!(
-                "status: not a message status: {s:?}"
-            )))
-        })?),
-    };
+    let status = session.filter(
+        "status",
+        &status_text,
+        MessageStatus::parse,
+        "pending, sending, sent, delivered, read, failed, uncertain, cancelled",
+    )?;
     let page = state
         .whatsapp
         .messages(
