@@ -3,7 +3,11 @@
 //! a soundbox come online in the registry without a reload, be refused a form without its
 //! CSRF token (the 403 page), and, as a merchant, see only their own merchant and devices
 //! (another merchant's page is the 404 page) and be refused an operator page and a screen
-//! their role may not use (the 403 page, and no link to it). Every page
+//! their role may not use (the 403 page, and no link to it). The everyday work too: an
+//! operator rotates a device's credential and sees the new secret once (the old one is then
+//! refused at the broker), a merchant watches a signed payment arrive on their open payments
+//! page, finance generates a settlement batch, marks it paid and downloads its CSV, and an
+//! operator imports customers from a CSV after its dry run names the bad row. Every page
 //! visited passes the console-error, axe-core and screenshot checks of
 //! [`Browser::check_page`], some at phone size and in the dark theme too. Skipped loudly
 //! without Chromium, chromedriver or axe-core; under `CI=true` that is a failure.
@@ -11,12 +15,17 @@
 //! Users, merchants and devices are made through the JSON API with the bootstrap token (the
 //! operators made here are never `admin`, which would retire that token).
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
+use gema::sim::{SimDevice, SimEvent, run_device};
+use gema_gateway::settlement::STANDARD_COLUMNS;
 use serde_json::json;
 
 use crate::browser::{Browser, DESKTOP, PHONE};
-use crate::helpers::{Daemon, connected_sim};
+use crate::helpers::{Daemon, connected_sim, next_event, sim_options};
+use crate::payments::{KEY, notification, notify, order};
 
 const PASSWORD: &str = "kopi-tubruk-manis";
 /// How long a live update may take to reach the page.
@@ -26,6 +35,17 @@ const LIVE: Duration = Duration::from_secs(15);
 /// 600,000 rounds on every login.
 fn daemon(dir: &std::path::Path) -> Daemon {
     Daemon::start_with(dir, &[("GEMA_AUTH__PASSWORD_ITERATIONS", "10000")])
+}
+
+/// [`daemon`] taking signed Midtrans callbacks (the payments tests' server key).
+fn paying_daemon(dir: &std::path::Path) -> Daemon {
+    Daemon::start_with(
+        dir,
+        &[
+            ("GEMA_AUTH__PASSWORD_ITERATIONS", "10000"),
+            ("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY),
+        ],
+    )
 }
 
 /// Prints the end of the daemon's log when the test fails: a browser test's panic names
@@ -520,9 +540,375 @@ async fn a_merchant_viewer_is_not_shown_the_whatsapp_log_and_gets_the_403_page_f
     browser.check_error_page("forbidden", 403).await;
 }
 
-/// An approved merchant with an outlet, a terminal and a device bound to it: the
-/// merchant's id and the device's.
-async fn merchant_with_device(daemon: &Daemon, name: &str, serial: &str) -> (String, String) {
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_rotates_a_credential_and_sees_the_new_secret_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "ops@gema.test", "ops", None).await;
+    let bound = daemon.approved_terminal_with_device("SB100-ROTATE").await;
+    let id = bound.device.device_id.clone();
+    let device_page = format!("/devices/{id}");
+
+    log_in(&browser, "ops@gema.test", PASSWORD, None).await;
+    browser.visit(&device_page).await;
+    browser.check_page("device").await;
+    browser.click("#rotate").await;
+    assert_eq!(
+        browser.path().await,
+        format!("/devices/{id}/rotate"),
+        "{}",
+        browser.describe().await
+    );
+    browser.find("dialog#secret-dialog[open]").await;
+    let secret = browser.text("#device-secret").await;
+    assert!(!secret.trim().is_empty(), "an empty secret");
+    assert_ne!(secret, bound.device.secret, "the secret did not change");
+    assert_eq!(browser.text("#device-username").await, id);
+    browser.find("#provisioning-qr svg").await;
+    // Inside a closed <details>: its text content, not the rendered text.
+    let provisioning = browser
+        .run(
+            "return document.querySelector('#provisioning-string').textContent;",
+            vec![],
+        )
+        .await;
+    let provisioning = provisioning.as_str().expect("the provisioning string");
+    assert!(
+        provisioning.contains(&format!("id={id};")) && provisioning.contains(&secret),
+        "the provisioning string is not this credential's: {provisioning}"
+    );
+    browser.check_page("device-secret").await;
+
+    // Shown once: the device's page, and a refresh of it, never carry it again.
+    browser.visit(&device_page).await;
+    assert_no_secret(&browser, &secret).await;
+    browser.check_page("console-device").await;
+    browser.client.refresh().await.expect("refresh the page");
+    assert_eq!(browser.path().await, device_page);
+    assert_no_secret(&browser, &secret).await;
+    browser.check_page("device-refreshed").await;
+
+    // The old secret is refused at the broker; the one shown gets in.
+    let (tx, mut events) = tokio::sync::mpsc::channel(64);
+    let old = tokio::spawn(run_device(
+        bound.device.clone(),
+        sim_options(
+            daemon.mqtt_addr.port(),
+            bound.ca_pem.clone(),
+            Arc::new(AtomicU8::new(0)),
+        ),
+        tx,
+    ));
+    let first = next_event(&mut events, |e| {
+        matches!(
+            e,
+            SimEvent::Connected { .. } | SimEvent::Disconnected { .. }
+        )
+    })
+    .await;
+    old.abort();
+    assert!(
+        matches!(first, SimEvent::Disconnected { .. }),
+        "the old secret got in: {first:?}"
+    );
+    let new = SimDevice {
+        device_id: id.clone(),
+        secret,
+    };
+    let (_sim, _events) = connected_sim(daemon.mqtt_addr.port(), &new, &bound.ca_pem).await;
+}
+
+/// No trace of `secret` on the page now shown: no secret field, not in its source.
+async fn assert_no_secret(browser: &Browser, secret: &str) {
+    assert_eq!(
+        count(browser, "#device-secret").await,
+        0,
+        "{}",
+        browser.describe().await
+    );
+    let source = browser.client.source().await.expect("the page's source");
+    assert!(!source.contains(secret), "the secret is on the page again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_callback_shows_the_payment_on_the_merchants_open_page_without_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = paying_daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    let (sari, terminal) = merchant_with_terminal(&daemon, "Warung Sari").await;
+    create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
+
+    log_in(&browser, "owner@sari.test", PASSWORD, None).await;
+    browser.visit("/transactions").await;
+    browser.find("table#payments-live[data-live]").await;
+    browser.check_page("payments-merchant").await;
+    browser.run("window.gemaSameDocument = true;", vec![]).await;
+
+    // The customer pays: the order, then the provider's signed callback.
+    let id = order(&daemon, &terminal, "ORD-CONSOLE-LIVE", 25_000).await;
+    let (status, reply) = notify(
+        &daemon,
+        &notification("ORD-CONSOLE-LIVE", "settlement", "25000.00"),
+    )
+    .await;
+    assert_eq!((status, reply["outcome"].as_str()), (200, Some("applied")));
+    browser
+        .wait_until(
+            &format!(
+                "return document.querySelector('table#payments-live \
+                 tr[data-transaction-id=\"{id}\"][data-status=\"paid\"]') !== null;"
+            ),
+            LIVE,
+            "the paid transaction shown",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .run("return window.gemaSameDocument === true;", vec![])
+            .await,
+        json!(true),
+        "the page was reloaded"
+    );
+    browser.check_page("payments-merchant-live").await;
+
+    browser.resize(PHONE).await;
+    assert_page_fits_width(&browser).await;
+    browser.check_page("console-payments-phone").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finance_generates_a_settlement_batch_marks_it_paid_and_downloads_its_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = paying_daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "finance@gema.test", "finance", None).await;
+    let (sari, terminal) = merchant_with_terminal(&daemon, "Warung Sari").await;
+    let (status, body) = daemon
+        .put(
+            &format!("/api/v1/merchants/{sari}/bank-account"),
+            json!({
+                "bank_code": "014",
+                "account_number": "1234567890",
+                "account_holder": "Warung Sari",
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Over the default payout minimum (Rp 50,000).
+    let transaction = order(&daemon, &terminal, "ORD-CONSOLE-PAYOUT", 100_000).await;
+    let (status, reply) = notify(
+        &daemon,
+        &notification("ORD-CONSOLE-PAYOUT", "settlement", "100000.00"),
+    )
+    .await;
+    assert_eq!((status, reply["outcome"].as_str()), (200, Some("applied")));
+
+    log_in(&browser, "finance@gema.test", PASSWORD, None).await;
+    assert_eq!(browser.path().await, "/", "{}", browser.describe().await);
+    browser.check_page("console-overview").await;
+    browser.visit("/settlement").await;
+    browser.check_page("settlement").await;
+    browser.click("#generate-batches #generate-submit").await;
+    assert!(
+        browser
+            .path()
+            .await
+            .starts_with("/settlement?generated=1&skipped=0"),
+        "{}",
+        browser.describe().await
+    );
+    let batch = browser
+        .find("tr[data-batch-id]")
+        .await
+        .attr("data-batch-id")
+        .await
+        .unwrap()
+        .expect("the batch's id");
+    assert_eq!(count(&browser, "tr[data-batch-id]").await, 1);
+    browser.check_page("settlement-generated").await;
+
+    browser
+        .click(&format!(
+            "tr[data-batch-id=\"{batch}\"] a[href=\"/settlement/{batch}\"]"
+        ))
+        .await;
+    assert_eq!(browser.path().await, format!("/settlement/{batch}"));
+    browser.check_page("settlement-batch").await;
+    browser.fill("payout_reference", "BCA-20261205-001").await;
+    browser.click("#mark-paid").await;
+    assert_eq!(
+        browser.text("#batch-status").await,
+        "Dibayar",
+        "{}",
+        browser.describe().await
+    );
+    assert_eq!(browser.text("#batch-reference").await, "BCA-20261205-001");
+    browser.check_page("settlement-batch-paid").await;
+    let (_, paid) = daemon
+        .get(&format!("/api/v1/settlement-batches/{batch}"))
+        .await;
+    assert_eq!(paid["batch"]["status"], "paid", "{paid}");
+
+    // The CSV behind the page's link, with the browser's session.
+    let href = browser
+        .find("#batch-csv")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the CSV link");
+    let response = session_get(&browser, &href).await;
+    assert_eq!(response.status(), 200);
+    let csv = response.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(STANDARD_COLUMNS), "{csv}");
+    let rows: Vec<&str> = lines.collect();
+    assert!(!rows.is_empty(), "no rows: {csv}");
+    assert!(
+        rows.iter()
+            .all(|row| row.starts_with(&format!("{batch},{sari},"))),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|row| row.contains(&transaction) && row.contains("ORD-CONSOLE-PAYOUT")),
+        "the paid transaction is not in the batch: {csv}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_imports_customers_from_a_csv_after_its_dry_run_names_the_bad_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "ops@gema.test", "ops", None).await;
+    approved_merchant(&daemon, "Warung Sari").await;
+    let (status, package) = daemon
+        .post(
+            "/api/v1/packages",
+            json!({ "name": "Paket 10 Mbps", "price": 100_000 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{package}");
+    // Two good rows and one with a phone and a billing day that are not.
+    let file = dir.path().join("pelanggan.csv");
+    std::fs::write(
+        &file,
+        "nama,telepon,diskon,tanggal,area,paket_nama,paket_tarif,total_bayar,nik,tanggal_register\n\
+         Budi Santoso,081234567801,0,5,Warung Sari,Paket 10 Mbps,100000,100000,,2026-11-01\n\
+         Siti Aminah,+6281234567802,10000,12,Warung Sari,Paket 10 Mbps,100000,90000,,\n\
+         Joko Widodo,12,0,31,Warung Sari,Paket 10 Mbps,100000,100000,,\n",
+    )
+    .unwrap();
+
+    log_in(&browser, "ops@gema.test", PASSWORD, None).await;
+    browser.visit("/billing/import").await;
+    browser.check_page("billing-import").await;
+    browser
+        .find("#import-file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .expect("choose the file");
+    browser.click("#dry-run").await;
+    assert_eq!(
+        count(&browser, "#import-rows tr[data-line][data-status]").await,
+        3,
+        "{}",
+        browser.describe().await
+    );
+    assert_eq!(
+        count(&browser, "#import-rows tr[data-status=\"ok\"]").await,
+        2
+    );
+    let bad = "#import-rows tr[data-status=\"bad\"]";
+    assert_eq!(count(&browser, bad).await, 1);
+    for field in ["telepon", "tanggal"] {
+        assert_eq!(
+            count(&browser, &format!("{bad} li[data-field=\"{field}\"]")).await,
+            1,
+            "no problem with {field} shown: {}",
+            browser.text(bad).await
+        );
+    }
+    browser.check_page("billing-import-dry-run").await;
+    let (_, customers) = daemon.get("/api/v1/customers").await;
+    assert_eq!(
+        customers["items"].as_array().map(Vec::len),
+        Some(0),
+        "the dry run wrote: {customers}"
+    );
+
+    browser.click("#import-submit").await;
+    assert!(
+        browser
+            .path()
+            .await
+            .starts_with("/billing/import?imported=2"),
+        "{}",
+        browser.describe().await
+    );
+    let done = browser.text("#import-done").await;
+    assert!(done.contains(": 2 "), "{done}");
+    browser.check_page("billing-import-done").await;
+
+    browser.visit("/billing/customers").await;
+    assert_eq!(count(&browser, "#customers tr[data-customer-id]").await, 2);
+    let page = browser.client.source().await.unwrap();
+    assert!(
+        page.contains("Budi Santoso") && page.contains("Siti Aminah"),
+        "the imported customers are not listed"
+    );
+    assert!(
+        !page.contains("Joko Widodo"),
+        "the invalid row was imported"
+    );
+    browser.check_page("billing-customers").await;
+}
+
+/// How many elements on the page match `css`.
+async fn count(browser: &Browser, css: &str) -> u64 {
+    browser
+        .run(
+            "return document.querySelectorAll(arguments[0]).length;",
+            vec![json!(css)],
+        )
+        .await
+        .as_u64()
+        .expect("a count")
+}
+
+/// `GET path` outside the browser with the browser's session cookie (a download).
+async fn session_get(browser: &Browser, path: &str) -> reqwest::Response {
+    let cookie = browser
+        .client
+        .get_named_cookie("gema_session")
+        .await
+        .expect("the session cookie");
+    reqwest::Client::new()
+        .get(browser.url(path))
+        .header("cookie", format!("gema_session={}", cookie.value()))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An approved merchant with an outlet and a terminal: the merchant's id and the
+/// terminal's.
+async fn merchant_with_terminal(daemon: &Daemon, name: &str) -> (String, String) {
     let merchant = approved_merchant(daemon, name).await;
     let (status, outlet) = daemon
         .post(
@@ -538,11 +924,18 @@ async fn merchant_with_device(daemon: &Daemon, name: &str, serial: &str) -> (Str
         )
         .await;
     assert_eq!(status, 201, "{terminal}");
+    (merchant, terminal["id"].as_str().unwrap().to_string())
+}
+
+/// An approved merchant with an outlet, a terminal and a device bound to it: the
+/// merchant's id and the device's.
+async fn merchant_with_device(daemon: &Daemon, name: &str, serial: &str) -> (String, String) {
+    let (merchant, terminal) = merchant_with_terminal(daemon, name).await;
     let device = daemon.register_device(serial).await.device.device_id;
     let (status, body) = daemon
         .post(
             &format!("/api/v1/devices/{device}/bind"),
-            json!({ "terminal_id": terminal["id"] }),
+            json!({ "terminal_id": terminal }),
         )
         .await;
     assert_eq!(status, 200, "{body}");
