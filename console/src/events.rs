@@ -25,7 +25,7 @@ use gema_store::{LedgerEntryType, LedgerFilter, PageRequest};
 use serde::Deserialize;
 
 use crate::frame::Problem;
-use crate::pages::devices::{PAGE_SIZE, health_text};
+use crate::pages::devices::{PAGE_SIZE, health_reasons, health_text};
 use crate::pages::transactions;
 use crate::session::Session;
 
@@ -97,12 +97,7 @@ fn presence_stream(
                     Ok(health) => {
                         for id in &ids {
                             let Some(h) = health.get(id) else { continue };
-                            let reasons = h
-                                .reasons
-                                .iter()
-                                .map(|r| r.code())
-                                .collect::<Vec<_>>()
-                                .join(", ");
+                            let reasons = health_reasons(lang, &h.reasons);
                             let key = format!("{}|{reasons}", h.status.as_str());
                             if sent.get(id) == Some(&key) {
                                 continue;

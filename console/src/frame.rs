@@ -122,7 +122,8 @@ pub struct Chrome {
 
 #[derive(Debug, Clone)]
 pub struct UserBar {
-    pub actor: String,
+    /// The user's name as they know it (never their id).
+    pub name: String,
     pub role: String,
     pub csrf: String,
 }

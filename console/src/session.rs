@@ -149,7 +149,7 @@ impl Session {
             theme: self.prefs.theme.code(),
             path: self.path.clone(),
             user: Some(UserBar {
-                actor: self.principal.actor.clone(),
+                name: self.principal.name.clone(),
                 role: self.principal.role.to_string(),
                 csrf: self.csrf.clone(),
             }),

@@ -15,7 +15,9 @@ use gema_admin_api::authz::{Scope, owns};
 use gema_firmware_protocol::{DeviceConfig, Language, ProvisioningString};
 use gema_gateway::auth::Action;
 use gema_gateway::device_ops::ConfigState;
-use gema_store::{CommandRecord, CommandStatus, CredentialStatus, HeartbeatRecord, PageRequest};
+use gema_store::{
+    CommandRecord, CommandStatus, ConfigPushStatus, CredentialStatus, HeartbeatRecord, PageRequest,
+};
 use serde::Deserialize;
 
 use crate::frame::{Chrome, ErrorPage, html};
@@ -349,12 +351,7 @@ async fn detail(
         },
         state: health.status.as_str(),
         state_text: chrome.t(health_text(health.status)),
-        reasons: health
-            .reasons
-            .iter()
-            .map(|r| r.code())
-            .collect::<Vec<_>>()
-            .join(", "),
+        reasons: super::devices::health_reasons(chrome.lang, &health.reasons),
         connected: health.connected,
         score: health.score,
         last_heartbeat_ms: health.last_heartbeat_at_ms,
@@ -379,7 +376,14 @@ async fn detail(
         config: config_lines(config, &chrome),
         sync: config.sync.as_str(),
         sync_text: chrome.t(sync_text(config.sync.as_str())),
-        push_status: config.push_status.as_str(),
+        push_status: chrome.t(match config.push_status {
+            ConfigPushStatus::None => "push.none",
+            ConfigPushStatus::Pending => "push.pending",
+            ConfigPushStatus::Sent => "push.sent",
+            ConfigPushStatus::Applied => "push.applied",
+            ConfigPushStatus::Rejected => "push.rejected",
+            ConfigPushStatus::Failed => "push.failed",
+        }),
         push_attempts: config.push_attempts,
         push_error: config.push_error.clone(),
         pushed_ms: config.pushed_at_ms,

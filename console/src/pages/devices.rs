@@ -8,12 +8,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use gema_admin_api::AppState;
 use gema_gateway::auth::Action;
-use gema_gateway::device_ops::{HealthStatus, HealthSummary};
+use gema_gateway::device_ops::{HealthReason, HealthStatus, HealthSummary};
 use gema_store::{Device, DeviceFilter, PageRequest};
 use serde::Deserialize;
 
 use crate::frame::ErrorPage;
 use crate::frame::{Chrome, html};
+use crate::i18n::Lang;
 use crate::session::Session;
 
 /// Rows per page.
@@ -70,6 +71,33 @@ pub fn health_text(status: HealthStatus) -> &'static str {
     }
 }
 
+/// A device's health reasons in the reader's language, joined: "baterai 12%, sinyal -101 dBm".
+pub fn health_reasons(lang: Lang, reasons: &[HealthReason]) -> String {
+    let text = |reason: &HealthReason| match reason {
+        HealthReason::NeverSeen => lang.t("reason.never_seen").to_owned(),
+        HealthReason::Disconnected { reason: None } => lang.t("reason.disconnected").to_owned(),
+        HealthReason::Disconnected { reason: Some(why) } => {
+            format!("{} ({why})", lang.t("reason.disconnected"))
+        }
+        HealthReason::NoHeartbeat => lang.t("reason.no_heartbeat").to_owned(),
+        HealthReason::StaleHeartbeat { age_ms } => lang
+            .t("reason.stale_heartbeat")
+            .replace("{}", &(age_ms / 1000).to_string()),
+        HealthReason::LowBattery { pct } => {
+            lang.t("reason.low_battery").replace("{}", &pct.to_string())
+        }
+        HealthReason::WeakSignal { dbm } => {
+            lang.t("reason.weak_signal").replace("{}", &dbm.to_string())
+        }
+        HealthReason::ConfigDrift => lang.t("reason.config_drift").to_owned(),
+        HealthReason::ConfigPushFailed => lang.t("reason.config_push_failed").to_owned(),
+        HealthReason::FailedDeliveries { count } => lang
+            .t("reason.failed_deliveries")
+            .replace("{}", &count.to_string()),
+    };
+    reasons.iter().map(text).collect::<Vec<_>>().join(", ")
+}
+
 pub fn row(device: Device, health: &HealthSummary, session: &Session) -> DeviceRow {
     DeviceRow {
         id: device.id,
@@ -79,12 +107,7 @@ pub fn row(device: Device, health: &HealthSummary, session: &Session) -> DeviceR
         terminal: device.terminal_id,
         state: health.status.as_str(),
         state_text: session.prefs.lang.t(health_text(health.status)),
-        reasons: health
-            .reasons
-            .iter()
-            .map(|r| r.code())
-            .collect::<Vec<_>>()
-            .join(", "),
+        reasons: health_reasons(session.prefs.lang, &health.reasons),
     }
 }
 
@@ -150,4 +173,29 @@ pub async fn registry(
             ids,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_reasons_read_in_the_readers_language_with_their_figures() {
+        let reasons = [
+            HealthReason::LowBattery { pct: 12 },
+            HealthReason::WeakSignal { dbm: -101 },
+            HealthReason::Disconnected {
+                reason: Some("keepalive_timeout".into()),
+            },
+        ];
+        assert_eq!(
+            health_reasons(Lang::En, &reasons),
+            "battery at 12%, signal at -101 dBm, disconnected (keepalive_timeout)"
+        );
+        assert_eq!(
+            health_reasons(Lang::Id, &reasons),
+            "baterai 12%, sinyal -101 dBm, terputus (keepalive_timeout)"
+        );
+        assert_eq!(health_reasons(Lang::Id, &[]), "");
+    }
 }

@@ -77,6 +77,9 @@ impl Default for AuthSettings {
 pub struct Principal {
     /// For audit rows: `user:<id>` or `token:<name>`.
     pub actor: String,
+    /// Whom a person would recognise: a user's name (their email when it is empty), a
+    /// token's name.
+    pub name: String,
     pub role: Role,
     /// Set exactly for merchant users: the only merchant whose rows they see.
     pub merchant_id: Option<String>,
@@ -485,8 +488,14 @@ impl Auth {
                 return Ok(None);
             };
             let role = user_role(&user)?;
+            let name = if user.name.trim().is_empty() {
+                user.email.clone()
+            } else {
+                user.name.clone()
+            };
             return Ok(Some(Principal {
                 actor: format!("user:{}", user.id),
+                name,
                 role,
                 merchant_id: user.merchant_id,
                 user_id: Some(user.id),
@@ -510,6 +519,7 @@ impl Auth {
         .ok_or_else(|| GatewayError::Internal(format!("token {} has unknown role", token.id)))?;
         Ok(Some(Principal {
             actor: format!("token:{}", token.name),
+            name: token.name,
             role,
             merchant_id: token.merchant_id,
             user_id: None,
