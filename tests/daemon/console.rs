@@ -1023,6 +1023,11 @@ async fn a_merchant_owner_shows_an_invoices_qris_marks_it_paid_and_cannot_open_a
     let qris = gema_qris::decode(payload.as_str().unwrap()).expect("a valid QRIS");
     assert_eq!(qris.amount(), Some(90_000));
     browser.check_page("billing-invoice-qris").await;
+    // Shown to the customer at the counter, often on a phone.
+    browser.resize(PHONE).await;
+    assert_page_fits_width(&browser).await;
+    browser.check_page("billing-invoice-qris-phone").await;
+    browser.resize(DESKTOP).await;
     browser.click("#qris-done").await;
     assert_eq!(
         count(&browser, "#invoice-events tr[data-kind=\"qris_issued\"]").await,
@@ -1054,6 +1059,23 @@ async fn a_merchant_owner_shows_an_invoices_qris_marks_it_paid_and_cannot_open_a
     let (_, paid) = daemon.get(&format!("/api/v1/invoices/{invoice}")).await;
     assert_eq!(paid["status"], "paid", "{paid}");
 
+    // The customer's page lists it paid; isolation is not the owner's to do.
+    browser.click("#invoice-customer").await;
+    assert_eq!(browser.path().await, format!("/billing/customers/{budi}"));
+    assert_eq!(
+        count(
+            &browser,
+            &format!("#customer-invoices tr[data-invoice-id=\"{invoice}\"][data-status=\"paid\"]")
+        )
+        .await,
+        1,
+        "{}",
+        browser.describe().await
+    );
+    assert_eq!(browser.text("#customer-monthly").await, "Rp 90.000");
+    assert_eq!(count(&browser, "section.actions form").await, 0);
+    browser.check_page("billing-customer-merchant").await;
+
     browser.visit("/billing/invoices?status=paid").await;
     assert_eq!(
         browser
@@ -1066,6 +1088,10 @@ async fn a_merchant_owner_shows_an_invoices_qris_marks_it_paid_and_cannot_open_a
         Some("paid")
     );
     assert_eq!(browser.text(&format!("{row} .badge")).await, "Lunas");
+    browser.resize(PHONE).await;
+    assert_page_fits_width(&browser).await;
+    browser.check_page("billing-invoices-paid-phone").await;
+    browser.resize(DESKTOP).await;
     browser.visit("/billing/invoices?status=unpaid").await;
     assert_eq!(count(&browser, "#invoices tr[data-invoice-id]").await, 0);
 
