@@ -1117,6 +1117,20 @@ async fn a_merchant_owner_shows_an_invoices_qris_marks_it_paid_and_cannot_open_a
         );
     }
     browser.check_error_page("billing-invoice-other", 404).await;
+
+    // A payment recorded by mistake is undone, and the invoice can be paid again.
+    browser.visit(&format!("/billing/invoices/{invoice}")).await;
+    browser.fill("note", "Salah catat").await;
+    browser.click("#unpay").await;
+    assert_eq!(
+        browser.text("#invoice-status").await,
+        "Belum dibayar",
+        "{}",
+        browser.describe().await
+    );
+    browser.find("#mark-paid").await;
+    let (_, unpaid) = daemon.get(&format!("/api/v1/invoices/{invoice}")).await;
+    assert_eq!(unpaid["status"], "unpaid", "{unpaid}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
