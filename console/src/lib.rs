@@ -114,6 +114,38 @@ pub fn router(state: AppState) -> Router {
             "/settings/receipt/logo",
             get(pages::receipt::logo).post(pages::receipt::upload_logo),
         )
+        // Billing: packages, a customer, invoices.
+        .route(
+            "/billing/packages",
+            get(pages::packages::list).post(pages::packages::create),
+        )
+        .route(
+            "/billing/packages/{id}",
+            get(pages::packages::edit_form).post(pages::packages::update),
+        )
+        .route(
+            "/billing/packages/{id}/deactivate",
+            post(pages::packages::deactivate),
+        )
+        .route(
+            "/billing/packages/{id}/activate",
+            post(pages::packages::activate),
+        )
+        .route("/billing/customers/{id}", get(pages::customer::detail))
+        .route(
+            "/billing/customers/{id}/isolate",
+            post(pages::customer::isolate),
+        )
+        .route(
+            "/billing/customers/{id}/reactivate",
+            post(pages::customer::reactivate),
+        )
+        .route("/billing/customers/{id}/stop", post(pages::customer::stop))
+        .route("/billing/invoices", get(pages::invoices::list))
+        .route("/billing/invoices/{id}", get(pages::invoices::detail))
+        .route("/billing/invoices/{id}/pay", post(pages::invoices::pay))
+        .route("/billing/invoices/{id}/unpay", post(pages::invoices::unpay))
+        .route("/billing/invoices/{id}/qris", post(pages::invoices::qris))
         // Layers last: they wrap only the routes added before them.
         .layer(axum::Extension(std::sync::Arc::new(
             pages::overview::OverviewCache::default(),

@@ -75,6 +75,22 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    // Billing: one more merchant's customers and their invoices (the run goes through the
+    // API while the bootstrap token still works).
+    gema_store::seed::seed_billing_customers(&url, 1, 200, 16)
+        .await
+        .context("seeding billing customers")?;
+    daemon
+        .api
+        .call(
+            Method::POST,
+            "/billing/invoice-runs",
+            &[],
+            Some(json!({ "date": "2026-11-15" })),
+        )
+        .await
+        .context("running the invoice generation")?;
+
     let password = "console bench password";
     // The merchant user first: once an operator with role admin exists, the bootstrap
     // token stops working.
@@ -125,6 +141,8 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
         .and_then(|rest| rest.split('"').next())
         .context("no transaction on the console's list")?
         .to_owned();
+    let an_invoice = first_id(&http, &base, &operator, "/billing/invoices", "invoice").await?;
+    let a_customer = first_id(&http, &base, &operator, "/billing/customers", "customer").await?;
     let pages: Vec<(&str, String, &String)> = vec![
         ("operator", "/".into(), &operator),
         ("operator", "/devices".into(), &operator),
@@ -142,6 +160,23 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
         ("operator", "/merchants".into(), &operator),
         ("operator", format!("/merchants/{a_merchant}"), &operator),
         ("operator", "/billing/customers".into(), &operator),
+        (
+            "operator",
+            format!("/billing/customers/{a_customer}"),
+            &operator,
+        ),
+        ("operator", "/billing/invoices".into(), &operator),
+        (
+            "operator",
+            "/billing/invoices?status=unpaid".into(),
+            &operator,
+        ),
+        (
+            "operator",
+            format!("/billing/invoices/{an_invoice}"),
+            &operator,
+        ),
+        ("operator", "/billing/packages".into(), &operator),
         ("operator", "/whatsapp".into(), &operator),
         ("operator", "/audit".into(), &operator),
         ("operator", "/users".into(), &operator),
@@ -149,6 +184,7 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
         ("merchant", "/devices".into(), &merchant),
         ("merchant", "/transactions".into(), &merchant),
         ("merchant", "/settlement".into(), &merchant),
+        ("merchant", "/billing/invoices".into(), &merchant),
     ];
 
     println!(
@@ -257,4 +293,27 @@ fn cookie_of(answer: &reqwest::Response, name: &str) -> Option<String> {
         .filter_map(|v| v.split(';').next()?.split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+/// The first `data-<kind>-id` on the console's `path`, read as `cookie`'s user.
+async fn first_id(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    path: &str,
+    kind: &str,
+) -> anyhow::Result<String> {
+    let page = http
+        .get(format!("{base}{path}"))
+        .header(COOKIE, cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(page
+        .split(&format!("data-{kind}-id=\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .with_context(|| format!("no {kind} on the console's {path}"))?
+        .to_owned())
 }

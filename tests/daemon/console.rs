@@ -879,6 +879,405 @@ async fn an_operator_imports_customers_from_a_csv_after_its_dry_run_names_the_ba
     browser.check_page("billing-customers").await;
 }
 
+/// A static QRIS (the shared domain test vector), the base of an invoice's dynamic QRIS.
+const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
+
+/// A billing customer of `merchant` on `package`, billed on the 16th.
+async fn billing_customer(
+    daemon: &Daemon,
+    merchant: &str,
+    package: &str,
+    name: &str,
+    phone: &str,
+    discount: i64,
+) -> String {
+    let (status, customer) = daemon
+        .post(
+            "/api/v1/customers",
+            json!({ "merchant_id": merchant, "package_id": package, "name": name,
+                    "phone": phone, "billing_day": 16, "discount": discount }),
+        )
+        .await;
+    assert_eq!(status, 201, "{customer}");
+    customer["id"].as_str().unwrap().to_string()
+}
+
+/// Runs the invoice generation of 2026-11-15 through the API (the customers billed on the
+/// 16th get their December invoice) and returns each customer's invoice id.
+async fn invoices_of(daemon: &Daemon, customers: &[&str]) -> Vec<String> {
+    let (status, run) = daemon
+        .post(
+            "/api/v1/billing/invoice-runs",
+            json!({ "date": "2026-11-15" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["created"], customers.len(), "{run}");
+    let mut ids = Vec::new();
+    for customer in customers {
+        let (status, page) = daemon
+            .get(&format!("/api/v1/invoices?customer_id={customer}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        ids.push(
+            page["items"][0]["id"]
+                .as_str()
+                .expect("an invoice")
+                .to_string(),
+        );
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merchant_owner_shows_an_invoices_qris_marks_it_paid_and_cannot_open_anothers() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    let (sari, terminal) = merchant_with_terminal(&daemon, "Warung Sari").await;
+    let (status, body) = daemon
+        .patch(
+            &format!("/api/v1/terminals/{terminal}"),
+            json!({ "static_qris": STATIC_QRIS }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let other = approved_merchant(&daemon, "Toko Makmur").await;
+    let (status, package) = daemon
+        .post(
+            "/api/v1/packages",
+            json!({ "name": "Paket 10 Mbps", "price": 100_000 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{package}");
+    let package = package["id"].as_str().unwrap();
+    let budi = billing_customer(
+        &daemon,
+        &sari,
+        package,
+        "Budi Santoso",
+        "6281234567801",
+        10_000,
+    )
+    .await;
+    let joko = billing_customer(&daemon, &other, package, "Joko Susilo", "6281234567809", 0).await;
+    let [invoice, others]: [String; 2] = invoices_of(&daemon, &[&budi, &joko])
+        .await
+        .try_into()
+        .unwrap();
+    create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
+
+    log_in(&browser, "owner@sari.test", PASSWORD, None).await;
+    assert_eq!(browser.path().await, "/", "{}", browser.describe().await);
+    // The billing section's own navigation leads to the invoices: only their own.
+    browser.visit("/billing/customers").await;
+    browser.click("nav a[href=\"/billing/invoices\"]").await;
+    assert_eq!(browser.path().await, "/billing/invoices");
+    assert_eq!(count(&browser, "#invoices tr[data-invoice-id]").await, 1);
+    let row = format!("#invoices tr[data-invoice-id=\"{invoice}\"]");
+    assert_eq!(
+        browser
+            .find(&row)
+            .await
+            .attr("data-status")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("unpaid")
+    );
+    let page = browser.client.source().await.unwrap();
+    assert!(
+        page.contains("Budi Santoso") && !page.contains("Joko Susilo"),
+        "the list shows another merchant's customer, or not their own"
+    );
+    browser.check_page("billing-invoices-merchant").await;
+
+    browser
+        .click(&format!("{row} a[href=\"/billing/invoices/{invoice}\"]"))
+        .await;
+    assert_eq!(browser.path().await, format!("/billing/invoices/{invoice}"));
+    assert_eq!(browser.text("#invoice-status").await, "Belum dibayar");
+    assert_eq!(browser.text("#invoice-total").await, "Rp 90.000");
+    browser.find("#invoice-pay-link").await;
+    browser.check_page("billing-invoice-unpaid").await;
+
+    // Its QRIS: the code drawn on the page, for the invoice's total, and when it expires.
+    browser.click("#issue-qris").await;
+    assert_eq!(
+        count(&browser, "#invoice-qr svg[role=img] path").await,
+        1,
+        "no QR code shown: {}",
+        browser.describe().await
+    );
+    assert_eq!(browser.text("#qris-amount").await, "Rp 90.000");
+    assert!(browser.text("#qris-expires").await.ends_with("WIB"));
+    let payload = browser
+        .run(
+            "return document.getElementById('qris-payload').textContent;",
+            vec![],
+        )
+        .await;
+    let qris = gema_qris::decode(payload.as_str().unwrap()).expect("a valid QRIS");
+    assert_eq!(qris.amount(), Some(90_000));
+    browser.check_page("billing-invoice-qris").await;
+    // Shown to the customer at the counter, often on a phone.
+    browser.resize(PHONE).await;
+    assert_page_fits_width(&browser).await;
+    browser.check_page("billing-invoice-qris-phone").await;
+    browser.resize(DESKTOP).await;
+    browser.click("#qris-done").await;
+    assert_eq!(
+        count(&browser, "#invoice-events tr[data-kind=\"qris_issued\"]").await,
+        1,
+        "{}",
+        browser.describe().await
+    );
+
+    // Paid by transfer, by hand.
+    browser
+        .find("#method")
+        .await
+        .select_by_value("transfer")
+        .await
+        .expect("choose the method");
+    browser.fill("note", "BCA 0042").await;
+    browser.click("#mark-paid").await;
+    assert_eq!(
+        browser.text("#invoice-status").await,
+        "Lunas",
+        "{}",
+        browser.describe().await
+    );
+    assert_eq!(browser.text("#invoice-method").await, "transfer");
+    assert_eq!(browser.text("#invoice-note").await, "BCA 0042");
+    assert_eq!(count(&browser, "#mark-paid, #issue-qris").await, 0);
+    browser.find("#invoice-receipt-link").await;
+    browser.check_page("billing-invoice-paid").await;
+    let (_, paid) = daemon.get(&format!("/api/v1/invoices/{invoice}")).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+
+    // The customer's page lists it paid; isolation is not the owner's to do.
+    browser.click("#invoice-customer").await;
+    assert_eq!(browser.path().await, format!("/billing/customers/{budi}"));
+    assert_eq!(
+        count(
+            &browser,
+            &format!("#customer-invoices tr[data-invoice-id=\"{invoice}\"][data-status=\"paid\"]")
+        )
+        .await,
+        1,
+        "{}",
+        browser.describe().await
+    );
+    assert_eq!(browser.text("#customer-monthly").await, "Rp 90.000");
+    assert_eq!(count(&browser, "section.actions form").await, 0);
+    browser.check_page("billing-customer-merchant").await;
+
+    browser.visit("/billing/invoices?status=paid").await;
+    assert_eq!(
+        browser
+            .find(&row)
+            .await
+            .attr("data-status")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("paid")
+    );
+    assert_eq!(browser.text(&format!("{row} .badge")).await, "Lunas");
+    browser.resize(PHONE).await;
+    assert_page_fits_width(&browser).await;
+    browser.check_page("billing-invoices-paid-phone").await;
+    browser.resize(DESKTOP).await;
+    browser.visit("/billing/invoices?status=unpaid").await;
+    assert_eq!(count(&browser, "#invoices tr[data-invoice-id]").await, 0);
+
+    // Another merchant's invoice is not found, as in the API; their customer too.
+    for path in [
+        format!("/billing/invoices/{others}"),
+        format!("/billing/customers/{joko}"),
+    ] {
+        browser.visit(&path).await;
+        assert_eq!(
+            browser.text("main h1").await,
+            "Tidak ditemukan",
+            "{}",
+            browser.describe().await
+        );
+        assert!(
+            !browser
+                .client
+                .source()
+                .await
+                .unwrap()
+                .contains("Joko Susilo")
+        );
+    }
+    browser.check_error_page("billing-invoice-other", 404).await;
+
+    // A payment recorded by mistake is undone, and the invoice can be paid again.
+    browser.visit(&format!("/billing/invoices/{invoice}")).await;
+    browser.fill("note", "Salah catat").await;
+    browser.click("#unpay").await;
+    assert_eq!(
+        browser.text("#invoice-status").await,
+        "Belum dibayar",
+        "{}",
+        browser.describe().await
+    );
+    browser.find("#mark-paid").await;
+    let (_, unpaid) = daemon.get(&format!("/api/v1/invoices/{invoice}")).await;
+    assert_eq!(unpaid["status"], "unpaid", "{unpaid}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_prices_a_package_and_isolates_a_customer_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "ops@gema.test", "ops", None).await;
+    let sari = approved_merchant(&daemon, "Warung Sari").await;
+    create_user(&daemon, "viewer@sari.test", "viewer", Some(&sari)).await;
+
+    log_in(&browser, "ops@gema.test", PASSWORD, None).await;
+    browser.visit("/billing/packages").await;
+    browser.check_page("billing-packages-empty").await;
+    browser.fill("name", "Paket 20 Mbps").await;
+    browser.fill("speed", "20 Mbps").await;
+    browser.fill("price", "150.000").await;
+    browser.click("#create-package").await;
+    assert!(
+        browser.path().await.ends_with("done=created"),
+        "{}",
+        browser.describe().await
+    );
+    let package = browser
+        .find("#packages tr[data-package-id]")
+        .await
+        .attr("data-package-id")
+        .await
+        .unwrap()
+        .expect("the package's id");
+    assert_eq!(
+        browser.text("#packages tr[data-package-id] td.num").await,
+        "Rp 150.000"
+    );
+    browser.check_page("billing-packages").await;
+
+    // A price that is not whole rupiah is refused, naming the field.
+    browser
+        .click(&format!("a[href=\"/billing/packages/{package}\"]"))
+        .await;
+    browser.fill("price", "175.000,50").await;
+    browser.click("#save-package").await;
+    assert!(
+        browser.text("main").await.contains("price"),
+        "{}",
+        browser.describe().await
+    );
+    browser
+        .check_error_page("billing-package-bad-price", 400)
+        .await;
+    browser.visit(&format!("/billing/packages/{package}")).await;
+    browser.fill("price", "175000").await;
+    browser.click("#save-package").await;
+    assert_eq!(
+        browser.text("#packages tr[data-package-id] td.num").await,
+        "Rp 175.000"
+    );
+
+    // A customer on it, through the API; isolated from their page, with a reason.
+    let customer =
+        billing_customer(&daemon, &sari, &package, "Budi Santoso", "6281234567801", 0).await;
+    browser.visit("/billing/customers").await;
+    browser
+        .click(&format!("a[href=\"/billing/customers/{customer}\"]"))
+        .await;
+    assert_eq!(browser.text("#customer-status").await, "Aktif");
+    assert_eq!(browser.text("#customer-monthly").await, "Rp 175.000");
+    browser.check_page("billing-customer").await;
+    browser.fill("reason", "Menunggak dua bulan").await;
+    browser.click("#isolate-customer").await;
+    assert_eq!(
+        browser.text("#customer-status").await,
+        "Terisolir",
+        "{}",
+        browser.describe().await
+    );
+    assert!(
+        browser
+            .text("#customer-events")
+            .await
+            .contains("Menunggak dua bulan")
+    );
+    assert_eq!(count(&browser, "#isolate-customer").await, 0);
+    assert_eq!(
+        count(&browser, "#reactivate-customer, #stop-customer").await,
+        2
+    );
+    browser.check_page("billing-customer-isolated").await;
+    let (_, isolated) = daemon.get(&format!("/api/v1/customers/{customer}")).await;
+    assert_eq!(isolated["status"], "isolated", "{isolated}");
+
+    // Deactivated, the package is listed only with the inactive ones.
+    browser.visit(&format!("/billing/packages/{package}")).await;
+    browser.click("#deactivate-package").await;
+    assert_eq!(
+        browser
+            .find(&format!("tr[data-package-id=\"{package}\"]"))
+            .await
+            .attr("data-active")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("false")
+    );
+    browser.visit("/billing/packages").await;
+    assert_eq!(count(&browser, "#packages tr[data-package-id]").await, 0);
+    browser
+        .click("form[action=\"/logout\"] button[type=submit]")
+        .await;
+
+    // A merchant viewer reads the customer but is shown no button, and a form posted
+    // anyway is refused.
+    log_in(&browser, "viewer@sari.test", PASSWORD, None).await;
+    browser
+        .visit(&format!("/billing/customers/{customer}"))
+        .await;
+    assert_eq!(browser.text("#customer-status").await, "Terisolir");
+    assert_eq!(count(&browser, "section.actions form").await, 0);
+    browser.visit("/billing/packages").await;
+    assert_eq!(count(&browser, "#new-package").await, 0);
+    let csrf = browser
+        .find("form[action=\"/logout\"] input[name=csrf]")
+        .await
+        .attr("value")
+        .await
+        .unwrap()
+        .expect("the form token");
+    let cookie = browser
+        .client
+        .get_named_cookie("gema_session")
+        .await
+        .expect("the session cookie");
+    let response = reqwest::Client::new()
+        .post(browser.url(&format!("/billing/customers/{customer}/reactivate")))
+        .header("cookie", format!("gema_session={}", cookie.value()))
+        .form(&[("csrf", csrf.as_str()), ("reason", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (_, still) = daemon.get(&format!("/api/v1/customers/{customer}")).await;
+    assert_eq!(still["status"], "isolated", "{still}");
+}
+
 /// How many elements on the page match `css`.
 async fn count(browser: &Browser, css: &str) -> u64 {
     browser

@@ -8,6 +8,10 @@
 //! The dry run's page carries the file (base64, in a hidden field) to its import button, so
 //! the second step imports exactly the bytes the first one checked, without keeping them
 //! on the server.
+//!
+//! The billing section's own navigation ([`tabs`]) links its screens: customers (each to
+//! [`customer`](crate::pages::customer)), [`invoices`](crate::pages::invoices),
+//! [`packages`](crate::pages::packages) and the import.
 
 use askama::Template;
 use axum::extract::{Multipart, Query, State};
@@ -23,7 +27,46 @@ use gema_store::billing::{CustomerFilter, CustomerStatus};
 use serde::Deserialize;
 
 use crate::frame::{Chrome, ErrorPage, Problem, html};
+use crate::pages::customer::status_badge;
 use crate::session::{Session, csrf_matches_session, see_other};
+
+/// A link of the billing section's own navigation.
+#[derive(Debug)]
+pub struct Tab {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// The billing section's screens: path, text key, and the action a role needs to see the
+/// link (each screen's handler checks it again).
+pub const TABS: [(&str, &str, Action); 4] = [
+    (
+        "/billing/customers",
+        "billing.customers",
+        Action::BillingRead,
+    ),
+    ("/billing/invoices", "invoice.title", Action::BillingRead),
+    ("/billing/packages", "package.title", Action::BillingRead),
+    (
+        "/billing/import",
+        "billing.tab_import",
+        Action::BillingManage,
+    ),
+];
+
+/// The billing section's navigation for this session (`billing_tabs.html`).
+pub fn tabs(session: &Session) -> Vec<Tab> {
+    let lang = session.prefs.lang;
+    TABS.iter()
+        .filter(|(_, _, action)| session.may(*action))
+        .map(|(href, key, _)| Tab {
+            href,
+            label: lang.t(key),
+            current: crate::frame::current(&session.path, href),
+        })
+        .collect()
+}
 
 /// Rows per page of the customer list.
 pub const PAGE_SIZE: u32 = 50;
@@ -38,14 +81,6 @@ pub const STATUSES: [(&str, &str); 4] = [
     ("isolated", "billing.status.isolated"),
     ("stopped", "billing.status.stopped"),
 ];
-
-fn status_badge(status: CustomerStatus) -> (&'static str, &'static str) {
-    match status {
-        CustomerStatus::Active => ("ok", "billing.status.active"),
-        CustomerStatus::Isolated => ("bad", "billing.status.isolated"),
-        CustomerStatus::Stopped => ("neutral", "billing.status.stopped"),
-    }
-}
 
 #[derive(Debug)]
 pub struct CustomerRow {
@@ -75,6 +110,7 @@ pub struct CustomerQuery {
 #[template(path = "billing_customers.html")]
 struct CustomersView {
     chrome: Chrome,
+    tabs: Vec<Tab>,
     rows: Vec<CustomerRow>,
     statuses: Vec<(&'static str, &'static str, bool)>,
     status: String,
@@ -86,7 +122,7 @@ struct CustomersView {
 }
 
 /// `value` percent-encoded for a query string.
-fn query_value(value: &str) -> String {
+pub(crate) fn query_value(value: &str) -> String {
     serde_urlencoded::to_string([("", value)])
         .map(|s| s.trim_start_matches('=').to_owned())
         .unwrap_or_default()
@@ -168,6 +204,7 @@ pub async fn customers(
             first_page: after.is_none(),
             operator: session.merchant().is_none(),
             may_import: session.may(Action::BillingManage),
+            tabs: tabs(&session),
             chrome,
         },
     ))
@@ -205,6 +242,7 @@ pub struct ImportDone {
 #[template(path = "billing_import.html")]
 struct ImportView {
     chrome: Chrome,
+    tabs: Vec<Tab>,
     csrf: String,
     /// The dry run's report, when there is one.
     report: Option<ReportView>,
@@ -289,6 +327,7 @@ pub async fn import_form(
         StatusCode::OK,
         &ImportView {
             chrome: session.chrome(),
+            tabs: tabs(&session),
             csrf: session.csrf.clone(),
             report: None,
             done: done.imported.map(|imported| {
@@ -425,6 +464,7 @@ pub async fn import(
             Ok(html(
                 StatusCode::OK,
                 &ImportView {
+                    tabs: tabs(&session),
                     csrf: session.csrf.clone(),
                     report: Some(report),
                     done: None,
@@ -439,6 +479,20 @@ pub async fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_billing_tab_and_status_has_a_text() {
+        let keys = TABS
+            .iter()
+            .map(|(_, key, _)| *key)
+            .chain(STATUSES.iter().map(|(_, key)| *key));
+        for key in keys {
+            assert!(
+                crate::i18n::TEXTS.iter().any(|(k, _, _)| *k == key),
+                "{key} has no text"
+            );
+        }
+    }
 
     #[test]
     fn a_query_value_is_percent_encoded() {

@@ -5,11 +5,14 @@
 
 pub mod audit;
 pub mod billing;
+pub mod customer;
 pub mod device;
 pub mod devices;
+pub mod invoices;
 pub mod login;
 pub mod merchants;
 pub mod overview;
+pub mod packages;
 pub mod people;
 pub mod preferences;
 pub mod receipt;
