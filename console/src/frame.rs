@@ -162,12 +162,28 @@ impl Chrome {
     }
 }
 
+/// Whether `href` is the page of `path` or a page under it (`/devices` on `/devices/dev_1`).
 pub(crate) fn current(path: &str, href: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or("");
     if href == "/" {
         path == "/"
     } else {
         path == href || path.starts_with(&format!("{href}/"))
     }
+}
+
+/// Whether the navigation entry `href` is the section of `path`: their first segments are
+/// the same (the entry `/billing/customers` is current on `/billing/invoices/…`).
+pub(crate) fn in_section(path: &str, href: &str) -> bool {
+    let section = |p: &str| {
+        let p = p.split(['?', '#']).next().unwrap_or("");
+        p.trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    section(path) == section(href)
 }
 
 /// A rendered page, or the 500 page if the template failed.
@@ -288,5 +304,22 @@ impl IntoResponse for ErrorPage {
                 chrome,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_is_current_under_its_entry_and_a_section_under_its_first_segment() {
+        assert!(current("/devices/dev_1", "/devices"));
+        assert!(current("/devices?health=offline", "/devices"));
+        assert!(!current("/devicesx", "/devices"));
+        assert!(!current("/devices", "/"));
+        assert!(in_section("/billing/invoices/inv_1", "/billing/customers"));
+        assert!(in_section("/?lang=en", "/"));
+        assert!(!in_section("/devices", "/"));
+        assert!(!in_section("/settlement", "/settings/receipt"));
     }
 }

@@ -141,7 +141,7 @@ impl Session {
             .map(|(href, key, _)| NavItem {
                 href,
                 label: lang.t(key),
-                current: crate::frame::current(&self.path, href),
+                current: crate::frame::in_section(&self.path, href),
             })
             .collect();
         Chrome {
