@@ -934,7 +934,8 @@ async fn finance_adds_an_adjustment_to_a_pending_batch_and_finds_it_in_the_list(
         return;
     };
     create_user(&daemon, "finance@gema.test", "finance", None).await;
-    let (_, batch) = merchant_with_pending_batch(&daemon, &[("ORD-ADJUST-1", 100_000)]).await;
+    let (sari, batch) = merchant_with_pending_batch(&daemon, &[("ORD-ADJUST-1", 100_000)]).await;
+    create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
 
     log_in(&browser, "finance@gema.test", PASSWORD, None).await;
     browser.visit(&format!("/settlement/{batch}")).await;
@@ -1002,6 +1003,33 @@ async fn finance_adds_an_adjustment_to_a_pending_batch_and_finds_it_in_the_list(
         .visit("/settlement/adjustments?adjustment_type=hold")
         .await;
     assert_eq!(count(&browser, listed).await, 0);
+    browser.click("header form.who button").await;
+
+    // The merchant's owner reads the adjustment but may not add one, and is shown neither
+    // the reconciliation nor the nodes (the 403 page if asked for them).
+    log_in(&browser, "owner@sari.test", PASSWORD, None).await;
+    browser.visit("/settlement/adjustments").await;
+    assert_eq!(
+        count(&browser, listed).await,
+        1,
+        "{}",
+        browser.describe().await
+    );
+    browser.visit(&format!("/settlement/{batch}")).await;
+    assert_eq!(
+        count(&browser, "#batch-adjustments tr[data-adjustment-id]").await,
+        1
+    );
+    assert_eq!(count(&browser, "#adjust-form").await, 0);
+    for path in ["/reconciliation", "/nodes"] {
+        assert_eq!(
+            count(&browser, &format!("header nav a[href=\"{path}\"]")).await,
+            0,
+            "{path} offered to a merchant"
+        );
+        browser.visit(path).await;
+        assert_forbidden_page(&browser).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1107,6 +1135,21 @@ async fn finance_uploads_the_providers_report_of_a_paid_batch_and_sees_its_rows_
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 2, "{csv}");
     assert!(rows.iter().all(|r| r.contains(",matched,")), "{csv}");
+    // An upload without the session's form token is refused before it is read.
+    let cookie = browser
+        .client
+        .get_named_cookie("gema_session")
+        .await
+        .expect("the session cookie");
+    let forged = reqwest::Client::new()
+        .post(browser.url("/reconciliation/runs"))
+        .header("cookie", format!("gema_session={}", cookie.value()))
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\n\r\nOrder ID\r\n--x--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
 
     // A re-run is a new run of the same lines, named after this one, listed first.
     browser.click("#rerun").await;
