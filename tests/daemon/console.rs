@@ -1003,6 +1003,21 @@ async fn finance_adds_an_adjustment_to_a_pending_batch_and_finds_it_in_the_list(
         .visit("/settlement/adjustments?adjustment_type=hold")
         .await;
     assert_eq!(count(&browser, listed).await, 0);
+    browser
+        .visit(&format!(
+            "/settlement/adjustments?adjustment_type=chargeback&merchant_id={sari}"
+        ))
+        .await;
+    assert_eq!(count(&browser, listed).await, 1);
+    browser
+        .visit("/settlement/adjustments?from=2999-01-01T00%3A00")
+        .await;
+    assert_eq!(count(&browser, listed).await, 0);
+    browser.visit("/settlement/adjustments?from=kemarin").await;
+    assert!(browser.text("main").await.contains("from"));
+    browser
+        .check_error_page("settlement-adjustments-bad-from", 400)
+        .await;
     browser.click("header form.who button").await;
 
     // The merchant's owner reads the adjustment but may not add one, and is shown neither

@@ -694,6 +694,14 @@ pub struct AdjustmentListRow {
 pub struct AdjustmentsQuery {
     #[serde(default)]
     adjustment_type: Option<String>,
+    /// Operators only; a merchant user's list is their own merchant's.
+    #[serde(default)]
+    merchant_id: Option<String>,
+    /// `datetime-local` values, Asia/Jakarta: created at or after `from`, before `to`.
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
     #[serde(default)]
     after: Option<String>,
 }
@@ -704,14 +712,33 @@ struct AdjustmentsView {
     chrome: Chrome,
     rows: Vec<AdjustmentListRow>,
     types: Vec<(&'static str, &'static str, bool)>,
-    adjustment_type: String,
+    merchant_id: String,
+    from: String,
+    to: String,
+    /// The first page's link with the filters shown.
+    first: String,
     next: Option<String>,
     first_page: bool,
     operator: bool,
 }
 
-/// `GET /settlement/adjustments`: every adjustment, oldest first, a page at a time (a
-/// merchant user's own merchant's only, as the API's list).
+/// `/settlement/adjustments` with these filters (empty ones left out) and `extra` pairs.
+fn adjustments_link(filters: &[(&str, &str)], extra: &[(&str, &str)]) -> String {
+    let pairs: Vec<(&str, &str)> = filters
+        .iter()
+        .chain(extra)
+        .filter(|(_, v)| !v.is_empty())
+        .copied()
+        .collect();
+    match serde_urlencoded::to_string(&pairs) {
+        Ok(query) if !query.is_empty() => format!("/settlement/adjustments?{query}"),
+        _ => "/settlement/adjustments".to_owned(),
+    }
+}
+
+/// `GET /settlement/adjustments`: every adjustment, oldest first, a page at a time, by
+/// type, merchant and creation time as the API's list takes them (a merchant user's own
+/// merchant's only).
 pub async fn adjustments(
     State(state): State<AppState>,
     session: Session,
@@ -725,15 +752,24 @@ pub async fn adjustments(
         gema_store::AdjustmentType::parse,
         "hold, release, fee_correction, chargeback, manual",
     )?;
+    let merchant_text = q.merchant_id.unwrap_or_default().trim().to_owned();
+    let merchant_id = match session.merchant() {
+        Some(mine) => Some(mine.to_owned()),
+        None => Some(merchant_text.clone()).filter(|m| !m.is_empty()),
+    };
+    let from_text = q.from.unwrap_or_default();
+    let to_text = q.to.unwrap_or_default();
+    let from = jakarta_local("from", &from_text).map_err(|e| session.failed(e))?;
+    let to = jakarta_local("to", &to_text).map_err(|e| session.failed(e))?;
     let after = q.after.filter(|a| !a.is_empty());
     let page = state
         .settlement
         .adjustments(
             AdjustmentQuery {
-                merchant_id: session.merchant().map(str::to_owned),
+                merchant_id,
                 adjustment_type: Some(kind.clone()).filter(|k| !k.is_empty()),
-                from: None,
-                to: None,
+                from,
+                to,
             },
             &PageRequest {
                 after: after.clone(),
@@ -764,13 +800,22 @@ pub async fn adjustments(
             created_at: a.created_at,
         })
         .collect();
-    let next = page.next_after.map(|after| {
-        let mut link = format!("/settlement/adjustments?after={after}");
-        if !kind.is_empty() {
-            link.push_str(&format!("&adjustment_type={kind}"));
-        }
-        link
-    });
+    let operator = session.merchant().is_none();
+    let merchant_shown = if operator {
+        merchant_text
+    } else {
+        String::new()
+    };
+    let filters = [
+        ("adjustment_type", kind.as_str()),
+        ("merchant_id", merchant_shown.as_str()),
+        ("from", from_text.as_str()),
+        ("to", to_text.as_str()),
+    ];
+    let next = page
+        .next_after
+        .map(|after| adjustments_link(&filters, &[("after", after.as_str())]));
+    let first = adjustments_link(&filters, &[]);
     Ok(html(
         StatusCode::OK,
         &AdjustmentsView {
@@ -779,10 +824,13 @@ pub async fn adjustments(
                 .iter()
                 .map(|(value, key)| (*value, chrome.t(key), *value == kind))
                 .collect(),
-            adjustment_type: kind,
+            merchant_id: merchant_shown,
+            from: from_text,
+            to: to_text,
+            first,
             next,
             first_page: after.is_none(),
-            operator: session.merchant().is_none(),
+            operator,
             chrome,
         },
     ))
@@ -791,6 +839,23 @@ pub async fn adjustments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_adjustments_pages_keep_their_filters() {
+        let filters = [
+            ("adjustment_type", "hold"),
+            ("merchant_id", ""),
+            ("from", "2026-12-05T07:00"),
+        ];
+        assert_eq!(
+            adjustments_link(&filters, &[("after", "sad_01")]),
+            "/settlement/adjustments?adjustment_type=hold&from=2026-12-05T07%3A00&after=sad_01"
+        );
+        assert_eq!(
+            adjustments_link(&[("to", "")], &[]),
+            "/settlement/adjustments"
+        );
+    }
 
     #[test]
     fn an_adjustment_amount_is_signed_whole_rupiah() {
