@@ -99,6 +99,12 @@ pub const NAV: &[(&str, &str, Action)] = &[
     ("/billing/customers", "nav.billing", Action::BillingRead),
     ("/audit", "nav.audit", Action::AuditRead),
     ("/settings/receipt", "nav.receipt", Action::BillingSettings),
+    (
+        "/reconciliation",
+        "nav.reconciliation",
+        Action::ReconciliationRead,
+    ),
+    ("/nodes", "nav.nodes", Action::NodeList),
 ];
 
 #[derive(Debug, Clone)]

@@ -146,6 +146,37 @@ pub fn router(state: AppState) -> Router {
         .route("/billing/invoices/{id}/pay", post(pages::invoices::pay))
         .route("/billing/invoices/{id}/unpay", post(pages::invoices::unpay))
         .route("/billing/invoices/{id}/qris", post(pages::invoices::qris))
+        // Settlement adjustments, reconciliation runs, the nodes, device commands.
+        .route(
+            "/settlement/adjustments",
+            get(pages::settlement::adjustments),
+        )
+        .route(
+            "/settlement/{id}/adjustments",
+            post(pages::settlement::adjust),
+        )
+        .route("/reconciliation", get(pages::reconciliation::list))
+        .route(
+            "/reconciliation/runs",
+            post(pages::reconciliation::upload)
+                // The upload counts its own bytes against the API's report limit.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/reconciliation/batches",
+            get(pages::reconciliation::batches),
+        )
+        .route("/reconciliation/{id}", get(pages::reconciliation::run))
+        .route(
+            "/reconciliation/{id}/rows.csv",
+            get(pages::reconciliation::export),
+        )
+        .route(
+            "/reconciliation/{id}/rerun",
+            post(pages::reconciliation::rerun),
+        )
+        .route("/nodes", get(pages::nodes::list))
+        .route("/devices/{id}/commands", post(pages::device::send_command))
         // Layers last: they wrap only the routes added before them.
         .layer(axum::Extension(std::sync::Arc::new(
             pages::overview::OverviewCache::default(),

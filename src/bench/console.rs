@@ -180,11 +180,16 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
         ("operator", "/whatsapp".into(), &operator),
         ("operator", "/audit".into(), &operator),
         ("operator", "/users".into(), &operator),
+        ("operator", "/settlement/adjustments".into(), &operator),
+        ("operator", "/reconciliation".into(), &operator),
+        ("operator", "/reconciliation/batches".into(), &operator),
+        ("operator", "/nodes".into(), &operator),
         ("merchant", "/".into(), &merchant),
         ("merchant", "/devices".into(), &merchant),
         ("merchant", "/transactions".into(), &merchant),
         ("merchant", "/settlement".into(), &merchant),
         ("merchant", "/billing/invoices".into(), &merchant),
+        ("merchant", "/settlement/adjustments".into(), &merchant),
     ];
 
     println!(

@@ -149,6 +149,12 @@ pub trait ReconciliationStore: Send + Sync {
         &self,
         page: &PageRequest,
     ) -> StoreResult<Page<ReconciliationRun>>;
+    /// Runs, newest first (keyset on the id, descending): the console's list, where the run
+    /// just made is the one looked for.
+    async fn list_reconciliation_runs_newest_first(
+        &self,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ReconciliationRun>>;
     /// A run's rows in order, filtered; the cursor is the last row's `seq`. `NotFound` for
     /// an unknown run.
     async fn list_reconciliation_rows(
@@ -223,6 +229,21 @@ impl ReconciliationStore for Db {
     ) -> StoreResult<Page<ReconciliationRun>> {
         let rows = query_as::<ReconciliationRun>(
             "SELECT * FROM reconciliation_runs WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(page.after.as_deref())
+        .bind(crate::sql::fetch_limit(page.limit))
+        .fetch_all(self.read())
+        .await?;
+        Ok(crate::sql::paginate(rows, page.limit, |r| &r.id))
+    }
+
+    async fn list_reconciliation_runs_newest_first(
+        &self,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ReconciliationRun>> {
+        let rows = query_as::<ReconciliationRun>(
+            "SELECT * FROM reconciliation_runs WHERE ($1 IS NULL OR id < $1) \
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(page.after.as_deref())
         .bind(crate::sql::fetch_limit(page.limit))

@@ -7,8 +7,13 @@
 //! operator rotates a device's credential and sees the new secret once (the old one is then
 //! refused at the broker), a merchant watches a signed payment arrive on their open payments
 //! page, finance generates a settlement batch, marks it paid and downloads its CSV, and an
-//! operator imports customers from a CSV after its dry run names the bad row. Every page
-//! visited passes the console-error, axe-core and screenshot checks of
+//! operator imports customers from a CSV after its dry run names the bad row. Finance adds an
+//! adjustment to a pending batch and finds it in the adjustments list, and uploads a
+//! provider's report for the payments of a paid settlement batch (the run shows them
+//! matched, its CSV and a re-run too); an operator sends a command to a connected soundbox
+//! from its page and sees it succeed in the list. A merchant owner shows an invoice's QRIS,
+//! marks the invoice paid (and undoes it) and cannot open another merchant's; an operator
+//! prices a package and isolates a customer with a reason. Every page visited passes the console-error, axe-core and screenshot checks of
 //! [`Browser::check_page`], some at phone size and in the dark theme too. Skipped loudly
 //! without Chromium, chromedriver or axe-core; under `CI=true` that is a failure.
 //!
@@ -1276,6 +1281,478 @@ async fn an_operator_prices_a_package_and_isolates_a_customer_with_a_reason() {
     assert_eq!(response.status(), 403);
     let (_, still) = daemon.get(&format!("/api/v1/customers/{customer}")).await;
     assert_eq!(still["status"], "isolated", "{still}");
+}
+
+/// A merchant with a bank account whose paid payments (one per `(order, amount)`, through
+/// signed Midtrans callbacks) are in one settlement batch, generated through the API: the
+/// merchant's id and the batch's.
+async fn merchant_with_pending_batch(
+    daemon: &Daemon,
+    payments: &[(&str, i64)],
+) -> (String, String) {
+    let (merchant, terminal) = merchant_with_terminal(daemon, "Warung Sari").await;
+    let (status, body) = daemon
+        .put(
+            &format!("/api/v1/merchants/{merchant}/bank-account"),
+            json!({
+                "bank_code": "014",
+                "account_number": "1234567890",
+                "account_holder": "Warung Sari",
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for (order_ref, amount) in payments {
+        order(daemon, &terminal, order_ref, *amount).await;
+        let (status, reply) = notify(
+            daemon,
+            &notification(order_ref, "settlement", &format!("{amount}.00")),
+        )
+        .await;
+        assert_eq!((status, reply["outcome"].as_str()), (200, Some("applied")));
+    }
+    let (status, generated) = daemon
+        .post(
+            "/api/v1/settlement-batches",
+            json!({ "merchant_ids": [merchant] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{generated}");
+    let batch = generated["batches"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no batch made: {generated}"))
+        .to_string();
+    (merchant, batch)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finance_adds_an_adjustment_to_a_pending_batch_and_finds_it_in_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = paying_daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "finance@gema.test", "finance", None).await;
+    let (sari, batch) = merchant_with_pending_batch(&daemon, &[("ORD-ADJUST-1", 100_000)]).await;
+    create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
+
+    log_in(&browser, "finance@gema.test", PASSWORD, None).await;
+    browser.visit(&format!("/settlement/{batch}")).await;
+    // The payout: the payment less the platform's fee.
+    let net = rupiah_shown(&browser.text("#batch-net").await);
+    assert!((90_000..100_000).contains(&net), "{net}");
+    browser.check_page("settlement-batch-adjust").await;
+    // A sign the type does not take is refused, naming the field.
+    browser
+        .find("#adjustment_type")
+        .await
+        .select_by_value("chargeback")
+        .await
+        .expect("choose the type");
+    type_into(&browser, "#adjust_amount", "2.500").await;
+    type_into(&browser, "#adjust_reason", "Chargeback ORD-ADJUST-1").await;
+    browser.click("#adjust-submit").await;
+    let refused = browser.text("main").await;
+    assert!(refused.contains("amount"), "{refused}");
+    browser
+        .check_error_page("settlement-adjust-refused", 400)
+        .await;
+
+    browser.visit(&format!("/settlement/{batch}")).await;
+    browser
+        .find("#adjustment_type")
+        .await
+        .select_by_value("chargeback")
+        .await
+        .expect("choose the type");
+    type_into(&browser, "#adjust_amount", "-2.500").await;
+    type_into(&browser, "#adjust_reason", "Chargeback ORD-ADJUST-1").await;
+    browser.click("#adjust-submit").await;
+    assert_eq!(
+        browser.path().await,
+        format!("/settlement/{batch}?done=adjusted"),
+        "{}",
+        browser.describe().await
+    );
+    assert_eq!(rupiah_shown(&browser.text("#batch-net").await), net - 2_500);
+    let row = "#batch-adjustments tr[data-type=\"chargeback\"]";
+    assert_eq!(
+        count(&browser, row).await,
+        1,
+        "{}",
+        browser.describe().await
+    );
+    assert!(browser.text(row).await.contains("-Rp 2.500"));
+    browser.check_page("settlement-batch-adjusted").await;
+
+    browser.visit("/settlement").await;
+    browser.click("#all-adjustments").await;
+    assert_eq!(browser.path().await, "/settlement/adjustments");
+    let listed = "#adjustments tr[data-adjustment-id]";
+    assert_eq!(count(&browser, listed).await, 1);
+    let line = browser.text(listed).await;
+    assert!(
+        line.contains(&batch)
+            && line.contains("Chargeback ORD-ADJUST-1")
+            && line.contains("-Rp 2.500"),
+        "{line}"
+    );
+    browser.check_page("settlement-adjustments").await;
+    browser
+        .visit("/settlement/adjustments?adjustment_type=hold")
+        .await;
+    assert_eq!(count(&browser, listed).await, 0);
+    browser
+        .visit(&format!(
+            "/settlement/adjustments?adjustment_type=chargeback&merchant_id={sari}"
+        ))
+        .await;
+    assert_eq!(count(&browser, listed).await, 1);
+    browser
+        .visit("/settlement/adjustments?from=2999-01-01T00%3A00")
+        .await;
+    assert_eq!(count(&browser, listed).await, 0);
+    browser.visit("/settlement/adjustments?from=kemarin").await;
+    assert!(browser.text("main").await.contains("from"));
+    browser
+        .check_error_page("settlement-adjustments-bad-from", 400)
+        .await;
+    browser.click("header form.who button").await;
+
+    // The merchant's owner reads the adjustment but may not add one, and is shown neither
+    // the reconciliation nor the nodes (the 403 page if asked for them).
+    log_in(&browser, "owner@sari.test", PASSWORD, None).await;
+    browser.visit("/settlement/adjustments").await;
+    assert_eq!(
+        count(&browser, listed).await,
+        1,
+        "{}",
+        browser.describe().await
+    );
+    browser.visit(&format!("/settlement/{batch}")).await;
+    assert_eq!(
+        count(&browser, "#batch-adjustments tr[data-adjustment-id]").await,
+        1
+    );
+    assert_eq!(count(&browser, "#adjust-form").await, 0);
+    for path in ["/reconciliation", "/nodes"] {
+        assert_eq!(
+            count(&browser, &format!("header nav a[href=\"{path}\"]")).await,
+            0,
+            "{path} offered to a merchant"
+        );
+        browser.visit(path).await;
+        assert_forbidden_page(&browser).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finance_uploads_the_providers_report_of_a_paid_batch_and_sees_its_rows_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = paying_daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "finance@gema.test", "finance", None).await;
+    let payments = [("ORD-RECON-1", 60_000), ("ORD-RECON-2", 40_000)];
+    let (_, batch) = merchant_with_pending_batch(&daemon, &payments).await;
+    let (status, paid) = daemon
+        .post(
+            &format!("/api/v1/settlement-batches/{batch}/mark-paid"),
+            json!({ "payout_reference": "BCA-RECON-001" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{paid}");
+
+    // The provider's report of those payments, as Midtrans writes it.
+    let at = time::OffsetDateTime::now_utc()
+        .to_offset(time::macros::offset!(+7))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .unwrap();
+    let file = dir.path().join("midtrans-report.csv");
+    let mut report =
+        String::from("Order ID,Transaction ID,Gross Amount,Transaction Status,Settlement Time\n");
+    for (order_ref, amount) in payments {
+        report.push_str(&format!(
+            "{order_ref},mt-{order_ref},{amount}.00,settlement,{at}\n"
+        ));
+    }
+    std::fs::write(&file, report).unwrap();
+
+    log_in(&browser, "finance@gema.test", PASSWORD, None).await;
+    browser
+        .click("header nav a[href=\"/reconciliation\"]")
+        .await;
+    assert_eq!(browser.path().await, "/reconciliation");
+    browser.check_page("reconciliation").await;
+    browser
+        .find("#recon-file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .expect("choose the file");
+    browser.click("#recon-submit").await;
+    let run_path = browser.path().await;
+    assert!(
+        run_path.starts_with("/reconciliation/rec_"),
+        "{}",
+        browser.describe().await
+    );
+    let run = run_path.trim_start_matches("/reconciliation/").to_string();
+    assert_eq!(count(&browser, "#run-rows tr[data-outcome]").await, 2);
+    for (order_ref, _) in payments {
+        let row = format!("#run-rows tr[data-order-id=\"{order_ref}\"]");
+        assert_eq!(
+            browser
+                .find(&row)
+                .await
+                .attr("data-outcome")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("matched"),
+            "{}",
+            browser.text(&row).await
+        );
+    }
+    assert_eq!(
+        browser
+            .text("#run-counts tr[data-outcome=\"matched\"] td")
+            .await,
+        "2"
+    );
+    assert_eq!(browser.text("#run-report-rows").await, "2");
+    browser.check_page("reconciliation-run").await;
+
+    // The rows' CSV behind the page's link, with the browser's session.
+    let href = browser
+        .find("#run-csv")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("the CSV link");
+    let response = session_get(&browser, &href).await;
+    assert_eq!(response.status(), 200);
+    let csv = response.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        gema_admin_api::views::reconciliation::CSV_HEADER
+            .lines()
+            .next(),
+        "{csv}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows.iter().all(|r| r.contains(",matched,")), "{csv}");
+    // An upload without the session's form token is refused before it is read.
+    let cookie = browser
+        .client
+        .get_named_cookie("gema_session")
+        .await
+        .expect("the session cookie");
+    let forged = reqwest::Client::new()
+        .post(browser.url("/reconciliation/runs"))
+        .header("cookie", format!("gema_session={}", cookie.value()))
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.csv\"\r\n\r\nOrder ID\r\n--x--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    // A re-run is a new run of the same lines, named after this one, listed first.
+    browser.click("#rerun").await;
+    let again = browser.path().await;
+    assert_ne!(again, run_path, "{}", browser.describe().await);
+    assert!(again.starts_with("/reconciliation/rec_"), "{again}");
+    assert_eq!(
+        count(&browser, "#run-rows tr[data-outcome=\"matched\"]").await,
+        2
+    );
+    assert!(browser.text("main dl.facts").await.contains(&run));
+    browser.visit("/reconciliation").await;
+    let listed = browser
+        .find("#runs tr[data-run-id]")
+        .await
+        .attr("data-run-id")
+        .await
+        .unwrap();
+    assert_eq!(listed.as_deref(), again.strip_prefix("/reconciliation/"));
+    assert_eq!(count(&browser, "#runs tr[data-run-id]").await, 2);
+
+    // The paid batch agrees with the ledger.
+    browser.click("#batch-checks").await;
+    assert_eq!(browser.path().await, "/reconciliation/batches");
+    let checked = format!("#batch-checks tr[data-batch-id=\"{batch}\"]");
+    assert_eq!(
+        browser
+            .find(&checked)
+            .await
+            .attr("data-agrees")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true"),
+        "{}",
+        browser.text(&checked).await
+    );
+    browser.check_page("reconciliation-batches").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_sends_a_command_to_a_connected_soundbox_and_sees_it_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    create_user(&daemon, "ops@gema.test", "ops", None).await;
+    create_user(&daemon, "viewer@gema.test", "viewer", None).await;
+    let bound = daemon
+        .approved_terminal_with_device("SB100-CONSOLE-CMD")
+        .await;
+    let id = bound.device.device_id.clone();
+    let (_sim, mut events) =
+        connected_sim(daemon.mqtt_addr.port(), &bound.device, &bound.ca_pem).await;
+
+    // A viewer may read the device, not command it: no form, and the 403 page for a post.
+    log_in(&browser, "viewer@gema.test", PASSWORD, None).await;
+    browser.visit(&format!("/devices/{id}")).await;
+    assert_eq!(count(&browser, "#command-form").await, 0);
+    let csrf = browser
+        .find("header form.who input[name=\"csrf\"]")
+        .await
+        .attr("value")
+        .await
+        .unwrap()
+        .expect("the session's form token");
+    let cookie = browser
+        .client
+        .get_named_cookie("gema_session")
+        .await
+        .expect("the session cookie");
+    let refused = reqwest::Client::new()
+        .post(browser.url(&format!("/devices/{id}/commands")))
+        .header("cookie", format!("gema_session={}", cookie.value()))
+        .form(&[("csrf", csrf.as_str()), ("name", "reboot")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    browser.click("header form.who button").await;
+
+    log_in(&browser, "ops@gema.test", PASSWORD, None).await;
+    browser.visit(&format!("/devices/{id}")).await;
+    browser.check_page("device-command-form").await;
+    browser
+        .find("#command-name")
+        .await
+        .select_by_value("set_volume")
+        .await
+        .expect("choose the command");
+    browser.fill("volume", "4").await;
+    browser.click("#command-submit").await;
+    assert!(
+        browser
+            .path()
+            .await
+            .starts_with(&format!("/devices/{id}?done=command&command=cmd_")),
+        "{}",
+        browser.describe().await
+    );
+    let command = browser
+        .find("#command-sent")
+        .await
+        .attr("data-command-id")
+        .await
+        .unwrap()
+        .expect("the command's id");
+    let answered = next_event(
+        &mut events,
+        |e| matches!(e, SimEvent::Command { command_id, .. } if *command_id == command),
+    )
+    .await;
+    assert!(
+        matches!(
+            answered,
+            SimEvent::Command {
+                state: gema_firmware_protocol::CommandState::Succeeded,
+                ..
+            }
+        ),
+        "{answered:?}"
+    );
+    // Once the device's answer is recorded, the page shows it.
+    let path = format!("/api/v1/devices/{id}/commands/{command}");
+    let (path, daemon_ref) = (path.as_str(), &daemon);
+    gema_gateway::testing::eventually("the command recorded as succeeded", || async move {
+        let (_, c) = daemon_ref.get(path).await;
+        (c["status"] == "succeeded").then_some(())
+    })
+    .await;
+    browser.visit(&format!("/devices/{id}")).await;
+    let row = format!("#commands-list tr[data-command-id=\"{command}\"]");
+    assert_eq!(
+        browser
+            .find(&row)
+            .await
+            .attr("data-status")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("succeeded"),
+        "{}",
+        browser.text(&row).await
+    );
+    let line = browser.text(&row).await;
+    assert!(
+        line.contains("set_volume") && line.contains("Berhasil"),
+        "{line}"
+    );
+    browser.check_page("device-command-succeeded").await;
+
+    // The node this daemon runs is listed as running, its listeners named.
+    browser.click("header nav a[href=\"/nodes\"]").await;
+    assert_eq!(browser.path().await, "/nodes");
+    assert_eq!(count(&browser, "#nodes tr[data-node-id]").await, 1);
+    let node = browser.find("#nodes tr[data-node-id]").await;
+    assert_eq!(
+        node.attr("data-state").await.unwrap().as_deref(),
+        Some("running")
+    );
+    let text = node.text().await.unwrap();
+    assert!(
+        text.contains(&daemon.mqtt_addr.port().to_string()) && text.contains("node ini"),
+        "{text}"
+    );
+    browser.check_page("nodes").await;
+}
+
+/// The amount a page shows as `Rp 99.300` (or `-Rp 2.500`), in rupiah.
+fn rupiah_shown(text: &str) -> i64 {
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    let value: i64 = digits
+        .parse()
+        .unwrap_or_else(|_| panic!("not an amount: {text:?}"));
+    if text.trim_start().starts_with('-') {
+        -value
+    } else {
+        value
+    }
+}
+
+/// Types `value` into the field `css` names (where several forms share a field's name).
+async fn type_into(browser: &Browser, css: &str, value: &str) {
+    let field = browser.find(css).await;
+    field.clear().await.expect("clear the field");
+    field.send_keys(value).await.expect("type into the field");
 }
 
 /// How many elements on the page match `css`.

@@ -145,9 +145,17 @@ pub async fn rows(
         (status = 404, body = ErrorBody)))]
 pub async fn export(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let run = state.reconciliation.run(&id).await?;
-    let reconciliation = state.reconciliation.clone();
-    let run_id = run.id.clone();
-    // One read of EXPORT_CHUNK rows per piece sent; never the whole run in memory.
+    Ok(rows_csv_response(state.reconciliation.clone(), run.id))
+}
+
+/// A run's rows as a streamed CSV download (`<run id>.csv`), [`EXPORT_CHUNK`] rows per
+/// read, never the whole run in memory; the console's download answers the same. The
+/// caller has checked that the run exists.
+pub fn rows_csv_response(
+    reconciliation: gema_gateway::reconciliation::Reconciliation,
+    run_id: String,
+) -> Response {
+    let name = format!("attachment; filename=\"{run_id}.csv\"");
     let rows = futures_util::stream::unfold(Some(-1_i64), move |after| {
         let reconciliation = reconciliation.clone();
         let run_id = run_id.clone();
@@ -172,17 +180,14 @@ pub async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Ap
     });
     let body = futures_util::stream::once(async { Ok(Bytes::from_static(CSV_HEADER.as_bytes())) })
         .chain(rows);
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}.csv\"", run.id),
-            ),
+            (header::CONTENT_DISPOSITION, name),
         ],
         Body::from_stream(body),
     )
-        .into_response())
+        .into_response()
 }
 
 #[utoipa::path(post, path = "/reconciliation/runs/{id}/rerun", tag = "reconciliation",

@@ -1,10 +1,13 @@
 //! One device: who it is, its health and presence (live, from the same stream as the
 //! registry), battery and signal, the heartbeat history as a chart drawn here as SVG,
-//! desired against reported config with a push-again button, its commands, the message
+//! desired against reported config with a push-again button, its commands and a form to send
+//! one (the commands and arguments the API's `POST /devices/{id}/commands` takes), the message
 //! trace, binding, and its credential: rotate (the new secret shown once, in the POST's own
 //! answer, never behind a GET that could show it again) and revoke (after a confirm page).
 //!
 //! A merchant user sees only devices bound to their own terminals (else the 404 page).
+
+use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -12,9 +15,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use gema_admin_api::AppState;
 use gema_admin_api::authz::{Scope, owns};
-use gema_firmware_protocol::{DeviceConfig, Language, ProvisioningString};
+use gema_firmware_protocol::{
+    CommandAction, DeviceConfig, ImageUpdate, Language, ProvisioningString,
+};
+use gema_gateway::GatewayError;
 use gema_gateway::auth::Action;
-use gema_gateway::device_ops::ConfigState;
+use gema_gateway::device_ops::{CommandInput, ConfigState};
 use gema_store::{
     CommandRecord, CommandStatus, ConfigPushStatus, CredentialStatus, HeartbeatRecord, PageRequest,
 };
@@ -37,6 +43,9 @@ pub struct DetailQuery {
     /// What the last form did, for the notice (post/redirect/get).
     #[serde(default)]
     done: Option<String>,
+    /// The command just sent, whose state the page shows at the top.
+    #[serde(default)]
+    command: Option<String>,
 }
 
 /// One line of the config comparison: the setting, desired, reported, and whether they
@@ -51,6 +60,9 @@ pub struct ConfigLine {
 
 #[derive(Debug)]
 pub struct CommandLine {
+    pub id: String,
+    /// The status's value (`data-status`): `queued`, `sent`, …
+    pub state: &'static str,
     pub name: String,
     pub status: &'static str,
     pub status_text: &'static str,
@@ -179,6 +191,11 @@ struct DeviceView {
     commands: Vec<CommandLine>,
     commands_next: Option<String>,
     commands_first: bool,
+    /// The command just sent (`?command=`), as it stands now.
+    sent: Option<CommandLine>,
+    /// The command form's choices: value and text.
+    command_names: Vec<(&'static str, &'static str)>,
+    may_command: bool,
     /// `None` when the role may not read the trace.
     trace: Option<Vec<TraceLine>>,
     may_configure: bool,
@@ -260,6 +277,8 @@ fn command_class(status: CommandStatus) -> &'static str {
 
 fn command_line(c: CommandRecord, chrome: &Chrome) -> CommandLine {
     CommandLine {
+        id: c.id,
+        state: c.status.as_str(),
         name: c.name,
         status: command_class(c.status),
         status_text: chrome.t(command_text(c.status)),
@@ -286,6 +305,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "bound" => Some("device.bound"),
         "unbound" => Some("device.unbound_done"),
         "revoked" => Some("device.revoked_done"),
+        "command" => Some("command.sent_done"),
         _ => None,
     }
 }
@@ -317,6 +337,10 @@ async fn detail(
         )
         .await
         .map_err(fail)?;
+    let sent = match q.command.as_deref().filter(|c| !c.is_empty()) {
+        Some(command) => Some(state.device_ops.command(id, command).await.map_err(fail)?),
+        None => None,
+    };
     let chrome = session.chrome();
     let trace = session.may(Action::DeviceDiagnostics).then(|| {
         state
@@ -398,6 +422,12 @@ async fn detail(
             .next_after
             .map(|after| format!("/devices/{id}?commands_after={after}#commands")),
         commands_first: commands_after.is_none(),
+        sent: sent.map(|c| command_line(c, &chrome)),
+        command_names: COMMAND_NAMES
+            .iter()
+            .map(|(value, key)| (*value, chrome.t(key)))
+            .collect(),
+        may_command: session.may(Action::DeviceCommand),
         trace,
         may_configure: session.may(Action::DeviceConfigure),
         may_bind: session.may(Action::DeviceBind),
@@ -483,6 +513,121 @@ pub async fn bind(
         .await
         .map_err(|e| session.failed(e))?;
     Ok(see_other(&format!("/devices/{id}?done=bound")))
+}
+
+/// The commands a device takes, as the API names them: value and text key.
+pub const COMMAND_NAMES: [(&str, &str); 7] = [
+    ("get_status", "command.name.get_status"),
+    ("set_volume", "command.name.set_volume"),
+    ("replay_last", "command.name.replay_last"),
+    (
+        "announce_daily_summary",
+        "command.name.announce_daily_summary",
+    ),
+    ("reboot", "command.name.reboot"),
+    ("fw_update", "command.name.fw_update"),
+    ("audio_update", "command.name.audio_update"),
+];
+
+/// The command form: the command's name and the arguments it takes (the others are left
+/// empty and ignored).
+#[derive(Debug, Default, Deserialize)]
+pub struct CommandForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    volume: String,
+    #[serde(default)]
+    count: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    sha256: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    size: String,
+    #[serde(default)]
+    expires_in_secs: String,
+    /// A checkbox: present to fail at once when the device is offline.
+    #[serde(default)]
+    interactive: Option<String>,
+}
+
+/// `text` as a number for `field`; a bad one names the field.
+fn number<T: std::str::FromStr>(field: &'static str, text: &str) -> Result<T, GatewayError> {
+    text.trim()
+        .parse()
+        .map_err(|_| GatewayError::invalid(field, format!("a whole number, not {text:?}")))
+}
+
+impl CommandForm {
+    /// The command the form asks for, as the API's `CreateCommand` would carry it; the
+    /// gateway checks the ranges (volume 0–10, count 1–10, the image's URL and digest).
+    pub fn input(&self) -> Result<CommandInput, GatewayError> {
+        let image = || -> Result<ImageUpdate, GatewayError> {
+            Ok(ImageUpdate {
+                url: self.url.trim().to_owned(),
+                sha256: self.sha256.trim().to_owned(),
+                version: self.version.trim().to_owned(),
+                size: number("size", &self.size)?,
+            })
+        };
+        let action = match self.name.as_str() {
+            "set_volume" => CommandAction::SetVolume {
+                volume: number("volume", &self.volume)?,
+            },
+            "reboot" => CommandAction::Reboot,
+            "replay_last" => CommandAction::ReplayLast {
+                count: number("count", &self.count)?,
+            },
+            "announce_daily_summary" => CommandAction::AnnounceDailySummary,
+            "get_status" => CommandAction::GetStatus,
+            "fw_update" => CommandAction::FwUpdate(image()?),
+            "audio_update" => CommandAction::AudioUpdate(image()?),
+            _ => {
+                return Err(GatewayError::invalid(
+                    "name",
+                    "one of get_status, set_volume, replay_last, announce_daily_summary, \
+                     reboot, fw_update, audio_update",
+                ));
+            }
+        };
+        let expires_in = match self.expires_in_secs.trim() {
+            "" => None,
+            secs => Some(Duration::from_secs(number("expires_in_secs", secs)?)),
+        };
+        Ok(CommandInput {
+            action,
+            expires_in,
+            interactive: self.interactive.is_some(),
+        })
+    }
+}
+
+/// `POST /devices/{id}/commands`: queue a command (sent at once when the device is
+/// connected), audited; then the device's page showing where it stands.
+pub async fn send_command(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted(session, form): Posted<CommandForm>,
+) -> Result<Response, ErrorPage> {
+    allowed(&state, &session, Action::DeviceCommand, &id).await?;
+    let input = form.input().map_err(|e| session.failed(e))?;
+    let command = session
+        .audited(
+            &state,
+            Action::DeviceCommand,
+            format!("device:{id}"),
+            state.device_ops.send_command(&id, input),
+            |c| serde_json::json!({ "command_id": c.id, "name": c.name, "status": c.status.as_str() }),
+        )
+        .await
+        .map_err(|e| session.failed(e))?;
+    Ok(see_other(&format!(
+        "/devices/{id}?done=command&command={}#commands",
+        command.id
+    )))
 }
 
 #[derive(Debug, Deserialize)]
@@ -638,6 +783,78 @@ pub async fn revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn form(name: &str) -> CommandForm {
+        CommandForm {
+            name: name.into(),
+            ..CommandForm::default()
+        }
+    }
+
+    #[test]
+    fn the_command_form_reads_as_the_apis_command_does() {
+        let volume = CommandForm {
+            volume: " 7 ".into(),
+            interactive: Some("on".into()),
+            expires_in_secs: "60".into(),
+            ..form("set_volume")
+        }
+        .input()
+        .unwrap();
+        assert_eq!(volume.action, CommandAction::SetVolume { volume: 7 });
+        assert!(volume.interactive);
+        assert_eq!(volume.expires_in, Some(Duration::from_secs(60)));
+        let status = form("get_status").input().unwrap();
+        assert_eq!(status.action, CommandAction::GetStatus);
+        assert!(!status.interactive);
+        assert_eq!(status.expires_in, None);
+        let image = CommandForm {
+            url: "https://fw.example/1.2.bin".into(),
+            sha256: "ab".repeat(32),
+            version: "1.2".into(),
+            size: "1024".into(),
+            ..form("fw_update")
+        }
+        .input()
+        .unwrap();
+        assert!(matches!(image.action, CommandAction::FwUpdate(ref i) if i.size == 1024));
+        // Every name the form offers is one the form reads.
+        for (name, _) in COMMAND_NAMES {
+            let filled = CommandForm {
+                volume: "1".into(),
+                count: "1".into(),
+                size: "1".into(),
+                ..form(name)
+            };
+            assert!(filled.input().is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_bad_command_names_its_field() {
+        let field = |f: CommandForm| match f.input() {
+            Err(GatewayError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(form("self_destruct")), "name");
+        assert_eq!(field(form("set_volume")), "volume");
+        assert_eq!(
+            field(CommandForm {
+                volume: "300".into(),
+                ..form("set_volume")
+            }),
+            "volume"
+        );
+        assert_eq!(field(form("replay_last")), "count");
+        assert_eq!(field(form("audio_update")), "size");
+        assert_eq!(
+            field(CommandForm {
+                expires_in_secs: "soon".into(),
+                ..form("reboot")
+            }),
+            "expires_in_secs"
+        );
+    }
 
     fn beat(at: i64, battery: Option<i64>, signal: Option<i64>) -> HeartbeatRecord {
         HeartbeatRecord {

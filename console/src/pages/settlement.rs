@@ -1,7 +1,8 @@
 //! Settlement batches: the list (by status, a page at a time), generating batches, a batch's
 //! detail (its items, events and adjustments), the lifecycle buttons its status allows
-//! (mark paid, mark failed, cancel while pending; reprocess once failed or cancelled, after a
-//! confirm page), and its payout report as a CSV download. Merchant users (owner, finance)
+//! (mark paid, mark failed, cancel, add an adjustment while pending; reprocess once failed or
+//! cancelled, after a confirm page), and its payout report as a CSV download; and every
+//! adjustment (`/settlement/adjustments`, by type, a page at a time). Merchant users (owner, finance)
 //! see their own merchant's batches, read-only; another merchant's batch is the 404 page.
 //!
 //! Account numbers are shown whole only to the roles the gateway's `sees_account_numbers`
@@ -16,7 +17,8 @@ use gema_admin_api::authz::{Scope, owns};
 use gema_gateway::GatewayError;
 use gema_gateway::auth::Action;
 use gema_gateway::settlement::{
-    GenerateInput, ReportFormat, mask_account_number, sees_account_numbers,
+    AdjustmentInput, AdjustmentQuery, GenerateInput, ReportFormat, mask_account_number,
+    sees_account_numbers,
 };
 use gema_store::{BatchStatus, PageRequest, SettlementBatch};
 use serde::Deserialize;
@@ -275,6 +277,8 @@ struct DetailView {
     /// Which buttons the batch's status (and the user's role) allow.
     may_close: bool,
     may_reprocess: bool,
+    /// The adjustment form's type choices: value and text.
+    adjustment_types: Vec<(&'static str, &'static str)>,
     bank_format: bool,
     notice: Option<&'static str>,
 }
@@ -336,6 +340,7 @@ pub async fn detail(
         Some("failed") => Some("settlement.done.failed"),
         Some("cancelled") => Some("settlement.done.cancelled"),
         Some("reprocessed") => Some("settlement.done.reprocessed"),
+        Some("adjusted") => Some("adjust.done"),
         _ => None,
     };
     let view = DetailView {
@@ -399,6 +404,10 @@ pub async fn detail(
         may_reprocess: may_write
             && matches!(b.status, BatchStatus::Failed | BatchStatus::Cancelled)
             && b.reprocessed_at.is_none(),
+        adjustment_types: ADJUSTMENT_TYPES[1..]
+            .iter()
+            .map(|(value, key)| (*value, chrome.t(key)))
+            .collect(),
         bank_format: whole,
         notice,
         csrf: session.csrf.clone(),
@@ -576,9 +585,301 @@ pub async fn export(
     ))
 }
 
+/// The adjustment types: value and text key (the first is the list filter's "all").
+pub const ADJUSTMENT_TYPES: [(&str, &str); 6] = [
+    ("", "health.all"),
+    ("hold", "adjust.type.hold"),
+    ("release", "adjust.type.release"),
+    ("fee_correction", "adjust.type.fee_correction"),
+    ("chargeback", "adjust.type.chargeback"),
+    ("manual", "adjust.type.manual"),
+];
+
+/// A signed whole number of rupiah as a form gives it: `-25000`, `+25000`, `25.000` (dots
+/// between thousands, as Indonesians write it); never a fraction.
+pub fn parse_rupiah_input(text: &str) -> Result<i64, GatewayError> {
+    let bad = || {
+        GatewayError::invalid(
+            "amount",
+            "is a whole number of rupiah, negative to take money out of the payout",
+        )
+    };
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let grouped = digits.contains('.');
+    if grouped
+        && !digits
+            .split('.')
+            .enumerate()
+            .all(|(i, g)| (1..=3).contains(&g.len()) && (i == 0 || g.len() == 3))
+    {
+        return Err(bad());
+    }
+    let digits: String = digits.chars().filter(|c| *c != '.').collect();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let value: i64 = digits.parse().map_err(|_| bad())?;
+    Ok(if negative { -value } else { value })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AdjustForm {
+    #[serde(default)]
+    adjustment_type: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /settlement/{id}/adjustments`: an adjustment to a pending batch (the gateway
+/// checks the sign its type takes, and that the batch is pending), audited.
+pub async fn adjust(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted(session, form): Posted<AdjustForm>,
+) -> Result<Response, ErrorPage> {
+    session.require(Action::SettlementWrite)?;
+    visible_batch(&state, &session, &id).await?;
+    let amount = parse_rupiah_input(&form.amount).map_err(|e| session.failed(e))?;
+    session
+        .audited(
+            &state,
+            Action::SettlementWrite,
+            format!("settlement_batch:{id}"),
+            state.settlement.adjust(
+                &id,
+                AdjustmentInput {
+                    adjustment_type: form.adjustment_type.trim().to_owned(),
+                    amount,
+                    reason: form.reason,
+                },
+                &session.principal.actor,
+            ),
+            |(a, b)| {
+                serde_json::json!({
+                    "adjustment": {
+                        "id": a.id,
+                        "adjustment_type": a.adjustment_type.as_str(),
+                        "amount": a.amount,
+                        "reason": a.reason,
+                    },
+                    "batch": batch_after(b),
+                })
+            },
+        )
+        .await
+        .map_err(|e| session.failed(e))?;
+    Ok(see_other(&format!("/settlement/{id}?done=adjusted")))
+}
+
+#[derive(Debug)]
+pub struct AdjustmentListRow {
+    pub id: String,
+    pub batch_id: String,
+    pub merchant_id: String,
+    pub kind: &'static str,
+    pub kind_text: &'static str,
+    pub amount: i64,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AdjustmentsQuery {
+    #[serde(default)]
+    adjustment_type: Option<String>,
+    /// Operators only; a merchant user's list is their own merchant's.
+    #[serde(default)]
+    merchant_id: Option<String>,
+    /// `datetime-local` values, Asia/Jakarta: created at or after `from`, before `to`.
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "settlement_adjustments.html")]
+struct AdjustmentsView {
+    chrome: Chrome,
+    rows: Vec<AdjustmentListRow>,
+    types: Vec<(&'static str, &'static str, bool)>,
+    merchant_id: String,
+    from: String,
+    to: String,
+    /// The first page's link with the filters shown.
+    first: String,
+    next: Option<String>,
+    first_page: bool,
+    operator: bool,
+}
+
+/// `/settlement/adjustments` with these filters (empty ones left out) and `extra` pairs.
+fn adjustments_link(filters: &[(&str, &str)], extra: &[(&str, &str)]) -> String {
+    let pairs: Vec<(&str, &str)> = filters
+        .iter()
+        .chain(extra)
+        .filter(|(_, v)| !v.is_empty())
+        .copied()
+        .collect();
+    match serde_urlencoded::to_string(&pairs) {
+        Ok(query) if !query.is_empty() => format!("/settlement/adjustments?{query}"),
+        _ => "/settlement/adjustments".to_owned(),
+    }
+}
+
+/// `GET /settlement/adjustments`: every adjustment, oldest first, a page at a time, by
+/// type, merchant and creation time as the API's list takes them (a merchant user's own
+/// merchant's only).
+pub async fn adjustments(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<AdjustmentsQuery>,
+) -> Result<Response, ErrorPage> {
+    session.require(Action::SettlementRead)?;
+    let kind = q.adjustment_type.unwrap_or_default();
+    session.filter(
+        "adjustment_type",
+        &kind,
+        gema_store::AdjustmentType::parse,
+        "hold, release, fee_correction, chargeback, manual",
+    )?;
+    let merchant_text = q.merchant_id.unwrap_or_default().trim().to_owned();
+    let merchant_id = match session.merchant() {
+        Some(mine) => Some(mine.to_owned()),
+        None => Some(merchant_text.clone()).filter(|m| !m.is_empty()),
+    };
+    let from_text = q.from.unwrap_or_default();
+    let to_text = q.to.unwrap_or_default();
+    let from = jakarta_local("from", &from_text).map_err(|e| session.failed(e))?;
+    let to = jakarta_local("to", &to_text).map_err(|e| session.failed(e))?;
+    let after = q.after.filter(|a| !a.is_empty());
+    let page = state
+        .settlement
+        .adjustments(
+            AdjustmentQuery {
+                merchant_id,
+                adjustment_type: Some(kind.clone()).filter(|k| !k.is_empty()),
+                from,
+                to,
+            },
+            &PageRequest {
+                after: after.clone(),
+                limit: PAGE_SIZE,
+            },
+        )
+        .await
+        .map_err(|e| session.failed(e))?;
+    let chrome = session.chrome();
+    let text_of = |value: &str| {
+        ADJUSTMENT_TYPES
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map_or("?", |(_, key)| chrome.t(key))
+    };
+    let rows = page
+        .items
+        .into_iter()
+        .map(|a| AdjustmentListRow {
+            kind: a.adjustment_type.as_str(),
+            kind_text: text_of(a.adjustment_type.as_str()),
+            id: a.id,
+            batch_id: a.batch_id,
+            merchant_id: a.merchant_id,
+            amount: a.amount,
+            reason: a.reason,
+            created_by: a.created_by,
+            created_at: a.created_at,
+        })
+        .collect();
+    let operator = session.merchant().is_none();
+    let merchant_shown = if operator {
+        merchant_text
+    } else {
+        String::new()
+    };
+    let filters = [
+        ("adjustment_type", kind.as_str()),
+        ("merchant_id", merchant_shown.as_str()),
+        ("from", from_text.as_str()),
+        ("to", to_text.as_str()),
+    ];
+    let next = page
+        .next_after
+        .map(|after| adjustments_link(&filters, &[("after", after.as_str())]));
+    let first = adjustments_link(&filters, &[]);
+    Ok(html(
+        StatusCode::OK,
+        &AdjustmentsView {
+            rows,
+            types: ADJUSTMENT_TYPES
+                .iter()
+                .map(|(value, key)| (*value, chrome.t(key), *value == kind))
+                .collect(),
+            merchant_id: merchant_shown,
+            from: from_text,
+            to: to_text,
+            first,
+            next,
+            first_page: after.is_none(),
+            operator,
+            chrome,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_adjustments_pages_keep_their_filters() {
+        let filters = [
+            ("adjustment_type", "hold"),
+            ("merchant_id", ""),
+            ("from", "2026-12-05T07:00"),
+        ];
+        assert_eq!(
+            adjustments_link(&filters, &[("after", "sad_01")]),
+            "/settlement/adjustments?adjustment_type=hold&from=2026-12-05T07%3A00&after=sad_01"
+        );
+        assert_eq!(
+            adjustments_link(&[("to", "")], &[]),
+            "/settlement/adjustments"
+        );
+    }
+
+    #[test]
+    fn an_adjustment_amount_is_signed_whole_rupiah() {
+        assert_eq!(parse_rupiah_input("-25000").unwrap(), -25_000);
+        assert_eq!(parse_rupiah_input(" +1.500 ").unwrap(), 1_500);
+        assert_eq!(parse_rupiah_input("-1.250.000").unwrap(), -1_250_000);
+        assert_eq!(parse_rupiah_input("7").unwrap(), 7);
+        for bad in [
+            "",
+            "-",
+            "25000.50",
+            "25,000",
+            "1.25",
+            "Rp 5000",
+            "1..000",
+            "--5",
+            "9223372036854775808",
+        ] {
+            match parse_rupiah_input(bad) {
+                Err(GatewayError::Invalid { field, .. }) => assert_eq!(field, "amount", "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn a_cutoff_is_read_as_jakarta_time() {

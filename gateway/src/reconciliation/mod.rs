@@ -202,6 +202,17 @@ impl Reconciliation {
         Ok(self.store.list_reconciliation_runs(page).await?)
     }
 
+    /// Runs, newest first (the console's list).
+    pub async fn runs_newest_first(
+        &self,
+        page: &PageRequest,
+    ) -> GatewayResult<Page<ReconciliationRun>> {
+        Ok(self
+            .store
+            .list_reconciliation_runs_newest_first(page)
+            .await?)
+    }
+
     pub async fn rows(
         &self,
         run_id: &str,

@@ -149,6 +149,21 @@ pub async fn reconciliation_runs_keep_every_row_in_order_and_count_them(store: A
         .unwrap();
     let ids: Vec<&str> = runs.items.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, vec![run.id.as_str(), again.id.as_str()]);
+    let newest = store
+        .list_reconciliation_runs_newest_first(&PageRequest::first(1))
+        .await
+        .unwrap();
+    assert_eq!(newest.items[0].id, again.id);
+    let older = store
+        .list_reconciliation_runs_newest_first(&PageRequest {
+            after: newest.next_after.clone(),
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = older.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec![run.id.as_str()]);
+    assert_eq!(older.next_after, None);
 }
 
 pub async fn matching_finds_transactions_by_order_ref_provider_id_and_creation_time(
