@@ -183,6 +183,58 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order the enum declares them (the console's role table lists
+    /// them so). A test holds this list to the enum.
+    pub const ALL: [Action; 47] = [
+        Action::MerchantList,
+        Action::MerchantRead,
+        Action::MerchantWrite,
+        Action::MerchantReview,
+        Action::OutletList,
+        Action::OutletRead,
+        Action::OutletWrite,
+        Action::TerminalList,
+        Action::TerminalRead,
+        Action::TerminalWrite,
+        Action::DeviceList,
+        Action::DeviceRead,
+        Action::DeviceWrite,
+        Action::DeviceBind,
+        Action::DeviceCredentials,
+        Action::DeviceConfigure,
+        Action::DeviceCommand,
+        Action::DeviceDiagnostics,
+        Action::TransactionList,
+        Action::TransactionRead,
+        Action::TransactionCreate,
+        Action::TransactionOperate,
+        Action::LedgerRead,
+        Action::UserList,
+        Action::UserRead,
+        Action::UserWrite,
+        Action::AuditRead,
+        Action::ApiTokenList,
+        Action::ApiTokenWrite,
+        Action::OwnSession,
+        Action::NodeList,
+        Action::SettlementRead,
+        Action::SettlementWrite,
+        Action::ReconciliationRead,
+        Action::ReconciliationWrite,
+        Action::ExportJobs,
+        Action::DashboardRead,
+        Action::BillingRead,
+        Action::BillingCustomerWrite,
+        Action::BillingPay,
+        Action::BillingManage,
+        Action::BillingSettings,
+        Action::BillingFinance,
+        Action::WhatsAppRead,
+        Action::WhatsAppSend,
+        Action::WhatsAppOperate,
+        Action::WhatsAppManage,
+    ];
+
     /// A stable name, used in audit rows.
     pub fn name(self) -> &'static str {
         match self {
@@ -294,6 +346,19 @@ pub fn permits(role: Role, action: Action) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_of_actions_is_the_enum() {
+        // Discriminants run 0, 1, 2, … in declaration order: the list holds each once, in
+        // order, up to the last variant. A variant added before the end shifts the rest and
+        // fails here; one added after `WhatsAppManage` must move this test's last variant.
+        for (i, action) in Action::ALL.iter().enumerate() {
+            assert_eq!(*action as usize, i, "{}", action.name());
+        }
+        assert_eq!(Action::ALL.len(), Action::WhatsAppManage as usize + 1);
+        let names: std::collections::HashSet<_> = Action::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(names.len(), Action::ALL.len());
+    }
 
     #[test]
     fn role_names_round_trip() {
