@@ -62,9 +62,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/events/payments", get(events::payments))
         .route("/events/devices", get(events::devices))
-        .route("/users", get(pages::people::users))
+        .route(
+            "/users",
+            get(pages::people::users).post(pages::people::create_user),
+        )
+        .route("/roles", get(pages::people::roles))
         .route("/users/{id}/{change}", post(pages::people::set_disabled))
-        .route("/tokens", get(pages::people::tokens))
+        .route(
+            "/tokens",
+            get(pages::people::tokens).post(pages::people::create_token),
+        )
         .route("/tokens/{id}/revoke", post(pages::people::revoke_token))
         .route("/whatsapp", get(pages::whatsapp::queue))
         .route("/whatsapp/{id}", get(pages::whatsapp::message))

@@ -13,7 +13,10 @@
 //! matched, its CSV and a re-run too); an operator sends a command to a connected soundbox
 //! from its page and sees it succeed in the list. A merchant owner shows an invoice's QRIS,
 //! marks the invoice paid (and undoes it) and cannot open another merchant's; an operator
-//! prices a package and isolates a customer with a reason. Every page visited passes the console-error, axe-core and screenshot checks of
+//! prices a package and isolates a customer with a reason. An admin adds a merchant's owner
+//! (the form refuses a merchant role without the merchant, naming the field), reads the role
+//! table, and issues an API token that is shown once and then works against the API.
+//! Every page visited passes the console-error, axe-core and screenshot checks of
 //! [`Browser::check_page`], some at phone size and in the dark theme too. Skipped loudly
 //! without Chromium, chromedriver or axe-core; under `CI=true` that is a failure.
 //!
@@ -1733,6 +1736,159 @@ async fn an_operator_sends_a_command_to_a_connected_soundbox_and_sees_it_succeed
         "{text}"
     );
     browser.check_page("nodes").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_adds_a_merchants_owner_reads_the_roles_and_issues_a_token_shown_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    let sari = approved_merchant(&daemon, "Warung Sari").await;
+    // The last call with the bootstrap token: the first admin retires it.
+    create_user(&daemon, "admin@gema.test", "admin", None).await;
+    const OWNER_PASSWORD: &str = "es-teh-manis-dingin";
+
+    log_in(&browser, "admin@gema.test", PASSWORD, None).await;
+    assert_eq!(browser.path().await, "/", "{}", browser.describe().await);
+    browser.visit("/users").await;
+    browser.check_page("users").await;
+    let pick_role = |role: &str| {
+        format!(
+            "document.querySelector('#new-user select[name=role], #new-token select[name=role]').value = '{role}';"
+        )
+    };
+
+    // A merchant role without the merchant: refused, the page names the field, nobody added.
+    browser.fill("email", "owner@sari.test").await;
+    browser.fill("name", "Bu Sari").await;
+    browser.run(&pick_role("merchant:owner"), vec![]).await;
+    browser.fill("password", OWNER_PASSWORD).await;
+    browser.click("#create-user").await;
+    let source = browser.client.source().await.unwrap();
+    assert!(
+        source.contains("merchant_id"),
+        "{}",
+        browser.describe().await
+    );
+    assert!(
+        !source.contains(OWNER_PASSWORD),
+        "the password is on the error page"
+    );
+    browser.check_error_page("user-without-merchant", 400).await;
+
+    // With the merchant: added, listed with its role and merchant.
+    browser.visit("/users").await;
+    browser.fill("email", "owner@sari.test").await;
+    browser.fill("name", "Bu Sari").await;
+    browser.run(&pick_role("merchant:owner"), vec![]).await;
+    browser.fill("merchant_id", &sari).await;
+    browser.fill("password", OWNER_PASSWORD).await;
+    browser.click("#create-user").await;
+    assert_eq!(
+        browser.path().await,
+        "/users?done=created",
+        "{}",
+        browser.describe().await
+    );
+    browser.find("#notice").await;
+    let row = browser
+        .run(
+            "const row = [...document.querySelectorAll('#users tbody tr')]
+                 .find(r => r.textContent.includes('owner@sari.test'));
+             return row ? row.textContent : null;",
+            vec![],
+        )
+        .await;
+    let row = row.as_str().expect("the new user's row");
+    assert!(row.contains("owner") && row.contains(&sari), "{row}");
+
+    // The role table is the matrix the server enforces: users are the admin's alone.
+    browser.click("#roles-link").await;
+    assert_eq!(browser.path().await, "/roles");
+    let allowed = |action: &str| {
+        format!(
+            "return [...document.querySelectorAll('#roles tr[data-action=\"{action}\"] td')]
+                 .map(td => td.textContent.includes('✓'));"
+        )
+    };
+    let user_write = browser.run(&allowed("user.write"), vec![]).await;
+    let heads = browser
+        .run(
+            "return [...document.querySelectorAll('#roles thead th code')].map(c => c.textContent);",
+            vec![],
+        )
+        .await;
+    let heads: Vec<String> = serde_json::from_value(heads).unwrap();
+    let user_write: Vec<bool> = serde_json::from_value(user_write).unwrap();
+    assert_eq!(heads.len(), user_write.len(), "{heads:?} {user_write:?}");
+    let may: Vec<&str> = heads
+        .iter()
+        .zip(&user_write)
+        .filter(|(_, yes)| **yes)
+        .map(|(role, _)| role.as_str())
+        .collect();
+    assert_eq!(may, ["admin:admin"]);
+    let device_list: Vec<bool> =
+        serde_json::from_value(browser.run(&allowed("device.list"), vec![]).await).unwrap();
+    assert!(device_list.iter().all(|yes| *yes), "{device_list:?}");
+    browser.check_page("roles").await;
+
+    // A token for a backend: shown once, on the POST's own page, and it works.
+    browser.visit("/tokens").await;
+    browser.check_page("tokens").await;
+    browser.fill("name", "kasir-backend").await;
+    browser.run(&pick_role("operator:viewer"), vec![]).await;
+    browser.click("#create-token").await;
+    browser.find("dialog#token-dialog[open]").await;
+    let token = browser.text("#api-token").await;
+    assert!(token.len() >= 32, "a short token: {token}");
+    browser.check_page("token-issued").await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/devices", daemon.api_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the issued token is refused");
+    browser.click("#token-done").await;
+    assert_eq!(browser.path().await, "/tokens");
+    browser.find("tr[data-token-id]").await;
+    for _ in 0..2 {
+        let source = browser.client.source().await.unwrap();
+        assert!(!source.contains(&token), "the token is on the list");
+        assert!(source.contains("kasir-backend"));
+        browser.client.refresh().await.expect("refresh the page");
+    }
+
+    // Both writes are in the audit log, which carries neither the password nor the token;
+    // nor does the daemon's log.
+    browser.visit("/audit").await;
+    let source = browser.client.source().await.unwrap();
+    assert!(
+        source.contains("user.write") && source.contains("api_token.write"),
+        "{}",
+        browser.describe().await
+    );
+    assert!(!source.contains(OWNER_PASSWORD) && !source.contains(&token));
+    let logs = format!("{}{}", daemon.stdout(), daemon.stderr());
+    assert!(!logs.contains(OWNER_PASSWORD) && !logs.contains(&token));
+
+    // The new owner logs in with the first password and sees their merchant.
+    browser
+        .click("form[action=\"/logout\"] button[type=submit]")
+        .await;
+    log_in(&browser, "owner@sari.test", OWNER_PASSWORD, None).await;
+    assert_eq!(browser.path().await, "/", "{}", browser.describe().await);
+    browser.visit(&format!("/merchants/{sari}")).await;
+    let heading = browser.text("main h1").await;
+    assert!(
+        heading.contains("Warung Sari"),
+        "{}",
+        browser.describe().await
+    );
 }
 
 /// The amount a page shows as `Rp 99.300` (or `-Rp 2.500`), in rupiah.

@@ -1,15 +1,18 @@
-//! Users and API tokens (operators only; the matrix gives merchant roles neither): users a
-//! page at a time with their role and state, disable and enable (`user.write`; the store
-//! refuses to disable the last admin); API tokens with their last use, revoke
-//! (`api_token.write`). Creating users and tokens stays with the CLI and the API, where a
-//! password or a token is typed or shown once.
+//! Users, roles and API tokens (operators only; the matrix gives merchant roles neither):
+//! users a page at a time with their role and state, a form to add one (an operator, or a
+//! merchant's staff with the merchant's id; the first password is typed by the admin, who
+//! hands it over, and is never shown again), disable and enable (`user.write`; the store
+//! refuses to disable the last admin); the roles and what each may do, read from the matrix
+//! itself; API tokens with their last use, a form to issue one (the token shown once, on the
+//! POST's own page, `no-store`), revoke (`api_token.write`).
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use gema_admin_api::AppState;
-use gema_gateway::auth::Action;
+use gema_gateway::auth::{Action, AdminRole, MerchantRole, Role, UserInput, permits};
+use gema_gateway::credentials::SecretString;
 use gema_store::PageRequest;
 use serde::Deserialize;
 
@@ -43,12 +46,79 @@ struct UsersView {
     rows: Vec<UserRow>,
     write: bool,
     next: Option<String>,
+    notice: Option<&'static str>,
+    roles: RoleChoices,
+}
+
+/// The role pickers of the add-user and issue-token forms: operator roles and merchant roles
+/// (a merchant role needs the merchant's id), as the store spells them.
+#[derive(Debug)]
+pub struct RoleChoices {
+    pub operator: Vec<&'static str>,
+    pub merchant: Vec<&'static str>,
+}
+
+impl RoleChoices {
+    fn new() -> Self {
+        RoleChoices {
+            operator: AdminRole::ALL.iter().map(|r| r.as_str()).collect(),
+            merchant: MerchantRole::ALL.iter().map(|r| r.as_str()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DoneQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// The notice a redirect back names (`?done=`), as an i18n key; anything else shows none.
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "created" => Some("users.created_notice"),
+        _ => None,
+    }
+}
+
+/// A role picked in a form: `operator:ops` or `merchant:owner` (the select's values), split
+/// into the role the store takes and whether it is a merchant's. An empty or unknown value
+/// names the field.
+fn picked_role(value: &str) -> Result<(String, bool), gema_gateway::GatewayError> {
+    let invalid = || gema_gateway::GatewayError::invalid("role", "pick one of the listed roles");
+    match value.split_once(':') {
+        Some(("operator", r)) if AdminRole::parse(r).is_some() => Ok((r.to_owned(), false)),
+        Some(("merchant", r)) if MerchantRole::parse(r).is_some() => Ok((r.to_owned(), true)),
+        _ => Err(invalid()),
+    }
+}
+
+/// The merchant a form names: required for a merchant role, refused for an operator's.
+fn picked_merchant(
+    merchant_role: bool,
+    value: &str,
+) -> Result<Option<String>, gema_gateway::GatewayError> {
+    let value = value.trim();
+    match (merchant_role, value.is_empty()) {
+        (true, true) => Err(gema_gateway::GatewayError::invalid(
+            "merchant_id",
+            "a merchant role needs the merchant's id",
+        )),
+        (true, false) => Ok(Some(value.to_owned())),
+        (false, true) => Ok(None),
+        (false, false) => Err(gema_gateway::GatewayError::invalid(
+            "merchant_id",
+            "an operator role belongs to no merchant; leave the merchant empty",
+        )),
+    }
 }
 
 pub async fn users(
     State(state): State<AppState>,
     session: Session,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<DoneQuery>,
 ) -> Result<Response, ErrorPage> {
     session.require(Action::UserList)?;
     let page = state
@@ -78,6 +148,90 @@ pub async fn users(
                 .collect(),
             write: session.may(Action::UserWrite),
             next: page.next_after.map(|a| format!("/users?after={a}")),
+            notice: notice(q.done.as_deref()),
+            roles: RoleChoices::new(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewUserForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    merchant_id: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /users`: adds a user. The password meets the same rules as everywhere (the service
+/// checks them) and is in no audit row, log line or page.
+pub async fn create_user(
+    State(state): State<AppState>,
+    Posted(session, form): Posted<NewUserForm>,
+) -> Result<Response, ErrorPage> {
+    session.require(Action::UserWrite)?;
+    let (role, merchant_role) = picked_role(&form.role).map_err(|e| session.failed(e))?;
+    let merchant_id =
+        picked_merchant(merchant_role, &form.merchant_id).map_err(|e| session.failed(e))?;
+    session
+        .audited(
+            &state,
+            Action::UserWrite,
+            "user".to_owned(),
+            state.auth.create_user(UserInput {
+                email: form.email.trim().to_owned(),
+                name: form.name.trim().to_owned(),
+                role,
+                merchant_id,
+                password: SecretString::new(form.password),
+            }),
+            |u| {
+                serde_json::json!({ "user_id": u.id, "email": u.email, "role": u.role,
+                    "merchant_id": u.merchant_id })
+            },
+        )
+        .await
+        .map_err(|e| session.failed(e))?;
+    Ok(see_other("/users?done=created"))
+}
+
+/// One action's row of the role table: its name and, per role in the header's order,
+/// whether that role may do it.
+#[derive(Debug)]
+pub struct MatrixRow {
+    pub action: &'static str,
+    pub allowed: Vec<bool>,
+}
+
+#[derive(Template)]
+#[template(path = "roles.html")]
+struct RolesView {
+    chrome: Chrome,
+    roles: Vec<String>,
+    rows: Vec<MatrixRow>,
+}
+
+/// `GET /roles`: every role against every action, from the matrix the server enforces.
+pub async fn roles(session: Session) -> Result<Response, ErrorPage> {
+    session.require(Action::UserList)?;
+    let all = Role::all();
+    Ok(html(
+        StatusCode::OK,
+        &RolesView {
+            chrome: session.chrome(),
+            roles: all.iter().map(Role::to_string).collect(),
+            rows: Action::ALL
+                .iter()
+                .map(|&action| MatrixRow {
+                    action: action.name(),
+                    allowed: all.iter().map(|&role| permits(role, action)).collect(),
+                })
+                .collect(),
         },
     ))
 }
@@ -125,6 +279,7 @@ struct TokensView {
     rows: Vec<TokenRow>,
     write: bool,
     next: Option<String>,
+    roles: RoleChoices,
 }
 
 pub async fn tokens(
@@ -160,6 +315,63 @@ pub async fn tokens(
                 .collect(),
             write: session.may(Action::ApiTokenWrite),
             next: page.next_after.map(|a| format!("/tokens?after={a}")),
+            roles: RoleChoices::new(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewTokenForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    merchant_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "token_issued.html")]
+struct IssuedView {
+    chrome: Chrome,
+    name: String,
+    role: String,
+    token: String,
+}
+
+/// `POST /tokens`: issues a token and shows it on this response only (the store keeps its
+/// digest; the page is `no-store`; the audit row names the token, never its value).
+pub async fn create_token(
+    State(state): State<AppState>,
+    Posted(session, form): Posted<NewTokenForm>,
+) -> Result<Response, ErrorPage> {
+    session.require(Action::ApiTokenWrite)?;
+    let (role, merchant_role) = picked_role(&form.role).map_err(|e| session.failed(e))?;
+    let merchant_id =
+        picked_merchant(merchant_role, &form.merchant_id).map_err(|e| session.failed(e))?;
+    let name = form.name.trim().to_owned();
+    let (token, secret) = session
+        .audited(
+            &state,
+            Action::ApiTokenWrite,
+            "api_token".to_owned(),
+            state
+                .auth
+                .create_api_token(&name, &role, merchant_id.as_deref()),
+            |(t, _)| {
+                serde_json::json!({ "api_token_id": t.id, "name": t.name, "role": t.role,
+                    "merchant_id": t.merchant_id })
+            },
+        )
+        .await
+        .map_err(|e| session.failed(e))?;
+    Ok(html(
+        StatusCode::CREATED,
+        &IssuedView {
+            chrome: session.chrome(),
+            name: token.name,
+            role: token.role,
+            token: secret.expose().to_owned(),
         },
     ))
 }
@@ -181,4 +393,46 @@ pub async fn revoke_token(
         .await
         .map_err(|e| session.failed(e))?;
     Ok(see_other("/tokens"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_picked_role_says_whose_it_is() {
+        assert_eq!(
+            picked_role("operator:ops").unwrap(),
+            ("ops".to_owned(), false)
+        );
+        assert_eq!(
+            picked_role("merchant:owner").unwrap(),
+            ("owner".to_owned(), true)
+        );
+        for bad in ["", "ops", "operator:owner", "merchant:admin", "root:admin"] {
+            let err = picked_role(bad).unwrap_err();
+            assert!(err.to_string().contains("role"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_merchant_role_needs_a_merchant_and_an_operator_role_none() {
+        assert_eq!(
+            picked_merchant(true, " mer_1 ").unwrap(),
+            Some("mer_1".to_owned())
+        );
+        assert_eq!(picked_merchant(false, "  ").unwrap(), None);
+        assert!(
+            picked_merchant(true, "")
+                .unwrap_err()
+                .to_string()
+                .contains("merchant_id")
+        );
+        assert!(
+            picked_merchant(false, "mer_1")
+                .unwrap_err()
+                .to_string()
+                .contains("merchant_id")
+        );
+    }
 }
