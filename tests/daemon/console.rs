@@ -688,6 +688,18 @@ async fn a_signed_callback_shows_the_payment_on_the_merchants_open_page_without_
 
     browser.resize(PHONE).await;
     assert_page_fits_width(&browser).await;
+    // The stacked rows fit too: nothing of a payment hides behind a sideways scroll.
+    let hidden = browser
+        .run(
+            "const wrap = document.querySelector('table.stack').closest('.table-wrap');
+             return wrap.scrollWidth - wrap.clientWidth;",
+            vec![],
+        )
+        .await;
+    assert!(
+        hidden.as_i64().is_some_and(|px| px <= 1),
+        "the payments scroll sideways on a phone by {hidden}px"
+    );
     browser.check_page("console-payments-phone").await;
 }
 
