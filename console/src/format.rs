@@ -2,6 +2,7 @@
 //! thousands, as Indonesians write it, in both languages), instants in Asia/Jakarta (WIB,
 //! UTC+7, no daylight saving).
 
+use gema_gateway::GatewayError;
 use time::OffsetDateTime;
 
 use crate::i18n::Lang;
@@ -66,6 +67,47 @@ pub fn jakarta_local(at: OffsetDateTime) -> String {
         at.hour(),
         at.minute()
     )
+}
+
+/// Whole rupiah from a form field: digits, with `.` or a space between thousands and an
+/// optional `Rp` before them (`25000`, `25.000`, `Rp 1.250.000`). No fractions and no comma:
+/// money is integer rupiah, and in Indonesian writing a comma starts the fraction, so
+/// `25,000` and `25.000,50` are refused rather than read as something else.
+pub fn parse_rupiah(field: &'static str, text: &str) -> Result<i64, GatewayError> {
+    let bad = || GatewayError::invalid(field, "is whole rupiah, digits only (25000)");
+    let text = text.trim();
+    let text = text
+        .strip_prefix("Rp")
+        .or_else(|| text.strip_prefix("rp"))
+        .unwrap_or(text)
+        .trim();
+    let groups: Vec<&str> = text.split(['.', ' ']).collect();
+    let digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+    let grouped = match groups.as_slice() {
+        [one] => digits(one),
+        [first, rest @ ..] => {
+            digits(first) && first.len() <= 3 && rest.iter().all(|g| g.len() == 3 && digits(g))
+        }
+        [] => false,
+    };
+    if !grouped {
+        return Err(bad());
+    }
+    groups.concat().parse::<i64>().map_err(|_| bad())
+}
+
+/// [`parse_rupiah`] with a sign in front (`-25.000`, `+1.500`): an adjustment.
+pub fn parse_signed_rupiah(field: &'static str, text: &str) -> Result<i64, GatewayError> {
+    let text = text.trim();
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest.starts_with(['-', '+']) {
+        return parse_rupiah(field, "-");
+    }
+    let value = parse_rupiah(field, rest)?;
+    Ok(if negative { -value } else { value })
 }
 
 #[cfg(test)]

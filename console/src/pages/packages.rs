@@ -9,41 +9,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use gema_admin_api::AppState;
-use gema_gateway::GatewayError;
 use gema_gateway::auth::Action;
 use gema_gateway::billing::{PackageChanges, PackageInput};
 use gema_store::billing::Package;
 use serde::Deserialize;
 
+use crate::format::parse_rupiah;
 use crate::frame::{Chrome, ErrorPage, html};
 use crate::pages::billing::{Tab, tabs};
 use crate::session::{Posted, Session, see_other};
-
-/// Whole rupiah from a form field: digits, with `.`, `,` or a space between thousands and
-/// an optional `Rp` before them (`25000`, `25.000`, `Rp 1.250.000`). No fractions: money is
-/// integer rupiah, and `25.000,50` is refused rather than read as something else.
-pub fn parse_rupiah(field: &'static str, text: &str) -> Result<i64, GatewayError> {
-    let bad = || GatewayError::invalid(field, "is whole rupiah, digits only (25000)");
-    let text = text.trim();
-    let text = text
-        .strip_prefix("Rp")
-        .or_else(|| text.strip_prefix("rp"))
-        .unwrap_or(text)
-        .trim();
-    let groups: Vec<&str> = text.split(['.', ',', ' ']).collect();
-    let digits = |g: &str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
-    let grouped = match groups.as_slice() {
-        [one] => digits(one),
-        [first, rest @ ..] => {
-            digits(first) && first.len() <= 3 && rest.iter().all(|g| g.len() == 3 && digits(g))
-        }
-        [] => false,
-    };
-    if !grouped {
-        return Err(bad());
-    }
-    groups.concat().parse::<i64>().map_err(|_| bad())
-}
 
 /// A package's optional text field: empty is none.
 fn optional(text: &str) -> Option<String> {
@@ -294,7 +268,7 @@ mod tests {
             ("25000", 25_000),
             ("25.000", 25_000),
             ("Rp 1.250.000", 1_250_000),
-            (" 100,000 ", 100_000),
+            (" 100 000 ", 100_000),
             ("0", 0),
         ] {
             assert_eq!(parse_rupiah("price", text).ok(), Some(value), "{text}");
@@ -305,6 +279,7 @@ mod tests {
             "-5",
             "25.000,50",
             "25000,5",
+            "25,000",
             "1..000",
             "dua puluh",
             "99999999999999999999",

