@@ -104,7 +104,18 @@ pub fn router(state: AppState) -> Router {
         .route("/merchants/{id}/approve", post(pages::merchants::approve))
         .route("/merchants/{id}/reject", post(pages::merchants::reject))
         .route("/merchants/{id}/suspend", post(pages::merchants::suspend))
-        .route("/billing/customers", get(pages::billing::customers))
+        .route(
+            "/billing/customers",
+            get(pages::billing::customers).post(pages::customer_form::create),
+        )
+        .route(
+            "/billing/customers/new",
+            get(pages::customer_form::new_form),
+        )
+        .route(
+            "/billing/customers/{id}/edit",
+            get(pages::customer_form::edit_form).post(pages::customer_form::update),
+        )
         .route(
             "/billing/import",
             get(pages::billing::import_form)

@@ -15,7 +15,9 @@
 //! marks the invoice paid (and undoes it) and cannot open another merchant's; an operator
 //! prices a package and isolates a customer with a reason. An admin adds a merchant's owner
 //! (the form refuses a merchant role without the merchant, naming the field), reads the role
-//! table, and issues an API token that is shown once and then works against the API.
+//! table, and issues an API token that is shown once and then works against the API. A
+//! merchant owner adds a customer on a phone and changes their phone and discount (the only
+//! fields a merchant may change; a forged name is refused).
 //! Every page visited passes the console-error, axe-core and screenshot checks of
 //! [`Browser::check_page`], some at phone size and in the dark theme too. Skipped loudly
 //! without Chromium, chromedriver or axe-core; under `CI=true` that is a failure.
@@ -897,6 +899,145 @@ async fn an_operator_imports_customers_from_a_csv_after_its_dry_run_names_the_ba
         "the invalid row was imported"
     );
     browser.check_page("billing-customers").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merchant_owner_adds_a_customer_on_a_phone_and_changes_only_phone_and_discount() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    let Some(browser) = Browser::start(&daemon.api_url).await else {
+        return;
+    };
+    let sari = approved_merchant(&daemon, "Warung Sari").await;
+    let (status, package) = daemon
+        .post(
+            "/api/v1/packages",
+            json!({ "name": "Paket 20 Mbps", "price": 150_000 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{package}");
+    let package = package["id"].as_str().unwrap().to_string();
+    create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
+
+    log_in(&browser, "owner@sari.test", PASSWORD, None).await;
+    browser.resize(PHONE).await;
+    browser.visit("/billing/customers").await;
+    browser.click("#add-customer").await;
+    assert_eq!(browser.path().await, "/billing/customers/new");
+    assert_eq!(
+        count(&browser, "#customer-form [name=merchant_id]").await,
+        0
+    );
+    assert_page_fits_width(&browser).await;
+    browser.check_page("billing-customer-new-phone").await;
+
+    // A phone number that is no number: refused, the field named, nobody added.
+    browser.fill("name", "Rina Wati").await;
+    browser.fill("phone", "bukan nomor").await;
+    browser
+        .run(
+            "document.querySelector('#package_id').value = arguments[0];",
+            vec![json!(package)],
+        )
+        .await;
+    browser.fill("billing_day", "7").await;
+    browser.fill("discount", "Rp 25.000").await;
+    browser.click("#save-customer").await;
+    let source = browser.client.source().await.unwrap();
+    assert!(source.contains("phone"), "{}", browser.describe().await);
+    browser
+        .check_error_page("billing-customer-bad-phone", 400)
+        .await;
+    let (_, listed) = daemon.get("/api/v1/customers").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 0, "{listed}");
+
+    browser.visit("/billing/customers/new").await;
+    browser.fill("name", "Rina Wati").await;
+    browser.fill("phone", "081234567890").await;
+    browser.fill("billing_day", "7").await;
+    browser.fill("discount", "Rp 25.000").await;
+    browser
+        .run(
+            "document.querySelector('#package_id').value = arguments[0];",
+            vec![json!(package)],
+        )
+        .await;
+    browser.click("#save-customer").await;
+    let path = browser.path().await;
+    let id = path
+        .strip_prefix("/billing/customers/")
+        .and_then(|rest| rest.strip_suffix("?done=created"))
+        .unwrap_or_else(|| panic!("not the new customer's page: {path}"))
+        .to_string();
+    browser.find("#notice").await;
+    let (status, customer) = daemon.get(&format!("/api/v1/customers/{id}")).await;
+    assert_eq!(status, 200, "{customer}");
+    assert_eq!(customer["merchant_id"], json!(sari));
+    assert_eq!(customer["name"], json!("Rina Wati"));
+    assert_eq!(customer["phone"], json!("6281234567890"));
+    assert_eq!(customer["discount"], json!(25_000));
+    assert_eq!(customer["billing_day"], json!(7));
+    assert_eq!(
+        rupiah_shown(&browser.text("#customer-monthly").await),
+        125_000
+    );
+
+    // The edit form: phone and discount only.
+    browser.click("#edit-customer").await;
+    assert_eq!(
+        browser.path().await,
+        format!("/billing/customers/{id}/edit")
+    );
+    for field in [
+        "name",
+        "package_id",
+        "billing_day",
+        "nik",
+        "address",
+        "notes",
+    ] {
+        assert_eq!(
+            count(&browser, &format!("#customer-form [name={field}]")).await,
+            0,
+            "a merchant's edit form offers {field}"
+        );
+    }
+    browser.check_page("billing-customer-edit-phone").await;
+    browser.fill("phone", "6289876543210").await;
+    browser.fill("discount", "50.000").await;
+    browser.click("#save-customer").await;
+    assert_eq!(
+        browser.path().await,
+        format!("/billing/customers/{id}?done=edited")
+    );
+    assert_eq!(
+        rupiah_shown(&browser.text("#customer-monthly").await),
+        100_000
+    );
+
+    // A name slipped into the form is refused (the 403 page), and nothing changes.
+    browser
+        .visit(&format!("/billing/customers/{id}/edit"))
+        .await;
+    browser
+        .run(
+            "const f = document.querySelector('#customer-form');
+             const i = document.createElement('input');
+             i.type = 'hidden'; i.name = 'name'; i.value = 'Orang Lain';
+             f.appendChild(i);",
+            vec![],
+        )
+        .await;
+    browser.click("#save-customer").await;
+    assert_forbidden_page(&browser).await;
+    browser
+        .check_error_page("billing-customer-forged-edit", 403)
+        .await;
+    let (_, customer) = daemon.get(&format!("/api/v1/customers/{id}")).await;
+    assert_eq!(customer["name"], json!("Rina Wati"));
+    assert_eq!(customer["phone"], json!("6289876543210"));
+    assert_eq!(customer["discount"], json!(50_000));
 }
 
 /// A static QRIS (the shared domain test vector), the base of an invoice's dynamic QRIS.

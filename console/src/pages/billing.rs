@@ -118,6 +118,7 @@ struct CustomersView {
     next: Option<String>,
     first_page: bool,
     operator: bool,
+    may_add: bool,
     may_import: bool,
 }
 
@@ -203,6 +204,7 @@ pub async fn customers(
             next,
             first_page: after.is_none(),
             operator: session.merchant().is_none(),
+            may_add: session.may(Action::BillingCustomerWrite),
             may_import: session.may(Action::BillingManage),
             tabs: tabs(&session),
             chrome,

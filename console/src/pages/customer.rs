@@ -122,6 +122,7 @@ struct DetailView {
     invoices: Vec<InvoiceRow>,
     more_invoices: bool,
     operator: bool,
+    may_edit: bool,
     actions: Vec<StatusAction>,
     notice: Option<&'static str>,
 }
@@ -134,7 +135,7 @@ pub struct DetailQuery {
 }
 
 /// The customer, if this user may see them: another merchant's is not found.
-async fn visible_customer(
+pub(crate) async fn visible_customer(
     state: &AppState,
     session: &Session,
     id: &str,
@@ -183,6 +184,8 @@ pub async fn detail(
         Some("isolated") => Some("customer.done.isolated"),
         Some("active") => Some("customer.done.active"),
         Some("stopped") => Some("customer.done.stopped"),
+        Some("created") => Some("customer.done.created"),
+        Some("edited") => Some("customer.done.edited"),
         _ => None,
     };
     let view = DetailView {
@@ -227,6 +230,7 @@ pub async fn detail(
             .map(|i| invoice_row(i, c.name.clone(), &chrome))
             .collect(),
         operator: session.merchant().is_none(),
+        may_edit: session.may(Action::BillingCustomerWrite),
         actions: if session.may(Action::BillingManage) {
             status_actions(c.status)
         } else {

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod billing;
 pub mod customer;
+pub mod customer_form;
 pub mod device;
 pub mod devices;
 pub mod invoices;
