@@ -165,6 +165,12 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
             format!("/billing/customers/{a_customer}"),
             &operator,
         ),
+        ("operator", "/billing/customers/new".into(), &operator),
+        (
+            "operator",
+            format!("/billing/customers/{a_customer}/edit"),
+            &operator,
+        ),
         ("operator", "/billing/invoices".into(), &operator),
         (
             "operator",
@@ -180,6 +186,8 @@ pub async fn console(bench: ConsoleBench) -> anyhow::Result<()> {
         ("operator", "/whatsapp".into(), &operator),
         ("operator", "/audit".into(), &operator),
         ("operator", "/users".into(), &operator),
+        ("operator", "/roles".into(), &operator),
+        ("operator", "/tokens".into(), &operator),
         ("operator", "/settlement/adjustments".into(), &operator),
         ("operator", "/reconciliation".into(), &operator),
         ("operator", "/reconciliation/batches".into(), &operator),
