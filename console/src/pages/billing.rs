@@ -9,9 +9,7 @@
 //! the second step imports exactly the bytes the first one checked, without keeping them
 //! on the server.
 //!
-//! The billing section's own navigation ([`tabs`]) links its screens: customers (each to
-//! [`customer`](crate::pages::customer)), [`invoices`](crate::pages::invoices),
-//! [`packages`](crate::pages::packages) and the import.
+//! The billing section's own navigation is [`billing_nav`](crate::pages::billing_nav).
 
 use askama::Template;
 use axum::extract::{Multipart, Query, State};
@@ -27,46 +25,9 @@ use gema_store::billing::{CustomerFilter, CustomerStatus};
 use serde::Deserialize;
 
 use crate::frame::{Chrome, ErrorPage, Problem, html};
+use crate::pages::billing_nav::{Tab, query_value, tabs};
 use crate::pages::customer::status_badge;
 use crate::session::{Session, csrf_matches_session, see_other};
-
-/// A link of the billing section's own navigation.
-#[derive(Debug)]
-pub struct Tab {
-    pub href: &'static str,
-    pub label: &'static str,
-    pub current: bool,
-}
-
-/// The billing section's screens: path, text key, and the action a role needs to see the
-/// link (each screen's handler checks it again).
-pub const TABS: [(&str, &str, Action); 4] = [
-    (
-        "/billing/customers",
-        "billing.customers",
-        Action::BillingRead,
-    ),
-    ("/billing/invoices", "invoice.title", Action::BillingRead),
-    ("/billing/packages", "package.title", Action::BillingRead),
-    (
-        "/billing/import",
-        "billing.tab_import",
-        Action::BillingManage,
-    ),
-];
-
-/// The billing section's navigation for this session (`billing_tabs.html`).
-pub fn tabs(session: &Session) -> Vec<Tab> {
-    let lang = session.prefs.lang;
-    TABS.iter()
-        .filter(|(_, _, action)| session.may(*action))
-        .map(|(href, key, _)| Tab {
-            href,
-            label: lang.t(key),
-            current: crate::frame::current(&session.path, href),
-        })
-        .collect()
-}
 
 /// Rows per page of the customer list.
 pub const PAGE_SIZE: u32 = 50;
@@ -120,13 +81,6 @@ struct CustomersView {
     operator: bool,
     may_add: bool,
     may_import: bool,
-}
-
-/// `value` percent-encoded for a query string.
-pub(crate) fn query_value(value: &str) -> String {
-    serde_urlencoded::to_string([("", value)])
-        .map(|s| s.trim_start_matches('=').to_owned())
-        .unwrap_or_default()
 }
 
 pub async fn customers(
@@ -483,22 +437,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_billing_tab_and_status_has_a_text() {
-        let keys = TABS
-            .iter()
-            .map(|(_, key, _)| *key)
-            .chain(STATUSES.iter().map(|(_, key)| *key));
-        for key in keys {
+    fn every_customer_status_has_a_text() {
+        for key in STATUSES.iter().map(|(_, key)| *key) {
             assert!(
                 crate::i18n::TEXTS.iter().any(|(k, _, _)| *k == key),
                 "{key} has no text"
             );
         }
-    }
-
-    #[test]
-    fn a_query_value_is_percent_encoded() {
-        assert_eq!(query_value("Budi & Sari"), "Budi+%26+Sari");
-        assert_eq!(query_value("cus_01"), "cus_01");
     }
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::frame::{Chrome, ErrorPage, html};
-use crate::pages::billing::{Tab, tabs};
+use crate::pages::billing_nav::{Tab, tabs};
 use crate::pages::invoices::{InvoiceRow, invoice_row};
 use crate::session::{Posted, Session, see_other};
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::format::parse_rupiah;
 use crate::frame::{Chrome, ErrorPage, html};
-use crate::pages::billing::{Tab, tabs};
+use crate::pages::billing_nav::{Tab, tabs};
 use crate::pages::customer::visible_customer;
 use crate::session::{Posted, Session, see_other};
 

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::frame::{Chrome, ErrorPage, Problem, html};
-use crate::pages::billing::{Tab, query_value, tabs};
+use crate::pages::billing_nav::{Tab, query_value, tabs};
 use crate::session::{Posted, Session, see_other};
 
 /// Rows per page.

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod billing;
+pub mod billing_nav;
 pub mod customer;
 pub mod customer_form;
 pub mod device;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::format::parse_rupiah;
 use crate::frame::{Chrome, ErrorPage, html};
-use crate::pages::billing::{Tab, tabs};
+use crate::pages::billing_nav::{Tab, tabs};
 use crate::session::{Posted, Session, see_other};
 
 /// A package's optional text field: empty is none.
