@@ -148,7 +148,7 @@ pub async fn export(State(state): State<AppState>, Path(id): Path<String>) -> Ap
     Ok(rows_csv_response(state.reconciliation.clone(), run.id))
 }
 
-/// A run's rows as a streamed CSV download (`<run id>.csv`), [`EXPORT_CHUNK`] rows per
+/// A run's rows as a streamed CSV download (`<run id>.csv`), `EXPORT_CHUNK` (2,000) rows per
 /// read, never the whole run in memory; the console's download answers the same. The
 /// caller has checked that the run exists.
 pub fn rows_csv_response(
