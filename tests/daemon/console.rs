@@ -818,13 +818,7 @@ async fn an_operator_imports_customers_from_a_csv_after_its_dry_run_names_the_ba
     };
     create_user(&daemon, "ops@gema.test", "ops", None).await;
     approved_merchant(&daemon, "Warung Sari").await;
-    let (status, package) = daemon
-        .post(
-            "/api/v1/packages",
-            json!({ "name": "Paket 10 Mbps", "price": 100_000 }),
-        )
-        .await;
-    assert_eq!(status, 201, "{package}");
+    billing_package(&daemon, "Paket 10 Mbps", 100_000).await;
     // Two good rows and one with a phone and a billing day that are not.
     let file = dir.path().join("pelanggan.csv");
     std::fs::write(
@@ -910,14 +904,7 @@ async fn a_merchant_owner_adds_a_customer_on_a_phone_and_changes_only_phone_and_
         return;
     };
     let sari = approved_merchant(&daemon, "Warung Sari").await;
-    let (status, package) = daemon
-        .post(
-            "/api/v1/packages",
-            json!({ "name": "Paket 20 Mbps", "price": 150_000 }),
-        )
-        .await;
-    assert_eq!(status, 201, "{package}");
-    let package = package["id"].as_str().unwrap().to_string();
+    let package = billing_package(&daemon, "Paket 20 Mbps", 150_000).await;
     create_user(&daemon, "owner@sari.test", "owner", Some(&sari)).await;
 
     log_in(&browser, "owner@sari.test", PASSWORD, None).await;
@@ -1043,6 +1030,15 @@ async fn a_merchant_owner_adds_a_customer_on_a_phone_and_changes_only_phone_and_
 /// A static QRIS (the shared domain test vector), the base of an invoice's dynamic QRIS.
 const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
 
+/// A billing package's id.
+async fn billing_package(daemon: &Daemon, name: &str, price: i64) -> String {
+    let (status, package) = daemon
+        .post("/api/v1/packages", json!({ "name": name, "price": price }))
+        .await;
+    assert_eq!(status, 201, "{package}");
+    package["id"].as_str().unwrap().to_string()
+}
+
 /// A billing customer of `merchant` on `package`, billed on the 16th.
 async fn billing_customer(
     daemon: &Daemon,
@@ -1107,14 +1103,7 @@ async fn a_merchant_owner_shows_an_invoices_qris_marks_it_paid_and_cannot_open_a
         .await;
     assert_eq!(status, 200, "{body}");
     let other = approved_merchant(&daemon, "Toko Makmur").await;
-    let (status, package) = daemon
-        .post(
-            "/api/v1/packages",
-            json!({ "name": "Paket 10 Mbps", "price": 100_000 }),
-        )
-        .await;
-    assert_eq!(status, 201, "{package}");
-    let package = package["id"].as_str().unwrap();
+    let package = &billing_package(&daemon, "Paket 10 Mbps", 100_000).await;
     let budi = billing_customer(
         &daemon,
         &sari,

@@ -11,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use gema_admin_api::AppState;
+use gema_gateway::GatewayError;
 use gema_gateway::auth::{Action, AdminRole, MerchantRole, Role, UserInput, permits};
 use gema_gateway::credentials::SecretString;
 use gema_store::PageRequest;
@@ -83,36 +84,39 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
     }
 }
 
-/// A role picked in a form: `operator:ops` or `merchant:owner` (the select's values), split
-/// into the role the store takes and whether it is a merchant's. An empty or unknown value
-/// names the field.
-fn picked_role(value: &str) -> Result<(String, bool), gema_gateway::GatewayError> {
-    let invalid = || gema_gateway::GatewayError::invalid("role", "pick one of the listed roles");
-    match value.split_once(':') {
-        Some(("operator", r)) if AdminRole::parse(r).is_some() => Ok((r.to_owned(), false)),
-        Some(("merchant", r)) if MerchantRole::parse(r).is_some() => Ok((r.to_owned(), true)),
-        _ => Err(invalid()),
-    }
-}
-
-/// The merchant a form names: required for a merchant role, refused for an operator's.
-fn picked_merchant(
-    merchant_role: bool,
-    value: &str,
-) -> Result<Option<String>, gema_gateway::GatewayError> {
-    let value = value.trim();
-    match (merchant_role, value.is_empty()) {
-        (true, true) => Err(gema_gateway::GatewayError::invalid(
-            "merchant_id",
-            "a merchant role needs the merchant's id",
-        )),
-        (true, false) => Ok(Some(value.to_owned())),
-        (false, true) => Ok(None),
-        (false, false) => Err(gema_gateway::GatewayError::invalid(
-            "merchant_id",
-            "an operator role belongs to no merchant; leave the merchant empty",
-        )),
-    }
+/// The role and merchant a form picked: the role's select value (`operator:ops`,
+/// `merchant:owner`) split into the role the store takes, and the merchant id typed beside
+/// it, which a merchant role needs and an operator role must not have. A bad pick names its
+/// field.
+fn picked(role: &str, merchant_id: &str) -> Result<(String, Option<String>), GatewayError> {
+    let (role, merchant_role) = match role.split_once(':') {
+        Some(("operator", r)) if AdminRole::parse(r).is_some() => (r.to_owned(), false),
+        Some(("merchant", r)) if MerchantRole::parse(r).is_some() => (r.to_owned(), true),
+        _ => {
+            return Err(GatewayError::invalid(
+                "role",
+                "pick one of the listed roles",
+            ));
+        }
+    };
+    let merchant_id = merchant_id.trim();
+    let merchant = match (merchant_role, merchant_id.is_empty()) {
+        (true, true) => {
+            return Err(GatewayError::invalid(
+                "merchant_id",
+                "a merchant role needs the merchant's id",
+            ));
+        }
+        (false, false) => {
+            return Err(GatewayError::invalid(
+                "merchant_id",
+                "an operator role belongs to no merchant; leave the merchant empty",
+            ));
+        }
+        (true, false) => Some(merchant_id.to_owned()),
+        (false, true) => None,
+    };
+    Ok((role, merchant))
 }
 
 pub async fn users(
@@ -175,9 +179,8 @@ pub async fn create_user(
     Posted(session, form): Posted<NewUserForm>,
 ) -> Result<Response, ErrorPage> {
     session.require(Action::UserWrite)?;
-    let (role, merchant_role) = picked_role(&form.role).map_err(|e| session.failed(e))?;
-    let merchant_id =
-        picked_merchant(merchant_role, &form.merchant_id).map_err(|e| session.failed(e))?;
+    let (role, merchant_id) =
+        picked(&form.role, &form.merchant_id).map_err(|e| session.failed(e))?;
     session
         .audited(
             &state,
@@ -346,9 +349,8 @@ pub async fn create_token(
     Posted(session, form): Posted<NewTokenForm>,
 ) -> Result<Response, ErrorPage> {
     session.require(Action::ApiTokenWrite)?;
-    let (role, merchant_role) = picked_role(&form.role).map_err(|e| session.failed(e))?;
-    let merchant_id =
-        picked_merchant(merchant_role, &form.merchant_id).map_err(|e| session.failed(e))?;
+    let (role, merchant_id) =
+        picked(&form.role, &form.merchant_id).map_err(|e| session.failed(e))?;
     let name = form.name.trim().to_owned();
     let (token, secret) = session
         .audited(
@@ -400,39 +402,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_picked_role_says_whose_it_is() {
+    fn a_picked_role_says_whose_it_is_and_needs_its_merchant() {
         assert_eq!(
-            picked_role("operator:ops").unwrap(),
-            ("ops".to_owned(), false)
+            picked("operator:ops", " ").unwrap(),
+            ("ops".to_owned(), None)
         );
         assert_eq!(
-            picked_role("merchant:owner").unwrap(),
-            ("owner".to_owned(), true)
+            picked("merchant:owner", " mer_1 ").unwrap(),
+            ("owner".to_owned(), Some("mer_1".to_owned()))
         );
         for bad in ["", "ops", "operator:owner", "merchant:admin", "root:admin"] {
-            let err = picked_role(bad).unwrap_err();
-            assert!(err.to_string().contains("role"), "{bad}: {err}");
+            let err = picked(bad, "").unwrap_err();
+            assert!(err.to_string().starts_with("role"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn a_merchant_role_needs_a_merchant_and_an_operator_role_none() {
-        assert_eq!(
-            picked_merchant(true, " mer_1 ").unwrap(),
-            Some("mer_1".to_owned())
-        );
-        assert_eq!(picked_merchant(false, "  ").unwrap(), None);
-        assert!(
-            picked_merchant(true, "")
-                .unwrap_err()
-                .to_string()
-                .contains("merchant_id")
-        );
-        assert!(
-            picked_merchant(false, "mer_1")
-                .unwrap_err()
-                .to_string()
-                .contains("merchant_id")
-        );
+        for (role, merchant) in [("merchant:owner", ""), ("operator:admin", "mer_1")] {
+            let err = picked(role, merchant).unwrap_err();
+            assert!(err.to_string().starts_with("merchant_id"), "{role}: {err}");
+        }
     }
 }
