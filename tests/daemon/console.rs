@@ -920,16 +920,7 @@ async fn a_merchant_owner_adds_a_customer_on_a_phone_and_changes_only_phone_and_
     browser.check_page("billing-customer-new-phone").await;
 
     // A phone number that is no number: refused, the field named, nobody added.
-    browser.fill("name", "Rina Wati").await;
-    browser.fill("phone", "bukan nomor").await;
-    browser
-        .run(
-            "document.querySelector('#package_id').value = arguments[0];",
-            vec![json!(package)],
-        )
-        .await;
-    browser.fill("billing_day", "7").await;
-    browser.fill("discount", "Rp 25.000").await;
+    fill_new_customer(&browser, "bukan nomor", &package).await;
     browser.click("#save-customer").await;
     let source = browser.client.source().await.unwrap();
     assert!(source.contains("phone"), "{}", browser.describe().await);
@@ -940,16 +931,7 @@ async fn a_merchant_owner_adds_a_customer_on_a_phone_and_changes_only_phone_and_
     assert_eq!(listed["items"].as_array().unwrap().len(), 0, "{listed}");
 
     browser.visit("/billing/customers/new").await;
-    browser.fill("name", "Rina Wati").await;
-    browser.fill("phone", "081234567890").await;
-    browser.fill("billing_day", "7").await;
-    browser.fill("discount", "Rp 25.000").await;
-    browser
-        .run(
-            "document.querySelector('#package_id').value = arguments[0];",
-            vec![json!(package)],
-        )
-        .await;
+    fill_new_customer(&browser, "081234567890", &package).await;
     browser.click("#save-customer").await;
     let path = browser.path().await;
     let id = path
@@ -1029,6 +1011,21 @@ async fn a_merchant_owner_adds_a_customer_on_a_phone_and_changes_only_phone_and_
 
 /// A static QRIS (the shared domain test vector), the base of an invoice's dynamic QRIS.
 const STATIC_QRIS: &str = "00020101021126530012COM.DOKU.WWW0118936008990000002475020424750303URE51440014ID.CO.QRIS.WWW0215ID10200392934820303URE5204539953033605802ID5911GUREUM SHOP6013JAKARTA PUSAT61051064062070703A016304455C";
+
+/// Fills the add-customer form for Rina Wati on `package`, billed on the 7th with Rp 25.000
+/// off, with `phone` as typed.
+async fn fill_new_customer(browser: &Browser, phone: &str, package: &str) {
+    browser.fill("name", "Rina Wati").await;
+    browser.fill("phone", phone).await;
+    browser
+        .run(
+            "document.querySelector('#package_id').value = arguments[0];",
+            vec![json!(package)],
+        )
+        .await;
+    browser.fill("billing_day", "7").await;
+    browser.fill("discount", "Rp 25.000").await;
+}
 
 /// A billing package's id.
 async fn billing_package(daemon: &Daemon, name: &str, price: i64) -> String {
