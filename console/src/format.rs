@@ -96,6 +96,11 @@ pub fn parse_rupiah(field: &'static str, text: &str) -> Result<i64, GatewayError
     groups.concat().parse::<i64>().map_err(|_| bad())
 }
 
+/// A form's optional text: trimmed, and empty is none.
+pub fn optional(text: &str) -> Option<String> {
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
 /// [`parse_rupiah`] with a sign in front (`-25.000`, `+1.500`): an adjustment.
 pub fn parse_signed_rupiah(field: &'static str, text: &str) -> Result<i64, GatewayError> {
     let text = text.trim();
@@ -103,9 +108,6 @@ pub fn parse_signed_rupiah(field: &'static str, text: &str) -> Result<i64, Gatew
         Some(rest) => (true, rest),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
-    if rest.starts_with(['-', '+']) {
-        return parse_rupiah(field, "-");
-    }
     let value = parse_rupiah(field, rest)?;
     Ok(if negative { -value } else { value })
 }

@@ -16,7 +16,7 @@ use gema_gateway::billing::{CustomerChanges, CustomerInput};
 use gema_store::billing::Customer;
 use serde::Deserialize;
 
-use crate::format::parse_rupiah;
+use crate::format::{optional, parse_rupiah};
 use crate::frame::{Chrome, ErrorPage, html};
 use crate::pages::billing_nav::{Tab, tabs};
 use crate::pages::customer::visible_customer;
@@ -143,9 +143,9 @@ pub struct CustomerForm {
     version: Option<String>,
 }
 
-/// Text as typed, trimmed; empty is `None`.
+/// A field the form may lack, trimmed; absent or empty is `None`.
 fn text(value: Option<&String>) -> Option<String> {
-    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    value.and_then(|v| optional(v))
 }
 
 /// A day of the month as typed: digits, or the field named.
@@ -160,6 +160,13 @@ fn day(value: Option<&String>) -> Result<Option<i64>, GatewayError> {
 }
 
 impl CustomerForm {
+    /// The discount, when the form has one.
+    fn discount(&self) -> Result<Option<i64>, GatewayError> {
+        text(self.discount.as_ref())
+            .map(|d| parse_rupiah("discount", &d))
+            .transpose()
+    }
+
     /// A new customer of `merchant_id`. Required fields missing are named; the service
     /// checks the rest (phone, NIK, day, date).
     fn input(&self, merchant_id: String) -> Result<CustomerInput, GatewayError> {
@@ -174,9 +181,7 @@ impl CustomerForm {
             nik: text(self.nik.as_ref()),
             address: text(self.address.as_ref()),
             billing_day: required("billing_day", day(self.billing_day.as_ref())?)?,
-            discount: text(self.discount.as_ref())
-                .map(|d| parse_rupiah("discount", &d))
-                .transpose()?,
+            discount: self.discount()?,
             register_date: text(self.register_date.as_ref()),
             notes: text(self.notes.as_ref()),
         })
@@ -199,9 +204,7 @@ impl CustomerForm {
             nik: cleared(&self.nik),
             address: cleared(&self.address),
             billing_day: day(self.billing_day.as_ref())?,
-            discount: text(self.discount.as_ref())
-                .map(|d| parse_rupiah("discount", &d))
-                .transpose()?,
+            discount: self.discount()?,
             register_date: text(self.register_date.as_ref()),
             notes: cleared(&self.notes),
         })

@@ -14,15 +14,10 @@ use gema_gateway::billing::{PackageChanges, PackageInput};
 use gema_store::billing::Package;
 use serde::Deserialize;
 
-use crate::format::parse_rupiah;
+use crate::format::{optional, parse_rupiah};
 use crate::frame::{Chrome, ErrorPage, html};
 use crate::pages::billing_nav::{Tab, tabs};
 use crate::session::{Posted, Session, see_other};
-
-/// A package's optional text field: empty is none.
-fn optional(text: &str) -> Option<String> {
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
-}
 
 #[derive(Debug)]
 pub struct PackageRow {
