@@ -12,6 +12,7 @@ fn standard() -> StandardRules {
     StandardRules {
         fee_bps: 70,
         announcement_ttl_ms: 300_000,
+        handover_lease_ms: 2_000,
     }
 }
 

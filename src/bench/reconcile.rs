@@ -137,6 +137,7 @@ async fn seed(store: &dyn Store, rows: usize) -> anyhow::Result<(OffsetDateTime,
     let rules = StandardRules {
         fee_bps: 70,
         announcement_ttl_ms: 60_000,
+        handover_lease_ms: 0,
     };
     let first = OffsetDateTime::now_utc();
     let mut n = 0;

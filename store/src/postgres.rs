@@ -10,7 +10,7 @@ use sqlx::{Postgres, Transaction};
 use crate::payments::batch::{
     BOUND_DEVICES, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION, LEDGER_ORIGINALS,
     Piece, Placeholders, STATIC_QR_TERMINAL, Staged, batch_keys, insert_chunks, piece_params,
-    stage_deliveries, stage_events, staged_terminals, transaction_params, unix_ms,
+    stage_deliveries, stage_events, staged_terminals, transaction_params,
 };
 use crate::{
     ConnectOptions, DeliveryResult, InboxEntry, IncomingEvent, PaymentOutcome, PaymentRules,
@@ -253,7 +253,7 @@ static BOUND_DEVICES_SQL: std::sync::LazyLock<String> =
 /// run on one snapshot; foreign keys are checked at the statement's end). One text, so
 /// every connection prepares it once; an empty array writes nothing.
 ///
-/// `$1` now, `$2` now in Unix ms; changed transactions `$3`–`$10`; inbox `$11`–`$18`;
+/// `$1` now, `$2` the announcements' next attempt times; changed transactions `$3`–`$10`; inbox `$11`–`$18`;
 /// events `$19`–`$27`; ledger `$28`–`$34`; announcements `$35`–`$41`; `$42` the
 /// announcements delivered.
 const BATCH_WRITE: &str = "WITH \
@@ -281,10 +281,11 @@ const BATCH_WRITE: &str = "WITH \
      announced AS (INSERT INTO announcements (id, transaction_id, terminal_id, device_id, \
        status, sequence, next_attempt_at_ms, expires_at_ms, created_at, updated_at) \
        SELECT a.id, a.transaction_id, a.terminal_id, a.device_id, a.status, a.sequence, \
-         $2::bigint, a.expires_at_ms, $1::timestamptz, $1::timestamptz \
+         a.next_attempt_at_ms, a.expires_at_ms, $1::timestamptz, $1::timestamptz \
        FROM unnest($35::text[], $36::text[], $37::text[], $38::text[], $39::text[], \
-         $40::bigint[], $41::bigint[]) \
-         AS a (id, transaction_id, terminal_id, device_id, status, sequence, expires_at_ms)), \
+         $40::bigint[], $2::bigint[], $41::bigint[]) \
+         AS a (id, transaction_id, terminal_id, device_id, status, sequence, \
+         next_attempt_at_ms, expires_at_ms)), \
      delivered AS (UPDATE announcements SET status = 'delivered', attempts = attempts + 1, \
        delivered_at = $1::timestamptz, last_attempt_at = $1::timestamptz, \
        updated_at = $1::timestamptz \
@@ -314,7 +315,12 @@ async fn flush(
     let announcements = &staged.announcements;
     sqlx::query(BATCH_WRITE)
         .bind(now)
-        .bind(unix_ms(now))
+        .bind(
+            announcements
+                .iter()
+                .map(|r| r.next_attempt_at_ms)
+                .collect::<Vec<_>>(),
+        )
         // Changed transactions.
         .bind(changed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
         .bind(

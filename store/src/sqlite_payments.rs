@@ -314,13 +314,14 @@ impl PaymentWriter {
 /// borrowed for the call (`&dyn PaymentRules`) and cannot cross to another thread, but
 /// they are pure functions of small inputs. The table holds every transition from any
 /// status on each event status in the batch, the fee split of each event's amount, and
-/// the announcement lifetime. A question it cannot answer (a refund whose transaction's
+/// the announcement lifetime and hand-over lease. A question it cannot answer (a refund whose transaction's
 /// amount is not an event's) is noted, the batch is not committed, and the caller answers
 /// it ([`RuleBook::learn`]) and sends the batch again.
 pub(crate) struct RuleBook {
     transitions: Vec<(TransactionStatus, String, Transition)>,
     fees: std::collections::HashMap<i64, (i64, i64)>,
     announcement_ttl_ms: i64,
+    handover_lease_ms: i64,
     /// What the batch asked that the table could not answer.
     unanswered: std::sync::Mutex<Vec<Question>>,
 }
@@ -338,6 +339,7 @@ impl RuleBook {
             transitions: Vec::new(),
             fees: std::collections::HashMap::with_capacity(items.len()),
             announcement_ttl_ms: rules.announcement_ttl_ms(),
+            handover_lease_ms: rules.handover_lease_ms(),
             unanswered: std::sync::Mutex::new(Vec::new()),
         };
         let mut statuses: Vec<&str> = items.iter().map(|(_, e)| e.status.as_str()).collect();
@@ -424,6 +426,10 @@ impl PaymentRules for RuleBook {
 
     fn announcement_ttl_ms(&self) -> i64 {
         self.announcement_ttl_ms
+    }
+
+    fn handover_lease_ms(&self) -> i64 {
+        self.handover_lease_ms
     }
 }
 

@@ -373,6 +373,11 @@ impl PaymentRules for ReferenceRules {
     fn announcement_ttl_ms(&self) -> i64 {
         300_000
     }
+
+    /// None: the store's tests read what a batch committed back as due at once.
+    fn handover_lease_ms(&self) -> i64 {
+        0
+    }
 }
 
 /// The event statuses the providers' adapters produce, for checking a set of rules

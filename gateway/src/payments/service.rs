@@ -30,6 +30,12 @@ pub struct PaymentSettings {
     pub default_pending_ttl: Duration,
     /// How long after a payment its announcement may still be spoken.
     pub announcement_ttl: Duration,
+    /// How long an announcement handed over to the relay at its commit stays out of the
+    /// outbox's due reads ([`gema_store::PaymentRules::handover_lease_ms`]). Any value is
+    /// correct (a worker skips what it already settled and a device's replay reads
+    /// everything); it only spares the outbox rereads of announcements in flight. Longer
+    /// delays the recheck's catch of one whose node died before an attempt.
+    pub handover_lease: Duration,
     pub midtrans_server_key: Option<SecretString>,
     pub xendit_callback_token: Option<SecretString>,
     pub generic_secret: Option<SecretString>,
@@ -66,6 +72,7 @@ impl Default for PaymentSettings {
             platform_fee_bps: 70,
             default_pending_ttl: Duration::from_secs(15 * 60),
             announcement_ttl: Duration::from_secs(5 * 60),
+            handover_lease: Duration::from_secs(2),
             midtrans_server_key: None,
             xendit_callback_token: None,
             generic_secret: None,
@@ -84,6 +91,8 @@ impl Default for PaymentSettings {
 pub struct StandardRules {
     pub fee_bps: u32,
     pub announcement_ttl_ms: i64,
+    /// See [`PaymentSettings::handover_lease`].
+    pub handover_lease_ms: i64,
 }
 
 impl PaymentRules for StandardRules {
@@ -109,6 +118,10 @@ impl PaymentRules for StandardRules {
 
     fn announcement_ttl_ms(&self) -> i64 {
         self.announcement_ttl_ms
+    }
+
+    fn handover_lease_ms(&self) -> i64 {
+        self.handover_lease_ms
     }
 }
 
@@ -333,6 +346,8 @@ impl Payments {
         let rules = StandardRules {
             fee_bps: settings.platform_fee_bps,
             announcement_ttl_ms: i64::try_from(settings.announcement_ttl.as_millis())
+                .unwrap_or(i64::MAX),
+            handover_lease_ms: i64::try_from(settings.handover_lease.as_millis())
                 .unwrap_or(i64::MAX),
         };
         let mut commits = Vec::new();

@@ -197,20 +197,29 @@ pub(crate) async fn due_announcements(
     now_ms: i64,
     limit: u32,
 ) -> StoreResult<Vec<AnnouncementDelivery>> {
-    Ok(query_as::<AnnouncementDelivery>(
-        "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, a.expires_at_ms, \
-         a.created_at, t.amount, t.issuer, t.provider, t.paid_at, c.desired AS desired_config \
+    // Two texts, not one with `($2 IS NULL OR a.device_id = $2)`: a cached generic plan of
+    // that cannot use the device's index, and read every pending row of the fleet for one
+    // device.
+    const HEAD: &str = "SELECT a.id, a.transaction_id, a.device_id, a.sequence, a.attempts, \
+         a.expires_at_ms, a.created_at, t.amount, t.issuer, t.provider, t.paid_at, \
+         c.desired AS desired_config \
          FROM announcements a JOIN transactions t ON t.id = a.transaction_id \
          LEFT JOIN device_configs c ON c.device_id = a.device_id \
-         WHERE a.status = 'pending' AND a.device_id IS NOT NULL \
-         AND a.next_attempt_at_ms <= $1 AND ($2 IS NULL OR a.device_id = $2) \
-         ORDER BY a.device_id, a.sequence LIMIT $3",
-    )
-    .bind(now_ms)
-    .bind(device_id)
-    .bind(i64::from(limit.max(1)))
-    .fetch_all(db.read())
-    .await?)
+         WHERE a.status = 'pending' AND a.next_attempt_at_ms <= $1 AND ";
+    const TAIL: &str = " ORDER BY a.device_id, a.sequence LIMIT $2";
+    let limit = i64::from(limit.max(1));
+    let query = match device_id {
+        Some(device_id) => {
+            query_as::<AnnouncementDelivery>([HEAD, "a.device_id = $3", TAIL].concat())
+                .bind(now_ms)
+                .bind(limit)
+                .bind(device_id)
+        }
+        None => query_as([HEAD, "a.device_id IS NOT NULL", TAIL].concat())
+            .bind(now_ms)
+            .bind(limit),
+    };
+    Ok(query.fetch_all(db.read()).await?)
 }
 
 pub(crate) async fn next_announcement_due_ms(db: &Db, after_ms: i64) -> StoreResult<Option<i64>> {

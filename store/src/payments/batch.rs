@@ -380,6 +380,7 @@ pub(crate) struct AnnouncementRow {
     pub terminal_id: String,
     pub device_id: Option<String>,
     pub sequence: i64,
+    pub next_attempt_at_ms: i64,
     pub expires_at_ms: i64,
 }
 
@@ -749,6 +750,14 @@ async fn stage_announcement(
         });
     let id = crate::sql::new_id("ann");
     let expires_at_ms = unix_ms(now) + rules.announcement_ttl_ms();
+    // Handed over with the outcome when a device is bound (see
+    // `PaymentRules::handover_lease_ms`).
+    let next_attempt_at_ms = unix_ms(now)
+        + if device.is_some() {
+            rules.handover_lease_ms().max(0)
+        } else {
+            0
+        };
     let delivery = device.map(
         |(device_id, sequence, desired_config)| AnnouncementDelivery {
             id: id.clone(),
@@ -771,6 +780,7 @@ async fn stage_announcement(
         terminal_id: transaction.terminal_id.clone(),
         device_id: delivery.as_ref().map(|d| d.device_id.clone()),
         sequence: delivery.as_ref().map_or(0, |d| d.sequence),
+        next_attempt_at_ms,
         expires_at_ms,
     });
     Ok((id, delivery))
@@ -874,7 +884,6 @@ pub(crate) fn piece_params<'a>(
             }
         }
         Piece::Announcements(rows) => {
-            let now_ms = unix_ms(now);
             for row in *rows {
                 params.extend([
                     text(&row.id),
@@ -883,7 +892,7 @@ pub(crate) fn piece_params<'a>(
                     opt(&row.device_id),
                     Text(Some(row.status().as_str())),
                     Int(Some(row.sequence)),
-                    Int(Some(now_ms)),
+                    Int(Some(row.next_attempt_at_ms)),
                     Int(Some(row.expires_at_ms)),
                     Time(Some(now)),
                     Time(Some(now)),

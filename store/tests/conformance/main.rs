@@ -58,6 +58,7 @@ macro_rules! conformance {
             );
             conformance!(@tests $open, payments;
                 a_paid_event_posts_the_ledger_and_queues_one_announcement,
+                a_handed_over_announcement_is_not_due_until_its_lease_passes,
                 a_repeated_event_changes_nothing,
                 concurrent_copies_of_one_event_apply_once,
                 stale_and_mismatched_events_are_recorded_not_applied,

@@ -134,6 +134,64 @@ pub async fn a_paid_event_posts_the_ledger_and_queues_one_announcement(store: Ar
     assert_eq!(timeline, ["created:created", "paid:applied"]);
 }
 
+/// The rules with a one-minute hand-over lease.
+struct Leased;
+
+impl PaymentRules for Leased {
+    fn transition(&self, current: TransactionStatus, event_status: &str) -> Transition {
+        Rules.transition(current, event_status)
+    }
+    fn split_fee(&self, gross: i64) -> (i64, i64) {
+        Rules.split_fee(gross)
+    }
+    fn announcement_ttl_ms(&self) -> i64 {
+        Rules.announcement_ttl_ms()
+    }
+    fn handover_lease_ms(&self) -> i64 {
+        60_000
+    }
+}
+
+pub async fn a_handed_over_announcement_is_not_due_until_its_lease_passes(store: Arc<dyn Store>) {
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-LEASE").await;
+    order(&*store, &terminal, "ORD-LEASE", 7_000).await;
+    let before = now_ms();
+    let PaymentOutcome::Applied {
+        delivery: Some(delivery),
+        ..
+    } = store
+        .apply_payment_event(inbox(), event("ORD-LEASE", "paid", 7_000), &Leased)
+        .await
+        .unwrap()
+    else {
+        panic!("expected an applied payment handed over to the device");
+    };
+    // Neither the relay's outbox read nor the device's worker sees it as due yet...
+    for device_id in [None, Some(device.id.as_str())] {
+        let due = store
+            .due_announcements(device_id, before + 59_000, 10)
+            .await
+            .unwrap();
+        assert!(due.is_empty(), "due inside its lease: {due:?}");
+    }
+    // ...the outbox's next due time is the lease's end...
+    let next = store.next_announcement_due_ms(before).await.unwrap();
+    assert!(
+        next.is_some_and(|at| (before + 60_000..=now_ms() + 60_000).contains(&at)),
+        "next due at {next:?}, the lease ends at {}",
+        before + 60_000
+    );
+    // ...and a read of everything pending (a replay) or one after the lease has it.
+    for until in [i64::MAX, now_ms() + 60_000] {
+        let due = store
+            .due_announcements(Some(&device.id), until, 10)
+            .await
+            .unwrap();
+        assert_eq!(due, vec![(*delivery).clone()]);
+    }
+}
+
 pub async fn a_repeated_event_changes_nothing(store: Arc<dyn Store>) {
     let (ApprovedTerminal { terminal, .. }, _) =
         approved_terminal_with_device(&*store, "SN-P2").await;
