@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use gema_admin_api::{AppState, ConnectionLimits, ProvisioningInfo};
+use gema_admin_api::{AppServices, AppState, ConnectionLimits, ProvisioningInfo};
 use gema_broker::Broker;
 use gema_certs::{DevPki, DevPkiOutcome, TlsFiles};
 use gema_gateway::clock::{Clock, SystemClock};
@@ -140,7 +140,7 @@ impl App {
                 ("ca_certificate", tls.ca_cert.clone()),
             ],
         };
-        let state = AppState {
+        let state = AppState::new(AppServices {
             claims: gateway.claims.clone(),
             certificates: gateway.certificates.clone(),
             registry,
@@ -155,7 +155,7 @@ impl App {
             whatsapp: gateway.whatsapp.clone(),
             health: Arc::new(health),
             provisioning: Arc::new(provisioning),
-        };
+        });
         // The console's pages beside the API, on the same listener; the API's router keeps
         // the fallback (its JSON 404).
         let router = gema_console::router(state.clone()).merge(gema_admin_api::router(state));

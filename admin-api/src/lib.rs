@@ -87,7 +87,7 @@ pub use extract::{
 };
 pub use middleware::REQUEST_ID_HEADER;
 pub use serve::{ConnectionLimits, serve};
-pub use state::{AppState, HealthProbe, ProvisioningInfo};
+pub use state::{AppServices, AppState, HealthProbe, ProvisioningInfo};
 pub use views::health::{Check, CheckStatus};
 
 #[derive(OpenApi)]

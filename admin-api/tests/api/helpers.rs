@@ -3,7 +3,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use gema_admin_api::{AppState, Check, CheckStatus, HealthProbe, ProvisioningInfo};
+use gema_admin_api::{AppServices, AppState, Check, CheckStatus, HealthProbe, ProvisioningInfo};
 use gema_gateway::GatewaySettings;
 use gema_gateway::clock::ManualClock;
 use gema_gateway::testing::{RecordingTransport, TestGateway};
@@ -250,7 +250,7 @@ impl TestApi {
             .unwrap()
             .expose()
             .to_string();
-        let router = gema_admin_api::router(AppState {
+        let router = gema_admin_api::router(AppState::new(AppServices {
             claims: services.claims.clone(),
             certificates: services.certificates.clone(),
             registry: services.registry.clone(),
@@ -270,7 +270,7 @@ impl TestApi {
                 ca_certificate_path: "/etc/gema/ca.pem".into(),
                 ca_certificate_pem: "-----BEGIN CERTIFICATE-----\n…".into(),
             }),
-        });
+        }));
         TestApi {
             router,
             token,
