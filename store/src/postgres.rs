@@ -251,10 +251,13 @@ static BOUND_DEVICES_SQL: std::sync::LazyLock<String> =
 /// A batch's writes in one statement whatever its size: each table's rows travel as one
 /// array per column and are unnested, each table a data-modifying `WITH` clause (they all
 /// run on one snapshot; foreign keys are checked at the statement's end). One text, so
-/// every connection prepares it once; an empty array writes nothing.
+/// every connection prepares it once; an empty array writes nothing. The delivered
+/// announcements are joined with their ids' array, not filtered by `id = ANY(…)`: the
+/// generic plan of that walked every pending row of the outbox comparing each with every
+/// id.
 ///
-/// `$1` now, `$2` the announcements' next attempt times; changed transactions `$3`–`$10`; inbox `$11`–`$18`;
-/// events `$19`–`$27`; ledger `$28`–`$34`; announcements `$35`–`$41`; `$42` the
+/// `$1` now, `$2` the announcements' next attempt times; changed transactions `$3`–`$10`;
+/// inbox `$11`–`$18`; events `$19`–`$27`; ledger `$28`–`$34`; announcements `$35`–`$41`; `$42` the
 /// announcements delivered.
 const BATCH_WRITE: &str = "WITH \
      changed AS (UPDATE transactions t SET status = v.status, provider = v.provider, \
@@ -286,10 +289,10 @@ const BATCH_WRITE: &str = "WITH \
          $40::bigint[], $2::bigint[], $41::bigint[]) \
          AS a (id, transaction_id, terminal_id, device_id, status, sequence, \
          next_attempt_at_ms, expires_at_ms)), \
-     delivered AS (UPDATE announcements SET status = 'delivered', attempts = attempts + 1, \
+     delivered AS (UPDATE announcements a SET status = 'delivered', attempts = attempts + 1, \
        delivered_at = $1::timestamptz, last_attempt_at = $1::timestamptz, \
        updated_at = $1::timestamptz \
-       WHERE status = 'pending' AND id = ANY($42::text[])) \
+       FROM unnest($42::text[]) AS d (id) WHERE a.id = d.id AND a.status = 'pending') \
      SELECT 1";
 
 /// Writes everything the batch staged ([`BATCH_WRITE`]).
