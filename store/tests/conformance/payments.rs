@@ -820,9 +820,14 @@ async fn announcement_of(store: &dyn Store, transaction_id: &str) -> Announcemen
 pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc<dyn Store>) {
     let (ApprovedTerminal { terminal, .. }, device) =
         approved_terminal_with_device(&*store, "SN-P15").await;
-    let (ids, due) =
-        paid_announcements(&*store, &terminal, &device, &["ORD-D1", "ORD-D2", "ORD-D3"]).await;
-    let [a, b, c] = [&due[0], &due[1], &due[2]];
+    let (ids, due) = paid_announcements(
+        &*store,
+        &terminal,
+        &device,
+        &["ORD-D1", "ORD-D2", "ORD-D3", "ORD-D4"],
+    )
+    .await;
+    let [a, b, c, d] = [&due[0], &due[1], &due[2], &due[3]];
     // c already finished: a second result for it changes nothing.
     store
         .record_delivery(c, DeliveryResult::Expired)
@@ -852,6 +857,21 @@ pub async fn a_batch_of_delivery_results_is_recorded_like_single_ones(store: Arc
     assert_eq!((b.status, b.attempts), (AnnouncementStatus::Pending, 1));
     assert_eq!((c.status, c.attempts), (AnnouncementStatus::Expired, 0));
     assert!(c.delivered_at.is_none());
+
+    // Deliveries alone (a backend may write them apart from other results): the pending
+    // one is delivered, the finished one stays as it was.
+    store
+        .record_deliveries(vec![
+            (d.clone(), DeliveryResult::Delivered),
+            (c.id.clone(), DeliveryResult::Delivered),
+        ])
+        .await
+        .unwrap();
+    let d = announcement_of(&*store, &ids[3]).await;
+    assert_eq!((d.status, d.attempts), (AnnouncementStatus::Delivered, 1));
+    assert!(d.delivered_at.is_some());
+    let c = announcement_of(&*store, &ids[2]).await;
+    assert_eq!((c.status, c.attempts), (AnnouncementStatus::Expired, 0));
 }
 
 pub async fn events_and_delivery_results_commit_together(store: Arc<dyn Store>) {
