@@ -257,8 +257,8 @@ static BOUND_DEVICES_SQL: std::sync::LazyLock<String> =
 /// id.
 ///
 /// `$1` now, `$2` the announcements' next attempt times; changed transactions `$3`–`$10`;
-/// inbox `$11`–`$18`; events `$19`–`$27`; ledger `$28`–`$34`; announcements `$35`–`$41`; `$42` the
-/// announcements delivered.
+/// inbox `$11`–`$18`; events `$19`–`$27`; ledger `$28`–`$34`; announcements `$35`–`$41`;
+/// `$42` the announcements delivered.
 const BATCH_WRITE: &str = "WITH \
      changed AS (UPDATE transactions t SET status = v.status, provider = v.provider, \
        provider_transaction_id = v.provider_transaction_id, issuer = v.issuer, \
