@@ -42,6 +42,7 @@ use crate::sim::{SimDevice, SimEvent, SimOptions, run_device};
 use crate::{App, Config};
 
 mod cpu;
+mod writes;
 
 /// A benchmark daemon's configuration: data in `data_dir`, every listener on loopback port 0,
 /// the database `database_url` (PostgreSQL) or the SQLite default, and the write limit off
@@ -214,11 +215,21 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         .as_deref()
         .and_then(|url| reqwest::Url::parse(url).ok())
         .map(|url| url.port().unwrap_or(5432));
+    let wal_before = wal_counters(bench.database_url.as_deref()).await;
+    let commits_before = writes::CommitSample::now();
     let cpu_before = CpuSample::now(postgres_port);
     let fired = fire_callbacks(&bench, &daemon.api_url, &orders).await?;
     let figures = collect(fired, &mut events, orders.len()).await;
     let cpu = CpuSample::now(postgres_port).since(&cpu_before);
+    let commits = writes::CommitSample::now().since(&commits_before);
+    let wal_after = wal_counters(bench.database_url.as_deref()).await;
     print_report(&bench, &backend, orders.len(), &figures, &cpu);
+    if let Some(line) = commits.line() {
+        println!("{line}");
+    }
+    if let (Some(before), Some(after)) = (wal_before, wal_after) {
+        println!("{}", writes::wal_line(before, after, orders.len()));
+    }
 
     for device in devices {
         device.abort();
@@ -227,6 +238,12 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
         other.stop().await?;
     }
     daemon.stop().await
+}
+
+/// PostgreSQL's WAL counters at `url`, when the run has one and they can be read (the
+/// report leaves the line out otherwise).
+async fn wal_counters(url: Option<&str>) -> Option<gema_store::WalCounters> {
+    gema_store::wal_counters(url?).await.ok().flatten()
 }
 
 /// The daemon's configuration for a bench run: everything on loopback port 0 in `data_dir`,

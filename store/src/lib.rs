@@ -218,7 +218,8 @@ pub use exports::{
 };
 pub use model::*;
 pub use monitoring::{
-    MonitoringSnapshot, MonitoringStore, OutboxBacklog, SenderQueue, StatusAmount,
+    MonitoringSnapshot, MonitoringStore, OutboxBacklog, SenderQueue, StatusAmount, WalCounters,
+    wal_counters,
 };
 pub use payments::*;
 pub use reconciliation::{

@@ -151,3 +151,33 @@ impl MonitoringStore for Db {
         })
     }
 }
+
+/// PostgreSQL's write-ahead log so far: what the benchmarks report per callback, a figure
+/// that travels between machines (unlike milliseconds) and that every index entry and row
+/// version adds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalCounters {
+    /// Bytes of WAL written since the cluster was created (its current insert position).
+    pub bytes: i64,
+    /// WAL flushes to disk (`pg_stat_wal.wal_sync`): at most one per commit, fewer when
+    /// commits share one.
+    pub flushes: i64,
+}
+
+/// The WAL counters of the PostgreSQL server at `url` (its own connection, closed after);
+/// `None` for SQLite.
+pub async fn wal_counters(url: &str) -> StoreResult<Option<WalCounters>> {
+    match crate::open_db(url, &crate::ConnectOptions::default()).await? {
+        Db::Sqlite(_) => Ok(None),
+        Db::Postgres(p) => {
+            let (bytes, flushes): (i64, i64) = sqlx::query_as(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, wal_sync \
+                 FROM pg_stat_wal",
+            )
+            .fetch_one(&p.read)
+            .await?;
+            p.read.close().await;
+            Ok(Some(WalCounters { bytes, flushes }))
+        }
+    }
+}

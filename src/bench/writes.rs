@@ -1,0 +1,200 @@
+//! What a payments run wrote, for the bench's report: the commit loops' batches (from the
+//! daemon's own histograms, in this process's Prometheus recorder) and, on PostgreSQL, the
+//! write-ahead log. Latency at a given rate is mostly how long a batch takes and how many
+//! wait for it; WAL bytes per callback is the write amplification of the schema (rows,
+//! row versions, index entries), a figure that does not depend on the machine.
+
+use gema_store::WalCounters;
+
+/// The commit histograms' totals so far.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CommitSample {
+    batches: f64,
+    events: f64,
+    seconds: f64,
+    /// `(upper bound in seconds, batches at most that long)`, ascending.
+    buckets: Vec<(f64, f64)>,
+}
+
+const BATCH_SIZE: &str = "gema_payment_commit_batch_size";
+const DURATION: &str = "gema_payment_commit_duration_seconds";
+
+impl CommitSample {
+    /// Reads the process's recorder now (every node of the bench runs in this process, so
+    /// the figures are their sum).
+    pub fn now() -> Self {
+        Self::parse(&crate::telemetry::prometheus().render())
+    }
+
+    /// The totals in a Prometheus text exposition (series of one name summed over labels).
+    fn parse(text: &str) -> Self {
+        let mut sample = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            if let Some(suffix) = name.strip_prefix(DURATION) {
+                match suffix {
+                    "_count" => sample.batches += value,
+                    "_sum" => sample.seconds += value,
+                    "_bucket" => {
+                        let le = labels
+                            .split(',')
+                            .find_map(|l| l.strip_prefix("le=\""))
+                            .and_then(|l| {
+                                l.trim_end_matches('}').trim_end_matches('"').parse().ok()
+                            });
+                        if let Some(le) = le {
+                            match sample.buckets.iter_mut().find(|(bound, _)| *bound == le) {
+                                Some((_, count)) => *count += value,
+                                None => sample.buckets.push((le, value)),
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            } else if name.strip_prefix(BATCH_SIZE) == Some("_sum") {
+                sample.events += value;
+            }
+        }
+        sample.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        sample
+    }
+
+    /// What happened between `earlier` and this sample.
+    pub fn since(&self, earlier: &CommitSample) -> CommitUse {
+        let before = |bound: f64| {
+            earlier
+                .buckets
+                .iter()
+                .find(|(b, _)| *b == bound)
+                .map_or(0.0, |(_, count)| *count)
+        };
+        CommitUse {
+            batches: self.batches - earlier.batches,
+            events: self.events - earlier.events,
+            seconds: self.seconds - earlier.seconds,
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(bound, count)| (*bound, count - before(*bound)))
+                .collect(),
+        }
+    }
+}
+
+/// The commit batches of the measured part.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CommitUse {
+    batches: f64,
+    events: f64,
+    seconds: f64,
+    buckets: Vec<(f64, f64)>,
+}
+
+impl CommitUse {
+    /// The smallest bucket bound at or under which `p` percent of the batches took.
+    fn at_most(&self, p: f64) -> Option<f64> {
+        let wanted = self.batches * p / 100.0;
+        self.buckets
+            .iter()
+            .find(|(_, count)| *count >= wanted)
+            .map(|(bound, _)| *bound)
+    }
+
+    /// `commit batches …` for the report; `None` when there were none.
+    pub fn line(&self) -> Option<String> {
+        if self.batches < 1.0 {
+            return None;
+        }
+        let bound = |p| match self.at_most(p) {
+            Some(b) if b.is_finite() => format!("≤ {} ms", b * 1000.0),
+            _ => "over the last bucket".into(),
+        };
+        Some(format!(
+            "commit batches    {:.0}, {:.1} events each, {:.2} ms mean, p50 {}, p99 {}",
+            self.batches,
+            self.events / self.batches,
+            self.seconds * 1000.0 / self.batches,
+            bound(50.0),
+            bound(99.0),
+        ))
+    }
+}
+
+/// `WAL …` for the report: the WAL written between two samples, per callback.
+pub(super) fn wal_line(before: WalCounters, after: WalCounters, callbacks: usize) -> String {
+    let callbacks = callbacks.max(1) as f64;
+    let bytes = (after.bytes - before.bytes) as f64;
+    let flushes = (after.flushes - before.flushes) as f64;
+    format!(
+        "WAL               {:.1} kB per callback ({:.1} MB), {:.2} flushes per callback",
+        bytes / callbacks / 1000.0,
+        bytes / 1e6,
+        flushes / callbacks,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = "\
+# TYPE gema_payment_commit_duration_seconds histogram
+gema_payment_commit_duration_seconds_bucket{le=\"0.001\"} 1
+gema_payment_commit_duration_seconds_bucket{le=\"0.005\"} 2
+gema_payment_commit_duration_seconds_bucket{le=\"+Inf\"} 2
+gema_payment_commit_duration_seconds_sum 0.004
+gema_payment_commit_duration_seconds_count 2
+gema_payment_commit_batch_size_sum 3
+gema_payment_commit_batch_size_count 2
+";
+
+    const AFTER: &str = "\
+gema_payment_commit_duration_seconds_bucket{le=\"0.001\"} 3
+gema_payment_commit_duration_seconds_bucket{le=\"0.005\"} 10
+gema_payment_commit_duration_seconds_bucket{le=\"+Inf\"} 12
+gema_payment_commit_duration_seconds_sum 0.064
+gema_payment_commit_duration_seconds_count 12
+gema_payment_commit_batch_size_bucket{le=\"1\"} 5
+gema_payment_commit_batch_size_sum 43
+gema_payment_commit_batch_size_count 12
+";
+
+    #[test]
+    fn the_run_s_batches_are_the_difference_of_two_samples() {
+        let used = CommitSample::parse(AFTER).since(&CommitSample::parse(BEFORE));
+        assert_eq!(
+            used.line().as_deref(),
+            Some(
+                "commit batches    10, 4.0 events each, 6.00 ms mean, p50 ≤ 5 ms, p99 over the last bucket"
+            )
+        );
+    }
+
+    #[test]
+    fn no_batches_no_line() {
+        let sample = CommitSample::parse(BEFORE);
+        assert_eq!(sample.since(&sample).line(), None);
+    }
+
+    #[test]
+    fn wal_is_per_callback() {
+        let before = WalCounters {
+            bytes: 1_000_000,
+            flushes: 10,
+        };
+        let after = WalCounters {
+            bytes: 8_000_000,
+            flushes: 260,
+        };
+        assert_eq!(
+            wal_line(before, after, 1000),
+            "WAL               7.0 kB per callback (7.0 MB), 0.25 flushes per callback"
+        );
+    }
+}
