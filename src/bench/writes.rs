@@ -6,7 +6,8 @@
 
 use gema_store::WalCounters;
 
-/// The commit histograms' totals so far.
+/// The commit histograms' totals: so far ([`CommitSample::now`]), or between two samples
+/// ([`CommitSample::since`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct CommitSample {
     batches: f64,
@@ -66,7 +67,7 @@ impl CommitSample {
     }
 
     /// What happened between `earlier` and this sample.
-    pub fn since(&self, earlier: &CommitSample) -> CommitUse {
+    pub fn since(&self, earlier: &CommitSample) -> CommitSample {
         let before = |bound: f64| {
             earlier
                 .buckets
@@ -74,7 +75,7 @@ impl CommitSample {
                 .find(|(b, _)| *b == bound)
                 .map_or(0.0, |(_, count)| *count)
         };
-        CommitUse {
+        CommitSample {
             batches: self.batches - earlier.batches,
             events: self.events - earlier.events,
             seconds: self.seconds - earlier.seconds,
@@ -85,18 +86,7 @@ impl CommitSample {
                 .collect(),
         }
     }
-}
 
-/// The commit batches of the measured part.
-#[derive(Debug, Clone, Default)]
-pub(super) struct CommitUse {
-    batches: f64,
-    events: f64,
-    seconds: f64,
-    buckets: Vec<(f64, f64)>,
-}
-
-impl CommitUse {
     /// The smallest bucket bound at or under which `p` percent of the batches took.
     fn at_most(&self, p: f64) -> Option<f64> {
         let wanted = self.batches * p / 100.0;

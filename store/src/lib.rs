@@ -465,13 +465,18 @@ pub(crate) async fn open_db(url: &str, options: &ConnectOptions) -> StoreResult<
         Ok(Db::Sqlite(
             sqlite::SqliteStore::connect(url, options).await?,
         ))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    } else if is_postgres_url(url) {
         Ok(Db::Postgres(
             postgres::PostgresStore::connect(url, options).await?,
         ))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub(crate) fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The URL with any password replaced, for messages and logs.

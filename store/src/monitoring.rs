@@ -164,20 +164,19 @@ pub struct WalCounters {
     pub flushes: i64,
 }
 
-/// The WAL counters of the PostgreSQL server at `url` (its own connection, closed after);
-/// `None` for SQLite.
+/// The WAL counters of the PostgreSQL server at `url` (one connection of its own, closed
+/// after); `None` for any other URL (SQLite has no WAL position to report).
 pub async fn wal_counters(url: &str) -> StoreResult<Option<WalCounters>> {
-    match crate::open_db(url, &crate::ConnectOptions::default()).await? {
-        Db::Sqlite(_) => Ok(None),
-        Db::Postgres(p) => {
-            let (bytes, flushes): (i64, i64) = sqlx::query_as(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, wal_sync \
-                 FROM pg_stat_wal",
-            )
-            .fetch_one(&p.read)
-            .await?;
-            p.read.close().await;
-            Ok(Some(WalCounters { bytes, flushes }))
-        }
+    use sqlx::Connection;
+    if !crate::is_postgres_url(url) {
+        return Ok(None);
     }
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let (bytes, flushes): (i64, i64) = sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, wal_sync FROM pg_stat_wal",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(Some(WalCounters { bytes, flushes }))
 }

@@ -313,10 +313,10 @@ impl PaymentWriter {
 /// The caller's [`PaymentRules`] as a table the writer's thread can take: the rules are
 /// borrowed for the call (`&dyn PaymentRules`) and cannot cross to another thread, but
 /// they are pure functions of small inputs. The table holds every transition from any
-/// status on each event status in the batch, the fee split of each event's amount, and
-/// the announcement lifetime and hand-over lease. A question it cannot answer (a refund whose transaction's
-/// amount is not an event's) is noted, the batch is not committed, and the caller answers
-/// it ([`RuleBook::learn`]) and sends the batch again.
+/// status on each event status in the batch, the fee split of each event's amount, the
+/// announcement lifetime and the hand-over lease. A question it cannot answer (a refund
+/// whose transaction's amount is not an event's) is noted, the batch is not committed, and
+/// the caller answers it ([`RuleBook::learn`]) and sends the batch again.
 pub(crate) struct RuleBook {
     transitions: Vec<(TransactionStatus, String, Transition)>,
     fees: std::collections::HashMap<i64, (i64, i64)>,
