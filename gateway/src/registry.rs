@@ -534,16 +534,6 @@ impl Registry {
         tracing::info!("bootstrap admin token issued");
         Ok(token)
     }
-
-    /// Whether `token` is an active admin token.
-    #[tracing::instrument(skip_all)]
-    pub async fn authenticate_admin(&self, token: &str) -> GatewayResult<bool> {
-        Ok(self
-            .store
-            .use_admin_token(&credentials::hash_admin_token(token))
-            .await?
-            .is_some())
-    }
 }
 
 const BOOTSTRAP: &str = "bootstrap";

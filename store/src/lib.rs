@@ -271,8 +271,6 @@ pub trait Store:
     // Admin tokens.
     async fn count_active_admin_tokens(&self) -> StoreResult<i64>;
     async fn create_admin_token(&self, name: &str, token_hash: &str) -> StoreResult<AdminToken>;
-    /// Finds a non-revoked token by hash and records its use.
-    async fn use_admin_token(&self, token_hash: &str) -> StoreResult<Option<AdminToken>>;
     /// Revokes every active token with this name; returns how many.
     async fn revoke_admin_tokens_named(&self, name: &str) -> StoreResult<u64>;
 
@@ -693,10 +691,6 @@ impl Store for Db {
 
     async fn create_admin_token(&self, name: &str, token_hash: &str) -> StoreResult<AdminToken> {
         crate::admin_token::create_admin_token(self, name, token_hash).await
-    }
-
-    async fn use_admin_token(&self, token_hash: &str) -> StoreResult<Option<AdminToken>> {
-        crate::admin_token::use_admin_token(self, token_hash).await
     }
 
     async fn revoke_admin_tokens_named(&self, name: &str) -> StoreResult<u64> {

@@ -1,8 +1,7 @@
 //! API tokens with roles (stored as hashes), and their queries.
 
 use crate::Db;
-use crate::admin_token::touch_token;
-use crate::db::{query, query_as};
+use crate::db::{Exec, query, query_as};
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
 /// An API token for a machine: named, with a role. Only its hash is stored.
@@ -130,4 +129,23 @@ pub(crate) async fn revoke_api_token(db: &Db, id: &str) -> StoreResult<ApiToken>
     .ok_or_else(|| StoreError::not_found("api_token", id))?;
     tx.commit().await?;
     Ok(token)
+}
+
+/// Records a token's use at most once a minute (a write per request
+/// would make every authenticated read an fsync); returns its last-used time.
+async fn touch_token(
+    write: &mut Exec<'_>,
+    id: &str,
+    last_used_at: Option<time::OffsetDateTime>,
+) -> StoreResult<Option<time::OffsetDateTime>> {
+    let now = crate::sql::now();
+    if last_used_at.is_some_and(|t| now - t <= time::Duration::minutes(1)) {
+        return Ok(last_used_at);
+    }
+    query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(write)
+        .await?;
+    Ok(Some(now))
 }

@@ -491,15 +491,15 @@ pub async fn admin_tokens_are_found_by_hash_until_revoked(store: Arc<dyn Store>)
     assert_eq!(store.count_active_admin_tokens().await.unwrap(), 0);
     let token = store.create_admin_token("bootstrap", "h1").await.unwrap();
     assert_eq!(store.count_active_admin_tokens().await.unwrap(), 1);
-    let used = store.use_admin_token("h1").await.unwrap().expect("found");
+    let used = store.use_api_token("h1").await.unwrap().expect("found");
     assert_eq!(used.id, token.id);
     assert!(used.last_used_at.is_some());
-    assert!(store.use_admin_token("h2").await.unwrap().is_none());
+    assert!(store.use_api_token("h2").await.unwrap().is_none());
     assert_eq!(
         store.revoke_admin_tokens_named("bootstrap").await.unwrap(),
         1
     );
-    assert!(store.use_admin_token("h1").await.unwrap().is_none());
+    assert!(store.use_api_token("h1").await.unwrap().is_none());
     assert_eq!(store.count_active_admin_tokens().await.unwrap(), 0);
 }
 
