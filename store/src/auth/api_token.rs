@@ -131,8 +131,8 @@ pub(crate) async fn revoke_api_token(db: &Db, id: &str) -> StoreResult<ApiToken>
     Ok(token)
 }
 
-/// Records a token's use at most once a minute (a write per request
-/// would make every authenticated read an fsync); returns its last-used time.
+/// Records a token's use at most once a minute (a write per request would make every
+/// authenticated read an fsync); returns its last-used time.
 async fn touch_token(
     write: &mut Exec<'_>,
     id: &str,
