@@ -38,32 +38,28 @@ impl CommitSample {
                 continue;
             };
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            if let Some(suffix) = name.strip_prefix(DURATION) {
-                match suffix {
-                    "_count" => sample.batches += value,
-                    "_sum" => sample.seconds += value,
-                    "_bucket" => {
-                        let le = labels
-                            .split(',')
-                            .find_map(|l| l.strip_prefix("le=\""))
-                            .and_then(|l| {
-                                l.trim_end_matches('}').trim_end_matches('"').parse().ok()
-                            });
-                        if let Some(le) = le {
-                            match sample.buckets.iter_mut().find(|(bound, _)| *bound == le) {
-                                Some((_, count)) => *count += value,
-                                None => sample.buckets.push((le, value)),
-                            }
-                        }
+            match name.strip_prefix(DURATION) {
+                Some("_count") => sample.batches += value,
+                Some("_sum") => sample.seconds += value,
+                Some("_bucket") => {
+                    if let Some(le) = le_bound(labels) {
+                        sample.add_bucket(le, value);
                     }
-                    _ => {}
                 }
-            } else if name.strip_prefix(BATCH_SIZE) == Some("_sum") {
-                sample.events += value;
+                _ if name.strip_prefix(BATCH_SIZE) == Some("_sum") => sample.events += value,
+                _ => {}
             }
         }
         sample.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         sample
+    }
+
+    /// Adds `count` to the bucket of upper bound `le` (series differing in other labels).
+    fn add_bucket(&mut self, le: f64, count: f64) {
+        match self.buckets.iter_mut().find(|(bound, _)| *bound == le) {
+            Some((_, total)) => *total += count,
+            None => self.buckets.push((le, count)),
+        }
     }
 
     /// What happened between `earlier` and this sample.
@@ -114,6 +110,14 @@ impl CommitSample {
             bound(99.0),
         ))
     }
+}
+
+/// A bucket's upper bound from its labels (`le="0.005"`, `le="+Inf"`).
+fn le_bound(labels: &str) -> Option<f64> {
+    labels
+        .split(',')
+        .find_map(|l| l.strip_prefix("le=\""))
+        .and_then(|l| l.trim_end_matches('}').trim_end_matches('"').parse().ok())
 }
 
 /// `WAL …` for the report: the WAL written between two samples, per callback.
