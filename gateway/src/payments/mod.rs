@@ -14,7 +14,7 @@
 //! the terminal) and answers each caller only after that commit. It then hands the
 //! committed announcements to [`crate::delivery`] in memory
 //! ([`crate::delivery::Handover::hand_over`]). There may be several commit loops side by
-//! side ([`PaymentSettings::commit_loops`]; the binary runs four on PostgreSQL, one on
+//! side ([`PaymentSettings::commit_loops`]; the binary runs two on PostgreSQL, one on
 //! SQLite): an order's events always go to the same one, so they keep their order. The
 //! first commit loop is also the one writer of delivery's results (they come back through
 //! the results channel): they ride in its next payment batch's transaction, or go alone
