@@ -446,20 +446,19 @@ impl ConnectionBudget {
 /// the commit loops: SQLite has one writer at a time, so delivery results with no payment
 /// batch to ride in wait up to 5 ms for one (a transaction of results alone is an fsync a
 /// provider's callback may wait behind) and the one commit loop has a thread of its own;
-/// PostgreSQL writes results at once, and runs two commit loops side by side, so the
-/// server works on one batch (or waits for its WAL flush) while the daemon stages the next.
-/// Two, not more: each loop commits whatever its queue holds, so more loops make smaller
-/// batches, and a batch's fixed work (six statements, a commit) is most of the server's
-/// CPU at moderate rates. Measured at 2,000 callbacks/s on two cores: p50 6.8–8.9 ms and
-/// 290–340 + 380–420 µs of CPU per callback (process + server) with two, 10.4–13.3 ms and
-/// 320–360 + 470–520 µs with four; saturated 3,750–3,970/s against 3,830–4,050/s (README).
+/// PostgreSQL writes results at once, and may run four commit loops side by side, so
+/// under heavy load the server works on one batch (or waits for its WAL flush) while the
+/// daemon stages the next. The others join only when the first one's queue backs up
+/// (the gateway's routing): a batch's fixed work (six statements, a commit) is most of the
+/// server's CPU at moderate rates, so there one loop's larger batches cost less (README,
+/// "commit loops").
 fn gateway_settings(config: &Config, backend: Backend, mqtt_port: u16) -> GatewaySettings {
     let mut payments = config.payments.settings();
     if backend == Backend::Sqlite {
         payments.delivery_results_gather = Duration::from_millis(5);
         payments.commit_loop_thread = true;
     } else {
-        payments.commit_loops = 2;
+        payments.commit_loops = 4;
     }
     GatewaySettings {
         payments,

@@ -369,6 +369,8 @@ async fn with_several_commit_loops_every_callback_is_applied_once_and_sequenced_
     let payments = PaymentSettings {
         generic_secret: Some(gema_gateway::credentials::SecretString::new(SECRET.into())),
         commit_loops: 4,
+        // Every order to the next loop, so that the four work side by side.
+        commit_spill: 0,
         ..PaymentSettings::default()
     };
     let h = harness_with(fast(), payments, true, true).await;

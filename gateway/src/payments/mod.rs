@@ -14,8 +14,9 @@
 //! the terminal) and answers each caller only after that commit. It then hands the
 //! committed announcements to [`crate::delivery`] in memory
 //! ([`crate::delivery::Handover::hand_over`]). There may be several commit loops side by
-//! side ([`PaymentSettings::commit_loops`]; the binary runs two on PostgreSQL, one on
-//! SQLite): an order's events always go to the same one, so they keep their order. The
+//! side ([`PaymentSettings::commit_loops`]; the binary allows four on PostgreSQL, one on
+//! SQLite): the first takes every order until its queue backs up, then the others join;
+//! an order's events in flight stay on one loop, so they keep their order. The
 //! first commit loop is also the one writer of delivery's results (they come back through
 //! the results channel): they ride in its next payment batch's transaction, or go alone
 //! after [`PaymentSettings::delivery_results_gather`].

@@ -53,14 +53,17 @@ pub struct PaymentSettings {
     /// 2,000 callbacks/s: p50 0.17 ms lower). With a networked store (PostgreSQL) the hop
     /// between runtimes cost more than it saved. The binary chooses.
     pub commit_loop_thread: bool,
-    /// How many commit loops apply events side by side (at least one). Events of one
-    /// order always go to the same loop (by a hash of the order reference), so an order's
-    /// events keep their order; delivery results go to the first loop. A store that
-    /// commits one transaction at a time (SQLite) wants one. With PostgreSQL a loop spends
-    /// most of a batch waiting (round trips, the WAL flush) while the server and the
-    /// daemon take turns; several loops overlap those waits and share WAL flushes. The
-    /// binary chooses.
+    /// How many commit loops may apply events side by side (at least one). The first
+    /// takes everything until its queue backs up; then the others join (see
+    /// `CommitQueues`). Events of one order in flight stay on one loop, so they keep their
+    /// order; delivery results go to the first loop. A store that commits one transaction
+    /// at a time (SQLite) wants one. With PostgreSQL under heavy load a loop spends most of
+    /// a batch waiting (round trips, the WAL flush) while the server and the daemon take
+    /// turns; several loops overlap those waits and share WAL flushes. The binary chooses.
     pub commit_loops: usize,
+    /// How many events may wait in the first commit loop's queue before new orders go to
+    /// the others (zero: every order to the loop with the shortest queue, in turn).
+    pub commit_spill: usize,
     /// How often pending transactions past their expiry are expired ([`Payments::expire_due`],
     /// run by [`crate::Gateway::run`]).
     pub expiry_sweep_interval: Duration,
@@ -80,6 +83,7 @@ impl Default for PaymentSettings {
             delivery_results_gather: Duration::ZERO,
             commit_loop_thread: false,
             commit_loops: 1,
+            commit_spill: MAX_BATCH / 4,
             expiry_sweep_interval: Duration::from_secs(30),
         }
     }
@@ -170,7 +174,7 @@ pub struct TransactionInput {
 }
 
 /// Payments: ingest provider events, create and read transactions, expire them, re-queue
-/// announcements. Cheap to clone; every clone feeds the same commit loop.
+/// announcements. Cheap to clone; every clone feeds the same commit loops.
 #[derive(Debug, Clone)]
 pub struct Payments {
     store: Arc<dyn Store>,
@@ -178,8 +182,7 @@ pub struct Payments {
     clock: Arc<dyn Clock>,
     rules: StandardRules,
     handover: Handover,
-    /// One queue per commit loop.
-    commits: Arc<[mpsc::Sender<PendingEvent>]>,
+    commits: Arc<CommitQueues<PendingEvent>>,
     /// Told the id of every transaction paid whose order reference starts with
     /// [`INVOICE_ORDER_PREFIX`] (billing's wake-up; billing also sweeps for missed ones).
     invoice_paid: Arc<std::sync::OnceLock<mpsc::Sender<String>>>,
@@ -195,6 +198,98 @@ struct PendingEvent {
     entry: InboxEntry,
     event: IncomingEvent,
     reply: oneshot::Sender<GatewayResult<PaymentOutcome>>,
+    /// Its order's hold on its commit loop, released once the event is committed (or
+    /// failed): dropped by the loop after it answers.
+    hold: OrderHold,
+}
+
+/// The commit loops' queues, and which loop each order with an event in flight uses.
+///
+/// Fewer, larger batches cost less: a batch's fixed work (its statements, its commit)
+/// outweighs its events' at moderate rates. So an order with nothing in flight goes to the
+/// first loop, which takes whatever waits in its queue; only when `spill` events wait
+/// there ([`PaymentSettings::commit_spill`]) do new orders go to the loop with the shortest
+/// queue, and the loops work side by side. An order's events stay on the loop its first one in flight went to (the order is
+/// held until that loop has committed them), so they are applied in the order they were
+/// queued, whatever the routing did meanwhile.
+#[derive(Debug)]
+struct CommitQueues<T> {
+    loops: Vec<mpsc::Sender<T>>,
+    spill: usize,
+    held: HeldOrders,
+    /// Where the next search for the shortest queue starts, so that ties take turns.
+    turn: std::sync::atomic::AtomicUsize,
+}
+
+/// Order reference → (its loop, its events in flight).
+type HeldOrders = Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>>;
+
+impl<T> CommitQueues<T> {
+    fn new(loops: Vec<mpsc::Sender<T>>, spill: usize) -> Self {
+        Self {
+            loops,
+            spill,
+            held: HeldOrders::default(),
+            turn: Default::default(),
+        }
+    }
+
+    /// The queue for an event of `order_ref`, and the hold that keeps the order on it.
+    fn route(&self, order_ref: &str) -> (&mpsc::Sender<T>, OrderHold) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match held.get_mut(order_ref) {
+            Some((index, events)) => {
+                *events += 1;
+                *index
+            }
+            None => {
+                let index = self.least_busy();
+                held.insert(order_ref.to_owned(), (index, 1));
+                index
+            }
+        };
+        let hold = OrderHold {
+            held: self.held.clone(),
+            order_ref: order_ref.to_owned(),
+        };
+        (&self.loops[index], hold)
+    }
+
+    /// The first loop while fewer than `spill` events wait in its queue; else the loop
+    /// whose queue is shortest (of equals, each in turn).
+    fn least_busy(&self) -> usize {
+        let waiting = |queue: &mpsc::Sender<T>| queue.max_capacity() - queue.capacity();
+        let loops = self.loops.len();
+        match self.loops.first() {
+            Some(first) if waiting(first) >= self.spill => {
+                let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (0..loops)
+                    .map(|offset| (turn + offset) % loops)
+                    .min_by_key(|&index| waiting(&self.loops[index]))
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// One event's hold on its order's commit loop (see [`CommitQueues`]).
+#[derive(Debug)]
+struct OrderHold {
+    held: HeldOrders,
+    order_ref: String,
+}
+
+impl Drop for OrderHold {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, events)) = held.get_mut(&self.order_ref) {
+            *events -= 1;
+            if *events == 0 {
+                held.remove(&self.order_ref);
+            }
+        }
+    }
 }
 
 /// Most events applied in one database transaction.
@@ -263,9 +358,14 @@ async fn commit_loop(
             continue;
         }
         metrics::histogram!("gema_payment_commit_batch_size").record(batch.len() as f64);
+        // The orders stay held on this loop until their events are answered (below).
+        let mut holds = Vec::with_capacity(batch.len());
         let (items, replies): (Vec<_>, Vec<_>) = batch
             .into_iter()
-            .map(|p| ((p.entry, p.event), p.reply))
+            .map(|p| {
+                holds.push(p.hold);
+                ((p.entry, p.event), p.reply)
+            })
             .unzip();
         let (results_now, done): (Vec<_>, Vec<_>) = records
             .into_iter()
@@ -307,6 +407,7 @@ async fn commit_loop(
         for done in done {
             let _ = done.send(committed);
         }
+        drop(holds);
     }
 }
 
@@ -351,6 +452,7 @@ impl Payments {
                 .unwrap_or(i64::MAX),
         };
         let mut commits = Vec::new();
+        let spill = settings.commit_spill;
         let mut results = Some(results);
         for _ in 0..settings.commit_loops.max(1) {
             // Deep enough for a burst; when full, callers wait (backpressure, never loss).
@@ -378,7 +480,7 @@ impl Payments {
             clock,
             rules,
             handover,
-            commits: commits.into(),
+            commits: Arc::new(CommitQueues::new(commits, spill)),
             invoice_paid: Arc::default(),
         }
     }
@@ -387,15 +489,6 @@ impl Payments {
     /// drops the wake-up; billing's sweep finds the payment anyway.
     pub fn on_invoice_paid(&self, sender: mpsc::Sender<String>) {
         let _ = self.invoice_paid.set(sender);
-    }
-
-    /// The queue of the commit loop that applies this order's events.
-    fn commit_queue(&self, order_ref: &str) -> &mpsc::Sender<PendingEvent> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        order_ref.hash(&mut hasher);
-        let loops = self.commits.len() as u64;
-        &self.commits[usize::try_from(hasher.finish() % loops).unwrap_or(0)]
     }
 
     pub fn rules(&self) -> &StandardRules {
@@ -452,11 +545,13 @@ impl Payments {
         tracing::Span::current().record("order_ref", order_ref.as_str());
         let incoming = incoming(event);
         let (reply, outcome) = oneshot::channel();
-        self.commit_queue(&order_ref)
+        let (queue, hold) = self.commits.route(&order_ref);
+        queue
             .send(PendingEvent {
                 entry,
                 event: incoming,
                 reply,
+                hold,
             })
             .await
             .map_err(|_| GatewayError::Internal("the commit loop has stopped".into()))?;
@@ -779,4 +874,88 @@ fn dynamic_payload(terminal: &Terminal, order_ref: &str, amount: i64) -> Gateway
         },
     )
     .map_err(|e| GatewayError::Internal(format!("building the dynamic QRIS: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPILL: usize = 8;
+
+    /// Three loops' queues, deep enough to fill the first past [`SPILL`].
+    fn queues() -> (CommitQueues<u32>, Vec<mpsc::Receiver<u32>>) {
+        let (senders, receivers) = (0..3).map(|_| mpsc::channel(4 * SPILL)).unzip();
+        (CommitQueues::new(senders, SPILL), receivers)
+    }
+
+    fn index_of(queues: &CommitQueues<u32>, queue: &mpsc::Sender<u32>) -> usize {
+        queues
+            .loops
+            .iter()
+            .position(|q| q.same_channel(queue))
+            .expect("a queue of these loops")
+    }
+
+    #[test]
+    fn orders_go_to_the_first_loop_until_its_queue_backs_up_then_to_the_shortest() {
+        let (queues, _receivers) = queues();
+        let (queue, _a) = queues.route("order-a");
+        assert_eq!(index_of(&queues, queue), 0);
+        for n in 0..SPILL {
+            queues.loops[0].try_send(n as u32).unwrap();
+        }
+        queues.loops[1].try_send(0).unwrap();
+        let (queue, _b) = queues.route("order-b");
+        assert_eq!(
+            index_of(&queues, queue),
+            2,
+            "the shortest queue once the first backs up"
+        );
+    }
+
+    #[test]
+    fn with_no_spill_new_orders_take_turns_over_empty_queues() {
+        let (senders, _receivers): (Vec<_>, Vec<_>) =
+            (0..3).map(|_| mpsc::channel::<u32>(4)).unzip();
+        let queues = CommitQueues::new(senders, 0);
+        let mut loops: Vec<usize> = ["order-a", "order-b", "order-c"]
+            .into_iter()
+            .map(|order| index_of(&queues, queues.route(order).0))
+            .collect();
+        loops.sort_unstable();
+        assert_eq!(loops, [0, 1, 2]);
+    }
+
+    #[test]
+    fn an_orders_events_stay_on_its_loop_until_the_last_in_flight_is_released() {
+        let (queues, _receivers) = queues();
+        let (_, first) = queues.route("order-a");
+        for n in 0..SPILL {
+            queues.loops[0].try_send(n as u32).unwrap();
+        }
+        let (queue, second) = queues.route("order-a");
+        assert_eq!(
+            index_of(&queues, queue),
+            0,
+            "held on the first loop though it backed up"
+        );
+        drop(first);
+        let (queue, third) = queues.route("order-a");
+        assert_eq!(
+            index_of(&queues, queue),
+            0,
+            "one event still in flight holds it"
+        );
+        drop((second, third));
+        assert!(
+            queues.held.lock().unwrap().is_empty(),
+            "released with its last event"
+        );
+        let (queue, _) = queues.route("order-a");
+        assert_ne!(
+            index_of(&queues, queue),
+            0,
+            "free to go where the work is short"
+        );
+    }
 }
