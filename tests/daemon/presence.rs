@@ -14,7 +14,11 @@ use tokio::sync::mpsc;
 use crate::helpers::{Daemon, sim_options};
 
 const DEVICES: usize = 200;
-const STORM_DEADLINE: Duration = Duration::from_secs(120);
+/// How long the storm's connects may take. Alone the test connects all 200 in about 10 s;
+/// beside CI's other daemon tests on two cores, a debug build's PBKDF2 and TLS once left
+/// only 168 connected after 120 s. A bound for the harness, not a figure: the storm's
+/// figures come from `gema bench presence` on a release build.
+const STORM_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Registers `DEVICES` devices through the API, 16 at a time.
 async fn register_fleet(daemon: &Daemon) -> (Vec<SimDevice>, Vec<u8>) {
