@@ -199,8 +199,8 @@ struct PendingEvent {
     event: IncomingEvent,
     reply: oneshot::Sender<GatewayResult<PaymentOutcome>>,
     /// Its order's hold on its commit loop, released once the event is committed (or
-    /// failed): dropped by the loop after it answers.
-    hold: OrderHold,
+    /// failed): dropped by the loop after it answers. None with one loop: nothing to hold.
+    hold: Option<OrderHold>,
 }
 
 /// The commit loops' queues, and which loop each order with an event in flight uses.
@@ -234,8 +234,12 @@ impl<T> CommitQueues<T> {
         }
     }
 
-    /// The queue for an event of `order_ref`, and the hold that keeps the order on it.
-    fn route(&self, order_ref: &str) -> (&mpsc::Sender<T>, OrderHold) {
+    /// The queue for an event of `order_ref`, and the hold that keeps the order on it (none
+    /// with one loop, the SQLite path, which then pays no lock and no map per event).
+    fn route(&self, order_ref: &str) -> (&mpsc::Sender<T>, Option<OrderHold>) {
+        if let [only] = self.loops.as_slice() {
+            return (only, None);
+        }
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let index = match held.get_mut(order_ref) {
             Some((index, events)) => {
@@ -252,7 +256,7 @@ impl<T> CommitQueues<T> {
             held: self.held.clone(),
             order_ref: order_ref.to_owned(),
         };
-        (&self.loops[index], hold)
+        (&self.loops[index], Some(hold))
     }
 
     /// The first loop while fewer than `spill` events wait in its queue; else the loop
