@@ -485,13 +485,15 @@ proptest! {
                 let before = gema_store::testing::table_digests(&database);
                 let reply = api.send(request).await;
                 assert!(reply.status.as_u16() < 500, "{method} {path} {body:?} -> {} {}", reply.status, reply.body);
-                // An export the body happened to start runs on in the background and writes
-                // its row as it goes: let it finish, so the next route's refusal is judged
-                // on its own writes only.
-                if reply.status.is_success() && path == "/api/v1/exports" {
+                // An export the body happened to start (`/exports`, `/billing/finance/exports`,
+                // `/billing/customer-exports`: each followed at `{path}/{id}`) runs on in the
+                // background and writes its row as it goes: let it finish, so the next
+                // route's refusal is judged on its own writes only.
+                if reply.status.is_success() && path.ends_with("exports") {
                     let id = reply.body["id"].as_str().expect("the export's id").to_owned();
                     gema_gateway::testing::eventually(&format!("export {id} finished"), || async {
-                        let job = api.get(&format!("/api/v1/exports/{id}")).await;
+                        let job = api.get(&format!("{path}/{id}")).await;
+                        assert_eq!(job.status.as_u16(), 200, "GET {path}/{id}: {}", job.body);
                         let status = job.body["status"].as_str().unwrap_or_default().to_owned();
                         (!matches!(status.as_str(), "queued" | "running")).then_some(())
                     })
