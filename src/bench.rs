@@ -224,7 +224,10 @@ pub async fn payments(bench: PaymentsBench) -> anyhow::Result<()> {
     let commits = writes::CommitSample::now().since(&commits_before);
     let wal_after = wal_counters(bench.database_url.as_deref()).await;
     print_report(&bench, &backend, orders.len(), &figures, &cpu);
-    if let Some(line) = commits.line() {
+    for line in [commits.line(), commits.stages_line()]
+        .into_iter()
+        .flatten()
+    {
         println!("{line}");
     }
     if let (Some(before), Some(after)) = (wal_before, wal_after) {

@@ -15,10 +15,19 @@ pub(super) struct CommitSample {
     seconds: f64,
     /// `(upper bound in seconds, batches at most that long)`, ascending.
     buckets: Vec<(f64, f64)>,
+    /// `(stage, seconds, laps)` of the batches' stages (PostgreSQL's only), in [`STAGES`]'
+    /// order.
+    stages: Vec<(String, f64, f64)>,
 }
 
 const BATCH_SIZE: &str = "gema_payment_commit_batch_size";
 const DURATION: &str = "gema_payment_commit_duration_seconds";
+const STAGE: &str = "gema_payment_commit_stage_seconds";
+/// The order a batch goes through its stages (the store's `Stages`); one the bench does not
+/// know is shown after them.
+const STAGES: [&str; 7] = [
+    "begin", "lock", "keys", "devices", "stage", "write", "commit",
+];
 
 impl CommitSample {
     /// Reads the process's recorder now (every node of the bench runs in this process, so
@@ -47,11 +56,34 @@ impl CommitSample {
                     }
                 }
                 _ if name.strip_prefix(BATCH_SIZE) == Some("_sum") => sample.events += value,
-                _ => {}
+                _ => match (name.strip_prefix(STAGE), label(labels, "stage")) {
+                    (Some("_sum"), Some(stage)) => sample.stage(stage).1 += value,
+                    (Some("_count"), Some(stage)) => sample.stage(stage).2 += value,
+                    _ => {}
+                },
             }
         }
         sample.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let rank = |stage: &str| {
+            STAGES
+                .iter()
+                .position(|s| *s == stage)
+                .unwrap_or(STAGES.len())
+        };
+        sample.stages.sort_by_key(|(stage, ..)| rank(stage));
         sample
+    }
+
+    /// The totals of `stage`, added if new.
+    fn stage(&mut self, stage: &str) -> &mut (String, f64, f64) {
+        let at = match self.stages.iter().position(|(s, ..)| s == stage) {
+            Some(at) => at,
+            None => {
+                self.stages.push((stage.to_owned(), 0.0, 0.0));
+                self.stages.len() - 1
+            }
+        };
+        &mut self.stages[at]
     }
 
     /// Adds `count` to the bucket of upper bound `le` (series differing in other labels).
@@ -79,6 +111,19 @@ impl CommitSample {
                 .buckets
                 .iter()
                 .map(|(bound, count)| (*bound, count - before(*bound)))
+                .collect(),
+            stages: self
+                .stages
+                .iter()
+                .map(|(stage, seconds, laps)| {
+                    let (_, seconds_before, laps_before) = earlier
+                        .stages
+                        .iter()
+                        .find(|(s, ..)| s == stage)
+                        .cloned()
+                        .unwrap_or_default();
+                    (stage.clone(), seconds - seconds_before, laps - laps_before)
+                })
                 .collect(),
         }
     }
@@ -110,14 +155,31 @@ impl CommitSample {
             bound(99.0),
         ))
     }
+
+    /// `commit stages …` for the report: each stage's mean wall time per batch that went
+    /// through it; `None` when no batch recorded stages (SQLite).
+    pub fn stages_line(&self) -> Option<String> {
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .filter(|(_, _, laps)| *laps >= 1.0)
+            .map(|(stage, seconds, laps)| format!("{stage} {:.0}", seconds * 1e6 / laps))
+            .collect();
+        (!stages.is_empty()).then(|| format!("commit stages     µs a batch: {}", stages.join(", ")))
+    }
+}
+
+/// A label's value (`stage="write"` → `write`) from a series' labels.
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    labels
+        .trim_end_matches('}')
+        .split(',')
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
 }
 
 /// A bucket's upper bound from its labels (`le="0.005"`, `le="+Inf"`).
 fn le_bound(labels: &str) -> Option<f64> {
-    labels
-        .split(',')
-        .find_map(|l| l.strip_prefix("le=\""))
-        .and_then(|l| l.trim_end_matches('}').trim_end_matches('"').parse().ok())
+    label(labels, "le").and_then(|l| l.parse().ok())
 }
 
 /// `WAL …` for the report: the WAL written between two samples, per callback.
@@ -146,6 +208,10 @@ gema_payment_commit_duration_seconds_sum 0.004
 gema_payment_commit_duration_seconds_count 2
 gema_payment_commit_batch_size_sum 3
 gema_payment_commit_batch_size_count 2
+gema_payment_commit_stage_seconds_sum{stage=\"write\"} 0.002
+gema_payment_commit_stage_seconds_count{stage=\"write\"} 2
+gema_payment_commit_stage_seconds_sum{stage=\"begin\"} 0.001
+gema_payment_commit_stage_seconds_count{stage=\"begin\"} 2
 ";
 
     const AFTER: &str = "\
@@ -157,6 +223,15 @@ gema_payment_commit_duration_seconds_count 12
 gema_payment_commit_batch_size_bucket{le=\"1\"} 5
 gema_payment_commit_batch_size_sum 43
 gema_payment_commit_batch_size_count 12
+gema_payment_commit_stage_seconds_bucket{stage=\"write\",le=\"0.005\"} 12
+gema_payment_commit_stage_seconds_sum{stage=\"write\"} 0.042
+gema_payment_commit_stage_seconds_count{stage=\"write\"} 12
+gema_payment_commit_stage_seconds_sum{stage=\"begin\"} 0.006
+gema_payment_commit_stage_seconds_count{stage=\"begin\"} 12
+gema_payment_commit_stage_seconds_sum{stage=\"lock\"} 0.0025
+gema_payment_commit_stage_seconds_count{stage=\"lock\"} 5
+gema_payment_commit_stage_seconds_sum{stage=\"later\"} 0.001
+gema_payment_commit_stage_seconds_count{stage=\"later\"} 1
 ";
 
     #[test]
@@ -171,9 +246,19 @@ gema_payment_commit_batch_size_count 12
     }
 
     #[test]
+    fn stages_are_means_a_batch_in_the_order_a_batch_takes_them() {
+        let used = CommitSample::parse(AFTER).since(&CommitSample::parse(BEFORE));
+        assert_eq!(
+            used.stages_line().as_deref(),
+            Some("commit stages     µs a batch: begin 500, lock 500, write 4000, later 1000")
+        );
+    }
+
+    #[test]
     fn no_batches_no_line() {
         let sample = CommitSample::parse(BEFORE);
         assert_eq!(sample.since(&sample).line(), None);
+        assert_eq!(sample.since(&sample).stages_line(), None);
     }
 
     #[test]

@@ -79,20 +79,25 @@ impl PostgresStore {
         deliveries: &[(String, DeliveryResult)],
     ) -> StoreResult<Vec<PaymentOutcome>> {
         let now = crate::sql::now();
+        let mut stages = Stages::start();
         let mut tx = self.begin_batch().await?;
+        stages.lap("begin");
         let applied = async {
             let mut staged = Staged::default();
-            prefetch(&mut tx, &mut staged, items).await?;
+            prefetch(&mut tx, &mut staged, items, &mut stages).await?;
             let mut io = PgBatch(&mut tx);
             let outcomes = stage_events(&mut io, &mut staged, items, rules, now).await?;
             stage_deliveries(&mut io, &mut staged, deliveries, now).await?;
+            stages.lap("stage");
             flush(&mut tx, &staged, items, now).await?;
+            stages.lap("write");
             Ok::<_, crate::StoreError>(outcomes)
         }
         .await;
         match applied {
             Ok(outcomes) => {
                 tx.commit().await?;
+                stages.lap("commit");
                 Ok(outcomes)
             }
             Err(err) => {
@@ -119,6 +124,29 @@ impl PostgresStore {
     }
 }
 
+/// Where a payment batch's time goes: each stage's wall time, from the daemon's side (so a
+/// statement's includes its round trip and the server's work), into
+/// `gema_payment_commit_stage_seconds{stage}`. The stages, in order: `begin` (a pooled
+/// connection and `BEGIN`), `lock` (the transactions' row locks), `keys` (the sequence locks
+/// and the events recorded before), `devices` (the bound devices), `stage` (the daemon
+/// deciding each event's rows; rare statements of its own), `write` ([`BATCH_WRITE`]) and
+/// `commit`. A batch of delivery results only has no `lock`, `keys` or `devices`.
+struct Stages(std::time::Instant);
+
+impl Stages {
+    fn start() -> Self {
+        Self(std::time::Instant::now())
+    }
+
+    /// Records the time since the previous lap as `stage`.
+    fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!("gema_payment_commit_stage_seconds", "stage" => stage)
+            .record(now.duration_since(self.0).as_secs_f64());
+        self.0 = now;
+    }
+}
+
 /// Reads what a batch's events need, three statements whatever the batch's size: their
 /// transactions (locked, in order_ref order so concurrent batches lock alike), then which
 /// of the events were recorded before (after the locks, so a copy committed by the lock's
@@ -128,6 +156,7 @@ async fn prefetch(
     conn: &mut PgConnection,
     staged: &mut Staged,
     items: &[(InboxEntry, IncomingEvent)],
+    stages: &mut Stages,
 ) -> StoreResult<()> {
     let (events, orders) = batch_keys(items);
     if !orders.is_empty() {
@@ -135,6 +164,7 @@ async fn prefetch(
             .bind(&orders)
             .fetch_all(&mut *conn)
             .await?;
+        stages.lap("lock");
         for t in locked {
             staged.transactions.insert(t.order_ref.clone(), t);
         }
@@ -160,10 +190,13 @@ async fn prefetch(
         .bind(locks)
         .fetch_all(&mut *conn)
         .await?;
+    stages.lap("keys");
     for (provider, id, status, transaction) in recorded {
         staged.known.insert((provider, id, status), transaction);
     }
-    prefetch_devices(conn, staged, &terminals).await
+    prefetch_devices(conn, staged, &terminals).await?;
+    stages.lap("devices");
+    Ok(())
 }
 
 async fn prefetch_devices(
