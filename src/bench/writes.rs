@@ -10,14 +10,74 @@ use gema_store::WalCounters;
 /// ([`CommitSample::since`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct CommitSample {
-    batches: f64,
     events: f64,
-    seconds: f64,
-    /// `(upper bound in seconds, batches at most that long)`, ascending.
+    /// The batches' durations.
+    batches: Histogram,
+    /// The batches' stages (PostgreSQL's only), in [`STAGES`]' order.
+    stages: Vec<(String, Histogram)>,
+}
+
+/// One histogram's series summed over its other labels.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    count: f64,
+    sum: f64,
+    /// `(upper bound, observations at most that)`, ascending.
     buckets: Vec<(f64, f64)>,
-    /// `(stage, seconds, laps)` of the batches' stages (PostgreSQL's only), in [`STAGES`]'
-    /// order.
-    stages: Vec<(String, f64, f64)>,
+}
+
+impl Histogram {
+    /// Adds a `_count`, `_sum` or `_bucket` series (`suffix`) of value `value`.
+    fn add(&mut self, suffix: &str, labels: &str, value: f64) {
+        match suffix {
+            "_count" => self.count += value,
+            "_sum" => self.sum += value,
+            "_bucket" => {
+                let Some(le) = label(labels, "le").and_then(|l| l.parse::<f64>().ok()) else {
+                    return;
+                };
+                match self.buckets.iter_mut().find(|(bound, _)| *bound == le) {
+                    Some((_, total)) => *total += value,
+                    None => self.buckets.push((le, value)),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What was observed after `earlier`.
+    fn since(&self, earlier: &Histogram) -> Histogram {
+        let before = |bound: f64| {
+            earlier
+                .buckets
+                .iter()
+                .find(|(b, _)| *b == bound)
+                .map_or(0.0, |(_, count)| *count)
+        };
+        Histogram {
+            count: self.count - earlier.count,
+            sum: self.sum - earlier.sum,
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(bound, count)| (*bound, count - before(*bound)))
+                .collect(),
+        }
+    }
+
+    /// The mean in milliseconds.
+    fn mean_ms(&self) -> f64 {
+        self.sum * 1000.0 / self.count
+    }
+
+    /// `≤ <bound> ms`: the smallest bucket bound at or under which `p` percent fall.
+    fn at_most(&self, p: f64) -> String {
+        let wanted = self.count * p / 100.0;
+        match self.buckets.iter().find(|(_, count)| *count >= wanted) {
+            Some((bound, _)) if bound.is_finite() => format!("≤ {} ms", bound * 1000.0),
+            _ => "over the last bucket".into(),
+        }
+    }
 }
 
 const BATCH_SIZE: &str = "gema_payment_commit_batch_size";
@@ -47,123 +107,94 @@ impl CommitSample {
                 continue;
             };
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-            match name.strip_prefix(DURATION) {
-                Some("_count") => sample.batches += value,
-                Some("_sum") => sample.seconds += value,
-                Some("_bucket") => {
-                    if let Some(le) = le_bound(labels) {
-                        sample.add_bucket(le, value);
-                    }
-                }
-                _ if name.strip_prefix(BATCH_SIZE) == Some("_sum") => sample.events += value,
-                _ => match (name.strip_prefix(STAGE), label(labels, "stage")) {
-                    (Some("_sum"), Some(stage)) => sample.stage(stage).1 += value,
-                    (Some("_count"), Some(stage)) => sample.stage(stage).2 += value,
-                    _ => {}
-                },
+            if let Some(suffix) = name.strip_prefix(DURATION) {
+                sample.batches.add(suffix, labels, value);
+            } else if name.strip_prefix(BATCH_SIZE) == Some("_sum") {
+                sample.events += value;
+            } else if let (Some(suffix), Some(stage)) =
+                (name.strip_prefix(STAGE), label(labels, "stage"))
+            {
+                sample.stage(stage).add(suffix, labels, value);
             }
         }
-        sample.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        sample.batches.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, stage) in &mut sample.stages {
+            stage.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
         let rank = |stage: &str| {
             STAGES
                 .iter()
                 .position(|s| *s == stage)
                 .unwrap_or(STAGES.len())
         };
-        sample.stages.sort_by_key(|(stage, ..)| rank(stage));
+        sample.stages.sort_by_key(|(stage, _)| rank(stage));
         sample
     }
 
-    /// The totals of `stage`, added if new.
-    fn stage(&mut self, stage: &str) -> &mut (String, f64, f64) {
-        let at = match self.stages.iter().position(|(s, ..)| s == stage) {
+    /// The histogram of `stage`, added if new.
+    fn stage(&mut self, stage: &str) -> &mut Histogram {
+        let at = match self.stages.iter().position(|(s, _)| s == stage) {
             Some(at) => at,
             None => {
-                self.stages.push((stage.to_owned(), 0.0, 0.0));
+                self.stages.push((stage.to_owned(), Histogram::default()));
                 self.stages.len() - 1
             }
         };
-        &mut self.stages[at]
-    }
-
-    /// Adds `count` to the bucket of upper bound `le` (series differing in other labels).
-    fn add_bucket(&mut self, le: f64, count: f64) {
-        match self.buckets.iter_mut().find(|(bound, _)| *bound == le) {
-            Some((_, total)) => *total += count,
-            None => self.buckets.push((le, count)),
-        }
+        &mut self.stages[at].1
     }
 
     /// What happened between `earlier` and this sample.
     pub fn since(&self, earlier: &CommitSample) -> CommitSample {
-        let before = |bound: f64| {
-            earlier
-                .buckets
-                .iter()
-                .find(|(b, _)| *b == bound)
-                .map_or(0.0, |(_, count)| *count)
-        };
         CommitSample {
-            batches: self.batches - earlier.batches,
             events: self.events - earlier.events,
-            seconds: self.seconds - earlier.seconds,
-            buckets: self
-                .buckets
-                .iter()
-                .map(|(bound, count)| (*bound, count - before(*bound)))
-                .collect(),
+            batches: self.batches.since(&earlier.batches),
             stages: self
                 .stages
                 .iter()
-                .map(|(stage, seconds, laps)| {
-                    let (_, seconds_before, laps_before) = earlier
+                .map(|(stage, histogram)| {
+                    let before = earlier
                         .stages
                         .iter()
-                        .find(|(s, ..)| s == stage)
-                        .cloned()
+                        .find(|(s, _)| s == stage)
+                        .map(|(_, h)| h.clone())
                         .unwrap_or_default();
-                    (stage.clone(), seconds - seconds_before, laps - laps_before)
+                    (stage.clone(), histogram.since(&before))
                 })
                 .collect(),
         }
     }
 
-    /// The smallest bucket bound at or under which `p` percent of the batches took.
-    fn at_most(&self, p: f64) -> Option<f64> {
-        let wanted = self.batches * p / 100.0;
-        self.buckets
-            .iter()
-            .find(|(_, count)| *count >= wanted)
-            .map(|(bound, _)| *bound)
-    }
-
     /// `commit batches …` for the report; `None` when there were none.
     pub fn line(&self) -> Option<String> {
-        if self.batches < 1.0 {
+        let batches = &self.batches;
+        if batches.count < 1.0 {
             return None;
         }
-        let bound = |p| match self.at_most(p) {
-            Some(b) if b.is_finite() => format!("≤ {} ms", b * 1000.0),
-            _ => "over the last bucket".into(),
-        };
         Some(format!(
             "commit batches    {:.0}, {:.1} events each, {:.2} ms mean, p50 {}, p99 {}",
-            self.batches,
-            self.events / self.batches,
-            self.seconds * 1000.0 / self.batches,
-            bound(50.0),
-            bound(99.0),
+            batches.count,
+            self.events / batches.count,
+            batches.mean_ms(),
+            batches.at_most(50.0),
+            batches.at_most(99.0),
         ))
     }
 
     /// `commit stages …` for the report: each stage's mean wall time per batch that went
-    /// through it; `None` when no batch recorded stages (SQLite).
+    /// through it, and its p99's bucket bound (which stage a slow batch was slow in);
+    /// `None` when no batch recorded stages (SQLite).
     pub fn stages_line(&self) -> Option<String> {
         let stages: Vec<String> = self
             .stages
             .iter()
-            .filter(|(_, _, laps)| *laps >= 1.0)
-            .map(|(stage, seconds, laps)| format!("{stage} {:.0}", seconds * 1e6 / laps))
+            .filter(|(_, histogram)| histogram.count >= 1.0)
+            .map(|(stage, histogram)| {
+                format!(
+                    "{stage} {:.0} (p99 {})",
+                    histogram.mean_ms() * 1000.0,
+                    histogram.at_most(99.0)
+                )
+            })
             .collect();
         (!stages.is_empty()).then(|| format!("commit stages     µs a batch: {}", stages.join(", ")))
     }
@@ -175,11 +206,6 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
         .trim_end_matches('}')
         .split(',')
         .find_map(|l| l.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"'))
-}
-
-/// A bucket's upper bound from its labels (`le="0.005"`, `le="+Inf"`).
-fn le_bound(labels: &str) -> Option<f64> {
-    label(labels, "le").and_then(|l| l.parse().ok())
 }
 
 /// `WAL …` for the report: the WAL written between two samples, per callback.
@@ -223,6 +249,7 @@ gema_payment_commit_duration_seconds_count 12
 gema_payment_commit_batch_size_bucket{le=\"1\"} 5
 gema_payment_commit_batch_size_sum 43
 gema_payment_commit_batch_size_count 12
+gema_payment_commit_stage_seconds_bucket{stage=\"write\",le=\"0.001\"} 2
 gema_payment_commit_stage_seconds_bucket{stage=\"write\",le=\"0.005\"} 12
 gema_payment_commit_stage_seconds_sum{stage=\"write\"} 0.042
 gema_payment_commit_stage_seconds_count{stage=\"write\"} 12
@@ -250,7 +277,9 @@ gema_payment_commit_stage_seconds_count{stage=\"later\"} 1
         let used = CommitSample::parse(AFTER).since(&CommitSample::parse(BEFORE));
         assert_eq!(
             used.stages_line().as_deref(),
-            Some("commit stages     µs a batch: begin 500, lock 500, write 4000, later 1000")
+            Some(
+                "commit stages     µs a batch: begin 500 (p99 over the last bucket), lock 500 (p99 over the last bucket), write 4000 (p99 ≤ 5 ms), later 1000 (p99 over the last bucket)"
+            )
         );
     }
 
