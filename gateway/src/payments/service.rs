@@ -209,9 +209,9 @@ struct PendingEvent {
 /// outweighs its events' at moderate rates. So an order with nothing in flight goes to the
 /// first loop, which takes whatever waits in its queue; only when `spill` events wait
 /// there ([`PaymentSettings::commit_spill`]) do new orders go to the loop with the shortest
-/// queue, and the loops work side by side. An order's events stay on the loop its first one in flight went to (the order is
-/// held until that loop has committed them), so they are applied in the order they were
-/// queued, whatever the routing did meanwhile.
+/// queue, and the loops work side by side. An order's events stay on the loop its first
+/// one in flight went to (the order is held until that loop has committed them), so they
+/// are applied in the order they were queued, whatever the routing did meanwhile.
 #[derive(Debug)]
 struct CommitQueues<T> {
     loops: Vec<mpsc::Sender<T>>,
@@ -456,7 +456,6 @@ impl Payments {
                 .unwrap_or(i64::MAX),
         };
         let mut commits = Vec::new();
-        let spill = settings.commit_spill;
         let mut results = Some(results);
         for _ in 0..settings.commit_loops.max(1) {
             // Deep enough for a burst; when full, callers wait (backpressure, never loss).
@@ -478,13 +477,14 @@ impl Payments {
                 tokio::spawn(commits_loop);
             }
         }
+        let commits = Arc::new(CommitQueues::new(commits, settings.commit_spill));
         Self {
             store,
             settings: Arc::new(settings),
             clock,
             rules,
             handover,
-            commits: Arc::new(CommitQueues::new(commits, spill)),
+            commits,
             invoice_paid: Arc::default(),
         }
     }
