@@ -158,6 +158,8 @@ pub struct PaymentsBench {
     /// Gateway nodes on the database: callbacks go to the first, devices connect to the
     /// last (more than one needs PostgreSQL).
     pub nodes: usize,
+    /// Each node's `node.worker_threads`.
+    pub daemon_threads: usize,
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -258,6 +260,7 @@ fn bench_config(
 ) -> anyhow::Result<Config> {
     let mut config = loopback_config(data_dir, bench.database_url.as_deref())?;
     config.node.id = Some(format!("bench-{node}"));
+    config.node.worker_threads = bench.daemon_threads;
     config.mqtt.max_concurrent_handshakes = 4096;
     config.database.max_connections = 16;
     // Every request comes from 127.0.0.1 (the provisioning client's pooled connections, then
@@ -295,10 +298,7 @@ impl BenchDaemon {
     /// `token`: the admin token, for a node that joins a database another node set up
     /// (it issues none itself).
     async fn start(config: Config, token: Option<String>) -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name("gema-daemon")
-            .enable_all()
-            .build()
+        let runtime = crate::runtime(config.node.worker_threads, "gema-daemon")
             .context("the daemon's runtime")?;
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -120,6 +120,11 @@ impl Config {
                 "mqtt.device_ca_key needs mqtt.device_ca (the CA certificate it belongs to)".into(),
             ));
         }
+        if self.node.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError::Invalid(format!(
+                "node.worker_threads must be at most {MAX_WORKER_THREADS} (0: one per core)"
+            )));
+        }
         if self.mqtt.device_cert_validity_days == 0 {
             return Err(ConfigError::Invalid(
                 "mqtt.device_cert_validity_days must be at least 1".into(),
@@ -686,13 +691,19 @@ pub struct NodeConfig {
     /// Stable and unique in the cluster. Unset: `<host name>-<MQTT port>`.
     pub id: Option<String>,
     pub heartbeat_interval_secs: u64,
+    /// Threads the daemon's async work runs on; 0: one per core.
+    pub worker_threads: usize,
 }
+
+/// More runtime threads than this is a typo, not a machine.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             id: None,
             heartbeat_interval_secs: 5,
+            worker_threads: 0,
         }
     }
 }

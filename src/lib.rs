@@ -24,3 +24,16 @@ pub mod telemetry;
 
 pub use app::App;
 pub use config::Config;
+
+/// A multi-threaded runtime with `worker_threads` threads (0: one per core, tokio's
+/// default) named `thread_name`: the daemon's (`node.worker_threads`) and the benchmarks'.
+pub fn runtime(
+    worker_threads: usize,
+    thread_name: &str,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.thread_name(thread_name).enable_all().build()
+}

@@ -13,18 +13,7 @@ use gema_gateway::Registry;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: starting the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    match start(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -33,9 +22,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// Builds the runtime the command runs on, then runs it: `serve` on `node.worker_threads`
+/// threads, `bench payments`' load generator on `--load-threads`, the rest on one per core.
+fn start(cli: Cli) -> anyhow::Result<()> {
+    let threads =
+        |threads, name| gema::runtime(threads, name).context("starting the async runtime");
+    match cli.command {
+        Command::Serve(args) => {
+            let config = load_config(&args)?;
+            threads(config.node.worker_threads, "gema-daemon")?.block_on(serve(config))
+        }
+        Command::Bench {
+            command: gema::cli::BenchCommand::Payments { load_threads, .. },
+        } => threads(load_threads, "bench-load")?.block_on(run(cli)),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(run(cli)),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(load_config(&args)?).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Backup(args) => {
             let config = load_config(&args.daemon)?;
@@ -76,6 +86,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     concurrency,
                     database_url,
                     nodes,
+                    daemon_threads,
+                    ..
                 },
         } => {
             // Quiet unless asked: a log line per request would be part of what is measured.
@@ -89,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 concurrency: concurrency.max(1),
                 database_url,
                 nodes,
+                daemon_threads,
             })
             .await
         }
@@ -282,8 +295,7 @@ fn load_config(args: &DaemonArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn serve(args: DaemonArgs) -> anyhow::Result<()> {
-    let config = load_config(&args)?;
+async fn serve(config: Config) -> anyhow::Result<()> {
     telemetry::init_logging(&config.log)?;
     // One descriptor per device or HTTP connection: use everything the hard limit allows.
     // `App::build` shares it between the two listeners' connection caps.

@@ -5,7 +5,7 @@
 //! the daemon's runtime (`gema-daemon`, its workers and blocking pool), the commit loop's
 //! thread (`gema-commit`), SQLite's payment writer (`gema-sqlite-payments`) and sqlx's
 //! SQLite connection threads (`sqlx-sqlite-worker-N`) are the daemon's; the bench's own
-//! runtime (`tokio-runtime-worker`: HTTP client, TLS devices) is the load. A thread's time
+//! runtime (`bench-load`: HTTP client, TLS devices) is the load. A thread's time
 //! is its scheduler run time (`/proc/self/task/<tid>/schedstat`, nanoseconds); a thread
 //! that ended during the run is missing from the per-thread figures but not from the
 //! process's (`/proc/self/stat`, in clock ticks of 10 ms).

@@ -272,6 +272,14 @@ pub enum BenchCommand {
         /// the devices connect to the last, so every announcement crosses nodes.
         #[arg(long, default_value_t = 1)]
         nodes: usize,
+        /// Threads of each node's runtime, as `node.worker_threads` (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        daemon_threads: usize,
+        /// Threads of the load generator's and simulated devices' runtime (0: one per
+        /// core). One by default: on a small box the load's threads take cores from the
+        /// daemon and PostgreSQL under test.
+        #[arg(long, default_value_t = 1)]
+        load_threads: usize,
     },
     /// The real binary under payment load from simulated soundboxes, killed with SIGKILL at
     /// random moments and restarted, N times: prints callbacks accepted, announcements
