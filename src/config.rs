@@ -1365,6 +1365,19 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_thread_count_past_the_cap_is_refused() {
+        let mut config = Config::default();
+        config.node.worker_threads = 1;
+        config.validate().expect("one thread is a valid choice");
+        config.node.worker_threads = MAX_WORKER_THREADS + 1;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("node.worker_threads must be at most 1024"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn whatsapp_sections_are_checked() {
         let mut config = Config::default();
         config.whatsapp.phone_number_id = Some("1".into());

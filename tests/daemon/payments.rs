@@ -93,7 +93,15 @@ impl std::fmt::Debug for Unsettled<'_> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signed_notification_is_spoken_once_by_the_device_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with(dir.path(), &[("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY)]);
+    // On one runtime thread, as a box that PostgreSQL shares may run it: nothing in the
+    // path may wait synchronously for another task.
+    let daemon = Daemon::start_with(
+        dir.path(),
+        &[
+            ("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY),
+            ("GEMA_NODE__WORKER_THREADS", "1"),
+        ],
+    );
     let c = daemon.approved_terminal_with_device("SB-E2E-1").await;
     let device = c.device.device_id.clone();
     let (fleet, mut events) = connected_sim(daemon.mqtt_addr.port(), &c.device, &c.ca_pem).await;
