@@ -35,16 +35,14 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: gema::cli::BenchCommand::Payments { load_threads, .. },
         } => threads(load_threads, "bench-load")?.block_on(run(cli)),
-        _ => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?
-            .block_on(run(cli)),
+        _ => threads(0, "tokio-runtime-worker")?.block_on(run(cli)),
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        // `start` runs `serve` on a runtime sized by its configuration; this arm is what
+        // `serve` means anywhere else.
         Command::Serve(args) => serve(load_config(&args)?).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Backup(args) => {
