@@ -22,7 +22,8 @@ pub(super) struct CommitSample {
 struct Histogram {
     count: f64,
     sum: f64,
-    /// `(upper bound, observations at most that)`, ascending.
+    /// `(upper bound, observations at most that)`, ascending ([`Histogram::add`] keeps
+    /// them so).
     buckets: Vec<(f64, f64)>,
 }
 
@@ -36,9 +37,10 @@ impl Histogram {
                 let Some(le) = label(labels, "le").and_then(|l| l.parse::<f64>().ok()) else {
                     return;
                 };
-                match self.buckets.iter_mut().find(|(bound, _)| *bound == le) {
-                    Some((_, total)) => *total += value,
-                    None => self.buckets.push((le, value)),
+                let at = self.buckets.partition_point(|(bound, _)| *bound < le);
+                match self.buckets.get_mut(at) {
+                    Some((bound, total)) if *bound == le => *total += value,
+                    _ => self.buckets.insert(at, (le, value)),
                 }
             }
             _ => {}
@@ -117,10 +119,6 @@ impl CommitSample {
                 sample.stage(stage).add(suffix, labels, value);
             }
         }
-        sample.batches.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (_, stage) in &mut sample.stages {
-            stage.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        }
         let rank = |stage: &str| {
             STAGES
                 .iter()
@@ -145,6 +143,7 @@ impl CommitSample {
 
     /// What happened between `earlier` and this sample.
     pub fn since(&self, earlier: &CommitSample) -> CommitSample {
+        let none = Histogram::default();
         CommitSample {
             events: self.events - earlier.events,
             batches: self.batches.since(&earlier.batches),
@@ -156,9 +155,8 @@ impl CommitSample {
                         .stages
                         .iter()
                         .find(|(s, _)| s == stage)
-                        .map(|(_, h)| h.clone())
-                        .unwrap_or_default();
-                    (stage.clone(), histogram.since(&before))
+                        .map_or(&none, |(_, h)| h);
+                    (stage.clone(), histogram.since(before))
                 })
                 .collect(),
         }
