@@ -6,6 +6,7 @@
 //! 131048 sender stopped for the day), and a send in flight when the daemon is killed:
 //! `uncertain` after the restart, never re-sent.
 
+use std::path::Path;
 use std::time::Duration;
 
 use gema::fake_cloud_api::FakeCloudApi;
@@ -40,6 +41,27 @@ fn start(dir: &std::path::Path, fake: &FakeCloudApi) -> Daemon {
     let env = env(fake);
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Daemon::start_with(dir, &pairs)
+}
+
+/// The daemon's database in `dir` (SQLite), opened beside it as another process would.
+async fn database(dir: &Path) -> std::sync::Arc<dyn gema_store::Store> {
+    let url = format!("sqlite://{}", dir.join("gema-data/gema.db").display());
+    gema_store::connect(&url, &gema_store::ConnectOptions::default())
+        .await
+        .expect("open the daemon's database")
+}
+
+/// Waits until the daemon has applied every webhook it answered 200: it records each one
+/// and applies it afterwards, on a task of its own (an inbound message opens the 24-hour
+/// window only then).
+async fn webhooks_applied(dir: &Path) {
+    let store = database(dir).await;
+    let store = &store;
+    eventually("every recorded webhook applied", || async move {
+        let left = store.unprocessed_wa_webhooks(100).await.ok()?;
+        left.is_empty().then_some(())
+    })
+    .await;
 }
 
 /// A new approved merchant; its id.
@@ -187,7 +209,7 @@ async fn messages_go_out_and_statuses_only_move_forward() {
         }}]}]
     });
     assert_eq!(webhook(&daemon, &inbound).await, 200);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    webhooks_applied(dir.path()).await;
     let id = send(&daemon, &merchant, "6281211110001", "Sama-sama").await;
     until_status(&daemon, &id, "sent").await;
     let requests = requests_to(&fake, "6281211110001");
@@ -239,7 +261,7 @@ async fn each_meta_error_code_gets_its_rule() {
         }}]}]
     });
     assert_eq!(webhook(&daemon, &window).await, 200);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    webhooks_applied(dir.path()).await;
 
     let window_closed = send(&daemon, &merchant, "6281200000001", "satu").await;
     let undeliverable = send(&daemon, &merchant, "6281200000002", "dua").await;
