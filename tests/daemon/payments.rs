@@ -52,11 +52,16 @@ pub async fn order(daemon: &Daemon, terminal: &str, order_ref: &str, amount: i64
 
 /// The transaction's announcements once none is pending (waiting at most 20 s).
 async fn settled_announcements(daemon: &Daemon, transaction: &str) -> Vec<Value> {
+    settled_within(daemon, transaction, Duration::from_secs(20)).await
+}
+
+/// The transaction's announcements once none is pending (waiting at most `deadline`).
+async fn settled_within(daemon: &Daemon, transaction: &str, deadline: Duration) -> Vec<Value> {
     let path = format!("/api/v1/transactions/{transaction}/announcements");
     let path = path.as_str();
     eventually_within(
         &format!("announcements of {transaction} settled"),
-        Duration::from_secs(20),
+        deadline,
         || async move {
             let (_, list) = daemon.get(path).await;
             let list = list.as_array().unwrap().clone();
@@ -157,26 +162,31 @@ async fn a_signed_notification_is_spoken_once_by_the_device_over_tls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_offline_device_hears_it_on_reconnect_unless_it_expired() {
+    // The fresh announcement below must reach the device within this of its payment: the
+    // device's first connect (debug build: TLS handshake and password hash), the replay's
+    // grace and the delivery, on a loaded CI machine (6 s was tight for that).
+    const TTL: Duration = Duration::from_secs(15);
     let dir = tempfile::tempdir().unwrap();
+    let ttl = TTL.as_secs().to_string();
     let daemon = Daemon::start_with(
         dir.path(),
         &[
             ("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY),
-            // Long enough for the device to connect on a loaded CI machine (debug build:
-            // TLS handshake and password hash); the first announcement outlives it anyway.
-            ("GEMA_PAYMENTS__ANNOUNCEMENT_TTL_SECS", "6"),
+            ("GEMA_PAYMENTS__ANNOUNCEMENT_TTL_SECS", ttl.as_str()),
         ],
     );
     let c = daemon.approved_terminal_with_device("SB-E2E-2").await;
 
-    // Paid while the device is away, and the device stays away past the announcement's life.
+    // Paid while the device is away, and the device stays away past the announcement's life:
+    // until the relay, rechecking it at its expiry, has marked it expired.
     let stale = order(&daemon, &c.terminal, "ORD-E2E-STALE", 5_000).await;
     notify(
         &daemon,
         &notification("ORD-E2E-STALE", "settlement", "5000.00"),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    let old = settled_within(&daemon, &stale, TTL + Duration::from_secs(30)).await;
+    assert_eq!(old[0]["status"], "expired");
     // Paid while away, and the device comes back in time.
     let fresh = order(&daemon, &c.terminal, "ORD-E2E-FRESH", 7_000).await;
     notify(
