@@ -357,7 +357,10 @@ async fn commands_go_through_every_final_state() {
     let failed = command_reaches(&daemon, &id, &fw["id"], "failed").await;
     assert!(failed["message"].as_str().unwrap().contains("cannot"));
 
-    // Acknowledged, never finished: timed out (expiry 1 s + result timeout 1 s).
+    // Acknowledged, never finished: timed out (expiry + result timeout 1 s). The expiry
+    // leaves room to deliver it and record the device's acknowledgement first (one arriving
+    // past it is answered `expired` by the device): 1 s was tight for a debug build on a
+    // loaded machine.
     sim.controls
         .send(SimControl::StallCommands(true))
         .await
@@ -365,7 +368,7 @@ async fn commands_go_through_every_final_state() {
     let slow = command(
         &daemon,
         &id,
-        json!({ "action": { "name": "reboot" }, "expires_in_secs": 1 }),
+        json!({ "action": { "name": "reboot" }, "expires_in_secs": 10 }),
     )
     .await;
     next_event(&mut sim.events, |e| {
