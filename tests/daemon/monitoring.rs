@@ -34,6 +34,15 @@ const APPEAR_ON_EVENT: [(&str, &str); 3] = [
     ),
 ];
 const PAYMENTS: usize = 12;
+/// The outboxes whose backlog the store sampler exports.
+const OUTBOXES: [&str; 6] = [
+    "announcement",
+    "config",
+    "command",
+    "qr",
+    "whatsapp",
+    "webhook",
+];
 
 /// A daemon with `gema sim` devices connected and payments spoken on them.
 struct Loaded {
@@ -53,7 +62,8 @@ impl Drop for Loaded {
 /// soundboxes, and posts [`PAYMENTS`] signed callbacks plus a few with a wrong signature;
 /// once every payment was spoken and acknowledged, rotates one device's secret, which ends
 /// its session (its simulator keeps retrying with the old secret): the fleet then has one
-/// device offline and a disconnect. Returns when the metrics show that.
+/// device offline and a disconnect. Returns when the metrics show that, and the outbox
+/// backlogs sampled after the payments (empty).
 async fn loaded_daemon() -> Loaded {
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(
@@ -190,6 +200,37 @@ async fn loaded_daemon() -> Loaded {
         },
     )
     .await;
+    // The sampler reads the fleet and the store in turn, each every second: the fleet's
+    // sample just seen may come before the store's of the same second, and the store's
+    // before that may predate the last delivery (an announcement still pending). The
+    // backlogs are looked at once a store sample after the payments is in.
+    eventually_within(
+        "the outbox backlogs sampled after the payments",
+        Duration::from_secs(30),
+        || async move {
+            let metrics = daemon.metrics().await;
+            let backlogs: Vec<_> = OUTBOXES
+                .iter()
+                .map(|kind| {
+                    let labels = format!("kind=\"{kind}\"");
+                    (
+                        *kind,
+                        sample(&metrics, "gema_outbox_pending", &labels),
+                        sample(&metrics, "gema_outbox_oldest_pending_age_seconds", &labels),
+                    )
+                })
+                .collect();
+            if backlogs
+                .iter()
+                .all(|(_, pending, age)| (*pending, *age) == (Some(0.0), Some(0.0)))
+            {
+                Ok(Some(()))
+            } else {
+                Err(backlogs)
+            }
+        },
+    )
+    .await;
     loaded
 }
 
@@ -253,14 +294,7 @@ async fn the_metrics_listener_exports_fleet_payment_outbox_and_platform_metrics(
     assert!(expect("gema_payment_commit_duration_seconds_count", "") >= 1.0);
     assert!(expect("gema_payment_commit_batch_size_bucket", "le=\"+Inf\"") >= 1.0);
     assert!(expect("gema_broker_tls_handshakes_total", "result=\"ok\"") >= DEVICES as f64);
-    for kind in [
-        "announcement",
-        "config",
-        "command",
-        "qr",
-        "whatsapp",
-        "webhook",
-    ] {
+    for kind in OUTBOXES {
         let labels = format!("kind=\"{kind}\"");
         assert_eq!(expect("gema_outbox_pending", &labels), 0.0, "{kind}");
         assert_eq!(
