@@ -17,6 +17,11 @@ use gema_store::*;
 // (the store's change), the commit loop's write blocks the worker it runs on while it waits
 // for its turn to write, and device operations' writes (presence) must go on meanwhile.
 
+/// A `replay_grace` for the tests in which a device's re-sent ack must be committed within
+/// the grace: the default 500 ms is little for a debug build's SQLite write on a loaded
+/// machine.
+const LONG_GRACE: Duration = Duration::from_secs(3);
+
 struct Harness {
     gw: TestGateway,
     terminal: Terminal,
@@ -232,7 +237,11 @@ async fn an_ack_resent_right_after_a_reconnect_comes_before_the_replay() {
     use gema_firmware_protocol::{Encoding, encode};
     use gema_gateway::transport::UplinkMessage;
 
-    let h = harness(fast(), true, false).await;
+    let settings = DeliverySettings {
+        replay_grace: LONG_GRACE,
+        ..fast()
+    };
+    let h = harness(settings, true, false).await;
     let id = h.pay("ORD-LATE-ACK", 4_000).await;
     let sent_msg_id = sent_once(&h).await;
     h.gw.transport.go_offline(&h.device_id);
@@ -272,7 +281,7 @@ async fn an_ack_resent_right_after_a_reconnect_comes_before_the_replay() {
         .await
         .unwrap();
     h.until_status(&id, AnnouncementStatus::Delivered).await;
-    tokio::time::sleep(DeliverySettings::default().replay_grace + Duration::from_millis(300)).await;
+    tokio::time::sleep(LONG_GRACE + Duration::from_millis(300)).await;
     assert_eq!(h.received().len(), 1, "not given again: {:?}", h.received());
 }
 
@@ -518,7 +527,11 @@ async fn an_announcement_ack_is_acknowledged_to_the_device_only_after_the_commit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_whose_write_fails_is_not_acknowledged_and_its_resend_settles_it_without_a_replay() {
-    let h = harness(patient(), true, false).await;
+    let settings = DeliverySettings {
+        replay_grace: LONG_GRACE,
+        ..patient()
+    };
+    let h = harness(settings, true, false).await;
     let id = h.pay("ORD-RESEND", 8_000).await;
     let msg_id = sent_once(&h).await;
 
@@ -554,7 +567,7 @@ async fn an_ack_whose_write_fails_is_not_acknowledged_and_its_resend_settles_it_
         .expect("the re-sent ack is settled")
         .expect("settled once recorded");
     h.until_status(&id, AnnouncementStatus::Delivered).await;
-    tokio::time::sleep(DeliverySettings::default().replay_grace + Duration::from_millis(300)).await;
+    tokio::time::sleep(LONG_GRACE + Duration::from_millis(300)).await;
     assert_eq!(
         h.received().len(),
         1,
