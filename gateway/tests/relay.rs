@@ -17,6 +17,11 @@ use gema_store::*;
 // (the store's change), the commit loop's write blocks the worker it runs on while it waits
 // for its turn to write, and device operations' writes (presence) must go on meanwhile.
 
+/// How long a step that writes to the database may take here: generous for a debug build
+/// on a loaded machine, and still half the relay's 30 s offline recheck, which a retry on
+/// its backoff must come well before.
+const SETTLE: Duration = Duration::from_secs(15);
+
 /// A `replay_grace` for the tests in which a device's re-sent ack must be committed within
 /// the grace: the default 500 ms is little for a debug build's SQLite write on a loaded
 /// machine.
@@ -121,11 +126,11 @@ impl Harness {
             .remove(0)
     }
 
-    /// Waits (bounded, about 5 s) until the transaction's announcement is in `status`.
+    /// Waits (bounded, [`SETTLE`]) until the transaction's announcement is in `status`.
     async fn until_status(&self, transaction_id: &str, status: AnnouncementStatus) -> Announcement {
         eventually_within(
             &format!("announcement became {status:?}"),
-            Duration::from_secs(5),
+            SETTLE,
             || async move {
                 let a = self.announcement(transaction_id).await;
                 if a.status == status {
@@ -318,12 +323,14 @@ async fn a_retry_after_a_reconnect_comes_on_its_backoff_not_the_offline_recheck(
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Back, but the first attempt goes unacknowledged: a retry is due after 20 ms.
     h.connect().await;
-    eventually_within("the first attempt", Duration::from_secs(2), || async {
+    // After the replay's grace (500 ms); well before the offline recheck all the same.
+    eventually_within("the first attempt", Duration::from_secs(10), || async {
         Ok::<_, ()>((!h.received().is_empty()).then_some(()))
     })
     .await;
     h.gw.transport.set_acking(true);
-    // Delivered by the retry (until_status gives up after about 5 s, long before 30 s).
+    // Delivered by the retry (until_status gives up after SETTLE: with the wait above at
+    // most 25 s after the payment, still before the 30 s offline recheck).
     let a = h.until_status(&id, AnnouncementStatus::Delivered).await;
     // Two attempts, or three if this test was slow to turn acks on; one send each.
     assert!(a.attempts >= 2, "{a:?}");
@@ -474,7 +481,7 @@ fn hold_write_lock(h: &Harness) -> rusqlite::Connection {
 
 /// Waits for the announcement's one send; its downlink's message id.
 async fn sent_once(h: &Harness) -> String {
-    eventually_within("sent once", Duration::from_secs(5), || async {
+    eventually_within("sent once", SETTLE, || async {
         if h.received().len() == 1 {
             Ok(Some(()))
         } else {
