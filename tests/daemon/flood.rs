@@ -6,19 +6,20 @@
 //! flood from more addresses fills the HTTP cap, and another device still connects: the
 //! broker's descriptors are its own.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use gema::sim::SimEvent;
-use gema_gateway::testing::eventually;
+use gema_gateway::testing::{DEFAULT_DEADLINE, eventually, eventually_within};
 
 use crate::helpers::{Daemon, connected_sim, next_event};
 use crate::payments::{KEY, notification, notify, order};
 
 /// Opens `count` connections from each of the comma-separated `sources` to the port, sends
-/// each half a request header, says how many the daemon kept, and holds them until its
-/// stdin closes.
+/// each half a request header and says how many connected; once told (a line on its stdin)
+/// that the daemon has decided on every one, says how many it kept, and holds them until
+/// its stdin closes.
 const FLOODER: &str = r#"
 import resource, socket, sys, time
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -41,6 +42,9 @@ for i in range(count * len(sources)):
     except OSError:
         s.close()
 
+print("connected", len(held), flush=True)
+sys.stdin.readline()
+
 def open_ones():
     alive = []
     for s in held:
@@ -55,7 +59,8 @@ def open_ones():
             s.close()
     return alive
 
-# Until the daemon has decided on every connection: the count stops changing.
+# The daemon has counted its decision on each; the closes it sent may still be on their way:
+# until the count stops changing.
 previous = -1
 for _ in range(100):
     time.sleep(0.3)
@@ -68,9 +73,13 @@ sys.stdin.read()
 "#;
 
 /// A flooding child process; killed when dropped.
-struct Flooder(Child);
+struct Flooder {
+    child: Child,
+    said: BufReader<ChildStdout>,
+}
 
 impl Flooder {
+    /// Starts a flood and returns once its connections are open: how many connected.
     fn start(source: &str, port: u16, count: usize) -> (Flooder, usize) {
         let mut child = Command::new("python3")
             .args(["-c", FLOODER, source, &port.to_string(), &count.to_string()])
@@ -78,23 +87,59 @@ impl Flooder {
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the flooder");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
+        let said = BufReader::new(child.stdout.take().unwrap());
+        let mut flooder = Flooder { child, said };
+        let connected = flooder.number("connected ");
+        (flooder, connected)
+    }
+
+    /// How many of its connections the daemon kept: the caller has seen the daemon decide
+    /// on every one (its metrics), so only the closes on their way are waited for.
+    fn kept(&mut self) -> usize {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"count\n")
+            .and_then(|()| stdin.flush())
             .unwrap();
-        let kept = line
-            .strip_prefix("kept ")
+        self.number("kept ")
+    }
+
+    fn number(&mut self, label: &str) -> usize {
+        let mut line = String::new();
+        self.said.read_line(&mut line).unwrap();
+        line.strip_prefix(label)
             .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("the flooder said {line:?}"));
-        (Flooder(child), kept)
+            .unwrap_or_else(|| panic!("the flooder said {line:?}, not {label:?}"))
     }
 }
 
 impl Drop for Flooder {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// Waits until the daemon has refused `refused` connections for `reason` in all: it has then
+/// decided on every flood connection so far (accepted into the cap or refused). Before, a
+/// connection still in its accept backlog looks kept to the flooder.
+async fn refusals_reach(daemon: &Daemon, reason: &str, refused: u64) {
+    let labels = format!("reason=\"{reason}\"");
+    let labels = labels.as_str();
+    eventually_within(
+        &format!("{refused} connections refused ({reason})"),
+        DEFAULT_DEADLINE,
+        || async move {
+            let metrics = daemon.metrics().await;
+            let now = counter(&metrics, "gema_http_connections_refused_total", labels);
+            if now >= refused {
+                Ok(Some(()))
+            } else {
+                Err(now)
+            }
+        },
+    )
+    .await;
 }
 
 /// Sum of a Prometheus counter's series whose labels contain `labels`.
@@ -128,12 +173,16 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
     let id = order(&daemon, &c.terminal, "ORD-FLOOD-1", 15_000).await;
 
     let port = daemon.http_port();
-    let floods: Vec<_> = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        .into_iter()
-        .map(|source| Flooder::start(source, port, 1_000))
-        .collect();
-    for (_, kept) in &floods {
-        assert_eq!(*kept, 40, "each source keeps its share, the rest is shed");
+    let mut floods = Vec::new();
+    let mut shed = 0;
+    for source in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let (mut flood, connected) = Flooder::start(source, port, 1_000);
+        assert!(connected >= 40, "{source}: {connected} connected");
+        shed += (connected - 40) as u64;
+        refusals_reach(&daemon, "per_source", shed).await;
+        let kept = flood.kept();
+        assert_eq!(kept, 40, "each source keeps its share, the rest is shed");
+        floods.push(flood);
     }
 
     // A soundbox still connects over MQTT/TLS…
@@ -180,7 +229,10 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
 
     // Ten more addresses fill the HTTP cap (200: 120 are held already) …
     let sources: Vec<String> = (1..=10).map(|i| format!("127.0.1.{i}")).collect();
-    let (wide, kept) = Flooder::start(&sources.join(","), port, 40);
+    let (mut wide, connected) = Flooder::start(&sources.join(","), port, 40);
+    assert!(connected >= 80, "{connected} connected");
+    refusals_reach(&daemon, "max_connections", (connected - 80) as u64).await;
+    let kept = wide.kept();
     assert_eq!(kept, 200 - 3 * 40, "the rest of the cap, no more");
     let metrics = daemon.metrics().await;
     assert!(
