@@ -19,10 +19,6 @@ use crate::helpers::Daemon;
 const APP_SECRET: &str = "app-secret-for-tests";
 const NUMBER: &str = "1098765";
 const TOKEN: &str = "cloud-token-for-tests";
-/// `GEMA_WHATSAPP__REQUEST_TIMEOUT_SECS` below; a claimed send is given four times that
-/// (`src/config.rs`) before a worker may call it `uncertain`.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-const CLAIM_TIMEOUT: Duration = Duration::from_secs(4 * REQUEST_TIMEOUT.as_secs());
 
 fn env(fake: &FakeCloudApi) -> Vec<(&'static str, String)> {
     vec![
@@ -34,10 +30,11 @@ fn env(fake: &FakeCloudApi) -> Vec<(&'static str, String)> {
         ("GEMA_WHATSAPP__RETRY_BASE_SECS", "1".into()),
         ("GEMA_WHATSAPP__THROTTLE_BASE_SECS", "1".into()),
         ("GEMA_WHATSAPP__RECIPIENT_GAP_SECS", "1".into()),
-        (
-            "GEMA_WHATSAPP__REQUEST_TIMEOUT_SECS",
-            REQUEST_TIMEOUT.as_secs().to_string(),
-        ),
+        // A claimed send is given four times this (the claim timeout, 8 s) before a
+        // worker may call it `uncertain`.
+        ("GEMA_WHATSAPP__REQUEST_TIMEOUT_SECS", "2".into()),
+        // One node id across a test's restarts: the restarted daemon is the same node.
+        ("GEMA_NODE__ID", "whatsapp-test-node".into()),
         (
             "GEMA_WHATSAPP__TEMPLATES__MANUAL__NAME",
             "gema_pesan_manual".into(),
@@ -352,20 +349,16 @@ async fn a_send_in_flight_when_the_daemon_dies_is_uncertain_and_not_sent_again()
     let id = send(&daemon, &merchant, "6281277770001", "Tagihan Anda").await;
     assert!(fake.wait_for(1, Duration::from_secs(30)).await);
     // Killed at once: the request must still be in flight, inside its time limit (after
-    // which the daemon would mark it uncertain itself). The claim was committed before the
-    // request went out, so it runs out before `claim_gone`.
-    let claim_gone = tokio::time::Instant::now() + CLAIM_TIMEOUT + Duration::from_secs(1);
+    // which the daemon would mark it uncertain itself).
     daemon.kill_hard();
     let store = database(dir.path()).await;
     let left = store.get_wa_message(&id).await.unwrap();
     assert_eq!(left.status, MessageStatus::Sending, "{left:?}");
     drop(store);
 
-    // The restarted worker calls a send uncertain only when it takes the sender lease, and
-    // only if the send's claim has run out by then. The killed node's lease may be free in
-    // anything from 0 to 10 s (a node's id, from its port, changes with the restart), so
-    // the restart waits for the claim to run out first.
-    tokio::time::sleep_until(claim_gone).await;
+    // Restarted at once under the same node id (`env`), so it takes the sender lease back
+    // before the send's claim (8 s) has run out: the send is found uncertain by a later
+    // look, not only when the lease is taken.
     let mut restarted = start(dir.path(), &fake);
     restarted.token = token;
     let body = until_status(&restarted, &id, "uncertain").await;

@@ -6,8 +6,9 @@
 //! first message it may send (`pending → sending`, committed) and sends it on a task of its
 //! own. A claim is a compare-and-set on `pending`, so a message is sent at most once even
 //! if two nodes briefly both think they hold the lease. When the worker (re)starts it first
-//! marks rows left `sending` past their claim `uncertain`, and replays the last 24 hours of
-//! sends into its pacing.
+//! marks rows left `sending` past their claim `uncertain` (and looks again once per claim
+//! timeout, for claims that had not run out yet), and replays the last 24 hours of sends
+//! into its pacing.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -112,6 +113,8 @@ struct Worker {
     throttles: HashMap<String, u32>,
     jitter: Jitter,
     inbound_seen_ms: i64,
+    /// When rows left `sending` past their claim are next looked for.
+    stale_check_ms: i64,
     done_tx: mpsc::UnboundedSender<Done>,
 }
 
@@ -216,15 +219,25 @@ impl Worker {
         }
     }
 
-    /// Taking (or retaking) the lease: what the last holder left in flight is uncertain,
-    /// and the pacing remembers the last day's sends.
-    async fn start(&mut self) -> GatewayResult<()> {
-        let now = self.wa.now_ms();
+    /// Marks `uncertain` the rows left `sending` past their claim: their worker stopped with
+    /// the request in flight. Looked for when the lease is taken and then once per claim
+    /// timeout: a worker that retakes the lease before a dead holder's claims ran out (a
+    /// restart under the same node id does) finds them later, not never.
+    async fn mark_stale(&mut self, now: i64) -> GatewayResult<()> {
         let stale = self.wa.store.mark_stale_wa_sends(now).await?;
         for id in &stale {
             count_for("unknown", "uncertain");
             tracing::warn!(message_id = %id, "WhatsApp message was in flight when its worker stopped: marked uncertain, not re-sent");
         }
+        self.stale_check_ms = now + ms(self.wa.settings().claim_timeout);
+        Ok(())
+    }
+
+    /// Taking (or retaking) the lease: what the last holder left in flight is uncertain,
+    /// and the pacing remembers the last day's sends.
+    async fn start(&mut self) -> GatewayResult<()> {
+        let now = self.wa.now_ms();
+        self.mark_stale(now).await?;
         self.paces.clear();
         self.queues.clear();
         self.known.clear();
@@ -240,6 +253,9 @@ impl Worker {
 
     async fn refresh(&mut self) -> GatewayResult<()> {
         let now = self.wa.now_ms();
+        if now >= self.stale_check_ms {
+            self.mark_stale(now).await?;
+        }
         self.refresh_targets().await?;
         for (sender, until, _) in self.wa.store.wa_sender_pauses(now).await? {
             if let Some(pace) = self.paces.get_mut(&sender) {
@@ -667,6 +683,7 @@ impl WhatsApp {
             throttles: HashMap::new(),
             jitter: Jitter::from_entropy(),
             inbound_seen_ms: 0,
+            stale_check_ms: 0,
             done_tx,
         };
         let poll = self.settings.poll_interval.max(Duration::from_millis(10));
