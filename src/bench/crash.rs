@@ -292,8 +292,7 @@ pub async fn crash_loop(bench: CrashLoop) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let unsettled = settle_device_work(&api, &device_ids, &commands).await;
-    // Acks the daemon has not recorded yet are recorded before a graceful stop.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle_announcements(&api, &wanted).await;
     daemon.stop().await?;
     listener.abort();
 
@@ -569,6 +568,33 @@ async fn queue_command(api: &ApiClient, device: &str) -> Option<String> {
 
 /// Waits (at most 60 s) until every device runs its desired config and every command is
 /// final; returns what is not, one line each.
+/// Waits (at most 60 s) until no announcement of `transactions` is pending. A device that
+/// heard one may have had its ack die with a killed daemon; it acks again only when the
+/// announcement is replayed on its next connection, which its reconnect backoff (up to
+/// 16 s) puts off. What is still pending after that, the report counts as lost.
+async fn settle_announcements(api: &ApiClient, transactions: &HashSet<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut left: Vec<&str> = transactions.iter().copied().collect();
+    loop {
+        let mut pending = Vec::new();
+        for id in left {
+            let path = format!("/transactions/{id}/announcements");
+            match api.call(reqwest::Method::GET, &path, &[], None).await {
+                Ok(list)
+                    if list.as_array().is_some_and(|list| {
+                        !list.is_empty() && list.iter().all(|a| a["status"] != "pending")
+                    }) => {}
+                _ => pending.push(id),
+            }
+        }
+        if pending.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        left = pending;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn settle_device_work(
     api: &ApiClient,
     devices: &[String],
