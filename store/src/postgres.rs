@@ -4,8 +4,11 @@
 //! `FOR UPDATE`, and unique constraints back every "check, then insert" in case two nodes
 //! race.
 
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor};
 
 use crate::payments::batch::{
     BOUND_DEVICES, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION, LEDGER_ORIGINALS,
@@ -23,17 +26,114 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub(crate) struct PostgresStore {
     pub(crate) read: PgPool,
     pub(crate) write: PgPool,
-    /// The payment batches' own connections (see [`BATCH_CONNECTIONS`]).
-    batches: PgPool,
+    /// The payment batches' own connections (see [`BatchConnections`]).
+    batches: Arc<BatchConnections>,
+    /// How long a batch waits for a connection of [`BatchConnections`].
+    acquire_timeout: Duration,
 }
 
 /// Connections for payment batches, enough for the gateway's commit loops side by side.
+const BATCH_CONNECTIONS: usize = 8;
+
+/// The payment batches' connections, kept between batches, at most [`BATCH_CONNECTIONS`]
+/// in use at once. Not a sqlx pool: a pool pings a connection when it is taken and again
+/// when it is given back, two round trips per batch that wake the server's backend (on a
+/// small box, for a core the batch's own statements wait for) to learn what the batch's
+/// `BEGIN` finds out anyway. A kept connection that the server closed meanwhile (a
+/// restart, `pg_terminate_backend`, an idle timeout) fails its `BEGIN` and is replaced by
+/// another; a batch that fails after its `BEGIN` gives its connection back only if its
+/// `ROLLBACK` went through.
+///
 /// Their sessions use generic plans only (`plan_cache_mode = force_generic_plan`): a
 /// batch's statements take arrays whose lengths the planner sees, so with the default it
 /// kept planning each execution anew (a custom plan per batch size looks cheaper than the
 /// generic one), while the generic plan of a lookup by key is the right one for any size.
 /// Other statements keep the default on the main pool.
-const BATCH_CONNECTIONS: u32 = 8;
+#[derive(Debug)]
+struct BatchConnections {
+    options: PgConnectOptions,
+    permits: tokio::sync::Semaphore,
+    /// Connections outside any transaction, the most recently given back last.
+    idle: Mutex<Vec<PgConnection>>,
+}
+
+/// A batch connection with a transaction begun on it. [`BatchConnection::commit`] and
+/// [`BatchConnection::rollback`] end the transaction and keep the connection for the next
+/// batch; dropping it closes the connection, and the server rolls the transaction back.
+struct BatchConnection<'a> {
+    conn: PgConnection,
+    owner: &'a BatchConnections,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl BatchConnections {
+    fn new(options: PgConnectOptions) -> Self {
+        Self {
+            options,
+            permits: tokio::sync::Semaphore::new(BATCH_CONNECTIONS),
+            idle: Mutex::new(Vec::with_capacity(BATCH_CONNECTIONS)),
+        }
+    }
+
+    /// A connection for one batch, its transaction begun: the most recently given back
+    /// whose `BEGIN` works, or a new one.
+    async fn begin(&self, acquire_timeout: Duration) -> StoreResult<BatchConnection<'_>> {
+        let permit = tokio::time::timeout(acquire_timeout, self.permits.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        loop {
+            let kept = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut conn) = kept else {
+                break;
+            };
+            match conn.execute("BEGIN").await {
+                Ok(_) => {
+                    return Ok(BatchConnection {
+                        conn,
+                        owner: self,
+                        _permit: permit,
+                    });
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "a kept payment batch connection is gone")
+                }
+            }
+        }
+        let mut conn = PgConnection::connect_with(&self.options).await?;
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+            .await?;
+        conn.execute("BEGIN").await?;
+        Ok(BatchConnection {
+            conn,
+            owner: self,
+            _permit: permit,
+        })
+    }
+}
+
+impl BatchConnection<'_> {
+    async fn commit(mut self) -> StoreResult<()> {
+        self.conn.execute("COMMIT").await?;
+        self.keep();
+        Ok(())
+    }
+
+    async fn rollback(mut self) -> StoreResult<()> {
+        self.conn.execute("ROLLBACK").await?;
+        self.keep();
+        Ok(())
+    }
+
+    /// Keeps the connection, outside any transaction now, for the next batch.
+    fn keep(self) {
+        self.owner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.conn);
+    }
+}
 
 impl PostgresStore {
     pub async fn connect(url: &str, options: &ConnectOptions) -> StoreResult<Self> {
@@ -42,28 +142,13 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect(url)
             .await?;
-        let batches = PgPoolOptions::new()
-            .max_connections(BATCH_CONNECTIONS)
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("SET plan_cache_mode = force_generic_plan")
-                        .execute(conn)
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy(url)?;
+        let batches = Arc::new(BatchConnections::new(url.parse()?));
         Ok(Self {
             read: pool.clone(),
             write: pool,
             batches,
+            acquire_timeout: options.acquire_timeout,
         })
-    }
-
-    /// A transaction for a payment batch.
-    async fn begin_batch(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        Ok(self.batches.begin().await?)
     }
 }
 
@@ -80,16 +165,17 @@ impl PostgresStore {
     ) -> StoreResult<Vec<PaymentOutcome>> {
         let now = crate::sql::now();
         let mut stages = Stages::start();
-        let mut tx = self.begin_batch().await?;
+        let mut tx = self.batches.begin(self.acquire_timeout).await?;
         stages.lap("begin");
         let applied = async {
+            let conn = &mut tx.conn;
             let mut staged = Staged::default();
-            prefetch(&mut tx, &mut staged, items, &mut stages).await?;
-            let mut io = PgBatch(&mut tx);
+            prefetch(conn, &mut staged, items, &mut stages).await?;
+            let mut io = PgBatch(conn);
             let outcomes = stage_events(&mut io, &mut staged, items, rules, now).await?;
             stage_deliveries(&mut io, &mut staged, deliveries, now).await?;
             stages.lap("stage");
-            flush(&mut tx, &staged, items, now).await?;
+            flush(conn, &staged, items, now).await?;
             stages.lap("write");
             Ok::<_, crate::StoreError>(outcomes)
         }
@@ -115,18 +201,17 @@ impl PostgresStore {
         results: &[(String, DeliveryResult)],
     ) -> StoreResult<()> {
         let now = crate::sql::now();
-        let mut tx = self.begin_batch().await?;
+        let mut tx = self.batches.begin(self.acquire_timeout).await?;
         let mut staged = Staged::default();
-        stage_deliveries(&mut PgBatch(&mut tx), &mut staged, results, now).await?;
-        flush(&mut tx, &staged, &[], now).await?;
-        tx.commit().await?;
-        Ok(())
+        stage_deliveries(&mut PgBatch(&mut tx.conn), &mut staged, results, now).await?;
+        flush(&mut tx.conn, &staged, &[], now).await?;
+        tx.commit().await
     }
 }
 
 /// Where a payment batch's time goes: each stage's wall time, from the daemon's side (so a
 /// statement's includes its round trip and the server's work), into
-/// `gema_payment_commit_stage_seconds{stage}`. The stages, in order: `begin` (a pooled
+/// `gema_payment_commit_stage_seconds{stage}`. The stages, in order: `begin` (a kept
 /// connection and `BEGIN`), `lock` (the transactions' row locks), `keys` (the sequence locks
 /// and the events recorded before), `devices` (the bound devices), `stage` (the daemon
 /// deciding each event's rows; rare statements of its own), `write` ([`BATCH_WRITE`]) and

@@ -108,6 +108,27 @@ pub async fn refuse_writes(url: &str, operation: &str, table: &str) {
     }
 }
 
+/// Ends every other session on the database `url` names, as a server restart or an
+/// operator's `pg_terminate_backend` would (PostgreSQL; an SQLite file has no sessions to
+/// end, so there it does nothing). Returns how many it ended.
+pub async fn end_other_sessions(url: &str) -> i64 {
+    if url.starts_with("sqlite:") {
+        return 0;
+    }
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .expect("connect to the PostgreSQL test database");
+    let (ended,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("end the other sessions");
+    pool.close().await;
+    ended
+}
+
 /// Tables a refused request may still write: the audit log itself, login failures,
 /// idempotency keys (claimed, then released), and the migrations' own bookkeeping.
 const BOOKKEEPING_TABLES: &[&str] = &[

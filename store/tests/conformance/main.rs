@@ -79,7 +79,8 @@ macro_rules! conformance {
                 events_and_delivery_results_commit_together
             );
             conformance!(@tests_with_url $open, payments;
-                results_that_cannot_be_written_fail_the_whole_batch
+                results_that_cannot_be_written_fail_the_whole_batch,
+                a_payment_after_the_database_ended_its_sessions_is_applied
             );
             conformance!(@tests $open, device_ops;
                 heartbeats_keep_a_bounded_history,

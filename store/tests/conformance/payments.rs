@@ -968,3 +968,36 @@ pub async fn results_that_cannot_be_written_fail_the_whole_batch(store: Arc<dyn 
         TransactionStatus::Pending
     );
 }
+
+/// A database session that ends between two payments (a server restart, an operator's
+/// `pg_terminate_backend`, an idle timeout) costs no event: the next payment is applied.
+pub async fn a_payment_after_the_database_ended_its_sessions_is_applied(
+    store: Arc<dyn Store>,
+    url: &str,
+) {
+    let (ApprovedTerminal { terminal, .. }, _device) =
+        approved_terminal_with_device(&*store, "SN-P18").await;
+    let first = order(&*store, &terminal, "ORD-S1", 3_000).await;
+    let second = order(&*store, &terminal, "ORD-S2", 4_000).await;
+    store
+        .apply_payment_event(inbox(), event("ORD-S1", "paid", 3_000), &Rules)
+        .await
+        .unwrap();
+    let paid = store.get_transaction(&first.id).await.unwrap();
+    assert_eq!(paid.status, TransactionStatus::Paid);
+    let ended = gema_store::testing::end_other_sessions(url).await;
+    if url.starts_with("postgres") {
+        assert!(ended >= 1, "the store's sessions were ended");
+    }
+    let outcome = store
+        .apply_payment_event(inbox(), event("ORD-S2", "paid", 4_000), &Rules)
+        .await
+        .expect("applied on a session that works");
+    assert!(
+        matches!(&outcome, PaymentOutcome::Applied { transaction_id, .. } if *transaction_id == second.id),
+        "{outcome:?}"
+    );
+    let paid = store.get_transaction(&second.id).await.unwrap();
+    assert_eq!(paid.status, TransactionStatus::Paid);
+    assert_eq!(ledger(&*store, &second.id).await.len(), 3);
+}
