@@ -76,9 +76,11 @@ impl BatchConnections {
     }
 
     /// A connection for one batch, its transaction begun: the most recently given back
-    /// whose `BEGIN` works, or a new one.
+    /// whose `BEGIN` works, or a new one. Waiting for a free one and connecting a new one
+    /// take `acquire_timeout` at most, as a pool's acquire would.
     async fn begin(&self, acquire_timeout: Duration) -> StoreResult<BatchConnection<'_>> {
-        let permit = tokio::time::timeout(acquire_timeout, self.permits.acquire())
+        let deadline = tokio::time::Instant::now() + acquire_timeout;
+        let permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
@@ -100,7 +102,9 @@ impl BatchConnections {
                 }
             }
         }
-        let mut conn = PgConnection::connect_with(&self.options).await?;
+        let mut conn = tokio::time::timeout_at(deadline, PgConnection::connect_with(&self.options))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         conn.execute("SET plan_cache_mode = force_generic_plan")
             .await?;
         conn.execute("BEGIN").await?;
