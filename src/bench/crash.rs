@@ -566,8 +566,6 @@ async fn queue_command(api: &ApiClient, device: &str) -> Option<String> {
     None
 }
 
-/// Waits (at most 60 s) until every device runs its desired config and every command is
-/// final; returns what is not, one line each.
 /// Waits (at most 60 s) until no announcement of `transactions` is pending. A device that
 /// heard one may have had its ack die with a killed daemon; it acks again only when the
 /// announcement is replayed on its next connection, which its reconnect backoff (up to
@@ -595,6 +593,8 @@ async fn settle_announcements(api: &ApiClient, transactions: &HashSet<&str>) {
     }
 }
 
+/// Waits (at most 60 s) until every device runs its desired config and every command is
+/// final; returns what is not, one line each.
 async fn settle_device_work(
     api: &ApiClient,
     devices: &[String],
