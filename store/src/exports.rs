@@ -295,7 +295,8 @@ pub trait ExportStore: Send + Sync {
         now_ms: i64,
     ) -> StoreResult<bool>;
     /// Puts the jobs `node` was running back in the queue (the node restarted: whatever it
-    /// was doing died with its process). Returns how many.
+    /// was doing died with its process). Returns how many. One put back after its
+    /// `max_attempts`-th start is failed by the next claim instead of started again.
     async fn requeue_exports_of(&self, node: &str) -> StoreResult<u64>;
     /// Done jobs whose files are due for deletion at `now_ms`, oldest first.
     async fn exports_due_to_expire(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<ExportJob>>;
@@ -603,12 +604,15 @@ impl ExportStore for Db {
         }
         let now = crate::sql::now();
         let mut conn = self.write_conn().await?;
-        // Interrupted too often: failed, not started again.
+        // Interrupted too often: failed, not started again. Whether a node's claim ran out
+        // or the node queued its own job again when it restarted (so a job that kills its
+        // node is not started once per restart).
         query(
             "UPDATE export_jobs SET status = 'failed', claimed_by = NULL, claim_until_ms = NULL, \
              finished_at_ms = $1, updated_at = $2, \
              error = 'interrupted ' || CAST(attempts AS TEXT) || ' times (the node running it stopped)' \
-             WHERE status = 'running' AND claim_until_ms <= $1 AND attempts >= $3",
+             WHERE (status = 'queued' OR (status = 'running' AND claim_until_ms <= $1)) \
+             AND attempts >= $3",
         )
         .bind(now_ms)
         .bind(now)

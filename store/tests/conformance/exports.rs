@@ -197,7 +197,25 @@ pub async fn a_restarted_node_queues_its_running_exports_again(store: Arc<dyn St
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((again.id, again.attempts), (job.id, 2));
+    assert_eq!((again.id, again.attempts), (job.id.clone(), 2));
+    // A job that takes its node down with it is not started once per restart: after its
+    // third start it fails, although its claim never ran out.
+    assert_eq!(store.requeue_exports_of("node-a").await.unwrap(), 1);
+    let third = store
+        .claim_export("node-a", T0 + 2, T0 + 60_002, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((third.id, third.attempts), (job.id.clone(), 3));
+    assert_eq!(store.requeue_exports_of("node-a").await.unwrap(), 1);
+    let next = store
+        .claim_export("node-a", T0 + 3, T0 + 60_003, 3)
+        .await
+        .unwrap();
+    assert!(next.is_none(), "{next:?}");
+    let failed = store.get_export(&job.id).await.unwrap();
+    assert_eq!(failed.status, ExportStatus::Failed);
+    assert!(failed.error.unwrap().contains("interrupted 3 times"));
 }
 
 pub async fn concurrent_claimers_take_each_export_once(store: Arc<dyn Store>) {
