@@ -1036,6 +1036,68 @@ async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires(
     ));
 }
 
+/// The loop's retry reaches a connected device however many older pending pushes of
+/// offline devices (or of devices on other nodes) come first: more than one page of them.
+#[tokio::test]
+async fn a_failed_config_push_is_retried_behind_a_page_of_offline_devices() {
+    let h = harness(DeviceOpsSettings {
+        config_retry_interval: Duration::from_millis(20),
+        config_max_attempts: 1_000,
+        ..DeviceOpsSettings::default()
+    })
+    .await;
+    for i in 0..520 {
+        let offline = h
+            .store
+            .create_device(NewDevice {
+                serial: format!("SB-AWAY-{i}"),
+                model: "SB-100".into(),
+                firmware_version: None,
+                secret_hash: "h".into(),
+            })
+            .await
+            .unwrap();
+        h.store
+            .set_desired_config(&offline.id, 0, r#"{"volume":3}"#, START - 60_000 + i)
+            .await
+            .unwrap();
+    }
+    h.connect().await;
+    h.wire.set_failing(Some("no PUBACK"));
+    let state = h
+        .ops
+        .set_config(&h.device_id, 0, ConfigPatch::default())
+        .await
+        .unwrap();
+    assert_eq!(state.push_status, ConfigPushStatus::Pending);
+    h.wire.set_failing(None);
+    let (_up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    let sent = gema_gateway::testing::eventually_within(
+        "the connected device's config sent by the loop",
+        gema_gateway::testing::DEFAULT_DEADLINE,
+        || async {
+            let state = h.ops.config(&h.device_id).await.unwrap();
+            if state.push_status == ConfigPushStatus::Sent {
+                Ok(Some(state))
+            } else {
+                Err(state)
+            }
+        },
+    )
+    .await;
+    assert_eq!(sent.desired_version, 1);
+    assert_eq!(h.published_configs().len(), 1);
+    let _ = stop_tx.send(());
+    runner.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
     let h = harness(DeviceOpsSettings {

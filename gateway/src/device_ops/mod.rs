@@ -938,17 +938,35 @@ impl DeviceOps {
         self.config(device_id).await
     }
 
+    /// Pushes every pending config whose device this node holds. All pending rows are read,
+    /// a page at a time: most may be of devices that are offline or on other nodes, and
+    /// reading only the oldest page would leave a connected device's retry behind them.
     async fn push_due_configs(&self) {
-        let due = match self.inner.store.pending_config_pushes(500).await {
-            Ok(due) => due,
-            Err(err) => {
-                tracing::error!(error = %err, "reading due config pushes failed");
-                return;
+        const PAGE: u32 = 500;
+        let mut after: Option<(i64, String)> = None;
+        loop {
+            let page = match self
+                .inner
+                .store
+                .pending_config_pushes(after.as_ref().map(|(at, id)| (*at, id.as_str())), PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::error!(error = %err, "reading due config pushes failed");
+                    return;
+                }
+            };
+            for record in &page {
+                if self.inner.transport.is_connected(&record.device_id) {
+                    self.push_config(record).await;
+                }
             }
-        };
-        for record in due {
-            if self.inner.transport.is_connected(&record.device_id) {
-                self.push_config(&record).await;
+            match page.last() {
+                Some(last) if page.len() == PAGE as usize => {
+                    after = Some((last.desired_at_ms.unwrap_or(0), last.device_id.clone()));
+                }
+                _ => return,
             }
         }
     }

@@ -227,11 +227,19 @@ pub(crate) async fn record_reported_config(
     Ok(record)
 }
 
-pub(crate) async fn pending_config_pushes(db: &Db, limit: u32) -> StoreResult<Vec<ConfigRecord>> {
+pub(crate) async fn pending_config_pushes(
+    db: &Db,
+    after: Option<(i64, &str)>,
+    limit: u32,
+) -> StoreResult<Vec<ConfigRecord>> {
+    let (after_ms, after_device) = after.unwrap_or((i64::MIN, ""));
     Ok(query_as::<ConfigRecord>(
         "SELECT * FROM device_configs WHERE push_status = 'pending' \
-         ORDER BY desired_at_ms LIMIT $1",
+         AND (COALESCE(desired_at_ms, 0), device_id) > ($1, $2) \
+         ORDER BY COALESCE(desired_at_ms, 0), device_id LIMIT $3",
     )
+    .bind(after_ms)
+    .bind(after_device)
     .bind(i64::from(limit.max(1)))
     .fetch_all(db.read())
     .await?)

@@ -76,8 +76,14 @@ pub trait DeviceOpsStore: Send + Sync {
         device_id: &str,
         report: ReportedConfigUpdate,
     ) -> StoreResult<ConfigRecord>;
-    /// Devices whose desired config push is due (`pending`), up to `limit`.
-    async fn pending_config_pushes(&self, limit: u32) -> StoreResult<Vec<ConfigRecord>>;
+    /// Devices whose desired config push is due (`pending`), up to `limit`, oldest desire
+    /// first; a page after `after`, the `(desired_at_ms, device_id)` of the previous page's
+    /// last record (a missing `desired_at_ms` counts as 0).
+    async fn pending_config_pushes(
+        &self,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConfigRecord>>;
 
     /// Stores a new command (its id is made here).
     async fn create_command(&self, new: NewCommand) -> StoreResult<CommandRecord>;
@@ -283,8 +289,12 @@ impl DeviceOpsStore for Db {
         config::record_reported_config(self, device_id, report).await
     }
 
-    async fn pending_config_pushes(&self, limit: u32) -> StoreResult<Vec<ConfigRecord>> {
-        config::pending_config_pushes(self, limit).await
+    async fn pending_config_pushes(
+        &self,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConfigRecord>> {
+        config::pending_config_pushes(self, after, limit).await
     }
 
     async fn create_command(&self, new: NewCommand) -> StoreResult<CommandRecord> {

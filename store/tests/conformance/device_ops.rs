@@ -187,7 +187,7 @@ pub async fn desired_config_versions_guard_concurrent_writers(store: Arc<dyn Sto
         .unwrap();
     assert_eq!(second.desired_version, 2);
 
-    let pending = store.pending_config_pushes(10).await.unwrap();
+    let pending = store.pending_config_pushes(None, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].device_id, a.id);
 
@@ -206,7 +206,13 @@ pub async fn desired_config_versions_guard_concurrent_writers(store: Arc<dyn Sto
     assert_eq!(now.push_status, ConfigPushStatus::Sent);
     assert_eq!(now.push_attempts, 1);
     assert_eq!(now.pushed_at_ms, Some(1_004));
-    assert!(store.pending_config_pushes(10).await.unwrap().is_empty());
+    assert!(
+        store
+            .pending_config_pushes(None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // The device applies version 2.
     let applied = store
@@ -708,4 +714,44 @@ pub async fn failed_announcements_are_counted_per_device(store: Arc<dyn Store>) 
             .unwrap()
             .is_empty()
     );
+}
+
+/// Pending config pushes page by `(desired_at_ms, device_id)`, so a sweep reaches every one
+/// of them however many older ones (devices offline, or on other nodes) come first.
+pub async fn pending_config_pushes_page_past_the_oldest(store: Arc<dyn Store>) {
+    let mut devices = Vec::new();
+    for (serial, at) in [
+        ("PG-A", 3_000),
+        ("PG-B", 1_000),
+        ("PG-C", 1_000),
+        ("PG-D", 2_000),
+    ] {
+        let d = device(&*store, serial).await;
+        store
+            .set_desired_config(&d.id, 0, r#"{"volume":4}"#, at)
+            .await
+            .unwrap();
+        devices.push((at, d.id));
+    }
+    devices.sort();
+    let mut seen = Vec::new();
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let page = store
+            .pending_config_pushes(after.as_ref().map(|(at, id)| (*at, id.as_str())), 3)
+            .await
+            .unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(
+            page.iter()
+                .map(|r| (r.desired_at_ms.unwrap(), r.device_id.clone())),
+        );
+        match page.last() {
+            Some(last) if page.len() == 3 => {
+                after = Some((last.desired_at_ms.unwrap(), last.device_id.clone()));
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen, devices, "every pending push once, oldest first");
 }

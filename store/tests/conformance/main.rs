@@ -90,7 +90,8 @@ macro_rules! conformance {
                 a_report_before_any_desired_config_is_kept,
                 commands_move_through_their_states_once,
                 qr_requests_are_kept_once_and_closed_when_their_transaction_moves,
-                failed_announcements_are_counted_per_device
+                failed_announcements_are_counted_per_device,
+                pending_config_pushes_page_past_the_oldest
             );
             conformance!(@tests $open, settlement;
                 balances_add_up_through_random_operations,
