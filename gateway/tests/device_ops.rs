@@ -561,6 +561,44 @@ async fn a_command_without_its_result_is_sent_again_on_reconnect() {
     assert_eq!(published_commands(&h).len(), 2);
 }
 
+/// The sweep's retry reaches a connected device's command however many older queued
+/// commands of offline devices (or of devices on other nodes) come first: more than a
+/// page of them.
+#[tokio::test]
+async fn a_queued_command_is_retried_behind_a_page_of_offline_devices() {
+    let h = harness(DeviceOpsSettings::default()).await;
+    for i in 0..210 {
+        let offline = h
+            .store
+            .create_device(NewDevice {
+                serial: format!("SB-AWAY-{i}"),
+                model: "SB-100".into(),
+                firmware_version: None,
+                secret_hash: "h".into(),
+            })
+            .await
+            .unwrap();
+        let waiting = h
+            .ops
+            .send_command(&offline.id, input(CommandAction::GetStatus, 600, false))
+            .await
+            .unwrap();
+        assert_eq!(waiting.status, CommandStatus::Queued);
+    }
+    h.connect().await;
+    h.wire.set_failing(Some("no PUBACK"));
+    let mine = h
+        .ops
+        .send_command(&h.device_id, input(CommandAction::GetStatus, 600, false))
+        .await
+        .unwrap();
+    assert_eq!(mine.status, CommandStatus::Queued);
+    h.wire.set_failing(None);
+    h.ops.sweep_commands().await;
+    let after = h.ops.command(&h.device_id, &mine.id).await.unwrap();
+    assert_eq!(after.status, CommandStatus::Sent, "{after:?}");
+}
+
 #[tokio::test]
 async fn commands_reach_every_final_state() {
     let h = harness(DeviceOpsSettings {

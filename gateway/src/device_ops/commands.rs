@@ -130,22 +130,35 @@ impl DeviceOps {
         }
     }
 
+    /// Delivers the due commands (of one device, or all) whose device this node holds.
+    /// Every page is read: most due commands may be of devices offline or on other nodes,
+    /// and reading only the oldest page would leave a connected device's retry behind them
+    /// until it expired.
     pub(super) async fn deliver_due_commands(&self, device_id: Option<&str>) {
-        let due = match self
-            .inner
-            .store
-            .due_commands(device_id, self.inner.clock.now_ms(), 200)
-            .await
-        {
-            Ok(due) => due,
-            Err(err) => {
-                tracing::error!(error = %err, "reading due commands failed");
-                return;
+        const PAGE: u32 = 200;
+        let now_ms = self.inner.clock.now_ms();
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self
+                .inner
+                .store
+                .due_commands(device_id, now_ms, after.as_deref(), PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::error!(error = %err, "reading due commands failed");
+                    return;
+                }
+            };
+            for command in &page {
+                if self.inner.transport.is_connected(&command.device_id) {
+                    self.deliver_command(command).await;
+                }
             }
-        };
-        for command in due {
-            if self.inner.transport.is_connected(&command.device_id) {
-                self.deliver_command(&command).await;
+            match page.last() {
+                Some(last) if page.len() == PAGE as usize => after = Some(last.id.clone()),
+                _ => return,
             }
         }
     }

@@ -141,16 +141,18 @@ pub(crate) async fn due_commands(
     db: &Db,
     device_id: Option<&str>,
     now_ms: i64,
+    after: Option<&str>,
     limit: u32,
 ) -> StoreResult<Vec<CommandRecord>> {
     Ok(query_as::<CommandRecord>(
         "SELECT * FROM device_commands WHERE \
          ((status = 'queued' AND expires_at_ms > $1) \
           OR ($2 IS NOT NULL AND status IN ('sent', 'acknowledged') AND result_deadline_ms > $1)) \
-         AND ($2 IS NULL OR device_id = $2) ORDER BY id LIMIT $3",
+         AND ($2 IS NULL OR device_id = $2) AND id > $3 ORDER BY id LIMIT $4",
     )
     .bind(now_ms)
     .bind(device_id)
+    .bind(after.unwrap_or(""))
     .bind(i64::from(limit.max(1)))
     .fetch_all(db.read())
     .await?)

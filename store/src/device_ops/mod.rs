@@ -98,11 +98,13 @@ pub trait DeviceOpsStore: Send + Sync {
     /// Queued, unexpired commands (of one device, or all), oldest first. For one device
     /// (it just connected) also those delivered but without a final result before their
     /// result deadline: the device's answer may have been lost with a connection or a
-    /// crash, and it answers a re-send (same `command_id`) with its result again.
+    /// crash, and it answers a re-send (same `command_id`) with its result again. A page
+    /// after the command id `after`.
     async fn due_commands(
         &self,
         device_id: Option<&str>,
         now_ms: i64,
+        after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<CommandRecord>>;
     /// Applies `update` if the command is in one of `update.from`; returns the command as
@@ -317,9 +319,10 @@ impl DeviceOpsStore for Db {
         &self,
         device_id: Option<&str>,
         now_ms: i64,
+        after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<CommandRecord>> {
-        command::due_commands(self, device_id, now_ms, limit).await
+        command::due_commands(self, device_id, now_ms, after, limit).await
     }
 
     async fn update_command(

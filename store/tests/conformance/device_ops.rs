@@ -358,15 +358,48 @@ pub async fn commands_move_through_their_states_once(store: Arc<dyn Store>) {
     assert_eq!(failed.status, Failed);
     assert_eq!(failed.completed_at_ms, Some(100));
 
-    let due = store.due_commands(Some(&a.id), 5_000, 10).await.unwrap();
+    let due = store
+        .due_commands(Some(&a.id), 5_000, None, 10)
+        .await
+        .unwrap();
     let ids: Vec<_> = due.iter().map(|c| c.id.clone()).collect();
     assert_eq!(
         ids,
         vec![first.id.clone(), second.id.clone()],
         "oldest first"
     );
-    assert!(store.due_commands(None, 5_000, 10).await.unwrap().len() == 2);
-    assert_eq!(store.due_commands(None, 10_000, 10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .due_commands(None, 5_000, None, 10)
+            .await
+            .unwrap()
+            .len()
+            == 2
+    );
+    assert_eq!(
+        store
+            .due_commands(None, 10_000, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A page at a time, after the last id of the one before.
+    let page = store.due_commands(None, 5_000, None, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, first.id);
+    let page = store
+        .due_commands(None, 5_000, Some(&first.id), 1)
+        .await
+        .unwrap();
+    assert_eq!(page[0].id, second.id);
+    assert!(
+        store
+            .due_commands(None, 5_000, Some(&second.id), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // queued → sent (an attempt) → acknowledged → succeeded with a result.
     let (sent, changed) = store
