@@ -18,6 +18,7 @@ use gema_gateway::device_ops::{
 use gema_gateway::testing::{RecordingTransport, STATIC_QRIS, eventually, temp_store};
 use gema_gateway::transport::{Presence, UplinkMessage};
 use gema_gateway::{GatewayError, Registry};
+use gema_store::testing::device;
 use gema_store::*;
 
 /// A node with no other node: every device it reaches is its own.
@@ -45,15 +46,7 @@ const START: i64 = 1_763_700_000_000;
 /// database with one unbound device.
 async fn harness(settings: DeviceOpsSettings) -> Harness {
     let (store, dir) = temp_store().await;
-    let device = store
-        .create_device(NewDevice {
-            serial: "SB-OPS-1".into(),
-            model: "SB-100".into(),
-            firmware_version: None,
-            secret_hash: "h".into(),
-        })
-        .await
-        .unwrap();
+    let device_id = device(&*store, "SB-OPS-1").await.id;
     let wire = RecordingTransport::new();
     let clock = ManualClock::new(START);
     let ops = DeviceOps::new(
@@ -70,9 +63,28 @@ async fn harness(settings: DeviceOpsSettings) -> Harness {
         wire,
         clock,
         store,
-        device_id: device.id,
+        device_id,
         _dir: dir,
     }
+}
+
+/// Runs the device-ops loops with nothing coming in (its own timers only) until the
+/// returned sender is used.
+fn run_quietly(
+    h: &Harness,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (_up_tx, up_rx) = tokio::sync::mpsc::channel(8);
+    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
+    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
+    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, runner)
 }
 
 impl Harness {
@@ -568,19 +580,10 @@ async fn a_command_without_its_result_is_sent_again_on_reconnect() {
 async fn a_queued_command_is_retried_behind_a_page_of_offline_devices() {
     let h = harness(DeviceOpsSettings::default()).await;
     for i in 0..210 {
-        let offline = h
-            .store
-            .create_device(NewDevice {
-                serial: format!("SB-AWAY-{i}"),
-                model: "SB-100".into(),
-                firmware_version: None,
-                secret_hash: "h".into(),
-            })
-            .await
-            .unwrap();
+        let offline = device(&*h.store, &format!("SB-AWAY-{i}")).await.id;
         let waiting = h
             .ops
-            .send_command(&offline.id, input(CommandAction::GetStatus, 600, false))
+            .send_command(&offline, input(CommandAction::GetStatus, 600, false))
             .await
             .unwrap();
         assert_eq!(waiting.status, CommandStatus::Queued);
@@ -1074,32 +1077,18 @@ async fn a_device_qr_request_makes_a_transaction_and_is_cleared_when_it_expires(
     ));
 }
 
-/// The loop's retry reaches a connected device however many older pending pushes of
-/// offline devices (or of devices on other nodes) come first: more than one page of them.
-#[tokio::test]
-async fn a_failed_config_push_is_retried_behind_a_page_of_offline_devices() {
-    let h = harness(DeviceOpsSettings {
+/// Settings that retry a failed config push every 20 ms, and all but forever.
+fn retrying() -> DeviceOpsSettings {
+    DeviceOpsSettings {
         config_retry_interval: Duration::from_millis(20),
         config_max_attempts: 1_000,
         ..DeviceOpsSettings::default()
-    })
-    .await;
-    for i in 0..520 {
-        let offline = h
-            .store
-            .create_device(NewDevice {
-                serial: format!("SB-AWAY-{i}"),
-                model: "SB-100".into(),
-                firmware_version: None,
-                secret_hash: "h".into(),
-            })
-            .await
-            .unwrap();
-        h.store
-            .set_desired_config(&offline.id, 0, r#"{"volume":3}"#, START - 60_000 + i)
-            .await
-            .unwrap();
     }
+}
+
+/// Connects the device and sets a config whose push fails ("no PUBACK"): pending, and the
+/// wire keeps failing until the caller says otherwise.
+async fn a_push_failing_while_connected(h: &Harness) {
     h.connect().await;
     h.wire.set_failing(Some("no PUBACK"));
     let state = h
@@ -1108,28 +1097,44 @@ async fn a_failed_config_push_is_retried_behind_a_page_of_offline_devices() {
         .await
         .unwrap();
     assert_eq!(state.push_status, ConfigPushStatus::Pending);
-    h.wire.set_failing(None);
-    let (_up_tx, up_rx) = tokio::sync::mpsc::channel(8);
-    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
-    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
-    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
-        let _ = stop_rx.await;
-    }));
-    let sent = gema_gateway::testing::eventually_within(
-        "the connected device's config sent by the loop",
+}
+
+/// The device's config state once `want` holds (bounded, the shared deadline).
+async fn config_until(
+    h: &Harness,
+    want: fn(&gema_gateway::device_ops::ConfigState) -> bool,
+) -> gema_gateway::device_ops::ConfigState {
+    gema_gateway::testing::eventually_within(
+        "the config state wanted",
         gema_gateway::testing::DEFAULT_DEADLINE,
         || async {
             let state = h.ops.config(&h.device_id).await.unwrap();
-            if state.push_status == ConfigPushStatus::Sent {
+            if want(&state) {
                 Ok(Some(state))
             } else {
                 Err(state)
             }
         },
     )
-    .await;
+    .await
+}
+
+/// The loop's retry reaches a connected device however many older pending pushes of
+/// offline devices (or of devices on other nodes) come first: more than one page of them.
+#[tokio::test]
+async fn a_failed_config_push_is_retried_behind_a_page_of_offline_devices() {
+    let h = harness(retrying()).await;
+    for i in 0..520 {
+        let offline = device(&*h.store, &format!("SB-AWAY-{i}")).await.id;
+        h.store
+            .set_desired_config(&offline, 0, r#"{"volume":3}"#, START - 60_000 + i)
+            .await
+            .unwrap();
+    }
+    a_push_failing_while_connected(&h).await;
+    h.wire.set_failing(None);
+    let (stop_tx, runner) = run_quietly(&h);
+    let sent = config_until(&h, |s| s.push_status == ConfigPushStatus::Sent).await;
     assert_eq!(sent.desired_version, 1);
     assert_eq!(h.published_configs().len(), 1);
     let _ = stop_tx.send(());
@@ -1138,52 +1143,14 @@ async fn a_failed_config_push_is_retried_behind_a_page_of_offline_devices() {
 
 #[tokio::test]
 async fn a_failed_config_push_is_retried_by_the_loop_then_given_up() {
-    let h = harness(DeviceOpsSettings {
-        config_retry_interval: Duration::from_millis(20),
-        config_max_attempts: 1_000,
-        ..DeviceOpsSettings::default()
-    })
-    .await;
-    h.connect().await;
-    h.wire.set_failing(Some("no PUBACK"));
-    let state = h
-        .ops
-        .set_config(&h.device_id, 0, ConfigPatch::default())
-        .await
-        .unwrap();
-    assert_eq!(state.push_status, ConfigPushStatus::Pending);
-    let (_up_tx, up_rx) = tokio::sync::mpsc::channel(8);
-    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
-    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
-    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
-        let _ = stop_rx.await;
-    }));
-    let wait_for = |want: fn(&gema_gateway::device_ops::ConfigState) -> bool| {
-        let ops = h.ops.clone();
-        let id = h.device_id.clone();
-        async move {
-            gema_gateway::testing::eventually_within(
-                "never got there",
-                gema_gateway::testing::DEFAULT_DEADLINE,
-                || async {
-                    let state = ops.config(&id).await.unwrap();
-                    if want(&state) {
-                        Ok(Some(state))
-                    } else {
-                        Err(state)
-                    }
-                },
-            )
-            .await
-        }
-    };
-    let failing = wait_for(|s| s.push_attempts >= 2).await;
+    let h = harness(retrying()).await;
+    a_push_failing_while_connected(&h).await;
+    let (stop_tx, runner) = run_quietly(&h);
+    let failing = config_until(&h, |s| s.push_attempts >= 2).await;
     assert_eq!(failing.push_status, ConfigPushStatus::Pending);
     assert_eq!(failing.push_error.as_deref(), Some("no PUBACK"));
     h.wire.set_failing(None);
-    let sent = wait_for(|s| s.push_status == ConfigPushStatus::Sent).await;
+    let sent = config_until(&h, |s| s.push_status == ConfigPushStatus::Sent).await;
     assert_eq!(sent.desired_version, 1);
     assert_eq!(h.published_configs().len(), 1);
     let _ = stop_tx.send(());
@@ -1215,17 +1182,7 @@ async fn the_health_filter_pages_by_cursor_across_registry_pages() {
     let h = harness(DeviceOpsSettings::default()).await;
     let mut ids = vec![h.device_id.clone()];
     for n in 2..=6 {
-        let d = h
-            .store
-            .create_device(NewDevice {
-                serial: format!("SB-PAGE-{n}"),
-                model: "SB-100".into(),
-                firmware_version: None,
-                secret_hash: "h".into(),
-            })
-            .await
-            .unwrap();
-        ids.push(d.id);
+        ids.push(device(&*h.store, &format!("SB-PAGE-{n}")).await.id);
     }
     // Devices 2 and 5 (of 6) are online.
     for id in [&ids[1], &ids[4]] {
@@ -1287,17 +1244,7 @@ async fn a_batch_of_presence_changes_is_recorded_at_once_and_only_connects_get_a
     let h = harness(DeviceOpsSettings::default()).await;
     let mut others = Vec::new();
     for i in 0..40 {
-        let device = h
-            .store
-            .create_device(NewDevice {
-                serial: format!("SB-STORM-{i}"),
-                model: "SB-100".into(),
-                firmware_version: None,
-                secret_hash: "h".into(),
-            })
-            .await
-            .unwrap();
-        others.push(device.id);
+        others.push(device(&*h.store, &format!("SB-STORM-{i}")).await.id);
     }
     // A config is due for the harness's device and for the first other one.
     for id in [&h.device_id, &others[0]] {
