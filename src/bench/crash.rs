@@ -61,6 +61,18 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Why a start failed: a port taken meanwhile (worth another try), or anything else.
+enum StartError {
+    AddressInUse(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Other(e)
+    }
+}
+
 /// The daemon under test, a child process.
 struct Daemon {
     child: tokio::process::Child,
@@ -68,11 +80,37 @@ struct Daemon {
 
 impl Daemon {
     /// Starts `gema serve` and waits until it listens; the admin token if it printed one.
+    /// While the daemon is down its fixed ports are free, and a client's outgoing connection
+    /// may briefly hold one as its local port: a start refused only for an address in use is
+    /// tried again, at most five times. Any other failure ends the run, with the daemon's
+    /// last words.
     async fn start(
         data_dir: &Path,
         ports: &Ports,
         database_url: Option<&str>,
     ) -> anyhow::Result<(Self, Option<String>)> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(data_dir, ports, database_url).await {
+                Err(StartError::AddressInUse(stderr)) if attempt < 5 => {
+                    eprintln!("gema serve found a port in use, starting it again: {stderr}");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(StartError::AddressInUse(stderr)) => {
+                    bail!("gema serve found a port in use {attempt} times: {stderr}")
+                }
+                Err(StartError::Other(e)) => return Err(e),
+                Ok(started) => return Ok(started),
+            }
+        }
+    }
+
+    async fn start_once(
+        data_dir: &Path,
+        ports: &Ports,
+        database_url: Option<&str>,
+    ) -> Result<(Self, Option<String>), StartError> {
         let exe = std::env::current_exe().context("this binary's path")?;
         let mut command = tokio::process::Command::new(exe);
         command
@@ -92,13 +130,27 @@ impl Daemon {
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(url) = database_url {
             command.env("GEMA_DATABASE__URL", url);
         }
         let mut child = command.spawn().context("starting gema serve")?;
         let stdout = child.stdout.take().context("the daemon's stdout")?;
+        let stderr = child.stderr.take().context("the daemon's stderr")?;
+        // Drained from the start (a restart may warn a lot before it listens); its last
+        // lines are kept for the report of a failed start.
+        let last_words = tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut last = std::collections::VecDeque::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if last.len() == 20 {
+                    last.pop_front();
+                }
+                last.push_back(line);
+            }
+            Vec::from(last).join("\n")
+        });
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let mut token = None;
         let ready = tokio::time::timeout(Duration::from_secs(60), async {
@@ -115,9 +167,21 @@ impl Daemon {
         .await;
         if !matches!(ready, Ok(Ok(true))) {
             let _ = child.start_kill();
-            bail!("gema serve did not start (or exited)");
+            let _ = child.wait().await;
+            // The pipe closes once the process is gone.
+            let said = tokio::time::timeout(Duration::from_secs(5), last_words)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            if said.contains("Address already in use") {
+                return Err(StartError::AddressInUse(said));
+            }
+            return Err(StartError::Other(anyhow::anyhow!(
+                "gema serve did not start (or exited): {said}"
+            )));
         }
-        // Keep draining its stdout so it never blocks on a full pipe.
+        // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok((Self { child }, token))
     }
