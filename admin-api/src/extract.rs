@@ -1,7 +1,7 @@
 //! Extractors whose rejections are our envelope and name the field at fault.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -97,26 +97,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let inner = err.inner().to_string();
-        let path = err.path().to_string();
-        // serde reports a missing field at its parent's path; name the field itself.
-        let field = match inner.strip_prefix("missing field `") {
-            Some(rest) => {
-                let name = rest.split('`').next().unwrap_or_default();
-                if path == "." {
-                    name.to_string()
-                } else {
-                    format!("{path}.{name}")
-                }
-            }
-            None => path,
-        };
-        let field = if field == "." { String::new() } else { field };
-        body_error(&field, &inner)
+        body_error(&field_at_fault(&err.path().to_string(), &inner), &inner)
     })?;
     deserializer
         .end()
         .map_err(|err| body_error("", &err.to_string()))?;
     Ok(value)
+}
+
+/// The field a deserialisation error at `path` is about (empty for the whole input): serde
+/// reports a missing field at its parent's path, so the field itself is named instead.
+fn field_at_fault(path: &str, reason: &str) -> String {
+    let field = match reason.strip_prefix("missing field `") {
+        Some(rest) => {
+            let name = rest.split('`').next().unwrap_or_default();
+            if path == "." {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            }
+        }
+        None => path.to_string(),
+    };
+    if field == "." { String::new() } else { field }
 }
 
 fn body_error(field: &str, reason: &str) -> ApiError {
@@ -129,7 +132,8 @@ fn body_error(field: &str, reason: &str) -> ApiError {
         .with_details(json!({ "field": field, "reason": reason }))
 }
 
-/// Query parameters; rejections become a 400 `invalid_query` envelope.
+/// Query parameters; a value that does not parse (a number that is not one, an unknown
+/// status) is a 400 `invalid_query` envelope naming the parameter in `details.field`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiQuery<T>(pub T);
 
@@ -140,18 +144,26 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| ApiQuery(value))
-            .map_err(|rejection| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    rejection.body_text(),
-                )
-            })
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
+}
+
+/// Parses a query string (as axum's `Query` does), reporting the parameter at fault.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let deserializer =
+        serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let reason = err.inner().to_string();
+        let field = field_at_fault(&err.path().to_string(), &reason);
+        let message = if field.is_empty() {
+            format!("invalid query string: {reason}")
+        } else {
+            format!("invalid query parameter {field}: {reason}")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+            .with_details(json!({ "field": field, "reason": reason }))
+    })
 }
 
 /// For PATCH bodies: distinguishes an absent field (`None`) from an explicit `null`
@@ -200,6 +212,30 @@ mod tests {
             "nested.label"
         );
         assert_eq!(field(r#"{"name": "a", "count": -1}"#), "count");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Params {
+        limit: Option<u32>,
+        url: String,
+    }
+
+    #[test]
+    fn a_bad_query_parameter_is_named() {
+        let query_field = |query: &str| {
+            let err = parse_query::<Params>(query).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert_eq!(err.code, "invalid_query");
+            err.details["field"].as_str().unwrap().to_string()
+        };
+        assert_eq!(query_field("url=x&limit=abc"), "limit");
+        assert_eq!(query_field("url=x&limit=-1"), "limit");
+        assert_eq!(query_field("limit=5"), "url");
+        assert_eq!(
+            parse_query::<Params>("url=a%20b&limit=5").unwrap().limit,
+            Some(5)
+        );
     }
 
     #[test]

@@ -323,6 +323,26 @@ async fn bad_query_parameters_are_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_query_parameter_names_the_field() {
+    let api = TestApi::new().await;
+    for (path, expected) in [
+        ("/api/v1/merchants?limit=abc", "limit"),
+        ("/api/v1/merchants?limit=-1", "limit"),
+        ("/api/v1/merchants?status=unknown", "status"),
+        ("/api/v1/devices?status=broken", "status"),
+        ("/api/v1/transactions?status=settled", "status"),
+        (
+            "/api/v1/packages?include_inactive=maybe",
+            "include_inactive",
+        ),
+    ] {
+        let reply = api.get(path).await;
+        assert_envelope(&reply, StatusCode::BAD_REQUEST, "invalid_query");
+        assert_eq!(field(&reply), expected, "{path}: {:?}", reply.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_is_required_and_checked() {
     let api = TestApi::new().await;
     let request = axum::http::Request::get("/api/v1/merchants")
