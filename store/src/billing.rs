@@ -296,10 +296,20 @@ pub struct BillingWebhook {
 }
 
 /// A claimed webhook and the merchant's current signing secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClaimedWebhook {
     pub webhook: BillingWebhook,
     pub secret: Option<String>,
+}
+
+/// Never the signing secret, only whether there is one.
+impl std::fmt::Debug for ClaimedWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedWebhook")
+            .field("webhook", &self.webhook)
+            .field("secret", &self.secret.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
 }
 
 /// What the isolation of merchants' customers needs from their settings.
@@ -1621,5 +1631,37 @@ impl BillingStore for Db {
         .await?;
         tx.commit().await?;
         Ok(done == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_webhooks_debug_never_shows_its_signing_secret() {
+        let claimed = ClaimedWebhook {
+            webhook: BillingWebhook {
+                id: "bwh_1".into(),
+                merchant_id: "mer_1".into(),
+                customer_id: "cus_1".into(),
+                event: "customer.isolated".into(),
+                url: "https://isp.example/hook".into(),
+                body: "{}".into(),
+                status: "pending".into(),
+                attempts: 0,
+                next_attempt_ms: 0,
+                last_error: None,
+                delivered_at: None,
+                created_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            secret: Some("whsec-do-not-print".into()),
+        };
+        let shown = format!("{claimed:?}");
+        assert!(!shown.contains("whsec-do-not-print"), "{shown}");
+        assert!(
+            shown.contains("bwh_1") && shown.contains("<secret>"),
+            "{shown}"
+        );
     }
 }

@@ -6,13 +6,24 @@ use crate::db::{query, query_as};
 use crate::{StoreError, StoreResult};
 
 /// A user's second factor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TotpState {
     /// Base32.
     pub secret: String,
     /// `None` while set up but not confirmed.
     pub enabled_ms: Option<i64>,
     pub last_step: Option<i64>,
+}
+
+/// Never the secret: whoever has it can make the user's codes.
+impl std::fmt::Debug for TotpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpState")
+            .field("secret", &"<secret>")
+            .field("enabled_ms", &self.enabled_ms)
+            .field("last_step", &self.last_step)
+            .finish()
+    }
 }
 
 pub(crate) async fn totp_state(db: &Db, user_id: &str) -> StoreResult<Option<TotpState>> {
@@ -151,4 +162,21 @@ pub(crate) async fn disable_totp(db: &Db, user_id: &str) -> StoreResult<()> {
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_totp_states_debug_never_shows_the_secret() {
+        let state = TotpState {
+            secret: "JBSWY3DPEHPK3PXP".into(),
+            enabled_ms: Some(1),
+            last_step: None,
+        };
+        let shown = format!("{state:?}");
+        assert!(!shown.contains("JBSWY3DPEHPK3PXP"), "{shown}");
+        assert!(shown.contains("enabled_ms: Some(1)"), "{shown}");
+    }
 }
