@@ -80,7 +80,7 @@ impl From<gema_store::Claim> for Claim {
 }
 
 /// A claim just created, with its secret: shown this once, never again.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct IssuedClaim {
     pub claim: Claim,
     /// The MQTT password of claim sessions.
@@ -90,6 +90,15 @@ pub struct IssuedClaim {
     pub mqtt_port: u16,
     /// PEM of the CA the broker's certificate chains to, for the devices to trust.
     pub ca_certificate_pem: String,
+}
+
+/// The claim, never its secret.
+impl std::fmt::Debug for IssuedClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedClaim")
+            .field("claim", &self.claim)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A serial a claim provisioned.
@@ -205,4 +214,35 @@ pub async fn allow_reprovision(
     Path(serial): Path<String>,
 ) -> ApiResult<Json<ClaimProvisioning>> {
     Ok(Json(state.claims.allow_reprovision(&serial).await?.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_claims_debug_never_prints_its_secret() {
+        let issued = IssuedClaim {
+            claim: Claim {
+                id: "clm_1".into(),
+                name: "batch 7".into(),
+                username: "claim:clm_1".into(),
+                serial_pattern: None,
+                serials: None,
+                max_uses: 10,
+                uses: 0,
+                expires_at: OffsetDateTime::UNIX_EPOCH,
+                status: "active".into(),
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                revoked_at: None,
+            },
+            secret: "claim-secret-shown-once".into(),
+            mqtt_host: "gema.example".into(),
+            mqtt_port: 8883,
+            ca_certificate_pem: String::new(),
+        };
+        let shown = format!("{issued:?}");
+        assert!(!shown.contains("claim-secret-shown-once"), "{shown}");
+        assert!(shown.contains("clm_1"), "{shown}");
+    }
 }

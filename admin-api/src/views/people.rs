@@ -59,16 +59,32 @@ impl SecondFactorBody {
 
 /// Load `secret` (or `uri` as a QR code) into an authenticator app, then confirm with a
 /// code. Shown only in this response.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TotpSetupView {
     pub secret: String,
     pub uri: String,
 }
 
+/// Neither the secret nor the URI that carries it.
+impl std::fmt::Debug for TotpSetupView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpSetupView").finish_non_exhaustive()
+    }
+}
+
 /// One-time recovery codes, each good for one login without the app. Shown only here.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
+}
+
+/// How many codes, never the codes.
+impl std::fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryCodes")
+            .field("count", &self.recovery_codes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -80,7 +96,7 @@ pub struct Refresh {
 
 /// A token pair, shown only in this response. Send the access token as
 /// `Authorization: Bearer <access_token>`; trade the refresh token (once) for a new pair.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -92,6 +108,16 @@ pub struct TokenPair {
     pub refresh_expires_in: u64,
     pub session_id: String,
     pub user: User,
+}
+
+/// The session and its user, never the tokens.
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("session_id", &self.session_id)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<IssuedTokens> for TokenPair {
@@ -234,9 +260,80 @@ pub struct CreateApiToken {
 }
 
 /// The new token: `token` is shown only in this response.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct IssuedApiToken {
     pub token: String,
     #[serde(flatten)]
     pub api_token: ApiToken,
+}
+
+/// The token's row, never the token.
+impl std::fmt::Debug for IssuedApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedApiToken")
+            .field("api_token", &self.api_token)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_that_carry_a_secret_never_print_it_in_debug() {
+        let user = User {
+            id: "usr_1".into(),
+            email: "ops@gema.test".into(),
+            name: "ops".into(),
+            kind: "admin".into(),
+            role: "ops".into(),
+            merchant_id: None,
+            disabled: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        let pair = TokenPair {
+            access_token: "gat_access-secret".into(),
+            refresh_token: "grt_refresh-secret".into(),
+            token_type: "Bearer",
+            expires_in: 900,
+            refresh_expires_in: 86_400,
+            session_id: "ses_1".into(),
+            user,
+        };
+        let setup = TotpSetupView {
+            secret: "JBSWY3DPEHPK3PXP".into(),
+            uri: "otpauth://totp/gema?secret=JBSWY3DPEHPK3PXP".into(),
+        };
+        let codes = RecoveryCodes {
+            recovery_codes: vec!["recovery-one".into()],
+        };
+        let token = IssuedApiToken {
+            token: "gema_api-token-secret".into(),
+            api_token: ApiToken {
+                id: "tok_1".into(),
+                name: "backend".into(),
+                role: "ops".into(),
+                merchant_id: None,
+                created_at: OffsetDateTime::UNIX_EPOCH,
+                last_used_at: None,
+                revoked_at: None,
+            },
+        };
+        let shown = format!("{pair:?} {setup:?} {codes:?} {token:?}");
+        for secret in [
+            "access-secret",
+            "refresh-secret",
+            "JBSWY3DPEHPK3PXP",
+            "recovery-one",
+            "api-token-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("ses_1") && shown.contains("tok_1"),
+            "{shown}"
+        );
+    }
 }

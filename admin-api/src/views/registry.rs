@@ -467,7 +467,7 @@ impl From<store::DeviceBinding> for DeviceBinding {
 }
 
 /// Everything a technician types into a device. Returned once, when a secret is issued.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct DeviceCredentials {
     pub mqtt_host: String,
     pub mqtt_port: u16,
@@ -490,8 +490,44 @@ pub struct DeviceCredentials {
     pub publish_prefix: String,
 }
 
+/// Where the device connects, never its secret.
+impl std::fmt::Debug for DeviceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCredentials")
+            .field("mqtt_host", &self.mqtt_host)
+            .field("mqtt_port", &self.mqtt_port)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedDevice {
     pub device: Device,
     pub credentials: DeviceCredentials,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_credentials_debug_never_prints_the_secret() {
+        let credentials = DeviceCredentials {
+            mqtt_host: "gema.example".into(),
+            mqtt_port: 8883,
+            tls: true,
+            username: "dev_1".into(),
+            client_id: "dev_1".into(),
+            secret: "device-secret-shown-once".into(),
+            ca_certificate_path: String::new(),
+            ca_certificate_pem: String::new(),
+            topic_prefix: "devices/dev_1".into(),
+            subscribe_filter: "devices/dev_1/down/#".into(),
+            publish_prefix: "devices/dev_1/up".into(),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(!shown.contains("device-secret-shown-once"), "{shown}");
+        assert!(shown.contains("dev_1"), "{shown}");
+    }
 }
