@@ -18,6 +18,7 @@
 //! table, and issues an API token that is shown once and then works against the API. A
 //! merchant owner adds a customer on a phone and changes their phone and discount (the only
 //! fields a merchant may change; a forged name is refused).
+//! Logging out of the console leaves its audit row, as the API's logout does.
 //! Every page visited passes the console-error, axe-core and screenshot checks of
 //! [`Browser::check_page`], some at phone size and in the dark theme too. Skipped loudly
 //! without Chromium, chromedriver or axe-core; under `CI=true` that is a failure.
@@ -441,6 +442,57 @@ async fn a_form_posted_without_its_csrf_token_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logging_out_of_the_console_leaves_an_audit_row_as_the_apis_logout_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path());
+    let _logs = LogOnFailure(&daemon);
+    create_user(&daemon, "ops@gema.test", "ops", None).await;
+    let pair: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", daemon.api_url))
+        .json(&json!({ "email": "ops@gema.test", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = pair["access_token"].as_str().expect("an access token");
+
+    // The header's logout form, as a browser posts it: the session's cookie and its token.
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/logout", daemon.api_url))
+        .header("cookie", format!("gema_session={token}"))
+        .form(&[("csrf", gema_console::session::csrf_token(token))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v1/auth/me", daemon.api_url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401, "the session outlived its logout");
+
+    let (status, audit) = daemon.get("/api/v1/audit-logs?action=session.own").await;
+    assert_eq!(status, 200, "{audit}");
+    let logged_out = audit["items"].as_array().unwrap().iter().any(|entry| {
+        entry["outcome"] == "ok"
+            && entry["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("user:"))
+            && entry["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("session:"))
+    });
+    assert!(logged_out, "no audit row for the logout: {audit}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gema_admin_api::AppState;
 use gema_gateway::GatewayError;
-use gema_gateway::auth::SecondFactor;
+use gema_gateway::auth::{Action, SecondFactor};
 use gema_gateway::credentials::SecretString;
 use ring::rand::SecureRandom;
 use serde::Deserialize;
@@ -213,13 +213,27 @@ pub async fn submit(State(state): State<AppState>, request: axum::extract::Reque
 #[derive(Debug, Deserialize)]
 pub struct Nothing {}
 
-/// Ends the session (its whole family, on every node) and forgets the cookie.
+/// Ends the session (its whole family, on every node), audited as the API's logout is, and
+/// forgets the cookie.
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     Posted(session, Nothing {}): Posted<Nothing>,
 ) -> Response {
-    if let Err(e) = state.auth.logout(&session.principal).await {
+    let target = format!(
+        "session:{}",
+        session.principal.session_id.as_deref().unwrap_or_default()
+    );
+    let ended = session
+        .audited(
+            &state,
+            Action::OwnSession,
+            target,
+            state.auth.logout(&session.principal),
+            |_| serde_json::json!({ "logged_out": true }),
+        )
+        .await;
+    if let Err(e) = ended {
         tracing::warn!(error = %e, "console logout failed");
     }
     let mut response = see_other("/login");
