@@ -611,18 +611,23 @@ fn check_row(line: i64, f: &[String; 10], lookup: &Lookup<'_>, today: Date) -> C
     }
     // The total is checked against the row's own price, so a wrong price is reported once
     // (`price_mismatch`), not again as a wrong total.
+    // `paket_tarif` is the file's number, as low as `i64::MIN`, so the subtraction is
+    // checked; it can only fail for a price already reported as `price_mismatch` (the
+    // discount is at most the package's price here).
     let row_price = listed_price.or(price);
-    if let (true, Some(discount), Some(price), Some(total)) =
-        (discount_ok, discount, row_price, total)
-        && total != customer_total(price, discount)
+    let expected_total = match (discount_ok, discount, row_price) {
+        (true, Some(discount), Some(price)) if price.checked_sub(discount).is_some() => {
+            Some(customer_total(price, discount))
+        }
+        _ => None,
+    };
+    if let (Some(expected), Some(total)) = (expected_total, total)
+        && total != expected
     {
         note(problem(
             "total_mismatch",
             "total_bayar",
-            format!(
-                "the total must be price − discount = {}, not {total}",
-                customer_total(price, discount)
-            ),
+            format!("the total must be price − discount = {expected}, not {total}"),
         ));
     }
     let billing_day = match tanggal.parse::<i64>() {
@@ -811,6 +816,17 @@ mod tests {
         );
     }
 
+    /// A money column's number: the extremes, near the package's price, or anything.
+    fn money_column() -> impl proptest::strategy::Strategy<Value = i64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(i64::MIN),
+            Just(i64::MAX),
+            -200_000i64..=200_000,
+            any::<i64>(),
+        ]
+    }
+
     proptest::proptest! {
         /// Any bytes after a good header: every record is checked or reported, never a
         /// panic.
@@ -823,6 +839,39 @@ mod tests {
             let rows = check_rows(&records, &catalogue(), today);
             proptest::prop_assert_eq!(rows.len(), records.len());
         }
+
+        /// Any whole numbers in the money columns of a row that is otherwise good (random
+        /// bytes almost never spell one): checked or reported, never an overflow.
+        #[test]
+        fn any_numbers_in_the_money_columns_never_panic(
+            diskon in money_column(),
+            tarif in money_column(),
+            total in money_column(),
+            known_package in proptest::prelude::any::<bool>(),
+        ) {
+            let package = if known_package { "Paket 10 Mbps" } else { "Paket X" };
+            let csv = format!(
+                "{HEADER}Ahmad,6281234567890,{diskon},5,WiFi Sukamaju,{package},{tarif},{total},,2025-01-15\n"
+            );
+            let records = read_rows(csv.as_bytes()).unwrap();
+            let today = time::macros::date!(2026 - 12 - 04);
+            let rows = check_rows(&records, &catalogue(), today);
+            proptest::prop_assert_eq!(rows.len(), 1);
+            if let Some(customer) = &rows[0].row.customer {
+                proptest::prop_assert!(customer.total >= 0 && customer.total <= customer.price);
+            }
+        }
+    }
+
+    /// `paket_tarif` = `i64::MIN` with a discount for a known package: the total is checked
+    /// against `i64::MIN − 1`, which overflowed (a panic in a debug build, a wrapped
+    /// `total_mismatch` message in a release one). The price is reported, once.
+    #[test]
+    fn a_price_of_i64_min_is_a_price_mismatch_not_an_overflow() {
+        let csv = format!(
+            "{HEADER}Ahmad,6281234567890,1,5,WiFi Sukamaju,Paket 10 Mbps,-9223372036854775808,0,,2025-01-15\n"
+        );
+        assert_eq!(codes(&csv), vec![vec!["price_mismatch"]]);
     }
 
     #[test]
