@@ -411,7 +411,9 @@ pub fn generic(
     let signed_at: i64 = timestamp.parse().map_err(|_| {
         IngestError::Unauthorized(format!("{GENERIC_TIMESTAMP_HEADER} is not Unix seconds"))
     })?;
-    if (now.unix_timestamp() - signed_at).abs() > tolerance_secs {
+    // `abs_diff`: the header is any i64 the sender signed, and `now - i64::MIN` overflows.
+    let skew = now.unix_timestamp().abs_diff(signed_at);
+    if i64::try_from(skew).map_or(true, |skew| skew > tolerance_secs) {
         return Err(IngestError::Unauthorized(format!(
             "{GENERIC_TIMESTAMP_HEADER} is outside the {tolerance_secs} s window"
         )));
@@ -657,7 +659,42 @@ mod tests {
         ));
     }
 
+    /// A correctly signed callback whose timestamp is `i64::MIN` (or near it): `now −
+    /// timestamp` overflowed (a panic in a debug build); it is outside the window.
+    #[test]
+    fn a_signed_timestamp_far_in_the_past_is_outside_the_window_not_an_overflow() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let body =
+            br#"{"transaction_id":"b-1","order_ref":"ORD-1","amount":25000,"status":"paid"}"#;
+        for ts in [
+            "-9223372036854775808",
+            "-9223372036854775000",
+            "9223372036854775807",
+        ] {
+            let sig = generic_signature("s3cret", ts, body);
+            assert!(
+                matches!(
+                    generic(body, Some(ts), Some(&sig), "s3cret", 300, now),
+                    Err(IngestError::Unauthorized(_))
+                ),
+                "{ts}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn any_signed_timestamp_is_checked_never_panics(
+            ts in prop_oneof![Just(i64::MIN), Just(i64::MAX), any::<i64>()],
+            tolerance in prop_oneof![Just(300i64), Just(i64::MAX), any::<i64>()],
+        ) {
+            let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+            let body = br#"{"transaction_id":"b-1","order_ref":"O","amount":1,"status":"paid"}"#;
+            let ts = ts.to_string();
+            let sig = generic_signature("s", &ts, body);
+            let _ = generic(body, Some(&ts), Some(&sig), "s", tolerance, now);
+        }
+
         #[test]
         fn no_provider_parser_panics_on_arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
