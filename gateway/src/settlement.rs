@@ -24,6 +24,7 @@ use crate::auth::{AdminRole, MerchantRole, Role};
 use crate::clock::Clock;
 use crate::csv_out::field as csv_field;
 use crate::error::{GatewayError, GatewayResult};
+use crate::payments::money::MAX_AMOUNT;
 use crate::validate;
 use crate::whatsapp::WhatsApp;
 
@@ -691,6 +692,13 @@ impl Settlement {
         };
         if let Some(rule) = sign_rule {
             return Err(GatewayError::invalid("amount", rule));
+        }
+        // The store adds it to the batch's net amount: an unbounded one overflows.
+        if !(-MAX_AMOUNT..=MAX_AMOUNT).contains(&amount) {
+            return Err(GatewayError::invalid(
+                "amount",
+                format!("is at most {MAX_AMOUNT} rupiah either way"),
+            ));
         }
         let reason = validate::text("reason", &input.reason, 500)?;
         Ok(self

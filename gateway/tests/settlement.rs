@@ -4,8 +4,11 @@
 
 use std::sync::Arc;
 
+use gema_gateway::GatewayError;
 use gema_gateway::clock::ManualClock;
-use gema_gateway::settlement::{PayoutSettingsInput, Settlement, SettlementSettings};
+use gema_gateway::settlement::{
+    AdjustmentInput, GenerateInput, PayoutSettingsInput, Settlement, SettlementSettings,
+};
 use gema_gateway::testing::temp_store;
 use gema_gateway::whatsapp::{WhatsApp, WhatsAppSettings};
 use gema_store::testing::payable_merchant;
@@ -112,4 +115,62 @@ async fn a_daily_schedule_batches_once_after_its_cutoff() {
         balance.unbatched, 99_300,
         "the weekly merchant waits for its day"
     );
+}
+
+/// An adjustment is any i64 the request carries; the store adds it to the batch's net
+/// amount, so a release of `i64::MAX` overflowed there (a panic in a debug build, a
+/// wrapped "would pay -9223372036854675809 rupiah" conflict in a release one). It is
+/// refused as invalid, and the batch is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adjustment_beyond_any_payout_is_invalid_not_an_overflow() {
+    let (store, _dir) = temp_store().await;
+    let merchant = payable_merchant(&*store, "adj", "ADJ-1").await.merchant.id;
+    let now = OffsetDateTime::now_utc();
+    let clock = Arc::new(ManualClock::new(
+        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap(),
+    ));
+    let whatsapp = WhatsApp::new(
+        store.clone(),
+        clock.clone(),
+        WhatsAppSettings::default(),
+        "test".into(),
+    );
+    let service = Settlement::new(
+        store.clone(),
+        clock,
+        SettlementSettings {
+            minimum_payout: 1,
+            ..SettlementSettings::default()
+        },
+        whatsapp,
+    );
+    let made = service
+        .generate(
+            GenerateInput {
+                cutoff: None,
+                merchant_ids: Some(vec![merchant]),
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let batch = made.batches[0].clone();
+    for (kind, amount) in [
+        ("release", i64::MAX),
+        ("manual", i64::MAX),
+        ("fee_correction", i64::MIN),
+        ("chargeback", i64::MIN),
+        ("manual", 1_000_000_000_001),
+    ] {
+        let input = AdjustmentInput {
+            adjustment_type: kind.into(),
+            amount,
+            reason: "overflow".into(),
+        };
+        match service.adjust(&batch.id, input, "test").await {
+            Err(GatewayError::Invalid { field, .. }) => assert_eq!(field, "amount"),
+            other => panic!("{kind} {amount}: {other:?}"),
+        }
+    }
+    assert_eq!(service.batch(&batch.id).await.unwrap(), batch);
 }
