@@ -511,4 +511,99 @@ mod tests {
         let (_, other_key) = DeviceCa::generate().unwrap();
         assert!(DeviceCa::from_pem(&cert, &other_key).is_err());
     }
+
+    /// Arbitrary bytes as PEM armour around a CSR (what a device's `up/cert_renew` or a
+    /// claim carries): an error or a request, never a panic.
+    fn csr_pem(der: &[u8]) -> String {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN CERTIFICATE REQUEST-----\n{text}\n-----END CERTIFICATE REQUEST-----\n")
+    }
+
+    /// A real request's DER, signed by a fresh P-256 key.
+    fn csr_der() -> Vec<u8> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "dev_1");
+        params.distinguished_name = dn;
+        params.serialize_request(&key).unwrap().der().to_vec()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_csr_decoder_never_panics_on_arbitrary_text(text in "(?s).{0,600}") {
+            let _ = DeviceCsr::from_pem(&text);
+        }
+
+        #[test]
+        fn the_csr_decoder_never_panics_on_arbitrary_der(
+            der in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024),
+        ) {
+            let _ = DeviceCsr::from_pem(&csr_pem(&der));
+        }
+
+        /// A real request with bytes changed and cut: the DER parser and the checks after
+        /// it see almost-valid structure.
+        #[test]
+        fn the_csr_decoder_never_panics_on_a_mangled_request(
+            changes in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..8,
+            ),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let mut der = csr_der();
+            for (at, byte) in changes {
+                let i = at.index(der.len());
+                der[i] = byte;
+            }
+            let keep = cut.index(der.len() + 1);
+            der.truncate(keep.max(der.len() / 2));
+            if let Ok(csr) = DeviceCsr::from_pem(&csr_pem(&der)) {
+                let _ = csr.check_names("dev_1");
+            }
+        }
+
+        /// Validly signed requests naming anything (a device chooses its names): decoded
+        /// or refused, and a decoded one is checked and issued without a panic.
+        #[test]
+        fn any_names_in_a_signed_request_never_panic(
+            cn in proptest::option::of("\\PC{0,40}"),
+            dns in proptest::collection::vec("[ -~]{0,30}", 0..3),
+            uris in proptest::collection::vec("(urn:gema:device:)?[ -~]{0,30}", 0..3),
+        ) {
+            let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            if let Some(cn) = &cn {
+                dn.push(DnType::CommonName, cn.as_str());
+            }
+            params.distinguished_name = dn;
+            for name in &dns {
+                if let Ok(name) = rcgen::Ia5String::try_from(name.as_str()) {
+                    params.subject_alt_names.push(SanType::DnsName(name));
+                }
+            }
+            for uri in &uris {
+                if let Ok(uri) = rcgen::Ia5String::try_from(uri.as_str()) {
+                    params.subject_alt_names.push(SanType::URI(uri));
+                }
+            }
+            let Ok(request) = params.serialize_request(&key) else {
+                return Ok(());
+            };
+            let Ok(pem) = request.pem() else {
+                return Ok(());
+            };
+            if let Ok(csr) = DeviceCsr::from_pem(&pem) {
+                let ca = ca();
+                let device = cn.as_deref().unwrap_or("dev_1");
+                if csr.check_names(device).is_ok() {
+                    let now = OffsetDateTime::now_utc();
+                    let _ = ca.issue(&csr, device, now, now + Duration::days(1));
+                }
+            }
+        }
+    }
 }
