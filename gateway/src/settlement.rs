@@ -979,6 +979,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A payout setting's `cutoff_time` (API body or console form): an error or a time
+        /// of day, never a panic.
+        #[test]
+        fn cutoff_time_inputs_never_panic(
+            text in proptest::prop_oneof!["[0-9:+ -]{0,6}", "\\PC{0,8}"],
+        ) {
+            if let Ok((h, m)) = parse_cutoff_time("c", &text) {
+                proptest::prop_assert!(h <= 23 && m <= 59);
+                proptest::prop_assert_eq!(text.len(), 5);
+            }
+        }
+    }
+
     #[test]
     fn account_numbers_are_masked_to_their_last_four_digits() {
         assert_eq!(mask_account_number("1234567890"), "••••••7890");

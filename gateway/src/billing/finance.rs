@@ -383,6 +383,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The finance pages' `month=`, `year=` and `date=` query parameters: an error or a
+        /// period, never a panic, and a period's label reads back as the same period.
+        #[test]
+        fn period_query_parameters_never_panic(
+            month in proptest::option::of(proptest::prop_oneof!["[0-9+-]{0,8}", "\\PC{0,10}"]),
+            year in proptest::option::of(proptest::prop_oneof!["[0-9+-]{0,5}", "\\PC{0,6}"]),
+            date in proptest::option::of(proptest::prop_oneof!["[0-9+-]{0,11}", "\\PC{0,12}"]),
+        ) {
+            let parsed = FinancePeriod::parse(month.as_deref(), year.as_deref(), date.as_deref());
+            if let Ok(Some(period)) = parsed {
+                let label = period.label();
+                let again = match period {
+                    FinancePeriod::Month(..) => FinancePeriod::parse(Some(&label), None, None),
+                    FinancePeriod::Year(_) => FinancePeriod::parse(None, Some(&label), None),
+                    FinancePeriod::Date(_) => FinancePeriod::parse(None, None, Some(&label)),
+                };
+                proptest::prop_assert_eq!(again.ok(), Some(Some(period)));
+                let _ = period.selection();
+            }
+        }
+    }
+
     #[test]
     fn one_period_filter_at_a_time() {
         assert_eq!(

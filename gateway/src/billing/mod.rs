@@ -1083,6 +1083,28 @@ mod tests {
         assert!(nik("nik", Some("12345")).is_err());
     }
 
+    /// What a query or a form can hold: date-like text, or any text.
+    fn date_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof!["[0-9+ -]{0,12}", "\\PC{0,16}"]
+    }
+
+    proptest::proptest! {
+        /// `due_date=`, `period=`, a customer's register date: an error or a real date or
+        /// month, never a panic; what is accepted is written back as `YYYY-MM-DD` or
+        /// `YYYY-MM` and reads the same.
+        #[test]
+        fn date_and_period_inputs_never_panic(text in date_like()) {
+            if let Ok(date) = parse_date("d", &text) {
+                proptest::prop_assert_eq!(parse_date("d", &iso_date(date)).ok(), Some(date));
+            }
+            if let Ok(period) = parse_period("p", &text) {
+                proptest::prop_assert_eq!(period.len(), 7);
+                proptest::prop_assert_eq!(parse_period("p", &period).ok(), Some(period.clone()));
+            }
+        }
+    }
+
     #[test]
     fn merchants_change_only_phone_and_discount() {
         let ok = CustomerChanges {

@@ -431,6 +431,33 @@ mod tests {
             }
         }
 
+        /// The generic format's mapping comes from the query (`order_id_column=` …): any
+        /// column names, with any header and rows.
+        #[test]
+        fn random_generic_mappings_never_panic(
+            names in prop::collection::vec(prop::option::of("\\PC{0,12}"), 5),
+            header in "\\PC{0,60}",
+            rows in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mapping = ColumnMapping {
+                order_id: names[0].clone(),
+                amount: names[1].clone(),
+                status: names[2].clone(),
+                provider_id: names[3].clone(),
+                paid_at: names[4].clone(),
+            };
+            let mut text = header.into_bytes();
+            text.push(b'\n');
+            text.extend_from_slice(&rows);
+            let _ = read_report(ReportFormat::Generic, Some(&mapping), &text);
+            // The header names the mapped columns, so the rows are read.
+            let named: Vec<String> = names.iter().flatten().cloned().collect();
+            let mut text = named.join(",").into_bytes();
+            text.push(b'\n');
+            text.extend_from_slice(&rows);
+            let _ = read_report(ReportFormat::Generic, Some(&mapping), &text);
+        }
+
         #[test]
         fn random_rows_are_read_or_malformed(rows in prop::collection::vec(
             ("[A-Z0-9-]{0,8}", "[a-z0-9]{0,6}", "-?[0-9.,]{0,10}", "(settlement|pending|expire|refund|x)", "[0-9: -]{0,19}"), 0..20)) {
