@@ -145,4 +145,34 @@ mod tests {
         assert_eq!(parse_jakarta_local("  ").unwrap(), None);
         assert!(parse_jakarta_local("5 Des 2026").is_err());
     }
+
+    proptest::proptest! {
+        /// A form's money and time fields are whatever the browser posts: an error or a
+        /// value, never a panic.
+        #[test]
+        fn form_fields_never_panic(text in proptest::prop_oneof!["[0-9Rrp .,+-]{0,30}", "\\PC{0,30}"]) {
+            let _ = parse_rupiah("amount", &text);
+            let _ = parse_signed_rupiah("amount", &text);
+            let _ = parse_jakarta_local(&text);
+        }
+
+        /// What the console writes (`Rp 1.250.000`, `-Rp 1.500`) reads back, for every i64
+        /// but `i64::MIN`, whose size has no positive i64: that one is an error.
+        #[test]
+        fn written_amounts_read_back(amount in proptest::prelude::any::<i64>()) {
+            let read = parse_signed_rupiah("amount", &rupiah(amount));
+            if amount == i64::MIN {
+                proptest::prop_assert!(read.is_err());
+            } else {
+                proptest::prop_assert_eq!(read.ok(), Some(amount));
+                proptest::prop_assert_eq!(parse_rupiah("amount", &amount.unsigned_abs().to_string()).ok(), Some(amount.abs()));
+            }
+        }
+
+        #[test]
+        fn datetime_local_values_read_back(seconds in -2_000_000_000i64..=250_000_000_000) {
+            let at = OffsetDateTime::from_unix_timestamp(seconds - seconds.rem_euclid(60)).unwrap();
+            proptest::prop_assert_eq!(parse_jakarta_local(&jakarta_local(at)).ok(), Some(Some(at)));
+        }
+    }
 }
