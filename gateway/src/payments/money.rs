@@ -52,10 +52,16 @@ pub fn parse_rupiah(text: &str) -> Result<i64, AmountError> {
     Ok(value)
 }
 
-/// A JSON number as whole rupiah, read through its decimal text (so `10000` and `10000.0`
-/// both work, `10000.5` does not), never through floating point arithmetic.
-pub fn rupiah_from_json(number: &serde_json::Number) -> Result<i64, AmountError> {
-    parse_rupiah(&number.to_string())
+/// A JSON number as whole rupiah, read from its exact text in the body (so `10000` and
+/// `10000.0` both work; `10000.5`, `1e4` and `9999.99999999999999` do not), never through
+/// floating point: a `serde_json::Number` holds a fraction as an `f64`, which rounds
+/// `9999.99999999999999` to `10000.0`.
+pub fn rupiah_from_json(raw: &serde_json::value::RawValue) -> Result<i64, AmountError> {
+    let text = raw.get();
+    if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Err(AmountError(format!("{text} is not a JSON number")));
+    }
+    parse_rupiah(text)
 }
 
 /// Platform fee in basis points, floored; the merchant payable is the rest, so
@@ -101,16 +107,37 @@ mod tests {
         }
     }
 
+    fn from_json(text: &str) -> Result<i64, AmountError> {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(text).unwrap();
+        rupiah_from_json(&raw)
+    }
+
     #[test]
     fn json_numbers_go_through_their_text() {
-        let n: serde_json::Number = serde_json::from_str("10000").unwrap();
-        assert_eq!(rupiah_from_json(&n), Ok(10_000));
-        let n: serde_json::Number = serde_json::from_str("10000.0").unwrap();
-        assert_eq!(rupiah_from_json(&n), Ok(10_000));
-        let n: serde_json::Number = serde_json::from_str("10000.5").unwrap();
-        assert!(rupiah_from_json(&n).is_err());
-        let n: serde_json::Number = serde_json::from_str("-1").unwrap();
-        assert!(rupiah_from_json(&n).is_err());
+        assert_eq!(from_json("10000"), Ok(10_000));
+        assert_eq!(from_json("10000.0"), Ok(10_000));
+        for bad in [
+            "10000.5",
+            "-1",
+            "0",
+            "1e3",
+            "1E3",
+            "\"10000\"",
+            "null",
+            "[1]",
+            "{}",
+        ] {
+            assert!(from_json(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    /// As a `serde_json::Number` this was the `f64` 10000.0, so a fraction of a rupiah was
+    /// accepted as 10,000; read from its text, it is a fraction.
+    #[test]
+    fn a_fraction_an_f64_rounds_away_is_still_a_fraction() {
+        assert!(from_json("9999.99999999999999").is_err());
+        assert!(from_json("10000.00000000000001").is_err());
+        assert!(from_json("99999999999999999999").is_err());
     }
 
     #[test]
@@ -125,6 +152,18 @@ mod tests {
         #[test]
         fn parsing_never_panics(text in ".{0,40}") {
             let _ = parse_rupiah(&text);
+        }
+
+        /// Any JSON number's text: an error or the whole rupiah its text says.
+        #[test]
+        fn json_numbers_never_panic_and_are_exact(
+            text in "-?[0-9]{1,22}(\\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?",
+        ) {
+            if let Ok(raw) = serde_json::from_str::<Box<serde_json::value::RawValue>>(&text)
+                && let Ok(amount) = rupiah_from_json(&raw)
+            {
+                prop_assert_eq!(Ok(amount), parse_rupiah(&text));
+            }
         }
 
         #[test]

@@ -11,6 +11,7 @@ use std::fmt;
 
 use ring::{digest, hmac};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::money::{AmountError, parse_rupiah, rupiah_from_json};
@@ -248,7 +249,7 @@ struct XenditCallback {
     data: Option<XenditData>,
     // Legacy flat shape.
     id: Option<String>,
-    amount: Option<serde_json::Number>,
+    amount: Option<Box<RawValue>>,
     status: Option<String>,
     qr_code: Option<XenditQrCode>,
     created: Option<String>,
@@ -258,7 +259,7 @@ struct XenditCallback {
 #[derive(Deserialize)]
 struct XenditData {
     id: Option<String>,
-    amount: Option<serde_json::Number>,
+    amount: Option<Box<RawValue>>,
     status: Option<String>,
     reference_id: Option<String>,
     channel_code: Option<String>,
@@ -371,7 +372,7 @@ pub const GENERIC_SIGNATURE_HEADER: &str = "x-gema-signature";
 struct GenericCallback {
     transaction_id: String,
     order_ref: String,
-    amount: serde_json::Number,
+    amount: Box<RawValue>,
     status: String,
     issuer: Option<String>,
     paid_at: Option<String>,
@@ -602,6 +603,45 @@ mod tests {
         assert_eq!(event.provider_transaction_id, "qrpy_2");
         assert_eq!(event.order_ref, "ORD-10");
         assert_eq!(event.status, EventStatus::Paid);
+    }
+
+    /// `9999.99999999999999` is the `f64` 10000.0: read as a `serde_json::Number` it was
+    /// accepted as 10,000 rupiah. Amounts are read from their text, so it is a fraction;
+    /// `1e4` is not a decimal amount either.
+    #[test]
+    fn a_json_amount_is_read_from_its_text_not_rounded_through_an_f64() {
+        for amount in ["9999.99999999999999", "1e4", "\"10000\"", "null"] {
+            let body = format!(
+                r#"{{"event":"qr.payment","data":{{"id":"q","amount":{amount},"status":"SUCCEEDED","reference_id":"o"}}}}"#
+            );
+            let err = xendit(body.as_bytes(), Some("tok"), "tok").unwrap_err();
+            assert!(
+                matches!(&err, IngestError::Malformed { field: Some(f), .. } if f == "data.amount"),
+                "{amount}: {err:?}"
+            );
+        }
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for amount in ["24999.999999999999999", "2.5e4", "\"25000\""] {
+            let body = format!(
+                r#"{{"transaction_id":"b-1","order_ref":"O","amount":{amount},"status":"paid"}}"#
+            );
+            let sig = generic_signature("s", "1800000000", body.as_bytes());
+            let err = generic(
+                body.as_bytes(),
+                Some("1800000000"),
+                Some(&sig),
+                "s",
+                300,
+                now,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, IngestError::Malformed { field: Some(f), .. } if f == "amount"),
+                "{amount}: {err:?}"
+            );
+        }
+        let body = br#"{"event":"qr.payment","data":{"id":"q","amount":10000.00,"status":"SUCCEEDED","reference_id":"o"}}"#;
+        assert_eq!(xendit(body, Some("tok"), "tok").unwrap().amount, 10_000);
     }
 
     #[test]
