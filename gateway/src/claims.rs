@@ -508,6 +508,37 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// The glob's meaning, written the obvious (exponential) way.
+    fn reference_glob(pattern: &[u8], text: &[u8]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some((b'*', rest)) => (0..=text.len()).any(|i| reference_glob(rest, &text[i..])),
+            Some((&c, rest)) => text
+                .split_first()
+                .is_some_and(|(&t, tail)| (c == b'?' || c == t) && reference_glob(rest, tail)),
+        }
+    }
+
+    proptest::proptest! {
+        /// A claim's pattern (an operator's) against a serial (a device's CONNECT): the
+        /// iterative matcher answers as the reference does, and never panics.
+        #[test]
+        fn the_glob_matches_as_its_reference_does(
+            pattern in "[ab*?]{0,8}",
+            serial in "[ab]{0,10}",
+        ) {
+            proptest::prop_assert_eq!(
+                glob_matches(pattern.as_bytes(), serial.as_bytes()),
+                reference_glob(pattern.as_bytes(), serial.as_bytes())
+            );
+        }
+
+        #[test]
+        fn the_glob_never_panics(pattern in "\\PC{0,12}", serial in "\\PC{0,16}") {
+            let _ = glob_matches(pattern.as_bytes(), serial.as_bytes());
+        }
+    }
+
     #[test]
     fn globs_match_serials() {
         let yes = |p: &str, s: &str| glob_matches(p.as_bytes(), s.as_bytes());
