@@ -123,12 +123,17 @@ fn field_at_fault(path: &str, reason: &str) -> String {
 }
 
 fn body_error(field: &str, reason: &str) -> ApiError {
+    input_error("invalid_body", "JSON body", "JSON body at", field, reason)
+}
+
+/// A 400 `code` naming `field` (empty: the `whole` input) in its message and details.
+fn input_error(code: &str, whole: &str, part: &str, field: &str, reason: &str) -> ApiError {
     let message = if field.is_empty() {
-        format!("invalid JSON body: {reason}")
+        format!("invalid {whole}: {reason}")
     } else {
-        format!("invalid JSON body at {field}: {reason}")
+        format!("invalid {part} {field}: {reason}")
     };
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
         .with_details(json!({ "field": field, "reason": reason }))
 }
 
@@ -156,13 +161,13 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let reason = err.inner().to_string();
         let field = field_at_fault(&err.path().to_string(), &reason);
-        let message = if field.is_empty() {
-            format!("invalid query string: {reason}")
-        } else {
-            format!("invalid query parameter {field}: {reason}")
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-            .with_details(json!({ "field": field, "reason": reason }))
+        input_error(
+            "invalid_query",
+            "query string",
+            "query parameter",
+            &field,
+            &reason,
+        )
     })
 }
 

@@ -12,8 +12,24 @@ use gema_gateway::settlement::{
 use gema_gateway::testing::temp_store;
 use gema_gateway::whatsapp::{WhatsApp, WhatsAppSettings};
 use gema_store::testing::payable_merchant;
-use gema_store::{BatchFilter, PageRequest, PayoutSchedule};
+use gema_store::{BatchFilter, PageRequest, PayoutSchedule, Store};
 use time::OffsetDateTime;
+
+/// The settlement service on `store` and `clock`, with no WhatsApp sender configured (no
+/// payout notices).
+fn settlement(
+    store: &Arc<dyn Store>,
+    clock: &Arc<ManualClock>,
+    settings: SettlementSettings,
+) -> Settlement {
+    let whatsapp = WhatsApp::new(
+        store.clone(),
+        clock.clone(),
+        WhatsAppSettings::default(),
+        "test".into(),
+    );
+    Settlement::new(store.clone(), clock.clone(), settings, whatsapp)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daily_schedule_batches_once_after_its_cutoff() {
@@ -28,9 +44,9 @@ async fn a_daily_schedule_batches_once_after_its_cutoff() {
     let clock = Arc::new(ManualClock::new(
         i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap(),
     ));
-    let service = Settlement::new(
-        store.clone(),
-        clock.clone(),
+    let service = settlement(
+        &store,
+        &clock,
         SettlementSettings {
             schedule: PayoutSchedule::Daily,
             minimum_payout: 1,
@@ -42,13 +58,6 @@ async fn a_daily_schedule_batches_once_after_its_cutoff() {
             },
             ..SettlementSettings::default()
         },
-        // No WhatsApp sender is configured: no payout notices.
-        WhatsApp::new(
-            store.clone(),
-            clock.clone(),
-            WhatsAppSettings::default(),
-            "test".into(),
-        ),
     );
     // One merchant pays out by hand, one has a weekly schedule whose day is not today.
     service
@@ -129,20 +138,13 @@ async fn an_adjustment_beyond_any_payout_is_invalid_not_an_overflow() {
     let clock = Arc::new(ManualClock::new(
         i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap(),
     ));
-    let whatsapp = WhatsApp::new(
-        store.clone(),
-        clock.clone(),
-        WhatsAppSettings::default(),
-        "test".into(),
-    );
-    let service = Settlement::new(
-        store.clone(),
-        clock,
+    let service = settlement(
+        &store,
+        &clock,
         SettlementSettings {
             minimum_payout: 1,
             ..SettlementSettings::default()
         },
-        whatsapp,
     );
     let made = service
         .generate(

@@ -114,15 +114,7 @@ async fn approved_merchant(daemon: &Daemon, name: &str) -> String {
 /// profile) and returns the secret. The code that confirms it is the previous step's, so
 /// the current one is still unused for the login that follows.
 async fn enable_totp(daemon: &Daemon, email: &str) -> Vec<u8> {
-    let pair: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/auth/login", daemon.api_url))
-        .json(&json!({ "email": email, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, pair) = daemon.login(email, PASSWORD).await;
     let token = pair["access_token"].as_str().expect("an access token");
     let client = reqwest::Client::new();
     let setup: serde_json::Value = client
@@ -450,15 +442,7 @@ async fn logging_out_of_the_console_leaves_an_audit_row_as_the_apis_logout_does(
     let daemon = daemon(dir.path());
     let _logs = LogOnFailure(&daemon);
     create_user(&daemon, "ops@gema.test", "ops", None).await;
-    let pair: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/auth/login", daemon.api_url))
-        .json(&json!({ "email": "ops@gema.test", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, pair) = daemon.login("ops@gema.test", PASSWORD).await;
     let token = pair["access_token"].as_str().expect("an access token");
 
     // The header's logout form, as a browser posts it: the session's cookie and its token.

@@ -340,6 +340,18 @@ impl Daemon {
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON body"))
     }
+
+    /// `POST /api/v1/auth/login`: `(status, JSON body)`, the token pair on a 200.
+    pub async fn login(&self, email: &str, password: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.api_url))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
 }
 
 /// A device registered through the API, not yet bound.

@@ -50,17 +50,6 @@ fn admin_as(
     child.wait_with_output().unwrap()
 }
 
-async fn login(daemon: &Daemon, email: &str, password: &str) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/auth/login", daemon.api_url))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,7 +88,7 @@ async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
     );
     assert!(String::from_utf8_lossy(&rotate.stderr).contains("reset-password"));
 
-    let (status, pair) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
+    let (status, pair) = daemon.login("root@gema.test", "sambal-terasi-pedas").await;
     assert_eq!(status, 200, "{pair}");
     daemon.token = Some(pair["access_token"].as_str().unwrap().to_string());
     let (status, _) = daemon.get("/api/v1/merchants").await;
@@ -125,7 +114,7 @@ async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
         .post("/api/v1/auth/totp/enable", json!({ "code": code }))
         .await;
     assert_eq!(status, 200, "{codes}");
-    let (status, _) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
+    let (status, _) = daemon.login("root@gema.test", "sambal-terasi-pedas").await;
     assert_eq!(status, 401, "TOTP is on");
 
     let out = admin(
@@ -141,9 +130,9 @@ async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
     assert!(out.contains("TOTP of root@gema.test is off"), "{out}");
     let (status, _) = daemon.get("/api/v1/merchants").await;
     assert_eq!(status, 401, "a password reset ends the user's sessions");
-    let (status, _) = login(&daemon, "root@gema.test", "sambal-terasi-pedas").await;
+    let (status, _) = daemon.login("root@gema.test", "sambal-terasi-pedas").await;
     assert_eq!(status, 401);
-    let (status, _) = login(&daemon, "root@gema.test", "rendang-padang-enak").await;
+    let (status, _) = daemon.login("root@gema.test", "rendang-padang-enak").await;
     assert_eq!(status, 200);
     let stderr = daemon.stderr();
     for secret in [
