@@ -187,11 +187,8 @@ pub fn mask_account_number(number: &str) -> String {
 pub fn parse_cutoff_time(field: &'static str, value: &str) -> GatewayResult<(u8, u8)> {
     let bad = || GatewayError::invalid(field, "is a time of day HH:MM (Asia/Jakarta)");
     let (h, m) = value.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
-        return Err(bad());
-    }
-    let h: u8 = h.parse().map_err(|_| bad())?;
-    let m: u8 = m.parse().map_err(|_| bad())?;
+    let h: u8 = validate::fixed_digits(h, 2).ok_or_else(bad)?;
+    let m: u8 = validate::fixed_digits(m, 2).ok_or_else(bad)?;
     if h > 23 || m > 59 {
         return Err(bad());
     }
@@ -974,7 +971,9 @@ mod tests {
     #[test]
     fn cutoff_times_are_checked() {
         assert_eq!(parse_cutoff_time("c", "07:05").unwrap(), (7, 5));
-        for bad in ["7:05", "24:00", "23:60", "", "ab:cd", "12-00", "12:00:00"] {
+        for bad in [
+            "7:05", "24:00", "23:60", "", "ab:cd", "12-00", "12:00:00", "+7:05", "07:+5",
+        ] {
             assert!(parse_cutoff_time("c", bad).is_err(), "{bad}");
         }
     }

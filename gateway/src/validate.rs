@@ -3,6 +3,15 @@
 
 use crate::error::{GatewayError, GatewayResult};
 
+/// A fixed-width field of ASCII digits (a date's `2026` or `07`): its number, or `None` for
+/// anything else. `str::parse` alone takes a sign, so `+026` would be the year 26.
+pub fn fixed_digits<T: std::str::FromStr>(text: &str, width: usize) -> Option<T> {
+    if text.len() != width || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 /// Trims surrounding white space and requires 1..=`max` characters without control
 /// characters.
 pub fn text(field: &'static str, value: &str, max: usize) -> GatewayResult<String> {

@@ -41,10 +41,8 @@ impl FinancePeriod {
             (Some(month), None, None) => parse_month(month)
                 .map(|(y, m)| Some(FinancePeriod::Month(y, m)))
                 .ok_or_else(|| GatewayError::invalid("month", "is YYYY-MM")),
-            (None, Some(year), None) => year
-                .parse::<i32>()
-                .ok()
-                .filter(|y| (2000..=9999).contains(y) && year.len() == 4)
+            (None, Some(year), None) => crate::validate::fixed_digits::<i32>(year, 4)
+                .filter(|y| *y >= 2000)
                 .map(|y| Some(FinancePeriod::Year(y)))
                 .ok_or_else(|| GatewayError::invalid("year", "is YYYY")),
             (None, None, Some(date)) => parse_date(date)
@@ -86,11 +84,8 @@ impl FinancePeriod {
 
 fn parse_month(text: &str) -> Option<(i32, Month)> {
     let (year, month) = text.split_once('-')?;
-    if year.len() != 4 || month.len() != 2 {
-        return None;
-    }
-    let year = year.parse::<i32>().ok().filter(|y| *y >= 2000)?;
-    let month = Month::try_from(month.parse::<u8>().ok()?).ok()?;
+    let year = crate::validate::fixed_digits::<i32>(year, 4).filter(|y| *y >= 2000)?;
+    let month = Month::try_from(crate::validate::fixed_digits::<u8>(month, 2)?).ok()?;
     Some((year, month))
 }
 
@@ -354,6 +349,22 @@ pub fn check_export_periods(from: Option<&str>, to: Option<&str>) -> GatewayResu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_month_or_year_is_not_a_period() {
+        for month in ["2026-+1", "+026-01"] {
+            assert!(
+                FinancePeriod::parse(Some(month), None, None).is_err(),
+                "{month}"
+            );
+        }
+        assert!(FinancePeriod::parse(None, Some("+202"), None).is_err());
+        assert!(FinancePeriod::parse(None, None, Some("+2026-01-1")).is_err());
+        assert_eq!(
+            FinancePeriod::parse(Some("2026-01"), None, None).unwrap(),
+            Some(FinancePeriod::Month(2026, Month::January))
+        );
+    }
 
     #[test]
     fn the_collected_share_is_integer_arithmetic() {

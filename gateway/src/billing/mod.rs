@@ -242,12 +242,9 @@ pub fn parse_date(field: &'static str, value: &str) -> GatewayResult<Date> {
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
     };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return Err(bad());
-    }
-    let year: i32 = y.parse().map_err(|_| bad())?;
-    let month: u8 = m.parse().map_err(|_| bad())?;
-    let day: u8 = d.parse().map_err(|_| bad())?;
+    let year: i32 = validate::fixed_digits(y, 4).ok_or_else(bad)?;
+    let month: u8 = validate::fixed_digits(m, 2).ok_or_else(bad)?;
+    let day: u8 = validate::fixed_digits(d, 2).ok_or_else(bad)?;
     let month = Month::try_from(month).map_err(|_| bad())?;
     Date::from_calendar_date(year, month, day).map_err(|_| bad())
 }
@@ -256,9 +253,9 @@ pub fn parse_date(field: &'static str, value: &str) -> GatewayResult<Date> {
 pub fn parse_period(field: &'static str, value: &str) -> GatewayResult<String> {
     let bad = || GatewayError::invalid(field, "is a month YYYY-MM");
     let (y, m) = value.trim().split_once('-').ok_or_else(bad)?;
-    let year: i32 = y.parse().map_err(|_| bad())?;
-    let month: u8 = m.parse().map_err(|_| bad())?;
-    if y.len() != 4 || m.len() != 2 || !(1..=12).contains(&month) || year < 1970 {
+    let year: i32 = validate::fixed_digits(y, 4).ok_or_else(bad)?;
+    let month: u8 = validate::fixed_digits(m, 2).ok_or_else(bad)?;
+    if !(1..=12).contains(&month) || year < 1970 {
         return Err(bad());
     }
     Ok(format!("{year:04}-{month:02}"))
@@ -1036,6 +1033,22 @@ impl Billing {
 mod tests {
     use super::*;
     use time::macros::date;
+
+    /// `str::parse` takes a sign: `+026-01-15` was the year 26 and `2026-+1` January.
+    #[test]
+    fn a_signed_part_is_not_a_date_or_a_month() {
+        for bad in ["+026-01-15", "2026-+1-15", "2026-01-+5", "-026-01-15"] {
+            assert!(parse_date("d", bad).is_err(), "{bad}");
+        }
+        for bad in ["2026-+1", "+026-01", "2026--1"] {
+            assert!(parse_period("p", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_date("d", "2026-01-15").unwrap(),
+            date!(2026 - 01 - 15)
+        );
+        assert_eq!(parse_period("p", "2026-01").unwrap(), "2026-01");
+    }
 
     #[test]
     fn runs_bill_tomorrow_for_the_month_after() {
