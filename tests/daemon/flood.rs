@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use gema::sim::SimEvent;
-use gema_gateway::testing::{DEFAULT_DEADLINE, eventually, eventually_within};
+use gema_gateway::testing::{DEFAULT_DEADLINE, eventually_within};
 
 use crate::helpers::{Daemon, connected_sim, next_event};
 use crate::payments::{KEY, notification, notify, order};
@@ -219,13 +219,7 @@ async fn an_http_connection_flood_leaves_devices_callbacks_and_health_served() {
         ) >= 3 * 960,
         "{metrics}"
     );
-    eventually("the refusals are logged", || async {
-        daemon
-            .stderr()
-            .contains("HTTP connection refused")
-            .then_some(())
-    })
-    .await;
+    daemon.until_logged("HTTP connection refused").await;
 
     // Ten more addresses fill the HTTP cap (200: 120 are held already) …
     let sources: Vec<String> = (1..=10).map(|i| format!("127.0.1.{i}")).collect();

@@ -148,6 +148,15 @@ impl Daemon {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits until the daemon's log (stderr or stdout) holds `text`: its lines are read by
+    /// a thread of their own, so a line written as a response goes out may arrive after it.
+    pub async fn until_logged(&self, text: &str) {
+        eventually(&format!("the daemon logs {text:?}"), || async {
+            (self.stderr().contains(text) || self.stdout().contains(text)).then_some(())
+        })
+        .await
+    }
+
     /// Sends SIGKILL: no shutdown, no flush, like a power cut or the OOM killer.
     pub fn kill_hard(mut self) {
         self.child.kill().expect("SIGKILL");

@@ -76,7 +76,7 @@ async fn the_first_admin_comes_from_the_cli_and_retires_the_bootstrap_token() {
     );
     let (status, body) = daemon.get("/api/v1/merchants").await;
     assert_eq!(status, 401, "{body}");
-    assert!(daemon.stderr().contains("bootstrap admin token refused"));
+    daemon.until_logged("bootstrap admin token refused").await;
     let rotate = Command::new(GEMA)
         .args(["admin", "rotate-bootstrap-token"])
         .current_dir(dir.path())
