@@ -411,14 +411,7 @@ async fn desired_config_is_versioned_pushed_acked_and_drift_is_seen() {
     assert_eq!(h.published_configs().len(), 2);
 
     // A new version while connected is published by the pusher loop.
-    let (up_tx, up_rx) = tokio::sync::mpsc::channel(8);
-    let (relay_tx, _relay_rx) = tokio::sync::mpsc::channel(8);
-    let (_p_tx, p_rx) = tokio::sync::mpsc::channel(8);
-    let (rp_tx, _rp_rx) = tokio::sync::mpsc::channel(8);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(h.ops.clone().run(up_rx, relay_tx, p_rx, rp_tx, async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, runner) = run_quietly(&h);
     h.ops
         .set_config(
             &h.device_id,
@@ -435,7 +428,6 @@ async fn desired_config_is_versioned_pushed_acked_and_drift_is_seen() {
     })
     .await;
     assert_eq!(h.published_configs()[2].config_version, 2);
-    drop(up_tx);
     let _ = stop_tx.send(());
     runner.await.unwrap();
 }

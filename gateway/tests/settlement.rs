@@ -15,6 +15,13 @@ use gema_store::testing::payable_merchant;
 use gema_store::{BatchFilter, PageRequest, PayoutSchedule, Store};
 use time::OffsetDateTime;
 
+/// A manual clock that starts at `now`.
+fn clock_at(now: OffsetDateTime) -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap(),
+    ))
+}
+
 /// The settlement service on `store` and `clock`, with no WhatsApp sender configured (no
 /// payout notices).
 fn settlement(
@@ -41,9 +48,7 @@ async fn a_daily_schedule_batches_once_after_its_cutoff() {
     }
     // Ledger ids carry the real time, so the clock starts at the real now.
     let now = OffsetDateTime::now_utc();
-    let clock = Arc::new(ManualClock::new(
-        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap(),
-    ));
+    let clock = clock_at(now);
     let service = settlement(
         &store,
         &clock,
@@ -135,9 +140,7 @@ async fn an_adjustment_beyond_any_payout_is_invalid_not_an_overflow() {
     let (store, _dir) = temp_store().await;
     let merchant = payable_merchant(&*store, "adj", "ADJ-1").await.merchant.id;
     let now = OffsetDateTime::now_utc();
-    let clock = Arc::new(ManualClock::new(
-        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap(),
-    ));
+    let clock = clock_at(now);
     let service = settlement(
         &store,
         &clock,
