@@ -39,10 +39,7 @@ pub fn totp(secret: &[u8], unix_secs: i64, digits: u32) -> u32 {
 /// a code whose step was already used. Anything malformed is `None`, never a panic.
 pub fn verify(secret: &[u8], code: &str, unix_secs: i64) -> Option<i64> {
     let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    if digits.len() != DIGITS as usize || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let presented: u32 = digits.parse().ok()?;
+    let presented: u32 = crate::validate::fixed_digits(&digits, DIGITS as usize)?;
     let now = step_of(unix_secs);
     let mut matched = None;
     // Compare every candidate, so timing does not tell which step matched.
