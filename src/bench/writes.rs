@@ -87,8 +87,8 @@ const DURATION: &str = "gema_payment_commit_duration_seconds";
 const STAGE: &str = "gema_payment_commit_stage_seconds";
 /// The order a batch goes through its stages (the store's `Stages`); one the bench does not
 /// know is shown after them.
-const STAGES: [&str; 7] = [
-    "begin", "lock", "keys", "devices", "stage", "write", "commit",
+const STAGES: [&str; 8] = [
+    "begin", "lock", "keys", "devices", "read", "stage", "write", "commit",
 ];
 
 impl CommitSample {

@@ -28,6 +28,10 @@ pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[source] rusqlite::Error),
 
+    /// From the payment batches' own PostgreSQL connections (`postgres_payments`).
+    #[error("database: {0}")]
+    Postgres(#[source] tokio_postgres::Error),
+
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 

@@ -48,7 +48,7 @@
 //! text with few dynamic parts.) What really differs stays in the backends' modules:
 //! connection setup and the write turn (`sqlite`), the row-lock suffix (`Db::row_lock`:
 //! `FOR UPDATE` on PostgreSQL, nothing on SQLite, where a write transaction already holds
-//! the database's lock), and the payment batch's I/O (`sqlite_payments`, `postgres`).
+//! the database's lock), and the payment batch's I/O (`sqlite_payments`, `postgres_payments`).
 //!
 //! Instants compared inside SQL (expiry, next retry, sessions, lockout windows) are stored
 //! as Unix milliseconds chosen by the caller's clock, because sqlx writes SQLite timestamps
@@ -74,9 +74,10 @@
 //! transaction. What a batch does is shared code (`payments::batch::stage_events`, over a
 //! `BatchIo` trait for its few rare-path statements: a static QR payment, a refund's
 //! originals, a non-delivery result); the I/O around it is each backend's. PostgreSQL runs
-//! a batch in six round trips whatever its size: `BEGIN`, three reads (lock the
-//! transactions; the dedupe keys, taking the terminals' sequence locks first; the bound
-//! devices), one write (each table a data-modifying `WITH` clause) and `COMMIT`. Its
+//! a batch in two round trips whatever its size (`postgres_payments`, on tokio-postgres,
+//! which pipelines): `BEGIN` with three reads (lock the transactions; the dedupe keys,
+//! taking the terminals' sequence locks first; the bound devices), then one write (each
+//! table a data-modifying `WITH` clause) with `COMMIT`. Its
 //! statements take their rows as one array per column (`unnest`), so each is one fixed
 //! text that every connection prepares once: multi-row `VALUES` lists gave each batch
 //! size a statement of its own, which the server parsed and planned anew (measured
@@ -170,6 +171,7 @@ pub mod monitoring;
 mod outlet;
 pub mod payments;
 mod postgres;
+mod postgres_payments;
 pub mod reconciliation;
 pub mod seed;
 pub mod settlement;

@@ -9,8 +9,9 @@
 //! multi-row INSERT per table. The I/O around it is each backend's:
 //! `crate::sqlite_payments` (rusqlite, on the store's payment thread; multi-row statements
 //! in chunks of 64/16/4/1 rows, [`insert_chunks`], so the statement cache keeps few
-//! shapes) and `crate::postgres` (three reads and one write of data-modifying `WITH`
-//! clauses, every one of them taking its rows as arrays, so one text for any batch).
+//! shapes) and `crate::postgres_payments` (tokio-postgres: three reads and one write of
+//! data-modifying `WITH` clauses, every one of them taking its rows as arrays, so one text
+//! for any batch, sent in two pipelined round trips with `BEGIN` and `COMMIT`).
 //!
 //! A batch that fails is rolled back, and retried one event per transaction, so the event
 //! that fails fails alone (its raw request kept in the inbox as `failed`). There is no
@@ -27,7 +28,7 @@ use crate::{
 
 impl Db {
     /// Applies events, and records delivery results, in one database transaction (each
-    /// backend's batch I/O: `sqlite_payments` on the SQLite writer's thread, `postgres`).
+    /// backend's batch I/O: `sqlite_payments` on the SQLite writer's thread, `postgres_payments`).
     /// Any failing statement fails the whole batch, which is rolled back. The batch comes
     /// back with the result, for the caller's retries.
     async fn apply_in_one_transaction(

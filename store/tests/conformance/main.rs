@@ -67,6 +67,7 @@ macro_rules! conformance {
                 a_refund_of_another_amount_reverses_what_was_posted,
                 unknown_orders_leave_no_trace_but_the_inbox,
                 a_static_qr_payment_creates_its_transaction,
+                concurrent_payments_number_one_devices_announcements_once,
                 no_bound_device_is_recorded_not_lost,
                 transactions_page_newest_first_by_keyset,
                 test_notifications_touch_nothing,

@@ -251,6 +251,45 @@ pub async fn concurrent_copies_of_one_event_apply_once(store: Arc<dyn Store>) {
     );
 }
 
+/// Payments to one device that concurrent batches commit (a node's commit loops, or
+/// several nodes) number its announcements once each, without a gap: a batch holds the
+/// terminal's sequence lock from its reads to its commit, whether it found the terminal
+/// through an order (PostgreSQL takes that lock in SQL) or through a static QR reference
+/// (taken later, by the daemon's statement).
+pub async fn concurrent_payments_number_one_devices_announcements_once(store: Arc<dyn Store>) {
+    let (ApprovedTerminal { terminal, .. }, device) =
+        approved_terminal_with_device(&*store, "SN-P19").await;
+    for i in 0..12 {
+        order(&*store, &terminal, &format!("ORD-Q{i}"), 1_000 + i).await;
+    }
+    let dynamic = (0..12).map(|i| event(&format!("ORD-Q{i}"), "paid", 1_000 + i));
+    let fixed = (0..6).map(|i| IncomingEvent {
+        provider_transaction_id: format!("mt-static-{i}"),
+        ..event("STATIC-SN-P19", "paid", 2_000 + i)
+    });
+    let payments = dynamic.chain(fixed).map(|event| {
+        let store = store.clone();
+        tokio::spawn(async move { store.apply_payment_event(inbox(), event, &Rules).await })
+    });
+    let mut sequences = Vec::new();
+    for outcome in futures_util::future::join_all(payments).await {
+        let outcome = outcome.unwrap().unwrap();
+        let PaymentOutcome::Applied { transaction_id, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        for a in store
+            .transaction_announcements(&transaction_id)
+            .await
+            .unwrap()
+        {
+            assert_eq!(a.device_id.as_deref(), Some(device.id.as_str()));
+            sequences.push(a.sequence);
+        }
+    }
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=18).collect::<Vec<i64>>());
+}
+
 pub async fn stale_and_mismatched_events_are_recorded_not_applied(store: Arc<dyn Store>) {
     let (ApprovedTerminal { terminal, .. }, _) =
         approved_terminal_with_device(&*store, "SN-P4").await;
