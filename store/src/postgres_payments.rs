@@ -169,7 +169,7 @@ impl BatchConnections {
             };
             match keys.read(&conn).await {
                 Ok(reads) => break (conn, reads),
-                Err(err) if kept && (err.is_closed() || conn.client.is_closed()) => {
+                Err(err) if kept && session_ended(&err, &conn.client) => {
                     tracing::debug!(error = %err, "a kept payment batch connection is gone");
                 }
                 Err(err) => {
@@ -246,6 +246,18 @@ impl BatchConnections {
             Err(err) => tracing::warn!(error = %err, "rolling back a failed batch failed"),
         }
     }
+}
+
+/// Whether an error says the connection's session is over: closed, or ended by the server
+/// (a `FATAL` error, such as `pg_terminate_backend`'s, which a kept connection reads as the
+/// answer to its next request, maybe before it has seen the socket close).
+fn session_ended(err: &tokio_postgres::Error, client: &Client) -> bool {
+    use tokio_postgres::error::Severity;
+    err.is_closed()
+        || client.is_closed()
+        || err
+            .as_db_error()
+            .is_some_and(|db| db.parsed_severity() == Some(Severity::Fatal))
 }
 
 fn timed_out() -> StoreError {
