@@ -27,9 +27,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 use crate::db::Param;
 use crate::payments::batch::{
     ANNOUNCEMENT_EXISTS, BOUND_DEVICES, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION,
-    INTERNAL_EVENT, LEDGER_ORIGINALS, Piece, Placeholders, RECORD_DELIVERY, STATIC_QR_TERMINAL,
-    Staged, batch_keys, insert_chunks, piece_params, stage_deliveries, stage_events,
-    staged_terminals, transaction_params,
+    INTERNAL_EVENT, InboxRow, LEDGER_ORIGINALS, Piece, Placeholders, RECORD_DELIVERY,
+    STATIC_QR_TERMINAL, Staged, batch_keys, insert_chunks, internal_event_params, piece_params,
+    stage_deliveries, stage_events, staged_terminals, transaction_params,
 };
 use crate::{
     DeliveryResult, InboxEntry, IncomingEvent, PaymentOutcome, PaymentRules, StoreError,
@@ -222,8 +222,8 @@ impl BatchConnections {
         let (written, committed) = if empty {
             (Ok(0), conn.client.batch_execute("COMMIT").await)
         } else {
-            let params = WriteParams::new(staged, items, now);
-            let refs = params.refs();
+            let params = write_params(staged, items, now);
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
             futures_util::join!(
                 conn.client.execute(&conn.write, &refs),
                 conn.client.batch_execute("COMMIT"),
@@ -492,218 +492,72 @@ const BATCH_WRITE: &str = "WITH \
        FROM unnest($42::text[]) AS d (id) WHERE a.id = d.id AND a.status = 'pending') \
      SELECT 1";
 
-/// The parameters of [`BATCH_WRITE`]: one array per column.
-struct WriteParams<'a> {
+/// A parameter of [`BATCH_WRITE`], borrowing from the batch.
+type WriteParam<'a> = Box<dyn ToSql + Send + Sync + 'a>;
+
+/// The parameters of [`BATCH_WRITE`], in its order: one array per column.
+fn write_params<'a>(
+    staged: &'a Staged,
+    items: &'a [(InboxEntry, IncomingEvent)],
     now: time::OffsetDateTime,
-    next_attempts: Vec<i64>,
-    changed: [Vec<Option<&'a str>>; 5],
-    paid_at: Vec<Option<time::OffsetDateTime>>,
-    paid_after_expiry: Vec<bool>,
-    updated_at: Vec<time::OffsetDateTime>,
-    inbox: [Vec<Option<&'a str>>; 6],
-    received_at: Vec<time::OffsetDateTime>,
-    bodies: Vec<&'a [u8]>,
-    events: [Vec<Option<&'a str>>; 8],
-    amounts: Vec<i64>,
-    ledger: [Vec<Option<&'a str>>; 6],
-    ledger_amounts: Vec<i64>,
-    announcements: [Vec<Option<&'a str>>; 5],
-    sequences: Vec<i64>,
-    expiries: Vec<i64>,
-    delivered: Vec<&'a str>,
-}
-
-impl<'a> WriteParams<'a> {
-    fn new(
-        staged: &'a Staged,
-        items: &'a [(InboxEntry, IncomingEvent)],
-        now: time::OffsetDateTime,
-    ) -> Self {
-        let changed: Vec<&Transaction> = staged.updates.values().collect();
-        let column = |f: &dyn Fn(&'a Transaction) -> Option<&'a str>| {
-            staged.updates.values().map(f).collect::<Vec<_>>()
-        };
-        let inbox = &staged.inbox;
-        let entry = |i: usize| &items[i].0;
-        let events = &staged.events;
-        let ledger = &staged.ledger;
-        let announcements = &staged.announcements;
-        Self {
-            now,
-            next_attempts: announcements.iter().map(|r| r.next_attempt_at_ms).collect(),
-            changed: [
-                column(&|t| Some(t.id.as_str())),
-                column(&|t| Some(t.status.as_str())),
-                column(&|t| t.provider.as_deref()),
-                column(&|t| t.provider_transaction_id.as_deref()),
-                column(&|t| t.issuer.as_deref()),
-            ],
-            paid_at: changed.iter().map(|t| t.paid_at).collect(),
-            paid_after_expiry: changed.iter().map(|t| t.paid_after_expiry).collect(),
-            updated_at: changed.iter().map(|t| t.updated_at).collect(),
-            inbox: [
-                inbox.iter().map(|r| Some(r.id.as_str())).collect(),
-                inbox
-                    .iter()
-                    .map(|r| Some(entry(r.item).provider.as_str()))
-                    .collect(),
-                inbox
-                    .iter()
-                    .map(|r| Some(entry(r.item).headers.as_str()))
-                    .collect(),
-                inbox.iter().map(|r| Some(r.outcome)).collect(),
-                inbox.iter().map(|r| r.detail.as_deref()).collect(),
-                inbox.iter().map(|r| r.transaction_id.as_deref()).collect(),
-            ],
-            received_at: inbox.iter().map(|r| entry(r.item).received_at).collect(),
-            bodies: inbox
-                .iter()
-                .map(|r| entry(r.item).body.as_slice())
-                .collect(),
-            events: [
-                events.iter().map(|r| Some(r.id.as_str())).collect(),
-                events
-                    .iter()
-                    .map(|r| Some(r.transaction_id.as_str()))
-                    .collect(),
-                events
-                    .iter()
-                    .map(|r| Some(r.event.provider.as_str()))
-                    .collect(),
-                events
-                    .iter()
-                    .map(|r| Some(r.event.provider_transaction_id.as_str()))
-                    .collect(),
-                events
-                    .iter()
-                    .map(|r| Some(r.event.status.as_str()))
-                    .collect(),
-                events
-                    .iter()
-                    .map(|r| Some(r.event.raw_status.as_str()))
-                    .collect(),
-                events.iter().map(|r| Some(r.effect)).collect(),
-                events.iter().map(|r| Some(r.inbox_id.as_str())).collect(),
-            ],
-            amounts: events.iter().map(|r| r.event.amount).collect(),
-            ledger: [
-                ledger.iter().map(|r| Some(r.id.as_str())).collect(),
-                ledger
-                    .iter()
-                    .map(|r| Some(r.transaction_id.as_str()))
-                    .collect(),
-                ledger
-                    .iter()
-                    .map(|r| Some(r.merchant_id.as_str()))
-                    .collect(),
-                ledger.iter().map(|r| Some(r.entry_type)).collect(),
-                ledger
-                    .iter()
-                    .map(|r| Some(r.external_id.as_str()))
-                    .collect(),
-                ledger.iter().map(|r| r.reverses_id.as_deref()).collect(),
-            ],
-            ledger_amounts: ledger.iter().map(|r| r.amount).collect(),
-            announcements: [
-                announcements.iter().map(|r| Some(r.id.as_str())).collect(),
-                announcements
-                    .iter()
-                    .map(|r| Some(r.transaction_id.as_str()))
-                    .collect(),
-                announcements
-                    .iter()
-                    .map(|r| Some(r.terminal_id.as_str()))
-                    .collect(),
-                announcements
-                    .iter()
-                    .map(|r| r.device_id.as_deref())
-                    .collect(),
-                announcements
-                    .iter()
-                    .map(|r| Some(r.status().as_str()))
-                    .collect(),
-            ],
-            sequences: announcements.iter().map(|r| r.sequence).collect(),
-            expiries: announcements.iter().map(|r| r.expires_at_ms).collect(),
-            delivered: staged.delivered.iter().map(String::as_str).collect(),
-        }
+) -> Vec<WriteParam<'a>> {
+    /// One column of some rows, as an array.
+    fn column<'a, R: 'a, T: ToSql + Send + Sync + 'a>(
+        rows: impl IntoIterator<Item = &'a R>,
+        value: impl Fn(&'a R) -> T,
+    ) -> WriteParam<'a> {
+        Box::new(rows.into_iter().map(value).collect::<Vec<T>>())
     }
-
-    /// In [`BATCH_WRITE`]'s order.
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        let [t_id, t_status, t_provider, t_provider_id, t_issuer] = &self.changed;
-        let [
-            i_id,
-            i_provider,
-            i_headers,
-            i_outcome,
-            i_detail,
-            i_transaction,
-        ] = &self.inbox;
-        let [
-            e_id,
-            e_transaction,
-            e_provider,
-            e_provider_id,
-            e_status,
-            e_raw,
-            e_effect,
-            e_inbox,
-        ] = &self.events;
-        let [
-            l_id,
-            l_transaction,
-            l_merchant,
-            l_type,
-            l_external,
-            l_reverses,
-        ] = &self.ledger;
-        let [a_id, a_transaction, a_terminal, a_device, a_status] = &self.announcements;
-        vec![
-            &self.now,
-            &self.next_attempts,
-            t_id,
-            t_status,
-            t_provider,
-            t_provider_id,
-            t_issuer,
-            &self.paid_at,
-            &self.paid_after_expiry,
-            &self.updated_at,
-            i_id,
-            i_provider,
-            &self.received_at,
-            i_headers,
-            &self.bodies,
-            i_outcome,
-            i_detail,
-            i_transaction,
-            e_id,
-            e_transaction,
-            e_provider,
-            e_provider_id,
-            e_status,
-            e_raw,
-            &self.amounts,
-            e_effect,
-            e_inbox,
-            l_id,
-            l_transaction,
-            l_merchant,
-            l_type,
-            &self.ledger_amounts,
-            l_external,
-            l_reverses,
-            a_id,
-            a_transaction,
-            a_terminal,
-            a_device,
-            a_status,
-            &self.sequences,
-            &self.expiries,
-            &self.delivered,
-        ]
-    }
+    let changed = || staged.updates.values();
+    let inbox = &staged.inbox;
+    let request = |row: &InboxRow| &items[row.item].0;
+    let events = &staged.events;
+    let ledger = &staged.ledger;
+    let announced = &staged.announcements;
+    vec![
+        Box::new(now),
+        column(announced, |r| r.next_attempt_at_ms),
+        column(changed(), |t| t.id.as_str()),
+        column(changed(), |t| t.status.as_str()),
+        column(changed(), |t| t.provider.as_deref()),
+        column(changed(), |t| t.provider_transaction_id.as_deref()),
+        column(changed(), |t| t.issuer.as_deref()),
+        column(changed(), |t| t.paid_at),
+        column(changed(), |t| t.paid_after_expiry),
+        column(changed(), |t| t.updated_at),
+        column(inbox, |r| r.id.as_str()),
+        column(inbox, |r| request(r).provider.as_str()),
+        column(inbox, |r| request(r).received_at),
+        column(inbox, |r| request(r).headers.as_str()),
+        column(inbox, |r| request(r).body.as_slice()),
+        column(inbox, |r| r.outcome),
+        column(inbox, |r| r.detail.as_deref()),
+        column(inbox, |r| r.transaction_id.as_deref()),
+        column(events, |r| r.id.as_str()),
+        column(events, |r| r.transaction_id.as_str()),
+        column(events, |r| r.event.provider.as_str()),
+        column(events, |r| r.event.provider_transaction_id.as_str()),
+        column(events, |r| r.event.status.as_str()),
+        column(events, |r| r.event.raw_status.as_str()),
+        column(events, |r| r.event.amount),
+        column(events, |r| r.effect),
+        column(events, |r| r.inbox_id.as_str()),
+        column(ledger, |r| r.id.as_str()),
+        column(ledger, |r| r.transaction_id.as_str()),
+        column(ledger, |r| r.merchant_id.as_str()),
+        column(ledger, |r| r.entry_type),
+        column(ledger, |r| r.amount),
+        column(ledger, |r| r.external_id.as_str()),
+        column(ledger, |r| r.reverses_id.as_deref()),
+        column(announced, |r| r.id.as_str()),
+        column(announced, |r| r.transaction_id.as_str()),
+        column(announced, |r| r.terminal_id.as_str()),
+        column(announced, |r| r.device_id.as_deref()),
+        column(announced, |r| r.status().as_str()),
+        column(announced, |r| r.sequence),
+        column(announced, |r| r.expires_at_ms),
+        column(&staged.delivered, String::as_str),
+    ]
 }
 
 /// A `transactions` row (`SELECT *`).
@@ -789,17 +643,8 @@ impl BatchIo for PgBatch<'_> {
         now: time::OffsetDateTime,
     ) -> StoreResult<()> {
         let id = crate::sql::new_id("evt");
-        self.execute(
-            INTERNAL_EVENT,
-            &[
-                Param::Text(Some(&id)),
-                Param::Text(Some(transaction_id)),
-                Param::Text(Some(status)),
-                Param::Int(Some(amount)),
-                Param::Time(Some(now)),
-            ],
-        )
-        .await?;
+        let params = internal_event_params(&id, transaction_id, status, amount, now);
+        self.execute(INTERNAL_EVENT, &params).await?;
         Ok(())
     }
 

@@ -41,8 +41,8 @@ use crate::db::Param;
 use crate::payments::batch::{
     ANNOUNCEMENT_EXISTS, Batch, BatchIo, BoundDevice, DeliveryUpdate, INSERT_TRANSACTION,
     LEDGER_ORIGINALS, Piece, Placeholders, RECORD_DELIVERY, STATIC_QR_TERMINAL, Staged, batch_keys,
-    batch_pieces, bound_devices_sql, insert_chunks, piece_params, recorded_keys_sql,
-    stage_deliveries, stage_events, staged_terminals, transaction_params,
+    batch_pieces, bound_devices_sql, insert_chunks, internal_event_params, piece_params,
+    recorded_keys_sql, stage_deliveries, stage_events, staged_terminals, transaction_params,
     transactions_by_order_sql,
 };
 use crate::{
@@ -593,13 +593,13 @@ impl BatchIo for SqliteBatch<'_> {
         let id = crate::sql::new_id("evt");
         self.0
             .prepare_cached(crate::payments::batch::INTERNAL_EVENT)?
-            .execute(params_from_iter([
-                Param::Text(Some(&id)),
-                Param::Text(Some(transaction_id)),
-                Param::Text(Some(status)),
-                Param::Int(Some(amount)),
-                Param::Time(Some(now)),
-            ]))?;
+            .execute(params_from_iter(internal_event_params(
+                &id,
+                transaction_id,
+                status,
+                amount,
+                now,
+            )))?;
         Ok(())
     }
 

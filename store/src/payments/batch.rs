@@ -983,6 +983,23 @@ pub(crate) const INTERNAL_EVENT: &str = "INSERT INTO transaction_events (id, tra
      VALUES ($1, $2, 'gema', $2, $3, $3, $4, $3, $5) \
      ON CONFLICT (provider, provider_transaction_id, status) DO NOTHING";
 
+/// The parameters of [`INTERNAL_EVENT`], in order.
+pub(crate) fn internal_event_params<'a>(
+    id: &'a str,
+    transaction_id: &'a str,
+    status: &'a str,
+    amount: i64,
+    now: time::OffsetDateTime,
+) -> [Param<'a>; 5] {
+    [
+        Param::Text(Some(id)),
+        Param::Text(Some(transaction_id)),
+        Param::Text(Some(status)),
+        Param::Int(Some(amount)),
+        Param::Time(Some(now)),
+    ]
+}
+
 /// The terminal with a static QR reference, and its merchant.
 pub(crate) const STATIC_QR_TERMINAL: &str = "SELECT t.id, o.merchant_id FROM terminals t \
      JOIN outlets o ON o.id = t.outlet_id WHERE t.payment_ref = $1";

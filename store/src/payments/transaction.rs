@@ -97,12 +97,15 @@ pub(crate) async fn insert_internal_event(
     amount: i64,
     now: time::OffsetDateTime,
 ) -> StoreResult<()> {
+    let id = crate::sql::new_id("evt");
     query(crate::payments::batch::INTERNAL_EVENT)
-        .bind(crate::sql::new_id("evt"))
-        .bind(transaction_id)
-        .bind(status)
-        .bind(amount)
-        .bind(now)
+        .bind_all(crate::payments::batch::internal_event_params(
+            &id,
+            transaction_id,
+            status,
+            amount,
+            now,
+        ))
         .execute(&mut *conn)
         .await?;
     Ok(())
