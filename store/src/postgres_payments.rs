@@ -769,3 +769,25 @@ impl From<tokio_postgres::Error> for StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The write's parameters are one list in [`super::BATCH_WRITE`]'s order: as many as the
+    /// statement names (a missing or extra column would shift every one after it).
+    #[test]
+    fn the_write_gets_a_parameter_for_every_one_its_statement_names() {
+        let mut named: Vec<usize> = super::BATCH_WRITE
+            .split('$')
+            .skip(1)
+            .map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().unwrap()
+            })
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        let staged = crate::payments::batch::Staged::default();
+        let params = super::write_params(&staged, &[], crate::sql::now());
+        assert_eq!(named, (1..=params.len()).collect::<Vec<_>>());
+    }
+}
