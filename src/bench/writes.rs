@@ -87,9 +87,7 @@ const DURATION: &str = "gema_payment_commit_duration_seconds";
 const STAGE: &str = "gema_payment_commit_stage_seconds";
 /// The order a batch goes through its stages (the store's `Stages`); one the bench does not
 /// know is shown after them.
-const STAGES: [&str; 8] = [
-    "begin", "lock", "keys", "devices", "read", "stage", "write", "commit",
-];
+const STAGES: [&str; 3] = ["read", "stage", "write"];
 
 impl CommitSample {
     /// Reads the process's recorder now (every node of the bench runs in this process, so
@@ -234,8 +232,8 @@ gema_payment_commit_batch_size_sum 3
 gema_payment_commit_batch_size_count 2
 gema_payment_commit_stage_seconds_sum{stage=\"write\"} 0.002
 gema_payment_commit_stage_seconds_count{stage=\"write\"} 2
-gema_payment_commit_stage_seconds_sum{stage=\"begin\"} 0.001
-gema_payment_commit_stage_seconds_count{stage=\"begin\"} 2
+gema_payment_commit_stage_seconds_sum{stage=\"read\"} 0.001
+gema_payment_commit_stage_seconds_count{stage=\"read\"} 2
 ";
 
     const AFTER: &str = "\
@@ -251,10 +249,10 @@ gema_payment_commit_stage_seconds_bucket{stage=\"write\",le=\"0.001\"} 2
 gema_payment_commit_stage_seconds_bucket{stage=\"write\",le=\"0.005\"} 12
 gema_payment_commit_stage_seconds_sum{stage=\"write\"} 0.042
 gema_payment_commit_stage_seconds_count{stage=\"write\"} 12
-gema_payment_commit_stage_seconds_sum{stage=\"begin\"} 0.006
-gema_payment_commit_stage_seconds_count{stage=\"begin\"} 12
-gema_payment_commit_stage_seconds_sum{stage=\"lock\"} 0.0025
-gema_payment_commit_stage_seconds_count{stage=\"lock\"} 5
+gema_payment_commit_stage_seconds_sum{stage=\"read\"} 0.006
+gema_payment_commit_stage_seconds_count{stage=\"read\"} 12
+gema_payment_commit_stage_seconds_sum{stage=\"stage\"} 0.0025
+gema_payment_commit_stage_seconds_count{stage=\"stage\"} 5
 gema_payment_commit_stage_seconds_sum{stage=\"later\"} 0.001
 gema_payment_commit_stage_seconds_count{stage=\"later\"} 1
 ";
@@ -276,7 +274,7 @@ gema_payment_commit_stage_seconds_count{stage=\"later\"} 1
         assert_eq!(
             used.stages_line().as_deref(),
             Some(
-                "commit stages     µs a batch: begin 500 (p99 over the last bucket), lock 500 (p99 over the last bucket), write 4000 (p99 ≤ 5 ms), later 1000 (p99 over the last bucket)"
+                "commit stages     µs a batch: read 500 (p99 over the last bucket), stage 500 (p99 over the last bucket), write 4000 (p99 ≤ 5 ms), later 1000 (p99 over the last bucket)"
             )
         );
     }
