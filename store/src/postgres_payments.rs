@@ -183,7 +183,7 @@ impl BatchConnections {
             let mut staged = Staged::default();
             let mut outcomes = Vec::new();
             if let Some(rules) = rules {
-                reads.into_staged(&mut staged, !keys.events.is_empty())?;
+                reads.into_staged(&mut staged)?;
                 outcomes =
                     stage_events(&mut PgBatch(&mut conn), &mut staged, items, rules, now).await?;
             }
@@ -264,10 +264,9 @@ fn timed_out() -> StoreError {
     StoreError::Database(sqlx::Error::PoolTimedOut)
 }
 
-/// A batch's keys: its events (not test notifications) and their order references, and
-/// the events' dedupe keys by column.
+/// A batch's keys: the order references of its events (not test notifications), and the
+/// events' dedupe keys by column.
 struct Keys<'a> {
-    events: Vec<&'a IncomingEvent>,
     orders: Vec<&'a str>,
     providers: Vec<&'a str>,
     ids: Vec<&'a str>,
@@ -291,7 +290,6 @@ impl<'a> Keys<'a> {
                 .map(|e| e.provider_transaction_id.as_str())
                 .collect(),
             statuses: events.iter().map(|e| e.status.as_str()).collect(),
-            events,
             orders,
         }
     }
@@ -323,8 +321,8 @@ impl<'a> Keys<'a> {
 
 impl Reads {
     /// Into the batch's staging: transactions by order reference, keys recorded before,
-    /// each terminal's bound device (or none).
-    fn into_staged(self, staged: &mut Staged, any_events: bool) -> StoreResult<()> {
+    /// each terminal's bound device (or none). A batch without events read nothing.
+    fn into_staged(self, staged: &mut Staged) -> StoreResult<()> {
         let Reads(locked, recorded, bound) = self;
         for row in &locked {
             let t = transaction_from_row(row)?;
@@ -334,13 +332,10 @@ impl Reads {
             let key = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
             staged.known.insert(key, row.try_get(3)?);
         }
-        if any_events {
-            for terminal in staged_terminals(staged) {
-                staged.devices.insert(terminal, None);
-            }
-            bound_devices(staged, &bound)?;
+        for terminal in staged_terminals(staged) {
+            staged.devices.insert(terminal, None);
         }
-        Ok(())
+        bound_devices(staged, &bound)
     }
 }
 
@@ -594,23 +589,24 @@ impl PgBatch<'_> {
         sql: &str,
         params: &[Param<'_>],
     ) -> StoreResult<Vec<tokio_postgres::Row>> {
-        let statement = self.statement(sql, params).await?;
+        let statement = self.statement(sql, &param_types(params)).await?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         Ok(self.0.client.query(&statement, &refs).await?)
     }
 
     async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<u64> {
-        let statement = self.statement(sql, params).await?;
+        let statement = self.statement(sql, &param_types(params)).await?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         Ok(self.0.client.execute(&statement, &refs).await?)
     }
 
-    async fn statement(&mut self, sql: &str, params: &[Param<'_>]) -> StoreResult<Statement> {
+    /// `sql` prepared on this connection once, its parameters of `types` (none: as the
+    /// statement's casts say).
+    async fn statement(&mut self, sql: &str, types: &[Type]) -> StoreResult<Statement> {
         if let Some(statement) = self.0.other.get(sql) {
             return Ok(statement.clone());
         }
-        let types: Vec<Type> = params.iter().map(Param::pg_type).collect();
-        let statement = self.0.client.prepare_typed(sql, &types).await?;
+        let statement = self.0.client.prepare_typed(sql, types).await?;
         self.0.other.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
@@ -680,19 +676,16 @@ impl BatchIo for PgBatch<'_> {
         if terminals.is_empty() {
             return Ok(());
         }
+        let locks = self.statement(&TAKE_SEQUENCE_LOCKS, &[]).await?;
+        let devices = self.statement(&BOUND_DEVICES_OF_TERMINALS, &[]).await?;
         let client = &self.0.client;
         client
-            .query(
-                TAKE_SEQUENCE_LOCKS.as_str(),
-                &[&SEQUENCE_LOCK_CLASS, &terminals],
-            )
+            .query(&locks, &[&SEQUENCE_LOCK_CLASS, &terminals])
             .await?;
         for terminal in terminals {
             staged.devices.insert((*terminal).to_owned(), None);
         }
-        let rows = client
-            .query(BOUND_DEVICES_OF_TERMINALS.as_str(), &[&terminals])
-            .await?;
+        let rows = client.query(&devices, &[&terminals]).await?;
         bound_devices(staged, &rows)
     }
 
@@ -710,6 +703,11 @@ impl BatchIo for PgBatch<'_> {
             .await?;
         Ok(!exists.is_empty())
     }
+}
+
+/// The types of these parameters, as sqlx's PostgreSQL driver declares them.
+fn param_types(params: &[Param<'_>]) -> Vec<Type> {
+    params.iter().map(Param::pg_type).collect()
 }
 
 impl Param<'_> {
