@@ -108,6 +108,25 @@ pub async fn refuse_writes(url: &str, operation: &str, table: &str) {
     }
 }
 
+/// Runs `sql` on the PostgreSQL database at `url` in a session of its own: `Err` with the
+/// server's message and constraint name if it refused it (a test of the schema's checks).
+pub async fn execute_postgres(url: &str, sql: &str) -> Result<u64, String> {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .expect("connect to the PostgreSQL test database");
+    let result = sqlx::query(sql).execute(&pool).await;
+    pool.close().await;
+    match result {
+        Ok(done) => Ok(done.rows_affected()),
+        Err(sqlx::Error::Database(db)) => Err(format!(
+            "{} (constraint {})",
+            db.message(),
+            db.constraint().unwrap_or("none")
+        )),
+        Err(err) => panic!("the test statement did not reach the server: {err}"),
+    }
+}
+
 /// Ends every other session on the database `url` names, as a server restart or an
 /// operator's `pg_terminate_backend` would (PostgreSQL; an SQLite file has no sessions to
 /// end, so there it does nothing). Returns how many it ended.

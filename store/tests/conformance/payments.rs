@@ -1040,3 +1040,49 @@ pub async fn a_payment_after_the_database_ended_its_sessions_is_applied(
     assert_eq!(paid.status, TransactionStatus::Paid);
     assert_eq!(ledger(&*store, &second.id).await.len(), 3);
 }
+
+/// PostgreSQL checks a payment's copies of its merchant and terminal against the transaction
+/// (migration 0016), not merely against the merchants and terminals: a ledger entry or an
+/// announcement naming another merchant's or terminal's is refused; the transaction's own
+/// are taken.
+pub async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transactions(
+    store: Arc<dyn Store>,
+    url: &str,
+) {
+    let own = gema_store::testing::approved_terminal(&*store, "K-OWN").await;
+    let other = gema_store::testing::approved_terminal(&*store, "K-OTHER").await;
+    let trx = order(&*store, &own.terminal, "ORD-K1", 1_000).await;
+    let ledger = |merchant: &str, tag: &str| {
+        format!(
+            "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, amount, \
+             external_id, created_at) VALUES ('led_k_{tag}', '{}', '{merchant}', \
+             'gross_income', 1000, 'k:{tag}', now())",
+            trx.id
+        )
+    };
+    let announcement = |terminal: &str, tag: &str| {
+        format!(
+            "INSERT INTO announcements (id, transaction_id, terminal_id, status, \
+             next_attempt_at_ms, expires_at_ms, created_at, updated_at) VALUES \
+             ('ann_k_{tag}', '{}', '{terminal}', 'no_device', 0, 0, now(), now())",
+            trx.id
+        )
+    };
+    let refused = gema_store::testing::execute_postgres(url, &ledger(&other.merchant.id, "x"))
+        .await
+        .unwrap_err();
+    assert!(refused.contains("ledger_entries_transaction"), "{refused}");
+    let refused =
+        gema_store::testing::execute_postgres(url, &announcement(&other.terminal.id, "x"))
+            .await
+            .unwrap_err();
+    assert!(refused.contains("announcements_transaction"), "{refused}");
+    assert_eq!(
+        gema_store::testing::execute_postgres(url, &ledger(&own.merchant.id, "own")).await,
+        Ok(1)
+    );
+    assert_eq!(
+        gema_store::testing::execute_postgres(url, &announcement(&own.terminal.id, "own")).await,
+        Ok(1)
+    );
+}
