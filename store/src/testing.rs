@@ -108,22 +108,42 @@ pub async fn refuse_writes(url: &str, operation: &str, table: &str) {
     }
 }
 
-/// Runs `sql` on the PostgreSQL database at `url` in a session of its own: `Err` with the
-/// server's message and constraint name if it refused it (a test of the schema's checks).
-pub async fn execute_postgres(url: &str, sql: &str) -> Result<u64, String> {
-    let pool = sqlx::PgPool::connect(url)
-        .await
-        .expect("connect to the PostgreSQL test database");
-    let result = sqlx::query(sql).execute(&pool).await;
-    pool.close().await;
-    match result {
-        Ok(done) => Ok(done.rows_affected()),
-        Err(sqlx::Error::Database(db)) => Err(format!(
+/// Runs `sql` on the database at `url` (SQLite or PostgreSQL) in a connection of its own:
+/// `Err` with the database's message (and PostgreSQL's constraint name) if it refused it, for
+/// a test of the schema's checks.
+pub async fn execute_sql(url: &str, sql: &str) -> Result<u64, String> {
+    fn refused(db: &dyn sqlx::error::DatabaseError) -> String {
+        format!(
             "{} (constraint {})",
             db.message(),
             db.constraint().unwrap_or("none")
-        )),
-        Err(err) => panic!("the test statement did not reach the server: {err}"),
+        )
+    }
+    let result = if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url)
+            .await
+            .expect("connect to the SQLite test database");
+        let result = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .map(|d| d.rows_affected());
+        pool.close().await;
+        result
+    } else {
+        let pool = sqlx::PgPool::connect(url)
+            .await
+            .expect("connect to the PostgreSQL test database");
+        let result = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .map(|d| d.rows_affected());
+        pool.close().await;
+        result
+    };
+    match result {
+        Ok(rows) => Ok(rows),
+        Err(sqlx::Error::Database(db)) => Err(refused(&*db)),
+        Err(err) => panic!("the test statement did not reach the database: {err}"),
     }
 }
 

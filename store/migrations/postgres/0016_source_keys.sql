@@ -14,7 +14,8 @@
 -- holds its transactions locked, so the check takes no lock another batch waits on.
 -- The referenced pairs need unique indexes: the existing (merchant_id, id) and
 -- (terminal_id, id) indexes become unique (they are, id being the key), so no index is
--- added. SQLite keeps its per-column keys: its checks lock nothing.
+-- added. SQLite checks the same pairs with triggers (its 0016): its keys lock nothing, and
+-- it cannot change a table's keys without rebuilding the table.
 DROP INDEX transactions_merchant;
 CREATE UNIQUE INDEX transactions_merchant ON transactions (merchant_id, id);
 DROP INDEX transactions_terminal;

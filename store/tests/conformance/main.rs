@@ -81,7 +81,8 @@ macro_rules! conformance {
             );
             conformance!(@tests_with_url $open, payments;
                 results_that_cannot_be_written_fail_the_whole_batch,
-                a_payment_after_the_database_ended_its_sessions_is_applied
+                a_payment_after_the_database_ended_its_sessions_is_applied,
+                a_payments_copies_of_its_merchant_and_terminal_must_be_its_transactions
             );
             conformance!(@tests $open, device_ops;
                 heartbeats_keep_a_bounded_history,
@@ -171,18 +172,3 @@ conformance!(sqlite, crate::backends::sqlite);
 
 #[cfg(feature = "postgres-tests")]
 conformance!(postgres, crate::backends::postgres);
-
-/// Checks only PostgreSQL's schema makes: SQLite keeps its per-column keys (migration 0016
-/// says why).
-#[cfg(feature = "postgres-tests")]
-mod postgres_schema {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transactions() {
-        let db = crate::backends::postgres().await;
-        crate::payments::a_payments_copies_of_its_merchant_and_terminal_must_be_its_transactions(
-            db.store.clone(),
-            &db.url,
-        )
-        .await;
-    }
-}

@@ -1041,7 +1041,7 @@ pub async fn a_payment_after_the_database_ended_its_sessions_is_applied(
     assert_eq!(ledger(&*store, &second.id).await.len(), 3);
 }
 
-/// PostgreSQL checks a payment's copies of its merchant and terminal against the transaction
+/// A payment's copies of its merchant and terminal are checked against its transaction
 /// (migration 0016), not merely against the merchants and terminals: a ledger entry or an
 /// announcement naming another merchant's or terminal's is refused; the transaction's own
 /// are taken.
@@ -1056,7 +1056,7 @@ pub async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transact
         format!(
             "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, amount, \
              external_id, created_at) VALUES ('led_k_{tag}', '{}', '{merchant}', \
-             'gross_income', 1000, 'k:{tag}', now())",
+             'gross_income', 1000, 'k:{tag}', '2026-12-07T00:00:00Z')",
             trx.id
         )
     };
@@ -1064,25 +1064,24 @@ pub async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transact
         format!(
             "INSERT INTO announcements (id, transaction_id, terminal_id, status, \
              next_attempt_at_ms, expires_at_ms, created_at, updated_at) VALUES \
-             ('ann_k_{tag}', '{}', '{terminal}', 'no_device', 0, 0, now(), now())",
+             ('ann_k_{tag}', '{}', '{terminal}', 'no_device', 0, 0, '2026-12-07T00:00:00Z', '2026-12-07T00:00:00Z')",
             trx.id
         )
     };
-    let refused = gema_store::testing::execute_postgres(url, &ledger(&other.merchant.id, "x"))
+    let refused = gema_store::testing::execute_sql(url, &ledger(&other.merchant.id, "x"))
         .await
         .unwrap_err();
     assert!(refused.contains("ledger_entries_transaction"), "{refused}");
-    let refused =
-        gema_store::testing::execute_postgres(url, &announcement(&other.terminal.id, "x"))
-            .await
-            .unwrap_err();
+    let refused = gema_store::testing::execute_sql(url, &announcement(&other.terminal.id, "x"))
+        .await
+        .unwrap_err();
     assert!(refused.contains("announcements_transaction"), "{refused}");
     assert_eq!(
-        gema_store::testing::execute_postgres(url, &ledger(&own.merchant.id, "own")).await,
+        gema_store::testing::execute_sql(url, &ledger(&own.merchant.id, "own")).await,
         Ok(1)
     );
     assert_eq!(
-        gema_store::testing::execute_postgres(url, &announcement(&own.terminal.id, "own")).await,
+        gema_store::testing::execute_sql(url, &announcement(&own.terminal.id, "own")).await,
         Ok(1)
     );
 }
