@@ -1052,11 +1052,12 @@ pub async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transact
     let own = gema_store::testing::approved_terminal(&*store, "K-OWN").await;
     let other = gema_store::testing::approved_terminal(&*store, "K-OTHER").await;
     let trx = order(&*store, &own.terminal, "ORD-K1", 1_000).await;
+    const AT: &str = "2026-12-07T00:00:00Z";
     let ledger = |merchant: &str, tag: &str| {
         format!(
             "INSERT INTO ledger_entries (id, transaction_id, merchant_id, entry_type, amount, \
              external_id, created_at) VALUES ('led_k_{tag}', '{}', '{merchant}', \
-             'gross_income', 1000, 'k:{tag}', '2026-12-07T00:00:00Z')",
+             'gross_income', 1000, 'k:{tag}', '{AT}')",
             trx.id
         )
     };
@@ -1064,7 +1065,7 @@ pub async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transact
         format!(
             "INSERT INTO announcements (id, transaction_id, terminal_id, status, \
              next_attempt_at_ms, expires_at_ms, created_at, updated_at) VALUES \
-             ('ann_k_{tag}', '{}', '{terminal}', 'no_device', 0, 0, '2026-12-07T00:00:00Z', '2026-12-07T00:00:00Z')",
+             ('ann_k_{tag}', '{}', '{terminal}', 'no_device', 0, 0, '{AT}', '{AT}')",
             trx.id
         )
     };
