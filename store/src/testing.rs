@@ -111,38 +111,30 @@ pub async fn refuse_writes(url: &str, operation: &str, table: &str) {
 /// Runs `sql` on the database at `url` (SQLite or PostgreSQL) in a connection of its own:
 /// `Err` with the database's message (and PostgreSQL's constraint name) if it refused it, for
 /// a test of the schema's checks.
-pub async fn execute_sql(url: &str, sql: &str) -> Result<u64, String> {
-    fn refused(db: &dyn sqlx::error::DatabaseError) -> String {
-        format!(
+pub async fn execute_sql(url: &str, sql: &str) -> Result<(), String> {
+    async fn on<DB: sqlx::Database>(url: &str, sql: &str) -> Result<(), sqlx::Error>
+    where
+        for<'p> &'p sqlx::Pool<DB>: sqlx::Executor<'p, Database = DB>,
+    {
+        let pool = sqlx::Pool::<DB>::connect(url)
+            .await
+            .expect("connect to the test database");
+        let result = sqlx::raw_sql(sql).execute(&pool).await.map(drop);
+        pool.close().await;
+        result
+    }
+    let result = if url.starts_with("sqlite:") {
+        on::<sqlx::Sqlite>(url, sql).await
+    } else {
+        on::<sqlx::Postgres>(url, sql).await
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(sqlx::Error::Database(db)) => Err(format!(
             "{} (constraint {})",
             db.message(),
             db.constraint().unwrap_or("none")
-        )
-    }
-    let result = if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url)
-            .await
-            .expect("connect to the SQLite test database");
-        let result = sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .map(|d| d.rows_affected());
-        pool.close().await;
-        result
-    } else {
-        let pool = sqlx::PgPool::connect(url)
-            .await
-            .expect("connect to the PostgreSQL test database");
-        let result = sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .map(|d| d.rows_affected());
-        pool.close().await;
-        result
-    };
-    match result {
-        Ok(rows) => Ok(rows),
-        Err(sqlx::Error::Database(db)) => Err(refused(&*db)),
+        )),
         Err(err) => panic!("the test statement did not reach the database: {err}"),
     }
 }

@@ -1043,8 +1043,8 @@ pub async fn a_payment_after_the_database_ended_its_sessions_is_applied(
 
 /// A payment's copies of its merchant and terminal are checked against its transaction
 /// (migration 0016), not merely against the merchants and terminals: a ledger entry or an
-/// announcement naming another merchant's or terminal's is refused; the transaction's own
-/// are taken.
+/// announcement naming another merchant's or terminal's is refused, and so is moving an
+/// entry to another merchant; the transaction's own are taken.
 pub async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transactions(
     store: Arc<dyn Store>,
     url: &str,
@@ -1079,10 +1079,18 @@ pub async fn a_payments_copies_of_its_merchant_and_terminal_must_be_its_transact
     assert!(refused.contains("announcements_transaction"), "{refused}");
     assert_eq!(
         gema_store::testing::execute_sql(url, &ledger(&own.merchant.id, "own")).await,
-        Ok(1)
+        Ok(())
     );
     assert_eq!(
         gema_store::testing::execute_sql(url, &announcement(&own.terminal.id, "own")).await,
-        Ok(1)
+        Ok(())
     );
+    let moved = format!(
+        "UPDATE ledger_entries SET merchant_id = '{}' WHERE id = 'led_k_own'",
+        other.merchant.id
+    );
+    let refused = gema_store::testing::execute_sql(url, &moved)
+        .await
+        .unwrap_err();
+    assert!(refused.contains("ledger_entries_transaction"), "{refused}");
 }
