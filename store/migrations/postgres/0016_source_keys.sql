@@ -2,9 +2,10 @@
 -- again; each was checked by a foreign key of its own to merchants and terminals. On
 -- PostgreSQL a foreign-key check locks the row it finds (FOR KEY SHARE), and every payment
 -- batch of a merchant locks that one merchants row: each batch that joins the lockers while
--- another is in flight writes a new MultiXact and a WAL record. Those checks cost about a
--- fifth of the server's CPU per payment (2026-12-07, `gema bench payments --rate 2000`, fsync
--- on: 352-364 µs of server CPU per callback without them against 424-447 µs with them).
+-- another is in flight writes a new MultiXact and a WAL record. Without those keys and the
+-- device's the server's CPU per callback was 352-364 µs against 377-447 µs with them
+-- (2026-12-07, `gema bench payments --rate 2000`, fsync on); with the pairs below instead,
+-- 369-381 µs against 395-414 µs (README, that date).
 --
 -- So the copies are checked against their source instead: a ledger entry's (merchant,
 -- transaction) must be a transaction's and its (merchant, adjustment) an adjustment's, an
