@@ -79,33 +79,20 @@ pub async fn refuse_audit_rows(url: &str) {
 pub async fn refuse_writes(url: &str, operation: &str, table: &str) {
     let name = format!("refuse_{}_{table}", operation.to_ascii_lowercase());
     let message = format!("{operation} on {table} refused by a test");
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url)
-            .await
-            .expect("connect to the SQLite test database");
-        sqlx::raw_sql(&format!(
+    let sql = if url.starts_with("sqlite:") {
+        format!(
             "CREATE TRIGGER {name} BEFORE {operation} ON {table} \
              BEGIN SELECT RAISE(ABORT, '{message}'); END"
-        ))
-        .execute(&pool)
-        .await
-        .expect("create the trigger");
-        pool.close().await;
+        )
     } else {
-        let pool = sqlx::PgPool::connect(url)
-            .await
-            .expect("connect to the PostgreSQL test database");
-        sqlx::raw_sql(&format!(
+        format!(
             "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN RAISE EXCEPTION '{message}'; END $$; \
              CREATE TRIGGER {name} BEFORE {operation} ON {table} \
              FOR EACH ROW EXECUTE FUNCTION {name}();"
-        ))
-        .execute(&pool)
-        .await
-        .expect("create the trigger");
-        pool.close().await;
-    }
+        )
+    };
+    execute_sql(url, &sql).await.expect("create the trigger");
 }
 
 /// Runs `sql` on the database at `url` (SQLite or PostgreSQL) in a connection of its own:
