@@ -19,7 +19,6 @@ mod lifecycle;
 mod monitoring;
 mod payments;
 mod people;
-mod presence;
 mod provisioning;
 mod tour;
 mod whatsapp;
