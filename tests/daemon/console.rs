@@ -35,7 +35,7 @@ use gema_gateway::settlement::STANDARD_COLUMNS;
 use serde_json::json;
 
 use crate::browser::{Browser, DESKTOP, PHONE};
-use crate::helpers::{Daemon, connected_sim, next_event, sim_options};
+use crate::helpers::{Daemon, LogOnFailure, connected_sim, next_event, sim_options};
 use crate::payments::{KEY, notification, notify, order};
 
 const PASSWORD: &str = "kopi-tubruk-manis";
@@ -57,26 +57,6 @@ fn paying_daemon(dir: &std::path::Path) -> Daemon {
             ("GEMA_PAYMENTS__MIDTRANS__SERVER_KEY", KEY),
         ],
     )
-}
-
-/// Prints the end of the daemon's log when the test fails: a browser test's panic names
-/// the page, the daemon's log says why the server answered it so.
-struct LogOnFailure<'a>(&'a Daemon);
-
-impl Drop for LogOnFailure<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let stderr = self.0.stderr();
-            let tail: Vec<&str> = stderr.lines().rev().take(60).collect();
-            eprintln!(
-                "--- the daemon's stdout:\n{}\n--- the end of its stderr:",
-                self.0.stdout()
-            );
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
 }
 
 /// A user with [`PASSWORD`]: an operator (`ops`) or, with a merchant, its staff.

@@ -413,6 +413,34 @@ pub fn sim_options(port: u16, ca_pem: Vec<u8>, drop_acks: Arc<AtomicU8>) -> SimO
     }
 }
 
+/// Prints the daemon's log when the test fails (dropped while panicking): its stdout, its
+/// last 30 warnings and errors and the last 30 lines of its stderr. A browser test's panic
+/// names the page, the log says why the server answered it so; after minutes of a storm
+/// logged at `debug`, only the warnings still say something.
+pub struct LogOnFailure<'a>(pub &'a Daemon);
+
+impl Drop for LogOnFailure<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let stderr = self.0.stderr();
+            let last = |keep: fn(&str) -> bool| {
+                let mut lines: Vec<&str> =
+                    stderr.lines().rev().filter(|l| keep(l)).take(30).collect();
+                lines.reverse();
+                lines.join("\n")
+            };
+            let warnings =
+                last(|l| l.contains(r#""level":"WARN""#) || l.contains(r#""level":"ERROR""#));
+            eprintln!(
+                "--- the daemon's stdout:\n{}\n--- its last warnings and errors:\n{warnings}\n\
+                 --- the end of its stderr:\n{}",
+                self.0.stdout(),
+                last(|_| true)
+            );
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
