@@ -91,6 +91,7 @@ async fn every_device_of_a_connect_storm_has_its_presence_recorded() {
             ("GEMA_DATABASE__ACQUIRE_TIMEOUT_SECS", "60"),
         ],
     );
+    let _logs = LogOnFailure(&daemon);
     let (devices, ca_pem) = register_fleet(&daemon).await;
     let options = sim_options(daemon.mqtt_addr.port(), ca_pem, Arc::new(AtomicU8::new(0)));
 
@@ -100,7 +101,6 @@ async fn every_device_of_a_connect_storm_has_its_presence_recorded() {
         .iter()
         .map(|d| tokio::spawn(run_device(d.clone(), options.clone(), events_tx.clone())))
         .collect();
-    let _logs = LogOnFailure(&daemon);
     let mut connected = HashSet::new();
     // Why each device not yet connected failed last, so that a storm that does not come
     // up says why.
