@@ -3,8 +3,8 @@
 //! real TLS) all end up recorded, and so do those that leave again.
 //!
 //! A test binary of its own, so that it runs alone: Cargo runs test binaries one after
-//! another, while the tests inside one share the cores. Alone the whole test takes about
-//! 15 s. Inside `tests/daemon` it once failed in CI with 82 of 200 devices still out after
+//! another, while the tests inside one share the cores. Alone the whole test takes
+//! 11–16 s. Inside `tests/daemon` it once failed in CI with 82 of 200 devices still out after
 //! 300 s, most of which it had spent alone (the cause is unknown: it never happened again,
 //! alone, beside CPU hogs or beside the daemon suite), so a failure now names each missing
 //! device's last error and prints the daemon's warnings.
@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::helpers::{Daemon, LogOnFailure, sim_options};
 
 const DEVICES: usize = 200;
-/// How long the storm's connects may take: alone the test connects all 200 in about 15 s.
+/// How long the storm's connects may take: alone the whole test takes 11–16 s.
 /// A bound for the harness, not a figure: the storm's figures come from `gema bench
 /// presence` on a release build.
 const STORM_DEADLINE: Duration = Duration::from_secs(300);
